@@ -1,0 +1,55 @@
+"""One track end to end: decode its clips, run the model, decide. Never raises for a bad file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tagger.audio import load_clips
+from tagger.errors import AudioError
+from tagger.features import features_for_clips
+from tagger.records import ClipScore, TrackResult
+from tagger.weights import LoadedModel, ModelSpec
+
+
+def predict_clips(model: LoadedModel, samples: np.ndarray) -> np.ndarray:
+    """(n_clips, n_samples) -> (n_clips, n_labels) probabilities."""
+    x = features_for_clips(samples, model.spec)
+    with torch.inference_mode():
+        return torch.softmax(model.network(x), dim=1).numpy().astype(np.float64)
+
+
+def decide(spec: ModelSpec, scores: np.ndarray) -> tuple[str, float]:
+    """Mean label probabilities -> (label, confidence). Binary models use the spec's threshold on
+    the second label; others take the most probable label. Confidence is the chosen label's probability."""
+    if len(spec.labels) == 2 and spec.threshold is not None:
+        index = 1 if scores[1] >= spec.threshold else 0
+    else:
+        index = int(np.argmax(scores))
+    return spec.labels[index], float(scores[index])
+
+
+def analyze_track(path: Path, model: LoadedModel) -> TrackResult:
+    """Classify one file; a file that cannot be decoded gives a failed TrackResult with the cause."""
+    spec = model.spec
+    ident = {"model_name": spec.name, "model_version": spec.version}
+    try:
+        clips = load_clips(path, plan=spec.clips, sample_rate=spec.sample_rate)
+    except AudioError as exc:
+        return TrackResult.failed(path, str(exc), **ident)
+    except Exception as exc:  # a decoder bug must not stop a library scan
+        return TrackResult.failed(path, f"cannot decode ({type(exc).__name__}: {exc})", **ident)
+    try:
+        per_clip = predict_clips(model, clips.samples)
+    except Exception as exc:
+        return TrackResult.failed(path, f"model failed ({type(exc).__name__}: {exc})",
+                                  duration=clips.duration, **ident)
+    mean = per_clip.mean(axis=0)
+    mood, confidence = decide(spec, mean)
+    return TrackResult(
+        path=path, mood=mood, confidence=confidence,
+        scores={label: float(p) for label, p in zip(spec.labels, mean)},
+        clips=tuple(ClipScore(start=s, scores={l: float(p) for l, p in zip(spec.labels, row)})
+                    for s, row in zip(clips.starts, per_clip)),
+        duration=clips.duration, **ident)

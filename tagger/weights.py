@@ -1,0 +1,180 @@
+"""ModelSpec, and saving/loading model files as safetensors with the spec as JSON metadata (no pickle)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tagger.errors import ModelError
+
+SPEC_KEY = "moodtag_spec"
+DEFAULT_MODEL = "moodtag-cnn"
+MODEL_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """Where the clips of a track come from: `count` clips of `seconds`, around the middle.
+
+    placement "contiguous": back to back, centred on the midpoint.
+    placement "spread": evenly spaced over the middle `span` fraction of the track.
+    """
+
+    count: int = 5
+    seconds: float = 5.0
+    placement: str = "contiguous"
+    span: float = 0.6
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How a clip becomes the network's input; `kind` is mel, stft or mfcc."""
+
+    kind: str = "mel"
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    n_mfcc: int = 40
+    fmin: float = 0.0
+    fmax: float | None = None
+    size: tuple[int, int] = (128, 128)
+    channels: int = 3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to use a model file, stored inside it."""
+
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    sample_rate: int = 22050
+    clips: ClipPlan = field(default_factory=ClipPlan)
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    normalization: dict = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
+    architecture: dict = field(default_factory=lambda: {"name": "seed_cnn"})
+    threshold: float | None = 0.5
+    trained_on: str = ""
+    metrics: dict = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def min_seconds(self) -> float:
+        """Shortest track that can be classified: one whole clip."""
+        return self.clips.seconds
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ModelSpec":
+        data = dict(data)
+        clips = ClipPlan(**data.pop("clips", {}))
+        feats = dict(data.pop("features", {}))
+        if "size" in feats:
+            feats["size"] = tuple(feats["size"])
+        features = FeatureSpec(**feats)
+        data["labels"] = tuple(data["labels"])
+        return cls(clips=clips, features=features, **data)
+
+    def with_(self, **changes) -> "ModelSpec":
+        return replace(self, **changes)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference: its spec, the network in eval mode, and the file it came from."""
+
+    spec: ModelSpec
+    network: object
+    path: Path | None = None
+    sha256: str | None = None
+
+
+def shipped_models_dir() -> Path:
+    """Where the shipped models are: inside the installed package, or `models/` of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "models", here.parent / "models"):
+        if candidate.is_dir() and any(candidate.glob("*" + MODEL_SUFFIX)):
+            return candidate
+    return here.parent / "models"
+
+
+def shipped_models() -> list[Path]:
+    return sorted(shipped_models_dir().glob("*" + MODEL_SUFFIX))
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A model argument -> a file: None means the default shipped model; a bare name means a shipped one."""
+    if model is None or str(model) == "":
+        model = DEFAULT_MODEL
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix != MODEL_SUFFIX and len(path.parts) == 1:
+        shipped = shipped_models_dir() / (path.name + MODEL_SUFFIX)
+        if shipped.is_file():
+            return shipped
+    known = ", ".join(p.stem for p in shipped_models()) or "none"
+    raise ModelError(f"{model}: no such model file (shipped models: {known})")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_model(path: Path, spec: ModelSpec, state_dict: dict) -> Path:
+    """Write the network's tensors and the spec (JSON metadata) to a safetensors file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={SPEC_KEY: json.dumps(spec.to_json(), sort_keys=True)})
+    tmp.replace(path)
+    return path
+
+
+def read_spec(path: Path) -> ModelSpec:
+    """Read only the spec of a model file (cheap: no tensors, no torch network)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for a bad header
+        raise ModelError(f"{path}: not a moodtag model file ({exc})") from None
+    if SPEC_KEY not in meta:
+        raise ModelError(f"{path}: safetensors file without a moodtag spec")
+    try:
+        return ModelSpec.from_json(json.loads(meta[SPEC_KEY]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"{path}: malformed model spec ({exc})") from None
+
+
+def load_model(model: str | Path | None = None) -> LoadedModel:
+    """Load a model file (path, shipped name, or None for the default) into an eval-mode network."""
+    from safetensors.torch import load_file
+
+    from tagger.model import build_model
+
+    path = resolve_model(model)
+    spec = read_spec(path)
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read tensors ({exc})") from None
+    try:
+        network = build_model(spec.architecture, len(spec.labels))
+        network.load_state_dict(state)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise ModelError(f"{path}: tensors do not fit the spec's architecture ({str(exc).splitlines()[0]})") from None
+    network.eval()
+    return LoadedModel(spec=spec, network=network, path=path, sha256=file_sha256(path))
