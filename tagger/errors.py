@@ -11,3 +11,7 @@ class AudioError(MoodtagError):
 
 class ModelError(MoodtagError):
     """A model file is missing, corrupt, or does not describe itself correctly."""
+
+
+class TagError(MoodtagError):
+    """The tags of one audio file could not be read or written; the message names the cause."""

@@ -1,0 +1,437 @@
+"""The mood in a file's tags: read, written and removed here, the one place mutagen is used.
+
+moodtag writes a mood field and its own namespaced fields, and nothing else:
+
+    MOOD                  the label, e.g. "calm"   (ID3v2.4: TMOO; ID3v2.3: TXXX:mood)
+    MOODTAG_SCORE_<LABEL> label -> probability, 3 decimals, e.g. MOODTAG_SCORE_CALM = "0.913"
+    MOODTAG_MODEL         "name version", e.g. "moodtag-cnn 1.0.0"
+
+`_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
+`_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules). The format comes from the file's content, never
+its name. Every mutagen call goes through
+`_mutagen_errors`, which turns mutagen and OS errors into a TagError naming the cause.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import mutagen
+from mutagen import aiff, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
+
+from tagger.errors import TagError
+
+MOOD_FIELD = "MOOD"
+FIELD_PREFIX = "MOODTAG_"
+SCORE_PREFIX = "MOODTAG_SCORE_"
+MODEL_FIELD = "MOODTAG_MODEL"
+_LABEL = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+@dataclass(frozen=True)
+class MoodValues:
+    """What moodtag writes: the mood label, label -> probability, and the model as "name version"."""
+
+    mood: str
+    scores: dict[str, float]
+    model: str
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    """What a file's content says it is, and the few tags worth showing next to its mood."""
+
+    format: str            # "mp3", "flac", "ogg", "opus", "m4a", "wav", "aiff", ...
+    tag_kind: str | None   # "id3", "vorbis", "mp4"; None where moodtag cannot tag the format
+    duration: float | None
+    artist: str | None
+    title: str | None
+    album: str | None
+
+
+def read_info(path) -> TrackInfo:
+    """The file's format, tag kind, duration, artist, title and album; TagError if it cannot be parsed."""
+    audio, fmt = _load(Path(path))
+    length = getattr(audio.info, "length", None)
+    if fmt.fields is None or audio.tags is None:
+        artist = title = album = None
+    else:
+        artist, title, album = (fmt.fields.text(audio.tags, key) for key in fmt.fields.info_keys)
+    return TrackInfo(format=fmt.name, tag_kind=fmt.tag_kind, duration=float(length) if length else None,
+                     artist=artist, title=title, album=album)
+
+
+def read_mood(path) -> MoodValues | None:
+    """What the file's moodtag fields say; None if it has no mood field."""
+    audio, fmt = _load(Path(path))
+    return _mood_values(_current_fields(audio, fmt))
+
+
+def write_mood(path, values: MoodValues, *, dry_run: bool = False) -> bool:
+    """Write `values` into the file's tags, replacing any moodtag fields there. Returns False, and
+    leaves the file untouched, when it already holds exactly these values. With dry_run, writes
+    nothing and returns whether it would write (raising TagError where the write would fail)."""
+    path = Path(path)
+    audio, fmt = _load(path)
+    fields = _tag_fields(fmt)
+    wanted = _mood_fields(values)
+    if sorted(_current_fields(audio, fmt)) == sorted(wanted.items()):
+        return False
+    _require_writable(path)
+    if dry_run:
+        return True
+    with _mutagen_errors(writing=True, fmt=fmt):
+        if audio.tags is None:
+            audio.add_tags()
+        fields.remove(audio.tags)
+        fields.add(audio.tags, wanted)
+    _save(audio, fmt, path)
+    return True
+
+
+def remove_mood(path, *, dry_run: bool = False) -> bool:
+    """Remove the mood field and every MOODTAG_* field, and nothing else. Returns whether the file
+    changed (with dry_run: whether it would; nothing is written)."""
+    path = Path(path)
+    audio, fmt = _load(path)
+    if not _current_fields(audio, fmt):
+        return False
+    _require_writable(path)
+    if dry_run:
+        return True
+    with _mutagen_errors(writing=True, fmt=fmt):
+        _tag_fields(fmt).remove(audio.tags)
+    _save(audio, fmt, path)
+    return True
+
+
+# --- the fields, independent of the tag kind --------------------------------------------------
+
+def _is_ours(name: str) -> bool:
+    name = name.upper()
+    return name == MOOD_FIELD or name.startswith(FIELD_PREFIX)
+
+
+def _mood_fields(values: MoodValues) -> dict[str, str]:
+    """MoodValues -> field name -> text, as written."""
+    fields = {MOOD_FIELD: values.mood}
+    for label, probability in values.scores.items():
+        if not _LABEL.match(label):
+            raise TagError(f"label {label!r} cannot be a tag field name (letters, digits, - and _ only)")
+        fields[SCORE_PREFIX + label.upper()] = f"{probability:.3f}"
+    fields[MODEL_FIELD] = values.model
+    return fields
+
+
+def _mood_values(fields: list[tuple[str, str]]) -> MoodValues | None:
+    """(field name, text) pairs as read -> MoodValues; the first value of a field wins."""
+    first: dict[str, str] = {}
+    for name, text in fields:
+        first.setdefault(name, text)
+    if MOOD_FIELD not in first:
+        return None
+    scores = {}
+    for name, text in first.items():
+        if name.startswith(SCORE_PREFIX):
+            try:
+                scores[name[len(SCORE_PREFIX):].lower()] = float(text)
+            except ValueError:
+                continue
+    return MoodValues(mood=first[MOOD_FIELD], scores=scores, model=first.get(MODEL_FIELD, ""))
+
+
+# --- per tag kind: how moodtag's fields are read, added, removed -------------------------------
+
+class _ID3Fields:
+    """ID3v2 (MP3, WAV, AIFF). The mood is TMOO, a frame ID3v2.3 lacks (mutagen's v2.3 save drops
+    it), so a v2.3 tag gets TXXX:mood instead. Our other fields are TXXX frames named by desc."""
+
+    kind = "id3"
+    info_keys = ("TPE1", "TIT2", "TALB")
+
+    def read(self, tags) -> list[tuple[str, str]]:
+        fields = [(MOOD_FIELD, str(text)) for frame in tags.getall("TMOO") for text in frame.text]
+        fields += [(frame.desc.upper(), str(text)) for frame in tags.getall("TXXX")
+                   if _is_ours(frame.desc) for text in frame.text]
+        return fields
+
+    def remove(self, tags) -> None:
+        tags.delall("TMOO")
+        for frame in tags.getall("TXXX"):
+            if _is_ours(frame.desc):
+                del tags[frame.HashKey]
+
+    def add(self, tags, fields: dict[str, str]) -> None:
+        v24 = tags.version >= (2, 4, 0)
+        encoding = id3.Encoding.UTF8 if v24 else id3.Encoding.UTF16
+        for name, text in fields.items():
+            if name == MOOD_FIELD and v24:
+                tags.add(id3.TMOO(encoding=encoding, text=[text]))
+            else:
+                desc = "mood" if name == MOOD_FIELD else name
+                tags.add(id3.TXXX(encoding=encoding, desc=desc, text=[text]))
+
+    def text(self, tags, key: str) -> str | None:
+        frame = tags.get(key)
+        return str(frame.text[0]) if frame is not None and frame.text else None
+
+    def prepare_save(self, tags) -> dict:
+        """The options for mutagen's save. The tag keeps its version: v2.4 stays v2.4, v2.3 stays v2.3
+        (v2.2, which mutagen cannot write, becomes v2.3). v23_sep=None writes multiple values back the
+        way mutagen read them."""
+        if tags.version < (2, 3, 0):
+            tags.update_to_v23()
+        return {"v2_version": 4 if tags.version >= (2, 4, 0) else 3, "v23_sep": None}
+
+
+class _VorbisFields:
+    """Vorbis comments (FLAC, Ogg Vorbis, Opus): keys are the field names, case-insensitive."""
+
+    kind = "vorbis"
+    info_keys = ("artist", "title", "album")
+
+    def read(self, tags) -> list[tuple[str, str]]:
+        return [(key.upper(), text) for key, text in tags if _is_ours(key)]
+
+    def remove(self, tags) -> None:
+        tags[:] = [(key, text) for key, text in tags if not _is_ours(key)]
+
+    def add(self, tags, fields: dict[str, str]) -> None:
+        tags.extend(fields.items())
+
+    def text(self, tags, key: str) -> str | None:
+        texts = tags.get(key)
+        return texts[0] if texts else None
+
+    def prepare_save(self, tags) -> dict:
+        return {}
+
+
+class _MP4Fields:
+    """MP4 (M4A, AAC or ALAC): iTunes freeform atoms ----:com.apple.iTunes:<NAME>, UTF-8."""
+
+    kind = "mp4"
+    info_keys = ("\xa9ART", "\xa9nam", "\xa9alb")
+    prefix = "----:com.apple.iTunes:"
+
+    def _name(self, key: str) -> str | None:
+        if key.lower().startswith(self.prefix.lower()) and _is_ours(key[len(self.prefix):]):
+            return key[len(self.prefix):].upper()
+        return None
+
+    def read(self, tags) -> list[tuple[str, str]]:
+        return [(self._name(key), bytes(value).decode("utf-8", "replace"))
+                for key, values in tags.items() if self._name(key) for value in values]
+
+    def remove(self, tags) -> None:
+        for key in [key for key in tags if self._name(key)]:
+            del tags[key]
+
+    def add(self, tags, fields: dict[str, str]) -> None:
+        for name, text in fields.items():
+            value = mp4.MP4FreeForm(text.encode("utf-8"), dataformat=mp4.AtomDataType.UTF8)
+            tags[self.prefix + name] = [value]
+
+    def text(self, tags, key: str) -> str | None:
+        values = tags.get(key)
+        return str(values[0]) if values else None
+
+    def prepare_save(self, tags) -> dict:
+        return {}
+
+
+# --- the one table: file format -> how the mood is read, written, removed ------------------
+
+_ID3, _VORBIS, _MP4 = _ID3Fields(), _VorbisFields(), _MP4Fields()
+
+
+@dataclass(frozen=True)
+class _Format:
+    name: str
+    fields: _ID3Fields | _VorbisFields | _MP4Fields | None   # None: moodtag cannot tag it
+    keeps_id3v1: bool = False  # MP3: a trailing ID3v1 tag, which mutagen would rewrite from the v2 frames
+
+    @property
+    def tag_kind(self) -> str | None:
+        return self.fields.kind if self.fields else None
+
+
+_FORMATS = {  # mutagen's class for the content -> format
+    mp3.MP3: _Format("mp3", _ID3, keeps_id3v1=True),
+    wave.WAVE: _Format("wav", _ID3),
+    aiff.AIFF: _Format("aiff", _ID3),
+    flac.FLAC: _Format("flac", _VORBIS),
+    oggvorbis.OggVorbis: _Format("ogg", _VORBIS),
+    oggopus.OggOpus: _Format("opus", _VORBIS),
+    oggflac.OggFLAC: _Format("oggflac", _VORBIS),
+    oggspeex.OggSpeex: _Format("speex", _VORBIS),
+    mp4.MP4: _Format("m4a", _MP4),
+}
+# ID3 as it is in the file: no v2.3 -> v2.4 translation (which drops frames such as RVAD and TSIZ),
+# and no merging of an ID3v1 tag's fields into the v2 tag.
+_ID3_LOAD = {"translate": False, "load_v1": False}
+
+
+def _tag_fields(fmt: _Format):
+    if fmt.fields is None:
+        raise TagError(f"cannot write tags to {fmt.name} files")
+    return fmt.fields
+
+
+def _current_fields(audio, fmt: _Format) -> list[tuple[str, str]]:
+    if fmt.fields is None or audio.tags is None:
+        return []
+    return fmt.fields.read(audio.tags)
+
+
+# --- detecting the format from the content ------------------------------------------------
+
+def _sniff(head: bytes, fh) -> type | None:
+    """The mutagen class for a file's first bytes (`fh` to look past an ID3v2 tag); None if they
+    say nothing we know."""
+    if head.startswith(b"ID3"):  # ID3v2 in front (maybe several): MP3, or FLAC if fLaC follows
+        offset, body = 0, head
+        while body[:3] == b"ID3" and len(body) >= 10:
+            size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(body[6:10]))
+            offset += 10 + size + (10 if body[5] & 0x10 else 0)
+            fh.seek(offset)
+            body = fh.read(16)
+        return flac.FLAC if body.startswith(b"fLaC") else mp3.MP3
+    if head.startswith(b"fLaC"):
+        return flac.FLAC
+    if head.startswith(b"OggS"):
+        for marker, cls in ((b"\x01vorbis", oggvorbis.OggVorbis), (b"OpusHead", oggopus.OggOpus),
+                            (b"\x7fFLAC", oggflac.OggFLAC), (b"Speex   ", oggspeex.OggSpeex)):
+            if marker in head:
+                return cls
+        return None
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return wave.WAVE
+    if head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC"):
+        return aiff.AIFF
+    if head[4:8] == b"ftyp":
+        return mp4.MP4
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
+        return mp3.MP3  # an MPEG audio frame sync (layer bits 00 would be AAC in ADTS)
+    return None
+
+
+def _load(path: Path):
+    """(mutagen file object, _Format) for the file's content; TagError if it is not audio we know."""
+    with _mutagen_errors(writing=False, fmt=None):
+        with open(path, "rb") as fh:
+            cls = _sniff(fh.read(128), fh)
+        if cls is None:  # e.g. an MP3 with junk before its first frame: mutagen's own guess
+            guess = mutagen.File(path)
+            if guess is None:
+                raise TagError("not a supported audio file")
+            cls = type(guess)
+            if cls not in _FORMATS:
+                return guess, _Format(cls.__name__.lower(), None)
+    fmt = _FORMATS[cls]
+    with _mutagen_errors(writing=False, fmt=fmt):
+        return cls(path, **(_ID3_LOAD if fmt.fields is _ID3 else {})), fmt
+
+
+# --- writing -----------------------------------------------------------------------------
+
+def _require_writable(path: Path) -> None:
+    """Refuse before touching a file: one without write permission, or marked read-only (no write
+    bit at all, which root would otherwise ignore)."""
+    with _mutagen_errors(writing=True, fmt=None):
+        mode = path.stat().st_mode
+    if not os.access(path, os.W_OK) or not mode & 0o222:
+        raise TagError("read-only file (permission denied)")
+
+
+def _save(audio, fmt: _Format, path: Path) -> None:
+    with _mutagen_errors(writing=True, fmt=fmt):
+        options = fmt.fields.prepare_save(audio.tags)
+        if not fmt.keeps_id3v1:
+            audio.save(**options)
+            return
+        id3v1 = _trailing_id3v1(path)
+        audio.save(v1=id3.ID3v1SaveOptions.UPDATE, **options)
+        if id3v1 is not None and _trailing_id3v1(path) != id3v1:
+            with open(path, "r+b") as fh:  # same size, same place: the ID3v1 tag as it was
+                fh.seek(-128, os.SEEK_END)
+                fh.write(id3v1)
+
+
+def _trailing_id3v1(path: Path) -> bytes | None:
+    with open(path, "rb") as fh:
+        if fh.seek(0, os.SEEK_END) < 128:
+            return None
+        fh.seek(-128, os.SEEK_END)
+        block = fh.read(128)
+    return block if block.startswith(b"TAG") else None
+
+
+# --- the one error wrapper ---------------------------------------------------------------
+
+# What mutagen may raise on malformed data besides its own errors.
+_MALFORMED = (struct.error, ValueError, IndexError, EOFError)
+
+
+@contextmanager
+def _mutagen_errors(*, writing: bool, fmt: _Format | None):
+    """Turn mutagen and OS errors into a TagError whose message is the cause, in one line.
+    `fmt` is what the file's content says it is; None while that is not known."""
+    try:
+        yield
+    except TagError:
+        raise
+    except (mutagen.MutagenError, OSError, *_MALFORMED) as exc:
+        raise TagError(_cause(exc, writing=writing, fmt=fmt)) from exc
+
+
+def _cause(exc: BaseException, *, writing: bool, fmt: _Format | None) -> str:
+    chain = _chain(exc)
+    os_error = next((e for e in chain if isinstance(e, OSError)), None)
+    if os_error is not None:
+        return _os_cause(os_error, writing=writing)
+    id3_error = next((e for e in chain if isinstance(e, id3.error)), None)
+    if id3_error is not None:
+        return f"broken ID3 tag: {_one_line(id3_error)}"
+    if any(isinstance(e, mp3.HeaderNotFoundError) for e in chain):
+        return "not a supported audio file (no MPEG audio frames found)"
+    if fmt is None:  # mutagen's guess from the name failed too
+        return "not a supported audio file"
+    return f"broken {fmt.name.upper()} file: {_one_line(exc) or type(exc).__name__}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, the exceptions mutagen wrapped in it (as args[0]), and their causes."""
+    out: list[BaseException] = []
+    todo = [exc]
+    while todo and len(out) < 10:
+        e = todo.pop(0)
+        if e is None or e in out:
+            continue
+        out.append(e)
+        todo += [e.args[0] if e.args and isinstance(e.args[0], BaseException) else None,
+                 e.__cause__, e.__context__]
+    return out
+
+
+def _os_cause(exc: OSError, *, writing: bool) -> str:
+    if isinstance(exc, PermissionError):
+        return "read-only file (permission denied)" if writing else "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno == errno.ENOSPC:
+        return "disk full"
+    return exc.strerror or str(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -1,0 +1,494 @@
+"""tagger.tags over real files from real encoders: one test class per format (and ID3 version).
+
+Each test copies a short untagged track, gives it realistic tags (artist, title, album, a comment,
+a picture, ReplayGain, a field whose name merely looks like ours), and checks that moodtag's fields
+round-trip while everything else in the file, tags, pictures and audio, stays as it was.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import mutagen
+import numpy as np
+import pytest
+from mutagen import aiff, flac, id3, mp3, mp4, oggopus, oggvorbis, wave
+
+from tagger import synth
+from tagger.errors import TagError
+from tagger.tags import MoodValues, read_info, read_mood, remove_mood, write_mood
+from tests.conftest import run_cli
+
+SECONDS = 2.5
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))  # a picture's bytes: only their identity matters here
+VALUES = MoodValues(mood="calm", scores={"calm": 0.91344, "exciting": 0.08656}, model="moodtag-cnn 1.0.0")
+READ_BACK = MoodValues(mood="calm", scores={"calm": 0.913, "exciting": 0.087}, model="moodtag-cnn 1.0.0")
+OTHER = MoodValues(mood="exciting", scores={"calm": 0.2, "exciting": 0.7, "tense": 0.1},
+                   model="moodtag-cnn 2.0.0")
+ARTIST, TITLE, ALBUM = "The Artist", "A Title ✓", "An Album"
+DECOY = "MOODTAGGER"  # looks like ours, is not: must survive writes and removals
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    """One short untagged track per synth format, encoded once for this module."""
+    folder = tmp_path_factory.mktemp("tag_sources")
+    return {fmt: synth.make_track(folder / f"source.{fmt}", "calm", SECONDS) for fmt in synth.FORMATS}
+
+
+def is_ours(name: str) -> bool:
+    return name.upper() == "MOOD" or name.upper().startswith("MOODTAG_")
+
+
+def decoded(path: Path) -> np.ndarray:
+    """The decoded samples: soundfile (libsndfile) where it reads the format, else PyAV."""
+    if path.suffix == ".m4a":
+        import av
+
+        with av.open(str(path)) as container:
+            return np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1)
+    import soundfile as sf
+
+    return sf.read(str(path), dtype="float32", always_2d=True)[0]
+
+
+def after_id3v2(data: bytes) -> bytes:
+    """An MP3's bytes after its ID3v2 tag: the audio frames (and any ID3v1 tag at the end)."""
+    if not data.startswith(b"ID3"):
+        return data
+    size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+    return data[10 + size + (10 if data[5] & 0x10 else 0):]
+
+
+def flac_frames(data: bytes) -> bytes:
+    """A FLAC file's audio frames: everything after its last metadata block."""
+    assert data.startswith(b"fLaC")
+    pos = 4
+    while True:
+        header, length = data[pos], int.from_bytes(data[pos + 1:pos + 4], "big")
+        pos += 4 + length
+        if header & 0x80:
+            return data[pos:]
+
+
+def mp4_mdat(data: bytes) -> bytes:
+    """An MP4 file's media data: the payload of its top-level mdat atom."""
+    pos = 0
+    while pos < len(data):
+        size, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
+        if kind == b"mdat":
+            return data[pos + header:pos + size]
+        pos += size
+    raise AssertionError("no mdat atom")
+
+
+class FormatContract:
+    """What every format must do. Subclasses say how to tag a file and how to look inside it."""
+
+    source: str          # the synth format of the pristine track
+    filename: str        # the name of the copy under test
+    format: str
+    tag_kind: str
+
+    def add_existing_tags(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def other_tags(self, path: Path):
+        """Everything in the tags that is not moodtag's, in a comparable form."""
+        raise NotImplementedError
+
+    def audio_bytes(self, path: Path) -> bytes | None:
+        """The stored audio stream's bytes, where they are easy to cut out of the file."""
+        return None
+
+    def check_layout(self, path: Path) -> None:
+        """Where and how this format stores moodtag's fields, read with plain mutagen."""
+        raise NotImplementedError
+
+    @pytest.fixture
+    def track(self, tmp_path, sources) -> Path:
+        path = tmp_path / self.filename
+        shutil.copyfile(sources[self.source], path)
+        self.add_existing_tags(path)
+        return path
+
+    def test_info(self, track):
+        info = read_info(track)
+        assert (info.format, info.tag_kind) == (self.format, self.tag_kind)
+        assert (info.artist, info.title, info.album) == (ARTIST, TITLE, ALBUM)
+        assert info.duration == pytest.approx(SECONDS, abs=0.1)
+        assert read_mood(track) is None
+
+    def test_round_trip(self, track):
+        assert write_mood(track, VALUES) is True
+        assert read_mood(track) == READ_BACK
+        self.check_layout(track)
+
+    def test_nothing_else_changes(self, track):
+        tags, audio, samples = self.other_tags(track), self.audio_bytes(track), decoded(track)
+        write_mood(track, VALUES)
+        write_mood(track, OTHER)
+        assert self.other_tags(track) == tags
+        assert self.audio_bytes(track) == audio
+        np.testing.assert_array_equal(decoded(track), samples)
+        remove_mood(track)
+        assert self.other_tags(track) == tags
+        assert self.audio_bytes(track) == audio
+
+    def test_same_values_leave_the_file_alone(self, track):
+        assert write_mood(track, VALUES) is True
+        past = 1_000_000_000 * 10**9
+        os.utime(track, ns=(past, past))
+        data = track.read_bytes()
+        assert write_mood(track, READ_BACK) is False  # the same values as written
+        assert write_mood(track, VALUES, dry_run=True) is False
+        assert track.stat().st_mtime_ns == past
+        assert track.read_bytes() == data
+
+    def test_new_values_replace_old(self, track):
+        write_mood(track, OTHER)
+        assert read_mood(track).scores == {"calm": 0.2, "exciting": 0.7, "tense": 0.1}
+        assert write_mood(track, VALUES) is True
+        assert read_mood(track) == READ_BACK  # the stale "tense" score is gone
+
+    def test_remove_takes_only_ours(self, track):
+        tags = self.other_tags(track)
+        assert remove_mood(track) is False  # nothing of ours yet
+        write_mood(track, VALUES)
+        assert remove_mood(track, dry_run=True) is True
+        assert read_mood(track) == READ_BACK
+        assert remove_mood(track) is True
+        assert read_mood(track) is None
+        assert self.other_tags(track) == tags
+        assert remove_mood(track) is False
+
+    def test_dry_run_writes_nothing(self, track):
+        data = track.read_bytes()
+        assert write_mood(track, VALUES, dry_run=True) is True
+        assert track.read_bytes() == data
+
+    def test_read_only_file_is_refused_untouched(self, track):
+        write_mood(track, OTHER)
+        data = track.read_bytes()
+        track.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        try:
+            for attempt in (lambda: write_mood(track, VALUES), lambda: remove_mood(track)):
+                with pytest.raises(TagError, match=r"^read-only file \(permission denied\)$"):
+                    attempt()
+            assert write_mood(track, OTHER) is False  # nothing to write: no error
+        finally:
+            track.chmod(0o644)
+        assert track.read_bytes() == data
+
+
+# --- ID3: MP3, WAV, AIFF ----------------------------------------------------------------------
+
+class ID3Contract(FormatContract):
+    tag_kind = "id3"
+    file_class: type
+    version: int  # the ID3v2 minor version the file starts with
+
+    def add_existing_tags(self, path):
+        audio = self.file_class(path)
+        if audio.tags is None:
+            audio.add_tags()
+        tags = audio.tags
+        enc = id3.Encoding.UTF8 if self.version == 4 else id3.Encoding.UTF16
+        tags.add(id3.TPE1(encoding=enc, text=[ARTIST]))
+        tags.add(id3.TIT2(encoding=enc, text=[TITLE]))
+        tags.add(id3.TALB(encoding=enc, text=[ALBUM]))
+        tags.add(id3.COMM(encoding=enc, lang="eng", desc="", text=["a comment"]))
+        tags.add(id3.APIC(encoding=enc, mime="image/png", type=id3.PictureType.COVER_FRONT, desc="cover",
+                          data=PNG))
+        tags.add(id3.TXXX(encoding=enc, desc="REPLAYGAIN_TRACK_GAIN", text=["-6.50 dB"]))
+        tags.add(id3.TXXX(encoding=enc, desc=DECOY, text=["keep me"]))
+        if self.version == 3:  # v2.3-only frames, which mutagen's default v2.4 translation rewrites or drops
+            tags.add(id3.TYER(encoding=enc, text=["2001"]))
+            tags.add(id3.RVAD(adjustments=[0, 0, 300, 300, 0, 0]))
+        else:
+            tags.add(id3.TDRC(encoding=enc, text=["2001-02-03"]))
+        audio.save(v2_version=self.version, v23_sep=None)
+
+    def raw(self, path):
+        return self.file_class(path, translate=False, load_v1=False).tags
+
+    def other_tags(self, path):
+        tags = self.raw(path)
+        frames = sorted((key, repr(frame)) for key, frame in tags.items()
+                        if key != "TMOO" and not (key.startswith("TXXX:") and is_ours(frame.desc)))
+        return tags.version, frames
+
+    def check_layout(self, path):
+        tags = self.raw(path)
+        assert tags.version == (2, self.version, 0)
+        if self.version == 4:
+            assert tags["TMOO"].text == ["calm"] and "TXXX:mood" not in tags
+        else:
+            assert tags["TXXX:mood"].text == ["calm"] and "TMOO" not in tags
+        assert tags["TXXX:MOODTAG_SCORE_CALM"].text == ["0.913"]
+        assert tags["TXXX:MOODTAG_SCORE_EXCITING"].text == ["0.087"]
+        assert tags["TXXX:MOODTAG_MODEL"].text == ["moodtag-cnn 1.0.0"]
+
+
+ID3V1 = (b"TAG" + b"v1 title".ljust(30, b"\0") + b"v1 artist".ljust(30, b"\0") + b"v1 album".ljust(30, b"\0")
+         + b"1999" + b"v1 comment".ljust(28, b"\0") + b"\0\x07" + b"\x11")
+
+
+class TestMP3ID3v24(ID3Contract):
+    source, filename, format = "mp3", "track.mp3", "mp3"
+    file_class, version = mp3.MP3, 4
+
+    def add_existing_tags(self, path):
+        super().add_existing_tags(path)
+        with open(path, "ab") as fh:  # an ID3v1 tag that disagrees with the v2 tag
+            fh.write(ID3V1)
+
+    def audio_bytes(self, path):
+        return after_id3v2(path.read_bytes())
+
+    def test_id3v1_tag_is_kept_as_it_was(self, track):
+        write_mood(track, VALUES)
+        assert track.read_bytes()[-128:] == ID3V1
+        assert "TPE1" in self.raw(track) and self.raw(track)["TPE1"].text == [ARTIST]
+        remove_mood(track)
+        assert track.read_bytes()[-128:] == ID3V1
+
+
+class TestMP3ID3v23(ID3Contract):
+    source, filename, format = "mp3", "track.mp3", "mp3"
+    file_class, version = mp3.MP3, 3
+
+    def audio_bytes(self, path):
+        return after_id3v2(path.read_bytes())
+
+    def test_stays_v23_with_its_v23_frames(self, track):
+        write_mood(track, VALUES)
+        tags = self.raw(track)
+        assert tags.version == (2, 3, 0)
+        assert tags["TYER"].text == ["2001"] and "RVAD" in tags
+        assert mutagen.File(track).tags["TXXX:mood"].text == ["calm"]  # as other mutagen users see it
+
+
+class TestWAV(ID3Contract):
+    source, filename, format = "wav", "track.wav", "wav"
+    file_class, version = wave.WAVE, 4
+
+
+class TestAIFF(ID3Contract):
+    source, filename, format = "aiff", "track.aiff", "aiff"
+    file_class, version = aiff.AIFF, 3
+
+
+def test_untagged_mp3_gets_id3v24(tmp_path, sources):
+    path = tmp_path / "bare.mp3"
+    shutil.copyfile(sources["mp3"], path)
+    audio = path.read_bytes()
+    assert read_info(path).artist is None and read_mood(path) is None
+    assert write_mood(path, VALUES) is True
+    tags = id3.ID3(path)
+    assert tags.version == (2, 4, 0) and tags["TMOO"].text == ["calm"]
+    assert after_id3v2(path.read_bytes()) == audio
+    assert remove_mood(path) is True and after_id3v2(path.read_bytes()) == audio
+
+
+# --- Vorbis comments: FLAC, Ogg Vorbis, Opus -------------------------------------------------
+
+class VorbisContract(FormatContract):
+    tag_kind = "vorbis"
+    file_class: type
+
+    def add_existing_tags(self, path):
+        audio = self.file_class(path)
+        if audio.tags is None:
+            audio.add_tags()
+        audio.tags.update({"ARTIST": ARTIST, "TITLE": TITLE, "ALBUM": ALBUM, "COMMENT": "a comment",
+                           "REPLAYGAIN_TRACK_GAIN": "-6.50 dB", DECOY: "keep me"})
+        picture = flac.Picture()
+        picture.type, picture.mime, picture.desc, picture.data = 3, "image/png", "cover", PNG
+        if isinstance(audio, flac.FLAC):
+            audio.add_picture(picture)
+        else:
+            audio.tags["METADATA_BLOCK_PICTURE"] = base64.b64encode(picture.write()).decode("ascii")
+        audio.save()
+
+    def other_tags(self, path):
+        audio = self.file_class(path)
+        comments = [(key, value) for key, value in audio.tags if not is_ours(key)]
+        return comments, [p.write() for p in getattr(audio, "pictures", [])]
+
+    def check_layout(self, path):
+        comments = list(self.file_class(path).tags)
+        ours = [(key, value) for key, value in comments if is_ours(key)]
+        assert sorted(ours) == [("MOOD", "calm"), ("MOODTAG_MODEL", "moodtag-cnn 1.0.0"),
+                                ("MOODTAG_SCORE_CALM", "0.913"), ("MOODTAG_SCORE_EXCITING", "0.087")]
+
+
+class TestFLAC(VorbisContract):
+    source, filename, format = "flac", "track.flac", "flac"
+    file_class = flac.FLAC
+
+    def audio_bytes(self, path):
+        return flac_frames(path.read_bytes())
+
+
+class TestOggVorbis(VorbisContract):
+    source, filename, format = "ogg", "track.ogg", "ogg"
+    file_class = oggvorbis.OggVorbis
+
+
+class TestOpus(VorbisContract):
+    source, filename, format = "opus", "track.opus", "opus"
+    file_class = oggopus.OggOpus
+
+
+def test_flac_named_mp3_is_tagged_as_flac(tmp_path, sources):
+    path = tmp_path / "mislabelled.mp3"
+    shutil.copyfile(sources["flac"], path)
+    frames = flac_frames(path.read_bytes())
+    with pytest.raises(mutagen.MutagenError):  # mutagen's own guess goes by the name: MP3
+        mutagen.File(path)
+    assert (read_info(path).format, read_info(path).tag_kind) == ("flac", "vorbis")
+    assert write_mood(path, VALUES) is True
+    data = path.read_bytes()
+    assert data.startswith(b"fLaC")  # no ID3 tag put in front of it
+    assert flac_frames(data) == frames
+    assert flac.FLAC(path).tags["MOOD"] == ["calm"]
+    assert read_mood(path) == READ_BACK
+
+
+# --- MP4: AAC and ALAC in M4A -----------------------------------------------------------------
+
+class MP4Contract(FormatContract):
+    tag_kind, format = "mp4", "m4a"
+
+    def add_existing_tags(self, path):
+        audio = mp4.MP4(path)
+        if audio.tags is None:
+            audio.add_tags()
+        audio.tags.update({
+            "\xa9ART": [ARTIST], "\xa9nam": [TITLE], "\xa9alb": [ALBUM], "\xa9cmt": ["a comment"],
+            "covr": [mp4.MP4Cover(PNG, imageformat=mp4.MP4Cover.FORMAT_PNG)],
+            "----:com.apple.iTunes:replaygain_track_gain": [mp4.MP4FreeForm(b"-6.50 dB")],
+            f"----:com.apple.iTunes:{DECOY}": [mp4.MP4FreeForm(b"keep me")],
+        })
+        audio.save()
+
+    def other_tags(self, path):
+        tags = mp4.MP4(path).tags
+        return sorted((key, repr(value)) for key, value in tags.items()
+                      if not (key.startswith("----:com.apple.iTunes:") and is_ours(key.split(":", 2)[2])))
+
+    def audio_bytes(self, path):
+        return mp4_mdat(path.read_bytes())
+
+    def check_layout(self, path):
+        tags = mp4.MP4(path).tags
+        mood = tags["----:com.apple.iTunes:MOOD"]
+        assert mood == [b"calm"] and mood[0].dataformat == mp4.AtomDataType.UTF8
+        assert tags["----:com.apple.iTunes:MOODTAG_SCORE_CALM"] == [b"0.913"]
+        assert tags["----:com.apple.iTunes:MOODTAG_MODEL"] == [b"moodtag-cnn 1.0.0"]
+
+
+class TestM4AAAC(MP4Contract):
+    source, filename = "m4a", "track.m4a"
+
+
+class TestM4AALAC(MP4Contract):
+    source, filename = "alac.m4a", "track.m4a"
+
+
+# --- files that are not what they claim ---------------------------------------------------------
+
+@pytest.mark.parametrize("name, content, cause", [
+    ("notes.mp3", b"this is a text file, not music\n" * 40, r"^not a supported audio file"),
+    ("noise.bin", bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
+     r"^not a supported audio file$"),
+    ("future.mp3", b"ID3\x05\x00\x00\x00\x00\x02\x00" + b"\x00" * 300, r"^broken ID3 tag: "),
+    ("cut.flac", b"fLaC\x00\x00\x00\x22" + b"\x10" * 10, r"^broken FLAC file"),
+    ("cut.wav", b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00", r"^broken WAV file: "),
+    ("empty.wav", b"", r"^not a supported audio file$"),
+])
+def test_broken_files_are_refused_untouched(tmp_path, name, content, cause):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for attempt in (read_info, read_mood, lambda p: write_mood(p, VALUES), remove_mood):
+        with pytest.raises(TagError, match=cause):
+            attempt(path)
+    assert path.read_bytes() == content
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(TagError, match="^file not found$"):
+        read_info(tmp_path / "gone.flac")
+    with pytest.raises(TagError, match="^is a folder$"):
+        write_mood(tmp_path, VALUES)
+
+
+def test_label_that_cannot_be_a_field_name(tmp_path, sources):
+    path = tmp_path / "track.flac"
+    shutil.copyfile(sources["flac"], path)
+    with pytest.raises(TagError, match="cannot be a tag field name"):
+        write_mood(path, MoodValues(mood="calm", scores={"calm=1": 1.0}, model="m 1"))
+
+
+# --- the `moodtag untag` command ------------------------------------------------------------------
+
+@pytest.fixture
+def library(tmp_path, sources) -> Path:
+    """A folder: two tagged tracks (one in a subfolder), an untagged one, hidden tagged ones, a broken
+    file, and a text file."""
+    root = tmp_path / "library"
+    for rel, fmt, tagged in (("a.flac", "flac", True), ("sub/b.wav", "wav", True), ("c.ogg", "ogg", False),
+                             (".hidden.flac", "flac", True), (".cache/d.flac", "flac", True)):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sources[fmt], path)
+        if tagged:
+            write_mood(path, VALUES)
+    (root / "sub" / "bad.mp3").write_bytes(b"not music")
+    (root / "notes.txt").write_text("hello")
+    return root
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())  # rich may wrap long lines
+
+
+def test_untag_command(library):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    runner = CliRunner()
+    before = {p: p.read_bytes() for p in library.rglob("*") if p.is_file()}
+    dry = runner.invoke(app, ["untag", "--dry-run", str(library)])
+    assert dry.exit_code == 0, dry.output
+    assert _flat("would untag 2 files, 1 without moodtag fields, 1 failed") in _flat(dry.stdout)
+    assert _flat(str(library / "a.flac")) in _flat(dry.stdout)
+    assert {p: p.read_bytes() for p in before} == before
+
+    result = runner.invoke(app, ["untag", str(library)])
+    assert result.exit_code == 0, result.output
+    assert _flat("untagged 2 files, 1 without moodtag fields, 1 failed") in _flat(result.stdout)
+    assert _flat(f"failed: {library / 'sub' / 'bad.mp3'}: not a supported audio file") in _flat(result.stderr)
+    assert read_mood(library / "a.flac") is None and read_mood(library / "sub" / "b.wav") is None
+    assert read_mood(library / ".hidden.flac") == READ_BACK  # hidden: skipped
+    assert read_mood(library / ".cache" / "d.flac") == READ_BACK
+    assert (library / "c.ogg").read_bytes() == before[library / "c.ogg"]
+
+    again = runner.invoke(app, ["untag", str(library / "a.flac"), str(library / ".hidden.flac")])
+    assert again.exit_code == 0
+    assert _flat("untagged 1 file, 1 without moodtag fields, 0 failed") in _flat(again.stdout)
+
+
+def test_untag_real_command(library):
+    proc = run_cli("untag", library / "a.flac", library / "sub", env={"COLUMNS": "400"})
+    assert proc.returncode == 0, proc.stderr
+    assert "untagged 2 files, 0 without moodtag fields, 1 failed" in " ".join(proc.stdout.split())
+    assert "bad.mp3" in proc.stderr
