@@ -6,6 +6,8 @@ its own FFmpeg libraries, reads M4A/MP4 (AAC, ALAC) and whatever libsndfile reje
 from __future__ import annotations
 
 import math
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +108,8 @@ def _decode(path: Path, *, plan: ClipPlan | None, starts, seconds: float, sample
     try:
         return _decode_av(path, plan=plan, starts=starts, seconds=seconds, sample_rate=sample_rate)
     except AudioError as exc:
-        if first_error is not None and "too short" not in str(exc):
+        if first_error is not None and str(exc).startswith("not a decodable") and not str(
+                first_error).startswith("not a decodable"):
             raise first_error from None
         raise
 
@@ -129,13 +132,37 @@ def _sf_duration(path: Path) -> float:
     import soundfile as sf
 
     try:
-        info = sf.info(str(path))
+        with _quiet_stderr():
+            info = sf.info(str(path))
     except Exception as exc:
         raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
     return info.frames / info.samplerate if info.samplerate else 0.0
 
 
+@contextmanager
+def _quiet_stderr():
+    """Silence what C decoders print straight to file descriptor 2 (mpg123's 'Note: ...' lines);
+    moodtag reports each failure itself, as one line."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _decode_sndfile(path: Path, *, plan, starts, seconds, sample_rate) -> DecodedClips:
+    with _quiet_stderr():
+        return _decode_sndfile_quiet(path, plan=plan, starts=starts, seconds=seconds, sample_rate=sample_rate)
+
+
+def _decode_sndfile_quiet(path: Path, *, plan, starts, seconds, sample_rate) -> DecodedClips:
     import soundfile as sf
 
     try:
@@ -158,7 +185,7 @@ def _decode_sndfile(path: Path, *, plan, starts, seconds, sample_rate) -> Decode
                 fh.seek(first - skip)
                 data = fh.read(need + skip, dtype="float32", always_2d=True)
             except Exception as exc:
-                raise AudioError(f"decoding failed at {start:.1f} s ({_first_line(exc)})") from None
+                raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
             data = _to_mono(data[skip:])
             if len(data) < need * 0.98:
                 raise AudioError(f"truncated: audio ends before {start + seconds:.1f} s "
@@ -229,7 +256,7 @@ def _decode_av(path: Path, *, plan, starts, seconds, sample_rate) -> DecodedClip
             except AudioError:
                 raise
             except Exception as exc:
-                raise AudioError(f"decoding failed at {start:.1f} s ({_first_line(exc)})") from None
+                raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
             if len(data) < need * 0.98:
                 raise AudioError(f"truncated: audio ends before {start + seconds:.1f} s "
                                  f"although the header says {duration:.1f} s")
@@ -264,5 +291,8 @@ def _av_read_at(container, stream, start: float, need: int, sr: int) -> np.ndarr
 
 
 def _first_line(exc: BaseException) -> str:
+    strerror = getattr(exc, "strerror", None)
+    if strerror and type(exc).__module__.startswith("av"):
+        return strerror  # FFmpeg's reason without its errno and the file name
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

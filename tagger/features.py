@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,26 +18,73 @@ AMIN = 1e-10  # power floor before dB: -100 dB
 
 
 def clip_matrices(samples: np.ndarray, features: FeatureSpec, sample_rate: int) -> np.ndarray:
-    """(n_clips, n_samples) float32 -> (n_clips, H, W) float32 resized to `features.size`, in dB (or MFCC)."""
-    import librosa
+    """(n_clips, n_samples) float32 -> (n_clips, H, W) float32 resized to `features.size`, in dB (or MFCC).
 
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim == 1:
-        samples = samples[None, :]
+    Equal to librosa's `power_to_db(melspectrogram(...), ref=1.0, amin=1e-10, top_db=None)` (and its
+    `mfcc`, `stft`), computed with torch.stft and a cached filterbank: a worker process starts in
+    milliseconds instead of paying librosa's seconds of lazy imports (tests/test_features.py checks it).
+    """
+    x = torch.as_tensor(np.asarray(samples, dtype=np.float32))
+    if x.ndim == 1:
+        x = x[None, :]
     kind = features.kind
-    if kind == "stft":
-        spec = np.abs(librosa.stft(samples, n_fft=features.n_fft, hop_length=features.hop_length)) ** 2
-        mat = librosa.power_to_db(spec, ref=1.0, amin=AMIN, top_db=None)
-    elif kind in ("mel", "mfcc"):
-        mel = librosa.feature.melspectrogram(
-            y=samples, sr=sample_rate, n_fft=features.n_fft, hop_length=features.hop_length,
-            n_mels=features.n_mels, fmin=features.fmin, fmax=features.fmax)
-        mat = librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=None)
-        if kind == "mfcc":
-            mat = librosa.feature.mfcc(S=mat, n_mfcc=features.n_mfcc)
-    else:
+    if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind {kind!r} (known: {', '.join(FEATURE_KINDS)})")
-    return resize(mat.astype(np.float32), features.size)
+    spec = torch.stft(x, features.n_fft, features.hop_length, window=_window(features.n_fft), center=True,
+                      pad_mode="constant", return_complex=True)
+    power = spec.real ** 2 + spec.imag ** 2
+    if kind != "stft":
+        fb = torch.from_numpy(mel_filterbank(sample_rate, features.n_fft, features.n_mels, features.fmin,
+                                             features.fmax))
+        power = torch.matmul(fb, power)
+    mat = 10.0 * torch.log10(torch.clamp(power, min=AMIN))
+    if kind == "mfcc":
+        mat = torch.matmul(torch.from_numpy(dct_matrix(features.n_mels, features.n_mfcc)), mat)
+    return resize(mat.numpy().astype(np.float32, copy=False), features.size)
+
+
+@lru_cache(maxsize=8)
+def _window(n_fft: int) -> torch.Tensor:
+    return torch.hann_window(n_fft)
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, htk=False)."""
+    f = np.asarray(f, dtype=np.float64)
+    mels = f / (200.0 / 3)
+    logstep = np.log(6.4) / 27.0
+    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / logstep, mels)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    logstep = np.log(6.4) / 27.0
+    return np.where(m >= 15.0, 1000.0 * np.exp(logstep * (m - 15.0)), m * (200.0 / 3))
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """(n_mels, 1 + n_fft // 2) Slaney-normalised triangular filters, as librosa.filters.mel builds them."""
+    fmax = sr / 2 if fmax is None else fmax
+    fftfreqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) orthonormal DCT-II, as librosa.feature.mfcc applies it."""
+    n = np.arange(n_in)
+    k = np.arange(n_out)[:, None]
+    basis = np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
+    basis[0] /= np.sqrt(2.0)
+    return basis.astype(np.float32)
 
 
 def resize(mat: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,8 +1,19 @@
 """Plain frozen dataclasses that flow between the stages of moodtag."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+
+def display_path(path: Path | str) -> str:
+    """A path as valid UTF-8 text: bytes of a name that is not UTF-8 appear as \\xNN escapes."""
+    text = os.fsdecode(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,7 @@ class TrackResult:
     def to_json(self) -> dict:
         """The keys of `classify --json`: path, mood, confidence, scores, clips, model, error."""
         return {
-            "path": str(self.path),
+            "path": display_path(self.path),
             "mood": self.mood,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
             "scores": {k: round(v, 4) for k, v in self.scores.items()},

@@ -147,7 +147,7 @@ def read_spec(path: Path) -> ModelSpec:
 
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(str(path), framework="numpy") as fh:  # no torch import for a spec
             meta = fh.metadata() or {}
     except Exception as exc:  # safetensors raises several types for a bad header
         raise ModelError(f"{path}: not a moodtag model file ({exc})") from None

@@ -1,0 +1,49 @@
+"""Shared fixtures: real audio files made by real encoders, a small test model, the real CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagger import synth
+
+# Keep each test process to one BLAS/torch thread: CI has 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def audio_dir(tmp_path_factory) -> Path:
+    """One 30 s track per supported format (calm or exciting alternately), encoded once per session."""
+    folder = tmp_path_factory.mktemp("audio")
+    for i, fmt in enumerate(synth.FORMATS):
+        mood = "calm" if i % 2 == 0 else "exciting"
+        synth.make_track(folder / f"{mood}_{i}.{fmt}", mood, 30.0 if fmt != "mp3" else 27.0, seed=i)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def test_model(tmp_path_factory) -> Path:
+    """A small untrained model file (fixed seed) for pipeline tests; never shipped."""
+    import torch
+
+    from tagger.model import SeedCNN
+    from tagger.weights import ModelSpec, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "test-model.safetensors"
+    spec = ModelSpec(name="test-model", version="0.0.1", labels=("calm", "exciting"),
+                     normalization={"mean": -40.0, "std": 20.0})
+    return save_model(path, spec, SeedCNN(2).state_dict())
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `moodtag` command (the installed console script's module) in a subprocess."""
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run([sys.executable, "-m", "tagger", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"moodtag {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
