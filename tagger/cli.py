@@ -1,0 +1,65 @@
+"""The `moodtag` command: Typer wiring only. Each command lives in tagger/commands/<name>.py."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tagger.errors import MoodtagError
+
+app = typer.Typer(
+    name="moodtag",
+    help="Tag your music calm or exciting, cache the results, and make mood playlists.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from tagger.commands import classify, model_info
+
+    app.command("classify")(classify.classify)
+    app.command("model-info")(model_info.model_info)
+    for module_name, names in (
+        ("scan", ("scan", "prune")),
+        ("untag", ("untag",)),
+        ("train", ("train",)),
+        ("evaluate", ("evaluate",)),
+        ("playlist", ("playlist", "playlists")),
+        ("query", ("query", "stats")),
+    ):
+        try:
+            module = __import__(f"tagger.commands.{module_name}", fromlist=list(names))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tagger.commands.{module_name}":
+                raise
+            continue
+        for name in names:
+            app.command(name)(getattr(module, name.replace("-", "_")))
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point: a MoodtagError becomes one line on stderr and exit status 1."""
+    try:
+        app()
+    except MoodtagError as exc:
+        from rich.markup import escape
+
+        from tagger.console import err
+
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        from tagger.console import err
+
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""`moodtag classify FILE...`: classify files and print the result; no tags, no cache."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tagger.commands.options import JsonOption, ModelOption
+
+
+def classify(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Audio files to classify.")],
+    model: ModelOption = None,
+    json_lines: JsonOption = False,
+) -> None:
+    """Classify audio files calm or exciting. Writes no tags and no cache.
+
+    Exit status 1 if any file failed (each failure has its own line)."""
+    from rich.table import Table
+
+    from tagger.analyze import analyze_track
+    from tagger.console import error_line, out
+    from tagger.records import TrackResult
+    from tagger.weights import load_model
+
+    loaded = load_model(model)
+    failed = 0
+    table = Table("file", "mood", "confidence", *loaded.spec.labels, box=None)
+    for path in files:
+        if path.is_dir():
+            result = TrackResult.failed(path, "is a folder (use `moodtag scan` for folders)",
+                                        model_name=loaded.spec.name, model_version=loaded.spec.version)
+        else:
+            result = analyze_track(path, loaded)
+        if json_lines:
+            out.print(json.dumps(result.to_json(), ensure_ascii=False), markup=False, highlight=False)
+        elif result.ok:
+            table.add_row(str(path), result.mood, f"{result.confidence:.2f}",
+                          *(f"{result.scores[label]:.3f}" for label in loaded.spec.labels))
+        if not result.ok:
+            failed += 1
+            error_line(path, result.error)
+    if not json_lines and table.row_count:
+        out.print(table)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,52 @@
+"""`moodtag model-info [MODEL]`: a model file's spec, sha256 and metrics."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from tagger.commands.options import JsonOption
+
+
+def model_info(
+    model: Annotated[Optional[str], typer.Argument(
+        metavar="[MODEL]", help="Model file or shipped model name. Default: the shipped default.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show a model's spec (labels, clip plan, features, threshold), its sha256 and its metrics."""
+    from rich.table import Table
+
+    from tagger.console import out
+    from tagger.weights import file_sha256, read_spec, resolve_model, shipped_models
+
+    path = resolve_model(model)
+    spec = read_spec(path)
+    info = {"path": str(path), "sha256": file_sha256(path), "spec": spec.to_json(),
+            "shipped": [p.stem for p in shipped_models()]}
+    if json_out:
+        out.print(json.dumps(info, ensure_ascii=False), markup=False)
+        return
+    table = Table(show_header=False, box=None)
+    table.add_row("model", f"{spec.name} {spec.version}")
+    table.add_row("file", str(path))
+    table.add_row("sha256", info["sha256"])
+    table.add_row("labels", ", ".join(spec.labels))
+    table.add_row("threshold", "argmax" if spec.threshold is None else f"{spec.threshold:g} on P({spec.labels[-1]})")
+    table.add_row("sample rate", f"{spec.sample_rate} Hz")
+    c = spec.clips
+    table.add_row("clips", f"{c.count} x {c.seconds:g} s, {c.placement}"
+                  + (f" over the middle {c.span:.0%}" if c.placement == "spread" else " around the midpoint"))
+    f = spec.features
+    table.add_row("features", f"{f.kind}, n_fft {f.n_fft}, hop {f.hop_length}, "
+                  + (f"{f.n_mels} mels, " if f.kind in ("mel", "mfcc") else "")
+                  + (f"{f.n_mfcc} MFCC, " if f.kind == "mfcc" else "")
+                  + f"resized to {f.size[0]}x{f.size[1]}, {f.channels} channels")
+    table.add_row("normalization", json.dumps(spec.normalization))
+    table.add_row("architecture", json.dumps(spec.architecture))
+    table.add_row("trained on", spec.trained_on or "-")
+    table.add_row("created", spec.created or "-")
+    for key, value in spec.metrics.items():
+        table.add_row(f"metric {key}", json.dumps(value) if not isinstance(value, float) else f"{value:.3f}")
+    table.add_row("shipped models", ", ".join(info["shipped"]) or "-")
+    out.print(table)

@@ -1,0 +1,107 @@
+"""Walk folders for audio files -> TrackRef (path, size, mtime_ns), reporting what cannot be walked."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from tagger.records import TrackRef
+
+AUDIO_SUFFIXES = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".wav",
+                            ".aif", ".aiff", ".aifc"})
+
+
+@dataclass(frozen=True)
+class WalkProblem:
+    """A file or folder that could not be walked, and why."""
+
+    path: Path
+    cause: str
+
+
+def is_audio_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES
+
+
+def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRef | WalkProblem]:
+    """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
+    suffix), in a stable order. Symlinks are followed; a folder or file reached twice (a symlink loop,
+    or two links to one file) is visited once. Unreadable folders and broken links give WalkProblems."""
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    for root in paths:
+        root = Path(os.path.abspath(root))
+        try:
+            st = root.stat()
+        except OSError as exc:
+            yield WalkProblem(root, _cause(exc))
+            continue
+        if root.is_dir():
+            yield from _walk_dir(root, st, seen_dirs, seen_files, include_hidden)
+        else:
+            ident = (st.st_dev, st.st_ino)
+            if ident not in seen_files:
+                seen_files.add(ident)
+                yield TrackRef(path=root, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_hidden):
+    ident = (st.st_dev, st.st_ino)
+    if ident in seen_dirs:
+        if folder.is_symlink():
+            yield WalkProblem(folder, "symlink loop (points to a folder already scanned), skipped")
+        return
+    seen_dirs.add(ident)
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        yield WalkProblem(folder, f"cannot list the folder: {_cause(exc)}")
+        return
+    subdirs = []
+    for entry in entries:
+        if not include_hidden and entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError as exc:
+            yield WalkProblem(path, _cause(exc))
+            continue
+        if is_dir:
+            subdirs.append(entry)
+            continue
+        if not is_audio_name(entry.name):
+            continue
+        try:
+            fst = entry.stat(follow_symlinks=True)
+        except FileNotFoundError:
+            yield WalkProblem(path, "broken symlink (its target does not exist)")
+            continue
+        except OSError as exc:
+            yield WalkProblem(path, _cause(exc))
+            continue
+        fid = (fst.st_dev, fst.st_ino)
+        if fid in seen_files:
+            continue
+        seen_files.add(fid)
+        yield TrackRef(path=path, size=fst.st_size, mtime_ns=fst.st_mtime_ns)
+    for entry in subdirs:
+        path = Path(entry.path)
+        try:
+            sub_st = entry.stat(follow_symlinks=True)
+        except OSError as exc:
+            yield WalkProblem(path, _cause(exc))
+            continue
+        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, include_hidden)
+
+
+def _cause(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or folder"
+    if exc.errno == 40:  # ELOOP
+        return "symlink loop"
+    return exc.strerror or str(exc)

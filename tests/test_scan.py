@@ -1,0 +1,343 @@
+"""`moodtag scan` end to end through the real CLI: real files, real tags, a real SQLite cache."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tagger import synth
+from tagger.tags import read_mood
+from tests.conftest import run_cli
+
+ROOT = os.geteuid() == 0
+
+
+def rows(db: Path) -> dict[str, dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return {r["path"]: dict(r) for r in con.execute("SELECT * FROM tracks")}
+    finally:
+        con.close()
+
+
+def snapshot(folder: Path) -> dict[Path, tuple[int, int, bytes]]:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def library(tmp_path, audio_dir) -> Path:
+    """A small library: every format, in nested folders, one name with spaces and non-ASCII."""
+    lib = tmp_path / "Music"
+    for i, src in enumerate(sorted(audio_dir.iterdir())):
+        dest = lib / f"Artist {i % 3}" / "Album é" / f"{i:02d} Track #{i}{''.join(src.suffixes)}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dest)
+    return lib
+
+
+def scan(*args, **kw):
+    return run_cli("scan", *args, **kw)
+
+
+def test_scan_tags_every_format_and_caches_every_result(library, test_model, tmp_path):
+    db = tmp_path / "cache.db"
+    proc = scan(library, "--db", db, "--model", test_model, "--jobs", "2", "--json", check=True)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    files = sorted(p for p in library.rglob("*") if p.is_file())
+    assert len(lines) == len(files) == len(synth.FORMATS)
+    for line in lines:
+        assert line["action"] == "analysed" and line["error"] is None
+        assert set(line) >= {"path", "mood", "confidence", "scores", "clips", "model", "action"}
+        assert line["mood"] in ("calm", "exciting") and len(line["clips"]) == 5
+        assert line["model"] == {"name": "test-model", "version": "0.0.1"}
+    cached = rows(db)
+    assert set(cached) == {str(p) for p in files}
+    for p in files:
+        row = cached[str(p)]
+        assert row["status"] == "ok" and row["tagged"] == 1
+        # the cache holds the file's state after tagging, so the next scan sees it as current
+        assert (row["size"], row["mtime_ns"]) == (p.stat().st_size, p.stat().st_mtime_ns)
+        values = read_mood(p)
+        assert values.mood == row["mood"]
+        assert values.model == "test-model 0.0.1"
+        assert values.scores == pytest.approx(json.loads(row["scores"]), abs=0.0006)
+
+
+def test_rescan_of_an_unchanged_library_touches_nothing(library, test_model, tmp_path):
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, check=True)
+    before, rows_before = snapshot(library), rows(db)
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    assert {json.loads(line)["action"] for line in proc.stdout.splitlines()} == {"cached"}
+    assert snapshot(library) == before
+    assert rows(db) == rows_before
+    # one changed file is the only one analysed again
+    changed = sorted(library.rglob("*.flac"))[0]
+    os.utime(changed, ns=(time.time_ns(), time.time_ns()))
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    actions = {json.loads(line)["path"]: json.loads(line)["action"] for line in proc.stdout.splitlines()}
+    assert [p for p, a in actions.items() if a == "analysed"] == [str(changed)]
+
+
+def test_dry_run_writes_neither_tags_nor_cache(library, test_model, tmp_path):
+    db = tmp_path / "cache.db"
+    before = snapshot(library)
+    proc = scan(library, "--db", db, "--model", test_model, "--dry-run", check=True)
+    assert "would tag" in proc.stderr
+    assert snapshot(library) == before
+    assert not db.exists()
+
+
+def test_no_write_fills_the_cache_and_a_later_scan_tags_without_decoding(library, test_model, tmp_path):
+    db = tmp_path / "cache.db"
+    before = snapshot(library)
+    scan(library, "--db", db, "--model", test_model, "--no-write", check=True)
+    assert snapshot(library) == before
+    assert all(r["status"] == "ok" and r["tagged"] == 0 for r in rows(db).values())
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {(line["action"], line["tags"]) for line in lines} == {("cached", "written")}
+    assert all(read_mood(Path(line["path"])).mood == line["mood"] for line in lines)
+    assert all(r["tagged"] == 1 for r in rows(db).values())
+
+
+def test_keep_mtime_restores_modification_times(library, test_model, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in library.rglob("*") if p.is_file()}
+    scan(library, "--db", tmp_path / "c.db", "--model", test_model, "--keep-mtime", check=True)
+    after = {p: p.stat().st_mtime_ns for p in library.rglob("*") if p.is_file()}
+    assert after == before
+    assert all(read_mood(p) is not None for p in before)
+
+
+def test_vanished_files_are_marked_missing_then_pruned(library, test_model, tmp_path):
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, check=True)
+    gone = sorted(library.rglob("*.wav"))[0]
+    gone.unlink()
+    scan(library, "--db", db, "--model", test_model, check=True)
+    assert rows(db)[str(gone)]["status"] == "missing"
+    run_cli("prune", "--db", db, check=True)
+    assert str(gone) not in rows(db) and len(rows(db)) == len(synth.FORMATS) - 1
+
+
+def test_a_new_model_version_analyses_again(library, test_model, tmp_path):
+    from tagger.weights import read_spec, save_model
+    from safetensors.torch import load_file
+
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, check=True)
+    newer = tmp_path / "newer.safetensors"
+    save_model(newer, read_spec(test_model).with_(version="0.0.2"), load_file(str(test_model)))
+    proc = scan(library, "--db", db, "--model", newer, "--json", check=True)
+    assert {json.loads(line)["action"] for line in proc.stdout.splitlines()} == {"analysed"}
+    assert {r["model_version"] for r in rows(db).values()} == {"0.0.2"}
+
+
+def test_missing_path_is_fatal_with_a_clear_message(tmp_path, test_model):
+    proc = scan(tmp_path / "nope", "--db", tmp_path / "c.db", "--model", test_model)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nope'}: no such file or folder"
+
+
+def test_malformed_options_fail_clearly(tmp_path, test_model):
+    proc = scan(tmp_path, "--jobs", "two", "--model", test_model)
+    assert proc.returncode == 2 and "--jobs" in proc.stderr
+    proc = scan(tmp_path, "--model", tmp_path / "missing.safetensors")
+    assert proc.returncode == 1 and "no such model file" in proc.stderr
+    bad_db = tmp_path / "not-a-db.db"
+    bad_db.write_text("this is not sqlite" * 100)
+    proc = scan(tmp_path, "--db", bad_db, "--model", test_model)
+    assert proc.returncode == 1 and "unusable cache database" in proc.stderr
+
+
+def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]:
+    """A folder of bad inputs beside good ones; returns it and {file name: expected cause}."""
+    lib = tmp_path / "bad"
+    lib.mkdir()
+    shutil.copy(next(audio_dir.glob("*.flac")), lib / "good.flac")
+    shutil.copy(next(audio_dir.glob("*.ogg")), lib / "good.ogg")
+    (lib / "empty.mp3").write_bytes(b"")
+    for fmt in ("mp3", "flac"):
+        data = next(audio_dir.glob(f"*_{synth.FORMATS.index(fmt)}.{fmt}")).read_bytes()
+        (lib / f"truncated.{fmt}").write_bytes(data[: len(data) // 3])
+    (lib / "random.ogg").write_bytes(os.urandom(50_000))
+    (lib / "notes.mp3").write_text("shopping list: milk, eggs\n" * 20)
+    synth.make_track(lib / "short.wav", "calm", 3.0)
+    broken = lib / "broken-tags.mp3"
+    shutil.copy(next(audio_dir.glob("*.mp3")), broken)
+    data = bytearray(broken.read_bytes())
+    data[0:10] = b"ID3\x04\x00\x00\x7f\x7f\x7f\x7f"  # an ID3 header claiming a huge tag
+    broken.write_bytes(bytes(data))
+    bad_name = os.fsencode(str(lib)) + b"/caf\xe9-latin1.wav"
+    shutil.copy(next(audio_dir.glob("*.wav")), bad_name)
+    os.symlink(lib, lib / "loop")
+    expected = {
+        "empty.mp3": "empty file",
+        "truncated.mp3": "truncated",
+        "truncated.flac": "corrupt or truncated",
+        "random.ogg": "not a decodable audio file",
+        "notes.mp3": "not a decodable audio file",
+        "short.wav": "too short",
+        "loop": "symlink loop",
+    }
+    return lib, expected
+
+
+def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audio_dir, test_model):
+    lib, expected = _bad_library(tmp_path, audio_dir)
+    db = tmp_path / "c.db"
+    proc = scan(lib, "--db", db, "--model", test_model, "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr
+    failed_lines = [line for line in proc.stderr.splitlines() if line.startswith("failed: ")]
+    for name, cause in expected.items():
+        hits = [line for line in failed_lines if line.startswith(f"failed: {lib / name}: ")]
+        assert len(hits) == 1, (name, proc.stderr)
+        assert cause in hits[0], hits[0]
+    cached = rows(db)
+    for name in ("good.flac", "good.ogg"):
+        assert cached[str(lib / name)]["status"] == "ok"
+        assert read_mood(lib / name) is not None
+    # the file with a non-UTF-8 name was analysed and is in the cache under an escaped key
+    assert cached[str(lib) + "/caf\\xe9-latin1.wav"]["status"] == "ok"
+    assert cached[str(lib) + "/caf\\xe9-latin1.wav"]["path_bytes"] == bad_name_bytes(lib)
+    # a broken tag is a failure to tag, or is repaired by mutagen's parser: never a crash, audio intact
+    assert str(lib / "broken-tags.mp3") in cached
+    for name in ("empty.mp3", "truncated.flac", "random.ogg", "notes.mp3", "short.wav"):
+        assert cached[str(lib / name)]["status"] == "failed"
+    # a second scan does not retry the unchanged failures
+    proc = scan(lib, "--db", db, "--model", test_model, "--json")
+    assert {json.loads(line)["action"] for line in proc.stdout.splitlines()} <= {"cached"}
+
+
+def bad_name_bytes(lib: Path) -> bytes:
+    return os.fsencode(str(lib)) + b"/caf\xe9-latin1.wav"
+
+
+def _without_root_powers(cmd: list[str]) -> list[str]:
+    """Root ignores file permissions; drop the capabilities that let it (CI runs as root)."""
+    caps = "-dac_override,-dac_read_search,-fowner"
+    return ["setpriv", f"--bounding-set={caps}", *cmd] if ROOT else cmd
+
+
+@pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
+def test_unreadable_file_read_only_file_and_locked_folder(tmp_path, audio_dir, test_model):
+    """Files and folders the user may not read or write: each is reported, the rest is tagged."""
+    lib = tmp_path / "perm"
+    lib.mkdir()
+    for name in ("ok.flac", "readonly.flac", "secret.flac"):
+        shutil.copy(next(audio_dir.glob("*.flac")), lib / name)
+    (lib / "locked").mkdir()
+    shutil.copy(next(audio_dir.glob("*.ogg")), lib / "locked" / "inside.ogg")
+    work = tmp_path / "work"
+    work.mkdir()
+    model = test_model
+    (lib / "readonly.flac").chmod(0o444)
+    (lib / "secret.flac").chmod(0o000)
+    (lib / "locked").chmod(0o000)
+    ro_before = (lib / "readonly.flac").read_bytes()
+    env = dict(os.environ, HOME=str(work), XDG_DATA_HOME=str(work))
+    proc = subprocess.run(_without_root_powers([sys.executable, "-m", "tagger", "scan", str(lib), "--db", str(work / "c.db"),
+                                      "--model", str(model), "--jobs", "1"]),
+                          capture_output=True, text=True, env=env, timeout=300)
+    (lib / "locked").chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert f"failed: {lib / 'secret.flac'}: permission denied" in proc.stderr
+    assert f"failed: {lib / 'locked'}: cannot list the folder: permission denied" in proc.stderr
+    ro_line = [line for line in proc.stderr.splitlines() if line.startswith(f"failed: {lib / 'readonly.flac'}")]
+    assert len(ro_line) == 1 and "read-only" in ro_line[0]
+    assert (lib / "readonly.flac").read_bytes() == ro_before
+    assert read_mood(lib / "ok.flac") is not None
+    cached = rows(work / "c.db")
+    assert cached[str(lib / "readonly.flac")]["status"] == "ok"      # analysed, kept, just not tagged
+    assert cached[str(lib / "readonly.flac")]["tagged"] == 0
+
+
+def _start_scan(lib: Path, db: Path, model: Path, jobs: int = 1) -> subprocess.Popen:
+    # Output to a file, not a pipe: after a SIGKILL, orphaned workers may hold a pipe open a while.
+    log = open(db.parent / f"scan-{time.monotonic_ns()}.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", str(lib), "--db", str(db), "--model",
+                             str(model), "--jobs", str(jobs)], stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    return proc
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    proc.wait(timeout=timeout)
+    proc.log.seek(0)
+    text = proc.log.read()
+    proc.log.close()
+    return text
+
+
+def _wait_for_rows(db: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "scan finished before it could be interrupted"
+        if db.exists():
+            try:
+                if len(rows(db)) >= n:
+                    return
+            except sqlite3.DatabaseError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("scan made no progress")
+
+
+@pytest.fixture
+def big_library(tmp_path, audio_dir) -> Path:
+    lib = tmp_path / "big"
+    lib.mkdir()
+    sources = [p for p in sorted(audio_dir.iterdir()) if p.suffix in (".flac", ".wav", ".ogg")]
+    for i in range(24):
+        src = sources[i % len(sources)]
+        shutil.copy(src, lib / f"{i:02d}{src.suffix}")
+    return lib
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_scan_keeps_finished_results_and_resumes(big_library, test_model, tmp_path, sig):
+    db = tmp_path / "c.db"
+    proc = _start_scan(big_library, db, test_model, jobs=2)
+    _wait_for_rows(db, 3, proc)
+    proc.send_signal(sig)
+    _finish(proc, timeout=60)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    done = rows(db)
+    assert 3 <= len(done) < 24
+    for p in big_library.iterdir():
+        values = read_mood(p)  # every file still parses; tagged ones hold the cached mood
+        if str(p) in done and done[str(p)]["tagged"]:
+            assert values is not None and values.mood == done[str(p)]["mood"]
+            assert (p.stat().st_size, p.stat().st_mtime_ns) == (done[str(p)]["size"], done[str(p)]["mtime_ns"])
+    resumed = scan(big_library, "--db", db, "--model", test_model, "--json", check=True)
+    actions = [json.loads(line)["action"] for line in resumed.stdout.splitlines()]
+    assert len(actions) == 24
+    assert actions.count("cached") >= len([r for r in done.values() if r["tagged"]])
+    assert all(read_mood(p) is not None for p in big_library.iterdir())
+
+
+def test_two_scans_at_once_on_one_database(big_library, test_model, tmp_path):
+    db = tmp_path / "c.db"
+    a = _start_scan(big_library, db, test_model)
+    b = _start_scan(big_library, db, test_model)
+    out_a, out_b = _finish(a), _finish(b)
+    assert a.returncode == 0, out_a
+    assert b.returncode == 0, out_b
+    assert "waiting for another moodtag scan" in out_a + out_b
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    assert len(rows(db)) == 24
+    assert all(r["status"] == "ok" for r in rows(db).values())
