@@ -1,0 +1,288 @@
+"""Read the cache: filtered track listings, raw read-only SQL, and summary statistics.
+
+Nothing here writes: every function takes a cache opened with `Cache.open_readonly`. `run_sql` also
+installs an SQLite authorizer, so that a query cannot switch the connection back to writing (PRAGMA
+query_only=OFF), attach other files or create temporary objects.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from tagger.errors import MoodtagError
+
+if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--help` stays quick
+    from tagger.cache import Cache
+
+ORDERS = ("confidence", "path", "artist", "album", "analyzed")
+STATUSES = ("ok", "failed", "missing")
+_ORDER_SQL = {  # order -> (first key, tie-breakers)
+    "confidence": ("confidence", "path"),
+    "path": ("path", None),
+    "artist": ("artist COLLATE NOCASE", "album COLLATE NOCASE, title COLLATE NOCASE, path"),
+    "album": ("album COLLATE NOCASE", "path"),
+    "analyzed": ("analyzed_at", "path"),
+}
+FOLD_FUNCTION = "moodtag_fold"
+
+
+@dataclass(frozen=True)
+class TrackFilter:
+    """Which cached tracks to list, and in which order.
+
+    artist / album: case-insensitive (Unicode case folding) substring match, or whole-value match
+    with `exact`. path_glob: SQLite GLOB on the absolute path (case-sensitive; `*` also matches `/`);
+    a pattern that starts with neither `/` nor `*` matches at any depth (as if it began with `*/`).
+    """
+
+    mood: str | None = None
+    min_confidence: float | None = None
+    artist: str | None = None
+    album: str | None = None
+    exact: bool = False
+    path_glob: str | None = None
+    status: str | None = None
+    order: str = "path"
+    desc: bool = False
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class TrackRow:
+    """One cached track as `query` shows it."""
+
+    path: str
+    status: str
+    mood: str | None
+    confidence: float | None
+    scores: dict
+    format: str | None
+    duration: float | None
+    artist: str | None
+    title: str | None
+    album: str | None
+    model_name: str | None
+    model_version: str | None
+    analyzed_at: str | None
+    tagged: bool
+    error: str | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+TRACK_COLUMNS = tuple(f.name for f in fields(TrackRow))
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    """The column names and rows of one raw SQL query."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple]
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What the cache holds.
+
+    by_mood, by_model, mean_confidence: over rows with status ok. histogram: how many ok rows have
+    P(label) in each of `len(histogram)` equal bins over [0, 1].
+    """
+
+    total: int
+    by_status: dict[str, int]
+    by_mood: dict[str, int]
+    mean_confidence: dict[str, float]
+    by_format: dict[str, int]
+    by_model: dict[str, int]
+    tagged: int
+    top_errors: tuple[tuple[str, int], ...]
+    label: str | None
+    histogram: tuple[int, ...]
+
+    @property
+    def failed(self) -> int:
+        return self.by_status.get("failed", 0)
+
+    @property
+    def missing(self) -> int:
+        return self.by_status.get("missing", 0)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["top_errors"] = [{"error": e, "count": n} for e, n in self.top_errors]
+        data["histogram"] = {"label": self.label, "bins": list(self.histogram)}
+        del data["label"]
+        return data
+
+
+def find_tracks(cache: Cache, track_filter: TrackFilter) -> Iterator[TrackRow]:
+    """The cached tracks that `track_filter` selects, in its order."""
+    from tagger.cache import TABLE
+
+    f = track_filter
+    if f.status is not None and f.status not in STATUSES:
+        raise MoodtagError(f"unknown status {f.status!r} (choose one of: {', '.join(STATUSES)})")
+    if f.order not in ORDERS:
+        raise MoodtagError(f"unknown order {f.order!r} (choose one of: {', '.join(ORDERS)})")
+    if f.limit is not None and f.limit < 0:
+        raise MoodtagError(f"--limit must be 0 or more, not {f.limit}")
+    _install_fold(cache)
+    where: list[str] = []
+    params: list = []
+    if f.mood is not None:
+        where.append("mood = ?")
+        params.append(f.mood)
+    if f.min_confidence is not None:
+        where.append("confidence >= ?")
+        params.append(f.min_confidence)
+    if f.status is not None:
+        where.append("status = ?")
+        params.append(f.status)
+    for column, value in (("artist", f.artist), ("album", f.album)):
+        if value is not None:
+            where.append(f"{FOLD_FUNCTION}({column}) = ?" if f.exact
+                         else f"instr({FOLD_FUNCTION}({column}), ?) > 0")
+            params.append(value.casefold())
+    if f.path_glob is not None:
+        where.append("path GLOB ?")
+        params.append(full_glob(f.path_glob))
+    first, rest = _ORDER_SQL[f.order]
+    direction = "DESC" if f.desc else "ASC"
+    order_by = f"{first} IS NULL, {first} {direction}" + (f", {rest}" if rest else "")
+    sql = (f"SELECT {', '.join(TRACK_COLUMNS)} FROM {TABLE}"
+           + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order_by}")
+    if f.limit is not None:
+        sql += " LIMIT ?"
+        params.append(f.limit)
+    try:
+        cursor = cache.db.execute(sql, params)
+    except sqlite3.DatabaseError as exc:
+        raise MoodtagError(f"{cache.path}: cannot read the cache ({exc})") from None
+    for row in cursor:
+        values = dict(zip(TRACK_COLUMNS, row))
+        values["scores"] = json.loads(values["scores"]) if values["scores"] else {}
+        values["tagged"] = bool(values["tagged"])
+        yield TrackRow(**values)
+
+
+def full_glob(pattern: str) -> str:
+    """A --path-glob pattern -> a GLOB on the absolute path (`~` expanded; relative: at any depth)."""
+    if pattern.startswith("~"):
+        pattern = str(Path(pattern).expanduser())
+    if pattern.startswith(("/", "*")):
+        return pattern
+    return "*/" + pattern
+
+
+def run_sql(cache: Cache, sql: str, params: tuple = ()) -> SqlResult:
+    """Run one SQL statement that only reads; any other statement raises MoodtagError and changes nothing."""
+    conn = cache.db.conn
+    _install_fold(cache)
+    conn.set_authorizer(_read_only_authorizer)
+    try:
+        cursor = conn.execute(sql, params)
+        columns = tuple(d[0] for d in cursor.description or ())
+        rows = cursor.fetchall()
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if any(word in text for word in ("not authorized", "authorization denied", "readonly", "read-only")):
+            raise MoodtagError("SQL refused: the cache is opened read-only, so only statements that read "
+                               f"(SELECT, WITH, EXPLAIN, informational PRAGMAs) may run ({text})") from None
+        raise MoodtagError(f"SQL error: {text}") from None
+    except (sqlite3.Error, sqlite3.Warning) as exc:  # e.g. more than one statement
+        raise MoodtagError(f"SQL error: {exc}") from None
+    finally:
+        conn.set_authorizer(None)
+    return SqlResult(columns, rows)
+
+
+# PRAGMAs that only report something; those with a value to set are refused (arg None means a read).
+_INFO_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "database_list", "collation_list", "function_list", "module_list",
+    "pragma_list", "compile_options", "integrity_check", "quick_check",
+})
+_READABLE_SETTINGS = frozenset({
+    "user_version", "schema_version", "application_id", "page_size", "page_count", "freelist_count",
+    "journal_mode", "encoding", "query_only", "data_version",
+})
+
+
+def _read_only_authorizer(action: int, arg1, arg2, db_name, trigger) -> int:
+    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE):
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name in _INFO_PRAGMAS or (name in _READABLE_SETTINGS and arg2 is None):
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master" and trigger is None and db_name == "main":
+        # SQLite asks this when a table-valued PRAGMA function (pragma_table_info(...)) is prepared;
+        # the read-only connection would refuse a real write anyway.
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_errors: int = 5) -> CacheStats:
+    """Counts per status, mood, format and model, the commonest failure causes, and a histogram of
+    P(label) over the ok rows (label: default the last label of the stored scores, e.g. exciting)."""
+    from tagger.cache import TABLE
+
+    if bins < 1:
+        raise MoodtagError(f"--bins must be 1 or more, not {bins}")
+
+    def groups(sql: str, params: tuple = ()) -> dict:
+        return {key if key is not None else "(unknown)": value for key, value in cache.db.execute(sql, params)}
+
+    try:
+        total = cache.db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+        by_status = groups(f"SELECT status, count(*) FROM {TABLE} GROUP BY status ORDER BY count(*) DESC, status")
+        ok = f"FROM {TABLE} WHERE status = 'ok'"
+        by_mood = groups(f"SELECT mood, count(*) {ok} GROUP BY mood ORDER BY count(*) DESC, mood")
+        mean_confidence = groups(f"SELECT mood, avg(confidence) {ok} GROUP BY mood ORDER BY mood")
+        by_format = groups(f"SELECT lower(format), count(*) FROM {TABLE} "
+                           f"GROUP BY lower(format) ORDER BY count(*) DESC, lower(format)")
+        by_model = groups(f"SELECT model_name || ' ' || model_version, count(*) {ok} "
+                          f"GROUP BY model_name, model_version ORDER BY count(*) DESC")
+        tagged = cache.db.execute(f"SELECT count(*) {ok} AND tagged = 1").fetchone()[0]
+        errors = tuple(cache.db.execute(
+            f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
+            f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]).fetchall())
+        known = _score_labels(cache)
+        if label is None:
+            label = known[-1] if known else None
+        elif known and label not in known:
+            raise MoodtagError(f"{label!r} is not a label in the cached scores (known: {', '.join(known)})")
+        histogram = [0] * bins
+        if label is not None:
+            json_path = '$."' + label.replace('"', '\\"') + '"'
+            for index, count in cache.db.execute(
+                    f"SELECT min(CAST(p * ? AS INTEGER), ? - 1) AS bin, count(*) FROM "
+                    f"(SELECT json_extract(scores, ?) AS p {ok}) WHERE p IS NOT NULL GROUP BY bin",
+                    [bins, bins, json_path]):
+                histogram[max(0, int(index))] += count
+    except sqlite3.DatabaseError as exc:
+        raise MoodtagError(f"{cache.path}: cannot read the cache ({exc})") from None
+    return CacheStats(total=total, by_status=by_status, by_mood=by_mood, mean_confidence=mean_confidence,
+                      by_format=by_format, by_model=by_model, tagged=tagged, top_errors=errors,
+                      label=label, histogram=tuple(histogram))
+
+
+def _score_labels(cache: Cache) -> tuple[str, ...]:
+    """The labels of the stored scores (those of the most recently analysed ok row), in model order."""
+    from tagger.cache import TABLE
+
+    row = cache.db.execute(f"SELECT scores FROM {TABLE} WHERE status = 'ok' AND scores IS NOT NULL "
+                           f"ORDER BY analyzed_at DESC LIMIT 1").fetchone()
+    return tuple(json.loads(row[0])) if row else ()
+
+
+def _install_fold(cache: Cache) -> None:
+    """Register moodtag_fold(text): Unicode case folding, for case-insensitive matching."""
+    cache.db.conn.create_function(FOLD_FUNCTION, 1, lambda s: s.casefold() if isinstance(s, str) else s,
+                                  deterministic=True)

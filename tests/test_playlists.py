@@ -1,0 +1,322 @@
+"""`moodtag playlist` / `playlists`: read every written playlist back with an independent parser and check
+that each entry resolves to an existing file whose cached mood is the one asked for."""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from urllib.parse import unquote_to_bytes, urlsplit
+from xml.etree import ElementTree as ET
+
+import pytest
+from typer.testing import CliRunner
+
+from tagger.cache import Cache, path_key
+from tagger.cli import app
+from tagger.errors import MoodtagError
+from tagger.records import TrackRef, TrackResult
+from tagger.weights import read_spec, resolve_model
+
+XSPF = "{http://xspf.org/ns/0/}"
+
+# name, mood, P(exciting), tags (artist, title, album) or None, duration
+TRACKS = [
+    ("Calm Song.wav", "calm", 0.05, ("Ann Artist", "Quiet Night", "Slow Album"), 241.4),
+    ("Ünïcødé café ☕.flac", "calm", 0.20, ("Björk", "Jóga", "Homogenic"), 305.0),
+    ("#hash first.mp3", "calm", 0.30, None, 62.0),
+    ("sub dir/#2 deep one.ogg", "calm", 0.10, ("Zed", "Deep", None), 180.2),
+    ("sub dir/loud one.opus", "exciting", 0.95, ("Zed", "Loud", "Fast Album"), 200.0),
+    ("Party [live].m4a", "exciting", 0.80, ("Crowd", "Party", "Live"), 150.0),
+    ("odd\nline.wav", "calm", 0.15, None, 10.0),          # cannot be written into M3U
+    ("gone.mp3", "calm", 0.01, None, 100.0),               # deleted after caching
+]
+
+
+@pytest.fixture(scope="module")
+def model(request) -> tuple[list[str], object]:
+    """(--model args, spec): the shipped default model if it exists, else the small test model."""
+    try:
+        return [], read_spec(resolve_model(None))
+    except MoodtagError:
+        path = request.getfixturevalue("test_model")
+        return ["--model", str(path)], read_spec(path)
+
+
+def _result(path: Path, mood: str, p_exciting: float, spec, *, duration=None, version=None) -> TrackResult:
+    scores = {"calm": 1 - p_exciting, "exciting": p_exciting}
+    return TrackResult(path, mood=mood, confidence=scores[mood], scores=scores, duration=duration,
+                       model_name=spec.name, model_version=version or spec.version)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, model) -> dict:
+    """A folder of small files (bytes only: playlists never decode audio) and a cache describing them."""
+    _, spec = model
+    assert tuple(spec.labels) == ("calm", "exciting")
+    root = tmp_path_factory.mktemp("lib") / "Music Library"
+    db = root.parent / "c.db"
+    moods: dict[str, str] = {}
+    with Cache.open(db) as cache:
+        for name, mood, p, tags, duration in TRACKS:
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"not audio " + name.encode())
+            info = {"format": path.suffix[1:], "duration": duration}
+            if tags:
+                info.update(artist=tags[0], title=tags[1], album=tags[2])
+            cache.record(_result(path, mood, p, spec), TrackRef.from_path(path), info=info)
+            moods[path_key(path)[0]] = mood
+        # a name that is not valid UTF-8: cached with path_bytes, never written into M3U
+        raw = os.fsencode(root) + b"/caf\xe9 latin1.wav"
+        with open(raw, "wb") as fh:
+            fh.write(b"x")
+        raw_path = Path(os.fsdecode(raw))
+        cache.record(_result(raw_path, "calm", 0.25, spec), TrackRef.from_path(raw_path), info={"format": "wav"})
+        # results of another model version, a failure, and a file gone from disk
+        other = root / "old model.wav"
+        other.write_bytes(b"x")
+        cache.record(_result(other, "calm", 0.02, spec, version="0.0.0-old"), TrackRef.from_path(other))
+        moods[str(other)] = "calm"
+        broken = root / "broken.mp3"
+        broken.write_bytes(b"x")
+        cache.record(TrackResult.failed(broken, "cannot decode: bad header", model_name=spec.name,
+                                        model_version=spec.version), TrackRef.from_path(broken))
+    (root / "gone.mp3").unlink()
+    return {"root": root, "db": db, "moods": moods, "raw": raw, "other": other}
+
+
+def run(args: list[str], model_args: list[str]):
+    result = CliRunner().invoke(app, [*args, *model_args])
+    return result
+
+
+def expected_calm(library, *, m3u: bool) -> set[str]:
+    """The calm, current-model, present files (absolute); the unwritable ones only for XSPF."""
+    root = library["root"]
+    names = {"Calm Song.wav", "Ünïcødé café ☕.flac", "#hash first.mp3", "sub dir/#2 deep one.ogg"}
+    found = {str(root / n) for n in names}
+    if not m3u:
+        found |= {str(root / "odd\nline.wav"), os.fsdecode(library["raw"])}
+    return found
+
+
+# -- an independent M3U reader -------------------------------------------------------------------
+
+def read_m3u(text: str, base: Path | None) -> list[tuple[str, str]]:
+    """[(#EXTINF line, absolute path)], the way a line-oriented player reads an extended M3U."""
+    lines = text.splitlines()
+    assert lines[0] == "#EXTM3U"
+    entries, extinf = [], None
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            if line.startswith("#EXTINF:"):
+                extinf = line
+            continue
+        path = line if os.path.isabs(line) else os.path.normpath(os.path.join(base, line))
+        entries.append((extinf, path))
+        extinf = None
+    return entries
+
+
+def check_entries(paths: list[str], library, mood: str) -> None:
+    for path in paths:
+        assert os.path.isfile(path), path
+        assert library["moods"].get(path) == mood or path == os.fsdecode(library["raw"]), path
+
+
+# -- M3U8 ------------------------------------------------------------------------------------------
+
+def test_m3u8_file_relative_to_its_folder(library, model, tmp_path):
+    out = library["root"].parent / "playlists" / "calm list.m3u8"
+    result = run(["playlist", "calm", "--db", str(library["db"]), "-o", str(out)], model[0])
+    assert result.exit_code == 0, result.output
+    raw = out.read_bytes()
+    text = raw.decode("utf-8")  # valid UTF-8
+    assert "\r" not in text and not raw.startswith(b"\xef\xbb\xbf")
+    entries = read_m3u(text, out.parent)
+    paths = [p for _, p in entries]
+    check_entries(paths, library, "calm")
+    assert set(paths) == expected_calm(library, m3u=True)
+    # relative paths only; the name starting with '#' is written as ./#...
+    path_lines = [line for line in text.splitlines()[1:] if not line.startswith("#")]
+    assert all(not os.path.isabs(line) for line in path_lines)
+    assert "../Music Library/#hash first.mp3" in path_lines
+    assert "../Music Library/sub dir/#2 deep one.ogg" in path_lines
+    # every entry has its #EXTINF; the unwritable ones are warned about, never split over lines
+    assert all(extinf for extinf, _ in entries)
+    assert "odd" not in text and "latin1" not in text
+    assert "line break" in result.stderr and "not valid UTF-8" in result.stderr
+    assert "no longer on disk" in result.stderr  # gone.mp3
+
+
+def test_m3u8_hash_name_in_same_folder_gets_dot_slash(library, model):
+    out = library["root"] / "here.m3u8"
+    result = run(["playlist", "calm", "--db", str(library["db"]), "-o", str(out)], model[0])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert "./#hash first.mp3" in lines
+    assert "sub dir/#2 deep one.ogg" in lines
+    assert set(p for _, p in read_m3u("\n".join(lines), out.parent)) == expected_calm(library, m3u=True)
+    out.unlink()
+
+
+def test_m3u8_extinf_and_score_order(library, model):
+    result = run(["playlist", "calm", "--db", str(library["db"])], model[0])
+    assert result.exit_code == 0, result.stderr
+    entries = read_m3u(result.stdout_bytes.decode("utf-8"), None)
+    root = library["root"]
+    # stdout: absolute paths; most confidently calm first
+    assert [p for _, p in entries] == [str(root / n) for n in (
+        "Calm Song.wav", "sub dir/#2 deep one.ogg", "Ünïcødé café ☕.flac", "#hash first.mp3")]
+    assert entries[0][0] == "#EXTINF:241,Ann Artist - Quiet Night"
+    assert entries[2][0] == "#EXTINF:305,Björk - Jóga"
+    assert entries[3][0] == "#EXTINF:62,#hash first"  # no tags: the file stem
+
+
+def test_m3u8_absolute_and_relative_to(library, model, tmp_path):
+    db = str(library["db"])
+    out = tmp_path / "abs.m3u8"
+    assert run(["playlist", "exciting", "--db", db, "-o", str(out), "--absolute"], model[0]).exit_code == 0
+    paths = [p for _, p in read_m3u(out.read_text(encoding="utf-8"), None)]
+    assert all(os.path.isabs(p) for p in paths)
+    check_entries(paths, library, "exciting")
+    assert len(paths) == 2
+
+    result = run(["playlist", "exciting", "--db", db, "--relative-to", str(library["root"])], model[0])
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+    assert sorted(lines) == ["Party [live].m4a", "sub dir/loud one.opus"]
+    check_entries([p for _, p in read_m3u(result.stdout, library["root"])], library, "exciting")
+
+    both = run(["playlist", "calm", "--db", db, "--absolute", "--relative-to", str(tmp_path)], model[0])
+    assert both.exit_code == 1 and "exclude each other" in str(both.exception)
+
+
+def test_filters_order_limit_and_paths(library, model):
+    db = str(library["db"])
+    root = library["root"]
+
+    def paths(*extra):
+        result = run(["playlist", "calm", "--db", db, *extra], model[0])
+        assert result.exit_code == 0, result.output
+        found = [p for _, p in read_m3u(result.stdout, None)]
+        check_entries(found, library, "calm")
+        return found
+
+    assert paths("--min-confidence", "0.85") == [str(root / "Calm Song.wav"), str(root / "sub dir/#2 deep one.ogg")]
+    assert paths("--limit", "1") == [str(root / "Calm Song.wav")]
+    assert paths("--order", "path") == sorted(expected_calm(library, m3u=True))
+    assert paths(str(root / "sub dir")) == [str(root / "sub dir/#2 deep one.ogg")]
+    assert paths(str(root / "Calm Song.wav"), str(root / "sub dir")) == [
+        str(root / "Calm Song.wav"), str(root / "sub dir/#2 deep one.ogg")]
+    by_album = paths("--order", "album")
+    assert by_album[:2] == [str(root / "Ünïcødé café ☕.flac"), str(root / "Calm Song.wav")]  # Homogenic, Slow...
+    assert set(by_album[2:]) == {str(root / "#hash first.mp3"), str(root / "sub dir/#2 deep one.ogg")}  # no album
+    shuffled = paths("--order", "shuffle", "--seed", "7")
+    assert shuffled == paths("--order", "shuffle", "--seed", "7")
+    assert sorted(shuffled) == sorted(expected_calm(library, m3u=True))
+    # another model version's rows count only with --any-model
+    assert str(library["other"]) not in paths()
+    assert paths("--any-model")[0] == str(library["other"])
+
+
+# -- XSPF ------------------------------------------------------------------------------------------
+
+def read_xspf(path: Path) -> list[dict]:
+    tree = ET.parse(path)  # valid XML
+    root = tree.getroot()
+    assert root.tag == f"{XSPF}playlist" and root.get("version") == "1"
+    tracks = []
+    for track in root.iter(f"{XSPF}track"):
+        loc = track.findtext(f"{XSPF}location")
+        parts = urlsplit(loc)
+        raw = unquote_to_bytes(parts.path)
+        if parts.scheme == "file":
+            fs = raw
+        else:
+            assert parts.scheme == "" and not parts.netloc and not raw.startswith(b"/")
+            fs = os.path.normpath(os.fsencode(path.parent) + b"/" + raw)
+        tracks.append({"location": loc, "path": os.fsdecode(fs),
+                       **{k: track.findtext(f"{XSPF}{k}") for k in ("title", "creator", "album", "duration")}})
+    return tracks
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_xspf(library, model, tmp_path, absolute):
+    out = tmp_path / "pl" / "calm.xspf"  # format from the suffix
+    result = run(["playlist", "calm", "--db", str(library["db"]), "-o", str(out),
+                  *(["--absolute"] if absolute else [])], model[0])
+    assert result.exit_code == 0, result.output
+    tracks = read_xspf(out)
+    paths = [t["path"] for t in tracks]
+    check_entries(paths, library, "calm")
+    # URIs carry what M3U cannot: a line break, a name that is not UTF-8
+    assert set(paths) == expected_calm(library, m3u=False)
+    for t in tracks:
+        assert all(c not in t["location"] for c in " #\n?") and t["location"].isascii()
+        assert t["location"].startswith("file:///") == absolute
+    song = next(t for t in tracks if t["path"].endswith("café ☕.flac"))
+    assert (song["title"], song["creator"], song["album"], song["duration"]) == ("Jóga", "Björk", "Homogenic", "305000")
+    hashed = next(t for t in tracks if t["path"].endswith("#hash first.mp3"))
+    assert hashed["title"] == "#hash first" and hashed["creator"] is None
+
+
+# -- playlists --out-dir ---------------------------------------------------------------------------
+
+def test_playlists_one_per_label(library, model, tmp_path):
+    out_dir = tmp_path / "moods"
+    result = run(["playlists", "--db", str(library["db"]), "--out-dir", str(out_dir)], model[0])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out_dir.iterdir()) == ["calm.m3u8", "exciting.m3u8"]
+    for mood in ("calm", "exciting"):
+        paths = [p for _, p in read_m3u((out_dir / f"{mood}.m3u8").read_text(encoding="utf-8"), out_dir)]
+        check_entries(paths, library, mood)
+        assert paths
+    assert set(paths) == {str(library["root"] / "sub dir/loud one.opus"), str(library["root"] / "Party [live].m4a")}
+
+    result = run(["playlists", "--db", str(library["db"]), "-d", str(out_dir), "--format", "xspf"], model[0])
+    assert result.exit_code == 0, result.output
+    check_entries([t["path"] for t in read_xspf(out_dir / "exciting.xspf")], library, "exciting")
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+def test_unknown_mood_lists_labels(library, model):
+    result = run(["playlist", "happy", "--db", str(library["db"])], model[0])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, MoodtagError)
+    assert "'happy'" in str(result.exception) and "calm, exciting" in str(result.exception)
+
+
+def test_missing_db_is_one_line_naming_the_file(tmp_path, model):
+    from tests.conftest import run_cli
+
+    missing = tmp_path / "nope.db"
+    proc = run_cli("playlist", "calm", "--db", missing, *model[0], env={"COLUMNS": "400"})
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0] and lines[0].startswith("error:")
+    assert not missing.exists()
+
+
+def test_playlist_does_not_write_the_cache(library, model, tmp_path):
+    before = library["db"].read_bytes()
+    run(["playlist", "calm", "--db", str(library["db"]), "-o", str(tmp_path / "x.m3u8")], model[0])
+    assert library["db"].read_bytes() == before
+    with sqlite3.connect(library["db"]) as conn:
+        assert conn.execute("SELECT count(*) FROM tracks").fetchone()[0] == len(TRACKS) + 3
+
+
+# -- the rendering API, without a cache --------------------------------------------------------------
+
+def test_tags_with_line_breaks_or_control_characters_stay_on_one_line_and_valid_xml(tmp_path):
+    from tagger.playlists import PlaylistEntry, render_m3u8, render_xspf
+
+    entry = PlaylistEntry("/m/a.mp3", None, "calm", 0.9, duration=None, artist="A\r\nB", title="T\u2028x\x07")
+    assert render_m3u8([entry]).splitlines() == ["#EXTM3U", "#EXTINF:-1,A B - T x\x07", "/m/a.mp3"]
+    out = tmp_path / "p.xspf"
+    out.write_text(render_xspf([entry], title="t"), encoding="utf-8")
+    (track,) = read_xspf(out)
+    assert track["path"] == "/m/a.mp3" and track["title"] == "T\u2028x" and track["duration"] is None

@@ -1,0 +1,225 @@
+"""`moodtag query` and `moodtag stats` over a cache of real rows; raw SQL must never change the cache."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tagger.cache import Cache
+from tagger.cli import app
+from tagger.errors import MoodtagError
+from tagger.records import TrackRef, TrackResult
+
+# name, P(exciting) (None: failed), artist, album, format
+ROWS = [
+    ("jazz/So What.flac", 0.10, "Miles Davis", "Kind of Blue", "flac"),
+    ("jazz/Blue in Green.flac", 0.04, "Miles Davis", "Kind of Blue", "flac"),
+    ("pop/Army of Me.mp3", 0.92, "BJÖRK", "Post", "mp3"),
+    ("pop/Jóga.mp3", 0.35, "Björk", "Homogenic", "mp3"),
+    ("pop/Hyperballad.ogg", 0.66, "björk", "Post", "ogg"),
+    ("rock/[Live] 100%_loud.wav", 0.99, "The Band_", "Rock 50%", "wav"),
+    ("rock/broken.mp3", None, None, None, "mp3"),
+    ("rock/vanished.m4a", 0.51, "Ghost", None, "m4a"),
+]
+
+
+def _result(path: Path, p: float | None) -> TrackResult:
+    if p is None:
+        return TrackResult.failed(path, "cannot decode: truncated frame", model_name="test-model", model_version="0.0.1")
+    scores = {"calm": 1 - p, "exciting": p}
+    mood = "exciting" if p >= 0.5 else "calm"
+    return TrackResult(path, mood=mood, confidence=scores[mood], scores=scores, duration=200.0,
+                       model_name="test-model", model_version="0.0.1")
+
+
+@pytest.fixture(scope="module")
+def cache_db(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("q") / "music"
+    db = root.parent / "c.db"
+    with Cache.open(db) as cache:
+        for name, p, artist, album, fmt in ROWS:
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+            cache.record(_result(path, p), TrackRef.from_path(path),
+                         info={"format": fmt, "artist": artist, "album": album, "title": path.stem})
+        cache.mark_missing([str(root / "rock/vanished.m4a")])
+    return {"db": db, "root": root}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def query_json(cache_db, *args: str) -> list[dict]:
+    result = invoke("query", "--db", str(cache_db["db"]), "--json", *args)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def names(rows: list[dict], cache_db) -> list[str]:
+    return [Path(r["path"]).relative_to(cache_db["root"]).as_posix() for r in rows]
+
+
+def test_table_by_default(cache_db):
+    result = invoke("query", "--db", str(cache_db["db"]), "--mood", "calm")
+    assert result.exit_code == 0, result.output
+    assert "So What" in result.stdout and "Kind of Blue" in result.stdout and "Miles Davis" in result.stdout
+    assert "Army of Me" not in result.stdout
+
+
+def test_filters(cache_db):
+    rows = query_json(cache_db, "--mood", "exciting")
+    assert rows and all(r["mood"] == "exciting" for r in rows)
+    assert set(rows[0]) >= {"path", "mood", "confidence", "scores", "artist", "album", "status", "model_version"}
+    # artist/album: case-insensitive substrings (Unicode case folding), whole value with --exact
+    assert names(query_json(cache_db, "--artist", "björk", "--order", "path"), cache_db) == [
+        "pop/Army of Me.mp3", "pop/Hyperballad.ogg", "pop/Jóga.mp3"]
+    assert len(query_json(cache_db, "--artist", "JÖR")) == 3
+    assert query_json(cache_db, "--artist", "Björ", "--exact") == []
+    assert len(query_json(cache_db, "--artist", "BJÖRK", "--exact", "--album", "post")) == 2
+    # LIKE wildcards are plain characters
+    assert names(query_json(cache_db, "--album", "50%"), cache_db) == ["rock/[Live] 100%_loud.wav"]
+    assert query_json(cache_db, "--artist", "band%") == []
+    assert len(query_json(cache_db, "--artist", "band_")) == 1
+    # path globs: relative patterns match at any depth
+    assert names(query_json(cache_db, "--path-glob", "jazz/*"), cache_db) == [
+        "jazz/Blue in Green.flac", "jazz/So What.flac"]
+    assert len(query_json(cache_db, "--path-glob", "*.mp3")) == 3
+    assert names(query_json(cache_db, "--path-glob", str(cache_db["root"]) + "/rock/[[]Live]*"), cache_db) == [
+        "rock/[Live] 100%_loud.wav"]
+    # status and confidence
+    assert names(query_json(cache_db, "--status", "failed"), cache_db) == ["rock/broken.mp3"]
+    assert query_json(cache_db, "--status", "failed")[0]["error"].startswith("cannot decode")
+    assert names(query_json(cache_db, "--status", "missing"), cache_db) == ["rock/vanished.m4a"]
+    high = query_json(cache_db, "--min-confidence", "0.9")
+    assert sorted(names(high, cache_db)) == ["jazz/Blue in Green.flac", "jazz/So What.flac",
+                                             "pop/Army of Me.mp3", "rock/[Live] 100%_loud.wav"]
+
+
+def test_order_desc_limit(cache_db):
+    rows = query_json(cache_db, "--order", "confidence", "--desc")
+    confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
+    assert confidences == sorted(confidences, reverse=True)
+    assert rows[-1]["confidence"] is None  # no value: last
+    assert len(query_json(cache_db, "--order", "confidence", "--desc", "--limit", "2")) == 2
+    paths = [r["path"] for r in query_json(cache_db)]
+    assert paths == sorted(paths)
+    artists = [r["artist"] for r in query_json(cache_db, "--order", "artist") if r["artist"]]
+    assert [a.casefold() for a in artists] == sorted(a.casefold() for a in artists)
+
+
+def test_csv(cache_db):
+    result = invoke("query", "--db", str(cache_db["db"]), "--csv", "--mood", "calm", "--order", "path")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [Path(r["path"]).name for r in rows] == ["Blue in Green.flac", "So What.flac", "Jóga.mp3"]
+    assert json.loads(rows[0]["scores"])["calm"] == pytest.approx(0.96)
+    both = invoke("query", "--db", str(cache_db["db"]), "--csv", "--json")
+    assert both.exit_code == 1 and isinstance(both.exception, MoodtagError)
+
+
+def test_raw_sql(cache_db):
+    result = invoke("query", "--db", str(cache_db["db"]), "--json", "--sql",
+                    "SELECT mood, count(*) AS n FROM tracks WHERE status = 'ok' GROUP BY mood ORDER BY mood")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"mood": "calm", "n": 3}, {"mood": "exciting", "n": 3}]
+    info = invoke("query", "--db", str(cache_db["db"]), "--sql", "PRAGMA table_info(tracks)")
+    assert info.exit_code == 0 and "confidence" in info.stdout
+    table = invoke("query", "--db", str(cache_db["db"]), "--sql",
+                   "SELECT path FROM tracks WHERE path GLOB '*Live*'")
+    assert "[Live] 100%_loud.wav" in table.stdout  # not taken for rich markup
+    mixed = invoke("query", "--db", str(cache_db["db"]), "--sql", "SELECT 1", "--mood", "calm")
+    assert mixed.exit_code == 1 and "--mood" in str(mixed.exception)
+
+
+def _fingerprint(folder: Path, db: Path) -> tuple:
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT count(*), sum(confidence) FROM tracks").fetchone()
+        schema = conn.execute("SELECT group_concat(sql) FROM sqlite_master").fetchone()
+    conn.close()
+    files = sorted(p.name for p in folder.iterdir() if not p.name.endswith(("-wal", "-shm")))
+    return rows, schema, hashlib.sha256(db.read_bytes()).hexdigest(), files
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM tracks",
+    "UPDATE tracks SET mood = 'calm'",
+    "DROP TABLE tracks",
+    "INSERT INTO tracks (path, size, mtime_ns, status) VALUES ('x', 1, 1, 'ok')",
+    "CREATE TABLE t (a)",
+    "CREATE TEMP TABLE t (a)",
+    "PRAGMA query_only = OFF",
+    "PRAGMA user_version = 7",
+    "ATTACH DATABASE 'other.db' AS other",
+    "VACUUM",
+    "SELECT 1; DELETE FROM tracks",
+    "WITH d AS (SELECT 1) DELETE FROM tracks",
+])
+def test_sql_that_writes_fails_and_changes_nothing(cache_db, sql, monkeypatch):
+    db = cache_db["db"]
+    folder = db.parent
+    monkeypatch.chdir(folder)  # where ATTACH would create other.db
+    before = _fingerprint(folder, db)
+    result = invoke("query", "--db", str(db), "--sql", sql)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, MoodtagError)
+    message = str(result.exception)
+    assert "\n" not in message and message
+    assert _fingerprint(folder, db) == before
+    assert not (folder / "other.db").exists()
+
+
+def test_sql_write_through_the_real_cli_is_one_line(cache_db):
+    from tests.conftest import run_cli
+
+    before = hashlib.sha256(cache_db["db"].read_bytes()).hexdigest()
+    proc = run_cli("query", "--db", cache_db["db"], "--sql", "DELETE FROM tracks", env={"COLUMNS": "400"})
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "read-only" in lines[0]
+    assert hashlib.sha256(cache_db["db"].read_bytes()).hexdigest() == before
+
+
+def test_missing_db_names_the_file(tmp_path):
+    missing = tmp_path / "nowhere.db"
+    for command in (["query"], ["query", "--sql", "SELECT 1"], ["stats"]):
+        result = invoke(*command, "--db", str(missing))
+        assert result.exit_code == 1 and str(missing) in str(result.exception)
+    assert not missing.exists()
+
+
+def test_stats(cache_db):
+    result = invoke("stats", "--db", str(cache_db["db"]), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total"] == len(ROWS)
+    assert data["by_status"] == {"ok": 6, "failed": 1, "missing": 1}
+    assert data["by_mood"] == {"calm": 3, "exciting": 3}
+    assert data["by_format"] == {"mp3": 3, "flac": 2, "m4a": 1, "ogg": 1, "wav": 1}
+    assert data["by_model"] == {"test-model 0.0.1": 6}
+    assert data["top_errors"] == [{"error": "cannot decode: truncated frame", "count": 1}]
+    hist = data["histogram"]
+    assert hist["label"] == "exciting"
+    # P(exciting) of the ok rows: 0.10 0.04 0.92 0.35 0.66 0.99
+    assert hist["bins"] == [1, 1, 0, 1, 0, 0, 1, 0, 0, 2]
+    calm = invoke("stats", "--db", str(cache_db["db"]), "--json", "--label", "calm", "--bins", "2")
+    assert json.loads(calm.stdout)["histogram"]["bins"] == [3, 3]
+    bad = invoke("stats", "--db", str(cache_db["db"]), "--label", "happy")
+    assert bad.exit_code == 1 and "calm, exciting" in str(bad.exception)
+
+
+def test_stats_table(cache_db):
+    result = invoke("stats", "--db", str(cache_db["db"]))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "8 tracks" in out and "1 failed" in out and "1 missing" in out
+    assert "P(exciting)" in out and "█" in out and "0.90–1.00" in out
+    assert "cannot decode: truncated frame" in out
