@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from tagger import synth
 from tagger.tags import read_mood
@@ -174,8 +176,15 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
     synth.make_track(lib / "short.wav", "calm", 3.0)
     broken = lib / "broken-tags.mp3"
     shutil.copy(next(audio_dir.glob("*.mp3")), broken)
+    import mutagen.id3
+
+    tag = mutagen.id3.ID3()
+    tag.add(mutagen.id3.TIT2(encoding=3, text="Title"))
+    tag.add(mutagen.id3.TPE1(encoding=3, text="Artist"))
+    tag.save(broken)
     data = bytearray(broken.read_bytes())
-    data[0:10] = b"ID3\x04\x00\x00\x7f\x7f\x7f\x7f"  # an ID3 header claiming a huge tag
+    at = data.find(b"TIT2")
+    data[at + 4:at + 8] = b"\x00\x00\x7f\x7f"  # a frame whose size runs past the end of the tag
     broken.write_bytes(bytes(data))
     bad_name = os.fsencode(str(lib)) + b"/caf\xe9-latin1.wav"
     shutil.copy(next(audio_dir.glob("*.wav")), bad_name)
@@ -194,6 +203,7 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
 
 def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audio_dir, test_model):
     lib, expected = _bad_library(tmp_path, audio_dir)
+    broken_audio = sf.read(str(lib / "broken-tags.mp3"))[0]
     db = tmp_path / "c.db"
     proc = scan(lib, "--db", db, "--model", test_model, "--jobs", "2")
     assert proc.returncode == 0, proc.stderr
@@ -209,8 +219,9 @@ def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audi
     # the file with a non-UTF-8 name was analysed and is in the cache under an escaped key
     assert cached[str(lib) + "/caf\\xe9-latin1.wav"]["status"] == "ok"
     assert cached[str(lib) + "/caf\\xe9-latin1.wav"]["path_bytes"] == bad_name_bytes(lib)
-    # a broken tag is a failure to tag, or is repaired by mutagen's parser: never a crash, audio intact
-    assert str(lib / "broken-tags.mp3") in cached
+    # a broken tag: the audio is still classified, and the audio stream is left intact
+    assert cached[str(lib / "broken-tags.mp3")]["status"] == "ok"
+    assert np.array_equal(sf.read(str(lib / "broken-tags.mp3"))[0], broken_audio)
     for name in ("empty.mp3", "truncated.flac", "random.ogg", "notes.mp3", "short.wav"):
         assert cached[str(lib / name)]["status"] == "failed"
     # a second scan does not retry the unchanged failures
