@@ -92,7 +92,7 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
             raise MoodtagError(f"{p}: {exc.strerror.lower() if exc.strerror else exc}") from None
     model_path = resolve_model(model)
     spec = read_spec(model_path)
-    jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+    jobs = jobs if jobs > 0 else available_cores()
     summary = ScanSummary(dry_run=dry_run)
     write_tags = not (dry_run or no_write)
 
@@ -316,6 +316,14 @@ def _scan_lock(db: Path | None, on_event):
     except OSError as exc:
         raise MoodtagError(f"{path}: cannot lock the cache database ({exc.strerror or exc})") from None
     return lock
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _open_cache(db: Path | None, *, dry_run: bool) -> Cache | None:
