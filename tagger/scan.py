@@ -21,6 +21,7 @@ from tagger.discover import WalkProblem, walk
 from tagger.errors import MoodtagError
 from tagger.records import ClipScore, TrackRef, TrackResult
 from tagger.weights import ModelSpec, read_spec, resolve_model
+from tagger.worker import analyze_in_worker
 
 # What a track's outcome can be (the `action` key of `scan --json`).
 ANALYSED, CACHED, FAILED = "analysed", "cached", "failed"
@@ -171,39 +172,6 @@ def _analyze_all(todo: list[TrackRef], model_path: Path, *, jobs: int):
         from joblib.externals.loky import get_reusable_executor
 
         get_reusable_executor().shutdown(wait=False, kill_workers=True)
-
-
-_WORKER_MODELS: dict[str, object] = {}
-
-
-def analyze_in_worker(path: Path, model_path: str) -> tuple[Path, TrackResult, dict | None]:
-    """Runs in a worker: one BLAS/torch thread, the model loaded once per process."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    from tagger.analyze import analyze_track
-    from tagger.weights import load_model
-
-    torch.set_num_threads(1)
-    loaded = _WORKER_MODELS.get(model_path)
-    if loaded is None:
-        loaded = _WORKER_MODELS[model_path] = load_model(model_path)
-    with threadpool_limits(1):
-        result = analyze_track(path, loaded)
-    info = None
-    if result.ok:
-        from tagger.tags import read_info
-
-        try:
-            info = _info_dict(read_info(path))
-        except Exception:  # tags unreadable: the mood is still known; the tag write will say why
-            info = None
-    return path, result, info
-
-
-def _info_dict(info) -> dict:
-    return {"format": info.format, "duration": info.duration, "artist": info.artist,
-            "title": info.title, "album": info.album}
 
 
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
