@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tagger.weights import FeatureSpec, ModelSpec
 
 FEATURE_KINDS = ("mel", "stft", "mfcc")
+CENTERINGS = ("none", "band")
 AMIN = 1e-10  # power floor before dB: -100 dB
 
 
@@ -96,10 +97,16 @@ def resize(mat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def to_input(matrices: np.ndarray, spec: ModelSpec) -> torch.Tensor:
-    """(n, H, W) unnormalised -> (n, channels, H, W) float32 tensor, normalised with the spec's statistics."""
+    """(n, H, W) unnormalised -> (n, channels, H, W) float32 tensor, normalised with the spec's statistics
+    (after removing each band's mean over time when `spec.features.center` is "band")."""
     mean = float(spec.normalization["mean"])
     std = float(spec.normalization["std"]) or 1.0
-    t = (torch.as_tensor(np.asarray(matrices), dtype=torch.float32) - mean) / std
+    t = torch.as_tensor(np.asarray(matrices), dtype=torch.float32)
+    if spec.features.center == "band":
+        t = t - t.mean(dim=-1, keepdim=True)
+    elif spec.features.center != "none":
+        raise ValueError(f"unknown feature centring {spec.features.center!r} (known: none, band)")
+    t = (t - mean) / std
     return t[:, None].expand(-1, spec.features.channels, -1, -1).contiguous()
 
 

@@ -29,7 +29,11 @@ class ClipPlan:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """How a clip becomes the network's input; `kind` is mel, stft or mfcc."""
+    """How a clip becomes the network's input; `kind` is mel, stft or mfcc.
+
+    center "band": each band's mean over the clip is subtracted before normalisation, so the input
+    keeps how the spectrum moves and drops the clip's static spectrum (its EQ, its loudness).
+    """
 
     kind: str = "mel"
     n_fft: int = 2048
@@ -40,6 +44,7 @@ class FeatureSpec:
     fmax: float | None = None
     size: tuple[int, int] = (128, 128)
     channels: int = 3
+    center: str = "none"
 
 
 @dataclass(frozen=True)

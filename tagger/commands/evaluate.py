@@ -1,0 +1,87 @@
+"""`moodtag evaluate DATA... [--model M]`: a model's metrics on labelled tracks."""
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from tagger.commands.options import ModelOption
+from tagger.commands.train import DataArgument, GroupByOption
+
+
+def evaluate(
+    data: DataArgument,
+    model: ModelOption = None,
+    group_by: GroupByOption = "auto",
+    tracks: Annotated[bool, typer.Option("--tracks", help="Also list every track with its scores.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object (with every track) instead of tables.")] = False,
+) -> None:
+    """Score a model on labelled tracks: accuracy, balanced accuracy, ROC-AUC, confusion, per group.
+
+    Tracks are classified exactly as `moodtag classify` does (the model's clips and threshold)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tagger.console import err, error_line, out
+    from tagger.dataset import load_many
+    from tagger.evaluate import evaluate_model
+    from tagger.weights import load_model
+
+    loaded = load_model(model)
+    items = load_many(data, labels=loaded.spec.labels, group_by=group_by)
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=json_out) as progress:
+        task = progress.add_task("evaluating", total=len(items))
+        report = evaluate_model(items, loaded, on_progress=lambda done, total, item: progress.update(task, completed=done))
+    if json_out:
+        data_out = {"model": {"name": loaded.spec.name, "version": loaded.spec.version, "path": str(loaded.path),
+                              "sha256": loaded.sha256}, **report.to_json(rows=True)}
+        out.print(json.dumps(data_out, ensure_ascii=False), markup=False, highlight=False)
+        return
+    for row in report.rows:
+        if row.error:
+            error_line(row.path, row.error)
+    render_report(report, title=f"{loaded.spec.name} {loaded.spec.version}", tracks=tracks)
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def render_report(report, *, title: str, tracks: bool = False) -> None:
+    """The report as rich tables: headline figures, confusion matrix, per group (and per track)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tagger.console import out
+
+    head = Table(show_header=False, box=None, title=escape(title), title_justify="left")
+    head.add_row("tracks", f"{report.tracks}" + (f" ({report.failed} failed)" if report.failed else ""))
+    head.add_row("accuracy", _fmt(report.accuracy))
+    head.add_row("balanced accuracy", _fmt(report.balanced_accuracy))
+    head.add_row("ROC-AUC", _fmt(report.roc_auc))
+    head.add_row("threshold", "argmax" if report.threshold is None
+                 else f"{report.threshold:g} on P({report.labels[-1]})")
+    out.print(head)
+
+    confusion = Table("true \\ predicted", *report.labels, title="confusion", title_justify="left")
+    for label, row in zip(report.labels, report.confusion):
+        confusion.add_row(label, *(str(v) for v in row))
+    out.print(confusion)
+
+    groups = Table("group", "tracks", *report.labels, "accuracy", "balanced acc.", "ROC-AUC",
+                   title="per group (balanced accuracy and ROC-AUC where the group has both labels)",
+                   title_justify="left")
+    for g in report.groups:
+        groups.add_row(escape(g.group), str(g.tracks), *(str(g.counts.get(label, 0)) for label in report.labels),
+                       _fmt(g.accuracy), _fmt(g.balanced_accuracy), _fmt(g.roc_auc))
+    out.print(groups)
+
+    if tracks:
+        rows = Table("track", "group", "label", "predicted", *report.labels, title="tracks", title_justify="left")
+        for r in report.rows:
+            mark = "" if r.error or r.predicted == r.label else " [red]x[/]"
+            rows.add_row(escape(r.path.name), escape(r.group), r.label,
+                         (r.predicted or f"[red]failed[/]") + mark,
+                         *(f"{r.scores[label]:.3f}" if label in r.scores else "-" for label in report.labels))
+        out.print(rows)

@@ -1,0 +1,235 @@
+"""`moodtag train DATA... --out MODEL`: train a model on labelled tracks, with progress."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tagger.commands.options import JsonOption
+
+DataArgument = Annotated[list[Path], typer.Argument(
+    metavar="DATA...",
+    help="A folder with one sub-folder per label (DATA/<label>/<files>), or a CSV with a header "
+         "'path,label[,group]' (paths relative to the CSV). Several may be given.")]
+GroupByOption = Annotated[str, typer.Option(
+    "--group-by", metavar="RULE",
+    help="How folder data is grouped for validation: auto (name part before '__', else the sub-folder "
+         "below the label folder, else DATA's name), prefix, folder, or track.")]
+LabelsOption = Annotated[Optional[str], typer.Option(
+    "--labels", metavar="A,B[,C]",
+    help="The labels, in order (a binary model's threshold is on the second). Default: the label "
+         "folders / CSV labels found, sorted.")]
+
+
+def train(
+    data: DataArgument,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="MODEL", help="The model file to write (.safetensors).")],
+    val_groups: Annotated[Optional[str], typer.Option(
+        "--val-groups", metavar="G1,G2", help="Hold these groups out for validation (threshold and metrics).")] = None,
+    val_fraction: Annotated[float, typer.Option(
+        "--val-fraction", metavar="F", help="Or hold out random whole groups holding this share of the tracks.")] = 0.0,
+    cross_validate: Annotated[bool, typer.Option(
+        "--cross-validate", help="First train once per group with that group held out and store the pooled "
+                                 "held-out metrics in the model; then train the model on all the data.")] = False,
+    cv_groups: Annotated[Optional[str], typer.Option(
+        "--cv-groups", metavar="G1,G2", help="With --cross-validate: the groups to hold out in turn "
+                                             "(default: every group); the others always train.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training set.")] = 12,
+    clips_per_track: Annotated[int, typer.Option(
+        "--clips-per-track", help="Random clips drawn per training track and epoch (on average).")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per optimisation step.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, one-cycle schedule).")] = 1e-3,
+    feature: Annotated[str, typer.Option("--feature", help="Network input: mel, stft or mfcc.")] = "mel",
+    center: Annotated[str, typer.Option(
+        "--center", help="band: remove each band's mean over the clip (keep how the spectrum moves, drop "
+                         "its static colour and level; chosen by leave-one-game-out validation), or none.")] = "band",
+    placement: Annotated[str, typer.Option(
+        "--placement", help="Where inference takes its clips: contiguous (around the midpoint) or spread.")] = "contiguous",
+    labels: LabelsOption = None,
+    group_by: GroupByOption = "auto",
+    balance: Annotated[float, typer.Option(
+        "--balance", metavar="P", help="Source balancing: each (group, label) cell is drawn in proportion to "
+                                       "count**P before labels and groups are equalised (0: cells alike, 1: per track).")] = 0.5,
+    span: Annotated[float, typer.Option(
+        "--span", metavar="F", help="Training clips are drawn from the middle F of each track.")] = 0.6,
+    augment: Annotated[bool, typer.Option(
+        "--augment/--no-augment", help="Mixing, EQ tilt, gain and noise augmentation.")] = True,
+    mixup: Annotated[float, typer.Option(
+        "--mixup", metavar="P", help="Share of clips mixed with a clip of any label (soft targets).")] = 0.0,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", metavar="T", help="Fix a binary model's threshold on P(second label). "
+                                         "Default: chosen on validation, 0.5 without.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same weights.")] = 0,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", metavar="DIR", envvar="MOODTAG_FEATURE_CACHE", file_okay=False,
+        help="Feature cache (decoded clips' spectrograms). Default: ~/.cache/moodtag/features.")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="Torch CPU threads (0: torch's default).")] = 0,
+    name: Annotated[str, typer.Option("--name", help="The model's name, stored in the file.")] = "moodtag-cnn",
+    version: Annotated[str, typer.Option("--version", help="The model's version, stored in the file.")] = "1.0.0",
+    json_out: JsonOption = False,
+) -> None:
+    """Train a model on labelled tracks and write it to MODEL (safetensors, spec inside, no pickle).
+
+    Groups (a game, a collection) stay whole on one side of any validation split."""
+    from tagger.dataset import load_many, parse_labels
+    from tagger.errors import MoodtagError
+    from tagger.features import CENTERINGS, FEATURE_KINDS
+    from tagger.feature_cache import default_cache_dir
+    from tagger.train import Augment, cross_validate as run_cv, prepare_spec, train_model
+    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, save_model
+
+    if feature not in FEATURE_KINDS:
+        raise MoodtagError(f"--feature {feature}: unknown (choose from {', '.join(FEATURE_KINDS)})")
+    if center not in CENTERINGS:
+        raise MoodtagError(f"--center {center}: unknown (choose from {', '.join(CENTERINGS)})")
+    if placement not in ("contiguous", "spread"):
+        raise MoodtagError(f"--placement {placement}: unknown (choose contiguous or spread)")
+    if out.suffix != ".safetensors":
+        raise MoodtagError(f"--out {out}: a model file must end in .safetensors")
+    if out.is_dir():
+        raise MoodtagError(f"--out {out}: is a folder")
+    if val_groups and val_fraction:
+        raise MoodtagError("--val-groups and --val-fraction: give one or the other")
+    if threshold is not None and not 0 < threshold < 1:
+        raise MoodtagError(f"--threshold {threshold}: must be between 0 and 1")
+    if not 0 <= mixup <= 1:
+        raise MoodtagError(f"--mixup {mixup}: must be in [0, 1]")
+    if cv_groups and not cross_validate:
+        raise MoodtagError("--cv-groups needs --cross-validate")
+
+    items = load_many(data, labels=parse_labels(labels), group_by=group_by)
+    spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
+                                  clips=ClipPlan(placement=placement), features=FeatureSpec(kind=feature, center=center)),
+                        items, parse_labels(labels))
+    aug = Augment(mixup_prob=mixup) if augment else Augment.none()
+    options = dict(epochs=epochs, clips_per_track=clips_per_track, seed=seed, batch_size=batch_size, lr=lr,
+                   augment=aug, balance=balance, span=span, cache_dir=cache_dir or default_cache_dir(),
+                   threads=threads or None)
+    display = TrainDisplay(quiet=json_out)
+    started = time.perf_counter()
+    cv = None
+    with display:
+        if cross_validate:
+            cv = run_cv(items, spec=spec, cv_groups=_split(cv_groups), on_progress=display.update, **options)
+            display.note(_cv_line(cv))
+        result = train_model(items, spec=spec, val_groups=_split(val_groups), val_fraction=val_fraction,
+                             threshold="auto" if threshold is None else threshold,
+                             on_progress=display.update, **options)
+    final_spec = result.spec
+    if cv is not None:
+        final_spec = final_spec.with_(metrics={"held_out": cv.summary(), **final_spec.metrics})
+    save_model(out, final_spec, result.state_dict)
+    seconds = round(time.perf_counter() - started, 1)
+    if json_out:
+        from tagger.console import out as stdout
+
+        stdout.print(json.dumps({"model": str(out), "seconds": seconds, "spec": final_spec.to_json(),
+                                 "history": result.history, "train_groups": list(result.train_groups),
+                                 "val_groups": list(result.val_groups),
+                                 "skipped": [{"path": p, "error": e} for p, e in result.skipped]},
+                                ensure_ascii=False), markup=False, highlight=False)
+        return
+    _render_summary(out, final_spec, result, cv, seconds)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _cv_line(cv) -> str:
+    p = cv.pooled
+    return (f"held out, pooled over {p.tracks} tracks: balanced accuracy {_fmt(p.balanced_accuracy)}, "
+            f"ROC-AUC {_fmt(p.roc_auc)}, accuracy {_fmt(p.accuracy)}")
+
+
+class TrainDisplay:
+    """Rich progress on stderr: decoding, steps of the epoch, one line per epoch."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        from tagger.console import err
+
+        self.quiet = quiet
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
+                                 disable=quiet)
+        self.task = None
+        self.kind = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.progress.console.print(text, markup=False, highlight=False)
+
+    def update(self, ev) -> None:
+        prefix = f"fold {ev.fold}/{ev.folds} " if ev.folds else ""
+        if ev.stage == "skipped":
+            from rich.markup import escape
+
+            self.progress.console.print(f"[yellow]skipped:[/] {escape(ev.message)}")
+            return
+        if ev.stage == "features":
+            desc = f"{prefix}decoding"
+        elif ev.stage == "step":
+            desc = f"{prefix}epoch {ev.epoch}/{ev.epochs} loss {ev.loss:.3f}"
+        elif ev.stage == "epoch":
+            m = ev.metrics or {}
+            line = f"{prefix}epoch {ev.epoch}/{ev.epochs}  loss {m.get('loss', 0):.4f}"
+            if "val_balanced_accuracy" in m:
+                line += (f"  val balanced accuracy {_fmt(m['val_balanced_accuracy'])}"
+                         f"  ROC-AUC {_fmt(m['val_roc_auc'])}")
+            self.note(line + f"  ({m.get('seconds', 0):.0f} s)")
+            return
+        else:
+            return
+        kind = (ev.stage, ev.fold, ev.epoch)
+        if kind != self.kind:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(desc, total=ev.total)
+            self.kind = kind
+        self.progress.update(self.task, completed=ev.done, total=ev.total, description=desc)
+
+
+def _render_summary(out_path: Path, spec, result, cv, seconds: float) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tagger.console import out
+
+    table = Table(show_header=False, box=None)
+    table.add_row("model", f"{escape(spec.name)} {escape(spec.version)} -> {escape(str(out_path))}")
+    table.add_row("labels", ", ".join(spec.labels))
+    table.add_row("trained on", escape(spec.trained_on))
+    if result.val_groups:
+        table.add_row("validation groups", escape(", ".join(result.val_groups)))
+        v = result.validation
+        table.add_row("validation", f"balanced accuracy {_fmt(v.balanced_accuracy)}, ROC-AUC {_fmt(v.roc_auc)}, "
+                                    f"accuracy {_fmt(v.accuracy)} ({v.tracks} tracks)")
+    if cv is not None:
+        table.add_row("held out (cross-validation)", _cv_line(cv))
+        for groups, report in cv.folds:
+            table.add_row(f"  {escape(', '.join(groups))}",
+                          f"accuracy {_fmt(report.accuracy)}, balanced accuracy {_fmt(report.balanced_accuracy)}, "
+                          f"ROC-AUC {_fmt(report.roc_auc)} ({report.tracks} tracks)")
+    table.add_row("threshold", "argmax" if spec.threshold is None else f"{spec.threshold:g} on P({spec.labels[-1]})")
+    table.add_row("normalization", json.dumps(spec.normalization))
+    if result.skipped:
+        table.add_row("skipped", f"{len(result.skipped)} tracks (see the messages above)")
+    table.add_row("time", f"{seconds:.0f} s")
+    out.print(table)

@@ -1,0 +1,181 @@
+"""Labelled data sets for training and evaluation: a folder or a CSV -> a list of `Item`s.
+
+A folder holds one sub-folder per label: `DATA/<label>/**/<file>`. The group of a file (the unit
+that validation keeps on one side: a game, a collection, an album) is, with `group_by`:
+
+- ``auto`` (default): the part of the file name before ``__`` if there is one
+  (``0ad-data__Alba_Longa_Burns.ogg`` -> ``0ad-data``); else the first folder below the label
+  folder if the file is nested (``calm/<album>/01.flac`` -> ``<album>``); else the DATA folder's name;
+- ``prefix``: the part before ``__`` (a file without ``__`` is an error);
+- ``folder``: the first folder below the label folder (a file directly in it is an error);
+- ``track``: every file is its own group.
+
+A CSV has a header row with a path column (``path`` or ``file``), a ``label`` column and optionally
+a group column (``group``, ``source`` or ``package``); paths are relative to the CSV's folder.
+Without a group column the groups follow `group_by` applied to the paths (``folder`` means the
+path's first folder, skipping a first folder named like the label; the default group is the CSV's name).
+"""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tagger.audio import SNDFILE_SUFFIXES
+from tagger.errors import MoodtagError
+
+AUDIO_SUFFIXES = frozenset(SNDFILE_SUFFIXES | {".m4a", ".mp4", ".aac", ".wma", ".webm", ".mka"})
+GROUP_BY = ("auto", "prefix", "folder", "track")
+GROUP_SEPARATOR = "__"
+_PATH_COLUMNS = ("path", "file", "filename")
+_GROUP_COLUMNS = ("group", "source", "package")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled track: its file, its label, and the group validation keeps together."""
+
+    path: Path
+    label: str
+    group: str
+
+
+def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None,
+               group_by: str = "auto") -> list[Item]:
+    """A folder or CSV file -> Items sorted by path. With `labels`, every item's label must be one
+    of them (MoodtagError naming the first that is not); a folder may hold only those label folders."""
+    data = Path(data).expanduser()
+    if group_by not in GROUP_BY:
+        raise MoodtagError(f"--group-by {group_by}: unknown (choose from {', '.join(GROUP_BY)})")
+    if not data.exists():
+        raise MoodtagError(f"{data}: no such file or folder")
+    if data.is_dir():
+        items = _from_folder(data, labels=labels, group_by=group_by)
+    elif data.suffix.lower() in (".csv", ".tsv"):
+        items = _from_csv(data, labels=labels, group_by=group_by)
+    else:
+        raise MoodtagError(f"{data}: DATA must be a folder with one sub-folder per label, or a CSV file")
+    if not items:
+        raise MoodtagError(f"{data}: no audio files found (expected {data}/<label>/<files>)")
+    return sorted(items, key=lambda it: str(it.path))
+
+
+def load_many(sources, *, labels: tuple[str, ...] | None = None, group_by: str = "auto") -> list[Item]:
+    """Several DATA arguments -> one list; the same file twice is an error."""
+    items: list[Item] = []
+    for source in sources:
+        items += load_items(source, labels=labels, group_by=group_by)
+    seen = Counter(it.path.resolve() for it in items)
+    dupes = [p for p, n in seen.items() if n > 1]
+    if dupes:
+        raise MoodtagError(f"{dupes[0]}: listed more than once in DATA")
+    return items
+
+
+def labels_of(items: list[Item], labels: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The label order of a model: `labels` if given (each must occur), else the labels found,
+    sorted (calm before exciting, so a binary model's threshold is on P(exciting))."""
+    found = sorted({it.label for it in items})
+    if labels is None:
+        return tuple(found)
+    missing = [label for label in labels if label not in found]
+    if missing:
+        raise MoodtagError(f"--labels: no tracks labelled {missing[0]!r} in DATA (found: {', '.join(found)})")
+    return tuple(labels)
+
+
+def parse_labels(text: str | None) -> tuple[str, ...] | None:
+    """'calm,exciting' -> ('calm', 'exciting'); None stays None."""
+    if text is None:
+        return None
+    labels = tuple(part.strip() for part in text.split(",") if part.strip())
+    if len(labels) < 2:
+        raise MoodtagError(f"--labels {text}: give at least two labels, separated by commas")
+    if len(set(labels)) != len(labels):
+        raise MoodtagError(f"--labels {text}: a label is repeated")
+    return labels
+
+
+def summarize(items: list[Item]) -> dict:
+    """Counts per label and per group (for messages and the model's `trained_on`)."""
+    return {"tracks": len(items),
+            "labels": dict(sorted(Counter(it.label for it in items).items())),
+            "groups": {g: dict(sorted(Counter(it.label for it in items if it.group == g).items()))
+                       for g in sorted({it.group for it in items})}}
+
+
+def _check_label(label: str, labels, where: str) -> None:
+    if labels is not None and label not in labels:
+        raise MoodtagError(f"{where}: unknown label {label!r} (labels: {', '.join(labels)})")
+
+
+def _group(rel: Path, group_by: str, default: str, where: Path) -> str:
+    """`rel` is the path below the label folder (or the CSV path)."""
+    name = rel.name
+    if group_by == "track":
+        return str(rel.with_suffix(""))
+    if group_by in ("auto", "prefix") and GROUP_SEPARATOR in name:
+        prefix = name.split(GROUP_SEPARATOR, 1)[0]
+        if prefix:
+            return prefix
+    if group_by == "prefix":
+        raise MoodtagError(f"{where}: --group-by prefix, but the name has no '{GROUP_SEPARATOR}'")
+    if len(rel.parts) > 1:
+        return rel.parts[0]
+    if group_by == "folder":
+        raise MoodtagError(f"{where}: --group-by folder, but the file is not in a sub-folder")
+    return default
+
+
+def _from_folder(root: Path, *, labels, group_by: str) -> list[Item]:
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        raise MoodtagError(f"{root}: no label folders (expected {root}/<label>/<files>)")
+    if labels is not None:
+        for d in subdirs:
+            _check_label(d.name, labels, str(d))
+    items = []
+    for label_dir in subdirs:
+        for path in sorted(label_dir.rglob("*")):
+            if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file() and not path.name.startswith("."):
+                rel = path.relative_to(label_dir)
+                items.append(Item(path=path, label=label_dir.name,
+                                  group=_group(rel, group_by, root.resolve().name, path)))
+    return items
+
+
+def _from_csv(path: Path, *, labels, group_by: str) -> list[Item]:
+    base = path.parent
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            sample = fh.read(4096)
+            fh.seek(0)
+            dialect = csv.Sniffer().sniff(sample, delimiters=",\t;") if sample else csv.excel
+            rows = list(csv.DictReader(fh, dialect=dialect))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise MoodtagError(f"{path}: cannot read the CSV ({exc})") from None
+    if not rows:
+        raise MoodtagError(f"{path}: the CSV has no rows")
+    columns = {c.strip().lower(): c for c in rows[0].keys() if c}
+    path_col = next((columns[c] for c in _PATH_COLUMNS if c in columns), None)
+    label_col = columns.get("label")
+    group_col = next((columns[c] for c in _GROUP_COLUMNS if c in columns), None)
+    if path_col is None or label_col is None:
+        raise MoodtagError(f"{path}: the CSV needs a header with 'path' (or 'file') and 'label' columns")
+    items = []
+    for line, row in enumerate(rows, start=2):
+        rel, label = (row.get(path_col) or "").strip(), (row.get(label_col) or "").strip()
+        if not rel or not label:
+            raise MoodtagError(f"{path}:{line}: empty path or label")
+        _check_label(label, labels, f"{path}:{line}")
+        file = (base / rel) if not Path(rel).is_absolute() else Path(rel)
+        if not file.is_file():
+            raise MoodtagError(f"{path}:{line}: {file}: no such audio file")
+        group = (row.get(group_col) or "").strip() if group_col else ""
+        if not group:
+            parts = Path(rel).parts
+            below = Path(*parts[1:]) if len(parts) > 1 and parts[0] == label else Path(rel)
+            group = _group(below, group_by, path.stem, file)
+        items.append(Item(path=file, label=label, group=group))
+    return items

@@ -1,0 +1,74 @@
+"""The seed CNN's layers, and model files: safetensors with the spec inside, never pickle."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tagger.errors import ModelError
+from tagger.model import SeedCNN, build_model
+from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, load_model, read_spec, save_model
+
+
+def _spec(**changes) -> ModelSpec:
+    return ModelSpec(**{"name": "tiny", "version": "0.0.1", "labels": ("calm", "exciting"), **changes})
+
+
+def test_seed_cnn_layers():
+    net = SeedCNN(2)
+    convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 16), (16, 32), (32, 64), (64, 128), (128, 256)]
+    for c in convs:
+        assert c.kernel_size == (3, 3) and c.stride == (1, 1) and c.padding == (1, 1)
+    kinds = [type(m) for m in net.features]
+    assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d] * 5
+    for pool in (m for m in net.features if isinstance(m, nn.MaxPool2d)):
+        assert pool.kernel_size == 2 and pool.stride == 2
+    linears = [m for m in net.classifier if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(4096, 120), (120, 80), (80, 2)]
+
+
+def test_seed_cnn_shapes():
+    net = SeedCNN(3).eval()
+    x = torch.zeros(2, 3, 128, 128)
+    assert net.features(x).shape == (2, 256, 4, 4)
+    assert net(x).shape == (2, 3)
+    assert isinstance(build_model({"name": "seed_cnn"}, 2), SeedCNN)
+
+
+def test_save_load_round_trip(tmp_path):
+    spec = _spec(clips=ClipPlan(placement="spread", count=4), features=FeatureSpec(kind="mfcc", n_mfcc=20),
+                 normalization={"mean": -40.5, "std": 17.25}, threshold=0.42, trained_on="nothing",
+                 metrics={"held_out": {"roc_auc": 0.5}}, created="2024-01-01T00:00:00+00:00")
+    torch.manual_seed(0)
+    net = build_model(spec.architecture, 2)
+    path = save_model(tmp_path / "m.safetensors", spec, net.state_dict())
+    assert read_spec(path) == spec
+    loaded = load_model(path)
+    assert loaded.spec == spec
+    assert not loaded.network.training
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[key], value)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+
+
+def test_pickled_file_is_refused(tmp_path):
+    path = tmp_path / "pickled.safetensors"
+    torch.save(SeedCNN(2).state_dict(), path)
+    with pytest.raises(ModelError, match="not a moodtag model file"):
+        load_model(path)
+
+
+def test_safetensors_without_spec_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "bare.safetensors"
+    save_file({k: v.contiguous() for k, v in SeedCNN(2).state_dict().items()}, str(path))
+    with pytest.raises(ModelError, match="without a moodtag spec"):
+        load_model(path)
+
+
+def test_tensors_that_do_not_fit_are_refused(tmp_path):
+    path = save_model(tmp_path / "m.safetensors", _spec(labels=("a", "b", "c")), SeedCNN(2).state_dict())
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model(path)

@@ -1,0 +1,290 @@
+"""Training and evaluation end to end on a tiny synthetic data set (seconds, CPU, no network)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tagger import metrics
+from tagger.cli import app
+from tagger.dataset import Item, load_items, load_many
+from tagger.errors import MoodtagError
+from tagger.synth import make_track
+from tagger.weights import ModelSpec, load_model, read_spec
+
+TINY = ["--epochs", "2", "--clips-per-track", "2", "--batch-size", "4", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """6 calm + 6 exciting 12-second WAV tracks in 3 groups (g0, g1, g2), named <group>__<name>."""
+    root = tmp_path_factory.mktemp("data")
+    for i in range(12):
+        mood = ("calm", "exciting")[i % 2]
+        (root / mood).mkdir(exist_ok=True)
+        make_track(root / mood / f"g{i % 3}__t{i:02d}.wav", mood, 12, seed=i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="module")
+def trained(data, cache, tmp_path_factory):
+    """A model trained through the CLI, with g2 held out; (path, the command's JSON)."""
+    model = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(model), "--val-groups", "g2",
+                                      "--cache-dir", str(cache), "--json", *TINY])
+    assert result.exit_code == 0, result.output
+    return model, json.loads(result.stdout)
+
+
+def _spec(labels=("calm", "exciting")) -> ModelSpec:
+    return ModelSpec(name="tiny", version="0.0.1", labels=labels)
+
+
+# ---------------------------------------------------------------- the CLI end to end
+
+def test_train_writes_a_model(trained):
+    model, summary = trained
+    spec = read_spec(model)
+    assert spec.name == "moodtag-cnn" and spec.labels == ("calm", "exciting")
+    assert spec.trained_on.startswith("8 tracks (calm 4, exciting 4) in 2 groups")
+    assert spec.normalization["std"] > 1
+    assert "validation" in spec.metrics and spec.created
+    assert summary["val_groups"] == ["g2"] and summary["train_groups"] == ["g0", "g1"]
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert all("val_roc_auc" in h for h in summary["history"])
+
+
+def test_classify_and_evaluate_use_the_trained_model(trained, data):
+    model, _ = trained
+    runner = CliRunner()
+    track = sorted((data / "calm").iterdir())[0]
+    result = runner.invoke(app, ["classify", "--model", str(model), "--json", str(track)])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["mood"] in ("calm", "exciting") and row["error"] is None
+    assert len(row["clips"]) == 2  # a 12 s track holds two whole 5 s clips
+
+    result = runner.invoke(app, ["evaluate", str(data), "--model", str(model), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tracks"] == 12 and report["failed"] == 0
+    assert sum(map(sum, report["confusion"])) == 12
+    assert {g["group"] for g in report["groups"]} == {"g0", "g1", "g2"}
+    assert 0 <= report["roc_auc"] <= 1 and len(report["rows"]) == 12
+
+    result = runner.invoke(app, ["evaluate", str(data), "--model", str(model), "--tracks"])
+    assert result.exit_code == 0, result.output
+    assert "balanced accuracy" in result.stdout and "g0__t00.wav" in result.stdout
+
+
+def test_same_seed_same_weights(data, cache):
+    from tagger.train import train_model
+
+    items = load_items(data)
+    kwargs = dict(spec=_spec(), epochs=1, clips_per_track=2, batch_size=4, cache_dir=cache, threads=1)
+    a = train_model(items, seed=3, **kwargs)
+    b = train_model(items, seed=3, **kwargs)
+    c = train_model(items, seed=4, **kwargs)
+    assert a.state_dict.keys() == b.state_dict.keys()
+    for key in a.state_dict:
+        assert torch.equal(a.state_dict[key], b.state_dict[key]), key
+    assert a.spec.normalization == b.spec.normalization
+    assert any(not torch.equal(a.state_dict[k], c.state_dict[k]) for k in a.state_dict if k.endswith("weight"))
+
+
+def test_ternary_labels_from_folders(tmp_path, cache):
+    for i in range(6):
+        for mood in ("calm", "exciting", "sad"):
+            (tmp_path / mood).mkdir(exist_ok=True)
+            make_track(tmp_path / mood / f"g{i % 2}__{mood}{i}.flac", mood, 11, seed=10 + i)
+    model = tmp_path / "three.safetensors"
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--out", str(model), "--labels", "calm,exciting,sad",
+                                      "--val-groups", "g1", "--cache-dir", str(cache), "--epochs", "1",
+                                      "--clips-per-track", "2", "--batch-size", "6", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    loaded = load_model(model)
+    assert loaded.spec.labels == ("calm", "exciting", "sad") and loaded.spec.threshold is None
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--model", str(model), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tracks"] == 18 and len(report["confusion"]) == 3
+
+
+def test_cross_validation_stores_held_out_metrics(data, cache, tmp_path):
+    model = tmp_path / "cv.safetensors"
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(model), "--cross-validate",
+                                      "--cv-groups", "g0,g1", "--cache-dir", str(cache), "--epochs", "1",
+                                      "--clips-per-track", "1", "--batch-size", "4", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    held = read_spec(model).metrics["held_out"]
+    assert held["pooled"]["tracks"] == 8 and set(held["folds"]) == {"g0", "g1"}
+    assert "leave-one-group-out" in held["method"]
+
+
+# ---------------------------------------------------------------- errors
+
+def test_missing_data_is_one_clear_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tagger", "train", str(tmp_path / "nope"), "--out",
+                           str(tmp_path / "m.safetensors")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "500"})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "nope: no such file or folder" in lines[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--feature", "wav"], "--feature wav: unknown"),
+    (["--placement", "edges"], "--placement edges: unknown"),
+    (["--center", "time"], "--center time: unknown"),
+    (["--val-groups", "g9"], "--val-groups: no group 'g9'"),
+    (["--labels", "calm,sad"], "unknown label"),
+    (["--epochs", "0"], "--epochs 0: must be at least 1"),
+])
+def test_bad_options(data, tmp_path, args, message):
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "m.safetensors"), *args])
+    assert isinstance(result.exception, MoodtagError), result.output
+    assert message in str(result.exception)
+
+
+def test_bad_data(tmp_path):
+    with pytest.raises(MoodtagError, match="no label folders"):
+        load_items(tmp_path)
+    (tmp_path / "calm").mkdir()
+    with pytest.raises(MoodtagError, match="no audio files"):
+        load_items(tmp_path)
+    csv = tmp_path / "set.csv"
+    csv.write_text("path,label\ncalm/gone.wav,calm\n")
+    with pytest.raises(MoodtagError, match=r"set.csv:2: .*gone.wav: no such audio file"):
+        load_items(csv)
+    make_track(tmp_path / "calm" / "a.wav", "calm", 6)
+    csv.write_text("path,label\ncalm/a.wav,sleepy\n")
+    with pytest.raises(MoodtagError, match="unknown label 'sleepy'"):
+        load_items(csv, labels=("calm", "exciting"))
+    csv.write_text("file,label\n")
+    with pytest.raises(MoodtagError, match="no rows"):
+        load_items(csv)
+
+
+def test_too_short_track_is_skipped(tmp_path, cache):
+    from tagger.train import train_model
+
+    for i in range(4):
+        for mood in ("calm", "exciting"):
+            (tmp_path / mood).mkdir(exist_ok=True)
+            make_track(tmp_path / mood / f"t{i}.wav", mood, 3 if i == 0 else 7, seed=i)
+    result = train_model(load_items(tmp_path), spec=_spec(), epochs=1, clips_per_track=1, batch_size=3,
+                         cache_dir=cache, threads=1)
+    assert len(result.skipped) == 2 and all("too short" in why for _, why in result.skipped)
+
+
+# ---------------------------------------------------------------- data sets
+
+def test_groups_and_csv(tmp_path, data):
+    items = load_items(data)
+    assert len(items) == 12 and {it.group for it in items} == {"g0", "g1", "g2"}
+    assert {it.group for it in load_items(data, group_by="track")} == {f"g{i % 3}__t{i:02d}" for i in range(12)}
+    nested = tmp_path / "lib"
+    (nested / "calm" / "album").mkdir(parents=True)
+    make_track(nested / "calm" / "album" / "01.wav", "calm", 6)
+    make_track(nested / "calm" / "loose.wav", "calm", 6)
+    assert sorted(it.group for it in load_items(nested)) == ["album", "lib"]
+    with pytest.raises(MoodtagError, match="--group-by prefix"):
+        load_items(nested, group_by="prefix")
+    csv = tmp_path / "set.csv"
+    csv.write_text("file,label,source\nlib/calm/album/01.wav,calm,Somebody\nlib/calm/loose.wav,exciting,\n")
+    items = load_items(csv)
+    assert [(it.path.name, it.label, it.group) for it in items] == [("01.wav", "calm", "Somebody"),
+                                                                    ("loose.wav", "exciting", "lib")]
+    with pytest.raises(MoodtagError, match="more than once"):
+        load_many([csv, csv])
+
+
+def test_split_and_balance():
+    from tagger.train import balance_weights, split_by_group
+
+    items = [Item(path=f"{g}{i}", label=label, group=g) for g, label, n in
+             (("a", "calm", 56), ("a", "exciting", 2), ("b", "calm", 2), ("b", "exciting", 37),
+              ("c", "calm", 29), ("c", "exciting", 11)) for i in range(n)]
+    labels = ("calm", "exciting")
+    w = balance_weights(items, labels, power=0.5)
+    by = lambda f: sum(wi for wi, it in zip(w, items) if f(it))  # noqa: E731
+    assert by(lambda it: it.label == "calm") == pytest.approx(0.5)
+    sizes = {"a": 58, "b": 39, "c": 40}
+    for g in "abc":
+        share = sizes[g] ** 0.5 / sum(n ** 0.5 for n in sizes.values())
+        assert by(lambda it: it.group == g) == pytest.approx(share, abs=0.02)
+    cell = by(lambda it: it.group == "a" and it.label == "exciting")
+    assert 2 / len(items) < cell < by(lambda it: it.group == "a") / 2  # the rare cell is drawn more, not most
+    assert w.sum() == pytest.approx(1.0)
+    train, val = split_by_group(items, val_groups=["b"])
+    assert {it.group for it in val} == {"b"} and {it.group for it in train} == {"a", "c"}
+    train, val = split_by_group(items, val_fraction=0.2, seed=1)
+    assert not {it.group for it in train} & {it.group for it in val} and val
+
+
+# ---------------------------------------------------------------- features and metrics
+
+def test_cached_crop_matches_inference_features(data, cache):
+    """A crop of the cached matrix is the clip matrix inference computes (away from the STFT's edges)."""
+    from tagger.audio import decode_segments
+    from tagger.feature_cache import track_matrix
+    from tagger.features import clip_matrices, resize
+
+    spec = _spec()
+    path = sorted((data / "exciting").iterdir())[0]
+    tm = track_matrix(path, spec=spec, span=0.6, cache_dir=cache)
+    start = 3.0
+    k = tm.frame_at(start)
+    exact_start = tm.start + k * tm.hop_seconds
+    clip = decode_segments(path, [exact_start], seconds=5.0, sample_rate=spec.sample_rate).samples
+    ref = clip_matrices(clip, spec.features, spec.sample_rate)[0]
+    crop = resize(tm.matrix[None, :, k:k + tm.clip_frames].astype(np.float32), spec.features.size)[0]
+    assert np.abs(crop - ref)[:, 3:-3].max() < 0.5  # dB; float16 storage and resampling edges
+
+
+def test_metrics_match_sklearn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    p = np.round(rng.random(60), 1)  # ties
+    scores = np.stack([1 - p, p], axis=1)
+    pred = metrics.predict(scores, 0.5)
+    assert metrics.roc_auc(y, scores) == pytest.approx(sk.roc_auc_score(y, p))
+    assert metrics.balanced_accuracy(y, pred, 2) == pytest.approx(sk.balanced_accuracy_score(y, pred))
+    assert (metrics.confusion_matrix(y, pred, 2) == sk.confusion_matrix(y, pred, labels=[0, 1])).all()
+    y3 = rng.integers(0, 3, 60)
+    s3 = rng.dirichlet(np.ones(3), 60)
+    assert metrics.roc_auc(y3, s3) == pytest.approx(sk.roc_auc_score(y3, s3, multi_class="ovr", average="macro"))
+    t = metrics.best_threshold(y, p)
+    assert metrics.balanced_accuracy(y, (p >= t).astype(int), 2) >= metrics.balanced_accuracy(y, pred, 2)
+    assert metrics.binary_auc([True, True], [0.1, 0.2]) is None
+
+
+def test_band_centering_removes_the_static_spectrum():
+    from tagger.feature_cache import TrackMatrix
+    from tagger.features import to_input
+    from tagger.train import normalization_of
+    from tagger.weights import FeatureSpec
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(-40, 10, (2, 128, 128)).astype(np.float32) + np.linspace(-20, 20, 128)[None, :, None]
+    spec = _spec().with_(features=FeatureSpec(center="band"), normalization={"mean": 0.0, "std": 2.0})
+    t = to_input(x, spec)
+    assert t.shape == (2, 3, 128, 128)
+    assert torch.allclose(t.mean(dim=-1), torch.zeros(2, 3, 128), atol=1e-4)
+    assert torch.allclose(to_input(x + 7.0, spec), t, atol=1e-4)  # gain and EQ do not reach the network
+    tm = TrackMatrix(matrix=x[0].astype(np.float16), start=0.0, duration=10.0, hop_seconds=0.02, clip_frames=64)
+    norm = normalization_of([tm], "band")
+    assert abs(norm["mean"]) < 1e-3 and 5 < norm["std"] < 15
+    assert normalization_of([tm])["mean"] == pytest.approx(float(x[0].astype(np.float16).mean()), abs=1e-2)
