@@ -41,7 +41,8 @@ def model_info(
     table.add_row("features", f"{f.kind}, n_fft {f.n_fft}, hop {f.hop_length}, "
                   + (f"{f.n_mels} mels, " if f.kind in ("mel", "mfcc") else "")
                   + (f"{f.n_mfcc} MFCC, " if f.kind == "mfcc" else "")
-                  + f"resized to {f.size[0]}x{f.size[1]}, {f.channels} channels")
+                  + f"resized to {f.size[0]}x{f.size[1]}, {f.channels} channels"
+                  + (", each band's mean over time removed" if getattr(f, "center", "none") == "band" else ""))
     table.add_row("normalization", json.dumps(spec.normalization))
     table.add_row("architecture", json.dumps(spec.architecture))
     table.add_row("trained on", spec.trained_on or "-")
