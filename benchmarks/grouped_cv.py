@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""How well calm/exciting transfers to music from an unseen source: leave-one-source-out CV.
+
+    python benchmarks/grouped_cv.py --games /work/data/corpus/dev --games-csv /work/shared/corpus/dev.csv \\
+        --scores /work/shared/corpus/scores [--cache DIR] [--seed 0] [--only baseline,lean6,lean5] \\
+        [--jobs 1] [--cnn] [--json OUT]
+
+Tracks: the game corpus (GAMES/<label>/<package>__<name>.<ext>; labels from --games-csv when given,
+else from the label folders) and the rendered scores (SCORES/scores.csv: file, label, source).
+Every track has a source and a family:
+  games      one fold per game package (0ad-data -> 0ad, ufoai-music -> ufoai, naev-data -> naev)
+  folk       one fold each for O'Neill's, Ryan's and music21's miscFolk
+  classical  ONE fold for all composers together (Beethoven, Corelli, Handel, Haydn, Mozart,
+             R. Schumann, Weber: 1-11 pieces each, some with one label only), as the research did
+So a fold holds out one source, whole tracks only: no track has clips on both sides.
+
+Features: each track's default-plan clips (5 contiguous 5 s clips around the middle, 22,050 Hz mono,
+tagger.audio.load_clips) are decoded once; the hand features (benchmarks/accuracy_features.py) go to
+--cache (default ~/.cache/moodtag/grouped_cv), one JSON per track keyed by the file's resolved path,
+size and mtime and the feature version. A track that cannot be decoded is reported and left out.
+
+Models, all on the same folds (StandardScaler -> LogisticRegression, lbfgs):
+  baseline  tempo, onset rate, RMS dB, spectral centroid; C=1, labels balanced, sources not
+  lean6     onset rate, RMS dB, perc_fast, tcent, onset_rate25, acf_max; C=0.01, source x class weights
+  lean5     lean6 without RMS dB
+  lean7     lean6 + spectral centroid (not in the default set)
+"source x class" weights give each (source, label) cell the weight 1/max(n_cell, 5), then the two
+labels equal total weight. The research trained on 16 clips per track (5 default + 11 spread); this
+script uses the 5 default clips for training too (the research found the same CV either way).
+
+Metrics, pooled over the out-of-fold P(exciting): balanced accuracy at threshold 0.5 and ROC-AUC,
+overall, per family and per source (a source with one label gets accuracy, no AUC); a reliability
+table (P(exciting) bins: tracks, mean P, share exciting, accuracy). A tuned threshold is also
+reported, chosen without the held-out fold: for each outer fold, an inner leave-one-source-out CV over
+the training sources gives OOF probabilities, tagger.metrics.best_threshold picks the threshold on
+them, and the outer model is scored at that threshold.
+
+--cnn (slow on CPU) also runs the seed CNN through tagger.train.cross_validate (what
+`moodtag train --cross-validate` runs) with the same folds and scores it the same way.
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import accuracy_features  # noqa: E402
+from tagger import metrics  # noqa: E402
+
+SAMPLE_RATE = 22050
+FAMILIES = ("games", "folk", "classical")
+FOLK_SOURCES = {"O'Neill": "oneill", "Ryan": "ryan", "music21 miscFolk": "miscfolk"}
+MODELS = {
+    "baseline": dict(features=("tempo", "onset_rate", "rms_db", "centroid"), C=1.0, weights="none"),
+    "lean6": dict(features=("onset_rate", "rms_db", "perc_fast", "tcent", "onset_rate25", "acf_max"),
+                  C=0.01, weights="source_cls"),
+    "lean5": dict(features=("onset_rate", "perc_fast", "tcent", "onset_rate25", "acf_max"),
+                  C=0.01, weights="source_cls"),
+    "lean7": dict(features=("onset_rate", "rms_db", "centroid", "perc_fast", "tcent", "onset_rate25", "acf_max"),
+                  C=0.01, weights="source_cls"),
+}
+DEFAULT_MODELS = ("baseline", "lean6", "lean5")
+BINS = np.linspace(0.0, 1.0, 11)
+# The issue's bar.
+BAR_BA, BAR_AUC, BAR_FAMILY_BA = 0.85, 0.90, 0.75
+
+
+@dataclass(frozen=True)
+class Track:
+    path: str
+    label: int  # 1 = exciting
+    source: str  # the game package or the score's source, as in the data
+    group: str  # the fold
+    family: str
+
+
+# ---------------------------------------------------------------- the track table
+
+def game_tracks(games: Path, games_csv: Path | None) -> list[Track]:
+    """GAMES/<label>/<package>__<name>: labels from the CSV (package, path, label) or the folders."""
+    rows = []
+    if games_csv is not None:
+        for r in csv.DictReader(open(games_csv, newline="")):
+            name = r["path"].split("!")[-1].rsplit("/", 1)[-1]
+            path = games / r["label"] / f"{r['package']}__{name}"
+            if not path.exists():
+                sys.exit(f"{games_csv}: {path} not found")
+            rows.append((path, r["label"], r["package"]))
+    else:
+        for label in ("calm", "exciting"):
+            for path in sorted((games / label).iterdir()):
+                if path.is_file() and "__" in path.name:
+                    rows.append((path, label, path.name.split("__")[0]))
+    return [Track(path=str(p), label=int(lab == "exciting"), source=pkg,
+                  group=pkg.removesuffix("-data").removesuffix("-music"), family="games")
+            for p, lab, pkg in sorted(rows)]
+
+
+def score_tracks(scores: Path) -> list[Track]:
+    """SCORES/scores.csv (file, label, source): folk collections are one fold each; every other source
+    (the classical composers) is merged into one 'classical' fold."""
+    out = []
+    for r in csv.DictReader(open(scores / "scores.csv", newline="")):
+        src = r["source"]
+        group = next((g for prefix, g in FOLK_SOURCES.items() if src.startswith(prefix)), "classical")
+        out.append(Track(path=str(scores / r["file"]), label=int(r["label"] == "exciting"), source=src,
+                         group=group, family="classical" if group == "classical" else "folk"))
+    return out
+
+
+# ---------------------------------------------------------------- features, cached per track
+
+def cache_file(cache: Path, path: str) -> Path:
+    p = Path(path).resolve()
+    st = p.stat()
+    key = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}|{SAMPLE_RATE}|v{accuracy_features.VERSION}"
+                       .encode()).hexdigest()
+    return cache / key[:2] / f"{key}.json"
+
+
+def compute(path: str) -> dict:
+    """Decode the default plan's clips of one track and compute its features (or the error)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from tagger.audio import load_clips
+    from tagger.errors import AudioError
+    from tagger.weights import ClipPlan
+
+    try:
+        clips = load_clips(Path(path), plan=ClipPlan(), sample_rate=SAMPLE_RATE)
+    except AudioError as exc:
+        return {"path": path, "error": str(exc)}
+    return {"path": path, "clips": len(clips.samples), "starts": list(clips.starts),
+            "features": accuracy_features.track_features(clips.samples, sample_rate=SAMPLE_RATE)}
+
+
+def load_features(tracks: list[Track], cache: Path, jobs: int, log) -> list[dict]:
+    files = [cache_file(cache, t.path) for t in tracks]
+    results: list[dict | None] = [json.loads(f.read_text()) if f.exists() else None for f in files]
+    todo = [i for i, r in enumerate(results) if r is None]
+    log(f"features: {len(tracks) - len(todo)} cached, {len(todo)} to compute under {cache}")
+    started = time.perf_counter()
+
+    def store(i: int, res: dict) -> None:
+        files[i].parent.mkdir(parents=True, exist_ok=True)
+        tmp = files[i].with_suffix(".tmp")
+        tmp.write_text(json.dumps(res))
+        tmp.replace(files[i])
+        results[i] = res
+
+    if jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            for n, (i, res) in enumerate(zip(todo, pool.map(compute, [tracks[i].path for i in todo],
+                                                               chunksize=4)), 1):
+                store(i, res)
+                if n % 50 == 0:
+                    log(f"  {n}/{len(todo)} ({time.perf_counter() - started:.0f} s)")
+    else:
+        for n, i in enumerate(todo, 1):
+            store(i, compute(tracks[i].path))
+            if n % 50 == 0:
+                log(f"  {n}/{len(todo)} ({time.perf_counter() - started:.0f} s)")
+    return results
+
+
+# ---------------------------------------------------------------- models and folds
+
+def sample_weights(y: np.ndarray, groups: np.ndarray, mode: str) -> np.ndarray:
+    """none: 1 each; source_cls: each (source, label) cell 1/max(n_cell, 5). Then, in both modes, the
+    two labels get equal total weight (as in the research: its 'unweighted' baseline is label-balanced)."""
+    w = np.ones(len(y))
+    for g in set(groups) if mode == "source_cls" else ():
+        for c in (0, 1):
+            m = (groups == g) & (y == c)
+            if m.any():
+                w[m] = 1.0 / max(int(m.sum()), 5)
+    for c in (0, 1):
+        w[y == c] *= 0.5 / w[y == c].sum()
+    return w * len(y)
+
+
+def fit_predict(cfg: dict, X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray,
+                test: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=cfg["C"], max_iter=3000, random_state=seed))
+    model.fit(X[train], y[train],
+              logisticregression__sample_weight=sample_weights(y[train], groups[train], cfg["weights"]))
+    return model.predict_proba(X[test])[:, 1]
+
+
+def grouped_cv(cfg: dict, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int):
+    """Leave-one-group-out: OOF P(exciting), and per track the threshold chosen by an inner
+    leave-one-group-out over that fold's training groups only."""
+    p = np.zeros(len(y))
+    thr = np.full(len(y), 0.5)
+    for hold in sorted(set(groups)):
+        test = groups == hold
+        train = ~test
+        p[test] = fit_predict(cfg, X, y, groups, train, test, seed)
+        inner = np.zeros(len(y))
+        for h2 in sorted(set(groups[train])):
+            t2 = groups == h2
+            inner[t2] = fit_predict(cfg, X, y, groups, train & ~t2, t2, seed)
+        thr[test] = metrics.best_threshold(y[train], inner[train])
+    return p, thr
+
+
+# ---------------------------------------------------------------- metrics
+
+def _ba(y, pred):
+    if len(set(y.tolist())) < 2:  # one label only: plain accuracy
+        return metrics.accuracy(y, pred)
+    return metrics.balanced_accuracy(y, pred, 2)
+
+
+def scores_of(y: np.ndarray, p: np.ndarray, thr: np.ndarray) -> dict:
+    return {"tracks": int(len(y)), "exciting": int(y.sum()),
+            "ba": _ba(y, (p >= 0.5).astype(int)), "auc": metrics.binary_auc(y == 1, p),
+            "ba_tuned": _ba(y, (p >= thr).astype(int))}
+
+
+def reliability(y: np.ndarray, p: np.ndarray) -> list[dict]:
+    rows = []
+    for lo, hi in zip(BINS[:-1], BINS[1:]):
+        m = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
+        if m.any():
+            rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "tracks": int(m.sum()), "mean_p": float(p[m].mean()),
+                         "share_exciting": float(y[m].mean()),
+                         "accuracy": float(((p[m] >= 0.5).astype(int) == y[m]).mean())})
+    return rows
+
+
+def evaluate(tracks: list[Track], p: np.ndarray, thr: np.ndarray) -> dict:
+    y = np.array([t.label for t in tracks])
+    fam = np.array([t.family for t in tracks])
+    grp = np.array([t.group for t in tracks])
+    out = {"overall": scores_of(y, p, thr),
+           "families": {f: scores_of(y[fam == f], p[fam == f], thr[fam == f]) for f in FAMILIES if (fam == f).any()},
+           "sources": {g: scores_of(y[grp == g], p[grp == g], thr[grp == g]) for g in dict.fromkeys(grp)},
+           "thresholds": {g: float(thr[grp == g][0]) for g in dict.fromkeys(grp)},
+           "reliability": reliability(y, p)}
+    o, fams = out["overall"], out["families"].values()
+    out["meets_bar"] = bool(o["ba"] >= BAR_BA and (o["auc"] or 0) >= BAR_AUC
+                            and all((f["ba"] or 0) >= BAR_FAMILY_BA for f in fams))
+    return out
+
+
+# ---------------------------------------------------------------- the CNN (optional)
+
+def cnn_cv(tracks: list[Track], *, seed: int, epochs: int, clips_per_track: int, cache_dir: Path | None, log):
+    """The seed CNN, leave-one-group-out through tagger.train.cross_validate -> OOF P(exciting)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from tagger.dataset import Item
+    from tagger.feature_cache import default_cache_dir
+    from tagger.train import cross_validate
+    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec
+
+    items = [Item(path=Path(t.path), label=("calm", "exciting")[t.label], group=t.group) for t in tracks]
+    spec = ModelSpec(name="moodtag-cnn", version="cv", labels=("calm", "exciting"), clips=ClipPlan(),
+                     features=FeatureSpec(kind="mel"))
+    cv = cross_validate(items, spec=spec, epochs=epochs, clips_per_track=clips_per_track, seed=seed,
+                        cache_dir=cache_dir or default_cache_dir(), threads=1,
+                        on_progress=lambda ev: ev.stage == "epoch" and log(
+                            f"  cnn fold {ev.fold}/{ev.folds} epoch {ev.epoch}/{ev.epochs}"))
+    by_path = {str(Path(r.path)): r for _, rep in cv.folds for r in rep.rows}
+    p = np.full(len(tracks), np.nan)
+    for i, t in enumerate(tracks):
+        r = by_path.get(t.path)
+        if r is not None and r.error is None:
+            p[i] = r.scores["exciting"]
+    return p
+
+
+# ---------------------------------------------------------------- output
+
+def _f(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.2f}"
+
+
+def render(results: dict, tracks: list[Track], console) -> None:
+    from rich.table import Table
+
+    names = list(results)
+    t = Table(title="Leave-one-source-out CV, pooled out-of-fold (BA at 0.5 / ROC-AUC)")
+    t.add_column("model")
+    for col in ("BA", "AUC", "BA tuned¹", *FAMILIES, "bar"):
+        t.add_column(col, justify="right")
+    for n in names:
+        r = results[n]
+        o = r["overall"]
+        t.add_row(n, _f(o["ba"]), _f(o["auc"]), _f(o["ba_tuned"]),
+                  *[f"{_f(r['families'][f]['ba'])} / {_f(r['families'][f]['auc'])}" if f in r["families"] else "-"
+                    for f in FAMILIES], "yes" if r["meets_bar"] else "no")
+    console.print(t)
+    console.print("¹ threshold chosen by an inner leave-one-source-out CV on the training sources only")
+
+    grp = sorted(dict.fromkeys(tr.group for tr in tracks),
+                 key=lambda g: FAMILIES.index(next(tr.family for tr in tracks if tr.group == g)))
+    t = Table(title="Per source (fold): BA at 0.5 / ROC-AUC; tracks (exciting)")
+    t.add_column("model")
+    for g in grp:
+        s = results[names[0]]["sources"][g]
+        t.add_column(f"{g}\n{s['tracks']} ({s['exciting']})", justify="right")
+    for n in names:
+        t.add_row(n, *[f"{_f(results[n]['sources'][g]['ba'])} / {_f(results[n]['sources'][g]['auc'])}" for g in grp])
+    console.print(t)
+
+    for n in names:
+        t = Table(title=f"Reliability, {n}: out-of-fold P(exciting) bins")
+        for col in ("P(exciting)", "tracks", "mean P", "share exciting", "accuracy at 0.5"):
+            t.add_column(col, justify="right")
+        for row in results[n]["reliability"]:
+            t.add_row(row["bin"], str(row["tracks"]), _f(row["mean_p"]), _f(row["share_exciting"]),
+                      _f(row["accuracy"]))
+        console.print(t)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--games", type=Path, required=True, help="game corpus: GAMES/<label>/<package>__<name>")
+    ap.add_argument("--games-csv", type=Path, help="labels of the game tracks (dev.csv: package, path, label)")
+    ap.add_argument("--scores", type=Path, required=True, help="rendered scores: SCORES/scores.csv + audio")
+    ap.add_argument("--cache", type=Path, default=Path("~/.cache/moodtag/grouped_cv").expanduser(),
+                    help="per-track feature cache (default: ~/.cache/moodtag/grouped_cv)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default=",".join(DEFAULT_MODELS),
+                    help=f"models, comma-separated (of {', '.join(MODELS)}; default {','.join(DEFAULT_MODELS)})")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for feature extraction (1 thread each)")
+    ap.add_argument("--cnn", action="store_true", help="also the seed CNN (slow on CPU: 7 trainings)")
+    ap.add_argument("--cnn-epochs", type=int, default=12)
+    ap.add_argument("--cnn-clips", type=int, default=16, help="random clips per training track and epoch")
+    ap.add_argument("--cnn-cache", type=Path, help="the CNN's feature cache (default: moodtag train's)")
+    ap.add_argument("--json", type=Path, help="write every figure and the OOF probabilities here")
+    args = ap.parse_args(argv)
+
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    err = Console(stderr=True)
+    log = lambda msg: err.print(msg, markup=False, highlight=False)  # noqa: E731
+
+    only = [m.strip() for m in args.only.split(",") if m.strip()]
+    unknown = [m for m in only if m not in MODELS]
+    if unknown:
+        ap.error(f"--only: unknown model {unknown[0]!r} (known: {', '.join(MODELS)})")
+    started = time.perf_counter()
+    tracks = game_tracks(args.games.expanduser(), args.games_csv) + score_tracks(args.scores.expanduser())
+    feats = load_features(tracks, args.cache.expanduser(), args.jobs, log)
+    failed = [(t.path, f["error"]) for t, f in zip(tracks, feats) if "error" in f]
+    for path, error in failed:
+        log(f"left out: {path}: {error}")
+    keep = [i for i, f in enumerate(feats) if "error" not in f]
+    tracks = [tracks[i] for i in keep]
+    feats = [feats[i] for i in keep]
+    t_features = time.perf_counter() - started
+    y = np.array([t.label for t in tracks])
+    groups = np.array([t.group for t in tracks])
+    log(f"{len(tracks)} tracks, folds: " + ", ".join(
+        f"{g} {int((groups == g).sum())}" for g in dict.fromkeys(groups)))
+
+    results, oof = {}, {}
+    for name in only:
+        cfg = MODELS[name]
+        X = np.array([[f["features"][k] for k in cfg["features"]] for f in feats])
+        p, thr = grouped_cv(cfg, X, y, groups, args.seed)
+        results[name] = {"config": {**cfg, "features": list(cfg["features"])}, **evaluate(tracks, p, thr)}
+        oof[name] = p
+    if args.cnn:
+        log(f"cnn: leave-one-source-out, {args.cnn_epochs} epochs x {args.cnn_clips} clips/track per fold")
+        p = cnn_cv(tracks, seed=args.seed, epochs=args.cnn_epochs, clips_per_track=args.cnn_clips,
+                   cache_dir=args.cnn_cache, log=log)
+        ok = ~np.isnan(p)
+        sub = [t for t, k in zip(tracks, ok) if k]
+        results["cnn"] = {"config": {"model": "seed CNN on mel (tagger.train.cross_validate)",
+                                     "epochs": args.cnn_epochs, "clips_per_track": args.cnn_clips,
+                                     "threshold": "0.5 (tuned threshold not computed for the CNN)"},
+                          **evaluate(sub, p[ok], np.full(int(ok.sum()), 0.5))}
+        oof["cnn"] = p
+    seconds = time.perf_counter() - started
+
+    render(results, tracks, console)
+    console.print(f"{len(tracks)} tracks ({len(failed)} left out), features {t_features:.0f} s, "
+                  f"total {seconds:.0f} s")
+    if args.json:
+        doc = {"command": " ".join(sys.argv), "seed": args.seed, "seconds": round(seconds, 1),
+               "feature_seconds": round(t_features, 1), "left_out": failed,
+               "folds": {g: int((groups == g).sum()) for g in dict.fromkeys(groups)},
+               "bar": {"ba": BAR_BA, "auc": BAR_AUC, "family_ba": BAR_FAMILY_BA},
+               "results": results,
+               "tracks": [{**asdict(t), **{f"p_{n}": (None if np.isnan(v[i]) else round(float(v[i]), 5))
+                                          for n, v in oof.items()}} for i, t in enumerate(tracks)]}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1, default=float))
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
