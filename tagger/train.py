@@ -199,7 +199,7 @@ def normalization_of(mats: list[TrackMatrix], center: str = "none") -> dict:
         sq += float((v ** 2).sum())
     mean = sum_ / total
     std = math.sqrt(max(sq / total - mean ** 2, 0.0))
-    return {"mean": round(mean, 4), "std": round(max(std, 1e-3), 4)}
+    return {"mean": round(mean, 4) + 0.0, "std": round(max(std, 1e-3), 4)}  # + 0.0: no "-0.0"
 
 
 def _crop(tm: TrackMatrix, k: int) -> np.ndarray:
