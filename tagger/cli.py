@@ -18,26 +18,15 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from tagger.commands import classify, model_info
+    from tagger.commands import classify, evaluate, model_info, playlist, query, scan, train, untag
 
-    app.command("classify")(classify.classify)
-    app.command("model-info")(model_info.model_info)
-    for module_name, names in (
-        ("scan", ("scan", "prune")),
-        ("untag", ("untag",)),
-        ("train", ("train",)),
-        ("evaluate", ("evaluate",)),
-        ("playlist", ("playlist", "playlists")),
-        ("query", ("query", "stats")),
+    for name, function in (
+        ("scan", scan.scan), ("prune", scan.prune), ("untag", untag.untag), ("classify", classify.classify),
+        ("playlist", playlist.playlist), ("playlists", playlist.playlists), ("query", query.query),
+        ("stats", query.stats), ("train", train.train), ("evaluate", evaluate.evaluate),
+        ("model-info", model_info.model_info),
     ):
-        try:
-            module = __import__(f"tagger.commands.{module_name}", fromlist=list(names))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tagger.commands.{module_name}":
-                raise
-            continue
-        for name in names:
-            app.command(name)(getattr(module, name.replace("-", "_")))
+        app.command(name)(function)
 
 
 _register()
