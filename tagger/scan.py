@@ -65,7 +65,8 @@ class ScanSummary:
 
 @dataclass(frozen=True)
 class ScanEvent:
-    """Progress, for the CLI: kind is 'walking', 'planned', 'track' or 'problem'."""
+    """Progress, for the CLI: kind is 'waiting' (for another scan's lock), 'walking', 'planned',
+    'track' or 'problem'."""
 
     kind: str
     count: int = 0
@@ -98,8 +99,9 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
     write_tags = not (dry_run or no_write)
 
     lock = None if dry_run else _scan_lock(db, on_event)
-    cache = _open_cache(db, dry_run=dry_run)
+    cache = None
     try:
+        cache = _open_cache(db, dry_run=dry_run)
         roots = [Path(os.path.abspath(p)) for p in paths]
         known = cache.known_under(roots) if cache else {}
         refs: list[TrackRef] = []
