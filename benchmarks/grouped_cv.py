@@ -3,7 +3,7 @@
 
     python benchmarks/grouped_cv.py --games /work/data/corpus/dev --games-csv /work/shared/corpus/dev.csv \\
         --scores /work/shared/corpus/scores [--cache DIR] [--seed 0] [--only baseline,lean6,lean5] \\
-        [--jobs 1] [--cnn] [--json OUT]
+        [--jobs 1] [--cnn mel,stft,mfcc] [--json OUT]
 
 Tracks: the game corpus (GAMES/<label>/<package>__<name>.<ext>; labels from --games-csv when given,
 else from the label folders) and the rendered scores (SCORES/scores.csv: file, label, source).
@@ -35,8 +35,10 @@ reported, chosen without the held-out fold: for each outer fold, an inner leave-
 the training sources gives OOF probabilities, tagger.metrics.best_threshold picks the threshold on
 them, and the outer model is scored at that threshold.
 
---cnn (slow on CPU) also runs the seed CNN through tagger.train.cross_validate (what
-`moodtag train --cross-validate` runs) with the same folds and scores it the same way.
+--cnn INPUTS (slow on CPU) also trains the seed CNN with tagger.train.train_model (what `moodtag
+train --cross-validate` runs) on the same folds, once per input (mel, stft, mfcc), and scores each
+held-out track through the real inference path on contiguous and on spread clips (cnn-mel,
+cnn-mel-spread, ...).
 """
 from __future__ import annotations
 
@@ -127,15 +129,16 @@ def score_tracks(scores: Path) -> list[Track]:
 
 # ---------------------------------------------------------------- features, cached per track
 
-def cache_file(cache: Path, path: str) -> Path:
+def cache_file(cache: Path, path: str, placement: str = "contiguous") -> Path:
     p = Path(path).resolve()
     st = p.stat()
-    key = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}|{SAMPLE_RATE}|v{accuracy_features.VERSION}"
+    where = "" if placement == "contiguous" else f"|{placement}"
+    key = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}|{SAMPLE_RATE}|v{accuracy_features.VERSION}{where}"
                        .encode()).hexdigest()
     return cache / key[:2] / f"{key}.json"
 
 
-def compute(path: str) -> dict:
+def compute(path: str, placement: str = "contiguous") -> dict:
     """Decode the default plan's clips of one track and compute its features (or the error)."""
     import torch
 
@@ -145,15 +148,15 @@ def compute(path: str) -> dict:
     from tagger.weights import ClipPlan
 
     try:
-        clips = load_clips(Path(path), plan=ClipPlan(), sample_rate=SAMPLE_RATE)
+        clips = load_clips(Path(path), plan=ClipPlan(placement=placement), sample_rate=SAMPLE_RATE)
     except AudioError as exc:
         return {"path": path, "error": str(exc)}
     return {"path": path, "clips": len(clips.samples), "starts": list(clips.starts),
             "features": accuracy_features.track_features(clips.samples, sample_rate=SAMPLE_RATE)}
 
 
-def load_features(tracks: list[Track], cache: Path, jobs: int, log) -> list[dict]:
-    files = [cache_file(cache, t.path) for t in tracks]
+def load_features(tracks: list[Track], cache: Path, jobs: int, log, placement: str = "contiguous") -> list[dict]:
+    files = [cache_file(cache, t.path, placement) for t in tracks]
     results: list[dict | None] = [json.loads(f.read_text()) if f.exists() else None for f in files]
     todo = [i for i, r in enumerate(results) if r is None]
     log(f"features: {len(tracks) - len(todo)} cached, {len(todo)} to compute under {cache}")
@@ -168,14 +171,14 @@ def load_features(tracks: list[Track], cache: Path, jobs: int, log) -> list[dict
 
     if jobs > 1 and len(todo) > 1:
         with ProcessPoolExecutor(jobs) as pool:
-            for n, (i, res) in enumerate(zip(todo, pool.map(compute, [tracks[i].path for i in todo],
+            for n, (i, res) in enumerate(zip(todo, pool.map(compute, [tracks[i].path for i in todo], [placement] * len(todo),
                                                                chunksize=4)), 1):
                 store(i, res)
                 if n % 50 == 0:
                     log(f"  {n}/{len(todo)} ({time.perf_counter() - started:.0f} s)")
     else:
         for n, i in enumerate(todo, 1):
-            store(i, compute(tracks[i].path))
+            store(i, compute(tracks[i].path, placement))
             if n % 50 == 0:
                 log(f"  {n}/{len(todo)} ({time.perf_counter() - started:.0f} s)")
     return results
@@ -183,47 +186,63 @@ def load_features(tracks: list[Track], cache: Path, jobs: int, log) -> list[dict
 
 # ---------------------------------------------------------------- models and folds
 
-def sample_weights(y: np.ndarray, groups: np.ndarray, mode: str) -> np.ndarray:
-    """none: 1 each; source_cls: each (source, label) cell 1/max(n_cell, 5). Then, in both modes, the
-    two labels get equal total weight (as in the research: its 'unweighted' baseline is label-balanced)."""
-    w = np.ones(len(y))
-    for g in set(groups) if mode == "source_cls" else ():
-        for c in (0, 1):
-            m = (groups == g) & (y == c)
-            if m.any():
-                w[m] = 1.0 / max(int(m.sum()), 5)
-    for c in (0, 1):
-        w[y == c] *= 0.5 / w[y == c].sum()
-    return w * len(y)
-
-
-def fit_predict(cfg: dict, X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray,
+def fit_predict(cfg: dict, X: np.ndarray, y: np.ndarray, sources: np.ndarray, train: np.ndarray,
                 test: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """Logit margins of the held-out tracks from the regression `moodtag train --feature descriptors`
+    fits (tagger.train_descriptors.fit_logistic): standardised, L2 with strength 1/C, and sample
+    weights per (source, label) cell ("source_cls") or per label only ("none")."""
+    from tagger.train_descriptors import fit_logistic, logits
 
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=cfg["C"], max_iter=3000, random_state=seed))
-    model.fit(X[train], y[train],
-              logisticregression__sample_weight=sample_weights(y[train], groups[train], cfg["weights"]))
-    return model.predict_proba(X[test])[:, 1]
+    src = sources if cfg["weights"] == "source_cls" else np.zeros(len(y), dtype=object)
+    params = fit_logistic(X[train], y[train], src[train], n_labels=2, C=cfg["C"], seed=seed)
+    z = logits(params, X[test])
+    return z[:, 1] - z[:, 0]
 
 
-def grouped_cv(cfg: dict, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int):
-    """Leave-one-group-out: OOF P(exciting), and per track the threshold chosen by an inner
-    leave-one-group-out over that fold's training groups only."""
-    p = np.zeros(len(y))
-    thr = np.full(len(y), 0.5)
+def temperature(z: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Temperature scaling, the calibration tried: the factor a > 0 for which softmax(a z) minimises the
+    (weighted) log loss of logits z (n, n_labels) on labels y. It never changes which label wins."""
+    from scipy.optimize import minimize_scalar
+
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+
+    def loss(log_a: float) -> float:
+        zz = z * np.exp(log_a)
+        zz = zz - zz.max(axis=1, keepdims=True)
+        logp = zz[np.arange(len(y)), y] - np.log(np.exp(zz).sum(axis=1))
+        return float(-(w * logp).sum() / w.sum())
+
+    best = minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e3)), method="bounded")
+    return float(np.exp(best.x))
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def grouped_cv(cfg: dict, X: np.ndarray, y: np.ndarray, groups: np.ndarray, sources: np.ndarray, seed: int):
+    """Leave-one-group-out. Per held-out fold, an inner leave-one-group-out over that fold's training
+    groups gives out-of-fold logits from which (a) a threshold is tuned (tagger.metrics.best_threshold)
+    and (b) a temperature is fitted (a calibration of the probabilities), both applied to the
+    held-out fold. -> OOF P(exciting) raw, the tuned thresholds, calibrated P(exciting), and its
+    threshold (0.5: a temperature keeps the decisions)."""
+
+    n = len(y)
+    p, thr, p_cal, thr_cal = np.zeros(n), np.full(n, 0.5), np.zeros(n), np.full(n, 0.5)
     for hold in sorted(set(groups)):
         test = groups == hold
         train = ~test
-        p[test] = fit_predict(cfg, X, y, groups, train, test, seed)
-        inner = np.zeros(len(y))
+        z = fit_predict(cfg, X, y, sources, train, test, seed)
+        inner = np.zeros(n)
         for h2 in sorted(set(groups[train])):
             t2 = groups == h2
-            inner[t2] = fit_predict(cfg, X, y, groups, train & ~t2, t2, seed)
-        thr[test] = metrics.best_threshold(y[train], inner[train])
-    return p, thr
+            inner[t2] = fit_predict(cfg, X, y, sources, train & ~t2, t2, seed)
+        p[test] = _sigmoid(z)
+        thr[test] = metrics.best_threshold(y[train], _sigmoid(inner[train]))
+        zi = np.stack([np.zeros(int(train.sum())), inner[train]], axis=1)
+        a = temperature(zi, y[train])
+        p_cal[test] = _sigmoid(a * z)
+    return p, thr, p_cal, thr_cal
 
 
 # ---------------------------------------------------------------- metrics
@@ -240,6 +259,19 @@ def scores_of(y: np.ndarray, p: np.ndarray, thr: np.ndarray) -> dict:
             "ba_tuned": _ba(y, (p >= thr).astype(int))}
 
 
+def ece(y: np.ndarray, p: np.ndarray, thr: np.ndarray) -> float:
+    """Expected calibration error of the chosen label's confidence (10 equal-width bins)."""
+    pred = (p >= thr).astype(int)
+    conf = np.where(pred == 1, p, 1 - p)
+    right = (pred == y).astype(float)
+    total = 0.0
+    for lo in np.arange(0.0, 1.0, 0.1):
+        m = (conf >= lo) & (conf < lo + 0.1 if lo < 0.9 else conf <= 1.0)
+        if m.any():
+            total += m.sum() * abs(conf[m].mean() - right[m].mean())
+    return float(total / len(y))
+
+
 def reliability(y: np.ndarray, p: np.ndarray) -> list[dict]:
     rows = []
     for lo, hi in zip(BINS[:-1], BINS[1:]):
@@ -251,7 +283,24 @@ def reliability(y: np.ndarray, p: np.ndarray) -> list[dict]:
     return rows
 
 
-def evaluate(tracks: list[Track], p: np.ndarray, thr: np.ndarray) -> dict:
+CONF_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def confidence_table(y: np.ndarray, p: np.ndarray, thr: np.ndarray) -> list[dict]:
+    """Is a prediction made with confidence c right about c of the time? Confidence = the probability
+    of the chosen label (P or 1 - P), binned; accuracy of the predictions in each bin."""
+    pred = (p >= thr).astype(int)
+    conf = np.where(pred == 1, p, 1 - p)
+    rows = []
+    for lo, hi in zip((0.0,) + CONF_BINS[:-1], CONF_BINS):
+        m = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
+        if m.any():
+            rows.append({"confidence": f"{lo:.1f}-{hi:.1f}" if lo else f"<{hi:.1f}", "tracks": int(m.sum()),
+                         "mean_confidence": float(conf[m].mean()), "accuracy": float((pred[m] == y[m]).mean())})
+    return rows
+
+
+def evaluate(tracks: list[Track], p: np.ndarray, thr: np.ndarray, p_cal=None, thr_cal=None) -> dict:
     y = np.array([t.label for t in tracks])
     fam = np.array([t.family for t in tracks])
     grp = np.array([t.group for t in tracks])
@@ -260,6 +309,11 @@ def evaluate(tracks: list[Track], p: np.ndarray, thr: np.ndarray) -> dict:
            "sources": {g: scores_of(y[grp == g], p[grp == g], thr[grp == g]) for g in dict.fromkeys(grp)},
            "thresholds": {g: float(thr[grp == g][0]) for g in dict.fromkeys(grp)},
            "reliability": reliability(y, p)}
+    if p_cal is not None:
+        out["calibrated"] = {"overall": scores_of(y, p_cal, thr_cal), "confidence": confidence_table(y, p_cal, thr_cal),
+                             "expected_calibration_error": ece(y, p_cal, thr_cal),
+                             "raw_confidence": confidence_table(y, p, np.full(len(y), 0.5)),
+                             "raw_expected_calibration_error": ece(y, p, np.full(len(y), 0.5))}
     o, fams = out["overall"], out["families"].values()
     out["meets_bar"] = bool(o["ba"] >= BAR_BA and (o["auc"] or 0) >= BAR_AUC
                             and all((f["ba"] or 0) >= BAR_FAMILY_BA for f in fams))
@@ -268,30 +322,63 @@ def evaluate(tracks: list[Track], p: np.ndarray, thr: np.ndarray) -> dict:
 
 # ---------------------------------------------------------------- the CNN (optional)
 
-def cnn_cv(tracks: list[Track], *, seed: int, epochs: int, clips_per_track: int, cache_dir: Path | None, log):
-    """The seed CNN, leave-one-group-out through tagger.train.cross_validate -> OOF P(exciting)."""
+def cnn_cv(tracks: list[Track], *, feature: str, seed: int, epochs: int, clips_per_track: int,
+           cache_dir: Path | None, log) -> dict[str, np.ndarray]:
+    """The seed CNN on `feature` input (mel, stft, mfcc; each band's mean over the clip removed, as
+    `moodtag train` does by default), trained once per held-out group with tagger.train.train_model
+    (what `moodtag train --cross-validate` runs); each held-out track is then scored through the real
+    inference path (tagger.evaluate.evaluate_model) twice, on contiguous and on spread clips.
+    -> {placement: OOF P(exciting)}."""
     import torch
 
     torch.set_num_threads(1)
     from tagger.dataset import Item
+    from tagger.evaluate import evaluate_model
     from tagger.feature_cache import default_cache_dir
-    from tagger.train import cross_validate
+    from tagger.train import train_model
     from tagger.weights import ClipPlan, FeatureSpec, ModelSpec
 
     items = [Item(path=Path(t.path), label=("calm", "exciting")[t.label], group=t.group) for t in tracks]
     spec = ModelSpec(name="moodtag-cnn", version="cv", labels=("calm", "exciting"), clips=ClipPlan(),
-                     features=FeatureSpec(kind="mel"))
-    cv = cross_validate(items, spec=spec, epochs=epochs, clips_per_track=clips_per_track, seed=seed,
-                        cache_dir=cache_dir or default_cache_dir(), threads=1,
-                        on_progress=lambda ev: ev.stage == "epoch" and log(
-                            f"  cnn fold {ev.fold}/{ev.folds} epoch {ev.epoch}/{ev.epochs}"))
-    by_path = {str(Path(r.path)): r for _, rep in cv.folds for r in rep.rows}
-    p = np.full(len(tracks), np.nan)
-    for i, t in enumerate(tracks):
-        r = by_path.get(t.path)
-        if r is not None and r.error is None:
-            p[i] = r.scores["exciting"]
-    return p
+                     features=FeatureSpec(kind=feature, center="band"))
+    index = {t.path: i for i, t in enumerate(tracks)}
+    out = {pl: np.full(len(tracks), np.nan) for pl in ("contiguous", "spread")}
+    groups = list(dict.fromkeys(t.group for t in tracks))
+    for k, group in enumerate(groups, 1):
+        t0 = time.perf_counter()
+        result = train_model(items, spec=spec, val_groups=[group], threshold=0.5, epochs=epochs,
+                             clips_per_track=clips_per_track, seed=seed,
+                             cache_dir=cache_dir or default_cache_dir(), threads=1)
+        held = [it for it in items if it.group == group]
+        loaded = result.loaded()
+        for placement in out:
+            loaded.spec = loaded.spec.with_(clips=ClipPlan(placement=placement))
+            for row in evaluate_model(held, loaded).rows:
+                if row.error is None:
+                    out[placement][index[str(row.path)]] = row.scores["exciting"]
+        log(f"  cnn-{feature} fold {k}/{len(groups)} ({group}) {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def save_default_model(out: Path, tracks: list[Track], *, version: str, seed: int, log) -> None:
+    """lean6 on all tracks through tagger.train_descriptors (what `moodtag train --feature descriptors`
+    runs), each fold one group: the same weights, the same leave-one-group-out for its calibration."""
+    from tagger.dataset import Item
+    from tagger.feature_cache import default_cache_dir
+    from tagger.train_descriptors import train_descriptor_model
+    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, save_model
+
+    cfg = MODELS["lean6"]
+    items = [Item(path=Path(t.path), label=("calm", "exciting")[t.label], group=t.group) for t in tracks]
+    spec = ModelSpec(name="moodtag-rhythm", version=version, labels=("calm", "exciting"), clips=ClipPlan(),
+                     features=FeatureSpec(kind="descriptors", descriptors=tuple(cfg["features"])))
+    fit = train_descriptor_model(items, spec=spec, C=cfg["C"], seed=seed, cache_dir=default_cache_dir())
+    for path, error in fit.skipped:
+        log(f"skipped: {path}: {error}")
+    save_model(out, fit.spec, fit.state_dict)
+    pooled = fit.spec.metrics["held_out"]["pooled"]
+    log(f"wrote {out}: held out BA {pooled['balanced_accuracy']}, ROC-AUC {pooled['roc_auc']}, "
+        f"(leave-one-group-out)")
 
 
 # ---------------------------------------------------------------- output
@@ -336,6 +423,24 @@ def render(results: dict, tracks: list[Track], console) -> None:
             t.add_row(row["bin"], str(row["tracks"]), _f(row["mean_p"]), _f(row["share_exciting"]),
                       _f(row["accuracy"]))
         console.print(t)
+        cal = results[n].get("calibrated")
+        if cal:
+            t = Table(title=f"Confidence of the chosen label, {n}: raw vs calibrated (temperature from inner folds)")
+            for col in ("confidence", "raw: tracks", "mean conf", "accuracy", "calibrated: tracks", "mean conf",
+                        "accuracy"):
+                t.add_column(col, justify="right")
+            raw = {r["confidence"]: r for r in cal["raw_confidence"]}
+            calib = {r["confidence"]: r for r in cal["confidence"]}
+            for b in sorted(set(raw) | set(calib), key=lambda k: k.strip("<")):
+                cells = []
+                for table in (raw, calib):
+                    r = table.get(b)
+                    cells += [str(r["tracks"]), _f(r["mean_confidence"]), _f(r["accuracy"])] if r else ["-"] * 3
+                t.add_row(b, *cells)
+            console.print(t)
+            console.print(f"expected calibration error: raw {cal['raw_expected_calibration_error']:.3f}, "
+                          f"calibrated {cal['expected_calibration_error']:.3f}; calibrated BA "
+                          f"{_f(cal['overall']['ba'])} (the same decisions as raw)")
 
 
 def main(argv=None) -> int:
@@ -349,12 +454,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default=",".join(DEFAULT_MODELS),
                     help=f"models, comma-separated (of {', '.join(MODELS)}; default {','.join(DEFAULT_MODELS)})")
+    ap.add_argument("--placement", choices=("contiguous", "spread"), default="contiguous",
+                    help="where the hand-feature models take their clips (contiguous: the default plan)")
     ap.add_argument("--jobs", type=int, default=1, help="processes for feature extraction (1 thread each)")
-    ap.add_argument("--cnn", action="store_true", help="also the seed CNN (slow on CPU: 7 trainings)")
+    ap.add_argument("--cnn", default="", metavar="INPUT,...",
+                    help="also the seed CNN, once per input (mel, stft, mfcc), each scored on contiguous and "
+                         "on spread clips; slow on CPU: 7 trainings per input")
     ap.add_argument("--cnn-epochs", type=int, default=12)
     ap.add_argument("--cnn-clips", type=int, default=16, help="random clips per training track and epoch")
     ap.add_argument("--cnn-cache", type=Path, help="the CNN's feature cache (default: moodtag train's)")
     ap.add_argument("--json", type=Path, help="write every figure and the OOF probabilities here")
+    ap.add_argument("--save-model", type=Path, metavar="MODEL",
+                    help="also train the default model (lean6) on every track, with these folds as its groups, "
+                         "and write it here (how models/moodtag-rhythm.safetensors is made)")
+    ap.add_argument("--model-version", default="1.0.0", help="the saved model's version")
     args = ap.parse_args(argv)
 
     from rich.console import Console
@@ -369,7 +482,7 @@ def main(argv=None) -> int:
         ap.error(f"--only: unknown model {unknown[0]!r} (known: {', '.join(MODELS)})")
     started = time.perf_counter()
     tracks = game_tracks(args.games.expanduser(), args.games_csv) + score_tracks(args.scores.expanduser())
-    feats = load_features(tracks, args.cache.expanduser(), args.jobs, log)
+    feats = load_features(tracks, args.cache.expanduser(), args.jobs, log, args.placement)
     failed = [(t.path, f["error"]) for t, f in zip(tracks, feats) if "error" in f]
     for path, error in failed:
         log(f"left out: {path}: {error}")
@@ -379,6 +492,7 @@ def main(argv=None) -> int:
     t_features = time.perf_counter() - started
     y = np.array([t.label for t in tracks])
     groups = np.array([t.group for t in tracks])
+    sources = groups  # weights per fold unit: the classical composers count as one source, as in the folds
     log(f"{len(tracks)} tracks, folds: " + ", ".join(
         f"{g} {int((groups == g).sum())}" for g in dict.fromkeys(groups)))
 
@@ -386,27 +500,37 @@ def main(argv=None) -> int:
     for name in only:
         cfg = MODELS[name]
         X = np.array([[f["features"][k] for k in cfg["features"]] for f in feats])
-        p, thr = grouped_cv(cfg, X, y, groups, args.seed)
-        results[name] = {"config": {**cfg, "features": list(cfg["features"])}, **evaluate(tracks, p, thr)}
+        p, thr, p_cal, thr_cal = grouped_cv(cfg, X, y, groups, sources, args.seed)
+        results[name] = {"config": {**cfg, "features": list(cfg["features"])},
+                         **evaluate(tracks, p, thr, p_cal, thr_cal)}
         oof[name] = p
-    if args.cnn:
-        log(f"cnn: leave-one-source-out, {args.cnn_epochs} epochs x {args.cnn_clips} clips/track per fold")
-        p = cnn_cv(tracks, seed=args.seed, epochs=args.cnn_epochs, clips_per_track=args.cnn_clips,
-                   cache_dir=args.cnn_cache, log=log)
-        ok = ~np.isnan(p)
-        sub = [t for t, k in zip(tracks, ok) if k]
-        results["cnn"] = {"config": {"model": "seed CNN on mel (tagger.train.cross_validate)",
-                                     "epochs": args.cnn_epochs, "clips_per_track": args.cnn_clips,
-                                     "threshold": "0.5 (tuned threshold not computed for the CNN)"},
-                          **evaluate(sub, p[ok], np.full(int(ok.sum()), 0.5))}
-        oof["cnn"] = p
+    for feature in [v.strip() for v in args.cnn.split(",") if v.strip()]:
+        if feature not in ("mel", "stft", "mfcc"):
+            ap.error(f"--cnn {feature}: expected mel, stft or mfcc")
+        log(f"cnn-{feature}: leave-one-source-out, {args.cnn_epochs} epochs x {args.cnn_clips} clips/track per fold")
+        t0 = time.perf_counter()
+        by_placement = cnn_cv(tracks, feature=feature, seed=args.seed, epochs=args.cnn_epochs,
+                              clips_per_track=args.cnn_clips, cache_dir=args.cnn_cache, log=log)
+        for placement, p in by_placement.items():
+            name = f"cnn-{feature}" + ("" if placement == "contiguous" else "-spread")
+            ok = ~np.isnan(p)
+            sub = [t for t, k in zip(tracks, ok) if k]
+            results[name] = {"config": {"model": f"seed CNN on {feature}, band-centred (tagger.train.train_model)",
+                                        "placement": placement, "epochs": args.cnn_epochs,
+                                        "clips_per_track": args.cnn_clips,
+                                        "seconds": round(time.perf_counter() - t0),
+                                        "threshold": "0.5 (tuned threshold not computed for the CNN)"},
+                             **evaluate(sub, p[ok], np.full(int(ok.sum()), 0.5))}
+            oof[name] = p
     seconds = time.perf_counter() - started
 
+    if args.save_model:
+        save_default_model(args.save_model, tracks, version=args.model_version, seed=args.seed, log=log)
     render(results, tracks, console)
     console.print(f"{len(tracks)} tracks ({len(failed)} left out), features {t_features:.0f} s, "
                   f"total {seconds:.0f} s")
     if args.json:
-        doc = {"command": " ".join(sys.argv), "seed": args.seed, "seconds": round(seconds, 1),
+        doc = {"command": " ".join(sys.argv), "seed": args.seed, "placement": args.placement, "seconds": round(seconds, 1),
                "feature_seconds": round(t_features, 1), "left_out": failed,
                "folds": {g: int((groups == g).sum()) for g in dict.fromkeys(groups)},
                "bar": {"ba": BAR_BA, "auc": BAR_AUC, "family_ba": BAR_FAMILY_BA},

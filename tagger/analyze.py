@@ -14,10 +14,29 @@ from tagger.weights import LoadedModel, ModelSpec
 
 
 def predict_clips(model: LoadedModel, samples: np.ndarray) -> np.ndarray:
-    """(n_clips, n_samples) -> (n_clips, n_labels) probabilities."""
-    x = features_for_clips(samples, model.spec)
+    """(n_clips, n_samples) -> (n_clips, n_labels) probabilities, each clip on its own."""
+    return predict(model, samples)[1]
+
+
+def predict(model: LoadedModel, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n_clips, n_samples) -> (the track's (n_labels,) probabilities, each clip's (n_clips, n_labels)).
+
+    A CNN scores each clip; the track gets the mean. A descriptor model scores the track from the
+    descriptors of all its clips together (the rhythm ones need them joined), and each clip from its own."""
+    spec = model.spec
+    if spec.features.kind == "descriptors":
+        from tagger.descriptors import track_descriptors, vector
+
+        names = spec.features.descriptors
+        track, per_clip = track_descriptors(samples, spec.sample_rate)
+        x = torch.from_numpy(np.stack([vector(track, names)] + [vector(c, names) for c in per_clip])).float()
+        with torch.inference_mode():
+            probs = torch.softmax(model.network(x), dim=1).numpy().astype(np.float64)
+        return probs[0], probs[1:]
+    x = features_for_clips(samples, spec)
     with torch.inference_mode():
-        return torch.softmax(model.network(x), dim=1).numpy().astype(np.float64)
+        per_clip = torch.softmax(model.network(x), dim=1).numpy().astype(np.float64)
+    return per_clip.mean(axis=0), per_clip
 
 
 def decide(spec: ModelSpec, scores: np.ndarray) -> tuple[str, float]:
@@ -41,11 +60,10 @@ def analyze_track(path: Path, model: LoadedModel) -> TrackResult:
     except Exception as exc:  # a decoder bug must not stop a library scan
         return TrackResult.failed(path, f"cannot decode ({type(exc).__name__}: {exc})", **ident)
     try:
-        per_clip = predict_clips(model, clips.samples)
+        mean, per_clip = predict(model, clips.samples)
     except Exception as exc:
         return TrackResult.failed(path, f"model failed ({type(exc).__name__}: {exc})",
                                   duration=clips.duration, **ident)
-    mean = per_clip.mean(axis=0)
     mood, confidence = decide(spec, mean)
     return TrackResult(
         path=path, mood=mood, confidence=confidence,

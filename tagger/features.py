@@ -25,23 +25,34 @@ def clip_matrices(samples: np.ndarray, features: FeatureSpec, sample_rate: int) 
     `mfcc`, `stft`), computed with torch.stft and a cached filterbank: a worker process starts in
     milliseconds instead of paying librosa's seconds of lazy imports (tests/test_features.py checks it).
     """
-    x = torch.as_tensor(np.asarray(samples, dtype=np.float32))
-    if x.ndim == 1:
-        x = x[None, :]
     kind = features.kind
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind {kind!r} (known: {', '.join(FEATURE_KINDS)})")
-    spec = torch.stft(x, features.n_fft, features.hop_length, window=_window(features.n_fft), center=True,
-                      pad_mode="constant", return_complex=True)
-    power = spec.real ** 2 + spec.imag ** 2
-    if kind != "stft":
-        fb = torch.from_numpy(mel_filterbank(sample_rate, features.n_fft, features.n_mels, features.fmin,
-                                             features.fmax))
-        power = torch.matmul(fb, power)
+    power = _power(samples, features, sample_rate, mel=kind != "stft")
     mat = 10.0 * torch.log10(torch.clamp(power, min=AMIN))
     if kind == "mfcc":
         mat = torch.matmul(torch.from_numpy(dct_matrix(features.n_mels, features.n_mfcc)), mat)
     return resize(mat.numpy().astype(np.float32, copy=False), features.size)
+
+
+def mel_power(samples: np.ndarray, features: FeatureSpec, sample_rate: int) -> np.ndarray:
+    """(n_clips, n_samples) -> (n_clips, n_mels, frames) float32 mel power, equal to librosa's
+    `melspectrogram(y, sr, n_fft, hop_length, n_mels, fmin, fmax)` (centred frames, zero padding)."""
+    return _power(samples, features, sample_rate, mel=True).numpy()
+
+
+def _power(samples: np.ndarray, features: FeatureSpec, sample_rate: int, *, mel: bool) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(samples, dtype=np.float32))
+    if x.ndim == 1:
+        x = x[None, :]
+    spec = torch.stft(x, features.n_fft, features.hop_length, window=_window(features.n_fft), center=True,
+                      pad_mode="constant", return_complex=True)
+    power = spec.real ** 2 + spec.imag ** 2
+    if mel:
+        fb = torch.from_numpy(mel_filterbank(sample_rate, features.n_fft, features.n_mels, features.fmin,
+                                             features.fmax))
+        power = torch.matmul(fb, power)
+    return power
 
 
 @lru_cache(maxsize=8)

@@ -9,7 +9,7 @@ from pathlib import Path
 from tagger.errors import ModelError
 
 SPEC_KEY = "moodtag_spec"
-DEFAULT_MODEL = "moodtag-cnn"
+DEFAULT_MODEL = "moodtag-rhythm"
 MODEL_SUFFIX = ".safetensors"
 
 
@@ -29,7 +29,8 @@ class ClipPlan:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """How a clip becomes the network's input; `kind` is mel, stft or mfcc.
+    """How a clip becomes the network's input; `kind` is mel, stft or mfcc, or "descriptors": the
+    track's `descriptors` (names from tagger.descriptors) computed over all its clips together.
 
     center "band": each band's mean over the clip is subtracted before normalisation, so the input
     keeps how the spectrum moves and drops the clip's static spectrum (its EQ, its loudness).
@@ -45,6 +46,7 @@ class FeatureSpec:
     size: tuple[int, int] = (128, 128)
     channels: int = 3
     center: str = "none"
+    descriptors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class ModelSpec:
         feats = dict(data.pop("features", {}))
         if "size" in feats:
             feats["size"] = tuple(feats["size"])
+        if "descriptors" in feats:
+            feats["descriptors"] = tuple(feats["descriptors"])
         features = FeatureSpec(**feats)
         data["labels"] = tuple(data["labels"])
         return cls(clips=clips, features=features, **data)

@@ -2,7 +2,7 @@
 
 When the shipped model changes on purpose, regenerate the stored scores with
     python tests/test_golden.py --regenerate
-and commit tests/golden/moodtag-cnn.json with the new model.
+and commit tests/golden/moodtag-cnn.json and tests/golden/moodtag-rhythm.json with the new model.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden" / "moodtag-cnn.json"
+GOLDEN_DEFAULT = Path(__file__).parent / "golden" / "moodtag-rhythm.json"
+DESCRIPTOR_TOLERANCE = 1e-3  # relative, on descriptor values
 TOLERANCE = 2e-3  # absolute, on probabilities: different BLAS/FFT builds differ in the last digits
 
 
@@ -98,9 +100,60 @@ def test_shipped_model_is_trained():
     assert "held_out" in spec.metrics
 
 
+def default_scores() -> dict:
+    """The default model on the golden clips taken as one track's clips: its descriptors, the
+    track's probabilities and each clip's (what analyze.predict returns)."""
+    from tagger.analyze import predict
+    from tagger.descriptors import track_descriptors
+    from tagger.weights import DEFAULT_MODEL, load_model
+
+    model = load_model(DEFAULT_MODEL)
+    names, clips = golden_clips(model.spec.sample_rate, model.spec.clips.seconds)
+    track, _ = track_descriptors(clips, model.spec.sample_rate)
+    probs, per_clip = predict(model, clips)
+    return {"model": {"name": model.spec.name, "version": model.spec.version, "sha256": model.sha256},
+            "labels": list(model.spec.labels),
+            "descriptors": {k: round(v, 6) for k, v in track.items()},
+            "track": [round(float(p), 6) for p in probs],
+            "clips": {n: [round(float(p), 6) for p in row] for n, row in zip(names, per_clip)}}
+
+
+def test_default_model_matches_golden():
+    stored = json.loads(GOLDEN_DEFAULT.read_text())
+    now = default_scores()
+    assert (now["model"]["name"], now["labels"]) == (stored["model"]["name"], stored["labels"])
+    assert now["model"]["sha256"] == stored["model"]["sha256"], \
+        "the shipped default model changed: regenerate with `python tests/test_golden.py --regenerate`"
+    for k, v in stored["descriptors"].items():
+        np.testing.assert_allclose(now["descriptors"][k], v, rtol=DESCRIPTOR_TOLERANCE, atol=1e-4, err_msg=k)
+    np.testing.assert_allclose(now["track"], stored["track"], atol=TOLERANCE)
+    for name, row in stored["clips"].items():
+        np.testing.assert_allclose(now["clips"][name], row, atol=TOLERANCE, err_msg=name)
+
+
+def test_default_model_is_trained_and_validated():
+    """The default is the descriptor regression, fitted (not its initial weights) and validated by
+    leave-one-source-out on games and scores alike."""
+    from tagger.weights import DEFAULT_MODEL, load_model
+
+    model = load_model(DEFAULT_MODEL)
+    spec = model.spec
+    assert spec.name == "moodtag-rhythm" and spec.features.kind == "descriptors"
+    assert spec.features.descriptors == ("onset_rate", "rms_db", "perc_fast", "tcent", "onset_rate25", "acf_max")
+    assert spec.architecture == {"name": "descriptor_logistic", "n_features": 6}
+    net = {k: v.detach() for k, v in model.network.state_dict().items()}
+    assert float(net["scale"].abs().min()) > 0 and float(net["mean"].abs().max()) > 0
+    assert float(net["linear.weight"].abs().sum()) > 0
+    pooled = spec.metrics["held_out"]["pooled"]
+    assert pooled["tracks"] >= 500
+    assert {"0ad", "naev", "ufoai", "oneill", "ryan", "classical"} <= set(pooled["groups"])
+    assert pooled["balanced_accuracy"] > 0.75  # what the model card reports (0.81)
+
+
 if __name__ == "__main__":
     if "--regenerate" not in sys.argv:
         sys.exit("usage: python tests/test_golden.py --regenerate")
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN.write_text(json.dumps(current_scores(), indent=2) + "\n")
-    print(f"wrote {GOLDEN}")
+    GOLDEN_DEFAULT.write_text(json.dumps(default_scores(), indent=2) + "\n")
+    print(f"wrote {GOLDEN} and {GOLDEN_DEFAULT}")

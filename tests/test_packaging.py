@@ -23,6 +23,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_the_shipped_models_and_card(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "tagger/models/moodtag-cnn.safetensors" in names
+    assert "tagger/models/moodtag-rhythm.safetensors" in names
     assert "tagger/models/MODEL_CARD.md" in names
     assert not [n for n in names if n.endswith((".pkl", ".pickle", ".pt", ".pth"))]
 
@@ -36,4 +37,4 @@ def test_installed_package_finds_its_model(wheel, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                           check=True)
     path, name = proc.stdout.split()
-    assert Path(path).is_relative_to(target) and name == "moodtag-cnn"
+    assert Path(path).is_relative_to(target) and name == "moodtag-rhythm"

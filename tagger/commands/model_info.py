@@ -38,16 +38,33 @@ def model_info(
     table.add_row("clips", f"{c.count} x {c.seconds:g} s, {c.placement}"
                   + (f" over the middle {c.span:.0%}" if c.placement == "spread" else " around the midpoint"))
     f = spec.features
-    table.add_row("features", f"{f.kind}, n_fft {f.n_fft}, hop {f.hop_length}, "
-                  + (f"{f.n_mels} mels, " if f.kind in ("mel", "mfcc") else "")
-                  + (f"{f.n_mfcc} MFCC, " if f.kind == "mfcc" else "")
-                  + f"resized to {f.size[0]}x{f.size[1]}, {f.channels} channels"
-                  + (", each band's mean over time removed" if getattr(f, "center", "none") == "band" else ""))
-    table.add_row("normalization", json.dumps(spec.normalization))
+    if f.kind == "descriptors":
+        table.add_row("features", "track descriptors " + ", ".join(f.descriptors)
+                      + f" (mel: n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels)")
+    else:
+        table.add_row("features", f"{f.kind}, n_fft {f.n_fft}, hop {f.hop_length}, "
+                      + (f"{f.n_mels} mels, " if f.kind in ("mel", "mfcc") else "")
+                      + (f"{f.n_mfcc} MFCC, " if f.kind == "mfcc" else "")
+                      + f"resized to {f.size[0]}x{f.size[1]}, {f.channels} channels"
+                      + (", each band's mean over time removed" if getattr(f, "center", "none") == "band" else ""))
+        table.add_row("normalization", json.dumps(spec.normalization))
     table.add_row("architecture", json.dumps(spec.architecture))
     table.add_row("trained on", spec.trained_on or "-")
     table.add_row("created", spec.created or "-")
     for key, value in spec.metrics.items():
+        pooled = value.get("pooled") if isinstance(value, dict) else None
+        if isinstance(pooled, dict):  # held-out validation: the headline, then one line per group
+            table.add_row(f"metric {key}", f"balanced accuracy {_f(pooled.get('balanced_accuracy'))}, ROC-AUC "
+                          f"{_f(pooled.get('roc_auc'))}, accuracy {_f(pooled.get('accuracy'))} "
+                          f"({pooled.get('tracks')} tracks; {value.get('method', '')})")
+            for group, g in (pooled.get("groups") or {}).items():
+                table.add_row(f"  {group}", f"balanced accuracy {_f(g.get('balanced_accuracy'))}, ROC-AUC "
+                              f"{_f(g.get('roc_auc'))}, accuracy {_f(g.get('accuracy'))} ({g.get('tracks')} tracks)")
+            continue
         table.add_row(f"metric {key}", json.dumps(value) if not isinstance(value, float) else f"{value:.3f}")
     table.add_row("shipped models", ", ".join(info["shipped"]) or "-")
     out.print(table)
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.3f}"

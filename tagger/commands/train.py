@@ -42,7 +42,15 @@ def train(
         "--clips-per-track", help="Random clips drawn per training track and epoch (on average).")] = 16,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per optimisation step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, one-cycle schedule).")] = 1e-3,
-    feature: Annotated[str, typer.Option("--feature", help="Network input: mel, stft or mfcc.")] = "mel",
+    feature: Annotated[str, typer.Option(
+        "--feature", help="Model input: mel, stft or mfcc (the seed CNN), or descriptors (a logistic regression "
+                          "on rhythm and dynamics descriptors of the track; the network options are then unused).")] = "mel",
+    descriptors: Annotated[str, typer.Option(
+        "--descriptors", metavar="D1,D2", help="With --feature descriptors: which ones (of onset_rate, rms_db, "
+                                               "perc_fast, centroid, tcent, onset_rate25, acf_max).")] =
+        "onset_rate,rms_db,perc_fast,tcent,onset_rate25,acf_max",
+    regularization: Annotated[float, typer.Option(
+        "--C", metavar="C", help="With --feature descriptors: inverse L2 strength of the regression.")] = 0.01,
     center: Annotated[str, typer.Option(
         "--center", help="band: remove each band's mean over the clip (keep how the spectrum moves, drop "
                          "its static colour and level; chosen by leave-one-game-out validation), or none.")] = "band",
@@ -67,7 +75,9 @@ def train(
         "--cache-dir", metavar="DIR", envvar="MOODTAG_FEATURE_CACHE", file_okay=False,
         help="Feature cache (decoded clips' spectrograms). Default: ~/.cache/moodtag/features.")] = None,
     threads: Annotated[int, typer.Option("--threads", help="Torch CPU threads (0: torch's default).")] = 0,
-    name: Annotated[str, typer.Option("--name", help="The model's name, stored in the file.")] = "moodtag-cnn",
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="The model's name, stored in the file (default: moodtag-cnn, or moodtag-rhythm "
+                       "for a descriptor model).")] = None,
     version: Annotated[str, typer.Option("--version", help="The model's version, stored in the file.")] = "1.0.0",
     json_out: JsonOption = False,
 ) -> None:
@@ -81,8 +91,8 @@ def train(
     from tagger.train import Augment, cross_validate as run_cv, prepare_spec, train_model
     from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, save_model
 
-    if feature not in FEATURE_KINDS:
-        raise MoodtagError(f"--feature {feature}: unknown (choose from {', '.join(FEATURE_KINDS)})")
+    if feature not in FEATURE_KINDS + ("descriptors",):
+        raise MoodtagError(f"--feature {feature}: unknown (choose from {', '.join(FEATURE_KINDS)}, descriptors)")
     if center not in CENTERINGS:
         raise MoodtagError(f"--center {center}: unknown (choose from {', '.join(CENTERINGS)})")
     if placement not in ("contiguous", "spread"):
@@ -101,7 +111,13 @@ def train(
         raise MoodtagError("--cv-groups needs --cross-validate")
 
     items = load_many(data, labels=parse_labels(labels), group_by=group_by)
-    spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
+    if feature == "descriptors":
+        _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
+                           placement=placement, labels=parse_labels(labels), name=name or "moodtag-rhythm",
+                           version=version,
+                           cache_dir=cache_dir, json_out=json_out)
+        return
+    spec = prepare_spec(ModelSpec(name=name or "moodtag-cnn", version=version, labels=("calm", "exciting"),
                                   clips=ClipPlan(placement=placement), features=FeatureSpec(kind=feature, center=center)),
                         items, parse_labels(labels))
     aug = Augment(mixup_prob=mixup) if augment else Augment.none()
@@ -133,6 +149,66 @@ def train(
                                 ensure_ascii=False), markup=False, highlight=False)
         return
     _render_summary(out, final_spec, result, cv, seconds)
+
+
+def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: int, placement: str, labels,
+                       name: str, version: str, cache_dir, json_out: bool) -> None:
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tagger.console import err, out as stdout
+    from tagger.descriptors import check_names
+    from tagger.errors import MoodtagError
+    from tagger.feature_cache import default_cache_dir
+    from tagger.train import prepare_spec
+    from tagger.train_descriptors import train_descriptor_model
+    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, save_model
+
+    try:
+        names = check_names(names)
+    except ValueError as exc:
+        raise MoodtagError(f"--descriptors: {exc}") from None
+    if not C > 0:
+        raise MoodtagError(f"--C {C}: must be positive")
+    spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
+                                  clips=ClipPlan(placement=placement),
+                                  features=FeatureSpec(kind="descriptors", descriptors=names)), items, labels)
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=json_out) as progress:
+        task = progress.add_task("decoding", total=len(items))
+        fit = train_descriptor_model(items, spec=spec, C=C, seed=seed, cache_dir=cache_dir or default_cache_dir(),
+                                     on_progress=lambda i, n, it: progress.update(task, completed=i))
+    for path, error in fit.skipped:
+        err.print(f"[yellow]skipped:[/] {escape(path)}: {escape(error)}", highlight=False)
+    save_model(out, fit.spec, fit.state_dict)
+    seconds = round(time.perf_counter() - started, 1)
+    if json_out:
+        stdout.print(json.dumps({"model": str(out), "seconds": seconds, "spec": fit.spec.to_json(),
+                                 "skipped": [{"path": p, "error": e} for p, e in fit.skipped]},
+                                ensure_ascii=False), markup=False, highlight=False)
+        return
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    table.add_row("model", f"{escape(fit.spec.name)} {escape(fit.spec.version)} -> {escape(str(out))}")
+    table.add_row("input", "descriptors " + ", ".join(names))
+    table.add_row("trained on", escape(fit.spec.trained_on))
+    held = fit.spec.metrics.get("held_out")
+    if held:
+        p = held["pooled"]
+        table.add_row("held out (leave-one-group-out)",
+                      f"balanced accuracy {_fmt(p['balanced_accuracy'])}, ROC-AUC {_fmt(p['roc_auc'])}, "
+                      f"accuracy {_fmt(p['accuracy'])} ({p['tracks']} tracks)")
+        for group, g in p["groups"].items():
+            table.add_row(f"  {escape(group)}", f"accuracy {_fmt(g.get('accuracy'))}, balanced accuracy "
+                                                f"{_fmt(g.get('balanced_accuracy'))}, ROC-AUC {_fmt(g.get('roc_auc'))}")
+    spec = fit.spec
+    table.add_row("threshold", "argmax" if spec.threshold is None else f"{spec.threshold:g} on P({spec.labels[-1]})")
+    if fit.skipped:
+        table.add_row("skipped", f"{len(fit.skipped)} tracks (see the messages above)")
+    table.add_row("time", f"{seconds:.0f} s")
+    stdout.print(table)
 
 
 def _split(text: str | None) -> list[str] | None:
