@@ -360,7 +360,7 @@ def cnn_cv(tracks: list[Track], *, feature: str, seed: int, epochs: int, clips_p
     return out
 
 
-def save_default_model(out: Path, tracks: list[Track], *, version: str, seed: int, log) -> None:
+def save_default_model(out: Path, tracks: list[Track], *, version: str, seed: int, placement: str, log) -> None:
     """lean6 on all tracks through tagger.train_descriptors (what `moodtag train --feature descriptors`
     runs), each fold one group: the same weights, the same leave-one-group-out for its calibration."""
     from tagger.dataset import Item
@@ -370,7 +370,8 @@ def save_default_model(out: Path, tracks: list[Track], *, version: str, seed: in
 
     cfg = MODELS["lean6"]
     items = [Item(path=Path(t.path), label=("calm", "exciting")[t.label], group=t.group) for t in tracks]
-    spec = ModelSpec(name="moodtag-rhythm", version=version, labels=("calm", "exciting"), clips=ClipPlan(),
+    spec = ModelSpec(name="moodtag-rhythm", version=version, labels=("calm", "exciting"),
+                     clips=ClipPlan(placement=placement),
                      features=FeatureSpec(kind="descriptors", descriptors=tuple(cfg["features"])))
     fit = train_descriptor_model(items, spec=spec, C=cfg["C"], seed=seed, cache_dir=default_cache_dir())
     for path, error in fit.skipped:
@@ -465,8 +466,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cnn-cache", type=Path, help="the CNN's feature cache (default: moodtag train's)")
     ap.add_argument("--json", type=Path, help="write every figure and the OOF probabilities here")
     ap.add_argument("--save-model", type=Path, metavar="MODEL",
-                    help="also train the default model (lean6) on every track, with these folds as its groups, "
-                         "and write it here (how models/moodtag-rhythm.safetensors is made)")
+                    help="also train the default model (lean6, on --placement clips) on every track, with these "
+                         "folds as its groups, and write it here (how models/moodtag-rhythm.safetensors is made)")
     ap.add_argument("--model-version", default="1.0.0", help="the saved model's version")
     args = ap.parse_args(argv)
 
@@ -525,7 +526,8 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - started
 
     if args.save_model:
-        save_default_model(args.save_model, tracks, version=args.model_version, seed=args.seed, log=log)
+        save_default_model(args.save_model, tracks, version=args.model_version, seed=args.seed,
+                           placement=args.placement, log=log)
     render(results, tracks, console)
     console.print(f"{len(tracks)} tracks ({len(failed)} left out), features {t_features:.0f} s, "
                   f"total {seconds:.0f} s")
