@@ -12,6 +12,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from grouped_cv import confidence_rows  # noqa: E402
+
 FAMILIES = ("games", "folk", "classical")
 GAMES = ("0ad", "naev", "ufoai")
 
@@ -37,20 +40,15 @@ def main(paths: list[str]) -> int:
     for doc in docs:
         for name, r in doc["results"].items():
             cal = r.get("calibrated")
-            if not cal or doc.get("placement", "contiguous") != "contiguous":
+            if not cal:
                 continue
-            print(f"\n{name}: confidence of the chosen label (out of fold) -> how often right")
+            print(f"\n{name}, {doc.get('placement', 'contiguous')} clips: confidence of the chosen label "
+                  "(out of fold) -> how often right")
             print("| confidence | tracks | mean confidence | accuracy | with a temperature from inner folds: tracks "
                   "| mean confidence | accuracy |")
             print("|---|---|---|---|---|---|---|")
-            raw = {row["confidence"]: row for row in cal["raw_confidence"]}
-            tuned = {row["confidence"]: row for row in cal["confidence"]}
-            for b in sorted(set(raw) | set(tuned), key=lambda k: k.strip("<")):
-                cells = []
-                for t in (raw, tuned):
-                    row = t.get(b)
-                    cells += [str(row["tracks"]), f(row["mean_confidence"]), f(row["accuracy"])] if row else ["-"] * 3
-                print(f"| {b} | {' | '.join(cells)} |")
+            for row in confidence_rows(cal):
+                print(f"| {' | '.join(row)} |")
             print(f"expected calibration error: {cal['raw_expected_calibration_error']:.3f} raw, "
                   f"{cal['expected_calibration_error']:.3f} with the temperature")
     return 0

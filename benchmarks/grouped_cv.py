@@ -388,6 +388,21 @@ def _f(x) -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.2f}"
 
 
+def confidence_rows(cal: dict) -> list[list[str]]:
+    """A model's "calibrated" entry -> rows [bin, raw tracks, mean confidence, accuracy, the same three
+    with the temperature]."""
+    raw = {r["confidence"]: r for r in cal["raw_confidence"]}
+    scaled = {r["confidence"]: r for r in cal["confidence"]}
+    rows = []
+    for b in sorted(set(raw) | set(scaled), key=lambda k: k.strip("<")):
+        cells = [b]
+        for table in (raw, scaled):
+            r = table.get(b)
+            cells += [str(r["tracks"]), _f(r["mean_confidence"]), _f(r["accuracy"])] if r else ["-"] * 3
+        rows.append(cells)
+    return rows
+
+
 def render(results: dict, tracks: list[Track], console) -> None:
     from rich.table import Table
 
@@ -430,14 +445,8 @@ def render(results: dict, tracks: list[Track], console) -> None:
             for col in ("confidence", "raw: tracks", "mean conf", "accuracy", "calibrated: tracks", "mean conf",
                         "accuracy"):
                 t.add_column(col, justify="right")
-            raw = {r["confidence"]: r for r in cal["raw_confidence"]}
-            calib = {r["confidence"]: r for r in cal["confidence"]}
-            for b in sorted(set(raw) | set(calib), key=lambda k: k.strip("<")):
-                cells = []
-                for table in (raw, calib):
-                    r = table.get(b)
-                    cells += [str(r["tracks"]), _f(r["mean_confidence"]), _f(r["accuracy"])] if r else ["-"] * 3
-                t.add_row(b, *cells)
+            for row in confidence_rows(cal):
+                t.add_row(*row)
             console.print(t)
             console.print(f"expected calibration error: raw {cal['raw_expected_calibration_error']:.3f}, "
                           f"calibrated {cal['expected_calibration_error']:.3f}; calibrated BA "
