@@ -365,7 +365,7 @@ def _decode_loop(model, files, repeats: int) -> list[dict]:
 def _seed_loop(model, files) -> list[dict]:
     import numpy as np
 
-    from tagger.analyze import decide, predict_clips
+    from tagger.analyze import decide, predict
     from tagger.audio import clip_offsets
 
     spec = model.spec
@@ -381,8 +381,8 @@ def _seed_loop(model, files) -> list[dict]:
             first = int(round(start * sr))
             clip = y[first:first + need]
             clips.append(np.pad(clip, (0, need - len(clip))))
-        scores = predict_clips(model, np.stack(clips))
-        decide(spec, scores.mean(axis=0))
+        track_scores, _ = predict(model, np.stack(clips))
+        decide(spec, track_scores)
         rows.append({"format": fmt, "load_s": loaded - t, "total_s": time.perf_counter() - t, "decoder": decoder})
     return rows
 

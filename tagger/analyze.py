@@ -4,11 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from tagger.audio import load_clips
 from tagger.errors import AudioError
-from tagger.features import features_for_clips
 from tagger.records import ClipScore, TrackResult
 from tagger.weights import LoadedModel, ModelSpec
 
@@ -29,10 +27,12 @@ def predict(model: LoadedModel, samples: np.ndarray) -> tuple[np.ndarray, np.nda
 
         names = spec.features.descriptors
         track, per_clip = track_descriptors(samples, spec.sample_rate)
-        x = torch.from_numpy(np.stack([vector(track, names)] + [vector(c, names) for c in per_clip])).float()
-        with torch.inference_mode():
-            probs = torch.softmax(model.network(x), dim=1).numpy().astype(np.float64)
+        probs = model.network.probabilities(np.stack([vector(track, names)] + [vector(c, names) for c in per_clip]))
         return probs[0], probs[1:]
+    import torch
+
+    from tagger.features import features_for_clips
+
     x = features_for_clips(samples, spec)
     with torch.inference_mode():
         per_clip = torch.softmax(model.network(x), dim=1).numpy().astype(np.float64)

@@ -1,8 +1,8 @@
 """Track descriptors: rhythm and dynamics cues that point the same way in every source we measured.
 
 The default model (`moodtag-rhythm`) is a logistic regression on these. They are computed from the
-same decoded clips as the CNN's input, with numpy/scipy and torch's STFT: a worker never imports
-librosa. Each one equals what the grouped-CV research computed with librosa (tests/test_descriptors.py
+same decoded clips as the CNN's input, with numpy and scipy alone: a worker running the default model
+imports neither librosa nor torch. Each one equals what the grouped-CV research computed with librosa (tests/test_descriptors.py
 checks them against librosa on real audio).
 
 Per clip (the track value is the mean over its clips), from the mel power S (n_fft 2048, hop 512,
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagger.weights import FeatureSpec
 
 HOP = 512
 N_FFT = 2048
@@ -32,7 +31,6 @@ AMIN = 1e-10
 PER_CLIP = ("onset_rate", "rms_db", "perc_fast", "centroid")
 PER_TRACK = ("tcent", "onset_rate25", "acf_max")
 NAMES = PER_CLIP + PER_TRACK
-_MEL = FeatureSpec(kind="mel", n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS)
 
 
 def check_names(names) -> tuple[str, ...]:
@@ -102,7 +100,7 @@ def perc_fast(S: np.ndarray) -> float:
 
 
 def centroid(S: np.ndarray, sample_rate: int) -> float:
-    from tagger.features import _hz_to_mel, _mel_to_hz
+    from tagger.filters import _hz_to_mel, _mel_to_hz
 
     freqs = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), S.shape[0]))
     cent = (freqs[:, None] * S).sum(0) / (S.sum(0) + 1e-20)
@@ -112,9 +110,9 @@ def centroid(S: np.ndarray, sample_rate: int) -> float:
 # ---------------------------------------------------------------- descriptors
 
 def mels(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    from tagger.features import mel_power
+    from tagger.filters import mel_power
 
-    S = mel_power(np.atleast_2d(samples), _MEL, sample_rate).astype(np.float64)
+    S = mel_power(np.atleast_2d(samples), sample_rate, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS).astype(np.float64)
     return S, 10.0 * np.log10(np.maximum(S, AMIN))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tagger.filters import dct_matrix, mel_filterbank
 from tagger.weights import FeatureSpec, ModelSpec
 
 FEATURE_KINDS = ("mel", "stft", "mfcc")
@@ -35,12 +36,6 @@ def clip_matrices(samples: np.ndarray, features: FeatureSpec, sample_rate: int) 
     return resize(mat.numpy().astype(np.float32, copy=False), features.size)
 
 
-def mel_power(samples: np.ndarray, features: FeatureSpec, sample_rate: int) -> np.ndarray:
-    """(n_clips, n_samples) -> (n_clips, n_mels, frames) float32 mel power, equal to librosa's
-    `melspectrogram(y, sr, n_fft, hop_length, n_mels, fmin, fmax)` (centred frames, zero padding)."""
-    return _power(samples, features, sample_rate, mel=True).numpy()
-
-
 def _power(samples: np.ndarray, features: FeatureSpec, sample_rate: int, *, mel: bool) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(samples, dtype=np.float32))
     if x.ndim == 1:
@@ -58,45 +53,6 @@ def _power(samples: np.ndarray, features: FeatureSpec, sample_rate: int, *, mel:
 @lru_cache(maxsize=8)
 def _window(n_fft: int) -> torch.Tensor:
     return torch.hann_window(n_fft)
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale (librosa's default, htk=False)."""
-    f = np.asarray(f, dtype=np.float64)
-    mels = f / (200.0 / 3)
-    logstep = np.log(6.4) / 27.0
-    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / logstep, mels)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    logstep = np.log(6.4) / 27.0
-    return np.where(m >= 15.0, 1000.0 * np.exp(logstep * (m - 15.0)), m * (200.0 / 3))
-
-
-@lru_cache(maxsize=8)
-def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """(n_mels, 1 + n_fft // 2) Slaney-normalised triangular filters, as librosa.filters.mel builds them."""
-    fmax = sr / 2 if fmax is None else fmax
-    fftfreqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fftfreqs)
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
-    return weights.astype(np.float32)
-
-
-@lru_cache(maxsize=8)
-def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) orthonormal DCT-II, as librosa.feature.mfcc applies it."""
-    n = np.arange(n_in)
-    k = np.arange(n_out)[:, None]
-    basis = np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
-    basis[0] /= np.sqrt(2.0)
-    return basis.astype(np.float32)
 
 
 def resize(mat: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -36,23 +36,7 @@ class SeedCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-class DescriptorLogistic(nn.Module):
-    """Multinomial logistic regression on standardised track descriptors (tagger.descriptors).
-
-    Input (batch, n_features) raw descriptor values; `mean` and `scale` standardise them; the linear
-    layer's logits are calibrated (Platt scaling folded into its weights when it is trained)."""
-
-    def __init__(self, n_labels: int, *, n_features: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("scale", torch.ones(n_features))
-        self.linear = nn.Linear(n_features, n_labels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear((x - self.mean) / self.scale)
-
-
-ARCHITECTURES = {"seed_cnn": SeedCNN, "descriptor_logistic": DescriptorLogistic}
+ARCHITECTURES = {"seed_cnn": SeedCNN}
 
 
 def build_model(architecture: dict, n_labels: int) -> nn.Module:

@@ -3,14 +3,14 @@
 Data flow: items -> each track's descriptors from the model's inference clips (decoded once, cached as
 JSON beside training's feature cache) -> group x label sample weights -> leave-one-group-out
 out-of-fold probabilities (every group held out in turn; the held-out metrics stored in the spec)
--> the final regression on all tracks -> a `DescriptorLogistic` state dict and its spec.
+-> the final regression on all tracks -> its tensors (tagger.regression) and its spec.
 
 The decision threshold is not tuned on the data: a binary model decides at P = 0.5 of the
 label-balanced regression. Nested leave-one-source-out validation (benchmarks/grouped_cv.py) found a
 threshold tuned on validation folds worse than this rule, and a temperature calibration of the
 probabilities worse than none (ACCURACY.md).
 
-scikit-learn fits the regression (the `train` extra); inference needs only torch.
+scikit-learn fits the regression (the `train` extra); inference needs only numpy.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from tagger.dataset import Item
 from tagger.errors import AudioError, MoodtagError
 from tagger.weights import ModelSpec
 
-DESCRIPTOR_CACHE_VERSION = 1
+DESCRIPTOR_CACHE_VERSION = 2  # 2: numpy STFT (was torch.stft)
 MIN_CELL = 5
 
 
@@ -178,11 +178,9 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
         oof = {str(it.path): pr.tolist() for it, pr in zip(kept, probs)}
 
     mean, scale, coef, intercept = fit_logistic(X, y, groups, n_labels=n, C=C, seed=seed)
-    import torch
+    from tagger.regression import DescriptorRegression
 
-    state = {"mean": torch.tensor(mean, dtype=torch.float32), "scale": torch.tensor(scale, dtype=torch.float32),
-             "linear.weight": torch.tensor(coef, dtype=torch.float32),
-             "linear.bias": torch.tensor(intercept, dtype=torch.float32)}
+    state = DescriptorRegression(mean=mean, scale=scale, weight=coef, bias=intercept).tensors()
     from tagger.train import _now, describe_items
 
     metrics = {"held_out": held_out} if held_out else {}

@@ -11,6 +11,7 @@ from tagger.errors import ModelError
 SPEC_KEY = "moodtag_spec"
 DEFAULT_MODEL = "moodtag-rhythm"
 MODEL_SUFFIX = ".safetensors"
+DESCRIPTOR_ARCHITECTURE = "descriptor_logistic"
 
 
 @dataclass(frozen=True)
@@ -138,14 +139,23 @@ def file_sha256(path: Path) -> str:
 
 
 def save_model(path: Path, spec: ModelSpec, state_dict: dict) -> Path:
-    """Write the network's tensors and the spec (JSON metadata) to a safetensors file."""
-    from safetensors.torch import save_file
+    """Write the model's tensors (torch tensors, or numpy arrays) and the spec (JSON metadata) to a
+    safetensors file."""
+    import numpy as np
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={SPEC_KEY: json.dumps(spec.to_json(), sort_keys=True)})
+    metadata = {SPEC_KEY: json.dumps(spec.to_json(), sort_keys=True)}
+    if all(isinstance(v, np.ndarray) for v in state_dict.values()):
+        from safetensors.numpy import save_file as save_numpy
+
+        save_numpy({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, str(tmp), metadata=metadata)
+    else:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
     return path
 
@@ -169,13 +179,16 @@ def read_spec(path: Path) -> ModelSpec:
 
 
 def load_model(model: str | Path | None = None) -> LoadedModel:
-    """Load a model file (path, shipped name, or None for the default) into an eval-mode network."""
+    """Load a model file (path, shipped name, or None for the default): a descriptor model becomes a
+    numpy `DescriptorRegression` (torch is not imported), a CNN an eval-mode torch network."""
+    path = resolve_model(model)
+    spec = read_spec(path)
+    if spec.architecture.get("name") == DESCRIPTOR_ARCHITECTURE:
+        return _load_regression(path, spec)
     from safetensors.torch import load_file
 
     from tagger.model import build_model
 
-    path = resolve_model(model)
-    spec = read_spec(path)
     try:
         state = load_file(str(path))
     except Exception as exc:
@@ -186,4 +199,26 @@ def load_model(model: str | Path | None = None) -> LoadedModel:
     except (ValueError, RuntimeError, TypeError) as exc:
         raise ModelError(f"{path}: tensors do not fit the spec's architecture ({str(exc).splitlines()[0]})") from None
     network.eval()
+    return LoadedModel(spec=spec, network=network, path=path, sha256=file_sha256(path))
+
+
+def _load_regression(path: Path, spec: ModelSpec) -> LoadedModel:
+    from safetensors.numpy import load_file
+
+    from tagger.regression import DescriptorRegression
+
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read tensors ({exc})") from None
+    if spec.features.kind != "descriptors" or not spec.features.descriptors:
+        raise ModelError(f"{path}: a {DESCRIPTOR_ARCHITECTURE} model needs features.kind 'descriptors' and their names")
+    try:
+        from tagger.descriptors import check_names
+
+        check_names(spec.features.descriptors)
+        network = DescriptorRegression.from_tensors(state, n_features=len(spec.features.descriptors),
+                                                    n_labels=len(spec.labels))
+    except ValueError as exc:
+        raise ModelError(f"{path}: tensors do not fit the spec ({exc})") from None
     return LoadedModel(spec=spec, network=network, path=path, sha256=file_sha256(path))

@@ -185,3 +185,33 @@ def test_one_group_cannot_be_validated_but_still_trains(tmp_path):
                                       "--cache-dir", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert "held_out" not in read_spec(model).metrics
+
+
+def test_the_default_model_runs_without_torch(audio_dir):
+    """A scan worker with the default model imports neither torch nor librosa (start-up and memory)."""
+    import subprocess
+    import sys
+
+    track = sorted(audio_dir.glob("*.ogg"))[0]
+    code = ("import sys; from pathlib import Path; from tagger.worker import analyze_in_worker; "
+            "from tagger.weights import resolve_model; "
+            f"p, r, info = analyze_in_worker(Path({str(track)!r}), str(resolve_model(None))); "
+            "assert r.ok, r.error; "
+            "print(r.mood, r.model_name, 'torch' in sys.modules, 'librosa' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] in ("calm", "exciting") and out[1] == "moodtag-rhythm"
+    assert out[2:] == ["False", "False"]
+
+
+def test_a_damaged_descriptor_model_is_one_clear_error(tmp_path):
+    from safetensors.numpy import load_file
+
+    from tagger.errors import ModelError
+    from tagger.weights import resolve_model, save_model
+
+    shipped = resolve_model(None)
+    tensors = load_file(str(shipped))
+    tensors["linear.weight"] = tensors["linear.weight"][:, :3].copy()
+    bad = save_model(tmp_path / "bad.safetensors", read_spec(shipped), tensors)
+    with pytest.raises(ModelError, match="tensors do not fit the spec.*linear.weight"):
+        load_model(bad)

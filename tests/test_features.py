@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from tagger import synth
-from tagger.features import clip_matrices, dct_matrix, features_for_clips, mel_filterbank
+from tagger.features import clip_matrices, features_for_clips
+from tagger.filters import dct_matrix, mel_filterbank
 from tagger.weights import FeatureSpec, ModelSpec
 
 

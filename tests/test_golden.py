@@ -16,6 +16,11 @@ import pytest
 GOLDEN = Path(__file__).parent / "golden" / "moodtag-cnn.json"
 GOLDEN_DEFAULT = Path(__file__).parent / "golden" / "moodtag-rhythm.json"
 DESCRIPTOR_TOLERANCE = 1e-3  # relative, on descriptor values
+# Onsets are counted: a last-digit difference in another FFT/BLAS build can add or drop one borderline
+# onset, 0.2/s in one 5 s clip (1/30 of that in the mean over the 6 golden clips), which moves a
+# probability by up to ~0.01 for that clip and ~0.002 for the track.
+ONSET_TOLERANCE = {"onset_rate": 0.04, "onset_rate25": 0.04}
+DEFAULT_TRACK_TOLERANCE, DEFAULT_CLIP_TOLERANCE = 5e-3, 1.5e-2
 TOLERANCE = 2e-3  # absolute, on probabilities: different BLAS/FFT builds differ in the last digits
 
 
@@ -125,10 +130,11 @@ def test_default_model_matches_golden():
     assert now["model"]["sha256"] == stored["model"]["sha256"], \
         "the shipped default model changed: regenerate with `python tests/test_golden.py --regenerate`"
     for k, v in stored["descriptors"].items():
-        np.testing.assert_allclose(now["descriptors"][k], v, rtol=DESCRIPTOR_TOLERANCE, atol=1e-4, err_msg=k)
-    np.testing.assert_allclose(now["track"], stored["track"], atol=TOLERANCE)
+        np.testing.assert_allclose(now["descriptors"][k], v, rtol=DESCRIPTOR_TOLERANCE,
+                                   atol=ONSET_TOLERANCE.get(k, 1e-4), err_msg=k)
+    np.testing.assert_allclose(now["track"], stored["track"], atol=DEFAULT_TRACK_TOLERANCE)
     for name, row in stored["clips"].items():
-        np.testing.assert_allclose(now["clips"][name], row, atol=TOLERANCE, err_msg=name)
+        np.testing.assert_allclose(now["clips"][name], row, atol=DEFAULT_CLIP_TOLERANCE, err_msg=name)
 
 
 def test_default_model_is_trained_and_validated():
@@ -141,9 +147,8 @@ def test_default_model_is_trained_and_validated():
     assert spec.name == "moodtag-rhythm" and spec.features.kind == "descriptors"
     assert spec.features.descriptors == ("onset_rate", "rms_db", "perc_fast", "tcent", "onset_rate25", "acf_max")
     assert spec.architecture == {"name": "descriptor_logistic", "n_features": 6}
-    net = {k: v.detach() for k, v in model.network.state_dict().items()}
-    assert float(net["scale"].abs().min()) > 0 and float(net["mean"].abs().max()) > 0
-    assert float(net["linear.weight"].abs().sum()) > 0
+    net = model.network
+    assert net.scale.min() > 0 and abs(net.mean).max() > 0 and abs(net.weight).sum() > 0
     pooled = spec.metrics["held_out"]["pooled"]
     assert pooled["tracks"] >= 500
     assert {"0ad", "naev", "ufoai", "oneill", "ryan", "classical"} <= set(pooled["groups"])
