@@ -144,6 +144,10 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
     from tagger.descriptors import check_names, vector
     from tagger.evaluate import TrackRow, report_from_rows
 
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise MoodtagError("training a descriptor model needs scikit-learn: pip install 'moodtag[train]'") from None
     names = check_names(spec.features.descriptors)
     if not names:
         raise MoodtagError("a descriptor model needs at least one descriptor")
