@@ -10,6 +10,8 @@ from tagger.errors import AudioError
 from tagger.records import ClipScore, TrackResult
 from tagger.weights import LoadedModel, ModelSpec
 
+SILENCE_PEAK = 1e-4  # -80 dBFS: clips whose every sample stays below this hold no music to judge
+
 
 def predict_clips(model: LoadedModel, samples: np.ndarray) -> np.ndarray:
     """(n_clips, n_samples) -> (n_clips, n_labels) probabilities, each clip on its own."""
@@ -59,6 +61,10 @@ def analyze_track(path: Path, model: LoadedModel) -> TrackResult:
         return TrackResult.failed(path, str(exc), **ident)
     except Exception as exc:  # a decoder bug must not stop a library scan
         return TrackResult.failed(path, f"cannot decode ({type(exc).__name__}: {exc})", **ident)
+    if not np.abs(clips.samples).max(initial=0.0) >= SILENCE_PEAK:
+        return TrackResult.failed(path, "silent: no sound above -80 dBFS in the clips "
+                                        f"({clips.starts[0]:.1f}-{clips.starts[-1] + spec.clips.seconds:.1f} s)",
+                                  duration=clips.duration, **ident)
     try:
         mean, per_clip = predict(model, clips.samples)
     except Exception as exc:

@@ -174,6 +174,7 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
     (lib / "random.ogg").write_bytes(os.urandom(50_000))
     (lib / "notes.mp3").write_text("shopping list: milk, eggs\n" * 20)
     synth.make_track(lib / "short.wav", "calm", 3.0)
+    synth.encode(np.zeros((40 * synth.SAMPLE_RATE, 2), dtype=np.float32), lib / "silence.flac")
     broken = lib / "broken-tags.mp3"
     shutil.copy(next(audio_dir.glob("*.mp3")), broken)
     import mutagen.id3
@@ -196,6 +197,7 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
         "random.ogg": "not a decodable audio file",
         "notes.mp3": "not a decodable audio file",
         "short.wav": "too short",
+        "silence.flac": "silent: no sound above -80 dBFS in the clips",
         "loop": "symlink loop",
     }
     return lib, expected
@@ -222,8 +224,9 @@ def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audi
     # a broken tag: the audio is still classified, and the audio stream is left intact
     assert cached[str(lib / "broken-tags.mp3")]["status"] == "ok"
     assert np.array_equal(sf.read(str(lib / "broken-tags.mp3"))[0], broken_audio)
-    for name in ("empty.mp3", "truncated.flac", "random.ogg", "notes.mp3", "short.wav"):
+    for name in ("empty.mp3", "truncated.flac", "random.ogg", "notes.mp3", "short.wav", "silence.flac"):
         assert cached[str(lib / name)]["status"] == "failed"
+    assert read_mood(lib / "silence.flac") is None  # nothing to judge: no tag written
     # a second scan does not retry the unchanged failures
     proc = scan(lib, "--db", db, "--model", test_model, "--json")
     assert {json.loads(line)["action"] for line in proc.stdout.splitlines()} <= {"cached"}
