@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grouped_cv import confidence_rows  # noqa: E402
 
 FAMILIES = ("games", "folk", "classical")
-GAMES = ("0ad", "naev", "ufoai")
 
 
 def f(x) -> str:
@@ -25,18 +24,20 @@ def f(x) -> str:
 
 def main(paths: list[str]) -> int:
     docs = [json.loads(Path(p).read_text()) for p in paths]
+    games = sorted({t["group"] for d in docs for t in d["tracks"] if t["family"] == "games"})
     print("| model | clips | BA | AUC | BA, threshold tuned on inner folds | games BA / AUC | folk BA / AUC "
-          "| classical BA / AUC | 0ad | naev | ufoai | bar |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| classical BA / AUC | " + " | ".join(games) + " | bar |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(games) + "---|")
     for doc in docs:
         for name, r in doc["results"].items():
             placement = r["config"].get("placement", doc.get("placement", "contiguous"))
             o = r["overall"]
             tuned = f(o["ba_tuned"]) if "tuned" not in str(r["config"].get("threshold", "")) else "-"
             fam = [f"{f(r['families'][k]['ba'])} / {f(r['families'][k]['auc'])}" for k in FAMILIES]
-            games = [f"{f(r['sources'][g]['ba'])} / {f(r['sources'][g]['auc'])}" for g in GAMES]
+            per_game = [f"{f(r['sources'][g]['ba'])} / {f(r['sources'][g]['auc'])}" if g in r["sources"] else "-"
+                        for g in games]
             print(f"| {name} | {placement} | {f(o['ba'])} | {f(o['auc'])} | {tuned} | {' | '.join(fam)} | "
-                  f"{' | '.join(games)} | {'yes' if r['meets_bar'] else 'no'} |")
+                  f"{' | '.join(per_game)} | {'yes' if r['meets_bar'] else 'no'} |")
     for doc in docs:
         for name, r in doc["results"].items():
             cal = r.get("calibrated")

@@ -456,8 +456,10 @@ def render(results: dict, tracks: list[Track], console) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--games", type=Path, required=True, help="game corpus: GAMES/<label>/<package>__<name>")
-    ap.add_argument("--games-csv", type=Path, help="labels of the game tracks (dev.csv: package, path, label)")
+    ap.add_argument("--games", type=Path, required=True, action="append",
+                    help="game corpus: GAMES/<label>/<package>__<name> (repeat for more sets)")
+    ap.add_argument("--games-csv", type=Path, action="append",
+                    help="labels of the game tracks (dev.csv: package, path, label); one per --games, in order")
     ap.add_argument("--scores", type=Path, required=True, help="rendered scores: SCORES/scores.csv + audio")
     ap.add_argument("--cache", type=Path, default=Path("~/.cache/moodtag/grouped_cv").expanduser(),
                     help="per-track feature cache (default: ~/.cache/moodtag/grouped_cv)")
@@ -491,7 +493,13 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"--only: unknown model {unknown[0]!r} (known: {', '.join(MODELS)})")
     started = time.perf_counter()
-    tracks = game_tracks(args.games.expanduser(), args.games_csv) + score_tracks(args.scores.expanduser())
+    csvs = args.games_csv or [None] * len(args.games)
+    if len(csvs) != len(args.games):
+        ap.error("give one --games-csv per --games (or none)")
+    tracks = [t for g, c in zip(args.games, csvs) for t in game_tracks(g.expanduser(), c)]
+    if len({t.path for t in tracks}) != len(tracks):
+        ap.error("a game track is listed twice")
+    tracks += score_tracks(args.scores.expanduser())
     feats = load_features(tracks, args.cache.expanduser(), args.jobs, log, args.placement)
     failed = [(t.path, f["error"]) for t, f in zip(tracks, feats) if "error" in f]
     for path, error in failed:
