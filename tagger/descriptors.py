@@ -100,9 +100,9 @@ def perc_fast(S: np.ndarray) -> float:
 
 
 def centroid(S: np.ndarray, sample_rate: int) -> float:
-    from tagger.filters import _hz_to_mel, _mel_to_hz
+    from tagger.filters import hz_to_mel, mel_to_hz
 
-    freqs = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), S.shape[0]))
+    freqs = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), S.shape[0]))
     cent = (freqs[:, None] * S).sum(0) / (S.sum(0) + 1e-20)
     return float(np.log2(np.median(cent) + 1))
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def hz_to_mel(f: np.ndarray) -> np.ndarray:
     """Slaney's mel scale (librosa's default, htk=False)."""
     f = np.asarray(f, dtype=np.float64)
     mels = f / (200.0 / 3)
@@ -18,7 +18,7 @@ def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / logstep, mels)
 
 
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+def mel_to_hz(m: np.ndarray) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     logstep = np.log(6.4) / 27.0
     return np.where(m >= 15.0, 1000.0 * np.exp(logstep * (m - 15.0)), m * (200.0 / 3))
@@ -29,7 +29,7 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: fl
     """(n_mels, 1 + n_fft // 2) Slaney-normalised triangular filters, as librosa.filters.mel builds them."""
     fmax = sr / 2 if fmax is None else fmax
     fftfreqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)
     lower = -ramps[:-2] / fdiff[:-1, None]
