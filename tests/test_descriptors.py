@@ -129,6 +129,13 @@ def test_train_a_descriptor_model_and_classify_unseen_tracks(data, tmp_path):
         assert len(r["clips"]) == 5 and all(sum(c["scores"].values()) == pytest.approx(1.0, abs=1e-3)
                                             for c in r["clips"])
 
+    ev = CliRunner().invoke(app, ["evaluate", str(data), "--model", str(model), "--json"])
+    assert ev.exit_code == 0, ev.output
+    report = json.loads(ev.stdout)
+    assert report["tracks"] == 12 and report["balanced_accuracy"] >= 0.9  # its own training data
+    info = CliRunner().invoke(app, ["model-info", str(model)])
+    assert info.exit_code == 0 and "track descriptors onset_rate, rms_db" in info.stdout
+
 
 def test_the_same_data_gives_the_same_model(data, tmp_path):
     from safetensors.numpy import load_file
