@@ -80,6 +80,7 @@ MODELS = {
 }
 DEFAULT_MODELS = ("baseline", "lean6", "lean5")
 BINS = np.linspace(0.0, 1.0, 11)
+SELECTION_C = (0.003, 0.01, 0.03, 0.1)
 # The issue's bar.
 BAR_BA, BAR_AUC, BAR_FAMILY_BA = 0.85, 0.90, 0.75
 
@@ -243,6 +244,38 @@ def grouped_cv(cfg: dict, X: np.ndarray, y: np.ndarray, groups: np.ndarray, sour
         a = temperature(zi, y[train])
         p_cal[test] = _sigmoid(a * z)
     return p, thr, p_cal, thr_cal
+
+
+def nested_selection(features: dict[str, list[dict]], y: np.ndarray, groups: np.ndarray, seed: int, log):
+    """The whole choice of the default, validated: in each outer fold, every candidate (descriptor set
+    lean5/lean6/lean7 x C in SELECTION_C x clip placement) is scored by an inner leave-one-source-out
+    over the training sources only, the best by inner pooled BA (then AUC) is refitted on all training
+    sources and predicts the held-out source. -> OOF P(exciting) and each fold's choice. `features` maps
+    a placement to the per-track feature dicts."""
+    candidates = [(m, c, pl) for m in ("lean5", "lean6", "lean7") for c in SELECTION_C for pl in features]
+    mats = {(m, pl): np.array([[f["features"][k] for k in MODELS[m]["features"]] for f in features[pl]])
+            for m in ("lean5", "lean6", "lean7") for pl in features}
+    p = np.zeros(len(y))
+    chosen = {}
+    for hold in sorted(set(groups)):
+        test, train = groups == hold, groups != hold
+        best, best_key = None, None
+        for m, c, pl in candidates:
+            cfg = dict(MODELS[m], C=c)
+            X = mats[(m, pl)]
+            inner = np.zeros(len(y))
+            for h2 in sorted(set(groups[train])):
+                t2 = groups == h2
+                inner[t2] = fit_predict(cfg, X, y, groups, train & ~t2, t2, seed)
+            yt, pt = y[train], _sigmoid(inner[train])
+            key = (metrics.balanced_accuracy(yt, (pt >= 0.5).astype(int), 2), metrics.binary_auc(yt == 1, pt) or 0)
+            if best_key is None or key > best_key:
+                best, best_key = (m, c, pl), key
+        m, c, pl = best
+        p[test] = _sigmoid(fit_predict(dict(MODELS[m], C=c), mats[(m, pl)], y, groups, train, test, seed))
+        chosen[hold] = {"model": m, "C": c, "placement": pl, "inner_ba": round(best_key[0], 4)}
+        log(f"  nested selection, {hold} held out: chose {m}, C={c}, {pl} (inner BA {best_key[0]:.3f})")
+    return p, chosen
 
 
 # ---------------------------------------------------------------- metrics
@@ -476,6 +509,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cnn-clips", type=int, default=16, help="random clips per training track and epoch")
     ap.add_argument("--cnn-cache", type=Path, help="the CNN's feature cache (default: moodtag train's)")
     ap.add_argument("--json", type=Path, help="write every figure and the OOF probabilities here")
+    ap.add_argument("--nested-selection", action="store_true",
+                    help="also validate the choice of the default itself: per outer fold, pick among lean5/6/7, "
+                         "C and both placements by inner folds only (computes the features of both placements)")
     ap.add_argument("--save-model", type=Path, metavar="MODEL",
                     help="also train the default model (lean6, on --placement clips) on every track, with these "
                          "folds as its groups, and write it here (how models/moodtag-rhythm.safetensors is made)")
@@ -542,6 +578,18 @@ def main(argv=None) -> int:
             oof[name] = p
     seconds = time.perf_counter() - started
 
+    if args.nested_selection:
+        other = "spread" if args.placement == "contiguous" else "contiguous"
+        by_placement = {args.placement: feats,
+                        other: [f for i, f in enumerate(load_features(tracks, args.cache.expanduser(), args.jobs,
+                                                                        log, other))]}
+        if any("error" in f for f in by_placement[other]):
+            ap.error("a track decodes with one placement and not the other")
+        p, chosen = nested_selection(by_placement, y, groups, args.seed, log)
+        results["nested-selection"] = {"config": {"what": "lean5/6/7 x C x placement chosen per outer fold by "
+                                                          "inner folds", "C": list(SELECTION_C), "chosen": chosen},
+                                       **evaluate(tracks, p, np.full(len(p), 0.5))}
+        oof["nested-selection"] = p
     if args.save_model:
         save_default_model(args.save_model, tracks, version=args.model_version, seed=args.seed,
                            placement=args.placement, log=log)
