@@ -111,6 +111,7 @@ def test_train_a_descriptor_model_and_classify_unseen_tracks(data, tmp_path):
     spec = read_spec(model)
     assert spec.name == "moodtag-rhythm" and spec.features.kind == "descriptors"
     assert spec.architecture == {"name": "descriptor_logistic", "n_features": 6} and spec.threshold == 0.5
+    assert spec.clips.placement == "spread"  # the validated placement for descriptors
     assert spec.trained_on.startswith("12 tracks (calm 6, exciting 6) in 3 groups")
     held = spec.metrics["held_out"]["pooled"]
     assert held["tracks"] == 12 and held["balanced_accuracy"] >= 0.75  # the synthetic moods are easy

@@ -54,8 +54,9 @@ def train(
     center: Annotated[str, typer.Option(
         "--center", help="band: remove each band's mean over the clip (keep how the spectrum moves, drop "
                          "its static colour and level; chosen by leave-one-game-out validation), or none.")] = "band",
-    placement: Annotated[str, typer.Option(
-        "--placement", help="Where inference takes its clips: contiguous (around the midpoint) or spread.")] = "contiguous",
+    placement: Annotated[Optional[str], typer.Option(
+        "--placement", help="Where inference takes its clips: contiguous (around the midpoint) or spread (over the "
+                            "middle 60 %). Default: contiguous for a CNN, spread for descriptors (as validated).")] = None,
     labels: LabelsOption = None,
     group_by: GroupByOption = "auto",
     balance: Annotated[float, typer.Option(
@@ -95,6 +96,7 @@ def train(
         raise MoodtagError(f"--feature {feature}: unknown (choose from {', '.join(FEATURE_KINDS)}, descriptors)")
     if center not in CENTERINGS:
         raise MoodtagError(f"--center {center}: unknown (choose from {', '.join(CENTERINGS)})")
+    placement = placement or ("spread" if feature == "descriptors" else "contiguous")
     if placement not in ("contiguous", "spread"):
         raise MoodtagError(f"--placement {placement}: unknown (choose contiguous or spread)")
     if out.suffix != ".safetensors":
