@@ -192,11 +192,10 @@ def fit_predict(cfg: dict, X: np.ndarray, y: np.ndarray, sources: np.ndarray, tr
     """Logit margins of the held-out tracks from the regression `moodtag train --feature descriptors`
     fits (tagger.train_descriptors.fit_logistic): standardised, L2 with strength 1/C, and sample
     weights per (source, label) cell ("source_cls") or per label only ("none")."""
-    from tagger.train_descriptors import fit_logistic, logits
+    from tagger.train_descriptors import fit_logistic
 
     src = sources if cfg["weights"] == "source_cls" else np.zeros(len(y), dtype=object)
-    params = fit_logistic(X[train], y[train], src[train], n_labels=2, C=cfg["C"], seed=seed)
-    z = logits(params, X[test])
+    z = fit_logistic(X[train], y[train], src[train], n_labels=2, C=cfg["C"], seed=seed).logits(X[test])
     return z[:, 1] - z[:, 0]
 
 
@@ -581,8 +580,7 @@ def main(argv=None) -> int:
     if args.nested_selection:
         other = "spread" if args.placement == "contiguous" else "contiguous"
         by_placement = {args.placement: feats,
-                        other: [f for i, f in enumerate(load_features(tracks, args.cache.expanduser(), args.jobs,
-                                                                        log, other))]}
+                        other: load_features(tracks, args.cache.expanduser(), args.jobs, log, other)}
         if any("error" in f for f in by_placement[other]):
             ap.error("a track decodes with one placement and not the other")
         p, chosen = nested_selection(by_placement, y, groups, args.seed, log)

@@ -43,7 +43,10 @@ class DescriptorRegression:
         return ((np.atleast_2d(x) - self.mean) / self.scale) @ self.weight.T + self.bias
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        z = self.logits(x)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.logits(x))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """(n, n_labels) logits -> probabilities, row by row."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)

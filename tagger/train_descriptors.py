@@ -25,6 +25,7 @@ import numpy as np
 
 from tagger.dataset import Item
 from tagger.errors import AudioError, MoodtagError
+from tagger.regression import DescriptorRegression, softmax
 from tagger.weights import ModelSpec
 
 DESCRIPTOR_CACHE_VERSION = 2  # 2: numpy STFT (was torch.stft)
@@ -95,9 +96,9 @@ def sample_weights(y: np.ndarray, sources: np.ndarray, n_labels: int) -> np.ndar
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray, *, n_labels: int, C: float,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """-> (mean, scale, coef (n_labels, d), intercept (n_labels,)): logits = coef @ ((x - mean) / scale) + b.
-    A binary fit has coef row 0 and intercept 0 at zero, so softmax gives sklearn's P(label 1)."""
+                 seed: int = 0) -> DescriptorRegression:
+    """The regression on standardised X, with `sample_weights` by source and label. A binary fit has
+    its first row and bias at zero, so softmax of its logits gives sklearn's P(label 1)."""
     from sklearn.linear_model import LogisticRegression
 
     mean = X.mean(axis=0)
@@ -109,17 +110,7 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray, *, n_labels:
     if n_labels == 2:
         coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
         intercept = np.array([0.0, intercept[0]])
-    return mean, scale, coef, intercept
-
-
-def logits(params, X: np.ndarray) -> np.ndarray:
-    mean, scale, coef, intercept = params
-    return ((X - mean) / scale) @ coef.T + intercept
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return DescriptorRegression(mean=mean, scale=scale, weight=coef, bias=intercept)
 
 
 def out_of_fold(X, y, sources, groups, *, n_labels: int, C: float, seed: int = 0) -> np.ndarray:
@@ -130,8 +121,7 @@ def out_of_fold(X, y, sources, groups, *, n_labels: int, C: float, seed: int = 0
         train = ~test
         if len(set(y[train].tolist())) < n_labels:
             raise MoodtagError(f"holding out group {g!r} leaves a label without training tracks")
-        z[test] = logits(fit_logistic(X[train], y[train], sources[train], n_labels=n_labels, C=C, seed=seed),
-                         X[test])
+        z[test] = fit_logistic(X[train], y[train], sources[train], n_labels=n_labels, C=C, seed=seed).logits(X[test])
     return z
 
 
@@ -181,10 +171,7 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
                     "pooled": report.summary()}
         oof = {str(it.path): pr.tolist() for it, pr in zip(kept, probs)}
 
-    mean, scale, coef, intercept = fit_logistic(X, y, groups, n_labels=n, C=C, seed=seed)
-    from tagger.regression import DescriptorRegression
-
-    state = DescriptorRegression(mean=mean, scale=scale, weight=coef, bias=intercept).tensors()
+    state = fit_logistic(X, y, groups, n_labels=n, C=C, seed=seed).tensors()
     from tagger.train import _now, describe_items
 
     metrics = {"held_out": held_out} if held_out else {}

@@ -52,18 +52,27 @@ def model_info(
     table.add_row("trained on", spec.trained_on or "-")
     table.add_row("created", spec.created or "-")
     for key, value in spec.metrics.items():
-        pooled = value.get("pooled") if isinstance(value, dict) else None
-        if isinstance(pooled, dict):  # held-out validation: the headline, then one line per group
-            table.add_row(f"metric {key}", f"balanced accuracy {_f(pooled.get('balanced_accuracy'))}, ROC-AUC "
-                          f"{_f(pooled.get('roc_auc'))}, accuracy {_f(pooled.get('accuracy'))} "
-                          f"({pooled.get('tracks')} tracks; {value.get('method', '')})")
-            for group, g in (pooled.get("groups") or {}).items():
-                table.add_row(f"  {group}", f"balanced accuracy {_f(g.get('balanced_accuracy'))}, ROC-AUC "
-                              f"{_f(g.get('roc_auc'))}, accuracy {_f(g.get('accuracy'))} ({g.get('tracks')} tracks)")
+        if isinstance(value, dict) and isinstance(value.get("pooled"), dict):
+            for row in held_out_rows(f"metric {key}", value):
+                table.add_row(*row)
             continue
         table.add_row(f"metric {key}", json.dumps(value) if not isinstance(value, float) else f"{value:.3f}")
     table.add_row("shipped models", ", ".join(info["shipped"]) or "-")
     out.print(table)
+
+
+def held_out_rows(title: str, held_out: dict) -> list[tuple[str, str]]:
+    """A spec's held-out validation ({"method", "pooled": summary with "groups"}) as table rows: the
+    pooled headline under `title`, then one row per group."""
+    pooled = held_out["pooled"]
+
+    def line(m: dict) -> str:
+        return (f"balanced accuracy {_f(m.get('balanced_accuracy'))}, ROC-AUC {_f(m.get('roc_auc'))}, "
+                f"accuracy {_f(m.get('accuracy'))} ({m.get('tracks')} tracks")
+
+    rows = [(title, line(pooled) + (f"; {held_out['method']})" if held_out.get("method") else ")"))]
+    rows += [(f"  {group}", line(g) + ")") for group, g in (pooled.get("groups") or {}).items()]
+    return rows
 
 
 def _f(x) -> str:

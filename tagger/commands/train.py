@@ -198,13 +198,10 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     table.add_row("trained on", escape(fit.spec.trained_on))
     held = fit.spec.metrics.get("held_out")
     if held:
-        p = held["pooled"]
-        table.add_row("held out (leave-one-group-out)",
-                      f"balanced accuracy {_fmt(p['balanced_accuracy'])}, ROC-AUC {_fmt(p['roc_auc'])}, "
-                      f"accuracy {_fmt(p['accuracy'])} ({p['tracks']} tracks)")
-        for group, g in p["groups"].items():
-            table.add_row(f"  {escape(group)}", f"accuracy {_fmt(g.get('accuracy'))}, balanced accuracy "
-                                                f"{_fmt(g.get('balanced_accuracy'))}, ROC-AUC {_fmt(g.get('roc_auc'))}")
+        from tagger.commands.model_info import held_out_rows
+
+        for label, text in held_out_rows("held out (leave-one-group-out)", {"pooled": held["pooled"]}):
+            table.add_row(escape(label), text)
     spec = fit.spec
     table.add_row("threshold", "argmax" if spec.threshold is None else f"{spec.threshold:g} on P({spec.labels[-1]})")
     if fit.skipped:
