@@ -12,7 +12,7 @@ import numpy as np
 from tagger import descriptors
 
 FEATURES = ("tempo",) + descriptors.NAMES
-VERSION = 3  # bump when a feature's definition changes: cached values are then recomputed
+VERSION = 4  # 4: flux_mid; bump when a feature's definition changes: cached values are then recomputed
 
 
 def track_features(clips: np.ndarray, *, sample_rate: int) -> dict[str, float]:

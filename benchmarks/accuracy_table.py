@@ -45,7 +45,7 @@ def main(paths: list[str]) -> int:
                 continue
             print(f"\n{name}, {doc.get('placement', 'contiguous')} clips: confidence of the chosen label "
                   "(out of fold) -> how often right")
-            print("| confidence | tracks | mean confidence | accuracy | with a temperature from inner folds: tracks "
+            print("| confidence | tracks | mean confidence | accuracy | with a temperature from inner folds (as shipped): tracks "
                   "| mean confidence | accuracy |")
             print("|---|---|---|---|---|---|---|")
             for row in confidence_rows(cal):

@@ -1,3 +1,3 @@
 """moodtag: tag music calm or exciting with a small CNN on mid-song clips."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

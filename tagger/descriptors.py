@@ -12,6 +12,9 @@ Per clip (the track value is the mean over its clips), from the mel power S (n_f
   perc_fast     percussive share of the mel power: P = grey opening of S along the mel axis, H = along
                 time (size 17 each), sum(P^2 / (H^2 + P^2) * S) / sum(S)
   centroid      log2(1 + median over frames of the mel-weighted spectral centroid in Hz)
+  flux_mid      mean superflux onset strength (lag 2, max_size 3, first 2 frames dropped) of the mel bands
+                whose centre (the bands' mels spaced evenly from 0 Hz to sr/2) lies in 200-2000 Hz: how
+                much, in dB per frame, the mid range of the sound keeps changing (moodtag-rhythm 1.1)
 Per track, from the clips' superflux onset envelopes (onset_strength(S=Sdb, lag=2, max_size=3), the
 first 2 frames of each dropped) joined into one (25 s for the default plan):
   tcent         ACF-weighted tempo centroid, log2(bpm), over lags 0.125-2 s (480-30 bpm)
@@ -28,7 +31,8 @@ N_FFT = 2048
 N_MELS = 128
 OPEN_SIZE = 17
 AMIN = 1e-10
-PER_CLIP = ("onset_rate", "rms_db", "perc_fast", "centroid")
+PER_CLIP = ("onset_rate", "rms_db", "perc_fast", "centroid", "flux_mid")
+MID_BAND_HZ = (200.0, 2000.0)
 PER_TRACK = ("tcent", "onset_rate25", "acf_max")
 NAMES = PER_CLIP + PER_TRACK
 
@@ -99,10 +103,22 @@ def perc_fast(S: np.ndarray) -> float:
     return float((P ** 2 / (H ** 2 + P ** 2 + 1e-20) * S).sum() / (S.sum() + 1e-20))
 
 
-def centroid(S: np.ndarray, sample_rate: int) -> float:
+def band_centres(n_mels: int, sample_rate: int) -> np.ndarray:
+    """The frequency (Hz) each of `n_mels` bands stands for, mels evenly spaced from 0 Hz to sr/2."""
     from tagger.filters import hz_to_mel, mel_to_hz
 
-    freqs = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), S.shape[0]))
+    return mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels))
+
+
+def flux_mid(Sdb: np.ndarray, sample_rate: int) -> float:
+    """Mean superflux onset strength of the 200-2000 Hz bands of one clip's mel dB (n_mels, frames)."""
+    freqs = band_centres(Sdb.shape[0], sample_rate)
+    band = (freqs >= MID_BAND_HZ[0]) & (freqs < MID_BAND_HZ[1])
+    return float(onset_strength(Sdb[band], lag=2, max_size=3)[2:].mean())
+
+
+def centroid(S: np.ndarray, sample_rate: int) -> float:
+    freqs = band_centres(S.shape[0], sample_rate)
     cent = (freqs[:, None] * S).sum(0) / (S.sum(0) + 1e-20)
     return float(np.log2(np.median(cent) + 1))
 
@@ -120,7 +136,7 @@ def clip_values(y: np.ndarray, S: np.ndarray, Sdb: np.ndarray, sample_rate: int)
     """The per-clip descriptors of one clip (samples, mel power, its dB)."""
     env = onset_strength(Sdb)
     return {"onset_rate": count_onsets(env, sample_rate) / (len(y) / sample_rate), "rms_db": rms_db(y),
-            "perc_fast": perc_fast(S), "centroid": centroid(S, sample_rate)}
+            "perc_fast": perc_fast(S), "centroid": centroid(S, sample_rate), "flux_mid": flux_mid(Sdb, sample_rate)}
 
 
 def rhythm_values(mels_db: list[np.ndarray], sample_rate: int) -> dict[str, float]:

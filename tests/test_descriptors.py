@@ -12,7 +12,7 @@ from tagger.audio import load_clips
 from tagger.cli import app
 from tagger.errors import MoodtagError
 from tagger.synth import make_track
-from tagger.weights import ClipPlan, load_model, read_spec
+from tagger.weights import DEFAULT_MODEL, ClipPlan, load_model, read_spec, resolve_model
 
 SR = 22050
 
@@ -34,7 +34,9 @@ def librosa_reference(clips: np.ndarray) -> dict[str, float]:
         cent = (freqs[:, None] * S).sum(0) / (S.sum(0) + 1e-20)
         per_clip.append({"onset_rate": len(onsets) / (len(y) / SR), "rms_db": float((20 * np.log10(rms + 1e-5)).mean()),
                          "perc_fast": float((P ** 2 / (H ** 2 + P ** 2 + 1e-20) * S).sum() / S.sum()),
-                         "centroid": float(np.log2(np.median(cent) + 1))})
+                         "centroid": float(np.log2(np.median(cent) + 1)),
+                         "flux_mid": float(librosa.onset.onset_strength(S=Sdb[(freqs >= 200) & (freqs < 2000)], sr=SR,
+                                                                       lag=2, max_size=3)[2:].mean())})
         mels.append(Sdb)
     out = {k: float(np.mean([c[k] for c in per_clip])) for k in per_clip[0]}
     env = np.concatenate([librosa.onset.onset_strength(S=m, sr=SR, lag=2, max_size=3)[2:] for m in mels])
@@ -110,7 +112,8 @@ def test_train_a_descriptor_model_and_classify_unseen_tracks(data, tmp_path):
     summary = json.loads(result.stdout)
     spec = read_spec(model)
     assert spec.name == "moodtag-rhythm" and spec.features.kind == "descriptors"
-    assert spec.architecture == {"name": "descriptor_logistic", "n_features": 6} and spec.threshold == 0.5
+    assert spec.architecture == {"name": "descriptor_logistic", "n_features": 7} and spec.threshold == 0.5
+    assert spec.features.descriptors == read_spec(resolve_model(DEFAULT_MODEL)).features.descriptors
     assert spec.clips.placement == "spread"  # the validated placement for descriptors
     assert spec.trained_on.startswith("12 tracks (calm 6, exciting 6) in 3 groups")
     held = spec.metrics["held_out"]["pooled"]
@@ -124,7 +127,7 @@ def test_train_a_descriptor_model_and_classify_unseen_tracks(data, tmp_path):
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["mood"] for r in rows] == ["calm", "exciting"]
     for r in rows:
-        assert r["model"] == {"name": "moodtag-rhythm", "version": "1.0.0"}
+        assert r["model"] == {"name": "moodtag-rhythm", "version": spec.version}
         assert sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-3)
         assert r["confidence"] == pytest.approx(r["scores"][r["mood"]], abs=1e-4)
         assert len(r["clips"]) == 5 and all(sum(c["scores"].values()) == pytest.approx(1.0, abs=1e-3)
@@ -223,3 +226,61 @@ def test_a_damaged_descriptor_model_is_one_clear_error(tmp_path):
     bad = save_model(tmp_path / "bad.safetensors", read_spec(shipped), tensors)
     with pytest.raises(ModelError, match="tensors do not fit the spec.*linear.weight"):
         load_model(bad)
+
+
+def test_sample_weights_balance_sources_then_families_then_labels():
+    from tagger.train_descriptors import sample_weights
+
+    # games: a big one-sided game and a small game; folk: one big balanced collection
+    sources = np.array(["games/a"] * 40 + ["games/a"] * 2 + ["games/b"] * 3 + ["games/b"] * 3
+                       + ["folk/x"] * 100 + ["folk/x"] * 100)
+    y = np.array([0] * 40 + [1] * 2 + [0] * 3 + [1] * 3 + [0] * 100 + [1] * 100)
+    w = sample_weights(y, sources, 2)
+    assert w.mean() == pytest.approx(1.0)
+    fam = np.array([s.split("/")[0] for s in sources])
+    total = {(f, c): w[(fam == f) & (y == c)].sum() for f in ("games", "folk") for c in (0, 1)}
+    # every (family, label) cell carries the same weight: 200 folk tracks do not outvote 48 game tracks
+    assert len({round(v, 9) for v in total.values()}) == 1
+    # within a family and label, each source's cell counts alike, a cell under 5 tracks as if it had 5
+    assert w[:40].sum() / w[42:45].sum() == pytest.approx(5 / 3)
+    assert np.all(w[:40] == w[0]) and np.all(w[40:42] == w[40])
+    # without family names every source is its own cell in one family (moodtag-rhythm 1.0.0's weights)
+    flat = sample_weights(y, np.array([s.split("/")[1] for s in sources]), 2)
+    assert flat[48] == pytest.approx(flat[0] * 40 / 100)
+
+
+def test_temperature_makes_confidence_match_how_often_right():
+    from tagger.train_descriptors import fit_temperature
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=4000)                       # true logit of label 1
+    y = (rng.random(4000) < 1 / (1 + np.exp(-truth))).astype(int)
+    z = np.stack([np.zeros_like(truth), truth], axis=1)
+    assert fit_temperature(z, y) == pytest.approx(1.0, abs=0.1)        # already calibrated
+    assert fit_temperature(z / 3, y) == pytest.approx(3.0, rel=0.1)    # crowded near 0.5: spread out
+    assert fit_temperature(z * 4, y) == pytest.approx(0.25, rel=0.1)   # overconfident: pulled in
+
+
+def test_a_chosen_threshold_is_folded_into_the_bias(data, tmp_path):
+    """A binary model deciding at P >= t is stored deciding at 0.5: the same decisions as its regression
+    at t, and the chosen label's confidence is never below 0.5."""
+    from tagger.regression import DescriptorRegression
+    from tagger.train_descriptors import track_values
+
+    models = {}
+    for t in ("0.5", "0.7"):
+        models[t] = tmp_path / f"m{t}.safetensors"
+        result = CliRunner().invoke(app, ["train", str(data), "--feature", "descriptors", "--threshold", t,
+                                          "--out", str(models[t]), "--cache-dir", str(tmp_path / "cache")])
+        assert result.exit_code == 0, result.output
+    specs = {t: read_spec(m) for t, m in models.items()}
+    assert specs["0.7"].threshold == 0.5 and specs["0.7"].metrics["threshold"]["chosen"] == 0.7
+    regs = {t: load_model(m).network for t, m in models.items()}
+    assert all(isinstance(r, DescriptorRegression) for r in regs.values())
+    temps = {t: s.metrics["regression"]["temperature"] for t, s in specs.items()}
+    X = np.array([descriptors.vector(track_values(p, specs["0.5"], tmp_path / "cache"), specs["0.5"].features.descriptors)
+                  for p in sorted(data.rglob("*.*"))])
+    raw = np.diff(regs["0.5"].logits(X), axis=1)[:, 0] / temps["0.5"]  # the untempered regression's logit
+    shifted = regs["0.7"].probabilities(X)[:, 1]
+    assert np.array_equal(shifted >= 0.5, raw >= np.log(0.7 / 0.3))
+    assert not np.array_equal(shifted >= 0.5, raw >= 0.0)  # the shift changed some decision

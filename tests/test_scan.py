@@ -77,16 +77,19 @@ def test_scan_tags_every_format_and_caches_every_result(library, test_model, tmp
 def test_scan_with_the_shipped_default_model(library, tmp_path):
     """No --model: the default (moodtag-rhythm) tags every format, in 2 workers, and a model switch
     analyses again rather than trusting results of another model."""
+    from tagger.weights import DEFAULT_MODEL, read_spec, resolve_model
+
+    version = read_spec(resolve_model(DEFAULT_MODEL)).version
     db = tmp_path / "cache.db"
     proc = scan(library, "--db", db, "--jobs", "2", "--json", check=True)
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) == len(synth.FORMATS)
     for line in lines:
         assert line["action"] == "analysed" and line["error"] is None, line
-        assert line["model"] == {"name": "moodtag-rhythm", "version": "1.0.0"}
+        assert line["model"] == {"name": "moodtag-rhythm", "version": version}
         assert line["confidence"] == pytest.approx(line["scores"][line["mood"]], abs=1e-4)
         values = read_mood(Path(line["path"]))
-        assert values.mood == line["mood"] and values.model == "moodtag-rhythm 1.0.0"
+        assert values.mood == line["mood"] and values.model == f"moodtag-rhythm {version}"
     proc = scan(library, "--db", db, "--model", "moodtag-cnn", "--json", check=True)
     switched = [json.loads(line) for line in proc.stdout.splitlines()]
     assert {line["action"] for line in switched} == {"analysed"}

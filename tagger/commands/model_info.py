@@ -32,7 +32,7 @@ def model_info(
     table.add_row("file", str(path))
     table.add_row("sha256", info["sha256"])
     table.add_row("labels", ", ".join(spec.labels))
-    table.add_row("threshold", "argmax" if spec.threshold is None else f"{spec.threshold:g} on P({spec.labels[-1]})")
+    table.add_row("threshold", threshold_text(spec))
     table.add_row("sample rate", f"{spec.sample_rate} Hz")
     c = spec.clips
     table.add_row("clips", f"{c.count} x {c.seconds:g} s, {c.placement}"
@@ -59,6 +59,20 @@ def model_info(
         table.add_row(f"metric {key}", json.dumps(value) if not isinstance(value, float) else f"{value:.3f}")
     table.add_row("shipped models", ", ".join(info["shipped"]) or "-")
     out.print(table)
+
+
+def threshold_text(spec) -> str:
+    """"0.47 on P(exciting) (how it was chosen)", or "argmax"."""
+    if spec.threshold is None:
+        return "argmax"
+    text = f"{spec.threshold:g} on P({spec.labels[-1]})"
+    chosen = (spec.metrics or {}).get("threshold")
+    if chosen and "chosen" in chosen:
+        if abs(chosen["chosen"] - spec.threshold) < 1e-9:
+            text += f" ({chosen['method']})"
+        else:
+            text += f" (a threshold of {chosen['chosen']:.3g}, {chosen['method']}, folded into the bias)"
+    return text
 
 
 def held_out_rows(title: str, held_out: dict) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tagger.commands.model_info import threshold_text
 from tagger.commands.options import JsonOption
 
 DataArgument = Annotated[list[Path], typer.Argument(
@@ -47,8 +48,9 @@ def train(
                           "on rhythm and dynamics descriptors of the track; the network options are then unused).")] = "mel",
     descriptors: Annotated[str, typer.Option(
         "--descriptors", metavar="D1,D2", help="With --feature descriptors: which ones (of onset_rate, rms_db, "
-                                               "perc_fast, centroid, tcent, onset_rate25, acf_max).")] =
-        "onset_rate,rms_db,perc_fast,tcent,onset_rate25,acf_max",
+                                               "perc_fast, centroid, flux_mid, tcent, onset_rate25, acf_max; "
+                                               "default: the shipped default's).")] =
+        "onset_rate,rms_db,perc_fast,tcent,onset_rate25,acf_max,flux_mid",
     regularization: Annotated[float, typer.Option(
         "--C", metavar="C", help="With --feature descriptors: inverse L2 strength of the regression.")] = 0.01,
     center: Annotated[str, typer.Option(
@@ -116,7 +118,7 @@ def train(
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
                            placement=placement, labels=parse_labels(labels), name=name or "moodtag-rhythm",
-                           version=version,
+                           version=version, threshold="auto" if threshold is None else threshold,
                            cache_dir=cache_dir, json_out=json_out)
         return
     spec = prepare_spec(ModelSpec(name=name or "moodtag-cnn", version=version, labels=("calm", "exciting"),
@@ -154,7 +156,7 @@ def train(
 
 
 def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: int, placement: str, labels,
-                       name: str, version: str, cache_dir, json_out: bool) -> None:
+                       name: str, version: str, threshold, cache_dir, json_out: bool) -> None:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -179,7 +181,8 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=json_out) as progress:
         task = progress.add_task("decoding", total=len(items))
-        fit = train_descriptor_model(items, spec=spec, C=C, seed=seed, cache_dir=cache_dir or default_cache_dir(),
+        fit = train_descriptor_model(items, spec=spec, C=C, seed=seed, threshold=threshold,
+                                     cache_dir=cache_dir or default_cache_dir(),
                                      on_progress=lambda i, n, it: progress.update(task, completed=i))
     for path, error in fit.skipped:
         err.print(f"[yellow]skipped:[/] {escape(path)}: {escape(error)}", highlight=False)
@@ -203,7 +206,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
         for label, text in held_out_rows("held out (leave-one-group-out)", {"pooled": held["pooled"]}):
             table.add_row(escape(label), text)
     spec = fit.spec
-    table.add_row("threshold", "argmax" if spec.threshold is None else f"{spec.threshold:g} on P({spec.labels[-1]})")
+    table.add_row("threshold", threshold_text(spec))
     if fit.skipped:
         table.add_row("skipped", f"{len(fit.skipped)} tracks (see the messages above)")
     table.add_row("time", f"{seconds:.0f} s")
@@ -302,7 +305,7 @@ def _render_summary(out_path: Path, spec, result, cv, seconds: float) -> None:
             table.add_row(f"  {escape(', '.join(groups))}",
                           f"accuracy {_fmt(report.accuracy)}, balanced accuracy {_fmt(report.balanced_accuracy)}, "
                           f"ROC-AUC {_fmt(report.roc_auc)} ({report.tracks} tracks)")
-    table.add_row("threshold", "argmax" if spec.threshold is None else f"{spec.threshold:g} on P({spec.labels[-1]})")
+    table.add_row("threshold", threshold_text(spec))
     table.add_row("normalization", json.dumps(spec.normalization))
     if result.skipped:
         table.add_row("skipped", f"{len(result.skipped)} tracks (see the messages above)")
