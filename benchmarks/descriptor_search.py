@@ -5,7 +5,8 @@
         --games CORPUS_MORE/dev --games-csv benchmarks/data/more-games/dev.csv \\
         --scores ../shared/corpus/scores [--jobs 2] [--json OUT]
 
-Same tracks, folds, families and weights as benchmarks/grouped_cv.py (spread clips, C = 0.01). For 20
+Same tracks, folds, families and weights as benchmarks/grouped_cv.py (spread clips, C = 0.01,
+standardised descriptors: the search was run before the quantile transform was adopted). For 20
 candidate descriptors besides lean6's 6 (band-limited spectral flux and onset rates, loudness
 dynamics, loudness modulation, spectral shares, zero-crossing rate, a beat-range autocorrelation, how
 much the 5 clips differ), it prints:
@@ -128,7 +129,7 @@ def oof(X: np.ndarray, y, groups, sources, train: np.ndarray) -> np.ndarray:
     for g in sorted(set(groups[train])):
         test = groups == g
         fit = train & ~test
-        z = fit_logistic(X[fit], y[fit], sources[fit], n_labels=2, C=C).logits(X[test])
+        z = fit_logistic(X[fit], y[fit], sources[fit], n_labels=2, C=C, transform="standard").logits(X[test])
         p[test] = 1 / (1 + np.exp(-(z[:, 1] - z[:, 0])))
     return p
 
@@ -217,7 +218,8 @@ def main(argv=None) -> int:
         X = np.stack([col[f] for f in cur], 1)
         from tagger.train_descriptors import fit_logistic
 
-        z = fit_logistic(X[train], y[train], sources[train], n_labels=2, C=C).logits(X[test])
+        z = fit_logistic(X[train], y[train], sources[train], n_labels=2, C=C,
+                         transform="standard").logits(X[test])
         p[test] = 1 / (1 + np.exp(-(z[:, 1] - z[:, 0])))
         chosen[hold] = cur[len(LEAN6):]
         print(f"   {hold} held out: + {', '.join(chosen[hold]) or 'nothing'}", file=sys.stderr)

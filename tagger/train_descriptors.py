@@ -30,11 +30,17 @@ import numpy as np
 from tagger.dataset import Item
 from tagger.errors import AudioError, MoodtagError
 from tagger.metrics import best_threshold
-from tagger.regression import DescriptorRegression, softmax
+from tagger.regression import DescriptorRegression, fit_quantiles, quantile_normal, softmax
 from tagger.weights import ModelSpec
 
 DESCRIPTOR_CACHE_VERSION = 3  # 2: numpy STFT (was torch.stft); 3: flux_mid
 MIN_CELL = 5
+TRANSFORMS = ("quantile", "standard")
+N_QUANTILES = 200
+# Below this many tracks, quantiles and a temperature are estimated too coarsely: "auto" standardises,
+# and the temperature stays 1.
+MIN_TRACKS_FOR_FITTED_SCALING = 100
+TEMPERATURE_BOUNDS = (0.1, 10.0)
 
 
 @dataclass
@@ -114,21 +120,27 @@ def family_of(source: str) -> str:
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray, *, n_labels: int, C: float,
-                 seed: int = 0) -> DescriptorRegression:
-    """The regression on standardised X, with `sample_weights` by source and label. A binary fit has
-    its first row and bias at zero, so softmax of its logits gives sklearn's P(label 1)."""
+                 seed: int = 0, transform: str = "quantile") -> DescriptorRegression:
+    """The regression on standardised X, with `sample_weights` by source and label; with `transform`
+    "quantile", X first goes through the quantile-normal transform fitted on X itself
+    (tagger.regression.quantile_normal). A binary fit has its first row and bias at zero, so softmax
+    of its logits gives sklearn's P(label 1)."""
     from sklearn.linear_model import LogisticRegression
 
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
+    if transform not in TRANSFORMS:
+        raise MoodtagError(f"unknown descriptor transform {transform!r} (known: {', '.join(TRANSFORMS)})")
+    quantiles = fit_quantiles(X, N_QUANTILES) if transform == "quantile" else None
+    Z = quantile_normal(X, quantiles) if quantiles is not None else np.asarray(X, dtype=np.float64)
+    mean = Z.mean(axis=0)
+    scale = Z.std(axis=0)
     scale[scale == 0] = 1.0
     lr = LogisticRegression(C=C, max_iter=5000, random_state=seed)
-    lr.fit((X - mean) / scale, y, sample_weight=sample_weights(y, sources, n_labels))
+    lr.fit((Z - mean) / scale, y, sample_weight=sample_weights(y, sources, n_labels))
     coef, intercept = lr.coef_, lr.intercept_
     if n_labels == 2:
         coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
         intercept = np.array([0.0, intercept[0]])
-    return DescriptorRegression(mean=mean, scale=scale, weight=coef, bias=intercept)
+    return DescriptorRegression(mean=mean, scale=scale, weight=coef, bias=intercept, quantiles=quantiles)
 
 
 def decision_offset(threshold: float | None, n_labels: int) -> np.ndarray:
@@ -154,11 +166,13 @@ def fit_temperature(z: np.ndarray, y: np.ndarray, weights: np.ndarray | None = N
         logp = zz[np.arange(len(y)), y] - np.log(np.exp(zz).sum(axis=1))
         return float(-(w * logp).sum() / w.sum())
 
-    best = minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e3)), method="bounded")
+    best = minimize_scalar(loss, bounds=(np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])),
+                           method="bounded")
     return float(np.exp(best.x))
 
 
-def out_of_fold(X, y, sources, groups, *, n_labels: int, C: float, seed: int = 0) -> np.ndarray:
+def out_of_fold(X, y, sources, groups, *, n_labels: int, C: float, seed: int = 0,
+                transform: str = "quantile") -> np.ndarray:
     """Leave-one-group-out logits (n, n_labels): each group scored by a model trained without it."""
     z = np.zeros((len(y), n_labels))
     for g in sorted(set(groups.tolist())):
@@ -166,18 +180,21 @@ def out_of_fold(X, y, sources, groups, *, n_labels: int, C: float, seed: int = 0
         train = ~test
         if len(set(y[train].tolist())) < n_labels:
             raise MoodtagError(f"holding out group {g!r} leaves a label without training tracks")
-        z[test] = fit_logistic(X[train], y[train], sources[train], n_labels=n_labels, C=C, seed=seed).logits(X[test])
+        z[test] = fit_logistic(X[train], y[train], sources[train], n_labels=n_labels, C=C, seed=seed,
+                               transform=transform).logits(X[test])
     return z
 
 
 # ---------------------------------------------------------------- end to end
 
 def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.01, seed: int = 0,
-                           threshold: float | str = "auto", cache_dir: Path | None = None,
+                           threshold: float | str = "auto", transform: str = "auto",
+                           cache_dir: Path | None = None,
                            on_progress: Callable[[int, int, Item], None] | None = None) -> DescriptorFit:
     """Fit `spec.features.descriptors` -> `spec.labels` on `items` (groups as sources and folds).
     `threshold` "auto": a binary model's threshold on P(labels[1]) is the one of best balanced accuracy
-    on the leave-one-group-out predictions (0.5 with fewer than 2 groups); a number fixes it."""
+    on the leave-one-group-out predictions (0.5 with fewer than 2 groups); a number fixes it.
+    `transform` "auto": the quantile-normal transform from 100 tracks up, else plain standardisation."""
     from tagger.descriptors import check_names, vector
     from tagger.evaluate import TrackRow, report_from_rows
 
@@ -205,11 +222,13 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
     groups = np.array([it.group for it in kept])
     n = len(labels)
 
+    if transform == "auto":
+        transform = "quantile" if len(kept) >= MIN_TRACKS_FOR_FITTED_SCALING else "standard"
     held_out, oof, temperature = None, {}, 1.0
     chosen = (0.5 if threshold == "auto" else float(threshold)) if n == 2 else None
     chosen_how = "fixed by the trainer" if threshold != "auto" else "0.5: fewer than 2 groups to validate on"
     if len(set(groups.tolist())) >= 2:
-        z = out_of_fold(X, y, groups, groups, n_labels=n, C=C, seed=seed)
+        z = out_of_fold(X, y, groups, groups, n_labels=n, C=C, seed=seed, transform=transform)
         rows_ = [TrackRow(path=it.path, group=it.group, label=it.label, predicted=None,
                           scores={lab: float(p) for lab, p in zip(labels, pr)}) for it, pr in zip(kept, softmax(z))]
         # the held-out figures at 0.5: a threshold chosen on these same predictions would flatter them
@@ -224,11 +243,13 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
         z = z - decision_offset(chosen, n)
         # The regularised regression's probabilities crowd near 0.5; one factor on the logits, fitted
         # on these held-out logits, makes a confidence mean closer to how often it is right (validated
-        # by inner folds in benchmarks/grouped_cv.py). It never changes a decision.
-        temperature = fit_temperature(z, y)
+        # by inner folds in benchmarks/grouped_cv.py). It never changes a decision. Too few held-out
+        # tracks (a perfectly separated handful sends it to its bound) and it stays 1.
+        if len(y) >= MIN_TRACKS_FOR_FITTED_SCALING:
+            temperature = fit_temperature(z, y)
         oof = {str(it.path): pr.tolist() for it, pr in zip(kept, softmax(temperature * z))}
 
-    fitted = fit_logistic(X, y, groups, n_labels=n, C=C, seed=seed)
+    fitted = fit_logistic(X, y, groups, n_labels=n, C=C, seed=seed, transform=transform)
     bias = fitted.bias - decision_offset(chosen, n)
     state = replace(fitted, weight=fitted.weight * temperature, bias=bias * temperature).tensors()
     from tagger.train import _now, describe_items
@@ -241,7 +262,10 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
     metrics["regression"] = {"C": C, "temperature": round(temperature, 4),
                              "weights": "group x label: 1/max(n_cell, 5); family x label equalised "
                                         "(groups named FAMILY/SOURCE); labels equalised"}
-    spec = spec.with_(architecture={"name": "descriptor_logistic", "n_features": len(names)},
+    architecture = {"name": "descriptor_logistic", "n_features": len(names)}
+    if fitted.quantiles is not None:
+        architecture.update(transform="quantile_normal", n_quantiles=int(fitted.quantiles.shape[0]))
+    spec = spec.with_(architecture=architecture,
                       normalization={"mean": 0.0, "std": 1.0},
                       threshold=0.5 if n == 2 else None,
                       metrics=metrics, trained_on=describe_items(kept), created=_now())

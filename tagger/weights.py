@@ -219,6 +219,9 @@ def _load_regression(path: Path, spec: ModelSpec) -> LoadedModel:
         check_names(spec.features.descriptors)
         network = DescriptorRegression.from_tensors(state, n_features=len(spec.features.descriptors),
                                                     n_labels=len(spec.labels))
+        wants_quantiles = (spec.architecture or {}).get("transform") == "quantile_normal"
+        if wants_quantiles != (network.quantiles is not None):
+            raise ValueError("the spec's transform and the 'quantiles' tensor disagree")
     except ValueError as exc:
         raise ModelError(f"{path}: tensors do not fit the spec ({exc})") from None
     return LoadedModel(spec=spec, network=network, path=path, sha256=file_sha256(path))

@@ -112,7 +112,9 @@ def test_train_a_descriptor_model_and_classify_unseen_tracks(data, tmp_path):
     summary = json.loads(result.stdout)
     spec = read_spec(model)
     assert spec.name == "moodtag-rhythm" and spec.features.kind == "descriptors"
+    # 12 tracks: too few for quantiles ("auto" standardises) or a temperature (stays 1)
     assert spec.architecture == {"name": "descriptor_logistic", "n_features": 7} and spec.threshold == 0.5
+    assert spec.metrics["regression"]["temperature"] == 1.0
     assert spec.features.descriptors == read_spec(resolve_model(DEFAULT_MODEL)).features.descriptors
     assert spec.clips.placement == "spread"  # the validated placement for descriptors
     assert spec.trained_on.startswith("12 tracks (calm 6, exciting 6) in 3 groups")
@@ -178,6 +180,7 @@ def test_ternary_descriptor_model(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--descriptors", "onset_rate,loudness"], "--descriptors: unknown descriptor 'loudness'"),
     (["--C", "0"], "--C 0.0: must be positive"),
+    (["--transform", "rank"], "--transform rank: expected auto, quantile or standard"),
 ])
 def test_bad_descriptor_options_are_one_line(data, tmp_path, args, message):
     result = CliRunner().invoke(app, ["train", str(data), "--feature", "descriptors", "--out",
@@ -226,6 +229,55 @@ def test_a_damaged_descriptor_model_is_one_clear_error(tmp_path):
     bad = save_model(tmp_path / "bad.safetensors", read_spec(shipped), tensors)
     with pytest.raises(ModelError, match="tensors do not fit the spec.*linear.weight"):
         load_model(bad)
+    tensors = load_file(str(shipped))
+    del tensors["quantiles"]  # the spec says quantile_normal: its quantiles must be there
+    bad = save_model(tmp_path / "bad2.safetensors", read_spec(shipped), tensors)
+    with pytest.raises(ModelError, match="transform and the 'quantiles' tensor disagree"):
+        load_model(bad)
+    tensors = load_file(str(shipped))
+    tensors["quantiles"] = tensors["quantiles"][::-1].copy()  # not sorted
+    bad = save_model(tmp_path / "bad3.safetensors", read_spec(shipped), tensors)
+    with pytest.raises(ModelError, match="non-decreasing"):
+        load_model(bad)
+
+
+@pytest.mark.filterwarnings("ignore:n_quantiles .* is greater than the total number of samples")
+def test_quantile_normal_is_scikit_learns_transform():
+    """Inference maps descriptors the way the QuantileTransformer the research used does, without
+    scikit-learn: ties, values between quantiles, and values beyond the training range."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    from tagger.regression import fit_quantiles, quantile_normal
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=300), rng.exponential(size=300), np.repeat([1.0, 2.0, 3.0], 100)])
+    new = np.vstack([X[:40], [[-10.0, 100.0, 0.5], [10.0, -1.0, 3.0], [0.1, 0.5, 2.0]]])
+    for n in (200, 1000):  # fewer quantiles than tracks, and more (then one per track)
+        reference = QuantileTransformer(n_quantiles=n, output_distribution="normal").fit(X)
+        ours = fit_quantiles(X, n)
+        assert ours.shape == reference.quantiles_.shape
+        np.testing.assert_allclose(ours, reference.quantiles_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(quantile_normal(new, ours), reference.transform(new), rtol=0, atol=1e-12)
+
+
+def test_the_quantile_transform_travels_in_the_model_file(data, tmp_path):
+    from safetensors.numpy import load_file
+
+    from tagger.regression import quantile_normal
+    from tagger.train_descriptors import track_values
+
+    model = tmp_path / "q.safetensors"
+    result = CliRunner().invoke(app, ["train", str(data), "--feature", "descriptors", "--transform", "quantile",
+                                      "--out", str(model), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    spec, tensors = read_spec(model), load_file(str(model))
+    assert spec.architecture["transform"] == "quantile_normal" and tensors["quantiles"].shape == (12, 7)
+    net = load_model(model).network
+    paths = sorted(p for p in data.rglob("*.*") if p.is_file())
+    X = np.array([descriptors.vector(track_values(p, spec, tmp_path / "cache"), spec.features.descriptors)
+                  for p in paths])
+    # each training track maps to the normal quantile of its rank (ties in the middle)
+    np.testing.assert_allclose(net.standardised(X) * net.scale + net.mean, quantile_normal(X, tensors["quantiles"]))
 
 
 def test_sample_weights_balance_sources_then_families_then_labels():

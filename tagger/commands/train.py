@@ -53,6 +53,10 @@ def train(
         "onset_rate,rms_db,perc_fast,tcent,onset_rate25,acf_max,flux_mid",
     regularization: Annotated[float, typer.Option(
         "--C", metavar="C", help="With --feature descriptors: inverse L2 strength of the regression.")] = 0.01,
+    transform: Annotated[str, typer.Option(
+        "--transform", help="With --feature descriptors: quantile (map each descriptor through the training "
+                            "data's distribution onto a normal first; robust to outliers), standard, or auto "
+                            "(quantile from 100 tracks up).")] = "auto",
     center: Annotated[str, typer.Option(
         "--center", help="band: remove each band's mean over the clip (keep how the spectrum moves, drop "
                          "its static colour and level; chosen by leave-one-game-out validation), or none.")] = "band",
@@ -118,7 +122,7 @@ def train(
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
                            placement=placement, labels=parse_labels(labels), name=name or "moodtag-rhythm",
-                           version=version, threshold="auto" if threshold is None else threshold,
+                           version=version, threshold="auto" if threshold is None else threshold, transform=transform,
                            cache_dir=cache_dir, json_out=json_out)
         return
     spec = prepare_spec(ModelSpec(name=name or "moodtag-cnn", version=version, labels=("calm", "exciting"),
@@ -156,7 +160,7 @@ def train(
 
 
 def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: int, placement: str, labels,
-                       name: str, version: str, threshold, cache_dir, json_out: bool) -> None:
+                       name: str, version: str, threshold, transform: str, cache_dir, json_out: bool) -> None:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -174,6 +178,8 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
         raise MoodtagError(f"--descriptors: {exc}") from None
     if not C > 0:
         raise MoodtagError(f"--C {C}: must be positive")
+    if transform not in ("auto", "quantile", "standard"):
+        raise MoodtagError(f"--transform {transform}: expected auto, quantile or standard")
     spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
                                   clips=ClipPlan(placement=placement),
                                   features=FeatureSpec(kind="descriptors", descriptors=names)), items, labels)
@@ -181,7 +187,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=json_out) as progress:
         task = progress.add_task("decoding", total=len(items))
-        fit = train_descriptor_model(items, spec=spec, C=C, seed=seed, threshold=threshold,
+        fit = train_descriptor_model(items, spec=spec, C=C, seed=seed, threshold=threshold, transform=transform,
                                      cache_dir=cache_dir or default_cache_dir(),
                                      on_progress=lambda i, n, it: progress.update(task, completed=i))
     for path, error in fit.skipped:
