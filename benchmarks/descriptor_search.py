@@ -150,6 +150,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    from tagger.train_descriptors import fit_logistic
 
     csvs = args.games_csv or [None] * len(args.games)
     tracks = [t for g, c in zip(args.games, csvs) for t in grouped_cv.game_tracks(g.expanduser(), c)]
@@ -216,8 +217,6 @@ def main(argv=None) -> int:
                 break
             cur, best = cur + [k], gain
         X = np.stack([col[f] for f in cur], 1)
-        from tagger.train_descriptors import fit_logistic
-
         z = fit_logistic(X[train], y[train], sources[train], n_labels=2, C=C,
                          transform="standard").logits(X[test])
         p[test] = 1 / (1 + np.exp(-(z[:, 1] - z[:, 0])))

@@ -87,6 +87,7 @@ def quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
 
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     refs = np.linspace(0.0, 1.0, quantiles.shape[0])
+    lo, hi = ndtri(BOUNDS - np.spacing(1)), ndtri(1 - (BOUNDS - np.spacing(1)))
     out = np.empty_like(x)
     for j in range(x.shape[1]):
         q, col = quantiles[:, j], x[:, j]
@@ -94,9 +95,7 @@ def quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
         u[col + BOUNDS > q[-1]] = 1.0
         u[col - BOUNDS < q[0]] = 0.0
         with np.errstate(divide="ignore"):
-            z = ndtri(u)
-        lo, hi = ndtri(BOUNDS - np.spacing(1)), ndtri(1 - (BOUNDS - np.spacing(1)))
-        out[:, j] = np.clip(z, lo, hi)
+            out[:, j] = np.clip(ndtri(u), lo, hi)
     return out
 
 

@@ -9,12 +9,11 @@ threshold -> the final regression on all tracks, shifted and scaled the same way
 
 A binary model's decision threshold is chosen on the held-out predictions (best balanced accuracy),
 unless fixed, and folded into the bias (the model then decides at 0.5, and the chosen label's
-confidence is at least 0.5); the stored held-out figures are at 0.5, unflattered by that choice. Nested
-leave-one-source-out validation (benchmarks/grouped_cv.py, "BA tuned") found the chosen threshold
-better than 0.5 for the default model, and a temperature fitted on inner folds closer to right about
-its confidence (ACCURACY.md).
+confidence is at least 0.5); the stored held-out figures are at 0.5, unflattered by that choice. The
+shipped default fixes 0.5: nested leave-one-source-out validation (benchmarks/grouped_cv.py, "BA
+tuned") found a tuned threshold no better for it and worse on the games (ACCURACY.md).
 
-scikit-learn fits the regression (the `train` extra); inference needs only numpy.
+scikit-learn fits the regression (the `train` extra); inference needs only numpy and scipy.
 """
 from __future__ import annotations
 
@@ -120,7 +119,7 @@ def family_of(source: str) -> str:
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray, *, n_labels: int, C: float,
-                 seed: int = 0, transform: str = "quantile") -> DescriptorRegression:
+                 seed: int = 0, transform: str = "standard") -> DescriptorRegression:
     """The regression on standardised X, with `sample_weights` by source and label; with `transform`
     "quantile", X first goes through the quantile-normal transform fitted on X itself
     (tagger.regression.quantile_normal). A binary fit has its first row and bias at zero, so softmax
@@ -172,7 +171,7 @@ def fit_temperature(z: np.ndarray, y: np.ndarray, weights: np.ndarray | None = N
 
 
 def out_of_fold(X, y, sources, groups, *, n_labels: int, C: float, seed: int = 0,
-                transform: str = "quantile") -> np.ndarray:
+                transform: str = "standard") -> np.ndarray:
     """Leave-one-group-out logits (n, n_labels): each group scored by a model trained without it."""
     z = np.zeros((len(y), n_labels))
     for g in sorted(set(groups.tolist())):
@@ -229,8 +228,9 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
     chosen_how = "fixed by the trainer" if threshold != "auto" else "0.5: fewer than 2 groups to validate on"
     if len(set(groups.tolist())) >= 2:
         z = out_of_fold(X, y, groups, groups, n_labels=n, C=C, seed=seed, transform=transform)
+        probs = softmax(z)
         rows_ = [TrackRow(path=it.path, group=it.group, label=it.label, predicted=None,
-                          scores={lab: float(p) for lab, p in zip(labels, pr)}) for it, pr in zip(kept, softmax(z))]
+                          scores={lab: float(p) for lab, p in zip(labels, pr)}) for it, pr in zip(kept, probs)]
         # the held-out figures at 0.5: a threshold chosen on these same predictions would flatter them
         report = report_from_rows(rows_, labels=labels, threshold=0.5 if n == 2 else None)
         held_out = {"method": "leave-one-group-out over " + ", ".join(sorted(set(groups.tolist()))) +
@@ -238,7 +238,7 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
                               "balanced accuracy at 0.5",
                     "pooled": report.summary()}
         if n == 2 and threshold == "auto":
-            chosen = best_threshold(y, softmax(z)[:, 1])
+            chosen = best_threshold(y, probs[:, 1])
             chosen_how = "best balanced accuracy on the leave-one-group-out predictions"
         z = z - decision_offset(chosen, n)
         # The regularised regression's probabilities crowd near 0.5; one factor on the logits, fitted

@@ -169,7 +169,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     from tagger.errors import MoodtagError
     from tagger.feature_cache import default_cache_dir
     from tagger.train import prepare_spec
-    from tagger.train_descriptors import train_descriptor_model
+    from tagger.train_descriptors import TRANSFORMS, train_descriptor_model
     from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, save_model
 
     try:
@@ -178,7 +178,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
         raise MoodtagError(f"--descriptors: {exc}") from None
     if not C > 0:
         raise MoodtagError(f"--C {C}: must be positive")
-    if transform not in ("auto", "quantile", "standard"):
+    if transform not in ("auto",) + TRANSFORMS:
         raise MoodtagError(f"--transform {transform}: expected auto, quantile or standard")
     spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
                                   clips=ClipPlan(placement=placement),
