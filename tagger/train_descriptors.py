@@ -119,11 +119,11 @@ def family_of(source: str) -> str:
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray, *, n_labels: int, C: float,
-                 seed: int = 0, transform: str = "standard") -> DescriptorRegression:
-    """The regression on standardised X, with `sample_weights` by source and label; with `transform`
-    "quantile", X first goes through the quantile-normal transform fitted on X itself
-    (tagger.regression.quantile_normal). A binary fit has its first row and bias at zero, so softmax
-    of its logits gives sklearn's P(label 1)."""
+                 seed: int = 0, transform: str = "standard", weights: np.ndarray | None = None) -> DescriptorRegression:
+    """The regression on standardised X, with `sample_weights` by source and label (or the given
+    `weights`, one per row); with `transform` "quantile", X first goes through the quantile-normal
+    transform fitted on X itself (tagger.regression.quantile_normal). A binary fit has its first row
+    and bias at zero, so softmax of its logits gives sklearn's P(label 1)."""
     from sklearn.linear_model import LogisticRegression
 
     if transform not in TRANSFORMS:
@@ -134,7 +134,9 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray, *, n_labels:
     scale = Z.std(axis=0)
     scale[scale == 0] = 1.0
     lr = LogisticRegression(C=C, max_iter=5000, random_state=seed)
-    lr.fit((Z - mean) / scale, y, sample_weight=sample_weights(y, sources, n_labels))
+    if weights is None:
+        weights = sample_weights(y, sources, n_labels)
+    lr.fit((Z - mean) / scale, y, sample_weight=np.asarray(weights, dtype=np.float64))
     coef, intercept = lr.coef_, lr.intercept_
     if n_labels == 2:
         coef = np.vstack([np.zeros_like(coef[0]), coef[0]])

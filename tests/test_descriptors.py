@@ -301,6 +301,27 @@ def test_sample_weights_balance_sources_then_families_then_labels():
     assert flat[48] == pytest.approx(flat[0] * 40 / 100)
 
 
+def test_given_weights_replace_the_source_weights():
+    """benchmarks/augment_cv.py trains on tracks plus altered copies that share their track's weight:
+    a track twice at half its weight must be the same fit as the track once."""
+    from tagger.train_descriptors import fit_logistic, sample_weights
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] + 0.5 * rng.normal(size=60) > 0).astype(int)
+    sources = np.array(["games/a"] * 20 + ["games/b"] * 40, dtype=object)
+    once = fit_logistic(X, y, sources, n_labels=2, C=0.1)
+    w = sample_weights(y, sources, 2)
+    assert np.allclose(fit_logistic(X, y, None, n_labels=2, C=0.1, weights=w).weight, once.weight)
+    twice = fit_logistic(np.vstack([X, X]), np.concatenate([y, y]), None, n_labels=2, C=0.1,
+                         weights=np.concatenate([w, w]) / 2)
+    np.testing.assert_allclose(twice.weight, once.weight, atol=1e-5)
+    np.testing.assert_allclose(twice.bias, once.bias, atol=1e-5)
+    # and the weights are used: all the weight on source b is another model
+    other = fit_logistic(X, y, None, n_labels=2, C=0.1, weights=np.where(sources == "games/b", 1.0, 1e-6))
+    assert not np.allclose(other.weight, once.weight, atol=1e-3)
+
+
 def test_temperature_makes_confidence_match_how_often_right():
     from tagger.train_descriptors import fit_temperature
 
