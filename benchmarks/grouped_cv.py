@@ -346,6 +346,34 @@ def confidence_table(y: np.ndarray, p: np.ndarray, thr: np.ndarray) -> list[dict
     return rows
 
 
+BOOTSTRAP = 2000
+
+
+def intervals(tracks: list[Track], p: np.ndarray, seed: int = 0) -> dict:
+    """95 % bootstrap intervals of BA at 0.5 and ROC-AUC, overall and per family: the tracks are
+    resampled within each (fold, label) cell, so every fold keeps its size and its labels. They show
+    how much the figures move with the draw of tracks from these sources; a new source can move them
+    more (the spread between folds in the per-source table says how much)."""
+    y = np.array([t.label for t in tracks])
+    fam = np.array([t.family for t in tracks])
+    cells = [np.flatnonzero(m) for m in ((np.array([t.group for t in tracks]) == g) & (y == c)
+                                         for g in dict.fromkeys(t.group for t in tracks) for c in (0, 1)) if m.any()]
+    rng = np.random.default_rng(seed)
+    masks = {"overall": np.ones(len(y), bool), **{f: fam == f for f in FAMILIES if (fam == f).any()}}
+    draws = {k: ([], []) for k in masks}
+    for _ in range(BOOTSTRAP):
+        idx = np.concatenate([rng.choice(c, len(c)) for c in cells])
+        for k, m in masks.items():
+            i = idx[m[idx]]
+            draws[k][0].append(_ba(y[i], (p[i] >= 0.5).astype(int)))
+            auc = metrics.binary_auc(y[i] == 1, p[i])
+            if auc is not None:
+                draws[k][1].append(auc)
+    return {k: {"ba": [float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))],
+                "auc": [float(np.percentile(a, 2.5)), float(np.percentile(a, 97.5))] if a else None}
+            for k, (b, a) in draws.items()}
+
+
 def evaluate(tracks: list[Track], p: np.ndarray, thr: np.ndarray, p_cal=None, thr_cal=None) -> dict:
     y = np.array([t.label for t in tracks])
     fam = np.array([t.family for t in tracks])
@@ -354,7 +382,7 @@ def evaluate(tracks: list[Track], p: np.ndarray, thr: np.ndarray, p_cal=None, th
            "families": {f: scores_of(y[fam == f], p[fam == f], thr[fam == f]) for f in FAMILIES if (fam == f).any()},
            "sources": {g: scores_of(y[grp == g], p[grp == g], thr[grp == g]) for g in dict.fromkeys(grp)},
            "thresholds": {g: float(thr[grp == g][0]) for g in dict.fromkeys(grp)},
-           "reliability": reliability(y, p)}
+           "reliability": reliability(y, p), "intervals": intervals(tracks, p)}
     if p_cal is not None:
         out["calibrated"] = {"overall": scores_of(y, p_cal, thr_cal), "confidence": confidence_table(y, p_cal, thr_cal),
                              "expected_calibration_error": ece(y, p_cal, thr_cal),
@@ -470,6 +498,18 @@ def render(results: dict, tracks: list[Track], console) -> None:
                     for f in FAMILIES], "yes" if r["meets_bar"] else "no")
     console.print(t)
     console.print("¹ threshold chosen by an inner leave-one-source-out CV on the training sources only")
+
+    t = Table(title=f"95 % bootstrap intervals (BA at 0.5 / ROC-AUC; tracks resampled within fold and label, "
+                    f"{BOOTSTRAP} draws)")
+    t.add_column("model")
+    for col in ("overall", *FAMILIES):
+        t.add_column(col, justify="right")
+    for n in names:
+        iv = results[n]["intervals"]
+        t.add_row(n, *[(f"{_f(iv[k]['ba'][0])}-{_f(iv[k]['ba'][1])} / "
+                        + (f"{_f(iv[k]['auc'][0])}-{_f(iv[k]['auc'][1])}" if iv[k]["auc"] else "-"))
+                       if k in iv else "-" for k in ("overall", *FAMILIES)])
+    console.print(t)
 
     grp = sorted(dict.fromkeys(tr.group for tr in tracks),
                  key=lambda g: FAMILIES.index(next(tr.family for tr in tracks if tr.group == g)))
