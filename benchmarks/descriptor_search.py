@@ -9,7 +9,8 @@ Same tracks, folds, families and weights as benchmarks/grouped_cv.py (spread cli
 standardised descriptors: the search was run before the quantile transform was adopted). For 20
 candidate descriptors besides lean6's 6 (band-limited spectral flux and onset rates, loudness
 dynamics, loudness modulation, spectral shares, zero-crossing rate, a beat-range autocorrelation, how
-much the 5 clips differ), it prints:
+much the 5 clips differ; with --with-pitch 3 more, tried after 1.1.0 for the classical pieces: how
+fast the pitch classes change, and librosa's tempo estimate), it prints:
   1. each descriptor's ROC-AUC for "exciting" inside every source that has both labels (a cue that
      transfers points the same way in all of them);
   2. leave-one-source-out BA / ROC-AUC of lean6 plus each candidate, overall and per family;
@@ -47,9 +48,36 @@ from tagger import descriptors as D  # noqa: E402
 from tagger import metrics  # noqa: E402
 
 SR = grouped_cv.SAMPLE_RATE
-VERSION = 1
+VERSION = 2  # 2: + chroma_flux, chroma_rate, tempo_lr
 LEAN6 = grouped_cv.MODELS["lean6"]["features"]
 C = 0.01
+
+
+PITCH = ("chroma_flux", "chroma_rate", "tempo_lr")
+
+
+def pitch_and_tempo(x: np.ndarray, Sdb: np.ndarray) -> dict[str, float]:
+    """Candidates added in the 1.1.0 follow-up, aimed at the rendered classical pieces, whose labels are
+    tempo markings and whose soft string attacks leave few onsets: how fast the notes change, read from
+    the pitch classes instead of the attacks, and librosa's own tempo estimate.
+      chroma_flux  mean over frames of half the L1 change of the frame-normalised chroma over 4 frames
+                   (93 ms): 0 when the pitch classes hold, 1 when they all change
+      chroma_rate  changes per second: peaks (librosa onset peak picking) of that change over 2 frames
+      tempo_lr     log2 of librosa.feature.tempo on the clips' joined superflux onset envelope"""
+    import librosa
+
+    flux, rate = [], []
+    for y in x:
+        power = np.abs(librosa.stft(y, n_fft=D.N_FFT, hop_length=D.HOP)) ** 2
+        chroma = librosa.feature.chroma_stft(S=power, sr=SR, norm=None)
+        chroma = chroma / (chroma.sum(axis=0, keepdims=True) + 1e-12)
+        flux.append(np.abs(chroma[:, 4:] - chroma[:, :-4]).sum(0).mean() / 2)
+        change = np.abs(chroma[:, 2:] - chroma[:, :-2]).sum(0) / 2
+        rate.append(len(librosa.onset.onset_detect(onset_envelope=change, sr=SR, hop_length=D.HOP)) / (len(y) / SR))
+    env = np.concatenate([D.onset_strength(m, lag=2, max_size=3)[2:] for m in Sdb])
+    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=env, sr=SR, hop_length=D.HOP))[0])
+    return {"chroma_flux": float(np.mean(flux)), "chroma_rate": float(np.mean(rate)),
+            "tempo_lr": float(np.log2(max(tempo, 1.0)))}
 
 
 def candidates(samples: np.ndarray) -> dict[str, float]:
@@ -89,6 +117,7 @@ def candidates(samples: np.ndarray) -> dict[str, float]:
             "beat_acf": acf[(lags >= 0.3) & (lags <= 1.0)].max(),
         })
     out = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
+    out.update(pitch_and_tempo(x, Sdb))
     out["clip_rms_sd"] = float(np.std([D.rms_db(y) for y in x]))
     fm = np.array([p["flux_mean"] for p in per])
     out["clip_flux_sd"] = float(fm.std() / (fm.mean() + 1e-9))
@@ -148,6 +177,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gc-cache", type=Path, default=Path("~/.cache/moodtag/grouped_cv").expanduser(),
                     help="grouped_cv.py's cache, for lean6's descriptors")
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--with-pitch", action="store_true",
+                    help=f"add the candidates of the 1.1.0 follow-up ({', '.join(PITCH)}) to the 20 of the search "
+                         "that found flux_mid")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     from tagger.train_descriptors import fit_logistic
@@ -170,7 +202,7 @@ def main(argv=None) -> int:
     groups = np.array([t.group for t in tracks])
     fam = np.array([t.family for t in tracks])
     sources = np.array([f"{t.family}/{t.group}" for t in tracks], dtype=object)
-    names = list(LEAN6) + sorted(k for k in cand[keep[0]] if k not in LEAN6)
+    names = list(LEAN6) + sorted(k for k in cand[keep[0]] if k not in LEAN6 and (args.with_pitch or k not in PITCH))
     col = {k: np.array([v[k] for v in values]) for k in names}
     everyone = np.ones(len(y), bool)
     out = {"tracks": len(y), "candidates": names[len(LEAN6):]}
