@@ -118,20 +118,28 @@ def family_of(source: str) -> str:
     return source.split("/", 1)[0] if "/" in source else ""
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray, *, n_labels: int, C: float,
-                 seed: int = 0, transform: str = "standard", weights: np.ndarray | None = None) -> DescriptorRegression:
+def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray | None, *, n_labels: int, C: float,
+                 seed: int = 0, transform: str = "standard", weights: np.ndarray | None = None,
+                 fit_rows: np.ndarray | None = None) -> DescriptorRegression:
     """The regression on standardised X, with `sample_weights` by source and label (or the given
     `weights`, one per row); with `transform` "quantile", X first goes through the quantile-normal
-    transform fitted on X itself (tagger.regression.quantile_normal). A binary fit has its first row
-    and bias at zero, so softmax of its logits gives sklearn's P(label 1)."""
+    transform (tagger.regression.quantile_normal). The transform and the standardisation are fitted on
+    the rows `fit_rows` selects (a boolean mask; default all: training on altered copies of tracks
+    fits them on the originals only). A binary fit has its first row and bias at zero, so softmax of
+    its logits gives sklearn's P(label 1)."""
     from sklearn.linear_model import LogisticRegression
 
     if transform not in TRANSFORMS:
         raise MoodtagError(f"unknown descriptor transform {transform!r} (known: {', '.join(TRANSFORMS)})")
-    quantiles = fit_quantiles(X, N_QUANTILES) if transform == "quantile" else None
-    Z = quantile_normal(X, quantiles) if quantiles is not None else np.asarray(X, dtype=np.float64)
-    mean = Z.mean(axis=0)
-    scale = Z.std(axis=0)
+    X = np.asarray(X, dtype=np.float64)
+    if weights is not None and len(weights) != len(X):
+        raise ValueError(f"{len(weights)} weights for {len(X)} rows")
+    base = X if fit_rows is None else X[np.asarray(fit_rows, dtype=bool)]
+    quantiles = fit_quantiles(base, N_QUANTILES) if transform == "quantile" else None
+    Z = quantile_normal(X, quantiles) if quantiles is not None else X
+    Zb = quantile_normal(base, quantiles) if quantiles is not None else base
+    mean = Zb.mean(axis=0)
+    scale = Zb.std(axis=0)
     scale[scale == 0] = 1.0
     lr = LogisticRegression(C=C, max_iter=5000, random_state=seed)
     if weights is None:

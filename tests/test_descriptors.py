@@ -317,6 +317,15 @@ def test_given_weights_replace_the_source_weights():
                          weights=np.concatenate([w, w]) / 2)
     np.testing.assert_allclose(twice.weight, once.weight, atol=1e-5)
     np.testing.assert_allclose(twice.bias, once.bias, atol=1e-5)
+    # with the quantile transform, fitted on the first copy only: the same fit again
+    once_q = fit_logistic(X, y, sources, n_labels=2, C=0.1, transform="quantile")
+    twice_q = fit_logistic(np.vstack([X, X]), np.concatenate([y, y]), None, n_labels=2, C=0.1,
+                           transform="quantile", weights=np.concatenate([w, w]) / 2,
+                           fit_rows=np.arange(120) < 60)
+    np.testing.assert_allclose(twice_q.quantiles, once_q.quantiles)
+    np.testing.assert_allclose(twice_q.weight, once_q.weight, atol=1e-5)
+    with pytest.raises(ValueError, match="59 weights for 60 rows"):
+        fit_logistic(X, y, None, n_labels=2, C=0.1, weights=w[:-1])
     # and the weights are used: all the weight on source b is another model
     other = fit_logistic(X, y, None, n_labels=2, C=0.1, weights=np.where(sources == "games/b", 1.0, 1e-6))
     assert not np.allclose(other.weight, once.weight, atol=1e-3)
