@@ -6,7 +6,7 @@
         --scores ../shared/corpus/scores [--jobs 2] [--json OUT]
 
 Same tracks, folds, families and weights as benchmarks/grouped_cv.py (spread clips, C = 0.01,
-standardised descriptors: the search was run before the quantile transform was adopted). For 20
+standardised descriptors: the search was run before the quantile transform was adopted). For 17
 candidate descriptors besides lean6's 6 (band-limited spectral flux and onset rates, loudness
 dynamics, loudness modulation, spectral shares, zero-crossing rate, a beat-range autocorrelation, how
 much the 5 clips differ; with --with-pitch 3 more, tried after 1.1.0 for the classical pieces: how
@@ -20,7 +20,7 @@ fast the pitch classes change, and librosa's tempo estimate), it prints:
 Part 3 is the honest figure for "lean6 + the best extra descriptor"; part 2's best row is optimistic.
 
 Candidates are computed from each track's spread clips with tagger.descriptors' building blocks,
-cached per track under --cache (default ~/.cache/moodtag/descriptor_search). About 1 minute cold on
+cached per track under --cache (default ~/.cache/moodtag/descriptor_search). About 80 s cold on
 2 cores with --jobs 2, seconds warm.
 """
 from __future__ import annotations
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
                     help="grouped_cv.py's cache, for lean6's descriptors")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--with-pitch", action="store_true",
-                    help=f"add the candidates of the 1.1.0 follow-up ({', '.join(PITCH)}) to the 20 of the search "
+                    help=f"add the candidates of the 1.1.0 follow-up ({', '.join(PITCH)}) to the 17 of the search "
                          "that found flux_mid")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
