@@ -39,7 +39,6 @@ import hashlib
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -140,23 +139,8 @@ def cache_file(cache: Path, path: str, partner: str) -> Path:
 
 
 def load(pairs: list[tuple[str, str]], cache: Path, jobs: int, log) -> list[dict]:
-    files = [cache_file(cache, *pair) for pair in pairs]
-    out = [json.loads(f.read_text()) if f.exists() else None for f in files]
-    todo = [i for i, r in enumerate(out) if r is None]
-    log(f"augmented descriptors: {len(pairs) - len(todo)} cached, {len(todo)} to compute under {cache}")
-    started = time.perf_counter()
-    work = [pairs[i] for i in todo]
-    with ProcessPoolExecutor(max(1, jobs)) as pool:
-        results = pool.map(compute, work, chunksize=4) if jobs > 1 and len(work) > 1 else map(compute, work)
-        for n, (i, res) in enumerate(zip(todo, results), 1):
-            files[i].parent.mkdir(parents=True, exist_ok=True)
-            tmp = files[i].with_suffix(".tmp")
-            tmp.write_text(json.dumps(res))
-            tmp.replace(files[i])
-            out[i] = res
-            if n % 50 == 0:
-                log(f"  {n}/{len(todo)} ({time.perf_counter() - started:.0f} s)")
-    return out
+    return grouped_cv.cached_map(compute, [(pair,) for pair in pairs], [cache_file(cache, *pair) for pair in pairs],
+                                 cache, jobs, log, "augmented descriptors")
 
 
 def partners(tracks: list, seed: int) -> list[str]:
@@ -227,20 +211,16 @@ def sensitivity(values: list[dict], fam: np.ndarray, model: Path) -> dict:
     names = loaded.spec.features.descriptors
 
     def logit(key: str) -> np.ndarray:
-        z = loaded.network.logits(np.array([[v[key][k] for k in names] for v in values]))
-        return z[:, 1] - z[:, 0]
-
-    def logit_or(key: str, fallback: np.ndarray) -> np.ndarray:
-        """The logits on `key` descriptors, `fallback` where a track has none."""
+        """The logits on `key` descriptors (a track without them: on its own, so it cannot flip)."""
         z = loaded.network.logits(np.array([[v.get(key, v["orig"])[k] for k in names] for v in values]))
-        return np.where([key in v for v in values], z[:, 1] - z[:, 0], fallback)
+        return z[:, 1] - z[:, 0]
 
     t = loaded.spec.threshold if loaded.spec.threshold is not None else 0.5
     cut = np.log(t / (1 - t))  # the model decides "exciting" at P >= threshold
     base = logit("orig")
     out = {"model": f"{loaded.spec.name} {loaded.spec.version}", "logit_sd": float(base.std())}
     for key in ALTERATIONS + ("clips10",):
-        z = logit_or(key, base)
+        z = logit(key)
         flip = (z >= cut) != (base >= cut)
         out[key] = {"median_abs_change": float(np.median(np.abs(z - base))), "mean_change": float(np.mean(z - base)),
                     "flips": float(flip.mean()), "games_flips": float(flip[fam == "games"].mean())}

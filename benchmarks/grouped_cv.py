@@ -178,29 +178,27 @@ def compute(path: str, placement: str = "contiguous") -> dict:
 
 
 def load_features(tracks: list[Track], cache: Path, jobs: int, log, placement: str = "contiguous") -> list[dict]:
-    files = [cache_file(cache, t.path, placement) for t in tracks]
+    return cached_map(compute, [(t.path, placement) for t in tracks],
+                      [cache_file(cache, t.path, placement) for t in tracks], cache, jobs, log, "features")
+
+
+def cached_map(fn, work: list[tuple], files: list[Path], cache: Path, jobs: int, log, what: str) -> list[dict]:
+    """fn(*args) for every args in `work`, each result kept as JSON in its file (written atomically) and
+    read from there next time; `jobs` > 1 computes in that many processes. Progress every 50."""
     results: list[dict | None] = [json.loads(f.read_text()) if f.exists() else None for f in files]
     todo = [i for i, r in enumerate(results) if r is None]
-    log(f"features: {len(tracks) - len(todo)} cached, {len(todo)} to compute under {cache}")
+    log(f"{what}: {len(files) - len(todo)} cached, {len(todo)} to compute under {cache}")
     started = time.perf_counter()
-
-    def store(i: int, res: dict) -> None:
-        files[i].parent.mkdir(parents=True, exist_ok=True)
-        tmp = files[i].with_suffix(".tmp")
-        tmp.write_text(json.dumps(res))
-        tmp.replace(files[i])
-        results[i] = res
-
-    if jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(jobs) as pool:
-            for n, (i, res) in enumerate(zip(todo, pool.map(compute, [tracks[i].path for i in todo], [placement] * len(todo),
-                                                               chunksize=4)), 1):
-                store(i, res)
-                if n % 50 == 0:
-                    log(f"  {n}/{len(todo)} ({time.perf_counter() - started:.0f} s)")
-    else:
-        for n, i in enumerate(todo, 1):
-            store(i, compute(tracks[i].path, placement))
+    args = [work[i] for i in todo]
+    with ProcessPoolExecutor(max(1, jobs)) as pool:
+        done = (pool.map(fn, *zip(*args), chunksize=4) if jobs > 1 and len(args) > 1
+                else (fn(*a) for a in args))
+        for n, (i, res) in enumerate(zip(todo, done), 1):
+            files[i].parent.mkdir(parents=True, exist_ok=True)
+            tmp = files[i].with_suffix(".tmp")
+            tmp.write_text(json.dumps(res))
+            tmp.replace(files[i])
+            results[i] = res
             if n % 50 == 0:
                 log(f"  {n}/{len(todo)} ({time.perf_counter() - started:.0f} s)")
     return results
@@ -356,8 +354,9 @@ def intervals(tracks: list[Track], p: np.ndarray, seed: int = 0) -> dict:
     more (the spread between folds in the per-source table says how much)."""
     y = np.array([t.label for t in tracks])
     fam = np.array([t.family for t in tracks])
-    cells = [np.flatnonzero(m) for m in ((np.array([t.group for t in tracks]) == g) & (y == c)
-                                         for g in dict.fromkeys(t.group for t in tracks) for c in (0, 1)) if m.any()]
+    grp = np.array([t.group for t in tracks])
+    cells = [np.flatnonzero((grp == g) & (y == c)) for g in dict.fromkeys(grp) for c in (0, 1)]
+    cells = [c for c in cells if len(c)]
     rng = np.random.default_rng(seed)
     masks = {"overall": np.ones(len(y), bool), **{f: fam == f for f in FAMILIES if (fam == f).any()}}
     draws = {k: ([], []) for k in masks}

@@ -134,10 +134,10 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, sources: np.ndarray | None, *, n_
     X = np.asarray(X, dtype=np.float64)
     if weights is not None and len(weights) != len(X):
         raise ValueError(f"{len(weights)} weights for {len(X)} rows")
-    base = X if fit_rows is None else X[np.asarray(fit_rows, dtype=bool)]
-    quantiles = fit_quantiles(base, N_QUANTILES) if transform == "quantile" else None
+    rows = slice(None) if fit_rows is None else np.asarray(fit_rows, dtype=bool)
+    quantiles = fit_quantiles(X[rows], N_QUANTILES) if transform == "quantile" else None
     Z = quantile_normal(X, quantiles) if quantiles is not None else X
-    Zb = quantile_normal(base, quantiles) if quantiles is not None else base
+    Zb = Z[rows]  # the transform works row by row
     mean = Zb.mean(axis=0)
     scale = Zb.std(axis=0)
     scale[scale == 0] = 1.0
