@@ -8,23 +8,28 @@ moodtag writes a mood field and its own namespaced fields, and nothing else:
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
 `_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules). The format comes from the file's content, never
-its name. Every mutagen call goes through
-`_mutagen_errors`, which turns mutagen and OS errors into a TagError naming the cause.
+its name, and only a regular file is read (a FIFO or a device is refused before the first byte).
+Every mutagen call goes through `_mutagen_errors`, which turns mutagen and OS errors into a TagError
+naming the cause. Every write goes through `tagger.safewrite`: mutagen saves into an overlay, and
+the change reaches the file in a way a kill or power cut cannot leave half done.
 """
 from __future__ import annotations
 
 import errno
 import os
 import re
+import stat
 import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import mutagen
-from mutagen import aiff, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
+from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
 
+from tagger import safewrite
 from tagger.errors import TagError
+from tagger.safewrite import UndoJournal
 
 MOOD_FIELD = "MOOD"
 FIELD_PREFIX = "MOODTAG_"
@@ -56,7 +61,8 @@ class TrackInfo:
 
 def read_info(path) -> TrackInfo:
     """The file's format, tag kind, duration, artist, title and album; TagError if it cannot be parsed."""
-    audio, fmt = _load(Path(path))
+    with _opened(Path(path)) as fh:
+        audio, fmt = _load(fh)
     length = getattr(audio.info, "length", None)
     if fmt.fields is None or audio.tags is None:
         artist = title = album = None
@@ -68,45 +74,59 @@ def read_info(path) -> TrackInfo:
 
 def read_mood(path) -> MoodValues | None:
     """What the file's moodtag fields say; None if it has no mood field."""
-    audio, fmt = _load(Path(path))
+    with _opened(Path(path)) as fh:
+        audio, fmt = _load(fh)
     return _mood_values(_current_fields(audio, fmt))
 
 
-def write_mood(path, values: MoodValues, *, dry_run: bool = False) -> bool:
+def write_mood(path, values: MoodValues, *, dry_run: bool = False, journal: UndoJournal | None = None) -> bool:
     """Write `values` into the file's tags, replacing any moodtag fields there. Returns False, and
     leaves the file untouched, when it already holds exactly these values. With dry_run, writes
-    nothing and returns whether it would write (raising TagError where the write would fail)."""
+    nothing and returns whether it would write (raising TagError where the write would fail).
+
+    The write is crash-safe (tagger.safewrite); `journal` is where an interrupted write is recorded
+    for `UndoJournal.recover()`, by default the one beside the default cache. An MP3 that gets its
+    first ID3v2 tag gets the title, artist, album, year, track, genre and comment of its ID3v1 or
+    APEv2 tag in it too, so players that prefer v2 still show them."""
     path = Path(path)
-    audio, fmt = _load(path)
-    fields = _tag_fields(fmt)
-    wanted = _mood_fields(values)
-    if sorted(_current_fields(audio, fmt)) == sorted(wanted.items()):
-        return False
-    _require_writable(path)
-    if dry_run:
-        return True
-    with _mutagen_errors(writing=True, fmt=fmt):
-        if audio.tags is None:
-            audio.add_tags()
-        fields.remove(audio.tags)
-        fields.add(audio.tags, wanted)
-    _save(audio, fmt, path)
+    with _opened(path) as fh:
+        audio, fmt = _load(fh)
+        fields = _tag_fields(fmt)
+        wanted = _mood_fields(values)
+        if sorted(_current_fields(audio, fmt)) == sorted(wanted.items()):
+            return False
+        _require_writable(path, fh)
+        if dry_run:
+            return True
+        with _mutagen_errors(writing=True, fmt=fmt):
+            if audio.tags is None:
+                audio.add_tags()
+                if fmt.keeps_id3v1:
+                    for frame in _legacy_frames(fh):
+                        audio.tags.add(frame)
+            fields.remove(audio.tags)
+            fields.add(audio.tags, wanted)
+        _save(audio, fmt, path, fh, journal)
     return True
 
 
-def remove_mood(path, *, dry_run: bool = False) -> bool:
+def remove_mood(path, *, dry_run: bool = False, journal: UndoJournal | None = None) -> bool:
     """Remove the mood field and every MOODTAG_* field, and nothing else. Returns whether the file
-    changed (with dry_run: whether it would; nothing is written)."""
+    changed (with dry_run: whether it would; nothing is written). An MP3 ID3v2 tag left holding only
+    what write_mood copied from the ID3v1 or APEv2 tag (or nothing) is removed whole, which gives
+    back the file as it was before moodtag. Crash-safe, as write_mood."""
     path = Path(path)
-    audio, fmt = _load(path)
-    if not _current_fields(audio, fmt):
-        return False
-    _require_writable(path)
-    if dry_run:
-        return True
-    with _mutagen_errors(writing=True, fmt=fmt):
-        _tag_fields(fmt).remove(audio.tags)
-    _save(audio, fmt, path)
+    with _opened(path) as fh:
+        audio, fmt = _load(fh)
+        if not _current_fields(audio, fmt):
+            return False
+        _require_writable(path, fh)
+        if dry_run:
+            return True
+        with _mutagen_errors(writing=True, fmt=fmt):
+            _tag_fields(fmt).remove(audio.tags)
+            drop_v2 = fmt.keeps_id3v1 and _canonical(audio.tags.values()) == _canonical(_legacy_frames(fh))
+        _save(audio, fmt, path, fh, journal, drop_v2=drop_v2)
     return True
 
 
@@ -321,13 +341,38 @@ def _sniff(head: bytes, fh) -> type | None:
     return None
 
 
-def _load(path: Path):
-    """(mutagen file object, _Format) for the file's content; TagError if it is not audio we know."""
+@contextmanager
+def _opened(path: Path):
+    """The file open for reading, refused unless it is a regular file: a FIFO would block the open
+    or the first read forever, /dev/zero would feed mutagen without end. Opened non-blocking and
+    checked with fstat, so what is checked is what is read."""
     with _mutagen_errors(writing=False, fmt=None):
-        with open(path, "rb") as fh:
-            cls = _sniff(fh.read(128), fh)
+        _require_regular(os.stat(path).st_mode)   # before opening: opening some devices does things
+        fh = open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK))
+    with fh:
+        _require_regular(os.fstat(fh.fileno()).st_mode)
+        yield fh
+
+
+def _require_regular(mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise TagError("is a folder")
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+    raise TagError(f"not a regular file ({kind})")
+
+
+def _load(fh):
+    """(mutagen file object, _Format) for the content of `fh`, an open regular file; TagError if it
+    is not audio we know."""
+    with _mutagen_errors(writing=False, fmt=None):
+        fh.seek(0)
+        cls = _sniff(fh.read(128), fh)
         if cls is None:  # e.g. an MP3 with junk before its first frame: mutagen's own guess
-            guess = mutagen.File(path)
+            fh.seek(0)
+            guess = mutagen.File(fh)
             if guess is None:
                 raise TagError("not a supported audio file")
             cls = type(guess)
@@ -335,41 +380,91 @@ def _load(path: Path):
                 return guess, _Format(cls.__name__.lower(), None)
     fmt = _FORMATS[cls]
     with _mutagen_errors(writing=False, fmt=fmt):
-        return cls(path, **(_ID3_LOAD if fmt.fields is _ID3 else {})), fmt
+        fh.seek(0)
+        return cls(fh, **(_ID3_LOAD if fmt.fields is _ID3 else {})), fmt
 
 
 # --- writing -----------------------------------------------------------------------------
 
-def _require_writable(path: Path) -> None:
-    """Refuse before touching a file: one without write permission, or marked read-only (no write
-    bit at all, which root would otherwise ignore)."""
+def _require_writable(path: Path, fh) -> None:
+    """Refuse before touching a file: one on a read-only file system, one without write permission,
+    or one marked read-only (no write bit at all, which root would otherwise ignore)."""
     with _mutagen_errors(writing=True, fmt=None):
-        mode = path.stat().st_mode
+        read_only_fs = os.fstatvfs(fh.fileno()).f_flag & os.ST_RDONLY
+        mode = os.fstat(fh.fileno()).st_mode
+    if read_only_fs:
+        raise TagError("read-only file system")
     if not os.access(path, os.W_OK) or not mode & 0o222:
         raise TagError("read-only file (permission denied)")
 
 
-def _save(audio, fmt: _Format, path: Path) -> None:
-    with _mutagen_errors(writing=True, fmt=fmt):
+def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, drop_v2: bool = False) -> None:
+    """Save `audio`'s tags into the file `fh` reads, through safewrite. drop_v2: remove the ID3v2 tag."""
+
+    def save_into(target) -> None:   # mutagen's save, into any file object holding the file's bytes
+        if drop_v2:
+            id3.delete(target, delete_v1=False, delete_v2=True)
+            return
         options = fmt.fields.prepare_save(audio.tags)
         if not fmt.keeps_id3v1:
-            audio.save(**options)
+            audio.save(target, **options)
             return
-        id3v1 = _trailing_id3v1(path)
-        audio.save(v1=id3.ID3v1SaveOptions.UPDATE, **options)
-        if id3v1 is not None and _trailing_id3v1(path) != id3v1:
-            with open(path, "r+b") as fh:  # same size, same place: the ID3v1 tag as it was
-                fh.seek(-128, os.SEEK_END)
-                fh.write(id3v1)
+        id3v1 = _trailing_id3v1(target)
+        target.seek(0)   # mutagen reads the ID3v2 header where the file object stands
+        audio.save(target, v1=id3.ID3v1SaveOptions.UPDATE, **options)
+        if id3v1 is not None and _trailing_id3v1(target) != id3v1:
+            target.seek(-128, os.SEEK_END)  # same size, same place: the ID3v1 tag as it was
+            target.write(id3v1)
+
+    with _mutagen_errors(writing=True, fmt=fmt):
+        safewrite.rewrite(path, fh, save_into, journal=journal if journal is not None else _default_journal())
 
 
-def _trailing_id3v1(path: Path) -> bytes | None:
-    with open(path, "rb") as fh:
-        if fh.seek(0, os.SEEK_END) < 128:
-            return None
-        fh.seek(-128, os.SEEK_END)
-        block = fh.read(128)
+def _default_journal() -> UndoJournal:
+    from tagger.cache import default_db_path
+
+    return UndoJournal.for_cache(default_db_path())
+
+
+def _trailing_id3v1(fileobj) -> bytes | None:
+    if fileobj.seek(0, os.SEEK_END) < 128:
+        return None
+    fileobj.seek(-128, os.SEEK_END)
+    block = fileobj.read(128)
     return block if block.startswith(b"TAG") else None
+
+
+# MP3: what a first ID3v2 tag takes from an ID3v1 or APEv2 tag (APEv2 key -> ID3v2.4 frame)
+_APE_FRAMES = {"title": id3.TIT2, "artist": id3.TPE1, "album": id3.TALB, "year": id3.TDRC,
+               "track": id3.TRCK, "genre": id3.TCON}
+
+
+def _legacy_frames(fh) -> list:
+    """The title, artist, album, year, track, genre and comment of an MP3's ID3v1 and APEv2 tags, as
+    ID3v2.4 frames; APEv2 (UTF-8, not cut at 30 bytes) wins where both have a field."""
+    frames = {}
+    block = _trailing_id3v1(fh)
+    if block is not None:
+        frames.update(id3.ParseID3v1(block) or {})
+    fh.seek(0)
+    try:
+        ape = apev2.APEv2(fh)
+    except apev2.error:
+        ape = {}
+    for key, value in ape.items():
+        if getattr(value, "kind", None) != apev2.TEXT or not value.value:
+            continue
+        name = key.lower()
+        if name in _APE_FRAMES:
+            frame = _APE_FRAMES[name](encoding=id3.Encoding.UTF8, text=list(value))
+            frames[frame.FrameID] = frame
+        elif name == "comment":
+            frames["COMM"] = id3.COMM(encoding=id3.Encoding.UTF8, lang="eng", desc="", text=list(value))
+    return list(frames.values())
+
+
+def _canonical(frames) -> list[tuple[str, str]]:
+    return sorted((frame.HashKey, frame.pprint()) for frame in frames)
 
 
 # --- the one error wrapper ---------------------------------------------------------------

@@ -7,15 +7,19 @@ round-trip while everything else in the file, tags, pictures and audio, stays as
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
+import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import mutagen
 import numpy as np
 import pytest
-from mutagen import aiff, flac, id3, mp3, mp4, oggopus, oggvorbis, wave
+from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggopus, oggvorbis, wave
 
 from tagger import synth
 from tagger.errors import TagError
@@ -30,6 +34,12 @@ OTHER = MoodValues(mood="exciting", scores={"calm": 0.2, "exciting": 0.7, "tense
                    model="moodtag-cnn 2.0.0")
 ARTIST, TITLE, ALBUM = "The Artist", "A Title ✓", "An Album"
 DECOY = "MOODTAGGER"  # looks like ours, is not: must survive writes and removals
+
+
+@pytest.fixture(autouse=True)
+def private_data_home(tmp_path, monkeypatch):
+    """Writes without a journal of their own use the one beside the default cache: keep it in tmp."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
 
 
 @pytest.fixture(scope="module")
@@ -297,6 +307,81 @@ def test_untagged_mp3_gets_id3v24(tmp_path, sources):
     assert remove_mood(path) is True and after_id3v2(path.read_bytes()) == audio
 
 
+def test_default_journal_is_beside_the_default_cache(tmp_path, sources):
+    path = tmp_path / "bare.mp3"
+    shutil.copyfile(sources["mp3"], path)
+    assert write_mood(path, VALUES) is True
+    assert (tmp_path / "xdg-data" / "moodtag" / "moodtag.db-undo").is_dir()
+
+
+# --- MP3: a first ID3v2 tag takes the fields of an ID3v1 or APEv2 tag ----------------------------
+
+APE_FIELDS = {"Title": "Ape Title ✓", "Artist": "Ape Artist", "Album": "Ape Album", "Year": "2004",
+              "Track": "3/12", "Genre": "Jazz", "Comment": "ape comment"}
+
+
+def legacy_mp3(tmp_path: Path, sources, *, v1: bool, ape: bool) -> Path:
+    """An MP3 without an ID3v2 tag: its audio, then an APEv2 tag and/or an ID3v1 tag."""
+    path = tmp_path / "legacy.mp3"
+    shutil.copyfile(sources["mp3"], path)
+    if ape:
+        tag = apev2.APEv2()
+        tag.update(APE_FIELDS)
+        tag.save(path)
+    if v1:
+        with open(path, "ab") as fh:
+            fh.write(ID3V1)
+    return path
+
+
+def test_id3v1_only_mp3_keeps_title_and_artist_in_v2(tmp_path, sources):
+    path = legacy_mp3(tmp_path, sources, v1=True, ape=False)
+    original = path.read_bytes()
+    assert write_mood(path, VALUES) is True
+    tags = id3.ID3(path, translate=False, load_v1=False)
+    assert {key: tags[key].text for key in ("TIT2", "TPE1", "TALB", "TDRC", "TRCK", "TCON")} == {
+        "TIT2": ["v1 title"], "TPE1": ["v1 artist"], "TALB": ["v1 album"], "TDRC": [id3.ID3TimeStamp("1999")],
+        "TRCK": ["7"], "TCON": ["17"]}
+    assert tags["TCON"].genres == ["Rock"]
+    assert tags.getall("COMM")[0].text == ["v1 comment"] and tags["TMOO"].text == ["calm"]
+    assert path.read_bytes()[-128:] == ID3V1   # the v1 tag byte for byte
+    info = read_info(path)
+    assert (info.title, info.artist, info.album) == ("v1 title", "v1 artist", "v1 album")
+    assert read_mood(path) == READ_BACK
+    assert remove_mood(path) is True
+    assert path.read_bytes() == original   # untag gives the file back as it was
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["ape-only", "ape-and-v1"])
+def test_apev2_mp3_keeps_its_fields_in_v2(tmp_path, sources, v1):
+    path = legacy_mp3(tmp_path, sources, v1=v1, ape=True)
+    original = path.read_bytes()
+    tail = original[len(sources["mp3"].read_bytes()):]   # the APEv2 tag (and the ID3v1 tag)
+    assert write_mood(path, VALUES) is True
+    tags = id3.ID3(path, translate=False, load_v1=False)
+    assert tags["TIT2"].text == ["Ape Title ✓"] and tags["TPE1"].text == ["Ape Artist"]  # APEv2 wins over v1
+    assert tags["TALB"].text == ["Ape Album"] and tags["TRCK"].text == ["3/12"] and tags["TCON"].text == ["Jazz"]
+    assert str(tags["TDRC"].text[0]) == "2004" and tags.getall("COMM")[0].text == ["ape comment"]
+    assert path.read_bytes().endswith(tail)
+    assert {key: str(value) for key, value in apev2.APEv2(path).items()} == APE_FIELDS
+    assert remove_mood(path) is True and path.read_bytes() == original
+
+
+def test_untag_keeps_a_v2_tag_edited_since(tmp_path, sources):
+    path = legacy_mp3(tmp_path, sources, v1=True, ape=False)
+    write_mood(path, VALUES)
+    tags = id3.ID3(path, translate=False, load_v1=False)
+    tags.add(id3.TIT2(encoding=3, text=["A longer title, fixed by hand"]))
+    tags.save(path)
+    with open(path, "r+b") as fh:   # the v1 tag as it was (mutagen's save rewrote it from v2)
+        fh.seek(-128, os.SEEK_END)
+        fh.write(ID3V1)
+    assert remove_mood(path) is True
+    tags = id3.ID3(path, translate=False, load_v1=False)
+    assert tags["TIT2"].text == ["A longer title, fixed by hand"] and "TMOO" not in tags
+    assert path.read_bytes()[-128:] == ID3V1
+
+
 # --- Vorbis comments: FLAC, Ogg Vorbis, Opus -------------------------------------------------
 
 class VorbisContract(FormatContract):
@@ -421,6 +506,100 @@ def test_broken_files_are_refused_untouched(tmp_path, name, content, cause):
         with pytest.raises(TagError, match=cause):
             attempt(path)
     assert path.read_bytes() == content
+
+
+NOT_REGULAR = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))   # a read without end fails, not the machine
+from tagger.errors import TagError
+from tagger.safewrite import UndoJournal
+from tagger.tags import MoodValues, read_info, read_mood, remove_mood, write_mood
+journal = UndoJournal(sys.argv[2] + "-journal")
+values = MoodValues(mood="calm", scores={"calm": 1.0}, model="m 1")
+for attempt in (read_info, read_mood, lambda p: write_mood(p, values, journal=journal),
+                lambda p: remove_mood(p, journal=journal)):
+    try:
+        attempt(sys.argv[1])
+        print("no error")
+    except TagError as exc:
+        print(exc)
+"""
+
+
+@pytest.mark.parametrize("kind, cause", [("fifo", "a FIFO"), ("dev-zero", "a character device"),
+                                         ("socket", "a socket")])
+def test_not_a_regular_file_is_refused_before_reading(tmp_path, kind, cause):
+    path = tmp_path / "x.mp3"
+    held = None
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        held = socket.socket(socket.AF_UNIX)
+        held.bind(str(path))
+    try:   # in a subprocess with a time limit: a regression fails here instead of hanging the suite
+        proc = subprocess.run([sys.executable, "-c", NOT_REGULAR, str(path), str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        if held is not None:
+            held.close()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"not a regular file ({cause})"] * 4
+
+
+def namespace_available() -> str | None:
+    """Why a private mount namespace (unshare -rm, for a tmpfs of our own) cannot be had here; None if it can."""
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "no unshare or mount command"
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs tmpfs "$0"', "/tmp"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot mount a tmpfs in a user namespace: {(probe.stderr or probe.stdout).strip()}"
+    return None
+
+
+def in_namespace(script: str, *args) -> dict:
+    """Run `script` (Python) in a private mount namespace, as its root; it prints one JSON object."""
+    proc = subprocess.run(["unshare", "-rm", sys.executable, "-c", script, *map(str, args)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_read_only_file_system_is_not_a_read_only_file(tmp_path, sources):
+    reason = namespace_available()
+    if reason:
+        pytest.skip(reason)
+    script = """
+import json, shutil, subprocess, sys
+from pathlib import Path
+from tagger.errors import TagError
+from tagger.safewrite import UndoJournal
+from tagger.tags import MoodValues, read_mood, remove_mood, write_mood
+mnt, source, journal = Path(sys.argv[1]), Path(sys.argv[2]), UndoJournal(Path(sys.argv[3]))
+values = MoodValues(mood="calm", scores={"calm": 1.0}, model="m 1")
+mnt.mkdir()
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+track = mnt / "track.flac"
+shutil.copyfile(source, track)
+write_mood(track, values, journal=journal)
+subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+out = {}
+other = MoodValues(mood="exciting", scores={}, model="m 1")
+for name, attempt in (("write", lambda: write_mood(track, other, journal=journal)),
+                      ("dry run", lambda: write_mood(track, other, dry_run=True, journal=journal)),
+                      ("remove", lambda: remove_mood(track, journal=journal)),
+                      ("read", lambda: read_mood(track).mood)):
+    try:
+        out[name] = ["ok", attempt()]
+    except TagError as exc:
+        out[name] = ["error", str(exc)]
+print(json.dumps(out))
+"""
+    out = in_namespace(script, tmp_path / "mnt", sources["flac"], tmp_path / "journal")
+    refused = ["error", "read-only file system"]
+    assert out == {"write": refused, "dry run": refused, "remove": refused, "read": ["ok", "calm"]}
 
 
 def test_missing_file_and_folder(tmp_path):

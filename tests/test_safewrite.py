@@ -1,0 +1,758 @@
+"""tagger.safewrite: tag writes that a kill or a full disk cannot damage, over real files.
+
+The kill tests build one large file per format (about 20 MB: repeated MP3 frames, FLAC, WAV and AIFF
+of noise, Ogg pages and M4A packets repeated; no decoding needed), run `write_mood` in a subprocess,
+SIGKILL it while it writes, run `UndoJournal.recover()`, and check that the file's bytes are exactly
+those from before or exactly those of a finished write, whose audio payload is the original's.
+Three cases per format: the tag outgrows a front tag without padding (a copy renamed over the file);
+the same file hard-linked (in place, the whole moved tail journaled); a tag that fits its padding
+(in place, a small journal entry).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import os
+import random
+import shutil
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mutagen
+import numpy as np
+import pytest
+from mutagen import id3, ogg
+from mutagen._util import delete_bytes, insert_bytes, resize_bytes
+
+from tagger import safewrite, synth
+from tagger.errors import TagError
+from tagger.safewrite import UndoJournal
+from tagger.tags import MoodValues, read_info, read_mood, remove_mood, write_mood
+from tests.test_tags import after_id3v2, flac_frames, in_namespace, mp4_mdat, namespace_available
+
+BIG = int(float(os.environ.get("MOODTAG_KILL_MB", "20")) * (1 << 20))   # size of the kill tests' files
+ROUNDS = int(os.environ.get("MOODTAG_KILL_ROUNDS", "3"))                # kills per format and case
+VALUES = MoodValues(mood="calm", scores={"calm": 0.913, "exciting": 0.087}, model="moodtag-cnn 1.0.0")
+OTHER = MoodValues(mood="exciting", scores={"calm": 0.2, "exciting": 0.8}, model="moodtag-cnn 1.0.0")
+FORMATS = ("mp3", "flac", "ogg", "opus", "m4a", "alac.m4a", "wav", "aiff")
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- building large files cheaply ----------------------------------------------------------------
+
+def noise(seconds: float) -> np.ndarray:
+    return (np.random.default_rng(7).standard_normal((int(seconds * synth.SAMPLE_RATE), 2)) * 0.25
+            ).clip(-1, 1).astype(np.float32)
+
+
+def repeated_mp3(small: Path, dst: Path, size: int) -> Path:
+    frames = small.read_bytes()
+    assert not frames.startswith(b"ID3")
+    dst.write_bytes(frames * (size // len(frames) + 1))
+    return dst
+
+
+def repeated_ogg(small: Path, dst: Path, size: int) -> Path:
+    """The header pages, then the audio pages again and again, renumbered (valid CRCs and positions)."""
+    with open(small, "rb") as fh:
+        pages = []
+        while True:
+            try:
+                pages.append(ogg.OggPage(fh))
+            except EOFError:
+                break
+    n_head = next(i for i, page in enumerate(pages) if page.position > 0)
+    audio = pages[n_head:]
+    span = audio[-1].position
+    out = [ogg.OggPage.write(page) for page in pages[:n_head]]
+    written, seq, k = sum(map(len, out)), n_head, 0
+    while written < size:
+        for page in audio:
+            again = copy.copy(page)
+            again.sequence, again.last = seq, False
+            if page.position >= 0:
+                again.position = page.position + k * span
+            out.append(ogg.OggPage.write(again))
+            written, seq = written + len(out[-1]), seq + 1
+        k += 1
+    final = ogg.OggPage(io.BytesIO(out[-1]))
+    final.last = True
+    out[-1] = ogg.OggPage.write(final)
+    dst.write_bytes(b"".join(out))
+    return dst
+
+
+def repeated_m4a(small: Path, dst: Path, size: int) -> Path:
+    """The packets of `small` again and again, remuxed with the moov atom first (as iTunes writes it)."""
+    import av
+
+    with av.open(str(small)) as src:
+        stream = src.streams.audio[0]
+        packets = [packet for packet in src.demux(stream) if packet.size]
+        span = packets[-1].dts + packets[-1].duration - packets[0].dts
+        total = sum(packet.size for packet in packets)
+        with av.open(str(dst), "w", format="ipod", options={"movflags": "faststart"}) as out:
+            add = getattr(out, "add_stream_from_template", None)
+            target = add(stream) if add else out.add_stream(template=stream)
+            for k in range(size // total + 1):
+                for packet in packets:
+                    again = av.Packet(bytes(packet))
+                    again.pts, again.dts = packet.pts + k * span, packet.dts + k * span
+                    again.duration, again.time_base, again.stream = packet.duration, packet.time_base, target
+                    out.mux(again)
+    return dst
+
+
+def add_tags(path: Path, padding: int) -> None:
+    """Give a file an artist and a title, with exactly `padding` bytes of padding after its tag."""
+    audio = mutagen.File(path)
+    if audio.tags is None:
+        audio.add_tags()
+    if isinstance(audio.tags, id3.ID3):
+        audio.tags.add(id3.TPE1(encoding=3, text=["The Artist"]))
+        audio.tags.add(id3.TIT2(encoding=3, text=["A Title"]))
+    elif isinstance(audio, mutagen.mp4.MP4):
+        audio.tags.update({"\xa9ART": ["The Artist"], "\xa9nam": ["A Title"]})
+    else:
+        audio.tags.update({"ARTIST": "The Artist", "TITLE": "A Title"})
+    audio.save(padding=lambda info: padding)
+
+
+def iff_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(id, start, end) of each top-level chunk of a RIFF/WAVE or FORM/AIFF file, padding included."""
+    order = "little" if data.startswith(b"RIFF") else "big"
+    chunks, pos = [], 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4:pos + 8], order)
+        end = pos + 8 + size + (size & 1)
+        chunks.append((data[pos:pos + 4], pos, end))
+        pos = end
+    return chunks
+
+
+def id3_chunk_first(path: Path) -> None:
+    """Move a WAV's or AIFF's ID3 chunk in front of the audio, as some taggers place it."""
+    data = path.read_bytes()
+    chunks = iff_chunks(data)
+    tag = next(c for c in chunks if c[0].strip().upper() == b"ID3")
+    rest = [c for c in chunks if c is not tag]
+    parts = [data[s:e] for _, s, e in rest[:1]] + [data[tag[1]:tag[2]]] + [data[s:e] for _, s, e in rest[1:]]
+    path.write_bytes(data[:12] + b"".join(parts))
+
+
+def ogg_audio(data: bytes, header_packets: int) -> bytes:
+    """An Ogg stream's packet data after its header packets (page numbers and CRCs left out)."""
+    pos, bodies, total, count, header_end = 0, [], 0, 0, None
+    while pos < len(data):
+        assert data[pos:pos + 4] == b"OggS"
+        lacing = data[pos + 27:pos + 27 + data[pos + 26]]
+        start = pos + 27 + len(lacing)
+        if header_end is None:
+            offset = 0
+            for lace in lacing:
+                offset += lace
+                if lace < 255:
+                    count += 1
+                    if count == header_packets:
+                        header_end = total + offset
+                        break
+        bodies.append(data[start:start + sum(lacing)])
+        total += sum(lacing)
+        pos = start + sum(lacing)
+    return b"".join(bodies)[header_end:]
+
+
+def audio_payload(path: Path, fmt: str) -> bytes:
+    data = path.read_bytes()
+    if fmt == "mp3":
+        return after_id3v2(data)
+    if fmt == "flac":
+        return flac_frames(data)
+    if fmt.endswith("m4a"):
+        return mp4_mdat(data)
+    if fmt in ("ogg", "opus"):
+        return ogg_audio(data, 3 if fmt == "ogg" else 2)
+    audio_id = b"data" if fmt == "wav" else b"SSND"
+    _, start, end = next(c for c in iff_chunks(data) if c[0] == audio_id)
+    return data[start + 8:end]
+
+
+def sha(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
+            else hashlib.sha256(fh.read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def small_sources(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("small")
+    return {fmt: synth.make_track(folder / f"s.{fmt}", "exciting", 10.0, seed=3) for fmt in FORMATS}
+
+
+@pytest.fixture(scope="module")
+def big_sources(tmp_path_factory, small_sources) -> dict[str, Path]:
+    """One untagged file of about BIG bytes per format."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("big")
+    seconds = BIG / (synth.SAMPLE_RATE * 4)
+    out = {}
+    for fmt in FORMATS:
+        dst = folder / f"big.{fmt}"
+        if fmt == "mp3":
+            out[fmt] = repeated_mp3(small_sources[fmt], dst, BIG)
+        elif fmt in ("ogg", "opus"):
+            out[fmt] = repeated_ogg(small_sources[fmt], dst, BIG)
+        elif fmt.endswith("m4a"):
+            out[fmt] = repeated_m4a(small_sources[fmt], dst, BIG)
+        else:
+            sf.write(str(dst), noise(seconds), synth.SAMPLE_RATE, subtype="PCM_16",
+                     format={"flac": "FLAC", "wav": "WAV", "aiff": "AIFF"}[fmt])
+            out[fmt] = dst
+    return out
+
+
+@pytest.fixture(scope="module")
+def medium_mp3(tmp_path_factory, small_sources) -> Path:
+    """An untagged MP3 of about 4 MB: big enough that a tag added in front is written by a copy."""
+    return repeated_mp3(small_sources["mp3"], tmp_path_factory.mktemp("medium") / "medium.mp3", 4 << 20)
+
+
+@pytest.fixture
+def journal(tmp_path) -> UndoJournal:
+    return UndoJournal(tmp_path / "journal")
+
+
+# --- the kill tests -------------------------------------------------------------------------------
+
+WRITER = """
+import sys
+from pathlib import Path
+from tagger.safewrite import UndoJournal
+from tagger.tags import MoodValues, write_mood
+values = MoodValues(mood="calm", scores={"calm": 0.913, "exciting": 0.087}, model="moodtag-cnn 1.0.0")
+write_mood(Path(sys.argv[1]), values, journal=UndoJournal(Path(sys.argv[2])))
+print("done", flush=True)
+"""
+
+
+def run_writer(path: Path, journal_dir: Path, trigger: str, kill_after: float | None) -> tuple[float, bool]:
+    """Run WRITER on `path`; with kill_after, SIGKILL it that many seconds after `trigger`: "entry" (its
+    journal entry appears) or "write" (the file, or a copy of it, starts to change). Returns (seconds
+    from the trigger to the end of write_mood, or to the kill; whether it was killed)."""
+    first = path.stat()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(journal_dir)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def fired() -> bool:
+        if trigger == "entry":
+            return any(name.endswith(".undo") for name in os.listdir(journal_dir))
+        if any(".moodtag-" in name for name in os.listdir(path.parent)):
+            return True
+        try:
+            now = path.stat()
+        except FileNotFoundError:
+            return True
+        return (now.st_ino, now.st_size, now.st_mtime_ns) != (first.st_ino, first.st_size, first.st_mtime_ns)
+
+    seen = None
+    while proc.poll() is None and seen is None:
+        if fired():
+            seen = time.perf_counter()
+    killed = False
+    if kill_after is None:
+        proc.stdout.readline()   # "done": write_mood has returned
+    elif seen is not None:
+        while proc.poll() is None and time.perf_counter() - seen < kill_after:
+            time.sleep(0.0002)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+    took = time.perf_counter() - seen if seen else 0.0
+    _, err = proc.communicate(timeout=120)
+    assert killed or proc.returncode == 0, err.decode()
+    return took, killed
+
+
+def pristine(big: Path, fmt: str, case: str, folder: Path) -> Path:
+    """The large file of `fmt` with an artist and title: no padding ("copy", "journal") or 64 KiB
+    ("padding"); a WAV's or AIFF's ID3 chunk placed in front of the audio."""
+    path = folder / f"pristine.{fmt}"
+    shutil.copyfile(big, path)
+    add_tags(path, 0 if case != "padding" else 64 << 10)
+    if fmt in ("wav", "aiff") and case != "padding":
+        id3_chunk_first(path)
+    return path
+
+
+@pytest.mark.parametrize("case", ["copy", "journal", "padding"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_kill_mid_write_leaves_old_or_new(tmp_path, big_sources, fmt, case):
+    rng = random.Random(f"{fmt}-{case}")
+    source = pristine(big_sources[fmt], fmt, case, tmp_path)
+    library, journal_dir = tmp_path / "library", tmp_path / "journal"
+    library.mkdir()
+    journal_dir.mkdir()
+    path, link = library / f"track.{fmt}", tmp_path / f"link.{fmt}"
+    before = sha(source)
+
+    def fresh() -> None:
+        for p in (path, link):
+            p.unlink(missing_ok=True)
+        shutil.copyfile(source, path)
+        if case == "journal":
+            os.link(path, link)
+
+    # a full write: what "new" is, how it was written, and how long it takes
+    fresh()
+    inode = path.stat().st_ino
+    window, _ = run_writer(path, journal_dir, "write", None)
+    after = sha(path)
+    assert after != before and read_mood(path) == VALUES
+    assert audio_payload(path, fmt) == audio_payload(source, fmt)
+    assert (path.stat().st_ino == inode) == (case != "copy")   # copy: renamed over; else in place
+    if case == "journal":
+        assert link.stat().st_ino == path.stat().st_ino and path.stat().st_nlink == 2
+
+    outcomes: list[tuple[bool, bool, str]] = []
+    long_write = case != "padding"   # long enough that a kill must be able to cut it (else this tests nothing)
+    r = 0
+    while r < ROUNDS or (long_write and not any(cut for _, cut, _ in outcomes) and r < ROUNDS + 5):
+        fresh()
+        if r == 0:   # early: while it plans and journals
+            trigger, delay = "entry", 0.0
+        else:        # while it writes: anywhere in the time a full write takes, then ever earlier in it
+            trigger, delay = "write", window * rng.random() / 2 ** max(0, r - ROUNDS + 1)
+        _, killed = run_writer(path, journal_dir, trigger, delay)
+        cut = bool(list(library.glob(".*.moodtag-*.tmp"))) or sha(path) not in (before, after)   # mid-write
+        restored = UndoJournal(journal_dir).recover()
+        now = sha(path)
+        assert now in (before, after), f"round {r}: killed {delay * 1000:.1f} ms after {trigger}: the file is damaged"
+        assert not list(library.glob(".*.moodtag-*.tmp")), f"round {r}: a stale copy is left"
+        assert not any(journal_dir.iterdir()), f"round {r}: a journal entry is left"
+        assert all(item.path == path.resolve() for item in restored), restored
+        if case == "journal":
+            assert link.stat().st_ino == path.stat().st_ino, f"round {r}: the hard link was split"
+        outcomes.append((killed, cut, "new" if now == after else "old"))
+        r += 1
+    if long_write:
+        assert any(cut for _, cut, _ in outcomes), outcomes
+
+
+# --- what a copy keeps -----------------------------------------------------------------------------
+
+def test_copy_keeps_owner_mode_xattrs_and_acl(tmp_path, medium_mp3, journal):
+    path = tmp_path / "track.mp3"
+    shutil.copyfile(medium_mp3, path)
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file another owner")
+    os.chown(path, 1234, 5678)
+    os.chmod(path, 0o640)
+    try:
+        os.setxattr(path, "user.rating", b"5 stars")
+    except OSError as exc:
+        pytest.skip(f"no user extended attributes here: {exc.strerror}")
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in (
+        (0x01, 6, 0xFFFFFFFF), (0x02, 4, 1000), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+        (0x20, 0, 0xFFFFFFFF)))   # user::rw- user:1000:r-- group::r-- mask::r-- other::---
+    try:
+        os.setxattr(path, "system.posix_acl_access", acl)
+    except OSError:
+        acl = None
+    before = path.stat()
+    attrs = {name: os.getxattr(path, name) for name in os.listxattr(path)}
+    assert write_mood(path, VALUES, journal=journal) is True
+    after = path.stat()
+    assert after.st_ino != before.st_ino   # written by a copy
+    assert (after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode)) == (1234, 5678, stat.S_IMODE(before.st_mode))
+    assert {name: os.getxattr(path, name) for name in os.listxattr(path)} == attrs
+    assert acl is None or os.getxattr(path, "system.posix_acl_access") == acl
+    assert read_mood(path) == VALUES
+    assert after_id3v2(path.read_bytes()) == medium_mp3.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal", "track.mp3"]
+
+
+def test_hard_linked_file_is_written_in_place(tmp_path, medium_mp3, journal):
+    path, other = tmp_path / "track.mp3", tmp_path / "also.mp3"
+    shutil.copyfile(medium_mp3, path)
+    os.link(path, other)
+    inode = path.stat().st_ino
+    assert write_mood(path, VALUES, journal=journal) is True
+    assert path.stat().st_ino == other.stat().st_ino == inode and path.stat().st_nlink == 2
+    assert read_mood(other) == VALUES
+    assert after_id3v2(other.read_bytes()) == medium_mp3.read_bytes()
+
+
+def test_file_of_another_owner_is_written_in_place(medium_mp3):
+    """Writable by us but not ours: a copy would belong to us, so the file is written in place."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the writer as another user")
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="moodtag-owner-"))   # not under pytest's 0700 tmp folder
+    try:
+        folder.chmod(0o777)
+        path = folder / "track.mp3"
+        shutil.copyfile(medium_mp3, path)
+        os.chown(path, 1000, 1000)
+        path.chmod(0o666)
+        inode = path.stat().st_ino
+        as_other_user = ("import os\nfrom tagger import tags, safewrite\n"   # imported as root, then run as 4321
+                         "os.setgroups([]); os.setgid(4321); os.setuid(4321)\n" + WRITER)
+        proc = subprocess.run([sys.executable, "-c", as_other_user, str(path), str(folder / "journal")], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        st = path.stat()
+        assert (st.st_ino, st.st_uid, st.st_gid) == (inode, 1000, 1000)
+        assert read_mood(path) == VALUES and after_id3v2(path.read_bytes()) == medium_mp3.read_bytes()
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("size", ["small", "medium"])
+def test_symlink_stays_a_link_and_its_target_is_tagged(tmp_path, small_sources, medium_mp3, journal, size):
+    real = tmp_path / "real" / "track.mp3"
+    real.parent.mkdir()
+    shutil.copyfile(small_sources["mp3"] if size == "small" else medium_mp3, real)
+    link = tmp_path / "links" / "track.mp3"
+    link.parent.mkdir()
+    link.symlink_to(os.path.relpath(real, link.parent))
+    assert write_mood(link, VALUES, journal=journal) is True
+    assert link.is_symlink() and link.resolve() == real
+    assert read_mood(real) == VALUES
+    assert sorted(p.name for p in link.parent.iterdir()) == ["track.mp3"]
+    assert remove_mood(link, journal=journal) is True and link.is_symlink() and read_mood(real) is None
+
+
+def test_tag_growing_at_the_end_is_written_in_place(tmp_path, big_sources, journal):
+    """A WAV's ID3 chunk last: growing it moves nothing, so no copy of 20 MB is made."""
+    path = tmp_path / "track.wav"
+    shutil.copyfile(big_sources["wav"], path)
+    add_tags(path, 0)
+    assert iff_chunks(path.read_bytes())[-1][0] == b"id3 "
+    inode, payload = path.stat().st_ino, audio_payload(path, "wav")
+    assert write_mood(path, VALUES, journal=journal) is True
+    assert path.stat().st_ino == inode
+    assert audio_payload(path, "wav") == payload and read_mood(path) == VALUES
+
+
+def test_file_changed_during_the_write_is_not_written(tmp_path, small_sources, medium_mp3, journal):
+    for source in (small_sources["flac"], medium_mp3):   # in place, and by a copy
+        path = tmp_path / source.name
+        shutil.copyfile(source, path)
+        data = path.read_bytes()
+
+        def save(fileobj, path=path):
+            insert_bytes(fileobj, 5000, 0)   # room for a tag in front: the whole file moves
+            os.utime(path, ns=(1, 1))        # and someone else touches the file meanwhile
+
+        with open(path, "rb") as fh, pytest.raises(TagError, match="changed while it was being tagged"):
+            safewrite.rewrite(path, fh, save, journal=journal)
+        assert path.read_bytes() == data
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# --- the overlay: mutagen's file operations, planned without touching the file ---------------------
+
+def test_overlay_behaves_as_the_file_would(tmp_path):
+    """Random writes, reads, truncations and mutagen's insert/delete/resize on the overlay and on a real
+    file give the same bytes; the plan rebuilds them from the original and its changed blocks."""
+    rng = random.Random(1)
+    for trial in range(60):
+        data = rng.randbytes(rng.randrange(0, 20000))
+        original, reference = tmp_path / "original", tmp_path / "reference"
+        original.write_bytes(data)
+        reference.write_bytes(data)
+        fd = os.open(original, os.O_RDONLY)
+        overlay = safewrite._Overlay(fd, len(data), str(original))
+        with open(reference, "r+b") as ref:
+            for step in range(25):
+                ref.flush()
+                size = os.fstat(ref.fileno()).st_size
+                op, at = rng.randrange(6), rng.randrange(0, size + 30)
+                for f in (ref, overlay):
+                    f.seek(at)
+                if op == 0:
+                    block = rng.randbytes(rng.randrange(0, 3000))
+                    ref.write(block), overlay.write(block)
+                elif op == 1:
+                    n = rng.randrange(-1, 3000)
+                    assert ref.read(n) == overlay.read(n)
+                elif op == 2 and size:
+                    n, at = rng.randrange(0, 9000), min(at, size - 1)
+                    insert_bytes(ref, n, at, BUFFER_SIZE=1000), insert_bytes(overlay, n, at, BUFFER_SIZE=1000)
+                elif op == 3 and size:
+                    at = min(at, size - 1)
+                    n = rng.randrange(0, size - at + 1)
+                    delete_bytes(ref, n, at, BUFFER_SIZE=777), delete_bytes(overlay, n, at, BUFFER_SIZE=777)
+                elif op == 4:
+                    n = rng.randrange(0, size + 5000)
+                    ref.truncate(n), overlay.truncate(n)
+                elif op == 5 and size:
+                    at = min(at, size - 1)
+                    old, new = rng.randrange(0, size - at + 1), rng.randrange(0, 9000)
+                    resize_bytes(ref, old, new, at), resize_bytes(overlay, old, new, at)
+                assert ref.tell() == overlay.tell()
+            ref.flush()
+        want = reference.read_bytes()
+        overlay.seek(0)
+        assert overlay.read() == want and original.read_bytes() == data
+        plan = overlay.plan()
+        os.close(fd)
+        assert plan.read_new(0, plan.new_size, lambda offset, n: data[offset:offset + n]) == want
+        covered = np.zeros(len(data), bool)
+        for lo, hi in plan.changed:
+            covered[lo:hi] = True
+        common = min(len(data), len(want))
+        differs = np.frombuffer(data[:common], np.uint8) != np.frombuffer(want[:common], np.uint8)
+        assert covered[:common][differs].all() and covered[len(want):].all()
+
+
+def test_moving_bytes_holds_references_not_memory(tmp_path, big_sources):
+    """Making room for a larger tag in front of 20 MB plans in a few pieces, not 20 MB of memory."""
+    path = big_sources["flac"]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        overlay = safewrite._Overlay(fd, path.stat().st_size, str(path))
+        insert_bytes(overlay, 5000, 100)
+        overlay.seek(100)
+        overlay.write(b"x" * 5000)
+        held = sum(piece[0] for piece in overlay._pieces if piece[1] == safewrite._MEM)
+        assert held <= 10000 and len(overlay._pieces) < 10
+        assert overlay.plan().new_size == path.stat().st_size + 5000
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("linked", [False, True], ids=["copy", "in-place"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_plan_too_large_for_memory_runs_mutagen_on_a_copy(tmp_path, small_sources, monkeypatch, journal, fmt,
+                                                          linked):
+    """Past OVERLAY_LIMIT the plan is dropped and mutagen runs again: on a copy, or (hard link) on the
+    file itself with every old byte journaled. The result is the same file a plan gives."""
+    planned, fallback = tmp_path / f"planned.{fmt}", tmp_path / f"fallback.{fmt}"
+    for p in (planned, fallback):
+        shutil.copyfile(small_sources[fmt], p)
+    write_mood(planned, VALUES, journal=journal)
+    if linked:
+        os.link(fallback, tmp_path / "link")
+    monkeypatch.setattr(safewrite, "OVERLAY_LIMIT", 16)
+    assert write_mood(fallback, VALUES, journal=journal) is True
+    assert fallback.read_bytes() == planned.read_bytes()
+    journal.close()
+    assert not list(journal.folder.iterdir())
+
+
+# --- full disks and read-only file systems ---------------------------------------------------------
+
+NAMESPACE_PRELUDE = """
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+from tagger.errors import TagError
+from tagger.safewrite import UndoJournal
+from tagger.tags import MoodValues, read_mood, remove_mood, write_mood
+values = MoodValues(mood="calm", scores={"calm": 0.913, "exciting": 0.087}, model="moodtag-cnn 1.0.0")
+def mount(*options):
+    subprocess.run(["mount", *options], check=True)
+def attempt(fn):
+    try:
+        return ["ok", fn()]
+    except TagError as exc:
+        return ["error", str(exc)]
+"""
+
+
+def test_full_disk_is_refused_before_copying(tmp_path, medium_mp3):
+    import soundfile as sf
+
+    reason = namespace_available()
+    if reason:
+        pytest.skip(reason)
+    wav = tmp_path / "end.wav"   # 2 MB, ID3 chunk last: written in place, the file grows
+    sf.write(str(wav), noise(12.0), synth.SAMPLE_RATE, subtype="PCM_16")
+    add_tags(wav, 0)
+    script = NAMESPACE_PRELUDE + """
+mnt, mp3, wav, journal = map(Path, sys.argv[1:5])
+mnt.mkdir()
+mount("-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt))
+track = mnt / "track.mp3"
+shutil.copyfile(mp3, track)
+before = track.read_bytes()
+copy = attempt(lambda: write_mood(track, values, journal=UndoJournal(journal)))
+out = {"copy": copy, "copy_untouched": track.read_bytes() == before,
+       "copy_left": sorted(p.name for p in mnt.iterdir())}
+track.unlink()
+grow = mnt / "end.wav"
+shutil.copyfile(wav, grow)
+fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)   # fill the disk to the last block
+try:
+    while True:
+        os.write(fd, bytes(4096))
+except OSError:
+    os.close(fd)
+before = grow.read_bytes()
+grown = attempt(lambda: write_mood(grow, values, journal=UndoJournal(journal)))
+out.update(grow=grown, grow_untouched=grow.read_bytes() == before)
+print(json.dumps(out))
+"""
+    out = in_namespace(script, tmp_path / "mnt", medium_mp3, wav, tmp_path / "journal")
+    assert out["copy"][0] == "error" and out["copy"][1].startswith("disk full: a safe copy of the file needs")
+    assert out["copy_untouched"] and out["copy_left"] == ["track.mp3"]
+    assert out["grow"] == ["error", "disk full"] and out["grow_untouched"]
+
+
+# --- recovery ---------------------------------------------------------------------------------------
+
+INTERRUPTED = """
+import os, signal, sys
+from pathlib import Path
+from tagger.safewrite import UndoJournal, _pwrite
+path, journal, ranges = Path(sys.argv[1]), UndoJournal(Path(sys.argv[2])), eval(sys.argv[3])
+fd = os.open(path, os.O_RDWR)
+st = os.fstat(fd)
+header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
+          "old_size": st.st_size, "new_size": st.st_size + 5000, "atime_ns": st.st_atime_ns,
+          "mtime_ns": st.st_mtime_ns, "write_set": [[0, st.st_size + 5000]], "new_sha256": "0" * 64}
+journal._begin(header, ranges, fd)
+os.ftruncate(fd, st.st_size + 5000)   # the write, cut off half way: the old bytes half overwritten
+for lo, hi in ranges:
+    _pwrite(fd, os.urandom((hi - lo) // 2), lo)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def interrupt_a_write(path: Path, journal: UndoJournal, ranges) -> None:
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED, str(path), str(journal.folder), repr(ranges)],
+                          cwd=REPO, capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+
+
+def test_recovery_restores_an_interrupted_in_place_write(tmp_path, small_sources, journal):
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    os.utime(path, ns=(10**18, 10**18))
+    data, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    interrupt_a_write(path, journal, [(0, 8192), (20480, 24576)])
+    assert path.read_bytes() != data and len(list(journal.folder.iterdir())) == 1
+    restored = journal.recover()
+    assert [(r.path, r.action) for r in restored] == [(path, "restored as it was before an interrupted tag write")]
+    assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
+    assert not list(journal.folder.iterdir())
+    assert journal.recover() == []
+
+
+def test_recovery_killed_half_way_is_finished_by_the_next(tmp_path, big_sources, journal):
+    path = tmp_path / "track.wav"
+    shutil.copyfile(big_sources["wav"], path)
+    data = sha(path)
+    size = path.stat().st_size
+    interrupt_a_write(path, journal, [(0, size)])   # a whole file journaled: a long recovery
+    recover = ("import sys\nfrom pathlib import Path\nfrom tagger.safewrite import UndoJournal\n"
+               "print('go', flush=True)\nUndoJournal(Path(sys.argv[1])).recover()\n")
+    for delay in (0.0, 0.01, 0.03):
+        proc = subprocess.Popen([sys.executable, "-c", recover, str(journal.folder)], cwd=REPO,
+                                stdout=subprocess.PIPE)
+        assert proc.stdout.readline() == b"go\n"
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+    restored = journal.recover()
+    assert sha(path) == data
+    assert len(restored) <= 1 and not list(journal.folder.iterdir())
+
+
+def test_recovery_leaves_a_live_writers_entry_alone(tmp_path, small_sources, journal):
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    data = path.read_bytes()
+    fd = os.open(path, os.O_RDWR)
+    st = os.fstat(fd)
+    header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
+              "old_size": st.st_size, "new_size": st.st_size, "atime_ns": st.st_atime_ns,
+              "mtime_ns": st.st_mtime_ns, "write_set": [[0, 4096]], "new_sha256": None}
+    entry = journal._begin(header, [(0, 4096)], fd)
+    os.pwrite(fd, b"\0" * 4096, 0)   # the write in flight
+    assert UndoJournal(journal.folder).recover() == []   # its writer is alive: not touched
+    assert path.read_bytes()[:4096] == b"\0" * 4096 and entry.path.exists()
+    entry.abandon()   # the writer dies
+    os.close(fd)
+    assert [r.action for r in UndoJournal(journal.folder).recover()] == [
+        "restored as it was before an interrupted tag write"]
+    assert path.read_bytes() == data
+
+
+def test_torn_entry_is_dropped_and_the_file_left_alone(tmp_path, small_sources, journal):
+    """An entry cut off while it was written (its hash does not match) never let its write start."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    fd = os.open(path, os.O_RDONLY)
+    st = os.fstat(fd)
+    header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
+              "old_size": st.st_size, "new_size": st.st_size, "atime_ns": 0, "mtime_ns": 0,
+              "write_set": [[0, 4096]], "new_sha256": None}
+    entry = journal._begin(header, [(0, 4096)], fd)
+    os.close(fd)
+    entry_bytes = entry.path.read_bytes()
+    entry.abandon()
+    entry.path.write_bytes(entry_bytes[:-40])   # torn
+    data = path.read_bytes()
+    os.utime(path, ns=(5, 5))
+    assert journal.recover() == []
+    assert path.read_bytes() == data and path.stat().st_mtime_ns == 5
+    assert not list(journal.folder.iterdir())
+
+
+def test_finished_write_whose_entry_survived_is_kept(tmp_path, small_sources, journal):
+    """Killed between the write's fsync and the entry's deletion: recovery sees the new bytes whole
+    (their hash is in the entry) and keeps them."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    write_mood(path, OTHER, journal=journal)   # now there is padding: the next write is in place
+    journal.close()
+    script = ("import os, signal, sys\nfrom pathlib import Path\nfrom tagger import safewrite\n"
+              "from tagger.tags import MoodValues, write_mood\n"
+              "safewrite._Entry.finish = lambda self: os.kill(os.getpid(), signal.SIGKILL)\n"
+              "write_mood(Path(sys.argv[1]), MoodValues(mood='calm', scores={'calm': 0.913, 'exciting': 0.087},"
+              " model='moodtag-cnn 1.0.0'), journal=safewrite.UndoJournal(Path(sys.argv[2])))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(path), str(journal.folder)], cwd=REPO,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert len(list(journal.folder.iterdir())) == 1
+    restored = journal.recover()
+    assert [r.action for r in restored] == ["kept: the interrupted tag write had finished"]
+    assert read_mood(path) == VALUES
+
+
+def test_writer_recovers_first(tmp_path, small_sources, journal):
+    """A journal's first write finishes dead writers' entries first, so no stale entry can later
+    undo bytes over a newer write."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    data = path.read_bytes()
+    interrupt_a_write(path, journal, [(0, 4096)])
+    fresh = UndoJournal(journal.folder)
+    other = tmp_path / "other.flac"
+    shutil.copyfile(small_sources["flac"], other)
+    assert write_mood(other, VALUES, journal=fresh) is True
+    assert path.read_bytes() == data and [r.path for r in fresh.recovered] == [path]
+    fresh.close()
+    assert not list(journal.folder.iterdir())
+
+
+def test_journal_beside_the_cache_is_made_on_first_use(tmp_path, small_sources):
+    journal = UndoJournal.for_cache(tmp_path / "moodtag.db")
+    assert journal.folder == tmp_path / "moodtag.db-undo"
+    assert journal.recover() == [] and not journal.folder.exists()
+    path = tmp_path / "track.ogg"
+    shutil.copyfile(small_sources["ogg"], path)
+    assert write_mood(path, VALUES, journal=journal) is True
+    assert journal.folder.is_dir()
+    journal.close()   # its entry file, kept for the next write, goes
+    assert not list(journal.folder.iterdir())
+    assert read_info(path).format == "ogg"
