@@ -3,24 +3,35 @@
 One row per file in table `tracks`, keyed by the absolute path. A row is *fresh* for a file while
 the file's size and mtime_ns and the model's name and version are those the row recorded. The
 parent process of a scan is the only writer; every result is committed as soon as it is recorded.
+
+Before anything is written, `Cache.open` checks that the file is moodtag's (its `application_id`, or
+moodtag's migrations in `_sqlite_migrations`), not another program's database, and not made by a
+newer moodtag whose schema this one does not know. Every SQLite error, a damaged page included,
+becomes one MoodtagError line naming the file. All SQL goes through the Cache's methods.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import stat
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from tagger.errors import MoodtagError
-from tagger.records import TrackRef, TrackResult, display_path
+from tagger.records import TrackRef, TrackResult
 
 TABLE = "tracks"
 BUSY_TIMEOUT_S = 30.0
+APPLICATION_ID = 0x6D6F6F64  # "mood": PRAGMA application_id of a moodtag cache
+MIN_FREE_BYTES = 1 << 20     # a scan refuses to start with less free space beside the cache
 migrations = Migrations("moodtag")
 
 
@@ -28,8 +39,8 @@ migrations = Migrations("moodtag")
 def m001_create_tracks(db: Database) -> None:
     db[TABLE].create(
         {
-            "path": str,            # absolute path (text; see path_key for names that are not UTF-8)
-            "path_bytes": bytes,    # the raw file name bytes, only when the name is not valid UTF-8
+            "path": str,            # absolute path (text; see path_key for names that need escapes)
+            "path_bytes": bytes,    # the raw path bytes, only when `path` is not the name itself
             "size": int,
             "mtime_ns": int,
             "format": str,          # mp3, flac, ogg, opus, m4a, wav, aiff
@@ -55,11 +66,32 @@ def m001_create_tracks(db: Database) -> None:
     db[TABLE].create_index(["status"], index_name="idx_tracks_status")
 
 
+@migrations()
+def m002_unambiguous_keys(db: Database) -> None:
+    """Keys before 0.4 wrote a name that is not UTF-8 with \\xNN escapes but left backslashes as they
+    were, so `a<0xff>.ogg` and a file literally named `a\\xff.ogg` shared a row. Re-key every row that
+    holds a backslash or raw bytes; mark the file as moodtag's (application_id)."""
+    rows = db.execute(f"SELECT path, path_bytes FROM {TABLE} WHERE path_bytes IS NOT NULL "
+                      f"OR instr(path, '\\') > 0").fetchall()
+    for old_key, raw in rows:
+        key, new_raw = path_key(raw if raw is not None else old_key)
+        if key == old_key and new_raw == raw:
+            continue
+        db.execute(f"DELETE FROM {TABLE} WHERE path = ? AND ? <> path", [key, old_key])
+        db.execute(f"UPDATE {TABLE} SET path = ?, path_bytes = ? WHERE path = ?", [key, new_raw, old_key])
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+def known_migrations() -> frozenset[str]:
+    """The names of the schema steps this moodtag knows (all pending on an empty database)."""
+    return frozenset(m.name for m in migrations.pending(Database(memory=True)))
+
+
 @dataclass(frozen=True)
 class CachedTrack:
     """What the cache knows of a file."""
 
-    path: str
+    path: str                 # the key (see path_key)
     size: int
     mtime_ns: int
     status: str
@@ -69,6 +101,12 @@ class CachedTrack:
     model_version: str | None
     tagged: bool
     error: str | None
+    path_bytes: bytes | None = None
+
+    @property
+    def fs_path(self) -> str | bytes:
+        """The path to hand to the OS."""
+        return self.path_bytes if self.path_bytes is not None else self.path
 
     def is_fresh(self, ref: TrackRef, *, model_name: str, model_version: str) -> bool:
         """True when the file and model are those this row was made from (a failure counts too)."""
@@ -77,11 +115,19 @@ class CachedTrack:
                 and self.status in ("ok", "failed"))
 
 
-def path_key(path: Path | str) -> tuple[str, bytes | None]:
-    """A path -> (text key, raw bytes or None). Names that are not valid UTF-8 get an escaped key."""
-    absolute = os.path.abspath(path)
-    text = display_path(absolute)
-    return text, (None if text == os.fsdecode(absolute) else os.fsencode(absolute))
+def path_key(path: Path | str | bytes) -> tuple[str, bytes | None]:
+    """A path -> (key, raw bytes or None): the key is the absolute path as text. A path that is not
+    valid UTF-8, or that holds a backslash, is written with each backslash doubled and each byte that
+    is not UTF-8 as \\xNN, and its raw bytes come with it; so two different paths never share a key
+    (a plain key holds no backslash, an escaped one always does)."""
+    absolute = os.fsencode(os.path.abspath(path))
+    try:
+        text = absolute.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\\" not in text:
+        return text, None
+    return absolute.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"), absolute
 
 
 def default_db_path() -> Path:
@@ -91,23 +137,85 @@ def default_db_path() -> Path:
     return user_data_path("moodtag", appauthor=False) / "moodtag.db"
 
 
+def resolve_db_path(path: Path | str | None) -> Path:
+    """The cache file a --db value (None: the default) means: `~` expanded, symlinks resolved (so that
+    two names of one file share one lock); a folder or a device is refused."""
+    path = Path(path).expanduser() if path is not None else default_db_path()
+    if str(path) == "":
+        raise MoodtagError("--db: an empty path (an unset variable?)")
+    path = Path(os.path.realpath(path))
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise MoodtagError(f"{path}: cannot use the cache database ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise MoodtagError(f"{path}: is a folder, not a database file")
+    if not stat.S_ISREG(mode):
+        from tagger.discover import file_kind
+
+        raise MoodtagError(f"{path}: not a regular file ({file_kind(mode)}); the cache must be a file")
+    return path
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class Cache:
-    """The cache database. Use `Cache.open(path)`; close it (or use `with`)."""
+def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache") -> MoodtagError:
+    """An SQLite error -> one line naming the file, the cause and what to do."""
+    text = str(exc)
+    low = text.lower()
+    if "malformed" in low or "corrupt" in low:
+        return MoodtagError(f"{path}: the cache is damaged ({text}); move it aside and scan again, "
+                            f"or rescue it with `sqlite3 {path} .recover`")
+    if "file is not a database" in low or "not a database" in low:
+        return MoodtagError(f"{path}: not an SQLite database (is --db the right file?)")
+    if "readonly" in low or "read-only" in low:
+        return MoodtagError(f"{path}: {doing}: it is read-only ({text})")
+    if "disk is full" in low or "disk full" in low:
+        return MoodtagError(f"{path}: {doing}: disk full")
+    if "locked" in low or "busy" in low:
+        return MoodtagError(f"{path}: database is locked by another program (waited {BUSY_TIMEOUT_S:.0f} s)")
+    if "interrupted" in low:
+        return MoodtagError(f"{path}: interrupted")
+    return MoodtagError(f"{path}: {doing} ({text})")
 
-    def __init__(self, db: Database, path: Path) -> None:
+
+def _check_schema(db: Database, path: Path) -> None:
+    """Refuse a database that is not a moodtag cache, or whose schema is newer than this moodtag's."""
+    names = set(db.table_names())
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    applied = {m.name for m in migrations.applied(db)} if Migrations.migrations_table in names else set()
+    if app_id not in (0, APPLICATION_ID):
+        raise MoodtagError(f"{path}: not a moodtag cache (another program's SQLite database, "
+                           f"application_id {app_id:#x}); choose another --db")
+    if names and app_id != APPLICATION_ID and not applied:
+        shown = ", ".join(sorted(names)[:4]) + (", ..." if len(names) > 4 else "")
+        raise MoodtagError(f"{path}: not a moodtag cache (an SQLite database with tables {shown}); "
+                           f"choose another --db")
+    newer = sorted(applied - known_migrations())
+    if newer:
+        from tagger import __version__
+
+        raise MoodtagError(f"{path}: made by a newer moodtag (schema step {newer[-1]}, unknown to moodtag "
+                           f"{__version__}); upgrade moodtag, or use another --db")
+
+
+class Cache:
+    """The cache database. Use `Cache.open(path)` or `Cache.open_readonly(path)`; close it (or use `with`)."""
+
+    def __init__(self, db: Database, path: Path, *, cleanup: Path | None = None) -> None:
         self.db = db
         self.path = path
+        self._cleanup = cleanup  # a private copy to delete on close (see open_readonly)
 
     @classmethod
-    def open(cls, path: Path | None = None, *, create: bool = True) -> "Cache":
-        """Open (and create or upgrade) the cache; an unusable file raises MoodtagError."""
-        path = Path(path).expanduser() if path else default_db_path()
-        if path.is_dir():
-            raise MoodtagError(f"{path}: is a folder, not a database file")
+    def open(cls, path: Path | str | None = None, *, create: bool = True) -> "Cache":
+        """Open (and create or upgrade) the cache for writing; an unusable file raises MoodtagError
+        before anything is written to it."""
+        path = resolve_db_path(path)
         if not path.exists():
             if not create:
                 raise MoodtagError(f"{path}: no cache database here (run `moodtag scan` first, or pass --db)")
@@ -115,35 +223,84 @@ class Cache:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise MoodtagError(f"{path}: cannot create the database folder ({exc.strerror})") from None
+        conn = None
         try:
             conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
             db = Database(conn)
-            db.execute("PRAGMA journal_mode=WAL")
+            _check_schema(db, path)
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             if migrations.pending(db):
                 migrations.apply(db)
-        except sqlite3.DatabaseError as exc:
-            raise MoodtagError(f"{path}: unusable cache database ({exc})") from None
+        except MoodtagError:
+            if conn is not None:
+                conn.close()
+            raise
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise db_error(path, exc, "unusable cache database") from None
         return cls(db, path)
 
     @classmethod
-    def open_readonly(cls, path: Path | None = None) -> "Cache":
-        """Open an existing cache read-only (queries): any write fails."""
-        path = Path(path).expanduser() if path else default_db_path()
+    def open_readonly(cls, path: Path | str | None = None) -> "Cache":
+        """Open an existing cache read-only (queries): any write fails. Works in a folder the user
+        cannot write too: SQLite needs to create `-shm` beside a WAL database even to read it, so
+        there the file is opened as immutable (no writer can be running in such a folder), or, when
+        a crashed writer left committed pages in its `-wal`, a private copy of both is read."""
+        path = resolve_db_path(path)
         if not path.is_file():
             raise MoodtagError(f"{path}: no cache database here (run `moodtag scan` first, or pass --db)")
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-            conn.execute("PRAGMA query_only=ON")
-            db = Database(conn)
+            try:
+                db = cls._connect_readonly(path, "mode=ro")
+            except sqlite3.OperationalError as exc:
+                if os.access(path.parent, os.W_OK) or "readonly" not in str(exc) and "unable to open" not in str(exc):
+                    raise
+                wal = Path(str(path) + "-wal")
+                if not wal.exists() or wal.stat().st_size == 0:
+                    db = cls._connect_readonly(path, "immutable=1")
+                else:
+                    return cls._open_private_copy(path)
+            _check_schema(db, path)
             if TABLE not in db.table_names():
+                db.close()
                 raise MoodtagError(f"{path}: not a moodtag cache (no `{TABLE}` table)")
-        except sqlite3.DatabaseError as exc:
-            raise MoodtagError(f"{path}: unusable cache database ({exc})") from None
+        except sqlite3.Error as exc:
+            raise db_error(path, exc, "unusable cache database") from None
         return cls(db, path)
 
+    @staticmethod
+    def _connect_readonly(path: Path, flags: str) -> Database:
+        conn = sqlite3.connect(f"{path.as_uri()}?{flags}", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            raise
+        return Database(conn)
+
+    @classmethod
+    def _open_private_copy(cls, path: Path) -> "Cache":
+        folder = Path(tempfile.mkdtemp(prefix="moodtag-ro-"))
+        try:
+            shutil.copyfile(path, folder / "cache.db")
+            shutil.copyfile(Path(str(path) + "-wal"), folder / "cache.db-wal")
+            db = cls._connect_readonly(folder / "cache.db", "mode=ro")
+            _check_schema(db, path)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return cls(db, path, cleanup=folder)
+
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.db.close()
+        finally:
+            if self._cleanup is not None:
+                shutil.rmtree(self._cleanup, ignore_errors=True)
 
     def __enter__(self) -> "Cache":
         return self
@@ -151,7 +308,45 @@ class Cache:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # -- checks --------------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Raise MoodtagError unless a row could be written now: the file and its folder writable, and
+        some free space beside it. A scan calls this before it writes the first tag."""
+        try:
+            free = os.statvfs(self.path.parent)
+        except OSError:
+            free = None
+        if free is not None and free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+            raise MoodtagError(f"{self.path}: cannot write to the cache: disk full "
+                               f"({free.f_bavail * free.f_frsize // 1024} KB free)")
+
+        def probe():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute(f"PRAGMA user_version = {self.db.execute('PRAGMA user_version').fetchone()[0]}")
+                self.db.execute(f"UPDATE {TABLE} SET path = path WHERE rowid = (SELECT min(rowid) FROM {TABLE})")
+            finally:
+                self.db.execute("ROLLBACK")
+        self._write(probe)
+
     # -- reads ---------------------------------------------------------------------------------
+    def rows(self, sql: str, params=(), *, chunk: int = 1000) -> Iterator[tuple]:
+        """The rows of one read-only query, fetched in chunks (memory stays flat); SQLite errors become
+        one MoodtagError line naming the cache."""
+        try:
+            cursor = self.db.execute(sql, params)
+            while True:
+                batch = cursor.fetchmany(chunk)
+                if not batch:
+                    return
+                yield from batch
+        except sqlite3.Error as exc:
+            raise db_error(self.path, exc, "cannot read the cache") from None
+
+    def one(self, sql: str, params=()) -> tuple | None:
+        """The first row of a query (or None)."""
+        return next(self.rows(sql, params, chunk=1), None)
+
     def known_under(self, roots: list[Path]) -> dict[str, CachedTrack]:
         """Every row whose path lies under one of `roots` (one query per root), by path key."""
         found: dict[str, CachedTrack] = {}
@@ -159,15 +354,18 @@ class Cache:
             key, _ = path_key(root)
             prefix = key.rstrip(os.sep) + os.sep
             sql = (f"SELECT path, size, mtime_ns, status, mood, confidence, model_name, model_version, "
-                   f"tagged, error FROM {TABLE} WHERE path = ? OR (path >= ? AND path < ?)")
-            for row in self.db.execute(sql, [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]).fetchall():
+                   f"tagged, error, path_bytes FROM {TABLE} WHERE path = ? OR (path >= ? AND path < ?)")
+            for row in self.rows(sql, [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]):
                 found[row[0]] = CachedTrack(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                                            bool(row[8]), row[9])
+                                            bool(row[8]), row[9], row[10])
         return found
 
     def get(self, path: Path | str) -> dict | None:
         key, _ = path_key(path)
-        rows = list(self.db[TABLE].rows_where("path = ?", [key]))
+        try:
+            rows = list(self.db[TABLE].rows_where("path = ?", [key]))
+        except sqlite3.Error as exc:
+            raise db_error(self.path, exc, "cannot read the cache") from None
         return rows[0] if rows else None
 
     # -- writes --------------------------------------------------------------------------------
@@ -187,6 +385,7 @@ class Cache:
             "analyzed_at": now_iso(), "status": "ok" if result.ok else "failed",
             "error": result.error, "tagged": int(bool(tagged and result.ok)),
         }
+
         def run():
             with self.db.atomic():
                 self.db[TABLE].upsert(row, pk="path")
@@ -224,7 +423,7 @@ class Cache:
         if roots:
             keys = [k for k, row in self.known_under(roots).items() if row.status == "missing"]
         else:
-            keys = [r[0] for r in self.db.execute(f"SELECT path FROM {TABLE} WHERE status = 'missing'").fetchall()]
+            keys = [r[0] for r in self.rows(f"SELECT path FROM {TABLE} WHERE status = 'missing'")]
 
         def run():
             with self.db.atomic():
@@ -237,10 +436,31 @@ class Cache:
     def _write(self, fn) -> None:
         try:
             fn()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise MoodtagError(f"{self.path}: database is locked by another moodtag process "
-                                   f"(waited {BUSY_TIMEOUT_S:.0f} s)") from None
-            raise MoodtagError(f"{self.path}: cannot write to the cache ({exc})") from None
-        except sqlite3.DatabaseError as exc:
-            raise MoodtagError(f"{self.path}: cannot write to the cache ({exc})") from None
+        except sqlite3.Error as exc:
+            raise db_error(self.path, exc, "cannot write to the cache") from None
+
+
+def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False):
+    """Hold `<db>.lock` (db_path resolved) while a scan or untag writes: a second one on the same
+    database waits for the first (two writers tagging one file at once could damage it). Released if
+    the process dies. `should_stop` is polled while waiting (an interrupt ends the wait)."""
+    from filelock import FileLock, Timeout
+
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(db_path) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            on_wait()
+            while True:
+                if should_stop():
+                    raise KeyboardInterrupt
+                try:
+                    lock.acquire(timeout=0.2)
+                    break
+                except Timeout:
+                    continue
+    except OSError as exc:
+        raise MoodtagError(f"{db_path}: cannot lock the cache database ({exc.strerror or exc})") from None
+    return lock

@@ -33,17 +33,19 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point: a MoodtagError becomes one line on stderr and exit status 1."""
+    """Console-script entry point: a MoodtagError becomes one line on stderr and exit status 1; Ctrl-C
+    outside a command that handles it, exit status 130."""
+    import signal
+
     try:
         app()
     except MoodtagError as exc:
-        from rich.markup import escape
+        from tagger.console import err, shown
 
-        from tagger.console import err
-
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        err.print(f"[red]error:[/] {shown(str(exc))}")
         sys.exit(1)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the exit short
         from tagger.console import err
 
         err.print("[yellow]interrupted[/]")

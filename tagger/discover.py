@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +27,7 @@ def is_audio_name(name: str) -> bool:
 
 def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRef | WalkProblem]:
     """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
-    suffix), in a stable order. Symlinks are followed; a folder or file reached twice (a symlink loop,
+    suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
     or two links to one file) is visited once. Unreadable folders and broken links give WalkProblems."""
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -39,6 +40,8 @@ def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRe
             continue
         if root.is_dir():
             yield from _walk_dir(root, st, seen_dirs, seen_files, include_hidden)
+        elif not stat.S_ISREG(st.st_mode):
+            yield WalkProblem(root, f"not a regular file ({file_kind(st.st_mode)}), skipped")
         else:
             ident = (st.st_dev, st.st_ino)
             if ident not in seen_files:
@@ -82,6 +85,9 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_h
         except OSError as exc:
             yield WalkProblem(path, _cause(exc))
             continue
+        if not stat.S_ISREG(fst.st_mode):
+            yield WalkProblem(path, f"not a regular file ({file_kind(fst.st_mode)}), skipped")
+            continue
         fid = (fst.st_dev, fst.st_ino)
         if fid in seen_files:
             continue
@@ -95,6 +101,15 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_h
             yield WalkProblem(path, _cause(exc))
             continue
         yield from _walk_dir(path, sub_st, seen_dirs, seen_files, include_hidden)
+
+
+def file_kind(mode: int) -> str:
+    """What a stat mode says a path is: 'a FIFO', 'a character device', ... ('a file' for a regular one)."""
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def _cause(exc: OSError) -> str:

@@ -142,7 +142,7 @@ def resolve_labels(cache: Cache, *, model: str | None, any_model: bool) -> tuple
         spec = None
     labels = list(spec.labels) if spec else []
     if any_model:
-        for (mood,) in cache.db.execute(
+        for (mood,) in cache.rows(
                 f"SELECT DISTINCT mood FROM {TABLE} WHERE status = 'ok' AND mood IS NOT NULL ORDER BY mood"):
             if mood not in labels:
                 labels.append(mood)
@@ -183,9 +183,9 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8") 
         where.append("(" + " OR ".join(f"({a})" for a in alternatives) + ")")
     sql = (f"SELECT path, path_bytes, mood, confidence, duration, artist, title, album FROM {TABLE} "
            f"WHERE {' AND '.join(where)} ORDER BY {_ORDER_SQL[request.order]}")
-    rows = cache.db.execute(sql, params)
+    rows = cache.rows(sql, params)
     if request.order == "shuffle":
-        rows = rows.fetchall()
+        rows = list(rows)
         random.Random(request.seed).shuffle(rows)
 
     entries: list[PlaylistEntry] = []
@@ -217,11 +217,6 @@ def m3u_problem(entry: PlaylistEntry) -> str | None:
     if LINE_BREAKS & set(entry.path):
         return "its name holds a line break"
     return None
-
-
-def printable(path: str) -> str:
-    """A path on one line, for messages: line breaks shown as escapes."""
-    return "".join(repr(c)[1:-1] if c in LINE_BREAKS else c for c in path)
 
 
 def entry_location(entry: PlaylistEntry, base: Path | None) -> str | bytes:

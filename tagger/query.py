@@ -6,11 +6,12 @@ query_only=OFF), attach other files or create temporary objects.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from tagger.errors import MoodtagError
 
@@ -79,10 +80,10 @@ TRACK_COLUMNS = tuple(f.name for f in fields(TrackRow))
 
 @dataclass(frozen=True)
 class SqlResult:
-    """The column names and rows of one raw SQL query."""
+    """The column names and rows of one raw SQL query (rows streamed: read them before closing)."""
 
     columns: tuple[str, ...]
-    rows: list[tuple]
+    rows: Iterator[tuple]
 
 
 @dataclass(frozen=True)
@@ -159,11 +160,7 @@ def find_tracks(cache: Cache, track_filter: TrackFilter) -> Iterator[TrackRow]:
     if f.limit is not None:
         sql += " LIMIT ?"
         params.append(f.limit)
-    try:
-        cursor = cache.db.execute(sql, params)
-    except sqlite3.DatabaseError as exc:
-        raise MoodtagError(f"{cache.path}: cannot read the cache ({exc})") from None
-    for row in cursor:
+    for row in cache.rows(sql, params):
         values = dict(zip(TRACK_COLUMNS, row))
         values["scores"] = json.loads(values["scores"]) if values["scores"] else {}
         values["tagged"] = bool(values["tagged"])
@@ -179,26 +176,48 @@ def full_glob(pattern: str) -> str:
     return "*/" + pattern
 
 
-def run_sql(cache: Cache, sql: str, params: tuple = ()) -> SqlResult:
-    """Run one SQL statement that only reads; any other statement raises MoodtagError and changes nothing."""
+def run_sql(cache: Cache, sql: str, params: tuple = (), *, stop: Callable[[], bool] = lambda: False) -> SqlResult:
+    """Run one SQL statement that only reads; any other statement raises MoodtagError and changes nothing.
+
+    The rows are streamed (read them before closing the cache): an endless query costs no memory, and
+    SQLite checks `stop()` every few thousand steps, so Ctrl-C ends even a query that returns no row."""
     conn = cache.db.conn
     _install_fold(cache)
     conn.set_authorizer(_read_only_authorizer)
+    conn.set_progress_handler(lambda: 1 if stop() else 0, 20_000)
     try:
         cursor = conn.execute(sql, params)
         columns = tuple(d[0] for d in cursor.description or ())
-        rows = cursor.fetchall()
-    except sqlite3.DatabaseError as exc:
-        text = str(exc)
-        if any(word in text for word in ("not authorized", "authorization denied", "readonly", "read-only")):
-            raise MoodtagError("SQL refused: the cache is opened read-only, so only statements that read "
-                               f"(SELECT, WITH, EXPLAIN, informational PRAGMAs) may run ({text})") from None
-        raise MoodtagError(f"SQL error: {text}") from None
-    except (sqlite3.Error, sqlite3.Warning) as exc:  # e.g. more than one statement
-        raise MoodtagError(f"SQL error: {exc}") from None
+    except (sqlite3.Error, sqlite3.Warning) as exc:
+        conn.set_progress_handler(None, 0)
+        raise _sql_error(exc) from None
     finally:
-        conn.set_authorizer(None)
-    return SqlResult(columns, rows)
+        conn.set_authorizer(None)  # the statement is compiled: its reads were authorised already
+    return SqlResult(columns, _stream(cursor, conn))
+
+
+def _stream(cursor, conn) -> Iterator[tuple]:
+    try:
+        while True:
+            batch = cursor.fetchmany(500)
+            if not batch:
+                return
+            yield from batch
+    except (sqlite3.Error, sqlite3.Warning) as exc:
+        raise _sql_error(exc) from None
+    finally:
+        with contextlib.suppress(sqlite3.ProgrammingError):  # closed already
+            conn.set_progress_handler(None, 0)
+
+
+def _sql_error(exc: BaseException) -> BaseException:
+    text = str(exc)
+    if text == "interrupted":
+        return KeyboardInterrupt()
+    if any(word in text for word in ("not authorized", "authorization denied", "readonly", "read-only")):
+        return MoodtagError("SQL refused: the cache is opened read-only, so only statements that read "
+                            f"(SELECT, WITH, EXPLAIN, informational PRAGMAs) may run ({text})")
+    return MoodtagError(f"SQL error: {text}")
 
 
 # PRAGMAs that only report something; those with a value to set are refused (arg None means a read).
@@ -237,37 +256,33 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         raise MoodtagError(f"--bins must be 1 or more, not {bins}")
 
     def groups(sql: str, params: tuple = ()) -> dict:
-        return {key if key is not None else "(unknown)": value for key, value in cache.db.execute(sql, params)}
+        return {key if key is not None else "(unknown)": value for key, value in cache.rows(sql, params)}
 
-    try:
-        total = cache.db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
-        by_status = groups(f"SELECT status, count(*) FROM {TABLE} GROUP BY status ORDER BY count(*) DESC, status")
-        ok = f"FROM {TABLE} WHERE status = 'ok'"
-        by_mood = groups(f"SELECT mood, count(*) {ok} GROUP BY mood ORDER BY count(*) DESC, mood")
-        mean_confidence = groups(f"SELECT mood, avg(confidence) {ok} GROUP BY mood ORDER BY mood")
-        by_format = groups(f"SELECT lower(format), count(*) FROM {TABLE} "
-                           f"GROUP BY lower(format) ORDER BY count(*) DESC, lower(format)")
-        by_model = groups(f"SELECT model_name || ' ' || model_version, count(*) {ok} "
-                          f"GROUP BY model_name, model_version ORDER BY count(*) DESC")
-        tagged = cache.db.execute(f"SELECT count(*) {ok} AND tagged = 1").fetchone()[0]
-        errors = tuple(cache.db.execute(
-            f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
-            f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]).fetchall())
-        known = _score_labels(cache)
-        if label is None:
-            label = known[-1] if known else None
-        elif known and label not in known:
-            raise MoodtagError(f"{label!r} is not a label in the cached scores (known: {', '.join(known)})")
-        histogram = [0] * bins
-        if label is not None:
-            json_path = '$."' + label.replace('"', '\\"') + '"'
-            for index, count in cache.db.execute(
-                    f"SELECT min(CAST(p * ? AS INTEGER), ? - 1) AS bin, count(*) FROM "
-                    f"(SELECT json_extract(scores, ?) AS p {ok}) WHERE p IS NOT NULL GROUP BY bin",
-                    [bins, bins, json_path]):
-                histogram[max(0, int(index))] += count
-    except sqlite3.DatabaseError as exc:
-        raise MoodtagError(f"{cache.path}: cannot read the cache ({exc})") from None
+    total = cache.one(f"SELECT count(*) FROM {TABLE}")[0]
+    by_status = groups(f"SELECT status, count(*) FROM {TABLE} GROUP BY status ORDER BY count(*) DESC, status")
+    ok = f"FROM {TABLE} WHERE status = 'ok'"
+    by_mood = groups(f"SELECT mood, count(*) {ok} GROUP BY mood ORDER BY count(*) DESC, mood")
+    mean_confidence = groups(f"SELECT mood, avg(confidence) {ok} GROUP BY mood ORDER BY mood")
+    by_format = groups(f"SELECT lower(format), count(*) FROM {TABLE} "
+                       f"GROUP BY lower(format) ORDER BY count(*) DESC, lower(format)")
+    by_model = groups(f"SELECT model_name || ' ' || model_version, count(*) {ok} "
+                      f"GROUP BY model_name, model_version ORDER BY count(*) DESC")
+    tagged = cache.one(f"SELECT count(*) {ok} AND tagged = 1")[0]
+    errors = tuple(cache.rows(f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
+                              f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))
+    known = _score_labels(cache)
+    if label is None:
+        label = known[-1] if known else None
+    elif known and label not in known:
+        raise MoodtagError(f"{label!r} is not a label in the cached scores (known: {', '.join(known)})")
+    histogram = [0] * bins
+    if label is not None:
+        json_path = '$."' + label.replace('"', '\\"') + '"'
+        for index, count in cache.rows(
+                f"SELECT min(CAST(p * ? AS INTEGER), ? - 1) AS bin, count(*) FROM "
+                f"(SELECT json_extract(scores, ?) AS p {ok}) WHERE p IS NOT NULL GROUP BY bin",
+                [bins, bins, json_path]):
+            histogram[max(0, int(index))] += count
     return CacheStats(total=total, by_status=by_status, by_mood=by_mood, mean_confidence=mean_confidence,
                       by_format=by_format, by_model=by_model, tagged=tagged, top_errors=errors,
                       label=label, histogram=tuple(histogram))
@@ -277,8 +292,8 @@ def _score_labels(cache: Cache) -> tuple[str, ...]:
     """The labels of the stored scores (those of the most recently analysed ok row), in model order."""
     from tagger.cache import TABLE
 
-    row = cache.db.execute(f"SELECT scores FROM {TABLE} WHERE status = 'ok' AND scores IS NOT NULL "
-                           f"ORDER BY analyzed_at DESC LIMIT 1").fetchone()
+    row = cache.one(f"SELECT scores FROM {TABLE} WHERE status = 'ok' AND scores IS NOT NULL "
+                    f"ORDER BY analyzed_at DESC LIMIT 1")
     return tuple(json.loads(row[0])) if row else ()
 
 

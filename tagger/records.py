@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,28 @@ def display_path(path: Path | str) -> str:
         return text
     except UnicodeEncodeError:
         return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def printable(text: Path | str | bytes) -> str:
+    """Outside text (a file name, a decoder's message) safe for one terminal line: bytes of a name that
+    is not UTF-8 as \\xNN, and every control character (line breaks, escape sequences, bidi overrides)
+    as a Python-style escape, so that a name can neither split a line nor drive the terminal."""
+    text = text if isinstance(text, str) else display_path(text)
+    return text.translate(_ESCAPES) if _UNPRINTABLE.search(text) else text
+
+
+def _escape_for(code: int) -> str:
+    named = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+    if code in named:
+        return named[code]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+# C0 and C1 controls, DEL, Unicode line/paragraph separators, and the bidirectional controls.
+_CONTROL_CODES = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x200E, 0x2010),
+                  *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {code: _escape_for(code) for code in _CONTROL_CODES}
+_UNPRINTABLE = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROL_CODES) + "]")
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,29 @@
 """A library scan: discover -> skip fresh -> parallel analyze -> write tags -> re-stat -> cache.
 
-Workers (joblib) do the pure part: decode the clips, run the model, read the file's existing tags.
-The parent alone writes tags and the database, so there is one SQLite writer, and --dry-run is one
-branch here. Nothing heavy (torch, the model) is imported or loaded before there is work to do.
+Workers (tagger.pool) do the pure part: decode the clips, run the model, read the file's existing
+tags. The parent alone writes tags and the database, so there is one SQLite writer, and --dry-run is
+one branch here. Nothing heavy (torch, the model) is imported or loaded before there is work to do.
+
+Order of writes, so that nothing is lost whenever the scan stops: the cache is checked (moodtag's,
+schema, writable, space) before the first tag is written; a track's result is committed before its
+file is touched; its tags are written crash-safely (tagger.safewrite); then the row learns the file's
+new size and mtime. The scan stops between tracks when `stop()` says so (the CLI's signals).
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tagger.cache import Cache, CachedTrack, path_key
+from tagger.cache import Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import WalkProblem, walk
 from tagger.errors import MoodtagError
 from tagger.records import ClipScore, TrackRef, TrackResult
 from tagger.weights import ModelSpec, read_spec, resolve_model
-from tagger.worker import analyze_in_worker
 
 # What a track's outcome can be (the `action` key of `scan --json`).
 ANALYSED, CACHED, FAILED = "analysed", "cached", "failed"
@@ -56,17 +58,20 @@ class ScanSummary:
     written: int = 0
     tag_failures: int = 0
     missing: int = 0
+    restored: int = 0
     moods: Counter = field(default_factory=Counter)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, cause)
     interrupted: bool = False
     dry_run: bool = False
     elapsed: float = 0.0
+    jobs: int = 0
 
 
 @dataclass(frozen=True)
 class ScanEvent:
-    """Progress, for the CLI: kind is 'waiting' (for another scan's lock), 'walking', 'planned',
-    'track' or 'problem'."""
+    """Progress, for the CLI: kind is 'waiting' (for another scan's lock), 'restored' (a tag write
+    that a crash interrupted, undone), 'jobs' (--jobs capped: count = jobs used, total = asked),
+    'walking', 'planned', 'track' or 'problem'."""
 
     kind: str
     count: int = 0
@@ -77,35 +82,51 @@ class ScanEvent:
     cause: str | None = None
 
 
+class _Stopped(Exception):
+    """stop() said so: leave the scan between two tracks."""
+
+
 def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
-                 dry_run: bool = False, no_write: bool = False, force: bool = False,
-                 keep_mtime: bool = False, include_hidden: bool = False, full_results: bool = False,
-                 on_event: Callable[[ScanEvent], None] = lambda e: None) -> ScanSummary:
+                 oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
+                 force: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
+                 full_results: bool = False, on_event: Callable[[ScanEvent], None] = lambda e: None,
+                 stop: Callable[[], bool] = lambda: False) -> ScanSummary:
     """Scan `paths`, classify what is new or changed, write tags (unless dry_run/no_write), cache all.
 
+    `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
     Raises MoodtagError only for fatal problems (missing path, unusable model or database)."""
     started = time.monotonic()
-    for p in paths:
-        try:
-            os.stat(p)
-        except FileNotFoundError:
-            raise MoodtagError(f"{p}: no such file or folder") from None
-        except OSError as exc:
-            raise MoodtagError(f"{p}: {exc.strerror.lower() if exc.strerror else exc}") from None
+    check_paths(paths)
     model_path = resolve_model(model)
     spec = read_spec(model_path)
-    jobs = jobs if jobs > 0 else available_cores()
     summary = ScanSummary(dry_run=dry_run)
+    summary.jobs, asked = plan_jobs(jobs, oversubscribe=oversubscribe)
+    if asked > summary.jobs:
+        on_event(ScanEvent("jobs", count=summary.jobs, total=asked))
     write_tags = not (dry_run or no_write)
+    db_path = resolve_db_path(db)
 
-    lock = None if dry_run else _scan_lock(db, on_event)
-    cache = None
+    def check_stop() -> None:
+        if stop():
+            raise _Stopped
+
+    lock = cache = journal = None
     try:
-        cache = _open_cache(db, dry_run=dry_run)
+        if not dry_run:
+            lock = scan_lock(db_path, on_wait=lambda: on_event(ScanEvent("waiting", path=db_path)),
+                             should_stop=stop)
+        cache = _open_cache(db_path, dry_run=dry_run)
+        if write_tags:
+            cache.check_writable()
+            journal = _journal(db_path)
+            for restored in journal.recover():
+                summary.restored += 1
+                on_event(ScanEvent("restored", path=restored.path, cause=restored.action))
         roots = [Path(os.path.abspath(p)) for p in paths]
         known = cache.known_under(roots) if cache else {}
         refs: list[TrackRef] = []
         for item in walk(paths, include_hidden=include_hidden):
+            check_stop()
             if isinstance(item, WalkProblem):
                 summary.problems.append((str(item.path), item.cause))
                 on_event(ScanEvent("problem", path=item.path, cause=item.cause))
@@ -127,28 +148,35 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
                 todo.append(ref)
         if cache and not dry_run:
             gone = [k for k, row in known.items() if k not in seen_keys and row.status != "missing"
-                    and not os.path.lexists(k)]
+                    and not os.path.lexists(row.fs_path)]
             summary.missing = cache.mark_missing(gone)
         on_event(ScanEvent("planned", total=len(refs), todo=len(todo)))
 
-        with _deferred_interrupt() as pending:
-            for ref, row in fresh:
-                outcome = _handle_cached(ref, row, cache, spec, write_tags=write_tags, dry_run=dry_run,
-                                         keep_mtime=keep_mtime, full=full_results)
-                _account(summary, outcome)
-                on_event(ScanEvent("track", outcome=outcome))
-                pending.check()
-            if todo:
-                by_path = {ref.path: ref for ref in todo}
-                for path, result, info in _analyze_all(todo, model_path, jobs=jobs):
-                    outcome = _handle_new(by_path[path], result, info, cache, spec, write_tags=write_tags,
-                                          dry_run=dry_run, keep_mtime=keep_mtime)
+        options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
+        for ref, row in fresh:
+            check_stop()
+            outcome = _handle_cached(ref, row, cache, spec, full=full_results, **options)
+            _account(summary, outcome)
+            on_event(ScanEvent("track", outcome=outcome))
+        if todo:
+            from tagger.pool import analyse_tracks
+
+            by_path = {ref.path: ref for ref in todo}
+            results = analyse_tracks(todo, model_path, jobs=min(summary.jobs, len(todo)), stop=stop)
+            try:
+                for path, result, info in results:
+                    outcome = _handle_new(by_path[path], result, info, cache, spec, **options)
                     _account(summary, outcome)
                     on_event(ScanEvent("track", outcome=outcome))
-                    pending.check()
-    except KeyboardInterrupt:
+                    check_stop()
+            finally:
+                results.close()  # kills the workers now, done or stopped
+        check_stop()
+    except (_Stopped, KeyboardInterrupt):
         summary.interrupted = True
     finally:
+        if journal is not None:
+            journal.close()
         if cache:
             cache.close()
         if lock is not None:
@@ -157,40 +185,55 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
     return summary
 
 
-def _analyze_all(todo: list[TrackRef], model_path: Path, *, jobs: int):
-    """Yield (path, TrackResult, info) as workers finish, in any order; memory stays flat."""
-    if jobs == 1 or len(todo) == 1:
-        for ref in todo:
-            yield analyze_in_worker(ref.path, str(model_path))
-        return
-    from joblib import Parallel, delayed
+def check_paths(paths: list[Path]) -> None:
+    """Every PATH must exist; an empty one (an unset variable) is an error, not the current folder."""
+    if not paths:
+        raise MoodtagError("no PATH given")
+    for p in paths:
+        if str(p) == "":
+            raise MoodtagError("an empty PATH (an unset variable?); give a folder or file")
+        try:
+            os.stat(p)
+        except FileNotFoundError:
+            raise MoodtagError(f"{p}: no such file or folder") from None
+        except OSError as exc:
+            raise MoodtagError(f"{p}: {exc.strerror.lower() if exc.strerror else exc}") from None
 
-    parallel = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered",
-                        pre_dispatch="2*n_jobs", batch_size=1)
-    try:
-        yield from parallel(delayed(analyze_in_worker)(ref.path, str(model_path)) for ref in todo)
-    finally:
-        # Stop the workers now (done or interrupted) rather than leave them idling for minutes.
-        from joblib.externals.loky import get_reusable_executor
 
-        get_reusable_executor().shutdown(wait=False, kill_workers=True)
+def plan_jobs(jobs: int, *, oversubscribe: bool = False) -> tuple[int, int]:
+    """(worker processes to use, as asked): 0 means one per core; more than the cores is capped to
+    them unless `oversubscribe` (each worker holds a model and a decoder: 1,000 of them exhaust memory
+    and run slower than a few)."""
+    if jobs < 0:
+        raise MoodtagError(f"--jobs must be 0 (one per core) or more, not {jobs}")
+    cores = available_cores()
+    asked = jobs or cores
+    return (asked if oversubscribe else min(asked, cores)), asked
+
+
+def _journal(db_path: Path):
+    from tagger.safewrite import UndoJournal
+
+    return UndoJournal.for_cache(db_path)
 
 
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
-                spec: ModelSpec, *, write_tags: bool, dry_run: bool, keep_mtime: bool) -> TrackOutcome:
+                spec: ModelSpec, *, write_tags: bool, dry_run: bool, keep_mtime: bool, journal) -> TrackOutcome:
     if not result.ok:
         if cache and not dry_run:
             cache.record(result, ref, info=info)
         return TrackOutcome(ref, result, FAILED, "-")
+    if cache and not dry_run:  # committed before the file is touched: a tag is never written without a row
+        cache.record(result, ref, info=info, tagged=False)
     tags, tag_error, ref_after = _apply_tags(ref, result.mood, result.scores, spec, write_tags=write_tags,
-                                             dry_run=dry_run, keep_mtime=keep_mtime)
-    if cache and not dry_run:
-        cache.record(result, ref_after, info=info, tagged=tags in ("written", "unchanged"))
+                                             dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
+    if cache and tags in ("written", "unchanged") and write_tags:
+        cache.set_tagged(ref.path, ref_after)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
 
 
 def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: ModelSpec, *,
-                   write_tags: bool, dry_run: bool, keep_mtime: bool, full: bool) -> TrackOutcome:
+                   write_tags: bool, dry_run: bool, keep_mtime: bool, full: bool, journal) -> TrackOutcome:
     needs_tags = row.status == "ok" and not row.tagged and (write_tags or dry_run)
     data = cache.get(ref.path) if (full or needs_tags) and cache else None
     result = _result_from_row(ref.path, row, data)
@@ -202,7 +245,8 @@ def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: M
     tag_error = None
     if needs_tags and data is not None:
         tags, tag_error, ref_after = _apply_tags(ref, row.mood, json.loads(data["scores"] or "{}"), spec,
-                                                 write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime)
+                                                 write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime,
+                                                 journal=journal)
         if cache and not dry_run and tags in ("written", "unchanged"):
             cache.set_tagged(ref.path, ref_after)
     return TrackOutcome(ref, result, CACHED, tags, tag_error)
@@ -220,7 +264,7 @@ def _result_from_row(path: Path, row: CachedTrack, data: dict | None) -> TrackRe
 
 
 def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, write_tags: bool,
-                dry_run: bool, keep_mtime: bool) -> tuple[str, str | None, TrackRef]:
+                dry_run: bool, keep_mtime: bool, journal) -> tuple[str, str | None, TrackRef]:
     """Write the mood tags unless asked not to; returns (tags action, error, the file's ref afterwards)."""
     from tagger.tags import MoodValues, read_mood, write_mood
 
@@ -240,13 +284,16 @@ def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, writ
         return "failed", f"cannot stat: {exc.strerror}", ref
     if (now.size, now.mtime_ns) != (ref.size, ref.mtime_ns):
         return "failed", "file changed while it was analysed; not tagged (scan again)", ref
-    try:  # the caller holds SIGINT/SIGTERM: a write is never cut in half
-        changed = write_mood(ref.path, values)
+    try:  # crash-safe (tagger.safewrite); the scan stops only between tracks
+        changed = write_mood(ref.path, values, journal=journal)
         if changed and keep_mtime:
             os.utime(ref.path, ns=(os.stat(ref.path).st_atime_ns, ref.mtime_ns))
     except MoodtagError as exc:
         return "failed", str(exc), ref
-    return ("written" if changed else "unchanged"), None, TrackRef.from_path(ref.path)
+    try:
+        return ("written" if changed else "unchanged"), None, TrackRef.from_path(ref.path)
+    except OSError as exc:
+        return "failed", f"cannot stat after tagging: {exc.strerror}", ref
 
 
 def _account(summary: ScanSummary, outcome: TrackOutcome) -> None:
@@ -267,27 +314,6 @@ def _account(summary: ScanSummary, outcome: TrackOutcome) -> None:
         summary.problems.append((str(outcome.ref.path), f"tags not written: {outcome.tag_error}"))
 
 
-def _scan_lock(db: Path | None, on_event):
-    """Hold `<db>.lock` for the whole scan: a second scan of the same database waits for the first
-    (two scans writing tags to one file at once could damage it). Released if the process dies."""
-    from filelock import FileLock, Timeout
-
-    from tagger.cache import default_db_path
-
-    path = Path(db).expanduser() if db else default_db_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path) + ".lock")
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            on_event(ScanEvent("waiting", path=path))
-            lock.acquire()
-    except OSError as exc:
-        raise MoodtagError(f"{path}: cannot lock the cache database ({exc.strerror or exc})") from None
-    return lock
-
-
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS tells it)."""
     try:
@@ -296,44 +322,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _open_cache(db: Path | None, *, dry_run: bool) -> Cache | None:
+def _open_cache(db_path: Path, *, dry_run: bool) -> Cache | None:
     if not dry_run:
-        return Cache.open(db)
-    from tagger.cache import default_db_path
-
-    path = Path(db).expanduser() if db else default_db_path()
-    return Cache.open_readonly(path) if path.is_file() else None
-
-
-class _Pending:
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def check(self) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt
-
-
-@contextmanager
-def _deferred_interrupt():
-    """Hold SIGINT/SIGTERM while the block runs (a tag write is never cut in half), then act on it."""
-    import threading
-
-    pending = _Pending()
-    if threading.current_thread() is not threading.main_thread():
-        yield pending
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def hold(signum, frame):
-        pending.signal = signum
-
-    for sig in previous:
-        signal.signal(sig, hold)
-    try:
-        yield pending
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if pending.signal is not None:
-        raise KeyboardInterrupt
+        return Cache.open(db_path)
+    return Cache.open_readonly(db_path) if db_path.is_file() else None

@@ -173,9 +173,33 @@ def read_spec(path: Path) -> ModelSpec:
     if SPEC_KEY not in meta:
         raise ModelError(f"{path}: safetensors file without a moodtag spec")
     try:
-        return ModelSpec.from_json(json.loads(meta[SPEC_KEY]))
-    except (ValueError, TypeError, KeyError) as exc:
+        spec = ModelSpec.from_json(json.loads(meta[SPEC_KEY]))
+        problem = spec_problem(spec)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ModelError(f"{path}: malformed model spec ({exc})") from None
+    if problem:
+        raise ModelError(f"{path}: malformed model spec ({problem})")
+    return spec
+
+
+def spec_problem(spec: ModelSpec) -> str | None:
+    """What makes a spec unusable (a value no track could be analysed with), or None."""
+    labels, clips = spec.labels, spec.clips
+    if len(labels) < 2 or len(set(labels)) != len(labels) or not all(isinstance(l, str) and l for l in labels):
+        return f"labels must be two or more distinct names, not {list(labels)}"
+    if not isinstance(spec.sample_rate, int) or not 1000 <= spec.sample_rate <= 384000:
+        return f"sample_rate {spec.sample_rate!r} is not a sample rate"
+    if not isinstance(clips.count, int) or not 1 <= clips.count <= 100:
+        return f"clips.count {clips.count!r} must be a whole number from 1 to 100"
+    if not isinstance(clips.seconds, (int, float)) or not 0.1 <= clips.seconds <= 120:
+        return f"clips.seconds {clips.seconds!r} must be from 0.1 to 120"
+    if clips.placement not in ("contiguous", "spread"):
+        return f"clips.placement {clips.placement!r} must be contiguous or spread"
+    if not isinstance(clips.span, (int, float)) or not 0 < clips.span <= 1:
+        return f"clips.span {clips.span!r} must be above 0 and at most 1"
+    if spec.threshold is not None and not (isinstance(spec.threshold, (int, float)) and 0 < spec.threshold < 1):
+        return f"threshold {spec.threshold!r} must be between 0 and 1"
+    return None
 
 
 def load_model(model: str | Path | None = None) -> LoadedModel:

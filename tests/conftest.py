@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from tagger import synth
 
 # Keep each test process to one BLAS/torch thread: CI has 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A command run without --db uses the default cache (and its undo journal) in the user data folder:
+# keep those out of the real home folder.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="moodtag-tests-data-")
 
 
 @pytest.fixture(scope="session")

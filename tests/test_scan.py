@@ -180,7 +180,7 @@ def test_malformed_options_fail_clearly(tmp_path, test_model):
     bad_db = tmp_path / "not-a-db.db"
     bad_db.write_text("this is not sqlite" * 100)
     proc = scan(tmp_path, "--db", bad_db, "--model", test_model)
-    assert proc.returncode == 1 and "unusable cache database" in proc.stderr
+    assert proc.returncode == 1 and "not an SQLite database" in proc.stderr
 
 
 def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]:

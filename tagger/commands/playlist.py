@@ -7,14 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from tagger.commands.options import DbOption, ModelOption
+from tagger.commands.options import DbOption, ModelOption, path_value
 from tagger.playlists import FORMATS, ORDERS
 
 Order = Enum("Order", {name: name for name in ORDERS}, type=str)
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)
 
 PathsArgument = Annotated[Optional[list[Path]], typer.Argument(
-    metavar="[PATH...]", help="Only tracks at or under these files or folders. Default: the whole cache.")]
+    metavar="[PATH...]", parser=path_value, help="Only tracks at or under these files or folders. Default: the whole cache.")]
 MinConfidenceOption = Annotated[float, typer.Option(
     "--min-confidence", metavar="X", min=0.0, max=1.0,
     help="Only tracks whose probability of the mood is at least X (0 to 1).")]
@@ -25,7 +25,7 @@ OrderOption = Annotated[Order, typer.Option(
 SeedOption = Annotated[Optional[int], typer.Option(
     "--seed", metavar="S", help="Seed for --order shuffle: the same seed gives the same playlist.")]
 RelativeToOption = Annotated[Optional[Path], typer.Option(
-    "--relative-to", metavar="DIR", file_okay=False,
+    "--relative-to", metavar="DIR", file_okay=False, parser=path_value,
     help="Write paths relative to DIR. Default: relative to the playlist's own folder (absolute when printing).")]
 AbsoluteOption = Annotated[bool, typer.Option("--absolute", help="Write absolute paths.")]
 AnyModelOption = Annotated[bool, typer.Option(
@@ -37,7 +37,7 @@ def playlist(
     paths: PathsArgument = None,
     db: DbOption = None,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", metavar="FILE", dir_okay=False,
+        "--output", "-o", metavar="FILE", dir_okay=False, parser=path_value,
         help="Write the playlist to FILE (a .xspf name means XSPF). Default: print it.")] = None,
     fmt: Annotated[Optional[Format], typer.Option(
         "--format", "-f", help="Playlist format. Default: from the -o file's suffix, else m3u8.")] = None,
@@ -77,7 +77,7 @@ def playlist(
 
 def playlists(
     out_dir: Annotated[Path, typer.Option(
-        "--out-dir", "-d", metavar="DIR", file_okay=False, help="Write one playlist per mood here (created if needed).")],
+        "--out-dir", "-d", metavar="DIR", file_okay=False, parser=path_value, help="Write one playlist per mood here (created if needed).")],
     paths: PathsArgument = None,
     db: DbOption = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Playlist format.")] = Format.m3u8,
@@ -114,12 +114,11 @@ def _report_left_out(result) -> None:
     """A warning per entry the format cannot hold, one line for files gone from disk, one if empty."""
     from rich.markup import escape
 
-    from tagger.console import warn
-    from tagger.playlists import printable
+    from tagger.console import shown, warn
 
     selection = result.selection
     for path, problem in selection.unwritable:
-        warn(f"{escape(printable(path))}: left out of the {escape(result.mood)} playlist: {problem} "
+        warn(f"{shown(path)}: left out of the {escape(result.mood)} playlist: {problem} "
              f"(an M3U line cannot hold it; --format xspf can)")
     if selection.missing:
         n = len(selection.missing)
@@ -130,7 +129,7 @@ def _report_left_out(result) -> None:
 def _report_written(result, dest: Path) -> None:
     from rich.markup import escape
 
-    from tagger.console import out
+    from tagger.console import out, shown
 
     n = len(result.selection.entries)
-    out.print(f"wrote {n} {escape(result.mood)} track{'s' if n != 1 else ''} to {escape(str(dest))}")
+    out.print(f"wrote {n} {escape(result.mood)} track{'s' if n != 1 else ''} to {shown(dest)}")

@@ -57,8 +57,14 @@ def query(
             used += [name for name, on in (("--exact", exact), ("--desc", desc), ("--order", order != Order.path)) if on]
             if used:
                 raise MoodtagError(f"--sql cannot be combined with {', '.join(used)} (write it in the SQL)")
-            result = run_sql(cache, sql)
-            _emit(result.columns, result.rows, json_lines=json_lines, csv_out=csv_out)
+            from tagger.commands.interrupts import StopRequests
+
+            stops = StopRequests.install()  # SQLite polls it: Ctrl-C ends even an endless query
+            result = run_sql(cache, sql, stop=lambda: stops.requested)
+            _emit(result.columns, result.rows, json_lines=json_lines, csv_out=csv_out,
+                  stop=lambda: stops.requested)
+            if stops.requested:
+                raise KeyboardInterrupt
             return
         track_filter = TrackFilter(mood=mood, min_confidence=min_confidence, artist=artist, album=album,
                                    exact=exact, path_glob=path_glob, status=status.value if status else None,
@@ -96,13 +102,18 @@ def stats(
 
 # -- rendering ---------------------------------------------------------------------------------------
 
-def _emit(columns, rows, *, json_lines: bool, csv_out: bool) -> None:
-    """Rows as JSON Lines, CSV, or a rich table."""
+TABLE_ROWS_MAX = 10_000  # a terminal table holds all its rows in memory; --csv and --json stream
+
+
+def _emit(columns, rows, *, json_lines: bool, csv_out: bool, stop=lambda: False) -> None:
+    """Rows as JSON Lines, CSV (both streamed, memory flat), or a rich table (at most TABLE_ROWS_MAX)."""
     import click
 
     if json_lines:
         for row in rows:
             click.echo(json.dumps(dict(zip(columns, map(_jsonable, row))), ensure_ascii=False))
+            if stop():
+                return
     elif csv_out:
         import csv
         import io
@@ -116,17 +127,22 @@ def _emit(columns, rows, *, json_lines: bool, csv_out: bool) -> None:
                 click.echo(buffer.getvalue(), nl=False)
                 buffer.seek(0)
                 buffer.truncate()
+                if stop():
+                    return
         click.echo(buffer.getvalue(), nl=False)
     else:
+        from rich.markup import escape
         from rich.table import Table
 
-        from tagger.console import out
-
-        from rich.markup import escape
+        from tagger.console import err, out, shown
 
         table = Table(*(escape(c) for c in columns), box=None, highlight=False)
         for row in rows:
-            table.add_row(*("" if v is None else escape(str(_jsonable(v))) for v in row))
+            if table.row_count == TABLE_ROWS_MAX or stop():
+                err.print(f"[yellow]only the first {table.row_count:,} rows are shown[/]; --csv or --json "
+                          "give them all")
+                break
+            table.add_row(*("" if v is None else shown(str(_jsonable(v))) for v in row))
         out.print(table)
 
 
@@ -158,7 +174,7 @@ def _render_tracks(tracks) -> None:
     if not tracks:
         err.print("no cached tracks match")
         return
-    from tagger.playlists import printable
+    from tagger.records import printable
 
     with_errors = any(t.error for t in tracks)
     table = Table(box=None, highlight=False)

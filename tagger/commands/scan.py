@@ -7,13 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from tagger.commands.options import DbOption, JsonOption, ModelOption
+from tagger.commands.options import DbOption, JsonOption, ModelOption, path_value
 
 
 def scan(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Folders (walked recursively) or files.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", parser=path_value,
+                                                help="Folders (walked recursively) or files.")],
     db: DbOption = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Worker processes (0: one per core).")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Worker processes (0: one per core; at most one per core unless --oversubscribe).")] = 0,
+    oversubscribe: Annotated[bool, typer.Option("--oversubscribe", help="Allow more --jobs than cores (e.g. a library on a slow network share).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be written; write neither tags nor cache.")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Fill the cache but leave the files untouched.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Analyse again even tracks the cache says are current.")] = False,
@@ -25,15 +27,15 @@ def scan(
     """Tag every track under PATH calm or exciting, and cache the results.
 
     A second scan analyses only what changed (size, mtime or model version). Exit status 0 when the
-    scan completed, even if some files failed (they are listed); 1 for fatal errors; 130 if interrupted."""
-    from rich.markup import escape
-
-    from tagger.console import err, out
-    from tagger.records import display_path
+    scan completed, even if some files failed (they are listed); 1 for fatal errors; 130 if interrupted
+    (Ctrl-C; 143 for SIGTERM, 129 for a closed terminal)."""
+    from tagger.commands.interrupts import StopRequests
+    from tagger.console import err, out, shown
     from tagger.scan import ScanEvent, scan_library
 
     if dry_run and no_write:
         raise typer.BadParameter("--dry-run already writes nothing; use one of --dry-run / --no-write")
+    stops = StopRequests.install()
     progress = _Progress(enabled=not json_lines)
 
     def on_event(event: ScanEvent) -> None:
@@ -48,30 +50,42 @@ def scan(
             elif o.tags == "failed":
                 progress.log_failure(o.ref.path, f"tags not written: {o.tag_error}")
             elif dry_run and o.tags == "would write" and not json_lines:
-                progress.log(f"[cyan]would tag[/] {escape(display_path(o.ref.path))}: {o.result.mood} "
+                progress.log(f"[cyan]would tag[/] {shown(o.ref.path)}: {o.result.mood} "
                              f"({o.result.confidence:.2f})")
             progress.advance(o.action == "analysed")
+        elif event.kind == "restored":
+            progress.log(f"[yellow]recovered:[/] {shown(event.path)}: {shown(event.cause)}")
+        elif event.kind == "jobs":
+            progress.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "
+                         "available (--oversubscribe allows more)")
         elif event.kind == "waiting":
-            err.print(f"waiting for another moodtag scan using {escape(str(event.path))} to finish...")
+            err.print(f"waiting for another moodtag scan using {shown(event.path)} to finish...")
         elif event.kind == "walking":
             progress.walking(event.count)
         elif event.kind == "planned":
             progress.start(event.total, event.todo)
 
-    with progress:
-        summary = scan_library(paths, db=db, model=model, jobs=jobs, dry_run=dry_run, no_write=no_write,
-                               force=force, keep_mtime=keep_mtime, include_hidden=hidden,
-                               full_results=json_lines, on_event=on_event)
-    if not json_lines:
-        _render_summary(summary)
-    elif summary.interrupted:
-        err.print("[yellow]interrupted[/]: finished results are saved; scan again to resume")
+    try:
+        with progress:
+            summary = scan_library(paths, db=db, model=model, jobs=jobs, oversubscribe=oversubscribe,
+                                   dry_run=dry_run, no_write=no_write, force=force, keep_mtime=keep_mtime,
+                                   include_hidden=hidden, full_results=json_lines, on_event=on_event,
+                                   stop=lambda: stops.requested)
+        if not json_lines:
+            _render_summary(summary, stops)
+        elif summary.interrupted:
+            err.print(f"[yellow]interrupted[/] ({stops.name}): finished results are saved; scan again to resume")
+    except OSError:  # the terminal went away (SIGHUP): the cache is committed; nothing left to tell
+        if not stops.requested:
+            raise
+        raise stops.exit() from None
     if summary.interrupted:
-        raise typer.Exit(130)
+        raise stops.exit()
 
 
 def prune(
-    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="[PATH...]", help="Only under these folders.")] = None,
+    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="[PATH...]", parser=path_value,
+                                                          help="Only under these folders.")] = None,
     db: DbOption = None,
 ) -> None:
     """Forget cached tracks whose files have vanished (marked missing by a scan)."""
@@ -103,19 +117,26 @@ class _Progress:
         self.t0 = None
 
     def __enter__(self):
-        self.progress.__enter__()
-        self.task = self.progress.add_task("finding tracks", total=None, rate="")
         return self
 
     def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
+        if self.task is not None:
+            return self.progress.__exit__(*exc)
+
+    def _shown(self):
+        """The bar appears with the first progress, so an early error is not preceded by an empty bar."""
+        if self.task is None:
+            self.progress.__enter__()
+            self.task = self.progress.add_task("finding tracks", total=None, rate="")
 
     def walking(self, count: int) -> None:
+        self._shown()
         self.progress.update(self.task, description=f"finding tracks ({count})")
 
     def start(self, total: int, todo: int) -> None:
         import time
 
+        self._shown()
         self.t0 = time.monotonic()
         self.progress.update(self.task, total=total, completed=0,
                              description=f"scanning ({todo} to analyse)")
@@ -123,6 +144,7 @@ class _Progress:
     def advance(self, analysed: bool) -> None:
         import time
 
+        self._shown()
         self.analysed += analysed
         rate = ""
         if self.t0 and self.analysed:
@@ -138,7 +160,7 @@ class _Progress:
         error_line(path, cause)  # the progress bar's own console: the line goes above the bar
 
 
-def _render_summary(summary) -> None:
+def _render_summary(summary, stops) -> None:
     from rich.table import Table
 
     from tagger.console import err
@@ -152,6 +174,8 @@ def _render_summary(summary) -> None:
     table.add_row("failed", str(summary.failed + summary.tag_failures + _walk_problems(summary)))
     if summary.missing:
         table.add_row("vanished (marked missing)", str(summary.missing))
+    if summary.restored:
+        table.add_row("interrupted writes undone", str(summary.restored))
     for mood, n in sorted(summary.moods.items()):
         table.add_row(mood, str(n))
     table.add_row("time", f"{summary.elapsed:.1f} s")
@@ -160,7 +184,8 @@ def _render_summary(summary) -> None:
         err.print(f"[yellow]{len(summary.problems)} file(s) had problems[/] (listed above); "
                   "the rest of the scan completed.")
     if summary.interrupted:
-        err.print("[yellow]interrupted[/]: finished results are saved; scan again to resume")
+        err.print(f"[yellow]interrupted[/] ({stops.name or 'stopped'}): finished results are saved; "
+                  "scan again to resume")
 
 
 def _walk_problems(summary) -> int:

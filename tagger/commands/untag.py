@@ -6,42 +6,70 @@ from typing import Annotated
 
 import typer
 
+from tagger.commands.options import DbOption, path_value
+
 
 def untag(
     paths: Annotated[list[Path], typer.Argument(
-        metavar="PATH...", exists=True,
+        metavar="PATH...", parser=path_value,
         help="Audio files, or folders searched recursively (hidden files and folders are skipped).")],
+    db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", help="List the files that hold moodtag fields; change nothing.")] = False,
 ) -> None:
     """Remove the mood field and every MOODTAG_* field from audio files; all other tags stay.
 
-    Exit status 0 when it ran to the end, even if some files failed (each failure has its own line)."""
-    from rich.markup import escape
-
-    from tagger.console import error_line, out
+    Writes are crash-safe, as a scan's, and wait for a scan using the same cache (--db) to finish.
+    Exit status 0 when it ran to the end, even if some files failed (each failure has its own line);
+    130 if interrupted (it stops between two files)."""
+    from tagger.cache import resolve_db_path, scan_lock
+    from tagger.commands.interrupts import StopRequests
+    from tagger.console import err, error_line, out, shown, warn
     from tagger.discover import WalkProblem, walk
     from tagger.errors import TagError
+    from tagger.safewrite import UndoJournal
+    from tagger.scan import check_paths
     from tagger.tags import remove_mood
 
+    check_paths(paths)
+    stops = StopRequests.install()
+    lock = journal = None
+    db_path = resolve_db_path(db)
+    if not dry_run:
+        lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: err.print(
+            f"waiting for a moodtag scan using {shown(db_path)} to finish..."))
+        journal = UndoJournal.for_cache(db_path)
+        for restored in journal.recover():
+            warn(f"recovered {shown(restored.path)}: {shown(restored.action)}")
     changed = unchanged = failed = 0
-    for item in walk(paths):
-        if isinstance(item, WalkProblem):
-            failed += 1
-            error_line(item.path, item.cause)
-            continue
-        try:
-            if remove_mood(item.path, dry_run=dry_run):
-                changed += 1
-                if dry_run:
-                    out.print(f"would untag: {escape(str(item.path))}")
-            else:
-                unchanged += 1
-        except TagError as exc:
-            failed += 1
-            error_line(item.path, str(exc))
+    try:
+        for item in walk(paths):
+            if stops.requested:
+                break
+            if isinstance(item, WalkProblem):
+                failed += 1
+                error_line(item.path, item.cause)
+                continue
+            try:
+                if remove_mood(item.path, dry_run=dry_run, journal=journal):
+                    changed += 1
+                    if dry_run:
+                        out.print(f"would untag: {shown(item.path)}")
+                else:
+                    unchanged += 1
+            except TagError as exc:
+                failed += 1
+                error_line(item.path, str(exc))
+    finally:
+        if journal is not None:
+            journal.close()
+        if lock is not None:
+            lock.release()
     verb = "would untag" if dry_run else "untagged"
     out.print(f"{verb} {changed} {_files(changed)}, {unchanged} without moodtag fields, {failed} failed")
+    if stops.requested:
+        err.print(f"[yellow]interrupted[/] ({stops.name}): the files listed as untagged are done")
+        raise stops.exit()
 
 
 def _files(n: int) -> str:
