@@ -1,12 +1,22 @@
 """Clip placement, and decoding of just those clips (never the whole track) to mono float32.
 
 libsndfile (soundfile) reads WAV, AIFF, FLAC, Ogg Vorbis/Opus and MP3 with seeking; PyAV, which ships
-its own FFmpeg libraries, reads M4A/MP4 (AAC, ALAC) and whatever libsndfile rejects. No system ffmpeg.
+its own FFmpeg libraries, reads M4A/MP4 (AAC, ALAC), Opus and whatever libsndfile rejects. No system ffmpeg.
+
+Every decoder puts time 0 at the first sample a gapless player would play: libsndfile's mpg123 drops
+the MP3 encoder delay and padding that a LAME/Xing header gives, libsndfile and FFmpeg drop the Opus
+pre-skip, FFmpeg applies an M4A's edit list (or iTunSMPB) and an MP3's LAME header. Here a clip at
+`start` s is read at FFmpeg's timestamp `stream.start_time + start` (an MP3's start_time is its
+encoder delay), an Ogg Opus duration from FFmpeg has its pre-skip taken off, and a chained Ogg file
+(streams one after the other) is read link by link.
 """
 from __future__ import annotations
 
 import math
+import mmap
 import os
+import stat
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +28,20 @@ from tagger.weights import ClipPlan
 
 # Opus goes to PyAV: libsndfile's Opus seeking decodes from the start (2x slower per track).
 SNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc"}
-# MP3 frames can use bits from earlier frames (the bit reservoir): start decoding this many samples
-# early and drop them, or the first milliseconds of a clip are garbage.
-MP3_PREROLL = 4 * 1152
+# After a seek, libsndfile's first samples can be wrong: MP3 frames use bits of earlier frames (the bit
+# reservoir), a Vorbis block overlaps the one before it. Decode this many samples early and drop them.
+SNDFILE_PREROLL = {"MP3": 4 * 1152, "OGG": 8192}
+# PyAV seeks this far before a clip (AAC and Opus frames overlap their predecessors too).
+AV_PREROLL_SECONDS = 0.5
+# libsndfile reports SF_COUNT_MAX frames when it cannot find the end (a chained Ogg file, for one).
+SF_UNKNOWN_FRAMES = 2 ** 62
+# The container FFmpeg should find for each suffix; another one (or a suffix not listed) means the
+# name and the content disagree, and the file must show that its audio decodes before it is trusted.
+AV_FORMATS = {".m4a": "mov,mp4,m4a,3gp,3g2,mj2", ".mp4": "mov,mp4,m4a,3gp,3g2,mj2", ".opus": "ogg",
+              ".ogg": "ogg", ".oga": "ogg", ".mp3": "mp3", ".flac": "flac", ".wav": "wav",
+              ".aif": "aiff", ".aiff": "aiff", ".aifc": "aiff"}
+OGG_PAGE = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial, sequence, crc, segments
+OGG_BOS = 0x02
 
 
 @dataclass(frozen=True)
@@ -54,65 +75,434 @@ def clip_offsets(duration: float, plan: ClipPlan) -> list[float]:
 
 
 def probe_duration(path: Path) -> float:
-    """Duration in seconds from the container, without decoding."""
+    """Duration in seconds, as load_clips places clips by (from the container, without decoding)."""
     path = Path(path)
-    _check_readable(path)
-    try:
-        return _sf_duration(path) if path.suffix.lower() in SNDFILE_SUFFIXES else _av_duration(path)
-    except AudioError:
-        raise
-    except Exception:
-        return _av_duration(path)
+    head = _check_readable(path)
+    with _quiet_stderr(), _open_track(path, head) as track:
+        return track.duration
 
 
 def load_clips(path: Path, *, plan: ClipPlan, sample_rate: int) -> DecodedClips:
     """Decode the clips `plan` places in `path`, as mono float32 at `sample_rate`."""
     path = Path(path)
-    _check_readable(path)
-    return _decode(path, plan=plan, starts=None, seconds=plan.seconds, sample_rate=sample_rate)
+    head = _check_readable(path)
+    return _decode(path, head, plan=plan, starts=None, seconds=plan.seconds, sample_rate=sample_rate)
 
 
 def decode_segments(path: Path, starts: list[float], *, seconds: float, sample_rate: int) -> DecodedClips:
     """Decode segments at the given start times (used by training for random clip positions)."""
     path = Path(path)
-    _check_readable(path)
-    return _decode(path, plan=None, starts=starts, seconds=seconds, sample_rate=sample_rate)
+    head = _check_readable(path)
+    return _decode(path, head, plan=None, starts=starts, seconds=seconds, sample_rate=sample_rate)
 
 
-def _check_readable(path: Path) -> None:
+def _check_readable(path: Path) -> bytes:
+    """The file's first bytes; AudioError if it is missing, empty or unreadable."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise AudioError("file not found") from None
     except OSError as exc:
         raise AudioError(f"cannot stat: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the first read, /dev/zero never end
+        from tagger.discover import file_kind
+
+        raise AudioError(f"not a regular file ({file_kind(st.st_mode)})")
+    size = st.st_size
     if size == 0:
         raise AudioError("empty file (0 bytes)")
     try:
         with open(path, "rb") as fh:
-            fh.read(1)
+            return fh.read(OGG_PAGE.size)
     except PermissionError:
         raise AudioError("permission denied (cannot read the file)") from None
     except OSError as exc:
         raise AudioError(f"cannot read: {exc.strerror or exc}") from None
 
 
-def _decode(path: Path, *, plan: ClipPlan | None, starts, seconds: float, sample_rate: int) -> DecodedClips:
-    first_error = None
-    if path.suffix.lower() in SNDFILE_SUFFIXES:
-        try:
-            return _decode_sndfile(path, plan=plan, starts=starts, seconds=seconds, sample_rate=sample_rate)
-        except AudioError as exc:
-            if "too short" in str(exc) or "truncated" in str(exc):
-                raise
-            first_error = exc
+def _decode(path: Path, head: bytes, *, plan: ClipPlan | None, starts, seconds: float,
+            sample_rate: int) -> DecodedClips:
+    with _quiet_stderr(), _open_track(path, head) as track:
+        if starts is None:
+            starts = clip_offsets(track.duration, plan)
+        n_out = int(round(seconds * sample_rate))
+        out = np.empty((len(starts), n_out), dtype=np.float32)
+        for i, start in enumerate(starts):
+            out[i] = track.clip(start, seconds, sample_rate)
+        return DecodedClips(duration=track.duration, starts=tuple(float(s) for s in starts), samples=out)
+
+
+@contextmanager
+def _open_track(path: Path, head: bytes):
+    """The opened track of `path`: a chained Ogg file link by link, else one file with one decoder."""
+    links = _ogg_links(path) if head.startswith(b"OggS") else None
+    if links is None:
+        track = _open_source(str(path), path.suffix.lower())
+    else:
+        track = _ChainedTrack(path, links)
     try:
-        return _decode_av(path, plan=plan, starts=starts, seconds=seconds, sample_rate=sample_rate)
-    except AudioError as exc:
-        if first_error is not None and str(exc).startswith("not a decodable") and not str(
-                first_error).startswith("not a decodable"):
-            raise first_error from None
-        raise
+        yield track
+    finally:
+        track.close()
+
+
+def _open_source(source, suffix: str):
+    """libsndfile for its formats, PyAV for the rest and for what libsndfile rejects. `source` is a
+    path or a file object (one link of a chained Ogg file)."""
+    if suffix not in SNDFILE_SUFFIXES:
+        return _AvTrack(source, suffix, verify=False)
+    try:
+        return _SndfileTrack(source)
+    except AudioError as first_error:
+        try:
+            return _AvTrack(source, suffix, verify=True)
+        except AudioError as exc:
+            if str(exc).startswith("not a decodable") and not str(first_error).startswith("not a decodable"):
+                raise first_error from None
+            raise
+
+
+class _SndfileTrack:
+    """One file opened by libsndfile."""
+
+    def __init__(self, source):
+        import soundfile as sf
+
+        try:
+            self.fh = sf.SoundFile(source)
+        except Exception as exc:
+            raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
+        self.sr = self.fh.samplerate
+        if not self.sr or self.fh.frames >= SF_UNKNOWN_FRAMES:
+            self.fh.close()
+            raise AudioError("not a decodable audio file (libsndfile cannot tell where its audio ends)")
+        self.duration = self.fh.frames / self.sr
+        self.preroll = SNDFILE_PREROLL.get(self.fh.format, 0)
+        self.position = 0
+        # libsndfile cannot tell where it is after a seek into an Ogg stream's last page (its end is
+        # trimmed): a seek that would land there goes to a second before the page, and decodes on.
+        last_page = _ogg_last_page_seconds(source, self.sr) if self.fh.format == "OGG" else None
+        self.safe_frames = None if last_page is None else int((self.duration - last_page - 1.0) * self.sr)
+
+    def clip(self, start: float, seconds: float, sample_rate: int) -> np.ndarray:
+        need = int(round(seconds * self.sr))
+        first = int(round(start * self.sr))
+        skip = min(self.preroll, first)
+        if self.safe_frames is not None and first - skip > self.safe_frames:
+            skip = first - max(0, self.safe_frames)
+        try:
+            if self.position and self.fh.format in ("MP3", "OGG"):
+                # From where an earlier read left them, libsndfile's Vorbis decoder lands up to a few
+                # blocks off after a seek of less than 2 s forward, and mpg123 after one a few frames
+                # back; from the start (as when just opened) both seek exactly.
+                self.fh.seek(0)
+            self.fh.seek(first - skip)
+            data = self.fh.read(need + skip, dtype="float32", always_2d=True)
+            self.position = first - skip + len(data)
+        except Exception as exc:
+            raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
+        data = _to_mono(data[skip:])
+        _check_length(data, need, start, seconds, self.duration)
+        return _resample(data, self.sr, sample_rate, int(round(seconds * sample_rate)))
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _AvTrack:
+    """One file opened by PyAV. `verify`: check that its audio decodes before trusting the container
+    (libsndfile rejected the file); also done when FFmpeg finds another container than the suffix
+    names, or a length under one second or none at all."""
+
+    def __init__(self, source, suffix: str, *, verify: bool):
+        import av
+
+        try:
+            self.container = av.open(source)
+        except Exception as exc:
+            raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
+        try:
+            audio = [s for s in self.container.streams if s.type == "audio"]
+            if not audio:
+                raise AudioError("not a decodable audio file (no audio stream in it)")
+            self.stream = stream = audio[0]
+            self.sr = stream.codec_context.sample_rate or stream.rate
+            if not self.sr:
+                raise AudioError("not a decodable audio file (its audio stream has no sample rate)")
+            # FFmpeg's timestamp of the first sample a player plays: an MP3's encoder delay, usually 0.
+            self.origin = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+            self.duration = _av_stream_duration(self.container, stream)
+            self.fresh = True  # nothing read yet: a clip at 0 s is decoded without a seek
+            # FFmpeg, too, misplaces what it decodes after a seek into an Ogg stream's last page.
+            last_page = _ogg_last_page_seconds(source, self.sr) if self.container.format.name == "ogg" else None
+            self.safe_seconds = None if last_page is None else self.duration - last_page - 1.0
+            if verify or AV_FORMATS.get(suffix) != self.container.format.name or not self.duration >= 1.0:
+                self._verify()
+        except Exception:
+            self.container.close()
+            raise
+
+    def _verify(self) -> None:
+        """Decode from the start (all of it if its length is unknown or short, else the first second):
+        AudioError unless most packets decode; a length FFmpeg did not know becomes the decoded one."""
+        import av
+
+        whole = not self.duration >= 1.0
+        packets = errors = samples = 0
+        self.fresh = False
+        try:
+            for packet in self.container.demux(self.stream):
+                if packet.size == 0:
+                    continue
+                packets += 1
+                try:
+                    samples += sum(frame.samples for frame in self.stream.decode(packet))
+                except av.FFmpegError:
+                    errors += 1
+                if not whole and samples >= self.sr and packets >= 8:
+                    break
+        except av.FFmpegError:
+            errors += 1
+        if samples == 0:
+            raise AudioError("not a decodable audio file (no audio in it decodes)")
+        if errors * 2 > packets:
+            raise AudioError(f"not a decodable audio file ({errors} of {packets} audio packets do not decode)")
+        if whole:
+            self.duration = samples / self.sr
+
+    def clip(self, start: float, seconds: float, sample_rate: int) -> np.ndarray:
+        need = int(round(seconds * self.sr))
+        try:
+            data = self._read_at(start, need)
+        except AudioError:
+            raise
+        except Exception as exc:
+            raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
+        _check_length(data, need, start, seconds, self.duration)
+        return _resample(data, self.sr, sample_rate, int(round(seconds * sample_rate)))
+
+    def _read_at(self, start: float, need: int) -> np.ndarray:
+        """Decode `need` samples from exactly `start` s on (FFmpeg timestamp origin + start)."""
+        container, stream, sr = self.container, self.stream, self.sr
+        target = int(round((self.origin + start) * sr))
+        from_start = self.fresh and start < AV_PREROLL_SECONDS
+        if not from_start:
+            # A seek skips an M4A's priming packet, so its first frame would lack its overlap: a clip
+            # near 0 s is read from a container that nothing has been read from yet.
+            when = start - AV_PREROLL_SECONDS
+            if self.safe_seconds is not None:
+                when = min(when, self.safe_seconds)
+            from_start = when <= 0
+            container.seek(int(max(0.0, self.origin + when) / stream.time_base), stream=stream, backward=True)
+        self.fresh = False
+        pieces, origin, have, expected = [], None, 0, None
+        slack = 1 + int(float(stream.time_base) * sr)  # a timestamp's rounding, in samples
+        for frame in container.decode(stream):
+            if origin is None:
+                # Placed by a frame whose timestamp the one before it confirms (from the start of the
+                # stream, the first): FFmpeg's Vorbis decoder stamps a frame where the block size
+                # changes 448 samples late, and the first frame after a seek can be one of those.
+                if frame.time is None:  # no timestamps: take the decoder to be where it was sent
+                    origin = target
+                else:
+                    begin = int(round(frame.time * sr))
+                    confirmed = from_start or (expected is not None and abs(begin - expected) <= slack)
+                    expected = begin + frame.samples
+                    if not confirmed:
+                        continue
+                    origin = begin
+                    if origin > target:  # nothing confirmed before our start (should not happen): pad
+                        pieces.append(np.zeros(origin - target, dtype=np.float32))
+                        have, origin = origin - target, target
+            samples = _frame_samples(frame)
+            pieces.append(samples)
+            have += len(samples)
+            if origin + have >= target + need:
+                break
+        if origin is None:
+            return np.zeros(0, dtype=np.float32)
+        data = np.concatenate(pieces)
+        return data[target - origin: target - origin + need]
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class _ChainedTrack:
+    """A chained Ogg file: logical streams one after the other (`cat a.ogg b.ogg`, a stream ripper's
+    output). Each link is opened on its own byte range, by the decoder its suffix picks; the track's
+    time runs through the links in order."""
+
+    def __init__(self, path: Path, links: list[tuple[int, int]]):
+        self.raw = open(path, "rb")
+        self.suffix = path.suffix.lower()
+        self.links = links
+        self.starts, t = [], 0.0
+        try:
+            for offset, size in links:
+                with self._open(offset, size) as link:
+                    self.starts.append(t)
+                    t += link.duration
+        except Exception:
+            self.raw.close()
+            raise
+        self.durations = [b - a for a, b in zip(self.starts, self.starts[1:] + [t])]
+        self.duration = t
+
+    @contextmanager
+    def _open(self, offset: int, size: int):
+        track = _open_source(_ByteRange(self.raw, offset, size), self.suffix)
+        try:
+            yield track
+        finally:
+            track.close()
+
+    def clip(self, start: float, seconds: float, sample_rate: int) -> np.ndarray:
+        n_out = int(round(seconds * sample_rate))
+        pieces, t, end = [], start, start + seconds
+        for (offset, size), begin, length in zip(self.links, self.starts, self.durations):
+            if t >= end - 1e-9:
+                break
+            if t >= begin + length:
+                continue
+            take = min(end, begin + length) - t
+            with self._open(offset, size) as link:
+                pieces.append(link.clip(t - begin, take, sample_rate))
+            t += take
+        if t < end - 0.02 * seconds:
+            raise AudioError(f"truncated: audio ends before {end:.1f} s although the header says {self.duration:.1f} s")
+        data = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        return _resample(data, sample_rate, sample_rate, n_out)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class _ByteRange:
+    """A read-only file object over bytes [offset, offset + size) of an open file."""
+
+    def __init__(self, raw, offset: int, size: int):
+        self.raw, self.offset, self.size, self.pos = raw, offset, size, 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
+        if n <= 0:
+            return b""
+        self.raw.seek(self.offset + self.pos)
+        data = self.raw.read(n)
+        self.pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _ogg_links(path: Path) -> list[tuple[int, int]] | None:
+    """(offset, size) of each link of a chained Ogg file; None for a file of one link.
+
+    Cheap for the common case: a file whose last page belongs to the stream of its first page is one
+    link. Otherwise every page header is read: a beginning-of-stream page after pages of data starts
+    a new link (RFC 3533: a link's BOS pages come before its other pages)."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(0)
+        first = fh.read(OGG_PAGE.size)
+        if len(first) < OGG_PAGE.size:
+            return None
+        pages = _ogg_tail_pages(fh, size)
+        if not pages or pages[-1][0] == OGG_PAGE.unpack_from(first)[4]:
+            return None
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            starts, pos, in_data = [], 0, False
+            while pos + OGG_PAGE.size <= size:
+                if data[pos:pos + 4] != b"OggS":
+                    pos = data.find(b"OggS", pos + 1)  # damaged bytes: find the next page
+                    if pos < 0:
+                        break
+                    continue
+                capture, version, flags, *_, segments = OGG_PAGE.unpack_from(data, pos)
+                body = sum(data[pos + OGG_PAGE.size: pos + OGG_PAGE.size + segments])
+                if flags & OGG_BOS:
+                    if in_data or not starts:
+                        starts.append(pos)
+                    in_data = False
+                else:
+                    in_data = True
+                pos += OGG_PAGE.size + segments + body
+    if len(starts) < 2:
+        return None
+    ends = starts[1:] + [size]
+    return [(a, b - a) for a, b in zip(starts, ends)]
+
+
+def _ogg_tail_pages(fh, size: int) -> list[tuple[int, int]]:
+    """(serial, granule) of the Ogg pages at the end of a file (the last 70 kB), in order: the pages
+    that chain (each ending where the next begins) up to the last page of the file."""
+    start = max(0, size - 70_000)
+    fh.seek(start)
+    tail = fh.read(size - start)
+    at = tail.rfind(b"OggS")
+    while at >= 0 and not _ogg_page_fits(tail, at):
+        at = tail.rfind(b"OggS", 0, at)
+    pages = []
+    while at >= 0:
+        _, _, _, granule, serial, *_ = OGG_PAGE.unpack_from(tail, at)
+        pages.append((serial, granule))
+        prev = tail.rfind(b"OggS", 0, at)
+        while prev >= 0 and not (_ogg_page_fits(tail, prev) and _ogg_page_end(tail, prev) == at):
+            prev = tail.rfind(b"OggS", 0, prev)
+        at = prev
+    return pages[::-1]
+
+
+def _ogg_last_page_seconds(source, sample_rate: int) -> float | None:
+    """How much of an Ogg stream's time its last page holds (from the granule positions of its last
+    two pages); None if the tail of the file does not tell. `source`: a path or a file object."""
+    fh = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
+    try:
+        pos = fh.tell()
+        size = fh.seek(0, os.SEEK_END)
+        pages = _ogg_tail_pages(fh, size)
+        fh.seek(pos)
+    finally:
+        if fh is not source:
+            fh.close()
+    if not pages:
+        return None
+    serial, last = pages[-1]
+    earlier = [g for s, g in pages[:-1] if s == serial and g >= 0]
+    if last < 0 or not earlier or earlier[-1] > last:
+        return None
+    return (last - earlier[-1]) / sample_rate
+
+
+def _ogg_page_end(buf: bytes, at: int) -> int:
+    segments = buf[at + OGG_PAGE.size - 1]
+    return at + OGG_PAGE.size + segments + sum(buf[at + OGG_PAGE.size: at + OGG_PAGE.size + segments])
+
+
+def _ogg_page_fits(buf: bytes, at: int) -> bool:
+    """Whether an Ogg page header at `at` of `buf` is plausible and its page ends within `buf`."""
+    if at + OGG_PAGE.size > len(buf):
+        return False
+    capture, version, flags, *_, segments = OGG_PAGE.unpack_from(buf, at)
+    if version != 0 or flags > 7 or at + OGG_PAGE.size + segments > len(buf):
+        return False
+    return _ogg_page_end(buf, at) <= len(buf)
+
+
+def _check_length(data: np.ndarray, need: int, start: float, seconds: float, duration: float) -> None:
+    if len(data) < need * 0.98:
+        raise AudioError(f"truncated: audio ends before {start + seconds:.1f} s "
+                         f"although the header says {duration:.1f} s")
 
 
 def _to_mono(x: np.ndarray) -> np.ndarray:
@@ -141,17 +531,6 @@ def _resample(x: np.ndarray, sr: int, target: int, n_out: int) -> np.ndarray:
     return np.ascontiguousarray(x[:n_out], dtype=np.float32)
 
 
-def _sf_duration(path: Path) -> float:
-    import soundfile as sf
-
-    try:
-        with _quiet_stderr():
-            info = sf.info(str(path))
-    except Exception as exc:
-        raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
-    return info.frames / info.samplerate if info.samplerate else 0.0
-
-
 @contextmanager
 def _quiet_stderr():
     """Silence what C decoders print straight to file descriptor 2 (mpg123's 'Note: ...' lines);
@@ -170,69 +549,20 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def _decode_sndfile(path: Path, *, plan, starts, seconds, sample_rate) -> DecodedClips:
-    with _quiet_stderr():
-        return _decode_sndfile_quiet(path, plan=plan, starts=starts, seconds=seconds, sample_rate=sample_rate)
-
-
-def _decode_sndfile_quiet(path: Path, *, plan, starts, seconds, sample_rate) -> DecodedClips:
-    import soundfile as sf
-
-    try:
-        fh = sf.SoundFile(str(path))
-    except Exception as exc:
-        raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
-    with fh:
-        sr = fh.samplerate
-        duration = fh.frames / sr if sr else 0.0
-        if starts is None:
-            starts = clip_offsets(duration, plan)
-        need = int(round(seconds * sr))
-        n_out = int(round(seconds * sample_rate))
-        preroll = MP3_PREROLL if fh.format == "MP3" else 0
-        out = np.empty((len(starts), n_out), dtype=np.float32)
-        for i, start in enumerate(starts):
-            first = int(round(start * sr))
-            skip = min(preroll, first)
-            try:
-                fh.seek(first - skip)
-                data = fh.read(need + skip, dtype="float32", always_2d=True)
-            except Exception as exc:
-                raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
-            data = _to_mono(data[skip:])
-            if len(data) < need * 0.98:
-                raise AudioError(f"truncated: audio ends before {start + seconds:.1f} s "
-                                 f"although the header says {duration:.1f} s")
-            out[i] = _resample(data, sr, sample_rate, n_out)
-    return DecodedClips(duration=duration, starts=tuple(float(s) for s in starts), samples=out)
-
-
-def _open_av(path: Path):
-    import av
-
-    try:
-        container = av.open(str(path))
-    except Exception as exc:
-        raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
-    audio = [s for s in container.streams if s.type == "audio"]
-    if not audio:
-        container.close()
-        raise AudioError("no audio stream in the file")
-    return container, audio[0]
-
-
 def _av_stream_duration(container, stream) -> float:
+    """The stream's duration in seconds from the container (0.0 if it does not say).
+
+    FFmpeg's Ogg demuxer takes an Opus stream's duration from its last granule position, which counts
+    the pre-skip (RFC 7845: the samples a decoder drops first; FFmpeg's codec `delay`): taken off here."""
     if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / 1_000_000
-    return 0.0
-
-
-def _av_duration(path: Path) -> float:
-    container, stream = _open_av(path)
-    with container:
-        return _av_stream_duration(container, stream)
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / 1_000_000
+    else:
+        return 0.0
+    if container.format.name == "ogg" and stream.codec_context.name == "opus" and stream.codec_context.delay:
+        duration -= stream.codec_context.delay / 48000  # Opus granules count 48 kHz samples
+    return max(0.0, duration)
 
 
 # Planar sample formats read straight from the frame's planes: (dtype, full scale).
@@ -266,59 +596,12 @@ def _frame_samples(frame) -> np.ndarray:
     return _to_mono(flat.reshape(-1, channels)) if channels > 1 else flat
 
 
-def _decode_av(path: Path, *, plan, starts, seconds, sample_rate) -> DecodedClips:
-    container, stream = _open_av(path)
-    with container:
-        sr = stream.codec_context.sample_rate or stream.rate
-        duration = _av_stream_duration(container, stream)
-        if starts is None:
-            starts = clip_offsets(duration, plan)
-        need = int(round(seconds * sr))
-        n_out = int(round(seconds * sample_rate))
-        out = np.empty((len(starts), n_out), dtype=np.float32)
-        for i, start in enumerate(starts):
-            try:
-                data = _av_read_at(container, stream, start, need, sr)
-            except AudioError:
-                raise
-            except Exception as exc:
-                raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
-            if len(data) < need * 0.98:
-                raise AudioError(f"truncated: audio ends before {start + seconds:.1f} s "
-                                 f"although the header says {duration:.1f} s")
-            out[i] = _resample(data, sr, sample_rate, n_out)
-    return DecodedClips(duration=duration, starts=tuple(float(s) for s in starts), samples=out)
-
-
-def _av_read_at(container, stream, start: float, need: int, sr: int) -> np.ndarray:
-    """Seek to just before `start` and decode `need` samples from exactly `start` on."""
-    target = int(round(start * sr))
-    if start > 0:
-        container.seek(int(max(0.0, start - 0.5) / stream.time_base), stream=stream, backward=True)
-    else:
-        container.seek(0, stream=stream, backward=True)
-    pieces, origin, have = [], None, 0
-    for frame in container.decode(stream):
-        samples = _frame_samples(frame)
-        if origin is None:
-            t = frame.time if frame.time is not None else 0.0
-            origin = int(round(t * sr))
-            if origin > target:  # the decoder started after our start (should not happen): pad
-                pieces.append(np.zeros(origin - target, dtype=np.float32))
-                have, origin = origin - target, target
-        pieces.append(samples)
-        have += len(samples)
-        if origin + have >= target + need:
-            break
-    if origin is None:
-        return np.zeros(0, dtype=np.float32)
-    data = np.concatenate(pieces)
-    return data[target - origin: target - origin + need]
-
-
 def _first_line(exc: BaseException) -> str:
     strerror = getattr(exc, "strerror", None)
     if strerror and type(exc).__module__.startswith("av"):
         return strerror  # FFmpeg's reason without its errno and the file name
+    reason = getattr(exc, "error_string", None)
+    if reason and type(exc).__module__.startswith("soundfile"):
+        return reason.strip()  # libsndfile's reason without "Error opening 'PATH': "
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
