@@ -2,9 +2,10 @@
 
 The parent keeps a few tracks per worker in flight and takes the results in the order they finish,
 so memory stays flat. A worker that dies (a decoder's segfault, the OOM killer) breaks the pool and
-every track in flight with it: those tracks are then analysed again one at a time, each alone in a
-fresh worker, so the one that kills its worker again becomes a failure with the cause and the others
-get their results; then a new pool takes the rest. Even one job runs in a worker process: a crash
+every track in flight with it; a track that runs past its timeout (a decoder that hangs) makes the
+parent end the pool itself. The tracks that were in flight are then analysed again one at a time,
+each alone in a fresh worker, so the one that kills or hangs its worker again becomes a failure with
+the cause and the others get their results; then a new pool takes the rest. Even one job runs in a worker process: a crash
 in a decoder must never take the scan down with it, or stop every later scan at the same file.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import contextmanager
@@ -24,58 +26,80 @@ from tagger.worker import WORKER_SIGNALS, analyze_in_worker, init_worker
 
 IN_FLIGHT_PER_WORKER = 2
 IDLE_WORKER_TIMEOUT_S = 60
-MAX_DEATHS_IN_A_ROW = 20  # tracks that each killed their own worker, one after the other: give up
+MAX_FAILURES_IN_A_ROW = 20  # tracks that each killed (or hung) their own worker, one after the other: give up
+TRACK_TIMEOUT_S = 300.0     # a track still analysing after this long is given up (a decoder that hangs)
+POLL_S = 0.25               # how often a wait looks at stop() and the clock
 _THREAD_LIMITS = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                          "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
 
 Outcome = tuple[Path, TrackResult, "dict | None"]
 
 
-def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int,
+def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int, timeout: float = TRACK_TIMEOUT_S,
                    stop: Callable[[], bool] = lambda: False) -> Iterator[Outcome]:
-    """Yield (path, TrackResult, tag info) for every ref, in the order they finish. Stops submitting
-    when `stop()` is true; closing the generator kills the workers at once. Raises MoodtagError when
-    the model cannot be loaded, or when workers die one after the other whatever they analyse."""
+    """Yield (path, TrackResult, tag info) for every ref, in the order they finish. Returns early
+    (killing the workers) once `stop()` is true; closing the generator kills them too. A track still
+    running after `timeout` seconds (a decoder that hangs) fails. Raises MoodtagError when the model
+    cannot be loaded, or when workers die one after the other whatever they analyse."""
     queue = deque(refs)
-    deaths_in_a_row = 0
+    failures_in_a_row = 0
     while queue and not stop():
         suspects: list[TrackRef] = []
         with _pool(jobs) as executor:
-            in_flight: dict = {}
+            in_flight: dict = {}  # future -> (ref, when submitted)
             while (queue or in_flight) and not suspects:
                 while queue and len(in_flight) < IN_FLIGHT_PER_WORKER * jobs and not stop():
                     ref = queue.popleft()
-                    in_flight[_submit(executor, ref, model_path)] = ref
+                    in_flight[_submit(executor, ref, model_path)] = (ref, time.monotonic())
                 if not in_flight:
                     return
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for future in done:
-                    ref = in_flight.pop(future)
+                    ref, _ = in_flight.pop(future)
                     outcome = _outcome(future, ref)
                     if outcome is None:
                         suspects.append(ref)
                     else:
-                        deaths_in_a_row = 0
+                        failures_in_a_row = 0
                         yield outcome
-            suspects += in_flight.values()  # the pool is broken: these died with it
-        for ref in suspects:  # each alone: only the one that kills its worker again fails
-            if stop():
+                if stop():
+                    return
+                if any(time.monotonic() - since > timeout for _, since in in_flight.values()):
+                    break  # one hangs: this pool goes, and every track it held is tried alone
+            suspects += [ref for ref, _ in in_flight.values()]  # died with the pool, or held by it
+        for ref in suspects:  # each alone: only the one that kills (or hangs) its worker again fails
+            alone = _alone(ref, model_path, timeout=timeout, stop=stop)
+            if alone is None:
                 return
-            with _pool(1) as executor:
-                future = _submit(executor, ref, model_path)
-                wait([future])
-                outcome = _outcome(future, ref)
-            if outcome is None:
-                deaths_in_a_row += 1
-                cause = _death_cause(future.exception())
-                if deaths_in_a_row >= MAX_DEATHS_IN_A_ROW:
-                    raise MoodtagError(f"worker processes keep dying, whatever they analyse ({cause}); "
-                                       f"stopped after {deaths_in_a_row} tracks in a row")
-                yield ref.path, TrackResult.failed(ref.path, f"the analysing process died ({cause}); "
-                                                             "the file may crash its decoder"), None
-            else:
-                deaths_in_a_row = 0
-                yield outcome
+            outcome, worker_lost = alone
+            failures_in_a_row = failures_in_a_row + 1 if worker_lost else 0
+            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise MoodtagError(f"worker processes keep dying, whatever they analyse "
+                                   f"({outcome[1].error}); stopped after {failures_in_a_row} tracks in a row")
+            yield outcome
+
+
+def _alone(ref: TrackRef, model_path: Path, *, timeout: float,
+           stop: Callable[[], bool]) -> tuple[Outcome, bool] | None:
+    """One track in a worker of its own: (its outcome, whether the worker died or hung: then the
+    outcome is a failure saying so); None when `stop()` came first."""
+    with _pool(1) as executor:
+        future = _submit(executor, ref, model_path)
+        since = time.monotonic()
+        while not future.done():
+            if stop():
+                return None
+            if time.monotonic() - since > timeout:
+                return (ref.path, TrackResult.failed(
+                    ref.path, f"gave up after {timeout:g} s: its analysis never ended (a decoder that hangs?)"),
+                    None), True
+            wait([future], timeout=POLL_S)
+        outcome = _outcome(future, ref)
+    if outcome is None:
+        cause = _death_cause(future.exception())
+        return (ref.path, TrackResult.failed(ref.path, f"the analysing process died ({cause}); "
+                                                       "the file may crash its decoder"), None), True
+    return outcome, False
 
 
 def _outcome(future, ref: TrackRef) -> Outcome | None:

@@ -89,11 +89,13 @@ class _Stopped(Exception):
 def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
                  oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
                  force: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
-                 full_results: bool = False, on_event: Callable[[ScanEvent], None] = lambda e: None,
+                 full_results: bool = False, timeout: float | None = None,
+                 on_event: Callable[[ScanEvent], None] = lambda e: None,
                  stop: Callable[[], bool] = lambda: False) -> ScanSummary:
     """Scan `paths`, classify what is new or changed, write tags (unless dry_run/no_write), cache all.
 
     `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
+    `timeout`: seconds after which a track still being analysed is given up (None: the pool's default).
     Raises MoodtagError only for fatal problems (missing path, unusable model or database)."""
     started = time.monotonic()
     check_paths(paths)
@@ -116,8 +118,9 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
             lock = scan_lock(db_path, on_wait=lambda: on_event(ScanEvent("waiting", path=db_path)),
                              should_stop=stop)
         cache = _open_cache(db_path, dry_run=dry_run)
-        if write_tags:
+        if not dry_run:
             cache.check_writable()
+        if write_tags:
             journal = _journal(db_path)
             for restored in journal.recover():
                 summary.restored += 1
@@ -159,10 +162,11 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
             _account(summary, outcome)
             on_event(ScanEvent("track", outcome=outcome))
         if todo:
-            from tagger.pool import analyse_tracks
+            from tagger.pool import TRACK_TIMEOUT_S, analyse_tracks
 
             by_path = {ref.path: ref for ref in todo}
-            results = analyse_tracks(todo, model_path, jobs=min(summary.jobs, len(todo)), stop=stop)
+            results = analyse_tracks(todo, model_path, jobs=min(summary.jobs, len(todo)), stop=stop,
+                                     timeout=TRACK_TIMEOUT_S if timeout is None else timeout)
             try:
                 for path, result, info in results:
                     outcome = _handle_new(by_path[path], result, info, cache, spec, **options)

@@ -93,23 +93,26 @@ def _count(db: Path) -> int:
         return 0
 
 
-def test_a_track_that_kills_every_worker_fails_alone(small_library, tmp_path):
+@pytest.mark.parametrize("sig, cause", [(signal.SIGKILL, "the analysing process died (killed by SIGKILL"),
+                                        (signal.SIGSTOP, "gave up after 4 s: its analysis never ended")])
+def test_a_track_that_kills_or_hangs_every_worker_fails_alone(small_library, tmp_path, sig, cause):
     """A file whose decoding kills the process (here: the test kills any worker that opens it, as the
-    OOM killer or a decoder's segfault would) is one failure with the cause; every other track is done."""
+    OOM killer or a decoder's segfault would), or never ends (the test stops that worker, as a
+    decoder stuck in a loop would), is one failure with the cause; every other track is done."""
     victim = small_library / "victim.wav"
     rate = 96000  # slow to decode: the killer has time to see it open
     synth.encode(np.zeros((rate * 40, 2), dtype=np.float32) + 0.1, victim, sample_rate=rate)
     db = tmp_path / "c.db"
-    proc = start("scan", small_library, "--db", db, "--jobs", "2", "--no-write")
-    kills = []
+    proc = start("scan", small_library, "--db", db, "--jobs", "2", "--no-write", "--timeout", "4")
+    hits = set()
 
     def killer():
         while proc.poll() is None:
             for worker in workers_of(proc.pid):
                 try:
-                    if any(f.path == str(victim) for f in worker.open_files()):
-                        worker.kill()
-                        kills.append(worker.pid)
+                    if worker.pid not in hits and any(f.path == str(victim) for f in worker.open_files()):
+                        worker.send_signal(sig)
+                        hits.add(worker.pid)
                 except psutil.Error:
                     pass
             time.sleep(0.002)
@@ -120,13 +123,14 @@ def test_a_track_that_kills_every_worker_fails_alone(small_library, tmp_path):
     thread.join()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    assert len(kills) >= 2  # in the pool, then alone
+    assert len(hits) >= 2  # in the pool, then alone
     lines = [line for line in err.splitlines() if line.startswith(f"failed: {victim}: ")]
-    assert len(lines) == 1 and "the analysing process died (killed by SIGKILL" in lines[0], err
+    assert len(lines) == 1 and cause in lines[0], err
     cached = rows(db)
-    assert cached[str(victim)]["status"] == "failed" and "died" in cached[str(victim)]["error"]
+    assert cached[str(victim)]["status"] == "failed" and cause in cached[str(victim)]["error"]
     assert all(r["status"] == "ok" for p, r in cached.items() if p != str(victim))
     assert len(cached) == 9
+    assert not [p for p in hits if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
 def test_a_model_no_track_can_use_is_one_line(small_library, tmp_path):

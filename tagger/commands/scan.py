@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tagger.commands.options import DbOption, JsonOption, ModelOption, path_value
+from tagger.pool import TRACK_TIMEOUT_S
 
 
 def scan(
@@ -21,6 +22,8 @@ def scan(
     force: Annotated[bool, typer.Option("--force", "-f", help="Analyse again even tracks the cache says are current.")] = False,
     keep_mtime: Annotated[bool, typer.Option("--keep-mtime", help="Restore each file's modification time after tagging.")] = False,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=1,
+                                           help="Give up on a track still being analysed after this long.")] = TRACK_TIMEOUT_S,
     model: ModelOption = None,
     json_lines: JsonOption = False,
 ) -> None:
@@ -69,7 +72,8 @@ def scan(
         with progress:
             summary = scan_library(paths, db=db, model=model, jobs=jobs, oversubscribe=oversubscribe,
                                    dry_run=dry_run, no_write=no_write, force=force, keep_mtime=keep_mtime,
-                                   include_hidden=hidden, full_results=json_lines, on_event=on_event,
+                                   include_hidden=hidden, full_results=json_lines, timeout=timeout,
+                                   on_event=on_event,
                                    stop=lambda: stops.requested)
         if not json_lines:
             _render_summary(summary, stops)
