@@ -1,3 +1,3 @@
-"""moodtag: tag music calm or exciting with a small CNN on mid-song clips."""
+"""moodtag: tag music calm or exciting from how it moves in mid-song clips."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

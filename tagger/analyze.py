@@ -28,7 +28,7 @@ def predict(model: LoadedModel, samples: np.ndarray) -> tuple[np.ndarray, np.nda
         from tagger.descriptors import track_descriptors, vector
 
         names = spec.features.descriptors
-        track, per_clip = track_descriptors(samples, spec.sample_rate)
+        track, per_clip = track_descriptors(samples, spec.sample_rate, top_db=spec.features.top_db, names=names)
         probs = model.network.probabilities(np.stack([vector(track, names)] + [vector(c, names) for c in per_clip]))
         return probs[0], probs[1:]
     import torch

@@ -6,7 +6,10 @@ imports neither librosa nor torch. Each one equals what the grouped-CV research 
 checks them against librosa on real audio).
 
 Per clip (the track value is the mean over its clips), from the mel power S (n_fft 2048, hop 512,
-128 Slaney mels, 0 Hz to sr/2) and its dB, Sdb = 10 log10(max(S, 1e-10)):
+128 Slaney mels, 0 Hz to sr/2) and its dB, Sdb = 10 log10(max(S, 1e-10)) (with a model's
+features.top_db, floored that far below the clip's loudest bin: moodtag-rhythm 2 uses 80 dB, and then
+every descriptor but rms_db and centroid is unchanged by gain; onsets are then counted on envelopes read
+at no less than ONSET_MIN_RANGE_DB of range):
   onset_rate    onsets per second: librosa.onset.onset_detect on onset_strength(S=Sdb) (defaults)
   rms_db        mean over frames of 20 log10(rms + 1e-5), rms over 2048-sample frames, hop 512
   perc_fast     percussive share of the mel power: P = grey opening of S along the mel axis, H = along
@@ -15,6 +18,11 @@ Per clip (the track value is the mean over its clips), from the mel power S (n_f
   flux_mid      mean superflux onset strength (lag 2, max_size 3, first 2 frames dropped) of the mel bands
                 whose centre (the bands' mels spaced evenly from 0 Hz to sr/2) lies in 200-2000 Hz: how
                 much, in dB per frame, the mid range of the sound keeps changing (moodtag-rhythm 1.1)
+  flux_low, flux_high, flux_all   the same over 20-200 Hz, 2-8 kHz, and every band
+  dyn_range     95th minus 10th percentile of the frame loudness (rms over 2048-sample frames, hop 512,
+                in dB, floored 80 dB below the loudest frame)
+  crest         peak level over mean power, dB
+  rms_var       standard deviation of the frame-to-frame change of that frame loudness
 Per track, from the clips' superflux onset envelopes (onset_strength(S=Sdb, lag=2, max_size=3), the
 first 2 frames of each dropped) joined into one (25 s for the default plan):
   tcent         ACF-weighted tempo centroid, log2(bpm), over lags 0.125-2 s (480-30 bpm)
@@ -31,8 +39,15 @@ N_FFT = 2048
 N_MELS = 128
 OPEN_SIZE = 17
 AMIN = 1e-10
-PER_CLIP = ("onset_rate", "rms_db", "perc_fast", "centroid", "flux_mid")
+PER_CLIP = ("onset_rate", "rms_db", "perc_fast", "centroid", "flux_mid", "flux_low", "flux_high", "flux_all",
+            "dyn_range", "crest", "rms_var")
 MID_BAND_HZ = (200.0, 2000.0)
+BANDS_HZ = {"flux_low": (20.0, 200.0), "flux_mid": MID_BAND_HZ, "flux_high": (2000.0, 8000.0)}
+RMS_RANGE_DB = 80.0  # frame loudness below the clip's loudest frame by more than this counts as this
+# On the relative floor (a model's top_db), an onset envelope spanning less than this many dB is read
+# at this scale: real music spans 1.5 dB or more (1st percentile over the corpus), a held synthetic
+# chord a few hundredths, whose ripple would otherwise count as ten onsets a second.
+ONSET_MIN_RANGE_DB = 1.0
 PER_TRACK = ("tcent", "onset_rate25", "acf_max")
 NAMES = PER_CLIP + PER_TRACK
 
@@ -56,10 +71,13 @@ def onset_strength(Sdb: np.ndarray, *, lag: int = 1, max_size: int = 1) -> np.nd
     return np.concatenate([np.zeros(pad, dtype=env.dtype), env])[: Sdb.shape[-1]]
 
 
-def count_onsets(env: np.ndarray, sample_rate: int) -> int:
-    """len(librosa.onset.onset_detect(onset_envelope=env)): normalise, then librosa's peak picking."""
+def count_onsets(env: np.ndarray, sample_rate: int, *, min_range: float = 0.0) -> int:
+    """len(librosa.onset.onset_detect(onset_envelope=env)): normalise, then librosa's peak picking.
+    `min_range` (dB): an envelope whose range is smaller is scaled as if it spanned that much, so the
+    ripple of a sound that hardly changes (a drone, a held chord) does not count as dozens of onsets
+    (librosa scales every envelope to its own range)."""
     x = env - env.min()
-    x = x / (x.max() + np.finfo(x.dtype).tiny)
+    x = x / (max(x.max(), min_range) + np.finfo(x.dtype).tiny)
     if not x.any() or not np.all(np.isfinite(x)):
         return 0
     pre_max = int(np.ceil(0.03 * sample_rate // HOP))
@@ -110,11 +128,27 @@ def band_centres(n_mels: int, sample_rate: int) -> np.ndarray:
     return mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels))
 
 
-def flux_mid(Sdb: np.ndarray, sample_rate: int) -> float:
-    """Mean superflux onset strength of the 200-2000 Hz bands of one clip's mel dB (n_mels, frames)."""
+def band_flux(Sdb: np.ndarray, sample_rate: int, lo: float = 0.0, hi: float = np.inf) -> float:
+    """Mean superflux onset strength (lag 2, max_size 3, first 2 frames dropped) of the mel bands of one
+    clip's dB (n_mels, frames) whose centre lies in [lo, hi) Hz: how much, in dB per frame, that range
+    of the sound keeps changing."""
     freqs = band_centres(Sdb.shape[0], sample_rate)
-    band = (freqs >= MID_BAND_HZ[0]) & (freqs < MID_BAND_HZ[1])
+    band = (freqs >= lo) & (freqs < hi)
     return float(onset_strength(Sdb[band], lag=2, max_size=3)[2:].mean())
+
+
+def flux_mid(Sdb: np.ndarray, sample_rate: int) -> float:
+    """band_flux of the 200-2000 Hz bands."""
+    return band_flux(Sdb, sample_rate, *MID_BAND_HZ)
+
+
+def frame_rms_db(y: np.ndarray) -> np.ndarray:
+    """The clip's frame loudness (rms over 2048-sample frames, hop 512) in dB, floored RMS_RANGE_DB below
+    its loudest frame: unchanged by gain."""
+    padded = np.pad(np.asarray(y, dtype=np.float32), N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    db = 20 * np.log10(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) + 1e-10)
+    return np.maximum(db, db.max() - RMS_RANGE_DB)
 
 
 def centroid(S: np.ndarray, sample_rate: int) -> float:
@@ -125,22 +159,58 @@ def centroid(S: np.ndarray, sample_rate: int) -> float:
 
 # ---------------------------------------------------------------- descriptors
 
-def mels(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def mels(samples: np.ndarray, sample_rate: int, *, top_db: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Clips (n_clips, n_samples) -> their mel power and its dB, (n_clips, n_mels, frames) each. With
+    `top_db`, each clip's dB is floored that far below its loudest bin (librosa's power_to_db(top_db)
+    per clip): the dB then moves with the music, not with the gain, and an encoder's faint noise floor
+    cannot read as movement."""
     from tagger.filters import mel_power
 
     S = mel_power(np.atleast_2d(samples), sample_rate, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS).astype(np.float64)
-    return S, 10.0 * np.log10(np.maximum(S, AMIN))
+    Sdb = 10.0 * np.log10(np.maximum(S, AMIN))
+    if top_db is not None:
+        Sdb = np.maximum(Sdb, Sdb.max(axis=(-2, -1), keepdims=True) - top_db)
+    return S, Sdb
 
 
-def clip_values(y: np.ndarray, S: np.ndarray, Sdb: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """The per-clip descriptors of one clip (samples, mel power, its dB)."""
-    env = onset_strength(Sdb)
-    return {"onset_rate": count_onsets(env, sample_rate) / (len(y) / sample_rate), "rms_db": rms_db(y),
-            "perc_fast": perc_fast(S), "centroid": centroid(S, sample_rate), "flux_mid": flux_mid(Sdb, sample_rate)}
+def _crest(y: np.ndarray) -> float:
+    """Peak level over mean power, dB."""
+    y = np.asarray(y, dtype=np.float64)
+    return float(20 * np.log10(np.abs(y).max() + 1e-10) - 10 * np.log10(np.mean(y ** 2) + 1e-20))
 
 
-def rhythm_values(mels_db: list[np.ndarray], sample_rate: int) -> dict[str, float]:
-    """tcent, onset_rate25, acf_max of the clips' joined superflux onset envelope."""
+# name -> f(samples, mel power, its dB, sample rate) for one clip (onset_rate: see clip_values)
+_CLIP_FUNCTIONS = {
+    "onset_rate": None,
+    "rms_db": lambda y, S, Sdb, sr: rms_db(y),
+    "perc_fast": lambda y, S, Sdb, sr: perc_fast(S),
+    "centroid": lambda y, S, Sdb, sr: centroid(S, sr),
+    "flux_mid": lambda y, S, Sdb, sr: band_flux(Sdb, sr, *BANDS_HZ["flux_mid"]),
+    "flux_low": lambda y, S, Sdb, sr: band_flux(Sdb, sr, *BANDS_HZ["flux_low"]),
+    "flux_high": lambda y, S, Sdb, sr: band_flux(Sdb, sr, *BANDS_HZ["flux_high"]),
+    "flux_all": lambda y, S, Sdb, sr: band_flux(Sdb, sr),
+    "dyn_range": lambda y, S, Sdb, sr: float(np.subtract(*np.percentile(frame_rms_db(y), [95, 10]))),
+    "crest": lambda y, S, Sdb, sr: _crest(y),
+    "rms_var": lambda y, S, Sdb, sr: float(np.std(np.diff(frame_rms_db(y)))),
+}
+
+
+def clip_values(y: np.ndarray, S: np.ndarray, Sdb: np.ndarray, sample_rate: int,
+                names=PER_CLIP, *, min_range: float = 0.0) -> dict[str, float]:
+    """The per-clip descriptors `names` (default all) of one clip (samples, mel power, its dB);
+    `min_range`: see count_onsets."""
+    out = {}
+    for n in names:
+        if n == "onset_rate":
+            out[n] = count_onsets(onset_strength(Sdb), sample_rate, min_range=min_range) / (len(y) / sample_rate)
+        elif n in _CLIP_FUNCTIONS:
+            out[n] = float(_CLIP_FUNCTIONS[n](y, S, Sdb, sample_rate))
+    return out
+
+
+def rhythm_values(mels_db: list[np.ndarray], sample_rate: int, *, min_range: float = 0.0) -> dict[str, float]:
+    """tcent, onset_rate25, acf_max of the clips' joined superflux onset envelope (`min_range`: see
+    count_onsets)."""
     fps = sample_rate / HOP
     env = np.concatenate([onset_strength(m, lag=2, max_size=3)[2:] for m in mels_db])
     x = env - env.mean()
@@ -153,22 +223,29 @@ def rhythm_values(mels_db: list[np.ndarray], sample_rate: int) -> dict[str, floa
     a, bpm = acf[in_range], 60 / lags[in_range]
     w = np.maximum(a, 0)
     return {"tcent": float((w * np.log2(bpm)).sum() / (w.sum() + 1e-9)),
-            "onset_rate25": count_onsets(env, sample_rate) / (n / fps),
+            "onset_rate25": count_onsets(env, sample_rate, min_range=min_range) / (n / fps),
             "acf_max": float(a.max()) if len(a) else 0.0}
 
 
-def track_descriptors(samples: np.ndarray, sample_rate: int) -> tuple[dict[str, float], list[dict[str, float]]]:
+def track_descriptors(samples: np.ndarray, sample_rate: int, *, top_db: float | None = None,
+                      names=None) -> tuple[dict[str, float], list[dict[str, float]]]:
     """(n_clips, n_samples), the clips in order -> (the track's descriptors, each clip's descriptors
-    computed from that clip alone, its rhythm values included)."""
+    computed from that clip alone, its rhythm values included). `top_db`: see `mels`. `names`: only
+    these (default all; a model computes just its own)."""
+    names = NAMES if names is None else check_names(names)
     samples = np.atleast_2d(np.asarray(samples, dtype=np.float32))
-    S, Sdb = mels(samples, sample_rate)
+    S, Sdb = mels(samples, sample_rate, top_db=top_db)
+    min_range = ONSET_MIN_RANGE_DB if top_db is not None else 0.0
+    rhythm = any(n in PER_TRACK for n in names)
     per_clip = []
     for y, s, sdb in zip(samples, S, Sdb):
-        values = clip_values(y, s, sdb, sample_rate)
-        values.update(rhythm_values([sdb], sample_rate))
+        values = clip_values(y, s, sdb, sample_rate, names, min_range=min_range)
+        if rhythm:
+            values.update(rhythm_values([sdb], sample_rate, min_range=min_range))
         per_clip.append(values)
-    track = {k: float(np.mean([c[k] for c in per_clip])) for k in PER_CLIP}
-    track.update(rhythm_values(list(Sdb), sample_rate))
+    track = {k: float(np.mean([c[k] for c in per_clip])) for k in PER_CLIP if k in per_clip[0]}
+    if rhythm:
+        track.update(rhythm_values(list(Sdb), sample_rate, min_range=min_range))
     return track, per_clip
 
 

@@ -32,7 +32,7 @@ from tagger.metrics import best_threshold
 from tagger.regression import DescriptorRegression, fit_quantiles, quantile_normal, softmax
 from tagger.weights import ModelSpec
 
-DESCRIPTOR_CACHE_VERSION = 3  # 2: numpy STFT (was torch.stft); 3: flux_mid
+DESCRIPTOR_CACHE_VERSION = 4  # 2: numpy STFT (was torch.stft); 3: flux_mid; 4: onset range floor (top_db models)
 MIN_CELL = 5
 TRANSFORMS = ("quantile", "standard")
 N_QUANTILES = 200
@@ -57,7 +57,8 @@ class DescriptorFit:
 def _cache_file(cache_dir: Path, path: Path, spec: ModelSpec) -> Path:
     st = path.stat()
     ident = {"v": DESCRIPTOR_CACHE_VERSION, "path": str(path.resolve()), "size": st.st_size,
-             "mtime_ns": st.st_mtime_ns, "sr": spec.sample_rate, "plan": asdict(spec.clips)}
+             "mtime_ns": st.st_mtime_ns, "sr": spec.sample_rate, "plan": asdict(spec.clips),
+             "top_db": spec.features.top_db}
     key = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()
     return Path(cache_dir) / "descriptors" / key[:2] / f"{key}.json"
 
@@ -76,7 +77,7 @@ def track_values(path: Path, spec: ModelSpec, cache_dir: Path | None) -> dict[st
         except (OSError, ValueError):
             pass
     clips = load_clips(path, plan=spec.clips, sample_rate=spec.sample_rate)
-    values, _ = track_descriptors(clips.samples, spec.sample_rate)
+    values, _ = track_descriptors(clips.samples, spec.sample_rate, top_db=spec.features.top_db)
     if file is not None:
         try:
             file.parent.mkdir(parents=True, exist_ok=True)

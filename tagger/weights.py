@@ -35,6 +35,10 @@ class FeatureSpec:
 
     center "band": each band's mean over the clip is subtracted before normalisation, so the input
     keeps how the spectrum moves and drops the clip's static spectrum (its EQ, its loudness).
+
+    top_db (descriptor models): the mel dB the onset and flux descriptors read is floored `top_db`
+    below each clip's loudest bin, so a change of gain changes none of them; None keeps the absolute
+    -100 dB floor of moodtag-rhythm 1.x.
     """
 
     kind: str = "mel"
@@ -48,6 +52,7 @@ class FeatureSpec:
     channels: int = 3
     center: str = "none"
     descriptors: tuple[str, ...] = ()
+    top_db: float | None = None   # descriptors: dB floored this far below each clip's loudest bin (None: -100 dB)
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,9 @@ def spec_problem(spec: ModelSpec) -> str | None:
         return f"clips.placement {clips.placement!r} must be contiguous or spread"
     if not isinstance(clips.span, (int, float)) or not 0 < clips.span <= 1:
         return f"clips.span {clips.span!r} must be above 0 and at most 1"
+    top_db = spec.features.top_db
+    if top_db is not None and not (isinstance(top_db, (int, float)) and 10 <= top_db <= 200):
+        return f"features.top_db {top_db!r} must be from 10 to 200 (or absent)"
     if spec.threshold is not None and not (isinstance(spec.threshold, (int, float)) and 0 < spec.threshold < 1):
         return f"threshold {spec.threshold!r} must be between 0 and 1"
     return None

@@ -39,8 +39,10 @@ def model_info(
                   + (f" over the middle {c.span:.0%}" if c.placement == "spread" else " around the midpoint"))
     f = spec.features
     if f.kind == "descriptors":
+        floor = (f"dB floored {f.top_db:g} dB below each clip's loudest bin" if f.top_db is not None
+                 else "dB floored at -100 dB")
         table.add_row("features", "track descriptors " + ", ".join(f.descriptors)
-                      + f" (mel: n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels)")
+                      + f" (mel: n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels; {floor})")
     else:
         table.add_row("features", f"{f.kind}, n_fft {f.n_fft}, hop {f.hop_length}, "
                       + (f"{f.n_mels} mels, " if f.kind in ("mel", "mfcc") else "")

@@ -50,13 +50,17 @@ def train(
         "--descriptors", metavar="D1,D2", help="With --feature descriptors: which ones (of onset_rate, rms_db, "
                                                "perc_fast, centroid, flux_mid, tcent, onset_rate25, acf_max; "
                                                "default: the shipped default's).")] =
-        "onset_rate,rms_db,perc_fast,tcent,onset_rate25,acf_max,flux_mid",
+        "onset_rate,perc_fast,tcent,onset_rate25,acf_max,flux_mid",
+    top_db: Annotated[float, typer.Option(
+        "--top-db", metavar="DB", help="With --feature descriptors: floor the dB the onset and flux descriptors "
+                                       "read this far below each clip's loudest bin, so gain changes none of them "
+                                       "(0: an absolute -100 dB floor, as moodtag-rhythm 1.x).")] = 80.0,
     regularization: Annotated[float, typer.Option(
-        "--C", metavar="C", help="With --feature descriptors: inverse L2 strength of the regression.")] = 0.01,
+        "--C", metavar="C", help="With --feature descriptors: inverse L2 strength of the regression.")] = 1.0,
     transform: Annotated[str, typer.Option(
-        "--transform", help="With --feature descriptors: quantile (map each descriptor through the training "
-                            "data's distribution onto a normal first; robust to outliers), standard, or auto "
-                            "(quantile from 100 tracks up).")] = "auto",
+        "--transform", help="With --feature descriptors: standard, quantile (map each descriptor through the "
+                            "training data's distribution onto a normal first; robust to outliers), or auto "
+                            "(quantile from 100 tracks up).")] = "standard",
     center: Annotated[str, typer.Option(
         "--center", help="band: remove each band's mean over the clip (keep how the spectrum moves, drop "
                          "its static colour and level; chosen by leave-one-game-out validation), or none.")] = "band",
@@ -121,7 +125,7 @@ def train(
     items = load_many(data, labels=parse_labels(labels), group_by=group_by)
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
-                           placement=placement, labels=parse_labels(labels), name=name or "moodtag-rhythm",
+                           top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name or "moodtag-rhythm",
                            version=version, threshold="auto" if threshold is None else threshold, transform=transform,
                            cache_dir=cache_dir, json_out=json_out)
         return
@@ -159,8 +163,9 @@ def train(
     _render_summary(out, final_spec, result, cv, seconds)
 
 
-def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: int, placement: str, labels,
-                       name: str, version: str, threshold, transform: str, cache_dir, json_out: bool) -> None:
+def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: int, top_db: float | None,
+                       placement: str, labels, name: str, version: str, threshold, transform: str, cache_dir,
+                       json_out: bool) -> None:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -178,11 +183,14 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
         raise MoodtagError(f"--descriptors: {exc}") from None
     if not C > 0:
         raise MoodtagError(f"--C {C}: must be positive")
+    if top_db is not None and not 10 <= top_db <= 200:
+        raise MoodtagError(f"--top-db {top_db:g}: must be 0 (absolute floor) or from 10 to 200")
     if transform not in ("auto",) + TRANSFORMS:
         raise MoodtagError(f"--transform {transform}: expected auto, quantile or standard")
     spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
                                   clips=ClipPlan(placement=placement),
-                                  features=FeatureSpec(kind="descriptors", descriptors=names)), items, labels)
+                                  features=FeatureSpec(kind="descriptors", descriptors=names, top_db=top_db)),
+                        items, labels)
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=json_out) as progress:
