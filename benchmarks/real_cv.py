@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""How the default model does on real recordings it has never heard: leave-one-game-out, nested.
+
+    python benchmarks/real_cv.py --games CORPUS/dev --games-csv ../shared/corpus/dev.csv \\
+        --games MORE/dev --games-csv benchmarks/data/more-games/dev.csv [--jobs 2] [--json OUT] \\
+        [--save-model models/moodtag-rhythm.safetensors] [--score-lockbox]
+
+Only real recordings: the game corpus and the project's more-games tracks, each labelled by the game's
+own use of the track (the evidence is in the CSVs). Rendered scores are not used.
+
+The lockbox: Starfighter and Hedgewars (LOCKBOX), set aside before any modelling. They are the two
+games besides Naev with both labels (3 + 1 calm, 7 + 1 exciting), so the lockbox can measure balanced
+accuracy; they are small, so the cross-validation loses little. Their tracks take no part in any
+choice below. `--score-lockbox` scores them once, with the final model, and prints the figures for
+the model card; run it once.
+
+The rest (0 A.D., UFO:AI, Naev, SuperTuxKart, Lugaru, OpenClonk) are the development games. Every
+configuration (descriptor set, regularisation, transform, sign priors, the weight of menu/title/credits
+evidence) is chosen inside the folds: for each held-out game, an inner leave-one-game-out over the
+other games scores every configuration, the best (mean of pooled inner balanced accuracy and ROC-AUC)
+is fitted on all the other games and scores the held-out one. The headline is those held-out
+predictions, pooled: balanced accuracy at 0.5, ROC-AUC, 95 % intervals from resampling whole games,
+and a table per game. The final model is the configuration the same rule picks over all development
+games, fitted on all of them (lockbox excluded).
+
+Robustness, on every development track, of the final model and of each held-out fold's model: the
+share of decisions flipped by a -6 dB gain, a +3 dB treble shelf above 1 kHz, and a 128 kbit/s MP3
+re-encode (benchmarks/real_features.py makes them).
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
+import csv
+import hashlib
+import itertools
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import real_features  # noqa: E402
+from grouped_cv import cached_map  # noqa: E402
+from tagger import metrics  # noqa: E402
+
+LOCKBOX = ("starfighter", "hedgewars")
+MENU_EVIDENCE = re.compile(r"DEFAULT_MENU_TRACKS|music category \"main\"|credits|title menu|title/menu|"
+                           r"frontend|menutheme|stream_menutheme", re.I)
+
+# Orientation priors from music psychology: arousal rises with tempo, event (onset) density, spectral
+# flux, loudness, brightness and percussiveness, and with a clear pulse. +1: the weight may not be
+# negative; 0: free.
+SIGNS = {"onset_rate": 1, "onset_rate_r": 1, "flux_mid": 1, "flux_all_r": 1, "flux_low_r": 1, "flux_mid_r": 1,
+         "flux_high_r": 1, "perc_fast": 1, "centroid": 1, "tcent": 1, "tcent_r": 1, "onset_rate25": 1,
+         "onset_rate25_r": 1, "acf_max": 1, "acf_max_r": 1, "rms_db": 1, "dyn_range": 0, "crest": 0, "rms_var": 0}
+
+FEATURE_SETS = {
+    # moodtag-rhythm 1.1.0's descriptors (absolute loudness included)
+    "rhythm-1.1": ("onset_rate", "rms_db", "perc_fast", "tcent", "onset_rate25", "acf_max", "flux_mid"),
+    # the same without loudness, on the gain-invariant scale
+    "rhythm-r": ("onset_rate_r", "perc_fast", "tcent_r", "onset_rate25_r", "acf_max_r", "flux_mid_r"),
+    # spectral flux in three bands, with percussiveness, tempo and pulse clarity
+    "flux3": ("flux_low_r", "flux_mid_r", "flux_high_r", "perc_fast", "tcent_r", "acf_max_r"),
+    "flux3-bright": ("flux_low_r", "flux_mid_r", "flux_high_r", "perc_fast", "tcent_r", "acf_max_r", "centroid"),
+    "flux3-dyn": ("flux_low_r", "flux_mid_r", "flux_high_r", "perc_fast", "tcent_r", "acf_max_r", "dyn_range",
+                  "crest"),
+    # the field's five arousal cues: tempo, event density, loudness, brightness, percussiveness
+    "psych5": ("tcent_r", "onset_rate_r", "rms_db", "centroid", "perc_fast"),
+    "psych4": ("tcent_r", "flux_all_r", "centroid", "perc_fast"),
+    "flux-all": ("flux_all_r", "perc_fast", "tcent_r", "acf_max_r"),
+}
+GRID = {"C": (0.01, 0.1, 1.0), "transform": ("standard", "quantile"), "signs": (False, True),
+        "menus": ("keep", "half", "drop")}
+BINS = np.linspace(0.0, 1.0, 11)
+
+
+@dataclass(frozen=True)
+class Track:
+    path: str
+    label: int      # 1 = exciting
+    game: str
+    menu: bool      # evidence: a menu, title or credits screen (not a situation of play)
+
+
+# ---------------------------------------------------------------- tracks
+
+def game_tracks(folder: Path, table: Path) -> list[Track]:
+    out = []
+    for r in csv.DictReader(open(table, newline="")):
+        name = r["path"].split("!")[-1].rsplit("/", 1)[-1]
+        path = folder / r["label"] / f"{r['package']}__{name}"
+        if not path.exists():
+            sys.exit(f"{table}: {path} not found (build the audio first, see benchmarks/ACCURACY.md)")
+        game = r["package"].removesuffix("-data").removesuffix("-music")
+        out.append(Track(str(path), int(r["label"] == "exciting"), game,
+                         bool(MENU_EVIDENCE.search(r["evidence"])) and "land" not in r["evidence"].split("[")[-1]))
+    return out
+
+
+# ---------------------------------------------------------------- features, cached
+
+def cache_file(cache: Path, path: str, alteration: str) -> Path:
+    p = Path(path).resolve()
+    st = p.stat()
+    key = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}|{alteration}|v{real_features.VERSION}".encode()).hexdigest()
+    return cache / key[:2] / f"{key}.json"
+
+
+def compute(path: str, alteration: str) -> dict:
+    from tagger.errors import AudioError
+
+    try:
+        samples = real_features.altered_clips(path, alteration)
+    except AudioError as exc:
+        return {"path": path, "error": str(exc)}
+    return {"path": path, "features": real_features.track_candidates(samples)}
+
+
+def load(tracks: list[Track], alterations, cache: Path, jobs: int, log) -> dict[str, list[dict]]:
+    out = {}
+    for alt in alterations:
+        out[alt] = cached_map(compute, [(t.path, alt) for t in tracks], [cache_file(cache, t.path, alt) for t in tracks],
+                              cache, jobs, log, f"descriptors ({alt})")
+    return out
+
+
+def matrix(rows: list[dict], names) -> np.ndarray:
+    return np.array([[r["features"][n] for n in names] for r in rows], dtype=np.float64)
+
+
+# ---------------------------------------------------------------- the regression
+
+def weights_of(y: np.ndarray, games: np.ndarray, menu: np.ndarray, menus: str, *,
+               factor: np.ndarray | None = None, scale: float | None = None) -> np.ndarray:
+    """Each (game, label) cell 1/max(n, 5) per track; menu/title/credits tracks at half weight or none;
+    then each row times `factor` (default 1; pseudo_cv.py weighs its pseudo-labelled sources so);
+    then both labels the same total; `scale` in all (default: the number of rows)."""
+    w = np.ones(len(y))
+    if menus == "half":
+        w[menu] = 0.5
+    elif menus == "drop":
+        w[menu] = 0.0
+    for g in set(games.tolist()):
+        for c in (0, 1):
+            m = (games == g) & (y == c)
+            if m.any():
+                w[m] /= max(float((w[m] > 0).sum()), 5.0)
+    if factor is not None:
+        w *= factor
+    for c in (0, 1):
+        if w[y == c].sum() > 0:
+            w[y == c] *= 0.5 / w[y == c].sum()
+    return w * (len(y) if scale is None else scale)
+
+
+@dataclass(frozen=True)
+class Fit:
+    names: tuple
+    quantiles: np.ndarray | None
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        from tagger.regression import quantile_normal
+
+        Z = quantile_normal(X, self.quantiles) if self.quantiles is not None else X
+        return ((Z - self.mean) / self.scale) @ self.coef + self.intercept
+
+
+def fit(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
+    """Weighted L2 logistic regression (strength 1/C) on standardised X (after the quantile-normal
+    transform when asked); with signs, each weight is kept on the side SIGNS gives (L-BFGS-B bounds)."""
+    from scipy.optimize import minimize
+
+    from tagger.regression import fit_quantiles, quantile_normal
+
+    names = FEATURE_SETS[cfg["features"]]
+    keep = w > 0
+    X, y, w = X[keep], y[keep], w[keep]
+    quantiles = fit_quantiles(X, 200) if cfg["transform"] == "quantile" else None
+    Z = quantile_normal(X, quantiles) if quantiles is not None else X
+    mean, scale = Z.mean(axis=0), Z.std(axis=0)
+    scale[scale == 0] = 1.0
+    Z = (Z - mean) / scale
+    sign = np.array([SIGNS[n] if cfg["signs"] else 0 for n in names])
+    t = 2.0 * y - 1.0
+
+    def loss(theta):
+        b, c = theta[0], theta[1:]
+        m = Z @ c + b
+        lm = np.logaddexp(0.0, -t * m)
+        g = -t * np.exp(-np.logaddexp(0.0, t * m))  # d loss / d margin
+        val = (w * lm).sum() + 0.5 / cfg["C"] * (c @ c)
+        grad = np.concatenate([[(w * g).sum()], Z.T @ (w * g) + c / cfg["C"]])
+        return val, grad
+
+    bounds = [(None, None)] + [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in sign]
+    res = minimize(loss, np.zeros(len(names) + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    return Fit(names, quantiles, mean, scale, res.x[1:], float(res.x[0]))
+
+
+def model_inputs(feature_set: str) -> tuple[tuple[str, ...], float | None]:
+    """A feature set -> (tagger.descriptors names, features.top_db) of the model file that computes it."""
+    names = FEATURE_SETS[feature_set]
+    relative = [n.endswith("_r") for n in names]
+    reads_db = {f"{n}_r" for n in real_features.RELATIVE}
+    if any(relative) and any(n + "_r" in reads_db for n in names):
+        raise ValueError(f"{feature_set} mixes descriptors on the absolute and the relative dB floor")
+    return tuple(n.removesuffix("_r") for n in names), (real_features.TOP_DB if any(relative) else None)
+
+
+def configs() -> list[dict]:
+    """Every configuration: each feature set with every value of GRID."""
+    grid = {"features": tuple(FEATURE_SETS), **GRID}
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+# ---------------------------------------------------------------- folds
+
+def pooled(y, p) -> tuple[float, float]:
+    return metrics.balanced_accuracy(y, (p >= 0.5).astype(int), 2), metrics.binary_auc(y == 1, p)
+
+
+def oof(cfg, feats, y, games, menu, train: np.ndarray) -> np.ndarray:
+    """Leave-one-game-out margins over the games `train` selects (NaN elsewhere)."""
+    X = feats[cfg["features"]]
+    z = np.full(len(y), np.nan)
+    for g in sorted(set(games[train].tolist())):
+        test = train & (games == g)
+        tr = train & (games != g)
+        if len(set(y[tr].tolist())) < 2:
+            continue
+        w = weights_of(y[tr], games[tr], menu[tr], cfg["menus"])
+        z[test] = fit(cfg, X[tr], y[tr], w).margin(X[test])
+    return z
+
+
+def choose(cands, feats, y, games, menu, train: np.ndarray) -> tuple[dict, list]:
+    """The configuration of best pooled inner-LOGO (BA + AUC) / 2 over the games `train` selects."""
+    scored = []
+    for cfg in cands:
+        z = oof(cfg, feats, y, games, menu, train)
+        m = train & ~np.isnan(z)
+        ba, auc = pooled(y[m], 1 / (1 + np.exp(-z[m])))
+        scored.append(((ba + auc) / 2, ba, auc, cfg))
+    scored.sort(key=lambda s: -s[0])
+    return scored[0][3], scored
+
+
+def nested(cands, feats, y, games, menu, dev: np.ndarray, log) -> tuple[np.ndarray, list]:
+    """Held-out P(exciting) of every development track: its game's model chosen and fitted without it,
+    its confidence scaled by a temperature fitted on the inner held-out margins, as the shipped model's
+    is (tagger.train_descriptors; it never changes a decision)."""
+    from tagger.train_descriptors import fit_temperature
+
+    p = np.full(len(y), np.nan)
+    picks = []
+    for g in sorted(set(games[dev].tolist())):
+        test = dev & (games == g)
+        train = dev & (games != g)
+        cfg, _ = choose(cands, feats, y, games, menu, train)
+        X = feats[cfg["features"]]
+        model = fit(cfg, X[train], y[train], weights_of(y[train], games[train], menu[train], cfg["menus"]))
+        inner = oof(cfg, feats, y, games, menu, train)
+        m = train & ~np.isnan(inner)
+        temperature = fit_temperature(np.stack([np.zeros(int(m.sum())), inner[m]], axis=1), y[m])
+        p[test] = 1 / (1 + np.exp(-temperature * model.margin(X[test])))
+        picks.append({"held_out": g, "config": cfg, "temperature": temperature})
+        log(f"  held out {g}: {cfg}, temperature {temperature:.2f}")
+    return p, picks
+
+
+def game_bootstrap(y, p, games, draws: int = 2000, seed: int = 0) -> dict:
+    """95 % intervals of pooled BA and AUC, resampling whole games with replacement."""
+    rng = np.random.default_rng(seed)
+    names = sorted(set(games.tolist()))
+    idx = {g: np.flatnonzero(games == g) for g in names}
+    bas, aucs = [], []
+    for _ in range(draws):
+        pick = np.concatenate([idx[g] for g in rng.choice(names, len(names))])
+        if len(set(y[pick].tolist())) < 2:
+            continue
+        ba, auc = pooled(y[pick], p[pick])
+        bas.append(ba)
+        aucs.append(auc)
+    return {"ba": [float(np.percentile(bas, 2.5)), float(np.percentile(bas, 97.5))],
+            "auc": [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))], "draws": len(bas)}
+
+
+def per_game(y, p, games) -> list[dict]:
+    out = []
+    for g in sorted(set(games.tolist())):
+        m = games == g
+        yy, pp = y[m], p[m]
+        row = {"game": g, "tracks": int(m.sum()), "calm": int((yy == 0).sum()), "exciting": int((yy == 1).sum()),
+               "accuracy": float(((pp >= 0.5) == yy).mean())}
+        if len(set(yy.tolist())) == 2:
+            row["ba"], row["auc"] = pooled(yy, pp)
+        out.append(row)
+    return out
+
+
+def user_rates(y, p) -> dict:
+    """What a user sees: how often a calm track is tagged exciting, and the reverse."""
+    pred = p >= 0.5
+    return {"calm_tagged_exciting": float(pred[y == 0].mean()), "exciting_tagged_calm": float((~pred[y == 1]).mean())}
+
+
+def reliability(y, p) -> list[dict]:
+    """Confidence of the chosen label (max(p, 1 - p)) in bins, against how often it is right."""
+    conf = np.maximum(p, 1 - p)
+    right = (p >= 0.5) == (y == 1)
+    rows = []
+    for lo, hi in zip(np.linspace(0.5, 1.0, 6)[:-1], np.linspace(0.5, 1.0, 6)[1:]):
+        m = (conf >= lo) & ((conf < hi) | (hi == 1.0))
+        if m.any():
+            rows.append({"confidence": f"{lo:.1f}-{hi:.1f}", "tracks": int(m.sum()),
+                         "mean_confidence": float(conf[m].mean()), "right": float(right[m].mean())})
+    return rows
+
+
+# ---------------------------------------------------------------- the shipped model
+
+def save_final(out: Path, cfg: dict, tracks: list[Track], *, version: str, cache: Path, log,
+               extra_metrics: dict):
+    """Fit the chosen configuration on the development games with `moodtag train --feature descriptors`'s
+    code (tagger.train_descriptors: the same weighted regression, a temperature fitted on its
+    leave-one-game-out margins, threshold 0.5) and write it; returns its P(exciting) on candidate rows."""
+    from tagger.dataset import Item
+    from tagger.train import prepare_spec
+    from tagger.train_descriptors import train_descriptor_model
+    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, load_model, save_model
+
+    if cfg["signs"] or cfg["menus"] == "half":
+        sys.exit(f"--save-model: moodtag train cannot fit {cfg} (sign bounds, half weights)")
+    names, top_db = model_inputs(cfg["features"])
+    items = [Item(Path(t.path), ("calm", "exciting")[t.label], t.game) for t in tracks
+             if not (cfg["menus"] == "drop" and t.menu)]
+    spec = prepare_spec(ModelSpec(name="moodtag-rhythm", version=version, labels=("calm", "exciting"),
+                                  clips=real_features.PLAN,
+                                  features=FeatureSpec(kind="descriptors", descriptors=names, top_db=top_db)),
+                        items, ("calm", "exciting"))
+    fitted = train_descriptor_model(items, spec=spec, C=cfg["C"], threshold=0.5, transform=cfg["transform"],
+                                    cache_dir=cache / "train")
+    save_model(out, fitted.spec.with_(metrics={**fitted.spec.metrics, **extra_metrics}), fitted.state_dict)
+    log(f"wrote {out}: {names}, top_db {top_db}")
+    network = load_model(out).network
+    columns = FEATURE_SETS[cfg["features"]]
+    return lambda rows: network.probabilities(matrix(rows, columns))[:, 1]
+
+
+def add_metrics(path: Path, extra: dict) -> None:
+    """Store more figures in a model file's spec (the weights stay byte for byte)."""
+    from safetensors.numpy import load_file
+
+    from tagger.weights import read_spec, save_model
+
+    spec = read_spec(path)
+    save_model(path, spec.with_(metrics={**spec.metrics, **extra}), load_file(str(path)))
+
+
+def score_lockbox(model_path: Path, tracks: list[Track], log) -> dict:
+    """The lockbox, once, through moodtag's own inference (decoding included)."""
+    from tagger.analyze import analyze_track
+    from tagger.weights import load_model
+
+    model = load_model(model_path)
+    results = [analyze_track(Path(t.path), model) for t in tracks]
+    y = np.array([t.label for t in tracks])
+    p = np.array([r.scores["exciting"] for r in results])
+    ba, auc = pooled(y, p)
+    log(f"LOCKBOX (scored once): BA {ba:.3f}, AUC {auc:.3f} on {len(tracks)} tracks of {', '.join(LOCKBOX)}")
+    return {"games": list(LOCKBOX), "tracks": len(tracks), "ba": ba, "auc": auc, "user": user_rates(y, p),
+            "per_track": [{"path": t.path, "label": t.label, "p_exciting": float(q)} for t, q in zip(tracks, p)]}
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--games", type=Path, action="append", required=True)
+    ap.add_argument("--games-csv", type=Path, action="append", required=True)
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "moodtag" / "real_cv")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--only", help="comma-separated feature sets to consider (default: all)")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-robustness", action="store_true", help="skip the altered copies (MP3 encoding is slow)")
+    ap.add_argument("--save-model", type=Path, help="write the final model here (moodtag train's recipe)")
+    ap.add_argument("--version", default="2.0.0", help="the saved model's version")
+    ap.add_argument("--compare-with", type=Path, help="a model file: how many tracks change mood against it")
+    ap.add_argument("--score-lockbox", action="store_true", help="score the lockbox with the saved model (once!)")
+    args = ap.parse_args(argv)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+
+    tracks = [t for folder, table in zip(args.games, args.games_csv) for t in game_tracks(folder, table)]
+    alterations = ("original",) if args.no_robustness else real_features.ALTERATIONS
+    rows = load(tracks, alterations, args.cache, args.jobs, log)
+    ok = np.array([all("features" in rows[a][i] for a in alterations) for i in range(len(tracks))])
+    for i in np.flatnonzero(~ok):
+        log(f"left out {tracks[i].path}: {rows['original'][i].get('error')}")
+    tracks = [t for t, k in zip(tracks, ok) if k]
+    rows = {a: [r for r, k in zip(rs, ok) if k] for a, rs in rows.items()}
+    y = np.array([t.label for t in tracks])
+    games = np.array([t.game for t in tracks])
+    menu = np.array([t.menu for t in tracks])
+    dev = ~np.isin(games, LOCKBOX)
+    sets = args.only.split(",") if args.only else list(FEATURE_SETS)
+    feats = {name: matrix(rows["original"], FEATURE_SETS[name]) for name in sets}
+    cands = [c for c in configs() if c["features"] in sets]
+    log(f"{int(dev.sum())} development tracks in {len(set(games[dev]))} games, {int((~dev).sum())} in the lockbox; "
+        f"{len(cands)} configurations")
+
+    started = time.perf_counter()
+    p, picks = nested(cands, feats, y, games, menu, dev, log)
+    ba, auc = pooled(y[dev], p[dev])
+    result = {"development": {"tracks": int(dev.sum()), "games": sorted(set(games[dev].tolist())),
+                              "ba": ba, "auc": auc, "intervals": game_bootstrap(y[dev], p[dev], games[dev]),
+                              "per_game": per_game(y[dev], p[dev], games[dev]), "user": user_rates(y[dev], p[dev]),
+                              "reliability": reliability(y[dev], p[dev]), "picks": picks}}
+    log(f"nested leave-one-game-out: BA {ba:.3f}, AUC {auc:.3f} ({time.perf_counter() - started:.0f} s)")
+    log(json.dumps(result["development"]["intervals"]))
+    for r in result["development"]["per_game"]:
+        log(f"  {r}")
+
+    # the final choice: the same rule over all development games; every configuration's plain
+    # (not nested) leave-one-game-out figures kept for the record
+    final_cfg, scored = choose(cands, feats, y, games, menu, dev)
+    result["configurations"] = [{"config": c, "ba": b, "auc": a} for _, b, a, c in scored]
+    names, top_db = model_inputs(final_cfg["features"])
+    result["final"] = {"config": final_cfg, "descriptors": names, "top_db": top_db}
+    log(f"final: {final_cfg}")
+    if args.save_model:
+        nested_figures = {k: result["development"][k] for k in ("tracks", "games", "ba", "auc", "intervals", "user")}
+        decide = save_final(args.save_model, final_cfg, [t for t, d in zip(tracks, dev) if d], version=args.version,
+                            cache=args.cache, log=log, extra_metrics={"nested_leave_one_game_out": {
+                                "method": "benchmarks/real_cv.py: every configuration chosen inside the folds; "
+                                          "intervals from resampling whole games", **nested_figures}})
+    else:
+        X = feats[final_cfg["features"]]
+        fitted = fit(final_cfg, X[dev], y[dev], weights_of(y[dev], games[dev], menu[dev], final_cfg["menus"]))
+        decide = lambda rs: 1 / (1 + np.exp(-fitted.margin(matrix(rs, fitted.names))))  # noqa: E731
+    if not args.no_robustness:
+        base = decide(rows["original"]) >= 0.5
+        result["final"]["flips"] = {a: {"all": float(((decide(rows[a]) >= 0.5) != base).mean()),
+                                        "development": float(((decide(rows[a]) >= 0.5) != base)[dev].mean())}
+                                    for a in alterations if a != "original"}
+        log(f"flips: {result['final']['flips']}")
+    if args.compare_with:
+        from tagger.weights import load_model
+
+        old = load_model(args.compare_with)
+        names_old = old.spec.features.descriptors
+        p_old = old.network.probabilities(np.array([[r["features"][n] for n in names_old] for r in rows["original"]]))[:, 1]
+        changed = (p_old >= 0.5) != (decide(rows["original"]) >= 0.5)
+        result["upgrade"] = {"from": f"{old.spec.name} {old.spec.version}", "tracks": len(tracks),
+                             "change_mood": int(changed.sum()),
+                             "old_on_development": dict(zip(("ba", "auc"), pooled(y[dev], p_old[dev])))}
+        log(f"upgrade from {old.spec.name} {old.spec.version}: {int(changed.sum())} of {len(tracks)} tracks change mood")
+    if args.score_lockbox:
+        if not args.save_model:
+            sys.exit("--score-lockbox scores the model --save-model writes: give both")
+        result["lockbox"] = score_lockbox(args.save_model, [t for t, d in zip(tracks, dev) if not d], log)
+    if args.save_model:
+        add_metrics(args.save_model, {k: v for k, v in (("robustness_flips", result["final"].get("flips")),
+                                                          ("lockbox", {x: result.get("lockbox", {}).get(x) for x in
+                                                                       ("games", "tracks", "ba", "auc", "user")}
+                                                           if "lockbox" in result else None)) if v})
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
