@@ -217,6 +217,11 @@ def load_model(model: str | Path | None = None) -> LoadedModel:
     spec = read_spec(path)
     if spec.architecture.get("name") == DESCRIPTOR_ARCHITECTURE:
         return _load_regression(path, spec)
+    try:
+        import torch  # noqa: F401  (the default model needs no torch; a network model does)
+    except ImportError:
+        raise ModelError(f"{path}: {spec.name} is a PyTorch network and torch is not installed "
+                         "(pip install 'torch>=2.1')") from None
     from safetensors.torch import load_file
 
     from tagger.model import build_model

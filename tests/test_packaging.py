@@ -1,6 +1,7 @@
 """The wheel carries the shipped model, and an installed package finds it (not only a checkout)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,3 +39,25 @@ def test_installed_package_finds_its_model(wheel, tmp_path):
                           check=True)
     path, name = proc.stdout.split()
     assert Path(path).is_relative_to(target) and name == "moodtag-rhythm"
+
+
+def test_default_model_runs_without_torch(audio_dir, tmp_path):
+    """The default model imports no torch (so torch could become an optional extra); a network model
+    without torch is one clear line. A `torch` package that refuses to import, first on PYTHONPATH,
+    stands in for an install without torch, in the parent and in every worker."""
+    blocker = tmp_path / "block" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked for this test')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker.parent), str(ROOT)])}
+    from tests.conftest import run_cli
+
+    track = sorted(p for p in audio_dir.iterdir() if p.suffix == ".flac")[0]
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / track.name).write_bytes(track.read_bytes())
+    scan = run_cli("scan", library, "--db", tmp_path / "c.db", "--jobs", "1", "--json", env=env)
+    rows = [json.loads(line) for line in scan.stdout.splitlines()]
+    assert scan.returncode == 0 and len(rows) == 1 and rows[0]["mood"] in ("calm", "exciting"), scan.stderr
+    cnn = run_cli("classify", library / track.name, "--model", "moodtag-cnn", env=env)
+    assert cnn.returncode == 1 and "Traceback" not in cnn.stderr
+    assert "torch is not installed" in cnn.stderr and len(cnn.stderr.strip().splitlines()) == 1
