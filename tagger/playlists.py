@@ -134,7 +134,6 @@ class PlaylistLayout:
     fmt: str = "m3u8"
     base: Path | None = None
     library: Path | None = None
-    player: str | None = None
 
 
 def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str | None = None,
@@ -166,7 +165,7 @@ def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str |
     library = Path(os.path.abspath(music_dir.expanduser()))
     if not library.is_dir():
         raise MoodtagError(f"{library}: --music-dir is not a folder")
-    return PlaylistLayout(wanted, library, library=library, player=player)
+    return PlaylistLayout(wanted, library, library=library)
 
 
 def build_playlist(cache: Cache, request: PlaylistRequest, layout: PlaylistLayout = PlaylistLayout()) -> Playlist:
@@ -252,12 +251,13 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
         if request.limit is not None and len(entries) >= request.limit:
             break
         entry = PlaylistEntry(*row)
+        reachable = library is None or is_inside(entry.path, library)
         problem = m3u_problem(entry) if fmt in M3U_FORMATS else None
-        if problem is None and library is not None:
+        if problem is None and library is not None and reachable:
             problem = library_problem(entry, library)
         if not os.path.exists(entry.fs_path):
             missing.append(entry.path)
-        elif problem is OUTSIDE:
+        elif not reachable:
             outside.append(entry.path)
         elif problem:
             unwritable.append((entry.path, problem))
@@ -266,20 +266,19 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
     return Selection(request, tuple(entries), tuple(missing), tuple(unwritable), tuple(outside))
 
 
-OUTSIDE = "it is outside the player's music folder"
+def is_inside(path: str, folder: Path) -> bool:
+    """True when `path` (absolute) is `folder` or lies under it."""
+    relative = os.path.relpath(path, folder)
+    return not (relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative))
 
 
 def library_problem(entry: PlaylistEntry, library: Path) -> str | None:
-    """Why a player whose library is `library` (MPD's music_directory) cannot load this entry (`OUTSIDE`, or
-    another reason), or None.
+    """Why a player reading `library` (MPD's music_directory) cannot load this entry under it, or None.
 
-    MPD 0.23 finds a playlist's songs in its database by their path under music_directory, and strips the
-    spaces at the start of every name in a playlist line (tests/test_mpd.py checks both).
+    MPD 0.23 strips the spaces at the start of every name in a playlist line (tests/test_mpd.py checks it).
     """
-    relative = os.path.relpath(entry.path, library)
-    if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
-        return OUTSIDE
-    if any(part[:1].isspace() or part[-1:].isspace() for part in relative.split(os.sep)):
+    parts = os.path.relpath(entry.path, library).split(os.sep)
+    if any(part[:1].isspace() or part[-1:].isspace() for part in parts):
         return "a name in its path begins or ends with a space, which MPD strips from playlist lines"
     return None
 

@@ -296,7 +296,7 @@ def test_m3u_suffix_and_for_mpd(library, model, tmp_path):
     assert sorted(p.name for p in (tmp_path / "mpd").iterdir()) == ["calm.m3u", "exciting.m3u"]
     assert m3u_lines(tmp_path / "mpd" / "calm.m3u") == ["./#2 deep one.ogg"]  # MPD reads ./ (tests/test_mpd.py)
     assert m3u_lines(tmp_path / "mpd" / "exciting.m3u") == ["loud one.opus"]
-    assert "3 calm tracks outside the music folder" in result.stderr  # one line, not one per track
+    assert "5 calm tracks outside the music folder" in result.stderr  # one line, not one per track
     assert "1 exciting track outside the music folder" in result.stderr
 
 
