@@ -1,9 +1,11 @@
-"""Cache rows -> mood playlists (M3U8 or XSPF).
+"""Cache rows -> mood playlists (M3U8, M3U or XSPF).
 
-`select_tracks` picks the cached tracks of one mood (status ok, analysed by one model, file still on
-disk, optionally under some folders) in the order asked for; `render_playlist` turns them into the
-text of a playlist whose paths are absolute or relative to a base folder; `write_playlist` writes it
-atomically. Audio files are never opened: one stat per candidate row, nothing more.
+`playlist_layout` turns the command's options into a `PlaylistLayout` (format, the folder paths are
+relative to, and the library folder a player such as MPD confines entries to); `select_tracks` picks the
+cached tracks of one mood (status ok, analysed by one model, file still on disk, optionally under some
+folders) in the order asked for; `render_playlist` turns them into the text of a playlist whose paths
+are absolute or relative to a base folder; `write_playlist` writes it atomically. Audio files are never
+opened: one stat per candidate row, nothing more.
 """
 from __future__ import annotations
 
@@ -23,7 +25,11 @@ if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--
     from tagger.cache import Cache
 
 ORDERS = ("score", "shuffle", "path", "album")
-FORMATS = ("m3u8", "xspf")
+FORMATS = ("m3u8", "m3u", "xspf")
+M3U_FORMATS = ("m3u8", "m3u")  # the same text (UTF-8 extended M3U); only the file suffix differs
+# Players whose playlist folder takes only certain files: MPD 0.23 lists NAME.m3u in its
+# playlist_directory, reads it as UTF-8, and resolves relative lines against its music_directory.
+PLAYERS = {"mpd": "m3u"}
 XSPF_NS = "http://xspf.org/ns/0/"
 
 # Every character that a line-oriented reader (Python's str.splitlines included) may take as the end
@@ -92,13 +98,15 @@ class PlaylistEntry:
 class Selection:
     """The chosen entries, and what was left out.
 
-    missing: paths of cached files gone from disk; unwritable: (path, why) the format cannot hold.
+    missing: paths of cached files gone from disk; unwritable: (path, why) the format or the player cannot
+    hold; outside: paths outside the player's music folder (`PlaylistLayout.library`).
     """
 
     request: PlaylistRequest
     entries: tuple[PlaylistEntry, ...]
     missing: tuple[str, ...] = ()
     unwritable: tuple[tuple[str, str], ...] = ()
+    outside: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,12 +122,57 @@ class Playlist:
         return self.selection.request.mood
 
 
-def build_playlist(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
-                   base: Path | None = None) -> Playlist:
-    """Select the tracks `request` asks for and render them as `fmt`, paths relative to `base` (None: absolute)."""
-    selection = select_tracks(cache, request, fmt=fmt)
-    text = render_playlist(selection.entries, fmt=fmt, base=base, title=f"moodtag: {request.mood}")
-    return Playlist(selection, fmt, text)
+@dataclass(frozen=True)
+class PlaylistLayout:
+    """How a playlist file is written.
+
+    fmt: m3u8, m3u or xspf. base: the folder paths are relative to (None: absolute paths).
+    library: a player's music folder (MPD's music_directory) when the playlist is for that player: entries
+    outside it are left out, and so are names the player's reader would change (see `library_problem`).
+    """
+
+    fmt: str = "m3u8"
+    base: Path | None = None
+    library: Path | None = None
+
+
+def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str | None = None,
+                    relative_to: Path | None = None, absolute: bool = False, player: str | None = None,
+                    music_dir: Path | None = None) -> PlaylistLayout:
+    """The layout the playlist options ask for.
+
+    folder: where the playlist file goes (None: printed). dest: the file, whose suffix names the format when
+    `fmt` does not. player "mpd" with music_dir: MPD's stored playlist (m3u, paths relative to music_dir).
+    Raises MoodtagError for options that contradict each other.
+    """
+    if player is None:
+        if music_dir is not None:
+            raise MoodtagError("--music-dir goes with --for (e.g. --for mpd --music-dir ~/Music)")
+        return PlaylistLayout(format_for(dest, fmt), playlist_base(folder, relative_to=relative_to, absolute=absolute))
+    if player not in PLAYERS:
+        raise MoodtagError(f"unknown player {player!r} (choose one of: {', '.join(PLAYERS)})")
+    wanted = PLAYERS[player]
+    if music_dir is None:
+        raise MoodtagError(f"--for {player} needs --music-dir DIR: the player's music folder (MPD's music_directory), "
+                           "which playlist paths are relative to")
+    if absolute or relative_to is not None:
+        raise MoodtagError(f"--for {player} writes paths relative to --music-dir; leave out --absolute and --relative-to")
+    if fmt is not None and fmt != wanted:
+        raise MoodtagError(f"--for {player} writes {wanted} (the only playlists {player.upper()} lists in its playlist "
+                           f"folder), not {fmt}")
+    if dest is not None and dest.suffix.lower() != f".{wanted}":
+        raise MoodtagError(f"{dest}: a playlist for {player.upper()} must be named NAME.{wanted}")
+    library = Path(os.path.abspath(music_dir.expanduser()))
+    if not library.is_dir():
+        raise MoodtagError(f"{library}: --music-dir is not a folder")
+    return PlaylistLayout(wanted, library, library=library)
+
+
+def build_playlist(cache: Cache, request: PlaylistRequest, layout: PlaylistLayout = PlaylistLayout()) -> Playlist:
+    """Select the tracks `request` asks for and render them as the layout says."""
+    selection = select_tracks(cache, request, fmt=layout.fmt, library=layout.library)
+    text = render_playlist(selection.entries, fmt=layout.fmt, base=layout.base, title=f"moodtag: {request.mood}")
+    return Playlist(selection, layout.fmt, text)
 
 
 def resolve_labels(cache: Cache, *, model: str | None, any_model: bool) -> tuple[tuple[str, ...], tuple[str, str] | None]:
@@ -158,8 +211,10 @@ def check_mood(mood: str, labels: tuple[str, ...], model: tuple[str, str] | None
         raise MoodtagError(f"{mood!r} is not a mood of {whose} (choose one of: {', '.join(labels)})")
 
 
-def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8") -> Selection:
-    """The cached tracks that `request` asks for, whose files still exist and that `fmt` can hold."""
+def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
+                  library: Path | None = None) -> Selection:
+    """The cached tracks that `request` asks for, whose files still exist and that `fmt` can hold
+    (and, with `library`, that a player confined to that folder can reach)."""
     from tagger.cache import TABLE, path_key
 
     if request.order not in ORDERS:
@@ -191,18 +246,41 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8") 
     entries: list[PlaylistEntry] = []
     missing: list[str] = []
     unwritable: list[tuple[str, str]] = []
+    outside: list[str] = []
     for row in rows:
         if request.limit is not None and len(entries) >= request.limit:
             break
         entry = PlaylistEntry(*row)
-        problem = m3u_problem(entry) if fmt == "m3u8" else None
+        reachable = library is None or is_inside(entry.path, library)
+        problem = m3u_problem(entry) if fmt in M3U_FORMATS else None
+        if problem is None and library is not None and reachable:
+            problem = library_problem(entry, library)
         if not os.path.exists(entry.fs_path):
             missing.append(entry.path)
+        elif not reachable:
+            outside.append(entry.path)
         elif problem:
             unwritable.append((entry.path, problem))
         else:
             entries.append(entry)
-    return Selection(request, tuple(entries), tuple(missing), tuple(unwritable))
+    return Selection(request, tuple(entries), tuple(missing), tuple(unwritable), tuple(outside))
+
+
+def is_inside(path: str, folder: Path) -> bool:
+    """True when `path` (absolute) is `folder` or lies under it."""
+    relative = os.path.relpath(path, folder)
+    return not (relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative))
+
+
+def library_problem(entry: PlaylistEntry, library: Path) -> str | None:
+    """Why a player reading `library` (MPD's music_directory) cannot load this entry under it, or None.
+
+    MPD 0.23 strips the spaces at the start of every name in a playlist line (tests/test_mpd.py checks it).
+    """
+    parts = os.path.relpath(entry.path, library).split(os.sep)
+    if any(part[:1].isspace() or part[-1:].isspace() for part in parts):
+        return "a name in its path begins or ends with a space, which MPD strips from playlist lines"
+    return None
 
 
 def m3u_can_hold(entry: PlaylistEntry) -> bool:
@@ -213,9 +291,9 @@ def m3u_can_hold(entry: PlaylistEntry) -> bool:
 def m3u_problem(entry: PlaylistEntry) -> str | None:
     """Why an M3U8 line cannot carry this entry's path, or None."""
     if entry.raw_path is not None:
-        return "its name is not valid UTF-8"
+        return "its name is not valid UTF-8 (an M3U line cannot hold it; --format xspf can)"
     if LINE_BREAKS & set(entry.path):
-        return "its name holds a line break"
+        return "its name holds a line break (an M3U line cannot hold it; --format xspf can)"
     return None
 
 
@@ -274,8 +352,8 @@ def file_uri(entry: PlaylistEntry, base: Path | None = None) -> str:
 
 
 def render_playlist(entries, *, fmt: str, base: Path | None = None, title: str | None = None) -> str:
-    """The playlist text in format `fmt` (m3u8 or xspf)."""
-    if fmt == "m3u8":
+    """The playlist text in format `fmt` (m3u8, m3u or xspf)."""
+    if fmt in M3U_FORMATS:
         return render_m3u8(entries, base=base)
     if fmt == "xspf":
         return render_xspf(entries, base=base, title=title)
@@ -290,12 +368,13 @@ def playlist_file_name(mood: str, fmt: str) -> str:
 
 
 def format_for(dest: Path | None, fmt: str | None) -> str:
-    """The format asked for, else the one `dest`'s suffix names (.xspf), else m3u8."""
+    """The format asked for, else the one `dest`'s suffix names (.xspf, .m3u), else m3u8."""
     if fmt:
         if fmt not in FORMATS:
             raise MoodtagError(f"unknown playlist format {fmt!r} (choose one of: {', '.join(FORMATS)})")
         return fmt
-    return "xspf" if dest is not None and dest.suffix.lower() == ".xspf" else "m3u8"
+    suffix = dest.suffix.lower()[1:] if dest is not None else ""
+    return suffix if suffix in FORMATS else "m3u8"
 
 
 def playlist_base(folder: Path | None, *, relative_to: Path | None = None, absolute: bool = False) -> Path | None:

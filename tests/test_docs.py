@@ -36,3 +36,11 @@ def test_help_does_not_import_torch():
     assert proc.returncode == 0
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "torch" not in imported and "librosa" not in imported
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    section = README.split("## Run the tests", 1)[1]
+    command = re.search(r"^```\n(.+?)\n```", section, re.M | re.S).group(1)
+    assert "\n" not in command and "pytest" in command and "mpd" in command
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.rstrip("\n").splitlines()[-1] == command

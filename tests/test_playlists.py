@@ -280,6 +280,44 @@ def test_playlists_one_per_label(library, model, tmp_path):
     check_entries([t["path"] for t in read_xspf(out_dir / "exciting.xspf")], library, "exciting")
 
 
+def test_m3u_suffix_and_for_mpd(library, model, tmp_path):
+    """.m3u is the M3U8 text under MPD's suffix; --for mpd: paths relative to --music-dir, one line per
+    problem (MPD itself is in tests/test_mpd.py)."""
+    db, root = str(library["db"]), library["root"]
+    out = tmp_path / "calm.m3u"  # format from the suffix
+    assert run(["playlist", "calm", "--db", db, "-o", str(out), "--relative-to", str(root)], model[0]).exit_code == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("#EXTM3U\n#EXTINF:") and "./#hash first.mp3\n" in text
+    assert set(p for _, p in read_m3u(text, root)) == expected_calm(library, m3u=True)
+
+    result = run(["playlists", "--db", db, "--for", "mpd", "--music-dir", str(root / "sub dir"),
+                  "--out-dir", str(tmp_path / "mpd")], model[0])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "mpd").iterdir()) == ["calm.m3u", "exciting.m3u"]
+    assert m3u_lines(tmp_path / "mpd" / "calm.m3u") == ["./#2 deep one.ogg"]  # MPD reads ./ (tests/test_mpd.py)
+    assert m3u_lines(tmp_path / "mpd" / "exciting.m3u") == ["loud one.opus"]
+    assert "5 calm tracks outside the music folder" in result.stderr  # one line, not one per track
+    assert "1 exciting track outside the music folder" in result.stderr
+
+
+def m3u_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#EXT")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--for", "mpd"], "needs --music-dir"),
+    (["--music-dir", "."], "goes with --for"),
+    (["--for", "mpd", "--music-dir", ".", "--format", "xspf"], "writes m3u"),
+    (["--for", "mpd", "--music-dir", ".", "--absolute"], "leave out --absolute"),
+    (["--for", "mpd", "--music-dir", ".", "-o", "x.m3u8"], "must be named NAME.m3u"),
+    (["--for", "mpd", "--music-dir", "nowhere-at-all"], "is not a folder"),
+])
+def test_for_mpd_option_errors(library, model, args, message):
+    result = run(["playlist", "calm", "--db", str(library["db"]), *args], model[0])
+    assert result.exit_code == 1 and isinstance(result.exception, MoodtagError)
+    assert message in str(result.exception)
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 def test_unknown_mood_lists_labels(library, model):

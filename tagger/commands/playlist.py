@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from tagger.commands.options import DbOption, ModelOption, path_value
-from tagger.playlists import FORMATS, ORDERS
+from tagger.playlists import FORMATS, ORDERS, PLAYERS
 
 Order = Enum("Order", {name: name for name in ORDERS}, type=str)
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)
+Player = Enum("Player", {name: name for name in PLAYERS}, type=str)
 
 PathsArgument = Annotated[Optional[list[Path]], typer.Argument(
     metavar="[PATH...]", parser=path_value, help="Only tracks at or under these files or folders. Default: the whole cache.")]
@@ -30,6 +31,12 @@ RelativeToOption = Annotated[Optional[Path], typer.Option(
 AbsoluteOption = Annotated[bool, typer.Option("--absolute", help="Write absolute paths.")]
 AnyModelOption = Annotated[bool, typer.Option(
     "--any-model", help="Also use tracks analysed by other models or versions than the current one.")]
+ForOption = Annotated[Optional[Player], typer.Option(
+    "--for", help="Write the playlist the way this player loads it from its own playlist folder "
+                  "(mpd: NAME.m3u, paths relative to --music-dir; tracks outside it are left out).")]
+MusicDirOption = Annotated[Optional[Path], typer.Option(
+    "--music-dir", metavar="DIR", file_okay=False, parser=path_value,
+    help="With --for: the player's music folder (MPD's music_directory).")]
 
 
 def playlist(
@@ -38,9 +45,10 @@ def playlist(
     db: DbOption = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", metavar="FILE", dir_okay=False, parser=path_value,
-        help="Write the playlist to FILE (a .xspf name means XSPF). Default: print it.")] = None,
+        help="Write the playlist to FILE (a .xspf name means XSPF, .m3u M3U). Default: print it.")] = None,
     fmt: Annotated[Optional[Format], typer.Option(
-        "--format", "-f", help="Playlist format. Default: from the -o file's suffix, else m3u8.")] = None,
+        "--format", "-f", help="Playlist format (m3u: the same UTF-8 text as m3u8). Default: from the -o file's "
+                               "suffix, else m3u8.")] = None,
     min_confidence: MinConfidenceOption = 0.0,
     limit: LimitOption = None,
     order: OrderOption = Order.score,
@@ -49,6 +57,8 @@ def playlist(
     absolute: AbsoluteOption = False,
     model: ModelOption = None,
     any_model: AnyModelOption = False,
+    player: ForOption = None,
+    music_dir: MusicDirOption = None,
 ) -> None:
     """Make a playlist of the cached tracks of one MOOD (files still present, analysed by the current model).
 
@@ -56,18 +66,19 @@ def playlist(
     import click
 
     from tagger.cache import Cache
-    from tagger.playlists import (PlaylistRequest, build_playlist, check_mood, format_for, playlist_base,
-                                  resolve_labels, write_playlist)
+    from tagger.playlists import (PlaylistRequest, build_playlist, check_mood, playlist_layout, resolve_labels,
+                                  write_playlist)
 
-    playlist_format = format_for(output, fmt.value if fmt else None)
-    base = playlist_base(output.parent if output else None, relative_to=relative_to, absolute=absolute)
+    layout = playlist_layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
+                             relative_to=relative_to, absolute=absolute, player=player.value if player else None,
+                             music_dir=music_dir)
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
         check_mood(mood, labels, model_id)
         request = PlaylistRequest(mood, model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
-        result = build_playlist(cache, request, fmt=playlist_format, base=base)
-    _report_left_out(result)
+        result = build_playlist(cache, request, layout)
+    _report_left_out(result, layout.library)
     if output is None:
         click.echo(result.text.encode("utf-8"), nl=False)
         return
@@ -80,7 +91,8 @@ def playlists(
         "--out-dir", "-d", metavar="DIR", file_okay=False, parser=path_value, help="Write one playlist per mood here (created if needed).")],
     paths: PathsArgument = None,
     db: DbOption = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Playlist format.")] = Format.m3u8,
+    fmt: Annotated[Optional[Format], typer.Option(
+        "--format", "-f", help="Playlist format (m3u: the same UTF-8 text as m3u8). Default: m3u8; m3u with --for mpd.")] = None,
     min_confidence: MinConfidenceOption = 0.0,
     limit: LimitOption = None,
     order: OrderOption = Order.score,
@@ -89,28 +101,32 @@ def playlists(
     absolute: AbsoluteOption = False,
     model: ModelOption = None,
     any_model: AnyModelOption = False,
+    player: ForOption = None,
+    music_dir: MusicDirOption = None,
 ) -> None:
     """Write one playlist per mood of the model into DIR: calm.m3u8, exciting.m3u8, ...
 
-    Paths are relative to DIR unless --absolute or --relative-to."""
+    Paths are relative to DIR unless --absolute or --relative-to. For MPD: --for mpd --music-dir MUSIC_DIR
+    --out-dir PLAYLIST_DIR writes calm.m3u, exciting.m3u that MPD lists and loads."""
     from dataclasses import replace
 
     from tagger.cache import Cache
-    from tagger.playlists import (PlaylistRequest, build_playlist, playlist_base, playlist_file_name,
+    from tagger.playlists import (PlaylistRequest, build_playlist, playlist_file_name, playlist_layout,
                                   resolve_labels, write_playlist)
 
-    base = playlist_base(out_dir, relative_to=relative_to, absolute=absolute)
+    layout = playlist_layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
+                             player=player.value if player else None, music_dir=music_dir)
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
         request = PlaylistRequest(labels[0], model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
-        results = [build_playlist(cache, replace(request, mood=label), fmt=fmt.value, base=base) for label in labels]
+        results = [build_playlist(cache, replace(request, mood=label), layout) for label in labels]
     for result in results:
-        _report_left_out(result)
+        _report_left_out(result, layout.library)
         _report_written(result, write_playlist(result.text, out_dir / playlist_file_name(result.mood, result.fmt)))
 
 
-def _report_left_out(result) -> None:
+def _report_left_out(result, library: Path | None) -> None:
     """A warning per entry the format cannot hold, one line for files gone from disk, one if empty."""
     from rich.markup import escape
 
@@ -118,12 +134,15 @@ def _report_left_out(result) -> None:
 
     selection = result.selection
     for path, problem in selection.unwritable:
-        warn(f"{shown(path)}: left out of the {escape(result.mood)} playlist: {problem} "
-             f"(an M3U line cannot hold it; --format xspf can)")
+        warn(f"{shown(path)}: left out of the {escape(result.mood)} playlist: {escape(problem)}")
     if selection.missing:
         n = len(selection.missing)
         warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} no longer on disk left out "
              f"(`moodtag scan` updates the cache)")
+    if selection.outside:
+        n = len(selection.outside)
+        warn(f"{n} {escape(result.mood)} track{'s' if n != 1 else ''} outside the music folder "
+             f"{shown(library)} (--music-dir) left out, e.g. {shown(selection.outside[0])}")
 
 
 def _report_written(result, dest: Path) -> None:
