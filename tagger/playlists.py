@@ -3,7 +3,8 @@
 `select_tracks` picks the cached tracks of one mood (analysed by one model, tag write failed or not,
 file still on disk, optionally under some folders) in the order asked for; `render_playlist` turns
 them into the text of a playlist whose paths are absolute or relative to a base folder;
-`write_playlist` writes it atomically. Audio files are never opened: one stat per candidate row, nothing more.
+`write_playlist` writes it atomically. Audio files are never opened: one stat per candidate row,
+nothing more.
 """
 from __future__ import annotations
 
