@@ -207,3 +207,18 @@ def test_an_old_cache_in_a_read_only_folder_is_read_from_an_upgraded_copy(lib, t
     finally:
         db.parent.chmod(0o755)
     assert db.read_bytes() == before
+
+
+def test_untag_with_an_unusable_cache_touches_no_file(lib, tmp_path, test_model):
+    """The cache is checked before the first file is changed, so files and rows never disagree."""
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    before = {p: p.read_bytes() for p in lib.iterdir()}
+    foreign = tmp_path / "notes.db"
+    con = sqlite3.connect(foreign)
+    with con:
+        con.execute("CREATE TABLE notes (text TEXT)")
+    con.close()
+    proc = run_cli("untag", lib, "--db", foreign)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {foreign}: not a moodtag cache")
+    assert {p: p.read_bytes() for p in lib.iterdir()} == before
