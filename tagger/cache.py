@@ -34,6 +34,14 @@ APPLICATION_ID = 0x6D6F6F64  # "mood": PRAGMA application_id of a moodtag cache
 MIN_FREE_BYTES = 1 << 20     # a scan refuses to start with less free space beside the cache
 migrations = Migrations("moodtag")
 
+# tag_state: what the file's tags hold (NULL: nothing written, e.g. --no-write or a failed analysis)
+TAGGED = "tagged"        # this row's mood (and `tagged` = 1)
+UNTAGGED = "untagged"    # `moodtag untag` removed moodtag's fields; a scan writes them only with --retag
+TAG_FAILED = "failed"    # the last write failed; status is failed and error says why; the mood is kept
+TAG_ERROR_PREFIX = "tags not written: "
+# Rows whose mood is known: analysed (ok), or analysed and only the tag write failed.
+HAS_MOOD_SQL = f"(status = 'ok' OR tag_state = '{TAG_FAILED}')"
+
 
 @migrations()
 def m001_create_tracks(db: Database) -> None:
@@ -82,6 +90,15 @@ def m002_unambiguous_keys(db: Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
+@migrations()
+def m003_tag_state(db: Database) -> None:
+    """What the file's tags hold, beyond `tagged`: `untagged` (`moodtag untag` took moodtag's fields
+    out; a scan leaves them out) and `failed` (the tag write failed: the row's status is failed and
+    its error says why, while its mood stays known). Rows tagged before keep saying so."""
+    db[TABLE].add_column("tag_state", str)
+    db.execute(f"UPDATE {TABLE} SET tag_state = '{TAGGED}' WHERE tagged = 1")
+
+
 def known_migrations() -> frozenset[str]:
     """The names of the schema steps this moodtag knows (all pending on an empty database)."""
     return frozenset(m.name for m in migrations.pending(Database(memory=True)))
@@ -99,9 +116,18 @@ class CachedTrack:
     confidence: float | None
     model_name: str | None
     model_version: str | None
-    tagged: bool
+    tag_state: str | None     # TAGGED, UNTAGGED, TAG_FAILED or None
     error: str | None
     path_bytes: bytes | None = None
+
+    @property
+    def tagged(self) -> bool:
+        return self.tag_state == TAGGED
+
+    @property
+    def has_mood(self) -> bool:
+        """True when the model's result is known: the row is ok, or only its tag write failed."""
+        return self.status == "ok" or self.tag_state == TAG_FAILED
 
     @property
     def fs_path(self) -> str | bytes:
@@ -248,7 +274,9 @@ class Cache:
         """Open an existing cache read-only (queries): any write fails. Works in a folder the user
         cannot write too: SQLite needs to create `-shm` beside a WAL database even to read it, so
         there the file is opened as immutable (no writer can be running in such a folder), or, when
-        a crashed writer left committed pages in its `-wal`, a private copy of both is read."""
+        a crashed writer left committed pages in its `-wal`, a private copy of both is read. A cache
+        of an older moodtag is upgraded first (its pending migrations, as a scan would), or, where it
+        cannot be written, read from an upgraded private copy."""
         path = resolve_db_path(path)
         if not path.is_file():
             raise MoodtagError(f"{path}: no cache database here (run `moodtag scan` first, or pass --db)")
@@ -267,9 +295,20 @@ class Cache:
             if TABLE not in db.table_names():
                 db.close()
                 raise MoodtagError(f"{path}: not a moodtag cache (no `{TABLE}` table)")
+            if migrations.pending(db):
+                db.close()
+                return cls._open_upgraded(path)
         except sqlite3.Error as exc:
             raise db_error(path, exc, "unusable cache database") from None
         return cls(db, path)
+
+    @classmethod
+    def _open_upgraded(cls, path: Path) -> "Cache":
+        try:
+            cls.open(path, create=False).close()
+        except MoodtagError:
+            return cls._open_private_copy(path, upgrade=True)
+        return cls.open_readonly(path)
 
     @staticmethod
     def _connect_readonly(path: Path, flags: str) -> Database:
@@ -283,11 +322,19 @@ class Cache:
         return Database(conn)
 
     @classmethod
-    def _open_private_copy(cls, path: Path) -> "Cache":
+    def _open_private_copy(cls, path: Path, *, upgrade: bool = False) -> "Cache":
         folder = Path(tempfile.mkdtemp(prefix="moodtag-ro-"))
         try:
             shutil.copyfile(path, folder / "cache.db")
-            shutil.copyfile(Path(str(path) + "-wal"), folder / "cache.db-wal")
+            wal = Path(str(path) + "-wal")
+            if wal.exists():
+                shutil.copyfile(wal, folder / "cache.db-wal")
+            if upgrade:
+                conn = sqlite3.connect(str(folder / "cache.db"), isolation_level=None)
+                try:
+                    migrations.apply(Database(conn))
+                finally:
+                    conn.close()
             db = cls._connect_readonly(folder / "cache.db", "mode=ro")
             _check_schema(db, path)
         except BaseException:
@@ -354,10 +401,9 @@ class Cache:
             key, _ = path_key(root)
             prefix = key.rstrip(os.sep) + os.sep
             sql = (f"SELECT path, size, mtime_ns, status, mood, confidence, model_name, model_version, "
-                   f"tagged, error, path_bytes FROM {TABLE} WHERE path = ? OR (path >= ? AND path < ?)")
+                   f"tag_state, error, path_bytes FROM {TABLE} WHERE path = ? OR (path >= ? AND path < ?)")
             for row in self.rows(sql, [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]):
-                found[row[0]] = CachedTrack(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                                            bool(row[8]), row[9], row[10])
+                found[row[0]] = CachedTrack(*row)
         return found
 
     def get(self, path: Path | str) -> dict | None:
@@ -370,8 +416,9 @@ class Cache:
 
     # -- writes --------------------------------------------------------------------------------
     def record(self, result: TrackResult, ref: TrackRef, *, info: dict | None = None,
-               tagged: bool = False) -> None:
-        """Upsert one result (ok or failed) for the file as `ref` describes it now; committed at once."""
+               tag_state: str | None = None) -> None:
+        """Upsert one result (ok or failed) for the file as `ref` describes it now, with what its tags
+        hold (`tag_state`, for an ok result); committed at once."""
         key, raw = path_key(ref.path)
         info = info or {}
         row = {
@@ -383,8 +430,9 @@ class Cache:
             "clips": json.dumps([{"start": c.start, "scores": c.scores} for c in result.clips]) if result.ok else None,
             "model_name": result.model_name, "model_version": result.model_version,
             "analyzed_at": now_iso(), "status": "ok" if result.ok else "failed",
-            "error": result.error, "tagged": int(bool(tagged and result.ok)),
+            "error": result.error,
         }
+        row.update(self._tag_columns(tag_state if result.ok else None))
 
         def run():
             with self.db.atomic():
@@ -392,17 +440,34 @@ class Cache:
         self._write(run)
 
     def set_tagged(self, path: Path | str, ref: TrackRef) -> None:
-        """After writing tags to a cached row's file: its new size/mtime, and tagged = 1."""
+        """After writing tags to a cached row's file: its new size/mtime, tagged; a failed tag write
+        before is forgotten (status ok again)."""
         key, _ = path_key(path)
-        self._write(lambda: self.db.execute(
-            f"UPDATE {TABLE} SET size = ?, mtime_ns = ?, tagged = 1 WHERE path = ?", [ref.size, ref.mtime_ns, key]))
+        self._update(key, size=ref.size, mtime_ns=ref.mtime_ns, status="ok", error=None,
+                     **self._tag_columns(TAGGED))
 
-    def set_present(self, path: Path | str) -> None:
-        """A row marked missing whose file is back unchanged: ok (or failed) again."""
+    def set_tag_failed(self, path: Path | str, cause: str) -> None:
+        """The tag write of an analysed row's file failed: status failed, the cause in `error` (the
+        mood stays); the next scan tries the write again, without analysing the file again."""
         key, _ = path_key(path)
-        self._write(lambda: self.db.execute(
-            f"UPDATE {TABLE} SET status = CASE WHEN error IS NULL THEN 'ok' ELSE 'failed' END "
-            f"WHERE path = ? AND status = 'missing'", [key]))
+        self._update(key, status="failed", error=TAG_ERROR_PREFIX + cause, **self._tag_columns(TAG_FAILED))
+
+    def set_untagged(self, path: Path | str, *, before: TrackRef, after: TrackRef) -> bool:
+        """`moodtag untag` left the file without moodtag's fields. The row says untagged (a failed tag
+        write is forgotten); if the row was current for the file as it was `before`, it takes the
+        size and mtime of `after`, so that the analysis stays current (the audio did not change).
+        Returns whether the file had a row."""
+        key, _ = path_key(path)
+        row = self.one(f"SELECT size, mtime_ns, tag_state FROM {TABLE} WHERE path = ?", [key])
+        if row is None:
+            return False
+        changes = self._tag_columns(UNTAGGED)
+        if row[2] == TAG_FAILED:
+            changes.update(status="ok", error=None)
+        if (row[0], row[1]) == (before.size, before.mtime_ns):
+            changes.update(size=after.size, mtime_ns=after.mtime_ns)
+        self._update(key, **changes)
+        return True
 
     def mark_missing(self, keys: list[str]) -> int:
         """Mark these rows' files as vanished (kept until `prune`)."""
@@ -432,6 +497,17 @@ class Cache:
                     self.db.execute(f"DELETE FROM {TABLE} WHERE path IN ({','.join('?' * len(chunk))})", chunk)
         self._write(run)
         return len(keys)
+
+    @staticmethod
+    def _tag_columns(tag_state: str | None) -> dict:
+        """tag_state, and the `tagged` flag kept in step with it (for SQL written against it)."""
+        return {"tag_state": tag_state, "tagged": int(tag_state == TAGGED)}
+
+    def _update(self, key: str, **columns) -> None:
+        names = list(columns)
+        self._write(lambda: self.db.execute(
+            f"UPDATE {TABLE} SET {', '.join(f'{name} = ?' for name in names)} WHERE path = ?",
+            [*columns.values(), key]))
 
     def _write(self, fn) -> None:
         try:

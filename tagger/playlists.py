@@ -2,10 +2,10 @@
 
 `playlist_layout` turns the command's options into a `PlaylistLayout` (format, the folder paths are
 relative to, and the library folder a player such as MPD confines entries to); `select_tracks` picks the
-cached tracks of one mood (status ok, analysed by one model, file still on disk, optionally under some
-folders) in the order asked for; `render_playlist` turns them into the text of a playlist whose paths
-are absolute or relative to a base folder; `write_playlist` writes it atomically. Audio files are never
-opened: one stat per candidate row, nothing more.
+cached tracks of one mood (analysed by one model, tag write failed or not, file still on disk,
+optionally under some folders) in the order asked for; `render_playlist` turns them into the text of a
+playlist whose paths are absolute or relative to a base folder; `write_playlist` writes it atomically.
+Audio files are never opened: one stat per candidate row, nothing more.
 """
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def resolve_labels(cache: Cache, *, model: str | None, any_model: bool) -> tuple
     Reads only the model file's spec (no tensors, no torch). With `any_model`, the moods found in the cache count
     too, and a missing default model is no error.
     """
-    from tagger.cache import TABLE
+    from tagger.cache import HAS_MOOD_SQL, TABLE
     from tagger.errors import ModelError
     from tagger.weights import read_spec, resolve_model
 
@@ -196,7 +196,7 @@ def resolve_labels(cache: Cache, *, model: str | None, any_model: bool) -> tuple
     labels = list(spec.labels) if spec else []
     if any_model:
         for (mood,) in cache.rows(
-                f"SELECT DISTINCT mood FROM {TABLE} WHERE status = 'ok' AND mood IS NOT NULL ORDER BY mood"):
+                f"SELECT DISTINCT mood FROM {TABLE} WHERE {HAS_MOOD_SQL} AND mood IS NOT NULL ORDER BY mood"):
             if mood not in labels:
                 labels.append(mood)
     if not labels:
@@ -215,7 +215,7 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
                   library: Path | None = None) -> Selection:
     """The cached tracks that `request` asks for, whose files still exist and that `fmt` can hold
     (and, with `library`, that a player confined to that folder can reach)."""
-    from tagger.cache import TABLE, path_key
+    from tagger.cache import HAS_MOOD_SQL, TABLE, path_key
 
     if request.order not in ORDERS:
         raise MoodtagError(f"unknown order {request.order!r} (choose one of: {', '.join(ORDERS)})")
@@ -223,7 +223,7 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
         raise MoodtagError(f"unknown playlist format {fmt!r} (choose one of: {', '.join(FORMATS)})")
     if request.limit is not None and request.limit < 0:
         raise MoodtagError(f"--limit must be 0 or more, not {request.limit}")
-    where = ["status = 'ok'", "mood = ?", "confidence >= ?"]
+    where = [HAS_MOOD_SQL, "mood = ?", "confidence >= ?"]
     params: list = [request.mood, request.min_confidence]
     if request.model is not None:
         where += ["model_name = ?", "model_version = ?"]

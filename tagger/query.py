@@ -70,6 +70,7 @@ class TrackRow:
     analyzed_at: str | None
     tagged: bool
     error: str | None
+    tag_state: str | None     # tagged, untagged, failed (see error), or None: not written
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -101,6 +102,7 @@ class CacheStats:
     by_format: dict[str, int]
     by_model: dict[str, int]
     tagged: int
+    untagged: int             # rows of files `moodtag untag` cleared
     top_errors: tuple[tuple[str, int], ...]
     label: str | None
     histogram: tuple[int, ...]
@@ -250,7 +252,7 @@ def _read_only_authorizer(action: int, arg1, arg2, db_name, trigger) -> int:
 def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_errors: int = 5) -> CacheStats:
     """Counts per status, mood, format and model, the commonest failure causes, and a histogram of
     P(label) over the ok rows (label: default the last label of the stored scores, e.g. exciting)."""
-    from tagger.cache import TABLE
+    from tagger.cache import TABLE, UNTAGGED
 
     if bins < 1:
         raise MoodtagError(f"--bins must be 1 or more, not {bins}")
@@ -268,6 +270,7 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
     by_model = groups(f"SELECT model_name || ' ' || model_version, count(*) {ok} "
                       f"GROUP BY model_name, model_version ORDER BY count(*) DESC")
     tagged = cache.one(f"SELECT count(*) {ok} AND tagged = 1")[0]
+    untagged = cache.one(f"SELECT count(*) FROM {TABLE} WHERE tag_state = ?", [UNTAGGED])[0]
     errors = tuple(cache.rows(f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
                               f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))
     known = _score_labels(cache)
@@ -284,7 +287,7 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
                 [bins, bins, json_path]):
             histogram[max(0, int(index))] += count
     return CacheStats(total=total, by_status=by_status, by_mood=by_mood, mean_confidence=mean_confidence,
-                      by_format=by_format, by_model=by_model, tagged=tagged, top_errors=errors,
+                      by_format=by_format, by_model=by_model, tagged=tagged, untagged=untagged, top_errors=errors,
                       label=label, histogram=tuple(histogram))
 
 

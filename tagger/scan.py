@@ -7,7 +7,10 @@ one branch here. Nothing heavy (torch, the model) is imported or loaded before t
 Order of writes, so that nothing is lost whenever the scan stops: the cache is checked (moodtag's,
 schema, writable, space) before the first tag is written; a track's result is committed before its
 file is touched; its tags are written crash-safely (tagger.safewrite); then the row learns the file's
-new size and mtime. The scan stops between tracks when `stop()` says so (the CLI's signals).
+new size and mtime, or, if the write failed, says so (status failed, the cause in `error`, the mood
+kept): the next scan tries the write again without analysing the file again. A file `moodtag untag`
+cleared stays without moodtag's fields (its row says untagged) unless `retag`, even when it changed
+and is analysed again. The scan stops between tracks when `stop()` says so (the CLI's signals).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tagger.cache import Cache, CachedTrack, path_key, resolve_db_path, scan_lock
+from tagger.cache import TAG_FAILED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import WalkProblem, walk
 from tagger.errors import MoodtagError
 from tagger.records import ClipScore, TrackRef, TrackResult
@@ -36,7 +39,7 @@ class TrackOutcome:
     ref: TrackRef
     result: TrackResult
     action: str                 # analysed | cached | failed
-    tags: str                   # written | unchanged | would write | not written | failed | -
+    tags: str                   # written | unchanged | would write | not written | untagged | failed | -
     tag_error: str | None = None
 
     def to_json(self) -> dict:
@@ -57,6 +60,7 @@ class ScanSummary:
     failed: int = 0
     written: int = 0
     tag_failures: int = 0
+    untagged: int = 0           # left without moodtag's fields, as `moodtag untag` left them
     missing: int = 0
     restored: int = 0
     moods: Counter = field(default_factory=Counter)
@@ -88,13 +92,15 @@ class _Stopped(Exception):
 
 def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
                  oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
-                 force: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
+                 force: bool = False, retag: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
                  full_results: bool = False, timeout: float | None = None,
                  on_event: Callable[[ScanEvent], None] = lambda e: None,
                  stop: Callable[[], bool] = lambda: False) -> ScanSummary:
     """Scan `paths`, classify what is new or changed, write tags (unless dry_run/no_write), cache all.
 
     `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
+    `force`: analyse every file again. `retag`: write the tags of files `moodtag untag` cleared too
+    (from the cache where it is current; a plain scan, even with `force`, leaves them untagged).
     `timeout`: seconds after which a track still being analysed is given up (None: the pool's default).
     Raises MoodtagError only for fatal problems (missing path, unusable model or database)."""
     started = time.monotonic()
@@ -155,7 +161,7 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
             summary.missing = cache.mark_missing(gone)
         on_event(ScanEvent("planned", total=len(refs), todo=len(todo)))
 
-        options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
+        options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag)
         for ref, row in fresh:
             check_stop()
             outcome = _handle_cached(ref, row, cache, spec, full=full_results, **options)
@@ -169,7 +175,9 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
                                      timeout=TRACK_TIMEOUT_S if timeout is None else timeout)
             try:
                 for path, result, info in results:
-                    outcome = _handle_new(by_path[path], result, info, cache, spec, **options)
+                    before = known.get(path_key(path)[0])
+                    untagged = before is not None and before.tag_state == UNTAGGED
+                    outcome = _handle_new(by_path[path], result, info, cache, spec, untagged=untagged, **options)
                     _account(summary, outcome)
                     on_event(ScanEvent("track", outcome=outcome))
                     check_stop()
@@ -222,38 +230,54 @@ def _journal(db_path: Path):
 
 
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
-                spec: ModelSpec, *, write_tags: bool, dry_run: bool, keep_mtime: bool, journal) -> TrackOutcome:
+                spec: ModelSpec, *, untagged: bool, retag: bool, write_tags: bool, dry_run: bool,
+                keep_mtime: bool, journal) -> TrackOutcome:
+    """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag)."""
     if not result.ok:
         if cache and not dry_run:
             cache.record(result, ref, info=info)
         return TrackOutcome(ref, result, FAILED, "-")
+    keep_untagged = untagged and not retag
     if cache and not dry_run:  # committed before the file is touched: a tag is never written without a row
-        cache.record(result, ref, info=info, tagged=False)
-    tags, tag_error, ref_after = _apply_tags(ref, result.mood, result.scores, spec, write_tags=write_tags,
-                                             dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
-    if cache and tags in ("written", "unchanged") and write_tags:
-        cache.set_tagged(ref.path, ref_after)
+        cache.record(result, ref, info=info, tag_state=UNTAGGED if keep_untagged else None)
+    if keep_untagged:
+        return TrackOutcome(ref, result, ANALYSED, "untagged")
+    tags, tag_error = _tag_and_record(ref, result.mood, result.scores, spec, cache, write_tags=write_tags,
+                                      dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
 
 
-def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: ModelSpec, *,
+def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: ModelSpec, *, retag: bool,
                    write_tags: bool, dry_run: bool, keep_mtime: bool, full: bool, journal) -> TrackOutcome:
-    needs_tags = row.status == "ok" and not row.tagged and (write_tags or dry_run)
+    """A track whose row is current: its tags are written if they should hold the row's mood and do
+    not (never written, the last write failed, or untagged and `retag`)."""
+    wanted = row.tag_state != UNTAGGED or retag
+    needs_tags = row.has_mood and not row.tagged and wanted and (write_tags or dry_run)
     data = cache.get(ref.path) if (full or needs_tags) and cache else None
     result = _result_from_row(ref.path, row, data)
-    if row.status == "failed":
+    if not row.has_mood:
         return TrackOutcome(ref, result, CACHED, "-")
-    if cache and not dry_run and row.status == "missing":
-        cache.set_present(ref.path)
-    tags = "unchanged" if row.tagged else "not written"
+    tags = "unchanged" if row.tagged else "untagged" if not wanted else "not written"
     tag_error = None
     if needs_tags and data is not None:
-        tags, tag_error, ref_after = _apply_tags(ref, row.mood, json.loads(data["scores"] or "{}"), spec,
-                                                 write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime,
-                                                 journal=journal)
-        if cache and not dry_run and tags in ("written", "unchanged"):
-            cache.set_tagged(ref.path, ref_after)
+        tags, tag_error = _tag_and_record(ref, row.mood, json.loads(data["scores"] or "{}"), spec, cache,
+                                          write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime,
+                                          journal=journal)
     return TrackOutcome(ref, result, CACHED, tags, tag_error)
+
+
+def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cache: Cache | None, *,
+                    write_tags: bool, dry_run: bool, keep_mtime: bool, journal) -> tuple[str, str | None]:
+    """Write the tags (as _apply_tags), then tell the row: tagged with the file's new size and mtime,
+    or the write's failure and its cause. Returns (tags action, error)."""
+    tags, tag_error, ref_after = _apply_tags(ref, mood, scores, spec, write_tags=write_tags,
+                                             dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
+    if cache and write_tags:
+        if tags in ("written", "unchanged"):
+            cache.set_tagged(ref.path, ref_after)
+        elif tags == "failed":
+            cache.set_tag_failed(ref.path, tag_error or "unknown cause")
+    return tags, tag_error
 
 
 def _result_from_row(path: Path, row: CachedTrack, data: dict | None) -> TrackResult:
@@ -264,7 +288,7 @@ def _result_from_row(path: Path, row: CachedTrack, data: dict | None) -> TrackRe
         duration = data["duration"]
     return TrackResult(path=path, mood=row.mood, confidence=row.confidence, scores=scores, clips=clips,
                        duration=duration, model_name=row.model_name, model_version=row.model_version,
-                       error=row.error if row.status == "failed" else None)
+                       error=None if row.has_mood else row.error)
 
 
 def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, write_tags: bool,
@@ -313,6 +337,8 @@ def _account(summary: ScanSummary, outcome: TrackOutcome) -> None:
         summary.moods[outcome.result.mood] += 1
     if outcome.tags == "written":
         summary.written += 1
+    elif outcome.tags == "untagged":
+        summary.untagged += 1
     elif outcome.tags == "failed":
         summary.tag_failures += 1
         summary.problems.append((str(outcome.ref.path), f"tags not written: {outcome.tag_error}"))

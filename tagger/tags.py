@@ -7,8 +7,10 @@ moodtag writes a mood field and its own namespaced fields, and nothing else:
     MOODTAG_MODEL         "name version", e.g. "moodtag-cnn 1.0.0"
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
-`_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules). The format comes from the file's content, never
-its name, and only a regular file is read (a FIFO or a device is refused before the first byte).
+`_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules), and which text fields of its own it has that
+are read for artist, title and album where the tag lacks them (a WAV's RIFF INFO chunk; never
+written: INFO has no mood field, and players read the ID3 chunk). The format comes from the file's
+content, never its name, and only a regular file is read (a FIFO or a device is refused at once).
 Every mutagen call goes through `_mutagen_errors`, which turns mutagen and OS errors into a TagError
 naming the cause. Every write goes through `tagger.safewrite`: mutagen saves into an overlay, and
 the change reaches the file in a way a kill or power cut cannot leave half done.
@@ -23,9 +25,11 @@ import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import mutagen
 from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
+from mutagen._riff import RiffFile
 
 from tagger import safewrite
 from tagger.errors import TagError
@@ -60,14 +64,19 @@ class TrackInfo:
 
 
 def read_info(path) -> TrackInfo:
-    """The file's format, tag kind, duration, artist, title and album; TagError if it cannot be parsed."""
+    """The file's format, tag kind, duration, artist, title and album; TagError if it cannot be parsed.
+    Each of artist, title and album comes from the tag moodtag writes (ID3 in a WAV) where that has
+    it, else from the format's own text fields (a WAV's RIFF INFO chunk), as players show them."""
     with _opened(Path(path)) as fh:
         audio, fmt = _load(fh)
+        texts = [None, None, None]
+        if fmt.fields is not None and audio.tags is not None:
+            texts = [fmt.fields.text(audio.tags, key) for key in fmt.fields.info_keys]
+        if fmt.native_info is not None and None in texts:
+            native = fmt.native_info(fh)
+            texts = [text or native.get(name) for text, name in zip(texts, ("artist", "title", "album"))]
     length = getattr(audio.info, "length", None)
-    if fmt.fields is None or audio.tags is None:
-        artist = title = album = None
-    else:
-        artist, title, album = (fmt.fields.text(audio.tags, key) for key in fmt.fields.info_keys)
+    artist, title, album = texts
     return TrackInfo(format=fmt.name, tag_kind=fmt.tag_kind, duration=float(length) if length else None,
                      artist=artist, title=title, album=album)
 
@@ -265,6 +274,47 @@ class _MP4Fields:
         return {}
 
 
+# --- a format's own text fields, read only ----------------------------------------------------
+
+# RIFF INFO field -> name, as FFmpeg (ff_riff_info_conv) and MPD name them.
+RIFF_INFO_FIELDS = {"IART": "artist", "INAM": "title", "IPRD": "album", "IGNR": "genre", "ICRD": "date",
+                    "ICMT": "comment", "ITRK": "track", "IPRT": "track"}
+
+
+def riff_info(fh) -> dict[str, str]:
+    """The text fields of a RIFF/WAVE file's LIST/INFO chunks (INAM title, IART artist, IPRD album,
+    ...) by name; the first non-empty value of a field wins. A value ends at its first NUL byte and is
+    UTF-8, or else Windows-1252 (older Windows software). A damaged field ends the reading: what was
+    read before it is kept, nothing is raised (the ID3 tag and the audio do not depend on it)."""
+    found: dict[str, str] = {}
+    try:
+        fh.seek(0)
+        root = RiffFile(fh).root
+        lists = [chunk for chunk in root.subchunks() if chunk.id == "LIST" and getattr(chunk, "name", "") == "INFO"]
+        for chunk in lists:
+            for field in chunk.subchunks():
+                if field.data_offset + field.data_size > chunk.data_offset + chunk.data_size:
+                    break   # claims more than its LIST holds: cut off, or garbage (FFmpeg drops it too)
+                name = RIFF_INFO_FIELDS.get(field.id)
+                if name is None or name in found:
+                    continue
+                text = _info_text(field.read())
+                if text:
+                    found[name] = text
+    except (mutagen.MutagenError, OSError, *_MALFORMED):
+        pass
+    return found
+
+
+def _info_text(raw: bytes) -> str:
+    raw = raw.split(b"\0", 1)[0]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", "replace")
+    return text.strip()
+
+
 # --- the one table: file format -> how the mood is read, written, removed ------------------
 
 _ID3, _VORBIS, _MP4 = _ID3Fields(), _VorbisFields(), _MP4Fields()
@@ -275,6 +325,7 @@ class _Format:
     name: str
     fields: _ID3Fields | _VorbisFields | _MP4Fields | None   # None: moodtag cannot tag it
     keeps_id3v1: bool = False  # MP3: a trailing ID3v1 tag, which mutagen would rewrite from the v2 frames
+    native_info: Callable | None = None  # the format's own text fields (fh -> name -> text), read only
 
     @property
     def tag_kind(self) -> str | None:
@@ -283,7 +334,7 @@ class _Format:
 
 _FORMATS = {  # mutagen's class for the content -> format
     mp3.MP3: _Format("mp3", _ID3, keeps_id3v1=True),
-    wave.WAVE: _Format("wav", _ID3),
+    wave.WAVE: _Format("wav", _ID3, native_info=riff_info),
     aiff.AIFF: _Format("aiff", _ID3),
     flac.FLAC: _Format("flac", _VORBIS),
     oggvorbis.OggVorbis: _Format("ogg", _VORBIS),

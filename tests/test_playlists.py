@@ -3,6 +3,7 @@ that each entry resolves to an existing file whose cached mood is the one asked 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -358,3 +359,82 @@ def test_tags_with_line_breaks_or_control_characters_stay_on_one_line_and_valid_
     out.write_text(render_xspf([entry], title="t"), encoding="utf-8")
     (track,) = read_xspf(out)
     assert track["path"] == "/m/a.mp3" and track["title"] == "T\u2028x" and track["duration"] is None
+
+
+# --- a WAV whose artist and title are in its RIFF INFO chunk, as MPD reads it ----------------------
+
+def _mpd_songs(music: Path, tmp_path: Path) -> dict[str, dict[str, str]]:
+    """Start a real MPD on loopback over `music`, let it scan, and return lsinfo: file -> tag -> value."""
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path / "mpd"
+    state.mkdir()
+    conf = state / "mpd.conf"
+    conf.write_text(f'music_directory "{music}"\ndb_file "{state}/db"\nstate_file "{state}/state"\n'
+                    f'log_file "{state}/log"\nbind_to_address "127.0.0.1"\nport "{port}"\n'
+                    'audio_output {\n type "null"\n name "null"\n}\n')
+    mpd = subprocess.Popen(["mpd", "--no-daemon", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"MPD did not start: {(state / 'log').read_text() if (state / 'log').exists() else ''}")
+        with conn, conn.makefile("rwb") as wire:
+            def command(line: str) -> list[tuple[str, str]]:
+                wire.write(line.encode() + b"\n")
+                wire.flush()
+                pairs = []
+                while not (reply := wire.readline().decode("utf-8").rstrip("\n")).startswith(("OK", "ACK")):
+                    key, _, value = reply.partition(": ")
+                    pairs.append((key, value))
+                assert reply == "OK", reply
+                return pairs
+            assert wire.readline().startswith(b"OK MPD")
+            command("update")
+            while any(key == "updating_db" for key, _ in command("status")):
+                time.sleep(0.1)
+            songs: dict[str, dict[str, str]] = {}
+            for key, value in command("listallinfo"):
+                if key == "file":
+                    current = songs[value] = {}
+                elif key != "directory" and songs:
+                    current[key] = value
+            return songs
+    finally:
+        mpd.terminate()
+        mpd.wait(timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("mpd") is None, reason="needs MPD")
+def test_wav_riff_info_reaches_the_cache_and_the_playlist_as_mpd_shows_it(tmp_path, audio_dir, test_model):
+    """A WAV whose artist, title and album are in a LIST/INFO chunk written by FFmpeg's muxer: the
+    cache and the playlist's #EXTINF line hold what MPD shows for it."""
+    import json
+    import soundfile as sf
+
+    from tests.conftest import run_cli
+    from tests.test_tags import write_wav_with_info
+
+    music = tmp_path / "music"
+    music.mkdir()
+    samples, rate = sf.read(str(next(audio_dir.glob("*.wav"))), dtype="float32", always_2d=True)
+    track = music / "satie.wav"
+    write_wav_with_info(track, samples, rate, {"artist": "Erik Satie", "title": "Gymnopédie No. 1",
+                                               "album": "Piano Works"})
+    db = tmp_path / "c.db"
+    run_cli("scan", music, "--db", db, "--model", test_model, check=True)
+    [row] = [json.loads(line) for line in run_cli("query", "--db", db, "--json", check=True).stdout.splitlines()]
+    shown = _mpd_songs(music, tmp_path)["satie.wav"]     # after tagging: MPD reads the tagged file
+    assert (row["artist"], row["title"], row["album"]) == (shown["Artist"], shown["Title"], shown["Album"]) \
+        == ("Erik Satie", "Gymnopédie No. 1", "Piano Works")
+    playlist = run_cli("playlist", row["mood"], "--db", db, "--absolute", "--any-model", check=True).stdout
+    assert f"#EXTINF:{round(row['duration'])},Erik Satie - Gymnopédie No. 1" in playlist.splitlines()

@@ -293,8 +293,9 @@ def test_unreadable_file_read_only_file_and_locked_folder(tmp_path, audio_dir, t
     assert (lib / "readonly.flac").read_bytes() == ro_before
     assert read_mood(lib / "ok.flac") is not None
     cached = rows(work / "c.db")
-    assert cached[str(lib / "readonly.flac")]["status"] == "ok"      # analysed, kept, just not tagged
-    assert cached[str(lib / "readonly.flac")]["tagged"] == 0
+    readonly = cached[str(lib / "readonly.flac")]      # analysed, its mood kept; the failure is its tags
+    assert (readonly["status"], readonly["tag_state"], readonly["tagged"]) == ("failed", "failed", 0)
+    assert readonly["mood"] is not None and readonly["error"] == "tags not written: read-only file (permission denied)"
 
 
 def _start_scan(lib: Path, db: Path, model: Path, jobs: int = 1) -> subprocess.Popen:

@@ -295,6 +295,134 @@ class TestAIFF(ID3Contract):
     file_class, version = aiff.AIFF, 3
 
 
+# --- WAV with RIFF INFO text fields (LIST/INFO), as FFmpeg, Audacity and Windows write them -------
+
+def write_wav_with_info(path: Path, samples: np.ndarray, rate: int, metadata: dict[str, str]) -> None:
+    """A 16-bit WAV written by FFmpeg's muxer (PyAV), which puts `metadata` in a LIST/INFO chunk."""
+    import av
+
+    pcm = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16)   # (frames, channels)
+    layout = "mono" if pcm.shape[1] == 1 else "stereo"
+    with av.open(str(path), "w", format="wav") as container:
+        container.metadata.update(metadata)
+        stream = container.add_stream("pcm_s16le", rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.reshape(1, -1)), format="s16", layout=layout)
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+
+
+def riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A RIFF/WAVE file's top-level chunks, (id, payload), walked per the RIFF spec (pad to even)."""
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    chunks, pos = [], 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        chunks.append((data[pos:pos + 4], data[pos + 8:pos + 8 + size]))
+        pos += 8 + size + size % 2
+    return chunks
+
+
+def ffprobe_tags(path: Path) -> dict[str, str]:
+    """The format-level tags FFmpeg reads (what `ffprobe -show_format` lists), via PyAV; bytes that
+    are not UTF-8 (FFmpeg passes them on as they are) shown as U+FFFD."""
+    import av
+
+    with av.open(str(path), metadata_errors="replace") as container:
+        return dict(container.metadata)
+
+
+class TestWAVRiffInfo(FormatContract):
+    """A WAV whose artist, title and album are in its RIFF INFO chunk only (no ID3 chunk): moodtag
+    reads them there, adds its ID3 chunk for the mood, and leaves the INFO chunk byte for byte."""
+
+    source, filename, format, tag_kind = "wav", "info.wav", "wav", "id3"
+    INFO = {"artist": ARTIST, "title": TITLE, "album": ALBUM, "genre": "Ambient", "date": "2001"}
+
+    def add_existing_tags(self, path):
+        import soundfile as sf
+
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        write_wav_with_info(path, samples, rate, self.INFO)
+
+    def other_tags(self, path):
+        info = [payload for cid, payload in riff_chunks(path.read_bytes()) if cid == b"LIST" and payload[:4] == b"INFO"]
+        shown = {k: v for k, v in ffprobe_tags(path).items() if not is_ours(k) and k != "TMOO"}
+        return info, shown
+
+    def audio_bytes(self, path):
+        return dict(riff_chunks(path.read_bytes()))[b"data"]
+
+    def check_layout(self, path):
+        tags = wave.WAVE(path).tags
+        assert tags["TMOO"].text == ["calm"] and tags["TXXX:MOODTAG_MODEL"].text == ["moodtag-cnn 1.0.0"]
+        ids = [cid for cid, _ in riff_chunks(path.read_bytes())]
+        assert ids.count(b"LIST") == 1 and ids.count(b"id3 ") == 1
+
+    def test_the_fixture_is_a_valid_info_chunk(self, track):
+        """FFmpeg (ffprobe's reader) finds the fields in the chunk that the fixture wrote."""
+        assert {k: v for k, v in ffprobe_tags(track).items() if k in self.INFO} == self.INFO
+        assert wave.WAVE(track).tags is None   # no ID3 chunk: the fields are in INFO alone
+
+    def test_players_see_the_info_fields_and_the_mood(self, track):
+        """After tagging, FFmpeg still shows the INFO fields, and the mood from the ID3 chunk (as
+        the ID3 frame names: FFmpeg maps no ID3 frame to a `mood` key)."""
+        write_mood(track, VALUES)
+        shown = ffprobe_tags(track)
+        assert {k: shown[k] for k in self.INFO} == self.INFO
+        assert shown["TMOO"] == "calm" and shown["MOODTAG_MODEL"] == "moodtag-cnn 1.0.0"
+        assert (read_info(track).artist, read_info(track).title) == (ARTIST, TITLE)
+
+    def test_id3_wins_over_info_field_by_field(self, track):
+        audio = wave.WAVE(track)
+        audio.add_tags()
+        audio.tags.add(id3.TIT2(encoding=id3.Encoding.UTF8, text=["The ID3 title"]))
+        audio.save()
+        info = read_info(track)
+        assert (info.artist, info.title, info.album) == (ARTIST, "The ID3 title", ALBUM)
+
+
+def info_chunk(fields: list[tuple[bytes, bytes]]) -> bytes:
+    """A LIST/INFO chunk built per the RIFF spec: each field id, size, bytes, a pad byte if odd."""
+    body = b"INFO" + b"".join(fid + len(v).to_bytes(4, "little") + v + b"\0" * (len(v) % 2) for fid, v in fields)
+    return b"LIST" + len(body).to_bytes(4, "little") + body
+
+
+def with_chunks(wav: bytes, *extra: bytes) -> bytes:
+    """A WAV's bytes with `extra` chunks appended inside its RIFF chunk (the RIFF size fixed)."""
+    body = wav[8:] + b"".join(extra)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def test_info_fields_from_windows_and_odd_writers(tmp_path, sources):
+    """Windows-1252 text, odd lengths with their pad byte, a value without its NUL, an empty field,
+    an unknown field and an `adtl` LIST before the INFO one are all read as players read them."""
+    path = tmp_path / "odd.wav"
+    adtl = b"LIST" + (4 + 12).to_bytes(4, "little") + b"adtl" + b"labl" + (4).to_bytes(4, "little") + b"\0\0\0\0"
+    info = info_chunk([(b"INAM", b""), (b"IKEY", b"x\0"), (b"IART", b"Bj\xf6rk\0"),
+                       (b"INAM", "Jóga – live".encode("utf-8") + b"\0"), (b"IPRD", b"Homogenic")])
+    path.write_bytes(with_chunks(sources["wav"].read_bytes(), adtl, info))
+    assert {k: v for k, v in ffprobe_tags(path).items() if k in ("artist", "album")} == \
+        {"artist": "Bj\ufffdrk", "album": "Homogenic"}  # FFmpeg passes the raw byte on; moodtag decodes it
+    got = read_info(path)
+    assert (got.artist, got.title, got.album) == ("Björk", "Jóga – live", "Homogenic")
+    assert write_mood(path, VALUES) and read_info(path).artist == "Björk"
+
+
+def test_a_damaged_info_chunk_costs_only_its_fields(tmp_path, sources):
+    """An INFO chunk whose last field claims more bytes than there are: the fields before it are
+    read, the file stays readable and taggable."""
+    path = tmp_path / "cut.wav"
+    info = info_chunk([(b"IART", b"Someone\0")])
+    cut = info + b"INAM" + (1000).to_bytes(4, "little") + b"trunc!"   # the LIST itself stays even-sized
+    cut = cut[:4] + (len(cut) - 8).to_bytes(4, "little") + cut[8:]
+    path.write_bytes(with_chunks(sources["wav"].read_bytes(), cut))
+    got = read_info(path)
+    assert (got.format, got.artist, got.title) == ("wav", "Someone", None)
+    assert got.duration == pytest.approx(SECONDS, abs=0.1)
+    assert write_mood(path, VALUES) and read_mood(path) == READ_BACK
+
+
 def test_untagged_mp3_gets_id3v24(tmp_path, sources):
     path = tmp_path / "bare.mp3"
     shutil.copyfile(sources["mp3"], path)

@@ -20,6 +20,7 @@ def scan(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be written; write neither tags nor cache.")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Fill the cache but leave the files untouched.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Analyse again even tracks the cache says are current.")] = False,
+    retag: Annotated[bool, typer.Option("--retag", help="Write the mood into files `moodtag untag` cleared too (a plain scan, even --force, leaves them untagged).")] = False,
     keep_mtime: Annotated[bool, typer.Option("--keep-mtime", help="Restore each file's modification time after tagging.")] = False,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=1,
@@ -71,7 +72,7 @@ def scan(
     try:
         with progress:
             summary = scan_library(paths, db=db, model=model, jobs=jobs, oversubscribe=oversubscribe,
-                                   dry_run=dry_run, no_write=no_write, force=force, keep_mtime=keep_mtime,
+                                   dry_run=dry_run, no_write=no_write, force=force, retag=retag, keep_mtime=keep_mtime,
                                    include_hidden=hidden, full_results=json_lines, timeout=timeout,
                                    on_event=on_event,
                                    stop=lambda: stops.requested)
@@ -176,6 +177,8 @@ def _render_summary(summary, stops) -> None:
     table.add_row("unchanged (cached)", str(summary.cached))
     table.add_row("tags written", str(summary.written))
     table.add_row("failed", str(summary.failed + summary.tag_failures + _walk_problems(summary)))
+    if summary.untagged:
+        table.add_row("left untagged (--retag tags them)", str(summary.untagged))
     if summary.missing:
         table.add_row("vanished (marked missing)", str(summary.missing))
     if summary.restored:

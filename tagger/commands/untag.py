@@ -20,20 +20,23 @@ def untag(
     """Remove the mood field and every MOODTAG_* field from audio files; all other tags stay.
 
     Writes are crash-safe, as a scan's, and wait for a scan using the same cache (--db) to finish.
+    The cache's rows of these files say untagged, with the files' new size and mtime, so the next scan
+    analyses none of them again and leaves them untagged (`scan --retag` writes the mood back).
     Exit status 0 when it ran to the end, even if some files failed (each failure has its own line);
     130 if interrupted (it stops between two files)."""
-    from tagger.cache import resolve_db_path, scan_lock
+    from tagger.cache import Cache, resolve_db_path, scan_lock
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, error_line, out, shown, warn
     from tagger.discover import WalkProblem, walk
     from tagger.errors import TagError
+    from tagger.records import TrackRef
     from tagger.safewrite import UndoJournal
     from tagger.scan import check_paths
     from tagger.tags import remove_mood
 
     check_paths(paths)
     stops = StopRequests.install()
-    lock = journal = None
+    lock = journal = cache = None
     db_path = resolve_db_path(db)
     if not dry_run:
         lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: err.print(
@@ -43,6 +46,9 @@ def untag(
             warn(f"recovered {shown(restored.path)}: {shown(restored.action)}")
     changed = unchanged = failed = 0
     try:
+        if not dry_run and db_path.is_file():  # checked before any file is touched, as a scan does
+            cache = Cache.open(db_path)
+            cache.check_writable()
         for item in walk(paths):
             if stops.requested:
                 break
@@ -55,12 +61,22 @@ def untag(
                     changed += 1
                     if dry_run:
                         out.print(f"would untag: {shown(item.path)}")
+                    after = TrackRef.from_path(item.path) if cache is not None else item
                 else:
                     unchanged += 1
+                    after = item
             except TagError as exc:
                 failed += 1
                 error_line(item.path, str(exc))
+                continue
+            except OSError as exc:  # untagged, but gone or unreadable right after: its row stays as it was
+                error_line(item.path, f"untagged, but cannot stat it now ({exc.strerror or exc})")
+                continue
+            if cache is not None:
+                cache.set_untagged(item.path, before=item, after=after)
     finally:
+        if cache is not None:
+            cache.close()
         if journal is not None:
             journal.close()
         if lock is not None:

@@ -1,0 +1,224 @@
+"""What the cache says of a file's tags, through the real CLI (real files, real SQLite, real writes):
+`untag` leaves rows that say untagged and stay current, a failed tag write is a failure in the cache
+with its cause and is tried again, `--retag`, and a cache from before the tag state is upgraded."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mutagen import flac
+
+from tagger.tags import read_mood
+from tests.conftest import run_cli
+from tests.test_scan import ROOT, _without_root_powers, rows
+
+
+@pytest.fixture
+def lib(tmp_path, audio_dir) -> Path:
+    """Four real tracks: FLAC, WAV, MP3, Ogg Vorbis."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for src in sorted(audio_dir.iterdir()):
+        if src.suffix in (".flac", ".wav", ".mp3", ".ogg"):
+            shutil.copy(src, folder / f"{src.stem}{src.suffix}")
+    return folder
+
+
+def scan(lib: Path, db: Path, model: Path, *extra) -> list[dict]:
+    """`moodtag scan --json`: one object per track, by file name."""
+    proc = run_cli("scan", lib, "--db", db, "--model", model, "--jobs", "1", "--json", *extra, check=True)
+    return sorted((json.loads(line) for line in proc.stdout.splitlines()), key=lambda o: o["path"])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def stats(db: Path) -> dict:
+    return json.loads(run_cli("stats", "--db", db, "--json", check=True).stdout)
+
+
+def query(db: Path, *args) -> list[dict]:
+    proc = run_cli("query", "--db", db, "--json", *args, check=True)
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_untag_leaves_rows_that_say_untagged_and_the_next_scan_analyses_nothing(lib, tmp_path, test_model):
+    db = tmp_path / "c.db"
+    first = scan(lib, db, test_model)
+    assert [o["tags"] for o in first] == ["written"] * 4 and stats(db)["tagged"] == 4
+
+    proc = run_cli("untag", lib, "--db", db, check=True)
+    assert "untagged 4 files" in " ".join(proc.stdout.split())
+    files = sorted(lib.iterdir())
+    assert all(read_mood(p) is None for p in files)
+    cached = rows(db)
+    for p in files:  # the untagged file as it is now: its row stays current
+        row = cached[str(p)]
+        assert (row["tag_state"], row["tagged"], row["status"]) == ("untagged", 0, "ok")
+        assert (row["size"], row["mtime_ns"]) == (p.stat().st_size, p.stat().st_mtime_ns)
+    summary = stats(db)
+    assert (summary["tagged"], summary["untagged"], summary["by_status"]) == (0, 4, {"ok": 4})
+
+    again = scan(lib, db, test_model)   # a plain scan: nothing analysed, nothing written back
+    assert [(o["action"], o["tags"]) for o in again] == [("cached", "untagged")] * 4
+    assert [o["mood"] for o in again] == [o["mood"] for o in first]
+    assert all(read_mood(p) is None for p in files)
+    text = flat(run_cli("scan", lib, "--db", db, "--model", test_model, check=True).stderr)
+    assert "left untagged (--retag tags them) 4" in text and "analysed 0" in text
+
+    retag = scan(lib, db, test_model, "--retag")   # the mood back, from the cache
+    assert [(o["action"], o["tags"]) for o in retag] == [("cached", "written")] * 4
+    assert all(read_mood(p).mood == o["mood"] for p, o in zip(files, first))
+    assert stats(db)["tagged"] == 4 and {r["tag_state"] for r in rows(db).values()} == {"tagged"}
+
+
+def test_an_untagged_file_that_changes_is_analysed_again_and_stays_untagged(lib, tmp_path, test_model):
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    edited, stale = next(lib.glob("*.flac")), next(lib.glob("*.ogg"))
+    os.utime(stale, ns=(stale.stat().st_atime_ns, stale.stat().st_mtime_ns + 10**9))  # changed before untag
+    run_cli("untag", lib, "--db", db, check=True)
+    assert rows(db)[str(stale)]["mtime_ns"] != stale.stat().st_mtime_ns  # its analysis is not vouched for
+    tags = flac.FLAC(edited)                                              # edited in a tag editor since
+    tags["title"] = "A new title"
+    tags.save()
+
+    plain = {Path(o["path"]).name: (o["action"], o["tags"]) for o in scan(lib, db, test_model)}
+    assert plain == {p.name: ("analysed" if p in (edited, stale) else "cached", "untagged") for p in lib.iterdir()}
+    forced = scan(lib, db, test_model, "--force")
+    assert [(o["action"], o["tags"]) for o in forced] == [("analysed", "untagged")] * 4  # --force alone does not retag
+    assert all(read_mood(p) is None for p in lib.iterdir())
+    assert {r["tag_state"] for r in rows(db).values()} == {"untagged"}
+
+
+def test_untag_of_some_files_touches_only_their_rows(lib, tmp_path, test_model):
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    one = next(lib.glob("*.wav"))
+    run_cli("untag", one, "--db", db, check=True)
+    states = {Path(k).name: r["tag_state"] for k, r in rows(db).items()}
+    assert states == {p.name: ("untagged" if p == one else "tagged") for p in lib.iterdir()}
+    assert [o["action"] for o in scan(lib, db, test_model)] == ["cached"] * 4
+
+
+def test_untag_dry_run_and_no_cache_change_nothing_in_the_cache(lib, tmp_path, test_model):
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    before = rows(db)
+    run_cli("untag", lib, "--db", db, "--dry-run", check=True)
+    assert rows(db) == before
+    other = tmp_path / "none.db"
+    run_cli("untag", lib, "--db", other, check=True)   # no cache there: none is made
+    assert not other.exists() and rows(db) == before
+
+
+def test_a_failed_tag_write_is_a_failure_in_the_cache_and_is_tried_again(lib, tmp_path, test_model):
+    """A read-only file (no write permission bit: moodtag refuses it even as root) is analysed; the
+    scan summary, `stats` and `query --status failed` all count it failed and say why; once it is
+    writable the next scan writes its tags without analysing it again."""
+    db = tmp_path / "c.db"
+    locked = next(lib.glob("*.mp3"))
+    data = locked.read_bytes()
+    locked.chmod(0o444)
+    try:
+        proc = run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", env={"COLUMNS": "300"})
+        assert proc.returncode == 0, proc.stderr
+        assert f"failed: {locked}: tags not written: read-only file (permission denied)" in proc.stderr
+        assert "failed 1" in flat(proc.stderr) and "tags written 3" in flat(proc.stderr)
+        assert locked.read_bytes() == data
+        summary = stats(db)
+        assert summary["by_status"] == {"ok": 3, "failed": 1} and summary["tagged"] == 3
+        assert summary["top_errors"] == [{"error": "tags not written: read-only file (permission denied)", "count": 1}]
+        [failed] = query(db, "--status", "failed")
+        assert failed["path"] == str(locked) and failed["tag_state"] == "failed" and failed["mood"] is not None
+        assert failed["error"] == "tags not written: read-only file (permission denied)"
+        playlist = run_cli("playlist", failed["mood"], "--db", db, "--absolute", "--any-model", check=True).stdout
+        assert str(locked) in playlist.splitlines()   # the mood is known: the track is in its playlist
+
+        still = {Path(o["path"]).name: o for o in scan(lib, db, test_model)}   # still read-only
+        assert (still[locked.name]["action"], still[locked.name]["tags"]) == ("cached", "failed")
+    finally:
+        locked.chmod(0o644)
+
+    after = {Path(o["path"]).name: o for o in scan(lib, db, test_model)}
+    assert (after[locked.name]["action"], after[locked.name]["tags"]) == ("cached", "written")
+    assert read_mood(locked).mood == failed["mood"]
+    row = rows(db)[str(locked)]
+    assert (row["status"], row["error"], row["tag_state"], row["tagged"]) == ("ok", None, "tagged", 1)
+    assert (row["size"], row["mtime_ns"]) == (locked.stat().st_size, locked.stat().st_mtime_ns)
+    assert stats(db)["by_status"] == {"ok": 4} and query(db, "--status", "failed") == []
+
+
+def test_untag_forgets_a_failed_tag_write(lib, tmp_path, test_model):
+    db = tmp_path / "c.db"
+    locked = next(lib.glob("*.ogg"))
+    locked.chmod(0o444)
+    try:
+        scan(lib, db, test_model)
+    finally:
+        locked.chmod(0o644)
+    run_cli("untag", lib, "--db", db, check=True)
+    row = rows(db)[str(locked)]
+    assert (row["status"], row["error"], row["tag_state"]) == ("ok", None, "untagged")
+    assert [o["tags"] for o in scan(lib, db, test_model)] == ["untagged"] * 4
+
+
+def _as_before_tag_state(db: Path) -> None:
+    """Make a cache as moodtag 0.4 left it: no tag_state column, m003 not applied."""
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("ALTER TABLE tracks DROP COLUMN tag_state")
+        con.execute("DELETE FROM _sqlite_migrations WHERE name = 'm003_tag_state'")
+    con.close()
+
+
+def test_a_cache_from_before_the_tag_state_is_upgraded_by_a_read_command(lib, tmp_path, test_model):
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model, "--no-write")
+    one = next(lib.glob("*.flac"))
+    run_cli("scan", one, "--db", db, "--model", test_model, check=True)   # tagged = 1 for this one only
+    _as_before_tag_state(db)
+    listed = {Path(t["path"]).name: t["tag_state"] for t in query(db)}
+    assert listed == {p.name: ("tagged" if p == one else None) for p in lib.iterdir()}
+    assert "m003_tag_state" in {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM _sqlite_migrations")}
+
+
+@pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
+def test_an_old_cache_in_a_read_only_folder_is_read_from_an_upgraded_copy(lib, tmp_path, test_model):
+    db = tmp_path / "ro" / "c.db"
+    scan(lib, db, test_model)
+    _as_before_tag_state(db)
+    before = db.read_bytes()
+    db.parent.chmod(0o555)
+    try:
+        for args in (["query", "--json"], ["stats"], ["playlists", "--out-dir", str(tmp_path / "pl"), "--any-model"]):
+            proc = subprocess.run(_without_root_powers([sys.executable, "-m", "tagger", *args, "--db", str(db)]),
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, (args, proc.stderr)
+            if args[0] == "query":
+                assert {json.loads(line)["tag_state"] for line in proc.stdout.splitlines()} == {"tagged"}
+    finally:
+        db.parent.chmod(0o755)
+    assert db.read_bytes() == before
+
+
+def test_untag_with_an_unusable_cache_touches_no_file(lib, tmp_path, test_model):
+    """The cache is checked before the first file is changed, so files and rows never disagree."""
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    before = {p: p.read_bytes() for p in lib.iterdir()}
+    foreign = tmp_path / "notes.db"
+    con = sqlite3.connect(foreign)
+    with con:
+        con.execute("CREATE TABLE notes (text TEXT)")
+    con.close()
+    proc = run_cli("untag", lib, "--db", foreign)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {foreign}: not a moodtag cache")
+    assert {p: p.read_bytes() for p in lib.iterdir()} == before
