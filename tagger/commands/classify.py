@@ -11,7 +11,7 @@ from tagger.commands.options import JsonOption, ModelOption, path_value
 
 
 def classify(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", parser=path_value, help="Audio files to classify.")],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", parser=path_value, help="Audio files to classify.")],
     model: ModelOption = None,
     json_lines: JsonOption = False,
 ) -> None:

@@ -14,14 +14,14 @@ Order = Enum("Order", {name: name for name in ORDERS}, type=str)
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)
 
 PathsArgument = Annotated[Optional[list[Path]], typer.Argument(
-    metavar="[PATH...]", parser=path_value, help="Only tracks at or under these files or folders. Default: the whole cache.")]
+    metavar="PATH", parser=path_value, help="Only tracks at or under these files or folders. Default: the whole cache.")]
 MinConfidenceOption = Annotated[float, typer.Option(
     "--min-confidence", metavar="X", min=0.0, max=1.0,
     help="Only tracks whose probability of the mood is at least X (0 to 1).")]
 LimitOption = Annotated[Optional[int], typer.Option(
-    "--limit", "-n", metavar="N", min=0, help="At most N tracks per playlist (the first N of the order).")]
+    "--limit", metavar="N", min=0, help="At most N tracks per playlist (the first N of the order).")]
 OrderOption = Annotated[Order, typer.Option(
-    "--order", help="score: most confident first; shuffle: random (see --seed); path; album: by album, artist, path.")]
+    "--order", metavar="ORDER", help="score: most confident first; shuffle: random (see --seed); path; album: by album, artist, path.")]
 SeedOption = Annotated[Optional[int], typer.Option(
     "--seed", metavar="S", help="Seed for --order shuffle: the same seed gives the same playlist.")]
 RelativeToOption = Annotated[Optional[Path], typer.Option(
@@ -40,7 +40,7 @@ def playlist(
         "--output", "-o", metavar="FILE", dir_okay=False, parser=path_value,
         help="Write the playlist to FILE (a .xspf name means XSPF). Default: print it.")] = None,
     fmt: Annotated[Optional[Format], typer.Option(
-        "--format", "-f", help="Playlist format. Default: from the -o file's suffix, else m3u8.")] = None,
+        "--format", metavar="FORMAT", help="m3u8 or xspf. Default: from the -o file's suffix, else m3u8.")] = None,
     min_confidence: MinConfidenceOption = 0.0,
     limit: LimitOption = None,
     order: OrderOption = Order.score,
@@ -80,7 +80,7 @@ def playlists(
         "--out-dir", "-d", metavar="DIR", file_okay=False, parser=path_value, help="Write one playlist per mood here (created if needed).")],
     paths: PathsArgument = None,
     db: DbOption = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Playlist format.")] = Format.m3u8,
+    fmt: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="m3u8 or xspf.")] = Format.m3u8,
     min_confidence: MinConfidenceOption = 0.0,
     limit: LimitOption = None,
     order: OrderOption = Order.score,

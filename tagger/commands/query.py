@@ -30,10 +30,13 @@ def query(
         help="Absolute path matches GLOB (case-sensitive, * also crosses folders); "
              "a GLOB starting with neither / nor * matches at any depth, e.g. 'Jazz/*.flac'.")] = None,
     status: Annotated[Optional[Status], typer.Option(
-        "--status", help="Only rows with this status (missing: file gone since the last scan).")] = None,
-    order: Annotated[Order, typer.Option("--order", help="Sort key (rows without a value come last).")] = Order.path,
+        "--status", metavar="STATUS",
+        help="Only rows with this status: ok, failed, or missing (file gone since the last scan).")] = None,
+    order: Annotated[Order, typer.Option(
+        "--order", metavar="KEY",
+        help="Sort by confidence, path, artist, album or analyzed (rows without a value come last).")] = Order.path,
     desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", metavar="N", min=0, help="At most N rows.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", min=0, help="At most N rows.")] = None,
     json_lines: JsonOption = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="CSV with a header row instead of a table.")] = False,
     sql: Annotated[Optional[str], typer.Option(

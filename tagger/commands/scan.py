@@ -12,10 +12,10 @@ from tagger.pool import TRACK_TIMEOUT_S
 
 
 def scan(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", parser=path_value,
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", parser=path_value,
                                                 help="Folders (walked recursively) or files.")],
     db: DbOption = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Worker processes (0: one per core; at most one per core unless --oversubscribe).")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N", min=0, help="Worker processes (0: one per core; at most one per core unless --oversubscribe).")] = 0,
     oversubscribe: Annotated[bool, typer.Option("--oversubscribe", help="Allow more --jobs than cores (e.g. a library on a slow network share).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be written; write neither tags nor cache.")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Fill the cache but leave the files untouched.")] = False,
@@ -88,7 +88,7 @@ def scan(
 
 
 def prune(
-    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="[PATH...]", parser=path_value,
+    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="PATH", parser=path_value,
                                                           help="Only under these folders.")] = None,
     db: DbOption = None,
 ) -> None:
