@@ -39,7 +39,7 @@ def scan(
     if dry_run and no_write:
         raise typer.BadParameter("--dry-run already writes nothing; use one of --dry-run / --no-write")
     stops = StopRequests.install()
-    progress = _Progress(enabled=not json_lines)
+    progress = _Progress(enabled=not json_lines and err.is_terminal)  # no bar in a pipe or a log file
 
     def on_event(event: ScanEvent) -> None:
         if event.kind == "problem":
@@ -102,7 +102,8 @@ def prune(
 
 
 class _Progress:
-    """A rich progress bar on stderr: tracks done / total, tracks per second, ETA."""
+    """A rich progress bar on stderr: tracks done / total, tracks per second, ETA. Disabled, it draws
+    nothing (rich would print the bar's last state once, at the end, on a stderr that is no terminal)."""
 
     def __init__(self, *, enabled: bool) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
