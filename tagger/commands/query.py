@@ -326,6 +326,8 @@ def _histogram(label: str, counts: tuple[int, ...], width: int = 40):
     from rich.markup import escape
     from rich.table import Table
 
+    from tagger.console import bar
+
     table = Table(box=None, title=f"P({escape(label)}) over analysed tracks", title_justify="left")
     table.add_column("P", justify="right")
     table.add_column("", min_width=width)
@@ -333,9 +335,5 @@ def _histogram(label: str, counts: tuple[int, ...], width: int = 40):
     peak = max(counts) or 1
     n = len(counts)
     for i, count in enumerate(counts):
-        eighths = round(count / peak * width * 8)
-        bar = "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
-        if count and not bar:
-            bar = "▏"
-        table.add_row(f"{i / n:.2f}–{(i + 1) / n:.2f}", f"[cyan]{bar}[/]", str(count))
+        table.add_row(f"{i / n:.2f}–{(i + 1) / n:.2f}", f"[cyan]{bar(count / peak, width)}[/]", str(count))
     return table
