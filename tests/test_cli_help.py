@@ -92,3 +92,16 @@ def test_scan_in_a_pipe_draws_no_progress_bar(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"failed: {library / 'broken.mp3'}: "), lines
     assert not [line for line in lines if "━" in line or "scanning (" in line or "finding tracks" in line], lines
+
+
+def test_evaluate_in_a_pipe_prints_no_progress_remains(tmp_path):
+    from tagger import synth
+
+    for mood in ("calm", "exciting"):
+        (tmp_path / "data" / mood).mkdir(parents=True)
+        synth.make_track(tmp_path / "data" / mood / f"{mood}.flac", mood, 26.0, seed=5)
+    proc = piped("evaluate", str(tmp_path / "data"))
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("moodtag-rhythm"), lines  # the report's title first: no blank line above it
+    assert not [line for line in lines if "evaluating" in line], lines

@@ -199,7 +199,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
                         items, labels)
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=json_out) as progress:
+                  console=err, transient=True, disable=json_out or not err.is_terminal) as progress:
         task = progress.add_task("decoding", total=len(items))
         fit = train_descriptor_model(items, spec=spec, C=C, seed=seed, threshold=threshold, transform=transform,
                                      cache_dir=cache_dir or default_cache_dir(),
@@ -259,7 +259,7 @@ class TrainDisplay:
         self.quiet = quiet
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-                                 disable=quiet)
+                                 disable=quiet or not err.is_terminal)  # no bar in a pipe or a log
         self.task = None
         self.kind = None
 
