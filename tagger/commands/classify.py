@@ -25,8 +25,8 @@ def classify(
     from rich.table import Table
 
     from tagger.analyze import analyze_track
-    from tagger.console import error_line, out
     from tagger.commands.timeline import render_timeline
+    from tagger.console import error_line, out
     from tagger.records import TrackResult
     from tagger.weights import load_model
 

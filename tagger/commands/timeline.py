@@ -31,7 +31,6 @@ def render_timeline(result, spec, console) -> None:
     for clip in result.clips:
         table.add_row(mm_ss(clip.start), *(f"{clip.scores[label]:.3f}" for label in labels), escape(clip.mood or ""),
                       _bar_cell(clip.scores, clip.mood, shown_label, spec.threshold))
-    table.add_section()
     table.add_row("track", *(f"[bold]{result.scores[label]:.3f}[/]" for label in labels),
                   f"[bold]{escape(result.mood)}[/]",
                   _bar_cell(result.scores, result.mood, shown_label, spec.threshold))
