@@ -51,6 +51,24 @@ def decide(spec: ModelSpec, scores: np.ndarray) -> tuple[str, float]:
     return spec.labels[index], float(scores[index])
 
 
+def clip_scores(spec: ModelSpec, starts, per_clip) -> tuple[ClipScore, ...]:
+    """Each clip's start (s) and (n_labels,) probabilities -> ClipScores with the clip length and the
+    mood that clip alone would get."""
+    clips = []
+    for start, row in zip(starts, per_clip):
+        row = np.asarray(row, dtype=np.float64)
+        clips.append(ClipScore(start=float(start), scores={label: float(p) for label, p in zip(spec.labels, row)},
+                               seconds=spec.clips.seconds, mood=decide(spec, row)[0]))
+    return tuple(clips)
+
+
+def decision_rule(spec: ModelSpec) -> str:
+    """How `predict` turns the clips into the track's probabilities, in words."""
+    if spec.features.kind == "descriptors":
+        return f"one regression on the descriptors of all {spec.clips.count} clips together"
+    return f"the mean of the {spec.clips.count} clips' probabilities"
+
+
 def analyze_track(path: Path, model: LoadedModel) -> TrackResult:
     """Classify one file; a file that cannot be decoded gives a failed TrackResult with the cause."""
     spec = model.spec
@@ -74,6 +92,5 @@ def analyze_track(path: Path, model: LoadedModel) -> TrackResult:
     return TrackResult(
         path=path, mood=mood, confidence=confidence,
         scores={label: float(p) for label, p in zip(spec.labels, mean)},
-        clips=tuple(ClipScore(start=s, scores={l: float(p) for l, p in zip(spec.labels, row)})
-                    for s, row in zip(clips.starts, per_clip)),
+        clips=clip_scores(spec, clips.starts, per_clip),
         duration=clips.duration, **ident)

@@ -13,20 +13,29 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # click's plain help: wrapped, never cut, the same in a pipe
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def _register() -> None:
     from tagger.commands import classify, evaluate, model_info, playlist, query, scan, train, untag
+    from tagger.commands.help import HelpCommand
 
-    for name, function in (
-        ("scan", scan.scan), ("prune", scan.prune), ("untag", untag.untag), ("classify", classify.classify),
-        ("playlist", playlist.playlist), ("playlists", playlist.playlists), ("query", query.query),
-        ("stats", query.stats), ("train", train.train), ("evaluate", evaluate.evaluate),
-        ("model-info", model_info.model_info),
+    for name, function, summary in (
+        ("scan", scan.scan, "Tag tracks calm or exciting; cache the results."),
+        ("prune", scan.prune, "Forget cached tracks whose files have vanished."),
+        ("untag", untag.untag, "Remove the fields moodtag wrote."),
+        ("classify", classify.classify, "Classify files; write nothing."),
+        ("playlist", playlist.playlist, "A playlist of one mood, from the cache."),
+        ("playlists", playlist.playlists, "One playlist per mood, into a folder."),
+        ("query", query.query, "List cached tracks, or run read-only SQL."),
+        ("stats", query.stats, "Summarise the cache."),
+        ("train", train.train, "Train a model on labelled tracks."),
+        ("evaluate", evaluate.evaluate, "Score a model on labelled tracks."),
+        ("model-info", model_info.model_info, "Show a model's spec and metrics."),
     ):
-        app.command(name)(function)
+        app.command(name, cls=HelpCommand, short_help=summary)(function)
 
 
 _register()
@@ -38,7 +47,7 @@ def main() -> None:
     import signal
 
     try:
-        app()
+        app(prog_name="moodtag")
     except MoodtagError as exc:
         from tagger.console import err, shown
 

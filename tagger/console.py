@@ -19,6 +19,17 @@ def shown(text) -> str:
     return escape(printable(text if isinstance(text, (str, bytes, PurePath)) else str(text)))
 
 
+EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar `fraction` (0 to 1) of `width` cells, in eighth-block characters; a fraction
+    above 0 shows at least a sliver."""
+    eighths = round(min(1.0, max(0.0, fraction)) * width * 8)
+    text = "█" * (eighths // 8) + EIGHTHS[eighths % 8]
+    return text or ("▏" if fraction > 0 else "")
+
+
 def warn(message: str) -> None:
     """A warning line; `message` is markup (pass outside text through `shown`)."""
     err.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)

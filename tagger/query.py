@@ -77,6 +77,7 @@ class TrackRow:
 
 
 TRACK_COLUMNS = tuple(f.name for f in fields(TrackRow))
+LISTING_COLUMNS = ("path", "mood", "confidence", "artist", "title", "album", "status", "error")  # table and TSV
 
 
 @dataclass(frozen=True)

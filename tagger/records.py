@@ -55,10 +55,18 @@ class TrackRef:
 
 @dataclass(frozen=True)
 class ClipScore:
-    """The model's scores for one clip: its start time in seconds and label -> probability."""
+    """One clip of a track's result: where it starts and how long it lasts (seconds), the model's
+    label -> probability for this clip alone, and the mood those scores alone would get (the model's
+    threshold applied). Why a track got its mood, clip by clip."""
 
     start: float
     scores: dict[str, float]
+    seconds: float | None = None
+    mood: str | None = None
+
+    def to_json(self) -> dict:
+        return {"start": round(self.start, 3), "seconds": self.seconds, "mood": self.mood,
+                "scores": {k: round(v, 4) for k, v in self.scores.items()}}
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,7 @@ class TrackResult:
             "mood": self.mood,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
-            "clips": [{"start": round(c.start, 3), "scores": {k: round(v, 4) for k, v in c.scores.items()}}
-                      for c in self.clips],
+            "clips": [c.to_json() for c in self.clips],
             "duration": None if self.duration is None else round(self.duration, 3),
             "model": {"name": self.model_name, "version": self.model_version},
             "error": self.error,

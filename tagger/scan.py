@@ -25,7 +25,7 @@ from typing import Callable
 from tagger.cache import TAG_FAILED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import WalkProblem, walk
 from tagger.errors import MoodtagError
-from tagger.records import ClipScore, TrackRef, TrackResult
+from tagger.records import TrackRef, TrackResult
 from tagger.weights import ModelSpec, read_spec, resolve_model
 
 # What a track's outcome can be (the `action` key of `scan --json`).
@@ -254,7 +254,7 @@ def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: M
     wanted = row.tag_state != UNTAGGED or retag
     needs_tags = row.has_mood and not row.tagged and wanted and (write_tags or dry_run)
     data = cache.get(ref.path) if (full or needs_tags) and cache else None
-    result = _result_from_row(ref.path, row, data)
+    result = _result_from_row(ref.path, row, data, spec)
     if not row.has_mood:
         return TrackOutcome(ref, result, CACHED, "-")
     tags = "unchanged" if row.tagged else "untagged" if not wanted else "not written"
@@ -280,11 +280,16 @@ def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cac
     return tags, tag_error
 
 
-def _result_from_row(path: Path, row: CachedTrack, data: dict | None) -> TrackResult:
+def _result_from_row(path: Path, row: CachedTrack, data: dict | None, spec: ModelSpec) -> TrackResult:
+    """A cache row as a TrackResult (its clips' moods by `spec`, the model that made the row fresh)."""
+    from tagger.analyze import clip_scores
+
     scores, clips, duration = {}, (), None
     if data:
         scores = json.loads(data["scores"] or "{}")
-        clips = tuple(ClipScore(c["start"], c["scores"]) for c in json.loads(data["clips"] or "[]"))
+        cached = json.loads(data["clips"] or "[]")
+        clips = clip_scores(spec, [c["start"] for c in cached],
+                            [[c["scores"].get(label, 0.0) for label in spec.labels] for c in cached])
         duration = data["duration"]
     return TrackResult(path=path, mood=row.mood, confidence=row.confidence, scores=scores, clips=clips,
                        duration=duration, model_name=row.model_name, model_version=row.model_version,

@@ -195,7 +195,7 @@ def test_ternary_descriptor_model(tmp_path):
             make_track(tmp_path / "data" / mood / f"g{g}__{k}.ogg", mood, 26.0, seed=20 * g + k)
     model = tmp_path / "three.safetensors"
     result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--feature", "descriptors", "--out", str(model),
-                                      "--labels", "calm,exciting,sad", "--C", "1", "--cache-dir", str(tmp_path / "c")])
+                                      "--labels", "calm,exciting,sad", "--c", "1", "--cache-dir", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     loaded = load_model(model)
     assert loaded.spec.labels == ("calm", "exciting", "sad") and loaded.spec.threshold is None
@@ -205,11 +205,16 @@ def test_ternary_descriptor_model(tmp_path):
     row = json.loads(out.stdout)
     assert set(row["scores"]) == {"calm", "exciting", "sad"} and row["mood"] == "exciting"
     assert sum(row["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    timeline = CliRunner().invoke(app, ["classify", str(track), "--model", str(model), "--clips"])
+    assert timeline.exit_code == 0, timeline.output
+    assert "P(sad)" in timeline.stdout and "exciting (confidence" in timeline.stdout
+    assert "the most probable label" in timeline.stdout
 
 
 @pytest.mark.parametrize("args,message", [
     (["--descriptors", "onset_rate,loudness"], "--descriptors: unknown descriptor 'loudness'"),
-    (["--C", "0"], "--C 0.0: must be positive"),
+    (["--c", "0"], "--c 0.0: must be positive"),
+    (["--C", "0"], "--c 0.0: must be positive"),  # the 0.4 spelling, hidden
     (["--transform", "rank"], "--transform rank: expected auto, quantile or standard"),
 ])
 def test_bad_descriptor_options_are_one_line(data, tmp_path, args, message):

@@ -125,6 +125,84 @@ def test_csv(cache_db):
     assert both.exit_code == 1 and isinstance(both.exception, MoodtagError)
 
 
+LISTING_HEADER = ["path", "mood", "confidence", "artist", "title", "album", "status", "error"]
+
+
+def test_piped_output_is_tsv_one_track_per_line(cache_db):
+    from tests.conftest import run_cli
+
+    proc = run_cli("query", "--db", cache_db["db"], env={"COLUMNS": "80"})  # stdout is a pipe
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert lines[0].split("\t") == LISTING_HEADER
+    rows = [dict(zip(LISTING_HEADER, line.split("\t"))) for line in lines[1:]]
+    assert all(len(line.split("\t")) == len(LISTING_HEADER) for line in lines[1:])
+    assert [r["path"] for r in rows] == sorted(str(cache_db["root"] / name) for name, *_ in ROWS)
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["Army of Me.mp3"] | {"path": ""} == {
+        "path": "", "mood": "exciting", "confidence": "0.92", "artist": "BJÖRK", "title": "Army of Me",
+        "album": "Post", "status": "ok", "error": ""}
+    assert by_name["broken.mp3"]["status"] == "failed" and by_name["broken.mp3"]["mood"] == ""
+    assert by_name["broken.mp3"]["error"] == "cannot decode: truncated frame"
+    assert by_name["vanished.m4a"]["status"] == "missing"
+    with_sql = run_cli("query", "--db", cache_db["db"], "--sql", "SELECT mood, count(*) AS n FROM tracks "
+                       "WHERE status = 'ok' GROUP BY mood ORDER BY mood")
+    assert with_sql.stdout.splitlines() == ["mood\tn", "calm\t3", "exciting\t3"]
+
+
+def test_paths_option_lists_the_paths_alone(cache_db):
+    result = invoke("query", "--db", str(cache_db["db"]), "--paths", "--mood", "exciting", "--order", "path")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == sorted(str(cache_db["root"] / name) for name, p, *_ in ROWS
+                                                if p is not None and p >= 0.5)
+    both = invoke("query", "--db", str(cache_db["db"]), "--paths", "--json")
+    assert both.exit_code == 1 and "--json and --paths" in str(both.exception)
+
+
+def terminal_run(*args: str, columns: int) -> str:
+    """The real CLI with its standard output on a pseudo-terminal COLUMNS wide; what it showed, without
+    colour codes."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR")}
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", *args], stdout=terminal, stderr=subprocess.DEVNULL,
+                            env=dict(env, COLUMNS=str(columns), TERM="xterm"))
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(controller, 1 << 16)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(controller)
+    assert proc.wait(timeout=60) == 0
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode("utf-8")).replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_terminal_table_always_shows_the_whole_path_and_mood(cache_db, columns):
+    text = terminal_run("query", "--db", str(cache_db["db"]), columns=columns)
+    lines = text.splitlines()
+    assert all(len(line) <= columns for line in lines), text
+    header = lines[0]
+    assert header.split()[:3] == ["path", "mood", "conf."], text
+    path_column = "".join(line[:header.index("mood")] for line in lines[1:])
+    for name, *_ in ROWS:  # folded onto several lines maybe, but whole
+        assert "".join(str(cache_db["root"] / name).split()) in "".join(path_column.split()), (name, text)
+    words = text.split()
+    assert words.count("exciting") == 4 and words.count("calm") == 3, text  # vanished.m4a: exciting
+    assert "…" not in "".join(line[:header.index("conf.")] for line in lines)
+
+
 def test_raw_sql(cache_db):
     result = invoke("query", "--db", str(cache_db["db"]), "--json", "--sql",
                     "SELECT mood, count(*) AS n FROM tracks WHERE status = 'ok' GROUP BY mood ORDER BY mood")

@@ -11,22 +11,28 @@ from tagger.commands.options import JsonOption, ModelOption, path_value
 
 
 def classify(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", parser=path_value, help="Audio files to classify.")],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", parser=path_value, help="Audio files to classify.")],
     model: ModelOption = None,
+    clips: Annotated[bool, typer.Option(
+        "--clips", help="Show each clip as a line of a timeline (start mm:ss, scores, the mood of that clip "
+                        "alone, a bar), then the track's decision: why the track got its mood.")] = False,
     json_lines: JsonOption = False,
 ) -> None:
     """Classify audio files calm or exciting. Writes no tags and no cache.
 
-    Exit status 1 if any file failed (each failure has its own line)."""
+    --json gives one object per file, its clips included (start, seconds, mood, scores). Exit status 1
+    if any file failed (each failure has its own line)."""
     from rich.table import Table
 
     from tagger.analyze import analyze_track
+    from tagger.commands.timeline import render_timeline
     from tagger.console import error_line, out
     from tagger.records import TrackResult
     from tagger.weights import load_model
 
     loaded = load_model(model)
     failed = 0
+    first = True
     table = Table("file", "mood", "confidence", *loaded.spec.labels, box=None)
     for path in files:
         if path.is_dir():
@@ -36,6 +42,11 @@ def classify(
             result = analyze_track(path, loaded)
         if json_lines:
             out.print(json.dumps(result.to_json(), ensure_ascii=False), markup=False, highlight=False)
+        elif result.ok and clips:
+            if not first:
+                out.print()
+            render_timeline(result, loaded.spec, out)
+            first = False
         elif result.ok:
             table.add_row(str(path), result.mood, f"{result.confidence:.2f}",
                           *(f"{result.scores[label]:.3f}" for label in loaded.spec.labels))

@@ -29,8 +29,9 @@ def evaluate(
 
     loaded = load_model(model)
     items = load_many(data, labels=loaded.spec.labels, group_by=group_by)
+    # no bar in a pipe or a log: there even a transient one would leave a blank line
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=json_out) as progress:
+                  console=err, transient=True, disable=json_out or not err.is_terminal) as progress:
         task = progress.add_task("evaluating", total=len(items))
         report = evaluate_model(items, loaded, on_progress=lambda done, total, item: progress.update(task, completed=done))
     if json_out:

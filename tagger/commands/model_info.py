@@ -11,7 +11,7 @@ from tagger.commands.options import JsonOption
 
 def model_info(
     model: Annotated[Optional[str], typer.Argument(
-        metavar="[MODEL]", help="Model file or shipped model name. Default: the shipped default.")] = None,
+        metavar="MODEL", help="Model file or shipped model name. Default: the shipped default.")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Show a model's spec (labels, clip plan, features, threshold), its sha256 and its metrics."""

@@ -15,14 +15,14 @@ Format = Enum("Format", {name: name for name in FORMATS}, type=str)
 Player = Enum("Player", {name: name for name in PLAYERS}, type=str)
 
 PathsArgument = Annotated[Optional[list[Path]], typer.Argument(
-    metavar="[PATH...]", parser=path_value, help="Only tracks at or under these files or folders. Default: the whole cache.")]
+    metavar="PATH", parser=path_value, help="Only tracks at or under these files or folders. Default: the whole cache.")]
 MinConfidenceOption = Annotated[float, typer.Option(
     "--min-confidence", metavar="X", min=0.0, max=1.0,
     help="Only tracks whose probability of the mood is at least X (0 to 1).")]
 LimitOption = Annotated[Optional[int], typer.Option(
-    "--limit", "-n", metavar="N", min=0, help="At most N tracks per playlist (the first N of the order).")]
+    "--limit", metavar="N", min=0, help="At most N tracks per playlist (the first N of the order).")]
 OrderOption = Annotated[Order, typer.Option(
-    "--order", help="score: most confident first; shuffle: random (see --seed); path; album: by album, artist, path.")]
+    "--order", metavar="ORDER", help="score: most confident first; shuffle: random (see --seed); path; album: by album, artist, path.")]
 SeedOption = Annotated[Optional[int], typer.Option(
     "--seed", metavar="S", help="Seed for --order shuffle: the same seed gives the same playlist.")]
 RelativeToOption = Annotated[Optional[Path], typer.Option(
@@ -32,7 +32,7 @@ AbsoluteOption = Annotated[bool, typer.Option("--absolute", help="Write absolute
 AnyModelOption = Annotated[bool, typer.Option(
     "--any-model", help="Also use tracks analysed by other models or versions than the current one.")]
 ForOption = Annotated[Optional[Player], typer.Option(
-    "--for", help="Write the playlist the way this player loads it from its own playlist folder "
+    "--for", metavar="PLAYER", help="Write the playlist the way this player loads it from its own playlist folder "
                   "(mpd: NAME.m3u, paths relative to --music-dir; tracks outside it are left out).")]
 MusicDirOption = Annotated[Optional[Path], typer.Option(
     "--music-dir", metavar="DIR", file_okay=False, parser=path_value,
@@ -47,8 +47,8 @@ def playlist(
         "--output", "-o", metavar="FILE", dir_okay=False, parser=path_value,
         help="Write the playlist to FILE (a .xspf name means XSPF, .m3u M3U). Default: print it.")] = None,
     fmt: Annotated[Optional[Format], typer.Option(
-        "--format", "-f", help="Playlist format (m3u: the same UTF-8 text as m3u8). Default: from the -o file's "
-                               "suffix, else m3u8.")] = None,
+        "--format", metavar="FORMAT", help="m3u8, m3u (the same UTF-8 text) or xspf. Default: from the -o "
+                                           "file's suffix, else m3u8.")] = None,
     min_confidence: MinConfidenceOption = 0.0,
     limit: LimitOption = None,
     order: OrderOption = Order.score,
@@ -92,7 +92,7 @@ def playlists(
     paths: PathsArgument = None,
     db: DbOption = None,
     fmt: Annotated[Optional[Format], typer.Option(
-        "--format", "-f", help="Playlist format (m3u: the same UTF-8 text as m3u8). Default: m3u8; m3u with --for mpd.")] = None,
+        "--format", metavar="FORMAT", help="m3u8, m3u (the same UTF-8 text) or xspf. Default: m3u8; m3u with --for mpd.")] = None,
     min_confidence: MinConfidenceOption = 0.0,
     limit: LimitOption = None,
     order: OrderOption = Order.score,

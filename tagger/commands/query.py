@@ -30,25 +30,38 @@ def query(
         help="Absolute path matches GLOB (case-sensitive, * also crosses folders); "
              "a GLOB starting with neither / nor * matches at any depth, e.g. 'Jazz/*.flac'.")] = None,
     status: Annotated[Optional[Status], typer.Option(
-        "--status", help="Only rows with this status (missing: file gone since the last scan).")] = None,
-    order: Annotated[Order, typer.Option("--order", help="Sort key (rows without a value come last).")] = Order.path,
+        "--status", metavar="STATUS",
+        help="Only rows with this status: ok, failed, or missing (file gone since the last scan).")] = None,
+    order: Annotated[Order, typer.Option(
+        "--order", metavar="KEY",
+        help="Sort by confidence, path, artist, album or analyzed (rows without a value come last).")] = Order.path,
     desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", metavar="N", min=0, help="At most N rows.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", min=0, help="At most N rows.")] = None,
     json_lines: JsonOption = False,
-    csv_out: Annotated[bool, typer.Option("--csv", help="CSV with a header row instead of a table.")] = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="CSV of every column, with a header row.")] = False,
+    paths_only: Annotated[bool, typer.Option("--paths", help="Only the paths, one per line.")] = False,
     sql: Annotated[Optional[str], typer.Option(
         "--sql", metavar="SQL",
         help="Run this SQL instead (table `tracks`), over a read-only connection: statements that write fail.")] = None,
 ) -> None:
     """List cached tracks, filtered and sorted; or run raw read-only SQL against the cache.
 
-    Output: a table, or JSON Lines (--json) or CSV (--csv) for scripts. The cache is never modified."""
+    Output: on a terminal, a table that fits its width (the path always shown, never cut; artist, title
+    and album go first when space runs out). When standard output is not a terminal (a pipe, a file):
+    tab-separated values, a header line then one line per track (path, mood, confidence, artist, title,
+    album, status, error; control characters in a value escaped as \\t, \\n, \\xNN). --paths: the paths
+    alone, one per line. --json (JSON Lines) and --csv: every column. The cache is never modified."""
     from tagger.cache import Cache
+    from tagger.console import out
     from tagger.errors import MoodtagError
     from tagger.query import TrackFilter, find_tracks, run_sql
 
-    if json_lines and csv_out:
-        raise MoodtagError("--json and --csv exclude each other")
+    chosen = [name for name, on in (("--json", json_lines), ("--csv", csv_out), ("--paths", paths_only)) if on]
+    if len(chosen) > 1:
+        raise MoodtagError(f"{' and '.join(chosen)} exclude each other")
+    if paths_only and sql is not None:
+        raise MoodtagError("--paths lists tracks; with --sql, select the path column instead")
+    fmt = "json" if json_lines else "csv" if csv_out else "table" if out.is_terminal else "tsv"
     filters = {"--mood": mood, "--min-confidence": min_confidence, "--artist": artist, "--album": album,
                "--path-glob": path_glob, "--status": status, "--limit": limit}
     with Cache.open_readonly(db) as cache:
@@ -61,8 +74,7 @@ def query(
 
             stops = StopRequests.install()  # SQLite polls it: Ctrl-C ends even an endless query
             result = run_sql(cache, sql, stop=lambda: stops.requested)
-            _emit(result.columns, result.rows, json_lines=json_lines, csv_out=csv_out,
-                  stop=lambda: stops.requested)
+            _emit(result.columns, result.rows, fmt=fmt, stop=lambda: stops.requested)
             if stops.requested:
                 raise KeyboardInterrupt
             return
@@ -70,13 +82,20 @@ def query(
                                    exact=exact, path_glob=path_glob, status=status.value if status else None,
                                    order=order.value, desc=desc, limit=limit)
         tracks = find_tracks(cache, track_filter)
-        if json_lines or csv_out:
+        if paths_only:
+            from tagger.records import printable
+
+            _write_lines(printable(t.path) for t in tracks)
+        elif fmt in ("json", "csv"):
             from tagger.query import TRACK_COLUMNS
 
-            rows = ((getattr(t, c) for c in TRACK_COLUMNS) for t in tracks)
-            _emit(TRACK_COLUMNS, rows, json_lines=json_lines, csv_out=csv_out)
+            _emit(TRACK_COLUMNS, ((getattr(t, c) for c in TRACK_COLUMNS) for t in tracks), fmt=fmt)
+        elif fmt == "tsv":
+            from tagger.query import LISTING_COLUMNS
+
+            _emit(LISTING_COLUMNS, (_listing_row(t) for t in tracks), fmt="tsv")
         else:
-            _render_tracks(list(tracks))
+            _render_tracks(list(tracks), width=out.width)
 
 
 def stats(
@@ -105,31 +124,32 @@ def stats(
 TABLE_ROWS_MAX = 10_000  # a terminal table holds all its rows in memory; --csv and --json stream
 
 
-def _emit(columns, rows, *, json_lines: bool, csv_out: bool, stop=lambda: False) -> None:
-    """Rows as JSON Lines, CSV (both streamed, memory flat), or a rich table (at most TABLE_ROWS_MAX)."""
-    import click
-
-    if json_lines:
-        for row in rows:
-            click.echo(json.dumps(dict(zip(columns, map(_jsonable, row))), ensure_ascii=False))
-            if stop():
-                return
-    elif csv_out:
+def _emit(columns, rows, *, fmt: str, stop=lambda: False) -> None:
+    """Rows as JSON Lines, CSV, TSV (all three streamed, memory flat), or a rich table (at most
+    TABLE_ROWS_MAX rows)."""
+    if fmt == "json":
+        _write_lines((json.dumps(dict(zip(columns, map(_jsonable, row))), ensure_ascii=False) for row in rows),
+                     stop=stop)
+    elif fmt == "csv":
         import csv
         import io
 
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_csv_cell(v) for v in row])
-            if buffer.tell() > 1 << 16:
-                click.echo(buffer.getvalue(), nl=False)
-                buffer.seek(0)
-                buffer.truncate()
-                if stop():
-                    return
-        click.echo(buffer.getvalue(), nl=False)
+        writer = csv.writer(buffer, lineterminator="")
+
+        def line(values) -> str:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(values)
+            return buffer.getvalue()
+
+        _write_lines((line(values) for values in _with_header(columns, ([_csv_cell(v) for v in row] for row in rows))),
+                     stop=stop)
+    elif fmt == "tsv":
+        from tagger.records import printable
+
+        _write_lines(("\t".join(values) for values in _with_header(
+            columns, ([printable(_tsv_cell(v)) for v in row] for row in rows))), stop=stop)
     else:
         from rich.markup import escape
         from rich.table import Table
@@ -144,6 +164,43 @@ def _emit(columns, rows, *, json_lines: bool, csv_out: bool, stop=lambda: False)
                 break
             table.add_row(*("" if v is None else shown(str(_jsonable(v))) for v in row))
         out.print(table)
+
+
+def _with_header(columns, rows):
+    yield list(columns)
+    yield from rows
+
+
+def _write_lines(lines, *, stop=lambda: False) -> None:
+    """Text lines to standard output in 64 KiB writes; `stop()` is asked between two writes."""
+    import click
+
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        chunk.append(line)
+        size += len(line) + 1
+        if size > 1 << 16:
+            click.echo("\n".join(chunk))
+            chunk, size = [], 0
+            if stop():
+                return
+    if chunk:
+        click.echo("\n".join(chunk))
+
+
+def _listing_row(track) -> list:
+    """A track's LISTING_COLUMNS values, the confidence rounded to 4 decimals."""
+    from tagger.query import LISTING_COLUMNS
+
+    return [round(track.confidence, 4) if c == "confidence" and track.confidence is not None
+            else getattr(track, c) for c in LISTING_COLUMNS]
+
+
+def _tsv_cell(value) -> str:
+    """A TSV value (text; control characters are escaped by the caller)."""
+    cell = _csv_cell(value)
+    return cell if isinstance(cell, str) else str(cell)
 
 
 def _jsonable(value):
@@ -165,32 +222,62 @@ def _csv_cell(value):
     return "" if value is None else value
 
 
-def _render_tracks(tracks) -> None:
+PATH_MIN_WIDTH = 30  # the path column's least width: a longer path folds onto more lines
+TAG_COLUMN_WIDTH = 20
+ERROR_MIN_WIDTH = 16
+
+
+def _render_tracks(tracks, *, width: int) -> None:
+    """A table that fits `width` columns. The path is never cut: it gets its whole length, or folds onto
+    more lines when the terminal is narrower. Mood (never cut) and confidence always; status and error
+    (folded) when some row is not ok and the path keeps PATH_MIN_WIDTH beside them; then artist, title
+    and album, each only while the space beside the longest path still holds it."""
     from rich.markup import escape
     from rich.table import Table
 
     from tagger.console import err, out
+    from tagger.records import printable
 
     if not tracks:
         err.print("no cached tracks match")
         return
-    from tagger.records import printable
-
-    with_errors = any(t.error for t in tracks)
-    table = Table(box=None, highlight=False)
-    table.add_column("path", overflow="fold", min_width=24)
-    table.add_column("mood", no_wrap=True)
-    table.add_column("conf.", justify="right", no_wrap=True)
+    paths = [printable(t.path) for t in tracks]
+    errors = [printable(t.error or "") for t in tracks]
+    mood_width = max(4, *(len(t.mood or "") for t in tracks))
+    status_width = max(6, *(len(t.status) for t in tracks))
+    space = width - (mood_width + 2) - (5 + 2)  # what the path and the optional columns share
+    with_status = any(t.status != "ok" for t in tracks) and space - (status_width + 2) >= PATH_MIN_WIDTH + 2
+    space -= (status_width + 2) if with_status else 0
+    error_width = max(map(len, errors))
+    if error_width and space - (ERROR_MIN_WIDTH + 2) >= PATH_MIN_WIDTH + 2:
+        error_width = max(ERROR_MIN_WIDTH, min(error_width, space - (PATH_MIN_WIDTH + 2) - 2))
+        space -= error_width + 2
+    else:
+        error_width = 0
+    path_width = max(8, min(max(map(len, paths)), space - 2))
+    space -= path_width + 2
+    tags = []
     for name in ("artist", "title", "album"):
-        table.add_column(name, overflow="ellipsis", no_wrap=True, max_width=20)
-    table.add_column("status", no_wrap=True)
-    if with_errors:
-        table.add_column("error", overflow="fold", max_width=40)
-    for t in tracks:
-        table.add_row(escape(printable(t.path)), escape(t.mood or ""), "" if t.confidence is None else f"{t.confidence:.2f}",
-                      escape(t.artist or ""), escape(t.title or ""), escape(t.album or ""), t.status,
-                      *([escape(t.error or "")] if with_errors else []))
-    out.print(table)
+        longest = max(len(getattr(t, name) or "") for t in tracks)
+        need = min(TAG_COLUMN_WIDTH, max(len(name), longest)) + 2
+        if longest and need <= space:
+            tags.append(name)
+            space -= need
+    table = Table(box=None, highlight=False)
+    table.add_column("path", overflow="fold", width=path_width)
+    table.add_column("mood", no_wrap=True, width=mood_width)
+    table.add_column("conf.", justify="right", no_wrap=True, width=5)
+    for name in tags:
+        table.add_column(name, overflow="ellipsis", no_wrap=True, max_width=TAG_COLUMN_WIDTH)
+    if with_status:
+        table.add_column("status", no_wrap=True, width=status_width)
+    if error_width:
+        table.add_column("error", overflow="fold", width=error_width)
+    for t, path, error in zip(tracks, paths, errors):
+        table.add_row(escape(path), escape(t.mood or ""), "" if t.confidence is None else f"{t.confidence:.2f}",
+                      *(escape(printable(getattr(t, name) or "")) for name in tags),
+                      *([t.status] if with_status else []), *([escape(error)] if error_width else []))
+    out.print(table, width=width)
     err.print(f"{len(tracks)} track{'s' if len(tracks) != 1 else ''}")
 
 
@@ -239,6 +326,8 @@ def _histogram(label: str, counts: tuple[int, ...], width: int = 40):
     from rich.markup import escape
     from rich.table import Table
 
+    from tagger.console import bar
+
     table = Table(box=None, title=f"P({escape(label)}) over analysed tracks", title_justify="left")
     table.add_column("P", justify="right")
     table.add_column("", min_width=width)
@@ -246,9 +335,5 @@ def _histogram(label: str, counts: tuple[int, ...], width: int = 40):
     peak = max(counts) or 1
     n = len(counts)
     for i, count in enumerate(counts):
-        eighths = round(count / peak * width * 8)
-        bar = "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
-        if count and not bar:
-            bar = "▏"
-        table.add_row(f"{i / n:.2f}–{(i + 1) / n:.2f}", f"[cyan]{bar}[/]", str(count))
+        table.add_row(f"{i / n:.2f}–{(i + 1) / n:.2f}", f"[cyan]{bar(count / peak, width)}[/]", str(count))
     return table

@@ -12,10 +12,10 @@ from tagger.pool import TRACK_TIMEOUT_S
 
 
 def scan(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", parser=path_value,
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", parser=path_value,
                                                 help="Folders (walked recursively) or files.")],
     db: DbOption = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Worker processes (0: one per core; at most one per core unless --oversubscribe).")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N", min=0, help="Worker processes (0: one per core; at most one per core unless --oversubscribe).")] = 0,
     oversubscribe: Annotated[bool, typer.Option("--oversubscribe", help="Allow more --jobs than cores (e.g. a library on a slow network share).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be written; write neither tags nor cache.")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Fill the cache but leave the files untouched.")] = False,
@@ -40,7 +40,7 @@ def scan(
     if dry_run and no_write:
         raise typer.BadParameter("--dry-run already writes nothing; use one of --dry-run / --no-write")
     stops = StopRequests.install()
-    progress = _Progress(enabled=not json_lines)
+    progress = _Progress(enabled=not json_lines and err.is_terminal)  # no bar in a pipe or a log file
 
     def on_event(event: ScanEvent) -> None:
         if event.kind == "problem":
@@ -89,7 +89,7 @@ def scan(
 
 
 def prune(
-    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="[PATH...]", parser=path_value,
+    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="PATH", parser=path_value,
                                                           help="Only under these folders.")] = None,
     db: DbOption = None,
 ) -> None:
@@ -103,7 +103,8 @@ def prune(
 
 
 class _Progress:
-    """A rich progress bar on stderr: tracks done / total, tracks per second, ETA."""
+    """A rich progress bar on stderr: tracks done / total, tracks per second, ETA. Disabled, it draws
+    nothing (rich would print the bar's last state once, at the end, on a stderr that is no terminal)."""
 
     def __init__(self, *, enabled: bool) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,

@@ -12,8 +12,8 @@ from tagger.commands.model_info import threshold_text
 from tagger.commands.options import JsonOption
 
 DataArgument = Annotated[list[Path], typer.Argument(
-    metavar="DATA...",
-    help="A folder with one sub-folder per label (DATA/<label>/<files>), or a CSV with a header "
+    metavar="DATA",
+    help="A folder with one sub-folder per label (DATA/calm/..., DATA/exciting/...), or a CSV with a header "
          "'path,label[,group]' (paths relative to the CSV). Several may be given.")]
 GroupByOption = Annotated[str, typer.Option(
     "--group-by", metavar="RULE",
@@ -27,7 +27,8 @@ LabelsOption = Annotated[Optional[str], typer.Option(
 
 def train(
     data: DataArgument,
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="MODEL", help="The model file to write (.safetensors).")],
+    out: Annotated[Path, typer.Option(
+        "--output", "--out", "-o", metavar="MODEL", help="The model file to write (.safetensors).")],
     val_groups: Annotated[Optional[str], typer.Option(
         "--val-groups", metavar="G1,G2", help="Hold these groups out for validation (threshold and metrics).")] = None,
     val_fraction: Annotated[float, typer.Option(
@@ -38,34 +39,37 @@ def train(
     cv_groups: Annotated[Optional[str], typer.Option(
         "--cv-groups", metavar="G1,G2", help="With --cross-validate: the groups to hold out in turn "
                                              "(default: every group); the others always train.")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training set.")] = 12,
+    epochs: Annotated[int, typer.Option("--epochs", metavar="N", help="Passes over the training set.")] = 12,
     clips_per_track: Annotated[int, typer.Option(
-        "--clips-per-track", help="Random clips drawn per training track and epoch (on average).")] = 16,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per optimisation step.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, one-cycle schedule).")] = 1e-3,
+        "--clips-per-track", metavar="N", help="Random clips drawn per training track and epoch (on average).")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Clips per optimisation step.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", metavar="LR", help="Peak learning rate (AdamW, one-cycle schedule).")] = 1e-3,
     feature: Annotated[str, typer.Option(
-        "--feature", help="Model input: mel, stft or mfcc (the seed CNN), or descriptors (a logistic regression "
+        "--feature", metavar="KIND", help="Model input: mel, stft or mfcc (the seed CNN), or descriptors (a logistic regression "
                           "on rhythm and dynamics descriptors of the track; the network options are then unused).")] = "mel",
     descriptors: Annotated[str, typer.Option(
-        "--descriptors", metavar="D1,D2", help="With --feature descriptors: which ones (of onset_rate, rms_db, "
-                                               "perc_fast, centroid, flux_mid, tcent, onset_rate25, acf_max; "
-                                               "default: the shipped default's).")] =
+        "--descriptors", metavar="D1,D2", show_default=False,
+        help="With --feature descriptors: which ones (of onset_rate, rms_db, perc_fast, centroid, flux_mid, "
+             "tcent, onset_rate25, acf_max). Default: the shipped default's six, onset_rate, perc_fast, tcent, "
+             "onset_rate25, acf_max, flux_mid.")] =
         "onset_rate,perc_fast,tcent,onset_rate25,acf_max,flux_mid",
     top_db: Annotated[float, typer.Option(
         "--top-db", metavar="DB", help="With --feature descriptors: floor the dB the onset and flux descriptors "
                                        "read this far below each clip's loudest bin, so gain changes none of them "
                                        "(0: an absolute -100 dB floor, as moodtag-rhythm 1.x).")] = 80.0,
     regularization: Annotated[float, typer.Option(
-        "--C", metavar="C", help="With --feature descriptors: inverse L2 strength of the regression.")] = 1.0,
+        "--c", metavar="C", help="With --feature descriptors: the inverse L2 strength of the regression "
+                                 "(scikit-learn's C; smaller: stronger regularisation).")] = 1.0,
+    regularization_old: Annotated[Optional[float], typer.Option("--C", hidden=True)] = None,  # its 0.4 spelling
     transform: Annotated[str, typer.Option(
-        "--transform", help="With --feature descriptors: standard, quantile (map each descriptor through the "
+        "--transform", metavar="NAME", help="With --feature descriptors: standard, quantile (map each descriptor through the "
                             "training data's distribution onto a normal first; robust to outliers), or auto "
                             "(quantile from 100 tracks up).")] = "standard",
     center: Annotated[str, typer.Option(
-        "--center", help="band: remove each band's mean over the clip (keep how the spectrum moves, drop "
+        "--center", metavar="MODE", help="band: remove each band's mean over the clip (keep how the spectrum moves, drop "
                          "its static colour and level; chosen by leave-one-game-out validation), or none.")] = "band",
     placement: Annotated[Optional[str], typer.Option(
-        "--placement", help="Where inference takes its clips: contiguous (around the midpoint) or spread (over the "
+        "--placement", metavar="NAME", help="Where inference takes its clips: contiguous (around the midpoint) or spread (over the "
                             "middle 60 %). Default: contiguous for a CNN, spread for descriptors (as validated).")] = None,
     labels: LabelsOption = None,
     group_by: GroupByOption = "auto",
@@ -81,15 +85,15 @@ def train(
     threshold: Annotated[Optional[float], typer.Option(
         "--threshold", metavar="T", help="Fix a binary model's threshold on P(second label). "
                                          "Default: chosen on validation, 0.5 without.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same weights.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed: the same seed gives the same weights.")] = 0,
     cache_dir: Annotated[Optional[Path], typer.Option(
         "--cache-dir", metavar="DIR", envvar="MOODTAG_FEATURE_CACHE", file_okay=False,
         help="Feature cache (decoded clips' spectrograms). Default: ~/.cache/moodtag/features.")] = None,
-    threads: Annotated[int, typer.Option("--threads", help="Torch CPU threads (0: torch's default).")] = 0,
+    threads: Annotated[int, typer.Option("--threads", metavar="N", help="Torch CPU threads (0: torch's default).")] = 0,
     name: Annotated[Optional[str], typer.Option(
-        "--name", help="The model's name, stored in the file (default: moodtag-cnn, or moodtag-rhythm "
+        "--name", metavar="NAME", help="The model's name, stored in the file (default: moodtag-cnn, or moodtag-rhythm "
                        "for a descriptor model).")] = None,
-    version: Annotated[str, typer.Option("--version", help="The model's version, stored in the file.")] = "1.0.0",
+    version: Annotated[str, typer.Option("--version", metavar="VERSION", help="The model's version, stored in the file.")] = "1.0.0",
     json_out: JsonOption = False,
 ) -> None:
     """Train a model on labelled tracks and write it to MODEL (safetensors, spec inside, no pickle).
@@ -122,6 +126,8 @@ def train(
     if cv_groups and not cross_validate:
         raise MoodtagError("--cv-groups needs --cross-validate")
 
+    if regularization_old is not None:
+        regularization = regularization_old
     items = load_many(data, labels=parse_labels(labels), group_by=group_by)
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
@@ -182,7 +188,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     except ValueError as exc:
         raise MoodtagError(f"--descriptors: {exc}") from None
     if not C > 0:
-        raise MoodtagError(f"--C {C}: must be positive")
+        raise MoodtagError(f"--c {C}: must be positive")
     if top_db is not None and not 10 <= top_db <= 200:
         raise MoodtagError(f"--top-db {top_db:g}: must be 0 (absolute floor) or from 10 to 200")
     if transform not in ("auto",) + TRANSFORMS:
@@ -193,7 +199,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
                         items, labels)
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=json_out) as progress:
+                  console=err, transient=True, disable=json_out or not err.is_terminal) as progress:
         task = progress.add_task("decoding", total=len(items))
         fit = train_descriptor_model(items, spec=spec, C=C, seed=seed, threshold=threshold, transform=transform,
                                      cache_dir=cache_dir or default_cache_dir(),
@@ -253,7 +259,7 @@ class TrainDisplay:
         self.quiet = quiet
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-                                 disable=quiet)
+                                 disable=quiet or not err.is_terminal)  # no bar in a pipe or a log
         self.task = None
         self.kind = None
 

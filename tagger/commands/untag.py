@@ -11,7 +11,7 @@ from tagger.commands.options import DbOption, path_value
 
 def untag(
     paths: Annotated[list[Path], typer.Argument(
-        metavar="PATH...", parser=path_value,
+        metavar="PATH", parser=path_value,
         help="Audio files, or folders searched recursively (hidden files and folders are skipped).")],
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(

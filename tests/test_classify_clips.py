@@ -1,0 +1,91 @@
+"""`moodtag classify FILE --clips`: each clip's start, scores and mood, then the track's decision, from
+the per-clip results the API returns; on real synthetic tracks with the shipped default model."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from tagger import synth
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("clips")
+    return {mood: synth.make_track(folder / f"{mood}.flac", mood, 40.0, seed=3) for mood in ("calm", "exciting")}
+
+
+def test_the_api_returns_each_clip_with_its_own_mood(tracks):
+    from tagger.analyze import analyze_track, decide
+    from tagger.records import ClipScore
+    from tagger.weights import load_model
+
+    model = load_model(None)
+    spec = model.spec
+    result = analyze_track(tracks["exciting"], model)
+    assert result.ok, result.error
+    assert len(result.clips) == spec.clips.count
+    starts = [c.start for c in result.clips]
+    assert starts == sorted(starts) and 0 <= starts[0] and starts[-1] + spec.clips.seconds <= result.duration
+    for clip in result.clips:
+        assert isinstance(clip, ClipScore) and clip.seconds == spec.clips.seconds
+        assert set(clip.scores) == set(spec.labels) and sum(clip.scores.values()) == pytest.approx(1.0, abs=1e-6)
+        assert clip.mood == decide(spec, np.array([clip.scores[label] for label in spec.labels]))[0]
+
+
+def test_clips_timeline_in_a_pipe(tracks):
+    path = tracks["exciting"]
+    data = json.loads(run_cli("classify", path, "--json", check=True).stdout)
+    proc = run_cli("classify", path, "--clips", env={"COLUMNS": "80"}, check=True)
+    lines = proc.stdout.splitlines()
+    assert proc.stderr == "" and "\x1b" not in proc.stdout  # plain text: no colour codes in a pipe
+    assert lines[0] == f"{path}: 00:40 long, {len(data['clips'])} clips of 5 s (moodtag-rhythm 2.0.0)"
+    assert lines[1].split()[:4] == ["start", "P(calm)", "P(exciting)", "mood"]
+    clip_lines = lines[2:2 + len(data["clips"])]
+    for line, clip in zip(clip_lines, data["clips"]):
+        start, calm, exciting, mood, bar = re.fullmatch(r"(\d\d:\d\d) +(\S+) +(\S+) +(\w+) +(.*)", line).groups()
+        assert start == f"{int(clip['start']) // 60:02d}:{int(clip['start']) % 60:02d}"
+        assert float(calm) == pytest.approx(clip["scores"]["calm"], abs=6e-4)
+        assert float(exciting) == pytest.approx(clip["scores"]["exciting"], abs=6e-4)
+        assert mood == clip["mood"] == ("exciting" if clip["scores"]["exciting"] >= 0.5 else "calm")
+        filled = len(bar.rstrip(" ┆"))  # the bar grows with P(exciting)
+        assert abs(filled - clip["scores"]["exciting"] * 20) <= 1
+    track = lines[2 + len(data["clips"])].split()
+    assert track[0] == "track" and track[3] == data["mood"]
+    assert [float(v) for v in track[1:3]] == pytest.approx([data["scores"]["calm"], data["scores"]["exciting"]],
+                                                           abs=6e-4)
+    assert all(len(line) <= 80 for line in lines[1:])
+    decision = " ".join(" ".join(lines[3 + len(data["clips"]):]).split())
+    p, side = re.fullmatch(rf"{data['mood']} \(confidence {data['confidence']:.2f}\): P\(exciting\) (0\.\d{{3}}) is "
+                           r"(at or above|below) the threshold 0\.5\. (.*)", decision).group(1, 2)
+    assert float(p) == pytest.approx(data["scores"]["exciting"], abs=6e-4)
+    assert side == ("at or above" if data["scores"]["exciting"] >= 0.5 else "below")
+    agree = sum(c["mood"] == data["mood"] for c in data["clips"])
+    assert f"{agree} of {len(data['clips'])} clips alone say {data['mood']}; the track's scores are one " \
+           "regression on the descriptors of all 5 clips together." in decision
+
+
+def test_clips_of_several_files_and_a_failure(tracks, tmp_path):
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\0" * 4096)
+    proc = run_cli("classify", tracks["calm"], bad, tracks["exciting"], "--clips")
+    assert proc.returncode == 1
+    assert [line for line in proc.stdout.splitlines() if line.startswith("/")] == [
+        f"{tracks[m]}: 00:40 long, 5 clips of 5 s (moodtag-rhythm 2.0.0)" for m in ("calm", "exciting")]
+    assert proc.stderr.splitlines() == [line for line in proc.stderr.splitlines() if line.startswith(f"failed: {bad}: ")]
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_clip_moods_are_the_same_from_the_cache(tracks, tmp_path):
+    """A second scan takes the clips from the cache: they come out as the first scan gave them."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "t.flac").write_bytes(tracks["exciting"].read_bytes())
+    args = ("scan", folder, "--db", tmp_path / "c.db", "--no-write", "--json")
+    first = json.loads(run_cli(*args, check=True).stdout)
+    again = json.loads(run_cli(*args, check=True).stdout)
+    assert (first["action"], again["action"]) == ("analysed", "cached")
+    assert again["clips"] == first["clips"] and all(c["mood"] and c["seconds"] == 5.0 for c in first["clips"])

@@ -1,0 +1,107 @@
+"""`--help` of every command reads cleanly at 80 columns in a pipe, short flags mean one thing across
+commands, and a command whose stderr is no terminal prints no progress bar."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+
+import pytest
+
+from tagger.cli import app
+from tests.conftest import run_cli
+
+COMMANDS = sorted(c.name for c in app.registered_commands)
+
+
+def help_text(*command: str) -> str:
+    proc = run_cli(*command, "--help", env={"COLUMNS": "80"})  # captured: stdout is a pipe
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_reads_cleanly_at_80_columns(name):
+    text = help_text(name)
+    assert not re.search(r"<[^<>\s]+>", text), "a type placeholder such as <int> or <list[Path]>"
+    assert all(len(line) <= 80 for line in text.splitlines()), "a line over 80 columns"
+    usage = text.splitlines()[0]
+    assert usage.startswith(f"Usage: moodtag {name} [OPTIONS]"), usage
+    assert not re.search(r"\]\.\.\.|\}\.\.\.|[{}]|\[\[", usage), f"a doubled or braced argument: {usage}"
+    assert "…" not in text, "something cut short"
+    flat = " ".join(text.split())
+    assert flat.count("[default:") == len(re.findall(r"\[default: [^\]\[]+\]", flat)), "a default cut off"
+    long_options = re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", text)
+    assert long_options and all(o == o.lower() for o in long_options), long_options
+
+
+def test_top_level_help_lists_every_command_uncut():
+    text = help_text()
+    listed = text.split("Commands:")[1].splitlines()[1:]
+    assert {line.split()[0] for line in listed if line.strip()} == set(COMMANDS)
+    assert not [line for line in listed if line.rstrip().endswith("...")], "a summary cut short"
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_every_short_flag_means_one_thing_across_commands():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    meanings: dict[str, list[tuple[str, frozenset]]] = defaultdict(list)
+    for name, command in group.commands.items():
+        for param in command.params:
+            names = param.opts + param.secondary_opts
+            longs = frozenset(o for o in names if o.startswith("--"))
+            for short in (o for o in names if re.fullmatch(r"-[^-]", o)):
+                meanings[short].append((name, longs))
+    assert meanings["-n"] and meanings["-f"], "the flags this test is about are gone"
+    for short, uses in meanings.items():
+        common = frozenset.intersection(*(longs for _, longs in uses))
+        assert common, f"{short} means different things: {uses}"
+    assert {o for _, longs in meanings["-n"] for o in longs} == {"--dry-run"}
+    assert {o for _, longs in meanings["-f"] for o in longs} == {"--force"}
+
+
+def test_train_keeps_the_old_spelling_of_c_hidden():
+    text = help_text("train")
+    assert "--c C" in text and "--C" not in text
+
+
+def piped(*args: str) -> subprocess.CompletedProcess:
+    """The real CLI as `moodtag ARGS 2>&1 | cat` runs it: stdout and stderr one pipe, no terminal."""
+    return subprocess.run([sys.executable, "-m", "tagger", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300,
+                          env=dict(os.environ, COLUMNS="80"))
+
+
+def test_scan_of_a_missing_path_prints_only_the_error(tmp_path):
+    missing = tmp_path / "no such folder"
+    proc = piped("scan", str(missing), "--db", str(tmp_path / "m.db"))
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [f"error: {missing}: no such file or folder"]
+
+
+def test_scan_in_a_pipe_draws_no_progress_bar(tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "broken.mp3").write_bytes(b"not audio at all" * 100)
+    proc = piped("scan", str(library), "--db", str(tmp_path / "m.db"))
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"failed: {library / 'broken.mp3'}: "), lines
+    assert not [line for line in lines if "━" in line or "scanning (" in line or "finding tracks" in line], lines
+
+
+def test_evaluate_in_a_pipe_prints_no_progress_remains(tmp_path):
+    from tagger import synth
+
+    for mood in ("calm", "exciting"):
+        (tmp_path / "data" / mood).mkdir(parents=True)
+        synth.make_track(tmp_path / "data" / mood / f"{mood}.flac", mood, 26.0, seed=5)
+    proc = piped("evaluate", str(tmp_path / "data"))
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("moodtag-rhythm"), lines  # the report's title first: no blank line above it
+    assert not [line for line in lines if "evaluating" in line], lines
