@@ -1,4 +1,5 @@
-"""The wheel carries the shipped model, and an installed package finds it (not only a checkout)."""
+"""The wheel carries the shipped model and the beets plugin, and an installed package finds them (not only a
+checkout)."""
 from __future__ import annotations
 
 import os
@@ -38,3 +39,28 @@ def test_installed_package_finds_its_model(wheel, tmp_path):
                           check=True)
     path, name = proc.stdout.split()
     assert Path(path).is_relative_to(target) and name == "moodtag-rhythm"
+
+
+def test_wheel_installs_the_beets_plugin_in_beets_namespace(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "beetsplug/moodtag.py" in names and "tagger/beets_plugin.py" in names
+    assert "beetsplug/__init__.py" not in names  # beetsplug stays a namespace package that others extend
+    assert not [n for n in names if n.startswith("tagger/beetsplug")]
+
+
+def test_installed_wheel_is_a_plugin_beets_loads(wheel, tmp_path):
+    """`plugins: moodtag` and nothing else: no pluginpath, the installed beetsplug/moodtag.py."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    beetsdir = tmp_path / "beets"
+    beetsdir.mkdir()
+    (beetsdir / "config.yaml").write_text(f"library: {tmp_path / 'library.db'}\nplugins: moodtag\n")
+    env = dict(os.environ, PYTHONPATH=str(target), BEETSDIR=str(beetsdir))
+    proc = subprocess.run([sys.executable, "-m", "beets", "moodtag", "--help"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and "--jobs" in proc.stdout, proc.stderr
+    code = "import beetsplug.moodtag as m, tagger; print(m.__file__); print(tagger.__file__)"
+    files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           check=True).stdout.split()
+    assert all(Path(f).is_relative_to(target) for f in files), files
