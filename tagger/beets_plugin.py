@@ -100,6 +100,7 @@ class MoodtagPlugin(BeetsPlugin):
     # -- the command ----------------------------------------------------------------------------
     def commands(self) -> list[ui.Subcommand]:
         cmd = ui.Subcommand("moodtag", help="classify items calm or exciting (moodtag) and store the mood")
+        cmd.parser.usage += " [QUERY...]"
         add = cmd.parser.add_option
         add("-j", "--jobs", type="int", metavar="N",
             help="worker processes (0: one per core; default: the config's moodtag.jobs)")
