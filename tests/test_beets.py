@@ -127,11 +127,19 @@ def test_write_yes_puts_the_mood_in_the_files_and_beets_stores_their_new_mtime(t
 
 
 def test_import_sets_the_mood_and_writes_it_when_the_import_writes(tmp_path, originals):
-    beet = Beets(tmp_path, originals, **{"import": {"write": True}})  # moodtag.auto: the default (yes)
-    beet("import", "-A", "-q", str(beet.music))
+    # moodtag.auto: the default (yes); two albums (untagged, so alike: keep both), analysed in one scan
+    beet = Beets(tmp_path, originals, **{"import": {"write": True, "duplicate_action": "keep"}})
+    albums = {"calm_a.flac": "one", "exciting_a.mp3": "one", "calm_b.wav": "two", "exciting_b.ogg": "two"}
+    for name, album in albums.items():
+        (beet.music / album).mkdir(exist_ok=True)
+        (beet.music / name).rename(beet.music / album / name)
+    run = beet("-v", "import", "-A", "-q", str(beet.music))
+    assert [line for line in run.stderr.splitlines() if " analysed, " in line] == [
+        "moodtag: 4 items: 4 analysed, 0 unchanged (cached), 0 failed, tags written 4; calm 2, exciting 2"]
     assert beet.fields("$mood") == {name: mood for name, (mood, _) in TRACKS.items()}
-    assert all(read_mood(beet.music / name).mood == mood for name, (mood, _) in TRACKS.items())
-    assert beet.stored_mtimes() == {name: float(int(os.path.getmtime(beet.music / name))) for name in TRACKS}
+    files = {name: beet.music / album / name for name, album in albums.items()}
+    assert all(read_mood(files[name]).mood == mood for name, (mood, _) in TRACKS.items())
+    assert beet.stored_mtimes() == {name: float(int(os.path.getmtime(f))) for name, f in files.items()}
     assert "0 analysed, 4 unchanged (cached)" in beet("moodtag").stderr  # the import's results are cached
 
 
