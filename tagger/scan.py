@@ -90,21 +90,30 @@ class _Stopped(Exception):
     """stop() said so: leave the scan between two tracks."""
 
 
-def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
-                 oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
-                 force: bool = False, retag: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
-                 full_results: bool = False, timeout: float | None = None,
-                 on_event: Callable[[ScanEvent], None] = lambda e: None,
-                 stop: Callable[[], bool] = lambda: False) -> ScanSummary:
-    """Scan `paths`, classify what is new or changed, write tags (unless dry_run/no_write), cache all.
+def scan_library(paths: list[Path], **options) -> ScanSummary:
+    """Scan `paths` (folders, walked recursively, or files), classify what is new or changed, write
+    tags (unless dry_run/no_write), cache all. Every PATH must exist: MoodtagError otherwise.
+    `options`: those of `scan_files`."""
+    check_paths(paths)
+    return scan_files(paths, **options)
+
+
+def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
+               oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
+               force: bool = False, retag: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
+               full_results: bool = False, timeout: float | None = None,
+               on_event: Callable[[ScanEvent], None] = lambda e: None,
+               stop: Callable[[], bool] = lambda: False) -> ScanSummary:
+    """Scan `paths` as scan_library does, except that a path that is missing or not a regular file
+    (an item of another program's library whose file went away) is a 'problem' event and a line of
+    the summary's problems, not an error; the rest go through. An empty list scans nothing.
 
     `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
     `force`: analyse every file again. `retag`: write the tags of files `moodtag untag` cleared too
     (from the cache where it is current; a plain scan, even with `force`, leaves them untagged).
     `timeout`: seconds after which a track still being analysed is given up (None: the pool's default).
-    Raises MoodtagError only for fatal problems (missing path, unusable model or database)."""
+    Raises MoodtagError only for fatal problems (unusable model or database)."""
     started = time.monotonic()
-    check_paths(paths)
     model_path = resolve_model(model)
     spec = read_spec(model_path)
     summary = ScanSummary(dry_run=dry_run)

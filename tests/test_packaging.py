@@ -1,4 +1,5 @@
-"""The wheel carries the shipped model, and an installed package finds it (not only a checkout)."""
+"""The wheel carries the shipped model and the beets plugin, and an installed package finds them (not only a
+checkout)."""
 from __future__ import annotations
 
 import json
@@ -61,3 +62,28 @@ def test_default_model_runs_without_torch(audio_dir, tmp_path):
     cnn = run_cli("classify", library / track.name, "--model", "moodtag-cnn", env=env)
     assert cnn.returncode == 1 and "Traceback" not in cnn.stderr
     assert "torch is not installed" in cnn.stderr and len(cnn.stderr.strip().splitlines()) == 1
+
+
+def test_wheel_installs_the_beets_plugin_in_beets_namespace(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "beetsplug/moodtag.py" in names and "tagger/beets_plugin.py" in names
+    assert "beetsplug/__init__.py" not in names  # beetsplug stays a namespace package that others extend
+    assert not [n for n in names if n.startswith("tagger/beetsplug")]
+
+
+def test_installed_wheel_is_a_plugin_beets_loads(wheel, tmp_path):
+    """`plugins: moodtag` and nothing else: no pluginpath, the installed beetsplug/moodtag.py."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    beetsdir = tmp_path / "beets"
+    beetsdir.mkdir()
+    (beetsdir / "config.yaml").write_text(f"library: {tmp_path / 'library.db'}\nplugins: moodtag\n")
+    env = dict(os.environ, PYTHONPATH=str(target), BEETSDIR=str(beetsdir))
+    proc = subprocess.run([sys.executable, "-m", "beets", "moodtag", "--help"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and "--jobs" in proc.stdout, proc.stderr
+    code = "import beetsplug.moodtag as m, tagger; print(m.__file__); print(tagger.__file__)"
+    files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           check=True).stdout.split()
+    assert all(Path(f).is_relative_to(target) for f in files), files

@@ -378,3 +378,25 @@ def test_two_scans_at_once_on_one_database(big_library, test_model, tmp_path):
     con.close()
     assert len(rows(db)) == 24
     assert all(r["status"] == "ok" for r in rows(db).values())
+
+
+def test_scan_files_takes_exactly_its_files_and_a_missing_one_is_a_problem(tmp_path):
+    """scan_files (the beets plugin's entry): only the files named, whatever else their folder holds; one
+    that is gone is a problem line and the rest go through; scan_library refuses a missing PATH."""
+    from tagger.errors import MoodtagError
+    from tagger.scan import scan_files, scan_library
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    wanted = synth.make_track(lib / "wanted.wav", "calm", 12.0, seed=2)
+    synth.make_track(lib / "other.wav", "calm", 12.0, seed=3)
+    gone = lib / "gone.flac"
+    events = []
+    summary = scan_files([wanted, gone], db=tmp_path / "c.db", jobs=1, no_write=True, on_event=events.append)
+    assert (summary.found, summary.analysed, summary.failed) == (1, 1, 0)
+    assert summary.problems == [(str(gone), "no such file or folder")]
+    assert [e.path for e in events if e.kind == "problem"] == [gone]
+    assert set(rows(tmp_path / "c.db")) == {str(wanted)}
+    assert scan_files([], db=tmp_path / "c.db").found == 0
+    with pytest.raises(MoodtagError, match="gone.flac: no such file or folder"):
+        scan_library([wanted, gone], db=tmp_path / "c.db")

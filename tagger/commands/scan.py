@@ -35,39 +35,23 @@ def scan(
     (Ctrl-C; 143 for SIGTERM, 129 for a closed terminal)."""
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, out, shown
+    from tagger.progress import ScanProgress
     from tagger.scan import ScanEvent, scan_library
 
     if dry_run and no_write:
         raise typer.BadParameter("--dry-run already writes nothing; use one of --dry-run / --no-write")
     stops = StopRequests.install()
-    progress = _Progress(enabled=not json_lines and err.is_terminal)  # no bar in a pipe or a log file
+    progress = ScanProgress(enabled=not json_lines)
 
     def on_event(event: ScanEvent) -> None:
-        if event.kind == "problem":
-            progress.log_failure(event.path, event.cause)
-        elif event.kind == "track":
+        if event.kind == "track":
             o = event.outcome
             if json_lines:
                 out.print(json.dumps(o.to_json(), ensure_ascii=False), markup=False, highlight=False)
-            if not o.result.ok and o.action == "failed":
-                progress.log_failure(o.ref.path, o.result.error)
-            elif o.tags == "failed":
-                progress.log_failure(o.ref.path, f"tags not written: {o.tag_error}")
-            elif dry_run and o.tags == "would write" and not json_lines:
+            elif dry_run and o.tags == "would write":
                 progress.log(f"[cyan]would tag[/] {shown(o.ref.path)}: {o.result.mood} "
                              f"({o.result.confidence:.2f})")
-            progress.advance(o.action == "analysed")
-        elif event.kind == "restored":
-            progress.log(f"[yellow]recovered:[/] {shown(event.path)}: {shown(event.cause)}")
-        elif event.kind == "jobs":
-            progress.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "
-                         "available (--oversubscribe allows more)")
-        elif event.kind == "waiting":
-            err.print(f"waiting for another moodtag scan using {shown(event.path)} to finish...")
-        elif event.kind == "walking":
-            progress.walking(event.count)
-        elif event.kind == "planned":
-            progress.start(event.total, event.todo)
+        progress.show(event)
 
     try:
         with progress:
@@ -100,70 +84,6 @@ def prune(
     with Cache.open(db, create=False) as cache:
         n = cache.prune([Path(p) for p in paths] if paths else None)
     out.print(f"forgot {n} missing track{'s' if n != 1 else ''}")
-
-
-class _Progress:
-    """A rich progress bar on stderr: tracks done / total, tracks per second, ETA. Disabled, it draws
-    nothing (rich would print the bar's last state once, at the end, on a stderr that is no terminal)."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        from tagger.console import err
-
-        self.enabled = enabled
-        self.console = err
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=err, transient=False, disable=not enabled)
-        self.task = None
-        self.analysed = 0
-        self.t0 = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.task is not None:
-            return self.progress.__exit__(*exc)
-
-    def _shown(self):
-        """The bar appears with the first progress, so an early error is not preceded by an empty bar."""
-        if self.task is None:
-            self.progress.__enter__()
-            self.task = self.progress.add_task("finding tracks", total=None, rate="")
-
-    def walking(self, count: int) -> None:
-        self._shown()
-        self.progress.update(self.task, description=f"finding tracks ({count})")
-
-    def start(self, total: int, todo: int) -> None:
-        import time
-
-        self._shown()
-        self.t0 = time.monotonic()
-        self.progress.update(self.task, total=total, completed=0,
-                             description=f"scanning ({todo} to analyse)")
-
-    def advance(self, analysed: bool) -> None:
-        import time
-
-        self._shown()
-        self.analysed += analysed
-        rate = ""
-        if self.t0 and self.analysed:
-            rate = f"{self.analysed / max(1e-6, time.monotonic() - self.t0):.1f} tracks/s"
-        self.progress.update(self.task, advance=1, rate=rate)
-
-    def log(self, text: str) -> None:
-        self.console.print(text) if not self.enabled else self.progress.console.print(text)
-
-    def log_failure(self, path, cause: str) -> None:
-        from tagger.console import error_line
-
-        error_line(path, cause)  # the progress bar's own console: the line goes above the bar
 
 
 def _render_summary(summary, stops) -> None:

@@ -1,0 +1,95 @@
+"""A scan's progress bar on stderr (tracks done / total, tracks per second, ETA), and lines printed
+above it: for `moodtag scan` and `beet moodtag`."""
+from __future__ import annotations
+
+
+class ScanProgress:
+    """A rich progress bar on stderr: tracks done / total, tracks per second, ETA. Only on a terminal:
+    elsewhere (a pipe, a log file) it draws nothing, since rich would print the bar's last state once,
+    at the end."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        from tagger.console import err
+
+        self.enabled = enabled and err.is_terminal
+        self.console = err
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=err, transient=False, disable=not enabled)
+        self.task = None
+        self.analysed = 0
+        self.t0 = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.task is not None:
+            return self.progress.__exit__(*exc)
+
+    def _shown(self):
+        """The bar appears with the first progress, so an early error is not preceded by an empty bar."""
+        if self.task is None:
+            self.progress.__enter__()
+            self.task = self.progress.add_task("finding tracks", total=None, rate="")
+
+    def walking(self, count: int) -> None:
+        self._shown()
+        self.progress.update(self.task, description=f"finding tracks ({count})")
+
+    def start(self, total: int, todo: int) -> None:
+        import time
+
+        self._shown()
+        self.t0 = time.monotonic()
+        self.progress.update(self.task, total=total, completed=0,
+                             description=f"scanning ({todo} to analyse)")
+
+    def advance(self, analysed: bool) -> None:
+        import time
+
+        self._shown()
+        self.analysed += analysed
+        rate = ""
+        if self.t0 and self.analysed:
+            rate = f"{self.analysed / max(1e-6, time.monotonic() - self.t0):.1f} tracks/s"
+        self.progress.update(self.task, advance=1, rate=rate)
+
+    def show(self, event) -> None:
+        """A scan's event (tagger.scan.ScanEvent) on the bar: a track advances it; a failed file or
+        tag write is one line naming the file and the cause; waits, recoveries and capped --jobs are
+        told once."""
+        from tagger.console import shown
+
+        if event.kind == "problem":
+            self.log_failure(event.path, event.cause)
+        elif event.kind == "track":
+            o = event.outcome
+            if not o.result.ok and o.action == "failed":
+                self.log_failure(o.ref.path, o.result.error)
+            elif o.tags == "failed":
+                self.log_failure(o.ref.path, f"tags not written: {o.tag_error}")
+            self.advance(o.action == "analysed")
+        elif event.kind == "restored":
+            self.log(f"[yellow]recovered:[/] {shown(event.path)}: {shown(event.cause)}")
+        elif event.kind == "jobs":
+            self.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "
+                     "available (--oversubscribe allows more)")
+        elif event.kind == "waiting":
+            self.console.print(f"waiting for another moodtag scan using {shown(event.path)} to finish...")
+        elif event.kind == "walking":
+            self.walking(event.count)
+        elif event.kind == "planned":
+            self.start(event.total, event.todo)
+
+    def log(self, text: str) -> None:
+        self.console.print(text) if not self.enabled else self.progress.console.print(text)
+
+    def log_failure(self, path, cause: str) -> None:
+        from tagger.console import error_line
+
+        error_line(path, cause)  # the progress bar's own console: the line goes above the bar

@@ -1,0 +1,199 @@
+"""The beets plugin against a real beets library: real files imported by the real `beet import`, the
+real `beet moodtag`, `beet ls` queries and the smartplaylist plugin, each in its own process.
+
+beets finds the plugin through its `pluginpath` (this checkout's tagger/beetsplug folder, the file the
+wheel installs as beetsplug/moodtag.py; tests/test_packaging.py checks the installed layout).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagger import synth
+from tagger.tags import read_mood
+
+ROOT = Path(__file__).resolve().parent.parent
+# name -> (mood, seed): synthetic tracks the shipped model classifies as named, with margin
+# (calm in lossless containers: see MODEL_CARD on lossy noise between pure tones)
+TRACKS = {"calm_a.flac": ("calm", 5), "calm_b.wav": ("calm", 2),
+          "exciting_a.mp3": ("exciting", 3), "exciting_b.ogg": ("exciting", 4)}
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("originals")
+    for name, (mood, seed) in TRACKS.items():
+        synth.make_track(folder / name, mood, 20.0, seed=seed)
+    return folder
+
+
+class Beets:
+    """A beets set-up of its own (BEETSDIR: config.yaml, library.db) over a copy of the tracks."""
+
+    def __init__(self, root: Path, originals: Path, **config) -> None:
+        self.music = root / "music"
+        shutil.copytree(originals, self.music)
+        self.dir = root / "beets"
+        self.dir.mkdir()
+        self.cache = self.dir / "moodtag.db"
+        (root / "library").mkdir()  # beets' `directory`: `beet update` asks before using a missing one
+        settings = {"directory": str(root / "library"), "library": str(self.dir / "library.db"),
+                    "pluginpath": [str(ROOT / "tagger" / "beetsplug")], "plugins": ["moodtag"],
+                    "import": {"copy": False, "write": False},
+                    "moodtag": {"db": str(self.cache), "jobs": 2}}
+        for key, value in config.items():
+            settings[key] = {**settings[key], **value} if isinstance(value, dict) and key in settings else value
+        (self.dir / "config.yaml").write_text(json.dumps(settings))  # JSON is YAML
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = dict(os.environ, BEETSDIR=str(self.dir), PYTHONPATH=str(ROOT))
+        proc = subprocess.run([sys.executable, "-m", "beets", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"beet {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def paths(self, *query: str) -> set[str]:
+        """The file names of the items a `beet ls` query returns."""
+        out = self("ls", "-f", "$path", *query).stdout
+        return {Path(line).name for line in out.splitlines() if line}
+
+    def fields(self, template: str) -> dict[str, str]:
+        """File name -> the item's `template` (beets' format) for every item."""
+        out = self("ls", "-f", f"$path\t{template}").stdout
+        return {Path(p).name: v for p, v in (line.split("\t") for line in out.splitlines() if line)}
+
+    def stored_mtimes(self) -> dict[str, float]:
+        with sqlite3.connect(self.dir / "library.db") as db:
+            return {Path(os.fsdecode(p)).name: m for p, m in db.execute("SELECT path, mtime FROM items")}
+
+    def digests(self) -> dict[str, str]:
+        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in self.music.iterdir()}
+
+
+def names(mood: str) -> set[str]:
+    return {name for name, (m, _) in TRACKS.items() if m == mood}
+
+
+def test_moodtag_command_stores_a_queryable_mood_and_a_second_run_analyses_nothing(tmp_path, originals):
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    assert set(beet.fields("$mood").values()) == {"$mood"}  # imported, no mood yet
+    before = beet.digests()
+
+    run = beet("moodtag")
+    assert "4 items: 4 analysed, 0 unchanged (cached), 0 failed, tags written 0" in run.stderr, run.stderr
+    assert beet.fields("$mood") == {name: mood for name, (mood, _) in TRACKS.items()}
+    assert beet.paths("mood:calm") == names("calm") and beet.paths("mood:exciting") == names("exciting")
+    confidence = {name: float(v) for name, v in beet.fields("$mood_confidence").items()}
+    assert all(0.5 <= c <= 1.0 for c in confidence.values()), confidence
+    # a numeric range query: mood_confidence is declared a float (item_types), not compared as text
+    cut = sorted(confidence.values())[1] + 0.001
+    assert beet.paths(f"mood_confidence:{cut:.3f}..") == {n for n, c in confidence.items() if c >= cut}
+    assert beet.digests() == before  # write: no leaves the files' bytes as they were
+
+    again = beet("moodtag")
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in again.stderr, again.stderr
+    one = beet("moodtag", "-f", "mood:calm", f"path:{beet.music / 'calm_b.wav'}")
+    assert "1 item: 1 analysed" in one.stderr, one.stderr  # the query chooses the items; -f analyses again
+    assert beet.digests() == before
+
+
+def test_write_yes_puts_the_mood_in_the_files_and_beets_stores_their_new_mtime(tmp_path, originals):
+    beet = Beets(tmp_path, originals, moodtag={"auto": False}, **{"import": {"write": True}})
+    beet("import", "-A", "-q", str(beet.music))
+    before = beet.digests()
+    nowrite = beet("moodtag", "-W")  # -W overrides the config's write
+    assert "tags written 0" in nowrite.stderr and beet.digests() == before
+
+    run = beet("moodtag")  # cached results, now written into the files
+    assert "0 analysed, 4 unchanged (cached), 0 failed, tags written 4" in run.stderr, run.stderr
+    moods = beet.fields("$mood")
+    for name in TRACKS:
+        values = read_mood(beet.music / name)
+        assert values is not None and values.mood == moods[name], name
+        assert values.model.startswith("moodtag-rhythm ")
+    stored = beet.stored_mtimes()
+    assert stored == {name: float(int(os.path.getmtime(beet.music / name))) for name in TRACKS}
+    assert beet("update", "-p").stdout.strip() == ""  # beets sees nothing changed behind its back
+
+
+def test_import_sets_the_mood_and_writes_it_when_the_import_writes(tmp_path, originals):
+    # moodtag.auto: the default (yes); two albums (untagged, so alike: keep both), analysed in one scan
+    beet = Beets(tmp_path, originals, **{"import": {"write": True, "duplicate_action": "keep"}})
+    albums = {"calm_a.flac": "one", "exciting_a.mp3": "one", "calm_b.wav": "two", "exciting_b.ogg": "two"}
+    for name, album in albums.items():
+        (beet.music / album).mkdir(exist_ok=True)
+        (beet.music / name).rename(beet.music / album / name)
+    run = beet("-v", "import", "-A", "-q", str(beet.music))
+    assert [line for line in run.stderr.splitlines() if " analysed, " in line] == [
+        "moodtag: 4 items: 4 analysed, 0 unchanged (cached), 0 failed, tags written 4; calm 2, exciting 2"]
+    assert beet.fields("$mood") == {name: mood for name, (mood, _) in TRACKS.items()}
+    files = {name: beet.music / album / name for name, album in albums.items()}
+    assert all(read_mood(files[name]).mood == mood for name, (mood, _) in TRACKS.items())
+    assert beet.stored_mtimes() == {name: float(int(os.path.getmtime(f))) for name, f in files.items()}
+    assert "0 analysed, 4 unchanged (cached)" in beet("moodtag").stderr  # the import's results are cached
+
+
+def test_import_without_write_leaves_the_files_alone(tmp_path, originals):
+    beet = Beets(tmp_path, originals)
+    before = beet.digests()
+    beet("import", "-A", "-q", str(beet.music))
+    assert beet.paths("mood:calm") == names("calm") and beet.digests() == before
+
+
+def test_a_bad_file_is_one_line_and_the_rest_go_through(tmp_path, originals):
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    garbage = beet.music / "exciting_b.ogg"
+    garbage.write_bytes(os.urandom(garbage.stat().st_size))
+    (beet.music / "calm_b.wav").unlink()
+
+    run = beet("moodtag")
+    failures = [line for line in run.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failures) == 2, run.stderr
+    assert any(str(garbage) in line for line in failures)
+    assert any("calm_b.wav: no such file or folder" in line for line in failures)
+    assert "4 items: 2 analysed, 0 unchanged (cached), 2 failed" in run.stderr
+    assert beet.fields("$mood") == {"calm_a.flac": "calm", "exciting_a.mp3": "exciting",
+                                    "calm_b.wav": "$mood", "exciting_b.ogg": "$mood"}
+
+
+def test_smartplaylist_builds_a_playlist_from_the_mood(tmp_path, originals):
+    playlists = tmp_path / "playlists"
+    beet = Beets(tmp_path, originals, plugins=["moodtag", "smartplaylist"],
+                 smartplaylist={"playlist_dir": str(playlists), "auto": False,
+                                "playlists": [{"name": "calm.m3u", "query": "mood:calm"},
+                                              {"name": "exciting.m3u", "query": "mood:exciting"}]})
+    beet("import", "-A", "-q", str(beet.music))
+    beet("splupdate")
+    for mood in ("calm", "exciting"):
+        lines = (playlists / f"{mood}.m3u").read_text().split()
+        assert {Path(line).name for line in lines} == names(mood)
+
+
+def test_dry_run_stores_and_writes_nothing(tmp_path, originals):
+    beet = Beets(tmp_path, originals, moodtag={"auto": False}, **{"import": {"write": True}})
+    beet("import", "-A", "-q", str(beet.music))
+    before = beet.digests()
+    run = beet("moodtag", "--dry-run")
+    assert sum(line.startswith("would set mood ") for line in run.stderr.splitlines()) == 4, run.stderr
+    assert beet.paths("mood:calm") == set() and beet.digests() == before and not beet.cache.exists()
+
+
+def test_an_unusable_model_is_one_error_line(tmp_path, originals):
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    run = beet("moodtag", "--model", str(tmp_path / "nope.safetensors"), check=False)
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "nope.safetensors" in errors[0], run.stderr
+    assert "Traceback" not in run.stderr
