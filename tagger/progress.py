@@ -14,7 +14,7 @@ class ScanProgress:
 
         from tagger.console import err
 
-        self.enabled = enabled and err.is_terminal
+        self.enabled = enabled = enabled and err.is_terminal
         self.console = err
         self.progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
