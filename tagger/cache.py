@@ -82,6 +82,23 @@ def m002_unambiguous_keys(db: Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
+LOOKUP_BATCH = 500     # path keys per query when a scan looks up what it walked
+_WALKED = "moodtag_walked"
+_TRACK_COLUMNS = ("path, size, mtime_ns, status, mood, confidence, model_name, model_version, tagged, error, "
+                  "path_bytes")
+
+
+def _cached_track(row: tuple) -> "CachedTrack":
+    return CachedTrack(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]), row[9], row[10])
+
+
+def under_root(root: Path) -> tuple[str, list]:
+    """SQL (and its parameters) that selects the rows at or under `root` by a range of the primary key."""
+    key, _ = path_key(root)
+    prefix = key.rstrip(os.sep) + os.sep
+    return "path = ? OR (path >= ? AND path < ?)", [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]
+
+
 def known_migrations() -> frozenset[str]:
     """The names of the schema steps this moodtag knows (all pending on an empty database)."""
     return frozenset(m.name for m in migrations.pending(Database(memory=True)))
@@ -351,14 +368,44 @@ class Cache:
         """Every row whose path lies under one of `roots` (one query per root), by path key."""
         found: dict[str, CachedTrack] = {}
         for root in roots:
-            key, _ = path_key(root)
-            prefix = key.rstrip(os.sep) + os.sep
-            sql = (f"SELECT path, size, mtime_ns, status, mood, confidence, model_name, model_version, "
-                   f"tagged, error, path_bytes FROM {TABLE} WHERE path = ? OR (path >= ? AND path < ?)")
-            for row in self.rows(sql, [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]):
-                found[row[0]] = CachedTrack(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                                            bool(row[8]), row[9], row[10])
+            where, params = under_root(root)
+            for row in self.rows(f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE {where}", params):
+                found[row[0]] = _cached_track(row)
         return found
+
+    def lookup(self, keys: list[str]) -> dict[str, CachedTrack]:
+        """The rows of these path keys (those the cache has), by key: one query per LOOKUP_BATCH keys."""
+        found: dict[str, CachedTrack] = {}
+        for i in range(0, len(keys), LOOKUP_BATCH):
+            chunk = keys[i:i + LOOKUP_BATCH]
+            sql = f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE path IN ({','.join('?' * len(chunk))})"
+            for row in self.rows(sql, chunk):
+                found[row[0]] = _cached_track(row)
+        return found
+
+    # A scan notes the keys it walks in a temporary table of this connection (on disk, not in memory),
+    # so that it can then ask for the rows under its folders that it did not find, whatever their number.
+    def begin_walk(self) -> None:
+        """Start noting walked keys (forgetting those of an earlier walk)."""
+        def run():
+            self.db.execute(f"DROP TABLE IF EXISTS temp.{_WALKED}")
+            self.db.execute(f"CREATE TEMP TABLE {_WALKED} (path TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._write(run)
+
+    def add_walked(self, keys: list[str]) -> None:
+        """Note path keys the walk found."""
+        def run():
+            with self.db.atomic():
+                self.db.conn.executemany(f"INSERT OR IGNORE INTO temp.{_WALKED} VALUES (?)", ((k,) for k in keys))
+        self._write(run)
+
+    def unwalked_under(self, roots: list[Path]) -> Iterator[CachedTrack]:
+        """Rows under `roots`, not marked missing, whose keys `add_walked` was not given since `begin_walk`."""
+        for root in roots:
+            where, params = under_root(root)
+            yield from map(_cached_track, self.rows(
+                f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE ({where}) AND status <> 'missing' "
+                f"AND path NOT IN (SELECT path FROM temp.{_WALKED})", params))
 
     def get(self, path: Path | str) -> dict | None:
         key, _ = path_key(path)

@@ -1,9 +1,11 @@
 """Cache rows -> mood playlists (M3U8 or XSPF).
 
-`select_tracks` picks the cached tracks of one mood (status ok, analysed by one model, file still on
-disk, optionally under some folders) in the order asked for; `render_playlist` turns them into the
+`select_entries` picks the cached tracks of one mood (status ok, analysed by one model, file still on
+disk, optionally under some folders) in the order asked for; `playlist_chunks` turns them into the
 text of a playlist whose paths are absolute or relative to a base folder; `write_playlist` writes it
-atomically. Audio files are never opened: one stat per candidate row, nothing more.
+atomically. `save_playlist` and `print_playlist` do all three as one stream, row by row, so that a
+playlist of 100,000 tracks costs no more memory than one of 100. Audio files are never opened: one
+stat per candidate row, nothing more.
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import contextlib
 import os
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from urllib.parse import quote_from_bytes
-from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
 
 from tagger.errors import MoodtagError
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--
 ORDERS = ("score", "shuffle", "path", "album")
 FORMATS = ("m3u8", "xspf")
 XSPF_NS = "http://xspf.org/ns/0/"
+CHUNK_LINES = 2000  # playlist lines handed on at a time
 
 # Every character that a line-oriented reader (Python's str.splitlines included) may take as the end
 # of a line: a path holding one cannot be written as a single M3U line.
@@ -88,38 +92,58 @@ class PlaylistEntry:
         return text
 
 
-@dataclass(frozen=True)
-class Selection:
-    """The chosen entries, and what was left out.
+@dataclass
+class LeftOut:
+    """Cached tracks a playlist leaves out: paths of files gone from disk, and (path, why) of those
+    the format cannot hold. Filled while the entries are read."""
 
-    missing: paths of cached files gone from disk; unwritable: (path, why) the format cannot hold.
-    """
+    missing: list[str] = field(default_factory=list)
+    unwritable: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Written:
+    """A playlist written: how many entries went in, and what was left out."""
 
     request: PlaylistRequest
-    entries: tuple[PlaylistEntry, ...]
-    missing: tuple[str, ...] = ()
-    unwritable: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Playlist:
-    """A rendered playlist: what was selected and the text of the file."""
-
-    selection: Selection
     fmt: str
-    text: str
+    count: int
+    left_out: LeftOut
 
     @property
     def mood(self) -> str:
-        return self.selection.request.mood
+        return self.request.mood
 
 
-def build_playlist(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
-                   base: Path | None = None) -> Playlist:
-    """Select the tracks `request` asks for and render them as `fmt`, paths relative to `base` (None: absolute)."""
-    selection = select_tracks(cache, request, fmt=fmt)
-    text = render_playlist(selection.entries, fmt=fmt, base=base, title=f"moodtag: {request.mood}")
-    return Playlist(selection, fmt, text)
+def save_playlist(cache: Cache, request: PlaylistRequest, dest: Path, *, fmt: str = "m3u8",
+                  base: Path | None = None) -> Written:
+    """Select the tracks `request` asks for and write them to `dest` as `fmt` (paths relative to
+    `base`; None: absolute), streamed from the cache into the file (memory flat), atomically."""
+    left_out, counted = LeftOut(), _Counted()
+    entries = counted.of(select_entries(cache, request, fmt=fmt, left_out=left_out))
+    write_playlist(playlist_chunks(entries, fmt=fmt, base=base, title=f"moodtag: {request.mood}"), dest)
+    return Written(request, fmt, counted.n, left_out)
+
+
+def print_playlist(cache: Cache, request: PlaylistRequest, write: Callable[[str], None], *, fmt: str = "m3u8",
+                   base: Path | None = None) -> Written:
+    """As save_playlist, but each chunk of text goes to `write` (standard output)."""
+    left_out, counted = LeftOut(), _Counted()
+    entries = counted.of(select_entries(cache, request, fmt=fmt, left_out=left_out))
+    for chunk in playlist_chunks(entries, fmt=fmt, base=base, title=f"moodtag: {request.mood}"):
+        write(chunk)
+    return Written(request, fmt, counted.n, left_out)
+
+
+class _Counted:
+    """Counts what passes through `of`."""
+
+    n = 0
+
+    def of(self, items: Iterable):
+        for item in items:
+            self.n += 1
+            yield item
 
 
 def resolve_labels(cache: Cache, *, model: str | None, any_model: bool) -> tuple[tuple[str, ...], tuple[str, str] | None]:
@@ -158,9 +182,11 @@ def check_mood(mood: str, labels: tuple[str, ...], model: tuple[str, str] | None
         raise MoodtagError(f"{mood!r} is not a mood of {whose} (choose one of: {', '.join(labels)})")
 
 
-def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8") -> Selection:
-    """The cached tracks that `request` asks for, whose files still exist and that `fmt` can hold."""
-    from tagger.cache import TABLE, path_key
+def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
+                   left_out: LeftOut | None = None) -> Iterator[PlaylistEntry]:
+    """The cached tracks that `request` asks for, whose files still exist and that `fmt` can hold,
+    in its order, streamed; those left out are noted in `left_out`."""
+    from tagger.cache import TABLE, under_root
 
     if request.order not in ORDERS:
         raise MoodtagError(f"unknown order {request.order!r} (choose one of: {', '.join(ORDERS)})")
@@ -168,6 +194,7 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8") 
         raise MoodtagError(f"unknown playlist format {fmt!r} (choose one of: {', '.join(FORMATS)})")
     if request.limit is not None and request.limit < 0:
         raise MoodtagError(f"--limit must be 0 or more, not {request.limit}")
+    left_out = LeftOut() if left_out is None else left_out
     where = ["status = 'ok'", "mood = ?", "confidence >= ?"]
     params: list = [request.mood, request.min_confidence]
     if request.model is not None:
@@ -176,10 +203,9 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8") 
     if request.roots:
         alternatives = []
         for root in request.roots:
-            key, _ = path_key(root)
-            prefix = key.rstrip(os.sep) + os.sep
-            alternatives.append("path = ? OR (path >= ? AND path < ?)")
-            params += [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]
+            sql, root_params = under_root(root)
+            alternatives.append(sql)
+            params += root_params
         where.append("(" + " OR ".join(f"({a})" for a in alternatives) + ")")
     sql = (f"SELECT path, path_bytes, mood, confidence, duration, artist, title, album FROM {TABLE} "
            f"WHERE {' AND '.join(where)} ORDER BY {_ORDER_SQL[request.order]}")
@@ -187,22 +213,20 @@ def select_tracks(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8") 
     if request.order == "shuffle":
         rows = list(rows)
         random.Random(request.seed).shuffle(rows)
-
-    entries: list[PlaylistEntry] = []
-    missing: list[str] = []
-    unwritable: list[tuple[str, str]] = []
+    count = 0
+    exists = os.path.exists
     for row in rows:
-        if request.limit is not None and len(entries) >= request.limit:
-            break
+        if request.limit is not None and count >= request.limit:
+            return
         entry = PlaylistEntry(*row)
         problem = m3u_problem(entry) if fmt == "m3u8" else None
-        if not os.path.exists(entry.fs_path):
-            missing.append(entry.path)
+        if not exists(entry.fs_path):
+            left_out.missing.append(entry.path)
         elif problem:
-            unwritable.append((entry.path, problem))
+            left_out.unwritable.append((entry.path, problem))
         else:
-            entries.append(entry)
-    return Selection(request, tuple(entries), tuple(missing), tuple(unwritable))
+            count += 1
+            yield entry
 
 
 def m3u_can_hold(entry: PlaylistEntry) -> bool:
@@ -214,7 +238,7 @@ def m3u_problem(entry: PlaylistEntry) -> str | None:
     """Why an M3U8 line cannot carry this entry's path, or None."""
     if entry.raw_path is not None:
         return "its name is not valid UTF-8"
-    if LINE_BREAKS & set(entry.path):
+    if _LINE_BREAK_RE.search(entry.path):
         return "its name holds a line break"
     return None
 
@@ -227,43 +251,83 @@ def entry_location(entry: PlaylistEntry, base: Path | None) -> str | bytes:
     return os.path.relpath(entry.fs_path, base_path)
 
 
-def render_m3u8(entries: tuple[PlaylistEntry, ...] | list[PlaylistEntry], *, base: Path | None = None) -> str:
+class _Locations:
+    """entry_location for many entries and one base, each folder's relative path worked out once
+    (os.path.relpath costs ~10 us: a second for 100,000 entries)."""
+
+    def __init__(self, base: Path | None) -> None:
+        self.base = base
+        self.base_path = None if base is None else os.path.abspath(base)
+        self.folder_location = lru_cache(maxsize=4096)(self._folder_location)
+
+    def _folder_location(self, folder: str) -> str:
+        return os.path.relpath(folder, self.base_path)
+
+    def __call__(self, entry: PlaylistEntry) -> str | bytes:
+        if self.base is None or entry.raw_path is not None or entry.path == self.base_path:
+            return entry_location(entry, self.base)
+        folder, name = os.path.split(entry.path)
+        location = self.folder_location(folder)
+        return name if location == "." else f"{location}{os.sep}{name}"
+
+
+def render_m3u8(entries: Iterable[PlaylistEntry], *, base: Path | None = None) -> str:
     """An extended M3U playlist (UTF-8 text): #EXTM3U, then #EXTINF and a path line per entry.
 
     Entries that cannot be written on one line (see `m3u_can_hold`) must be filtered out before.
     """
+    return "".join(m3u8_chunks(entries, base=base))
+
+
+def m3u8_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None) -> Iterator[str]:
+    """render_m3u8's text in chunks of a few hundred entries."""
+    location_of = _Locations(base)
     lines = ["#EXTM3U"]
     for entry in entries:
         if not m3u_can_hold(entry):
             raise ValueError(f"{entry.path!r} cannot be written to an M3U playlist")
         seconds = -1 if entry.duration is None else int(round(entry.duration))
-        location = entry_location(entry, base)
+        location = location_of(entry)
         if base is not None and (location.startswith("#") or location[:1].isspace()):
             location = "./" + location  # else read as a comment, or stripped
         lines.append(f"#EXTINF:{seconds},{entry.display_title}")
         lines.append(location)
-    return "\n".join(lines) + "\n"
+        if len(lines) >= CHUNK_LINES:
+            yield "\n".join(lines) + "\n"
+            lines = []
+    if lines:
+        yield "\n".join(lines) + "\n"
 
 
-def render_xspf(entries: tuple[PlaylistEntry, ...] | list[PlaylistEntry], *, base: Path | None = None,
-                title: str | None = None) -> str:
+def render_xspf(entries: Iterable[PlaylistEntry], *, base: Path | None = None, title: str | None = None) -> str:
     """An XSPF playlist (XML): percent-encoded file:// URIs (relative URIs when `base` is given)."""
-    ET.register_namespace("", XSPF_NS)
-    root = ET.Element(f"{{{XSPF_NS}}}playlist", version="1")
+    return "".join(xspf_chunks(entries, base=base, title=title))
+
+
+def xspf_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None,
+                title: str | None = None) -> Iterator[str]:
+    """render_xspf's text in chunks, written element by element (no tree held in memory)."""
+    def element(tag: str, text: str, indent: str) -> str:
+        return f"{indent}<{tag}>{xml_escape(_xml_text(text))}</{tag}>"
+
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', f'<playlist xmlns="{XSPF_NS}" version="1">']
     if title:
-        ET.SubElement(root, f"{{{XSPF_NS}}}title").text = _xml_text(title)
-    track_list = ET.SubElement(root, f"{{{XSPF_NS}}}trackList")
+        lines.append(element("title", title, "  "))
+    lines.append("  <trackList>")
     for entry in entries:
-        track = ET.SubElement(track_list, f"{{{XSPF_NS}}}track")
-        ET.SubElement(track, f"{{{XSPF_NS}}}location").text = file_uri(entry, base)
+        lines += ["    <track>", element("location", file_uri(entry, base), "      ")]
         for tag, value in (("title", entry.title or Path(entry.path).stem), ("creator", entry.artist),
                            ("album", entry.album)):
             if value:
-                ET.SubElement(track, f"{{{XSPF_NS}}}{tag}").text = _xml_text(value)
+                lines.append(element(tag, value, "      "))
         if entry.duration is not None:
-            ET.SubElement(track, f"{{{XSPF_NS}}}duration").text = str(int(round(entry.duration * 1000)))
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+            lines.append(element("duration", str(int(round(entry.duration * 1000))), "      "))
+        lines.append("    </track>")
+        if len(lines) >= CHUNK_LINES:
+            yield "\n".join(lines) + "\n"
+            lines = []
+    lines += ["  </trackList>", "</playlist>"]
+    yield "\n".join(lines) + "\n"
 
 
 def file_uri(entry: PlaylistEntry, base: Path | None = None) -> str:
@@ -273,12 +337,13 @@ def file_uri(entry: PlaylistEntry, base: Path | None = None) -> str:
     return "file://" + encoded if base is None else encoded
 
 
-def render_playlist(entries, *, fmt: str, base: Path | None = None, title: str | None = None) -> str:
-    """The playlist text in format `fmt` (m3u8 or xspf)."""
+def playlist_chunks(entries: Iterable[PlaylistEntry], *, fmt: str, base: Path | None = None,
+                    title: str | None = None) -> Iterator[str]:
+    """The playlist text in format `fmt` (m3u8 or xspf), in chunks."""
     if fmt == "m3u8":
-        return render_m3u8(entries, base=base)
+        return m3u8_chunks(entries, base=base)
     if fmt == "xspf":
-        return render_xspf(entries, base=base, title=title)
+        return xspf_chunks(entries, base=base, title=title)
     raise MoodtagError(f"unknown playlist format {fmt!r} (choose one of: {', '.join(FORMATS)})")
 
 
@@ -312,20 +377,26 @@ def playlist_base(folder: Path | None, *, relative_to: Path | None = None, absol
     return None if folder is None else Path(os.path.abspath(folder.expanduser()))
 
 
-def write_playlist(text: str, dest: Path) -> Path:
-    """Write playlist text to `dest` as UTF-8 (atomically: a temporary file, then rename)."""
+def write_playlist(chunks: Iterable[str] | str, dest: Path) -> Path:
+    """Write playlist text (a string, or chunks of it) to `dest` as UTF-8, atomically: a temporary
+    file, then rename. Nothing is left behind if reading the chunks fails."""
     dest = dest.expanduser()
     if dest.is_dir():
         raise MoodtagError(f"{dest}: is a folder (give a playlist file name)")
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8", newline="\n")
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.writelines([chunks] if isinstance(chunks, str) else chunks)
         tmp.replace(dest)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise MoodtagError(f"{dest}: cannot write the playlist ({exc.strerror or exc})") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return dest
 
 

@@ -56,8 +56,8 @@ def playlist(
     import click
 
     from tagger.cache import Cache
-    from tagger.playlists import (PlaylistRequest, build_playlist, check_mood, format_for, playlist_base,
-                                  resolve_labels, write_playlist)
+    from tagger.playlists import (PlaylistRequest, check_mood, format_for, playlist_base, print_playlist,
+                                  resolve_labels, save_playlist)
 
     playlist_format = format_for(output, fmt.value if fmt else None)
     base = playlist_base(output.parent if output else None, relative_to=relative_to, absolute=absolute)
@@ -66,13 +66,14 @@ def playlist(
         check_mood(mood, labels, model_id)
         request = PlaylistRequest(mood, model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
-        result = build_playlist(cache, request, fmt=playlist_format, base=base)
+        if output is None:
+            result = print_playlist(cache, request, lambda text: click.echo(text.encode("utf-8"), nl=False),
+                                    fmt=playlist_format, base=base)
+        else:
+            result = save_playlist(cache, request, output, fmt=playlist_format, base=base)
     _report_left_out(result)
-    if output is None:
-        click.echo(result.text.encode("utf-8"), nl=False)
-        return
-    dest = write_playlist(result.text, output)
-    _report_written(result, dest)
+    if output is not None:
+        _report_written(result, output.expanduser())
 
 
 def playlists(
@@ -96,18 +97,18 @@ def playlists(
     from dataclasses import replace
 
     from tagger.cache import Cache
-    from tagger.playlists import (PlaylistRequest, build_playlist, playlist_base, playlist_file_name,
-                                  resolve_labels, write_playlist)
+    from tagger.playlists import PlaylistRequest, playlist_base, playlist_file_name, resolve_labels, save_playlist
 
     base = playlist_base(out_dir, relative_to=relative_to, absolute=absolute)
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
         request = PlaylistRequest(labels[0], model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
-        results = [build_playlist(cache, replace(request, mood=label), fmt=fmt.value, base=base) for label in labels]
-    for result in results:
-        _report_left_out(result)
-        _report_written(result, write_playlist(result.text, out_dir / playlist_file_name(result.mood, result.fmt)))
+        dests = {label: out_dir / playlist_file_name(label, fmt.value) for label in labels}  # all valid first
+        for label, dest in dests.items():
+            result = save_playlist(cache, replace(request, mood=label), dest, fmt=fmt.value, base=base)
+            _report_left_out(result)
+            _report_written(result, dest)
 
 
 def _report_left_out(result) -> None:
@@ -116,12 +117,12 @@ def _report_left_out(result) -> None:
 
     from tagger.console import shown, warn
 
-    selection = result.selection
-    for path, problem in selection.unwritable:
+    left_out = result.left_out
+    for path, problem in left_out.unwritable:
         warn(f"{shown(path)}: left out of the {escape(result.mood)} playlist: {problem} "
              f"(an M3U line cannot hold it; --format xspf can)")
-    if selection.missing:
-        n = len(selection.missing)
+    if left_out.missing:
+        n = len(left_out.missing)
         warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} no longer on disk left out "
              f"(`moodtag scan` updates the cache)")
 
@@ -131,5 +132,5 @@ def _report_written(result, dest: Path) -> None:
 
     from tagger.console import out, shown
 
-    n = len(result.selection.entries)
+    n = result.count
     out.print(f"wrote {n} {escape(result.mood)} track{'s' if n != 1 else ''} to {shown(dest)}")

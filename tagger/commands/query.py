@@ -76,7 +76,7 @@ def query(
             rows = ((getattr(t, c) for c in TRACK_COLUMNS) for t in tracks)
             _emit(TRACK_COLUMNS, rows, json_lines=json_lines, csv_out=csv_out)
         else:
-            _render_tracks(list(tracks))
+            _render_tracks(tracks)
 
 
 def stats(
@@ -102,11 +102,12 @@ def stats(
 
 # -- rendering ---------------------------------------------------------------------------------------
 
-TABLE_ROWS_MAX = 10_000  # a terminal table holds all its rows in memory; --csv and --json stream
+SQL_COLUMN_MAX = 60      # a --sql table cuts longer cells (but the last column's) with '…'; --csv and --json do not
+TAG_COLUMN_MAX = 20      # artist, title, album in the track table
 
 
 def _emit(columns, rows, *, json_lines: bool, csv_out: bool, stop=lambda: False) -> None:
-    """Rows as JSON Lines, CSV (both streamed, memory flat), or a rich table (at most TABLE_ROWS_MAX)."""
+    """Rows as JSON Lines, CSV or a plain-text table, all streamed (memory flat)."""
     import click
 
     if json_lines:
@@ -131,19 +132,34 @@ def _emit(columns, rows, *, json_lines: bool, csv_out: bool, stop=lambda: False)
                     return
         click.echo(buffer.getvalue(), nl=False)
     else:
-        from rich.markup import escape
-        from rich.table import Table
+        from tagger.plain_table import table_lines
+        from tagger.records import printable
 
-        from tagger.console import err, out, shown
+        if not columns:  # a statement that returns nothing (a PRAGMA that only reports by its effect)
+            return
+        cells = (tuple("" if v is None else printable(str(_jsonable(v))) for v in row) for row in rows)
+        _echo_lines(table_lines([printable(c) for c in columns], cells,
+                                max_widths=[SQL_COLUMN_MAX] * len(columns)), stop=stop)
 
-        table = Table(*(escape(c) for c in columns), box=None, highlight=False)
-        for row in rows:
-            if table.row_count == TABLE_ROWS_MAX or stop():
-                err.print(f"[yellow]only the first {table.row_count:,} rows are shown[/]; --csv or --json "
-                          "give them all")
-                break
-            table.add_row(*("" if v is None else shown(str(_jsonable(v))) for v in row))
-        out.print(table)
+
+def _echo_lines(lines, *, stop=lambda: False) -> int:
+    """Write text lines to stdout in blocks of about 64 KB; returns how many (the header included)."""
+    import click
+
+    block: list[str] = []
+    size = count = 0
+    for text in lines:
+        block.append(text)
+        size += len(text) + 1
+        count += 1
+        if size > 1 << 16:
+            click.echo("\n".join(block))
+            block, size = [], 0
+            if stop():
+                return count
+    if block:
+        click.echo("\n".join(block))
+    return count
 
 
 def _jsonable(value):
@@ -166,32 +182,26 @@ def _csv_cell(value):
 
 
 def _render_tracks(tracks) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    """The tracks as a plain-text table, streamed: path last (never cut), a failed track's error after it."""
+    from itertools import chain
 
-    from tagger.console import err, out
-
-    if not tracks:
-        err.print("no cached tracks match")
-        return
+    from tagger.console import err
+    from tagger.plain_table import table_lines
     from tagger.records import printable
 
-    with_errors = any(t.error for t in tracks)
-    table = Table(box=None, highlight=False)
-    table.add_column("path", overflow="fold", min_width=24)
-    table.add_column("mood", no_wrap=True)
-    table.add_column("conf.", justify="right", no_wrap=True)
-    for name in ("artist", "title", "album"):
-        table.add_column(name, overflow="ellipsis", no_wrap=True, max_width=20)
-    table.add_column("status", no_wrap=True)
-    if with_errors:
-        table.add_column("error", overflow="fold", max_width=40)
-    for t in tracks:
-        table.add_row(escape(printable(t.path)), escape(t.mood or ""), "" if t.confidence is None else f"{t.confidence:.2f}",
-                      escape(t.artist or ""), escape(t.title or ""), escape(t.album or ""), t.status,
-                      *([escape(t.error or "")] if with_errors else []))
-    out.print(table)
-    err.print(f"{len(tracks)} track{'s' if len(tracks) != 1 else ''}")
+    def cells(t):
+        path = printable(t.path) + (f"  error: {printable(t.error)}" if t.error else "")
+        return (t.mood or "", "" if t.confidence is None else f"{t.confidence:.2f}", t.status,
+                printable(t.artist or ""), printable(t.title or ""), printable(t.album or ""), path)
+
+    first = next(tracks, None)
+    if first is None:
+        err.print("no cached tracks match")
+        return
+    headers = ("mood", "conf.", "status", "artist", "title", "album", "path")
+    n = _echo_lines(table_lines(headers, map(cells, chain((first,), tracks)), right=frozenset({1}),
+                                max_widths=(None, None, None, TAG_COLUMN_MAX, TAG_COLUMN_MAX, TAG_COLUMN_MAX, None))) - 1
+    err.print(f"{n} track{'s' if n != 1 else ''}")
 
 
 def _render_stats(summary, db_path) -> None:
