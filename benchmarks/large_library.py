@@ -134,6 +134,7 @@ def ensure_cache(out: Path, lib: Path, size: int, sources) -> Path:
     db = out / "db" / f"{size}.db"
     done = db.with_suffix(".done")
     if done.exists():
+        Cache.open(db).close()  # its schema brought up to date, as the first scan after an upgrade does
         return db
     for stale in db.parent.glob(f"{size}.db*"):
         stale.unlink()

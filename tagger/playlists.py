@@ -18,7 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from urllib.parse import quote_from_bytes
-from xml.sax.saxutils import escape as xml_escape
 
 from tagger.errors import MoodtagError
 
@@ -402,6 +401,11 @@ def write_playlist(chunks: Iterable[str] | str, dest: Path) -> Path:
 
 def _one_line(text: str | None) -> str:
     return _LINE_BREAK_RE.sub(" ", text).strip() if text else ""
+
+
+def xml_escape(text: str) -> str:
+    """Text for an XML element: &, < and > escaped (xml.sax.saxutils would import urllib.request: 0.15 s)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _xml_text(text: str) -> str:

@@ -176,7 +176,7 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
             by_path = {ref.path: ref for ref in todo}
             jobs_used = min(summary.jobs, len(todo))
             ahead = READ_AHEAD_PER_JOB * jobs_used if read_ahead is None else read_ahead
-            reader = ReadAhead([ref.path for ref in todo], tracks=ahead) if ahead > 0 else None
+            reader = ReadAhead([ref.path for ref in todo], tracks=ahead, plan=spec.clips) if ahead > 0 else None
             results = analyse_tracks(todo, model_path, jobs=jobs_used, stop=stop,
                                      timeout=TRACK_TIMEOUT_S if timeout is None else timeout)
             try:

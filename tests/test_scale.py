@@ -162,3 +162,26 @@ def test_read_ahead_never_blocks_on_a_fifo_or_fails_on_a_missing_file(tmp_path):
     closed = threading.Event()
     threading.Thread(target=lambda: (reader.close(), closed.set()), daemon=True).start()
     assert closed.wait(10)
+
+
+def test_of_a_large_file_only_the_parts_around_its_clips_are_read_ahead(tmp_path):
+    """A 3-minute WAV (32 MB): PCM, so the bytes each clip's decoding reads are known exactly."""
+    from tagger.audio import clip_offsets
+    from tagger.prefetch import WHOLE_FILE_BYTES, planned_ranges
+    from tagger.weights import read_spec, resolve_model
+
+    plan = read_spec(resolve_model(None)).clips
+    path = synth.encode(synth.render("calm", 180.0, seed=1), tmp_path / "long.wav")
+    size = path.stat().st_size
+    assert size > WHOLE_FILE_BYTES
+    ranges = planned_ranges(path, size, plan)
+    read = sum(length for _, length in ranges)
+    assert read < size / 2
+    bytes_per_second, header = synth.SAMPLE_RATE * 2 * 2, size - 180 * synth.SAMPLE_RATE * 4
+    for start in clip_offsets(180.0, plan):
+        first, last = header + int(start * bytes_per_second), header + int((start + plan.seconds) * bytes_per_second)
+        assert any(offset <= first and last <= offset + length for offset, length in ranges), (start, ranges)
+    assert ranges[0][0] == 0 and ranges[-1][0] + ranges[-1][1] == size  # head and tail
+    assert read_into_page_cache(path, plan) == read
+    small = synth.encode(synth.render("calm", 30.0, seed=1), tmp_path / "short.ogg")
+    assert planned_ranges(small, small.stat().st_size, plan) == [(0, small.stat().st_size)]

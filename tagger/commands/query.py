@@ -102,12 +102,13 @@ def stats(
 
 # -- rendering ---------------------------------------------------------------------------------------
 
+TABLE_ROWS_MAX = 10_000  # a table is for reading: it stops here (--csv and --json give every row)
 SQL_COLUMN_MAX = 60      # a --sql table cuts longer cells (but the last column's) with '…'; --csv and --json do not
 TAG_COLUMN_MAX = 20      # artist, title, album in the track table
 
 
 def _emit(columns, rows, *, json_lines: bool, csv_out: bool, stop=lambda: False) -> None:
-    """Rows as JSON Lines, CSV or a plain-text table, all streamed (memory flat)."""
+    """Rows as JSON Lines, CSV (both streamed, memory flat), or a plain-text table (at most TABLE_ROWS_MAX)."""
     import click
 
     if json_lines:
@@ -138,8 +139,24 @@ def _emit(columns, rows, *, json_lines: bool, csv_out: bool, stop=lambda: False)
         if not columns:  # a statement that returns nothing (a PRAGMA that only reports by its effect)
             return
         cells = (tuple("" if v is None else printable(str(_jsonable(v))) for v in row) for row in rows)
-        _echo_lines(table_lines([printable(c) for c in columns], cells,
-                                max_widths=[SQL_COLUMN_MAX] * len(columns)), stop=stop)
+        shown = _echo_lines(table_lines([printable(c) for c in columns], _capped(cells),
+                                        max_widths=[SQL_COLUMN_MAX] * len(columns)), stop=stop) - 1
+        if shown == TABLE_ROWS_MAX and next(cells, None) is not None:
+            _say_capped()
+
+
+def _capped(rows):
+    """The first TABLE_ROWS_MAX rows."""
+    from itertools import islice
+
+    return islice(rows, TABLE_ROWS_MAX)
+
+
+def _say_capped() -> None:
+    from tagger.console import err
+
+    err.print(f"[yellow]only the first {TABLE_ROWS_MAX:,} rows are shown[/]; --csv or --json "
+              "give them all")
 
 
 def _echo_lines(lines, *, stop=lambda: False) -> int:
@@ -182,7 +199,8 @@ def _csv_cell(value):
 
 
 def _render_tracks(tracks) -> None:
-    """The tracks as a plain-text table, streamed: path last (never cut), a failed track's error after it."""
+    """The tracks as a plain-text table (at most TABLE_ROWS_MAX), streamed: path last (never cut), a failed
+    track's error after it."""
     from itertools import chain
 
     from tagger.console import err
@@ -199,8 +217,11 @@ def _render_tracks(tracks) -> None:
         err.print("no cached tracks match")
         return
     headers = ("mood", "conf.", "status", "artist", "title", "album", "path")
-    n = _echo_lines(table_lines(headers, map(cells, chain((first,), tracks)), right=frozenset({1}),
+    n = _echo_lines(table_lines(headers, map(cells, _capped(chain((first,), tracks))), right=frozenset({1}),
                                 max_widths=(None, None, None, TAG_COLUMN_MAX, TAG_COLUMN_MAX, TAG_COLUMN_MAX, None))) - 1
+    if n == TABLE_ROWS_MAX and next(tracks, None) is not None:
+        _say_capped()
+        return
     err.print(f"{n} track{'s' if n != 1 else ''}")
 
 
