@@ -15,8 +15,9 @@ and mtime, and tagged, as after the tag write. So every file is fresh, and the m
 and compares everything and analyses nothing (it is checked: found = cached = N).
 
 Each command is the real CLI in a subprocess (`python -m tagger ... --db N.db`, stdout to a file);
-wall clock from its start (Python start-up and imports included) and its peak RSS (os.wait4's
-ru_maxrss). Sizes run one after the other inside each repeat, so the ratios compare runs made under
+wall clock from its start (Python start-up and imports included), its CPU time (user + system,
+which other load on a shared machine barely changes) and its peak RSS (os.wait4's rusage). The
+first row, `query --limit 0`, is the start-up every command pays whatever the library's size. Sizes run one after the other inside each repeat, so the ratios compare runs made under
 the same load. Results: the console and benchmarks/out/large/results.json.
 """
 from __future__ import annotations
@@ -154,8 +155,8 @@ def ensure_cache(out: Path, lib: Path, size: int, sources) -> Path:
 
 # -- measuring -----------------------------------------------------------------------------------
 
-def measure(cmd: list[str], log: Path) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes, stderr) of one run; fails loudly on a non-zero exit."""
+def measure(cmd: list[str], log: Path) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS bytes, stderr) of one run; fails loudly on a non-zero exit."""
     with open(log, "wb") as stdout, open(log.with_suffix(".err"), "wb") as stderr:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=moodtag_env())
@@ -165,13 +166,14 @@ def measure(cmd: list[str], log: Path) -> tuple[float, int, str]:
     err = log.with_suffix(".err").read_text(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)}: exit status {proc.returncode}\n{err[-2000:]}")
-    return wall, usage.ru_maxrss * 1024, err
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, err
 
 
 def commands(lib: Path, db: Path, size: int, work: Path) -> dict[str, list[str]]:
     parts = [str(lib / f"part{p:02d}") for p in range(size // PART)]
     common = ["--db", str(db)]
     return {
+        "start-up (query --limit 0)": cli("query", "--limit", "0", *common),
         "rescan": cli("scan", *parts, *common),
         "playlists": cli("playlists", "--out-dir", str(work / "playlists"), *common),
         "query": cli("query", *common),
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     lib = ensure_library(out, max(sizes) // PART, sources)
     dbs = {size: ensure_cache(out, lib, size, sources) for size in sizes}
 
-    runs: dict[tuple[str, int], list[tuple[float, int]]] = {}
+    runs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
     work = out / "work"
     work.mkdir(exist_ok=True)
     for r in range(args.repeat):
@@ -218,26 +220,28 @@ def main(argv: list[str] | None = None) -> int:
             for name, cmd in commands(lib, dbs[size], size, work).items():
                 if args.only and not name.startswith(args.only):
                     continue
-                wall, rss, err = measure(cmd, work / "last.out")
+                wall, cpu, rss, err = measure(cmd, work / "last.out")
                 if name == "rescan":
                     check_rescan(err, size)
-                runs.setdefault((name, size), []).append((wall, rss))
-                say(f"  run {r + 1}/{args.repeat} {size:>7,} files  {name:<40} {wall:6.2f} s  {rss / 2**20:6.0f} MB")
+                runs.setdefault((name, size), []).append((wall, cpu, rss))
+                say(f"  run {r + 1}/{args.repeat} {size:>7,} files  {name:<40} {wall:6.2f} s  (CPU {cpu:5.2f} s)  "
+                    f"{rss / 2**20:6.0f} MB")
 
     names = list(dict.fromkeys(name for name, _ in runs))
     smallest, largest = sizes[0], sizes[-1]
     results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                            "load_average": os.getloadavg()}, "repeat": args.repeat, "commands": {}}
-    say(f"\nmedians of {args.repeat} run(s): wall seconds / peak RSS MB")
-    say(f"{'command':<40}" + "".join(f"{s:>20,}" for s in sizes) + f"{'RSS ratio':>11}  target")
+    say(f"\nmedians of {args.repeat} run(s): wall seconds (CPU seconds) peak RSS MB; load average {os.getloadavg()[1]:.1f}")
+    say(f"{'command':<34}" + "".join(f"{s:>27,}" for s in sizes) + f"{'RSS ratio':>11}  target")
     verdicts = []
     for name in names:
         cells, entry = [], {}
         for size in sizes:
-            wall = statistics.median(w for w, _ in runs[(name, size)])
-            rss = statistics.median(m for _, m in runs[(name, size)])
-            entry[size] = {"seconds": round(wall, 3), "peak_rss_mb": round(rss / 2**20, 1)}
-            cells.append(f"{wall:9.2f} s {rss / 2**20:6.0f} MB")
+            wall = statistics.median(w for w, _, _ in runs[(name, size)])
+            cpu = statistics.median(c for _, c, _ in runs[(name, size)])
+            rss = statistics.median(m for _, _, m in runs[(name, size)])
+            entry[size] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "peak_rss_mb": round(rss / 2**20, 1)}
+            cells.append(f"{wall:6.2f} s ({cpu:5.2f}) {rss / 2**20:4.0f} MB")
         ratio = entry[largest]["peak_rss_mb"] / entry[smallest]["peak_rss_mb"]
         if name == "rescan":
             worst = max(entry[s]["seconds"] / (s / 10_000) for s in sizes)
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         target += f"; RSS ratio <= {FLAT_RATIO}: {'met' if flat else 'NOT met'}"
         verdicts.append(ok and flat)
         results["commands"][name] = {"sizes": entry, "rss_ratio": round(ratio, 3), "target": target}
-        say(f"{name:<40}" + "".join(f"{c:>20}" for c in cells) + f"{ratio:>10.2f}x  {target}")
+        say(f"{name:<34}" + "".join(f"{c:>27}" for c in cells) + f"{ratio:>10.2f}x  {target}")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     say(f"\nresults: {out / 'results.json'}")
     return 0 if all(verdicts) else 1

@@ -251,23 +251,35 @@ def entry_location(entry: PlaylistEntry, base: Path | None) -> str | bytes:
 
 
 class _Locations:
-    """entry_location for many entries and one base, each folder's relative path worked out once
-    (os.path.relpath costs ~10 us: a second for 100,000 entries)."""
+    """entry_location for many entries and one base: each folder's relative path worked out once, by
+    comparing path components (os.path.relpath costs ~15 us: two seconds for 100,000 entries)."""
 
     def __init__(self, base: Path | None) -> None:
         self.base = base
         self.base_path = None if base is None else os.path.abspath(base)
+        self.base_parts = None if base is None else _parts(self.base_path)
         self.folder_location = lru_cache(maxsize=4096)(self._folder_location)
 
     def _folder_location(self, folder: str) -> str:
-        return os.path.relpath(folder, self.base_path)
+        parts, base = _parts(folder), self.base_parts
+        common = 0
+        for mine, theirs in zip(parts, base):
+            if mine != theirs:
+                break
+            common += 1
+        return os.sep.join([os.pardir] * (len(base) - common) + parts[common:]) or os.curdir
 
     def __call__(self, entry: PlaylistEntry) -> str | bytes:
         if self.base is None or entry.raw_path is not None or entry.path == self.base_path:
             return entry_location(entry, self.base)
         folder, name = os.path.split(entry.path)
         location = self.folder_location(folder)
-        return name if location == "." else f"{location}{os.sep}{name}"
+        return name if location == os.curdir else f"{location}{os.sep}{name}"
+
+
+def _parts(path: str) -> list[str]:
+    """The names in an absolute, normal path."""
+    return [part for part in path.split(os.sep) if part]
 
 
 def render_m3u8(entries: Iterable[PlaylistEntry], *, base: Path | None = None) -> str:
