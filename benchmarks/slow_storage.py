@@ -15,7 +15,8 @@ on local disk are in the page cache (just written or read), as are those the sha
 difference is the share's latency alone. Each scan is the real CLI, `python -m tagger scan LIB --db
 NEW.db --no-write --jobs 2` (no tag writes: the share is read only), wall clock from its start. Per
 repeat: local and slow with `--read-ahead 0` (before), then local and slow with the default
-read-ahead (after), local first in odd repeats and slow first in even ones. The loss is
+read-ahead (after), local first in odd repeats and slow first in even ones; both scans of a pair
+must analyse every track, with the same results. The loss is
 slow / local - 1 within each pair, run one right after the other; medians are reported.
 Results: the console and benchmarks/out/slow/results.json.
 """
@@ -99,7 +100,7 @@ class SlowMount:
             self.proc.wait()
 
 
-def scan(lib: Path, db: Path, read_ahead: int | None, jobs: int) -> tuple[float, str]:
+def scan(lib: Path, db: Path, read_ahead: int | None, jobs: int) -> tuple[float, dict]:
     for stale in db.parent.glob(db.name + "*"):
         stale.unlink()
     cmd = [sys.executable, "-m", "tagger", "scan", str(lib), "--db", str(db), "--no-write", "--jobs", str(jobs)]
@@ -110,7 +111,19 @@ def scan(lib: Path, db: Path, read_ahead: int | None, jobs: int) -> tuple[float,
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)}: exit status {proc.returncode}\n{proc.stderr[-2000:]}")
-    return wall, proc.stderr
+    return wall, results_of(db, lib)
+
+
+def results_of(db: Path, lib: Path) -> dict[str, tuple]:
+    """(mood, confidence) of each track by its path under `lib`; every track must have been analysed."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT path, status, mood, round(confidence, 6) FROM tracks").fetchall()
+    failed = [(path, status) for path, status, _, _ in rows if status != "ok"]
+    if failed:
+        raise SystemExit(f"the scan of {lib} did not analyse every track: {failed[:5]}")
+    return {os.path.relpath(path, lib): (mood, confidence) for path, _, mood, confidence in rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,11 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             stats = out / "slowfs-stats.json"
             local_first = r % 2 == 0  # alternate, so that a trend in the machine's load favours neither
             if local_first:
-                local, _ = scan(lib, out / "local.db", read_ahead, args.jobs)
+                local, local_results = scan(lib, out / "local.db", read_ahead, args.jobs)
             with SlowMount(lib, out / "mnt", args.latency_ms, stats) as mounted:
-                slow, _ = scan(mounted, out / "slow.db", read_ahead, args.jobs)
+                slow, slow_results = scan(mounted, out / "slow.db", read_ahead, args.jobs)
             if not local_first:
-                local, _ = scan(lib, out / "local.db", read_ahead, args.jobs)
+                local, local_results = scan(lib, out / "local.db", read_ahead, args.jobs)
+            if slow_results != local_results or len(local_results) != args.tracks:
+                raise SystemExit("the scans over the share and over local disk disagree")
             reads = json.loads(stats.read_text())
             requests[name] = (sum(v["requests"] for v in reads.values()), sum(v["bytes"] for v in reads.values()))
             runs[name]["local"].append(local)
