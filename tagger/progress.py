@@ -46,8 +46,8 @@ class ScanProgress:
 
         self._shown()
         self.t0 = time.monotonic()
-        self.progress.update(self.task, total=total, completed=0,
-                             description=f"scanning ({todo} to analyse)")
+        # the unchanged tracks found while walking are done already, and stay counted
+        self.progress.update(self.task, total=total, description=f"scanning ({todo} to analyse)")
 
     def advance(self, analysed: bool) -> None:
         import time

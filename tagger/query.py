@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -253,51 +254,70 @@ def _read_only_authorizer(action: int, arg1, arg2, db_name, trigger) -> int:
 def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_errors: int = 5) -> CacheStats:
     """Counts per status, mood, format and model, the commonest failure causes, and a histogram of
     P(label) over the ok rows (label: default the last label of the stored scores, e.g. exciting)."""
-    from tagger.cache import TABLE, UNTAGGED
+    from tagger.cache import TABLE, TAGGED, UNTAGGED
 
     if bins < 1:
         raise MoodtagError(f"--bins must be 1 or more, not {bins}")
 
-    def groups(sql: str, params: tuple = ()) -> dict:
-        return {key if key is not None else "(unknown)": value for key, value in cache.rows(sql, params)}
-
-    total = cache.one(f"SELECT count(*) FROM {TABLE}")[0]
-    by_status = groups(f"SELECT status, count(*) FROM {TABLE} GROUP BY status ORDER BY count(*) DESC, status")
-    ok = f"FROM {TABLE} WHERE status = 'ok'"
-    by_mood = groups(f"SELECT mood, count(*) {ok} GROUP BY mood ORDER BY count(*) DESC, mood")
-    mean_confidence = groups(f"SELECT mood, avg(confidence) {ok} GROUP BY mood ORDER BY mood")
-    by_format = groups(f"SELECT lower(format), count(*) FROM {TABLE} "
-                       f"GROUP BY lower(format) ORDER BY count(*) DESC, lower(format)")
-    by_model = groups(f"SELECT model_name || ' ' || model_version, count(*) {ok} "
-                      f"GROUP BY model_name, model_version ORDER BY count(*) DESC")
-    tagged = cache.one(f"SELECT count(*) {ok} AND tagged = 1")[0]
-    untagged = cache.one(f"SELECT count(*) FROM {TABLE} WHERE tag_state = ?", [UNTAGGED])[0]
-    errors = tuple(cache.rows(f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
-                              f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))
     known = _score_labels(cache)
     if label is None:
         label = known[-1] if known else None
     elif known and label not in known:
         raise MoodtagError(f"{label!r} is not a label in the cached scores (known: {', '.join(known)})")
+    # The counts come from one index (idx_tracks_summary) read in its order, the histogram from one
+    # pass over the table: neither sorts 100,000 rows (a GROUP BY per count did, a second in all).
+    total, by_status, by_mood, by_format, by_model = 0, Counter(), Counter(), Counter(), Counter()
+    confidences: dict = {}
+    tagged = untagged = 0
+    for status, mood, fmt, model_name, model_version, tag_state, n, n_confidence, sum_confidence in cache.rows(
+            f"SELECT status, mood, format, model_name, model_version, tag_state, count(*), count(confidence), "
+            f"total(confidence) FROM {TABLE} "
+            f"GROUP BY status, mood, format, model_name, model_version, tag_state"):
+        total += n
+        untagged += n if tag_state == UNTAGGED else 0
+        by_status[status] += n
+        by_format[fmt.lower() if isinstance(fmt, str) else fmt] += n
+        if status != "ok":
+            continue
+        by_mood[mood] += n
+        count, summed = confidences.get(mood, (0, 0.0))
+        confidences[mood] = (count + n_confidence, summed + sum_confidence)
+        by_model[None if model_name is None or model_version is None else f"{model_name} {model_version}"] += n
+        tagged += n if tag_state == TAGGED else 0
     histogram = [0] * bins
     if label is not None:
         json_path = '$."' + label.replace('"', '\\"') + '"'
-        for index, count in cache.rows(
-                f"SELECT min(CAST(p * ? AS INTEGER), ? - 1) AS bin, count(*) FROM "
-                f"(SELECT json_extract(scores, ?) AS p {ok}) WHERE p IS NOT NULL GROUP BY bin",
-                [bins, bins, json_path]):
-            histogram[max(0, int(index))] += count
-    return CacheStats(total=total, by_status=by_status, by_mood=by_mood, mean_confidence=mean_confidence,
-                      by_format=by_format, by_model=by_model, tagged=tagged, untagged=untagged, top_errors=errors,
-                      label=label, histogram=tuple(histogram))
+        for (p,) in cache.rows(f"SELECT json_extract(scores, ?) FROM {TABLE} WHERE status = 'ok'", [json_path]):
+            if isinstance(p, (int, float)):
+                histogram[max(0, min(int(p * bins), bins - 1))] += 1
+    errors = tuple(cache.rows(f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
+                              f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))
+    mean_confidence = {_named(mood): summed / count for mood, (count, summed) in sorted(
+        confidences.items(), key=lambda item: _null_first(item[0])) if count}
+    return CacheStats(total=total, by_status=_by_count(by_status), by_mood=_by_count(by_mood),
+                      mean_confidence=mean_confidence, by_format=_by_count(by_format), by_model=_by_count(by_model),
+                      tagged=tagged, untagged=untagged, top_errors=errors, label=label, histogram=tuple(histogram))
+
+
+def _null_first(key) -> tuple:
+    return (key is not None, key if key is not None else "")
+
+
+def _named(key) -> str:
+    return key if key is not None else "(unknown)"
+
+
+def _by_count(counts: Counter) -> dict:
+    """Most first; equal counts by key (None, shown as '(unknown)', first)."""
+    return {_named(key): n for key, n in sorted(counts.items(), key=lambda item: (-item[1], _null_first(item[0])))}
 
 
 def _score_labels(cache: Cache) -> tuple[str, ...]:
     """The labels of the stored scores (those of the most recently analysed ok row), in model order."""
     from tagger.cache import TABLE
 
-    row = cache.one(f"SELECT scores FROM {TABLE} WHERE status = 'ok' AND scores IS NOT NULL "
-                    f"ORDER BY analyzed_at DESC LIMIT 1")
+    row = cache.one(f"SELECT scores FROM {TABLE} WHERE +status = 'ok' AND scores IS NOT NULL "
+                    f"ORDER BY analyzed_at DESC LIMIT 1")  # by idx_tracks_analyzed_at, newest first
     return tuple(json.loads(row[0])) if row else ()
 
 

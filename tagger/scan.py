@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tagger.cache import TAG_FAILED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
+from tagger.cache import LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import WalkProblem, walk
 from tagger.errors import MoodtagError
 from tagger.records import TrackRef, TrackResult
@@ -101,7 +101,7 @@ def scan_library(paths: list[Path], **options) -> ScanSummary:
 def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
                oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
                force: bool = False, retag: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
-               full_results: bool = False, timeout: float | None = None,
+               full_results: bool = False, timeout: float | None = None, read_ahead: int | None = None,
                on_event: Callable[[ScanEvent], None] = lambda e: None,
                stop: Callable[[], bool] = lambda: False) -> ScanSummary:
     """Scan `paths` as scan_library does, except that a path that is missing or not a regular file
@@ -112,6 +112,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
     `force`: analyse every file again. `retag`: write the tags of files `moodtag untag` cleared too
     (from the cache where it is current; a plain scan, even with `force`, leaves them untagged).
     `timeout`: seconds after which a track still being analysed is given up (None: the pool's default).
+    `read_ahead`: tracks whose files are read ahead of the workers (tagger.prefetch; None: 4 per job, 0: none).
     Raises MoodtagError only for fatal problems (unusable model or database)."""
     started = time.monotonic()
     model_path = resolve_model(model)
@@ -141,57 +142,74 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 summary.restored += 1
                 on_event(ScanEvent("restored", path=restored.path, cause=restored.action))
         roots = [Path(os.path.abspath(p)) for p in paths]
-        known = cache.known_under(roots) if cache else {}
-        refs: list[TrackRef] = []
+        options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag)
+        notes_walk = cache is not None and not dry_run  # the walked keys, to tell which rows' files vanished
+        if notes_walk:
+            cache.begin_walk()
+        todo: list[TrackRef] = []
+        untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
+
+        def settle(batch: list[TrackRef]) -> None:
+            """One query for a batch of walked files: the fresh ones are done at once, the rest wait."""
+            keys = [path_key(ref.path)[0] for ref in batch]
+            rows = cache.lookup(keys) if cache else {}
+            if notes_walk:
+                cache.add_walked(keys)
+            for ref, key in zip(batch, keys):
+                check_stop()
+                row = rows.get(key)
+                if not force and row is not None and row.is_fresh(ref, model_name=spec.name, model_version=spec.version):
+                    outcome = _handle_cached(ref, row, cache, spec, full=full_results, **options)
+                    _account(summary, outcome)
+                    on_event(ScanEvent("track", outcome=outcome))
+                else:
+                    todo.append(ref)
+                    if row is not None and row.tag_state == UNTAGGED:
+                        untagged_keys.add(key)
+
+        batch: list[TrackRef] = []
         for item in walk(paths, include_hidden=include_hidden):
             check_stop()
             if isinstance(item, WalkProblem):
                 summary.problems.append((str(item.path), item.cause))
                 on_event(ScanEvent("problem", path=item.path, cause=item.cause))
-            else:
-                refs.append(item)
-                if len(refs) % 500 == 0:
-                    on_event(ScanEvent("walking", count=len(refs)))
-        summary.found = len(refs)
-
-        todo, fresh = [], []
-        seen_keys = set()
-        for ref in refs:
-            key = path_key(ref.path)[0]
-            seen_keys.add(key)
-            row = known.get(key)
-            if not force and row is not None and row.is_fresh(ref, model_name=spec.name, model_version=spec.version):
-                fresh.append((ref, row))
-            else:
-                todo.append(ref)
-        if cache and not dry_run:
-            gone = [k for k, row in known.items() if k not in seen_keys and row.status != "missing"
-                    and not os.path.lexists(row.fs_path)]
+                continue
+            summary.found += 1
+            batch.append(item)
+            if len(batch) == LOOKUP_BATCH:
+                settle(batch)
+                batch = []
+            if summary.found % 500 == 0:
+                on_event(ScanEvent("walking", count=summary.found))
+        settle(batch)
+        if notes_walk:
+            gone = [row.path for row in cache.unwalked_under(roots) if not os.path.lexists(row.fs_path)]
             summary.missing = cache.mark_missing(gone)
-        on_event(ScanEvent("planned", total=len(refs), todo=len(todo)))
+        on_event(ScanEvent("planned", total=summary.found, todo=len(todo)))
 
-        options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag)
-        for ref, row in fresh:
-            check_stop()
-            outcome = _handle_cached(ref, row, cache, spec, full=full_results, **options)
-            _account(summary, outcome)
-            on_event(ScanEvent("track", outcome=outcome))
         if todo:
             from tagger.pool import TRACK_TIMEOUT_S, analyse_tracks
+            from tagger.prefetch import READ_AHEAD_PER_JOB, ReadAhead
 
             by_path = {ref.path: ref for ref in todo}
-            results = analyse_tracks(todo, model_path, jobs=min(summary.jobs, len(todo)), stop=stop,
+            jobs_used = min(summary.jobs, len(todo))
+            ahead = READ_AHEAD_PER_JOB * jobs_used if read_ahead is None else read_ahead
+            reader = ReadAhead([ref.path for ref in todo], tracks=ahead, plan=spec.clips) if ahead > 0 else None
+            results = analyse_tracks(todo, model_path, jobs=jobs_used, stop=stop,
                                      timeout=TRACK_TIMEOUT_S if timeout is None else timeout)
             try:
                 for path, result, info in results:
-                    before = known.get(path_key(path)[0])
-                    untagged = before is not None and before.tag_state == UNTAGGED
+                    if reader is not None:
+                        reader.done()
+                    untagged = path_key(path)[0] in untagged_keys
                     outcome = _handle_new(by_path[path], result, info, cache, spec, untagged=untagged, **options)
                     _account(summary, outcome)
                     on_event(ScanEvent("track", outcome=outcome))
                     check_stop()
             finally:
                 results.close()  # kills the workers now, done or stopped
+                if reader is not None:
+                    reader.close()
         check_stop()
     except (_Stopped, KeyboardInterrupt):
         summary.interrupted = True

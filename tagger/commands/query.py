@@ -95,7 +95,10 @@ def query(
 
             _emit(LISTING_COLUMNS, (_listing_row(t) for t in tracks), fmt="tsv")
         else:
-            _render_tracks(list(tracks), width=out.width)
+            shown = list(_capped(tracks))
+            _render_tracks(shown, width=out.width)
+            if len(shown) == TABLE_ROWS_MAX and next(iter(tracks), None) is not None:
+                _say_capped()
 
 
 def stats(
@@ -121,11 +124,12 @@ def stats(
 
 # -- rendering ---------------------------------------------------------------------------------------
 
-TABLE_ROWS_MAX = 10_000  # a terminal table holds all its rows in memory; --csv and --json stream
+TABLE_ROWS_MAX = 10_000  # a table is for reading: it stops here (--csv and --json give every row)
+SQL_COLUMN_MAX = 60      # a --sql table cuts longer cells (but the last column's) with '…'; --csv and --json do not
 
 
 def _emit(columns, rows, *, fmt: str, stop=lambda: False) -> None:
-    """Rows as JSON Lines, CSV, TSV (all three streamed, memory flat), or a rich table (at most
+    """Rows as JSON Lines, CSV, TSV (all three streamed, memory flat), or a plain-text table (at most
     TABLE_ROWS_MAX rows)."""
     if fmt == "json":
         _write_lines((json.dumps(dict(zip(columns, map(_jsonable, row))), ensure_ascii=False) for row in rows),
@@ -151,19 +155,30 @@ def _emit(columns, rows, *, fmt: str, stop=lambda: False) -> None:
         _write_lines(("\t".join(values) for values in _with_header(
             columns, ([printable(_tsv_cell(v)) for v in row] for row in rows))), stop=stop)
     else:
-        from rich.markup import escape
-        from rich.table import Table
+        from tagger.plain_table import table_lines
+        from tagger.records import printable
 
-        from tagger.console import err, out, shown
+        if not columns:  # a statement that returns nothing (a PRAGMA that only reports by its effect)
+            return
+        cells = (tuple("" if v is None else printable(str(_jsonable(v))) for v in row) for row in rows)
+        shown = _write_lines(table_lines([printable(c) for c in columns], _capped(cells),
+                                        max_widths=[SQL_COLUMN_MAX] * len(columns)), stop=stop) - 1
+        if shown == TABLE_ROWS_MAX and next(cells, None) is not None:
+            _say_capped()
 
-        table = Table(*(escape(c) for c in columns), box=None, highlight=False)
-        for row in rows:
-            if table.row_count == TABLE_ROWS_MAX or stop():
-                err.print(f"[yellow]only the first {table.row_count:,} rows are shown[/]; --csv or --json "
-                          "give them all")
-                break
-            table.add_row(*("" if v is None else shown(str(_jsonable(v))) for v in row))
-        out.print(table)
+
+def _capped(rows):
+    """The first TABLE_ROWS_MAX rows."""
+    from itertools import islice
+
+    return islice(rows, TABLE_ROWS_MAX)
+
+
+def _say_capped() -> None:
+    from tagger.console import err
+
+    err.print(f"[yellow]only the first {TABLE_ROWS_MAX:,} rows are shown[/]; --csv or --json "
+              "give them all")
 
 
 def _with_header(columns, rows):
@@ -171,22 +186,25 @@ def _with_header(columns, rows):
     yield from rows
 
 
-def _write_lines(lines, *, stop=lambda: False) -> None:
-    """Text lines to standard output in 64 KiB writes; `stop()` is asked between two writes."""
+def _write_lines(lines, *, stop=lambda: False) -> int:
+    """Text lines to standard output in 64 KiB writes; `stop()` is asked between two writes. Returns
+    how many lines were written."""
     import click
 
     chunk: list[str] = []
-    size = 0
+    size = count = 0
     for line in lines:
         chunk.append(line)
         size += len(line) + 1
+        count += 1
         if size > 1 << 16:
             click.echo("\n".join(chunk))
             chunk, size = [], 0
             if stop():
-                return
+                return count
     if chunk:
         click.echo("\n".join(chunk))
+    return count
 
 
 def _listing_row(track) -> list:

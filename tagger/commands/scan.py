@@ -25,6 +25,10 @@ def scan(
     hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=1,
                                            help="Give up on a track still being analysed after this long.")] = TRACK_TIMEOUT_S,
+    read_ahead: Annotated[Optional[int], typer.Option(
+        "--read-ahead", metavar="N", min=0,
+        help="Read the files of the next N tracks ahead of the analysis, so that a slow network share's "
+             "delays overlap it (0: none). Default: 4 per job.")] = None,
     model: ModelOption = None,
     json_lines: JsonOption = False,
 ) -> None:
@@ -58,6 +62,7 @@ def scan(
             summary = scan_library(paths, db=db, model=model, jobs=jobs, oversubscribe=oversubscribe,
                                    dry_run=dry_run, no_write=no_write, force=force, retag=retag, keep_mtime=keep_mtime,
                                    include_hidden=hidden, full_results=json_lines, timeout=timeout,
+                                   read_ahead=read_ahead,
                                    on_event=on_event,
                                    stop=lambda: stops.requested)
         if not json_lines:

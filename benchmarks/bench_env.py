@@ -1,0 +1,19 @@
+"""What the benchmarks that run the real CLI share: the environment of a measured `python -m tagger`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def moodtag_env() -> dict:
+    """This checkout's moodtag first on PYTHONPATH; no MOODTAG_DB (each run names its --db)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("MOODTAG_DB", None)
+    return env
+
+
+def say(text: str) -> None:
+    print(text, flush=True)

@@ -1,0 +1,187 @@
+"""Large libraries and slow storage: batched cache lookups, streamed listings, reading ahead.
+
+Speed itself is measured by benchmarks/large_library.py and benchmarks/slow_storage.py, not here."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tagger import synth
+from tagger.cache import LOOKUP_BATCH, Cache
+from tagger.plain_table import SAMPLE_ROWS, table_lines
+from tagger.prefetch import ReadAhead, read_into_page_cache
+from tagger.records import TrackRef, TrackResult
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def tiny_track(tmp_path_factory) -> Path:
+    """A real 5.5 s Opus file of 12 KB, long enough for one clip of the default model."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny.opus"
+    return synth.encode(synth.render("exciting", 5.5, seed=3), path, bitrate=16_000)
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory, tiny_track):
+    """A library of more files than one lookup batch holds, and a cache whose rows are all fresh: one
+    file scanned for real, its row copied (through Cache.record) to every other file, as a scan would."""
+    root = tmp_path_factory.mktemp("big")
+    lib, db = root / "lib", root / "cache.db"
+    count = 2 * LOOKUP_BATCH + 201
+    paths = [lib / f"artist {i // 100:02d}" / f"{i:04d}.opus" for i in range(count)]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tiny_track, path)
+    run_cli("scan", paths[0], "--db", db, check=True)
+    with Cache.open(db) as cache:
+        row = cache.get(paths[0])
+        assert row["status"] == "ok" and row["tagged"], row
+        result = TrackResult(path=paths[0], mood=row["mood"], confidence=row["confidence"],
+                             scores=json.loads(row["scores"]), duration=row["duration"],
+                             model_name=row["model_name"], model_version=row["model_version"])
+        for path in paths[1:]:
+            shutil.copyfile(paths[0], path)  # tagged like the first
+            cache.record(replace(result, path=path), TrackRef.from_path(path), info={"format": "opus"}, tagged=True)
+    return {"lib": lib, "db": db, "paths": paths}
+
+
+def statuses(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT path, status FROM tracks"))
+
+
+def test_a_rescan_finds_fresh_rows_vanished_files_and_new_ones_across_lookup_batches(filled, tiny_track, tmp_path):
+    lib, paths = filled["lib"], filled["paths"]
+    db = tmp_path / "cache.db"
+    shutil.copyfile(filled["db"], db)
+    gone = [paths[0], paths[LOOKUP_BATCH + 7], paths[-1]]  # in the first, second and last batch
+    saved = {p: p.read_bytes() for p in gone}
+    new = lib / "artist 05" / "new.opus"
+    try:
+        for path in gone:
+            path.unlink()
+        shutil.copyfile(tiny_track, new)
+        proc = run_cli("scan", lib, "--db", db, "--json", check=True)
+    finally:
+        new.unlink(missing_ok=True)
+        for path, data in saved.items():
+            path.write_bytes(data)
+    actions = {}
+    for line in proc.stdout.splitlines():
+        data = json.loads(line)
+        actions[data["path"]] = data["action"]
+    assert actions.pop(str(new)) == "analysed"
+    assert set(actions.values()) == {"cached"} and len(actions) == len(paths) - len(gone)
+    status = statuses(db)
+    assert [p for p, s in status.items() if s == "missing"] == sorted(map(str, gone))
+    assert status[str(new)] == "ok"
+
+
+def test_query_lists_every_row_as_plain_text_with_whole_paths(filled):
+    proc = run_cli("query", "--db", filled["db"], check=True, env={"COLUMNS": "60"})
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["mood", "conf.", "status", "artist", "title", "album", "path"]
+    assert len(lines) == 1 + len(filled["paths"])
+    assert lines[1].endswith(str(filled["paths"][0]))  # a path is never cut, whatever the width
+    assert f"{len(filled['paths'])} tracks" in proc.stderr
+
+
+def test_table_lines_take_widths_from_the_first_rows_and_cut_later_ones():
+    rows = [("a", "1", "/x")] + [("bb", "22", "/y")] * (SAMPLE_ROWS - 1) + [("c" * 30, "3", "/a/very/long/path")]
+    lines = list(table_lines(("name", "n", "path"), rows, max_widths=(None, None, None), right=frozenset({1})))
+    assert lines[0] == "name   n  path"
+    assert lines[1] == "a      1  /x"
+    assert lines[-1] == "ccc…   3  /a/very/long/path"
+    capped = list(table_lines(("name", "path"), [("é" * 10 + "日本", "/p")], max_widths=(6, None)))
+    assert capped == ["name    path", "ééééé…  /p"]
+    assert list(table_lines(("a", "b"), [])) == ["a  b"]
+
+
+def _touch_atime_old(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_mtime_ns - 10**11, st.st_mtime_ns))
+
+
+def _was_read(path: Path) -> bool:
+    st = path.stat()
+    return st.st_atime_ns > st.st_mtime_ns
+
+
+@pytest.fixture
+def files_with_old_atimes(tmp_path) -> list[Path]:
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"{i}.bin"
+        path.write_bytes(os.urandom(3 << 20))
+        _touch_atime_old(path)
+        paths.append(path)
+    read_into_page_cache(paths[0])
+    if not _was_read(paths[0]):
+        pytest.skip("this file system does not record reads in atime (noatime)")
+    _touch_atime_old(paths[0])
+    return paths
+
+
+def _wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_read_ahead_reads_the_next_files_in_order_and_no_further_than_asked(files_with_old_atimes):
+    paths = files_with_old_atimes
+    with ReadAhead(paths, tracks=2, threads=2) as reader:
+        assert _wait_for(lambda: all(_was_read(p) for p in paths[:2]))
+        time.sleep(0.3)
+        assert not any(_was_read(p) for p in paths[2:])
+        reader.done()
+        assert _wait_for(lambda: _was_read(paths[2]))
+        time.sleep(0.3)
+        assert not any(_was_read(p) for p in paths[3:])
+        reader.done(3)
+        assert _wait_for(lambda: all(_was_read(p) for p in paths))
+
+
+def test_read_ahead_never_blocks_on_a_fifo_or_fails_on_a_missing_file(tmp_path):
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+    assert read_into_page_cache(fifo) == 0
+    assert read_into_page_cache(tmp_path / "gone.mp3") == 0
+    reader = ReadAhead([fifo, tmp_path / "gone.mp3"], tracks=4)
+    closed = threading.Event()
+    threading.Thread(target=lambda: (reader.close(), closed.set()), daemon=True).start()
+    assert closed.wait(10)
+
+
+def test_of_a_large_file_only_the_parts_around_its_clips_are_read_ahead(tmp_path):
+    """A 3-minute WAV (32 MB): PCM, so the bytes each clip's decoding reads are known exactly."""
+    from tagger.audio import clip_offsets
+    from tagger.prefetch import WHOLE_FILE_BYTES, planned_ranges
+    from tagger.weights import read_spec, resolve_model
+
+    plan = read_spec(resolve_model(None)).clips
+    path = synth.encode(synth.render("calm", 180.0, seed=1), tmp_path / "long.wav")
+    size = path.stat().st_size
+    assert size > WHOLE_FILE_BYTES
+    ranges = planned_ranges(path, size, plan)
+    read = sum(length for _, length in ranges)
+    assert read < size / 2
+    bytes_per_second, header = synth.SAMPLE_RATE * 2 * 2, size - 180 * synth.SAMPLE_RATE * 4
+    for start in clip_offsets(180.0, plan):
+        first, last = header + int(start * bytes_per_second), header + int((start + plan.seconds) * bytes_per_second)
+        assert any(offset <= first and last <= offset + length for offset, length in ranges), (start, ranges)
+    assert ranges[0][0] == 0 and ranges[-1][0] + ranges[-1][1] == size  # head and tail
+    assert read_into_page_cache(path, plan) == read
+    small = synth.encode(synth.render("calm", 30.0, seed=1), tmp_path / "short.ogg")
+    assert planned_ranges(small, small.stat().st_size, plan) == [(0, small.stat().st_size)]
