@@ -129,7 +129,7 @@ def ensure_library(out: Path, parts: int, sources) -> Path:
 
 def ensure_cache(out: Path, lib: Path, size: int, sources) -> Path:
     """A cache with a fresh, tagged row for each file of the first size // PART parts."""
-    from tagger.cache import Cache
+    from tagger.cache import TAGGED, Cache
     from tagger.records import TrackRef
 
     db = out / "db" / f"{size}.db"
@@ -147,7 +147,7 @@ def ensure_cache(out: Path, lib: Path, size: int, sources) -> Path:
                 _, result, info = sources[source]
                 info = dict(info, artist=path.parent.parent.name, album=path.parent.name,
                             title=path.stem[3:])
-                cache.record(replace(result, path=path), TrackRef.from_path(path), info=info, tagged=True)
+                cache.record(replace(result, path=path), TrackRef.from_path(path), info=info, tag_state=TAGGED)
     done.write_text("")
     say(f"  cache of {size} rows filled in {time.monotonic() - t0:.1f} s")
     return db
