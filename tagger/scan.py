@@ -89,21 +89,29 @@ class _Stopped(Exception):
 def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
                  oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
                  force: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
-                 full_results: bool = False, timeout: float | None = None,
-                 on_event: Callable[[ScanEvent], None] = lambda e: None,
+                 full_results: bool = False, timeout: float | None = None, device: str = "cpu",
+                 dask_scheduler: str | None = None, on_event: Callable[[ScanEvent], None] = lambda e: None,
                  stop: Callable[[], bool] = lambda: False) -> ScanSummary:
     """Scan `paths`, classify what is new or changed, write tags (unless dry_run/no_write), cache all.
 
     `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
     `timeout`: seconds after which a track still being analysed is given up (None: the pool's default).
-    Raises MoodtagError only for fatal problems (missing path, unusable model or database)."""
+    `device`: where a CNN model runs (cpu, cuda, auto; tagger.device); descriptor models ignore it.
+    `dask_scheduler`: analyse on the Dask cluster at this address (tagger.dask_pool) instead of local
+    worker processes; `jobs` is then not used.
+    Raises MoodtagError only for fatal problems (missing path, unusable model, database or cluster)."""
     started = time.monotonic()
     check_paths(paths)
     model_path = resolve_model(model)
     spec = read_spec(model_path)
+    uses_device = spec.features.kind != "descriptors"
+    if uses_device and not dask_scheduler:  # on a cluster each worker resolves it: its GPU, not ours
+        from tagger.device import resolve_device
+
+        device = resolve_device(device)
     summary = ScanSummary(dry_run=dry_run)
     summary.jobs, asked = plan_jobs(jobs, oversubscribe=oversubscribe)
-    if asked > summary.jobs:
+    if asked > summary.jobs and not dask_scheduler:
         on_event(ScanEvent("jobs", count=summary.jobs, total=asked))
     write_tags = not (dry_run or no_write)
     db_path = resolve_db_path(db)
@@ -112,8 +120,12 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
         if stop():
             raise _Stopped
 
-    lock = cache = journal = None
+    lock = cache = journal = cluster = None
     try:
+        if dask_scheduler:
+            from tagger.dask_pool import DaskCluster
+
+            cluster = DaskCluster.connect(dask_scheduler)
         if not dry_run:
             lock = scan_lock(db_path, on_wait=lambda: on_event(ScanEvent("waiting", path=db_path)),
                              should_stop=stop)
@@ -153,6 +165,8 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
             gone = [k for k, row in known.items() if k not in seen_keys and row.status != "missing"
                     and not os.path.lexists(row.fs_path)]
             summary.missing = cache.mark_missing(gone)
+        if cluster and todo:
+            cluster.check(todo[0].path, device=device if uses_device else None)
         on_event(ScanEvent("planned", total=len(refs), todo=len(todo)))
 
         options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
@@ -162,11 +176,9 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
             _account(summary, outcome)
             on_event(ScanEvent("track", outcome=outcome))
         if todo:
-            from tagger.pool import TRACK_TIMEOUT_S, analyse_tracks
-
             by_path = {ref.path: ref for ref in todo}
-            results = analyse_tracks(todo, model_path, jobs=min(summary.jobs, len(todo)), stop=stop,
-                                     timeout=TRACK_TIMEOUT_S if timeout is None else timeout)
+            results = _analyse(todo, model_path, jobs=min(summary.jobs, len(todo)), timeout=timeout,
+                               device=device, cluster=cluster, stop=stop)
             try:
                 for path, result, info in results:
                     outcome = _handle_new(by_path[path], result, info, cache, spec, **options)
@@ -179,6 +191,8 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
     except (_Stopped, KeyboardInterrupt):
         summary.interrupted = True
     finally:
+        if cluster is not None:
+            cluster.close()
         if journal is not None:
             journal.close()
         if cache:
@@ -187,6 +201,17 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
             lock.release()
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: float | None, device: str,
+             cluster, stop: Callable[[], bool]):
+    """The results of `todo`, from local worker processes or from the Dask cluster."""
+    from tagger.pool import TRACK_TIMEOUT_S, analyse_tracks
+
+    timeout = TRACK_TIMEOUT_S if timeout is None else timeout
+    if cluster is not None:
+        return cluster.analyse(todo, model_path, timeout=timeout, device=device, stop=stop)
+    return analyse_tracks(todo, model_path, jobs=jobs, timeout=timeout, device=device, stop=stop)
 
 
 def check_paths(paths: list[Path]) -> None:
