@@ -74,14 +74,10 @@ class DaskCluster:
 
         require_distributed()
         from distributed import Client
-        from distributed.comm.addressing import parse_address
-        from distributed.comm.registry import get_backend
+        from distributed.comm import get_address_host_port
 
-        try:
-            scheme, location = parse_address(scheduler, strict=False)
-            get_backend(scheme)
-            if not location:
-                raise ValueError("no host")
+        try:  # before Client(): one that fails on a malformed address leaves a thread that stalls the exit
+            get_address_host_port(scheduler)
         except ValueError as exc:
             raise MoodtagError(f"--dask-scheduler {scheduler}: not a scheduler address ({exc}); "
                                "give tcp://HOST:PORT") from None

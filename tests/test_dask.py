@@ -1,0 +1,154 @@
+"""`moodtag scan --dask-scheduler`: the real CLI against a real Dask LocalCluster (two worker
+processes on loopback), compared with a local scan of a copy of the same library."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from tagger.tags import read_mood
+from tagger.weights import file_sha256, resolve_model
+from tests.conftest import run_cli
+from tests.test_faults import _count, one_error_line, start
+from tests.test_scan import rows
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def scanned(cluster, audio_dir, tmp_path_factory):
+    """Every format and one corrupt file, scanned on the cluster (A) and locally on a copy (B)."""
+    base = tmp_path_factory.mktemp("dask")
+    lib, copy = base / "on-cluster", base / "local"
+    lib.mkdir()
+    for src in sorted(audio_dir.iterdir()):
+        shutil.copy(src, lib / src.name)
+    (lib / "broken.flac").write_bytes(b"fLaC" + os.urandom(4000))
+    shutil.copytree(lib, copy)
+    on_cluster = run_cli("scan", lib, "--db", base / "A.db", "--dask-scheduler", cluster.scheduler_address)
+    local = run_cli("scan", copy, "--db", base / "B.db")
+    return lib, base / "A.db", on_cluster, base / "B.db", local
+
+
+def results(db: Path) -> dict[str, tuple]:
+    """File name -> (mood, confidence, model, status) of every cached track."""
+    return {Path(path).name: (r["mood"], r["confidence"], r["model_name"], r["model_version"], r["status"])
+            for path, r in rows(db).items()}
+
+
+def test_a_cluster_scan_caches_and_tags_what_a_local_scan_does(scanned):
+    lib, a_db, on_cluster, b_db, local = scanned
+    assert on_cluster.returncode == 0, on_cluster.stderr
+    assert local.returncode == 0, local.stderr
+    assert "Traceback" not in on_cluster.stderr
+    on_cluster_rows = results(a_db)
+    assert on_cluster_rows == results(b_db)
+    assert len(on_cluster_rows) == 9 and sum(r[4] == "ok" for r in on_cluster_rows.values()) == 8
+    for path, row in rows(a_db).items():  # the parent wrote the tags, and recorded the files afterwards
+        if row["status"] == "ok":
+            assert read_mood(Path(path)).mood == row["mood"] and row["tagged"] == 1
+            assert os.stat(path).st_mtime_ns == row["mtime_ns"]
+
+
+def test_a_corrupt_file_fails_with_one_line_and_the_rest_go_through(scanned):
+    lib, a_db, on_cluster, _, _ = scanned
+    failures = [line for line in on_cluster.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 1 and failures[0].startswith(f"failed: {lib / 'broken.flac'}: "), on_cluster.stderr
+    broken = rows(a_db)[str(lib / "broken.flac")]
+    assert broken["status"] == "failed" and broken["error"] in failures[0]
+
+
+def test_each_worker_loads_the_model_once_by_its_hash(scanned, client):
+    sha = file_sha256(resolve_model(None))
+    loaded = client.run(lambda: [key for key in sys.modules["tagger.worker"]._WORKER_MODELS]
+                        if "tagger.worker" in sys.modules else [])
+    assert any(loaded.values())
+    for keys in loaded.values():
+        assert len(keys) <= 1 and all(Path(path).name.startswith(sha) for path, _ in keys), loaded
+
+
+def test_an_unreachable_scheduler_is_one_line(scanned, tmp_path):
+    lib = scanned[0]
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "c.db"
+    line = one_error_line(run_cli("scan", lib, "--db", db, "--dask-scheduler", f"tcp://127.0.0.1:{port}"))
+    assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in line
+    assert not db.exists()
+    line = one_error_line(run_cli("scan", lib, "--db", db, "--dask-scheduler", "127.0.0.1:"))
+    assert "not a scheduler address" in line and "tcp://HOST:PORT" in line
+
+
+def test_without_distributed_it_is_one_line(scanned, tmp_path, cluster):
+    code = ("import sys; sys.modules['distributed'] = None; from tagger.cli import main; "  # as if not installed
+            "sys.argv[0] = 'moodtag'; main()")
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code, "scan", str(scanned[0]), "--db", str(tmp_path / "c.db"),
+                           "--dask-scheduler", cluster.scheduler_address], capture_output=True, text=True)
+    assert "pip install 'moodtag[dask]'" in one_error_line(proc)
+
+
+@pytest.fixture(scope="module")
+def many_tracks(audio_dir, tmp_path_factory) -> Path:
+    lib = tmp_path_factory.mktemp("many")
+    sources = [p for p in sorted(audio_dir.iterdir()) if p.suffix in (".flac", ".wav", ".ogg")]
+    for i in range(40):
+        shutil.copy(sources[i % len(sources)], lib / f"{i:02d}{sources[i % len(sources)].suffix}")
+    return lib
+
+
+def test_ctrl_c_stops_a_cluster_scan_and_the_next_one_resumes(many_tracks, cluster, tmp_path):
+    db = tmp_path / "c.db"
+    proc = start("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", cluster.scheduler_address)
+    _wait_for_rows(proc, db, 3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    done = rows(db)
+    assert 3 <= len(done) < 40 and {r["status"] for r in done.values()} == {"ok"}
+    again = run_cli("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", cluster.scheduler_address,
+                    check=True)
+    assert "Traceback" not in again.stderr
+    assert len(rows(db)) == 40 and {r["status"] for r in rows(db).values()} == {"ok"}
+
+
+def test_a_worker_killed_mid_scan_loses_no_track(many_tracks, cluster, client, tmp_path):
+    """Dask reschedules the tracks of a worker that dies; its nanny starts a new one."""
+    db = tmp_path / "c.db"
+    proc = start("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", cluster.scheduler_address)
+    _wait_for_rows(proc, db, 3)
+    victim = sorted(client.run(os.getpid).values())[0]
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert len(rows(db)) == 40 and {r["status"] for r in rows(db).values()} == {"ok"}
+    client.wait_for_workers(2, timeout=60)
+
+
+def _wait_for_rows(proc, db: Path, n: int) -> None:
+    deadline = time.monotonic() + 180
+    while not (db.exists() and _count(db) >= n):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.02)
