@@ -10,20 +10,26 @@ import sys
 import time
 from pathlib import Path
 
+import dask
+import psutil
 import pytest
 from distributed import Client, LocalCluster
 
 from tagger.tags import read_mood
 from tagger.weights import file_sha256, resolve_model
 from tests.conftest import run_cli
-from tests.test_faults import _count, one_error_line, start
+from tests.test_faults import _count, communicate_killing, one_error_line, slow_victim, start
 from tests.test_scan import rows
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as local:
+    """Two worker processes. Each runs exactly one task at a time (worker-saturation 1.0), so a worker
+    that dies takes only the track it analyses; a track survives one death of its worker
+    (allowed-failures 1), and fails on the second."""
+    settings = {"distributed.scheduler.worker-saturation": 1.0, "distributed.scheduler.allowed-failures": 1}
+    with dask.config.set(settings), LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                 host="127.0.0.1", dashboard_address=":0") as local:
         yield local
 
 
@@ -145,6 +151,46 @@ def test_a_worker_killed_mid_scan_loses_no_track(many_tracks, cluster, client, t
     assert "Traceback" not in err
     assert len(rows(db)) == 40 and {r["status"] for r in rows(db).values()} == {"ok"}
     client.wait_for_workers(2, timeout=60)
+
+
+@pytest.mark.parametrize("sig, cause", [(signal.SIGKILL, "every Dask worker that analysed it died"),
+                                        (signal.SIGSTOP, "gave up after 4 s: its analysis never ended")])
+def test_a_track_that_kills_or_hangs_its_workers_fails_alone(audio_dir, cluster, client, tmp_path, sig, cause):
+    """A file whose decoding kills its worker (the test kills any worker that opens it, as a decoder's
+    segfault would) fails once Dask gave up on it; one that never ends (the test stops that worker)
+    fails after --timeout and its worker is restarted. Every other track is done."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for src in sorted(audio_dir.iterdir())[:4]:
+        shutil.copy(src, lib / src.name)
+    victim = slow_victim(lib)
+    db = tmp_path / "c.db"
+    proc = start("scan", lib, "--db", db, "--no-write", "--timeout", "4", "--dask-scheduler",
+                 cluster.scheduler_address)
+    err, hits = communicate_killing(proc, victim, sig, dask_workers)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith(f"failed: {victim}: ")]
+    assert len(lines) == 1 and cause in lines[0], err
+    cached = rows(db)
+    assert cached[str(victim)]["status"] == "failed" and cause in cached[str(victim)]["error"]
+    others = {Path(p).name: r["error"] for p, r in cached.items() if p != str(victim)}
+    assert len(others) == 4 and not any(others.values()), others
+    assert len(hits) == (2 if sig == signal.SIGKILL else 1)
+    client.wait_for_workers(2, timeout=60)
+    assert not [p for p in hits if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def dask_workers() -> list[psutil.Process]:
+    """The LocalCluster's worker processes: its nannies (in this process) start them."""
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if "multiprocessing" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
 
 
 def _wait_for_rows(proc, db: Path, n: int) -> None:
