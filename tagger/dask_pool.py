@@ -31,6 +31,7 @@ from tagger.records import TrackRef, TrackResult
 
 CONNECT_TIMEOUT_S = 10.0
 IN_FLIGHT_PER_THREAD = 2
+RECOUNT_S = 5.0          # how often the cluster's threads are counted again
 FETCH_TIMEOUT_S = 10.0   # a result (a few kB) not fetched by then sits on a worker that hangs
 MAX_RETRIES = 2          # a track the cluster loses (restarts, a hung worker) is submitted again this often
 INSTALL_HINT = "pip install 'moodtag[dask]'"
@@ -87,9 +88,9 @@ class DaskCluster:
         self.client.close(timeout=5)
         logging.getLogger("distributed").setLevel(self._log_level)
 
-    def check(self, sample: Path, *, device: str | None) -> int:
-        """The cluster's worker threads. MoodtagError when it has none, or when a worker cannot import
-        moodtag, see the library at `sample`'s path, or use `device` (None: the model ignores it)."""
+    def check(self, sample: Path, *, device: str | None) -> None:
+        """MoodtagError when the cluster has no workers, or when a worker cannot import moodtag, see
+        the library at `sample`'s path, or use `device` (None: the model ignores it)."""
         threads = self.client.nthreads()
         if not threads:
             raise MoodtagError(f"the Dask scheduler at {self.scheduler} has no workers; start some with "
@@ -103,7 +104,6 @@ class DaskCluster:
                                    f"{answer}); install it there: {INSTALL_HINT}")
             if answer:
                 raise MoodtagError(f"Dask worker {address}: {answer}")
-        return sum(threads.values())
 
     def analyse(self, refs: list[TrackRef], model_path: Path, *, timeout: float = TRACK_TIMEOUT_S,
                 device: str = "cpu", stop: Callable[[], bool] = lambda: False) -> Iterator[Outcome]:
@@ -118,12 +118,14 @@ class DaskCluster:
         running: dict = {}        # future -> (its worker, when first seen there)
         dropped: Counter = Counter()  # refs the cluster lost (restarts, a stuck worker), submitted again
         try:
-            threads = max(1, sum(client.nthreads().values()))
             model = self._install_model(model_path)
             queue = deque(refs)
             run, submitted = uuid.uuid4().hex[:8], 0
             failures_in_a_row = 0
+            threads, counted = 1, 0.0
             while (queue or in_flight) and not stop():
+                if time.monotonic() - counted > RECOUNT_S:  # workers join and leave during a long scan
+                    threads, counted = max(1, sum(client.nthreads().values())), time.monotonic()
                 while queue and len(in_flight) < IN_FLIGHT_PER_THREAD * threads:
                     ref = queue.popleft()
                     submitted += 1
