@@ -89,15 +89,17 @@ class DaskCluster:
         logging.getLogger("distributed").setLevel(self._log_level)
 
     def check(self, sample: Path, *, device: str | None) -> None:
-        """MoodtagError when the cluster has no workers, or when a worker cannot import moodtag, see
-        the library at `sample`'s path, or use `device` (None: the model ignores it)."""
+        """MoodtagError when the cluster has no workers, or when a worker cannot import moodtag, runs
+        another version of it, cannot see the library at `sample`'s path, or use `device` (None: the
+        model ignores it)."""
         threads = self.client.nthreads()
         if not threads:
             raise MoodtagError(f"the Dask scheduler at {self.scheduler} has no workers; start some with "
                                f"`dask worker {self.scheduler}`")
+        from tagger import __version__
         from tagger.dask_worker import worker_problem
 
-        answers = self.client.run(worker_problem, str(sample), device, on_error="return")
+        answers = self.client.run(worker_problem, str(sample), device, __version__, on_error="return")
         for address, answer in sorted(answers.items()):
             if isinstance(answer, BaseException):
                 raise MoodtagError(f"Dask worker {address} cannot run moodtag ({type(answer).__name__}: "

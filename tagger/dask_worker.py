@@ -60,9 +60,14 @@ def analyze_on_dask_worker(path: str, file_name: str, sha256: str, device: str):
     return analyze_in_worker(Path(path), str(model), device)
 
 
-def worker_problem(path: str, device: str | None) -> str | None:
-    """Runs on each worker before the scan: None when it can read `path` and use `device`, else what
-    is wrong, in words."""
+def worker_problem(path: str, device: str | None, version: str) -> str | None:
+    """Runs on each worker before the scan: None when it runs moodtag `version`, can read `path` and
+    use `device`, else what is wrong, in words."""
+    import tagger
+
+    if tagger.__version__ != version:
+        return (f"runs moodtag {tagger.__version__}, this machine {version}: install the same version on "
+                "every machine (results could differ)")
     if not os.access(path, os.R_OK):
         why = "cannot read" if os.path.exists(path) else "does not see"
         return f"{why} {printable(path)}: every worker must see the library at the same path as this machine"

@@ -119,6 +119,26 @@ def test_an_unreachable_scheduler_is_one_line(scanned, tmp_path):
     assert "not a scheduler address" in line and "tcp://HOST:PORT" in line
 
 
+def test_a_worker_with_another_moodtag_version_is_one_line(scanned, client, cluster, tmp_path):
+    """As if one machine had another release installed: the scan refuses, naming the worker."""
+    def set_version(version):
+        import tagger
+
+        old, tagger.__version__ = tagger.__version__, version
+        return old
+
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    old = client.run(set_version, "0.0.1", workers=[worker])[worker]
+    try:
+        db = tmp_path / "c.db"
+        line = one_error_line(run_cli("scan", scanned[0], "--db", db, "--force",
+                                      "--dask-scheduler", cluster.scheduler_address))
+    finally:
+        client.run(set_version, old, workers=[worker])
+    assert f"Dask worker {worker}: runs moodtag 0.0.1, this machine {old}" in line
+    assert not rows(db)
+
+
 def test_without_distributed_it_is_one_line(scanned, tmp_path, cluster):
     code = ("import sys; sys.modules['distributed'] = None; from tagger.cli import main; "  # as if not installed
             "sys.argv[0] = 'moodtag'; main()")
