@@ -11,6 +11,7 @@ from tagger.records import ClipScore, TrackResult
 from tagger.weights import LoadedModel, ModelSpec
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: clips whose every sample stays below this hold no music to judge
+CLIP_BATCH = 32      # a CNN's clips go through the network this many at a time (bounds GPU memory)
 
 
 def predict_clips(model: LoadedModel, samples: np.ndarray) -> np.ndarray:
@@ -18,11 +19,12 @@ def predict_clips(model: LoadedModel, samples: np.ndarray) -> np.ndarray:
     return predict(model, samples)[1]
 
 
-def predict(model: LoadedModel, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predict(model: LoadedModel, samples: np.ndarray, *, batch: int = CLIP_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """(n_clips, n_samples) -> (the track's (n_labels,) probabilities, each clip's (n_clips, n_labels)).
 
-    A CNN scores each clip; the track gets the mean. A descriptor model scores the track from the
-    descriptors of all its clips together (the rhythm ones need them joined), and each clip from its own."""
+    A CNN scores each clip, `batch` clips per pass on the model's device (batch 1: one at a time);
+    the track gets the mean. A descriptor model scores the track from the descriptors of all its
+    clips together (the rhythm ones need them joined), and each clip from its own."""
     spec = model.spec
     if spec.features.kind == "descriptors":
         from tagger.descriptors import track_descriptors, vector
@@ -37,7 +39,9 @@ def predict(model: LoadedModel, samples: np.ndarray) -> tuple[np.ndarray, np.nda
 
     x = features_for_clips(samples, spec)
     with torch.inference_mode():
-        per_clip = torch.softmax(model.network(x), dim=1).numpy().astype(np.float64)
+        parts = [torch.softmax(model.network(x[i:i + batch].to(model.device)), dim=1).cpu()
+                 for i in range(0, len(x), max(1, batch))]
+    per_clip = torch.cat(parts).numpy().astype(np.float64)
     return per_clip.mean(axis=0), per_clip
 
 

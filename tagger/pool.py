@@ -36,8 +36,9 @@ Outcome = tuple[Path, TrackResult, "dict | None"]
 
 
 def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int, timeout: float = TRACK_TIMEOUT_S,
-                   stop: Callable[[], bool] = lambda: False) -> Iterator[Outcome]:
-    """Yield (path, TrackResult, tag info) for every ref, in the order they finish. Returns early
+                   device: str = "cpu", stop: Callable[[], bool] = lambda: False) -> Iterator[Outcome]:
+    """Yield (path, TrackResult, tag info) for every ref, in the order they finish (a CNN model runs on
+    `device`, resolved already: 'cpu' or 'cuda'). Returns early
     (killing the workers) once `stop()` is true; closing the generator kills them too. A track still
     running after `timeout` seconds (a decoder that hangs) fails. Raises MoodtagError when the model
     cannot be loaded, or when workers die one after the other whatever they analyse."""
@@ -50,7 +51,7 @@ def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int, timeout
             while (queue or in_flight) and not suspects:
                 while queue and len(in_flight) < IN_FLIGHT_PER_WORKER * jobs and not stop():
                     ref = queue.popleft()
-                    in_flight[_submit(executor, ref, model_path)] = (ref, time.monotonic())
+                    in_flight[_submit(executor, ref, model_path, device)] = (ref, time.monotonic())
                 if not in_flight:
                     return
                 done, _ = wait(in_flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
@@ -68,7 +69,7 @@ def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int, timeout
                     break  # one hangs: this pool goes, and every track it held is tried alone
             suspects += [ref for ref, _ in in_flight.values()]  # died with the pool, or held by it
         for ref in suspects:  # each alone: only the one that kills (or hangs) its worker again fails
-            alone = _alone(ref, model_path, timeout=timeout, stop=stop)
+            alone = _alone(ref, model_path, device, timeout=timeout, stop=stop)
             if alone is None:
                 return
             outcome, worker_lost = alone
@@ -79,12 +80,12 @@ def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int, timeout
             yield outcome
 
 
-def _alone(ref: TrackRef, model_path: Path, *, timeout: float,
+def _alone(ref: TrackRef, model_path: Path, device: str, *, timeout: float,
            stop: Callable[[], bool]) -> tuple[Outcome, bool] | None:
     """One track in a worker of its own: (its outcome, whether the worker died or hung: then the
     outcome is a failure saying so); None when `stop()` came first."""
     with _pool(1) as executor:
-        future = _submit(executor, ref, model_path)
+        future = _submit(executor, ref, model_path, device)
         since = time.monotonic()
         while not future.done():
             if stop():
@@ -116,9 +117,9 @@ def _outcome(future, ref: TrackRef) -> Outcome | None:
         return ref.path, TrackResult.failed(ref.path, f"internal error ({type(exc).__name__}: {exc})"), None
 
 
-def _submit(executor, ref: TrackRef, model_path: Path):
+def _submit(executor, ref: TrackRef, model_path: Path, device: str):
     with _signals_blocked():  # a worker started now begins with them blocked, then ignores them
-        return executor.submit(analyze_in_worker, ref.path, str(model_path))
+        return executor.submit(analyze_in_worker, ref.path, str(model_path), device)
 
 
 def _death_cause(exc: BaseException | None) -> str:

@@ -102,6 +102,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
                force: bool = False, retag: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
                full_results: bool = False, timeout: float | None = None, read_ahead: int | None = None,
+               device: str = "cpu", dask_scheduler: str | None = None,
                on_event: Callable[[ScanEvent], None] = lambda e: None,
                stop: Callable[[], bool] = lambda: False) -> ScanSummary:
     """Scan `paths` as scan_library does, except that a path that is missing or not a regular file
@@ -112,14 +113,23 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
     `force`: analyse every file again. `retag`: write the tags of files `moodtag untag` cleared too
     (from the cache where it is current; a plain scan, even with `force`, leaves them untagged).
     `timeout`: seconds after which a track still being analysed is given up (None: the pool's default).
-    `read_ahead`: tracks whose files are read ahead of the workers (tagger.prefetch; None: 4 per job, 0: none).
-    Raises MoodtagError only for fatal problems (unusable model or database)."""
+    `read_ahead`: tracks whose files are read ahead of the workers (tagger.prefetch; None: 4 per job, 0: none;
+    never with a Dask cluster, whose workers read the files themselves).
+    `device`: where a CNN model runs (cpu, cuda, auto; tagger.device); descriptor models ignore it.
+    `dask_scheduler`: analyse on the Dask cluster at this address (tagger.dask_pool) instead of local
+    worker processes; `jobs` is then not used.
+    Raises MoodtagError only for fatal problems (unusable model, database or cluster)."""
     started = time.monotonic()
     model_path = resolve_model(model)
     spec = read_spec(model_path)
+    uses_device = spec.features.kind != "descriptors"
+    if uses_device and not dask_scheduler:  # on a cluster each worker resolves it: its GPU, not ours
+        from tagger.device import resolve_device
+
+        device = resolve_device(device)
     summary = ScanSummary(dry_run=dry_run)
     summary.jobs, asked = plan_jobs(jobs, oversubscribe=oversubscribe)
-    if asked > summary.jobs:
+    if asked > summary.jobs and not dask_scheduler:
         on_event(ScanEvent("jobs", count=summary.jobs, total=asked))
     write_tags = not (dry_run or no_write)
     db_path = resolve_db_path(db)
@@ -128,8 +138,12 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if stop():
             raise _Stopped
 
-    lock = cache = journal = None
+    lock = cache = journal = cluster = None
     try:
+        if dask_scheduler:
+            from tagger.dask_pool import DaskCluster
+
+            cluster = DaskCluster.connect(dask_scheduler)
         if not dry_run:
             lock = scan_lock(db_path, on_wait=lambda: on_event(ScanEvent("waiting", path=db_path)),
                              should_stop=stop)
@@ -185,18 +199,20 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if notes_walk:
             gone = [row.path for row in cache.unwalked_under(roots) if not os.path.lexists(row.fs_path)]
             summary.missing = cache.mark_missing(gone)
+        if cluster and todo:
+            cluster.check(todo[0].path, device=device if uses_device else None)
         on_event(ScanEvent("planned", total=summary.found, todo=len(todo)))
 
         if todo:
-            from tagger.pool import TRACK_TIMEOUT_S, analyse_tracks
             from tagger.prefetch import READ_AHEAD_PER_JOB, ReadAhead
 
             by_path = {ref.path: ref for ref in todo}
             jobs_used = min(summary.jobs, len(todo))
             ahead = READ_AHEAD_PER_JOB * jobs_used if read_ahead is None else read_ahead
-            reader = ReadAhead([ref.path for ref in todo], tracks=ahead, plan=spec.clips) if ahead > 0 else None
-            results = analyse_tracks(todo, model_path, jobs=jobs_used, stop=stop,
-                                     timeout=TRACK_TIMEOUT_S if timeout is None else timeout)
+            reader = (ReadAhead([ref.path for ref in todo], tracks=ahead, plan=spec.clips)
+                      if ahead > 0 and cluster is None else None)
+            results = _analyse(todo, model_path, jobs=jobs_used, timeout=timeout, device=device, cluster=cluster,
+                               stop=stop)
             try:
                 for path, result, info in results:
                     if reader is not None:
@@ -214,6 +230,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
     except (_Stopped, KeyboardInterrupt):
         summary.interrupted = True
     finally:
+        if cluster is not None:
+            cluster.close()
         if journal is not None:
             journal.close()
         if cache:
@@ -222,6 +240,17 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             lock.release()
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: float | None, device: str,
+             cluster, stop: Callable[[], bool]):
+    """The results of `todo`, from local worker processes or from the Dask cluster."""
+    from tagger.pool import TRACK_TIMEOUT_S, analyse_tracks
+
+    timeout = TRACK_TIMEOUT_S if timeout is None else timeout
+    if cluster is not None:
+        return cluster.analyse(todo, model_path, timeout=timeout, device=device, stop=stop)
+    return analyse_tracks(todo, model_path, jobs=jobs, timeout=timeout, device=device, stop=stop)
 
 
 def check_paths(paths: list[Path]) -> None:

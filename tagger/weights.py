@@ -99,12 +99,14 @@ class ModelSpec:
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference: its spec, the network in eval mode, and the file it came from."""
+    """A model ready for inference: its spec, the network in eval mode, the file it came from, and the
+    torch device its network sits on ('cpu' for a descriptor model, which runs on numpy)."""
 
     spec: ModelSpec
     network: object
     path: Path | None = None
     sha256: str | None = None
+    device: str = "cpu"
 
 
 def shipped_models_dir() -> Path:
@@ -210,9 +212,10 @@ def spec_problem(spec: ModelSpec) -> str | None:
     return None
 
 
-def load_model(model: str | Path | None = None) -> LoadedModel:
+def load_model(model: str | Path | None = None, *, device: str = "cpu") -> LoadedModel:
     """Load a model file (path, shipped name, or None for the default): a descriptor model becomes a
-    numpy `DescriptorRegression` (torch is not imported), a CNN an eval-mode torch network."""
+    numpy `DescriptorRegression` (torch is not imported; `device` is ignored), a CNN an eval-mode torch
+    network on `device` ('cpu', 'cuda' or 'auto', see tagger.device; ModelError for 'cuda' without CUDA)."""
     path = resolve_model(model)
     spec = read_spec(path)
     if spec.architecture.get("name") == DESCRIPTOR_ARCHITECTURE:
@@ -235,8 +238,11 @@ def load_model(model: str | Path | None = None) -> LoadedModel:
         network.load_state_dict(state)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise ModelError(f"{path}: tensors do not fit the spec's architecture ({str(exc).splitlines()[0]})") from None
-    network.eval()
-    return LoadedModel(spec=spec, network=network, path=path, sha256=file_sha256(path))
+    from tagger.device import resolve_device
+
+    where = resolve_device(device)
+    network.eval().to(where)
+    return LoadedModel(spec=spec, network=network, path=path, sha256=file_sha256(path), device=where)
 
 
 def _load_regression(path: Path, spec: ModelSpec) -> LoadedModel:

@@ -3,11 +3,13 @@ no SQLite) so that a worker imports only what it needs."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from tagger.records import TrackResult
 
-_WORKER_MODELS: dict[str, object] = {}
+_WORKER_MODELS: dict[tuple[str, str], object] = {}  # (model file, device) -> LoadedModel
+_MODELS_LOCK = threading.Lock()  # a Dask worker runs tasks in threads: one load per process
 WORKER_SIGNALS = ("SIGINT", "SIGHUP")  # answered by the parent alone
 
 
@@ -35,9 +37,10 @@ def init_worker(parent_pid: int) -> None:
     threading.Thread(target=watch_parent, name="moodtag-parent-watch", daemon=True).start()
 
 
-def analyze_in_worker(path: Path, model_path: str) -> tuple[Path, TrackResult, dict | None]:
-    """Runs in a worker: one BLAS/torch thread, the model loaded once per process. A descriptor model
-    runs on numpy alone: the worker then never imports torch (a second of start-up and ~300 MB saved).
+def analyze_in_worker(path: Path, model_path: str, device: str = "cpu") -> tuple[Path, TrackResult, dict | None]:
+    """Runs in a worker: one BLAS/torch thread, the model loaded once per process (a CNN on `device`,
+    see tagger.device). A descriptor model runs on numpy alone: the worker then never imports torch
+    (a second of start-up and ~300 MB saved).
 
     Never raises for a track: anything that goes wrong becomes a failed TrackResult with the cause.
     Only a model that cannot be loaded raises (ModelError): that is fatal for the whole scan."""
@@ -45,7 +48,7 @@ def analyze_in_worker(path: Path, model_path: str) -> tuple[Path, TrackResult, d
 
     from tagger.analyze import analyze_track
 
-    loaded = _model(model_path)
+    loaded = _model(model_path, device)
     try:
         with threadpool_limits(1):
             result = analyze_track(path, loaded)
@@ -63,16 +66,17 @@ def analyze_in_worker(path: Path, model_path: str) -> tuple[Path, TrackResult, d
     return path, result, info
 
 
-def _model(model_path: str):
+def _model(model_path: str, device: str):
     from tagger.weights import load_model
 
-    loaded = _WORKER_MODELS.get(model_path)
-    if loaded is None:
-        loaded = _WORKER_MODELS[model_path] = load_model(model_path)
-        if loaded.spec.features.kind != "descriptors":
-            import torch
+    with _MODELS_LOCK:
+        loaded = _WORKER_MODELS.get((model_path, device))
+        if loaded is None:
+            loaded = _WORKER_MODELS[model_path, device] = load_model(model_path, device=device)
+            if loaded.spec.features.kind != "descriptors":
+                import torch
 
-            torch.set_num_threads(1)
+                torch.set_num_threads(1)
     return loaded
 
 

@@ -85,6 +85,37 @@ def test_a_worker_killed_mid_scan_loses_no_track(many_tracks, tmp_path):
     assert {r["status"] for r in rows(db).values()} == {"ok"} and len(rows(db)) == 40
 
 
+def slow_victim(folder: Path) -> Path:
+    """A WAV slow enough to decode (96 kHz, 40 s) that a watcher sees a worker open it."""
+    victim = folder / "victim.wav"
+    rate = 96000
+    synth.encode(np.zeros((rate * 40, 2), dtype=np.float32) + 0.1, victim, sample_rate=rate)
+    return victim
+
+
+def communicate_killing(proc, victim: Path, sig, workers) -> tuple[str, set[int]]:
+    """Wait for `proc`, meanwhile sending `sig` to every process of `workers()` that opens `victim`
+    (once each), as a decoder that crashes or hangs on that file would: (its stderr, the pids hit)."""
+    hits = set()
+
+    def killer():
+        while proc.poll() is None:
+            for worker in workers():
+                try:
+                    if worker.pid not in hits and any(f.path == str(victim) for f in worker.open_files()):
+                        worker.send_signal(sig)
+                        hits.add(worker.pid)
+                except psutil.Error:
+                    pass
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    _, err = proc.communicate(timeout=300)
+    thread.join()
+    return err, hits
+
+
 def _count(db: Path) -> int:
     try:
         with sqlite3.connect(db) as con:
@@ -99,28 +130,10 @@ def test_a_track_that_kills_or_hangs_every_worker_fails_alone(small_library, tmp
     """A file whose decoding kills the process (here: the test kills any worker that opens it, as the
     OOM killer or a decoder's segfault would), or never ends (the test stops that worker, as a
     decoder stuck in a loop would), is one failure with the cause; every other track is done."""
-    victim = small_library / "victim.wav"
-    rate = 96000  # slow to decode: the killer has time to see it open
-    synth.encode(np.zeros((rate * 40, 2), dtype=np.float32) + 0.1, victim, sample_rate=rate)
+    victim = slow_victim(small_library)
     db = tmp_path / "c.db"
     proc = start("scan", small_library, "--db", db, "--jobs", "2", "--no-write", "--timeout", "4")
-    hits = set()
-
-    def killer():
-        while proc.poll() is None:
-            for worker in workers_of(proc.pid):
-                try:
-                    if worker.pid not in hits and any(f.path == str(victim) for f in worker.open_files()):
-                        worker.send_signal(sig)
-                        hits.add(worker.pid)
-                except psutil.Error:
-                    pass
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    _, err = proc.communicate(timeout=300)
-    thread.join()
+    err, hits = communicate_killing(proc, victim, sig, lambda: workers_of(proc.pid))
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert len(hits) >= 2  # in the pool, then alone

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tagger.commands.options import DbOption, JsonOption, ModelOption, path_value
+from tagger.device import DEVICES
 from tagger.pool import TRACK_TIMEOUT_S
 
 
@@ -29,6 +30,14 @@ def scan(
         "--read-ahead", metavar="N", min=0,
         help="Read the files of the next N tracks ahead of the analysis, so that a slow network share's "
              "delays overlap it (0: none). Default: 4 per job.")] = None,
+    device: Annotated[str, typer.Option("--device", parser=lambda v: _choice(v, DEVICES), metavar="DEVICE",
+                                        help="Where the CNN model (--model moodtag-cnn) runs: cpu, cuda (an error "
+                                             "without CUDA) or auto (CUDA when available). The default "
+                                             "descriptor model runs on the CPU and ignores it.")] = "cpu",
+    dask_scheduler: Annotated[Optional[str], typer.Option(
+        "--dask-scheduler", metavar="tcp://HOST:PORT",
+        help="Analyse on this Dask cluster instead of local processes (needs moodtag\\[dask]; every worker "
+             "must see the library at the same path). --jobs is then not used.")] = None,
     model: ModelOption = None,
     json_lines: JsonOption = False,
 ) -> None:
@@ -62,7 +71,7 @@ def scan(
             summary = scan_library(paths, db=db, model=model, jobs=jobs, oversubscribe=oversubscribe,
                                    dry_run=dry_run, no_write=no_write, force=force, retag=retag, keep_mtime=keep_mtime,
                                    include_hidden=hidden, full_results=json_lines, timeout=timeout,
-                                   read_ahead=read_ahead,
+                                   read_ahead=read_ahead, device=device, dask_scheduler=dask_scheduler,
                                    on_event=on_event,
                                    stop=lambda: stops.requested)
         if not json_lines:
@@ -89,6 +98,12 @@ def prune(
     with Cache.open(db, create=False) as cache:
         n = cache.prune([Path(p) for p in paths] if paths else None)
     out.print(f"forgot {n} missing track{'s' if n != 1 else ''}")
+
+
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def _render_summary(summary, stops) -> None:

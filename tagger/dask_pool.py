@@ -1,0 +1,249 @@
+"""Many tracks analysed on an existing Dask cluster (`moodtag scan --dask-scheduler tcp://HOST:PORT`).
+
+The parent's side (tagger.dask_worker runs on the workers). `DaskCluster.analyse` has the interface
+and the flow of tagger.pool.analyse_tracks: it yields (path, TrackResult, tag info) in the order
+tracks finish, a few per worker thread in flight, and returns as soon as `stop()` is true. Workers
+only read: they decode, classify and read the file's tags; the parent alone writes tags and the
+cache. Every worker must see the library at the same path as the parent.
+
+Tasks go to the cluster as distributed futures, not through joblib's Parallel: a Parallel call turns
+one task's error, its `timeout` or a KilledWorker into an abort of every other task, and its result
+generator blocks, so the scan could neither poll `stop()` nor give up one hanging track alone.
+
+The model file reaches every worker as a worker plugin, also workers that join or restart later; a
+worker loads it once per process, by its sha256. A worker that dies is replaced by its nanny and its
+tracks are rescheduled by Dask; a track on which workers die again and again (distributed.scheduler.
+allowed-failures, 3 by default) fails with that cause. A track still analysing on a worker after
+`timeout` seconds fails, and its worker is restarted (a thread cannot be stopped).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tagger.errors import ModelError, MoodtagError
+from tagger.pool import MAX_FAILURES_IN_A_ROW, POLL_S, TRACK_TIMEOUT_S, Outcome
+from tagger.records import TrackRef, TrackResult
+
+CONNECT_TIMEOUT_S = 10.0
+IN_FLIGHT_PER_THREAD = 2
+RECOUNT_S = 5.0          # how often the cluster's threads are counted again
+FETCH_TIMEOUT_S = 10.0   # a result (a few kB) not fetched by then sits on a worker that hangs
+MAX_RETRIES = 2          # a track the cluster loses (restarts, a hung worker) is submitted again this often
+INSTALL_HINT = "pip install 'moodtag[dask]'"
+
+
+def require_distributed() -> None:
+    """Raise MoodtagError (one line) when dask's distributed package is not installed."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise MoodtagError(f"--dask-scheduler needs dask's distributed package: {INSTALL_HINT}") from None
+
+
+class DaskCluster:
+    """A connection to a running Dask cluster, open for one scan: `connect`, `check`, `analyse`, `close`."""
+
+    def __init__(self, client, scheduler: str, *, log_level: int = 0) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self._log_level = log_level
+        self._plugins: list[str] = []
+
+    @classmethod
+    def connect(cls, scheduler: str) -> "DaskCluster":
+        """Connect to the scheduler at `scheduler`; MoodtagError (one line) when distributed is not
+        installed, the address is not one, or the scheduler cannot be reached within CONNECT_TIMEOUT_S."""
+        require_distributed()
+        from distributed import Client
+        from distributed.comm import get_address_host_port
+
+        try:  # before Client(): one that fails on a malformed address leaves a thread that stalls the exit
+            get_address_host_port(scheduler)
+        except ValueError as exc:
+            raise MoodtagError(f"--dask-scheduler {scheduler}: not a scheduler address ({exc}); "
+                               "give tcp://HOST:PORT") from None
+        quiet = logging.getLogger("distributed")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)  # its retries and warnings (results it fetches again) are not ours to show
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            quiet.setLevel(level)
+            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise MoodtagError(f"cannot reach the Dask scheduler at {scheduler} ({cause}); is `dask scheduler` "
+                               "running there, and reachable from here?") from None
+        return cls(client, scheduler, log_level=level)
+
+    def close(self) -> None:
+        for name in self._plugins:
+            try:
+                self.client.unregister_worker_plugin(name)
+            except Exception:  # the scheduler went away: nothing left to tidy
+                pass
+        self.client.close(timeout=5)
+        logging.getLogger("distributed").setLevel(self._log_level)
+
+    def check(self, sample: Path, *, device: str | None) -> None:
+        """MoodtagError when the cluster has no workers, or when a worker cannot import moodtag, runs
+        another version of it, cannot see the library at `sample`'s path, or use `device` (None: the
+        model ignores it)."""
+        threads = self.client.nthreads()
+        if not threads:
+            raise MoodtagError(f"the Dask scheduler at {self.scheduler} has no workers; start some with "
+                               f"`dask worker {self.scheduler}`")
+        from tagger import __version__
+        from tagger.dask_worker import worker_problem
+
+        answers = self.client.run(worker_problem, str(sample), device, __version__, on_error="return")
+        for address, answer in sorted(answers.items()):
+            if isinstance(answer, BaseException):
+                raise MoodtagError(f"Dask worker {address} cannot run moodtag ({type(answer).__name__}: "
+                                   f"{answer}); install it there: {INSTALL_HINT}")
+            if answer:
+                raise MoodtagError(f"Dask worker {address}: {answer}")
+
+    def analyse(self, refs: list[TrackRef], model_path: Path, *, timeout: float = TRACK_TIMEOUT_S,
+                device: str = "cpu", stop: Callable[[], bool] = lambda: False) -> Iterator[Outcome]:
+        """Yield (path, TrackResult, tag info) for every ref, in the order they finish; return early
+        once `stop()` is true (closing the generator too cancels what is left). `device` is resolved
+        by each worker ('auto': its own GPU if it has one). Raises MoodtagError when a worker cannot
+        load the model, the scheduler goes away, or workers die whatever they analyse."""
+        from tagger.dask_worker import analyze_on_dask_worker
+
+        client = self.client
+        in_flight: dict = {}      # future -> its ref
+        running: dict = {}        # future -> (its worker, when first seen there)
+        dropped: Counter = Counter()  # refs the cluster lost (restarts, a stuck worker), submitted again
+        try:
+            model = self._install_model(model_path)
+            queue = deque(refs)
+            run, submitted = uuid.uuid4().hex[:8], 0
+            failures_in_a_row = 0
+            threads, counted = 1, 0.0
+            while (queue or in_flight) and not stop():
+                if time.monotonic() - counted > RECOUNT_S:  # workers join and leave during a long scan
+                    threads, counted = max(1, sum(client.nthreads().values())), time.monotonic()
+                while queue and len(in_flight) < IN_FLIGHT_PER_THREAD * threads:
+                    ref = queue.popleft()
+                    submitted += 1
+                    in_flight[client.submit(analyze_on_dask_worker, str(ref.path), *model, device, pure=False,
+                                            key=f"moodtag-{run}-{submitted}")] = ref
+                for future in self._wait(in_flight):
+                    ref = in_flight.pop(future)
+                    running.pop(future, None)
+                    got = self._outcome(future, ref)
+                    if got is None:  # the cluster dropped it (a restart), or its result is stuck on a worker
+                        future.cancel()
+                        self._check_connected()
+                        dropped[ref] += 1
+                        if dropped[ref] <= MAX_RETRIES:
+                            queue.appendleft(ref)
+                            continue
+                        got = (ref.path, TrackResult.failed(
+                            ref.path, f"the Dask cluster lost it {dropped[ref]} times (workers restarted, or "
+                                      "unreachable)"), None), False
+                    outcome, worker_lost = got
+                    failures_in_a_row = failures_in_a_row + 1 if worker_lost else 0
+                    if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                        raise MoodtagError(f"Dask workers keep dying, whatever they analyse ({outcome[1].error}); "
+                                           f"stopped after {failures_in_a_row} tracks in a row")
+                    yield outcome
+                if stop():
+                    return
+                self._check_connected()
+                for future in self._overdue(in_flight, running, timeout):
+                    ref = in_flight.pop(future)
+                    worker, _ = running.pop(future)
+                    future.cancel()
+                    self._restart(worker)
+                    yield ref.path, TrackResult.failed(
+                        ref.path, f"gave up after {timeout:g} s: its analysis never ended (a decoder "
+                                  "that hangs?); its Dask worker was restarted"), None
+        finally:
+            for future in in_flight:
+                future.cancel()
+
+    def _install_model(self, model_path: Path) -> tuple[str, str]:
+        """Give every worker, and every worker that joins later (a restarted one too), the model file:
+        a worker plugin, kept by the scheduler until `close`. Returns what a task names it by."""
+        from tagger.dask_worker import ModelFilePlugin
+
+        plugin = ModelFilePlugin.read(model_path)
+        self.client.register_plugin(plugin, name=plugin.name)
+        self._plugins.append(plugin.name)
+        return plugin.file_name, plugin.sha256
+
+    def _wait(self, in_flight: dict) -> list:
+        """The futures of `in_flight` that are no longer pending, waiting up to POLL_S for one."""
+        from distributed import wait
+
+        pending = [f for f in in_flight if f.status == "pending"]
+        if len(pending) == len(in_flight):
+            try:
+                with self.client.as_current():  # wait() looks for its client there
+                    wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+            except Exception:  # a timeout, or a future cancelled meanwhile: the statuses below tell
+                pass
+        return [f for f in in_flight if f.status != "pending"]
+
+    def _overdue(self, in_flight: dict, running: dict, timeout: float) -> list:
+        """Futures running on one worker for more than `timeout` s. A track's clock starts when the
+        scheduler hands it to a worker, not when it is submitted: on a busy or shared cluster it may
+        wait for a thread first, and a track moved to another worker starts again."""
+        try:
+            processing = self.client.processing()
+        except Exception:
+            return []
+        where = {key: worker for worker, keys in processing.items() for key in keys}
+        now = time.monotonic()
+        for future in in_flight:
+            worker = where.get(future.key)
+            if worker is None:
+                running.pop(future, None)
+            elif running.get(future, (None,))[0] != worker:
+                running[future] = (worker, now)
+        return [f for f, (_, since) in running.items() if now - since > timeout]
+
+    def _outcome(self, future, ref: TrackRef) -> tuple[Outcome, bool] | None:
+        """(a finished or failed future's outcome, whether its workers died); None when the cluster
+        dropped it, or its result cannot be fetched within FETCH_TIMEOUT_S (its worker hangs: a
+        track that hangs on the same worker). A ModelError is fatal."""
+        from distributed import KilledWorker
+
+        if future.status not in ("finished", "error"):
+            return None
+        try:
+            _, result, info = future.result(timeout=FETCH_TIMEOUT_S)
+            return (ref.path, result, info), False
+        except TimeoutError:
+            return None
+        except Exception as error:
+            exc = error
+        if future.status != "error":  # cancelled meanwhile
+            return None
+        if isinstance(exc, KilledWorker):
+            return (ref.path, TrackResult.failed(
+                ref.path, "every Dask worker that analysed it died (distributed's allowed-failures); the file "
+                          "may crash its decoder"), None), True
+        if isinstance(exc, ModelError):
+            raise ModelError(f"on a Dask worker: {exc}") from None
+        return (ref.path, TrackResult.failed(
+            ref.path, f"internal error on a Dask worker ({type(exc).__name__}: {exc})"), None), False
+
+    def _check_connected(self) -> None:
+        if self.client.status not in ("running", "connecting"):
+            raise MoodtagError(f"lost the connection to the Dask scheduler at {self.scheduler} "
+                               f"({self.client.status}); finished results are saved, scan again to resume")
+
+    def _restart(self, worker: str) -> None:
+        """Restart a worker whose thread holds a track given up on (a thread cannot be stopped; its
+        nanny replaces the process). Best effort: a worker without a nanny keeps the thread busy."""
+        try:
+            self.client.restart_workers([worker], timeout=30, raise_for_error=False)
+        except Exception:
+            pass

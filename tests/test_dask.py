@@ -1,0 +1,235 @@
+"""`moodtag scan --dask-scheduler`: the real CLI against a real Dask LocalCluster (two worker
+processes on loopback), compared with a local scan of a copy of the same library."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import dask
+import psutil
+import pytest
+from distributed import Client, LocalCluster
+
+from tagger.tags import read_mood
+from tagger.weights import file_sha256, resolve_model
+from tests.conftest import run_cli
+from tests.test_faults import _count, communicate_killing, one_error_line, slow_victim, start
+from tests.test_scan import rows
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes. Each runs exactly one task at a time (worker-saturation 1.0), so a worker
+    that dies takes only the track it analyses; a track survives one death of its worker
+    (allowed-failures 1), and fails on the second."""
+    settings = {"distributed.scheduler.worker-saturation": 1.0, "distributed.scheduler.allowed-failures": 1}
+    with dask.config.set(settings), LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                 host="127.0.0.1", dashboard_address=":0") as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def scanned(cluster, audio_dir, tmp_path_factory):
+    """Every format and one corrupt file, scanned on the cluster (A) and locally on a copy (B)."""
+    base = tmp_path_factory.mktemp("dask")
+    lib, copy = base / "on-cluster", base / "local"
+    lib.mkdir()
+    for src in sorted(audio_dir.iterdir()):
+        shutil.copy(src, lib / src.name)
+    (lib / "broken.flac").write_bytes(b"fLaC" + os.urandom(4000))
+    shutil.copytree(lib, copy)
+    on_cluster = run_cli("scan", lib, "--db", base / "A.db", "--dask-scheduler", cluster.scheduler_address)
+    local = run_cli("scan", copy, "--db", base / "B.db")
+    return lib, base / "A.db", on_cluster, base / "B.db", local
+
+
+def results(db: Path) -> dict[str, tuple]:
+    """File name -> (mood, confidence, model, status) of every cached track."""
+    return {Path(path).name: (r["mood"], r["confidence"], r["model_name"], r["model_version"], r["status"])
+            for path, r in rows(db).items()}
+
+
+def test_a_cluster_scan_caches_and_tags_what_a_local_scan_does(scanned):
+    lib, a_db, on_cluster, b_db, local = scanned
+    assert on_cluster.returncode == 0, on_cluster.stderr
+    assert local.returncode == 0, local.stderr
+    assert "Traceback" not in on_cluster.stderr
+    on_cluster_rows = results(a_db)
+    assert on_cluster_rows == results(b_db)
+    assert len(on_cluster_rows) == 9 and sum(r[4] == "ok" for r in on_cluster_rows.values()) == 8
+    for path, row in rows(a_db).items():  # the parent wrote the tags, and recorded the files afterwards
+        if row["status"] == "ok":
+            assert read_mood(Path(path)).mood == row["mood"] and row["tagged"] == 1
+            assert os.stat(path).st_mtime_ns == row["mtime_ns"]
+
+
+def test_a_corrupt_file_fails_with_one_line_and_the_rest_go_through(scanned):
+    lib, a_db, on_cluster, _, _ = scanned
+    failures = [line for line in on_cluster.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 1 and failures[0].startswith(f"failed: {lib / 'broken.flac'}: "), on_cluster.stderr
+    broken = rows(a_db)[str(lib / "broken.flac")]
+    assert broken["status"] == "failed" and broken["error"] in failures[0]
+
+
+def test_each_worker_loads_the_model_once_by_its_hash(scanned, client):
+    """tagger.worker keeps one loaded model per (file, device) in each worker process; the file the
+    plugin wrote is named by the model's sha256."""
+    sha = file_sha256(resolve_model(None))
+    loaded = client.run(lambda: [key for key in sys.modules["tagger.worker"]._WORKER_MODELS]
+                        if "tagger.worker" in sys.modules else [])
+    default = {worker: [k for k in keys if Path(k[0]).name.startswith(sha)] for worker, keys in loaded.items()}
+    assert any(default.values()) and all(len(keys) <= 1 for keys in default.values()), loaded
+
+
+def test_the_cnn_on_the_cluster_scores_as_locally(audio_dir, cluster, tmp_path):
+    """The CNN's 3.5 MB model file reaches the workers through the plugin; torch there, same rows."""
+    lib, copy = tmp_path / "on-cluster", tmp_path / "local"
+    lib.mkdir()
+    for src in sorted(audio_dir.iterdir())[:2]:
+        shutil.copy(src, lib / src.name)
+    shutil.copytree(lib, copy)
+    run_cli("scan", lib, "--db", tmp_path / "A.db", "--model", "moodtag-cnn", "--no-write", "--device", "auto",
+            "--dask-scheduler", cluster.scheduler_address, check=True)
+    run_cli("scan", copy, "--db", tmp_path / "B.db", "--model", "moodtag-cnn", "--no-write", "--jobs", "1", check=True)
+    assert results(tmp_path / "A.db") == results(tmp_path / "B.db")
+    assert {r[2] for r in results(tmp_path / "A.db").values()} == {"moodtag-cnn"}
+
+
+def test_an_unreachable_scheduler_is_one_line(scanned, tmp_path):
+    lib = scanned[0]
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "c.db"
+    line = one_error_line(run_cli("scan", lib, "--db", db, "--dask-scheduler", f"tcp://127.0.0.1:{port}"))
+    assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in line
+    assert not db.exists()
+    line = one_error_line(run_cli("scan", lib, "--db", db, "--dask-scheduler", "127.0.0.1:"))
+    assert "not a scheduler address" in line and "tcp://HOST:PORT" in line
+
+
+def test_a_worker_with_another_moodtag_version_is_one_line(scanned, client, cluster, tmp_path):
+    """As if one machine had another release installed: the scan refuses, naming the worker."""
+    def set_version(version):
+        import tagger
+
+        old, tagger.__version__ = tagger.__version__, version
+        return old
+
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    old = client.run(set_version, "0.0.1", workers=[worker])[worker]
+    try:
+        db = tmp_path / "c.db"
+        line = one_error_line(run_cli("scan", scanned[0], "--db", db, "--force",
+                                      "--dask-scheduler", cluster.scheduler_address))
+    finally:
+        client.run(set_version, old, workers=[worker])
+    assert f"Dask worker {worker}: runs moodtag 0.0.1, this machine {old}" in line
+    assert not rows(db)
+
+
+def test_without_distributed_it_is_one_line(scanned, tmp_path, cluster):
+    code = ("import sys; sys.modules['distributed'] = None; from tagger.cli import main; "  # as if not installed
+            "sys.argv[0] = 'moodtag'; main()")
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code, "scan", str(scanned[0]), "--db", str(tmp_path / "c.db"),
+                           "--dask-scheduler", cluster.scheduler_address], capture_output=True, text=True)
+    assert "pip install 'moodtag[dask]'" in one_error_line(proc)
+
+
+@pytest.fixture(scope="module")
+def many_tracks(audio_dir, tmp_path_factory) -> Path:
+    lib = tmp_path_factory.mktemp("many")
+    sources = [p for p in sorted(audio_dir.iterdir()) if p.suffix in (".flac", ".wav", ".ogg")]
+    for i in range(40):
+        shutil.copy(sources[i % len(sources)], lib / f"{i:02d}{sources[i % len(sources)].suffix}")
+    return lib
+
+
+def test_ctrl_c_stops_a_cluster_scan_and_the_next_one_resumes(many_tracks, cluster, tmp_path):
+    db = tmp_path / "c.db"
+    proc = start("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", cluster.scheduler_address)
+    _wait_for_rows(proc, db, 3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    done = rows(db)
+    assert 3 <= len(done) < 40 and {r["status"] for r in done.values()} == {"ok"}
+    again = run_cli("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", cluster.scheduler_address,
+                    check=True)
+    assert "Traceback" not in again.stderr
+    assert len(rows(db)) == 40 and {r["status"] for r in rows(db).values()} == {"ok"}
+
+
+def test_a_worker_killed_mid_scan_loses_no_track(many_tracks, cluster, client, tmp_path):
+    """Dask reschedules the tracks of a worker that dies; its nanny starts a new one."""
+    client.wait_for_workers(2, timeout=120)
+    db = tmp_path / "c.db"
+    proc = start("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", cluster.scheduler_address)
+    _wait_for_rows(proc, db, 3)
+    victim = sorted(client.run(os.getpid).values())[0]
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert len(rows(db)) == 40 and {r["status"] for r in rows(db).values()} == {"ok"}
+
+
+@pytest.mark.parametrize("sig, cause", [(signal.SIGKILL, "every Dask worker that analysed it died"),
+                                        (signal.SIGSTOP, "gave up after 4 s: its analysis never ended")])
+def test_a_track_that_kills_or_hangs_its_workers_fails_alone(audio_dir, cluster, client, tmp_path, sig, cause):
+    """A file whose decoding kills its worker (the test kills any worker that opens it, as a decoder's
+    segfault would) fails once Dask gave up on it; one that never ends (the test stops that worker)
+    fails after --timeout and its worker is restarted. Every other track is done."""
+    client.wait_for_workers(1, timeout=120)  # the nannies replace what earlier tests killed
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for src in sorted(audio_dir.iterdir())[:4]:
+        shutil.copy(src, lib / src.name)
+    victim = slow_victim(lib)
+    db = tmp_path / "c.db"
+    proc = start("scan", lib, "--db", db, "--no-write", "--timeout", "4", "--dask-scheduler",
+                 cluster.scheduler_address)
+    err, hits = communicate_killing(proc, victim, sig, dask_workers)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith(f"failed: {victim}: ")]
+    assert len(lines) == 1 and cause in lines[0], err
+    cached = rows(db)
+    assert cached[str(victim)]["status"] == "failed" and cause in cached[str(victim)]["error"]
+    others = {Path(p).name: r["error"] for p, r in cached.items() if p != str(victim)}
+    assert len(others) == 4 and not any(others.values()), others
+    assert len(hits) == (2 if sig == signal.SIGKILL else 1)
+    assert not [p for p in hits if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def dask_workers() -> list[psutil.Process]:
+    """The LocalCluster's worker processes: its nannies (in this process) start them."""
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if "multiprocessing" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+def _wait_for_rows(proc, db: Path, n: int) -> None:
+    deadline = time.monotonic() + 180
+    while not (db.exists() and _count(db) >= n):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.02)
