@@ -160,10 +160,15 @@ class Run:
                 "cpu_s": self.cpu_s, "parent_cpu_s": self.parent_cpu_s, "load_before": self.load_before}
 
 
-def _env() -> dict:
+def _env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     for var in THREAD_VARS:
         env.pop(var, None)
+    for var, value in (extra or {}).items():
+        if value is None:
+            env.pop(var, None)
+        else:
+            env[var] = value
     return env
 
 
@@ -206,9 +211,10 @@ class TreeSampler:
                 return
 
 
-def run_measured(what: str, cmd: list[str], *, logs: Path) -> Run:
+def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = None) -> Run:
     """Run `cmd` in a session of its own (as from its own terminal: its own share of the CPU under
-    Linux's autogroup scheduling), timing it and sampling its process tree's RSS and CPU time."""
+    Linux's autogroup scheduling), timing it and sampling its process tree's RSS and CPU time.
+    `env`: variables set (or, with None values, removed) for it on top of this environment."""
     import psutil
 
     logs.mkdir(parents=True, exist_ok=True)
@@ -218,7 +224,7 @@ def run_measured(what: str, cmd: list[str], *, logs: Path) -> Run:
     load = os.getloadavg()[0]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
-        proc = psutil.Popen(cmd, stdout=out, stderr=err, env=_env(), start_new_session=True)
+        proc = psutil.Popen(cmd, stdout=out, stderr=err, env=_env(env), start_new_session=True)
         sampler = TreeSampler(proc)
         thread = threading.Thread(target=sampler.run, args=(stop,), daemon=True)
         thread.start()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.errors import AudioError
+from tagger.stages import stage
 from tagger.weights import ClipPlan
 
 # Opus goes to PyAV: libsndfile's Opus seeking decodes from the start (2x slower per track).
@@ -122,7 +123,7 @@ def _check_readable(path: Path) -> bytes:
 
 def _decode(path: Path, head: bytes, *, plan: ClipPlan | None, starts, seconds: float,
             sample_rate: int) -> DecodedClips:
-    with _quiet_stderr(), _open_track(path, head) as track:
+    with stage("decode"), _quiet_stderr(), _open_track(path, head) as track:
         if starts is None:
             starts = clip_offsets(track.duration, plan)
         n_out = int(round(seconds * sample_rate))
@@ -525,7 +526,8 @@ def _resample(x: np.ndarray, sr: int, target: int, n_out: int) -> np.ndarray:
     import soxr
 
     if sr != target:
-        x = soxr.resample(x, sr, target, quality="HQ")
+        with stage("resample"):
+            x = soxr.resample(x, sr, target, quality="HQ")
     if len(x) < n_out:
         x = np.pad(x, (0, n_out - len(x)))
     return np.ascontiguousarray(x[:n_out], dtype=np.float32)

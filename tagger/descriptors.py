@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tagger.stages import stage
 
 HOP = 512
 N_FFT = 2048
@@ -65,10 +66,11 @@ def onset_strength(Sdb: np.ndarray, *, lag: int = 1, max_size: int = 1) -> np.nd
     """librosa.onset.onset_strength(S=Sdb, lag, max_size) with its defaults (mean over bands, centred)."""
     import scipy.ndimage as ndi
 
-    ref = Sdb if max_size == 1 else ndi.maximum_filter1d(Sdb, max_size, axis=-2)
-    env = np.maximum(0.0, Sdb[..., lag:] - ref[..., :-lag]).mean(axis=-2)
-    pad = lag + N_FFT // (2 * HOP)
-    return np.concatenate([np.zeros(pad, dtype=env.dtype), env])[: Sdb.shape[-1]]
+    with stage("onset envelope"):
+        ref = Sdb if max_size == 1 else ndi.maximum_filter1d(Sdb, max_size, axis=-2)
+        env = np.maximum(0.0, Sdb[..., lag:] - ref[..., :-lag]).mean(axis=-2)
+        pad = lag + N_FFT // (2 * HOP)
+        return np.concatenate([np.zeros(pad, dtype=env.dtype), env])[: Sdb.shape[-1]]
 
 
 def count_onsets(env: np.ndarray, sample_rate: int, *, min_range: float = 0.0) -> int:
@@ -234,7 +236,8 @@ def track_descriptors(samples: np.ndarray, sample_rate: int, *, top_db: float | 
     these (default all; a model computes just its own)."""
     names = NAMES if names is None else check_names(names)
     samples = np.atleast_2d(np.asarray(samples, dtype=np.float32))
-    S, Sdb = mels(samples, sample_rate, top_db=top_db)
+    with stage("spectrogram"):
+        S, Sdb = mels(samples, sample_rate, top_db=top_db)
     min_range = ONSET_MIN_RANGE_DB if top_db is not None else 0.0
     rhythm = any(n in PER_TRACK for n in names)
     per_clip = []

@@ -15,14 +15,16 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from tagger.cache import Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import WalkProblem, walk
 from tagger.errors import MoodtagError
+from tagger import stages
 from tagger.records import ClipScore, TrackRef, TrackResult
+from tagger.stages import stage
 from tagger.weights import ModelSpec, read_spec, resolve_model
 
 # What a track's outcome can be (the `action` key of `scan --json`).
@@ -38,12 +40,15 @@ class TrackOutcome:
     action: str                 # analysed | cached | failed
     tags: str                   # written | unchanged | would write | not written | failed | -
     tag_error: str | None = None
+    stages: dict | None = None  # the parent's stage times for it (tagger.stages), when asked
 
     def to_json(self) -> dict:
         data = self.result.to_json()
         data.update(action=self.action, tags=self.tags)
         if self.tag_error:
             data["tag_error"] = self.tag_error
+        if self.stages is not None or self.result.stages is not None:
+            data["stages"] = {"worker": self.result.stages, "parent": self.stages}
         return data
 
 
@@ -169,7 +174,11 @@ def scan_library(paths: list[Path], *, db: Path | None = None, model: str | None
                                      timeout=TRACK_TIMEOUT_S if timeout is None else timeout)
             try:
                 for path, result, info in results:
-                    outcome = _handle_new(by_path[path], result, info, cache, spec, **options)
+                    received = time.perf_counter()
+                    with stages.recording() as clock:
+                        outcome = _handle_new(by_path[path], result, info, cache, spec, **options)
+                    if clock is not None:
+                        outcome = replace(outcome, stages={**clock.as_dict(), "received_s": received})
                     _account(summary, outcome)
                     on_event(ScanEvent("track", outcome=outcome))
                     check_stop()
@@ -225,14 +234,18 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
                 spec: ModelSpec, *, write_tags: bool, dry_run: bool, keep_mtime: bool, journal) -> TrackOutcome:
     if not result.ok:
         if cache and not dry_run:
-            cache.record(result, ref, info=info)
+            with stage("cache write"):
+                cache.record(result, ref, info=info)
         return TrackOutcome(ref, result, FAILED, "-")
     if cache and not dry_run:  # committed before the file is touched: a tag is never written without a row
-        cache.record(result, ref, info=info, tagged=False)
-    tags, tag_error, ref_after = _apply_tags(ref, result.mood, result.scores, spec, write_tags=write_tags,
-                                             dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
+        with stage("cache write"):
+            cache.record(result, ref, info=info, tagged=False)
+    with stage("tag write"):
+        tags, tag_error, ref_after = _apply_tags(ref, result.mood, result.scores, spec, write_tags=write_tags,
+                                                 dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
     if cache and tags in ("written", "unchanged") and write_tags:
-        cache.set_tagged(ref.path, ref_after)
+        with stage("cache write"):
+            cache.set_tagged(ref.path, ref_after)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
 
 
