@@ -122,8 +122,9 @@ def stage_rows(runs: list[dict]) -> dict:
         start["workers"].append(len(by_pid))
     out = {"per_track": {k: {"median": statistics.median(v), "mean": statistics.fmean(v)} for k, v in per_track.items()},
            "start_per_worker": {k: statistics.median(v) for k, v in start.items()},
-           "idle_between_tracks_wall_ms": statistics.median(idle) if idle else None,
-           "result_wait_wall_ms": statistics.median(result_wait), "result_bytes": statistics.median(result_bytes)}
+           "idle_between_tracks_wall_ms": {"median": statistics.median(idle or [0.0]), "mean": statistics.fmean(idle or [0.0])},
+           "result_wait_wall_ms": {"median": statistics.median(result_wait), "mean": statistics.fmean(result_wait)},
+           "result_bytes": statistics.median(result_bytes)}
     for key in ("tracks_per_s", "cpu_ms_per_track", "parent_cpu_ms_per_track", "wall_s", "load_before"):
         out[key] = statistics.median(r[key] for r in runs)
     n = runs[0]["tracks"]
@@ -151,10 +152,12 @@ def render_profile(profiles: dict[int, dict]) -> str:
             ("model load, per worker", lambda p: p["start_per_worker"]["model load"]),
             ("first track's lazy imports, per worker", lambda p: p["start_per_worker"]["first track's extra"]),
             ("start-up spread over the tracks", lambda p: p["start_ms_per_track"]),
-            ("worker idle between tracks (wall)", lambda p: p["idle_between_tracks_wall_ms"] or 0.0),
-            ("result waiting for the parent (wall)", lambda p: p["result_wait_wall_ms"]),
             ("process tree CPU per track", lambda p: p["cpu_ms_per_track"]),
             ("parent CPU per track", lambda p: p["parent_cpu_ms_per_track"])]
+    for label, key in (("worker idle between tracks (wall)", "idle_between_tracks_wall_ms"),
+                       ("result waiting for the parent (wall)", "result_wait_wall_ms")):
+        lines.append(f"| {label} | " + " | ".join(f"{profiles[j][key]['median']:.1f} | {profiles[j][key]['mean']:.1f}"
+                                                   for j in jobs) + " |")
     for label, get in rows:
         lines.append(f"| {label} | " + " | ".join(f"{get(profiles[j]):.1f} | " for j in jobs) + " |")
     lines.append("| tracks/s (wall) | " + " | ".join(f"{profiles[j]['tracks_per_s']:.2f} | " for j in jobs) + " |")

@@ -37,8 +37,9 @@ def init_worker(parent_pid: int) -> None:
 
 
 def analyze_in_worker(path: Path, model_path: str) -> tuple[Path, TrackResult, dict | None]:
-    """Runs in a worker: one BLAS/torch thread, the model loaded once per process. A descriptor model
-    runs on numpy alone: the worker then never imports torch (a second of start-up and ~300 MB saved).
+    """Runs in a worker: one BLAS/torch thread (set for the whole process), the model loaded once per
+    process. A descriptor model runs on numpy alone: the worker then never imports torch (a second of
+    start-up and ~300 MB saved).
 
     Never raises for a track: anything that goes wrong becomes a failed TrackResult with the cause.
     Only a model that cannot be loaded raises (ModelError): that is fatal for the whole scan."""
@@ -49,14 +50,11 @@ def analyze_in_worker(path: Path, model_path: str) -> tuple[Path, TrackResult, d
     start_up = (time.process_time(), _process_age()) if not _WORKER_MODELS else None
     with stages.recording() as clock:
         with stages.stage("model load"):
-            from threadpoolctl import threadpool_limits
-
             from tagger.analyze import analyze_track
 
             loaded = _model(model_path)
         try:
-            with threadpool_limits(1):
-                result = analyze_track(path, loaded)
+            result = analyze_track(path, loaded)
         except Exception as exc:  # analyze_track's own guard missed it: still one track's failure
             result = TrackResult.failed(path, f"internal error while analysing ({type(exc).__name__}: {exc})",
                                         model_name=loaded.spec.name, model_version=loaded.spec.version)
@@ -105,6 +103,11 @@ def _model(model_path: str):
 
     loaded = _WORKER_MODELS.get(model_path)
     if loaded is None:
+        from threadpoolctl import threadpool_limits
+
+        # once for the process (the pool also starts it with OMP_NUM_THREADS=1 and the like):
+        # entered and left for every track, the limit cost more than a millisecond each time
+        threadpool_limits(1)
         loaded = _WORKER_MODELS[model_path] = load_model(model_path)
         if loaded.spec.features.kind != "descriptors":
             import torch
