@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     logs, lib, db = args.out / "profile-logs", args.out / "profile-lib", args.out / "profile.db"
     res: dict = {"machine": ss.machine(), "args": {k: str(v) for k, v in vars(args).items()}}
 
+    ss.precompile(REPO)
     if not args.no_profile:
         runs: dict[int, list[dict]] = defaultdict(list)
         for rep in range(args.repeats):
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.compare_with:
         old_tree = checkout(args.compare_with, args.out)
+        ss.precompile(old_tree)
         figures: dict = defaultdict(lambda: defaultdict(list))
         dbs = {}
         for rep in range(args.repeats):

@@ -514,8 +514,11 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
 
 def _mean_of(channels: list[np.ndarray]) -> np.ndarray:
     """The element-wise mean of equal-length channels, as float32, summed in order (as numpy's mean)."""
-    out = channels[0].astype(np.float32)  # a copy
-    for channel in channels[1:]:
+    if len(channels) > 1 and all(c.dtype == np.float32 for c in channels):
+        out, rest = channels[0] + channels[1], channels[2:]  # a new array: the same sum, one copy less
+    else:
+        out, rest = channels[0].astype(np.float32), channels[1:]  # a copy
+    for channel in rest:
         out += channel
     if len(channels) > 1:
         out /= len(channels)
@@ -578,9 +581,9 @@ def _frame_samples(frame) -> np.ndarray:
     planar = _PLANAR.get(frame.format.name)
     if planar is not None:  # to_ndarray() stacks the planes first: that costs more than decoding AAC
         dtype, scale = planar
-        planes = [np.frombuffer(p, dtype=dtype, count=frame.samples).astype(np.float32)
-                  for p in frame.planes[:channels]]
-        if scale != 1.0:
+        planes = [np.frombuffer(p, dtype=dtype, count=frame.samples) for p in frame.planes[:channels]]
+        if dtype is not np.float32:  # fltp is read as it is (views: _mean_of copies)
+            planes = [p.astype(np.float32) for p in planes]
             for plane in planes:
                 plane /= scale
         return _mean_of(planes)
