@@ -4,6 +4,7 @@
     python benchmarks/scan_profile.py                          # stage table, 1 and 2 jobs, 3 scans each
     python benchmarks/scan_profile.py --corpus ~/corpus/dev    # on copies of real recordings instead
     python benchmarks/scan_profile.py --compare-with 098d32d   # + that commit against this tree, same run
+    python benchmarks/scan_profile.py --profile-commit c3c81c6 # + the stage table of older instrumented code
 
 Profile: the real CLI, `python -m tagger scan LIB --db NEW.db --jobs N --json`, on a fresh copy of the
 library, with MOODTAG_STAGES=1: the scan's own code (tagger.stages) then times each stage per track,
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, help="copy audio files from here instead of the generated library")
     parser.add_argument("--compare-with", metavar="COMMIT", help="also scan with this commit's code, alternately")
     parser.add_argument("--no-profile", action="store_true", help="only the comparison")
+    parser.add_argument("--profile-commit", metavar="COMMIT",
+                        help="also profile this commit's code (one with tagger/stages.py), alternately")
     parser.add_argument("--out", type=Path, default=ss.DEFAULT_OUT, help="work folder (default benchmarks/out)")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
@@ -236,16 +239,26 @@ def main(argv: list[str] | None = None) -> None:
 
     ss.precompile(REPO)
     if not args.no_profile:
-        runs: dict[int, list[dict]] = defaultdict(list)
+        trees = [("", REPO)]
+        if args.profile_commit:  # older code that already has the stage clock (tagger/stages.py)
+            trees.append((args.profile_commit, checkout(args.profile_commit, args.out)))
+            ss.precompile(trees[-1][1])
+        runs: dict[str, dict[int, list[dict]]] = {name: defaultdict(list) for name, _ in trees}
         for rep in range(args.repeats):
             for jobs in args.jobs:
-                n = make_library(args, lib)
-                run = scan(f"profile-{jobs}j-{rep}", lib, db, n, jobs=jobs, model=args.model, logs=logs, stages=True)
-                print(f"profiled scan, {jobs} job(s): {run['tracks_per_s']:.2f} tracks/s, "
-                      f"{run['cpu_ms_per_track']:.1f} CPU ms/track, load {run['load_before']:.1f}", flush=True)
-                runs[jobs].append(run)
-        res["profile"] = {jobs: stage_rows(r) for jobs, r in runs.items()}
-        print("\n" + render_profile(res["profile"]) + "\n")
+                for name, code in trees:
+                    n = make_library(args, lib)
+                    run = scan(f"profile-{name or 'HEAD'}-{jobs}j-{rep}", lib, db, n, jobs=jobs, model=args.model,
+                               logs=logs, stages=True, code=code)
+                    print(f"profiled scan{' of ' + name if name else ''}, {jobs} job(s): {run['tracks_per_s']:.2f} "
+                          f"tracks/s, {run['cpu_ms_per_track']:.1f} CPU ms/track, load {run['load_before']:.1f}", flush=True)
+                    runs[name][jobs].append(run)
+        for name, code in trees:
+            key = "profile" if not name else f"profile {name}"
+            res[key] = {jobs: stage_rows(r) for jobs, r in runs[name].items()}
+            print(f"\n{name or 'this tree'}:\n" + render_profile(res[key]) + "\n")
+            if name:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(code)], check=False)
 
     if args.compare_with:
         old_tree = checkout(args.compare_with, args.out)

@@ -24,7 +24,7 @@ from tagger.errors import MoodtagError
 from tagger.records import TrackRef, TrackResult
 from tagger.worker import WORKER_SIGNALS, analyze_in_worker, init_worker
 
-IN_FLIGHT_PER_WORKER = 4  # queued per worker: it keeps working while the parent writes a slow tag (a copy, fsyncs)
+IN_FLIGHT_PER_WORKER = 2
 IDLE_WORKER_TIMEOUT_S = 60
 MAX_FAILURES_IN_A_ROW = 20  # tracks that each killed (or hung) their own worker, one after the other: give up
 TRACK_TIMEOUT_S = 300.0     # a track still analysing after this long is given up (a decoder that hangs)
