@@ -72,7 +72,7 @@ def scan(label: str, lib: Path, db: Path, n: int, *, jobs: int, model: str, logs
     """One cold scan by the code in `code`; returns its figures and JSON lines."""
     cmd = ss.scan_cmd(lib, ss.fresh_db(db), model, jobs=jobs)
     env = {"PYTHONPATH": str(code), "MOODTAG_STAGES": "1" if stages else None}
-    run = ss.run_measured(label, cmd, logs=logs, env=env)
+    run = ss.run_measured(label, cmd, logs=logs, env=env, cwd=code)  # `-m tagger` imports from the cwd first
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     analysed = sum(1 for r in lines if r.get("action") == "analysed")
     failed = [r["path"] for r in lines if r.get("action") == "failed" or r.get("tags") == "failed"]

@@ -221,10 +221,11 @@ def precompile(code: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "tagger")], check=True)
 
 
-def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = None) -> Run:
+def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = None, cwd: Path | None = None) -> Run:
     """Run `cmd` in a session of its own (as from its own terminal: its own share of the CPU under
     Linux's autogroup scheduling), timing it and sampling its process tree's RSS and CPU time.
-    `env`: variables set (or, with None values, removed) for it on top of this environment."""
+    `env`: variables set (or, with None values, removed) for it on top of this environment; `cwd`:
+    its folder (`python -m` imports from there before PYTHONPATH)."""
     import psutil
 
     logs.mkdir(parents=True, exist_ok=True)
@@ -234,7 +235,7 @@ def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = No
     load = os.getloadavg()[0]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
-        proc = psutil.Popen(cmd, stdout=out, stderr=err, env=_env(env), start_new_session=True)
+        proc = psutil.Popen(cmd, stdout=out, stderr=err, env=_env(env), cwd=cwd, start_new_session=True)
         sampler = TreeSampler(proc)
         thread = threading.Thread(target=sampler.run, args=(stop,), daemon=True)
         thread.start()
