@@ -160,10 +160,17 @@ class Run:
                 "cpu_s": self.cpu_s, "parent_cpu_s": self.parent_cpu_s, "load_before": self.load_before}
 
 
-def _env() -> dict:
+def _env(extra: dict | None = None) -> dict:
+    """The measured processes' environment: no thread settings, and bytecode cached as an installed
+    package has it (PYTHONDONTWRITEBYTECODE dropped: else every process compiles moodtag's modules)."""
     env = dict(os.environ)
-    for var in THREAD_VARS:
+    for var in (*THREAD_VARS, "PYTHONDONTWRITEBYTECODE"):
         env.pop(var, None)
+    for var, value in (extra or {}).items():
+        if value is None:
+            env.pop(var, None)
+        else:
+            env[var] = value
     return env
 
 
@@ -206,9 +213,19 @@ class TreeSampler:
                 return
 
 
-def run_measured(what: str, cmd: list[str], *, logs: Path) -> Run:
+def precompile(code: Path) -> None:
+    """Bytecode for the modules of `code`/tagger, as an installed package has (the measured processes
+    then load it instead of compiling each module in every process)."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "tagger")], check=True)
+
+
+def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = None, cwd: Path | None = None) -> Run:
     """Run `cmd` in a session of its own (as from its own terminal: its own share of the CPU under
-    Linux's autogroup scheduling), timing it and sampling its process tree's RSS and CPU time."""
+    Linux's autogroup scheduling), timing it and sampling its process tree's RSS and CPU time.
+    `env`: variables set (or, with None values, removed) for it on top of this environment; `cwd`:
+    its folder (`python -m` imports from there before PYTHONPATH)."""
     import psutil
 
     logs.mkdir(parents=True, exist_ok=True)
@@ -218,7 +235,7 @@ def run_measured(what: str, cmd: list[str], *, logs: Path) -> Run:
     load = os.getloadavg()[0]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
-        proc = psutil.Popen(cmd, stdout=out, stderr=err, env=_env(), start_new_session=True)
+        proc = psutil.Popen(cmd, stdout=out, stderr=err, env=_env(env), cwd=cwd, start_new_session=True)
         sampler = TreeSampler(proc)
         thread = threading.Thread(target=sampler.run, args=(stop,), daemon=True)
         thread.start()
@@ -476,6 +493,7 @@ def speed(args, out: Path, console) -> dict:
     say = console.print
     sources = ensure_sources(out, say)
     model, model_note = pick_model(args.model, out, say)
+    precompile(HERE.parent)
     logs = out / "runs"
     n = args.tracks
     lib, db = out / "lib-speed", out / "speed.db"
@@ -570,6 +588,7 @@ def memory(args, out: Path, console) -> dict:
     say = console.print
     sources = ensure_sources(out, say)
     model, model_note = pick_model(args.model, out, say)
+    precompile(HERE.parent)
     logs = out / "runs"
     small, large = args.memory_sizes
     lib = out / "lib-memory"

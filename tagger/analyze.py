@@ -8,6 +8,7 @@ import numpy as np
 from tagger.audio import load_clips
 from tagger.errors import AudioError
 from tagger.records import ClipScore, TrackResult
+from tagger.stages import stage
 from tagger.weights import LoadedModel, ModelSpec
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: clips whose every sample stays below this hold no music to judge
@@ -30,15 +31,17 @@ def predict(model: LoadedModel, samples: np.ndarray, *, batch: int = CLIP_BATCH)
         from tagger.descriptors import track_descriptors, vector
 
         names = spec.features.descriptors
-        track, per_clip = track_descriptors(samples, spec.sample_rate, top_db=spec.features.top_db, names=names)
-        probs = model.network.probabilities(np.stack([vector(track, names)] + [vector(c, names) for c in per_clip]))
+        with stage("descriptors"):
+            track, per_clip = track_descriptors(samples, spec.sample_rate, top_db=spec.features.top_db, names=names)
+            probs = model.network.probabilities(np.stack([vector(track, names)] + [vector(c, names) for c in per_clip]))
         return probs[0], probs[1:]
     import torch
 
     from tagger.features import features_for_clips
 
-    x = features_for_clips(samples, spec)
-    with torch.inference_mode():
+    with stage("spectrogram"):
+        x = features_for_clips(samples, spec)
+    with stage("network"), torch.inference_mode():
         parts = [torch.softmax(model.network(x[i:i + batch].to(model.device)), dim=1).cpu()
                  for i in range(0, len(x), max(1, batch))]
     per_clip = torch.cat(parts).numpy().astype(np.float64)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.errors import AudioError
+from tagger.stages import stage
 from tagger.weights import ClipPlan
 
 # Opus goes to PyAV: libsndfile's Opus seeking decodes from the start (2x slower per track).
@@ -122,7 +123,7 @@ def _check_readable(path: Path) -> bytes:
 
 def _decode(path: Path, head: bytes, *, plan: ClipPlan | None, starts, seconds: float,
             sample_rate: int) -> DecodedClips:
-    with _quiet_stderr(), _open_track(path, head) as track:
+    with stage("decode"), _quiet_stderr(), _open_track(path, head) as track:
         if starts is None:
             starts = clip_offsets(track.duration, plan)
         n_out = int(round(seconds * sample_rate))
@@ -513,8 +514,11 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
 
 def _mean_of(channels: list[np.ndarray]) -> np.ndarray:
     """The element-wise mean of equal-length channels, as float32, summed in order (as numpy's mean)."""
-    out = channels[0].astype(np.float32)  # a copy
-    for channel in channels[1:]:
+    if len(channels) > 1 and all(c.dtype == np.float32 for c in channels):
+        out, rest = channels[0] + channels[1], channels[2:]  # a new array: the same sum, one copy less
+    else:
+        out, rest = channels[0].astype(np.float32), channels[1:]  # a copy
+    for channel in rest:
         out += channel
     if len(channels) > 1:
         out /= len(channels)
@@ -525,7 +529,8 @@ def _resample(x: np.ndarray, sr: int, target: int, n_out: int) -> np.ndarray:
     import soxr
 
     if sr != target:
-        x = soxr.resample(x, sr, target, quality="HQ")
+        with stage("resample"):
+            x = soxr.resample(x, sr, target, quality="HQ")
     if len(x) < n_out:
         x = np.pad(x, (0, n_out - len(x)))
     return np.ascontiguousarray(x[:n_out], dtype=np.float32)
@@ -571,13 +576,14 @@ _PLANAR = {"fltp": (np.float32, 1.0), "s16p": (np.int16, 32768.0), "s32p": (np.i
 
 def _frame_samples(frame) -> np.ndarray:
     """An AudioFrame -> mono float32, whatever its sample format and layout."""
-    channels = len(frame.layout.channels)
+    layout = frame.layout  # nb_channels (PyAV 13+): len(layout.channels) builds a tuple of objects, 10x slower
+    channels = layout.nb_channels if hasattr(layout, "nb_channels") else len(layout.channels)
     planar = _PLANAR.get(frame.format.name)
     if planar is not None:  # to_ndarray() stacks the planes first: that costs more than decoding AAC
         dtype, scale = planar
-        planes = [np.frombuffer(p, dtype=dtype, count=frame.samples).astype(np.float32)
-                  for p in frame.planes[:channels]]
-        if scale != 1.0:
+        planes = [np.frombuffer(p, dtype=dtype, count=frame.samples) for p in frame.planes[:channels]]
+        if dtype is not np.float32:  # fltp is read as it is (views: _mean_of copies)
+            planes = [p.astype(np.float32) for p in planes]
             for plane in planes:
                 plane /= scale
         return _mean_of(planes)

@@ -82,6 +82,7 @@ class TrackResult:
     model_name: str | None = None
     model_version: str | None = None
     error: str | None = None
+    stages: dict | None = field(default=None, compare=False)  # where its time went (tagger.stages), when asked
 
     @property
     def ok(self) -> bool:

@@ -77,6 +77,7 @@ IN_PLACE_LIMIT = 1 << 20    # old bytes always journaled and written in place ra
 IN_PLACE_SHARE = 4          # ...and up to 1/4 of the file: journal + write cost less than a full copy
 BLOCK = 4096                # changes are journaled and written in whole aligned blocks
 SPACE_MARGIN = 1 << 20      # free space kept beyond what a copy or a journal entry needs
+READ_AHEAD = 64 << 10       # the overlay reads the original this much at a time
 
 _CHUNK = 1 << 20
 _MAGIC = b"moodtag-undo/1\n"
@@ -116,14 +117,21 @@ class _Overlay:
         self._starts: list[int] = [0] if size else []
         self._last: tuple[bytes, list] | None = None   # the last read's bytes and where they came from
         self._mem_since_check = 0
+        self._window = (0, b"")   # (offset, bytes) of the original last read ahead
 
     # the file object interface mutagen uses: read, write, seek, tell, truncate, flush
     def read(self, n: int = -1) -> bytes:
         end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
         if end <= self._pos:
             return b""
-        segments = self._segments(self._pos, end)
-        data = b"".join(self._bytes(seg) for seg in segments)
+        i = self._index(self._pos)
+        length, kind, src, off = self._pieces[i]
+        if end <= self._starts[i] + length:  # within one piece (mutagen's reads of a few bytes)
+            segments = [(end - self._pos, kind, src, off + self._pos - self._starts[i])]
+            data = self._bytes(segments[0])
+        else:
+            segments = self._segments(self._pos, end)
+            data = b"".join(self._bytes(seg) for seg in segments)
         self._pos = end
         self._last = (data, segments)
         return data
@@ -241,10 +249,20 @@ class _Overlay:
     def _bytes(self, segment) -> bytes:
         length, kind, src, off = segment
         if kind == _ORIG:
-            return _pread(self._fd, length, off)
+            return self._original(off, length)
         if kind == _MEM:
             return src[off:off + length]
         return bytes(length)
+
+    def _original(self, offset: int, length: int) -> bytes:
+        """Bytes of the original, read ahead READ_AHEAD at a time: mutagen reads an Ogg file page by
+        page in pieces of a few bytes (header, lacing, packet), one system call each otherwise."""
+        start, data = self._window
+        if not start <= offset or offset + length > start + len(data):
+            if length >= READ_AHEAD:
+                return _pread(self._fd, length, offset)
+            start, data = self._window = (offset, _pread(self._fd, READ_AHEAD, offset))
+        return data[offset - start: offset - start + length]
 
     def _count_memory(self, n: int) -> None:
         self._mem_since_check += n

@@ -18,14 +18,16 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from tagger.cache import LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import WalkProblem, walk
 from tagger.errors import MoodtagError
+from tagger import stages
 from tagger.records import TrackRef, TrackResult
+from tagger.stages import stage
 from tagger.weights import ModelSpec, read_spec, resolve_model
 
 # What a track's outcome can be (the `action` key of `scan --json`).
@@ -41,12 +43,15 @@ class TrackOutcome:
     action: str                 # analysed | cached | failed
     tags: str                   # written | unchanged | would write | not written | untagged | failed | -
     tag_error: str | None = None
+    stages: dict | None = None  # the parent's stage times for it (tagger.stages), when asked
 
     def to_json(self) -> dict:
         data = self.result.to_json()
         data.update(action=self.action, tags=self.tags)
         if self.tag_error:
             data["tag_error"] = self.tag_error
+        if self.stages is not None or self.result.stages is not None:
+            data["stages"] = {"worker": self.result.stages, "parent": self.stages}
         return data
 
 
@@ -218,7 +223,11 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                     if reader is not None:
                         reader.done()
                     untagged = path_key(path)[0] in untagged_keys
-                    outcome = _handle_new(by_path[path], result, info, cache, spec, untagged=untagged, **options)
+                    received = time.perf_counter()
+                    with stages.recording() as clock:
+                        outcome = _handle_new(by_path[path], result, info, cache, spec, untagged=untagged, **options)
+                    if clock is not None:
+                        outcome = replace(outcome, stages={**clock.as_dict(), "received_s": received})
                     _account(summary, outcome)
                     on_event(ScanEvent("track", outcome=outcome))
                     check_stop()
@@ -291,11 +300,13 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
     """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag)."""
     if not result.ok:
         if cache and not dry_run:
-            cache.record(result, ref, info=info)
+            with stage("cache write"):
+                cache.record(result, ref, info=info)
         return TrackOutcome(ref, result, FAILED, "-")
     keep_untagged = untagged and not retag
     if cache and not dry_run:  # committed before the file is touched: a tag is never written without a row
-        cache.record(result, ref, info=info, tag_state=UNTAGGED if keep_untagged else None)
+        with stage("cache write"):
+            cache.record(result, ref, info=info, tag_state=UNTAGGED if keep_untagged else None)
     if keep_untagged:
         return TrackOutcome(ref, result, ANALYSED, "untagged")
     tags, tag_error = _tag_and_record(ref, result.mood, result.scores, spec, cache, write_tags=write_tags,
@@ -326,13 +337,15 @@ def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cac
                     write_tags: bool, dry_run: bool, keep_mtime: bool, journal) -> tuple[str, str | None]:
     """Write the tags (as _apply_tags), then tell the row: tagged with the file's new size and mtime,
     or the write's failure and its cause. Returns (tags action, error)."""
-    tags, tag_error, ref_after = _apply_tags(ref, mood, scores, spec, write_tags=write_tags,
-                                             dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
+    with stage("tag write"):
+        tags, tag_error, ref_after = _apply_tags(ref, mood, scores, spec, write_tags=write_tags,
+                                                 dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
     if cache and write_tags:
-        if tags in ("written", "unchanged"):
-            cache.set_tagged(ref.path, ref_after)
-        elif tags == "failed":
-            cache.set_tag_failed(ref.path, tag_error or "unknown cause")
+        with stage("cache write"):
+            if tags in ("written", "unchanged"):
+                cache.set_tagged(ref.path, ref_after)
+            elif tags == "failed":
+                cache.set_tag_failed(ref.path, tag_error or "unknown cause")
     return tags, tag_error
 
 

@@ -237,7 +237,8 @@ def test_one_group_cannot_be_validated_but_still_trains(tmp_path):
 
 
 def test_the_default_model_runs_without_torch(audio_dir):
-    """A scan worker with the default model imports neither torch nor librosa (start-up and memory)."""
+    """A scan worker with the default model imports neither torch, librosa nor scipy.ndimage (start-up
+    and memory)."""
     import subprocess
     import sys
 
@@ -246,10 +247,40 @@ def test_the_default_model_runs_without_torch(audio_dir):
             "from tagger.weights import resolve_model; "
             f"p, r, info = analyze_in_worker(Path({str(track)!r}), str(resolve_model(None))); "
             "assert r.ok, r.error; "
-            "print(r.mood, r.model_name, 'torch' in sys.modules, 'librosa' in sys.modules)")
+            "print(r.mood, r.model_name, 'torch' in sys.modules, 'librosa' in sys.modules, "
+            "'scipy.ndimage' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] in ("calm", "exciting") and out[1] == "moodtag-rhythm"
-    assert out[2:] == ["False", "False"]
+    assert out[2:] == ["False", "False", "False"]
+
+
+@pytest.mark.parametrize("shape", [(128, 216), (40, 2), (3, 5), (1, 1), (2, 3, 7)])
+def test_running_extreme_is_scipys_filter_exactly(shape):
+    """The numpy maximum/minimum filters give scipy.ndimage's values bit for bit, edges (mirrored),
+    windows longer than the axis and even sizes included."""
+    import scipy.ndimage as ndi
+
+    x = np.random.default_rng(len(shape)).standard_normal(shape)
+    for size in (1, 2, 3, 4, 5, 16, 17, 18, 33):
+        for axis in range(-len(shape), len(shape)):
+            for largest, reference in ((True, ndi.maximum_filter1d), (False, ndi.minimum_filter1d)):
+                ours = descriptors.running_extreme(x, size, axis=axis, largest=largest)
+                assert np.array_equal(ours, reference(x, size, axis=axis)), (size, axis, largest)
+
+
+def test_power_spectrogram_is_numpys_float32_transform_exactly():
+    """The blocked float64 transform rounded to complex64 equals numpy's float32 transform of every
+    frame, bit for bit (so the descriptors of every track are unchanged)."""
+    from tagger.filters import hann, power_spectrogram
+
+    rng = np.random.default_rng(3)
+    clips = np.concatenate([rng.standard_normal((2, 22050)) * 0.2,
+                            np.sin(np.arange(22050) * 0.05)[None] * 1e-4]).astype(np.float32)
+    padded = np.pad(clips, ((0, 0), (1024, 1024)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, 2048, axis=1)[:, ::512]
+    spec = np.fft.rfft(frames * hann(2048), axis=-1)  # float32 in, complex64 out
+    expected = (spec.real ** 2 + spec.imag ** 2).astype(np.float32).transpose(0, 2, 1)
+    assert np.array_equal(power_spectrogram(clips, 2048, 512), expected)
 
 
 def test_a_damaged_descriptor_model_is_one_clear_error(tmp_path):

@@ -460,9 +460,12 @@ def test_file_changed_during_the_write_is_not_written(tmp_path, small_sources, m
 
 # --- the overlay: mutagen's file operations, planned without touching the file ---------------------
 
-def test_overlay_behaves_as_the_file_would(tmp_path):
+@pytest.mark.parametrize("read_ahead", [safewrite.READ_AHEAD, 1000, 1])
+def test_overlay_behaves_as_the_file_would(tmp_path, monkeypatch, read_ahead):
     """Random writes, reads, truncations and mutagen's insert/delete/resize on the overlay and on a real
-    file give the same bytes; the plan rebuilds them from the original and its changed blocks."""
+    file give the same bytes; the plan rebuilds them from the original and its changed blocks. With a
+    read-ahead smaller than the files too (reads across its window's edges)."""
+    monkeypatch.setattr(safewrite, "READ_AHEAD", read_ahead)
     rng = random.Random(1)
     for trial in range(60):
         data = rng.randbytes(rng.randrange(0, 20000))

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Where a cold `moodtag scan` spends its time, stage by stage, and how it compares with older code.
+
+    python benchmarks/scan_profile.py                          # stage table, 1 and 2 jobs, 3 scans each
+    python benchmarks/scan_profile.py --corpus ~/corpus/dev    # on copies of real recordings instead
+    python benchmarks/scan_profile.py --compare-with 098d32d   # + that commit against this tree, same run
+    python benchmarks/scan_profile.py --profile-commit c3c81c6 # + the stage table of older instrumented code
+
+Profile: the real CLI, `python -m tagger scan LIB --db NEW.db --jobs N --json`, on a fresh copy of the
+library, with MOODTAG_STAGES=1: the scan's own code (tagger.stages) then times each stage per track,
+in the workers (decode, resample, spectrogram, onset envelope, descriptors or network, tags read,
+pickling the result, and each worker's start-up: Python, loky and imports before its first track, the
+model load, the lazy imports of its first track) and in the parent (cache write, tag write); the
+parent's remaining CPU (the pool's threads, progress, JSON output, its own start) is its CPU time less
+those. The process tree's CPU time is sampled as in scan_speed.py. Per-track figures are medians over
+the tracks (each worker's first track left out: its lazy imports count as start-up) of every scan of
+that kind; start-up is per worker and per track (spread over the library). Times are CPU ms of the
+thread that ran the stage, unless marked wall.
+
+Compare (`--compare-with COMMIT`): COMMIT is checked out into a temporary git worktree and both it and
+this tree scan fresh copies of the same library with stages off, alternately (old, new, old, new, ...),
+with 1 and 2 jobs; then every cache row of the two scans is compared (mood exactly, confidence and
+the scores to 1e-6). Figures go to the console (Markdown tables) and OUT/profile.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import scan_speed as ss  # noqa: E402  (the library and the measured runs are shared with it)
+
+REPO = HERE.parent
+AUDIO_SUFFIXES = {".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".wav", ".aif", ".aiff", ".aifc"}
+WORKER_STAGES = ("decode", "resample", "spectrogram", "onset envelope", "descriptors", "network", "tags read",
+                 "pickle result")
+PARENT_STAGES = ("cache write", "tag write")
+START_STAGES = ("worker start", "model load")
+SAME = 1e-6
+
+
+def corpus_library(dest: Path, corpus: Path, n: int) -> list[Path]:
+    """Copies (a scan writes tags) of the first `n` audio files under `corpus`, sorted by path."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    files = sorted(p for p in corpus.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())[:n]
+    for i, src in enumerate(files):
+        target = dest / f"{i:04d}-{src.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+    subprocess.run(["sync"], check=False)
+    return files
+
+
+def make_library(args, lib: Path) -> int:
+    if args.corpus:
+        return len(corpus_library(lib, args.corpus.expanduser(), args.tracks))
+    ss.build_library(lib, args.tracks, ss.ensure_sources(args.out, print))
+    return args.tracks
+
+
+def scan(label: str, lib: Path, db: Path, n: int, *, jobs: int, model: str, logs: Path, stages: bool,
+         code: Path = REPO) -> dict:
+    """One cold scan by the code in `code`; returns its figures and JSON lines."""
+    cmd = ss.scan_cmd(lib, ss.fresh_db(db), model, jobs=jobs)
+    env = {"PYTHONPATH": str(code), "MOODTAG_STAGES": "1" if stages else None}
+    run = ss.run_measured(label, cmd, logs=logs, env=env, cwd=code)  # `-m tagger` imports from the cwd first
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    analysed = sum(1 for r in lines if r.get("action") == "analysed")
+    failed = [r["path"] for r in lines if r.get("action") == "failed" or r.get("tags") == "failed"]
+    if analysed != n or failed:
+        raise SystemExit(f"{label}: {analysed} of {n} tracks analysed, {len(failed)} failed (see {logs})")
+    return dict(run.figures(), label=label, jobs=jobs, tracks=n, tracks_per_s=n / run.wall_s,
+                cpu_ms_per_track=1000 * run.cpu_s / n, parent_cpu_ms_per_track=1000 * run.parent_cpu_s / n,
+                lines=lines)
+
+
+# -- the stage table ---------------------------------------------------------------------------
+
+def stage_rows(runs: list[dict]) -> dict:
+    """Per-track medians and means of every stage over `runs` (scans of one kind), start-up per worker."""
+    per_track: dict[str, list[float]] = defaultdict(list)
+    start: dict[str, list[float]] = defaultdict(list)
+    idle, result_wait, result_bytes = [], [], []
+    for run in runs:
+        by_pid: dict[int, list[dict]] = defaultdict(list)
+        for line in run["lines"]:
+            worker = line["stages"]["worker"]
+            by_pid[worker["task"]["pid"]].append(line)
+        totals = []
+        for tracks in by_pid.values():
+            tracks.sort(key=lambda r: r["stages"]["worker"]["task"]["start_s"])
+            for k, line in enumerate(tracks):
+                w, p = line["stages"]["worker"], line["stages"]["parent"]
+                task = w["task"]
+                result_wait.append(1000 * (p["received_s"] - task["end_s"]))
+                result_bytes.append(task["result_bytes"])
+                if k:
+                    idle.append(1000 * (task["start_s"] - tracks[k - 1]["stages"]["worker"]["task"]["end_s"]))
+                if k == 0:
+                    for name in START_STAGES:
+                        start[name].append(w["cpu_ms"].get(name, 0.0))
+                    continue
+                for name in WORKER_STAGES:
+                    per_track[name].append(w["cpu_ms"].get(name, 0.0))
+                for name in PARENT_STAGES:
+                    per_track[name].append(p["cpu_ms"].get(name, 0.0))
+                totals.append(sum(w["cpu_ms"].get(name, 0.0) for name in WORKER_STAGES))
+        typical = statistics.median(totals) if totals else 0.0
+        for tracks in by_pid.values():  # lazy imports and first calls of a worker's first track
+            first = tracks[0]["stages"]["worker"]["cpu_ms"]
+            start["first track's extra"].append(sum(first.get(n, 0.0) for n in WORKER_STAGES) - typical)
+        staged = sum(line["stages"]["parent"]["cpu_ms"].get(n, 0.0) for line in run["lines"] for n in PARENT_STAGES)
+        per_track["parent other"].append(run["parent_cpu_ms_per_track"] - staged / run["tracks"])
+        start["workers"].append(len(by_pid))
+    out = {"per_track": {k: {"median": statistics.median(v), "mean": statistics.fmean(v)} for k, v in per_track.items()},
+           "start_per_worker": {k: statistics.median(v) for k, v in start.items()},
+           "idle_between_tracks_wall_ms": {"median": statistics.median(idle or [0.0]), "mean": statistics.fmean(idle or [0.0])},
+           "result_wait_wall_ms": {"median": statistics.median(result_wait), "mean": statistics.fmean(result_wait)},
+           "result_bytes": statistics.median(result_bytes)}
+    for key in ("tracks_per_s", "cpu_ms_per_track", "parent_cpu_ms_per_track", "wall_s", "load_before"):
+        out[key] = statistics.median(r[key] for r in runs)
+    n = runs[0]["tracks"]
+    out["start_ms_per_track"] = out["start_per_worker"]["workers"] * sum(
+        out["start_per_worker"][k] for k in (*START_STAGES, "first track's extra")) / n
+    return out
+
+
+def render_profile(profiles: dict[int, dict]) -> str:
+    jobs = sorted(profiles)
+    head = "| stage (CPU ms per track) | " + " | ".join(f"{j} job{'s' * (j > 1)} median | mean" for j in jobs) + " |"
+    lines = [head, "| --- |" + " ---: | ---: |" * len(jobs)]
+    labels = {"decode": "decode (open, seek, decode, mono)", "resample": "resample (soxr)",
+              "spectrogram": "spectrogram (STFT, mel, dB)", "onset envelope": "onset envelopes",
+              "descriptors": "descriptors and model", "network": "network (CNN)", "tags read": "tags read (worker)",
+              "pickle result": "pickling the result (worker)", "cache write": "cache writes (parent)",
+              "tag write": "tag writes (parent)", "parent other": "parent: pool, output, start (rest)"}
+    for name, label in labels.items():
+        cells = [profiles[j]["per_track"].get(name) for j in jobs]
+        if all(c is None or c["mean"] == 0 for c in cells):
+            continue
+        lines.append(f"| {label} | " + " | ".join("" if c is None else f"{c['median']:.1f} | {c['mean']:.1f}"
+                                                   for c in cells) + " |")
+    rows = [("worker start (Python, loky, imports), per worker", lambda p: p["start_per_worker"]["worker start"]),
+            ("model load, per worker", lambda p: p["start_per_worker"]["model load"]),
+            ("first track's lazy imports, per worker", lambda p: p["start_per_worker"]["first track's extra"]),
+            ("start-up spread over the tracks", lambda p: p["start_ms_per_track"]),
+            ("process tree CPU per track", lambda p: p["cpu_ms_per_track"]),
+            ("parent CPU per track", lambda p: p["parent_cpu_ms_per_track"])]
+    for label, key in (("worker idle between tracks (wall)", "idle_between_tracks_wall_ms"),
+                       ("result waiting for the parent (wall)", "result_wait_wall_ms")):
+        lines.append(f"| {label} | " + " | ".join(f"{profiles[j][key]['median']:.1f} | {profiles[j][key]['mean']:.1f}"
+                                                   for j in jobs) + " |")
+    for label, get in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{get(profiles[j]):.1f} | " for j in jobs) + " |")
+    lines.append("| tracks/s (wall) | " + " | ".join(f"{profiles[j]['tracks_per_s']:.2f} | " for j in jobs) + " |")
+    return "\n".join(lines)
+
+
+# -- the comparison with another commit --------------------------------------------------------
+
+def checkout(commit: str, out: Path) -> Path:
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", commit + "^{commit}"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    tree = out / f"compare-{sha[:10]}"
+    if not (tree / "tagger").is_dir():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), sha], check=True,
+                       capture_output=True)
+    return tree
+
+
+def cache_rows(db: Path) -> dict[str, tuple]:
+    with sqlite3.connect(db) as con:
+        return {path: (mood, conf, json.loads(scores or "{}"), json.loads(clips or "[]"))
+                for path, mood, conf, scores, clips in con.execute(
+                    "SELECT path, mood, confidence, scores, clips FROM tracks")}
+
+
+def compare_rows(old: dict, new: dict) -> dict:
+    """Moods equal, confidences and every score within SAME."""
+    moods = sum(1 for k in old if k in new and old[k][0] == new[k][0])
+    worst = 0.0
+    for k in old.keys() & new.keys():
+        (_, c0, s0, k0), (_, c1, s1, k1) = old[k], new[k]
+        values0 = [c0 or 0.0, *s0.values(), *(v for c in k0 for v in c["scores"].values())]
+        values1 = [c1 or 0.0, *s1.values(), *(v for c in k1 for v in c["scores"].values())]
+        if len(values0) != len(values1):
+            return {"rows": len(old), "same_mood": moods, "max_abs_diff": float("inf")}
+        worst = max([worst] + [abs(a - b) for a, b in zip(values0, values1)])
+    return {"rows": len(old), "new_rows": len(new), "same_mood": moods, "max_abs_diff": worst,
+            "identical": old == new}
+
+
+def render_compare(res: dict) -> str:
+    lines = ["| | old tracks/s | new tracks/s | new / old | old CPU ms/track | new CPU ms/track | "
+             "old parent CPU ms/track | new parent CPU ms/track |", "| --- |" + " ---: |" * 7]
+    for jobs, r in sorted(res["jobs"].items()):
+        lines.append(f"| {jobs} job{'s' * (int(jobs) > 1)} | {r['old']['tracks_per_s']:.2f} | {r['new']['tracks_per_s']:.2f} | "
+                     f"{r['new']['tracks_per_s'] / r['old']['tracks_per_s']:.2f}x | {r['old']['cpu_ms_per_track']:.1f} | "
+                     f"{r['new']['cpu_ms_per_track']:.1f} | {r['old']['parent_cpu_ms_per_track']:.1f} | "
+                     f"{r['new']['parent_cpu_ms_per_track']:.1f} |")
+    for side in ("old", "new"):
+        one, two = res["jobs"].get(1, {}).get(side), res["jobs"].get(2, {}).get(side)
+        if one and two:
+            lines.append(f"\n{side}: 2 jobs / 1 job {two['tracks_per_s'] / one['tracks_per_s']:.2f}x by wall clock, "
+                         f"{2 * one['cpu_ms_per_track'] / two['cpu_ms_per_track']:.2f}x by CPU time "
+                         "(2 x CPU per track of 1 job / CPU per track of 2 jobs)")
+    rows = res["rows"]
+    lines.append(f"\ncache rows: {rows['same_mood']} of {rows['rows']} with the same mood; largest difference of a "
+                 f"confidence or score {rows['max_abs_diff']:.2g}; rows identical: {rows.get('identical')}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracks", type=int, default=128, help="library size (default 128)")
+    parser.add_argument("--repeats", type=int, default=3, help="cold scans of each kind (default 3)")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
+    parser.add_argument("--model", default="moodtag-rhythm", help="model name or file (default moodtag-rhythm)")
+    parser.add_argument("--corpus", type=Path, help="copy audio files from here instead of the generated library")
+    parser.add_argument("--compare-with", metavar="COMMIT", help="also scan with this commit's code, alternately")
+    parser.add_argument("--no-profile", action="store_true", help="only the comparison")
+    parser.add_argument("--profile-commit", metavar="COMMIT",
+                        help="also profile this commit's code (one with tagger/stages.py), alternately")
+    parser.add_argument("--out", type=Path, default=ss.DEFAULT_OUT, help="work folder (default benchmarks/out)")
+    args = parser.parse_args(argv)
+    args.out = args.out.resolve()
+    logs, lib, db = args.out / "profile-logs", args.out / "profile-lib", args.out / "profile.db"
+    res: dict = {"machine": ss.machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+
+    ss.precompile(REPO)
+    if not args.no_profile:
+        trees = [("", REPO)]
+        if args.profile_commit:  # older code that already has the stage clock (tagger/stages.py)
+            trees.append((args.profile_commit, checkout(args.profile_commit, args.out)))
+            ss.precompile(trees[-1][1])
+        runs: dict[str, dict[int, list[dict]]] = {name: defaultdict(list) for name, _ in trees}
+        for rep in range(args.repeats):
+            for jobs in args.jobs:
+                for name, code in trees:
+                    n = make_library(args, lib)
+                    run = scan(f"profile-{name or 'HEAD'}-{jobs}j-{rep}", lib, db, n, jobs=jobs, model=args.model,
+                               logs=logs, stages=True, code=code)
+                    print(f"profiled scan{' of ' + name if name else ''}, {jobs} job(s): {run['tracks_per_s']:.2f} "
+                          f"tracks/s, {run['cpu_ms_per_track']:.1f} CPU ms/track, load {run['load_before']:.1f}", flush=True)
+                    runs[name][jobs].append(run)
+        for name, code in trees:
+            key = "profile" if not name else f"profile {name}"
+            res[key] = {jobs: stage_rows(r) for jobs, r in runs[name].items()}
+            print(f"\n{name or 'this tree'}:\n" + render_profile(res[key]) + "\n")
+            if name:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(code)], check=False)
+
+    if args.compare_with:
+        old_tree = checkout(args.compare_with, args.out)
+        ss.precompile(old_tree)
+        figures: dict = defaultdict(lambda: defaultdict(list))
+        dbs = {}
+        for rep in range(args.repeats):
+            for jobs in args.jobs:
+                for side, code in (("old", old_tree), ("new", REPO)):
+                    n = make_library(args, lib)
+                    side_db = args.out / f"compare-{side}.db"
+                    run = scan(f"compare-{side}-{jobs}j-{rep}", lib, side_db, n, jobs=jobs, model=args.model,
+                               logs=logs, stages=False, code=code)
+                    run.pop("lines")
+                    figures[jobs][side].append(run)
+                    dbs[side] = cache_rows(side_db)
+                    print(f"{side} ({'HEAD' if side == 'new' else args.compare_with}), {jobs} job(s): "
+                          f"{run['tracks_per_s']:.2f} tracks/s, {run['cpu_ms_per_track']:.1f} CPU ms/track, "
+                          f"load {run['load_before']:.1f}", flush=True)
+                rows = compare_rows(dbs["old"], dbs["new"])
+                if rows["same_mood"] != rows["rows"] or rows["max_abs_diff"] > SAME:
+                    print(f"  rows differ: {rows}", flush=True)
+        keys = ("tracks_per_s", "cpu_ms_per_track", "parent_cpu_ms_per_track", "wall_s")
+        res["compare"] = {"commit": args.compare_with, "rows": compare_rows(dbs["old"], dbs["new"]), "jobs": {
+            jobs: {side: {k: statistics.median(r[k] for r in runs) for k in keys} | {"runs": runs}
+                   for side, runs in sides.items()} for jobs, sides in figures.items()}}
+        print("\n" + render_compare(res["compare"]))
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)], check=False)
+    (args.out / "profile.json").write_text(json.dumps(res, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
