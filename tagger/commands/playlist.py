@@ -63,8 +63,6 @@ def playlist(
     """Make a playlist of the cached tracks of one MOOD (files still present, analysed by the current model).
 
     M3U8 entries carry #EXTINF duration and 'artist - title'. A path that one M3U line cannot hold (a line break in it, or a name that is not UTF-8) is left out with a warning; XSPF takes it."""
-    import click
-
     from tagger.cache import Cache
     from tagger.playlists import (PlaylistRequest, check_mood, playlist_layout, print_playlist, resolve_labels,
                                   save_playlist)
@@ -78,7 +76,7 @@ def playlist(
         request = PlaylistRequest(mood, model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
         if output is None:
-            result = print_playlist(cache, request, lambda text: click.echo(text.encode("utf-8"), nl=False), layout)
+            result = print_playlist(cache, request, lambda text: typer.echo(text.encode("utf-8"), nl=False), layout)
         else:
             result = save_playlist(cache, request, output, layout)
     _report_left_out(result, layout.library)

@@ -189,8 +189,6 @@ def _with_header(columns, rows):
 def _write_lines(lines, *, stop=lambda: False) -> int:
     """Text lines to standard output in 64 KiB writes; `stop()` is asked between two writes. Returns
     how many lines were written."""
-    import click
-
     chunk: list[str] = []
     size = count = 0
     for line in lines:
@@ -198,12 +196,12 @@ def _write_lines(lines, *, stop=lambda: False) -> int:
         size += len(line) + 1
         count += 1
         if size > 1 << 16:
-            click.echo("\n".join(chunk))
+            typer.echo("\n".join(chunk))
             chunk, size = [], 0
             if stop():
                 return count
     if chunk:
-        click.echo("\n".join(chunk))
+        typer.echo("\n".join(chunk))
     return count
 
 

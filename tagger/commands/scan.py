@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tagger.commands.options import DbOption, JsonOption, ModelOption, path_value
-from tagger.pool import TRACK_TIMEOUT_S
+from tagger.worker import TRACK_TIMEOUT_S
 
 
 def scan(
