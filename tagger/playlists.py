@@ -344,7 +344,7 @@ def m3u_problem(entry: PlaylistEntry) -> str | None:
     """Why an M3U8 line cannot carry this entry's path, or None."""
     if entry.raw_path is not None:
         return "its name is not valid UTF-8 (an M3U line cannot hold it; --format xspf can)"
-    if LINE_BREAKS & set(entry.path):
+    if _LINE_BREAK_RE.search(entry.path):
         return "its name holds a line break (an M3U line cannot hold it; --format xspf can)"
     return None
 
@@ -365,7 +365,7 @@ class _Locations:
         self.base = base
         self.base_path = None if base is None else os.path.abspath(base)
         self.base_parts = None if base is None else _parts(self.base_path)
-        self.folder_location = lru_cache(maxsize=4096)(self._folder_location)
+        self.folder_location = lru_cache(maxsize=16384)(self._folder_location)  # ~3 MB at most
 
     def _folder_location(self, folder: str) -> str:
         parts, base = _parts(folder), self.base_parts
