@@ -7,10 +7,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def moodtag_env() -> dict:
-    """This checkout's moodtag first on PYTHONPATH; no MOODTAG_DB (each run names its --db)."""
+def moodtag_env(root: Path = ROOT) -> dict:
+    """This checkout's moodtag (or the one in `root`) first on PYTHONPATH; no MOODTAG_DB (each run names
+    its --db)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("MOODTAG_DB", None)
     return env
 

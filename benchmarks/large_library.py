@@ -18,7 +18,10 @@ Each command is the real CLI in a subprocess (`python -m tagger ... --db N.db`, 
 wall clock from its start (Python start-up and imports included), its CPU time (user + system,
 which other load on a shared machine barely changes) and its peak RSS (os.wait4's rusage). The
 first row, `query --limit 0`, is the start-up every command pays whatever the library's size. Sizes run one after the other inside each repeat, so the ratios compare runs made under
-the same load. Results: the console and benchmarks/out/large/results.json.
+the same load. With `--baseline DIR` (another checkout, e.g. `git worktree add /tmp/base main`), each
+command of that checkout's moodtag runs right beside this one's, on the same library and caches, the
+pair's order alternating from one repeat to the next: before/after figures from the same run.
+Results: the console and benchmarks/out/large/results.json.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ SOURCE_SECONDS = 5.5
 RESCAN_PER_10K_S = 5.0      # unchanged rescan: under 5 s per 10,000 files
 COMMAND_S = 1.0             # playlists, query, stats: under 1 s at the largest size
 FLAT_RATIO = 1.25           # peak RSS at the largest size / at the smallest: "near 1"
+BASELINE = "before: "       # names the commands of the --baseline checkout
 
 
 def cli(*args: str) -> list[str]:
@@ -155,11 +159,12 @@ def ensure_cache(out: Path, lib: Path, size: int, sources) -> Path:
 
 # -- measuring -----------------------------------------------------------------------------------
 
-def measure(cmd: list[str], log: Path) -> tuple[float, float, int, str]:
-    """(wall seconds, CPU seconds, peak RSS bytes, stderr) of one run; fails loudly on a non-zero exit."""
+def measure(cmd: list[str], log: Path, root: Path = ROOT) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS bytes, stderr) of one run of the moodtag in `root`; fails
+    loudly on a non-zero exit."""
     with open(log, "wb") as stdout, open(log.with_suffix(".err"), "wb") as stderr:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=moodtag_env())
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=moodtag_env(root), cwd=root)  # -m: cwd first
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -200,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command per size (median)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--only", default=None, help="measure only the commands whose name starts so")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout of moodtag to measure beside this one (before/after)")
     args = parser.parse_args(argv)
+    checkouts = [("", ROOT)]
+    if args.baseline is not None:
+        if not (args.baseline / "tagger" / "__init__.py").is_file():
+            parser.error(f"{args.baseline}: not a moodtag checkout (no tagger/__init__.py)")
+        checkouts.append((BASELINE, args.baseline.resolve()))
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if any(s % PART or s <= 0 for s in sizes):
         parser.error(f"--sizes must be multiples of {PART}")
@@ -220,19 +232,21 @@ def main(argv: list[str] | None = None) -> int:
             for name, cmd in commands(lib, dbs[size], size, work).items():
                 if args.only and not name.startswith(args.only):
                     continue
-                wall, cpu, rss, err = measure(cmd, work / "last.out")
-                if name == "rescan":
-                    check_rescan(err, size)
-                runs.setdefault((name, size), []).append((wall, cpu, rss))
-                say(f"  run {r + 1}/{args.repeat} {size:>7,} files  {name:<40} {wall:6.2f} s  (CPU {cpu:5.2f} s)  "
-                    f"{rss / 2**20:6.0f} MB")
+                for label, root in (checkouts if r % 2 else checkouts[::-1]):
+                    wall, cpu, rss, err = measure(cmd, work / "last.out", root)
+                    if name == "rescan":
+                        check_rescan(err, size)
+                    runs.setdefault((label + name, size), []).append((wall, cpu, rss))
+                    say(f"  run {r + 1}/{args.repeat} {size:>7,} files  {label + name:<50} {wall:6.2f} s  "
+                        f"(CPU {cpu:5.2f} s)  {rss / 2**20:6.0f} MB")
 
-    names = list(dict.fromkeys(name for name, _ in runs))
+    mine = [name for name in dict.fromkeys(name for name, _ in runs) if not name.startswith(BASELINE)]
+    names = [n for name in mine for n in (BASELINE + name, name) if (n, sizes[0]) in runs]  # before, after
     smallest, largest = sizes[0], sizes[-1]
     results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                            "load_average": os.getloadavg()}, "repeat": args.repeat, "commands": {}}
     say(f"\nmedians of {args.repeat} run(s): wall seconds (CPU seconds) peak RSS MB; load average {os.getloadavg()[1]:.1f}")
-    say(f"{'command':<34}" + "".join(f"{s:>27,}" for s in sizes) + f"{'RSS ratio':>11}  target")
+    say(f"{'command':<44}" + "".join(f"{s:>27,}" for s in sizes) + f"{'RSS ratio':>11}  target")
     verdicts = []
     for name in names:
         cells, entry = [], {}
@@ -243,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             entry[size] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "peak_rss_mb": round(rss / 2**20, 1)}
             cells.append(f"{wall:6.2f} s ({cpu:5.2f}) {rss / 2**20:4.0f} MB")
         ratio = entry[largest]["peak_rss_mb"] / entry[smallest]["peak_rss_mb"]
-        if name == "rescan":
+        if name.removeprefix(BASELINE) == "rescan":
             worst = max(entry[s]["seconds"] / (s / 10_000) for s in sizes)
             ok = worst < RESCAN_PER_10K_S
             target = f"< {RESCAN_PER_10K_S:g} s per 10k (worst {worst:.2f}): {'met' if ok else 'NOT met'}"
@@ -252,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
             target = f"< {COMMAND_S:g} s at {largest:,}: {'met' if ok else 'NOT met'}"
         flat = ratio <= FLAT_RATIO
         target += f"; RSS ratio <= {FLAT_RATIO}: {'met' if flat else 'NOT met'}"
-        verdicts.append(ok and flat)
+        if not name.startswith(BASELINE):
+            verdicts.append(ok and flat)
         results["commands"][name] = {"sizes": entry, "rss_ratio": round(ratio, 3), "target": target}
-        say(f"{name:<34}" + "".join(f"{c:>27}" for c in cells) + f"{ratio:>10.2f}x  {target}")
+        say(f"{name:<44}" + "".join(f"{c:>27}" for c in cells) + f"{ratio:>10.2f}x  {target}")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     say(f"\nresults: {out / 'results.json'}")
     return 0 if all(verdicts) else 1

@@ -8,6 +8,9 @@ Before anything is written, `Cache.open` checks that the file is moodtag's (its 
 moodtag's migrations in `_sqlite_migrations`), not another program's database, and not made by a
 newer moodtag whose schema this one does not know. Every SQLite error, a damaged page included,
 becomes one MoodtagError line naming the file. All SQL goes through the Cache's methods.
+
+sqlite-utils (which imports numpy and click: 0.15 s) is imported only to create or upgrade the schema
+and to upsert rows; reading, and a rescan that finds every file fresh, use the sqlite3 connection.
 """
 from __future__ import annotations
 
@@ -20,19 +23,23 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
-
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import TYPE_CHECKING, Iterator
 
 from tagger.errors import MoodtagError
 from tagger.records import TrackRef, TrackResult
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
 
 TABLE = "tracks"
 BUSY_TIMEOUT_S = 30.0
 APPLICATION_ID = 0x6D6F6F64  # "mood": PRAGMA application_id of a moodtag cache
 MIN_FREE_BYTES = 1 << 20     # a scan refuses to start with less free space beside the cache
-migrations = Migrations("moodtag")
+MIGRATION_SET = "moodtag"
+MIGRATIONS_TABLE = "_sqlite_migrations"  # sqlite-utils' Migrations.migrations_table
 
 # tag_state: what the file's tags hold (NULL: nothing written, e.g. --no-write or a failed analysis)
 TAGGED = "tagged"        # this row's mood (and `tagged` = 1)
@@ -43,7 +50,6 @@ TAG_ERROR_PREFIX = "tags not written: "
 HAS_MOOD_SQL = f"(status = 'ok' OR tag_state = '{TAG_FAILED}')"
 
 
-@migrations()
 def m001_create_tracks(db: Database) -> None:
     db[TABLE].create(
         {
@@ -74,7 +80,6 @@ def m001_create_tracks(db: Database) -> None:
     db[TABLE].create_index(["status"], index_name="idx_tracks_status")
 
 
-@migrations()
 def m002_unambiguous_keys(db: Database) -> None:
     """Keys before 0.4 wrote a name that is not UTF-8 with \\xNN escapes but left backslashes as they
     were, so `a<0xff>.ogg` and a file literally named `a\\xff.ogg` shared a row. Re-key every row that
@@ -90,7 +95,6 @@ def m002_unambiguous_keys(db: Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
-@migrations()
 def m003_tag_state(db: Database) -> None:
     """What the file's tags hold, beyond `tagged`: `untagged` (`moodtag untag` took moodtag's fields
     out; a scan leaves them out) and `failed` (the tag write failed: the row's status is failed and
@@ -99,7 +103,6 @@ def m003_tag_state(db: Database) -> None:
     db.execute(f"UPDATE {TABLE} SET tag_state = '{TAGGED}' WHERE tagged = 1")
 
 
-@migrations()
 def m004_large_library_indexes(db: Database) -> None:
     """Indexes for libraries of 100,000 files: `stats` reads its counts per status, mood, format,
     model and tag, and its histogram of scores, from one index in its order (grouping the table
@@ -116,6 +119,37 @@ _TRACK_COLUMNS = ("path, size, mtime_ns, status, mood, confidence, model_name, m
                   "path_bytes")
 
 
+SCHEMA_STEPS = (m001_create_tracks, m002_unambiguous_keys, m003_tag_state, m004_large_library_indexes)
+
+
+@lru_cache(maxsize=None)
+def migrations() -> Migrations:
+    """The schema steps as sqlite-utils migrations (named after their functions), in order."""
+    from sqlite_utils.migrations import Migrations
+
+    steps = Migrations(MIGRATION_SET)
+    for step in SCHEMA_STEPS:
+        steps()(step)
+    return steps
+
+
+def _table_names(conn: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _applied(conn: sqlite3.Connection, names: set[str] | None = None) -> list[str]:
+    """The names of moodtag's migrations applied to this database, in order (read-only)."""
+    if MIGRATIONS_TABLE not in (_table_names(conn) if names is None else names):
+        return []
+    return [name for (name,) in conn.execute(
+        f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ? ORDER BY rowid", [MIGRATION_SET])]
+
+
+def _pending(conn: sqlite3.Connection) -> bool:
+    """True when some schema step is not applied yet (read-only)."""
+    return not known_migrations() <= set(_applied(conn))
+
+
 def _cached_track(row: tuple) -> "CachedTrack":
     return CachedTrack(*row)
 
@@ -129,7 +163,7 @@ def under_root(root: Path) -> tuple[str, list]:
 
 def known_migrations() -> frozenset[str]:
     """The names of the schema steps this moodtag knows (all pending on an empty database)."""
-    return frozenset(m.name for m in migrations.pending(Database(memory=True)))
+    return frozenset(step.__name__ for step in SCHEMA_STEPS)
 
 
 @dataclass(frozen=True)
@@ -237,11 +271,11 @@ def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache"
     return MoodtagError(f"{path}: {doing} ({text})")
 
 
-def _check_schema(db: Database, path: Path) -> None:
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a database that is not a moodtag cache, or whose schema is newer than this moodtag's."""
-    names = set(db.table_names())
-    app_id = db.execute("PRAGMA application_id").fetchone()[0]
-    applied = {m.name for m in migrations.applied(db)} if Migrations.migrations_table in names else set()
+    names = _table_names(conn)
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    applied = set(_applied(conn, names))
     if app_id not in (0, APPLICATION_ID):
         raise MoodtagError(f"{path}: not a moodtag cache (another program's SQLite database, "
                            f"application_id {app_id:#x}); choose another --db")
@@ -260,10 +294,20 @@ def _check_schema(db: Database, path: Path) -> None:
 class Cache:
     """The cache database. Use `Cache.open(path)` or `Cache.open_readonly(path)`; close it (or use `with`)."""
 
-    def __init__(self, db: Database, path: Path, *, cleanup: Path | None = None) -> None:
-        self.db = db
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, cleanup: Path | None = None) -> None:
+        self.conn = conn
         self.path = path
         self._cleanup = cleanup  # a private copy to delete on close (see open_readonly)
+        self._db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        """The connection as a sqlite-utils Database (imported on first use: upserts, schema steps)."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn)
+        return self._db
 
     @classmethod
     def open(cls, path: Path | str | None = None, *, create: bool = True) -> "Cache":
@@ -280,13 +324,13 @@ class Cache:
         conn = None
         try:
             conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            db = Database(conn)
-            _check_schema(db, path)
-            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            if migrations.pending(db):
-                migrations.apply(db)
+            _check_schema(conn, path)
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            cache = cls(conn, path)
+            if _pending(conn):
+                migrations().apply(cache.db)
         except MoodtagError:
             if conn is not None:
                 conn.close()
@@ -295,7 +339,7 @@ class Cache:
             if conn is not None:
                 conn.close()
             raise db_error(path, exc, "unusable cache database") from None
-        return cls(db, path)
+        return cache
 
     @classmethod
     def open_readonly(cls, path: Path | str | None = None) -> "Cache":
@@ -320,10 +364,10 @@ class Cache:
                 else:
                     return cls._open_private_copy(path)
             _check_schema(db, path)
-            if TABLE not in db.table_names():
+            if TABLE not in _table_names(db):
                 db.close()
                 raise MoodtagError(f"{path}: not a moodtag cache (no `{TABLE}` table)")
-            if migrations.pending(db):
+            if _pending(db):
                 db.close()
                 return cls._open_upgraded(path)
         except sqlite3.Error as exc:
@@ -339,7 +383,7 @@ class Cache:
         return cls.open_readonly(path)
 
     @staticmethod
-    def _connect_readonly(path: Path, flags: str) -> Database:
+    def _connect_readonly(path: Path, flags: str) -> sqlite3.Connection:
         conn = sqlite3.connect(f"{path.as_uri()}?{flags}", uri=True, timeout=BUSY_TIMEOUT_S)
         try:
             conn.execute("PRAGMA query_only=ON")
@@ -347,7 +391,7 @@ class Cache:
         except sqlite3.Error:
             conn.close()
             raise
-        return Database(conn)
+        return conn
 
     @classmethod
     def _open_private_copy(cls, path: Path, *, upgrade: bool = False) -> "Cache":
@@ -360,7 +404,7 @@ class Cache:
             if upgrade:
                 conn = sqlite3.connect(str(folder / "cache.db"), isolation_level=None)
                 try:
-                    migrations.apply(Database(conn))
+                    migrations().apply(cls(conn, path).db)
                 finally:
                     conn.close()
             db = cls._connect_readonly(folder / "cache.db", "mode=ro")
@@ -372,7 +416,7 @@ class Cache:
 
     def close(self) -> None:
         try:
-            self.db.close()
+            self.conn.close()
         finally:
             if self._cleanup is not None:
                 shutil.rmtree(self._cleanup, ignore_errors=True)
@@ -396,12 +440,12 @@ class Cache:
                                f"({free.f_bavail * free.f_frsize // 1024} KB free)")
 
         def probe():
-            self.db.execute("BEGIN IMMEDIATE")
+            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                self.db.execute(f"PRAGMA user_version = {self.db.execute('PRAGMA user_version').fetchone()[0]}")
-                self.db.execute(f"UPDATE {TABLE} SET path = path WHERE rowid = (SELECT min(rowid) FROM {TABLE})")
+                self.conn.execute(f"PRAGMA user_version = {self.conn.execute('PRAGMA user_version').fetchone()[0]}")
+                self.conn.execute(f"UPDATE {TABLE} SET path = path WHERE rowid = (SELECT min(rowid) FROM {TABLE})")
             finally:
-                self.db.execute("ROLLBACK")
+                self.conn.execute("ROLLBACK")
         self._write(probe)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -409,7 +453,7 @@ class Cache:
         """The rows of one read-only query, fetched in chunks (memory stays flat); SQLite errors become
         one MoodtagError line naming the cache."""
         try:
-            cursor = self.db.execute(sql, params)
+            cursor = self.conn.execute(sql, params)
             while True:
                 batch = cursor.fetchmany(chunk)
                 if not batch:
@@ -446,15 +490,15 @@ class Cache:
     def begin_walk(self) -> None:
         """Start noting walked keys (forgetting those of an earlier walk)."""
         def run():
-            self.db.execute(f"DROP TABLE IF EXISTS temp.{_WALKED}")
-            self.db.execute(f"CREATE TEMP TABLE {_WALKED} (path TEXT PRIMARY KEY) WITHOUT ROWID")
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{_WALKED}")
+            self.conn.execute(f"CREATE TEMP TABLE {_WALKED} (path TEXT PRIMARY KEY) WITHOUT ROWID")
         self._write(run)
 
     def add_walked(self, keys: list[str]) -> None:
         """Note path keys the walk found."""
         def run():
-            with self.db.atomic():
-                self.db.conn.executemany(f"INSERT OR IGNORE INTO temp.{_WALKED} VALUES (?)", ((k,) for k in keys))
+            with self._transaction():
+                self.conn.executemany(f"INSERT OR IGNORE INTO temp.{_WALKED} VALUES (?)", ((k,) for k in keys))
         self._write(run)
 
     def unwalked_under(self, roots: list[Path]) -> Iterator[CachedTrack]:
@@ -468,7 +512,9 @@ class Cache:
     def get(self, path: Path | str) -> dict | None:
         key, _ = path_key(path)
         try:
-            rows = list(self.db[TABLE].rows_where("path = ?", [key]))
+            cursor = self.conn.execute(f"SELECT * FROM {TABLE} WHERE path = ?", [key])
+            columns = [d[0] for d in cursor.description]
+            rows = [dict(zip(columns, row)) for row in cursor]
         except sqlite3.Error as exc:
             raise db_error(self.path, exc, "cannot read the cache") from None
         return rows[0] if rows else None
@@ -534,11 +580,11 @@ class Cache:
             return 0
 
         def run():
-            with self.db.atomic():
+            with self._transaction():
                 for i in range(0, len(keys), 500):
                     chunk = keys[i:i + 500]
-                    self.db.execute(f"UPDATE {TABLE} SET status = 'missing' WHERE path IN "
-                                    f"({','.join('?' * len(chunk))})", chunk)
+                    self.conn.execute(f"UPDATE {TABLE} SET status = 'missing' WHERE path IN "
+                                      f"({','.join('?' * len(chunk))})", chunk)
         self._write(run)
         return len(keys)
 
@@ -550,10 +596,10 @@ class Cache:
             keys = [r[0] for r in self.rows(f"SELECT path FROM {TABLE} WHERE status = 'missing'")]
 
         def run():
-            with self.db.atomic():
+            with self._transaction():
                 for i in range(0, len(keys), 500):
                     chunk = keys[i:i + 500]
-                    self.db.execute(f"DELETE FROM {TABLE} WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+                    self.conn.execute(f"DELETE FROM {TABLE} WHERE path IN ({','.join('?' * len(chunk))})", chunk)
         self._write(run)
         return len(keys)
 
@@ -564,9 +610,25 @@ class Cache:
 
     def _update(self, key: str, **columns) -> None:
         names = list(columns)
-        self._write(lambda: self.db.execute(
+        self._write(lambda: self.conn.execute(
             f"UPDATE {TABLE} SET {', '.join(f'{name} = ?' for name in names)} WHERE path = ?",
             [*columns.values(), key]))
+
+    @contextmanager
+    def _transaction(self):
+        """BEGIN ... COMMIT (ROLLBACK on an error) on the autocommit connection, or a savepoint inside a
+        transaction already begun: what sqlite-utils' Database.atomic does, without importing it."""
+        nested = self.conn.in_transaction
+        self.conn.execute("SAVEPOINT moodtag_write" if nested else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK TO SAVEPOINT moodtag_write" if nested else "ROLLBACK")
+                if nested:
+                    self.conn.execute("RELEASE SAVEPOINT moodtag_write")
+            raise
+        self.conn.execute("RELEASE SAVEPOINT moodtag_write" if nested else "COMMIT")
 
     def _write(self, fn) -> None:
         try:

@@ -22,12 +22,11 @@ from typing import Callable, Iterator
 
 from tagger.errors import MoodtagError
 from tagger.records import TrackRef, TrackResult
-from tagger.worker import WORKER_SIGNALS, analyze_in_worker, init_worker
+from tagger.worker import TRACK_TIMEOUT_S, WORKER_SIGNALS, analyze_in_worker, init_worker
 
 IN_FLIGHT_PER_WORKER = 2
 IDLE_WORKER_TIMEOUT_S = 60
 MAX_FAILURES_IN_A_ROW = 20  # tracks that each killed (or hung) their own worker, one after the other: give up
-TRACK_TIMEOUT_S = 300.0     # a track still analysing after this long is given up (a decoder that hangs)
 POLL_S = 0.25               # how often a wait looks at stop() and the clock
 _THREAD_LIMITS = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                          "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}

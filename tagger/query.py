@@ -185,7 +185,7 @@ def run_sql(cache: Cache, sql: str, params: tuple = (), *, stop: Callable[[], bo
 
     The rows are streamed (read them before closing the cache): an endless query costs no memory, and
     SQLite checks `stop()` every few thousand steps, so Ctrl-C ends even a query that returns no row."""
-    conn = cache.db.conn
+    conn = cache.conn
     _install_fold(cache)
     conn.set_authorizer(_read_only_authorizer)
     conn.set_progress_handler(lambda: 1 if stop() else 0, 20_000)
@@ -323,5 +323,5 @@ def _score_labels(cache: Cache) -> tuple[str, ...]:
 
 def _install_fold(cache: Cache) -> None:
     """Register moodtag_fold(text): Unicode case folding, for case-insensitive matching."""
-    cache.db.conn.create_function(FOLD_FUNCTION, 1, lambda s: s.casefold() if isinstance(s, str) else s,
+    cache.conn.create_function(FOLD_FUNCTION, 1, lambda s: s.casefold() if isinstance(s, str) else s,
                                   deterministic=True)

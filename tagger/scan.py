@@ -351,10 +351,10 @@ def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cac
 
 def _result_from_row(path: Path, row: CachedTrack, data: dict | None, spec: ModelSpec) -> TrackResult:
     """A cache row as a TrackResult (its clips' moods by `spec`, the model that made the row fresh)."""
-    from tagger.analyze import clip_scores
-
     scores, clips, duration = {}, (), None
     if data:
+        from tagger.analyze import clip_scores  # numpy: only for a row read in full
+
         scores = json.loads(data["scores"] or "{}")
         cached = json.loads(data["clips"] or "[]")
         clips = clip_scores(spec, [c["start"] for c in cached],

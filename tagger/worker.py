@@ -12,6 +12,9 @@ from tagger.records import TrackResult
 _WORKER_MODELS: dict[tuple[str, str], object] = {}  # (model file, device) -> LoadedModel
 _MODELS_LOCK = threading.Lock()  # a Dask worker runs tasks in threads: one load per process
 WORKER_SIGNALS = ("SIGINT", "SIGHUP")  # answered by the parent alone
+# A track still analysing after this long is given up (a decoder that hangs). Here, not in tagger.pool, so
+# that the CLI names its default without importing the pool (concurrent.futures, logging: 20 ms).
+TRACK_TIMEOUT_S = 300.0
 
 
 def init_worker(parent_pid: int) -> None:

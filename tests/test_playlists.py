@@ -216,6 +216,7 @@ def test_filters_order_limit_and_paths(library, model):
     assert set(by_album[2:]) == {str(root / "#hash first.mp3"), str(root / "sub dir/#2 deep one.ogg")}  # no album
     shuffled = paths("--order", "shuffle", "--seed", "7")
     assert shuffled == paths("--order", "shuffle", "--seed", "7")
+    assert paths("--order", "shuffle", "--seed", "7", "--limit", "2") == shuffled[:2]
     assert sorted(shuffled) == sorted(expected_calm(library, m3u=True))
     # another model version's rows count only with --any-model
     assert str(library["other"]) not in paths()

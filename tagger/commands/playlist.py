@@ -63,11 +63,9 @@ def playlist(
     """Make a playlist of the cached tracks of one MOOD (files still present, analysed by the current model).
 
     M3U8 entries carry #EXTINF duration and 'artist - title'. A path that one M3U line cannot hold (a line break in it, or a name that is not UTF-8) is left out with a warning; XSPF takes it."""
-    import click
-
     from tagger.cache import Cache
-    from tagger.playlists import (PlaylistRequest, build_playlist, check_mood, playlist_layout, resolve_labels,
-                                  write_playlist)
+    from tagger.playlists import (PlaylistRequest, check_mood, playlist_layout, print_playlist, resolve_labels,
+                                  save_playlist)
 
     layout = playlist_layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
                              relative_to=relative_to, absolute=absolute, player=player.value if player else None,
@@ -77,13 +75,13 @@ def playlist(
         check_mood(mood, labels, model_id)
         request = PlaylistRequest(mood, model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
-        result = build_playlist(cache, request, layout)
+        if output is None:
+            result = print_playlist(cache, request, lambda text: typer.echo(text.encode("utf-8"), nl=False), layout)
+        else:
+            result = save_playlist(cache, request, output, layout)
     _report_left_out(result, layout.library)
-    if output is None:
-        click.echo(result.text.encode("utf-8"), nl=False)
-        return
-    dest = write_playlist(result.text, output)
-    _report_written(result, dest)
+    if output is not None:
+        _report_written(result, output.expanduser())
 
 
 def playlists(
@@ -111,8 +109,7 @@ def playlists(
     from dataclasses import replace
 
     from tagger.cache import Cache
-    from tagger.playlists import (PlaylistRequest, build_playlist, playlist_file_name, playlist_layout,
-                                  resolve_labels, write_playlist)
+    from tagger.playlists import PlaylistRequest, playlist_file_name, playlist_layout, resolve_labels, save_playlist
 
     layout = playlist_layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
                              player=player.value if player else None, music_dir=music_dir)
@@ -120,10 +117,11 @@ def playlists(
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
         request = PlaylistRequest(labels[0], model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
-        results = [build_playlist(cache, replace(request, mood=label), layout) for label in labels]
-    for result in results:
-        _report_left_out(result, layout.library)
-        _report_written(result, write_playlist(result.text, out_dir / playlist_file_name(result.mood, result.fmt)))
+        dests = {label: out_dir / playlist_file_name(label, layout.fmt) for label in labels}  # all valid first
+        for label, dest in dests.items():
+            result = save_playlist(cache, replace(request, mood=label), dest, layout)
+            _report_left_out(result, layout.library)
+            _report_written(result, dest.expanduser())
 
 
 def _report_left_out(result, library: Path | None) -> None:
@@ -132,17 +130,17 @@ def _report_left_out(result, library: Path | None) -> None:
 
     from tagger.console import shown, warn
 
-    selection = result.selection
-    for path, problem in selection.unwritable:
+    left_out = result.left_out
+    for path, problem in left_out.unwritable:
         warn(f"{shown(path)}: left out of the {escape(result.mood)} playlist: {escape(problem)}")
-    if selection.missing:
-        n = len(selection.missing)
+    if left_out.missing:
+        n = left_out.missing
         warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} no longer on disk left out "
              f"(`moodtag scan` updates the cache)")
-    if selection.outside:
-        n = len(selection.outside)
+    if left_out.outside:
+        n = left_out.outside
         warn(f"{n} {escape(result.mood)} track{'s' if n != 1 else ''} outside the music folder "
-             f"{shown(library)} (--music-dir) left out, e.g. {shown(selection.outside[0])}")
+             f"{shown(library)} (--music-dir) left out, e.g. {shown(left_out.first_outside)}")
 
 
 def _report_written(result, dest: Path) -> None:
@@ -150,5 +148,5 @@ def _report_written(result, dest: Path) -> None:
 
     from tagger.console import out, shown
 
-    n = len(result.selection.entries)
+    n = result.count
     out.print(f"wrote {n} {escape(result.mood)} track{'s' if n != 1 else ''} to {shown(dest)}")

@@ -9,6 +9,7 @@ import typer
 
 from tagger.commands.options import DbOption, JsonOption
 from tagger.query import ORDERS, STATUSES
+from tagger.records import printable  # imported by the CLI already (tagger.worker)
 
 Order = Enum("Order", {name: name for name in ORDERS}, type=str)
 Status = Enum("Status", {name: name for name in STATUSES}, type=str)
@@ -83,8 +84,6 @@ def query(
                                    order=order.value, desc=desc, limit=limit)
         tracks = find_tracks(cache, track_filter)
         if paths_only:
-            from tagger.records import printable
-
             _write_lines(printable(t.path) for t in tracks)
         elif fmt in ("json", "csv"):
             from tagger.query import TRACK_COLUMNS
@@ -150,13 +149,10 @@ def _emit(columns, rows, *, fmt: str, stop=lambda: False) -> None:
         _write_lines((line(values) for values in _with_header(columns, ([_csv_cell(v) for v in row] for row in rows))),
                      stop=stop)
     elif fmt == "tsv":
-        from tagger.records import printable
-
         _write_lines(("\t".join(values) for values in _with_header(
-            columns, ([printable(_tsv_cell(v)) for v in row] for row in rows))), stop=stop)
+            columns, ([_tsv_text(v) for v in row] for row in rows))), stop=stop)
     else:
         from tagger.plain_table import table_lines
-        from tagger.records import printable
 
         if not columns:  # a statement that returns nothing (a PRAGMA that only reports by its effect)
             return
@@ -189,8 +185,6 @@ def _with_header(columns, rows):
 def _write_lines(lines, *, stop=lambda: False) -> int:
     """Text lines to standard output in 64 KiB writes; `stop()` is asked between two writes. Returns
     how many lines were written."""
-    import click
-
     chunk: list[str] = []
     size = count = 0
     for line in lines:
@@ -198,12 +192,12 @@ def _write_lines(lines, *, stop=lambda: False) -> int:
         size += len(line) + 1
         count += 1
         if size > 1 << 16:
-            click.echo("\n".join(chunk))
+            typer.echo("\n".join(chunk))
             chunk, size = [], 0
             if stop():
                 return count
     if chunk:
-        click.echo("\n".join(chunk))
+        typer.echo("\n".join(chunk))
     return count
 
 
@@ -219,6 +213,16 @@ def _tsv_cell(value) -> str:
     """A TSV value (text; control characters are escaped by the caller)."""
     cell = _csv_cell(value)
     return cell if isinstance(cell, str) else str(cell)
+
+
+def _tsv_text(value) -> str:
+    """A TSV cell, control characters escaped; text, numbers and NULL (most cells) on a short path."""
+    kind = type(value)
+    if kind is str:
+        return printable(value)
+    if kind is float or kind is int:
+        return str(value)
+    return "" if value is None else printable(_tsv_cell(value))
 
 
 def _jsonable(value):
@@ -254,7 +258,6 @@ def _render_tracks(tracks, *, width: int) -> None:
     from rich.table import Table
 
     from tagger.console import err, out
-    from tagger.records import printable
 
     if not tracks:
         err.print("no cached tracks match")

@@ -9,7 +9,7 @@ import typer
 
 from tagger.commands.options import DbOption, JsonOption, ModelOption, path_value
 from tagger.device import DEVICES
-from tagger.pool import TRACK_TIMEOUT_S
+from tagger.worker import TRACK_TIMEOUT_S
 
 
 def scan(
