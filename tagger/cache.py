@@ -150,10 +150,6 @@ def _pending(conn: sqlite3.Connection) -> bool:
     return not known_migrations() <= set(_applied(conn))
 
 
-def _cached_track(row: tuple) -> "CachedTrack":
-    return CachedTrack(*row)
-
-
 def under_root(root: Path) -> tuple[str, list]:
     """SQL (and its parameters) that selects the rows at or under `root` by a range of the primary key."""
     key, _ = path_key(root)
@@ -472,7 +468,7 @@ class Cache:
         for root in roots:
             where, params = under_root(root)
             for row in self.rows(f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE {where}", params):
-                found[row[0]] = _cached_track(row)
+                found[row[0]] = CachedTrack(*row)
         return found
 
     def lookup(self, keys: list[str]) -> dict[str, CachedTrack]:
@@ -482,7 +478,7 @@ class Cache:
             chunk = keys[i:i + LOOKUP_BATCH]
             sql = f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE path IN ({','.join('?' * len(chunk))})"
             for row in self.rows(sql, chunk):
-                found[row[0]] = _cached_track(row)
+                found[row[0]] = CachedTrack(*row)
         return found
 
     # A scan notes the keys it walks in a temporary table of this connection (on disk, not in memory),
@@ -505,9 +501,9 @@ class Cache:
         """Rows under `roots`, not marked missing, whose keys `add_walked` was not given since `begin_walk`."""
         for root in roots:
             where, params = under_root(root)
-            yield from map(_cached_track, self.rows(
-                f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE ({where}) AND status <> 'missing' "
-                f"AND path NOT IN (SELECT path FROM temp.{_WALKED})", params))
+            for row in self.rows(f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE ({where}) AND status <> 'missing' "
+                                 f"AND path NOT IN (SELECT path FROM temp.{_WALKED})", params):
+                yield CachedTrack(*row)
 
     def get(self, path: Path | str) -> dict | None:
         key, _ = path_key(path)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tagger.errors import ModelError, MoodtagError
-from tagger.pool import MAX_FAILURES_IN_A_ROW, POLL_S, TRACK_TIMEOUT_S, Outcome
+from tagger.pool import POLL_S, TRACK_TIMEOUT_S, Outcome, count_lost_workers
 from tagger.records import TrackRef, TrackResult
 
 CONNECT_TIMEOUT_S = 10.0
@@ -148,10 +148,8 @@ class DaskCluster:
                             ref.path, f"the Dask cluster lost it {dropped[ref]} times (workers restarted, or "
                                       "unreachable)"), None), False
                     outcome, worker_lost = got
-                    failures_in_a_row = failures_in_a_row + 1 if worker_lost else 0
-                    if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                        raise MoodtagError(f"Dask workers keep dying, whatever they analyse ({outcome[1].error}); "
-                                           f"stopped after {failures_in_a_row} tracks in a row")
+                    failures_in_a_row = count_lost_workers(failures_in_a_row, worker_lost, outcome,
+                                                           workers="Dask workers")
                     yield outcome
                 if stop():
                     return

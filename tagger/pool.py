@@ -72,11 +72,19 @@ def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int, timeout
             if alone is None:
                 return
             outcome, worker_lost = alone
-            failures_in_a_row = failures_in_a_row + 1 if worker_lost else 0
-            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                raise MoodtagError(f"worker processes keep dying, whatever they analyse "
-                                   f"({outcome[1].error}); stopped after {failures_in_a_row} tracks in a row")
+            failures_in_a_row = count_lost_workers(failures_in_a_row, worker_lost, outcome,
+                                                   workers="worker processes")
             yield outcome
+
+
+def count_lost_workers(in_a_row: int, worker_lost: bool, outcome: Outcome, *, workers: str) -> int:
+    """Tracks in a row that each killed (or hung) their worker, this one counted; past
+    MAX_FAILURES_IN_A_ROW the fault is not in the tracks (a broken decoder, no memory): MoodtagError."""
+    in_a_row = in_a_row + 1 if worker_lost else 0
+    if in_a_row >= MAX_FAILURES_IN_A_ROW:
+        raise MoodtagError(f"{workers} keep dying, whatever they analyse ({outcome[1].error}); "
+                           f"stopped after {in_a_row} tracks in a row")
+    return in_a_row
 
 
 def _alone(ref: TrackRef, model_path: Path, device: str, *, timeout: float,
