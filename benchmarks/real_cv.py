@@ -51,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import real_embeddings  # noqa: E402
 import real_features  # noqa: E402
 from grouped_cv import cached_map  # noqa: E402
 from tagger import metrics  # noqa: E402
@@ -84,6 +85,33 @@ FEATURE_SETS = {
 GRID = {"C": (0.01, 0.1, 1.0), "transform": ("standard", "quantile"), "signs": (False, True),
         "menus": ("keep", "half", "drop")}
 BINS = np.linspace(0.0, 1.0, 11)
+
+# musicnn embeddings (--embeddings; benchmarks/real_embeddings.py): each model's layers, averaged over a
+# track's ten 3 s patches; a fusion puts moodtag-rhythm 2.0.0's descriptors (FUSE) before them.
+EMBEDDING_LAYERS = {"taggram": ("taggram/mean",), "taggram+sd": ("taggram/mean", "taggram/std"),
+                    "penultimate": ("penultimate/mean",), "mean_pool": ("mean_pool/mean",),
+                    "max_pool": ("max_pool/mean",)}
+FUSED_LAYERS = ("taggram", "penultimate", "mean_pool")
+FUSE = "rhythm-r"
+EMBEDDING_GRID = {"C": (0.001, 0.01, 0.1, 1.0), "pca": (0, 8, 32), "menus": ("keep", "drop")}
+
+
+def embedding_sets() -> dict[str, tuple[tuple[str, ...], str | None]]:
+    """name -> (embedding keys, the descriptor set fused before them or None): "MTT/penultimate",
+    "rhythm-r+MSD/taggram", ..."""
+    out = {}
+    for model in real_embeddings.MODELS:
+        short = model.split("_")[0]
+        for layer, keys in EMBEDDING_LAYERS.items():
+            out[f"{short}/{layer}"] = (tuple(f"{model}/{k}" for k in keys), None)
+        for layer in FUSED_LAYERS:
+            out[f"{FUSE}+{short}/{layer}"] = (tuple(f"{model}/{k}" for k in EMBEDDING_LAYERS[layer]), FUSE)
+    return out
+
+
+EMBEDDING_SETS = embedding_sets()
+GROUPS = {"descriptors": tuple(FEATURE_SETS), "musicnn": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is None),
+          "fusion": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is not None)}
 
 
 @dataclass(frozen=True)
@@ -136,8 +164,38 @@ def load(tracks: list[Track], alterations, cache: Path, jobs: int, log) -> dict[
     return out
 
 
+def embedding_cache_file(cache: Path, path: str, alteration: str) -> Path:
+    p = Path(path).resolve()
+    st = p.stat()
+    key = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}|{alteration}|musicnn v{real_embeddings.VERSION}".encode()
+                       ).hexdigest()
+    return cache / "musicnn" / key[:2] / f"{key}.json"
+
+
+def load_embeddings(tracks: list[Track], alterations, cache: Path, jobs: int, log) -> dict[str, list[dict]]:
+    """musicnn embeddings (benchmarks/real_embeddings.py) of the development tracks only: the lockbox's
+    are never computed."""
+    if any(t.game in LOCKBOX for t in tracks):
+        raise ValueError("embeddings of lockbox tracks asked for")
+    out = {}
+    for alt in alterations:
+        out[alt] = cached_map(real_embeddings.compute, [(t.path, alt) for t in tracks],
+                              [embedding_cache_file(cache, t.path, alt) for t in tracks], cache, jobs, log,
+                              f"musicnn embeddings ({alt})")
+    return out
+
+
 def matrix(rows: list[dict], names) -> np.ndarray:
     return np.array([[r["features"][n] for n in names] for r in rows], dtype=np.float64)
+
+
+def embedding_matrix(name: str, rows: list[dict], erows: list[dict | None]) -> np.ndarray:
+    """An embedding set's columns: the fused descriptors (from `rows`), then the embedding (from `erows`;
+    NaN for a track without one: the lockbox's)."""
+    keys, fuse = EMBEDDING_SETS[name]
+    width = sum(len(next(e for e in erows if e)["embedding"][k]) for k in keys)
+    emb = np.array([np.concatenate([e["embedding"][k] for k in keys]) if e else np.full(width, np.nan) for e in erows])
+    return np.hstack([matrix(rows, FEATURE_SETS[fuse]), emb]) if fuse else emb
 
 
 # ---------------------------------------------------------------- the regression
@@ -184,10 +242,10 @@ class Fit:
 def fit(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
     """Weighted L2 logistic regression (strength 1/C) on standardised X (after the quantile-normal
     transform when asked); with signs, each weight is kept on the side SIGNS gives (L-BFGS-B bounds)."""
-    from scipy.optimize import minimize
-
     from tagger.regression import fit_quantiles, quantile_normal
 
+    if cfg["features"] in EMBEDDING_SETS:
+        return fit_embedding(cfg, X, y, w)
     names = FEATURE_SETS[cfg["features"]]
     keep = w > 0
     X, y, w = X[keep], y[keep], w[keep]
@@ -197,6 +255,15 @@ def fit(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
     scale[scale == 0] = 1.0
     Z = (Z - mean) / scale
     sign = np.array([SIGNS[n] if cfg["signs"] else 0 for n in names])
+    coef, intercept = logistic(Z, y, w, cfg["C"], sign)
+    return Fit(names, quantiles, mean, scale, coef, intercept)
+
+
+def logistic(Z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float, sign: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weighted L2 logistic regression (strength 1/C, intercept free); each weight kept on the side `sign`
+    gives (+1, -1; 0 free) by L-BFGS-B bounds."""
+    from scipy.optimize import minimize
+
     t = 2.0 * y - 1.0
 
     def loss(theta):
@@ -204,13 +271,53 @@ def fit(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
         m = Z @ c + b
         lm = np.logaddexp(0.0, -t * m)
         g = -t * np.exp(-np.logaddexp(0.0, t * m))  # d loss / d margin
-        val = (w * lm).sum() + 0.5 / cfg["C"] * (c @ c)
-        grad = np.concatenate([[(w * g).sum()], Z.T @ (w * g) + c / cfg["C"]])
+        val = (w * lm).sum() + 0.5 / C * (c @ c)
+        grad = np.concatenate([[(w * g).sum()], Z.T @ (w * g) + c / C])
         return val, grad
 
     bounds = [(None, None)] + [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in sign]
-    res = minimize(loss, np.zeros(len(names) + 1), jac=True, method="L-BFGS-B", bounds=bounds)
-    return Fit(names, quantiles, mean, scale, res.x[1:], float(res.x[0]))
+    res = minimize(loss, np.zeros(Z.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    return res.x[1:], float(res.x[0])
+
+
+@dataclass(frozen=True)
+class EmbeddingFit:
+    """A linear head on an embedding (after `n_fused` descriptor columns): standardised, the embedding's
+    columns projected on their first principal components (fitted on the training rows) when asked."""
+    n_fused: int
+    mean: np.ndarray
+    scale: np.ndarray
+    components: np.ndarray | None   # (k, embedding width), rows scaled so the training projections have std 1
+    coef: np.ndarray
+    intercept: float
+
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        Z = (X - self.mean) / self.scale
+        if self.components is None:
+            return Z
+        return np.hstack([Z[:, :self.n_fused], Z[:, self.n_fused:] @ self.components.T])
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        return self.inputs(X) @ self.coef + self.intercept
+
+
+def fit_embedding(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> EmbeddingFit:
+    keys, fuse = EMBEDDING_SETS[cfg["features"]]
+    n_fused = len(FEATURE_SETS[fuse]) if fuse else 0
+    keep = w > 0
+    X, y, w = X[keep], y[keep], w[keep]
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale[scale == 0] = 1.0
+    components = None
+    if cfg["pca"]:
+        E = (X[:, n_fused:] - mean[n_fused:]) / scale[n_fused:]
+        _, sv, vt = np.linalg.svd(E, full_matrices=False)
+        k = min(cfg["pca"], len(sv))
+        components = vt[:k] / (sv[:k, None] / np.sqrt(len(E)))
+    head = EmbeddingFit(n_fused, mean, scale, components, np.zeros(0), 0.0)
+    Z = head.inputs(X)
+    coef, intercept = logistic(Z, y, w, cfg["C"], np.zeros(Z.shape[1]))
+    return EmbeddingFit(n_fused, mean, scale, components, coef, intercept)
 
 
 def model_inputs(feature_set: str) -> tuple[tuple[str, ...], float | None]:
@@ -224,9 +331,13 @@ def model_inputs(feature_set: str) -> tuple[tuple[str, ...], float | None]:
 
 
 def configs() -> list[dict]:
-    """Every configuration: each feature set with every value of GRID."""
-    grid = {"features": tuple(FEATURE_SETS), **GRID}
-    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    """Every configuration: each feature set with every value of GRID, each embedding set with every value
+    of EMBEDDING_GRID."""
+    out = []
+    for sets, grid in ((FEATURE_SETS, GRID), (EMBEDDING_SETS, EMBEDDING_GRID)):
+        grid = {"features": tuple(sets), **grid}
+        out += [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    return out
 
 
 # ---------------------------------------------------------------- folds
@@ -396,7 +507,10 @@ def main(argv=None) -> int:
     ap.add_argument("--games-csv", type=Path, action="append", required=True)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "moodtag" / "real_cv")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--only", help="comma-separated feature sets to consider (default: all)")
+    ap.add_argument("--only", help="comma-separated feature sets, or groups of them (descriptors, musicnn, "
+                                   "fusion), to consider (default: descriptors)")
+    ap.add_argument("--embeddings", action="store_true",
+                    help="compute the musicnn embeddings of the development tracks (needed by musicnn and fusion)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-robustness", action="store_true", help="skip the altered copies (MP3 encoding is slow)")
     ap.add_argument("--save-model", type=Path, help="write the final model here (moodtag train's recipe)")
@@ -405,6 +519,8 @@ def main(argv=None) -> int:
     ap.add_argument("--score-lockbox", action="store_true", help="score the lockbox with the saved model (once!)")
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.embeddings and (args.save_model or args.compare_with or not args.no_robustness):
+        sys.exit("--embeddings: cross-validation only (give --no-robustness; no --save-model, --compare-with)")
 
     tracks = [t for folder, table in zip(args.games, args.games_csv) for t in game_tracks(folder, table)]
     alterations = ("original",) if args.no_robustness else real_features.ALTERATIONS
@@ -418,8 +534,18 @@ def main(argv=None) -> int:
     games = np.array([t.game for t in tracks])
     menu = np.array([t.menu for t in tracks])
     dev = ~np.isin(games, LOCKBOX)
-    sets = args.only.split(",") if args.only else list(FEATURE_SETS)
-    feats = {name: matrix(rows["original"], FEATURE_SETS[name]) for name in sets}
+    sets = [n for x in (args.only or "descriptors").split(",") for n in GROUPS.get(x, (x,))]
+    feats = {name: matrix(rows["original"], FEATURE_SETS[name]) for name in sets if name in FEATURE_SETS}
+    if any(name in EMBEDDING_SETS for name in sets):
+        if not args.embeddings:
+            sys.exit("musicnn and fusion sets need --embeddings")
+        found = load_embeddings([t for t, d in zip(tracks, dev) if d], ("original",), args.cache, args.jobs, log)
+        it = iter(found["original"])
+        erows = [next(it) if d else None for d in dev]
+        bad = [t.path for t, e in zip(tracks, erows) if e and "embedding" not in e]
+        if bad:
+            sys.exit(f"no embedding for {bad[0]} (and {len(bad) - 1} more)")
+        feats.update({name: embedding_matrix(name, rows["original"], erows) for name in sets if name in EMBEDDING_SETS})
     cands = [c for c in configs() if c["features"] in sets]
     log(f"{int(dev.sum())} development tracks in {len(set(games[dev]))} games, {int((~dev).sum())} in the lockbox; "
         f"{len(cands)} configurations")
@@ -440,9 +566,15 @@ def main(argv=None) -> int:
     # (not nested) leave-one-game-out figures kept for the record
     final_cfg, scored = choose(cands, feats, y, games, menu, dev)
     result["configurations"] = [{"config": c, "ba": b, "auc": a} for _, b, a, c in scored]
+    log(f"final: {final_cfg}")
+    if final_cfg["features"] in EMBEDDING_SETS:
+        result["final"] = {"config": final_cfg}
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1, default=str))
+        return 0
     names, top_db = model_inputs(final_cfg["features"])
     result["final"] = {"config": final_cfg, "descriptors": names, "top_db": top_db}
-    log(f"final: {final_cfg}")
     if args.save_model:
         nested_figures = {k: result["development"][k] for k in ("tracks", "games", "ba", "auc", "intervals", "user")}
         decide = save_final(args.save_model, final_cfg, [t for t, d in zip(tracks, dev) if d], version=args.version,

@@ -9,8 +9,8 @@
     # 3. the port on the same patches: max |difference| per output (the moodtag venv)
     python models/verify_musicnn.py compare /tmp/mn_in.npz /tmp/mn_ref.npz
 
-`golden` (the moodtag venv, after 2. on its own inputs) writes tests/golden/musicnn.json from the
-reference's outputs for the synthetic clip tests/test_musicnn.py builds.
+The golden of tests/test_musicnn.py: `golden-inputs /tmp/g_in.npz` (its synthetic patch), 2. on that,
+then `golden /tmp/g_ref.npz tests/golden/musicnn.json` (the reference's taggram and penultimate layer).
 """
 from __future__ import annotations
 
@@ -81,7 +81,14 @@ def compare(src: Path, ref: Path) -> None:
         print(f"{key:28s} max |diff| {diff.max():.2e}  (values up to {np.abs(theirs[key]).max():.2f})")
 
 
-def golden(src: Path, ref: Path, out: Path) -> None:
+def golden_inputs(out: Path) -> None:
+    sys.path.insert(0, str(HERE.parent))
+    from tests.test_musicnn import golden_patch
+
+    np.savez(out, patches=golden_patch())
+
+
+def golden(ref: Path, out: Path) -> None:
     theirs = np.load(ref)
     out.write_text(json.dumps({k: np.round(theirs[k][0].astype(np.float64), 7).tolist() for k in theirs.files
                                if k.endswith(("taggram", "penultimate"))}, indent=0))
@@ -95,7 +102,9 @@ if __name__ == "__main__":
         reference(Path(rest[0]), Path(rest[1]), Path(rest[2]))
     elif cmd == "compare":
         compare(Path(rest[0]), Path(rest[1]))
+    elif cmd == "golden-inputs":
+        golden_inputs(Path(rest[0]))
     elif cmd == "golden":
-        golden(Path(rest[0]), Path(rest[1]), Path(rest[2]))
+        golden(Path(rest[0]), Path(rest[1]))
     else:
         sys.exit(f"unknown command {cmd!r}")
