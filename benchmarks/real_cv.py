@@ -23,6 +23,13 @@ predictions, pooled: balanced accuracy at 0.5, ROC-AUC, 95 % intervals from resa
 and a table per game. The final model is the configuration the same rule picks over all development
 games, fitted on all of them (lockbox excluded).
 
+With --embeddings, the musicnn taggers' embeddings of the development tracks (benchmarks/real_embeddings.py;
+the lockbox's are never computed) become candidates too: `--only musicnn` (a logistic head on a layer,
+PCA and C chosen in the folds), `--only fusion` (2.0.0's descriptors and a layer), groups that can be
+mixed with `descriptors` or with single set names (EMBEDDING_SETS); and the run reports each model's
+arousal score without fitting and its late fusion with the run's nested predictions (zero_shot).
+Cross-validation only: no model is written from an embedding.
+
 Robustness, on every development track, of the final model and of each held-out fold's model: the
 share of decisions flipped by a -6 dB gain, a +3 dB treble shelf above 1 kHz, and a 128 kbit/s MP3
 re-encode (benchmarks/real_features.py makes them).
@@ -90,10 +97,23 @@ BINS = np.linspace(0.0, 1.0, 11)
 # track's ten 3 s patches; a fusion puts moodtag-rhythm 2.0.0's descriptors (FUSE) before them.
 EMBEDDING_LAYERS = {"taggram": ("taggram/mean",), "taggram+sd": ("taggram/mean", "taggram/std"),
                     "penultimate": ("penultimate/mean",), "mean_pool": ("mean_pool/mean",),
-                    "max_pool": ("max_pool/mean",)}
-FUSED_LAYERS = ("taggram", "penultimate", "mean_pool")
+                    "max_pool": ("max_pool/mean",), "arousal": ("arousal",), "arousal-score": ("arousal-score",)}
+FUSED_LAYERS = ("taggram", "penultimate", "mean_pool", "arousal", "arousal-score")
 FUSE = "rhythm-r"
-EMBEDDING_GRID = {"C": (0.001, 0.01, 0.1, 1.0), "pca": (0, 8, 32), "menus": ("keep", "drop")}
+# Tags that speak of arousal, chosen by their meaning before any fitting: (raise it, lower it). "arousal":
+# their logits (of the mean over patches) as columns; "arousal-score": one column, the mean logit of the
+# first group minus that of the second (a zero-shot arousal score; the head only places its threshold).
+AROUSAL_TAGS = {
+    "MTT_musicnn": (("fast", "loud", "beat", "beats", "dance", "techno", "drums", "rock", "metal"),
+                    ("slow", "quiet", "soft", "ambient", "new age", "classical")),
+    "MSD_musicnn": (("party", "dance", "House", "electro", "metal", "hard rock", "happy", "catchy"),
+                    ("chillout", "Mellow", "chill", "easy listening", "sad", "ambient", "beautiful", "acoustic")),
+}
+EMBEDDING_GRID = {"C": (0.0001, 0.001, 0.01, 0.1, 1.0), "pca": (0, 4, 16), "menus": ("keep", "drop"),
+                  "signs": (False, True), "transform": ("standard", "quantile")}
+# a handful of columns already, with a known direction: no PCA; sign priors (SIGNS for the fused
+# descriptors, + for a tag that raises arousal, - for one that lowers it) only for them
+NO_PCA = ("arousal", "arousal-score")
 
 
 def embedding_sets() -> dict[str, tuple[tuple[str, ...], str | None]]:
@@ -193,9 +213,27 @@ def embedding_matrix(name: str, rows: list[dict], erows: list[dict | None]) -> n
     """An embedding set's columns: the fused descriptors (from `rows`), then the embedding (from `erows`;
     NaN for a track without one: the lockbox's)."""
     keys, fuse = EMBEDDING_SETS[name]
-    width = sum(len(next(e for e in erows if e)["embedding"][k]) for k in keys)
-    emb = np.array([np.concatenate([e["embedding"][k] for k in keys]) if e else np.full(width, np.nan) for e in erows])
+    width = sum(len(embedding_columns(next(e for e in erows if e), k)) for k in keys)
+    emb = np.array([np.concatenate([embedding_columns(e, k) for k in keys]) if e else np.full(width, np.nan)
+                    for e in erows])
     return np.hstack([matrix(rows, FEATURE_SETS[fuse]), emb]) if fuse else emb
+
+
+def embedding_columns(row: dict, key: str) -> np.ndarray:
+    """One key of an embedding row: "<model>/<layer>/<stat>" as stored, or "<model>/arousal" and
+    "<model>/arousal-score" from the mean taggram (AROUSAL_TAGS)."""
+    model, _, what = key.partition("/")
+    if what not in ("arousal", "arousal-score"):
+        return np.asarray(row["embedding"][key])
+    from tagger import musicnn
+
+    labels = musicnn.shipped_tagger(model).labels
+    p = np.clip(np.asarray(row["embedding"][f"{model}/taggram/mean"]), 1e-6, 1 - 1e-6)
+    logit = dict(zip(labels, np.log(p / (1 - p))))
+    up, down = AROUSAL_TAGS[model]
+    if what == "arousal":
+        return np.array([logit[t] for t in up + down])
+    return np.array([np.mean([logit[t] for t in up]) - np.mean([logit[t] for t in down])])
 
 
 # ---------------------------------------------------------------- the regression
@@ -283,15 +321,21 @@ def logistic(Z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float, sign: np.nda
 @dataclass(frozen=True)
 class EmbeddingFit:
     """A linear head on an embedding (after `n_fused` descriptor columns): standardised, the embedding's
-    columns projected on their first principal components (fitted on the training rows) when asked."""
+    columns projected on their first principal components (fitted on the training rows) when asked; the
+    fused descriptors quantile-normal first when asked."""
     n_fused: int
+    quantiles: np.ndarray | None    # of the fused descriptors
     mean: np.ndarray
     scale: np.ndarray
-    components: np.ndarray | None   # (k, embedding width), rows scaled so the training projections have std 1
+    components: np.ndarray | None   # (k, embedding width): the first principal axes (unit length)
     coef: np.ndarray
     intercept: float
 
     def inputs(self, X: np.ndarray) -> np.ndarray:
+        from tagger.regression import quantile_normal
+
+        if self.quantiles is not None:
+            X = np.hstack([quantile_normal(X[:, :self.n_fused], self.quantiles), X[:, self.n_fused:]])
         Z = (X - self.mean) / self.scale
         if self.components is None:
             return Z
@@ -306,6 +350,12 @@ def fit_embedding(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Emb
     n_fused = len(FEATURE_SETS[fuse]) if fuse else 0
     keep = w > 0
     X, y, w = X[keep], y[keep], w[keep]
+    quantiles = None
+    if cfg["transform"] == "quantile":
+        from tagger.regression import fit_quantiles, quantile_normal
+
+        quantiles = fit_quantiles(X[:, :n_fused], 200)
+        X = np.hstack([quantile_normal(X[:, :n_fused], quantiles), X[:, n_fused:]])
     mean, scale = X.mean(axis=0), X.std(axis=0)
     scale[scale == 0] = 1.0
     components = None
@@ -313,11 +363,19 @@ def fit_embedding(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Emb
         E = (X[:, n_fused:] - mean[n_fused:]) / scale[n_fused:]
         _, sv, vt = np.linalg.svd(E, full_matrices=False)
         k = min(cfg["pca"], len(sv))
-        components = vt[:k] / (sv[:k, None] / np.sqrt(len(E)))
-    head = EmbeddingFit(n_fused, mean, scale, components, np.zeros(0), 0.0)
+        # not whitened (the penalty then shrinks the minor axes most), scaled to a mean variance of 1
+        # per column, as the fused descriptors have
+        components = vt[:k] / np.sqrt(np.mean(sv[:k] ** 2) / len(E))
+    head = EmbeddingFit(n_fused, None, mean, scale, components, np.zeros(0), 0.0)
     Z = head.inputs(X)
-    coef, intercept = logistic(Z, y, w, cfg["C"], np.zeros(Z.shape[1]))
-    return EmbeddingFit(n_fused, mean, scale, components, coef, intercept)
+    sign = np.zeros(Z.shape[1])
+    if cfg["signs"]:
+        fused = [SIGNS[n] for n in FEATURE_SETS[fuse]] if fuse else []
+        model, _, what = keys[0].partition("/")
+        up, down = AROUSAL_TAGS[model]
+        sign = np.array(fused + ([1] if what == "arousal-score" else [1] * len(up) + [-1] * len(down)))
+    coef, intercept = logistic(Z, y, w, cfg["C"], sign)
+    return EmbeddingFit(n_fused, quantiles, mean, scale, components, coef, intercept)
 
 
 def model_inputs(feature_set: str) -> tuple[tuple[str, ...], float | None]:
@@ -337,7 +395,9 @@ def configs() -> list[dict]:
     for sets, grid in ((FEATURE_SETS, GRID), (EMBEDDING_SETS, EMBEDDING_GRID)):
         grid = {"features": tuple(sets), **grid}
         out += [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    return out
+    return [c for c in out if not (c.get("pca") and c["features"].endswith(NO_PCA))
+            and not (c["features"] in EMBEDDING_SETS and c["signs"] and not c["features"].endswith(NO_PCA))
+            and not (c["features"] in GROUPS["musicnn"] and c["transform"] == "quantile")]
 
 
 # ---------------------------------------------------------------- folds
@@ -444,6 +504,32 @@ def reliability(y, p) -> list[dict]:
     return rows
 
 
+def zero_shot(p, erows, y, games, menu, dev, log) -> dict:
+    """Each musicnn model's arousal score (AROUSAL_TAGS, no fitting) on the development tracks: its
+    ROC-AUC as it is; its BA with the threshold at the midpoint of the other games' two class means (the
+    weights of weights_of), scaled by their standard deviation (z); and a late fusion with this run's
+    nested predictions `p`, logit(p) + a z, for a = 0.5, 1 (the prior choice: equal say) and 2."""
+    out = {}
+    for model in real_embeddings.MODELS:
+        s = np.array([embedding_columns(e, f"{model}/arousal-score")[0] if e else np.nan for e in erows])
+        z = np.full(len(y), np.nan)
+        for g in sorted(set(games[dev].tolist())):
+            test, train = dev & (games == g), dev & (games != g)
+            w = weights_of(y[train], games[train], menu[train], "keep")
+            means = [np.average(s[train][y[train] == c], weights=w[y[train] == c]) for c in (0, 1)]
+            z[test] = (s[test] - np.mean(means)) / s[train].std()
+        row = {"auc_no_fit": metrics.binary_auc(y[dev] == 1, s[dev])}
+        fusions = [(f"late_fusion_{a:g}", np.log(p / (1 - p)) + a * z) for a in (0.5, 1, 2)]
+        for name, margin in [("zero_shot", z)] + fusions:
+            q = 1 / (1 + np.exp(-margin[dev]))
+            ba, auc = pooled(y[dev], q)
+            row[name] = {"ba": ba, "auc": auc, "intervals": game_bootstrap(y[dev], q, games[dev]),
+                         "per_game": per_game(y[dev], q, games[dev])}
+            log(f"  {model} {name}: BA {ba:.3f}, AUC {auc:.3f} {row[name]['intervals']}")
+        out[model] = row
+    return out
+
+
 # ---------------------------------------------------------------- the shipped model
 
 def save_final(out: Path, cfg: dict, tracks: list[Track], *, version: str, cache: Path, log,
@@ -536,9 +622,9 @@ def main(argv=None) -> int:
     dev = ~np.isin(games, LOCKBOX)
     sets = [n for x in (args.only or "descriptors").split(",") for n in GROUPS.get(x, (x,))]
     feats = {name: matrix(rows["original"], FEATURE_SETS[name]) for name in sets if name in FEATURE_SETS}
-    if any(name in EMBEDDING_SETS for name in sets):
-        if not args.embeddings:
-            sys.exit("musicnn and fusion sets need --embeddings")
+    if any(name in EMBEDDING_SETS for name in sets) and not args.embeddings:
+        sys.exit("musicnn and fusion sets need --embeddings")
+    if args.embeddings:
         found = load_embeddings([t for t, d in zip(tracks, dev) if d], ("original",), args.cache, args.jobs, log)
         it = iter(found["original"])
         erows = [next(it) if d else None for d in dev]
@@ -561,6 +647,9 @@ def main(argv=None) -> int:
     log(json.dumps(result["development"]["intervals"]))
     for r in result["development"]["per_game"]:
         log(f"  {r}")
+    if args.embeddings:
+        log("musicnn arousal scores (no fitting), and late fusions with the predictions above:")
+        result["musicnn_zero_shot"] = zero_shot(p, erows, y, games, menu, dev, log)
 
     # the final choice: the same rule over all development games; every configuration's plain
     # (not nested) leave-one-game-out figures kept for the record
