@@ -9,7 +9,7 @@ part after decoding (`tagger.analyze.predict` on the decoded clips). The models 
 track and repeat by repeat, so machine load hits them alike. One torch/BLAS thread, as a scan worker
 has. Prints the median milliseconds per track and each model's ratio to the first one's median.
 
-`--musicnn 1|2` adds a row for the musicnn MTT embedding (tagger.musicnn) of 1 or 2 3 s patches per clip
+`--musicnn 1|2` adds a row for the musicnn MTT embedding (benchmarks/musicnn_port.py) of 1 or 2 3 s patches per clip
 of the same 5 clips decoded at 16 kHz: what a linear head on it would cost (benchmarks/ACCURACY.md).
 """
 from __future__ import annotations
@@ -41,12 +41,12 @@ class MusicnnCost:
     """The musicnn MTT embedding of `per_clip` 3 s patches of each clip of `plan`, decoded at 16 kHz."""
 
     def __init__(self, per_clip: int, plan) -> None:
-        from tagger import musicnn
+        import musicnn_port as musicnn
 
         self.per_clip, self.plan, self.tagger = per_clip, plan, musicnn.shipped_tagger("MTT_musicnn")
 
     def embed(self, clips16):
-        from tagger import musicnn
+        import musicnn_port as musicnn
 
         mel = musicnn.log_mel(clips16)
         patches = musicnn.patches(mel, 126) if self.per_clip == 2 else mel[:, :musicnn.FRAMES]

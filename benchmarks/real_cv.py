@@ -225,7 +225,7 @@ def embedding_columns(row: dict, key: str) -> np.ndarray:
     model, _, what = key.partition("/")
     if what not in ("arousal", "arousal-score"):
         return np.asarray(row["embedding"][key])
-    from tagger import musicnn
+    import musicnn_port as musicnn
 
     labels = musicnn.shipped_tagger(model).labels
     p = np.clip(np.asarray(row["embedding"][f"{model}/taggram/mean"]), 1e-6, 1 - 1e-6)

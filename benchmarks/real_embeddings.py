@@ -2,7 +2,7 @@
 
 The clips are the default plan's (5 x 5 s spread over the middle 60 %, real_features.PLAN), decoded at
 musicnn's 16 kHz; each clip's log-mel spectrogram (313 frames) gives two overlapping 3 s patches (frames
-0-186 and 126-312), ten a track. Every patch goes through both converted taggers (tagger.musicnn:
+0-186 and 126-312), ten a track. Every patch goes through both converted taggers (benchmarks/musicnn_port.py:
 MTT_musicnn, MSD_musicnn); a track's features are each layer's mean over its ten patches (and, for the
 taggram and the penultimate layer, the standard deviation too), named "<model>/<layer>/<stat>".
 """
@@ -22,7 +22,7 @@ def altered_clips(path: str, alteration: str) -> np.ndarray:
     """The default plan's clips at 16 kHz under an alteration (the same ones real_features makes)."""
     from pathlib import Path
 
-    from tagger import musicnn
+    import musicnn_port as musicnn
     from tagger.audio import load_clips
 
     if alteration == "original":
@@ -45,7 +45,7 @@ def altered_clips(path: str, alteration: str) -> np.ndarray:
 
 def track_embedding(samples: np.ndarray) -> dict[str, list[float]]:
     """(n_clips, n_samples) at 16 kHz -> {"<model>/<layer>/mean" (and /std): values}."""
-    from tagger import musicnn
+    import musicnn_port as musicnn
 
     patches = musicnn.patches(musicnn.log_mel(samples), PATCH_HOP)
     out = {}

@@ -1,14 +1,17 @@
-"""The musicnn port (tagger.musicnn) against the original: the converted weights load from plain
+"""The musicnn port (benchmarks/musicnn_port.py) against the original: the converted weights load from plain
 safetensors, and the port's outputs on a fixed clip equal those TensorFlow computed with musicnn 0.1.0's
-own graph and checkpoint (tests/golden/musicnn.json, written by models/verify_musicnn.py golden).
+own graph and checkpoint (tests/golden/musicnn.json, written by benchmarks/verify_musicnn.py golden).
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the port belongs to the study
 
 GOLDEN = Path(__file__).parent / "golden" / "musicnn.json"
 TOLERANCE = 1e-4   # absolute; the port and TensorFlow differ by ~1e-5 on real clips
@@ -16,7 +19,7 @@ TOLERANCE = 1e-4   # absolute; the port and TensorFlow differ by ~1e-5 on real c
 
 def golden_patch() -> np.ndarray:
     """One 3 s patch (1, 187, 96): the log-mel spectrogram of a seeded exciting synth render at 16 kHz."""
-    from tagger import musicnn
+    import musicnn_port as musicnn
     from tagger.synth import render
 
     x = render("exciting", 3.5, seed=1, sample_rate=musicnn.SAMPLE_RATE).mean(axis=1)
@@ -25,7 +28,7 @@ def golden_patch() -> np.ndarray:
 
 @pytest.mark.parametrize("model", ["MTT_musicnn", "MSD_musicnn"])
 def test_port_equals_tensorflow_golden(model):
-    from tagger import musicnn
+    import musicnn_port as musicnn
 
     golden = json.loads(GOLDEN.read_text())
     got = musicnn.embed(musicnn.shipped_tagger(model), golden_patch())
@@ -37,7 +40,7 @@ def test_port_equals_tensorflow_golden(model):
 @pytest.mark.parametrize("model", ["MTT_musicnn", "MSD_musicnn"])
 def test_weights_are_plain_safetensors_with_attribution(model):
     """Header (JSON) then raw little-endian tensors and nothing else: no pickle anywhere."""
-    from tagger import musicnn
+    import musicnn_port as musicnn
 
     path = musicnn.weights_dir() / f"{model}.safetensors"
     raw = path.read_bytes()
@@ -54,7 +57,7 @@ def test_weights_are_plain_safetensors_with_attribution(model):
 def test_a_file_missing_a_tensor_is_refused(tmp_path):
     from safetensors.numpy import load_file, save_file
 
-    from tagger import musicnn
+    import musicnn_port as musicnn
 
     src = musicnn.weights_dir() / "MTT_musicnn.safetensors"
     tensors = load_file(str(src))

@@ -1,7 +1,7 @@
 """The musicnn tagger (Pons & Serra 2019; musicnn 0.1.0, ISC) as a frozen embedding, in torch.
 
-The weights are models/musicnn/*.safetensors, converted from the package's TensorFlow checkpoints by
-models/convert_musicnn.py; tests/test_musicnn.py holds this port to a golden from the original. The
+The weights are benchmarks/data/musicnn/*.safetensors, converted from the package's TensorFlow checkpoints by
+benchmarks/convert_musicnn.py; tests/test_musicnn.py holds this port to a golden from the original. The
 network reads 3 s patches (187 frames) of a 96-band log-compressed mel spectrogram at 16 kHz:
 
     front end   batch norm; timbral convolutions (7 x 38, 7 x 67 time x frequency, 204 filters each) and
@@ -34,9 +34,8 @@ LAYERS = ("taggram", "penultimate", "mean_pool", "max_pool")
 
 
 def weights_dir() -> Path:
-    from tagger.weights import shipped_models_dir
-
-    return shipped_models_dir() / "musicnn"
+    """benchmarks/data/musicnn: the converted weights, kept with the study (not shipped in the wheel)."""
+    return Path(__file__).resolve().parent / "data" / "musicnn"
 
 
 def log_mel(samples: np.ndarray) -> np.ndarray:
@@ -123,7 +122,7 @@ class Tagger:
 
 
 def load_tagger(path: Path) -> Tagger:
-    """A converted file (models/convert_musicnn.py) -> Tagger; safetensors only, nothing executable."""
+    """A converted file (benchmarks/convert_musicnn.py) -> Tagger; safetensors only, nothing executable."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 

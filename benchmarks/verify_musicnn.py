@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Maintainer-only: hold tagger.musicnn (torch, converted weights) to the original musicnn graph
+"""Maintainer-only: hold benchmarks/musicnn_port.py (torch, converted weights) to the original musicnn graph
 (TensorFlow, the package's checkpoints) on the same log-mel patches of real recordings.
 
     # 1. patches of real files, as moodtag decodes them (the moodtag venv)
-    python models/verify_musicnn.py inputs /tmp/mn_in.npz FILE...
+    python benchmarks/verify_musicnn.py inputs /tmp/mn_in.npz FILE...
     # 2. the original: musicnn 0.1.0's models.define_model and its checkpoint (the TensorFlow venv)
-    /tmp/tfvenv/bin/python models/verify_musicnn.py reference /tmp/musicnn/x/musicnn /tmp/mn_in.npz /tmp/mn_ref.npz
+    /tmp/tfvenv/bin/python benchmarks/verify_musicnn.py reference /tmp/musicnn/x/musicnn /tmp/mn_in.npz /tmp/mn_ref.npz
     # 3. the port on the same patches: max |difference| per output (the moodtag venv)
-    python models/verify_musicnn.py compare /tmp/mn_in.npz /tmp/mn_ref.npz
+    python benchmarks/verify_musicnn.py compare /tmp/mn_in.npz /tmp/mn_ref.npz
 
 The golden of tests/test_musicnn.py: `golden-inputs /tmp/g_in.npz` (its synthetic patch), 2. on that,
 then `golden /tmp/g_ref.npz tests/golden/musicnn.json` (the reference's taggram and penultimate layer).
@@ -26,8 +26,8 @@ OUTPUTS = ("taggram", "penultimate", "mean_pool", "max_pool")
 
 
 def inputs(out: Path, files: list[str]) -> None:
-    sys.path.insert(0, str(HERE.parent))
-    from tagger import musicnn
+    sys.path[:0] = [str(HERE.parent), str(HERE)]
+    import musicnn_port as musicnn
     from tagger.audio import load_clips
     from tagger.weights import ClipPlan
 
@@ -62,13 +62,13 @@ def reference(package: Path, src: Path, out: Path) -> None:
 
 
 def port(src: Path) -> dict[str, np.ndarray]:
-    sys.path.insert(0, str(HERE.parent))
-    from tagger import musicnn
+    sys.path[:0] = [str(HERE.parent), str(HERE)]
+    import musicnn_port as musicnn
 
     patches = np.load(src)["patches"]
     out = {}
     for model in MODELS:
-        got = musicnn.embed(musicnn.load_tagger(HERE / "musicnn" / f"{model}.safetensors"), patches)
+        got = musicnn.embed(musicnn.load_tagger(HERE / "data" / "musicnn" / f"{model}.safetensors"), patches)
         out.update({f"{model}/{k}": v for k, v in got.items()})
     return out
 
@@ -82,7 +82,7 @@ def compare(src: Path, ref: Path) -> None:
 
 
 def golden_inputs(out: Path) -> None:
-    sys.path.insert(0, str(HERE.parent))
+    sys.path[:0] = [str(HERE.parent), str(HERE)]
     from tests.test_musicnn import golden_patch
 
     np.savez(out, patches=golden_patch())

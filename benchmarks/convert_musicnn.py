@@ -3,12 +3,12 @@
 
     python -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu safetensors
     pip download musicnn==0.1.0 --no-deps -d /tmp/musicnn && unzip -q /tmp/musicnn/*.whl -d /tmp/musicnn/x
-    /tmp/tfvenv/bin/python models/convert_musicnn.py /tmp/musicnn/x/musicnn --out models/musicnn
+    /tmp/tfvenv/bin/python benchmarks/convert_musicnn.py /tmp/musicnn/x/musicnn --out benchmarks/data/musicnn
 
 musicnn 0.1.0 (PyPI; Jordi Pons, Music Technology Group, Universitat Pompeu Fabra; ISC licence, copied
 into each file's metadata) ships its weights inside the package: MTT_musicnn (MagnaTagATune, 50 tags)
 and MSD_musicnn (Million Song Dataset, 50 tags). Each becomes one safetensors file whose tensors are in
-torch's layout under tagger.musicnn.Musicnn's parameter names, its metadata saying where they came from.
+torch's layout under the parameter names of benchmarks/musicnn_port.py's Musicnn, its metadata saying where they came from.
 TensorFlow runs here only; moodtag never imports it.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ MSD_LABELS = ['rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocal
               'Progressive rock', '60s', 'rnb', 'indie pop', 'sad', 'House', 'happy']
 MODELS = {"MTT_musicnn": ("MagnaTagATune", MTT_LABELS), "MSD_musicnn": ("Million Song Dataset", MSD_LABELS)}
 
-# TensorFlow layer (in the order musicnn's models.build_musicnn creates them) -> tagger.musicnn name
+# TensorFlow layer (in the order musicnn's models.build_musicnn creates them) -> benchmarks/musicnn_port.py name
 CONVS = {"conv2d": "timbral74", "conv2d_1": "timbral77", "conv2d_2": "temporal128", "conv2d_3": "temporal64",
          "conv2d_4": "temporal32", "conv2d_5": "mid1", "conv2d_6": "mid2", "conv2d_7": "mid3"}
 NORMS = {"batch_normalization": "input_bn", "batch_normalization_1": "timbral74_bn",
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         meta = {"musicnn": json.dumps({
             "model": model, "trained_on": dataset, "labels": labels,
             "source": "musicnn 0.1.0 (PyPI, https://github.com/jordipons/musicnn), "
-                      f"musicnn/{model}/ TensorFlow checkpoint, converted by models/convert_musicnn.py",
+                      f"musicnn/{model}/ TensorFlow checkpoint, converted by benchmarks/convert_musicnn.py",
             "licence": "ISC", "licence_text": LICENCE,
             "input": {"sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96, "frames": 187,
                       "compression": "log10(10000 * mel_power + 1), mel power rounded to float16 first"},
