@@ -23,6 +23,13 @@ predictions, pooled: balanced accuracy at 0.5, ROC-AUC, 95 % intervals from resa
 and a table per game. The final model is the configuration the same rule picks over all development
 games, fitted on all of them (lockbox excluded).
 
+With --embeddings, the musicnn taggers' embeddings of the development tracks (benchmarks/real_embeddings.py;
+the lockbox's are never computed) become candidates too: `--only musicnn` (a logistic head on a layer,
+PCA and C chosen in the folds), `--only fusion` (2.0.0's descriptors and a layer), groups that can be
+mixed with `descriptors` or with single set names (EMBEDDING_SETS); and the run reports each model's
+arousal score without fitting and its late fusion with the run's nested predictions (zero_shot).
+Cross-validation only: no model is written from an embedding.
+
 Robustness, on every development track, of the final model and of each held-out fold's model: the
 share of decisions flipped by a -6 dB gain, a +3 dB treble shelf above 1 kHz, and a 128 kbit/s MP3
 re-encode (benchmarks/real_features.py makes them).
@@ -51,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import real_embeddings  # noqa: E402
 import real_features  # noqa: E402
 from grouped_cv import cached_map  # noqa: E402
 from tagger import metrics  # noqa: E402
@@ -84,6 +92,46 @@ FEATURE_SETS = {
 GRID = {"C": (0.01, 0.1, 1.0), "transform": ("standard", "quantile"), "signs": (False, True),
         "menus": ("keep", "half", "drop")}
 BINS = np.linspace(0.0, 1.0, 11)
+
+# musicnn embeddings (--embeddings; benchmarks/real_embeddings.py): each model's layers, averaged over a
+# track's ten 3 s patches; a fusion puts moodtag-rhythm 2.0.0's descriptors (FUSE) before them.
+EMBEDDING_LAYERS = {"taggram": ("taggram/mean",), "taggram+sd": ("taggram/mean", "taggram/std"),
+                    "penultimate": ("penultimate/mean",), "mean_pool": ("mean_pool/mean",),
+                    "max_pool": ("max_pool/mean",), "arousal": ("arousal",), "arousal-score": ("arousal-score",)}
+FUSED_LAYERS = ("taggram", "penultimate", "mean_pool", "arousal", "arousal-score")
+FUSE = "rhythm-r"
+# Tags that speak of arousal, chosen by their meaning before any fitting: (raise it, lower it). "arousal":
+# their logits (of the mean over patches) as columns; "arousal-score": one column, the mean logit of the
+# first group minus that of the second (a zero-shot arousal score; the head only places its threshold).
+AROUSAL_TAGS = {
+    "MTT_musicnn": (("fast", "loud", "beat", "beats", "dance", "techno", "drums", "rock", "metal"),
+                    ("slow", "quiet", "soft", "ambient", "new age", "classical")),
+    "MSD_musicnn": (("party", "dance", "House", "electro", "metal", "hard rock", "happy", "catchy"),
+                    ("chillout", "Mellow", "chill", "easy listening", "sad", "ambient", "beautiful", "acoustic")),
+}
+EMBEDDING_GRID = {"C": (0.0001, 0.001, 0.01, 0.1, 1.0), "pca": (0, 4, 16), "menus": ("keep", "drop"),
+                  "signs": (False, True), "transform": ("standard", "quantile")}
+# a handful of columns already, with a known direction: no PCA; sign priors (SIGNS for the fused
+# descriptors, + for a tag that raises arousal, - for one that lowers it) only for them
+NO_PCA = ("arousal", "arousal-score")
+
+
+def embedding_sets() -> dict[str, tuple[tuple[str, ...], str | None]]:
+    """name -> (embedding keys, the descriptor set fused before them or None): "MTT/penultimate",
+    "rhythm-r+MSD/taggram", ..."""
+    out = {}
+    for model in real_embeddings.MODELS:
+        short = model.split("_")[0]
+        for layer, keys in EMBEDDING_LAYERS.items():
+            out[f"{short}/{layer}"] = (tuple(f"{model}/{k}" for k in keys), None)
+        for layer in FUSED_LAYERS:
+            out[f"{FUSE}+{short}/{layer}"] = (tuple(f"{model}/{k}" for k in EMBEDDING_LAYERS[layer]), FUSE)
+    return out
+
+
+EMBEDDING_SETS = embedding_sets()
+GROUPS = {"descriptors": tuple(FEATURE_SETS), "musicnn": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is None),
+          "fusion": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is not None)}
 
 
 @dataclass(frozen=True)
@@ -136,8 +184,56 @@ def load(tracks: list[Track], alterations, cache: Path, jobs: int, log) -> dict[
     return out
 
 
+def embedding_cache_file(cache: Path, path: str, alteration: str) -> Path:
+    p = Path(path).resolve()
+    st = p.stat()
+    key = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}|{alteration}|musicnn v{real_embeddings.VERSION}".encode()
+                       ).hexdigest()
+    return cache / "musicnn" / key[:2] / f"{key}.json"
+
+
+def load_embeddings(tracks: list[Track], alterations, cache: Path, jobs: int, log) -> dict[str, list[dict]]:
+    """musicnn embeddings (benchmarks/real_embeddings.py) of the development tracks only: the lockbox's
+    are never computed."""
+    if any(t.game in LOCKBOX for t in tracks):
+        raise ValueError("embeddings of lockbox tracks asked for")
+    out = {}
+    for alt in alterations:
+        out[alt] = cached_map(real_embeddings.compute, [(t.path, alt) for t in tracks],
+                              [embedding_cache_file(cache, t.path, alt) for t in tracks], cache, jobs, log,
+                              f"musicnn embeddings ({alt})")
+    return out
+
+
 def matrix(rows: list[dict], names) -> np.ndarray:
     return np.array([[r["features"][n] for n in names] for r in rows], dtype=np.float64)
+
+
+def embedding_matrix(name: str, rows: list[dict], erows: list[dict | None]) -> np.ndarray:
+    """An embedding set's columns: the fused descriptors (from `rows`), then the embedding (from `erows`;
+    NaN for a track without one: the lockbox's)."""
+    keys, fuse = EMBEDDING_SETS[name]
+    width = sum(len(embedding_columns(next(e for e in erows if e), k)) for k in keys)
+    emb = np.array([np.concatenate([embedding_columns(e, k) for k in keys]) if e else np.full(width, np.nan)
+                    for e in erows])
+    return np.hstack([matrix(rows, FEATURE_SETS[fuse]), emb]) if fuse else emb
+
+
+def embedding_columns(row: dict, key: str) -> np.ndarray:
+    """One key of an embedding row: "<model>/<layer>/<stat>" as stored, or "<model>/arousal" and
+    "<model>/arousal-score" from the mean taggram (AROUSAL_TAGS)."""
+    model, _, what = key.partition("/")
+    if what not in ("arousal", "arousal-score"):
+        return np.asarray(row["embedding"][key])
+    import musicnn_port as musicnn
+
+    labels = musicnn.shipped_tagger(model).labels
+    p = np.clip(np.asarray(row["embedding"][f"{model}/taggram/mean"]), 1e-6, 1 - 1e-6)
+    logit = dict(zip(labels, np.log(p / (1 - p))))
+    up, down = AROUSAL_TAGS[model]
+    if what == "arousal":
+        return np.array([logit[t] for t in up + down])
+    return np.array([np.mean([logit[t] for t in up]) - np.mean([logit[t] for t in down])])
 
 
 # ---------------------------------------------------------------- the regression
@@ -184,10 +280,10 @@ class Fit:
 def fit(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
     """Weighted L2 logistic regression (strength 1/C) on standardised X (after the quantile-normal
     transform when asked); with signs, each weight is kept on the side SIGNS gives (L-BFGS-B bounds)."""
-    from scipy.optimize import minimize
-
     from tagger.regression import fit_quantiles, quantile_normal
 
+    if cfg["features"] in EMBEDDING_SETS:
+        return fit_embedding(cfg, X, y, w)
     names = FEATURE_SETS[cfg["features"]]
     keep = w > 0
     X, y, w = X[keep], y[keep], w[keep]
@@ -197,6 +293,15 @@ def fit(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
     scale[scale == 0] = 1.0
     Z = (Z - mean) / scale
     sign = np.array([SIGNS[n] if cfg["signs"] else 0 for n in names])
+    coef, intercept = logistic(Z, y, w, cfg["C"], sign)
+    return Fit(names, quantiles, mean, scale, coef, intercept)
+
+
+def logistic(Z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float, sign: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weighted L2 logistic regression (strength 1/C, intercept free); each weight kept on the side `sign`
+    gives (+1, -1; 0 free) by L-BFGS-B bounds."""
+    from scipy.optimize import minimize
+
     t = 2.0 * y - 1.0
 
     def loss(theta):
@@ -204,13 +309,73 @@ def fit(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
         m = Z @ c + b
         lm = np.logaddexp(0.0, -t * m)
         g = -t * np.exp(-np.logaddexp(0.0, t * m))  # d loss / d margin
-        val = (w * lm).sum() + 0.5 / cfg["C"] * (c @ c)
-        grad = np.concatenate([[(w * g).sum()], Z.T @ (w * g) + c / cfg["C"]])
+        val = (w * lm).sum() + 0.5 / C * (c @ c)
+        grad = np.concatenate([[(w * g).sum()], Z.T @ (w * g) + c / C])
         return val, grad
 
     bounds = [(None, None)] + [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in sign]
-    res = minimize(loss, np.zeros(len(names) + 1), jac=True, method="L-BFGS-B", bounds=bounds)
-    return Fit(names, quantiles, mean, scale, res.x[1:], float(res.x[0]))
+    res = minimize(loss, np.zeros(Z.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    return res.x[1:], float(res.x[0])
+
+
+@dataclass(frozen=True)
+class EmbeddingFit:
+    """A linear head on an embedding (after `n_fused` descriptor columns): standardised, the embedding's
+    columns projected on their first principal components (fitted on the training rows) when asked; the
+    fused descriptors quantile-normal first when asked."""
+    n_fused: int
+    quantiles: np.ndarray | None    # of the fused descriptors
+    mean: np.ndarray
+    scale: np.ndarray
+    components: np.ndarray | None   # (k, embedding width): the first principal axes (unit length)
+    coef: np.ndarray
+    intercept: float
+
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        from tagger.regression import quantile_normal
+
+        if self.quantiles is not None:
+            X = np.hstack([quantile_normal(X[:, :self.n_fused], self.quantiles), X[:, self.n_fused:]])
+        Z = (X - self.mean) / self.scale
+        if self.components is None:
+            return Z
+        return np.hstack([Z[:, :self.n_fused], Z[:, self.n_fused:] @ self.components.T])
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        return self.inputs(X) @ self.coef + self.intercept
+
+
+def fit_embedding(cfg: dict, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> EmbeddingFit:
+    keys, fuse = EMBEDDING_SETS[cfg["features"]]
+    n_fused = len(FEATURE_SETS[fuse]) if fuse else 0
+    keep = w > 0
+    X, y, w = X[keep], y[keep], w[keep]
+    quantiles = None
+    if cfg["transform"] == "quantile":
+        from tagger.regression import fit_quantiles, quantile_normal
+
+        quantiles = fit_quantiles(X[:, :n_fused], 200)
+        X = np.hstack([quantile_normal(X[:, :n_fused], quantiles), X[:, n_fused:]])
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale[scale == 0] = 1.0
+    components = None
+    if cfg["pca"]:
+        E = (X[:, n_fused:] - mean[n_fused:]) / scale[n_fused:]
+        _, sv, vt = np.linalg.svd(E, full_matrices=False)
+        k = min(cfg["pca"], len(sv))
+        # not whitened (the penalty then shrinks the minor axes most), scaled to a mean variance of 1
+        # per column, as the fused descriptors have
+        components = vt[:k] / np.sqrt(np.mean(sv[:k] ** 2) / len(E))
+    head = EmbeddingFit(n_fused, None, mean, scale, components, np.zeros(0), 0.0)
+    Z = head.inputs(X)
+    sign = np.zeros(Z.shape[1])
+    if cfg["signs"]:
+        fused = [SIGNS[n] for n in FEATURE_SETS[fuse]] if fuse else []
+        model, _, what = keys[0].partition("/")
+        up, down = AROUSAL_TAGS[model]
+        sign = np.array(fused + ([1] if what == "arousal-score" else [1] * len(up) + [-1] * len(down)))
+    coef, intercept = logistic(Z, y, w, cfg["C"], sign)
+    return EmbeddingFit(n_fused, quantiles, mean, scale, components, coef, intercept)
 
 
 def model_inputs(feature_set: str) -> tuple[tuple[str, ...], float | None]:
@@ -224,9 +389,15 @@ def model_inputs(feature_set: str) -> tuple[tuple[str, ...], float | None]:
 
 
 def configs() -> list[dict]:
-    """Every configuration: each feature set with every value of GRID."""
-    grid = {"features": tuple(FEATURE_SETS), **GRID}
-    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    """Every configuration: each feature set with every value of GRID, each embedding set with every value
+    of EMBEDDING_GRID."""
+    out = []
+    for sets, grid in ((FEATURE_SETS, GRID), (EMBEDDING_SETS, EMBEDDING_GRID)):
+        grid = {"features": tuple(sets), **grid}
+        out += [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    return [c for c in out if not (c.get("pca") and c["features"].endswith(NO_PCA))
+            and not (c["features"] in EMBEDDING_SETS and c["signs"] and not c["features"].endswith(NO_PCA))
+            and not (c["features"] in GROUPS["musicnn"] and c["transform"] == "quantile")]
 
 
 # ---------------------------------------------------------------- folds
@@ -333,6 +504,32 @@ def reliability(y, p) -> list[dict]:
     return rows
 
 
+def zero_shot(p, erows, y, games, menu, dev, log) -> dict:
+    """Each musicnn model's arousal score (AROUSAL_TAGS, no fitting) on the development tracks: its
+    ROC-AUC as it is; its BA with the threshold at the midpoint of the other games' two class means (the
+    weights of weights_of), scaled by their standard deviation (z); and a late fusion with this run's
+    nested predictions `p`, logit(p) + a z, for a = 0.5, 1 (the prior choice: equal say) and 2."""
+    out = {}
+    for model in real_embeddings.MODELS:
+        s = np.array([embedding_columns(e, f"{model}/arousal-score")[0] if e else np.nan for e in erows])
+        z = np.full(len(y), np.nan)
+        for g in sorted(set(games[dev].tolist())):
+            test, train = dev & (games == g), dev & (games != g)
+            w = weights_of(y[train], games[train], menu[train], "keep")
+            means = [np.average(s[train][y[train] == c], weights=w[y[train] == c]) for c in (0, 1)]
+            z[test] = (s[test] - np.mean(means)) / s[train].std()
+        row = {"auc_no_fit": metrics.binary_auc(y[dev] == 1, s[dev])}
+        fusions = [(f"late_fusion_{a:g}", np.log(p / (1 - p)) + a * z) for a in (0.5, 1, 2)]
+        for name, margin in [("zero_shot", z)] + fusions:
+            q = 1 / (1 + np.exp(-margin[dev]))
+            ba, auc = pooled(y[dev], q)
+            row[name] = {"ba": ba, "auc": auc, "intervals": game_bootstrap(y[dev], q, games[dev]),
+                         "per_game": per_game(y[dev], q, games[dev])}
+            log(f"  {model} {name}: BA {ba:.3f}, AUC {auc:.3f} {row[name]['intervals']}")
+        out[model] = row
+    return out
+
+
 # ---------------------------------------------------------------- the shipped model
 
 def save_final(out: Path, cfg: dict, tracks: list[Track], *, version: str, cache: Path, log,
@@ -396,7 +593,10 @@ def main(argv=None) -> int:
     ap.add_argument("--games-csv", type=Path, action="append", required=True)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "moodtag" / "real_cv")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--only", help="comma-separated feature sets to consider (default: all)")
+    ap.add_argument("--only", help="comma-separated feature sets, or groups of them (descriptors, musicnn, "
+                                   "fusion), to consider (default: descriptors)")
+    ap.add_argument("--embeddings", action="store_true",
+                    help="compute the musicnn embeddings of the development tracks (needed by musicnn and fusion)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-robustness", action="store_true", help="skip the altered copies (MP3 encoding is slow)")
     ap.add_argument("--save-model", type=Path, help="write the final model here (moodtag train's recipe)")
@@ -405,6 +605,8 @@ def main(argv=None) -> int:
     ap.add_argument("--score-lockbox", action="store_true", help="score the lockbox with the saved model (once!)")
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.embeddings and (args.save_model or args.compare_with or not args.no_robustness):
+        sys.exit("--embeddings: cross-validation only (give --no-robustness; no --save-model, --compare-with)")
 
     tracks = [t for folder, table in zip(args.games, args.games_csv) for t in game_tracks(folder, table)]
     alterations = ("original",) if args.no_robustness else real_features.ALTERATIONS
@@ -418,8 +620,18 @@ def main(argv=None) -> int:
     games = np.array([t.game for t in tracks])
     menu = np.array([t.menu for t in tracks])
     dev = ~np.isin(games, LOCKBOX)
-    sets = args.only.split(",") if args.only else list(FEATURE_SETS)
-    feats = {name: matrix(rows["original"], FEATURE_SETS[name]) for name in sets}
+    sets = [n for x in (args.only or "descriptors").split(",") for n in GROUPS.get(x, (x,))]
+    feats = {name: matrix(rows["original"], FEATURE_SETS[name]) for name in sets if name in FEATURE_SETS}
+    if any(name in EMBEDDING_SETS for name in sets) and not args.embeddings:
+        sys.exit("musicnn and fusion sets need --embeddings")
+    if args.embeddings:
+        found = load_embeddings([t for t, d in zip(tracks, dev) if d], ("original",), args.cache, args.jobs, log)
+        it = iter(found["original"])
+        erows = [next(it) if d else None for d in dev]
+        bad = [t.path for t, e in zip(tracks, erows) if e and "embedding" not in e]
+        if bad:
+            sys.exit(f"no embedding for {bad[0]} (and {len(bad) - 1} more)")
+        feats.update({name: embedding_matrix(name, rows["original"], erows) for name in sets if name in EMBEDDING_SETS})
     cands = [c for c in configs() if c["features"] in sets]
     log(f"{int(dev.sum())} development tracks in {len(set(games[dev]))} games, {int((~dev).sum())} in the lockbox; "
         f"{len(cands)} configurations")
@@ -435,14 +647,23 @@ def main(argv=None) -> int:
     log(json.dumps(result["development"]["intervals"]))
     for r in result["development"]["per_game"]:
         log(f"  {r}")
+    if args.embeddings:
+        log("musicnn arousal scores (no fitting), and late fusions with the predictions above:")
+        result["musicnn_zero_shot"] = zero_shot(p, erows, y, games, menu, dev, log)
 
     # the final choice: the same rule over all development games; every configuration's plain
     # (not nested) leave-one-game-out figures kept for the record
     final_cfg, scored = choose(cands, feats, y, games, menu, dev)
     result["configurations"] = [{"config": c, "ba": b, "auc": a} for _, b, a, c in scored]
+    log(f"final: {final_cfg}")
+    if final_cfg["features"] in EMBEDDING_SETS:
+        result["final"] = {"config": final_cfg}
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1, default=str))
+        return 0
     names, top_db = model_inputs(final_cfg["features"])
     result["final"] = {"config": final_cfg, "descriptors": names, "top_db": top_db}
-    log(f"final: {final_cfg}")
     if args.save_model:
         nested_figures = {k: result["development"][k] for k in ("tracks", "games", "ba", "auc", "intervals", "user")}
         decide = save_final(args.save_model, final_cfg, [t for t, d in zip(tracks, dev) if d], version=args.version,
