@@ -296,7 +296,9 @@ class _AvTrack:
             from_start = when <= 0
             container.seek(int(max(0.0, self.origin + when) / stream.time_base), stream=stream, backward=True)
         self.fresh = False
-        pieces, origin, have, expected = [], None, 0, None
+        # Frames are kept as they come and turned into samples once, at the end, and only those that
+        # overlap the clip (not the preroll): per frame, the conversion cost more than decoding AAC.
+        kept, first, origin, have, expected = [], 0, None, 0, None
         slack = 1 + int(float(stream.time_base) * sr)  # a timestamp's rounding, in samples
         for frame in container.decode(stream):
             if origin is None:
@@ -313,17 +315,22 @@ class _AvTrack:
                         continue
                     origin = begin
                     if origin > target:  # nothing confirmed before our start (should not happen): pad
-                        pieces.append(np.zeros(origin - target, dtype=np.float32))
                         have, origin = origin - target, target
-            samples = _frame_samples(frame)
-            pieces.append(samples)
-            have += len(samples)
+            end = have + frame.samples  # this frame holds samples origin + have .. origin + end
+            if origin + end > target:
+                if not kept:
+                    first = have
+                kept.append(frame)
+            have = end
             if origin + have >= target + need:
                 break
         if origin is None:
             return np.zeros(0, dtype=np.float32)
-        data = np.concatenate(pieces)
-        return data[target - origin: target - origin + need]
+        data = _frames_samples(kept)
+        if first > target - origin:  # the padded start
+            data = np.concatenate([np.zeros(first - (target - origin), dtype=np.float32), data])
+            first = target - origin
+        return data[target - origin - first: target - origin - first + need]
 
     def close(self) -> None:
         self.container.close()
@@ -574,19 +581,52 @@ def _av_stream_duration(container, stream) -> float:
 _PLANAR = {"fltp": (np.float32, 1.0), "s16p": (np.int16, 32768.0), "s32p": (np.int32, 2147483648.0)}
 
 
-def _frame_samples(frame) -> np.ndarray:
-    """An AudioFrame -> mono float32, whatever its sample format and layout."""
+def _frames_samples(frames: list) -> np.ndarray:
+    """Consecutive AudioFrames -> their samples, mono float32, joined; a planar format's conversion is
+    done once for each run of frames of one format (per frame, its few numpy calls cost more than
+    decoding AAC), with the same values as frame by frame."""
+    if not frames:
+        return np.zeros(0, dtype=np.float32)
+    runs, start = [], 0
+    key = _frame_kind(frames[0])
+    for i in range(1, len(frames)):
+        k = _frame_kind(frames[i])
+        if k != key:
+            runs.append(_run_samples(frames[start:i], key))
+            start, key = i, k
+    runs.append(_run_samples(frames[start:], key))
+    return runs[0] if len(runs) == 1 else np.concatenate(runs)
+
+
+def _frame_kind(frame) -> tuple[str, int]:
     layout = frame.layout  # nb_channels (PyAV 13+): len(layout.channels) builds a tuple of objects, 10x slower
-    channels = layout.nb_channels if hasattr(layout, "nb_channels") else len(layout.channels)
-    planar = _PLANAR.get(frame.format.name)
-    if planar is not None:  # to_ndarray() stacks the planes first: that costs more than decoding AAC
-        dtype, scale = planar
-        planes = [np.frombuffer(p, dtype=dtype, count=frame.samples) for p in frame.planes[:channels]]
-        if dtype is not np.float32:  # fltp is read as it is (views: _mean_of copies)
-            planes = [p.astype(np.float32) for p in planes]
-            for plane in planes:
-                plane /= scale
-        return _mean_of(planes)
+    return frame.format.name, layout.nb_channels if hasattr(layout, "nb_channels") else len(layout.channels)
+
+
+def _run_samples(frames: list, kind: tuple[str, int]) -> np.ndarray:
+    """Frames of one sample format and channel count -> mono float32, joined. A planar format read
+    straight from the frames' planes (to_ndarray() stacks the planes first: that costs more than
+    decoding AAC); fltp is read as it is (views: _mean_of copies)."""
+    name, channels = kind
+    planar = _PLANAR.get(name)
+    if planar is None:
+        return np.concatenate([_frame_samples(f, channels) for f in frames])
+    dtype, scale = planar
+    per_channel = [[] for _ in range(channels)]
+    for frame in frames:
+        n = frame.samples
+        for plane, pieces in zip(frame.planes, per_channel):
+            pieces.append(np.frombuffer(plane, dtype=dtype, count=n))
+    planes = [np.concatenate(pieces) if len(pieces) > 1 else pieces[0] for pieces in per_channel]
+    if dtype is not np.float32:
+        planes = [p.astype(np.float32) for p in planes]
+        for plane in planes:
+            plane /= scale
+    return _mean_of(planes)
+
+
+def _frame_samples(frame, channels: int) -> np.ndarray:
+    """An AudioFrame of a format not in _PLANAR -> mono float32, whatever its sample format and layout."""
     arr = frame.to_ndarray()
     if arr.dtype == np.int16:
         arr = arr.astype(np.float32) / 32768.0

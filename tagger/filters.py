@@ -10,6 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 STFT_BLOCK = 32  # frames transformed at a time
+MEL_GROUP = 16   # mel bands projected together, over the FFT bins their filters cover (mel_power)
 
 def hz_to_mel(f: np.ndarray) -> np.ndarray:
     """Slaney's mel scale (librosa's default, htk=False)."""
@@ -59,6 +60,11 @@ def hann(n_fft: int) -> np.ndarray:
 def power_spectrogram(samples: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
     """(n_clips, n_samples) -> (n_clips, 1 + n_fft // 2, 1 + n_samples // hop) power of the centred,
     zero-padded, Hann-windowed STFT (librosa.stft(center=True, pad_mode="constant"), squared)."""
+    return _power_frames(samples, n_fft, hop_length).transpose(0, 2, 1)
+
+
+def _power_frames(samples: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """power_spectrogram as (n_clips, frames, 1 + n_fft // 2): each frame's bins side by side."""
     x = np.atleast_2d(np.asarray(samples, dtype=np.float32))
     padded = np.pad(x, ((0, 0), (n_fft // 2, n_fft // 2)))
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop_length]
@@ -73,11 +79,32 @@ def power_spectrogram(samples: np.ndarray, n_fft: int, hop_length: int) -> np.nd
             block = frames[clip, first:first + STFT_BLOCK] * window
             spec = np.fft.rfft(block.astype(np.float64), axis=-1).astype(np.complex64)
             np.add(spec.real ** 2, spec.imag ** 2, out=power[clip, first:first + STFT_BLOCK])
-    return power.transpose(0, 2, 1)
+    return power
+
+
+@lru_cache(maxsize=8)
+def mel_groups(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+               fmax: float | None = None) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
+    """mel_filterbank in groups of MEL_GROUP consecutive bands: (first band, end band, first bin, end
+    bin, the (bins, bands) weights of those bins). A Slaney filter covers a few bins (2,018 of the
+    131,200 weights of 128 bands over 1,025 bins are not zero): the groups skip the rest."""
+    fb = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
+    groups = []
+    for first in range(0, n_mels, MEL_GROUP):
+        end = min(n_mels, first + MEL_GROUP)
+        used = np.flatnonzero(fb[first:end].any(axis=0))
+        lo, hi = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 0)
+        groups.append((first, end, lo, hi, np.ascontiguousarray(fb[first:end, lo:hi].T)))
+    return tuple(groups)
 
 
 def mel_power(samples: np.ndarray, sample_rate: int, *, n_fft: int, hop_length: int, n_mels: int,
               fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """(n_clips, n_samples) -> (n_clips, n_mels, frames) mel power: librosa.feature.melspectrogram."""
-    fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
-    return np.matmul(fb, power_spectrogram(samples, n_fft, hop_length))
+    """(n_clips, n_samples) -> (n_clips, n_mels, frames) mel power: librosa.feature.melspectrogram.
+    Each group of bands is projected from the bins its filters cover (mel_groups): a sixth of the
+    full product's cost; the sums then differ from it by float32 rounding (a relative 1e-6 at most)."""
+    power = _power_frames(samples, n_fft, hop_length)
+    out = np.empty(power.shape[:2] + (n_mels,), dtype=np.float32)
+    for first, end, lo, hi, weights in mel_groups(sample_rate, n_fft, n_mels, fmin, fmax):
+        np.matmul(power[:, :, lo:hi], weights, out=out[:, :, first:end])
+    return out.transpose(0, 2, 1)

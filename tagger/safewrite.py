@@ -78,6 +78,7 @@ IN_PLACE_SHARE = 4          # ...and up to 1/4 of the file: journal + write cost
 BLOCK = 4096                # changes are journaled and written in whole aligned blocks
 SPACE_MARGIN = 1 << 20      # free space kept beyond what a copy or a journal entry needs
 READ_AHEAD = 64 << 10       # the overlay reads the original this much at a time
+SHORT_RUN = 256 << 10       # a copy takes a run of the original shorter than this through memory
 
 _CHUNK = 1 << 20
 _MAGIC = b"moodtag-undo/1\n"
@@ -842,12 +843,7 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save, journa
             try:
                 _keep_metadata(src, out, st)
                 if plan is not None:
-                    for start, length, kind, data, off in plan.pieces:
-                        if kind == _ORIG:
-                            _copy_range(src, out, off, start, length)
-                        else:
-                            chunk = data[off:off + length] if kind == _MEM else bytes(length)
-                            _pwrite(out, chunk, start)
+                    _write_pieces(src, out, plan.pieces)
                     os.ftruncate(out, plan.new_size)
                 else:
                     _copy_range(src, out, 0, 0, st.st_size)
@@ -873,6 +869,39 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save, journa
             raise TagError("disk full: no room for a safe copy of the file; it was not changed") from exc
         raise
     entry.finish()
+
+
+def _write_pieces(src: int, out: int, pieces) -> None:
+    """Write a plan's pieces, in order, into the new file `out`: a long run of the original by
+    copy_file_range (_copy_range), the rest gathered into writes of _CHUNK bytes, the short runs of the
+    original read _CHUNK at a time. An Ogg file whose pages are renumbered is thousands of pieces (each
+    page's new header, then its old body): one system call for each cost more than mutagen's work."""
+    pending, at = bytearray(), 0          # bytes for `out` from offset `at`
+    window_at, window = 0, b""            # bytes of the original from offset `window_at`
+    for start, length, kind, data, off in pieces:
+        if kind == _ORIG and length >= SHORT_RUN:
+            if pending:
+                _pwrite(out, pending, at)
+                pending = bytearray()
+            _copy_range(src, out, off, start, length)
+            continue
+        if not pending:
+            at = start
+        if kind == _ORIG:
+            if not (window_at <= off and off + length <= window_at + len(window)):
+                window_at, window = off, _pread(src, max(length, _CHUNK), off)
+                if len(window) < length:
+                    raise OSError(errno.EIO, "the file is shorter than planned")
+            pending += window[off - window_at:off - window_at + length]
+        elif kind == _MEM:
+            pending += data[off:off + length]
+        else:
+            pending += bytes(length)
+        if len(pending) >= _CHUNK:
+            _pwrite(out, pending, at)
+            pending = bytearray()
+    if pending:
+        _pwrite(out, pending, at)
 
 
 def _temp_name(name: str) -> str:

@@ -283,6 +283,35 @@ def test_power_spectrogram_is_numpys_float32_transform_exactly():
     assert np.array_equal(power_spectrogram(clips, 2048, 512), expected)
 
 
+@pytest.mark.parametrize("sr, n_fft, n_mels", [(22050, 2048, 128), (22050, 256, 128), (16000, 1024, 40)])
+def test_mel_power_projects_only_the_bins_each_filter_covers(sr, n_fft, n_mels):
+    """mel_power (groups of bands over the bins their filters cover) equals the full product of the
+    filterbank and the power to float32 rounding, bands whose filters are empty (n_fft 256 for 128
+    bands) included; the perc_fast openings in float32 give float64's value exactly."""
+    from tagger.filters import mel_filterbank, mel_power, power_spectrogram
+
+    rng = np.random.default_rng(5)
+    clips = np.concatenate([rng.standard_normal((2, sr)) * 0.2,
+                            np.sin(np.arange(sr) * 0.05)[None] * 1e-4]).astype(np.float32)
+    full = np.matmul(mel_filterbank(sr, n_fft, n_mels).astype(np.float64),
+                     power_spectrogram(clips, n_fft, n_fft // 4).astype(np.float64))
+    ours = mel_power(clips, sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels)
+    assert ours.shape == full.shape and ours.dtype == np.float32
+    assert np.allclose(ours, full, rtol=2e-6, atol=1e-30)
+    S = ours[0].astype(np.float64)
+    assert descriptors.perc_fast(S) == _perc_fast_in_float64(S)
+
+
+def _perc_fast_in_float64(S: np.ndarray) -> float:
+    """perc_fast as it was, its openings in float64."""
+    def opening(axis: int) -> np.ndarray:
+        eroded = descriptors.running_extreme(S, descriptors.OPEN_SIZE, axis=axis, largest=False)
+        return descriptors.running_extreme(eroded, descriptors.OPEN_SIZE, axis=axis, largest=True)
+
+    H, P = opening(1), opening(0)
+    return float((P ** 2 / (H ** 2 + P ** 2 + 1e-20) * S).sum() / (S.sum() + 1e-20))
+
+
 def test_a_damaged_descriptor_model_is_one_clear_error(tmp_path):
     import numpy as np
     from safetensors.numpy import load_file

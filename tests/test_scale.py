@@ -188,6 +188,27 @@ def test_of_a_large_file_only_the_parts_around_its_clips_are_read_ahead(tmp_path
     assert planned_ranges(small, small.stat().st_size, plan) == [(0, small.stat().st_size)]
 
 
+def test_read_ahead_reads_the_same_bytes_where_sendfile_cannot(tmp_path, monkeypatch):
+    """A file system without sendfile from its files (EINVAL): the planned ranges are read and dropped
+    in Python instead, every byte of them."""
+    import errno
+
+    from tagger.prefetch import planned_ranges
+    from tagger.weights import read_spec, resolve_model
+
+    plan = read_spec(resolve_model(None)).clips
+    path = synth.encode(synth.render("calm", 180.0, seed=2), tmp_path / "long.wav")
+    planned = sum(length for _, length in planned_ranges(path, path.stat().st_size, plan))
+    assert read_into_page_cache(path, plan) == planned
+
+    def no_sendfile(*args):
+        raise OSError(errno.EINVAL, "sendfile not supported here")
+
+    monkeypatch.setattr(os, "sendfile", no_sendfile)
+    assert read_into_page_cache(path, plan) == planned
+    assert read_into_page_cache(path) == path.stat().st_size
+
+
 @pytest.mark.parametrize("command", ["query", "stats", "playlists", "playlist", "rescan"])
 def test_reading_the_cache_imports_neither_numpy_nor_sqlite_utils(filled, tmp_path, command):
     """Start-up is what every command pays whatever the library's size: sqlite-utils (with numpy and click)
