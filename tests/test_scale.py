@@ -191,8 +191,9 @@ def test_of_a_large_file_only_the_parts_around_its_clips_are_read_ahead(tmp_path
 @pytest.mark.parametrize("command", ["query", "stats", "playlists", "playlist", "rescan"])
 def test_reading_the_cache_imports_neither_numpy_nor_sqlite_utils(filled, tmp_path, command):
     """Start-up is what every command pays whatever the library's size: sqlite-utils (with numpy and click)
-    is for writing the schema and rows, numpy for analysing; a command that only reads the cache, and a
-    rescan that finds every file fresh, import neither."""
+    is for writing the schema and rows, numpy for analysing, pydantic for Typer's coercion of values
+    moodtag coerces itself (tagger/commands/coercion.py); a command that only reads the cache, and a
+    rescan that finds every file fresh, import none of them."""
     db = tmp_path / "cache.db"
     shutil.copyfile(filled["db"], db)
     args = {"query": ["query", "--limit", "0"], "stats": ["stats"], "playlists": ["playlists", "--out-dir", tmp_path],
@@ -202,7 +203,7 @@ def test_reading_the_cache_imports_neither_numpy_nor_sqlite_utils(filled, tmp_pa
     proc = run_cli(*args, "--db", db, env={"PYTHONPROFILEIMPORTTIME": "1"}, check=True)
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "tagger.cli" in imported and "sqlite3" in imported
-    assert not {name for name in imported if name.split(".")[0] in ("numpy", "sqlite_utils", "click")}
+    assert not {name for name in imported if name.split(".")[0] in ("numpy", "sqlite_utils", "click", "pydantic")}
     if command == "rescan":
         text = " ".join(proc.stderr.split())
         assert f"tracks found {len(filled['paths'])}" in text and "analysed 0" in text, text[-2000:]
