@@ -40,6 +40,8 @@ SHUFFLE_BATCH = 500  # shuffled rows fetched at a time by rowid
 # of a line: a path holding one cannot be written as a single M3U line.
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _LINE_BREAK_RE = re.compile("[" + re.escape("".join(sorted(LINE_BREAKS))) + "]+")
+# What quote_from_bytes(..., safe="/") leaves as it is.
+_URI_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
 # Characters XML 1.0 cannot hold at all (tag texts are cleaned of them).
 _XML_INVALID_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -288,7 +290,7 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
             return
         entry = PlaylistEntry(*row)
         reachable = inside is None or inside(entry.path)
-        problem = m3u_problem(entry) if m3u else None
+        problem = m3u_problem(entry) if m3u and (entry.raw_path is not None or not entry.path.isprintable()) else None
         if problem is None and inside is not None and reachable:
             problem = names_problem(inside.names(entry.path))
         try:  # os.path.exists' answer (the path resolved with the effective ids) without a stat result to build
@@ -395,13 +397,18 @@ class _Locations:
         location = self.folder_location(folder or os.sep)
         return name if location == os.curdir else f"{location}{os.sep}{name}"
 
+    def folder_prefix(self, folder: str) -> str:
+        """What goes before a file name of `folder` (absolute, normal): its relative path and a separator."""
+        location = self.folder_location(folder or os.sep)
+        return "" if location == os.curdir else location + os.sep
+
     def uri(self, entry: PlaylistEntry) -> str:
         """file_uri(entry, base): the folder's part percent-encoded once per folder."""
         location = self(entry)
         if isinstance(location, bytes) or os.sep not in location:
             return _uri(location, self.base)
         folder, _, name = location.rpartition(os.sep)
-        return self.folder_uri(folder) + "/" + quote_from_bytes(os.fsencode(name), safe="/")
+        return self.folder_uri(folder) + "/" + _quoted_name(name)
 
     def _folder_uri(self, folder: str) -> str:
         return _uri(folder + os.sep, self.base)[:-1]
@@ -426,14 +433,28 @@ def m3u8_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None, c
     location_of = _Locations(base)
     lines = ["#EXTM3U"]
     append, relative = lines.append, base is not None
+    folder = prefix = None
     for entry in entries:
         if not checked and not m3u_can_hold(entry):
             raise ValueError(f"{entry.path!r} cannot be written to an M3U playlist")
-        duration = entry.duration
-        location = location_of(entry)
-        if relative and (location[:1] == "#" or location[:1].isspace()):
-            location = "./" + location  # else read as a comment, or stripped
-        append(f"#EXTINF:{-1 if duration is None else int(round(duration))},{entry.display_title}\n{location}")
+        path, duration, artist, title = entry.path, entry.duration, entry.artist, entry.title
+        if relative and entry.raw_path is None and path != location_of.base_path:  # _Locations' answer, inline
+            parent, _, name = path.rpartition(os.sep)
+            if parent != folder:
+                folder, prefix = parent, location_of.folder_prefix(parent)
+            location = prefix + name
+            if location[:1] == "#" or location[:1].isspace():
+                location = "./" + location  # else read as a comment, or stripped
+        else:
+            location = location_of(entry)
+            if relative and (location[:1] == "#" or location[:1].isspace()):
+                location = "./" + location
+        if artist and title and artist.isprintable() and title.isprintable():  # display_title's answer, inline
+            artist, title = artist.strip(), title.strip()
+            shown = f"{artist} - {title}" if artist and title else entry.display_title
+        else:
+            shown = entry.display_title
+        append(f"#EXTINF:{-1 if duration is None else int(round(duration))},{shown}\n{location}")
         if len(lines) >= CHUNK_LINES // 2:  # two lines an entry
             yield "\n".join(lines) + "\n"
             lines.clear()
@@ -457,18 +478,23 @@ def xspf_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None,
         lines.append(element("title", title, "  "))
     lines.append("  <trackList>")
     location_of = _Locations(base)
+    append = lines.append
     for entry in entries:
-        lines += ["    <track>", element("location", location_of.uri(entry), "      ")]
-        for tag, value in (("title", entry.title or Path(entry.path).stem), ("creator", entry.artist),
-                           ("album", entry.album)):
-            if value:
-                lines.append(element(tag, value, "      "))
-        if entry.duration is not None:
-            lines.append(element("duration", str(int(round(entry.duration * 1000))), "      "))
-        lines.append("    </track>")
-        if len(lines) >= CHUNK_LINES:
+        # The location is percent-encoded: nothing in it for XML to escape or leave out.
+        track = f"    <track>\n      <location>{location_of.uri(entry)}</location>"
+        title, artist, album, duration = entry.title or Path(entry.path).stem, entry.artist, entry.album, entry.duration
+        if title:
+            track += f"\n      <title>{_xml_value(title)}</title>"
+        if artist:
+            track += f"\n      <creator>{_xml_value(artist)}</creator>"
+        if album:
+            track += f"\n      <album>{_xml_value(album)}</album>"
+        if duration is not None:
+            track += f"\n      <duration>{int(round(duration * 1000))}</duration>"
+        append(track + "\n    </track>")
+        if len(lines) >= CHUNK_LINES // 6:  # up to six lines a track
             yield "\n".join(lines) + "\n"
-            lines = []
+            lines.clear()
     lines += ["  </trackList>", "</playlist>"]
     yield "\n".join(lines) + "\n"
 
@@ -476,6 +502,14 @@ def xspf_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None,
 def file_uri(entry: PlaylistEntry, base: Path | None = None) -> str:
     """`file:///abs/path` (base None) or a relative URI reference, every unsafe byte percent-encoded."""
     return _uri(entry_location(entry, base), base)
+
+
+def _quoted_name(name: str) -> str:
+    """quote_from_bytes(os.fsencode(name), safe="/"), by one translation for an ASCII name."""
+    return name.translate(_ASCII_QUOTED) if name.isascii() else quote_from_bytes(os.fsencode(name), safe="/")
+
+
+_ASCII_QUOTED = {c: chr(c) if chr(c) in _URI_SAFE else f"%{c:02X}" for c in range(128)}
 
 
 def _uri(location: str | bytes, base: Path | None) -> str:
@@ -555,6 +589,13 @@ def write_playlist(chunks: Iterable[str] | str, dest: Path) -> Path:
 
 def _one_line(text: str | None) -> str:
     return _LINE_BREAK_RE.sub(" ", text).strip() if text else ""
+
+
+def _xml_value(text: str) -> str:
+    """Text for an XML element: what XML cannot hold left out, &, < and > escaped."""
+    if not text.isprintable():  # what XML cannot hold is not printable
+        text = _XML_INVALID_RE.sub("", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _xml_text(text: str) -> str:
