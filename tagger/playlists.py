@@ -292,7 +292,7 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
         reachable = inside is None or inside(entry.path)
         problem = m3u_problem(entry) if m3u and (entry.raw_path is not None or not entry.path.isprintable()) else None
         if problem is None and inside is not None and reachable:
-            problem = names_problem(inside.names(entry.path))
+            problem = inside.names_problem(entry.path)
         try:  # os.path.exists' answer (the path resolved with the effective ids) without a stat result to build
             present = access(entry.fs_path, F_OK, effective_ids=effective)
         except ValueError:  # a NUL in the name
@@ -330,12 +330,20 @@ class _Inside:
     def __init__(self, folder: Path) -> None:
         self.folder = os.path.abspath(folder)
         self.prefix = self.folder.rstrip(os.sep) + os.sep
+        self._folder_problem = lru_cache(maxsize=16384)(lambda folder: names_problem(folder.split(os.sep)))
 
     def __call__(self, path: str) -> bool:
         return path == self.folder or path.startswith(self.prefix)
 
     def names(self, path: str) -> list[str]:
         return path[len(self.prefix):].split(os.sep) if path != self.folder else ["."]
+
+    def names_problem(self, path: str) -> str | None:
+        """names_problem(self.names(path)) for a path at or under the folder, each folder's names checked once."""
+        if path == self.folder:
+            return names_problem(["."])
+        folder, _, name = path[len(self.prefix):].rpartition(os.sep)
+        return (self._folder_problem(folder) if folder else None) or names_problem([name])
 
 
 def names_problem(names: list[str]) -> str | None:
