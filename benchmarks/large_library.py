@@ -23,7 +23,8 @@ first row, `query --limit 0`, is the start-up every command pays whatever the li
 the same load. With `--baseline DIR` (another checkout, e.g. `git worktree add /tmp/base main`), each
 command of that checkout's moodtag runs right beside this one's, on the same library and caches, the
 pair's order alternating from one repeat to the next: before/after figures from the same run (that
-checkout reads a copy of each cache with the schema steps it does not know undone, see baseline_cache).
+checkout reads a copy of each cache with the schema steps it does not know undone, see baseline_cache),
+and the two outputs (standard output and playlist files) of each pair compared.
 Results: the console and benchmarks/out/large/results.json.
 """
 from __future__ import annotations
@@ -242,6 +243,18 @@ def baseline_cache(db: Path, root: Path) -> Path:
     return copy
 
 
+def output_digest(work: Path) -> str:
+    """SHA-256 of what the last command wrote: its standard output and the playlist files (then removed)."""
+    import hashlib
+
+    digest = hashlib.sha256((work / "last.out").read_bytes())
+    folder = work / "playlists"
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    shutil.rmtree(folder, ignore_errors=True)
+    return digest.hexdigest()
+
+
 def check_rescan(err: str, size: int) -> None:
     """The rescan found every file, and analysed none (all of them fresh)."""
     import re
@@ -280,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base_dbs = {size: baseline_cache(dbs[size], checkouts[1][1]) for size in sizes} if args.baseline else {}
     runs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+    digests: dict[tuple[str, int, int], set[str]] = {}  # one per command, size and repeat: the same output
     work = out / "work"
     work.mkdir(exist_ok=True)
     for r in range(args.repeat):
@@ -293,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                     wall, cpu, rss, err = measure(theirs[name] if label else cmd, work / "last.out", root)
                     if name == "rescan":
                         check_rescan(err, size)
+                    elif name != "stats":  # stats names its cache file: each checkout reads its own
+                        digests.setdefault((name, size, r), set()).add(output_digest(work))
                     runs.setdefault((label + name, size), []).append((wall, cpu, rss))
                     say(f"  run {r + 1}/{args.repeat} {size:>7,} files  {label + name:<50} {wall:6.2f} s  "
                         f"(CPU {cpu:5.2f} s)  {rss / 2**20:6.0f} MB")
@@ -327,9 +343,14 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.append(ok and flat)
         results["commands"][name] = {"sizes": entry, "rss_ratio": round(ratio, 3), "target": target}
         say(f"{name:<44}" + "".join(f"{c:>27}" for c in cells) + f"{ratio:>10.2f}x  {target}")
+    differing = sorted({(name, size) for (name, size, _), found in digests.items() if len(found) > 1})
+    results["outputs_differ"] = [f"{name} at {size}" for name, size in differing]
+    if args.baseline:
+        say("outputs (standard output and playlist files) of the two checkouts: "
+            + ("identical in every run" if not differing else "DIFFERENT for " + ", ".join(results["outputs_differ"])))
     (out / "results.json").write_text(json.dumps(results, indent=2))
     say(f"\nresults: {out / 'results.json'}")
-    return 0 if all(verdicts) else 1
+    return 0 if all(verdicts) and not differing else 1
 
 
 if __name__ == "__main__":
