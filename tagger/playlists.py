@@ -411,15 +411,19 @@ class _Locations:
         return "" if location == os.curdir else location + os.sep
 
     def uri(self, entry: PlaylistEntry) -> str:
-        """file_uri(entry, base): the folder's part percent-encoded once per folder."""
-        location = self(entry)
-        if isinstance(location, bytes) or os.sep not in location:
-            return _uri(location, self.base)
-        folder, _, name = location.rpartition(os.sep)
-        return self.folder_uri(folder) + "/" + _quoted_name(name)
+        """file_uri(entry, base): what goes before the file's name worked out, and percent-encoded, once per
+        folder (percent-encoding goes byte by byte: the URI of a path is the URIs of its parts end to end)."""
+        if entry.raw_path is not None or entry.path == self.base_path:
+            return _uri(self(entry), self.base)
+        folder, _, name = entry.path.rpartition(os.sep)
+        return self.folder_uri(folder) + _quoted_name(name)
 
     def _folder_uri(self, folder: str) -> str:
-        return _uri(folder + os.sep, self.base)[:-1]
+        """The URI of a file of `folder` (absolute, normal) up to its name: file:///folder/ or ../folder/."""
+        if self.base is None:
+            return _uri(folder + os.sep, None)
+        location = self._folder_location(folder or os.sep)
+        return "" if location == os.curdir else _uri(location + os.sep, self.base)
 
 
 def _parts(path: str) -> list[str]:

@@ -132,7 +132,7 @@ def _emit(columns, rows, *, fmt: str, stop=lambda: False) -> None:
     """Rows as JSON Lines, CSV, TSV (all three streamed, memory flat), or a plain-text table (at most
     TABLE_ROWS_MAX rows)."""
     if fmt == "json":
-        encode = json.JSONEncoder(ensure_ascii=False, default=_jsonable).encode  # json.dumps' own settings
+        encode = _json_encoder()
         _write_lines((encode(dict(zip(columns, row))) for row in rows), stop=stop)
     elif fmt == "csv":
         _write_chunks(_csv_chunks(columns, rows), stop=stop)
@@ -184,6 +184,20 @@ def _write_lines(lines, *, stop=lambda: False) -> int:
         count += len(chunk)
         if stop():
             return count
+
+
+def _json_encoder():
+    """json.dumps(value, ensure_ascii=False) with bytes as _jsonable gives them, for many values: the C
+    encoder that JSONEncoder.encode makes anew for every value (its setup: half the cost of a short row)
+    made once, when this Python has it."""
+    from json import encoder
+
+    settings = json.JSONEncoder(ensure_ascii=False, default=_jsonable)  # json.dumps' own settings
+    if encoder.c_make_encoder is None:
+        return settings.encode
+    make = encoder.c_make_encoder({}, settings.default, encoder.encode_basestring, None, settings.key_separator,
+                                  settings.item_separator, settings.sort_keys, settings.skipkeys, settings.allow_nan)
+    return lambda value: "".join(make(value, 0))
 
 
 def _write_chunks(chunks, *, stop=lambda: False) -> None:
