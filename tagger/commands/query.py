@@ -218,10 +218,11 @@ def _csv_chunks(columns, rows):
     buffer = io.StringIO()
     write_row, write = csv.writer(buffer, lineterminator="").writerow, buffer.write
     plain = (str, float, int, type(None))  # written as they are (None as an empty field)
+    encode = _json_encoder()  # _csv_cell's json.dumps of the scores, without making an encoder a row
     write_row(columns)
     write("\n")
     for row in rows:
-        write_row([v if type(v) in plain else _csv_cell(v) for v in row])
+        write_row([v if type(v) in plain else encode(v) if type(v) is dict else _csv_cell(v) for v in row])
         write("\n")
         if buffer.tell() > 1 << 16:
             yield buffer.getvalue()
