@@ -14,13 +14,17 @@ first parts, made as a scan makes it: `Cache.record` with the source's real resu
 and mtime, and tagged, as after the tag write. So every file is fresh, and the measured scan walks
 and compares everything and analyses nothing (it is checked: found = cached = N).
 
-Each command is the real CLI in a subprocess (`python -m tagger ... --db N.db`, stdout to a file);
-wall clock from its start (Python start-up and imports included), its CPU time (user + system,
-which other load on a shared machine barely changes) and its peak RSS (os.wait4's rusage). The
+Each command is the real CLI in a subprocess (`python -m tagger ... --db N.db`, stdout to a file),
+started by a small launcher process (Linux carries a process's peak RSS across exec: started from
+this benchmark, each command would report at least the benchmark's own); wall clock from its start
+(Python start-up and imports included), its CPU time (user + system, which other load on a shared
+machine barely changes) and its peak RSS (os.wait4's rusage). The
 first row, `query --limit 0`, is the start-up every command pays whatever the library's size. Sizes run one after the other inside each repeat, so the ratios compare runs made under
 the same load. With `--baseline DIR` (another checkout, e.g. `git worktree add /tmp/base main`), each
 command of that checkout's moodtag runs right beside this one's, on the same library and caches, the
-pair's order alternating from one repeat to the next: before/after figures from the same run.
+pair's order alternating from one repeat to the next: before/after figures from the same run (that
+checkout reads a copy of each cache with the schema steps it does not know undone, see baseline_cache),
+and the two outputs (standard output and playlist files) of each pair compared.
 Results: the console and benchmarks/out/large/results.json.
 """
 from __future__ import annotations
@@ -159,33 +163,96 @@ def ensure_cache(out: Path, lib: Path, size: int, sources) -> Path:
 
 # -- measuring -----------------------------------------------------------------------------------
 
+# Starts the measured command and reports its wall clock, CPU time and peak RSS into the file argv[1]. Linux
+# keeps the peak RSS of a process across exec, so a command started straight from this benchmark (which
+# holds a library's worth of objects after making a cache) would report at least the benchmark's own:
+# this small launcher stands between them.
+LAUNCHER = """import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as fh:
+    json.dump([wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)], fh)
+"""
+
+
 def measure(cmd: list[str], log: Path, root: Path = ROOT) -> tuple[float, float, int, str]:
     """(wall seconds, CPU seconds, peak RSS bytes, stderr) of one run of the moodtag in `root`; fails
     loudly on a non-zero exit."""
+    report = log.with_suffix(".json")
     with open(log, "wb") as stdout, open(log.with_suffix(".err"), "wb") as stderr:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=moodtag_env(root), cwd=root)  # -m: cwd first
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run([sys.executable, "-c", LAUNCHER, str(report), *cmd], stdout=stdout, stderr=stderr,
+                       env=moodtag_env(root), cwd=root, check=True)  # cwd: python -m puts it first
+    wall, cpu, rss, returncode = json.loads(report.read_text())
     err = log.with_suffix(".err").read_text(errors="replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)}: exit status {proc.returncode}\n{err[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, err
+    if returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)}: exit status {returncode}\n{err[-2000:]}")
+    return wall, cpu, rss, err
 
 
 def commands(lib: Path, db: Path, size: int, work: Path) -> dict[str, list[str]]:
     parts = [str(lib / f"part{p:02d}") for p in range(size // PART)]
     common = ["--db", str(db)]
+    playlists = ["playlists", "--out-dir", str(work / "playlists")]
     return {
         "start-up (query --limit 0)": cli("query", "--limit", "0", *common),
         "rescan": cli("scan", *parts, *common),
-        "playlists": cli("playlists", "--out-dir", str(work / "playlists"), *common),
+        "playlists": cli(*playlists, *common),
+        "playlists --format xspf": cli(*playlists, "--format", "xspf", *common),
+        "playlists --for mpd --music-dir LIB": cli(*playlists, "--for", "mpd", "--music-dir", str(lib), *common),
+        "playlists --order shuffle --seed 1": cli(*playlists, "--order", "shuffle", "--seed", "1", *common),
         "query": cli("query", *common),
+        "query --paths": cli("query", "--paths", *common),
+        "query --csv": cli("query", "--csv", *common),
+        "query --json": cli("query", "--json", *common),
         "query --mood calm --min-confidence 0.5": cli("query", "--mood", "calm", "--min-confidence", "0.5", *common),
         "query --artist 'artist 00042'": cli("query", "--artist", "artist 00042", *common),
         "stats": cli("stats", *common),
     }
+
+
+# Schema steps an older checkout may not know, and what each made (undone in that checkout's copy of a cache).
+STEP_INDEXES = {"m005_playlist_index": ("idx_tracks_playlist",)}
+
+
+def baseline_cache(db: Path, root: Path) -> Path:
+    """A copy of the cache `db` that the moodtag in `root` can read: the schema steps it does not know
+    (an index each, see STEP_INDEXES) undone, as its own scans would have left the cache."""
+    import sqlite3
+
+    known = set(subprocess.run([sys.executable, "-c", "from tagger.cache import known_migrations; "
+                                "print(*sorted(known_migrations()))"], env=moodtag_env(root), cwd=root,
+                               capture_output=True, text=True, check=True).stdout.split())
+    copy = db.with_name(f"{db.stem}.before.db")
+    for stale in db.parent.glob(f"{copy.name}*"):
+        stale.unlink()
+    shutil.copyfile(db, copy)
+    conn = sqlite3.connect(copy)
+    with conn:
+        for (name,) in conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = 'moodtag'").fetchall():
+            if name in known:
+                continue
+            if name not in STEP_INDEXES:
+                raise SystemExit(f"{root}: does not know the schema step {name}, which this benchmark cannot undo")
+            for index in STEP_INDEXES[name]:
+                conn.execute(f"DROP INDEX IF EXISTS {index}")
+            conn.execute("DELETE FROM _sqlite_migrations WHERE migration_set = 'moodtag' AND name = ?", [name])
+    conn.execute("VACUUM")
+    conn.close()
+    return copy
+
+
+def output_digest(work: Path) -> str:
+    """SHA-256 of what the last command wrote: its standard output and the playlist files (then removed)."""
+    import hashlib
+
+    digest = hashlib.sha256((work / "last.out").read_bytes())
+    folder = work / "playlists"
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    shutil.rmtree(folder, ignore_errors=True)
+    return digest.hexdigest()
 
 
 def check_rescan(err: str, size: int) -> None:
@@ -224,18 +291,24 @@ def main(argv: list[str] | None = None) -> int:
     lib = ensure_library(out, max(sizes) // PART, sources)
     dbs = {size: ensure_cache(out, lib, size, sources) for size in sizes}
 
+    base_dbs = {size: baseline_cache(dbs[size], checkouts[1][1]) for size in sizes} if args.baseline else {}
     runs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+    digests: dict[tuple[str, int, int], set[str]] = {}  # one per command, size and repeat: the same output
     work = out / "work"
     work.mkdir(exist_ok=True)
     for r in range(args.repeat):
         for size in sizes:
-            for name, cmd in commands(lib, dbs[size], size, work).items():
+            mine = commands(lib, dbs[size], size, work)
+            theirs = commands(lib, base_dbs[size], size, work) if args.baseline else mine
+            for name, cmd in mine.items():
                 if args.only and not name.startswith(args.only):
                     continue
                 for label, root in (checkouts if r % 2 else checkouts[::-1]):
-                    wall, cpu, rss, err = measure(cmd, work / "last.out", root)
+                    wall, cpu, rss, err = measure(theirs[name] if label else cmd, work / "last.out", root)
                     if name == "rescan":
                         check_rescan(err, size)
+                    elif name != "stats":  # stats names its cache file: each checkout reads its own
+                        digests.setdefault((name, size, r), set()).add(output_digest(work))
                     runs.setdefault((label + name, size), []).append((wall, cpu, rss))
                     say(f"  run {r + 1}/{args.repeat} {size:>7,} files  {label + name:<50} {wall:6.2f} s  "
                         f"(CPU {cpu:5.2f} s)  {rss / 2**20:6.0f} MB")
@@ -270,9 +343,14 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.append(ok and flat)
         results["commands"][name] = {"sizes": entry, "rss_ratio": round(ratio, 3), "target": target}
         say(f"{name:<44}" + "".join(f"{c:>27}" for c in cells) + f"{ratio:>10.2f}x  {target}")
+    differing = sorted({(name, size) for (name, size, _), found in digests.items() if len(found) > 1})
+    results["outputs_differ"] = [f"{name} at {size}" for name, size in differing]
+    if args.baseline:
+        say("outputs (standard output and playlist files) of the two checkouts: "
+            + ("identical in every run" if not differing else "DIFFERENT for " + ", ".join(results["outputs_differ"])))
     (out / "results.json").write_text(json.dumps(results, indent=2))
     say(f"\nresults: {out / 'results.json'}")
-    return 0 if all(verdicts) else 1
+    return 0 if all(verdicts) and not differing else 1
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ import sys
 
 import typer
 
+from tagger.commands.help import MoodtagGroup
 from tagger.errors import MoodtagError
 
 app = typer.Typer(
     name="moodtag",
+    cls=MoodtagGroup,
     help="Tag your music calm or exciting, cache the results, and make mood playlists.",
     no_args_is_help=True,
     add_completion=False,

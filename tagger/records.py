@@ -25,6 +25,15 @@ def printable(text: Path | str | bytes) -> str:
     return text.translate(_ESCAPES) if _UNPRINTABLE.search(text) else text
 
 
+def printable_cells(cells: list[str]) -> str:
+    """The cells, each made printable, joined by tabs (one line of TSV). Most lines hold nothing to
+    escape: they are searched once, whole, instead of cell by cell."""
+    line = "\t".join(cells)
+    if line.count("\t") == len(cells) - 1 and not _UNPRINTABLE_BUT_TAB.search(line):
+        return line
+    return "\t".join([printable(cell) for cell in cells])
+
+
 def _escape_for(code: int) -> str:
     named = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
     if code in named:
@@ -37,6 +46,7 @@ _CONTROL_CODES = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range
                   *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 _ESCAPES = {code: _escape_for(code) for code in _CONTROL_CODES}
 _UNPRINTABLE = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROL_CODES) + "]")
+_UNPRINTABLE_BUT_TAB = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROL_CODES if c != 0x09) + "]")
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,48 @@ def test_evaluate_in_a_pipe_prints_no_progress_remains(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("moodtag-rhythm"), lines  # the report's title first: no blank line above it
     assert not [line for line in lines if "evaluating" in line], lines
+
+
+VALUES = ("0", "7", "-3", "100", "101", "0.5", "1", "1.0", "2", " 5", "1e3", "1_0", "abc", "", "path", "PATH",
+          "score", "shuffle", "xspf", "mpd", "cuda", "~/Music", "a/b.m3u8", ("x", "y"), 10, 0.0, None)
+
+
+def _outcome(coercion, value, param, ctx):
+    try:
+        return "value", coercion.coerce(value, param=param, ctx=ctx)
+    except Exception as exc:  # noqa: BLE001 - the error itself is compared
+        return "error", type(exc), str(exc)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_plain_coercion_gives_what_typers_own_gives(name):
+    """Every parameter of every command coerces each value to what Typer's pydantic coercion gives, and
+    refuses what it refuses with the same error (tagger/commands/coercion.py)."""
+    import typer
+    from typer._coercion import build_runtime_param
+
+    from tagger.commands.coercion import PlainCoercion
+
+    command = typer.main.get_command(app).commands[name]
+    ctx = command.make_context(name, [], resilient_parsing=True)
+    params = [p for p in command.get_params(ctx) if hasattr(p, "type_descriptor")]
+    assert params
+    for param in params:
+        plain, typers = PlainCoercion(param.type_descriptor), build_runtime_param(param.type_descriptor)
+        for value in VALUES:
+            if isinstance(value, tuple) != (param.nargs == -1 or param.multiple) and value is not None:
+                continue
+            mine, theirs = _outcome(plain, value, param, ctx), _outcome(typers, value, param, ctx)
+            assert mine == theirs and type(mine[-1]) is type(theirs[-1]), (param.name, value, mine, theirs)
+
+
+@pytest.mark.parametrize("args, error", [
+    (["query", "--limit", "abc"], "Invalid value for '--limit': Input should be a valid integer"),
+    (["query", "--min-confidence", "2"], "Invalid value for '--min-confidence': Input should be less than or equal to 1"),
+    (["query", "--order", "foo"], "'foo' is not one of 'confidence', 'path', 'artist', 'album', 'analyzed'"),
+    (["stats", "--bins", "0"], "Invalid value for '--bins': Input should be greater than or equal to 1"),
+    (["playlists", "--out-dir", ""], "an empty path"),
+])
+def test_a_bad_option_value_is_worded_as_typer_words_it(tmp_path, args, error):
+    proc = run_cli(*args, "--db", tmp_path / "none.db")
+    assert proc.returncode == 2 and error in " ".join(proc.stderr.split()), proc.stderr

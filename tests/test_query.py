@@ -301,3 +301,70 @@ def test_stats_table(cache_db):
     assert "8 tracks" in out and "1 failed" in out and "1 missing" in out
     assert "P(exciting)" in out and "█" in out and "0.90–1.00" in out
     assert "cannot decode: truncated frame" in out
+
+
+@pytest.fixture(scope="module")
+def awkward_db(tmp_path_factory) -> Path:
+    """A cache whose values are what SQLite may hold beside plain text: control characters (a tab, line
+    breaks, an escape) in tags and names, a title stored as a number, an album as bytes, NULLs, and
+    a confidence with many decimals."""
+    root = tmp_path_factory.mktemp("awkward") / "music"
+    db = root.parent / "c.db"
+    tags = [("Tab\there", "Title", "Album"), ("Ünï", "line\nbreak", "esc\x1b end"), ("X", None, "crlf\r\n"),
+            (None, "plain", "quote\"d, comma"), ("Plain", "Plain", "Plain")]
+    with Cache.open(db) as cache:
+        for i, (artist, title, album) in enumerate(tags * 3):
+            path = root / f"{i:02d} {'a' if i % 2 else 'b'}{'' if i % 3 else chr(0x2028)}name.mp3"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+            cache.record(_result(path, 0.123456789 + i / 100), TrackRef.from_path(path),
+                         info={"format": "mp3", "artist": artist, "album": album, "title": title})
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE tracks SET title = 42 WHERE path LIKE '%03 %'")
+        conn.execute("UPDATE tracks SET album = x'00ff41' WHERE path LIKE '%04 %'")
+        conn.execute("UPDATE tracks SET confidence = 1 WHERE path LIKE '%05 %'")
+        conn.execute("UPDATE tracks SET error = 'two\tcells' WHERE path LIKE '%09 %'")
+    conn.close()
+    return db
+
+
+def _reference_outputs(db: Path) -> dict[str, bytes]:
+    """The listing as the track rows say it, cell by cell (the rules of the query command's help)."""
+    import base64
+
+    from tagger.commands.query import _csv_cell, _tsv_text
+    from tagger.query import LISTING_COLUMNS, TRACK_COLUMNS, TrackFilter, find_tracks
+    from tagger.records import printable
+
+    def jsonable(value):
+        return {"$base64": True, "encoded": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value
+
+    def csv_line(values) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="").writerow([_csv_cell(v) for v in values])
+        return buffer.getvalue()
+
+    with Cache.open_readonly(db) as cache:
+        tracks = list(find_tracks(cache, TrackFilter()))
+    tsv = ["\t".join(LISTING_COLUMNS)] + ["\t".join(
+        _tsv_text(round(t.confidence, 4) if c == "confidence" and t.confidence is not None else getattr(t, c))
+        for c in LISTING_COLUMNS) for t in tracks]
+    lines = {"tsv": tsv, "paths": [printable(t.path) for t in tracks],
+             "csv": [csv_line(TRACK_COLUMNS)] + [csv_line(getattr(t, c) for c in TRACK_COLUMNS) for t in tracks],
+             "json": [json.dumps({c: jsonable(getattr(t, c)) for c in TRACK_COLUMNS}, ensure_ascii=False) for t in tracks]}
+    return {fmt: "".join(line + "\n" for line in text).encode("utf-8") for fmt, text in lines.items()}
+
+
+def test_every_output_format_writes_awkward_values_as_the_track_rows_say(awkward_db):
+    """TSV, --paths, --csv and --json of the real CLI, byte for byte, against the rules applied to each
+    TrackRow: the listing's short paths (a line searched once, values taken as stored) change nothing."""
+    import subprocess
+    import sys
+
+    expected = _reference_outputs(awkward_db)
+    assert b"\\t" in expected["tsv"] and b"\\x1b" in expected["tsv"] and b"\\u2028" in expected["paths"]
+    for fmt, flag in (("tsv", []), ("paths", ["--paths"]), ("csv", ["--csv"]), ("json", ["--json"])):
+        proc = subprocess.run([sys.executable, "-m", "tagger", "query", "--db", str(awkward_db), *flag],
+                              capture_output=True, check=True)
+        assert proc.stdout == expected[fmt], fmt

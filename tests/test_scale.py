@@ -212,8 +212,9 @@ def test_read_ahead_reads_the_same_bytes_where_sendfile_cannot(tmp_path, monkeyp
 @pytest.mark.parametrize("command", ["query", "stats", "playlists", "playlist", "rescan"])
 def test_reading_the_cache_imports_neither_numpy_nor_sqlite_utils(filled, tmp_path, command):
     """Start-up is what every command pays whatever the library's size: sqlite-utils (with numpy and click)
-    is for writing the schema and rows, numpy for analysing; a command that only reads the cache, and a
-    rescan that finds every file fresh, import neither."""
+    is for writing the schema and rows, numpy for analysing, pydantic for Typer's coercion of values
+    moodtag coerces itself (tagger/commands/coercion.py); a command that only reads the cache, and a
+    rescan that finds every file fresh, import none of them."""
     db = tmp_path / "cache.db"
     shutil.copyfile(filled["db"], db)
     args = {"query": ["query", "--limit", "0"], "stats": ["stats"], "playlists": ["playlists", "--out-dir", tmp_path],
@@ -223,7 +224,60 @@ def test_reading_the_cache_imports_neither_numpy_nor_sqlite_utils(filled, tmp_pa
     proc = run_cli(*args, "--db", db, env={"PYTHONPROFILEIMPORTTIME": "1"}, check=True)
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "tagger.cli" in imported and "sqlite3" in imported
-    assert not {name for name in imported if name.split(".")[0] in ("numpy", "sqlite_utils", "click")}
+    assert not {name for name in imported if name.split(".")[0] in ("numpy", "sqlite_utils", "click", "pydantic")}
     if command == "rescan":
         text = " ".join(proc.stderr.split())
         assert f"tracks found {len(filled['paths'])}" in text and "analysed 0" in text, text[-2000:]
+
+
+def _playlist_paths(playlist: Path, base: Path) -> list[Path]:
+    """The files a written M3U or XSPF playlist names, in its order (relative entries resolved against `base`)."""
+    from urllib.parse import unquote, urlparse
+    from xml.etree import ElementTree
+
+    if playlist.suffix == ".xspf":
+        ns = {"x": "http://xspf.org/ns/0/"}
+        uris = [e.text for e in ElementTree.parse(playlist).getroot().findall("x:trackList/x:track/x:location", ns)]
+        return [Path(unquote(urlparse(uri).path)) if uri.startswith("file://")
+                else Path(os.path.normpath(base / unquote(uri))) for uri in uris]
+    lines = playlist.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#EXTM3U" and len(lines) % 2 == 1
+    return [Path(os.path.normpath(base / line)) for line in lines[2::2]]
+
+
+@pytest.mark.parametrize("options, suffix", [
+    ([], "m3u8"), (["--format", "xspf"], "xspf"), (["--for", "mpd", "--music-dir", "LIB"], "m3u"),
+    (["--order", "path", "--absolute"], "m3u8"), (["--order", "shuffle", "--seed", "5"], "m3u8")])
+def test_playlists_of_many_chunks_leave_out_files_gone_since_the_scan(filled, tmp_path, options, suffix):
+    """Playlists longer than one chunk of text (CHUNK_LINES) and one shuffled batch (SHUFFLE_BATCH) hold
+    every cached track once, in order, except the files deleted since the scan and a link whose target
+    is gone; a link to a file that is there stays."""
+    from tagger.playlists import CHUNK_LINES, SHUFFLE_BATCH
+
+    lib, paths = filled["lib"], filled["paths"]
+    assert len(paths) > max(CHUNK_LINES // 2, SHUFFLE_BATCH) + 100
+    db = tmp_path / "cache.db"
+    shutil.copyfile(filled["db"], db)
+    gone = [paths[0], paths[CHUNK_LINES // 2 + 3], paths[-1]]
+    dangling, linked = paths[SHUFFLE_BATCH + 1], paths[7]
+    saved = {p: p.read_bytes() for p in [*gone, dangling, linked]}
+    out = tmp_path / "playlists"
+    try:
+        for path in [*gone, dangling, linked]:
+            path.unlink()
+        dangling.symlink_to(tmp_path / "nothing.opus")
+        linked.symlink_to(paths[8])
+        args = [str(lib) if o == "LIB" else o for o in options]
+        proc = run_cli("playlists", "--out-dir", out, *args, "--db", db, check=True)
+    finally:
+        for path, data in saved.items():
+            path.unlink(missing_ok=True)
+            path.write_bytes(data)
+    mood = json.loads(run_cli("query", "--db", db, "--json", "--limit", "1", check=True).stdout)["mood"]
+    listed = _playlist_paths(out / f"{mood}.{suffix}", lib if "LIB" in options else out)
+    kept = [p for p in paths if p not in gone and p != dangling]
+    if "shuffle" in options:
+        assert sorted(listed) == sorted(kept) and listed != sorted(listed)
+    else:
+        assert listed == kept  # one confidence for all: in path order either way
+    assert "4 cached" in " ".join(proc.stderr.split()) and "no longer on disk left out" in proc.stderr

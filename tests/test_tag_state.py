@@ -174,7 +174,8 @@ def _as_before_tag_state(db: Path) -> None:
     """Make a cache as moodtag 0.4 left it: no tag_state column, m003 and later steps not applied."""
     con = sqlite3.connect(db)
     with con:
-        for (index,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%tag_state%'"):
+        for (index,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%tag_state%'"
+                                    ).fetchall():
             con.execute(f"DROP INDEX {index}")
         con.execute("ALTER TABLE tracks DROP COLUMN tag_state")
         con.execute("DELETE FROM _sqlite_migrations WHERE name >= 'm003'")

@@ -3,12 +3,27 @@ same on a terminal and in a pipe), with arguments shown by name (`PATH...`, `[PA
 placeholders."""
 from __future__ import annotations
 
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 
-class HelpCommand(TyperCommand):
+class PlainCoercionMixin:
+    """Option values coerced without pydantic where Typer's result is plain (tagger/commands/coercion.py)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        from tagger.commands.coercion import plain_coercion
+
+        plain_coercion(self.get_params(ctx))  # pydantic and its adapters: 0.15 s of every command
+        return super().parse_args(ctx, args)
+
+
+class MoodtagGroup(PlainCoercionMixin, TyperGroup):
+    """The `moodtag` command group (its own options: --help)."""
+
+
+class HelpCommand(PlainCoercionMixin, TyperCommand):
     """A Typer command whose usage line and Arguments section name each argument once: `PATH...` when
-    it is required and takes several, `[MODEL]` when it may be left out."""
+    it is required and takes several, `[MODEL]` when it may be left out; its option values are
+    coerced without pydantic where Typer's result is plain (tagger/commands/coercion.py)."""
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

@@ -9,7 +9,7 @@ import typer
 
 from tagger.commands.options import DbOption, JsonOption
 from tagger.query import ORDERS, STATUSES
-from tagger.records import printable  # imported by the CLI already (tagger.worker)
+from tagger.records import printable, printable_cells  # imported by the CLI already (tagger.worker)
 
 Order = Enum("Order", {name: name for name in ORDERS}, type=str)
 Status = Enum("Status", {name: name for name in STATUSES}, type=str)
@@ -55,7 +55,7 @@ def query(
     from tagger.cache import Cache
     from tagger.console import out
     from tagger.errors import MoodtagError
-    from tagger.query import TrackFilter, find_tracks, run_sql
+    from tagger.query import TrackFilter, find_tracks, run_sql, track_values
 
     chosen = [name for name, on in (("--json", json_lines), ("--csv", csv_out), ("--paths", paths_only)) if on]
     if len(chosen) > 1:
@@ -82,18 +82,18 @@ def query(
         track_filter = TrackFilter(mood=mood, min_confidence=min_confidence, artist=artist, album=album,
                                    exact=exact, path_glob=path_glob, status=status.value if status else None,
                                    order=order.value, desc=desc, limit=limit)
-        tracks = find_tracks(cache, track_filter)
         if paths_only:
-            _write_lines(printable(t.path) for t in tracks)
+            _write_lines(printable(path) for (path,) in track_values(cache, track_filter, ("path",)))
         elif fmt in ("json", "csv"):
             from tagger.query import TRACK_COLUMNS
 
-            _emit(TRACK_COLUMNS, ((getattr(t, c) for c in TRACK_COLUMNS) for t in tracks), fmt=fmt)
+            _emit(TRACK_COLUMNS, _track_values(track_values(cache, track_filter)), fmt=fmt)
         elif fmt == "tsv":
             from tagger.query import LISTING_COLUMNS
 
-            _emit(LISTING_COLUMNS, (_listing_row(t) for t in tracks), fmt="tsv")
+            _write_lines(_tsv_lines(LISTING_COLUMNS, track_values(cache, track_filter, LISTING_COLUMNS)))
         else:
+            tracks = find_tracks(cache, track_filter)
             shown = list(_capped(tracks))
             _render_tracks(shown, width=out.width)
             if len(shown) == TABLE_ROWS_MAX and next(iter(tracks), None) is not None:
@@ -124,6 +124,7 @@ def stats(
 # -- rendering ---------------------------------------------------------------------------------------
 
 TABLE_ROWS_MAX = 10_000  # a table is for reading: it stops here (--csv and --json give every row)
+WRITE_LINES = 1000       # lines of output written at a time
 SQL_COLUMN_MAX = 60      # a --sql table cuts longer cells (but the last column's) with '…'; --csv and --json do not
 
 
@@ -131,23 +132,10 @@ def _emit(columns, rows, *, fmt: str, stop=lambda: False) -> None:
     """Rows as JSON Lines, CSV, TSV (all three streamed, memory flat), or a plain-text table (at most
     TABLE_ROWS_MAX rows)."""
     if fmt == "json":
-        _write_lines((json.dumps(dict(zip(columns, map(_jsonable, row))), ensure_ascii=False) for row in rows),
-                     stop=stop)
+        encode = _json_encoder()
+        _write_lines((encode(dict(zip(columns, row))) for row in rows), stop=stop)
     elif fmt == "csv":
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="")
-
-        def line(values) -> str:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow(values)
-            return buffer.getvalue()
-
-        _write_lines((line(values) for values in _with_header(columns, ([_csv_cell(v) for v in row] for row in rows))),
-                     stop=stop)
+        _write_chunks(_csv_chunks(columns, rows), stop=stop)
     elif fmt == "tsv":
         _write_lines(("\t".join(values) for values in _with_header(
             columns, ([_tsv_text(v) for v in row] for row in rows))), stop=stop)
@@ -183,30 +171,94 @@ def _with_header(columns, rows):
 
 
 def _write_lines(lines, *, stop=lambda: False) -> int:
-    """Text lines to standard output in 64 KiB writes; `stop()` is asked between two writes. Returns
-    how many lines were written."""
-    chunk: list[str] = []
-    size = count = 0
-    for line in lines:
-        chunk.append(line)
-        size += len(line) + 1
-        count += 1
-        if size > 1 << 16:
-            typer.echo("\n".join(chunk))
-            chunk, size = [], 0
-            if stop():
-                return count
-    if chunk:
+    """Text lines to standard output, WRITE_LINES at a time; `stop()` is asked between two writes.
+    Returns how many lines were written."""
+    from itertools import islice
+
+    lines, count = iter(lines), 0
+    while True:
+        chunk = list(islice(lines, WRITE_LINES))
+        if not chunk:
+            return count
         typer.echo("\n".join(chunk))
-    return count
+        count += len(chunk)
+        if stop():
+            return count
 
 
-def _listing_row(track) -> list:
-    """A track's LISTING_COLUMNS values, the confidence rounded to 4 decimals."""
+def _json_encoder():
+    """json.dumps(value, ensure_ascii=False) with bytes as _jsonable gives them, for many values: the C
+    encoder that JSONEncoder.encode makes anew for every value (its setup: half the cost of a short row)
+    made once, when this Python has it."""
+    from json import encoder
+
+    settings = json.JSONEncoder(ensure_ascii=False, default=_jsonable)  # json.dumps' own settings
+    if encoder.c_make_encoder is None:
+        return settings.encode
+    make = encoder.c_make_encoder({}, settings.default, encoder.encode_basestring, None, settings.key_separator,
+                                  settings.item_separator, settings.sort_keys, settings.skipkeys, settings.allow_nan)
+    return lambda value: "".join(make(value, 0))
+
+
+def _write_chunks(chunks, *, stop=lambda: False) -> None:
+    """Text chunks to standard output as they come; `stop()` is asked between two writes."""
+    for chunk in chunks:
+        typer.echo(chunk, nl=False)
+        if stop():
+            return
+
+
+def _csv_chunks(columns, rows):
+    """CSV, a header row then a line per row, in chunks of about 64 KiB. Each row is written as one CSV
+    line without a line terminator, then a line break: the quoting of a value that holds one stays as
+    it has always been."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    write_row, write = csv.writer(buffer, lineterminator="").writerow, buffer.write
+    plain = (str, float, int, type(None))  # written as they are (None as an empty field)
+    encode = _json_encoder()  # _csv_cell's json.dumps of the scores, without making an encoder a row
+    write_row(columns)
+    write("\n")
+    for row in rows:
+        write_row([v if type(v) in plain else encode(v) if type(v) is dict else _csv_cell(v) for v in row])
+        write("\n")
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _tsv_lines(columns, rows):
+    """The TSV of a track listing (LISTING_COLUMNS' values as stored): a header line, then a line per
+    track, the confidence rounded to 4 decimals, control characters in a value escaped."""
     from tagger.query import LISTING_COLUMNS
 
-    return [round(track.confidence, 4) if c == "confidence" and track.confidence is not None
-            else getattr(track, c) for c in LISTING_COLUMNS]
+    assert tuple(columns) == LISTING_COLUMNS
+    yield "\t".join(columns)
+    for path, mood, confidence, artist, title, album, status, error in rows:
+        cells = [path, "" if mood is None else mood, "" if confidence is None else str(round(confidence, 4)),
+                 "" if artist is None else artist, "" if title is None else title, "" if album is None else album,
+                 "" if status is None else status, "" if error is None else error]
+        try:
+            yield printable_cells(cells)
+        except TypeError:  # a value that is not text (SQLite keeps what it was given)
+            yield printable_cells([v if type(v) is str else _tsv_text(v) for v in cells])
+
+
+def _track_values(rows):
+    """Stored TRACK_COLUMNS values as a TrackRow holds them: the scores parsed, tagged a bool."""
+    from tagger.query import TRACK_COLUMNS
+
+    scores, tagged = TRACK_COLUMNS.index("scores"), TRACK_COLUMNS.index("tagged")
+    loads = json.loads
+    for row in rows:
+        values = list(row)
+        values[scores] = loads(values[scores]) if values[scores] else {}
+        values[tagged] = bool(values[tagged])
+        yield values
 
 
 def _tsv_cell(value) -> str:

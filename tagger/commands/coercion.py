@@ -1,0 +1,90 @@
+"""Option values without pydantic: Typer 0.29 coerces every parameter through a pydantic TypeAdapter
+built when the command runs (importing pydantic and building a dozen adapters: 0.15 s of every
+command). `plain_coercion` gives a command's parameters a coercion that turns the values moodtag's
+options take (text, whole and decimal numbers, choices, paths through a parser) into what Typer's
+would, and hands every other value, and every value it cannot take, to Typer's own coercion, so that
+errors read exactly as before. On a Typer without this machinery it changes nothing.
+"""
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, Callable
+
+_WHOLE = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_REFUSED = object()  # a value the plain coercion leaves to Typer's
+
+
+def plain_coercion(params) -> None:
+    """Give each Typer parameter of a command that has no coercion yet the plain one (`PlainCoercion`)."""
+    for param in params:
+        if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
+            param._runtime_param = PlainCoercion(param.type_descriptor)
+
+
+class PlainCoercion:
+    """Typer's RuntimeParam contract (`coerce(value, param, ctx)`) for plain annotations; see the module."""
+
+    def __init__(self, descriptor) -> None:
+        self.descriptor = descriptor
+        self._typer = None
+        self.convert = _converter(descriptor)
+
+    def coerce(self, value: Any, param, ctx) -> Any:
+        if value is None:  # as Typer's RuntimeParam.coerce
+            return () if param.multiple or param.nargs == -1 else None
+        result = _REFUSED if self.convert is None else self.convert(value, ctx)
+        if result is _REFUSED:
+            return self.typer_coercion().coerce(value, param=param, ctx=ctx)
+        return result
+
+    def typer_coercion(self):
+        """Typer's own coercion of this parameter (built on first use: it imports pydantic)."""
+        if self._typer is None:
+            from typer._coercion import build_runtime_param
+
+            self._typer = build_runtime_param(self.descriptor)
+        return self._typer
+
+
+def _converter(descriptor) -> Callable[[Any, Any], Any] | None:
+    """value, ctx -> the coerced value or _REFUSED; None when every value goes to Typer."""
+    if descriptor.file_annotation is not None:
+        return None
+    annotation, info = descriptor.annotation, descriptor.parameter_info
+    parser = info.parser
+    if parser is not None:
+        if getattr(annotation, "__origin__", None) is list:
+            return lambda value, ctx: _refusing(lambda: [parser(item) for item in (
+                value if isinstance(value, (list, tuple)) else [value])])
+        return lambda value, ctx: _refusing(lambda: parser(value))
+    if annotation is str:
+        return lambda value, ctx: value if type(value) is str else _REFUSED
+    if annotation is int or annotation is float:
+        if info.clamp:
+            return None
+        pattern = _WHOLE if annotation is int else _DECIMAL
+        low, high = info.min, info.max
+
+        def number(value, ctx):
+            if type(value) is str and pattern.fullmatch(value):
+                value = annotation(value)
+            if type(value) is not annotation or (low is not None and value < low) or (high is not None and value > high):
+                return _REFUSED
+            return value
+        return number
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        from typer._param_types import coerce_cli_choice
+
+        choices, case_sensitive = tuple(annotation), info.case_sensitive
+        return lambda value, ctx: _refusing(lambda: coerce_cli_choice(
+            value, choices=choices, case_sensitive=case_sensitive, ctx=ctx))
+    return None
+
+
+def _refusing(convert: Callable[[], Any]) -> Any:
+    try:
+        return convert()
+    except Exception:  # Typer's coercion runs it again and words the error as it always did
+        return _REFUSED
