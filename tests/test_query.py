@@ -333,7 +333,8 @@ def _reference_outputs(db: Path) -> dict[str, bytes]:
     """The listing as the track rows say it, cell by cell (the rules of the query command's help)."""
     import base64
 
-    from tagger.commands.query import _csv_cell, _tsv_text
+    from tagger.commands.query import _tsv_text
+    from tagger.track_lines import csv_cell as _csv_cell
     from tagger.query import LISTING_COLUMNS, TRACK_COLUMNS, TrackFilter, find_tracks
     from tagger.records import printable
 
