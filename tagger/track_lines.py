@@ -67,11 +67,17 @@ def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str) -> Iterato
             # numbers as Python's json wrote them, which json would write again as they are: checked by a
             # pattern and each number's repr (exact: json reads a number with float() and writes its repr).
             # Others go through json.loads' own scanner, without the Python around it (a third of its cost).
-            pair = two_scores(text)
-            if pair is not None and pair[1] != pair[3] and repr(float(pair[2])) == pair[2] \
-                    and repr(float(pair[4])) == pair[4]:  # pair[0]: the whole text
-                value, written = dict, text
-            else:
+            written, pair = None, two_scores(text)
+            if pair is not None:
+                label, number, other, other_number = pair.groups()
+                p, q = float(number), float(other_number)
+                if label != other and repr(p) == number and repr(q) == other_number:
+                    value, written = dict, text
+                    if first == p and p:  # the confidence is the mood's score: its repr is at hand (0.0
+                        first = number        # and -0.0 are equal, their reprs not)
+                    elif first == q and q:
+                        first = other_number
+            if written is None:
                 if not text:
                     value = {}
                 else:
