@@ -2,13 +2,15 @@
 
 A line of either is the row's 16 values (`TRACK_COLUMNS`) written out: the scores (JSON text in the
 cache) parsed and written again, `tagged` as a bool, bytes as sqlite-utils writes them, text quoted
-for CSV or JSON. Doing that in Python value by value cost 12 us a row (1.2 s for 100,000). Here SQLite
-writes the text and flag columns of a row, with their separators and (JSON) keys, into the pieces
-between the real numbers and the scores, and Python adds those three: `repr` of each number (SQLite's
-own is not Python's) and the scores through json's C scanner and encoder (`scores_json`). A row holding
-anything else (a control character in a text, a number where text belongs, bytes, an infinite number,
-scores that are not an object or a list in CSV) is written value by value, exactly as before
-(`json_line`, `csv_line`): the lines are the same bytes either way (tests/test_query.py compares both).
+for CSV or JSON. Done in Python value by value, that cost 12 us a row (1.2 s for 100,000). Here SQLite
+writes the text and flag columns, with their separators and (JSON) keys, into the pieces between the
+two numbers and the scores (`line_sql`), and Python adds those three: the numbers' repr (SQLite's own
+text of a number is not Python's), and the scores as json writes them, which for two labels and
+numbers in the form json gives is their stored text itself (checked by a pattern and the numbers'
+repr), else through json's C scanner and encoder. A row holding anything else (a number, bytes or an
+infinity where SQLite would write text, a flag that is not a number, a text json escapes, scores that
+are not an object or a list in CSV) is written value by value, as before (`json_line`, `csv_line`):
+the lines are the same bytes either way (tests/test_query.py holds such rows).
 """
 from __future__ import annotations
 
@@ -26,10 +28,10 @@ if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--
 FORMATS = ("csv", "json")
 REAL, SCORES, FLAG, TEXT = "real", "scores", "flag", "text"
 KINDS = {"confidence": REAL, "duration": REAL, "scores": SCORES, "tagged": FLAG}  # every other column: text
-# When SQLite may write a column's value as it is: for text columns, text or NULL (JSON's quotes it with
-# json_quote, which escapes what json escapes, each with a backslash: a line with one is written again by
-# Python, so that no SQLite's escapes need be Python's); for `tagged`, a number or NULL. Comparisons, not
-# typeof(): SQLite orders every number before every text and every text before every blob (x'' the least).
+# When SQLite may write a column's value as it is: for text columns, not bytes (their affinity makes any number
+# text; JSON quotes it with json_quote, which escapes what json escapes, each with a backslash: a line with one
+# is written again by Python, so that no SQLite's escapes need be Python's); for `tagged`, a number or NULL.
+# Comparisons, not typeof(): SQLite orders every number before every text and every text before every blob.
 _PLAIN_TEXTS = "max({}) < x''"       # several text columns at once (max of one argument is the aggregate)
 _PLAIN_TEXT = "ifnull({c}, '') < x''"
 _PLAIN_FLAG = "({c} < '' OR {c} IS NULL)"
@@ -41,7 +43,7 @@ _NULL = {"json": "'null'", "csv": "''"}
 # {"label": number, "other": number} with labels json writes as they are, and numbers in JSON's form.
 _LABEL, _NUMBER = '"([^"\\\\\x00-\x1f]*)"', "(-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 _TWO_SCORES = re.compile(f"{{{_LABEL}: {_NUMBER}, {_LABEL}: {_NUMBER}}}")
-_CONTROL = re.compile("[\x00-\x1f]")  # CSV where the writer quotes some (csv_quoting): a line with one is its
+_CONTROL = re.compile("[\x00-\x1f]")  # CSV, where the writer quotes some of them: a line with one is the writer's
 
 
 def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str) -> Iterator[str]:
