@@ -12,9 +12,11 @@ per candidate row (os.access, which builds no stat result), nothing more.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import re
+from array import array
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +36,8 @@ M3U_FORMATS = ("m3u8", "m3u")  # the same text (UTF-8 extended M3U); only the fi
 PLAYERS = {"mpd": "m3u"}
 XSPF_NS = "http://xspf.org/ns/0/"
 CHUNK_LINES = 2000  # playlist lines handed on at a time
-SHUFFLE_BATCH = 500  # shuffled rows fetched at a time by rowid
+SHUFFLE_FUNCTION = "moodtag_shuffled_place_{}"  # SQL function: row id -> its place in one shuffled playlist
+DENSE_ROWIDS = 4  # row ids spread over less than 4 times their number: their places go in an array
 
 # Every character that a line-oriented reader (Python's str.splitlines included) may take as the end
 # of a line: a path holding one cannot be written as a single M3U line.
@@ -49,7 +52,6 @@ _ORDER_SQL = {
     "score": "confidence DESC, path",
     "path": "path",
     "album": "album IS NULL, album COLLATE NOCASE, artist COLLATE NOCASE, path",
-    "shuffle": "path",  # shuffled in Python with the seed, from a stable starting order
 }
 
 
@@ -275,11 +277,11 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
             params += root_params
         where.append("(" + " OR ".join(f"({a})" for a in alternatives) + ")")
     columns = "path, path_bytes, mood, confidence, duration, artist, title, album"
-    sql = f"SELECT {columns} FROM {TABLE} WHERE {' AND '.join(where)} ORDER BY {_ORDER_SQL[request.order]}"
     if request.order == "shuffle":
-        rows = _shuffled_rows(cache, sql.replace(columns, "rowid", 1), params, columns, request.seed)
+        rows = _shuffled_rows(cache, " AND ".join(where), params, columns, request.seed)
     else:
-        rows = cache.rows(sql, params)
+        rows = cache.rows(f"SELECT {columns} FROM {TABLE} WHERE {' AND '.join(where)} "
+                          f"ORDER BY {_ORDER_SQL[request.order]}", params)
 
     m3u = fmt in M3U_FORMATS
     inside = None if library is None else _Inside(library)
@@ -309,18 +311,42 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
             yield entry
 
 
-def _shuffled_rows(cache: Cache, keys_sql: str, params: list, columns: str, seed: int | None) -> Iterator[tuple]:
-    """The rows of a query in the order `random.Random(seed)` shuffles them to from the query's own order:
-    only the row ids are held, the rows are read a batch at a time as they are needed."""
+def _shuffled_rows(cache: Cache, where: str, params: list, columns: str, seed: int | None) -> Iterator[tuple]:
+    """The rows (`columns`) of the tracks `where` selects, in the order `random.Random(seed).shuffle` gives
+    the list of them in path order.
+
+    Only the row ids are held (in arrays: 8 bytes a row, and 8 a row id of the cache's range); the rows are
+    read in the order of the index that serves `where`, and SQLite's sorter (bounded memory, spilling to a
+    temporary file) puts them in their shuffled places: reading them one by one by row id in the shuffled
+    order was a random walk through the table (0.3 s for 75,000 rows against 0.2 s)."""
     from tagger.cache import TABLE
 
-    keys = [rowid for (rowid,) in cache.rows(keys_sql, params)]
-    random.Random(seed).shuffle(keys)
-    for start in range(0, len(keys), SHUFFLE_BATCH):
-        batch = keys[start:start + SHUFFLE_BATCH]
-        found = {row[0]: row[1:] for row in cache.rows(
-            f"SELECT rowid, {columns} FROM {TABLE} WHERE rowid IN ({', '.join('?' * len(batch))})", batch)}
-        yield from (found[key] for key in batch if key in found)
+    keys = array("q", (rowid for (rowid,) in cache.rows(f"SELECT rowid FROM {TABLE} WHERE {where} ORDER BY path", params)))
+    random.Random(seed).shuffle(keys)  # keys[i]: the row id in place i
+    place = SHUFFLE_FUNCTION.format(next(_SHUFFLES))  # a name of its own: another playlist's may still be read
+    cache.conn.create_function(place, 1, _places(keys), deterministic=True)
+    for row in cache.rows(f"SELECT {place}(rowid) AS place, {columns} FROM {TABLE} WHERE {where} "
+                          f"ORDER BY place", params):
+        if row[0] >= 0:  # not a row added since the row ids were read
+            yield row[1:]
+
+
+_SHUFFLES = itertools.count()
+
+
+def _places(keys: array) -> Callable[[int], int]:
+    """row id -> its index in `keys`, or -1. An array over the range of the row ids when they are dense
+    (row ids of a cache mostly are: rows are replaced in place, and only removed by `prune`), else a dict."""
+    if not keys:
+        return lambda rowid: -1
+    low, high = min(keys), max(keys)
+    if high - low >= DENSE_ROWIDS * len(keys):
+        places = dict(zip(keys, range(len(keys))))
+        return lambda rowid: places.get(rowid, -1)
+    table = array("q", [-1]) * (high - low + 1)
+    for place, rowid in enumerate(keys):
+        table[rowid - low] = place
+    return lambda rowid: table[rowid - low] if low <= rowid <= high else -1
 
 
 class _Inside:
@@ -388,6 +414,7 @@ class _Locations:
         self.base_parts = None if base is None else _parts(self.base_path)
         self.folder_location = lru_cache(maxsize=16384)(self._folder_location)  # ~3 MB at most
         self.folder_uri = lru_cache(maxsize=16384)(self._folder_uri)
+        self.folder_prefix = lru_cache(maxsize=16384)(self._folder_prefix)
 
     def _folder_location(self, folder: str) -> str:
         parts, base = _parts(folder), self.base_parts
@@ -405,9 +432,10 @@ class _Locations:
         location = self.folder_location(folder or os.sep)
         return name if location == os.curdir else f"{location}{os.sep}{name}"
 
-    def folder_prefix(self, folder: str) -> str:
-        """What goes before a file name of `folder` (absolute, normal): its relative path and a separator."""
-        location = self.folder_location(folder or os.sep)
+    def _folder_prefix(self, folder: str) -> str:
+        """What goes before a file name of `folder` (absolute, normal): its relative path and a separator
+        (`folder_prefix`: the same, remembered for 16,384 folders; a shuffled playlist asks it for every entry)."""
+        location = self._folder_location(folder or os.sep)
         return "" if location == os.curdir else location + os.sep
 
     def uri(self, entry: PlaylistEntry) -> str:

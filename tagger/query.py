@@ -137,6 +137,15 @@ def find_tracks(cache: Cache, track_filter: TrackFilter) -> Iterator[TrackRow]:
 def track_values(cache: Cache, track_filter: TrackFilter, columns: tuple[str, ...] = TRACK_COLUMNS) -> Iterator[tuple]:
     """The stored values of `columns` (scores as JSON text, tagged as 0/1) of the tracks find_tracks
     gives, in its order, streamed: what a listing of 100,000 tracks reads without building a TrackRow each."""
+    unknown = [c for c in columns if c not in TRACK_COLUMNS]
+    if unknown:
+        raise ValueError(f"not a track column: {', '.join(unknown)}")
+    return select_tracks(cache, track_filter, ", ".join(columns))
+
+
+def select_tracks(cache: Cache, track_filter: TrackFilter, select: str, params: tuple = ()) -> Iterator[tuple]:
+    """The rows of the tracks find_tracks gives, in its order, streamed, as the SQL `select` (result
+    columns: expressions over the table's columns, with `params` for its placeholders) makes them."""
     from tagger.cache import TABLE
 
     f = track_filter
@@ -146,12 +155,9 @@ def track_values(cache: Cache, track_filter: TrackFilter, columns: tuple[str, ..
         raise MoodtagError(f"unknown order {f.order!r} (choose one of: {', '.join(ORDERS)})")
     if f.limit is not None and f.limit < 0:
         raise MoodtagError(f"--limit must be 0 or more, not {f.limit}")
-    unknown = [c for c in columns if c not in TRACK_COLUMNS]
-    if unknown:
-        raise ValueError(f"not a track column: {', '.join(unknown)}")
     _install_fold(cache)
     where: list[str] = []
-    params: list = []
+    params = list(params)
     if f.mood is not None:
         where.append("mood = ?")
         params.append(f.mood)
@@ -175,7 +181,7 @@ def track_values(cache: Cache, track_filter: TrackFilter, columns: tuple[str, ..
         order_by = f"path {direction}"
     else:
         order_by = f"{first} IS NULL, {first} {direction}" + (f", {rest}" if rest else "")
-    sql = (f"SELECT {', '.join(columns)} FROM {TABLE}"
+    sql = (f"SELECT {select} FROM {TABLE}"
            + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order_by}")
     if f.limit is not None:
         sql += " LIMIT ?"

@@ -306,8 +306,8 @@ def test_stats_table(cache_db):
 @pytest.fixture(scope="module")
 def awkward_db(tmp_path_factory) -> Path:
     """A cache whose values are what SQLite may hold beside plain text: control characters (a tab, line
-    breaks, an escape) in tags and names, a title stored as a number, an album as bytes, NULLs, and
-    a confidence with many decimals."""
+    breaks, an escape, a NUL) in tags and names, a title stored as a number, an album as bytes, NULLs, a
+    confidence with many decimals or infinite, scores in other forms than a scan writes, other flags."""
     root = tmp_path_factory.mktemp("awkward") / "music"
     db = root.parent / "c.db"
     tags = [("Tab\there", "Title", "Album"), ("Ünï", "line\nbreak", "esc\x1b end"), ("X", None, "crlf\r\n"),
@@ -325,6 +325,23 @@ def awkward_db(tmp_path_factory) -> Path:
         conn.execute("UPDATE tracks SET album = x'00ff41' WHERE path LIKE '%04 %'")
         conn.execute("UPDATE tracks SET confidence = 1 WHERE path LIKE '%05 %'")
         conn.execute("UPDATE tracks SET error = 'two\tcells' WHERE path LIKE '%09 %'")
+        # What the CSV and JSON lines of SQLite (tagger/track_lines.py) must get right or leave to Python:
+        # scores json would write differently or that are not an object, flags and numbers of other types;
+        # rows 5 to 14 (but 9) with plain tags otherwise, so that SQLite writes the rest of their line.
+        conn.execute("UPDATE tracks SET artist = 'A', title = 'T', album = 'B, b' WHERE path GLOB '*/1[0-4] *' "
+                     "OR path GLOB '*/0[5-8] *'")
+        for n, column, value in [
+                (0, "scores", '{"calm":0.1,"exciting":0.9}'), (1, "scores", '{"a": 1e-05, "b": 1, "c": 0.10000000000000001}'),
+                (2, "scores", "[0.25, 0.75]"), (3, "scores", ""), (4, "scores", '"text, with comma"'),
+                (5, "scores", '{"calm": 0.50, "exciting": 0.5}'), (5, "tagged", 2),
+                (6, "scores", '{"a": 0.1, "a": 0.2}'), (6, "tagged", 0.5),
+                (7, "scores", ' {"calm": 0.1, "exciting": 0.9} '), (7, "tagged", None),
+                (8, "scores", "true"), (8, "tagged", "yes"), (9, "scores", '{"ruhig": 0.25, "wütend": 0.75}'),
+                (10, "scores", "null"), (10, "confidence", float("inf")), (11, "scores", "7"), (11, "duration", None),
+                (12, "scores", None), (12, "title", 'back\\slash "q"'),
+                (13, "scores", json.dumps({"ruhig": 0.25, "wütend": 0.75})), (13, "artist", "nul\0inside"),
+                (14, "scores", '{"calm": NaN, "exciting": Infinity}'), (14, "error", "")]:
+            conn.execute(f"UPDATE tracks SET {column} = ? WHERE path LIKE ?", [value, f"%/{n:02d} %"])
     conn.close()
     return db
 
@@ -333,7 +350,8 @@ def _reference_outputs(db: Path) -> dict[str, bytes]:
     """The listing as the track rows say it, cell by cell (the rules of the query command's help)."""
     import base64
 
-    from tagger.commands.query import _csv_cell, _tsv_text
+    from tagger.commands.query import _tsv_text
+    from tagger.track_lines import csv_cell as _csv_cell
     from tagger.query import LISTING_COLUMNS, TRACK_COLUMNS, TrackFilter, find_tracks
     from tagger.records import printable
 

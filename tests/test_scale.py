@@ -249,17 +249,17 @@ def _playlist_paths(playlist: Path, base: Path) -> list[Path]:
     ([], "m3u8"), (["--format", "xspf"], "xspf"), (["--for", "mpd", "--music-dir", "LIB"], "m3u"),
     (["--order", "path", "--absolute"], "m3u8"), (["--order", "shuffle", "--seed", "5"], "m3u8")])
 def test_playlists_of_many_chunks_leave_out_files_gone_since_the_scan(filled, tmp_path, options, suffix):
-    """Playlists longer than one chunk of text (CHUNK_LINES) and one shuffled batch (SHUFFLE_BATCH) hold
+    """Playlists longer than one chunk of text (CHUNK_LINES) hold
     every cached track once, in order, except the files deleted since the scan and a link whose target
     is gone; a link to a file that is there stays."""
-    from tagger.playlists import CHUNK_LINES, SHUFFLE_BATCH
+    from tagger.playlists import CHUNK_LINES
 
     lib, paths = filled["lib"], filled["paths"]
-    assert len(paths) > max(CHUNK_LINES // 2, SHUFFLE_BATCH) + 100
+    assert len(paths) > CHUNK_LINES // 2 + 100
     db = tmp_path / "cache.db"
     shutil.copyfile(filled["db"], db)
     gone = [paths[0], paths[CHUNK_LINES // 2 + 3], paths[-1]]
-    dangling, linked = paths[SHUFFLE_BATCH + 1], paths[7]
+    dangling, linked = paths[CHUNK_LINES // 4 + 1], paths[7]
     saved = {p: p.read_bytes() for p in [*gone, dangling, linked]}
     out = tmp_path / "playlists"
     try:
@@ -281,3 +281,28 @@ def test_playlists_of_many_chunks_leave_out_files_gone_since_the_scan(filled, tm
     else:
         assert listed == kept  # one confidence for all: in path order either way
     assert "4 cached" in " ".join(proc.stderr.split()) and "no longer on disk left out" in proc.stderr
+
+
+@pytest.mark.parametrize("removed", [0, 4], ids=["dense row ids", "sparse row ids"])
+def test_a_shuffled_playlist_is_the_path_ordered_rows_shuffled_by_the_seed(filled, tmp_path, removed):
+    """`--order shuffle --seed S` is random.Random(S).shuffle of the playlist's files in path order, whatever
+    way the rows are read (moodtag 0.x wrote that order, and the same seed must keep giving it): over
+    more rows than one chunk, with row ids spread far apart (rows removed: 4 of every 5), with --limit."""
+    import random
+
+    db = tmp_path / "cache.db"
+    shutil.copyfile(filled["db"], db)
+    paths = [str(p) for p in filled["paths"]]
+    if removed:
+        with sqlite3.connect(db) as conn:  # the row ids left: 1, 6, 11, ...: too far apart for an array of places
+            conn.execute("DELETE FROM tracks WHERE rowid % 5 != 1")
+            paths = [p for (p,) in conn.execute("SELECT path FROM tracks")]
+            assert conn.execute("SELECT max(rowid) - min(rowid) FROM tracks").fetchone()[0] >= 4 * len(paths) - 4
+    mood = json.loads(run_cli("query", "--db", db, "--json", "--limit", "1", check=True).stdout)["mood"]
+    for seed, limit in ((5, None), (123456789, None), (5, 7)):
+        expected = sorted(paths)
+        random.Random(seed).shuffle(expected)
+        args = ["--limit", str(limit)] if limit else []
+        out = run_cli("playlist", mood, "--order", "shuffle", "--seed", str(seed), "--absolute", *args, "--db", db,
+                      check=True).stdout.splitlines()
+        assert out[0] == "#EXTM3U" and out[2::2] == expected[:limit]

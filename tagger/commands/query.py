@@ -85,9 +85,9 @@ def query(
         if paths_only:
             _write_lines(printable(path) for (path,) in track_values(cache, track_filter, ("path",)))
         elif fmt in ("json", "csv"):
-            from tagger.query import TRACK_COLUMNS
+            from tagger.track_lines import track_lines
 
-            _emit(TRACK_COLUMNS, _track_values(track_values(cache, track_filter)), fmt=fmt)
+            _write_lines(track_lines(cache, track_filter, fmt=fmt))
         elif fmt == "tsv":
             from tagger.query import LISTING_COLUMNS
 
@@ -131,8 +131,10 @@ SQL_COLUMN_MAX = 60      # a --sql table cuts longer cells (but the last column'
 def _emit(columns, rows, *, fmt: str, stop=lambda: False) -> None:
     """Rows as JSON Lines, CSV, TSV (all three streamed, memory flat), or a plain-text table (at most
     TABLE_ROWS_MAX rows)."""
+    from tagger.track_lines import json_encoder, jsonable
+
     if fmt == "json":
-        encode = _json_encoder()
+        encode = json_encoder()
         _write_lines((encode(dict(zip(columns, row))) for row in rows), stop=stop)
     elif fmt == "csv":
         _write_chunks(_csv_chunks(columns, rows), stop=stop)
@@ -144,7 +146,7 @@ def _emit(columns, rows, *, fmt: str, stop=lambda: False) -> None:
 
         if not columns:  # a statement that returns nothing (a PRAGMA that only reports by its effect)
             return
-        cells = (tuple("" if v is None else printable(str(_jsonable(v))) for v in row) for row in rows)
+        cells = (tuple("" if v is None else printable(str(jsonable(v))) for v in row) for row in rows)
         shown = _write_lines(table_lines([printable(c) for c in columns], _capped(cells),
                                         max_widths=[SQL_COLUMN_MAX] * len(columns)), stop=stop) - 1
         if shown == TABLE_ROWS_MAX and next(cells, None) is not None:
@@ -186,20 +188,6 @@ def _write_lines(lines, *, stop=lambda: False) -> int:
             return count
 
 
-def _json_encoder():
-    """json.dumps(value, ensure_ascii=False) with bytes as _jsonable gives them, for many values: the C
-    encoder that JSONEncoder.encode makes anew for every value (its setup: half the cost of a short row)
-    made once, when this Python has it."""
-    from json import encoder
-
-    settings = json.JSONEncoder(ensure_ascii=False, default=_jsonable)  # json.dumps' own settings
-    if encoder.c_make_encoder is None:
-        return settings.encode
-    make = encoder.c_make_encoder({}, settings.default, encoder.encode_basestring, None, settings.key_separator,
-                                  settings.item_separator, settings.sort_keys, settings.skipkeys, settings.allow_nan)
-    return lambda value: "".join(make(value, 0))
-
-
 def _write_chunks(chunks, *, stop=lambda: False) -> None:
     """Text chunks to standard output as they come; `stop()` is asked between two writes."""
     for chunk in chunks:
@@ -218,11 +206,13 @@ def _csv_chunks(columns, rows):
     buffer = io.StringIO()
     write_row, write = csv.writer(buffer, lineterminator="").writerow, buffer.write
     plain = (str, float, int, type(None))  # written as they are (None as an empty field)
-    encode = _json_encoder()  # _csv_cell's json.dumps of the scores, without making an encoder a row
+    from tagger.track_lines import csv_cell, json_encoder
+
+    encode = json_encoder()  # csv_cell's json.dumps of a dict, without making an encoder a row
     write_row(columns)
     write("\n")
     for row in rows:
-        write_row([v if type(v) in plain else encode(v) if type(v) is dict else _csv_cell(v) for v in row])
+        write_row([v if type(v) in plain else encode(v) if type(v) is dict else csv_cell(v) for v in row])
         write("\n")
         if buffer.tell() > 1 << 16:
             yield buffer.getvalue()
@@ -248,22 +238,11 @@ def _tsv_lines(columns, rows):
             yield printable_cells([v if type(v) is str else _tsv_text(v) for v in cells])
 
 
-def _track_values(rows):
-    """Stored TRACK_COLUMNS values as a TrackRow holds them: the scores parsed, tagged a bool."""
-    from tagger.query import TRACK_COLUMNS
-
-    scores, tagged = TRACK_COLUMNS.index("scores"), TRACK_COLUMNS.index("tagged")
-    loads = json.loads
-    for row in rows:
-        values = list(row)
-        values[scores] = loads(values[scores]) if values[scores] else {}
-        values[tagged] = bool(values[tagged])
-        yield values
-
-
 def _tsv_cell(value) -> str:
     """A TSV value (text; control characters are escaped by the caller)."""
-    cell = _csv_cell(value)
+    from tagger.track_lines import csv_cell
+
+    cell = csv_cell(value)
     return cell if isinstance(cell, str) else str(cell)
 
 
@@ -275,25 +254,6 @@ def _tsv_text(value) -> str:
     if kind is float or kind is int:
         return str(value)
     return "" if value is None else printable(_tsv_cell(value))
-
-
-def _jsonable(value):
-    """bytes (path_bytes) as sqlite-utils writes them: {"$base64": true, "encoded": ...}."""
-    if isinstance(value, bytes):
-        import base64
-
-        return {"$base64": True, "encoded": base64.b64encode(value).decode("ascii")}
-    return value
-
-
-def _csv_cell(value):
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, bytes):
-        return json.dumps(_jsonable(value))
-    return "" if value is None else value
 
 
 PATH_MIN_WIDTH = 30  # the path column's least width: a longer path folds onto more lines
