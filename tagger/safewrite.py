@@ -187,6 +187,21 @@ class _Overlay:
     def flush(self) -> None:
         pass
 
+    def move(self, dest: int, src: int, count: int, buffer_size: int) -> None:
+        """What mutagen's `move_bytes(self, dest, src, count, buffer_size)` does (its checks, the
+        bytes it leaves, the position its loop ends at), as one step: the `count` bytes at `src` are
+        placed at `dest` as references to where they are now, without reading them (making room for
+        a larger FLAC or ID3 tag read a whole file through Python, a megabyte at a time)."""
+        if dest < 0 or src < 0 or count < 0:
+            raise ValueError
+        if max(dest, src) + count > self._size:
+            raise ValueError("area outside of file")
+        self._pos, self._last = self._size, None
+        if not count:
+            return
+        self._replace(dest, dest + count, self._segments(src, src + count))
+        self._pos = dest + (count if src > dest else count % buffer_size or buffer_size)
+
     def readable(self) -> bool:
         return True
 
@@ -275,6 +290,11 @@ class _Overlay:
 
     def plan(self) -> _Plan:
         return _Plan.from_pieces(self._fd, self._old_size, self._size, self._pieces)
+
+
+def is_overlay(fileobj) -> bool:
+    """Whether `fileobj` is the overlay `rewrite` gives `save` (a plan, not the file)."""
+    return isinstance(fileobj, _Overlay)
 
 
 def _cut(segments: list, start: int, end: int) -> list[tuple]:

@@ -13,7 +13,8 @@ written: INFO has no mood field, and players read the ID3 chunk). The format com
 content, never its name, and only a regular file is read (a FIFO or a device is refused at once).
 Every mutagen call goes through `_mutagen_errors`, which turns mutagen and OS errors into a TagError
 naming the cause. Every write goes through `tagger.safewrite`: mutagen saves into an overlay, and
-the change reaches the file in a way a kill or power cut cannot leave half done.
+the change reaches the file in a way a kill or power cut cannot leave half done (`tagger.fastsave`
+does two of mutagen's steps on the overlay faster, with the same result).
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ import mutagen
 from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
 from mutagen._riff import RiffFile
 
-from tagger import safewrite
+from tagger import fastsave, safewrite
 from tagger.errors import TagError
 from tagger.safewrite import UndoJournal
+
+fastsave.install()  # mutagen's byte moves and Ogg renumbering, done faster on safewrite's overlay
 
 MOOD_FIELD = "MOOD"
 FIELD_PREFIX = "MOODTAG_"

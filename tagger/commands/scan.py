@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -55,6 +56,11 @@ def scan(
         raise typer.BadParameter("--dry-run already writes nothing; use one of --dry-run / --no-write")
     stops = StopRequests.install()
     progress = ScanProgress(enabled=not json_lines)
+    # This process does no numeric work, but numpy comes in with sqlite-utils and joblib, and OpenBLAS
+    # starts a thread per core that spins for ~0.1 s of CPU when it loads (in the pool's resource
+    # tracker too, which inherits this): one thread, unless the environment asks for more. The worker
+    # processes get their own thread limits (tagger.pool).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     def on_event(event: ScanEvent) -> None:
         if event.kind == "track":
