@@ -5,8 +5,10 @@ from pathlib import PurePath
 
 from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: rich would otherwise turn `:smile:` in a file name into an emoji, in JSON lines too; moodtag
+# writes no emoji codes of its own.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def shown(text) -> str:

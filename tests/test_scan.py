@@ -400,3 +400,23 @@ def test_scan_files_takes_exactly_its_files_and_a_missing_one_is_a_problem(tmp_p
     assert scan_files([], db=tmp_path / "c.db").found == 0
     with pytest.raises(MoodtagError, match="gone.flac: no such file or folder"):
         scan_library([wanted, gone], db=tmp_path / "c.db")
+
+
+def test_names_that_look_like_rich_codes_come_out_as_they_are(tmp_path, audio_dir):
+    """A file name holding `:smile:` or `[red]` is text, not an emoji code or markup: in the --json lines,
+    the failure lines and the query table (rich renders both kinds of code by default)."""
+    lib = tmp_path / "Music :thumbs_up:"
+    lib.mkdir()
+    good = lib / "01 :smile: [red]x.ogg"
+    shutil.copy(next(audio_dir.glob("*.ogg")), good)
+    bad = lib / "02 :warning: broken.flac"
+    bad.write_bytes(b"fLaC" + b"\x00" * 64)
+    db = tmp_path / "cache.db"
+    proc = scan(lib, "--db", db, "--json")
+    lines = {json.loads(line)["path"]: json.loads(line) for line in proc.stdout.splitlines()}
+    assert set(lines) == {str(good), str(bad)}
+    assert lines[str(good)]["action"] == "analysed" and lines[str(bad)]["error"]
+    assert f"failed: {bad}: " in proc.stderr
+    table = run_cli("query", "--db", db, env={"COLUMNS": "400"}, check=True)
+    assert ":smile:" in table.stdout and "[red]x" in table.stdout
+    assert "\U0001f604" not in table.stdout + proc.stdout + proc.stderr  # 😄
