@@ -85,27 +85,6 @@ def test_a_worker_killed_mid_scan_loses_no_track(many_tracks, tmp_path):
     assert {r["status"] for r in rows(db).values()} == {"ok"} and len(rows(db)) == 40
 
 
-def test_a_worker_that_dies_while_warming_up_loses_no_track(small_library):
-    """A pool started before its tracks (a scan with no cache yet, tagger.pool.Prestarted) whose worker
-    dies while it starts: the tracks go to a new pool, none is lost or failed."""
-    from tagger.pool import Prestarted, analyse_tracks
-    from tagger.records import TrackRef
-    from tagger.weights import resolve_model
-
-    refs = [TrackRef.from_path(p) for p in sorted(small_library.iterdir())]
-    started = Prestarted(1, resolve_model(None), "cpu")
-    deadline = time.monotonic() + 60
-    while not (victims := workers_of(os.getpid())):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    victims[0].kill()
-    victims[0].wait(10)
-    time.sleep(0.5)  # the pool sees it die before a track is given to it
-    outcomes = list(analyse_tracks(refs, resolve_model(None), jobs=1, started=started))
-    assert sorted(path for path, _, _ in outcomes) == [ref.path for ref in refs]
-    assert all(result.ok for _, result, _ in outcomes), [r.error for _, r, _ in outcomes if not r.ok]
-
-
 def slow_victim(folder: Path) -> Path:
     """A WAV slow enough to decode (96 kHz, 40 s) that a watcher sees a worker open it."""
     victim = folder / "victim.wav"
