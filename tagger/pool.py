@@ -7,10 +7,6 @@ parent end the pool itself. The tracks that were in flight are then analysed aga
 each alone in a fresh worker, so the one that kills or hangs its worker again becomes a failure with
 the cause and the others get their results; then a new pool takes the rest. Even one job runs in a worker process: a crash
 in a decoder must never take the scan down with it, or stop every later scan at the same file.
-
-A scan that knows it has work before it knows which tracks (a cold cache: every file found is
-analysed) starts its pool early (Prestarted): the workers start, import and load the model while the
-parent opens the cache and walks the library; analyse_tracks then takes that pool as its first.
 """
 from __future__ import annotations
 
@@ -26,7 +22,7 @@ from typing import Callable, Iterator
 
 from tagger.errors import MoodtagError
 from tagger.records import TrackRef, TrackResult
-from tagger.worker import TRACK_TIMEOUT_S, WORKER_SIGNALS, analyze_in_worker, init_worker, warm_up
+from tagger.worker import TRACK_TIMEOUT_S, WORKER_SIGNALS, analyze_in_worker, init_worker
 
 IN_FLIGHT_PER_WORKER = 2
 IDLE_WORKER_TIMEOUT_S = 60
@@ -39,67 +35,46 @@ Outcome = tuple[Path, TrackResult, "dict | None"]
 
 
 def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int, timeout: float = TRACK_TIMEOUT_S,
-                   device: str = "cpu", stop: Callable[[], bool] = lambda: False,
-                   started: Prestarted | None = None) -> Iterator[Outcome]:
+                   device: str = "cpu", stop: Callable[[], bool] = lambda: False) -> Iterator[Outcome]:
     """Yield (path, TrackResult, tag info) for every ref, in the order they finish (a CNN model runs on
     `device`, resolved already: 'cpu' or 'cuda'). Returns early
     (killing the workers) once `stop()` is true; closing the generator kills them too. A track still
     running after `timeout` seconds (a decoder that hangs) fails. Raises MoodtagError when the model
-    cannot be loaded, or when workers die one after the other whatever they analyse. `started`: a
-    pool started for these tracks (its workers warmed up), taken as the first pool; closed in any case."""
-    from concurrent.futures.process import BrokenProcessPool  # loky's is a subclass
-
+    cannot be loaded, or when workers die one after the other whatever they analyse."""
     queue = deque(refs)
     failures_in_a_row = 0
-    broke_idle = 0  # pools in a row that broke before any track was given to them
-    try:
-        while queue and not stop():
-            suspects: list[TrackRef] = []
-            pool, started = (started.adopt() if started is not None else _pool(jobs)), None
-            with pool as executor:
-                in_flight: dict = {}  # future -> (ref, when submitted)
-                broken = False
-                while (queue or in_flight) and not suspects:
-                    while queue and len(in_flight) < IN_FLIGHT_PER_WORKER * jobs and not stop():
-                        ref = queue.popleft()
-                        try:
-                            in_flight[_submit(executor, ref, model_path, device)] = (ref, time.monotonic())
-                        except BrokenProcessPool:  # a worker died with no track (warming up): a new pool
-                            queue.appendleft(ref)
-                            broken = True
-                            break
-                    if broken:
-                        broke_idle = broke_idle + 1 if not in_flight else 0
-                        if broke_idle >= 2:
-                            raise MoodtagError("worker processes die as they start; no track was analysed by them")
-                        break
-                    if not in_flight:
-                        return
-                    done, _ = wait(in_flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        ref, _ = in_flight.pop(future)
-                        outcome = _outcome(future, ref)
-                        if outcome is None:
-                            suspects.append(ref)
-                        else:
-                            failures_in_a_row = 0
-                            yield outcome
-                    if stop():
-                        return
-                    if any(time.monotonic() - since > timeout for _, since in in_flight.values()):
-                        break  # one hangs: this pool goes, and every track it held is tried alone
-                suspects += [ref for ref, _ in in_flight.values()]  # died with the pool, or held by it
-            for ref in suspects:  # each alone: only the one that kills (or hangs) its worker again fails
-                alone = _alone(ref, model_path, device, timeout=timeout, stop=stop)
-                if alone is None:
+    while queue and not stop():
+        suspects: list[TrackRef] = []
+        with _pool(jobs) as executor:
+            in_flight: dict = {}  # future -> (ref, when submitted)
+            while (queue or in_flight) and not suspects:
+                while queue and len(in_flight) < IN_FLIGHT_PER_WORKER * jobs and not stop():
+                    ref = queue.popleft()
+                    in_flight[_submit(executor, ref, model_path, device)] = (ref, time.monotonic())
+                if not in_flight:
                     return
-                outcome, worker_lost = alone
-                failures_in_a_row = count_lost_workers(failures_in_a_row, worker_lost, outcome,
-                                                       workers="worker processes")
-                yield outcome
-    finally:
-        if started is not None:  # never taken: no track to analyse, or stopped first
-            started.close()
+                done, _ = wait(in_flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    ref, _ = in_flight.pop(future)
+                    outcome = _outcome(future, ref)
+                    if outcome is None:
+                        suspects.append(ref)
+                    else:
+                        failures_in_a_row = 0
+                        yield outcome
+                if stop():
+                    return
+                if any(time.monotonic() - since > timeout for _, since in in_flight.values()):
+                    break  # one hangs: this pool goes, and every track it held is tried alone
+            suspects += [ref for ref, _ in in_flight.values()]  # died with the pool, or held by it
+        for ref in suspects:  # each alone: only the one that kills (or hangs) its worker again fails
+            alone = _alone(ref, model_path, device, timeout=timeout, stop=stop)
+            if alone is None:
+                return
+            outcome, worker_lost = alone
+            failures_in_a_row = count_lost_workers(failures_in_a_row, worker_lost, outcome,
+                                                   workers="worker processes")
+            yield outcome
 
 
 def count_lost_workers(in_a_row: int, worker_lost: bool, outcome: Outcome, *, workers: str) -> int:
@@ -165,39 +140,6 @@ def _death_cause(exc: BaseException | None) -> str:
         return f"killed by {name}{hint}"
     codes = re.findall(r"\{(-?\d+)\}", text)
     return f"exit status {codes[0]}" if codes else "it stopped unexpectedly"
-
-
-class Prestarted:
-    """A pool started before its tracks are known: each of its `jobs` workers is sent a warm-up
-    (tagger.worker.warm_up: the imports and the model load) as soon as it starts. Give it to
-    analyse_tracks, or close it (its workers are killed)."""
-
-    def __init__(self, jobs: int, model_path: Path, device: str) -> None:
-        self.jobs = jobs
-        self._pool = _pool(jobs)
-        executor = self._pool.__enter__()
-        try:
-            with _signals_blocked():  # a worker started now begins with them blocked, then ignores them
-                for _ in range(jobs):
-                    executor.submit(warm_up, str(model_path), device)
-        except BaseException:
-            self.close()
-            raise
-        self._executor = executor
-
-    @contextmanager
-    def adopt(self):
-        """The pool, as `_pool` gives one; shut down (its workers killed) when the block ends."""
-        pool, self._pool = self._pool, None
-        try:
-            yield self._executor
-        finally:
-            pool.__exit__(None, None, None)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            pool.__exit__(None, None, None)
 
 
 @contextmanager

@@ -3,9 +3,6 @@
 Workers (tagger.pool) do the pure part: decode the clips, run the model, read the file's existing
 tags. The parent alone writes tags and the database, so there is one SQLite writer, and --dry-run is
 one branch here. Nothing heavy (torch, the model) is imported or loaded before there is work to do.
-When there is no cache yet, every file found is work: the worker pool is started as soon as the
-first files are found, before the cache is made, so that the workers start, import and load the model
-meanwhile (a scan with a cache starts none before its walk has found a file to analyse).
 
 Order of writes, so that nothing is lost whenever the scan stops: the cache is checked (moodtag's,
 schema, writable, space) before the first tag is written; a track's result is committed before its
@@ -146,7 +143,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if stop():
             raise _Stopped
 
-    lock = cache = journal = cluster = warm_pool = None
+    lock = cache = journal = cluster = None
     try:
         if dask_scheduler:
             from tagger.dask_pool import DaskCluster
@@ -155,9 +152,6 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if not dry_run:
             lock = scan_lock(db_path, on_wait=lambda: on_event(ScanEvent("waiting", path=db_path)),
                              should_stop=stop)
-        if cluster is None and not os.path.exists(db_path):  # no cache yet: whatever is found is analysed
-            warm_pool = _start_workers(paths, include_hidden=include_hidden, jobs=summary.jobs, model_path=model_path,
-                                     device=device, check_stop=check_stop)
         cache = _open_cache(db_path, dry_run=dry_run)
         if not dry_run:
             cache.check_writable()
@@ -222,11 +216,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             ahead = READ_AHEAD_PER_JOB * jobs_used if read_ahead is None else read_ahead
             reader = (ReadAhead([ref.path for ref in todo], tracks=ahead, plan=spec.clips)
                       if ahead > 0 and cluster is None else None)
-            if warm_pool is not None and warm_pool.jobs != jobs_used:  # files went away meanwhile
-                warm_pool.close()
-                warm_pool = None
             results = _analyse(todo, model_path, jobs=jobs_used, timeout=timeout, device=device, cluster=cluster,
-                               stop=stop, started=warm_pool)
+                               stop=stop)
             try:
                 for path, result, info in results:
                     if reader is not None:
@@ -248,8 +239,6 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
     except (_Stopped, KeyboardInterrupt):
         summary.interrupted = True
     finally:
-        if warm_pool is not None:  # killed if the analysis did not take it (it closes what it takes)
-            warm_pool.close()
         if cluster is not None:
             cluster.close()
         if journal is not None:
@@ -263,34 +252,14 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
 
 
 def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: float | None, device: str,
-             cluster, stop: Callable[[], bool], started=None):
-    """The results of `todo`, from local worker processes (`started`: a pool started already, see
-    _start_workers) or from the Dask cluster."""
+             cluster, stop: Callable[[], bool]):
+    """The results of `todo`, from local worker processes or from the Dask cluster."""
     from tagger.pool import TRACK_TIMEOUT_S, analyse_tracks
 
     timeout = TRACK_TIMEOUT_S if timeout is None else timeout
     if cluster is not None:
         return cluster.analyse(todo, model_path, timeout=timeout, device=device, stop=stop)
-    return analyse_tracks(todo, model_path, jobs=jobs, timeout=timeout, device=device, stop=stop, started=started)
-
-
-def _start_workers(paths: list[Path], *, include_hidden: bool, jobs: int, model_path: Path, device: str,
-                   check_stop: Callable[[], None]):
-    """A pool of min(jobs, files found) workers, warming up (tagger.pool.Prestarted), if the walk
-    finds a file (it stops at the `jobs`-th; the scan's own walk comes later and tells the problems);
-    None if it finds none: a scan with nothing to analyse starts no worker."""
-    found = 0
-    for item in walk(paths, include_hidden=include_hidden):
-        check_stop()
-        if not isinstance(item, WalkProblem):
-            found += 1
-            if found >= jobs:
-                break
-    if not found:
-        return None
-    from tagger.pool import Prestarted
-
-    return Prestarted(found, model_path, device)
+    return analyse_tracks(todo, model_path, jobs=jobs, timeout=timeout, device=device, stop=stop)
 
 
 def check_paths(paths: list[Path]) -> None:

@@ -15,9 +15,6 @@ WORKER_SIGNALS = ("SIGINT", "SIGHUP")  # answered by the parent alone
 # A track still analysing after this long is given up (a decoder that hangs). Here, not in tagger.pool, so
 # that the CLI names its default without importing the pool (concurrent.futures, logging: 20 ms).
 TRACK_TIMEOUT_S = 300.0
-# A worker warmed up before its first track (warm_up): its start-up and model load, (CPU s, wall s)
-# each, told with that first track's stages as if it had paid them.
-_WARMED: tuple[tuple[float, float], tuple[float, float]] | None = None
 
 
 def init_worker(parent_pid: int) -> None:
@@ -44,24 +41,6 @@ def init_worker(parent_pid: int) -> None:
     threading.Thread(target=watch_parent, name="moodtag-parent-watch", daemon=True).start()
 
 
-def warm_up(model_path: str, device: str = "cpu") -> None:
-    """Runs in a worker of a pool started before its tracks are known (tagger.pool.Prestarted): the
-    imports and the model load that its first track would pay, done while the parent still opens the
-    cache and walks. Never raises: a model that cannot be loaded fails the first track, as before."""
-    global _WARMED
-    if _WORKER_MODELS:  # a second warm-up taken by the same worker
-        return
-    start_up = (time.process_time(), _process_age())
-    cpu0, wall0 = time.thread_time(), time.perf_counter()
-    try:
-        from tagger.analyze import analyze_track  # noqa: F401  (the imports analyze_in_worker makes first)
-
-        _model(model_path, device)
-    except Exception:
-        return
-    _WARMED = start_up, (time.thread_time() - cpu0, time.perf_counter() - wall0)
-
-
 def analyze_in_worker(path: Path, model_path: str, device: str = "cpu") -> tuple[Path, TrackResult, dict | None]:
     """Runs in a worker: one BLAS/torch thread (set for the whole process), the model loaded once per
     process (a CNN on `device`, see tagger.device). A descriptor model runs on numpy alone: the worker
@@ -69,13 +48,11 @@ def analyze_in_worker(path: Path, model_path: str, device: str = "cpu") -> tuple
 
     Never raises for a track: anything that goes wrong becomes a failed TrackResult with the cause.
     Only a model that cannot be loaded raises (ModelError): that is fatal for the whole scan."""
-    global _WARMED
     from tagger import stages
 
     started = time.perf_counter()
-    # all a new process spent before its first track (or its warm-up): Python, loky, the imports of this module
-    warmed, _WARMED = _WARMED, None
-    start_up = warmed[0] if warmed else (time.process_time(), _process_age()) if not _WORKER_MODELS else None
+    # all a new process spent before its first track: Python, loky, the imports of this module
+    start_up = (time.process_time(), _process_age()) if not _WORKER_MODELS else None
     with stages.recording() as clock:
         with stages.stage("model load"):
             from tagger.analyze import analyze_track
@@ -96,8 +73,6 @@ def analyze_in_worker(path: Path, model_path: str, device: str = "cpu") -> tuple
                 except Exception:  # tags unreadable: the mood is still known; the tag write will say why
                     info = None
     if clock is not None:
-        if warmed:
-            clock.add("model load", *warmed[1])
         if start_up is not None:
             clock.add("worker start", *start_up)
         result = _with_stages(result, clock, started=started, info=info)

@@ -230,19 +230,6 @@ def test_reading_the_cache_imports_neither_numpy_nor_sqlite_utils(filled, tmp_pa
         assert f"tracks found {len(filled['paths'])}" in text and "analysed 0" in text, text[-2000:]
 
 
-def test_a_first_scan_that_finds_no_audio_starts_no_worker(tmp_path):
-    """With no cache yet, the worker pool starts as soon as the walk finds a file, before the cache is
-    made (tagger.scan._start_workers); a library without audio starts none: no pool, no joblib."""
-    lib = tmp_path / "lib"
-    (lib / "covers").mkdir(parents=True)
-    (lib / "covers" / "front.jpg").write_bytes(b"\xff\xd8\xff")
-    proc = run_cli("scan", lib, "--db", tmp_path / "new.db", env={"PYTHONPROFILEIMPORTTIME": "1"}, check=True)
-    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "tagger.scan" in imported
-    assert not {name for name in imported if name.split(".")[0] == "joblib" or name == "tagger.pool"}
-    assert "tracks found 0" in " ".join(proc.stderr.split())
-
-
 def _playlist_paths(playlist: Path, base: Path) -> list[Path]:
     """The files a written M3U or XSPF playlist names, in its order (relative entries resolved against `base`)."""
     from urllib.parse import unquote, urlparse
