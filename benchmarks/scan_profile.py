@@ -17,6 +17,12 @@ the tracks (each worker's first track left out: its lazy imports count as start-
 that kind; start-up is per worker and per track (spread over the library). Times are CPU ms of the
 thread that ran the stage, unless marked wall.
 
+Rates: "whole" is the tracks over the scan's wall clock, from the process's start to its exit (its
+fixed costs included: the parent's start-up, the cache's creation, each worker's start-up and model
+load, the last track's wait); "steady" is the rate once the scan runs: the results that arrive after
+the STEADY_FROM-th (10th) over the time from its arrival to the last one's. Each `--json` line is
+timestamped as it arrives through the scan's standard output (the scan flushes each line).
+
 Compare (`--compare-with COMMIT`): COMMIT is checked out into a temporary git worktree and both it and
 this tree scan fresh copies of the same library with stages off, alternately (old, new, old, new, ...),
 with 1 and 2 jobs; then every cache row of the two scans is compared (mood exactly, confidence and
@@ -45,6 +51,15 @@ WORKER_STAGES = ("decode", "resample", "spectrogram", "onset envelope", "descrip
 PARENT_STAGES = ("cache write", "tag write")
 START_STAGES = ("worker start", "model load")
 SAME = 1e-6
+STEADY_FROM = 10  # the steady rate counts from the arrival of this result (1-based) to the last one's
+
+
+def steady_rate(times: list[float]) -> float | None:
+    """Tracks/s between the STEADY_FROM-th result's arrival and the last one's: the results after the
+    STEADY_FROM-th over that span (None if there are too few)."""
+    if len(times) <= STEADY_FROM or times[-1] <= times[STEADY_FROM - 1]:
+        return None
+    return (len(times) - STEADY_FROM) / (times[-1] - times[STEADY_FROM - 1])
 
 
 def corpus_library(dest: Path, corpus: Path, n: int) -> list[Path]:
@@ -72,15 +87,33 @@ def scan(label: str, lib: Path, db: Path, n: int, *, jobs: int, model: str, logs
     """One cold scan by the code in `code`; returns its figures and JSON lines."""
     cmd = ss.scan_cmd(lib, ss.fresh_db(db), model, jobs=jobs)
     env = {"PYTHONPATH": str(code), "MOODTAG_STAGES": "1" if stages else None}
-    run = ss.run_measured(label, cmd, logs=logs, env=env, cwd=code)  # `-m tagger` imports from the cwd first
-    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    run = ss.run_measured(label, cmd, logs=logs, env=env, cwd=code,  # `-m tagger` imports from the cwd first
+                          line_times=True)
+    timed = [(t, line) for t, line in zip(run.line_s, run.stdout.split("\n")) if line.startswith("{")]
+    lines = [json.loads(line) for _, line in timed]
+    times = [t for t, _ in timed]
     analysed = sum(1 for r in lines if r.get("action") == "analysed")
     failed = [r["path"] for r in lines if r.get("action") == "failed" or r.get("tags") == "failed"]
     if analysed != n or failed:
         raise SystemExit(f"{label}: {analysed} of {n} tracks analysed, {len(failed)} failed (see {logs})")
     return dict(run.figures(), label=label, jobs=jobs, tracks=n, tracks_per_s=n / run.wall_s,
+                steady_tracks_per_s=steady_rate(times), first_result_s=times[0] if times else None,
+                last_result_s=times[-1] if times else None,
                 cpu_ms_per_track=1000 * run.cpu_s / n, parent_cpu_ms_per_track=1000 * run.parent_cpu_s / n,
                 lines=lines)
+
+
+def median_of(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if not a or not b else f"{a / b:.2f}x"
 
 
 # -- the stage table ---------------------------------------------------------------------------
@@ -126,8 +159,9 @@ def stage_rows(runs: list[dict]) -> dict:
            "idle_between_tracks_wall_ms": {"median": statistics.median(idle or [0.0]), "mean": statistics.fmean(idle or [0.0])},
            "result_wait_wall_ms": {"median": statistics.median(result_wait), "mean": statistics.fmean(result_wait)},
            "result_bytes": statistics.median(result_bytes)}
-    for key in ("tracks_per_s", "cpu_ms_per_track", "parent_cpu_ms_per_track", "wall_s", "load_before"):
-        out[key] = statistics.median(r[key] for r in runs)
+    for key in ("tracks_per_s", "steady_tracks_per_s", "first_result_s", "cpu_ms_per_track", "parent_cpu_ms_per_track",
+                "wall_s", "load_before"):
+        out[key] = median_of(runs, key)
     n = runs[0]["tracks"]
     out["start_ms_per_track"] = out["start_per_worker"]["workers"] * sum(
         out["start_per_worker"][k] for k in (*START_STAGES, "first track's extra")) / n
@@ -161,7 +195,14 @@ def render_profile(profiles: dict[int, dict]) -> str:
                                                    for j in jobs) + " |")
     for label, get in rows:
         lines.append(f"| {label} | " + " | ".join(f"{get(profiles[j]):.1f} | " for j in jobs) + " |")
-    lines.append("| tracks/s (wall) | " + " | ".join(f"{profiles[j]['tracks_per_s']:.2f} | " for j in jobs) + " |")
+    lines.append("| tracks/s (wall, whole scan) | " + " | ".join(f"{profiles[j]['tracks_per_s']:.2f} | " for j in jobs) + " |")
+    lines.append(f"| tracks/s steady (result {STEADY_FROM} to the last) | "
+                 + " | ".join(f"{rate(profiles[j]['steady_tracks_per_s'])} | " for j in jobs) + " |")
+    lines.append("| first result, s after the start | "
+                 + " | ".join(f"{rate(profiles[j]['first_result_s'])} | " for j in jobs) + " |")
+    if 1 in profiles and 2 in profiles:
+        lines.append(f"\n2 jobs / 1 job: {ratio(profiles[2]['tracks_per_s'], profiles[1]['tracks_per_s'])} whole scan, "
+                     f"{ratio(profiles[2]['steady_tracks_per_s'], profiles[1]['steady_tracks_per_s'])} steady")
     return "\n".join(lines)
 
 
@@ -207,12 +248,23 @@ def render_compare(res: dict) -> str:
                      f"{r['new']['tracks_per_s'] / r['old']['tracks_per_s']:.2f}x | {r['old']['cpu_ms_per_track']:.1f} | "
                      f"{r['new']['cpu_ms_per_track']:.1f} | {r['old']['parent_cpu_ms_per_track']:.1f} | "
                      f"{r['new']['parent_cpu_ms_per_track']:.1f} |")
+    lines += ["", f"| | old tracks/s whole | old steady | new tracks/s whole | new steady | new / old whole | "
+                  f"new / old steady | old first result, s | new first result, s |", "| --- |" + " ---: |" * 8]
+    for jobs, r in sorted(res["jobs"].items()):
+        old, new = r["old"], r["new"]
+        lines.append(f"| {jobs} job{'s' * (int(jobs) > 1)} | {rate(old['tracks_per_s'])} | "
+                     f"{rate(old['steady_tracks_per_s'])} | {rate(new['tracks_per_s'])} | "
+                     f"{rate(new['steady_tracks_per_s'])} | {ratio(new['tracks_per_s'], old['tracks_per_s'])} | "
+                     f"{ratio(new['steady_tracks_per_s'], old['steady_tracks_per_s'])} | "
+                     f"{rate(old['first_result_s'])} | {rate(new['first_result_s'])} |")
+    lines.append(f"\n(steady: the results after the {STEADY_FROM}th over the time from its arrival to the last one's)")
     for side in ("old", "new"):
         one, two = res["jobs"].get(1, {}).get(side), res["jobs"].get(2, {}).get(side)
         if one and two:
             lines.append(f"\n{side}: 2 jobs / 1 job {two['tracks_per_s'] / one['tracks_per_s']:.2f}x by wall clock, "
                          f"{2 * one['cpu_ms_per_track'] / two['cpu_ms_per_track']:.2f}x by CPU time "
-                         "(2 x CPU per track of 1 job / CPU per track of 2 jobs)")
+                         "(2 x CPU per track of 1 job / CPU per track of 2 jobs), "
+                         f"{ratio(two['steady_tracks_per_s'], one['steady_tracks_per_s'])} steady")
     rows = res["rows"]
     lines.append(f"\ncache rows: {rows['same_mood']} of {rows['rows']} with the same mood; largest difference of a "
                  f"confidence or score {rows['max_abs_diff']:.2g}; rows identical: {rows.get('identical')}")
@@ -251,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
                     run = scan(f"profile-{name or 'HEAD'}-{jobs}j-{rep}", lib, db, n, jobs=jobs, model=args.model,
                                logs=logs, stages=True, code=code)
                     print(f"profiled scan{' of ' + name if name else ''}, {jobs} job(s): {run['tracks_per_s']:.2f} "
-                          f"tracks/s, {run['cpu_ms_per_track']:.1f} CPU ms/track, load {run['load_before']:.1f}", flush=True)
+                          f"tracks/s ({rate(run['steady_tracks_per_s'])} steady), {run['cpu_ms_per_track']:.1f} CPU "
+                          f"ms/track, load {run['load_before']:.1f}", flush=True)
                     runs[name][jobs].append(run)
         for name, code in trees:
             key = "profile" if not name else f"profile {name}"
@@ -276,14 +329,17 @@ def main(argv: list[str] | None = None) -> None:
                     figures[jobs][side].append(run)
                     dbs[side] = cache_rows(side_db)
                     print(f"{side} ({'HEAD' if side == 'new' else args.compare_with}), {jobs} job(s): "
-                          f"{run['tracks_per_s']:.2f} tracks/s, {run['cpu_ms_per_track']:.1f} CPU ms/track, "
+                          f"{run['tracks_per_s']:.2f} tracks/s ({rate(run['steady_tracks_per_s'])} steady), "
+                          f"{run['cpu_ms_per_track']:.1f} CPU ms/track, "
                           f"load {run['load_before']:.1f}", flush=True)
                 rows = compare_rows(dbs["old"], dbs["new"])
                 if rows["same_mood"] != rows["rows"] or rows["max_abs_diff"] > SAME:
                     print(f"  rows differ: {rows}", flush=True)
-        keys = ("tracks_per_s", "cpu_ms_per_track", "parent_cpu_ms_per_track", "wall_s")
-        res["compare"] = {"commit": args.compare_with, "rows": compare_rows(dbs["old"], dbs["new"]), "jobs": {
-            jobs: {side: {k: statistics.median(r[k] for r in runs) for k in keys} | {"runs": runs}
+        keys = ("tracks_per_s", "steady_tracks_per_s", "first_result_s", "cpu_ms_per_track", "parent_cpu_ms_per_track",
+                "wall_s")
+        res["compare"] = {"commit": args.compare_with, "steady_from": STEADY_FROM,
+                          "rows": compare_rows(dbs["old"], dbs["new"]), "jobs": {
+            jobs: {side: {k: median_of(runs, k) for k in keys} | {"runs": runs}
                    for side, runs in sides.items()} for jobs, sides in figures.items()}}
         print("\n" + render_compare(res["compare"]))
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)], check=False)

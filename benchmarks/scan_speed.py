@@ -36,11 +36,12 @@ import platform
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -154,6 +155,7 @@ class Run:
     load_before: float
     stdout: str = ""
     stderr: str = ""
+    line_s: list[float] = field(default_factory=list)  # with line_times: when each stdout line arrived
 
     def figures(self) -> dict:
         return {"wall_s": self.wall_s, "peak_rss": self.peak_rss, "peak_processes": self.peak_processes,
@@ -221,11 +223,15 @@ def precompile(code: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "tagger")], check=True)
 
 
-def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = None, cwd: Path | None = None) -> Run:
+def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = None, cwd: Path | None = None,
+                 line_times: bool = False) -> Run:
     """Run `cmd` in a session of its own (as from its own terminal: its own share of the CPU under
     Linux's autogroup scheduling), timing it and sampling its process tree's RSS and CPU time.
     `env`: variables set (or, with None values, removed) for it on top of this environment; `cwd`:
-    its folder (`python -m` imports from there before PYTHONPATH)."""
+    its folder (`python -m` imports from there before PYTHONPATH). `line_times`: its standard output
+    comes through a pipe, read line by line as it arrives, and Run.line_s holds each line's arrival
+    (seconds from the start; a program that flushes each line, as the scan's `--json` does, gives the
+    time it printed it)."""
     import psutil
 
     logs.mkdir(parents=True, exist_ok=True)
@@ -233,12 +239,22 @@ def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = No
     out_path, err_path = logs / f"{slug}.out", logs / f"{slug}.err"
     stop = threading.Event()
     load = os.getloadavg()[0]
+    line_s: list[float] = []
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
-        proc = psutil.Popen(cmd, stdout=out, stderr=err, env=_env(env), cwd=cwd, start_new_session=True)
+        proc = psutil.Popen(cmd, stdout=subprocess.PIPE if line_times else out, stderr=err, env=_env(env), cwd=cwd,
+                            start_new_session=True)
         sampler = TreeSampler(proc)
         thread = threading.Thread(target=sampler.run, args=(stop,), daemon=True)
         thread.start()
+        reader = None
+        if line_times:
+            def read_lines() -> None:
+                for line in proc.stdout:  # a line as soon as the pipe holds one
+                    line_s.append(time.perf_counter() - started)
+                    out.write(line)
+            reader = threading.Thread(target=read_lines, daemon=True)
+            reader.start()
         try:
             returncode = proc.wait()
         except BaseException:
@@ -251,10 +267,13 @@ def run_measured(what: str, cmd: list[str], *, logs: Path, env: dict | None = No
         wall = time.perf_counter() - started
         stop.set()
         thread.join()
+        if reader is not None:
+            reader.join()
+            proc.stdout.close()
     # CPU as last sampled: each process's last 50 ms at most are missed
     run = Run(what, wall, sampler.peak[0], sampler.peak[1], sum(sampler.cpu.values()),
               sampler.cpu.get(proc.pid, 0.0), returncode, load,
-              out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
+              out_path.read_text(errors="replace"), err_path.read_text(errors="replace"), line_s)
     if returncode != 0:
         raise SystemExit(f"{what}: exit status {returncode}\n{run.stderr[-3000:]}")
     return run
