@@ -442,13 +442,16 @@ def test_wav_riff_info_reaches_the_cache_and_the_playlist_as_mpd_shows_it(tmp_pa
 
 
 def test_the_player_folder_check_per_folder_gives_the_names_check(tmp_path):
-    """--for mpd checks each folder's names once (_Inside.names_problem): the same answer as checking every
-    name of every path, for folders and files whose names begin or end with a space, asked twice."""
+    """--for mpd checks a path's names in one search (_Inside.names_problem): the same answer as checking every
+    name of every path, for folders and files whose names begin or end with a space or another whitespace
+    character (str.isspace's), or hold one inside, asked twice."""
     from tagger.playlists import _Inside, names_problem
 
     inside = _Inside(tmp_path)
     paths = [tmp_path, tmp_path / "a.mp3", tmp_path / " b.mp3", tmp_path / "x " / "a.mp3", tmp_path / "x " / "b.mp3",
-             tmp_path / "ok" / " c" / "d.mp3", tmp_path / "ok" / "e.mp3", tmp_path / "ok" / "f.mp3 ", tmp_path / "ok"]
+             tmp_path / "ok" / " c" / "d.mp3", tmp_path / "ok" / "e.mp3", tmp_path / "ok" / "f.mp3 ", tmp_path / "ok",
+             tmp_path / "a b" / "c d.mp3", tmp_path / "\u00a0nbsp.mp3", tmp_path / "ideo\u3000", tmp_path / "x\x1f" / "y.mp3",
+             tmp_path / "t\tab" / "line\n", tmp_path / "mid\nline.mp3", tmp_path / "\u2028" / "z.mp3", tmp_path / "é" / "ü.mp3"]
     answers = [inside.names_problem(str(p)) for p in paths + paths]
     assert answers == [names_problem(inside.names(str(p))) for p in paths + paths]
-    assert answers[:len(paths)].count(None) == 4
+    assert answers[:len(paths)].count(None) == 7
