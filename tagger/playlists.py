@@ -369,7 +369,7 @@ class _Inside:
 
     def names_problem(self, path: str) -> str | None:
         """names_problem(self.names(path)) for a path at or under the folder, in one regular-expression
-        search (a generator over the names cost 2-3 us a row: 0.2 s of a 100,000-track playlist)."""
+        search (was a per-folder cache and a generator over the names: ~0.05 s less at 100,000 rows)."""
         if path == self.folder:
             return names_problem(["."])
         return SPACE_PROBLEM if self._space_at_an_end(path, len(self.prefix) - 1) else None

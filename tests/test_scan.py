@@ -403,8 +403,9 @@ def test_scan_files_takes_exactly_its_files_and_a_missing_one_is_a_problem(tmp_p
 
 
 def test_names_that_look_like_rich_codes_come_out_as_they_are(tmp_path, audio_dir):
-    """A file name holding `:smile:` or `[red]` is text, not an emoji code or markup: in the --json lines,
-    the failure lines and the query table (rich renders both kinds of code by default)."""
+    """A file name holding `:smile:` or `[red]` is text, not an emoji code or markup: in the --json lines
+    and the failure lines, which go through rich (it renders both kinds of code by default); the piped
+    query listing, which does not, is checked too."""
     lib = tmp_path / "Music :thumbs_up:"
     lib.mkdir()
     good = lib / "01 :smile: [red]x.ogg"
