@@ -302,10 +302,12 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
 class Cache:
     """The cache database. Use `Cache.open(path)` or `Cache.open_readonly(path)`; close it (or use `with`)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, cleanup: Path | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, cleanup: Path | None = None,
+                 source: tuple[Path, str] | None = None) -> None:
         self.conn = conn
         self.path = path
         self._cleanup = cleanup  # a private copy to delete on close (see open_readonly)
+        self._source = source    # read-only: the file read and the URI's flags (see reader)
         self._db: Database | None = None
 
     @property
@@ -364,13 +366,15 @@ class Cache:
             raise MoodtagError(f"{path}: no cache database here (run `moodtag scan` first, or pass --db)")
         try:
             try:
-                db = cls._connect_readonly(path, "mode=ro")
+                flags = "mode=ro"
+                db = cls._connect_readonly(path, flags)
             except sqlite3.OperationalError as exc:
                 if os.access(path.parent, os.W_OK) or "readonly" not in str(exc) and "unable to open" not in str(exc):
                     raise
                 wal = Path(str(path) + "-wal")
                 if not wal.exists() or wal.stat().st_size == 0:
-                    db = cls._connect_readonly(path, "immutable=1")
+                    flags = "immutable=1"
+                    db = cls._connect_readonly(path, flags)
                 else:
                     return cls._open_private_copy(path)
             _check_schema(db, path)
@@ -382,7 +386,7 @@ class Cache:
                 return cls._open_upgraded(path)
         except sqlite3.Error as exc:
             raise db_error(path, exc, "unusable cache database") from None
-        return cls(db, path)
+        return cls(db, path, source=(path, flags))
 
     @classmethod
     def _open_upgraded(cls, path: Path) -> "Cache":
@@ -422,7 +426,32 @@ class Cache:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return cls(db, path, cleanup=folder)
+        return cls(db, path, cleanup=folder, source=(folder / "cache.db", "mode=ro"))
+
+    def reader(self) -> "Cache":
+        """Another read-only connection to what this cache (opened with open_readonly) reads, for one
+        part of a job run in a forked process (see tagger.forked); closing it never deletes the private
+        copy this one may read."""
+        if self._source is None:
+            raise ValueError("reader() needs a cache opened with Cache.open_readonly")
+        file, flags = self._source
+        try:
+            return Cache(self._connect_readonly(file, flags), self.path, source=self._source)
+        except sqlite3.Error as exc:
+            raise db_error(self.path, exc, "unusable cache database") from None
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """This connection closed for the block, then opened again: a process about to fork must hold
+        none (SQLite's rule); the block's parts open their own with reader()."""
+        if self._source is None:
+            raise ValueError("released() needs a cache opened with Cache.open_readonly")
+        self.conn.close()
+        self._db = None
+        try:
+            yield
+        finally:
+            self.conn = self.reader().conn
 
     def close(self) -> None:
         try:

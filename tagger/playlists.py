@@ -192,6 +192,37 @@ def save_playlist(cache: Cache, request: PlaylistRequest, dest: Path,
     return Written(request, layout.fmt, counted.n, left_out)
 
 
+def save_playlists(cache: Cache, requests: list[tuple[PlaylistRequest, Path]], layout: PlaylistLayout = PlaylistLayout(),
+                   *, side_by_side: int = 1, min_rows: int = 0) -> Iterator[Written]:
+    """save_playlist for each (request, dest), the results in order. With side_by_side > 1 and a cache
+    (opened with Cache.open_readonly) of at least `min_rows` rows, the playlists are shared out, in order,
+    among that many processes (tagger.forked), each reading the cache through its own connection: one
+    playlist's work (SQLite's and Python's) takes one core."""
+    from tagger.cache import TABLE
+    from tagger.forked import run_parts
+
+    groups = 1
+    if side_by_side > 1 and len(requests) > 1:
+        (rows,) = cache.one(f"SELECT count(*) FROM {TABLE}")
+        if rows >= min_rows:
+            groups = min(side_by_side, len(requests))
+    if groups == 1:
+        for request, dest in requests:
+            yield save_playlist(cache, request, dest, layout)
+        return
+    shares = [requests[len(requests) * g // groups:len(requests) * (g + 1) // groups] for g in range(groups)]
+
+    def part(share):
+        def write_share() -> list[Written]:
+            with cache.reader() as mine:
+                return [save_playlist(mine, request, dest, layout) for request, dest in share]
+        return write_share
+
+    with cache.released():
+        for written in run_parts([part(share) for share in shares]):
+            yield from written
+
+
 def print_playlist(cache: Cache, request: PlaylistRequest, write: Callable[[str], None],
                    layout: PlaylistLayout = PlaylistLayout()) -> Written:
     """As save_playlist, but each chunk of text goes to `write` (standard output)."""
@@ -276,7 +307,9 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
             alternatives.append(sql)
             params += root_params
         where.append("(" + " OR ".join(f"({a})" for a in alternatives) + ")")
-    columns = "path, path_bytes, mood, confidence, duration, artist, title, album"
+    # A tag SQLite holds as bytes (no scan writes one; an edit of the cache may) is no text to show: left out.
+    columns = "path, path_bytes, mood, confidence, duration, " + ", ".join(
+        f"CASE WHEN {tag} < x'' THEN {tag} END" for tag in ("artist", "title", "album"))
     if request.order == "shuffle":
         rows = _shuffled_rows(cache, " AND ".join(where), params, columns, request.seed)
     else:

@@ -46,14 +46,14 @@ _TWO_SCORES = re.compile(f"{{{_LABEL}: {_NUMBER}, {_LABEL}: {_NUMBER}}}")
 _CONTROL = re.compile("[\x00-\x1f]")  # CSV, where the writer quotes some of them: a line with one is the writer's
 
 
-def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str) -> Iterator[str]:
-    """The lines (without line breaks) of the CSV (a header line first) or JSON Lines of the tracks
-    `track_filter` selects, streamed."""
+def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str, header: bool = True) -> Iterator[str]:
+    """The lines (without line breaks) of the CSV (a header line first, unless not `header`) or JSON Lines
+    of the tracks `track_filter` selects, streamed."""
     from tagger.cache import TABLE
 
     if fmt not in FORMATS:
         raise ValueError(f"not a track listing format: {fmt}")
-    if fmt == "csv":
+    if fmt == "csv" and header:
         yield csv_line(TRACK_COLUMNS, plain=True)
     quoting = None if fmt == "json" else csv_quoting()
     fast = fmt == "json" or quoting is not None

@@ -109,7 +109,8 @@ def playlists(
     from dataclasses import replace
 
     from tagger.cache import Cache
-    from tagger.playlists import PlaylistRequest, playlist_file_name, playlist_layout, resolve_labels, save_playlist
+    from tagger.forked import processes_available
+    from tagger.playlists import PlaylistRequest, playlist_file_name, playlist_layout, resolve_labels, save_playlists
 
     layout = playlist_layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
                              player=player.value if player else None, music_dir=music_dir)
@@ -118,10 +119,14 @@ def playlists(
         request = PlaylistRequest(labels[0], model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
         dests = {label: out_dir / playlist_file_name(label, layout.fmt) for label in labels}  # all valid first
-        for label, dest in dests.items():
-            result = save_playlist(cache, replace(request, mood=label), dest, layout)
+        requests = [(replace(request, mood=label), dest) for label, dest in dests.items()]
+        for result, (_, dest) in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
+                                                    min_rows=SPLIT_MIN_ROWS), requests):
             _report_left_out(result, layout.library)
             _report_written(result, dest.expanduser())
+
+
+SPLIT_MIN_ROWS = 20_000  # below this, the playlists are written one after the other (a fork and a cache opened: ~10 ms)
 
 
 def _report_left_out(result, library: Path | None) -> None:
