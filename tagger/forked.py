@@ -12,6 +12,7 @@ own processes, never a file from outside. A child that ends without one (killed)
 """
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -53,8 +54,10 @@ def run_parts(parts: Sequence[Callable[[], T]], *, end_children_on_error: bool =
     try:
         for sys_stream in (sys.stdout, sys.stderr):  # else text buffered here could be written twice
             sys_stream.flush()
+        gc.freeze()  # the objects made so far: never traversed by a child's collections (no copies of their pages)
         for part in parts[1:]:
             children.append(_fork(part))
+        gc.unfreeze()
         yield parts[0]()
         while children:
             pid, fd = children[0]

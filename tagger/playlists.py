@@ -16,6 +16,7 @@ import itertools
 import os
 import random
 import re
+import tempfile
 from array import array
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -120,6 +121,17 @@ class LeftOut:
     outside: int = 0
     first_outside: str | None = None
 
+    @classmethod
+    def joined(cls, parts: Iterable["LeftOut"]) -> "LeftOut":
+        """What the runs of one playlist left out, in their order, as one."""
+        whole = cls()
+        for part in parts:
+            whole.missing += part.missing
+            whole.unwritable += part.unwritable
+            whole.outside += part.outside
+            whole.first_outside = whole.first_outside or part.first_outside
+        return whole
+
 
 @dataclass(frozen=True)
 class Written:
@@ -194,33 +206,84 @@ def save_playlist(cache: Cache, request: PlaylistRequest, dest: Path,
 
 def save_playlists(cache: Cache, requests: list[tuple[PlaylistRequest, Path]], layout: PlaylistLayout = PlaylistLayout(),
                    *, side_by_side: int = 1, min_rows: int = 0) -> Iterator[Written]:
-    """save_playlist for each (request, dest), the results in order. With side_by_side > 1 and a cache
-    (opened with Cache.open_readonly) of at least `min_rows` rows, the playlists are shared out, in order,
-    among that many processes (tagger.forked), each reading the cache through its own connection: one
-    playlist's work (SQLite's and Python's) takes one core."""
-    from tagger.cache import TABLE
+    """save_playlist for each (request, dest), the results in order.
+
+    With side_by_side > 1, no limit, and at least `min_rows` tracks in the playlists together, the work is
+    shared out among that many processes (tagger.forked) in equal runs of the playlists' tracks, one after
+    the other (a run may end one playlist and begin the next): each playlist's order (its row ids) is read
+    once, here, before the processes start (they inherit it: if a scan writes meanwhile, no track is
+    listed twice or lost); each process reads its runs' rows through its own connection (opened with
+    Cache.open_readonly), checks their files, writes their entries into temporary files; then each
+    playlist is put together here, in order, and written atomically. The same bytes as one process."""
     from tagger.forked import run_parts
 
-    groups = 1
-    if side_by_side > 1 and len(requests) > 1:
-        (rows,) = cache.one(f"SELECT count(*) FROM {TABLE}")
-        if rows >= min_rows:
-            groups = min(side_by_side, len(requests))
-    if groups == 1:
-        for request, dest in requests:
-            yield save_playlist(cache, request, dest, layout)
+    if side_by_side <= 1 or any(request.limit is not None for request, _ in requests):
+        yield from _save_each(cache, requests, layout)
         return
-    shares = [requests[len(requests) * g // groups:len(requests) * (g + 1) // groups] for g in range(groups)]
+    orders = [ordered_places(cache, request) for request, _ in requests]
+    total = sum(len(order.keys) for order in orders)
+    if total < max(min_rows, side_by_side):
+        yield from _save_each(cache, requests, layout)
+        return
+    shares: list[list[tuple[int, int, int]]] = []  # per process: (playlist, first place, place after)
+    starts = list(itertools.accumulate((len(order.keys) for order in orders), initial=0))
+    for p in range(side_by_side):
+        low, high, share = total * p // side_by_side, total * (p + 1) // side_by_side, []
+        for j, order in enumerate(orders):
+            first, after = max(low, starts[j]), min(high, starts[j + 1])
+            if first < after:
+                share.append((j, first - starts[j], after - starts[j]))
+        shares.append(share)
+    files = {piece: tempfile.TemporaryFile() for share in shares for piece in share}  # deleted already
 
     def part(share):
-        def write_share() -> list[Written]:
+        def write_share() -> list[tuple[int, LeftOut]]:
             with cache.reader() as mine:
-                return [save_playlist(mine, request, dest, layout) for request, dest in share]
+                return [_write_piece(mine, requests[j][0], layout, orders[j], first, after, files[j, first, after])
+                        for j, first, after in share]
         return write_share
 
-    with cache.released():
-        for written in run_parts([part(share) for share in shares]):
-            yield from written
+    done: dict[tuple[int, int, int], tuple[int, LeftOut]] = {}
+    try:
+        with cache.released():
+            for share, results in zip(shares, run_parts([part(share) for share in shares], end_children_on_error=True)):
+                done.update(zip(share, results))
+        for j, (request, dest) in enumerate(requests):
+            pieces = sorted(piece for piece in done if piece[0] == j)
+            title = f"moodtag: {request.mood}"
+            head = "".join(playlist_chunks([], fmt=layout.fmt, base=layout.base, title=title, tail=False))
+            tail = "".join(playlist_chunks([], fmt=layout.fmt, base=layout.base, title=title, head=False))
+            write_playlist(itertools.chain([head], *(_kept(files[piece]) for piece in pieces), [tail]), dest)
+            counts = [done[piece] for piece in pieces]
+            yield Written(request, layout.fmt, sum(n for n, _ in counts), LeftOut.joined(left for _, left in counts))
+    finally:
+        for file in files.values():
+            file.close()
+
+
+def _save_each(cache: Cache, requests: list[tuple[PlaylistRequest, Path]], layout: PlaylistLayout) -> Iterator[Written]:
+    for request, dest in requests:
+        yield save_playlist(cache, request, dest, layout)
+
+
+def _write_piece(cache: Cache, request: PlaylistRequest, layout: PlaylistLayout, order: Places, first: int,
+                 after: int, file) -> tuple[int, LeftOut]:
+    """The entries of the places [first, after) of a playlist, as its text holds them (no head, no tail),
+    into `file` as UTF-8; how many, and what was left out."""
+    left_out, counted = LeftOut(), _Counted()
+    entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, left_out=left_out,
+                                        places=(order, first, after)))
+    for chunk in playlist_chunks(entries, fmt=layout.fmt, base=layout.base, checked=True, head=False, tail=False):
+        file.write(chunk.encode("utf-8"))
+    file.flush()  # a forked process ends without flushing what it buffered
+    return counted.n, left_out
+
+
+def _kept(file) -> Iterator[bytes]:
+    file.flush()
+    file.seek(0)
+    while block := file.read(1 << 20):
+        yield block
 
 
 def print_playlist(cache: Cache, request: PlaylistRequest, write: Callable[[str], None],
@@ -282,19 +345,38 @@ def check_mood(mood: str, labels: tuple[str, ...], model: tuple[str, str] | None
 
 
 def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8", library: Path | None = None,
-                   left_out: LeftOut | None = None) -> Iterator[PlaylistEntry]:
+                   left_out: LeftOut | None = None, places: tuple[Places, int, int] | None = None) -> Iterator[PlaylistEntry]:
     """The cached tracks that `request` asks for, whose files still exist and that `fmt` can hold (and, with
     `library`, that a player confined to that folder can reach), in its order, streamed; those left out
-    are noted in `left_out`."""
-    from tagger.cache import HAS_MOOD_SQL, TABLE, under_root
+    are noted in `left_out`. places (order, first, after): only the tracks of those places of an order read
+    before (ordered_places), whatever was written since."""
+    from tagger.cache import TABLE
+
+    if fmt not in FORMATS:
+        raise MoodtagError(f"unknown playlist format {fmt!r} (choose one of: {', '.join(FORMATS)})")
+    left_out = LeftOut() if left_out is None else left_out
+    where, params = _selection(request)
+    # A tag SQLite holds as bytes (no scan writes one; an edit of the cache may) is no text to show: left out.
+    columns = "path, path_bytes, mood, confidence, duration, " + ", ".join(
+        f"CASE WHEN {tag} < x'' THEN {tag} END" for tag in ("artist", "title", "album"))
+    if places is not None:
+        rows = _rows_in_places(cache, where, params, columns, *places, by=_ORDER_SQL.get(request.order))
+    elif request.order == "shuffle":
+        order = ordered_places(cache, request)
+        rows = _rows_in_places(cache, where, params, columns, order, 0, len(order.keys))
+    else:
+        rows = cache.rows(f"SELECT {columns} FROM {TABLE} WHERE {where} ORDER BY {_ORDER_SQL[request.order]}", params)
+    yield from _entries(rows, request, fmt, library, left_out)
+
+
+def _selection(request: PlaylistRequest) -> tuple[str, list]:
+    """The SQL condition (and its parameters) of the rows `request` asks for."""
+    from tagger.cache import HAS_MOOD_SQL, under_root
 
     if request.order not in ORDERS:
         raise MoodtagError(f"unknown order {request.order!r} (choose one of: {', '.join(ORDERS)})")
-    if fmt not in FORMATS:
-        raise MoodtagError(f"unknown playlist format {fmt!r} (choose one of: {', '.join(FORMATS)})")
     if request.limit is not None and request.limit < 0:
         raise MoodtagError(f"--limit must be 0 or more, not {request.limit}")
-    left_out = LeftOut() if left_out is None else left_out
     where = [HAS_MOOD_SQL, "mood = ?", "confidence >= ?"]
     params: list = [request.mood, request.min_confidence]
     if request.model is not None:
@@ -307,15 +389,12 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
             alternatives.append(sql)
             params += root_params
         where.append("(" + " OR ".join(f"({a})" for a in alternatives) + ")")
-    # A tag SQLite holds as bytes (no scan writes one; an edit of the cache may) is no text to show: left out.
-    columns = "path, path_bytes, mood, confidence, duration, " + ", ".join(
-        f"CASE WHEN {tag} < x'' THEN {tag} END" for tag in ("artist", "title", "album"))
-    if request.order == "shuffle":
-        rows = _shuffled_rows(cache, " AND ".join(where), params, columns, request.seed)
-    else:
-        rows = cache.rows(f"SELECT {columns} FROM {TABLE} WHERE {' AND '.join(where)} "
-                          f"ORDER BY {_ORDER_SQL[request.order]}", params)
+    return " AND ".join(where), params
 
+
+def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library: Path | None,
+             left_out: LeftOut) -> Iterator[PlaylistEntry]:
+    """select_entries' checks of each row."""
     m3u = fmt in M3U_FORMATS
     inside = None if library is None else _Inside(library)
     access, F_OK, effective = os.access, os.F_OK, os.access in os.supports_effective_ids
@@ -344,22 +423,49 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
             yield entry
 
 
-def _shuffled_rows(cache: Cache, where: str, params: list, columns: str, seed: int | None) -> Iterator[tuple]:
-    """The rows (`columns`) of the tracks `where` selects, in the order `random.Random(seed).shuffle` gives
-    the list of them in path order.
+@dataclass(frozen=True)
+class Places:
+    """A playlist's order, read once: keys[i] is the row id in place i; place(row id) its place, or -1."""
 
-    Only the row ids are held (in arrays: 8 bytes a row, and 8 a row id of the cache's range); the rows are
-    read in the order of the index that serves `where`, and SQLite's sorter (bounded memory, spilling to a
-    temporary file) puts them in their shuffled places: reading them one by one by row id in the shuffled
-    order was a random walk through the table (0.3 s for 75,000 rows against 0.2 s)."""
+    keys: array
+    place: Callable[[int], int]
+
+
+def ordered_places(cache: Cache, request: PlaylistRequest) -> Places:
+    """The row ids of the tracks `request` selects, in its order: with --order shuffle, the order that
+    `random.Random(seed).shuffle` gives the list of them in path order. 8 bytes a row (and 8 a row id of
+    the cache's range, see _places)."""
     from tagger.cache import TABLE
 
-    keys = array("q", (rowid for (rowid,) in cache.rows(f"SELECT rowid FROM {TABLE} WHERE {where} ORDER BY path", params)))
-    random.Random(seed).shuffle(keys)  # keys[i]: the row id in place i
+    where, params = _selection(request)
+    by = "path" if request.order == "shuffle" else _ORDER_SQL[request.order]
+    keys = array("q", (rowid for (rowid,) in cache.rows(f"SELECT rowid FROM {TABLE} WHERE {where} ORDER BY {by}", params)))
+    if request.order == "shuffle":
+        random.Random(request.seed).shuffle(keys)  # keys[i]: the row id in place i
+    return Places(keys, _places(keys))
+
+
+def _rows_in_places(cache: Cache, where: str, params: list, columns: str, order: Places, first: int,
+                    after: int, *, by: str | None = None) -> Iterator[tuple]:
+    """The rows (`columns`) of places [first, after) of `order` that `where` still selects, in place order,
+    or, with `by` (the SQL order the places were read in), in that order: the same unless a row was
+    written since, and no sort (the index that serves `where` gives it).
+
+    Without `by`, the rows are read in the order of the index that serves `where`, and SQLite's sorter
+    (bounded memory, spilling to a temporary file) puts them in their places: reading them one by one by
+    row id in that order was a random walk through the table (0.3 s for 75,000 shuffled rows against 0.2 s)."""
+    from tagger.cache import TABLE
+
     place = SHUFFLE_FUNCTION.format(next(_SHUFFLES))  # a name of its own: another playlist's may still be read
-    cache.conn.create_function(place, 1, _places(keys), deterministic=True)
-    for row in cache.rows(f"SELECT {place}(rowid) AS place, {columns} FROM {TABLE} WHERE {where} "
-                          f"ORDER BY place", params):
+    cache.conn.create_function(place, 1, order.place, deterministic=True)
+    some = (first, after) != (0, len(order.keys))
+    within = f" AND {place}(rowid) BETWEEN ? AND ?" if some else ""
+    bounds = [first, after - 1] if some else []
+    if by is not None:
+        yield from cache.rows(f"SELECT {columns} FROM {TABLE} WHERE {where}{within} ORDER BY {by}", [*params, *bounds])
+        return
+    for row in cache.rows(f"SELECT {place}(rowid) AS place, {columns} FROM {TABLE} WHERE {where}{within} "
+                          "ORDER BY place", [*params, *bounds]):
         if row[0] >= 0:  # not a row added since the row ids were read
             yield row[1:]
 
@@ -506,11 +612,13 @@ def render_m3u8(entries: Iterable[PlaylistEntry], *, base: Path | None = None) -
     return "".join(m3u8_chunks(entries, base=base))
 
 
-def m3u8_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None, checked: bool = False) -> Iterator[str]:
+def m3u8_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None, checked: bool = False,
+                head: bool = True) -> Iterator[str]:
     """render_m3u8's text in chunks of a few hundred entries. checked: the entries come from select_entries,
-    which left out those an M3U line cannot hold."""
+    which left out those an M3U line cannot hold. head: the #EXTM3U line first (not for a run of entries
+    that goes after others)."""
     location_of = _Locations(base)
-    lines = ["#EXTM3U"]
+    lines = ["#EXTM3U"] if head else []
     append, relative = lines.append, base is not None
     folder = prefix = None
     for entry in entries:
@@ -547,15 +655,18 @@ def render_xspf(entries: Iterable[PlaylistEntry], *, base: Path | None = None, t
 
 
 def xspf_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None,
-                title: str | None = None) -> Iterator[str]:
-    """render_xspf's text in chunks, written element by element (no tree held in memory)."""
+                title: str | None = None, head: bool = True, tail: bool = True) -> Iterator[str]:
+    """render_xspf's text in chunks, written element by element (no tree held in memory). head / tail: the
+    elements before the first track / after the last (a run of tracks among others has neither)."""
     def element(tag: str, text: str, indent: str) -> str:
         return f"{indent}<{tag}>{xml_escape(_xml_text(text))}</{tag}>"
 
-    lines = ['<?xml version="1.0" encoding="UTF-8"?>', f'<playlist xmlns="{XSPF_NS}" version="1">']
-    if title:
-        lines.append(element("title", title, "  "))
-    lines.append("  <trackList>")
+    lines = []
+    if head:
+        lines += ['<?xml version="1.0" encoding="UTF-8"?>', f'<playlist xmlns="{XSPF_NS}" version="1">']
+        if title:
+            lines.append(element("title", title, "  "))
+        lines.append("  <trackList>")
     location_of = _Locations(base)
     append = lines.append
     for entry in entries:
@@ -574,8 +685,10 @@ def xspf_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None,
         if len(lines) >= CHUNK_LINES // 6:  # up to six lines a track
             yield "\n".join(lines) + "\n"
             lines.clear()
-    lines += ["  </trackList>", "</playlist>"]
-    yield "\n".join(lines) + "\n"
+    if tail:
+        lines += ["  </trackList>", "</playlist>"]
+    if lines:
+        yield "\n".join(lines) + "\n"
 
 
 def file_uri(entry: PlaylistEntry, base: Path | None = None) -> str:
@@ -597,12 +710,14 @@ def _uri(location: str | bytes, base: Path | None) -> str:
 
 
 def playlist_chunks(entries: Iterable[PlaylistEntry], *, fmt: str, base: Path | None = None,
-                    title: str | None = None, checked: bool = False) -> Iterator[str]:
-    """The playlist text in format `fmt` (m3u8, m3u or xspf), in chunks. checked: see m3u8_chunks."""
+                    title: str | None = None, checked: bool = False, head: bool = True,
+                    tail: bool = True) -> Iterator[str]:
+    """The playlist text in format `fmt` (m3u8, m3u or xspf), in chunks. checked: see m3u8_chunks. head /
+    tail: what goes before the first entry / after the last (for a run of entries among others: neither)."""
     if fmt in M3U_FORMATS:
-        return m3u8_chunks(entries, base=base, checked=checked)
+        return m3u8_chunks(entries, base=base, checked=checked, head=head)  # an M3U ends with its last entry
     if fmt == "xspf":
-        return xspf_chunks(entries, base=base, title=title)
+        return xspf_chunks(entries, base=base, title=title, head=head, tail=tail)
     raise MoodtagError(f"unknown playlist format {fmt!r} (choose one of: {', '.join(FORMATS)})")
 
 
@@ -643,17 +758,18 @@ def playlist_base(folder: Path | None, *, relative_to: Path | None = None, absol
     return None if folder is None else Path(os.path.abspath(folder.expanduser()))
 
 
-def write_playlist(chunks: Iterable[str] | str, dest: Path) -> Path:
-    """Write playlist text (a string, or chunks of it) to `dest` as UTF-8, atomically: a temporary
-    file, then rename. Nothing is left behind if reading the chunks fails."""
+def write_playlist(chunks: Iterable[str | bytes] | str, dest: Path) -> Path:
+    """Write playlist text (a string, or chunks of it, text or UTF-8 already) to `dest` as UTF-8,
+    atomically: a temporary file, then rename. Nothing is left behind if reading the chunks fails."""
     dest = dest.expanduser()
     if dest.is_dir():
         raise MoodtagError(f"{dest}: is a folder (give a playlist file name)")
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.writelines([chunks] if isinstance(chunks, str) else chunks)
+        with open(tmp, "wb") as fh:
+            for chunk in [chunks] if isinstance(chunks, str) else chunks:
+                fh.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
         tmp.replace(dest)
     except OSError as exc:
         with contextlib.suppress(OSError):

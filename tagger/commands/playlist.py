@@ -64,8 +64,9 @@ def playlist(
 
     M3U8 entries carry #EXTINF duration and 'artist - title'. A path that one M3U line cannot hold (a line break in it, or a name that is not UTF-8) is left out with a warning; XSPF takes it."""
     from tagger.cache import Cache
+    from tagger.forked import processes_available
     from tagger.playlists import (PlaylistRequest, check_mood, playlist_layout, print_playlist, resolve_labels,
-                                  save_playlist)
+                                  save_playlists)
 
     layout = playlist_layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
                              relative_to=relative_to, absolute=absolute, player=player.value if player else None,
@@ -78,7 +79,8 @@ def playlist(
         if output is None:
             result = print_playlist(cache, request, lambda text: typer.echo(text.encode("utf-8"), nl=False), layout)
         else:
-            result = save_playlist(cache, request, output, layout)
+            (result,) = save_playlists(cache, [(request, output)], layout, side_by_side=processes_available(),
+                                       min_rows=SPLIT_MIN_ROWS)
     _report_left_out(result, layout.library)
     if output is not None:
         _report_written(result, output.expanduser())
@@ -126,7 +128,7 @@ def playlists(
             _report_written(result, dest.expanduser())
 
 
-SPLIT_MIN_ROWS = 20_000  # below this, the playlists are written one after the other (a fork and a cache opened: ~10 ms)
+SPLIT_MIN_ROWS = 20_000  # fewer tracks in the playlists together: written by one process (a fork and a cache opened: ~10 ms)
 
 
 def _report_left_out(result, library: Path | None) -> None:

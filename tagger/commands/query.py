@@ -232,6 +232,7 @@ def _save_lines(lines, file) -> None:
     while True:
         chunk = list(islice(lines, WRITE_LINES))
         if not chunk:
+            file.flush()  # a forked process ends without flushing what it buffered
             return
         file.write(("\n".join(chunk) + "\n").encode("utf-8"))
 
