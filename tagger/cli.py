@@ -45,11 +45,26 @@ _register()
 
 def main() -> None:
     """Console-script entry point: a MoodtagError becomes one line on stderr and exit status 1; Ctrl-C
-    outside a command that handles it, exit status 130."""
+    outside a command that handles it, exit status 130. A Ctrl-C that lands in a Python function SQLite
+    calls (a playlist's order, case folding) reaches us as SQLite's "user-defined function raised
+    exception", a MoodtagError: after a Ctrl-C, that is the interruption, not an error of the cache."""
     import signal
 
+    interrupted = []
+
+    def on_ctrl_c(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored
+        signal.signal(signal.SIGINT, on_ctrl_c)
     try:
-        app(prog_name="moodtag")
+        try:
+            app(prog_name="moodtag")
+        except MoodtagError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
     except MoodtagError as exc:
         from tagger.console import err, shown
 

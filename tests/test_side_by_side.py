@@ -312,3 +312,42 @@ def test_one_long_playlist_side_by_side_is_the_same_file_and_messages(big_db, tm
     assert many.stdout.replace(b"all.m3u8", b"one.m3u8") == one.stdout and many.stderr == one.stderr
     assert (tmp_path / "all.m3u8").read_bytes() == (tmp_path / "one.m3u8").read_bytes()
     assert (tmp_path / "one.m3u8").read_bytes().count(b"#EXTINF") > 10_000
+
+
+CTRL_C_IN_SQL = """import os, signal, sys
+import tagger.playlists as playlists
+if sys.argv[1] == "one":
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+real = playlists._places
+def places(keys):
+    place, calls = real(keys), []
+    def counted(rowid):  # SQLite calls it for each row: Ctrl-C (the whole process group) at the 500th call
+        calls.append(rowid)
+        if len(calls) == 500:
+            os.killpg(os.getpgrp(), signal.SIGINT)
+        return place(rowid)
+    return counted
+playlists._places = places
+sys.argv[:2] = ["moodtag"]
+from tagger.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("cores", ["one", "all"])
+def test_ctrl_c_inside_sqlites_call_of_a_python_function_is_an_interruption_not_an_error(big_db, tmp_path, cores):
+    """SQLite reports a KeyboardInterrupt raised in a function it calls as "user-defined function raised
+    exception": the command still ends as interrupted (130), with no error line and no playlist, on one
+    process or several."""
+    db = tmp_path / "c.db"
+    shutil.copyfile(big_db, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM tracks WHERE typeof(path) = 'blob'")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_IN_SQL, cores, "playlists", "--any-model", "--db", str(db),
+                           "--out-dir", str(out), "--order", "shuffle"], capture_output=True, text=True, timeout=120,
+                          start_new_session=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert proc.returncode == 130, proc.stderr
+    assert "error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() or list(out.iterdir()) == []
