@@ -18,7 +18,7 @@ import random
 import re
 import tempfile
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
@@ -214,19 +214,24 @@ def save_playlists(cache: Cache, requests: list[tuple[PlaylistRequest, Path]], l
     once, here, before the processes start (they inherit it: if a scan writes meanwhile, no track is
     listed twice or lost); each process reads its runs' rows through its own connection (opened with
     Cache.open_readonly), checks their files, writes their entries into temporary files; then each
-    playlist is put together here, in order, and written atomically. The same bytes as one process."""
+    playlist is put together here, in order, and written atomically. The same bytes as one process (for
+    --order shuffle without a seed, one is drawn here, so that every process draws the same permutation)."""
     from tagger.forked import run_parts
 
     if side_by_side <= 1 or any(request.limit is not None for request, _ in requests):
         yield from _save_each(cache, requests, layout)
         return
-    orders = [ordered_places(cache, request) for request, _ in requests]
-    total = sum(len(order.keys) for order in orders)
+    orders = [read_order(cache, request) for request, _ in requests]  # here: one read, whatever is written later
+    total = sum(len(order) for order in orders)
     if total < max(min_rows, side_by_side):
         yield from _save_each(cache, requests, layout)
         return
+    # A shuffle's permutation is drawn in each process that needs it (in parallel), from the same row ids and
+    # the same seed: one drawn here when none was given.
+    seeded = [replace(request, seed=random.SystemRandom().randrange(1 << 64))
+              if request.order == "shuffle" and request.seed is None else request for request, _ in requests]
     shares: list[list[tuple[int, int, int]]] = []  # per process: (playlist, first place, place after)
-    starts = list(itertools.accumulate((len(order.keys) for order in orders), initial=0))
+    starts = list(itertools.accumulate((len(order) for order in orders), initial=0))
     for p in range(side_by_side):
         low, high, share = total * p // side_by_side, total * (p + 1) // side_by_side, []
         for j, order in enumerate(orders):
@@ -239,8 +244,8 @@ def save_playlists(cache: Cache, requests: list[tuple[PlaylistRequest, Path]], l
     def part(share):
         def write_share() -> list[tuple[int, LeftOut]]:
             with cache.reader() as mine:
-                return [_write_piece(mine, requests[j][0], layout, orders[j], first, after, files[j, first, after])
-                        for j, first, after in share]
+                return [_write_piece(mine, requests[j][0], layout, arranged(orders[j], seeded[j]), first, after,
+                                     files[j, first, after]) for j, first, after in share]
         return write_share
 
     done: dict[tuple[int, int, int], tuple[int, LeftOut]] = {}
@@ -435,12 +440,22 @@ def ordered_places(cache: Cache, request: PlaylistRequest) -> Places:
     """The row ids of the tracks `request` selects, in its order: with --order shuffle, the order that
     `random.Random(seed).shuffle` gives the list of them in path order. 8 bytes a row (and 8 a row id of
     the cache's range, see _places)."""
+    return arranged(read_order(cache, request), request)
+
+
+def read_order(cache: Cache, request: PlaylistRequest) -> array:
+    """The row ids of the tracks `request` selects, in its order (path order for --order shuffle)."""
     from tagger.cache import TABLE
 
     where, params = _selection(request)
     by = "path" if request.order == "shuffle" else _ORDER_SQL[request.order]
-    keys = array("q", (rowid for (rowid,) in cache.rows(f"SELECT rowid FROM {TABLE} WHERE {where} ORDER BY {by}", params)))
+    return array("q", (rowid for (rowid,) in cache.rows(f"SELECT rowid FROM {TABLE} WHERE {where} ORDER BY {by}", params)))
+
+
+def arranged(keys: array, request: PlaylistRequest) -> Places:
+    """read_order's row ids in their places: shuffled by the seed for --order shuffle (`keys` untouched)."""
     if request.order == "shuffle":
+        keys = array("q", keys)
         random.Random(request.seed).shuffle(keys)  # keys[i]: the row id in place i
     return Places(keys, _places(keys))
 

@@ -351,3 +351,25 @@ def test_ctrl_c_inside_sqlites_call_of_a_python_function_is_an_interruption_not_
     assert proc.returncode == 130, proc.stderr
     assert "error" not in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() or list(out.iterdir()) == []
+
+
+@TWO_CORES
+def test_a_shuffle_without_a_seed_side_by_side_holds_every_track_once(big_db, tmp_path):
+    """Without --seed each run draws the permutation of one seed drawn before the processes start: the
+    playlists hold the same tracks as one process's, each once, in another order. (Three quarters
+    exciting: that playlist's places are shared between the processes.)"""
+    db = tmp_path / "c.db"
+    shutil.copyfile(big_db, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM tracks WHERE typeof(path) = 'blob'")
+        conn.execute("UPDATE tracks SET mood = iif(rowid % 4, 'exciting', 'calm')")
+    out = {cores: tmp_path / cores for cores in ("one", "all")}
+    for cores in out:
+        proc, forks = _moodtag(cores, "playlists", "--any-model", "--db", db, "--out-dir", out[cores], "--order", "shuffle",
+                               cwd=tmp_path)
+        assert proc.returncode == 0 and forks == (0 if cores == "one" else min(len(os.sched_getaffinity(0)), 4) - 1)
+    for mood in ("calm", "exciting"):
+        one, many = ((out[cores] / f"{mood}.m3u8").read_text().splitlines() for cores in ("one", "all"))
+        entries = [list(zip(lines[1::2], lines[2::2])) for lines in (one, many)]  # (#EXTINF, path) pairs
+        assert sorted(entries[0]) == sorted(entries[1]) and len(set(entries[1])) == len(entries[1]) > 2000
+        assert entries[0] != entries[1]
