@@ -683,17 +683,33 @@ def xspf_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None,
             lines.append(element("title", title, "  "))
         lines.append("  <trackList>")
     location_of = _Locations(base)
-    append = lines.append
+    append, uri, folder_uri, base_path = lines.append, location_of.uri, location_of.folder_uri, location_of.base_path
+    folder = prefix = None
     for entry in entries:
         # The location is percent-encoded: nothing in it for XML to escape or leave out.
-        track = f"    <track>\n      <location>{location_of.uri(entry)}</location>"
-        title, artist, album, duration = entry.title or Path(entry.path).stem, entry.artist, entry.album, entry.duration
+        path = entry.path
+        if entry.raw_path is None and path != base_path:  # _Locations.uri's answer, inline
+            parent, _, name = path.rpartition(os.sep)
+            if parent != folder:
+                folder, prefix = parent, folder_uri(parent)
+            location = prefix + _quoted_name(name)
+        else:
+            location = uri(entry)
+        track = f"    <track>\n      <location>{location}</location>"
+        title, artist, album, duration = entry.title or Path(path).stem, entry.artist, entry.album, entry.duration
+        # _xml_value's answer, inline for text with nothing to escape or leave out (most tags)
         if title:
-            track += f"\n      <title>{_xml_value(title)}</title>"
+            if not title.isprintable() or "&" in title or "<" in title or ">" in title:
+                title = _xml_value(title)
+            track += f"\n      <title>{title}</title>"
         if artist:
-            track += f"\n      <creator>{_xml_value(artist)}</creator>"
+            if not artist.isprintable() or "&" in artist or "<" in artist or ">" in artist:
+                artist = _xml_value(artist)
+            track += f"\n      <creator>{artist}</creator>"
         if album:
-            track += f"\n      <album>{_xml_value(album)}</album>"
+            if not album.isprintable() or "&" in album or "<" in album or ">" in album:
+                album = _xml_value(album)
+            track += f"\n      <album>{album}</album>"
         if duration is not None:
             track += f"\n      <duration>{int(round(duration * 1000))}</duration>"
         append(track + "\n    </track>")
