@@ -41,7 +41,8 @@ def processes_available() -> int:
 
 def run_parts(parts: Sequence[Callable[[], T]], *, end_children_on_error: bool = False) -> Iterator[T]:
     """Each part's result, in order: parts[1:] in forked children, parts[0] here meanwhile; every part
-    here in turn when processes_available() is 1. A part's exception is raised when its turn comes
+    here in turn when processes_available() is 1, and those no child could be forked for (the system
+    refused a process) here after the first. A part's exception is raised when its turn comes
     (a child's as it was raised there, or as a MoodtagError giving its traceback when it cannot be
     pickled). If this process fails (or the caller stops early) while children run, they are waited for
     (a child may be writing a file it must not leave half done), or, with end_children_on_error (their
@@ -50,14 +51,20 @@ def run_parts(parts: Sequence[Callable[[], T]], *, end_children_on_error: bool =
         for part in parts:
             yield part()
         return
-    children: list[tuple[int, int]] = []  # (pid, read end of its pipe), parts[1:]
+    children: list[tuple[int, int]] = []  # (pid, read end of its pipe) of parts[1:], in order
     try:
         for sys_stream in (sys.stdout, sys.stderr):  # else text buffered here could be written twice
             sys_stream.flush()
         gc.freeze()  # the objects made so far: never traversed by a child's collections (no copies of their pages)
-        for part in parts[1:]:
-            children.append(_fork(part))
-        gc.unfreeze()
+        try:
+            for part in parts[1:]:
+                try:
+                    children.append(_fork(part))
+                except OSError:  # no process to be had (a limit on processes, memory): the rest run here
+                    break
+        finally:
+            gc.unfreeze()
+        here = parts[1 + len(children):]
         yield parts[0]()
         while children:
             pid, fd = children[0]
@@ -66,6 +73,8 @@ def run_parts(parts: Sequence[Callable[[], T]], *, end_children_on_error: bool =
             _, status = os.waitpid(pid, 0)
             children.pop(0)
             yield _result(payload, status)
+        for part in here:
+            yield part()
     finally:
         if children:
             if end_children_on_error:
@@ -81,7 +90,12 @@ def run_parts(parts: Sequence[Callable[[], T]], *, end_children_on_error: bool =
 
 def _fork(part: Callable[[], object]) -> tuple[int, int]:
     read, write = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        raise
     if pid:
         os.close(write)
         return pid, read

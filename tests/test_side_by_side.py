@@ -89,6 +89,15 @@ elif scenario == "unpicklable":
     report = outcome(run_parts([lambda: 1, in_a_child_only(lambda: (_ for _ in ()).throw(Unpicklable("odd")))]))
 elif scenario == "killed":
     report = outcome(run_parts([lambda: 1, in_a_child_only(lambda: os.kill(os.getpid(), signal.SIGKILL))]))
+elif scenario == "refused":  # the system gives one process, then refuses the next: those parts run here
+    real_fork, forks = os.fork, []
+    def fork():
+        forks.append(1)
+        if len(forks) > 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+    os.fork = fork
+    report = {"parent": PARENT, "results": list(run_parts([whose(i) for i in range(4)]))}
 elif scenario in ("wait", "end"):
     path = os.path.join(folder, scenario)
     report = outcome(run_parts([fails_once_started(path), write_after(path, 0.3 if scenario == "wait" else 30)],
@@ -117,6 +126,13 @@ def test_parts_run_in_processes_of_their_own_and_come_back_in_order(tmp_path):
     assert [i for i, _ in results] == [0, 1, 2, 3]
     assert results[0][1] == report["parent"]
     assert len({pid for _, pid in results}) == 4
+
+
+def test_parts_no_process_could_be_forked_for_run_here_after_the_first(tmp_path):
+    report = _scenario("refused", tmp_path)
+    results = report["results"]
+    assert [i for i, _ in results] == [0, 1, 2, 3]
+    assert [pid == report["parent"] for _, pid in results] == [True, False, True, True]
 
 
 def _whose(i: int):
