@@ -1,5 +1,5 @@
-"""The independent parts of one read-only job (the runs of a long listing, the playlists of several moods)
-side by side in forked processes, each part's result handed back in order.
+"""The independent parts of one read-only job (the runs of a long listing, of the tracks of the playlists
+a command writes) side by side in forked processes, each part's result handed back in order.
 
 Only where that is safe: Linux (fork, and the cores this process may use), a process with no other thread
 (a fork copies the calling thread alone: a lock another thread holds would stay held in the child for
