@@ -216,7 +216,7 @@ def save_playlists(cache: Cache, requests: list[tuple[PlaylistRequest, Path]], l
     Cache.open_readonly), checks their files, writes their entries into temporary files; then each
     playlist is put together here, in order, and written atomically. The same bytes as one process (for
     --order shuffle without a seed, one is drawn here, so that every process draws the same permutation)."""
-    from tagger.forked import run_parts
+    from tagger.forked import kept_blocks, run_parts
 
     if side_by_side <= 1 or any(request.limit is not None for request, _ in requests):
         yield from _save_each(cache, requests, layout)
@@ -258,7 +258,7 @@ def save_playlists(cache: Cache, requests: list[tuple[PlaylistRequest, Path]], l
             title = f"moodtag: {request.mood}"
             head = "".join(playlist_chunks([], fmt=layout.fmt, base=layout.base, title=title, tail=False))
             tail = "".join(playlist_chunks([], fmt=layout.fmt, base=layout.base, title=title, head=False))
-            write_playlist(itertools.chain([head], *(_kept(files[piece]) for piece in pieces), [tail]), dest)
+            write_playlist(itertools.chain([head], *(kept_blocks(files[piece]) for piece in pieces), [tail]), dest)
             counts = [done[piece] for piece in pieces]
             yield Written(request, layout.fmt, sum(n for n, _ in counts), LeftOut.joined(left for _, left in counts))
     finally:
@@ -282,13 +282,6 @@ def _write_piece(cache: Cache, request: PlaylistRequest, layout: PlaylistLayout,
         file.write(chunk.encode("utf-8"))
     file.flush()  # a forked process ends without flushing what it buffered
     return counted.n, left_out
-
-
-def _kept(file) -> Iterator[bytes]:
-    file.flush()
-    file.seek(0)
-    while block := file.read(1 << 20):
-        yield block
 
 
 def print_playlist(cache: Cache, request: PlaylistRequest, write: Callable[[str], None],

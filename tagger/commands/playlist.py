@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tagger.commands.options import DbOption, ModelOption, path_value
+from tagger.forked import SPLIT_MIN_ROWS  # fewer tracks in the playlists together: written by one process
 from tagger.playlists import FORMATS, ORDERS, PLAYERS
 
 Order = Enum("Order", {name: name for name in ORDERS}, type=str)
@@ -126,9 +127,6 @@ def playlists(
                                                     min_rows=SPLIT_MIN_ROWS), requests):
             _report_left_out(result, layout.library)
             _report_written(result, dest.expanduser())
-
-
-SPLIT_MIN_ROWS = 20_000  # fewer tracks in the playlists together: written by one process (a fork and a cache opened: ~10 ms)
 
 
 def _report_left_out(result, library: Path | None) -> None:

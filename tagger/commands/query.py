@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tagger.commands.options import DbOption, JsonOption
+from tagger.forked import SPLIT_MIN_ROWS  # below this, a listing is written by one process
 from tagger.query import ORDERS, STATUSES
 from tagger.records import printable, printable_cells  # imported by the CLI already (tagger.worker)
 
@@ -221,9 +222,6 @@ def _write_track_lines(cache, track_filter, fmt: str) -> None:
         file.close()
 
 
-SPLIT_MIN_ROWS = 20_000  # below this, a listing is written by one process (a fork and a cache opened: ~10 ms)
-
-
 def _save_lines(lines, file) -> None:
     """Lines, each ended by a line break, into `file` (binary) as UTF-8: what _write_lines writes, kept."""
     from itertools import islice
@@ -242,20 +240,18 @@ def _copy_lines(file) -> None:
     click's stripping of terminal codes never sees half of one)."""
     import codecs
 
-    file.flush()
-    file.seek(0)
+    from tagger.forked import kept_blocks
+
     decoder, rest = codecs.getincrementaldecoder("utf-8")(), ""
-    while True:
-        block = file.read(1 << 20)
-        text = rest + decoder.decode(block, final=not block)
-        if not block:
-            if text:
-                typer.echo(text, nl=False)
-            return
+    for block in kept_blocks(file):
+        text = rest + decoder.decode(block)
         end = text.rfind("\n") + 1
         if end:
             typer.echo(text[:end], nl=False)
         rest = text[end:]
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        typer.echo(rest, nl=False)
 
 
 def _write_chunks(chunks, *, stop=lambda: False) -> None:
