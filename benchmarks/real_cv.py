@@ -72,7 +72,9 @@ MENU_EVIDENCE = re.compile(r"DEFAULT_MENU_TRACKS|music category \"main\"|credits
 # negative; 0: free.
 SIGNS = {"onset_rate": 1, "onset_rate_r": 1, "flux_mid": 1, "flux_all_r": 1, "flux_low_r": 1, "flux_mid_r": 1,
          "flux_high_r": 1, "perc_fast": 1, "centroid": 1, "tcent": 1, "tcent_r": 1, "onset_rate25": 1,
-         "onset_rate25_r": 1, "acf_max": 1, "acf_max_r": 1, "rms_db": 1, "dyn_range": 0, "crest": 0, "rms_var": 0}
+         "onset_rate25_r": 1, "acf_max": 1, "acf_max_r": 1, "rms_db": 1, "dyn_range": 0, "crest": 0, "rms_var": 0,
+         # tonal_features.py: roughness raises arousal (the field); the others are free
+         "roughness": 1, "flatness": 0, "chroma_flux": 0, "mode": 0, "key_clarity": 0}
 
 FEATURE_SETS = {
     # moodtag-rhythm 1.1.0's descriptors (absolute loudness included)
@@ -89,6 +91,17 @@ FEATURE_SETS = {
     "psych4": ("tcent_r", "flux_all_r", "centroid", "perc_fast"),
     "flux-all": ("flux_all_r", "perc_fast", "tcent_r", "acf_max_r"),
 }
+_RHYTHM_R = FEATURE_SETS["rhythm-r"]
+# tonal_features.py's candidates beside 2.0.0's descriptors (`--only tonal`; not in a shipped model)
+TONAL_SETS = {
+    "rhythm-r+rough": _RHYTHM_R + ("roughness",),
+    "rhythm-r+flat": _RHYTHM_R + ("flatness",),
+    "rhythm-r+harmony": _RHYTHM_R + ("chroma_flux", "mode", "key_clarity"),
+    "rhythm-r+tonal": _RHYTHM_R + ("roughness", "flatness", "chroma_flux", "mode"),
+    "psych5+rough": FEATURE_SETS["psych5"] + ("roughness",),
+}
+DESCRIPTOR_SETS = tuple(FEATURE_SETS)
+FEATURE_SETS.update(TONAL_SETS)
 GRID = {"C": (0.01, 0.1, 1.0), "transform": ("standard", "quantile"), "signs": (False, True),
         "menus": ("keep", "half", "drop")}
 BINS = np.linspace(0.0, 1.0, 11)
@@ -130,7 +143,8 @@ def embedding_sets() -> dict[str, tuple[tuple[str, ...], str | None]]:
 
 
 EMBEDDING_SETS = embedding_sets()
-GROUPS = {"descriptors": tuple(FEATURE_SETS), "musicnn": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is None),
+GROUPS = {"descriptors": DESCRIPTOR_SETS, "tonal": tuple(TONAL_SETS),
+          "musicnn": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is None),
           "fusion": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is not None)}
 
 
@@ -504,14 +518,13 @@ def reliability(y, p) -> list[dict]:
     return rows
 
 
-def zero_shot(p, erows, y, games, menu, dev, log) -> dict:
-    """Each musicnn model's arousal score (AROUSAL_TAGS, no fitting) on the development tracks: its
-    ROC-AUC as it is; its BA with the threshold at the midpoint of the other games' two class means (the
-    weights of weights_of), scaled by their standard deviation (z); and a late fusion with this run's
-    nested predictions `p`, logit(p) + a z, for a = 0.5, 1 (the prior choice: equal say) and 2."""
+def zero_shot(p, scores: dict[str, np.ndarray], y, games, menu, dev, log) -> dict:
+    """Each score (higher: more exciting; no fitting) on the development tracks: its ROC-AUC as it is; its
+    BA with the threshold at the midpoint of the other games' two class means (the weights of weights_of),
+    scaled by their standard deviation (z); and a late fusion with this run's nested predictions `p`,
+    logit(p) + a z, for a = 0.5, 1 (the prior choice: equal say) and 2."""
     out = {}
-    for model in real_embeddings.MODELS:
-        s = np.array([embedding_columns(e, f"{model}/arousal-score")[0] if e else np.nan for e in erows])
+    for model, s in scores.items():
         z = np.full(len(y), np.nan)
         for g in sorted(set(games[dev].tolist())):
             test, train = dev & (games == g), dev & (games != g)
@@ -528,6 +541,12 @@ def zero_shot(p, erows, y, games, menu, dev, log) -> dict:
             log(f"  {model} {name}: BA {ba:.3f}, AUC {auc:.3f} {row[name]['intervals']}")
         out[model] = row
     return out
+
+
+def musicnn_scores(erows) -> dict[str, np.ndarray]:
+    """Each musicnn model's arousal score (AROUSAL_TAGS), NaN for a track without an embedding."""
+    return {model: np.array([embedding_columns(e, f"{model}/arousal-score")[0] if e else np.nan for e in erows])
+            for model in real_embeddings.MODELS}
 
 
 # ---------------------------------------------------------------- the shipped model
@@ -593,10 +612,12 @@ def main(argv=None) -> int:
     ap.add_argument("--games-csv", type=Path, action="append", required=True)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "moodtag" / "real_cv")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--only", help="comma-separated feature sets, or groups of them (descriptors, musicnn, "
+    ap.add_argument("--only", help="comma-separated feature sets, or groups of them (descriptors, tonal, musicnn, "
                                    "fusion), to consider (default: descriptors)")
     ap.add_argument("--embeddings", action="store_true",
                     help="compute the musicnn embeddings of the development tracks (needed by musicnn and fusion)")
+    ap.add_argument("--zero-shot", help="comma-separated descriptors (with a sign prior) scored without fitting, and "
+                                        "each fused late with the nested predictions")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-robustness", action="store_true", help="skip the altered copies (MP3 encoding is slow)")
     ap.add_argument("--save-model", type=Path, help="write the final model here (moodtag train's recipe)")
@@ -649,7 +670,14 @@ def main(argv=None) -> int:
         log(f"  {r}")
     if args.embeddings:
         log("musicnn arousal scores (no fitting), and late fusions with the predictions above:")
-        result["musicnn_zero_shot"] = zero_shot(p, erows, y, games, menu, dev, log)
+        result["musicnn_zero_shot"] = zero_shot(p, musicnn_scores(erows), y, games, menu, dev, log)
+    if args.zero_shot:
+        names = args.zero_shot.split(",")
+        if any(not SIGNS.get(n) for n in names):
+            sys.exit(f"--zero-shot: only descriptors with a sign prior in SIGNS ({', '.join(n for n, v in SIGNS.items() if v)})")
+        log("descriptors as scores (no fitting, oriented by SIGNS), and late fusions with the predictions above:")
+        result["descriptor_zero_shot"] = zero_shot(p, {n: SIGNS[n] * matrix(rows["original"], (n,))[:, 0] for n in names},
+                                                   y, games, menu, dev, log)
 
     # the final choice: the same rule over all development games; every configuration's plain
     # (not nested) leave-one-game-out figures kept for the record
@@ -662,6 +690,8 @@ def main(argv=None) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=1, default=str))
         return 0
+    if final_cfg["features"] in TONAL_SETS and args.save_model:
+        sys.exit(f"final: {final_cfg['features']} reads tonal_features.py's candidates, which no moodtag model computes")
     names, top_db = model_inputs(final_cfg["features"])
     result["final"] = {"config": final_cfg, "descriptors": names, "top_db": top_db}
     if args.save_model:

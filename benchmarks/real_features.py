@@ -14,7 +14,7 @@ import numpy as np
 from tagger import descriptors as d
 from tagger.weights import ClipPlan
 
-VERSION = 3
+VERSION = 4  # 4: the tonal candidates (tonal_features.py)
 SAMPLE_RATE = 22050
 TOP_DB = 80.0
 ALTERATIONS = ("original", "gain-6db", "treble+3db", "mp3-128k")
@@ -33,8 +33,10 @@ def track_candidates(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> dic
     """(n_clips, n_samples) -> every candidate (tagger.descriptors.track_descriptors, twice)."""
     absolute, _ = d.track_descriptors(samples, sample_rate, names=ABSOLUTE)
     relative, _ = d.track_descriptors(samples, sample_rate, top_db=TOP_DB, names=RELATIVE + DYNAMICS)
+    import tonal_features
+
     return {**{n: absolute[n] for n in ABSOLUTE}, **{f"{n}_r": relative[n] for n in RELATIVE},
-            **{n: relative[n] for n in DYNAMICS}}
+            **{n: relative[n] for n in DYNAMICS}, **tonal_features.track_tonal(samples, sample_rate)}
 
 
 # ---------------------------------------------------------------- alterations
