@@ -100,8 +100,18 @@ TONAL_SETS = {
     "rhythm-r+tonal": _RHYTHM_R + ("roughness", "flatness", "chroma_flux", "mode"),
     "psych5+rough": FEATURE_SETS["psych5"] + ("roughness",),
 }
+# Album context (`--only album`): each of 2.0.0's descriptors also less its median over the track's album
+# (here its game, the held-out game's own tracks included: no label is read). A scan would need the
+# album's tracks before deciding, so these are a measurement for later, not a model moodtag can ship.
+ALBUM = "_g"
+ALBUM_SETS = {
+    "rhythm-r+album": _RHYTHM_R + tuple(n + ALBUM for n in _RHYTHM_R),
+    "rhythm-r-album-only": tuple(n + ALBUM for n in _RHYTHM_R),
+}
 DESCRIPTOR_SETS = tuple(FEATURE_SETS)
 FEATURE_SETS.update(TONAL_SETS)
+FEATURE_SETS.update(ALBUM_SETS)
+SIGNS.update({n + ALBUM: v for n, v in list(SIGNS.items())})
 GRID = {"C": (0.01, 0.1, 1.0), "transform": ("standard", "quantile"), "signs": (False, True),
         "menus": ("keep", "half", "drop")}
 BINS = np.linspace(0.0, 1.0, 11)
@@ -143,7 +153,7 @@ def embedding_sets() -> dict[str, tuple[tuple[str, ...], str | None]]:
 
 
 EMBEDDING_SETS = embedding_sets()
-GROUPS = {"descriptors": DESCRIPTOR_SETS, "tonal": tuple(TONAL_SETS),
+GROUPS = {"descriptors": DESCRIPTOR_SETS, "tonal": tuple(TONAL_SETS), "album": tuple(ALBUM_SETS),
           "musicnn": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is None),
           "fusion": tuple(k for k, v in EMBEDDING_SETS.items() if v[1] is not None)}
 
@@ -219,8 +229,16 @@ def load_embeddings(tracks: list[Track], alterations, cache: Path, jobs: int, lo
     return out
 
 
-def matrix(rows: list[dict], names) -> np.ndarray:
-    return np.array([[r["features"][n] for n in names] for r in rows], dtype=np.float64)
+def matrix(rows: list[dict], names, games: np.ndarray | None = None) -> np.ndarray:
+    """The rows' descriptors `names`; a name ending in ALBUM (an album-relative column, ALBUM_SETS) is its
+    descriptor less the median over the track's game (its album), labels unseen."""
+    X = np.array([[r["features"][n.removesuffix(ALBUM)] for n in names] for r in rows], dtype=np.float64)
+    for j, n in enumerate(names):
+        if n.endswith(ALBUM):
+            for g in set(games.tolist()):
+                m = games == g
+                X[m, j] -= np.median(X[m, j])
+    return X
 
 
 def embedding_matrix(name: str, rows: list[dict], erows: list[dict | None]) -> np.ndarray:
@@ -642,7 +660,7 @@ def main(argv=None) -> int:
     menu = np.array([t.menu for t in tracks])
     dev = ~np.isin(games, LOCKBOX)
     sets = [n for x in (args.only or "descriptors").split(",") for n in GROUPS.get(x, (x,))]
-    feats = {name: matrix(rows["original"], FEATURE_SETS[name]) for name in sets if name in FEATURE_SETS}
+    feats = {name: matrix(rows["original"], FEATURE_SETS[name], games) for name in sets if name in FEATURE_SETS}
     if any(name in EMBEDDING_SETS for name in sets) and not args.embeddings:
         sys.exit("musicnn and fusion sets need --embeddings")
     if args.embeddings:
@@ -692,6 +710,8 @@ def main(argv=None) -> int:
         return 0
     if final_cfg["features"] in TONAL_SETS and args.save_model:
         sys.exit(f"final: {final_cfg['features']} reads tonal_features.py's candidates, which no moodtag model computes")
+    if final_cfg["features"] in ALBUM_SETS and (args.save_model or not args.no_robustness):
+        sys.exit(f"final: {final_cfg['features']} reads album context: cross-validation only (give --no-robustness)")
     names, top_db = model_inputs(final_cfg["features"])
     result["final"] = {"config": final_cfg, "descriptors": names, "top_db": top_db}
     if args.save_model:

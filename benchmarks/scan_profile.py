@@ -285,7 +285,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="also profile this commit's code (one with tagger/stages.py), alternately")
     parser.add_argument("--out", type=Path, default=ss.DEFAULT_OUT, help="work folder (default benchmarks/out)")
     args = parser.parse_args(argv)
+    if args.no_profile and not args.compare_with:
+        parser.error("--no-profile leaves nothing to do without --compare-with")
     args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
     logs, lib, db = args.out / "profile-logs", args.out / "profile-lib", args.out / "profile.db"
     res: dict = {"machine": ss.machine(), "args": {k: str(v) for k, v in vars(args).items()}}
 
