@@ -282,6 +282,19 @@ def test_playlists_one_per_label(library, model, tmp_path):
     check_entries([t["path"] for t in read_xspf(out_dir / "exciting.xspf")], library, "exciting")
 
 
+def test_playlists_report_one_plain_line_each(library, model, tmp_path):
+    """One line per playlist written: its count, mood and file; the folder's name shown as it is, its
+    brackets not taken for markup, a control character escaped."""
+    out_dir = tmp_path / "moods [live]\x1b"
+    result = run(["playlists", "--db", str(library["db"]), "--out-dir", str(out_dir)], model[0])
+    assert result.exit_code == 0, result.output
+    shown = str(tmp_path / "moods [live]\\x1b")
+    counts = {mood: len(m3u_lines(out_dir / f"{mood}.m3u8")) for mood in ("calm", "exciting")}
+    assert result.stdout.splitlines() == [
+        f"wrote {counts['calm']} calm tracks to {shown}/calm.m3u8",
+        f"wrote {counts['exciting']} exciting tracks to {shown}/exciting.m3u8"]
+
+
 def test_m3u_suffix_and_for_mpd(library, model, tmp_path):
     """.m3u is the M3U8 text under MPD's suffix; --for mpd: paths relative to --music-dir, one line per
     problem (MPD itself is in tests/test_mpd.py)."""

@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -186,6 +187,41 @@ def terminal_run(*args: str, columns: int) -> str:
     os.close(controller)
     assert proc.wait(timeout=60) == 0
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode("utf-8")).replace("\r\n", "\n")
+
+
+def piped_run(*args: str, env: dict[str, str]) -> tuple[str, bool]:
+    """The real CLI with its standard output in a pipe and `env` added (colour variables cleared first):
+    what it wrote, and whether rich was imported by the time it ended."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR")}
+    code = ("import runpy, sys\nsys.argv = ['moodtag', *sys.argv[1:]]\ntry:\n    runpy.run_module('tagger', run_name='__main__')\n"
+            "except SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+            "sys.stderr.write('RICH=%s' % ('rich' in sys.modules))\nsys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env={**clean, **env},
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, proc.stderr.endswith("RICH=True")
+
+
+def test_piped_listing_is_tsv_unless_a_variable_forces_a_terminal(cache_db):
+    """In a pipe the listing is TSV, decided without importing rich (its console costs ~40 ms of every
+    command's start); where FORCE_COLOR or TTY_COMPATIBLE=1 says "terminal", rich decides, as before:
+    the table."""
+    db = str(cache_db["db"])
+    tsv, rich_loaded = piped_run("query", "--db", db, env={})
+    assert tsv.splitlines()[0].split("\t")[:3] == ["path", "mood", "confidence"] and not rich_loaded
+    for name in ("--csv", "--json", "--paths"):
+        listed, rich_loaded = piped_run("query", "--db", db, name, env={})
+        assert listed and not rich_loaded, name
+    for forced in ({"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}):
+        table, rich_loaded = piped_run("query", "--db", db, env={**forced, "COLUMNS": "200"})
+        table = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", table)  # FORCE_COLOR: its styles too
+        assert table.split()[:3] == ["path", "mood", "conf."] and "\t" not in table and rich_loaded, forced
+    same, _ = piped_run("query", "--db", db, env={"TTY_COMPATIBLE": "0", "FORCE_COLOR": "1"})
+    assert same == tsv  # rich's own order: TTY_COMPATIBLE=0 wins
 
 
 @pytest.mark.parametrize("columns", [80, 60])
