@@ -1,7 +1,6 @@
 """ModelSpec, and saving/loading model files as safetensors with the spec as JSON metadata (no pickle)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -140,6 +139,8 @@ def resolve_model(model: str | Path | None) -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    import hashlib  # here: OpenSSL's load (~5 ms) stays out of the commands that only read a model's spec
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
