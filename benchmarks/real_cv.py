@@ -647,6 +647,14 @@ def main(argv=None) -> int:
     if args.embeddings and (args.save_model or args.compare_with or not args.no_robustness):
         sys.exit("--embeddings: cross-validation only (give --no-robustness; no --save-model, --compare-with)")
 
+    sets = [n for x in (args.only or "descriptors").split(",") for n in GROUPS.get(x, (x,))]
+    unknown = [n for n in sets if n not in FEATURE_SETS and n not in EMBEDDING_SETS]
+    if unknown:
+        sys.exit(f"--only: no feature set or group {unknown[0]!r} (groups: {', '.join(GROUPS)})")
+    if any(n in TONAL_SETS for n in sets) and args.save_model:
+        sys.exit("--only tonal: cross-validation only (no moodtag model computes tonal_features.py's candidates)")
+    if any(n in ALBUM_SETS for n in sets) and (args.save_model or args.compare_with or not args.no_robustness):
+        sys.exit("--only album: cross-validation only (album context needs the album; give --no-robustness)")
     tracks = [t for folder, table in zip(args.games, args.games_csv) for t in game_tracks(folder, table)]
     alterations = ("original",) if args.no_robustness else real_features.ALTERATIONS
     rows = load(tracks, alterations, args.cache, args.jobs, log)
@@ -659,7 +667,6 @@ def main(argv=None) -> int:
     games = np.array([t.game for t in tracks])
     menu = np.array([t.menu for t in tracks])
     dev = ~np.isin(games, LOCKBOX)
-    sets = [n for x in (args.only or "descriptors").split(",") for n in GROUPS.get(x, (x,))]
     feats = {name: matrix(rows["original"], FEATURE_SETS[name], games) for name in sets if name in FEATURE_SETS}
     if any(name in EMBEDDING_SETS for name in sets) and not args.embeddings:
         sys.exit("musicnn and fusion sets need --embeddings")
@@ -708,10 +715,6 @@ def main(argv=None) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=1, default=str))
         return 0
-    if final_cfg["features"] in TONAL_SETS and args.save_model:
-        sys.exit(f"final: {final_cfg['features']} reads tonal_features.py's candidates, which no moodtag model computes")
-    if final_cfg["features"] in ALBUM_SETS and (args.save_model or not args.no_robustness):
-        sys.exit(f"final: {final_cfg['features']} reads album context: cross-validation only (give --no-robustness)")
     names, top_db = model_inputs(final_cfg["features"])
     result["final"] = {"config": final_cfg, "descriptors": names, "top_db": top_db}
     if args.save_model:
