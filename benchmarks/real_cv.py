@@ -30,6 +30,12 @@ mixed with `descriptors` or with single set names (EMBEDDING_SETS); and the run 
 arousal score without fitting and its late fusion with the run's nested predictions (zero_shot).
 Cross-validation only: no model is written from an embedding.
 
+Two more groups of candidates, cross-validation only: `--only tonal` (benchmarks/tonal_features.py:
+roughness, spectral flatness, harmonic change, mode, key clarity, beside 2.0.0's descriptors) and `--only
+album` (each of 2.0.0's descriptors also less its median over the track's game, its album: labels unseen).
+`--zero-shot NAMES` scores descriptors with a sign prior without fitting, and fuses each late with the
+nested predictions, as for the musicnn scores.
+
 Robustness, on every development track, of the final model and of each held-out fold's model: the
 share of decisions flipped by a -6 dB gain, a +3 dB treble shelf above 1 kHz, and a 128 kbit/s MP3
 re-encode (benchmarks/real_features.py makes them).
@@ -630,8 +636,8 @@ def main(argv=None) -> int:
     ap.add_argument("--games-csv", type=Path, action="append", required=True)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "moodtag" / "real_cv")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--only", help="comma-separated feature sets, or groups of them (descriptors, tonal, musicnn, "
-                                   "fusion), to consider (default: descriptors)")
+    ap.add_argument("--only", help="comma-separated feature sets, or groups of them (descriptors, tonal, album, "
+                                   "musicnn, fusion), to consider (default: descriptors)")
     ap.add_argument("--embeddings", action="store_true",
                     help="compute the musicnn embeddings of the development tracks (needed by musicnn and fusion)")
     ap.add_argument("--zero-shot", help="comma-separated descriptors (with a sign prior) scored without fitting, and "
