@@ -43,8 +43,7 @@ def _frames(y: np.ndarray) -> np.ndarray:
 
 def roughness(mag: np.ndarray, sample_rate: int) -> float:
     freqs = np.fft.rfftfreq(N_FFT, 1 / sample_rate)
-    power = mag ** 2
-    loud = 10 * np.log10(power.sum(1) + 1e-20)
+    loud = 10 * np.log10((mag ** 2).sum(1) + 1e-20)
     keep = loud >= loud.max() - SILENT_DB
     values = []
     for m in mag[keep]:
@@ -52,9 +51,8 @@ def roughness(mag: np.ndarray, sample_rate: int) -> float:
         if len(peak) < 2:
             values.append(0.0)
             continue
-        peak = peak[np.argsort(m[peak])[::-1][:PEAKS]]
-        a, f = m[peak], freqs[peak]
-        peak = peak[a >= a[0] * 10 ** (-PEAK_RANGE_DB / 20)]
+        peak = peak[np.argsort(m[peak])[::-1][:PEAKS]]  # strongest first
+        peak = peak[m[peak] >= m[peak[0]] * 10 ** (-PEAK_RANGE_DB / 20)]
         a, f = m[peak], freqs[peak]
         i, j = np.triu_indices(len(a), 1)
         fmin = np.minimum(f[i], f[j])

@@ -235,12 +235,14 @@ def _write_track_lines(cache, track_filter, fmt: str) -> None:
                     _save_lines(lines, files[i - 1])
         return part
 
-    with cache.released():
-        for i, _ in enumerate(run_parts([run(i) for i in range(len(runs))], end_children_on_error=True)):
-            if i:
-                _copy_lines(files[i - 1])
-    for file in files:
-        file.close()
+    try:
+        with cache.released():
+            for i, _ in enumerate(run_parts([run(i) for i in range(len(runs))], end_children_on_error=True)):
+                if i:
+                    _copy_lines(files[i - 1])
+    finally:
+        for file in files:
+            file.close()
 
 
 def _save_lines(lines, file) -> None:
