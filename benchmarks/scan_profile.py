@@ -5,6 +5,7 @@
     python benchmarks/scan_profile.py --corpus ~/corpus/dev    # on copies of real recordings instead
     python benchmarks/scan_profile.py --compare-with 098d32d   # + that commit against this tree, same run
     python benchmarks/scan_profile.py --profile-commit c3c81c6 # + the stage table of older instrumented code
+    python benchmarks/scan_profile.py --ceiling --no-profile   # what the machine allows: see below
 
 Profile: the real CLI, `python -m tagger scan LIB --db NEW.db --jobs N --json`, on a fresh copy of the
 library, with MOODTAG_STAGES=1: the scan's own code (tagger.stages) then times each stage per track,
@@ -27,6 +28,16 @@ Compare (`--compare-with COMMIT`): COMMIT is checked out into a temporary git wo
 this tree scan fresh copies of the same library with stages off, alternately (old, new, old, new, ...),
 with 1 and 2 jobs; then every cache row of the two scans is compared (mood exactly, confidence and
 the scores to 1e-6). Figures go to the console (Markdown tables) and OUT/profile.json.
+
+Ceiling (`--ceiling`): what this machine gives the workers' own work when nothing else runs. The analysis
+a worker does for a track (tagger.analyze.analyze_track, the model loaded, one BLAS thread) runs in a loop
+over the library's files in N separate processes at once, for N in 1 and each of --jobs: no pool, no
+parent, no tags, no cache, the files in the page cache. Alternately with those loops, this tree scans a
+fresh copy of the library with N jobs (stages off). The loops' rate: the results that arrive after each
+process's STEADY_FROM-th and no later than the end of the first process to finish, over that span, so all
+N processes run throughout; the scans' rate is their steady one. If N loops run less than N times one loop,
+the machine (shared cores, memory bandwidth, a hypervisor's steal) caps what N jobs can gain, whatever the
+scan does; scan / loop says how much of what is left the scan loses to its parent, pool and writes.
 """
 from __future__ import annotations
 
@@ -101,6 +112,61 @@ def scan(label: str, lib: Path, db: Path, n: int, *, jobs: int, model: str, logs
                 last_result_s=times[-1] if times else None,
                 cpu_ms_per_track=1000 * run.cpu_s / n, parent_cpu_ms_per_track=1000 * run.parent_cpu_s / n,
                 lines=lines)
+
+
+def loop_rate(lib: Path, n: int, *, processes: int, model: str, logs: Path) -> float:
+    """Tracks/s of `processes` analysis loops run at once over the audio files of `lib` (see the module)."""
+    files = sorted(str(p) for p in lib.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if len(files) != n or n <= STEADY_FROM:
+        raise SystemExit(f"--ceiling: {len(files)} audio files in {lib}, {n} expected (more than {STEADY_FROM})")
+    logs.mkdir(parents=True, exist_ok=True)
+    listing = logs / "loop-files.json"
+    listing.write_text(json.dumps(files))
+    outs = [logs / f"loop-{k}.json" for k in range(processes)]
+    env = ss._env({"PYTHONPATH": str(REPO), **{var: "1" for var in ss.THREAD_VARS}})
+    procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--loop-worker", str(listing), str(out),
+                               model], env=env, cwd=REPO) for out in outs]
+    if any(p.wait() for p in procs):
+        raise SystemExit(f"--ceiling: an analysis loop failed (exit {[p.returncode for p in procs]})")
+    ends = [json.loads(out.read_text()) for out in outs]
+    start, stop = max(e[STEADY_FROM - 1] for e in ends), min(e[-1] for e in ends)
+    done = sum(1 for e in ends for t in e if start < t <= stop)
+    return done / (stop - start)
+
+
+def loop_worker(listing: Path, out: Path, model: str) -> None:
+    """--loop-worker: analyse every file of `listing` and read its tags, as a scan's worker does, one after the other; write
+    each one's end (time.perf_counter, the system's monotonic clock, the same in every process)."""
+    import time
+
+    from tagger.analyze import analyze_track
+    from tagger.tags import read_info
+    from tagger.weights import load_model, resolve_model
+
+    loaded = load_model(resolve_model(model))
+    files = [Path(f) for f in json.loads(listing.read_text())]
+    analyze_track(files[0], loaded)  # lazy imports: a worker pays them once too
+    ends = []
+    for path in files:
+        result = analyze_track(path, loaded)
+        if not result.ok:
+            raise SystemExit(f"{path}: {result.error}")
+        read_info(path)  # as a worker does after the analysis
+        ends.append(time.perf_counter())
+    out.write_text(json.dumps(ends))
+
+
+def render_ceiling(res: dict) -> str:
+    counts = sorted(res["loop"], key=int)
+    lines = ["| processes / jobs | analysis loops, tracks/s | x 1 process | scan, steady tracks/s | x 1 job | "
+             "scan / loops |", "| --- |" + " ---: |" * 5]
+    one_loop, one_scan = res["loop"][counts[0]], res["scan"].get(counts[0])
+    for n in counts:
+        loop, scan_rate = res["loop"][n], res["scan"].get(n)
+        lines.append(f"| {n} | {rate(loop)} | {ratio(loop, one_loop)} | {rate(scan_rate)} | "
+                     f"{ratio(scan_rate, one_scan)} | {ratio(scan_rate, loop)} |")
+    lines.append(f"\n(medians of {res['repeats']} alternations; loops: see --ceiling in the module's docstring)")
+    return "\n".join(lines)
 
 
 def median_of(runs: list[dict], key: str) -> float | None:
@@ -283,10 +349,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-profile", action="store_true", help="only the comparison")
     parser.add_argument("--profile-commit", metavar="COMMIT",
                         help="also profile this commit's code (one with tagger/stages.py), alternately")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also the workers' analysis in 1 and N separate processes, beside scans (alternately)")
     parser.add_argument("--out", type=Path, default=ss.DEFAULT_OUT, help="work folder (default benchmarks/out)")
+    parser.add_argument("--loop-worker", nargs=3, metavar=("LISTING", "OUT", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.no_profile and not args.compare_with:
-        parser.error("--no-profile leaves nothing to do without --compare-with")
+    if args.loop_worker:
+        listing, out, model = args.loop_worker
+        return loop_worker(Path(listing), Path(out), model)
+    if args.no_profile and not (args.compare_with or args.ceiling):
+        parser.error("--no-profile leaves nothing to do without --compare-with or --ceiling")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     logs, lib, db = args.out / "profile-logs", args.out / "profile-lib", args.out / "profile.db"
@@ -346,6 +418,24 @@ def main(argv: list[str] | None = None) -> None:
                    for side, runs in sides.items()} for jobs, sides in figures.items()}}
         print("\n" + render_compare(res["compare"]))
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)], check=False)
+    if args.ceiling:
+        counts = sorted({1, *args.jobs})
+        loops: dict = defaultdict(list)
+        scans: dict = defaultdict(list)
+        for rep in range(args.repeats):
+            for n in counts:
+                tracks = make_library(args, lib)
+                run = scan(f"ceiling-scan-{n}j-{rep}", lib, db, tracks, jobs=n, model=args.model, logs=logs,
+                           stages=False)
+                scans[n].append(run["steady_tracks_per_s"])
+                loops[n].append(loop_rate(lib, tracks, processes=n, model=args.model, logs=logs))
+                print(f"ceiling, {n}: scan {rate(scans[n][-1])} tracks/s steady, {n} analysis loop(s) "
+                      f"{loops[n][-1]:.2f} tracks/s", flush=True)
+        res["ceiling"] = {"repeats": args.repeats, "steady_from": STEADY_FROM,
+                          "loop": {n: statistics.median(v) for n, v in loops.items()},
+                          "scan": {n: statistics.median([x for x in v if x]) for n, v in scans.items()},
+                          "runs": {"loop": loops, "scan": scans}}
+        print("\n" + render_ceiling(res["ceiling"]))
     (args.out / "profile.json").write_text(json.dumps(res, indent=1, default=str))
 
 
