@@ -35,17 +35,19 @@ from tagger.records import printable
 from tagger.scan import ScanEvent, ScanSummary, TrackOutcome, scan_files
 
 MOOD, CONFIDENCE = "mood", "mood_confidence"
-DEFAULTS = {"auto": True, "jobs": 0, "model": None, "force": False, "db": None}
+DEFAULTS = {"auto": True, "jobs": 0, "model": None, "force": False, "replace_mood": False, "db": None}
 
 
 def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path | None = None,
-               model: str | None = None, jobs: int = 0, force: bool = False,
+               model: str | None = None, jobs: int = 0, force: bool = False, replace_mood: bool = False,
                on_event: Callable[[ScanEvent], None] = lambda e: None,
                stop: Callable[[], bool] = lambda: False) -> ScanSummary:
     """Analyse the files of beets `items` (moodtag's scan and cache), store each item's mood and
     confidence in beets' database, and write the files' tags when `write`. With `dry_run` nothing is
     written anywhere. A file that is missing or fails is a problem of the summary (and an event),
-    and leaves its item as it was. Raises MoodtagError for an unusable model or cache."""
+    and leaves its item as it was. A file whose mood field holds a value moodtag did not write keeps
+    it unless `replace_mood` (the item still gets moodtag's mood). Raises MoodtagError for an unusable
+    model or cache."""
     by_path: dict[Path, list] = {}
     for item in items:
         by_path.setdefault(item_path(item), []).append(item)
@@ -56,8 +58,8 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
                 store_outcome(item, event.outcome)
         on_event(event)
 
-    return scan_files(list(by_path), db=db, model=model, jobs=jobs, force=force, dry_run=dry_run,
-                      no_write=not write, on_event=store, stop=stop)
+    return scan_files(list(by_path), db=db, model=model, jobs=jobs, force=force, replace_mood=replace_mood,
+                      dry_run=dry_run, no_write=not write, on_event=store, stop=stop)
 
 
 def item_path(item) -> Path:
@@ -84,6 +86,7 @@ def summary_line(summary: ScanSummary, items: int) -> str:
     moods = ", ".join(f"{mood} {n}" for mood, n in sorted(summary.moods.items()))
     return (f"{items} item{'s' if items != 1 else ''}: {summary.analysed} analysed, {summary.cached} "
             f"unchanged (cached), {failed} failed, tags written {summary.written}"
+            + (f", own mood kept {summary.kept} (--replace-mood replaces it)" if summary.kept else "")
             + (f"; {moods}" if moods else "") + (" (dry run: nothing stored or written)" if summary.dry_run else ""))
 
 
@@ -111,6 +114,8 @@ class MoodtagPlugin(BeetsPlugin):
             help="analyse again even files that moodtag's cache says are current")
         add("-p", "--pretend", "--dry-run", dest="dry_run", action="store_true", default=False,
             help="show the moods; store and write nothing")
+        add("--replace-mood", action="store_true", default=None,
+            help="write the mood over a mood moodtag did not write (default: keep it; moodtag.replace_mood)")
         add("--model", metavar="MODEL", help="model file, or the name of a shipped model")
         add("--db", metavar="FILE", help="moodtag's cache database (default: moodtag's own)")
         add("-w", "--write", action="store_true", default=None,
@@ -132,14 +137,15 @@ class MoodtagPlugin(BeetsPlugin):
             raise SystemExit(stops.exit_status)
 
     def _settings(self, opts=None) -> dict:
-        """db, model, jobs and force: the command's option, else the config's moodtag.<name>."""
+        """db, model, jobs, force and replace_mood: the command's option, else the config's moodtag.<name>."""
         config = self.config
-        chosen = {name: getattr(opts, name, None) for name in ("db", "model", "jobs", "force")}
+        chosen = {name: getattr(opts, name, None) for name in ("db", "model", "jobs", "force", "replace_mood")}
         db = chosen["db"] if chosen["db"] is not None else config["db"].get()
         return {"db": Path(db).expanduser() if db else None,
                 "model": chosen["model"] if chosen["model"] is not None else config["model"].get(),
                 "jobs": chosen["jobs"] if chosen["jobs"] is not None else config["jobs"].get(int),
-                "force": bool(chosen["force"]) or config["force"].get(bool)}
+                "force": bool(chosen["force"]) or config["force"].get(bool),
+                "replace_mood": bool(chosen["replace_mood"]) or config["replace_mood"].get(bool)}
 
     def _analyse(self, items: list, *, write: bool, dry_run: bool = False,
                  stop: Callable[[], bool] = lambda: False, **settings) -> ScanSummary:

@@ -45,6 +45,8 @@ MIGRATIONS_TABLE = "_sqlite_migrations"  # sqlite-utils' Migrations.migrations_t
 TAGGED = "tagged"        # this row's mood (and `tagged` = 1)
 UNTAGGED = "untagged"    # `moodtag untag` removed moodtag's fields; a scan writes them only with --retag
 TAG_FAILED = "failed"    # the last write failed; status is failed and error says why; the mood is kept
+KEPT = "kept"            # the file holds a mood moodtag did not write (tagger.tags.ForeignMood): left as it
+                         # is; a scan writes over it only with --replace-mood
 TAG_ERROR_PREFIX = "tags not written: "
 # Rows whose mood is known: analysed (ok), or analysed and only the tag write failed.
 HAS_MOOD_SQL = f"(status = 'ok' OR tag_state = '{TAG_FAILED}')"
@@ -186,7 +188,7 @@ class CachedTrack:
     confidence: float | None
     model_name: str | None
     model_version: str | None
-    tag_state: str | None     # TAGGED, UNTAGGED, TAG_FAILED or None
+    tag_state: str | None     # TAGGED, UNTAGGED, TAG_FAILED, KEPT or None
     error: str | None
     path_bytes: bytes | None = None
 
@@ -587,12 +589,13 @@ class Cache:
                 self.conn.execute(sql, list(row.values()))
         self._write(run)
 
-    def set_tagged(self, path: Path | str, ref: TrackRef) -> None:
+    def set_tagged(self, path: Path | str, ref: TrackRef, *, kept: bool = False) -> None:
         """After writing tags to a cached row's file: its new size/mtime, tagged; a failed tag write
-        before is forgotten (status ok again)."""
+        before is forgotten (status ok again). `kept`: the write left the file's own mood (not
+        moodtag's) as it was; the row says kept, and rescans leave it so."""
         key, _ = path_key(path)
         self._update(key, size=ref.size, mtime_ns=ref.mtime_ns, status="ok", error=None,
-                     **self._tag_columns(TAGGED))
+                     **self._tag_columns(KEPT if kept else TAGGED))
 
     def set_tag_failed(self, path: Path | str, cause: str) -> None:
         """The tag write of an analysed row's file failed: status failed, the cause in `error` (the

@@ -73,6 +73,9 @@ class ScanProgress:
                 self.log_failure(o.ref.path, o.result.error)
             elif o.tags == "failed":
                 self.log_failure(o.ref.path, f"tags not written: {o.tag_error}")
+            elif o.tags == "kept" and o.tag_error:  # decided now (a cached row that says kept has none)
+                self.log(f"[yellow]kept:[/] {shown(o.ref.path)}: {shown(o.tag_error)} (--replace-mood writes "
+                         f"moodtag's)")
             self.advance(o.action == "analysed")
         elif event.kind == "restored":
             self.log(f"[yellow]recovered:[/] {shown(event.path)}: {shown(event.cause)}")

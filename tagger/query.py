@@ -73,7 +73,7 @@ class TrackRow:
     analyzed_at: str | None
     tagged: bool
     error: str | None
-    tag_state: str | None     # tagged, untagged, failed (see error), or None: not written
+    tag_state: str | None     # tagged, untagged, kept, failed (see error), or None: not written
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -107,6 +107,7 @@ class CacheStats:
     by_model: dict[str, int]
     tagged: int
     untagged: int             # rows of files `moodtag untag` cleared
+    kept: int                 # rows of files whose own mood (not moodtag's) a scan kept
     top_errors: tuple[tuple[str, int], ...]
     label: str | None
     histogram: tuple[int, ...]
@@ -278,7 +279,7 @@ def _read_only_authorizer(action: int, arg1, arg2, db_name, trigger) -> int:
 def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_errors: int = 5) -> CacheStats:
     """Counts per status, mood, format and model, the commonest failure causes, and a histogram of
     P(label) over the ok rows (label: default the last label of the stored scores, e.g. exciting)."""
-    from tagger.cache import TABLE, TAGGED, UNTAGGED
+    from tagger.cache import KEPT, TABLE, TAGGED, UNTAGGED
 
     if bins < 1:
         raise MoodtagError(f"--bins must be 1 or more, not {bins}")
@@ -292,13 +293,14 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
     # pass over the table: neither sorts 100,000 rows (a GROUP BY per count did, a second in all).
     total, by_status, by_mood, by_format, by_model = 0, Counter(), Counter(), Counter(), Counter()
     confidences: dict = {}
-    tagged = untagged = 0
+    tagged = untagged = kept = 0
     for status, mood, fmt, model_name, model_version, tag_state, n, n_confidence, sum_confidence in cache.rows(
             f"SELECT status, mood, format, model_name, model_version, tag_state, count(*), count(confidence), "
             f"total(confidence) FROM {TABLE} "
             f"GROUP BY status, mood, format, model_name, model_version, tag_state"):
         total += n
         untagged += n if tag_state == UNTAGGED else 0
+        kept += n if tag_state == KEPT else 0
         by_status[status] += n
         by_format[fmt.lower() if isinstance(fmt, str) else fmt] += n
         if status != "ok":
@@ -320,7 +322,7 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         confidences.items(), key=lambda item: _null_first(item[0])) if count}
     return CacheStats(total=total, by_status=_by_count(by_status), by_mood=_by_count(by_mood),
                       mean_confidence=mean_confidence, by_format=_by_count(by_format), by_model=_by_count(by_model),
-                      tagged=tagged, untagged=untagged, top_errors=errors, label=label, histogram=tuple(histogram))
+                      tagged=tagged, untagged=untagged, kept=kept, top_errors=errors, label=label, histogram=tuple(histogram))
 
 
 def _null_first(key) -> tuple:

@@ -10,7 +10,9 @@ file is touched; its tags are written crash-safely (tagger.safewrite); then the 
 new size and mtime, or, if the write failed, says so (status failed, the cause in `error`, the mood
 kept): the next scan tries the write again without analysing the file again. A file `moodtag untag`
 cleared stays without moodtag's fields (its row says untagged) unless `retag`, even when it changed
-and is analysed again. The scan stops between tracks when `stop()` says so (the CLI's signals).
+and is analysed again. A file whose mood field holds a value moodtag did not write keeps it (its row
+says kept; tagger.tags.ForeignMood) unless `replace_mood`. The scan stops between tracks when
+`stop()` says so (the CLI's signals).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from tagger.cache import LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
+from tagger.cache import KEPT, LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import WalkProblem, walk
 from tagger.errors import MoodtagError
 from tagger import stages
@@ -41,15 +43,15 @@ class TrackOutcome:
     ref: TrackRef
     result: TrackResult
     action: str                 # analysed | cached | failed
-    tags: str                   # written | unchanged | would write | not written | untagged | failed | -
-    tag_error: str | None = None
+    tags: str                   # written | unchanged | would write | not written | untagged | kept | failed | -
+    tag_error: str | None = None  # why the tags were not written (failed), or what was kept (kept)
     stages: dict | None = None  # the parent's stage times for it (tagger.stages), when asked
 
     def to_json(self) -> dict:
         data = self.result.to_json()
         data.update(action=self.action, tags=self.tags)
         if self.tag_error:
-            data["tag_error"] = self.tag_error
+            data["tag_note" if self.tags == "kept" else "tag_error"] = self.tag_error
         if self.stages is not None or self.result.stages is not None:
             data["stages"] = {"worker": self.result.stages, "parent": self.stages}
         return data
@@ -66,6 +68,7 @@ class ScanSummary:
     written: int = 0
     tag_failures: int = 0
     untagged: int = 0           # left without moodtag's fields, as `moodtag untag` left them
+    kept: int = 0               # holding their own mood (not moodtag's), left as it is
     missing: int = 0
     restored: int = 0
     moods: Counter = field(default_factory=Counter)
@@ -105,7 +108,8 @@ def scan_library(paths: list[Path], **options) -> ScanSummary:
 
 def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
                oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
-               force: bool = False, retag: bool = False, keep_mtime: bool = False, include_hidden: bool = False,
+               force: bool = False, retag: bool = False, replace_mood: bool = False, keep_mtime: bool = False,
+               include_hidden: bool = False,
                full_results: bool = False, timeout: float | None = None, read_ahead: int | None = None,
                device: str = "cpu", dask_scheduler: str | None = None,
                on_event: Callable[[ScanEvent], None] = lambda e: None,
@@ -117,6 +121,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
     `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
     `force`: analyse every file again. `retag`: write the tags of files `moodtag untag` cleared too
     (from the cache where it is current; a plain scan, even with `force`, leaves them untagged).
+    `replace_mood`: write moodtag's mood over a mood field moodtag did not write (another tool's or the
+    user's; its values are kept in the file for `moodtag untag` to put back); without it such a file
+    keeps its own mood and is counted as kept.
     `timeout`: seconds after which a track still being analysed is given up (None: the pool's default).
     `read_ahead`: tracks whose files are read ahead of the workers (tagger.prefetch; None: 4 per job, 0: none;
     never with a Dask cluster, whose workers read the files themselves).
@@ -161,7 +168,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 summary.restored += 1
                 on_event(ScanEvent("restored", path=restored.path, cause=restored.action))
         roots = [Path(os.path.abspath(p)) for p in paths]
-        options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag)
+        options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag,
+                       replace_mood=replace_mood)
         notes_walk = cache is not None and not dry_run  # the walked keys, to tell which rows' files vanished
         if notes_walk:
             cache.begin_walk()
@@ -295,8 +303,8 @@ def _journal(db_path: Path):
 
 
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
-                spec: ModelSpec, *, untagged: bool, retag: bool, write_tags: bool, dry_run: bool,
-                keep_mtime: bool, journal) -> TrackOutcome:
+                spec: ModelSpec, *, untagged: bool, retag: bool, replace_mood: bool, write_tags: bool,
+                dry_run: bool, keep_mtime: bool, journal) -> TrackOutcome:
     """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag)."""
     if not result.ok:
         if cache and not dry_run:
@@ -310,40 +318,45 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
     if keep_untagged:
         return TrackOutcome(ref, result, ANALYSED, "untagged")
     tags, tag_error = _tag_and_record(ref, result.mood, result.scores, spec, cache, write_tags=write_tags,
-                                      dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
+                                      dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
+                                      replace_mood=replace_mood)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
 
 
 def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: ModelSpec, *, retag: bool,
-                   write_tags: bool, dry_run: bool, keep_mtime: bool, full: bool, journal) -> TrackOutcome:
+                   replace_mood: bool, write_tags: bool, dry_run: bool, keep_mtime: bool, full: bool,
+                   journal) -> TrackOutcome:
     """A track whose row is current: its tags are written if they should hold the row's mood and do
-    not (never written, the last write failed, or untagged and `retag`)."""
-    wanted = row.tag_state != UNTAGGED or retag
-    needs_tags = row.has_mood and not row.tagged and wanted and (write_tags or dry_run)
+    not (never written, the last write failed, untagged and `retag`, or kept and `replace_mood`)."""
+    left = {UNTAGGED: not retag, KEPT: not replace_mood}.get(row.tag_state, False)  # left as it is
+    needs_tags = row.has_mood and not row.tagged and not left and (write_tags or dry_run)
     data = cache.get(ref.path) if (full or needs_tags) and cache else None
     result = _result_from_row(ref.path, row, data, spec)
     if not row.has_mood:
         return TrackOutcome(ref, result, CACHED, "-")
-    tags = "unchanged" if row.tagged else "untagged" if not wanted else "not written"
+    tags = "unchanged" if row.tagged else row.tag_state if left else "not written"
     tag_error = None
     if needs_tags and data is not None:
         tags, tag_error = _tag_and_record(ref, row.mood, json.loads(data["scores"] or "{}"), spec, cache,
                                           write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime,
-                                          journal=journal)
+                                          journal=journal, replace_mood=replace_mood)
     return TrackOutcome(ref, result, CACHED, tags, tag_error)
 
 
 def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cache: Cache | None, *,
-                    write_tags: bool, dry_run: bool, keep_mtime: bool, journal) -> tuple[str, str | None]:
+                    write_tags: bool, dry_run: bool, keep_mtime: bool, journal,
+                    replace_mood: bool) -> tuple[str, str | None]:
     """Write the tags (as _apply_tags), then tell the row: tagged with the file's new size and mtime,
-    or the write's failure and its cause. Returns (tags action, error)."""
+    kept (the file's own mood left as it is), or the write's failure and its cause. Returns (tags
+    action, error or, when kept, what was kept)."""
     with stage("tag write"):
         tags, tag_error, ref_after = _apply_tags(ref, mood, scores, spec, write_tags=write_tags,
-                                                 dry_run=dry_run, keep_mtime=keep_mtime, journal=journal)
+                                                 dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
+                                                 replace_mood=replace_mood)
     if cache and write_tags:
         with stage("cache write"):
-            if tags in ("written", "unchanged"):
-                cache.set_tagged(ref.path, ref_after)
+            if tags in ("written", "unchanged", "kept"):
+                cache.set_tagged(ref.path, ref_after, kept=tags == "kept")
             elif tags == "failed":
                 cache.set_tag_failed(ref.path, tag_error or "unknown cause")
     return tags, tag_error
@@ -366,17 +379,20 @@ def _result_from_row(path: Path, row: CachedTrack, data: dict | None, spec: Mode
 
 
 def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, write_tags: bool,
-                dry_run: bool, keep_mtime: bool, journal) -> tuple[str, str | None, TrackRef]:
-    """Write the mood tags unless asked not to; returns (tags action, error, the file's ref afterwards)."""
-    from tagger.tags import MoodValues, read_mood, write_mood
+                dry_run: bool, keep_mtime: bool, journal, replace_mood: bool) -> tuple[str, str | None, TrackRef]:
+    """Write the mood tags unless asked not to; returns (tags action, error or what was kept, the
+    file's ref afterwards)."""
+    from tagger.tags import ForeignMood, MoodValues, mood_state, write_mood
 
     values = MoodValues(mood=mood, scores={k: round(v, 3) for k, v in scores.items()},
                         model=f"{spec.name} {spec.version}")
     if dry_run:
         try:
-            current = read_mood(ref.path)
+            current, foreign = mood_state(ref.path)
         except MoodtagError as exc:
             return "failed", str(exc), ref
+        if foreign and not replace_mood:
+            return "kept", str(ForeignMood(foreign)), ref
         return ("unchanged" if current == values else "would write"), None, ref
     if not write_tags:
         return "not written", None, ref
@@ -387,9 +403,11 @@ def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, writ
     if (now.size, now.mtime_ns) != (ref.size, ref.mtime_ns):
         return "failed", "file changed while it was analysed; not tagged (scan again)", ref
     try:  # crash-safe (tagger.safewrite); the scan stops only between tracks
-        changed = write_mood(ref.path, values, journal=journal)
+        changed = write_mood(ref.path, values, replace=replace_mood, journal=journal)
         if changed and keep_mtime:
             os.utime(ref.path, ns=(os.stat(ref.path).st_atime_ns, ref.mtime_ns))
+    except ForeignMood as exc:
+        return "kept", str(exc), ref
     except MoodtagError as exc:
         return "failed", str(exc), ref
     try:
@@ -413,6 +431,8 @@ def _account(summary: ScanSummary, outcome: TrackOutcome) -> None:
         summary.written += 1
     elif outcome.tags == "untagged":
         summary.untagged += 1
+    elif outcome.tags == "kept":
+        summary.kept += 1
     elif outcome.tags == "failed":
         summary.tag_failures += 1
         summary.problems.append((str(outcome.ref.path), f"tags not written: {outcome.tag_error}"))

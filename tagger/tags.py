@@ -5,6 +5,14 @@ moodtag writes a mood field and its own namespaced fields, and nothing else:
     MOOD                  the label, e.g. "calm"   (ID3v2.4: TMOO; ID3v2.3: TXXX:mood)
     MOODTAG_SCORE_<LABEL> label -> probability, 3 decimals, e.g. MOODTAG_SCORE_CALM = "0.913"
     MOODTAG_MODEL         "name version", e.g. "moodtag-cnn 1.0.0"
+    MOODTAG_REPLACED_MOOD the mood field's values before moodtag replaced them (only with replace=True)
+
+The mood field is shared with other tools (Picard, Mp3tag, beets plugins) and with the user's own
+hand: a mood moodtag did not write is never lost. It is moodtag's when the file also holds
+MOODTAG_MODEL and the scores, and it is the one label those scores put first; any other value (another
+tool's "Happy", or moodtag's "calm" corrected by hand to "exciting") is the file's own mood: write_mood
+keeps it (ForeignMood) unless asked to replace it, and then keeps its values in
+MOODTAG_REPLACED_MOOD, which remove_mood puts back; remove_mood leaves a mood that is not moodtag's.
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
 `_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules), and which text fields of its own it has that
@@ -33,7 +41,7 @@ from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex
 from mutagen._riff import RiffFile
 
 from tagger import fastsave, safewrite
-from tagger.errors import TagError
+from tagger.errors import MoodtagError, TagError
 from tagger.safewrite import UndoJournal
 
 fastsave.install()  # mutagen's byte moves and Ogg renumbering, done faster on safewrite's overlay
@@ -42,6 +50,7 @@ MOOD_FIELD = "MOOD"
 FIELD_PREFIX = "MOODTAG_"
 SCORE_PREFIX = "MOODTAG_SCORE_"
 MODEL_FIELD = "MOODTAG_MODEL"
+REPLACED_FIELD = "MOODTAG_REPLACED_MOOD"
 _LABEL = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
@@ -66,6 +75,15 @@ class TrackInfo:
     album: str | None
 
 
+class ForeignMood(MoodtagError):
+    """The file's mood field holds a value moodtag did not write (see the module): left as it is."""
+
+    def __init__(self, moods: list[str]) -> None:
+        self.moods = moods
+        shown = "; ".join(repr(m) for m in moods)
+        super().__init__(f"the file's own mood {shown} (not moodtag's) is kept")
+
+
 def read_info(path) -> TrackInfo:
     """The file's format, tag kind, duration, artist, title and album; TagError if it cannot be parsed.
     Each of artist, title and album comes from the tag moodtag writes (ID3 in a WAV) where that has
@@ -86,15 +104,24 @@ def read_info(path) -> TrackInfo:
 
 def read_mood(path) -> MoodValues | None:
     """What the file's moodtag fields say; None if it has no mood field."""
+    return mood_state(path)[0]
+
+
+def mood_state(path) -> tuple[MoodValues | None, list[str]]:
+    """(read_mood's values, the mood field's values if they are not moodtag's, else [])."""
     with _opened(Path(path)) as fh:
         audio, fmt = _load(fh)
-    return _mood_values(_current_fields(audio, fmt))
+    fields = _current_fields(audio, fmt)
+    return _mood_values(fields), _foreign_moods(fields)
 
 
-def write_mood(path, values: MoodValues, *, dry_run: bool = False, journal: UndoJournal | None = None) -> bool:
+def write_mood(path, values: MoodValues, *, replace: bool = False, dry_run: bool = False,
+               journal: UndoJournal | None = None) -> bool:
     """Write `values` into the file's tags, replacing any moodtag fields there. Returns False, and
     leaves the file untouched, when it already holds exactly these values. With dry_run, writes
     nothing and returns whether it would write (raising TagError where the write would fail).
+    A mood field that is not moodtag's (see the module) raises ForeignMood and the file is left as it
+    is, unless `replace`: then its values go into MOODTAG_REPLACED_MOOD, for remove_mood to restore.
 
     The write is crash-safe (tagger.safewrite); `journal` is where an interrupted write is recorded
     for `UndoJournal.recover()`, by default the one beside the default cache. An MP3 that gets its
@@ -104,8 +131,13 @@ def write_mood(path, values: MoodValues, *, dry_run: bool = False, journal: Undo
     with _opened(path) as fh:
         audio, fmt = _load(fh)
         fields = _tag_fields(fmt)
-        wanted = _mood_fields(values)
-        if sorted(_current_fields(audio, fmt)) == sorted(wanted.items()):
+        current = _current_fields(audio, fmt)
+        foreign = _foreign_moods(current)
+        if foreign and not replace:
+            raise ForeignMood(foreign)
+        replaced = foreign or [text for name, text in current if name == REPLACED_FIELD]
+        wanted = _mood_fields(values) + [(REPLACED_FIELD, text) for text in replaced]
+        if sorted(current) == sorted(wanted):
             return False
         _require_writable(path, fh)
         if dry_run:
@@ -123,20 +155,26 @@ def write_mood(path, values: MoodValues, *, dry_run: bool = False, journal: Undo
 
 
 def remove_mood(path, *, dry_run: bool = False, journal: UndoJournal | None = None) -> bool:
-    """Remove the mood field and every MOODTAG_* field, and nothing else. Returns whether the file
-    changed (with dry_run: whether it would; nothing is written). An MP3 ID3v2 tag left holding only
-    what write_mood copied from the ID3v1 or APEv2 tag (or nothing) is removed whole, which gives
-    back the file as it was before moodtag. Crash-safe, as write_mood."""
+    """Remove every MOODTAG_* field and moodtag's mood, and nothing else: a mood that is not moodtag's
+    (see the module) stays, and one that moodtag replaced comes back from MOODTAG_REPLACED_MOOD.
+    Returns whether the file changed (with dry_run: whether it would; nothing is written). An MP3
+    ID3v2 tag left holding only what write_mood copied from the ID3v1 or APEv2 tag (or nothing) is
+    removed whole, which gives back the file as it was before moodtag. Crash-safe, as write_mood."""
     path = Path(path)
     with _opened(path) as fh:
         audio, fmt = _load(fh)
-        if not _current_fields(audio, fmt):
+        current = _current_fields(audio, fmt)
+        foreign = _foreign_moods(current)
+        if not any(name != MOOD_FIELD or not foreign for name, _ in current):
             return False
         _require_writable(path, fh)
         if dry_run:
             return True
+        restored = [] if foreign else [(MOOD_FIELD, text) for name, text in current if name == REPLACED_FIELD]
         with _mutagen_errors(writing=True, fmt=fmt):
-            _tag_fields(fmt).remove(audio.tags)
+            _tag_fields(fmt).remove(audio.tags, mood=not foreign)
+            if restored:
+                _tag_fields(fmt).add(audio.tags, restored)
             drop_v2 = fmt.keeps_id3v1 and _canonical(audio.tags.values()) == _canonical(_legacy_frames(fh))
         _save(audio, fmt, path, fh, journal, drop_v2=drop_v2)
     return True
@@ -144,20 +182,33 @@ def remove_mood(path, *, dry_run: bool = False, journal: UndoJournal | None = No
 
 # --- the fields, independent of the tag kind --------------------------------------------------
 
-def _is_ours(name: str) -> bool:
+def _is_ours(name: str, *, mood: bool = True) -> bool:
+    """A field moodtag reads and writes: the mood field (unless `mood` is false) or a MOODTAG_* field."""
     name = name.upper()
-    return name == MOOD_FIELD or name.startswith(FIELD_PREFIX)
+    return (mood and name == MOOD_FIELD) or name.startswith(FIELD_PREFIX)
 
 
-def _mood_fields(values: MoodValues) -> dict[str, str]:
-    """MoodValues -> field name -> text, as written."""
-    fields = {MOOD_FIELD: values.mood}
+def _mood_fields(values: MoodValues) -> list[tuple[str, str]]:
+    """MoodValues -> (field name, text) pairs, as written."""
+    fields = [(MOOD_FIELD, values.mood)]
     for label, probability in values.scores.items():
         if not _LABEL.match(label):
             raise TagError(f"label {label!r} cannot be a tag field name (letters, digits, - and _ only)")
-        fields[SCORE_PREFIX + label.upper()] = f"{probability:.3f}"
-    fields[MODEL_FIELD] = values.model
+        fields.append((SCORE_PREFIX + label.upper(), f"{probability:.3f}"))
+    fields.append((MODEL_FIELD, values.model))
     return fields
+
+
+def _foreign_moods(fields: list[tuple[str, str]]) -> list[str]:
+    """The mood field's values if they are not moodtag's (see the module), else []."""
+    moods = [text for name, text in fields if name == MOOD_FIELD]
+    if not moods:
+        return []
+    values = _mood_values(fields)
+    if values.model and len(moods) == 1 and values.scores:
+        if values.scores.get(values.mood.lower()) == max(values.scores.values()):
+            return []
+    return moods
 
 
 def _mood_values(fields: list[tuple[str, str]]) -> MoodValues | None:
@@ -177,6 +228,14 @@ def _mood_values(fields: list[tuple[str, str]]) -> MoodValues | None:
     return MoodValues(mood=first[MOOD_FIELD], scores=scores, model=first.get(MODEL_FIELD, ""))
 
 
+def _grouped(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """(name, text) pairs -> name -> its texts, in order (one ID3 frame or MP4 atom per name)."""
+    grouped: dict[str, list[str]] = {}
+    for name, text in fields:
+        grouped.setdefault(name, []).append(text)
+    return grouped
+
+
 # --- per tag kind: how moodtag's fields are read, added, removed -------------------------------
 
 class _ID3Fields:
@@ -192,21 +251,22 @@ class _ID3Fields:
                    if _is_ours(frame.desc) for text in frame.text]
         return fields
 
-    def remove(self, tags) -> None:
-        tags.delall("TMOO")
+    def remove(self, tags, *, mood: bool = True) -> None:
+        if mood:
+            tags.delall("TMOO")
         for frame in tags.getall("TXXX"):
-            if _is_ours(frame.desc):
+            if _is_ours(frame.desc, mood=mood):
                 del tags[frame.HashKey]
 
-    def add(self, tags, fields: dict[str, str]) -> None:
+    def add(self, tags, fields: list[tuple[str, str]]) -> None:
         v24 = tags.version >= (2, 4, 0)
         encoding = id3.Encoding.UTF8 if v24 else id3.Encoding.UTF16
-        for name, text in fields.items():
+        for name, texts in _grouped(fields).items():
             if name == MOOD_FIELD and v24:
-                tags.add(id3.TMOO(encoding=encoding, text=[text]))
+                tags.add(id3.TMOO(encoding=encoding, text=texts))
             else:
                 desc = "mood" if name == MOOD_FIELD else name
-                tags.add(id3.TXXX(encoding=encoding, desc=desc, text=[text]))
+                tags.add(id3.TXXX(encoding=encoding, desc=desc, text=texts))
 
     def text(self, tags, key: str) -> str | None:
         frame = tags.get(key)
@@ -230,11 +290,11 @@ class _VorbisFields:
     def read(self, tags) -> list[tuple[str, str]]:
         return [(key.upper(), text) for key, text in tags if _is_ours(key)]
 
-    def remove(self, tags) -> None:
-        tags[:] = [(key, text) for key, text in tags if not _is_ours(key)]
+    def remove(self, tags, *, mood: bool = True) -> None:
+        tags[:] = [(key, text) for key, text in tags if not _is_ours(key, mood=mood)]
 
-    def add(self, tags, fields: dict[str, str]) -> None:
-        tags.extend(fields.items())
+    def add(self, tags, fields: list[tuple[str, str]]) -> None:
+        tags.extend(fields)
 
     def text(self, tags, key: str) -> str | None:
         texts = tags.get(key)
@@ -260,14 +320,14 @@ class _MP4Fields:
         return [(self._name(key), bytes(value).decode("utf-8", "replace"))
                 for key, values in tags.items() if self._name(key) for value in values]
 
-    def remove(self, tags) -> None:
-        for key in [key for key in tags if self._name(key)]:
+    def remove(self, tags, *, mood: bool = True) -> None:
+        for key in [key for key in tags if self._name(key) and (mood or self._name(key) != MOOD_FIELD)]:
             del tags[key]
 
-    def add(self, tags, fields: dict[str, str]) -> None:
-        for name, text in fields.items():
-            value = mp4.MP4FreeForm(text.encode("utf-8"), dataformat=mp4.AtomDataType.UTF8)
-            tags[self.prefix + name] = [value]
+    def add(self, tags, fields: list[tuple[str, str]]) -> None:
+        for name, texts in _grouped(fields).items():
+            tags[self.prefix + name] = [mp4.MP4FreeForm(text.encode("utf-8"), dataformat=mp4.AtomDataType.UTF8)
+                                        for text in texts]
 
     def text(self, tags, key: str) -> str | None:
         values = tags.get(key)

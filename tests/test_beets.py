@@ -197,3 +197,24 @@ def test_an_unusable_model_is_one_error_line(tmp_path, originals):
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "nope.safetensors" in errors[0], run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_mood_another_tool_wrote_is_kept_unless_replace_mood(tmp_path, originals):
+    """beets' items get moodtag's mood either way; the file keeps its own mood field (Picard's MOOD)
+    until `--replace-mood`, and the summary line counts the files that kept theirs."""
+    from mutagen import flac
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    track = beet.music / "calm_a.flac"
+    audio = flac.FLAC(track)
+    audio["MOOD"] = ["Mellow"]
+    audio.save()
+    beet("import", "-A", "-q", str(beet.music))
+
+    run = beet("moodtag", "-w")
+    assert "tags written 3, own mood kept 1 (--replace-mood replaces it)" in run.stderr, run.stderr
+    assert flac.FLAC(track)["MOOD"] == ["Mellow"] and beet.fields("$mood")["calm_a.flac"] == "calm"
+
+    run = beet("moodtag", "-w", "--replace-mood")
+    assert "tags written 1" in run.stderr, run.stderr
+    assert flac.FLAC(track)["MOOD"] == ["calm"] and flac.FLAC(track)["MOODTAG_REPLACED_MOOD"] == ["Mellow"]

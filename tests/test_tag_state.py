@@ -225,3 +225,39 @@ def test_untag_with_an_unusable_cache_touches_no_file(lib, tmp_path, test_model)
     proc = run_cli("untag", lib, "--db", foreign)
     assert proc.returncode == 1 and proc.stderr.startswith(f"error: {foreign}: not a moodtag cache")
     assert {p: p.read_bytes() for p in lib.iterdir()} == before
+
+
+def test_a_files_own_mood_is_kept_and_replace_mood_puts_moodtags_over_it(lib, tmp_path, test_model):
+    """A mood another tool wrote (Picard: Vorbis MOOD) is kept by a scan: one line names the file, the
+    row says kept, rescans leave it quietly; --replace-mood writes moodtag's, and untag puts it back."""
+    db = tmp_path / "c.db"
+    track = next(p for p in lib.iterdir() if p.suffix == ".flac")
+    audio = flac.FLAC(track)
+    audio["MOOD"] = ["Happy", "Dreamy"]
+    audio.save()
+    before = track.read_bytes()
+
+    proc = run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", check=True)
+    assert flat(proc.stderr).count("kept:") == 1
+    assert f"kept: {track}: the file's own mood 'Happy'; 'Dreamy' (not moodtag's) is kept" in flat(proc.stderr)
+    assert "own mood kept (--replace-mood replaces it) 1" in flat(proc.stderr)
+    assert track.read_bytes() == before
+    assert [r["tag_state"] for r in query(db) if r["path"] == str(track)] == ["kept"]
+    assert (stats(db)["tagged"], stats(db)["kept"]) == (3, 1)
+
+    again = run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", check=True)
+    assert "kept:" not in again.stderr and "analysed 0" in flat(again.stderr)
+    assert "own mood kept (--replace-mood replaces it) 1" in flat(again.stderr)
+    dry = scan(lib, db, test_model, "--dry-run", "--force")
+    assert [o["tags"] for o in dry if o["path"] == str(track)] == ["kept"]
+    assert track.read_bytes() == before
+
+    out = {o["path"]: o for o in scan(lib, db, test_model, "--replace-mood")}
+    assert out[str(track)]["tags"] == "written" and out[str(track)]["action"] == "cached"
+    assert flac.FLAC(track)["MOOD"] == [out[str(track)]["mood"]]
+    assert flac.FLAC(track)["MOODTAG_REPLACED_MOOD"] == ["Happy", "Dreamy"]
+    assert stats(db)["tagged"] == 4
+
+    run_cli("untag", track, "--db", db, check=True)
+    assert flac.FLAC(track)["MOOD"] == ["Happy", "Dreamy"]
+    assert not [key for key, _ in flac.FLAC(track).tags if key.upper().startswith("MOODTAG_")]

@@ -23,7 +23,7 @@ from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggopus, oggvorbis, wave
 
 from tagger import synth
 from tagger.errors import TagError
-from tagger.tags import MoodValues, read_info, read_mood, remove_mood, write_mood
+from tagger.tags import ForeignMood, MoodValues, mood_state, read_info, read_mood, remove_mood, write_mood
 from tests.conftest import run_cli
 
 SECONDS = 2.5
@@ -183,6 +183,45 @@ class FormatContract:
         assert write_mood(track, VALUES, dry_run=True) is True
         assert track.read_bytes() == data
 
+    def add_foreign_mood(self, path: Path, moods: list[str]) -> None:
+        """Another tool's mood field, written as Picard or Mp3tag write it (plain mutagen)."""
+        audio = mutagen.File(path)
+        if self.tag_kind == "id3":
+            if audio.tags is None:
+                audio.add_tags()
+            v24 = audio.tags.version >= (2, 4, 0)
+            audio.tags.add(id3.TMOO(encoding=3, text=moods) if v24 else id3.TXXX(encoding=1, desc="MOOD", text=moods))
+            audio.save(v2_version=4 if v24 else 3, v23_sep=None)
+        elif self.tag_kind == "vorbis":
+            audio["MOOD"] = moods
+            audio.save()
+        else:
+            audio["----:com.apple.iTunes:MOOD"] = [mp4.MP4FreeForm(m.encode()) for m in moods]
+            audio.save()
+
+    def test_a_mood_moodtag_did_not_write_is_kept(self, track):
+        self.add_foreign_mood(track, ["Happy", "Energetic"])
+        data = track.read_bytes()
+        assert mood_state(track)[1] == ["Happy", "Energetic"]
+        with pytest.raises(ForeignMood, match=r"^the file's own mood 'Happy'; 'Energetic' \(not moodtag's\) is kept$"):
+            write_mood(track, VALUES)
+        with pytest.raises(ForeignMood):
+            write_mood(track, VALUES, dry_run=True)
+        assert remove_mood(track) is False  # untag takes only what moodtag wrote
+        assert track.read_bytes() == data
+
+    def test_a_replaced_mood_comes_back_on_untag(self, track):
+        self.add_foreign_mood(track, ["Happy", "Energetic"])
+        tags, audio = self.other_tags(track), self.audio_bytes(track)
+        assert write_mood(track, VALUES, replace=True) is True
+        assert mood_state(track) == (READ_BACK, [])  # moodtag's now
+        assert write_mood(track, READ_BACK) is False
+        assert write_mood(track, OTHER) is True  # a later analysis keeps what was replaced
+        assert remove_mood(track) is True
+        assert mood_state(track) == (MoodValues(mood="Happy", scores={}, model=""), ["Happy", "Energetic"])
+        assert self.other_tags(track) == tags
+        assert self.audio_bytes(track) == audio
+
     def test_read_only_file_is_refused_untouched(self, track):
         write_mood(track, OTHER)
         data = track.read_bytes()
@@ -293,6 +332,22 @@ class TestWAV(ID3Contract):
 class TestAIFF(ID3Contract):
     source, filename, format = "aiff", "track.aiff", "aiff"
     file_class, version = aiff.AIFF, 3
+
+
+def test_a_mood_corrected_by_hand_is_kept(tmp_path, sources):
+    """moodtag wrote calm; the user changed it to exciting (the scores still say calm): that is the
+    user's mood now, which a scan keeps and untag leaves; moodtag's other fields go."""
+    track = tmp_path / "track.flac"
+    shutil.copyfile(sources["flac"], track)
+    write_mood(track, VALUES)
+    audio = flac.FLAC(track)
+    audio["MOOD"] = ["exciting"]
+    audio.save()
+    assert mood_state(track)[1] == ["exciting"]
+    with pytest.raises(ForeignMood):
+        write_mood(track, VALUES)
+    assert remove_mood(track) is True
+    assert list(flac.FLAC(track).tags) == [("MOOD", "exciting")]
 
 
 # --- WAV with RIFF INFO text fields (LIST/INFO), as FFmpeg, Audacity and Windows write them -------

@@ -411,6 +411,7 @@ def _render_stats(summary, db_path) -> None:
 
     out.print(f"[bold]{escape(str(db_path))}[/]: {summary.total} track{'s' if summary.total != 1 else ''} "
               f"({summary.by_status.get('ok', 0)} analysed, {summary.tagged} tagged, "
+              + (f"{summary.kept} with their own mood kept, " if summary.kept else "") +
               f"{summary.failed} failed, {summary.missing} missing)")
     counts = Table(box=None, show_header=True)
     counts.add_column("mood")

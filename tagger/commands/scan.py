@@ -23,6 +23,7 @@ def scan(
     no_write: Annotated[bool, typer.Option("--no-write", help="Fill the cache but leave the files untouched.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Analyse again even tracks the cache says are current.")] = False,
     retag: Annotated[bool, typer.Option("--retag", help="Write the mood into files `moodtag untag` cleared too (a plain scan, even --force, leaves them untagged).")] = False,
+    replace_mood: Annotated[bool, typer.Option("--replace-mood", help="Write the mood over a mood that moodtag did not write (another tool's or your own; a plain scan keeps it). `moodtag untag` puts it back.")] = False,
     keep_mtime: Annotated[bool, typer.Option("--keep-mtime", help="Restore each file's modification time after tagging.")] = False,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=1,
@@ -75,7 +76,8 @@ def scan(
     try:
         with progress:
             summary = scan_library(paths, db=db, model=model, jobs=jobs, oversubscribe=oversubscribe,
-                                   dry_run=dry_run, no_write=no_write, force=force, retag=retag, keep_mtime=keep_mtime,
+                                   dry_run=dry_run, no_write=no_write, force=force, retag=retag,
+                                   replace_mood=replace_mood, keep_mtime=keep_mtime,
                                    include_hidden=hidden, full_results=json_lines, timeout=timeout,
                                    read_ahead=read_ahead, device=device, dask_scheduler=dask_scheduler,
                                    on_event=on_event,
@@ -126,6 +128,8 @@ def _render_summary(summary, stops) -> None:
     table.add_row("failed", str(summary.failed + summary.tag_failures + _walk_problems(summary)))
     if summary.untagged:
         table.add_row("left untagged (--retag tags them)", str(summary.untagged))
+    if summary.kept:
+        table.add_row("own mood kept (--replace-mood replaces it)", str(summary.kept))
     if summary.missing:
         table.add_row("vanished (marked missing)", str(summary.missing))
     if summary.restored:
