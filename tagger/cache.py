@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Iterator
 
-from tagger.errors import MoodtagError
+from tagger.errors import MoodtagError, unreadable
 from tagger.records import TrackRef, TrackResult
 
 if TYPE_CHECKING:
@@ -207,10 +207,11 @@ class CachedTrack:
         return self.path_bytes if self.path_bytes is not None else self.path
 
     def is_fresh(self, ref: TrackRef, *, model_name: str, model_version: str) -> bool:
-        """True when the file and model are those this row was made from (a failure counts too)."""
+        """True when the file and model are those this row was made from (a failure counts too, except
+        one whose cause lies outside the file: it could not be read; tagger.errors.unreadable)."""
         return (self.size == ref.size and self.mtime_ns == ref.mtime_ns
                 and self.model_name == model_name and self.model_version == model_version
-                and self.status in ("ok", "failed"))
+                and (self.status == "ok" or (self.status == "failed" and not unreadable(self.error))))
 
 
 def path_key(path: Path | str | bytes) -> tuple[str, bytes | None]:

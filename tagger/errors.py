@@ -15,3 +15,14 @@ class ModelError(MoodtagError):
 
 class TagError(MoodtagError):
     """The tags of one audio file could not be read or written; the message names the cause."""
+
+
+# A track's failure whose cause lies outside the file's content: it could not be read (permissions, an
+# I/O error, a file that went away while it was read). A scan tries such a file again even when it has
+# not changed (its cause may be gone), and a failed re-analysis of this kind never replaces a result.
+UNREADABLE_CAUSES = ("permission denied", "cannot stat:", "cannot read:", "file not found")
+
+
+def unreadable(error: str | None) -> bool:
+    """Whether a track's failure (its cause, as a TrackResult or a cache row holds it) is of that kind."""
+    return bool(error) and error.startswith(UNREADABLE_CAUSES)

@@ -26,7 +26,7 @@ from typing import Callable
 
 from tagger.cache import KEPT, LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import WalkProblem, walk
-from tagger.errors import MoodtagError
+from tagger.errors import MoodtagError, unreadable
 from tagger import stages
 from tagger.records import TrackRef, TrackResult
 from tagger.stages import stage
@@ -67,6 +67,8 @@ class ScanSummary:
     failed: int = 0
     written: int = 0
     tag_failures: int = 0
+    failed_before: int = 0      # cached failures (their files unchanged since), not tried again
+    missing_paths: int = 0      # PATHs given that did not exist or could not be looked at (each a problem)
     untagged: int = 0           # left without moodtag's fields, as `moodtag untag` left them
     kept: int = 0               # holding their own mood (not moodtag's), left as it is
     missing: int = 0
@@ -100,10 +102,22 @@ class _Stopped(Exception):
 
 def scan_library(paths: list[Path], **options) -> ScanSummary:
     """Scan `paths` (folders, walked recursively, or files), classify what is new or changed, write
-    tags (unless dry_run/no_write), cache all. Every PATH must exist: MoodtagError otherwise.
-    `options`: those of `scan_files`."""
-    check_paths(paths)
-    return scan_files(paths, **options)
+    tags (unless dry_run/no_write), cache all. A PATH that does not exist is a problem of the summary
+    (counted in `missing_paths`; the rows under it stay as they are) and the others are scanned;
+    MoodtagError if none exists, or for an empty PATH. `options`: those of `scan_files`."""
+    missing = []
+    for p in paths:
+        try:
+            check_paths([p])
+        except MoodtagError:
+            if str(p) == "" or len(missing) == len(paths) - 1:
+                raise
+            missing.append(p)
+    if not paths:
+        check_paths(paths)
+    summary = scan_files(paths, **options)
+    summary.missing_paths = len(missing)
+    return summary
 
 
 def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
@@ -186,6 +200,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 check_stop()
                 row = rows.get(key)
                 if not force and row is not None and row.is_fresh(ref, model_name=spec.name, model_version=spec.version):
+                    if row.status == "failed" and not row.has_mood:
+                        summary.failed_before += 1
                     outcome = _handle_cached(ref, row, cache, spec, full=full_results, **options)
                     _account(summary, outcome)
                     on_event(ScanEvent("track", outcome=outcome))
@@ -209,8 +225,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             if summary.found % 500 == 0:
                 on_event(ScanEvent("walking", count=summary.found))
         settle(batch)
-        if notes_walk:
-            gone = [row.path for row in cache.unwalked_under(roots) if not os.path.lexists(row.fs_path)]
+        if notes_walk:  # rows under a PATH that is not there (an unmounted share?) stay as they are
+            gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)])
+                    if _vanished(row.fs_path)]
             summary.missing = cache.mark_missing(gone)
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
@@ -270,6 +287,19 @@ def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: floa
     return analyse_tracks(todo, model_path, jobs=jobs, timeout=timeout, device=device, stop=stop)
 
 
+def _vanished(path) -> bool:
+    """Whether the file is known to be gone: lstat says it does not exist. A file that cannot be
+    looked at (a folder without permission, an I/O error) is not: its row must not be marked missing
+    (and then forgotten by `prune`) because of that."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def check_paths(paths: list[Path]) -> None:
     """Every PATH must exist; an empty one (an unset variable) is an error, not the current folder."""
     if not paths:
@@ -305,9 +335,11 @@ def _journal(db_path: Path):
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
                 spec: ModelSpec, *, untagged: bool, retag: bool, replace_mood: bool, write_tags: bool,
                 dry_run: bool, keep_mtime: bool, journal) -> TrackOutcome:
-    """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag)."""
+    """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag).
+    A file that could not be read (tagger.errors.unreadable) keeps a row that holds a result for it
+    as it is now (a --force scan of a file whose permissions went wrong loses nothing)."""
     if not result.ok:
-        if cache and not dry_run:
+        if cache and not dry_run and not (unreadable(result.error) and _has_result(cache, ref)):
             with stage("cache write"):
                 cache.record(result, ref, info=info)
         return TrackOutcome(ref, result, FAILED, "-")
@@ -321,6 +353,13 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
                                       dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
                                       replace_mood=replace_mood)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
+
+
+def _has_result(cache: Cache, ref: TrackRef) -> bool:
+    """Whether the cache holds a mood for the file as `ref` describes it (same size and mtime)."""
+    key = path_key(ref.path)[0]
+    row = cache.lookup([key]).get(key)
+    return row is not None and row.has_mood and (row.size, row.mtime_ns) == (ref.size, ref.mtime_ns)
 
 
 def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: ModelSpec, *, retag: bool,

@@ -382,7 +382,8 @@ def test_two_scans_at_once_on_one_database(big_library, test_model, tmp_path):
 
 def test_scan_files_takes_exactly_its_files_and_a_missing_one_is_a_problem(tmp_path):
     """scan_files (the beets plugin's entry): only the files named, whatever else their folder holds; one
-    that is gone is a problem line and the rest go through; scan_library refuses a missing PATH."""
+    that is gone is a problem line and the rest go through; so does scan_library, which counts it as a
+    missing PATH, and refuses a list of PATHs none of which exists."""
     from tagger.errors import MoodtagError
     from tagger.scan import scan_files, scan_library
 
@@ -398,8 +399,10 @@ def test_scan_files_takes_exactly_its_files_and_a_missing_one_is_a_problem(tmp_p
     assert [e.path for e in events if e.kind == "problem"] == [gone]
     assert set(rows(tmp_path / "c.db")) == {str(wanted)}
     assert scan_files([], db=tmp_path / "c.db").found == 0
+    summary = scan_library([wanted, gone], db=tmp_path / "c.db", no_write=True)
+    assert (summary.missing_paths, summary.cached, summary.problems) == (1, 1, [(str(gone), "no such file or folder")])
     with pytest.raises(MoodtagError, match="gone.flac: no such file or folder"):
-        scan_library([wanted, gone], db=tmp_path / "c.db")
+        scan_library([gone], db=tmp_path / "c.db")
 
 
 def test_names_that_look_like_rich_codes_come_out_as_they_are(tmp_path, audio_dir):

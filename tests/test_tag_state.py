@@ -261,3 +261,72 @@ def test_a_files_own_mood_is_kept_and_replace_mood_puts_moodtags_over_it(lib, tm
     run_cli("untag", track, "--db", db, check=True)
     assert flac.FLAC(track)["MOOD"] == ["Happy", "Dreamy"]
     assert not [key for key, _ in flac.FLAC(track).tags if key.upper().startswith("MOODTAG_")]
+
+
+def _scan_as_user(lib: Path, db: Path, model: Path, *extra) -> subprocess.CompletedProcess:
+    """`moodtag scan` as a user that file permissions apply to (root's powers dropped)."""
+    return subprocess.run(_without_root_powers([sys.executable, "-m", "tagger", "scan", str(lib), "--db", str(db),
+                                                "--model", str(model), "--jobs", "1", *map(str, extra)]),
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+
+
+@pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
+def test_a_folder_that_cannot_be_listed_loses_no_row(lib, tmp_path, test_model):
+    """Its files are not 'missing' (prune would forget them): their rows, untagged state included,
+    stay as they were, and the next scan, once the folder is readable, analyses nothing."""
+    db = tmp_path / "c.db"
+    sub = lib / "sub"
+    sub.mkdir()
+    for p in list(lib.iterdir())[:2]:
+        if p.is_file():
+            p.rename(sub / p.name)
+    scan(lib, db, test_model)
+    run_cli("untag", sub, "--db", db, check=True)
+    before = {r["path"]: (r["status"], r["tag_state"]) for r in query(db)}
+    sub.chmod(0o000)
+    try:
+        proc = _scan_as_user(lib, db, test_model)
+        assert f"{sub}: cannot list the folder: permission denied" in flat(proc.stderr), proc.stderr
+        assert {r["path"]: (r["status"], r["tag_state"]) for r in query(db)} == before
+        assert "forgot 0 missing tracks" in run_cli("prune", "--db", db, check=True).stdout
+    finally:
+        sub.chmod(0o755)
+    assert {o["action"] for o in scan(lib, db, test_model)} == {"cached"}
+
+
+@pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
+def test_an_unreadable_file_keeps_its_result_and_is_tried_again_once_readable(lib, tmp_path, test_model):
+    db = tmp_path / "c.db"
+    track = next(p for p in sorted(lib.iterdir()) if p.suffix == ".mp3")
+    first = {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]
+    track.chmod(0o000)
+    try:  # --force cannot read it: one line, and the result the cache holds for it stays
+        proc = _scan_as_user(lib, db, test_model, "--force")
+        assert f"{track}: permission denied (cannot read the file)" in flat(proc.stderr), proc.stderr
+        row = {r["path"]: r for r in query(db)}[str(track)]
+        assert (row["status"], row["mood"]) == ("ok", first["mood"])
+    finally:
+        track.chmod(0o644)
+    new = tmp_path / "new"  # a file unreadable on its first scan fails, and is tried again once readable
+    new.mkdir()
+    shutil.copy(track, new / "late.mp3")
+    (new / "late.mp3").chmod(0o000)
+    _scan_as_user(new, db, test_model)
+    assert {r["path"]: r["status"] for r in query(db)}[str(new / "late.mp3")] == "failed"
+    (new / "late.mp3").chmod(0o644)
+    assert [o["action"] for o in scan(new, db, test_model)] == ["analysed"]
+
+
+def test_a_missing_path_is_one_line_and_the_others_are_scanned(lib, tmp_path, test_model):
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    other = tmp_path / "other"
+    shutil.copytree(lib, other)
+    shutil.rmtree(lib)  # a PATH that is gone (an unmounted share): its rows are not marked missing
+    proc = run_cli("scan", other, lib, "--db", db, "--model", test_model, "--jobs", "1")
+    assert proc.returncode == 1
+    assert f"{lib}: no such file or folder" in flat(proc.stderr), proc.stderr
+    assert "analysed 4" in flat(proc.stderr)
+    assert {r["status"] for r in query(db) if r["path"].startswith(str(lib) + os.sep)} == {"ok"}
+    gone = run_cli("scan", tmp_path / "nope", lib, "--db", db, "--model", test_model)
+    assert gone.returncode == 1 and "no such file or folder" in gone.stderr

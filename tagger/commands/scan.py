@@ -46,8 +46,9 @@ def scan(
     """Tag every track under PATH calm or exciting, and cache the results.
 
     A second scan analyses only what changed (size, mtime or model version). Exit status 0 when the
-    scan completed, even if some files failed (they are listed); 1 for fatal errors; 130 if interrupted
-    (Ctrl-C; 143 for SIGTERM, 129 for a closed terminal)."""
+    scan completed, even if some files failed (they are listed); 1 for fatal errors, or when a PATH did
+    not exist (the others are scanned); 130 if interrupted (Ctrl-C; 143 for SIGTERM, 129 for a closed
+    terminal)."""
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, out, shown
     from tagger.progress import ScanProgress
@@ -92,6 +93,8 @@ def scan(
         raise stops.exit() from None
     if summary.interrupted:
         raise stops.exit()
+    if summary.missing_paths:
+        raise typer.Exit(1)
 
 
 def prune(
@@ -126,6 +129,8 @@ def _render_summary(summary, stops) -> None:
     table.add_row("unchanged (cached)", str(summary.cached))
     table.add_row("tags written", str(summary.written))
     table.add_row("failed", str(summary.failed + summary.tag_failures + _walk_problems(summary)))
+    if summary.failed_before:
+        table.add_row("failed before, unchanged (--force tries again)", str(summary.failed_before))
     if summary.untagged:
         table.add_row("left untagged (--retag tags them)", str(summary.untagged))
     if summary.kept:
