@@ -190,7 +190,7 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
     shutil.copy(next(audio_dir.glob("*.flac")), lib / "good.flac")
     shutil.copy(next(audio_dir.glob("*.ogg")), lib / "good.ogg")
     (lib / "empty.mp3").write_bytes(b"")
-    for fmt in ("mp3", "flac"):
+    for fmt in ("mp3", "flac", "ogg", "opus"):
         data = next(audio_dir.glob(f"*_{synth.FORMATS.index(fmt)}.{fmt}")).read_bytes()
         (lib / f"truncated.{fmt}").write_bytes(data[: len(data) // 3])
     (lib / "random.ogg").write_bytes(os.urandom(50_000))
@@ -216,6 +216,8 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
         "empty.mp3": "empty file",
         "truncated.mp3": "truncated",
         "truncated.flac": "corrupt or truncated",
+        "truncated.ogg": "truncated: the Ogg stream breaks off at",
+        "truncated.opus": "truncated: the Ogg stream breaks off at",
         "random.ogg": "not a decodable audio file",
         "notes.mp3": "not a decodable audio file",
         "short.wav": "too short",
@@ -246,9 +248,15 @@ def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audi
     # a broken tag: the audio is still classified, and the audio stream is left intact
     assert cached[str(lib / "broken-tags.mp3")]["status"] == "ok"
     assert np.array_equal(sf.read(str(lib / "broken-tags.mp3"))[0], broken_audio)
-    for name in ("empty.mp3", "truncated.flac", "random.ogg", "notes.mp3", "short.wav", "silence.flac"):
+    for name in ("empty.mp3", "truncated.flac", "truncated.ogg", "truncated.opus", "random.ogg", "notes.mp3",
+                 "short.wav", "silence.flac"):
         assert cached[str(lib / name)]["status"] == "failed"
-    assert read_mood(lib / "silence.flac") is None  # nothing to judge: no tag written
+    for name in ("silence.flac", "truncated.ogg", "truncated.opus"):
+        assert read_mood(lib / name) is None  # nothing (or half a track) to judge: no tag written
+    # `moodtag classify` gives the same cause
+    proc = run_cli("classify", lib / "truncated.ogg", lib / "truncated.opus", "--model", test_model)
+    assert proc.returncode == 1
+    assert sorted(proc.stderr.splitlines()) == sorted(line for line in failed_lines if "/truncated.o" in line), proc.stderr
     # a second scan does not retry the unchanged failures
     proc = scan(lib, "--db", db, "--model", test_model, "--json")
     assert {json.loads(line)["action"] for line in proc.stdout.splitlines()} <= {"cached"}
