@@ -43,6 +43,7 @@ AV_FORMATS = {".m4a": "mov,mp4,m4a,3gp,3g2,mj2", ".mp4": "mov,mp4,m4a,3gp,3g2,mj
               ".aif": "aiff", ".aiff": "aiff", ".aifc": "aiff"}
 OGG_PAGE = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial, sequence, crc, segments
 OGG_BOS = 0x02
+OGG_EOS = 0x04
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def _open_track(path: Path, head: bytes):
     else:
         track = _ChainedTrack(path, links)
     try:
+        if head.startswith(b"OggS"):  # after the decoder took it: garbage stays 'not a decodable audio file'
+            _check_ogg_ends(path, track.duration)
         yield track
     finally:
         track.close()
@@ -451,15 +454,42 @@ def _ogg_links(path: Path) -> list[tuple[int, int]] | None:
     return [(a, b - a) for a, b in zip(starts, ends)]
 
 
-def _ogg_tail_pages(fh, size: int) -> list[tuple[int, int]]:
-    """(serial, granule) of the Ogg pages at the end of a file (the last 70 kB), in order: the pages
-    that chain (each ending where the next begins) up to the last page of the file."""
+def _check_ogg_ends(path: Path, duration: float) -> None:
+    """AudioError ('truncated') if the last Ogg page of the file does not end its stream.
+
+    A stream's last page carries the end-of-stream flag (RFC 3533), and so does the last page of a
+    file (of a chained or multiplexed one, too). A file cut short ends on a page without it, or on a
+    part of a page, which is passed over as trailing bytes are: its granule positions describe only
+    the audio that is left, so it would decode cleanly and be judged on a part of the track. A tail
+    with no whole page in it (trailing bytes beyond a page's length) does not tell: the file is read."""
+    with open(path, "rb") as fh:
+        tail = _ogg_tail(fh, fh.seek(0, os.SEEK_END))
+    at = _ogg_last_page_at(tail)
+    if at >= 0 and not OGG_PAGE.unpack_from(tail, at)[2] & OGG_EOS:
+        raise AudioError(f"truncated: the Ogg stream breaks off at {duration:.1f} s "
+                         "(its last page has no end-of-stream flag)")
+
+
+def _ogg_tail(fh, size: int) -> bytes:
+    """The last 70 kB of a file: room for the longest Ogg page (65,307 bytes) whatever the cut."""
     start = max(0, size - 70_000)
     fh.seek(start)
-    tail = fh.read(size - start)
+    return fh.read(size - start)
+
+
+def _ogg_last_page_at(tail: bytes) -> int:
+    """Where the last whole Ogg page of `tail` starts (-1: none); bytes after it are passed over."""
     at = tail.rfind(b"OggS")
     while at >= 0 and not _ogg_page_fits(tail, at):
         at = tail.rfind(b"OggS", 0, at)
+    return at
+
+
+def _ogg_tail_pages(fh, size: int) -> list[tuple[int, int]]:
+    """(serial, granule) of the Ogg pages at the end of a file (the last 70 kB), in order: the pages
+    that chain (each ending where the next begins) up to the last page of the file."""
+    tail = _ogg_tail(fh, size)
+    at = _ogg_last_page_at(tail)
     pages = []
     while at >= 0:
         _, _, _, granule, serial, *_ = OGG_PAGE.unpack_from(tail, at)

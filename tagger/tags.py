@@ -140,6 +140,7 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, dry_run: bool
         if sorted(current) == sorted(wanted):
             return False
         _require_writable(path, fh)
+        _require_whole_id3(audio, fh)
         if dry_run:
             return True
         with _mutagen_errors(writing=True, fmt=fmt):
@@ -168,6 +169,7 @@ def remove_mood(path, *, dry_run: bool = False, journal: UndoJournal | None = No
         if not any(name != MOOD_FIELD or not foreign for name, _ in current):
             return False
         _require_writable(path, fh)
+        _require_whole_id3(audio, fh)
         if dry_run:
             return True
         restored = [] if foreign else [(MOOD_FIELD, text) for name, text in current if name == REPLACED_FIELD]
@@ -510,6 +512,72 @@ def _require_writable(path: Path, fh) -> None:
         raise TagError("read-only file system")
     if not os.access(path, os.W_OK) or not mode & 0o222:
         raise TagError("read-only file (permission denied)")
+
+
+def _require_whole_id3(audio, fh) -> None:
+    """Refuse to rewrite an ID3v2 tag (MP3, WAV, AIFF) that mutagen did not read whole. Its reader
+    skips a frame whose ID is not one and a frame it cannot parse, and takes whatever follows a
+    frame header of zeros (or a cut-off one) for padding; its save writes back only what it read, so
+    those bytes (a comment, the cover art) would go without a word."""
+    from mutagen.id3._tags import ID3Header
+
+    tags = audio.tags
+    if not isinstance(tags, id3.ID3) or getattr(tags, "_header", None) is None:
+        return  # no ID3v2 tag yet
+    with _mutagen_errors(writing=False, fmt=None):
+        fh.seek(0)
+        tags._pre_load_header(fh)  # where mutagen found the tag: the file's start, or a WAV/AIFF chunk
+        header = ID3Header(fh)
+        data = fh.read(header.size - 10 - (4 + len(header._extdata) if header.f_extended else 0))
+    cause = _id3_unread(header, data)
+    if cause:
+        raise TagError(f"damaged ID3 tag ({cause}; the tag was not changed)")
+
+
+def _id3_unread(header, data: bytes) -> str | None:
+    """What mutagen's reader leaves out of an ID3v2 tag's frames (`data`, after the header), walked
+    as it walks them; None if nothing. Each frame needs a valid ID, to fit in the tag and to parse,
+    and after the last one only zero bytes may follow."""
+    from mutagen.id3._tags import determine_bpi
+    from mutagen.id3._util import is_valid_frame_id, unsynch
+
+    if header.version < (2, 4, 0) and header.f_unsynch:
+        try:
+            data = unsynch.decode(data)
+        except ValueError:
+            pass  # as mutagen: read as it is
+    v22, known = header.version < (2, 3, 0), header.known_frames
+    bpi = int if header.version < (2, 4, 0) else determine_bpi(data, known)
+    id_size, head_size = (3, 6) if v22 else (4, 10)
+    pos, count = 0, 0
+    while pos + head_size <= len(data) and data[pos:pos + id_size].strip(b"\0"):
+        if v22:
+            raw, size, flags = data[pos:pos + 3], int.from_bytes(data[pos + 3:pos + 6], "big"), 0
+        else:
+            raw, size, flags = struct.unpack_from(">4sLH", data, pos)
+            size = bpi(size)
+        start, pos = pos + head_size, pos + head_size + size
+        if not size:
+            continue  # an empty frame, which mutagen drops: nothing in it is lost
+        name = raw.decode("latin-1")
+        if not v22 and name.endswith("\0") and name[:-1] in id3.Frames_2_2:
+            name = id3.Frames_2_2[name[:-1]].__base__.__name__  # a v2.2 name, which mutagen reads so
+        elif not (raw.isascii() and is_valid_frame_id(name)):
+            break
+        if pos > len(data):
+            return f"frame {count + 1}, {name}, runs past the end of the tag"
+        try:
+            if name in known:
+                known[name]._fromData(header, flags, data[start:pos])
+        except NotImplementedError:
+            pass  # mutagen keeps it as it is
+        except id3.ID3JunkFrameError:
+            return f"frame {count + 1}, {name}, cannot be read"
+        count += 1
+    else:
+        if not data[pos:].strip(b"\0"):
+            return None
+    return f"unreadable data after frame {count}" if count else "unreadable data where its first frame should be"
 
 
 def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, drop_v2: bool = False) -> None:

@@ -106,6 +106,33 @@ def test_garbage_under_any_audio_name_is_not_a_decodable_audio_file(tmp_path, su
             probe_duration(path)
 
 
+@pytest.mark.parametrize("fmt", ["ogg", "opus"])
+def test_a_cut_ogg_file_is_truncated_and_a_whole_one_is_read(tmp_path, audio_dir, fmt):
+    """A cut Ogg file decoded cleanly (its granule positions tell only what is left) and was judged on
+    half a track: its last page, unlike a whole stream's, has no end-of-stream flag. Whole files keep
+    working: with bytes after the last page (a tagger's ID3v1), or chained (the flag ends each link)."""
+    whole = next(audio_dir.glob(f"*.{fmt}")).read_bytes()
+    other = synth.make_track(tmp_path / f"other.{fmt}", "exciting", 10.0, seed=9).read_bytes()
+    last_page = whole.rfind(b"OggS")
+    cut = {"half": whole[:len(whole) // 2], "last page": whole[:last_page],
+           "last byte": whole[:-1], "chained, second link": other + whole[:len(whole) // 2]}
+    for name, data in cut.items():
+        path = tmp_path / f"{name}.{fmt}"
+        path.write_bytes(data)
+        message = r"^truncated: the Ogg stream breaks off at \d+\.\d s \(its last page has no end-of-stream flag\)$"
+        with pytest.raises(AudioError, match=message):
+            load_clips(path, plan=ClipPlan(), sample_rate=22050)
+        with pytest.raises(AudioError, match=message):
+            probe_duration(path)
+    kept = {"whole": (whole, 30.0), "ID3v1 after it": (whole + b"TAG" + bytes(125), 30.0),
+            "chained": (other + whole, 40.0)}
+    for name, (data, seconds) in kept.items():
+        path = tmp_path / f"{name}.{fmt}"
+        path.write_bytes(data)
+        assert probe_duration(path) == pytest.approx(seconds, abs=0.01), name
+        assert load_clips(path, plan=ClipPlan(), sample_rate=22050).duration == pytest.approx(seconds, abs=0.01)
+
+
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg", "opus", "m4a", "alac.m4a"])
 @pytest.mark.parametrize("seconds", [0.6, 3.0])
 def test_a_real_short_file_is_too_short(tmp_path, fmt, seconds):

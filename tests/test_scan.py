@@ -190,7 +190,7 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
     shutil.copy(next(audio_dir.glob("*.flac")), lib / "good.flac")
     shutil.copy(next(audio_dir.glob("*.ogg")), lib / "good.ogg")
     (lib / "empty.mp3").write_bytes(b"")
-    for fmt in ("mp3", "flac"):
+    for fmt in ("mp3", "flac", "ogg", "opus"):
         data = next(audio_dir.glob(f"*_{synth.FORMATS.index(fmt)}.{fmt}")).read_bytes()
         (lib / f"truncated.{fmt}").write_bytes(data[: len(data) // 3])
     (lib / "random.ogg").write_bytes(os.urandom(50_000))
@@ -209,6 +209,17 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
     at = data.find(b"TIT2")
     data[at + 4:at + 8] = b"\x00\x00\x7f\x7f"  # a frame whose size runs past the end of the tag
     broken.write_bytes(bytes(data))
+    # A comment frame whose ID is damaged, in the middle of the tag: mutagen's save would drop it.
+    tag.delall("TIT2")
+    tag.add(mutagen.id3.COMM(encoding=3, lang="eng", desc="", text="my comment"))
+    tag.add(mutagen.id3.TXXX(encoding=3, desc="after it", text="kept"))
+    damaged = lib / "damaged-frame.mp3"
+    shutil.copy(next(audio_dir.glob("*.mp3")), damaged)
+    tag.save(damaged)
+    data = bytearray(damaged.read_bytes())
+    at = data.find(b"COMM")
+    data[at:at + 4] = b"CoMM"
+    damaged.write_bytes(bytes(data))
     bad_name = os.fsencode(str(lib)) + b"/caf\xe9-latin1.wav"
     shutil.copy(next(audio_dir.glob("*.wav")), bad_name)
     os.symlink(lib, lib / "loop")
@@ -216,11 +227,16 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
         "empty.mp3": "empty file",
         "truncated.mp3": "truncated",
         "truncated.flac": "corrupt or truncated",
+        "truncated.ogg": "truncated: the Ogg stream breaks off at",
+        "truncated.opus": "truncated: the Ogg stream breaks off at",
         "random.ogg": "not a decodable audio file",
         "notes.mp3": "not a decodable audio file",
         "short.wav": "too short",
         "silence.flac": "silent: no sound above -80 dBFS in the clips",
         "loop": "symlink loop",
+        "broken-tags.mp3": "tags not written: damaged ID3 tag (frame 1, TIT2, runs past the end of the tag; "
+                           "the tag was not changed)",
+        "damaged-frame.mp3": "tags not written: damaged ID3 tag (unreadable data after frame 2; the tag was not changed)",
     }
     return lib, expected
 
@@ -228,6 +244,7 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
 def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audio_dir, test_model):
     lib, expected = _bad_library(tmp_path, audio_dir)
     broken_audio = sf.read(str(lib / "broken-tags.mp3"))[0]
+    damaged_tags = {name: (lib / name).read_bytes() for name in ("broken-tags.mp3", "damaged-frame.mp3")}
     db = tmp_path / "c.db"
     proc = scan(lib, "--db", db, "--model", test_model, "--jobs", "2")
     assert proc.returncode == 0, proc.stderr
@@ -243,12 +260,22 @@ def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audi
     # the file with a non-UTF-8 name was analysed and is in the cache under an escaped key
     assert cached[str(lib) + "/caf\\xe9-latin1.wav"]["status"] == "ok"
     assert cached[str(lib) + "/caf\\xe9-latin1.wav"]["path_bytes"] == bad_name_bytes(lib)
-    # a broken tag: the audio is still classified, and the audio stream is left intact
-    assert cached[str(lib / "broken-tags.mp3")]["status"] == "ok"
+    # a broken or damaged ID3 tag (saving it would lose frames): the audio is classified, the mood kept
+    # in the cache, and the file left as it was
+    for name, data in damaged_tags.items():
+        row = cached[str(lib / name)]
+        assert (row["status"], row["tag_state"], row["mood"] is not None) == ("failed", "failed", True), row
+        assert (lib / name).read_bytes() == data
     assert np.array_equal(sf.read(str(lib / "broken-tags.mp3"))[0], broken_audio)
-    for name in ("empty.mp3", "truncated.flac", "random.ogg", "notes.mp3", "short.wav", "silence.flac"):
+    for name in ("empty.mp3", "truncated.flac", "truncated.ogg", "truncated.opus", "random.ogg", "notes.mp3",
+                 "short.wav", "silence.flac"):
         assert cached[str(lib / name)]["status"] == "failed"
-    assert read_mood(lib / "silence.flac") is None  # nothing to judge: no tag written
+    for name in ("silence.flac", "truncated.ogg", "truncated.opus"):
+        assert read_mood(lib / name) is None  # nothing (or half a track) to judge: no tag written
+    # `moodtag classify` gives the same cause
+    proc = run_cli("classify", lib / "truncated.ogg", lib / "truncated.opus", "--model", test_model)
+    assert proc.returncode == 1
+    assert sorted(proc.stderr.splitlines()) == sorted(line for line in failed_lines if "/truncated.o" in line), proc.stderr
     # a second scan does not retry the unchanged failures
     proc = scan(lib, "--db", db, "--model", test_model, "--json")
     assert {json.loads(line)["action"] for line in proc.stdout.splitlines()} <= {"cached"}

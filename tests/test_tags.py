@@ -284,9 +284,61 @@ class ID3Contract(FormatContract):
         assert tags["TXXX:MOODTAG_SCORE_EXCITING"].text == ["0.087"]
         assert tags["TXXX:MOODTAG_MODEL"].text == ["moodtag-cnn 1.0.0"]
 
+    def test_a_damaged_frame_is_refused_and_the_file_left_alone(self, track):
+        """mutagen's reader skips a frame whose ID is not one, and its save writes back only what it
+        read: writing the mood deleted the comment without a word. Now nothing is written."""
+        write_mood(track, OTHER)
+        assert self.raw(track)._padding > 0  # zero padding, as mutagen leaves it: written above
+        data = bytearray(track.read_bytes())
+        tag = data.find(b"ID3\x03" if self.version == 3 else b"ID3\x04")
+        at = data.find(b"COMM", tag)
+        data[at:at + 4] = b"CoMM"
+        track.write_bytes(bytes(data))
+        cause = r"^damaged ID3 tag \(unreadable data after frame [1-9]\d*; the tag was not changed\)$"
+        for attempt in (lambda: write_mood(track, VALUES), lambda: write_mood(track, VALUES, dry_run=True),
+                        lambda: remove_mood(track), lambda: remove_mood(track, dry_run=True)):
+            with pytest.raises(TagError, match=cause):
+                attempt()
+        assert track.read_bytes() == data
+        assert read_mood(track).mood == "exciting"  # reading still works
+
+
 
 ID3V1 = (b"TAG" + b"v1 title".ljust(30, b"\0") + b"v1 artist".ljust(30, b"\0") + b"v1 album".ljust(30, b"\0")
          + b"1999" + b"v1 comment".ljust(28, b"\0") + b"\0\x07" + b"\x11")
+
+
+def damaged_id3(path: Path, how: str) -> bytes:
+    """The bytes of `path` (an MP3 with an ID3v2.4 tag and zero padding) damaged in one way."""
+    data = bytearray(path.read_bytes())
+    size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+    comm, txxx = data.find(b"COMM"), data.find(b"TXXX")
+    if how == "junk in the padding":
+        data[10 + size - 40] = 0x55
+    elif how == "a frame header of zeros":  # mutagen stops there: all after it was padding to it
+        data[comm:comm + 10] = bytes(10)
+    elif how == "a frame past the end":
+        data[comm + 4:comm + 8] = b"\x00\x00\x7f\x7f"
+    elif how == "a frame mutagen cannot parse":
+        data[txxx + 10] = 9  # no such text encoding
+    return bytes(data)
+
+
+@pytest.mark.parametrize("how, cause", [
+    ("junk in the padding", r"unreadable data after frame \d+"),
+    ("a frame header of zeros", r"unreadable data after frame \d+"),
+    ("a frame past the end", r"frame \d+, COMM, runs past the end of the tag"),
+    ("a frame mutagen cannot parse", r"frame \d+, TXXX, cannot be read"),
+])
+def test_id3_damage_of_every_kind_is_refused(tmp_path, sources, how, cause):
+    track = tmp_path / "t.mp3"
+    shutil.copyfile(sources["mp3"], track)
+    TestMP3ID3v24().add_existing_tags(track)
+    data = damaged_id3(track, how)
+    track.write_bytes(data)
+    with pytest.raises(TagError, match=rf"^damaged ID3 tag \({cause}; the tag was not changed\)$"):
+        write_mood(track, VALUES)
+    assert track.read_bytes() == data
 
 
 class TestMP3ID3v24(ID3Contract):
@@ -854,3 +906,21 @@ def test_untag_real_command(library):
     assert proc.returncode == 0, proc.stderr
     assert "untagged 2 files, 0 without moodtag fields, 1 failed" in " ".join(proc.stdout.split())
     assert "bad.mp3" in proc.stderr
+
+
+def test_untag_refuses_a_damaged_id3_tag(tmp_path, sources):
+    """`moodtag untag` saves the tag too: a frame mutagen would drop keeps the file as it is."""
+    track = tmp_path / "t.mp3"
+    shutil.copyfile(sources["mp3"], track)
+    TestMP3ID3v24().add_existing_tags(track)
+    write_mood(track, VALUES)
+    data = bytearray(track.read_bytes())
+    at = data.find(b"COMM")
+    data[at:at + 4] = b"CoMM"
+    track.write_bytes(bytes(data))
+    proc = run_cli("untag", track, "--db", tmp_path / "c.db", env={"COLUMNS": "400"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"failed: {track}: damaged ID3 tag (unreadable data after frame 5; the tag was not changed)"]
+    assert "untagged 0 files, 0 without moodtag fields, 1 failed" in " ".join(proc.stdout.split())
+    assert track.read_bytes() == data
