@@ -342,6 +342,24 @@ def test_unknown_mood_lists_labels(library, model):
     assert "'happy'" in str(result.exception) and "calm, exciting" in str(result.exception)
 
 
+def test_a_path_that_does_not_exist_is_an_error_and_replaces_no_playlist(library, model, tmp_path):
+    """A mistyped PATH names itself, as in `scan`; the playlists already there are left as they were."""
+    db, out_dir = str(library["db"]), tmp_path / "lists"
+    assert run(["playlists", "--db", db, "-d", str(out_dir)], model[0]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    assert before["calm.m3u8"].count(b"#EXTINF") == 4
+    missing = str(library["root"] / "no such folder")
+    result = run(["playlists", str(library["root"]), missing, "--db", db, "-d", str(out_dir)], model[0])
+    assert result.exit_code == 1 and isinstance(result.exception, MoodtagError)
+    assert str(result.exception) == f"{missing}: no such file or folder"
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    printed = run(["playlist", "calm", missing, "--db", db], model[0])
+    assert printed.exit_code == 1 and printed.stdout == ""
+    assert str(printed.exception) == f"{missing}: no such file or folder"
+    saved = run(["playlist", "calm", missing, "--db", db, "-o", str(out_dir / "calm.m3u8")], model[0])
+    assert saved.exit_code == 1 and (out_dir / "calm.m3u8").read_bytes() == before["calm.m3u8"]
+
+
 def test_missing_db_is_one_line_naming_the_file(tmp_path, model):
     from tests.conftest import run_cli
 
