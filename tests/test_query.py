@@ -104,6 +104,19 @@ def test_filters(cache_db):
                                              "pop/Army of Me.mp3", "rock/[Live] 100%_loud.wav"]
 
 
+@pytest.mark.parametrize("mood", ["clam", "Calm", ""])
+def test_a_mood_no_model_knows_is_an_error_as_in_playlist(cache_db, mood):
+    """A typo or another case matched nothing without a word; now it is playlist's error, the moods listed."""
+    from tests.conftest import run_cli
+
+    result = run_cli("query", "--db", cache_db["db"], "--mood", mood, "--json")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"error: {mood!r} is not a mood of this cache (choose one of: calm, exciting)\n"
+    playlist = run_cli("playlist", mood, "--db", cache_db["db"], "--any-model")  # the same check: moods of any model
+    assert playlist.returncode == 1 and playlist.stderr == result.stderr
+    assert len(query_json(cache_db, "--mood", "calm")) == 3
+
+
 def test_order_desc_limit(cache_db):
     rows = query_json(cache_db, "--order", "confidence", "--desc")
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]

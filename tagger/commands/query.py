@@ -20,7 +20,9 @@ Status = Enum("Status", {name: name for name in STATUSES}, type=str)
 
 def query(
     db: DbOption = None,
-    mood: Annotated[Optional[str], typer.Option("--mood", metavar="MOOD", help="Only tracks of this mood.")] = None,
+    mood: Annotated[Optional[str], typer.Option(
+        "--mood", metavar="MOOD", help="Only tracks of this mood (one of the cache's or the default model's, "
+                                       "e.g. calm or exciting).")] = None,
     min_confidence: Annotated[Optional[float], typer.Option(
         "--min-confidence", metavar="X", min=0.0, max=1.0, help="Only tracks whose mood has probability >= X.")] = None,
     artist: Annotated[Optional[str], typer.Option(
@@ -84,6 +86,10 @@ def query(
             if stops.requested:
                 raise KeyboardInterrupt
             return
+        if mood is not None:  # a mood no model of the cache knows (a typo, another case) is an error, as in `playlist`
+            from tagger.playlists import check_mood, resolve_labels
+
+            check_mood(mood, *resolve_labels(cache, model=None, any_model=True))
         track_filter = TrackFilter(mood=mood, min_confidence=min_confidence, artist=artist, album=album,
                                    exact=exact, path_glob=path_glob, status=status.value if status else None,
                                    order=order.value, desc=desc, limit=limit)
