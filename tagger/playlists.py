@@ -154,11 +154,15 @@ class PlaylistLayout:
     fmt: m3u8, m3u or xspf. base: the folder paths are relative to (None: absolute paths).
     library: a player's music folder (MPD's music_directory) when the playlist is for that player: entries
     outside it are left out, and so are names the player's reader would change (see `library_problem`).
+    home: the folder named by --relative-to or --music-dir, as named: an entry whose folder lies in it once
+    symlinks are resolved on both sides is written under it, as a player that follows its links finds it
+    (Debian's /var/lib/mpd/music is often a link to ~/Music, and a scan may have gone through either).
     """
 
     fmt: str = "m3u8"
     base: Path | None = None
     library: Path | None = None
+    home: Path | None = None
 
 
 def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str | None = None,
@@ -173,7 +177,8 @@ def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str |
     if player is None:
         if music_dir is not None:
             raise MoodtagError("--music-dir goes with --for (e.g. --for mpd --music-dir ~/Music)")
-        return PlaylistLayout(format_for(dest, fmt), playlist_base(folder, relative_to=relative_to, absolute=absolute))
+        base = playlist_base(folder, relative_to=relative_to, absolute=absolute)
+        return PlaylistLayout(format_for(dest, fmt), base, home=base if relative_to is not None else None)
     if player not in PLAYERS:
         raise MoodtagError(f"unknown player {player!r} (choose one of: {', '.join(PLAYERS)})")
     wanted = PLAYERS[player]
@@ -190,7 +195,7 @@ def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str |
     library = Path(os.path.abspath(music_dir.expanduser()))
     if not library.is_dir():
         raise MoodtagError(f"{library}: --music-dir is not a folder")
-    return PlaylistLayout(wanted, library, library=library)
+    return PlaylistLayout(wanted, library, library=library, home=library)
 
 
 def save_playlist(cache: Cache, request: PlaylistRequest, dest: Path,
@@ -198,7 +203,7 @@ def save_playlist(cache: Cache, request: PlaylistRequest, dest: Path,
     """Select the tracks `request` asks for and write them to `dest` as the layout says, streamed from the
     cache into the file (memory flat), atomically."""
     left_out, counted = LeftOut(), _Counted()
-    entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, left_out=left_out))
+    entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, home=layout.home, left_out=left_out))
     write_playlist(playlist_chunks(entries, fmt=layout.fmt, base=layout.base, title=f"moodtag: {request.mood}",
                                    checked=True), dest)
     return Written(request, layout.fmt, counted.n, left_out)
@@ -276,7 +281,7 @@ def _write_piece(cache: Cache, request: PlaylistRequest, layout: PlaylistLayout,
     """The entries of the places [first, after) of a playlist, as its text holds them (no head, no tail),
     into `file` as UTF-8; how many, and what was left out."""
     left_out, counted = LeftOut(), _Counted()
-    entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, left_out=left_out,
+    entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, home=layout.home, left_out=left_out,
                                         places=(order, first, after)))
     for chunk in playlist_chunks(entries, fmt=layout.fmt, base=layout.base, checked=True, head=False, tail=False):
         file.write(chunk.encode("utf-8"))
@@ -288,7 +293,7 @@ def print_playlist(cache: Cache, request: PlaylistRequest, write: Callable[[str]
                    layout: PlaylistLayout = PlaylistLayout()) -> Written:
     """As save_playlist, but each chunk of text goes to `write` (standard output)."""
     left_out, counted = LeftOut(), _Counted()
-    entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, left_out=left_out))
+    entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, home=layout.home, left_out=left_out))
     for chunk in playlist_chunks(entries, fmt=layout.fmt, base=layout.base, title=f"moodtag: {request.mood}",
                                  checked=True):
         write(chunk)
@@ -343,11 +348,13 @@ def check_mood(mood: str, labels: tuple[str, ...], model: tuple[str, str] | None
 
 
 def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8", library: Path | None = None,
-                   left_out: LeftOut | None = None, places: tuple[Places, int, int] | None = None) -> Iterator[PlaylistEntry]:
+                   home: Path | None = None, left_out: LeftOut | None = None,
+                   places: tuple[Places, int, int] | None = None) -> Iterator[PlaylistEntry]:
     """The cached tracks that `request` asks for, whose files still exist and that `fmt` can hold (and, with
     `library`, that a player confined to that folder can reach), in its order, streamed; those left out
-    are noted in `left_out`. places (order, first, after): only the tracks of those places of an order read
-    before (ordered_places), whatever was written since."""
+    are noted in `left_out`. home (PlaylistLayout.home; `library` when it is given): an entry whose folder
+    lies in it once symlinks are resolved has its path under it, as named. places (order, first, after):
+    only the tracks of those places of an order read before (ordered_places), whatever was written since."""
     from tagger.cache import TABLE
 
     if fmt not in FORMATS:
@@ -364,7 +371,7 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
         rows = _rows_in_places(cache, where, params, columns, order, 0, len(order.keys))
     else:
         rows = cache.rows(f"SELECT {columns} FROM {TABLE} WHERE {where} ORDER BY {_ORDER_SQL[request.order]}", params)
-    yield from _entries(rows, request, fmt, library, left_out)
+    yield from _entries(rows, request, fmt, library, left_out, home=library if library is not None else home)
 
 
 def _selection(request: PlaylistRequest) -> tuple[str, list]:
@@ -391,16 +398,19 @@ def _selection(request: PlaylistRequest) -> tuple[str, list]:
 
 
 def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library: Path | None,
-             left_out: LeftOut) -> Iterator[PlaylistEntry]:
+             left_out: LeftOut, *, home: Path | None = None) -> Iterator[PlaylistEntry]:
     """select_entries' checks of each row."""
     m3u = fmt in M3U_FORMATS
     inside = None if library is None else _Inside(library)
+    homed = None if home is None else _Home(home)
     access, F_OK, effective = os.access, os.F_OK, os.access in os.supports_effective_ids
     count, limit = 0, request.limit
     for row in rows:
         if limit is not None and count >= limit:
             return
         entry = PlaylistEntry(*row)
+        if homed is not None and (entry.raw_path is not None or not entry.path.startswith(homed.prefix)):
+            homed.place(entry)  # not under the folder's name as it is: perhaps under it resolved
         reachable = inside is None or inside(entry.path)
         problem = m3u_problem(entry) if m3u and (entry.raw_path is not None or not entry.path.isprintable()) else None
         if problem is None and inside is not None and reachable:
@@ -494,6 +504,44 @@ def _places(keys: array) -> Callable[[int], int]:
     for place, rowid in enumerate(keys):
         table[rowid - low] = place
     return lambda rowid: table[rowid - low] if low <= rowid <= high else -1
+
+
+class _Home:
+    """Puts an entry under a folder as it is named (PlaylistLayout.home) when the entry's folder lies in it
+    once symlinks are resolved on both sides: a cache key is the path the scan walked, which may go
+    through a link to the folder, or past the link the folder's own name goes through. An entry already
+    under the folder's name is left as it is, without a system call; others cost a realpath per folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = os.path.abspath(folder)
+        self.prefix = self.folder.rstrip(os.sep) + os.sep
+        self.real = os.path.realpath(self.folder)
+        self.real_prefix = self.real.rstrip(os.sep) + os.sep
+        self.under = lru_cache(maxsize=16384)(self._under)
+
+    def _under(self, folder: str) -> str | None:
+        """The prefix (ending in a separator) under the folder's name of a folder (absolute, normal) whose
+        real path lies in the folder's real path; None when it does not."""
+        real = os.path.realpath(folder)
+        if real == self.real:
+            return self.prefix
+        return self.prefix + real[len(self.real_prefix):] + os.sep if real.startswith(self.real_prefix) else None
+
+    def place(self, entry: PlaylistEntry) -> None:
+        """The entry's path (and raw bytes) rewritten under the folder's name when it lies there resolved."""
+        path = entry.path if entry.raw_path is None else os.fsdecode(entry.raw_path)
+        if path == self.folder or path.startswith(self.prefix):
+            return
+        parent, _, name = path.rpartition(os.sep)
+        under = self.under(parent or os.sep)
+        if under is None:
+            return
+        if entry.raw_path is None:
+            entry.path = under + name
+        else:
+            from tagger.cache import path_key
+
+            entry.path, entry.raw_path = path_key(under + name)
 
 
 class _Inside:

@@ -152,7 +152,24 @@ def _pool(jobs: int):
     try:
         yield executor
     finally:
+        _drop_queued_ids(executor)
         executor.shutdown(wait=False, kill_workers=True)
+
+
+def _drop_queued_ids(executor) -> None:
+    """Take out the work ids that loky's manager thread has not yet moved to its call queue, before a
+    shutdown that kills the workers: that shutdown drops every pending work item, then the thread takes
+    a queued id and fails on it (KeyError), printed as `Exception in thread ExecutorManagerThread` (seen
+    when `scan --json | head -1` closed the output early: 2 runs in 8). Their work items are still
+    failed by the shutdown, and nobody waits for them."""
+    import queue
+
+    ids = getattr(executor, "_work_ids", None)  # loky's (and concurrent.futures') queue of submitted ids
+    while ids is not None:
+        try:
+            ids.get_nowait()
+        except queue.Empty:
+            return
 
 
 @contextmanager

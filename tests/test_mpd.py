@@ -190,6 +190,34 @@ def test_mpd_lists_and_loads_every_playlist(mpd_setup):
     assert sorted(seen) == sorted(TRACKS)
 
 
+def test_a_music_folder_named_or_scanned_through_a_symlink(mpd_setup, tmp_path):
+    """Debian's /var/lib/mpd/music is often a link to ~/Music: --music-dir named through a link to MPD's
+    music_directory, or a library scanned through one, gives the playlists of the plain case, and MPD loads
+    every entry of them."""
+    music, playlists, client = mpd_setup["music"], mpd_setup["playlists"], mpd_setup["client"]
+    link = tmp_path / "music-link"
+    link.symlink_to(music)
+    through = tmp_path / "through-link.db"
+    run_cli("scan", link, "--db", through, "--no-write", check=True)
+    assert all(path.startswith(str(link) + os.sep) for path in cached_moods(through))
+    written = {}
+    for case, db, music_dir in (("plain", mpd_setup["db"], music), ("named", mpd_setup["db"], link),
+                                ("scanned", through, music)):
+        result = run_cli("playlists", "--db", db, "--for", "mpd", "--music-dir", music_dir,
+                         "--out-dir", tmp_path / case, check=True)
+        assert ("outside the music folder" in result.stderr) == (db == mpd_setup["db"])  # the fixture's one beside it
+        written[case] = {p.name: m3u_paths(p) for p in (tmp_path / case).iterdir()}
+    assert written["named"] == written["plain"] == written["scanned"]
+    client.update()
+    loaded = []
+    for name, paths in written["scanned"].items():
+        shutil.copyfile(tmp_path / "scanned" / name, playlists / f"link-{name}")
+        assert client.loaded(f"link-{Path(name).stem}") == [os.path.normpath(p) for p in paths]
+        (playlists / f"link-{name}").unlink()
+        loaded += paths
+    assert sorted(os.path.normpath(p) for p in loaded) == sorted(TRACKS)
+
+
 def test_the_explicit_m3u_recipe_is_the_same(mpd_setup, tmp_path):
     """`--format m3u --relative-to MUSIC` (only the music folder's tracks) writes what `--for mpd` writes."""
     music, playlists = mpd_setup["music"], mpd_setup["playlists"]

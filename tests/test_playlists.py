@@ -194,6 +194,42 @@ def test_m3u8_absolute_and_relative_to(library, model, tmp_path):
     assert both.exit_code == 1 and "exclude each other" in str(both.exception)
 
 
+def test_relative_to_and_music_dir_through_a_symlink(library, model, tmp_path):
+    """--relative-to and --music-dir compare paths with symlinks resolved on both sides, and write them under
+    the folder as named (MPD follows its music_directory's link): a cache scanned through the real folder and
+    a folder named through a link to it, or the reverse, give the lines of the plain case, never `../`."""
+    _, spec = model
+    db, root = str(library["db"]), library["root"]
+    link = tmp_path / "linked music"
+    link.symlink_to(root)
+    plain = run(["playlist", "calm", "--db", db, "--relative-to", str(root)], model[0])
+    via_link = run(["playlist", "calm", "--db", db, "--relative-to", str(link)], model[0])
+    assert via_link.exit_code == 0 and via_link.stdout == plain.stdout and "../" not in plain.stdout
+    xspf = run(["playlist", "calm", "--db", db, "--relative-to", str(link), "--format", "xspf"], model[0])
+    locations = [e.text for e in ET.fromstring(xspf.stdout.encode()).iter(f"{XSPF}location")]
+    assert len(locations) == len(expected_calm(library, m3u=False))  # the name that is not UTF-8 too
+    assert not any(loc.startswith("..") for loc in locations)
+    assert all(os.path.isfile(os.fsencode(link) + b"/" + unquote_to_bytes(loc)) for loc in locations)
+    mpd = run(["playlist", "calm", "--db", db, "--for", "mpd", "--music-dir", str(link),
+               "-o", str(tmp_path / "calm.m3u")], model[0])
+    assert mpd.exit_code == 0 and "outside the music folder" not in mpd.stderr
+    assert m3u_lines(tmp_path / "calm.m3u") == [line for line in plain.stdout.splitlines()[1:]
+                                                if not line.startswith("#EXT")]
+    # the reverse: a cache whose keys go through the link, the real folder named
+    through = tmp_path / "through-link.db"
+    raw = os.fsencode(link) + library["raw"][len(os.fsencode(root)):]
+    with Cache.open(through) as cache:
+        for path in (link / "Calm Song.wav", Path(os.fsdecode(raw))):
+            cache.record(_result(path, "calm", 0.1, spec), TrackRef.from_path(path), info={"format": "wav"})
+    mpd = run(["playlist", "calm", "--db", str(through), "--for", "mpd", "--music-dir", str(root)], model[0])
+    assert mpd.exit_code == 0 and "outside the music folder" not in mpd.stderr
+    assert [line for line in mpd.stdout.splitlines() if not line.startswith("#")] == ["Calm Song.wav"]
+    assert "not valid UTF-8" in mpd.stderr  # left out for M3U, named with its path under --music-dir
+    xspf = run(["playlist", "calm", "--db", str(through), "--relative-to", str(root), "--format", "xspf"], model[0])
+    assert [e.text for e in ET.fromstring(xspf.stdout.encode()).iter(f"{XSPF}location")] == [
+        "Calm%20Song.wav", "caf%E9%20latin1.wav"]
+
+
 def test_filters_order_limit_and_paths(library, model):
     db = str(library["db"])
     root = library["root"]
@@ -340,6 +376,24 @@ def test_unknown_mood_lists_labels(library, model):
     assert result.exit_code == 1
     assert isinstance(result.exception, MoodtagError)
     assert "'happy'" in str(result.exception) and "calm, exciting" in str(result.exception)
+
+
+def test_a_path_that_does_not_exist_is_an_error_and_replaces_no_playlist(library, model, tmp_path):
+    """A mistyped PATH names itself, as in `scan`; the playlists already there are left as they were."""
+    db, out_dir = str(library["db"]), tmp_path / "lists"
+    assert run(["playlists", "--db", db, "-d", str(out_dir)], model[0]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    assert before["calm.m3u8"].count(b"#EXTINF") == 4
+    missing = str(library["root"] / "no such folder")
+    result = run(["playlists", str(library["root"]), missing, "--db", db, "-d", str(out_dir)], model[0])
+    assert result.exit_code == 1 and isinstance(result.exception, MoodtagError)
+    assert str(result.exception) == f"{missing}: no such file or folder"
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    printed = run(["playlist", "calm", missing, "--db", db], model[0])
+    assert printed.exit_code == 1 and printed.stdout == ""
+    assert str(printed.exception) == f"{missing}: no such file or folder"
+    saved = run(["playlist", "calm", missing, "--db", db, "-o", str(out_dir / "calm.m3u8")], model[0])
+    assert saved.exit_code == 1 and (out_dir / "calm.m3u8").read_bytes() == before["calm.m3u8"]
 
 
 def test_missing_db_is_one_line_naming_the_file(tmp_path, model):

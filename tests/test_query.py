@@ -104,6 +104,19 @@ def test_filters(cache_db):
                                              "pop/Army of Me.mp3", "rock/[Live] 100%_loud.wav"]
 
 
+@pytest.mark.parametrize("mood", ["clam", "Calm", ""])
+def test_a_mood_no_model_knows_is_an_error_as_in_playlist(cache_db, mood):
+    """A typo or another case matched nothing without a word; now it is playlist's error, the moods listed."""
+    from tests.conftest import run_cli
+
+    result = run_cli("query", "--db", cache_db["db"], "--mood", mood, "--json")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"error: {mood!r} is not a mood of this cache (choose one of: calm, exciting)\n"
+    playlist = run_cli("playlist", mood, "--db", cache_db["db"], "--any-model")  # the same check: moods of any model
+    assert playlist.returncode == 1 and playlist.stderr == result.stderr
+    assert len(query_json(cache_db, "--mood", "calm")) == 3
+
+
 def test_order_desc_limit(cache_db):
     rows = query_json(cache_db, "--order", "confidence", "--desc")
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
@@ -404,7 +417,7 @@ def _reference_outputs(db: Path) -> dict[str, bytes]:
     tsv = ["\t".join(LISTING_COLUMNS)] + ["\t".join(
         _tsv_text(round(t.confidence, 4) if c == "confidence" and t.confidence is not None else getattr(t, c))
         for c in LISTING_COLUMNS) for t in tracks]
-    lines = {"tsv": tsv, "paths": [printable(t.path) for t in tracks],
+    lines = {"tsv": tsv, "paths": [t.path for t in tracks],  # in a pipe: the names themselves (none holds a \n)
              "csv": [csv_line(TRACK_COLUMNS)] + [csv_line(getattr(t, c) for c in TRACK_COLUMNS) for t in tracks],
              "json": [json.dumps({c: jsonable(getattr(t, c)) for c in TRACK_COLUMNS}, ensure_ascii=False) for t in tracks]}
     return {fmt: "".join(line + "\n" for line in text).encode("utf-8") for fmt, text in lines.items()}
@@ -417,8 +430,38 @@ def test_every_output_format_writes_awkward_values_as_the_track_rows_say(awkward
     import sys
 
     expected = _reference_outputs(awkward_db)
-    assert b"\\t" in expected["tsv"] and b"\\x1b" in expected["tsv"] and b"\\u2028" in expected["paths"]
+    assert b"\\t" in expected["tsv"] and b"\\x1b" in expected["tsv"] and "\u2028".encode() in expected["paths"]
     for fmt, flag in (("tsv", []), ("paths", ["--paths"]), ("csv", ["--csv"]), ("json", ["--json"])):
         proc = subprocess.run([sys.executable, "-m", "tagger", "query", "--db", str(awkward_db), *flag],
                               capture_output=True, check=True)
         assert proc.stdout == expected[fmt], fmt
+
+
+def test_paths_in_a_pipe_are_the_names_own_bytes(tmp_path):
+    """`query --paths | xargs -d '\\n' CMD --`: each line is the file's real name, a name that is not UTF-8
+    too (the key escapes its bytes); a name holding a line break cannot be one line: left out, one warning."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "music"
+    root.mkdir()
+    names = [b"caf\xe9 latin1.mp3", "plain ☕.mp3".encode(), b"back\\slash.mp3", b"two\nlines.mp3"]
+    db = tmp_path / "c.db"
+    with Cache.open(db) as cache:
+        for name in names:
+            path = os.fsencode(root) + b"/" + name
+            with open(path, "wb") as fh:
+                fh.write(b"x")
+            path = Path(os.fsdecode(path))
+            cache.record(_result(path, 0.9), TrackRef.from_path(path), info={"format": "mp3"})
+    proc = subprocess.run([sys.executable, "-m", "tagger", "query", "--db", str(db), "--paths"], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.splitlines()
+    assert sorted(listed) == sorted(os.fsencode(root) + b"/" + name for name in names[:3])
+    assert all(os.path.isfile(path) for path in listed)
+    assert proc.stderr.decode().count("warning:") == 1 and "two\\nlines.mp3: left out of --paths" in proc.stderr.decode()
+    # the README's recipe, with a real xargs: every line reaches the command as an existing file
+    shell = subprocess.run(f"{sys.executable} -m tagger query --db '{db}' --paths | xargs -d '\\n' ls -d --",
+                           shell=True, capture_output=True)
+    assert shell.returncode == 0 and shell.stdout.count(b"\n") == 3, shell.stderr

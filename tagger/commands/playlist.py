@@ -72,6 +72,7 @@ def playlist(
     layout = playlist_layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
                              relative_to=relative_to, absolute=absolute, player=player.value if player else None,
                              music_dir=music_dir)
+    _check_roots(paths)
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
         check_mood(mood, labels, model_id)
@@ -117,6 +118,7 @@ def playlists(
 
     layout = playlist_layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
                              player=player.value if player else None, music_dir=music_dir)
+    _check_roots(paths)
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
         request = PlaylistRequest(labels[0], model=model_id, min_confidence=min_confidence,
@@ -127,6 +129,15 @@ def playlists(
                                                     min_rows=SPLIT_MIN_ROWS), requests):
             _report_left_out(result, layout.library)
             _report_written(result, dest.expanduser())
+
+
+def _check_roots(paths: list[Path] | None) -> None:
+    """Each PATH must exist, as for `scan`: a mistyped one is an error before anything is written, not
+    empty playlists in place of the ones there."""
+    if paths:
+        from tagger.scan import check_paths
+
+        check_paths(paths)
 
 
 def _report_left_out(result, library: Path | None) -> None:

@@ -20,7 +20,9 @@ Status = Enum("Status", {name: name for name in STATUSES}, type=str)
 
 def query(
     db: DbOption = None,
-    mood: Annotated[Optional[str], typer.Option("--mood", metavar="MOOD", help="Only tracks of this mood.")] = None,
+    mood: Annotated[Optional[str], typer.Option(
+        "--mood", metavar="MOOD", help="Only tracks of this mood (one of the cache's or the default model's, "
+                                       "e.g. calm or exciting).")] = None,
     min_confidence: Annotated[Optional[float], typer.Option(
         "--min-confidence", metavar="X", min=0.0, max=1.0, help="Only tracks whose mood has probability >= X.")] = None,
     artist: Annotated[Optional[str], typer.Option(
@@ -42,8 +44,9 @@ def query(
     desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", min=0, help="At most N rows.")] = None,
     json_lines: JsonOption = False,
-    csv_out: Annotated[bool, typer.Option("--csv", help="CSV of every column, with a header row.")] = False,
-    paths_only: Annotated[bool, typer.Option("--paths", help="Only the paths, one per line.")] = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="CSV of a track's 16 fields, with a header row.")] = False,
+    paths_only: Annotated[bool, typer.Option(
+        "--paths", help="Only the paths, one per line (in a pipe: each file's own name bytes).")] = False,
     sql: Annotated[Optional[str], typer.Option(
         "--sql", metavar="SQL",
         help="Run this SQL instead (table `tracks`), over a read-only connection: statements that write fail.")] = None,
@@ -54,7 +57,9 @@ def query(
     and album go first when space runs out). When standard output is not a terminal (a pipe, a file):
     tab-separated values, a header line then one line per track (path, mood, confidence, artist, title,
     album, status, error; control characters in a value escaped as \\t, \\n, \\xNN). --paths: the paths
-    alone, one per line. --json (JSON Lines) and --csv: every column. The cache is never modified."""
+    alone, one per line (in a pipe or a file, each file's own name bytes, for xargs -d '\\n'; a name holding
+    a line break is left out with a warning). --json (JSON Lines) and --csv: a track's 16 fields (--sql
+    reads the cache's other columns). The cache is never modified."""
     from tagger.cache import Cache
     from tagger.errors import MoodtagError
     from tagger.query import TrackFilter, find_tracks, run_sql, track_values
@@ -84,11 +89,19 @@ def query(
             if stops.requested:
                 raise KeyboardInterrupt
             return
+        if mood is not None:  # a mood no model of the cache knows (a typo, another case) is an error, as in `playlist`
+            from tagger.playlists import check_mood, resolve_labels
+
+            check_mood(mood, *resolve_labels(cache, model=None, any_model=True))
         track_filter = TrackFilter(mood=mood, min_confidence=min_confidence, artist=artist, album=album,
                                    exact=exact, path_glob=path_glob, status=status.value if status else None,
                                    order=order.value, desc=desc, limit=limit)
-        if paths_only:
+        if paths_only and _stdout_is_terminal():  # names escaped, as in the table
             _write_lines(printable(path) for (path,) in track_values(cache, track_filter, ("path",)))
+        elif paths_only:
+            from tagger.query import select_tracks
+
+            _write_names(select_tracks(cache, track_filter, "ifnull(path_bytes, CAST(path AS BLOB))"))
         elif fmt in ("json", "csv"):
             _write_track_lines(cache, track_filter, fmt)
         elif fmt == "tsv":
@@ -206,6 +219,30 @@ def _write_lines(lines, *, stop=lambda: False) -> int:
         count += len(chunk)
         if stop():
             return count
+
+
+def _write_names(rows) -> None:
+    """--paths in a pipe or a file: each row's file name as its own bytes (path_bytes, else the key's UTF-8,
+    as SQLite gives them), one a line, WRITE_LINES at a time, so that `xargs -d '\\n'` gets the real path,
+    a name that is not UTF-8 too (the key escapes such bytes as \\xNN). A name holding a line break cannot
+    be one line: left out, with a warning naming it."""
+    from itertools import islice
+
+    rows = iter(rows)
+    while True:
+        names = [name for (name,) in islice(rows, WRITE_LINES)]
+        if not names:
+            return
+        text = b"\n".join(names)
+        if text.count(b"\n") != len(names) - 1:  # a line break inside a name (rare: searched once per chunk)
+            from tagger.console import shown, warn
+
+            for name in [name for name in names if b"\n" in name]:
+                warn(f"{shown(name)}: left out of --paths: its name holds a line break, which one line "
+                     "cannot hold (--json can)")
+            text = b"\n".join(name for name in names if b"\n" not in name)
+        if text:
+            typer.echo(text + b"\n", nl=False)
 
 
 def _write_track_lines(cache, track_filter, fmt: str) -> None:
