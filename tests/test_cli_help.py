@@ -31,6 +31,7 @@ def test_help_reads_cleanly_at_80_columns(name):
     assert usage.startswith(f"Usage: moodtag {name} [OPTIONS]"), usage
     assert not re.search(r"\]\.\.\.|\}\.\.\.|[{}]|\[\[", usage), f"a doubled or braced argument: {usage}"
     assert "…" not in text, "something cut short"
+    assert "\\[" not in text, "a rich markup escape shown as it is (help is plain text)"
     flat = " ".join(text.split())
     assert flat.count("[default:") == len(re.findall(r"\[default: [^\]\[]+\]", flat)), "a default cut off"
     long_options = re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", text)
