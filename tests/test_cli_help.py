@@ -166,3 +166,13 @@ def test_version_is_the_packages_and_imports_nothing_heavy(tmp_path):
     proc = run_cli("--version", env={"PYTHONPATH": os.pathsep.join([str(blockers), root])})
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"moodtag {tagger.__version__}\n", "")
     assert "--version" in help_text()
+
+
+def test_help_words_what_each_command_does():
+    """`playlists` never prints a playlist, so its --relative-to says nothing of printing; `query` drops
+    artist, title and album first when the table is short of room."""
+    def flat(*command: str) -> str:
+        return " ".join(help_text(*command).split())
+
+    assert "absolute when printing" in flat("playlist") and "printing" not in flat("playlists")
+    assert "artist, title and album are dropped first when space runs out" in flat("query")
