@@ -134,8 +134,18 @@ def resolve_model(model: str | Path | None) -> Path:
         shipped = shipped_models_dir() / (path.name + MODEL_SUFFIX)
         if shipped.is_file():
             return shipped
-    known = ", ".join(p.stem for p in shipped_models()) or "none"
-    raise ModelError(f"{model}: no such model file (shipped models: {known})")
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        known = ", ".join(p.stem for p in shipped_models()) or "none"
+        raise ModelError(f"{model}: no such model file (shipped models: {known})") from None
+    import stat
+
+    from tagger.discover import file_kind
+
+    if stat.S_ISDIR(mode):
+        raise ModelError(f"{model}: is a folder, not a model file")
+    raise ModelError(f"{model}: not a regular file ({file_kind(mode)})")  # a FIFO would block the read
 
 
 def file_sha256(path: Path) -> str:
@@ -175,7 +185,11 @@ def read_spec(path: Path) -> ModelSpec:
     path = Path(path)
     try:
         meta = safetensors_metadata(path)
-    except (OSError, ValueError) as exc:
+    except PermissionError:
+        raise ModelError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
+    except ValueError as exc:
         raise ModelError(f"{path}: not a moodtag model file ({exc})") from None
     if SPEC_KEY not in meta:
         raise ModelError(f"{path}: safetensors file without a moodtag spec")

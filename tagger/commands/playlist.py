@@ -123,6 +123,10 @@ def playlists(
     from tagger.forked import processes_available
     from tagger.playlists import PlaylistRequest, playlist_file_name, playlist_layout, resolve_labels, save_playlists
 
+    if out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
+        from tagger.errors import MoodtagError
+
+        raise MoodtagError(f"{out_dir}: --out-dir is a file, not a folder")
     layout = playlist_layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
                              player=player.value if player else None, music_dir=music_dir)
     with Cache.open_readonly(db) as cache:
