@@ -80,11 +80,13 @@ def threshold_text(spec) -> str:
 def held_out_rows(title: str, held_out: dict) -> list[tuple[str, str]]:
     """A spec's held-out validation ({"method", "pooled": summary with "groups"}) as table rows: the
     pooled headline under `title`, then one row per group."""
+    from tagger.records import counted
+
     pooled = held_out["pooled"]
 
     def line(m: dict) -> str:
         return (f"balanced accuracy {_f(m.get('balanced_accuracy'))}, ROC-AUC {_f(m.get('roc_auc'))}, "
-                f"accuracy {_f(m.get('accuracy'))} ({m.get('tracks')} tracks")
+                f"accuracy {_f(m.get('accuracy'))} ({counted(m.get('tracks'), 'track')}")
 
     rows = [(title, line(pooled) + (f"; {held_out['method']})" if held_out.get("method") else ")"))]
     rows += [(f"  {group}", line(g) + ")") for group, g in (pooled.get("groups") or {}).items()]

@@ -10,6 +10,7 @@ import typer
 
 from tagger.commands.model_info import threshold_text
 from tagger.commands.options import JsonOption
+from tagger.records import counted
 
 DataArgument = Annotated[list[Path], typer.Argument(
     metavar="DATA",
@@ -228,7 +229,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     spec = fit.spec
     table.add_row("threshold", threshold_text(spec))
     if fit.skipped:
-        table.add_row("skipped", f"{len(fit.skipped)} tracks (see the messages above)")
+        table.add_row("skipped", f"{counted(len(fit.skipped), 'track')} (see the messages above)")
     table.add_row("time", f"{seconds:.0f} s")
     stdout.print(table)
 
@@ -243,7 +244,7 @@ def _fmt(x) -> str:
 
 def _cv_line(cv) -> str:
     p = cv.pooled
-    return (f"held out, pooled over {p.tracks} tracks: balanced accuracy {_fmt(p.balanced_accuracy)}, "
+    return (f"held out, pooled over {counted(p.tracks, 'track')}: balanced accuracy {_fmt(p.balanced_accuracy)}, "
             f"ROC-AUC {_fmt(p.roc_auc)}, accuracy {_fmt(p.accuracy)}")
 
 
@@ -318,16 +319,16 @@ def _render_summary(out_path: Path, spec, result, cv, seconds: float) -> None:
         table.add_row("validation groups", escape(", ".join(result.val_groups)))
         v = result.validation
         table.add_row("validation", f"balanced accuracy {_fmt(v.balanced_accuracy)}, ROC-AUC {_fmt(v.roc_auc)}, "
-                                    f"accuracy {_fmt(v.accuracy)} ({v.tracks} tracks)")
+                                    f"accuracy {_fmt(v.accuracy)} ({counted(v.tracks, 'track')})")
     if cv is not None:
         table.add_row("held out (cross-validation)", _cv_line(cv))
         for groups, report in cv.folds:
             table.add_row(f"  {escape(', '.join(groups))}",
                           f"accuracy {_fmt(report.accuracy)}, balanced accuracy {_fmt(report.balanced_accuracy)}, "
-                          f"ROC-AUC {_fmt(report.roc_auc)} ({report.tracks} tracks)")
+                          f"ROC-AUC {_fmt(report.roc_auc)} ({counted(report.tracks, 'track')})")
     table.add_row("threshold", threshold_text(spec))
     table.add_row("normalization", json.dumps(spec.normalization))
     if result.skipped:
-        table.add_row("skipped", f"{len(result.skipped)} tracks (see the messages above)")
+        table.add_row("skipped", f"{counted(len(result.skipped), 'track')} (see the messages above)")
     table.add_row("time", f"{seconds:.0f} s")
     out.print(table)
