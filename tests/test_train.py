@@ -288,3 +288,22 @@ def test_band_centering_removes_the_static_spectrum():
     norm = normalization_of([tm], "band")
     assert abs(norm["mean"]) < 1e-3 and 5 < norm["std"] < 15
     assert normalization_of([tm])["mean"] == pytest.approx(float(x[0].astype(np.float16).mean()), abs=1e-2)
+
+
+def test_data_takes_the_audio_a_scan_takes_and_names_each_file_it_leaves_out(tmp_path):
+    """Opus tracks are trained and evaluated on (as a scan tags them); any other file in a label folder
+    is one warning line naming it; hidden files pass silently."""
+    from tests.conftest import run_cli
+
+    for i, mood in enumerate(("calm", "exciting")):
+        (tmp_path / mood).mkdir()
+        make_track(tmp_path / mood / f"g{i}__a.opus", mood, 12, seed=i)
+        make_track(tmp_path / mood / f"g{i}__b.wav", mood, 12, seed=5 + i)
+    (tmp_path / "calm" / "notes.txt").write_text("where these came from\n")
+    (tmp_path / "exciting" / ".DS_Store").write_bytes(b"\0")
+    assert sorted(it.path.name for it in load_items(tmp_path)) == ["g0__a.opus", "g0__b.wav", "g1__a.opus", "g1__b.wav"]
+    proc = run_cli("evaluate", tmp_path, "--json", env={"COLUMNS": "500"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tracks"] == 4
+    assert proc.stderr.splitlines() == [
+        f"warning: {tmp_path / 'calm' / 'notes.txt'}: skipped: not an audio file (.txt extension)"]

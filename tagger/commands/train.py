@@ -20,6 +20,15 @@ GroupByOption = Annotated[str, typer.Option(
     "--group-by", metavar="RULE",
     help="How folder data is grouped for validation: auto (name part before '__', else the sub-folder "
          "below the label folder, else DATA's name), prefix, folder, or track.")]
+def warn_not_audio(path: Path, why: str) -> None:
+    """One warning line for a file in DATA that is left out (not an audio file's name)."""
+    from rich.markup import escape
+
+    from tagger.console import shown, warn
+
+    warn(f"{shown(path)}: {escape(why)}")
+
+
 LabelsOption = Annotated[Optional[str], typer.Option(
     "--labels", metavar="A,B[,C]",
     help="The labels, in order (a binary model's threshold is on the second). Default: the label "
@@ -129,7 +138,7 @@ def train(
 
     if regularization_old is not None:
         regularization = regularization_old
-    items = load_many(data, labels=parse_labels(labels), group_by=group_by)
+    items = load_many(data, labels=parse_labels(labels), group_by=group_by, on_skip=warn_not_audio)
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
                            top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name or "moodtag-rhythm",
