@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +19,7 @@ from tagger.dataset import Item, load_items, load_many
 from tagger.errors import MoodtagError
 from tagger.synth import make_track
 from tagger.weights import ModelSpec, load_model, read_spec
+from tests.test_scan import ROOT, _without_root_powers
 
 TINY = ["--epochs", "2", "--clips-per-track", "2", "--batch-size", "4", "--threads", "1"]
 
@@ -307,3 +310,31 @@ def test_data_takes_the_audio_a_scan_takes_and_names_each_file_it_leaves_out(tmp
     assert json.loads(proc.stdout)["tracks"] == 4
     assert proc.stderr.splitlines() == [
         f"warning: {tmp_path / 'calm' / 'notes.txt'}: skipped: not an audio file (.txt extension)"]
+
+
+@pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
+def test_an_unwritable_output_stops_train_before_training(data, cache, tmp_path):
+    """-o into a read-only folder, or below a file: one line naming the model file and why, before any
+    decoding (no progress, no epoch), not a traceback after the training."""
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for out, why in ((read_only / "m.safetensors", f"{read_only}: permission denied"),
+                     (a_file / "m.safetensors", f"{a_file} is not a folder")):
+        proc = subprocess.run(_without_root_powers([sys.executable, "-m", "tagger", "train", str(data), "-o", str(out),
+                                                    "--cache-dir", str(cache), *TINY]),
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "500"})
+        assert (proc.returncode, proc.stdout) == (1, "")
+        assert proc.stderr.splitlines() == [f"error: {out}: cannot write ({why})"]
+    assert list(read_only.iterdir()) == []
+
+
+def test_a_failed_save_is_one_clear_error(tmp_path):
+    from tagger.weights import save_model
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(a_file / 'm.safetensors'))}: cannot write \("):
+        save_model(a_file / "m.safetensors", _spec(), {"w": np.zeros(3, dtype=np.float32)})

@@ -114,7 +114,7 @@ def train(
     from tagger.features import CENTERINGS, FEATURE_KINDS
     from tagger.feature_cache import default_cache_dir
     from tagger.train import Augment, cross_validate as run_cv, prepare_spec, train_model
-    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, save_model
+    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, check_writable, save_model
 
     if feature not in FEATURE_KINDS + ("descriptors",):
         raise MoodtagError(f"--feature {feature}: unknown (choose from {', '.join(FEATURE_KINDS)}, descriptors)")
@@ -127,6 +127,7 @@ def train(
         raise MoodtagError(f"--out {out}: a model file must end in .safetensors")
     if out.is_dir():
         raise MoodtagError(f"--out {out}: is a folder")
+    check_writable(out)  # now, not after the training
     if val_groups and val_fraction:
         raise MoodtagError("--val-groups and --val-fraction: give one or the other")
     if threshold is not None and not 0 < threshold < 1:
