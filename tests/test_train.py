@@ -59,7 +59,8 @@ def _spec(labels=("calm", "exciting")) -> ModelSpec:
 def test_train_writes_a_model(trained):
     model, summary = trained
     spec = read_spec(model)
-    assert spec.name == "moodtag-cnn" and spec.labels == ("calm", "exciting")
+    assert (spec.name, spec.version) == ("tiny", "1.0.0")  # the file's name: never a shipped model's by default
+    assert spec.labels == ("calm", "exciting")
     assert spec.trained_on.startswith("8 tracks (calm 4, exciting 4) in 2 groups")
     assert spec.normalization["std"] > 1
     assert "validation" in spec.metrics and spec.created
@@ -338,3 +339,21 @@ def test_a_failed_save_is_one_clear_error(tmp_path):
     a_file.write_text("")
     with pytest.raises(MoodtagError, match=rf"^{re.escape(str(a_file / 'm.safetensors'))}: cannot write \("):
         save_model(a_file / "m.safetensors", _spec(), {"w": np.zeros(3, dtype=np.float32)})
+
+
+def test_a_shipped_models_name_only_on_purpose_and_with_a_warning(data, cache, tmp_path):
+    """A trained model named like a shipped one would share its results in a scan's cache (name and
+    version): --name moodtag-cnn (the maintainers retraining it) and an --out file named moodtag-cnn each
+    warn once; the name is kept as asked."""
+    from tests.conftest import run_cli
+
+    for out, extra, given in ((tmp_path / "retrained.safetensors", ["--name", "moodtag-cnn"], "--name moodtag-cnn"),
+                              (tmp_path / "moodtag-cnn.safetensors", [],
+                               "the name moodtag-cnn (from the --out file's name)")):
+        proc = run_cli("train", data, "-o", out, *extra, "--version", "1.0.0", "--cache-dir", cache, "--json", *TINY,
+                       env={"COLUMNS": "500"})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"warning: {given} is a shipped model's: a scan's cache tells models apart by name and version only "
+            "(pass another --name unless this model replaces the shipped one)"]
+        assert read_spec(out).name == "moodtag-cnn"

@@ -101,8 +101,8 @@ def train(
         help="Feature cache (decoded clips' spectrograms). Default: ~/.cache/moodtag/features.")] = None,
     threads: Annotated[int, typer.Option("--threads", metavar="N", help="Torch CPU threads (0: torch's default).")] = 0,
     name: Annotated[Optional[str], typer.Option(
-        "--name", metavar="NAME", help="The model's name, stored in the file (default: moodtag-cnn, or moodtag-rhythm "
-                       "for a descriptor model).")] = None,
+        "--name", metavar="NAME", help="The model's name, stored in the file; with --version it is what a scan's cache "
+                                       "tells models apart by. Default: MODEL's file name without .safetensors.")] = None,
     version: Annotated[str, typer.Option("--version", metavar="VERSION", help="The model's version, stored in the file.")] = "1.0.0",
     json_out: JsonOption = False,
 ) -> None:
@@ -128,6 +128,7 @@ def train(
     if out.is_dir():
         raise MoodtagError(f"--out {out}: is a folder")
     check_writable(out)  # now, not after the training
+    name = _model_name(name, out)
     if val_groups and val_fraction:
         raise MoodtagError("--val-groups and --val-fraction: give one or the other")
     if threshold is not None and not 0 < threshold < 1:
@@ -142,11 +143,11 @@ def train(
     items = load_many(data, labels=parse_labels(labels), group_by=group_by, on_skip=warn_not_audio)
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
-                           top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name or "moodtag-rhythm",
+                           top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name,
                            version=version, threshold="auto" if threshold is None else threshold, transform=transform,
                            cache_dir=cache_dir, json_out=json_out)
         return
-    spec = prepare_spec(ModelSpec(name=name or "moodtag-cnn", version=version, labels=("calm", "exciting"),
+    spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
                                   clips=ClipPlan(placement=placement), features=FeatureSpec(kind=feature, center=center)),
                         items, parse_labels(labels))
     aug = Augment(mixup_prob=mixup) if augment else Augment.none()
@@ -242,6 +243,23 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
         table.add_row("skipped", f"{counted(len(fit.skipped), 'track')} (see the messages above)")
     table.add_row("time", f"{seconds:.0f} s")
     stdout.print(table)
+
+
+def _model_name(name: str | None, out: Path) -> str:
+    """--name, else the output file's stem; a shipped model's name only with a warning (a cache tells models
+    apart by name and version: the maintainers' retraining of a shipped model is the one use)."""
+    from tagger.weights import shipped_models
+
+    chosen = name or out.stem
+    if chosen in {p.stem for p in shipped_models()}:
+        from rich.markup import escape
+
+        from tagger.console import warn
+
+        given = f"--name {chosen}" if name else f"the name {chosen} (from the --out file's name)"
+        warn(f"{escape(given)} is a shipped model's: a scan's cache tells models apart by name and version only "
+             "(pass another --name unless this model replaces the shipped one)")
+    return chosen
 
 
 def _split(text: str | None) -> list[str] | None:
