@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -18,6 +19,24 @@ app = typer.Typer(
     rich_markup_mode=None,  # click's plain help: wrapped, never cut, the same in a pipe
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _show_version(value: bool) -> None:
+    """--version: the version this package was built as (tagger.__version__); imports nothing heavy."""
+    if value:
+        from tagger import __version__
+
+        typer.echo(f"moodtag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Show moodtag's version and exit.")] = False,
+) -> None:
+    # the group's own options; each command does its work
+    pass
 
 
 def _register() -> None:

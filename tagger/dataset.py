@@ -21,11 +21,11 @@ import csv
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from tagger.audio import SNDFILE_SUFFIXES
+from tagger.discover import is_audio_name  # the names a scan takes, so a model trains on what it will tag
 from tagger.errors import MoodtagError
 
-AUDIO_SUFFIXES = frozenset(SNDFILE_SUFFIXES | {".m4a", ".mp4", ".aac", ".wma", ".webm", ".mka"})
 GROUP_BY = ("auto", "prefix", "folder", "track")
 GROUP_SEPARATOR = "__"
 _PATH_COLUMNS = ("path", "file", "filename")
@@ -41,17 +41,18 @@ class Item:
     group: str
 
 
-def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None,
-               group_by: str = "auto") -> list[Item]:
+def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None, group_by: str = "auto",
+               on_skip: Callable[[Path, str], None] | None = None) -> list[Item]:
     """A folder or CSV file -> Items sorted by path. With `labels`, every item's label must be one
-    of them (MoodtagError naming the first that is not); a folder may hold only those label folders."""
+    of them (MoodtagError naming the first that is not); a folder may hold only those label folders.
+    A file in a label folder whose name is not an audio file's is left out: on_skip(path, why) hears of it."""
     data = Path(data).expanduser()
     if group_by not in GROUP_BY:
         raise MoodtagError(f"--group-by {group_by}: unknown (choose from {', '.join(GROUP_BY)})")
     if not data.exists():
         raise MoodtagError(f"{data}: no such file or folder")
     if data.is_dir():
-        items = _from_folder(data, labels=labels, group_by=group_by)
+        items = _from_folder(data, labels=labels, group_by=group_by, on_skip=on_skip)
     elif data.suffix.lower() in (".csv", ".tsv"):
         items = _from_csv(data, labels=labels, group_by=group_by)
     else:
@@ -61,11 +62,12 @@ def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None,
     return sorted(items, key=lambda it: str(it.path))
 
 
-def load_many(sources, *, labels: tuple[str, ...] | None = None, group_by: str = "auto") -> list[Item]:
+def load_many(sources, *, labels: tuple[str, ...] | None = None, group_by: str = "auto",
+              on_skip: Callable[[Path, str], None] | None = None) -> list[Item]:
     """Several DATA arguments -> one list; the same file twice is an error."""
     items: list[Item] = []
     for source in sources:
-        items += load_items(source, labels=labels, group_by=group_by)
+        items += load_items(source, labels=labels, group_by=group_by, on_skip=on_skip)
     seen = Counter(it.path.resolve() for it in items)
     dupes = [p for p, n in seen.items() if n > 1]
     if dupes:
@@ -128,7 +130,7 @@ def _group(rel: Path, group_by: str, default: str, where: Path) -> str:
     return default
 
 
-def _from_folder(root: Path, *, labels, group_by: str) -> list[Item]:
+def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subdirs:
         raise MoodtagError(f"{root}: no label folders (expected {root}/<label>/<files>)")
@@ -138,10 +140,14 @@ def _from_folder(root: Path, *, labels, group_by: str) -> list[Item]:
     items = []
     for label_dir in subdirs:
         for path in sorted(label_dir.rglob("*")):
-            if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file() and not path.name.startswith("."):
-                rel = path.relative_to(label_dir)
-                items.append(Item(path=path, label=label_dir.name,
-                                  group=_group(rel, group_by, root.resolve().name, path)))
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            rel = path.relative_to(label_dir)
+            if not is_audio_name(path.name):
+                if on_skip is not None and not any(part.startswith(".") for part in rel.parts):
+                    on_skip(path, f"skipped: not an audio file ({path.suffix or 'no'} extension)")
+                continue
+            items.append(Item(path=path, label=label_dir.name, group=_group(rel, group_by, root.resolve().name, path)))
     return items
 
 

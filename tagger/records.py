@@ -17,6 +17,11 @@ def display_path(path: Path | str) -> str:
         return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
+def counted(n, noun: str) -> str:
+    """'1 track', '2 tracks': a count and its noun, plural unless the count is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def printable(text: Path | str | bytes) -> str:
     """Outside text (a file name, a decoder's message) safe for one terminal line: bytes of a name that
     is not UTF-8 as \\xNN, and every control character (line breaks, escape sequences, bidi overrides)

@@ -31,6 +31,7 @@ from tagger.feature_cache import TrackMatrix, track_matrix
 from tagger.features import AMIN, resize, to_input
 from tagger.metrics import best_threshold
 from tagger.model import build_model
+from tagger.records import counted
 from tagger.weights import LoadedModel, ModelSpec
 
 FLOOR_DB = 10 * math.log10(AMIN)  # the dB floor of the features: -100
@@ -468,7 +469,7 @@ def describe_items(items: list[Item]) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(Counter(it.label for it in its).items()))
     groups = sorted({it.group for it in items})
     parts = [f"{g} ({counts([it for it in items if it.group == g])})" for g in groups]
-    return f"{len(items)} tracks ({counts(items)}) in {len(groups)} groups: " + "; ".join(parts)
+    return f"{counted(len(items), 'track')} ({counts(items)}) in {counted(len(groups), 'group')}: " + "; ".join(parts)
 
 
 def _r(x):

@@ -1,6 +1,7 @@
 """ModelSpec, and saving/loading model files as safetensors with the spec as JSON metadata (no pickle)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -134,8 +135,18 @@ def resolve_model(model: str | Path | None) -> Path:
         shipped = shipped_models_dir() / (path.name + MODEL_SUFFIX)
         if shipped.is_file():
             return shipped
-    known = ", ".join(p.stem for p in shipped_models()) or "none"
-    raise ModelError(f"{model}: no such model file (shipped models: {known})")
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        known = ", ".join(p.stem for p in shipped_models()) or "none"
+        raise ModelError(f"{model}: no such model file (shipped models: {known})") from None
+    import stat
+
+    from tagger.discover import file_kind
+
+    if stat.S_ISDIR(mode):
+        raise ModelError(f"{model}: is a folder, not a model file")
+    raise ModelError(f"{model}: not a regular file ({file_kind(mode)})")  # a FIFO would block the read
 
 
 def file_sha256(path: Path) -> str:
@@ -148,25 +159,46 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_writable(path: Path) -> None:
+    """ModelError ("PATH: cannot write (why)") unless a model file can be written at `path`: not a folder,
+    and its folder (or the nearest existing one above it, where save_model makes the rest) a folder we
+    may write in. Before a training run, so that hours of work do not end on a failed save."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ModelError(f"{path}: is a folder, not a model file")
+    folder = next(p for p in path.parents if os.path.lexists(p))  # "/" or "." exists
+    if not folder.is_dir():
+        raise ModelError(f"{path}: cannot write ({folder} is not a folder)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ModelError(f"{path}: cannot write ({folder}: permission denied)")
+
+
 def save_model(path: Path, spec: ModelSpec, state_dict: dict) -> Path:
     """Write the model's tensors (torch tensors, or numpy arrays) and the spec (JSON metadata) to a
-    safetensors file."""
+    safetensors file (through a temporary file beside it); ModelError ("PATH: cannot write (why)")
+    if it cannot be written."""
     import numpy as np
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     metadata = {SPEC_KEY: json.dumps(spec.to_json(), sort_keys=True)}
     if all(isinstance(v, np.ndarray) for v in state_dict.values()):
-        from safetensors.numpy import save_file as save_numpy
+        from safetensors.numpy import save as serialize
 
-        save_numpy({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, str(tmp), metadata=metadata)
+        data = serialize({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, metadata=metadata)
     else:
-        from safetensors.torch import save_file
+        from safetensors.torch import save as serialize
 
-        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-        save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+        data = serialize({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, metadata=metadata)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
 
 
@@ -175,7 +207,11 @@ def read_spec(path: Path) -> ModelSpec:
     path = Path(path)
     try:
         meta = safetensors_metadata(path)
-    except (OSError, ValueError) as exc:
+    except PermissionError:
+        raise ModelError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
+    except ValueError as exc:
         raise ModelError(f"{path}: not a moodtag model file ({exc})") from None
     if SPEC_KEY not in meta:
         raise ModelError(f"{path}: safetensors file without a moodtag spec")

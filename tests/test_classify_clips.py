@@ -89,3 +89,10 @@ def test_clip_moods_are_the_same_from_the_cache(tracks, tmp_path):
     again = json.loads(run_cli(*args, check=True).stdout)
     assert (first["action"], again["action"]) == ("analysed", "cached")
     assert again["clips"] == first["clips"] and all(c["mood"] and c["seconds"] == 5.0 for c in first["clips"])
+
+
+def test_a_track_of_one_clip_is_worded_in_the_singular(tmp_path):
+    path = synth.make_track(tmp_path / "short.flac", "calm", 6.0, seed=1)  # room for one 5 s clip
+    lines = run_cli("classify", path, "--clips", env={"COLUMNS": "200"}, check=True).stdout.splitlines()
+    assert lines[0] == f"{path}: 00:06 long, 1 clip of 5 s (moodtag-rhythm 2.0.0)"
+    assert re.match(r"the one clip alone says (calm|exciting); ", lines[-1]), lines[-1]

@@ -31,6 +31,7 @@ def test_help_reads_cleanly_at_80_columns(name):
     assert usage.startswith(f"Usage: moodtag {name} [OPTIONS]"), usage
     assert not re.search(r"\]\.\.\.|\}\.\.\.|[{}]|\[\[", usage), f"a doubled or braced argument: {usage}"
     assert "…" not in text, "something cut short"
+    assert "\\[" not in text, "a rich markup escape shown as it is (help is plain text)"
     flat = " ".join(text.split())
     assert flat.count("[default:") == len(re.findall(r"\[default: [^\]\[]+\]", flat)), "a default cut off"
     long_options = re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", text)
@@ -150,3 +151,28 @@ def test_plain_coercion_gives_what_typers_own_gives(name):
 def test_a_bad_option_value_is_worded_as_typer_words_it(tmp_path, args, error):
     proc = run_cli(*args, "--db", tmp_path / "none.db")
     assert proc.returncode == 2 and error in " ".join(proc.stderr.split()), proc.stderr
+
+
+def test_version_is_the_packages_and_imports_nothing_heavy(tmp_path):
+    """`moodtag --version` prints tagger.__version__ (the package's); torch and numpy that refuse to
+    import, first on PYTHONPATH, show it loads neither."""
+    import tagger
+
+    blockers = tmp_path / "block"
+    for name in ("torch", "numpy"):
+        (blockers / name).mkdir(parents=True)
+        (blockers / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked for this test')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tagger.__file__)))
+    proc = run_cli("--version", env={"PYTHONPATH": os.pathsep.join([str(blockers), root])})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"moodtag {tagger.__version__}\n", "")
+    assert "--version" in help_text()
+
+
+def test_help_words_what_each_command_does():
+    """`playlists` never prints a playlist, so its --relative-to says nothing of printing; `query` drops
+    artist, title and album first when the table is short of room."""
+    def flat(*command: str) -> str:
+        return " ".join(help_text(*command).split())
+
+    assert "absolute when printing" in flat("playlist") and "printing" not in flat("playlists")
+    assert "artist, title and album are dropped first when space runs out" in flat("query")

@@ -1,6 +1,11 @@
 """The seed CNN's layers, and model files: safetensors with the spec inside, never pickle."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -8,6 +13,8 @@ from torch import nn
 from tagger.errors import ModelError
 from tagger.model import SeedCNN, build_model
 from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, load_model, read_spec, save_model
+from tests.test_faults import one_error_line
+from tests.test_scan import ROOT, _without_root_powers
 
 
 def _spec(**changes) -> ModelSpec:
@@ -72,3 +79,24 @@ def test_tensors_that_do_not_fit_are_refused(tmp_path):
     path = save_model(tmp_path / "m.safetensors", _spec(labels=("a", "b", "c")), SeedCNN(2).state_dict())
     with pytest.raises(ModelError, match="do not fit"):
         load_model(path)
+
+
+@pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
+def test_a_model_path_that_is_no_readable_file_is_one_line_naming_why(tmp_path):
+    """A folder, a FIFO (never opened: the read would block) and a file without read permission given
+    as the model: each one error line with its own cause, from the real CLI."""
+    from tagger.weights import resolve_model
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    locked = tmp_path / "locked.safetensors"
+    shutil.copy(resolve_model(None), locked)
+    locked.chmod(0o000)
+    cases = [(["model-info", tmp_path], f"{tmp_path}: is a folder, not a model file"),
+             (["model-info", fifo], f"{fifo}: not a regular file (a FIFO)"),
+             (["classify", "--model", fifo, tmp_path / "any.wav"], f"{fifo}: not a regular file (a FIFO)"),
+             (["model-info", locked], f"{locked}: permission denied")]
+    for args, message in cases:
+        proc = subprocess.run(_without_root_powers([sys.executable, "-m", "tagger", *map(str, args)]),
+                              capture_output=True, text=True, timeout=120)
+        assert one_error_line(proc) == f"error: {message}", args

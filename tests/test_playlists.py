@@ -522,3 +522,14 @@ def test_the_player_folder_check_per_folder_gives_the_names_check(tmp_path):
     answers = [inside.names_problem(str(p)) for p in paths + paths]
     assert answers == [names_problem(inside.names(str(p))) for p in paths + paths]
     assert answers[:len(paths)].count(None) == 7
+
+
+def test_playlists_into_a_file_is_one_line_before_anything_is_written(library, model, tmp_path):
+    from tests.conftest import run_cli
+
+    not_a_folder = tmp_path / "moods"
+    not_a_folder.write_text("mine\n")
+    proc = run_cli("playlists", "--db", library["db"], "--out-dir", not_a_folder, *model[0])
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.splitlines() == [f"error: {not_a_folder}: --out-dir is a file, not a folder"]
+    assert not_a_folder.read_text() == "mine\n"

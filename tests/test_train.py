@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +19,7 @@ from tagger.dataset import Item, load_items, load_many
 from tagger.errors import MoodtagError
 from tagger.synth import make_track
 from tagger.weights import ModelSpec, load_model, read_spec
+from tests.test_scan import ROOT, _without_root_powers
 
 TINY = ["--epochs", "2", "--clips-per-track", "2", "--batch-size", "4", "--threads", "1"]
 
@@ -56,7 +59,8 @@ def _spec(labels=("calm", "exciting")) -> ModelSpec:
 def test_train_writes_a_model(trained):
     model, summary = trained
     spec = read_spec(model)
-    assert spec.name == "moodtag-cnn" and spec.labels == ("calm", "exciting")
+    assert (spec.name, spec.version) == ("tiny", "1.0.0")  # the file's name: never a shipped model's by default
+    assert spec.labels == ("calm", "exciting")
     assert spec.trained_on.startswith("8 tracks (calm 4, exciting 4) in 2 groups")
     assert spec.normalization["std"] > 1
     assert "validation" in spec.metrics and spec.created
@@ -288,3 +292,68 @@ def test_band_centering_removes_the_static_spectrum():
     norm = normalization_of([tm], "band")
     assert abs(norm["mean"]) < 1e-3 and 5 < norm["std"] < 15
     assert normalization_of([tm])["mean"] == pytest.approx(float(x[0].astype(np.float16).mean()), abs=1e-2)
+
+
+def test_data_takes_the_audio_a_scan_takes_and_names_each_file_it_leaves_out(tmp_path):
+    """Opus tracks are trained and evaluated on (as a scan tags them); any other file in a label folder
+    is one warning line naming it; hidden files pass silently."""
+    from tests.conftest import run_cli
+
+    for i, mood in enumerate(("calm", "exciting")):
+        (tmp_path / mood).mkdir()
+        make_track(tmp_path / mood / f"g{i}__a.opus", mood, 12, seed=i)
+        make_track(tmp_path / mood / f"g{i}__b.wav", mood, 12, seed=5 + i)
+    (tmp_path / "calm" / "notes.txt").write_text("where these came from\n")
+    (tmp_path / "exciting" / ".DS_Store").write_bytes(b"\0")
+    assert sorted(it.path.name for it in load_items(tmp_path)) == ["g0__a.opus", "g0__b.wav", "g1__a.opus", "g1__b.wav"]
+    proc = run_cli("evaluate", tmp_path, "--json", env={"COLUMNS": "500"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tracks"] == 4
+    assert proc.stderr.splitlines() == [
+        f"warning: {tmp_path / 'calm' / 'notes.txt'}: skipped: not an audio file (.txt extension)"]
+
+
+@pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
+def test_an_unwritable_output_stops_train_before_training(data, cache, tmp_path):
+    """-o into a read-only folder, or below a file: one line naming the model file and why, before any
+    decoding (no progress, no epoch), not a traceback after the training."""
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for out, why in ((read_only / "m.safetensors", f"{read_only}: permission denied"),
+                     (a_file / "m.safetensors", f"{a_file} is not a folder")):
+        proc = subprocess.run(_without_root_powers([sys.executable, "-m", "tagger", "train", str(data), "-o", str(out),
+                                                    "--cache-dir", str(cache), *TINY]),
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "500"})
+        assert (proc.returncode, proc.stdout) == (1, "")
+        assert proc.stderr.splitlines() == [f"error: {out}: cannot write ({why})"]
+    assert list(read_only.iterdir()) == []
+
+
+def test_a_failed_save_is_one_clear_error(tmp_path):
+    from tagger.weights import save_model
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(a_file / 'm.safetensors'))}: cannot write \("):
+        save_model(a_file / "m.safetensors", _spec(), {"w": np.zeros(3, dtype=np.float32)})
+
+
+def test_a_shipped_models_name_only_on_purpose_and_with_a_warning(data, cache, tmp_path):
+    """A trained model named like a shipped one would share its results in a scan's cache (name and
+    version): --name moodtag-cnn (the maintainers retraining it) and an --out file named moodtag-cnn each
+    warn once; the name is kept as asked."""
+    from tests.conftest import run_cli
+
+    for out, extra, given in ((tmp_path / "retrained.safetensors", ["--name", "moodtag-cnn"], "--name moodtag-cnn"),
+                              (tmp_path / "moodtag-cnn.safetensors", [],
+                               "the name moodtag-cnn (from the --out file's name)")):
+        proc = run_cli("train", data, "-o", out, *extra, "--version", "1.0.0", "--cache-dir", cache, "--json", *TINY,
+                       env={"COLUMNS": "500"})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"warning: {given} is a shipped model's: a scan's cache tells models apart by name and version only "
+            "(pass another --name unless this model replaces the shipped one)"]
+        assert read_spec(out).name == "moodtag-cnn"

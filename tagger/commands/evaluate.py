@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tagger.commands.options import ModelOption
-from tagger.commands.train import DataArgument, GroupByOption
+from tagger.commands.train import DataArgument, GroupByOption, warn_not_audio
 
 
 def evaluate(
@@ -28,7 +28,7 @@ def evaluate(
     from tagger.weights import load_model
 
     loaded = load_model(model)
-    items = load_many(data, labels=loaded.spec.labels, group_by=group_by)
+    items = load_many(data, labels=loaded.spec.labels, group_by=group_by, on_skip=warn_not_audio)
     # no bar in a pipe or a log: there even a transient one would leave a blank line
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=json_out or not err.is_terminal) as progress:

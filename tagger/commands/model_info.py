@@ -28,6 +28,8 @@ def model_info(
         out.print(json.dumps(info, ensure_ascii=False), markup=False)
         return
     table = Table(show_header=False, box=None)
+    table.add_column(max_width=max(24, out.width // 3))  # long labels wrap: the values keep the room
+    table.add_column(overflow="fold")  # a sha256 or a path longer than the room folds onto more lines, never cut
     table.add_row("model", f"{spec.name} {spec.version}")
     table.add_row("file", str(path))
     table.add_row("sha256", info["sha256"])
@@ -53,9 +55,15 @@ def model_info(
     table.add_row("architecture", json.dumps(spec.architecture))
     table.add_row("trained on", spec.trained_on or "-")
     table.add_row("created", spec.created or "-")
-    for key, value in spec.metrics.items():
+    metrics = dict(spec.metrics)
+    nested = metrics.pop(NESTED, None) if _is_nested(metrics.get(NESTED)) else None
+    if nested:  # the headline first; the plain figures chose and scored on the same folds
+        for row in nested_rows(nested):
+            table.add_row(*row)
+    for key, value in metrics.items():
         if isinstance(value, dict) and isinstance(value.get("pooled"), dict):
-            for row in held_out_rows(f"metric {key}", value):
+            title = "plain leave-one-game-out (optimistic)" if nested and key == "held_out" else f"metric {key}"
+            for row in held_out_rows(title, value):
                 table.add_row(*row)
             continue
         table.add_row(f"metric {key}", json.dumps(value) if not isinstance(value, float) else f"{value:.3f}")
@@ -80,14 +88,46 @@ def threshold_text(spec) -> str:
 def held_out_rows(title: str, held_out: dict) -> list[tuple[str, str]]:
     """A spec's held-out validation ({"method", "pooled": summary with "groups"}) as table rows: the
     pooled headline under `title`, then one row per group."""
+    from tagger.records import counted
+
     pooled = held_out["pooled"]
 
     def line(m: dict) -> str:
         return (f"balanced accuracy {_f(m.get('balanced_accuracy'))}, ROC-AUC {_f(m.get('roc_auc'))}, "
-                f"accuracy {_f(m.get('accuracy'))} ({m.get('tracks')} tracks")
+                f"accuracy {_f(m.get('accuracy'))} ({counted(m.get('tracks'), 'track')}")
 
     rows = [(title, line(pooled) + (f"; {held_out['method']})" if held_out.get("method") else ")"))]
     rows += [(f"  {group}", line(g) + ")") for group, g in (pooled.get("groups") or {}).items()]
+    return rows
+
+
+NESTED = "nested_leave_one_game_out"
+
+
+def _is_nested(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(k), (int, float)) for k in ("ba", "auc", "tracks"))
+
+
+def nested_rows(nested: dict) -> list[tuple[str, str]]:
+    """The nested leave-one-game-out figures ({"ba", "auc", "tracks", "games", "intervals", "method", "user"},
+    written by benchmarks/real_cv.py) as table rows: the headline, then how often each label is missed."""
+    from tagger.records import counted
+
+    intervals = nested.get("intervals") or {}
+
+    def figure(key: str) -> str:
+        low, high = (intervals.get(key) or (None, None))[:2]
+        return _f(nested[key]) + (f" (interval {_f(low)}-{_f(high)})" if low is not None and high is not None else "")
+
+    games = nested.get("games") or []
+    about = "; ".join(part for part in (counted(nested["tracks"], "track")
+                                        + (f", {counted(len(games), 'game')}" if games else ""),
+                                        nested.get("method")) if part)
+    rows = [("nested leave-one-game-out", f"balanced accuracy {figure('ba')}, ROC-AUC {figure('auc')} ({about})")]
+    user = nested.get("user") or {}
+    if user:
+        rows.append(("  mistakes", ", ".join(f"{key.replace('_', ' ')} {value:.0%}" for key, value in user.items()
+                                             if isinstance(value, (int, float)))))
     return rows
 
 

@@ -26,9 +26,6 @@ OrderOption = Annotated[Order, typer.Option(
     "--order", metavar="ORDER", help="score: most confident first; shuffle: random (see --seed); path; album: by album, artist, path.")]
 SeedOption = Annotated[Optional[int], typer.Option(
     "--seed", metavar="S", help="Seed for --order shuffle: the same seed gives the same playlist.")]
-RelativeToOption = Annotated[Optional[Path], typer.Option(
-    "--relative-to", metavar="DIR", file_okay=False, parser=path_value,
-    help="Write paths relative to DIR. Default: relative to the playlist's own folder (absolute when printing).")]
 AbsoluteOption = Annotated[bool, typer.Option("--absolute", help="Write absolute paths.")]
 AnyModelOption = Annotated[bool, typer.Option(
     "--any-model", help="Also use tracks analysed by other models or versions than the current one.")]
@@ -38,6 +35,17 @@ ForOption = Annotated[Optional[Player], typer.Option(
 MusicDirOption = Annotated[Optional[Path], typer.Option(
     "--music-dir", metavar="DIR", file_okay=False, parser=path_value,
     help="With --for: the player's music folder (MPD's music_directory).")]
+
+
+def _relative_to_option(default: str):
+    """--relative-to, its default worded for one command (only `playlist` can print a playlist)."""
+    return Annotated[Optional[Path], typer.Option(
+        "--relative-to", metavar="DIR", file_okay=False, parser=path_value,
+        help=f"Write paths relative to DIR. Default: {default}.")]
+
+
+PlaylistRelativeToOption = _relative_to_option("relative to the playlist's own folder (absolute when printing)")
+PlaylistsRelativeToOption = _relative_to_option("relative to the --out-dir folder")
 
 
 def playlist(
@@ -54,7 +62,7 @@ def playlist(
     limit: LimitOption = None,
     order: OrderOption = Order.score,
     seed: SeedOption = None,
-    relative_to: RelativeToOption = None,
+    relative_to: PlaylistRelativeToOption = None,
     absolute: AbsoluteOption = False,
     model: ModelOption = None,
     any_model: AnyModelOption = False,
@@ -99,7 +107,7 @@ def playlists(
     limit: LimitOption = None,
     order: OrderOption = Order.score,
     seed: SeedOption = None,
-    relative_to: RelativeToOption = None,
+    relative_to: PlaylistsRelativeToOption = None,
     absolute: AbsoluteOption = False,
     model: ModelOption = None,
     any_model: AnyModelOption = False,
@@ -116,6 +124,10 @@ def playlists(
     from tagger.forked import processes_available
     from tagger.playlists import PlaylistRequest, playlist_file_name, playlist_layout, resolve_labels, save_playlists
 
+    if out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
+        from tagger.errors import MoodtagError
+
+        raise MoodtagError(f"{out_dir}: --out-dir is a file, not a folder")
     layout = playlist_layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
                              player=player.value if player else None, music_dir=music_dir)
     _check_roots(paths)

@@ -54,12 +54,12 @@ def query(
     """List cached tracks, filtered and sorted; or run raw read-only SQL against the cache.
 
     Output: on a terminal, a table that fits its width (the path always shown, never cut; artist, title
-    and album go first when space runs out). When standard output is not a terminal (a pipe, a file):
-    tab-separated values, a header line then one line per track (path, mood, confidence, artist, title,
-    album, status, error; control characters in a value escaped as \\t, \\n, \\xNN). --paths: the paths
-    alone, one per line (in a pipe or a file, each file's own name bytes, for xargs -d '\\n'; a name holding
-    a line break is left out with a warning). --json (JSON Lines) and --csv: a track's 16 fields (--sql
-    reads the cache's other columns). The cache is never modified."""
+    and album are dropped first when space runs out). When standard output is not a terminal (a pipe, a
+    file): tab-separated values, a header line then one line per track (path, mood, confidence, artist,
+    title, album, status, error; control characters in a value escaped as \\t, \\n, \\xNN). --paths: the
+    paths alone, one per line (in a pipe or a file, each file's own name bytes, for xargs -d '\\n'; a name
+    holding a line break is left out with a warning). --json (JSON Lines) and --csv: a track's 16 fields
+    (--sql reads the cache's other columns). The cache is never modified."""
     from tagger.cache import Cache
     from tagger.errors import MoodtagError
     from tagger.query import TrackFilter, find_tracks, run_sql, track_values

@@ -38,7 +38,7 @@ def scan(
                                              "descriptor model runs on the CPU and ignores it.")] = "cpu",
     dask_scheduler: Annotated[Optional[str], typer.Option(
         "--dask-scheduler", metavar="tcp://HOST:PORT",
-        help="Analyse on this Dask cluster instead of local processes (needs moodtag\\[dask]; every worker "
+        help="Analyse on this Dask cluster instead of local processes (needs moodtag[dask]; every worker "
              "must see the library at the same path). --jobs is then not used.")] = None,
     model: ModelOption = None,
     json_lines: JsonOption = False,

@@ -14,13 +14,14 @@ def render_timeline(result, spec, console) -> None:
 
     from tagger.analyze import decision_rule
     from tagger.console import shown
+    from tagger.records import counted
 
     labels = spec.labels
     binary = len(labels) == 2 and spec.threshold is not None
     shown_label = labels[-1] if binary else None
     length = f"{mm_ss(result.duration)} long, " if result.duration else ""
-    console.print(f"[bold]{shown(result.path)}[/]: {length}{len(result.clips)} clips of {spec.clips.seconds:g} s "
-                  f"({escape(spec.name)} {escape(spec.version)})")
+    console.print(f"[bold]{shown(result.path)}[/]: {length}{counted(len(result.clips), 'clip')} of "
+                  f"{spec.clips.seconds:g} s ({escape(spec.name)} {escape(spec.version)})")
     bar_title = f"P({escape(labels[-1])}) {THRESHOLD_MARK} {spec.threshold:g}" if binary else "P(mood)"
     table = Table(box=None, highlight=False, pad_edge=False)
     table.add_column("start", justify="right")
@@ -37,8 +38,9 @@ def render_timeline(result, spec, console) -> None:
     console.print(table)
     agree = sum(clip.mood == result.mood for clip in result.clips)
     console.print(decision_text(result, spec), soft_wrap=False)  # wrapped at word ends to the width
-    console.print(f"{agree} of {len(result.clips)} clips alone say {escape(result.mood)}; the track's scores "
-                  f"are {decision_rule(spec)}.", soft_wrap=False)
+    alone = (f"the one clip alone says {escape(result.clips[0].mood or '')}" if len(result.clips) == 1
+             else f"{agree} of {len(result.clips)} clips alone say {escape(result.mood)}")
+    console.print(f"{alone}; the track's scores are {decision_rule(spec)}.", soft_wrap=False)
 
 
 def decision_text(result, spec) -> str:

@@ -10,6 +10,7 @@ import typer
 
 from tagger.commands.model_info import threshold_text
 from tagger.commands.options import JsonOption
+from tagger.records import counted
 
 DataArgument = Annotated[list[Path], typer.Argument(
     metavar="DATA",
@@ -19,6 +20,15 @@ GroupByOption = Annotated[str, typer.Option(
     "--group-by", metavar="RULE",
     help="How folder data is grouped for validation: auto (name part before '__', else the sub-folder "
          "below the label folder, else DATA's name), prefix, folder, or track.")]
+def warn_not_audio(path: Path, why: str) -> None:
+    """One warning line for a file in DATA that is left out (not an audio file's name)."""
+    from rich.markup import escape
+
+    from tagger.console import shown, warn
+
+    warn(f"{shown(path)}: {escape(why)}")
+
+
 LabelsOption = Annotated[Optional[str], typer.Option(
     "--labels", metavar="A,B[,C]",
     help="The labels, in order (a binary model's threshold is on the second). Default: the label "
@@ -91,8 +101,8 @@ def train(
         help="Feature cache (decoded clips' spectrograms). Default: ~/.cache/moodtag/features.")] = None,
     threads: Annotated[int, typer.Option("--threads", metavar="N", help="Torch CPU threads (0: torch's default).")] = 0,
     name: Annotated[Optional[str], typer.Option(
-        "--name", metavar="NAME", help="The model's name, stored in the file (default: moodtag-cnn, or moodtag-rhythm "
-                       "for a descriptor model).")] = None,
+        "--name", metavar="NAME", help="The model's name, stored in the file; with --version it is what a scan's cache "
+                                       "tells models apart by. Default: MODEL's file name without .safetensors.")] = None,
     version: Annotated[str, typer.Option("--version", metavar="VERSION", help="The model's version, stored in the file.")] = "1.0.0",
     json_out: JsonOption = False,
 ) -> None:
@@ -104,7 +114,7 @@ def train(
     from tagger.features import CENTERINGS, FEATURE_KINDS
     from tagger.feature_cache import default_cache_dir
     from tagger.train import Augment, cross_validate as run_cv, prepare_spec, train_model
-    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, save_model
+    from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, check_writable, save_model
 
     if feature not in FEATURE_KINDS + ("descriptors",):
         raise MoodtagError(f"--feature {feature}: unknown (choose from {', '.join(FEATURE_KINDS)}, descriptors)")
@@ -117,6 +127,8 @@ def train(
         raise MoodtagError(f"--out {out}: a model file must end in .safetensors")
     if out.is_dir():
         raise MoodtagError(f"--out {out}: is a folder")
+    check_writable(out)  # now, not after the training
+    name = _model_name(name, out)
     if val_groups and val_fraction:
         raise MoodtagError("--val-groups and --val-fraction: give one or the other")
     if threshold is not None and not 0 < threshold < 1:
@@ -128,14 +140,14 @@ def train(
 
     if regularization_old is not None:
         regularization = regularization_old
-    items = load_many(data, labels=parse_labels(labels), group_by=group_by)
+    items = load_many(data, labels=parse_labels(labels), group_by=group_by, on_skip=warn_not_audio)
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
-                           top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name or "moodtag-rhythm",
+                           top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name,
                            version=version, threshold="auto" if threshold is None else threshold, transform=transform,
                            cache_dir=cache_dir, json_out=json_out)
         return
-    spec = prepare_spec(ModelSpec(name=name or "moodtag-cnn", version=version, labels=("calm", "exciting"),
+    spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
                                   clips=ClipPlan(placement=placement), features=FeatureSpec(kind=feature, center=center)),
                         items, parse_labels(labels))
     aug = Augment(mixup_prob=mixup) if augment else Augment.none()
@@ -228,9 +240,26 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     spec = fit.spec
     table.add_row("threshold", threshold_text(spec))
     if fit.skipped:
-        table.add_row("skipped", f"{len(fit.skipped)} tracks (see the messages above)")
+        table.add_row("skipped", f"{counted(len(fit.skipped), 'track')} (see the messages above)")
     table.add_row("time", f"{seconds:.0f} s")
     stdout.print(table)
+
+
+def _model_name(name: str | None, out: Path) -> str:
+    """--name, else the output file's stem; a shipped model's name only with a warning (a cache tells models
+    apart by name and version: the maintainers' retraining of a shipped model is the one use)."""
+    from tagger.weights import shipped_models
+
+    chosen = name or out.stem
+    if chosen in {p.stem for p in shipped_models()}:
+        from rich.markup import escape
+
+        from tagger.console import warn
+
+        given = f"--name {chosen}" if name else f"the name {chosen} (from the --out file's name)"
+        warn(f"{escape(given)} is a shipped model's: a scan's cache tells models apart by name and version only "
+             "(pass another --name unless this model replaces the shipped one)")
+    return chosen
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -243,7 +272,7 @@ def _fmt(x) -> str:
 
 def _cv_line(cv) -> str:
     p = cv.pooled
-    return (f"held out, pooled over {p.tracks} tracks: balanced accuracy {_fmt(p.balanced_accuracy)}, "
+    return (f"held out, pooled over {counted(p.tracks, 'track')}: balanced accuracy {_fmt(p.balanced_accuracy)}, "
             f"ROC-AUC {_fmt(p.roc_auc)}, accuracy {_fmt(p.accuracy)}")
 
 
@@ -318,16 +347,16 @@ def _render_summary(out_path: Path, spec, result, cv, seconds: float) -> None:
         table.add_row("validation groups", escape(", ".join(result.val_groups)))
         v = result.validation
         table.add_row("validation", f"balanced accuracy {_fmt(v.balanced_accuracy)}, ROC-AUC {_fmt(v.roc_auc)}, "
-                                    f"accuracy {_fmt(v.accuracy)} ({v.tracks} tracks)")
+                                    f"accuracy {_fmt(v.accuracy)} ({counted(v.tracks, 'track')})")
     if cv is not None:
         table.add_row("held out (cross-validation)", _cv_line(cv))
         for groups, report in cv.folds:
             table.add_row(f"  {escape(', '.join(groups))}",
                           f"accuracy {_fmt(report.accuracy)}, balanced accuracy {_fmt(report.balanced_accuracy)}, "
-                          f"ROC-AUC {_fmt(report.roc_auc)} ({report.tracks} tracks)")
+                          f"ROC-AUC {_fmt(report.roc_auc)} ({counted(report.tracks, 'track')})")
     table.add_row("threshold", threshold_text(spec))
     table.add_row("normalization", json.dumps(spec.normalization))
     if result.skipped:
-        table.add_row("skipped", f"{len(result.skipped)} tracks (see the messages above)")
+        table.add_row("skipped", f"{counted(len(result.skipped), 'track')} (see the messages above)")
     table.add_row("time", f"{seconds:.0f} s")
     out.print(table)
