@@ -420,7 +420,8 @@ def _reference_outputs(db: Path) -> dict[str, bytes]:
     lines = {"tsv": tsv, "paths": [t.path for t in tracks],  # in a pipe: the names themselves (none holds a \n)
              "csv": [csv_line(TRACK_COLUMNS)] + [csv_line(getattr(t, c) for c in TRACK_COLUMNS) for t in tracks],
              "json": [json.dumps({c: jsonable(getattr(t, c)) for c in TRACK_COLUMNS}, ensure_ascii=False) for t in tracks]}
-    return {fmt: "".join(line + "\n" for line in text).encode("utf-8") for fmt, text in lines.items()}
+    return {fmt: b"".join((line if isinstance(line, bytes) else line.encode("utf-8")) + b"\n" for line in text)
+            for fmt, text in lines.items()}  # a key stored as bytes: --paths writes those bytes
 
 
 def test_every_output_format_writes_awkward_values_as_the_track_rows_say(awkward_db):
