@@ -16,8 +16,8 @@ MOODTAG_REPLACED_MOOD, which remove_mood puts back; remove_mood leaves a mood th
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
 `_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules), and which text fields of its own it has that
-are read for artist, title and album where the tag lacks them (a WAV's RIFF INFO chunk; never
-written: INFO has no mood field, and players read the ID3 chunk). The format comes from the file's
+are read for artist, title and album where the tag lacks them (a WAV's RIFF INFO chunk, an MP3's
+ID3v1 or APEv2 tag; never written: INFO has no mood field, and players read the ID3 chunk). The format comes from the file's
 content, never its name, and only a regular file is read (a FIFO or a device is refused at once).
 Every mutagen call goes through `_mutagen_errors`, which turns mutagen and OS errors into a TagError
 naming the cause. Every write goes through `tagger.safewrite`: mutagen saves into an overlay, and
@@ -87,7 +87,8 @@ class ForeignMood(MoodtagError):
 def read_info(path) -> TrackInfo:
     """The file's format, tag kind, duration, artist, title and album; TagError if it cannot be parsed.
     Each of artist, title and album comes from the tag moodtag writes (ID3 in a WAV) where that has
-    it, else from the format's own text fields (a WAV's RIFF INFO chunk), as players show them."""
+    it, else from the format's own text fields (a WAV's RIFF INFO chunk, an MP3's ID3v1 or APEv2
+    tag), as players show them."""
     with _opened(Path(path)) as fh:
         audio, fmt = _load(fh)
         texts = [None, None, None]
@@ -371,6 +372,14 @@ def riff_info(fh) -> dict[str, str]:
     return found
 
 
+def legacy_info(fh) -> dict[str, str]:
+    """An MP3's artist, title and album from its ID3v1 and APEv2 tags (APEv2 wins where both have
+    one), which players show where the ID3v2 tag has none: read only, as riff_info."""
+    names = {"TPE1": "artist", "TIT2": "title", "TALB": "album"}
+    return {names[frame.FrameID]: str(frame.text[0]) for frame in _legacy_frames(fh)
+            if frame.FrameID in names and frame.text and str(frame.text[0])}
+
+
 def _info_text(raw: bytes) -> str:
     raw = raw.split(b"\0", 1)[0]
     try:
@@ -398,7 +407,7 @@ class _Format:
 
 
 _FORMATS = {  # mutagen's class for the content -> format
-    mp3.MP3: _Format("mp3", _ID3, keeps_id3v1=True),
+    mp3.MP3: _Format("mp3", _ID3, keeps_id3v1=True, native_info=legacy_info),
     wave.WAVE: _Format("wav", _ID3, native_info=riff_info),
     aiff.AIFF: _Format("aiff", _ID3),
     flac.FLAC: _Format("flac", _VORBIS),

@@ -569,6 +569,17 @@ def legacy_mp3(tmp_path: Path, sources, *, v1: bool, ape: bool) -> Path:
     return path
 
 
+@pytest.mark.parametrize("v1, ape", [(True, False), (False, True)], ids=["v1-only", "ape-only"])
+def test_an_mp3_without_id3v2_shows_the_artist_players_show(tmp_path, sources, v1, ape):
+    """Before moodtag writes anything (what a scan's worker reads and caches): the ID3v1 or APEv2 tag's
+    artist, title and album, as players fall back to them."""
+    path = legacy_mp3(tmp_path, sources, v1=v1, ape=ape)
+    info = read_info(path)
+    expected = ("v1 title", "v1 artist", "v1 album") if v1 else (APE_FIELDS["Title"], APE_FIELDS["Artist"],
+                                                                  APE_FIELDS["Album"])
+    assert (info.title, info.artist, info.album) == expected
+
+
 def test_id3v1_only_mp3_keeps_title_and_artist_in_v2(tmp_path, sources):
     path = legacy_mp3(tmp_path, sources, v1=True, ape=False)
     original = path.read_bytes()
