@@ -9,10 +9,11 @@ moodtag writes a mood field and its own namespaced fields, and nothing else:
 
 The mood field is shared with other tools (Picard, Mp3tag, beets plugins) and with the user's own
 hand: a mood moodtag did not write is never lost. It is moodtag's when the file also holds
-MOODTAG_MODEL and the scores, and it is the one label those scores put first; any other value (another
-tool's "Happy", or moodtag's "calm" corrected by hand to "exciting") is the file's own mood: write_mood
-keeps it (ForeignMood) unless asked to replace it, and then keeps its values in
-MOODTAG_REPLACED_MOOD, which remove_mood puts back; remove_mood leaves a mood that is not moodtag's.
+MOODTAG_MODEL and the scores, and it is one value, one of the labels those scores name (whichever
+threshold the model decides with); any other value (another tool's "Happy", "Calm; Dreamy") is the
+file's own mood: write_mood keeps it (ForeignMood) unless asked to replace it, and then keeps its
+values in MOODTAG_REPLACED_MOOD, which remove_mood puts back; remove_mood leaves a mood that is not
+moodtag's. (A label of moodtag's changed by hand to the other one cannot be told from moodtag's own.)
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
 `_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules), and which text fields of its own it has that
@@ -208,9 +209,8 @@ def _foreign_moods(fields: list[tuple[str, str]]) -> list[str]:
     if not moods:
         return []
     values = _mood_values(fields)
-    if values.model and len(moods) == 1 and values.scores:
-        if values.scores.get(values.mood.lower()) == max(values.scores.values()):
-            return []
+    if values.model and len(moods) == 1 and values.mood.lower() in values.scores:
+        return []
     return moods
 
 

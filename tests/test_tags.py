@@ -386,20 +386,33 @@ class TestAIFF(ID3Contract):
     file_class, version = aiff.AIFF, 3
 
 
-def test_a_mood_corrected_by_hand_is_kept(tmp_path, sources):
-    """moodtag wrote calm; the user changed it to exciting (the scores still say calm): that is the
-    user's mood now, which a scan keeps and untag leaves; moodtag's other fields go."""
+def test_a_mood_edited_by_hand_to_another_word_is_kept(tmp_path, sources):
+    """moodtag wrote calm; the user changed it to a word of their own (moodtag's scores still there):
+    that is the user's mood now, which a scan keeps and untag leaves; moodtag's other fields go."""
     track = tmp_path / "track.flac"
     shutil.copyfile(sources["flac"], track)
     write_mood(track, VALUES)
     audio = flac.FLAC(track)
-    audio["MOOD"] = ["exciting"]
+    audio["MOOD"] = ["Relaxing"]
     audio.save()
-    assert mood_state(track)[1] == ["exciting"]
+    assert mood_state(track)[1] == ["Relaxing"]
     with pytest.raises(ForeignMood):
         write_mood(track, VALUES)
     assert remove_mood(track) is True
-    assert list(flac.FLAC(track).tags) == [("MOOD", "exciting")]
+    assert list(flac.FLAC(track).tags) == [("MOOD", "Relaxing")]
+
+
+def test_moodtags_own_mood_is_its_own_whatever_the_models_threshold(tmp_path, sources):
+    """A model trained with its own threshold may say exciting at P(exciting) = 0.3: still moodtag's
+    mood (one of the labels its scores name), rewritten by a later analysis and taken by untag."""
+    track = tmp_path / "track.flac"
+    shutil.copyfile(sources["flac"], track)
+    low = MoodValues(mood="exciting", scores={"calm": 0.7, "exciting": 0.3}, model="mine 1.0.0")
+    write_mood(track, low)
+    assert mood_state(track) == (low, [])
+    assert write_mood(track, VALUES) is True and read_mood(track) == READ_BACK
+    write_mood(track, low)
+    assert remove_mood(track) is True and read_mood(track) is None
 
 
 # --- WAV with RIFF INFO text fields (LIST/INFO), as FFmpeg, Audacity and Windows write them -------
