@@ -189,6 +189,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             cache.begin_walk()
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
+        last_written: dict[str, str] = {}  # todo's changed files -> the mood moodtag wrote there (cache)
 
         def settle(batch: list[TrackRef]) -> None:
             """One query for a batch of walked files: the fresh ones are done at once, the rest wait."""
@@ -209,6 +210,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                     todo.append(ref)
                     if row is not None and row.tag_state == UNTAGGED:
                         untagged_keys.add(key)
+                    elif row is not None and row.tagged and (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns):
+                        last_written[key] = row.mood  # a different label there now was put by hand
 
         batch: list[TrackRef] = []
         for item in walk(paths, include_hidden=include_hidden):
@@ -247,10 +250,11 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 for path, result, info in results:
                     if reader is not None:
                         reader.done()
-                    untagged = path_key(path)[0] in untagged_keys
+                    key = path_key(path)[0]
                     received = time.perf_counter()
                     with stages.recording() as clock:
-                        outcome = _handle_new(by_path[path], result, info, cache, spec, untagged=untagged, **options)
+                        outcome = _handle_new(by_path[path], result, info, cache, spec, untagged=key in untagged_keys,
+                                              last_written=last_written.pop(key, None), **options)
                     if clock is not None:
                         outcome = replace(outcome, stages={**clock.as_dict(), "received_s": received})
                     _account(summary, outcome)
@@ -334,7 +338,7 @@ def _journal(db_path: Path):
 
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
                 spec: ModelSpec, *, untagged: bool, retag: bool, replace_mood: bool, write_tags: bool,
-                dry_run: bool, keep_mtime: bool, journal) -> TrackOutcome:
+                dry_run: bool, keep_mtime: bool, journal, last_written: str | None = None) -> TrackOutcome:
     """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag).
     A file that could not be read (tagger.errors.unreadable) keeps a row that holds a result for it
     as it is now (a --force scan of a file whose permissions went wrong loses nothing)."""
@@ -351,7 +355,7 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
         return TrackOutcome(ref, result, ANALYSED, "untagged")
     tags, tag_error = _tag_and_record(ref, result.mood, result.scores, spec, cache, write_tags=write_tags,
                                       dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
-                                      replace_mood=replace_mood)
+                                      replace_mood=replace_mood, last_written=last_written)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
 
 
@@ -378,20 +382,21 @@ def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: M
     if needs_tags and data is not None:
         tags, tag_error = _tag_and_record(ref, row.mood, json.loads(data["scores"] or "{}"), spec, cache,
                                           write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime,
-                                          journal=journal, replace_mood=replace_mood)
+                                          journal=journal, replace_mood=replace_mood,
+                                          last_written=row.mood if row.tag_state == KEPT else None)
     return TrackOutcome(ref, result, CACHED, tags, tag_error)
 
 
 def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cache: Cache | None, *,
                     write_tags: bool, dry_run: bool, keep_mtime: bool, journal,
-                    replace_mood: bool) -> tuple[str, str | None]:
+                    replace_mood: bool, last_written: str | None = None) -> tuple[str, str | None]:
     """Write the tags (as _apply_tags), then tell the row: tagged with the file's new size and mtime,
     kept (the file's own mood left as it is), or the write's failure and its cause. Returns (tags
     action, error or, when kept, what was kept)."""
     with stage("tag write"):
         tags, tag_error, ref_after = _apply_tags(ref, mood, scores, spec, write_tags=write_tags,
                                                  dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
-                                                 replace_mood=replace_mood)
+                                                 replace_mood=replace_mood, last_written=last_written)
     if cache and write_tags:
         with stage("cache write"):
             if tags in ("written", "unchanged", "kept"):
@@ -418,16 +423,17 @@ def _result_from_row(path: Path, row: CachedTrack, data: dict | None, spec: Mode
 
 
 def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, write_tags: bool,
-                dry_run: bool, keep_mtime: bool, journal, replace_mood: bool) -> tuple[str, str | None, TrackRef]:
+                dry_run: bool, keep_mtime: bool, journal, replace_mood: bool,
+                last_written: str | None = None) -> tuple[str, str | None, TrackRef]:
     """Write the mood tags unless asked not to; returns (tags action, error or what was kept, the
-    file's ref afterwards)."""
+    file's ref afterwards). `last_written`: the mood moodtag last wrote into the file (tagger.tags)."""
     from tagger.tags import ForeignMood, MoodValues, mood_state, write_mood
 
     values = MoodValues(mood=mood, scores={k: round(v, 3) for k, v in scores.items()},
                         model=f"{spec.name} {spec.version}")
     if dry_run:
         try:
-            current, foreign = mood_state(ref.path)
+            current, foreign = mood_state(ref.path, last_written=last_written)
         except MoodtagError as exc:
             return "failed", str(exc), ref
         if foreign and not replace_mood:
@@ -442,7 +448,7 @@ def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, writ
     if (now.size, now.mtime_ns) != (ref.size, ref.mtime_ns):
         return "failed", "file changed while it was analysed; not tagged (scan again)", ref
     try:  # crash-safe (tagger.safewrite); the scan stops only between tracks
-        changed = write_mood(ref.path, values, replace=replace_mood, journal=journal)
+        changed = write_mood(ref.path, values, replace=replace_mood, last_written=last_written, journal=journal)
         if changed and keep_mtime:
             os.utime(ref.path, ns=(os.stat(ref.path).st_atime_ns, ref.mtime_ns))
     except ForeignMood as exc:

@@ -13,7 +13,8 @@ MOODTAG_MODEL and the scores, and it is one value, one of the labels those score
 threshold the model decides with); any other value (another tool's "Happy", "Calm; Dreamy") is the
 file's own mood: write_mood keeps it (ForeignMood) unless asked to replace it, and then keeps its
 values in MOODTAG_REPLACED_MOOD, which remove_mood puts back; remove_mood leaves a mood that is not
-moodtag's. (A label of moodtag's changed by hand to the other one cannot be told from moodtag's own.)
+moodtag's. A label of moodtag's changed by hand to another label is told from moodtag's own where
+the caller knows what moodtag last wrote (a scan or untag, from the cache: `last_written`).
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
 `_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules), and which text fields of its own it has that
@@ -109,21 +110,24 @@ def read_mood(path) -> MoodValues | None:
     return mood_state(path)[0]
 
 
-def mood_state(path) -> tuple[MoodValues | None, list[str]]:
-    """(read_mood's values, the mood field's values if they are not moodtag's, else [])."""
+def mood_state(path, *, last_written: str | None = None) -> tuple[MoodValues | None, list[str]]:
+    """(read_mood's values, the mood field's values if they are not moodtag's, else []); `last_written`
+    as for write_mood."""
     with _opened(Path(path)) as fh:
         audio, fmt = _load(fh)
     fields = _current_fields(audio, fmt)
-    return _mood_values(fields), _foreign_moods(fields)
+    return _mood_values(fields), _foreign_moods(fields, last_written)
 
 
-def write_mood(path, values: MoodValues, *, replace: bool = False, dry_run: bool = False,
-               journal: UndoJournal | None = None) -> bool:
+def write_mood(path, values: MoodValues, *, replace: bool = False, last_written: str | None = None,
+               dry_run: bool = False, journal: UndoJournal | None = None) -> bool:
     """Write `values` into the file's tags, replacing any moodtag fields there. Returns False, and
     leaves the file untouched, when it already holds exactly these values. With dry_run, writes
     nothing and returns whether it would write (raising TagError where the write would fail).
     A mood field that is not moodtag's (see the module) raises ForeignMood and the file is left as it
     is, unless `replace`: then its values go into MOODTAG_REPLACED_MOOD, for remove_mood to restore.
+    `last_written`: the mood moodtag last wrote into this file (the scan's cache knows it); another
+    label there now was put there by hand, and is the file's own mood too.
 
     The write is crash-safe (tagger.safewrite); `journal` is where an interrupted write is recorded
     for `UndoJournal.recover()`, by default the one beside the default cache. An MP3 that gets its
@@ -134,7 +138,7 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, dry_run: bool
         audio, fmt = _load(fh)
         fields = _tag_fields(fmt)
         current = _current_fields(audio, fmt)
-        foreign = _foreign_moods(current)
+        foreign = _foreign_moods(current, last_written)
         if foreign and not replace:
             raise ForeignMood(foreign)
         replaced = foreign or [text for name, text in current if name == REPLACED_FIELD]
@@ -157,17 +161,19 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, dry_run: bool
     return True
 
 
-def remove_mood(path, *, dry_run: bool = False, journal: UndoJournal | None = None) -> bool:
+def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
+                journal: UndoJournal | None = None) -> bool:
     """Remove every MOODTAG_* field and moodtag's mood, and nothing else: a mood that is not moodtag's
     (see the module) stays, and one that moodtag replaced comes back from MOODTAG_REPLACED_MOOD.
-    Returns whether the file changed (with dry_run: whether it would; nothing is written). An MP3
+    `last_written` as for write_mood. Returns whether the file changed (with dry_run: whether it would;
+    nothing is written). An MP3
     ID3v2 tag left holding only what write_mood copied from the ID3v1 or APEv2 tag (or nothing) is
     removed whole, which gives back the file as it was before moodtag. Crash-safe, as write_mood."""
     path = Path(path)
     with _opened(path) as fh:
         audio, fmt = _load(fh)
         current = _current_fields(audio, fmt)
-        foreign = _foreign_moods(current)
+        foreign = _foreign_moods(current, last_written)
         if not any(name != MOOD_FIELD or not foreign for name, _ in current):
             return False
         _require_writable(path, fh)
@@ -203,14 +209,16 @@ def _mood_fields(values: MoodValues) -> list[tuple[str, str]]:
     return fields
 
 
-def _foreign_moods(fields: list[tuple[str, str]]) -> list[str]:
-    """The mood field's values if they are not moodtag's (see the module), else []."""
+def _foreign_moods(fields: list[tuple[str, str]], last_written: str | None = None) -> list[str]:
+    """The mood field's values if they are not moodtag's (see the module; or, when `last_written` is
+    known, not the label moodtag last wrote), else []."""
     moods = [text for name, text in fields if name == MOOD_FIELD]
     if not moods:
         return []
     values = _mood_values(fields)
     if values.model and len(moods) == 1 and values.mood.lower() in values.scores:
-        return []
+        if last_written is None or values.mood.lower() == last_written.lower():
+            return []
     return moods
 
 

@@ -330,3 +330,45 @@ def test_a_missing_path_is_one_line_and_the_others_are_scanned(lib, tmp_path, te
     assert {r["status"] for r in query(db) if r["path"].startswith(str(lib) + os.sep)} == {"ok"}
     gone = run_cli("scan", tmp_path / "nope", lib, "--db", db, "--model", test_model)
     assert gone.returncode == 1 and "no such file or folder" in gone.stderr
+
+
+def _the_other_label_by_hand(lib: Path, db: Path, model: Path):
+    """Scan; then put the other label into a FLAC's MOOD, as Picard does. (file, moodtag's mood, the
+    user's, the file's tags as the user left them)."""
+    track = next(p for p in lib.iterdir() if p.suffix == ".flac")
+    ours = {o["path"]: o for o in scan(lib, db, model)}[str(track)]["mood"]
+    theirs = "calm" if ours == "exciting" else "exciting"
+    audio = flac.FLAC(track)
+    audio["MOOD"] = [theirs]
+    audio.save()
+    return track, ours, theirs, audio
+
+
+def test_a_label_changed_by_hand_is_kept_when_the_file_is_scanned_again(lib, tmp_path, test_model):
+    """moodtag wrote a mood; the user put the other label there (Picard: the file changes): the scan
+    analyses the changed file again and keeps the user's label (the cache knows what moodtag wrote);
+    --replace-mood then writes moodtag's, and untag puts the user's back."""
+    db = tmp_path / "c.db"
+    track, ours, theirs, audio = _the_other_label_by_hand(lib, db, test_model)
+
+    again = {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]
+    assert (again["action"], again["tags"], again["mood"]) == ("analysed", "kept", ours)
+    assert f"'{theirs}' (not moodtag's) is kept" in again["tag_note"]
+    assert flac.FLAC(track)["MOOD"] == [theirs]
+    assert {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]["tags"] == "kept"
+
+    scan(lib, db, test_model, "--replace-mood")
+    assert flac.FLAC(track)["MOOD"] == [ours] and flac.FLAC(track)["MOODTAG_REPLACED_MOOD"] == [theirs]
+    run_cli("untag", track, "--db", db, check=True)
+    assert flac.FLAC(track)["MOOD"] == [theirs]
+
+
+def test_untag_leaves_a_label_changed_by_hand(lib, tmp_path, test_model):
+    """untag reads the cache for the mood moodtag wrote: the other label there now is the user's, and
+    stays (a dry run says the same); moodtag's other fields go."""
+    db = tmp_path / "c.db"
+    track, ours, theirs, audio = _the_other_label_by_hand(lib, db, test_model)
+    assert "would untag" in run_cli("untag", track, "--db", db, "--dry-run", check=True).stdout
+    run_cli("untag", track, "--db", db, check=True)
+    assert list(flac.FLAC(track).tags) == [(k, v) for k, v in audio.tags if not k.upper().startswith("MOODTAG_")]
+    assert flac.FLAC(track)["MOOD"] == [theirs]

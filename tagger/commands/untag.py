@@ -24,7 +24,7 @@ def untag(
     analyses none of them again and leaves them untagged (`scan --retag` writes the mood back).
     Exit status 0 when it ran to the end, even if some files failed (each failure has its own line);
     130 if interrupted (it stops between two files)."""
-    from tagger.cache import Cache, resolve_db_path, scan_lock
+    from tagger.cache import Cache, path_key, resolve_db_path, scan_lock
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, error_line, out, shown, warn
     from tagger.discover import WalkProblem, walk
@@ -45,10 +45,13 @@ def untag(
         for restored in journal.recover():
             warn(f"recovered {shown(restored.path)}: {shown(restored.action)}")
     changed = unchanged = failed = 0
+    rows = None  # the cache, read for the mood moodtag wrote into each file (a dry run only reads it)
     try:
         if not dry_run and db_path.is_file():  # checked before any file is touched, as a scan does
-            cache = Cache.open(db_path)
+            cache = rows = Cache.open(db_path)
             cache.check_writable()
+        elif dry_run and db_path.is_file():
+            rows = Cache.open_readonly(db_path)
         for item in walk(paths):
             if stops.requested:
                 break
@@ -56,8 +59,11 @@ def untag(
                 failed += 1
                 error_line(item.path, item.cause)
                 continue
-            try:
-                if remove_mood(item.path, dry_run=dry_run, journal=journal):
+            key = path_key(item.path)[0]
+            row = rows.lookup([key]).get(key) if rows is not None else None
+            try:  # the mood moodtag wrote there, from the cache: another label there now is the user's own
+                if remove_mood(item.path, last_written=row.mood if row is not None and row.tagged else None,
+                               dry_run=dry_run, journal=journal):
                     changed += 1
                     if dry_run:
                         out.print(f"would untag: {shown(item.path)}")
@@ -75,8 +81,8 @@ def untag(
             if cache is not None:
                 cache.set_untagged(item.path, before=item, after=after)
     finally:
-        if cache is not None:
-            cache.close()
+        if rows is not None:
+            rows.close()
         if journal is not None:
             journal.close()
         if lock is not None:
