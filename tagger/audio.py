@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.errors import AudioError
+from tagger.errors import BROKEN_LINK, AudioError
 from tagger.stages import stage
 from tagger.weights import ClipPlan
 
@@ -103,7 +103,7 @@ def _check_readable(path: Path) -> bytes:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise AudioError("file not found") from None
+        raise AudioError(BROKEN_LINK if os.path.islink(path) else "file not found") from None
     except OSError as exc:
         raise AudioError(f"cannot stat: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):  # a FIFO would block the first read, /dev/zero never end

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from tagger.errors import BROKEN_LINK
 from tagger.records import TrackRef
 
 AUDIO_SUFFIXES = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".wav",
@@ -78,7 +79,7 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_h
         try:
             fst = entry.stat(follow_symlinks=True)
         except FileNotFoundError:
-            yield WalkProblem(path, "broken symlink (its target does not exist)")
+            yield WalkProblem(path, BROKEN_LINK)
             continue
         except OSError as exc:
             yield WalkProblem(path, _cause(exc))

@@ -43,7 +43,7 @@ from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex
 from mutagen._riff import RiffFile
 
 from tagger import fastsave, safewrite
-from tagger.errors import MoodtagError, TagError
+from tagger.errors import BROKEN_LINK, MoodtagError, TagError
 from tagger.safewrite import UndoJournal
 
 fastsave.install()  # mutagen's byte moves and Ogg renumbering, done faster on safewrite's overlay
@@ -480,10 +480,15 @@ def _opened(path: Path):
     or the first read forever, /dev/zero would feed mutagen without end. Opened non-blocking and
     checked with fstat, so what is checked is what is read."""
     with _mutagen_errors(writing=False, fmt=None):
+        if os.path.islink(path) and not os.path.exists(path):
+            raise TagError(BROKEN_LINK)
         _require_regular(os.stat(path).st_mode)   # before opening: opening some devices does things
         fh = open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK))
     with fh:
-        _require_regular(os.fstat(fh.fileno()).st_mode)
+        st = os.fstat(fh.fileno())
+        _require_regular(st.st_mode)
+        if st.st_size == 0:  # the words of a scan's analysis (tagger.audio), not mutagen's guess at a format
+            raise TagError("empty file (0 bytes)")
         yield fh
 
 

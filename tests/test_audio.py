@@ -85,6 +85,14 @@ def test_bad_files_raise_a_clear_audio_error(tmp_path, content, cause):
         load_clips(path, plan=ClipPlan(), sample_rate=22050)
 
 
+def test_a_broken_symlink_is_named_so_as_the_scan_names_it(tmp_path):
+    (tmp_path / "link.mp3").symlink_to(tmp_path / "gone.mp3")
+    with pytest.raises(AudioError, match=r"^broken symlink \(its target does not exist\)$"):
+        load_clips(tmp_path / "link.mp3", plan=ClipPlan(), sample_rate=22050)
+    with pytest.raises(AudioError, match="^file not found$"):
+        load_clips(tmp_path / "gone.mp3", plan=ClipPlan(), sample_rate=22050)
+
+
 # Starts of real files, to make garbage that a decoder takes for its format at first sight.
 MAGIC = [b"", b"OggS\x00\x02", b"ID3\x03\x00\x00\x00\x00\x00\x10", b"fLaC", b"\xff\xfb\x90\x64",
          b"\x00\x00\x00\x20ftypM4A ", b"RIFF\x00\x00\x01\x00WAVE", b"FORM\x00\x00\x01\x00AIFF"]
