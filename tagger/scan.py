@@ -105,16 +105,18 @@ def scan_library(paths: list[Path], **options) -> ScanSummary:
     tags (unless dry_run/no_write), cache all. A PATH that does not exist is a problem of the summary
     (counted in `missing_paths`; the rows under it stay as they are) and the others are scanned;
     MoodtagError if none exists, or for an empty PATH. `options`: those of `scan_files`."""
+    if not paths:
+        check_paths(paths)
     missing = []
     for p in paths:
         try:
             check_paths([p])
-        except MoodtagError:
-            if str(p) == "" or len(missing) == len(paths) - 1:
+        except MoodtagError as exc:
+            if str(p) == "":
                 raise
-            missing.append(p)
-    if not paths:
-        check_paths(paths)
+            missing.append(exc)
+    if len(missing) == len(paths):
+        raise missing[0]
     summary = scan_files(paths, **options)
     summary.missing_paths = len(missing)
     return summary

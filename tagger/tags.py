@@ -166,9 +166,9 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
     """Remove every MOODTAG_* field and moodtag's mood, and nothing else: a mood that is not moodtag's
     (see the module) stays, and one that moodtag replaced comes back from MOODTAG_REPLACED_MOOD.
     `last_written` as for write_mood. Returns whether the file changed (with dry_run: whether it would;
-    nothing is written). An MP3
-    ID3v2 tag left holding only what write_mood copied from the ID3v1 or APEv2 tag (or nothing) is
-    removed whole, which gives back the file as it was before moodtag. Crash-safe, as write_mood."""
+    nothing is written). An MP3 ID3v2 tag left holding only what write_mood copied from the ID3v1 or
+    APEv2 tag (or nothing) is removed whole, which gives back the file as it was before moodtag.
+    Crash-safe, as write_mood."""
     path = Path(path)
     with _opened(path) as fh:
         audio, fmt = _load(fh)
@@ -322,8 +322,8 @@ class _MP4Fields:
     info_keys = ("\xa9ART", "\xa9nam", "\xa9alb")
     prefix = "----:com.apple.iTunes:"
 
-    def _name(self, key: str) -> str | None:
-        if key.lower().startswith(self.prefix.lower()) and _is_ours(key[len(self.prefix):]):
+    def _name(self, key: str, *, mood: bool = True) -> str | None:
+        if key.lower().startswith(self.prefix.lower()) and _is_ours(key[len(self.prefix):], mood=mood):
             return key[len(self.prefix):].upper()
         return None
 
@@ -332,7 +332,7 @@ class _MP4Fields:
                 for key, values in tags.items() if self._name(key) for value in values]
 
     def remove(self, tags, *, mood: bool = True) -> None:
-        for key in [key for key in tags if self._name(key) and (mood or self._name(key) != MOOD_FIELD)]:
+        for key in [key for key in tags if self._name(key, mood=mood)]:
             del tags[key]
 
     def add(self, tags, fields: list[tuple[str, str]]) -> None:

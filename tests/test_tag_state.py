@@ -372,3 +372,15 @@ def test_untag_leaves_a_label_changed_by_hand(lib, tmp_path, test_model):
     run_cli("untag", track, "--db", db, check=True)
     assert list(flac.FLAC(track).tags) == [(k, v) for k, v in audio.tags if not k.upper().startswith("MOODTAG_")]
     assert flac.FLAC(track)["MOOD"] == [theirs]
+
+
+def test_a_rescan_counts_the_failures_it_does_not_try_again(lib, tmp_path, test_model):
+    """A file that failed on its content (corrupt) and has not changed is not analysed again, and the
+    summary says how many such files there are, so a rescan does not read as if nothing failed."""
+    db = tmp_path / "c.db"
+    (lib / "broken.flac").write_bytes(b"fLaC" + b"\x00" * 64)
+    first = run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", check=True)
+    assert "failed before" not in first.stderr
+    again = run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", check=True)
+    assert "failed before, unchanged (--force tries again) 1" in flat(again.stderr), again.stderr
+    assert "analysed 0" in flat(again.stderr)
