@@ -777,7 +777,7 @@ _ASCII_QUOTED = {c: chr(c) if chr(c) in _URI_SAFE else f"%{c:02X}" for c in rang
 
 
 def _uri(location: str | bytes, base: Path | None) -> str:
-    encoded = quote_from_bytes(os.fsencode(location), safe="/")
+    encoded = _quoted_name(location) if isinstance(location, str) else quote_from_bytes(location, safe="/")
     return "file://" + encoded if base is None else encoded
 
 
