@@ -171,6 +171,19 @@ def under_root(root: Path) -> tuple[str, list]:
     return "path = ? OR (path >= ? AND path < ?)", [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]
 
 
+def filter_roots(roots) -> list[Path]:
+    """The folders a PATH filter of a read command stands for: each as written (absolute) and, where it
+    goes through a symlink, its real path too, so a cache scanned through the real folder answers a
+    PATH given through a link to it (a scan's keys are the paths it walked, links unresolved). Not for
+    a scan's own walk: rows under the other name were not walked by it."""
+    found: list[Path] = []
+    for root in roots:
+        for place in (Path(os.path.abspath(root)), Path(os.path.realpath(root))):
+            if place not in found:
+                found.append(place)
+    return found
+
+
 def known_migrations() -> frozenset[str]:
     """The names of the schema steps this moodtag knows (all pending on an empty database)."""
     return frozenset(step.__name__ for step in SCHEMA_STEPS)
@@ -638,7 +651,7 @@ class Cache:
     def prune(self, roots: list[Path] | None = None) -> int:
         """Forget rows marked missing (under `roots` if given). Returns how many."""
         if roots:
-            keys = [k for k, row in self.known_under(roots).items() if row.status == "missing"]
+            keys = [k for k, row in self.known_under(filter_roots(roots)).items() if row.status == "missing"]
         else:
             keys = [r[0] for r in self.rows(f"SELECT path FROM {TABLE} WHERE status = 'missing'")]
 

@@ -376,7 +376,7 @@ def select_entries(cache: Cache, request: PlaylistRequest, *, fmt: str = "m3u8",
 
 def _selection(request: PlaylistRequest) -> tuple[str, list]:
     """The SQL condition (and its parameters) of the rows `request` asks for."""
-    from tagger.cache import HAS_MOOD_SQL, under_root
+    from tagger.cache import HAS_MOOD_SQL, filter_roots, under_root
 
     if request.order not in ORDERS:
         raise MoodtagError(f"unknown order {request.order!r} (choose one of: {', '.join(ORDERS)})")
@@ -389,7 +389,7 @@ def _selection(request: PlaylistRequest) -> tuple[str, list]:
         params += list(request.model)
     if request.roots:
         alternatives = []
-        for root in request.roots:
+        for root in filter_roots(request.roots):
             sql, root_params = under_root(root)
             alternatives.append(sql)
             params += root_params

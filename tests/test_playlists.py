@@ -259,6 +259,23 @@ def test_filters_order_limit_and_paths(library, model):
     assert paths("--any-model")[0] == str(library["other"])
 
 
+def test_a_path_through_a_symlink_selects_the_tracks_scanned_by_the_real_name(library, model, tmp_path):
+    """The cache holds the paths as scanned (the real folder); a PATH given through a link to the folder,
+    or to one inside it, selects the same tracks (written as cached)."""
+    root = library["root"]
+    link = tmp_path / "link to music"
+    link.symlink_to(root, target_is_directory=True)
+    (tmp_path / "link to sub").symlink_to(root / "sub dir", target_is_directory=True)
+
+    def paths(*where):
+        result = run(["playlist", "calm", "--db", str(library["db"]), "--order", "path", *where], model[0])
+        assert result.exit_code == 0, result.output
+        return [p for _, p in read_m3u(result.stdout, None)]
+
+    assert paths(str(link)) == paths(str(root)) == sorted(expected_calm(library, m3u=True))
+    assert paths(str(tmp_path / "link to sub")) == [str(root / "sub dir/#2 deep one.ogg")]
+
+
 # -- XSPF ------------------------------------------------------------------------------------------
 
 def read_xspf(path: Path) -> list[dict]:

@@ -153,6 +153,18 @@ def test_vanished_files_are_marked_missing_then_pruned(library, test_model, tmp_
     assert str(gone) not in rows(db) and len(rows(db)) == len(synth.FORMATS) - 1
 
 
+def test_prune_through_a_link_to_the_scanned_folder(library, test_model, tmp_path):
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, check=True)
+    gone = sorted(library.rglob("*.wav"))[0]
+    gone.unlink()
+    scan(library, "--db", db, "--model", test_model, check=True)
+    link = tmp_path / "music link"
+    link.symlink_to(library, target_is_directory=True)
+    proc = run_cli("prune", link, "--db", db, check=True)
+    assert str(gone) not in rows(db) and len(rows(db)) == len(synth.FORMATS) - 1, proc.stdout + proc.stderr
+
+
 def test_a_new_model_version_analyses_again(library, test_model, tmp_path):
     from tagger.weights import read_spec, save_model
     from safetensors.torch import load_file
