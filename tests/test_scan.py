@@ -335,6 +335,11 @@ def test_unreadable_file_read_only_file_and_locked_folder(tmp_path, audio_dir, t
     readonly = cached[str(lib / "readonly.flac")]      # analysed, its mood kept; the failure is its tags
     assert (readonly["status"], readonly["tag_state"], readonly["tagged"]) == ("failed", "failed", 0)
     assert readonly["mood"] is not None and readonly["error"] == "tags not written: read-only file (permission denied)"
+    # the summary: the two files among the tracks found and failed, the folder apart from them
+    summary = {line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1] for line in proc.stderr.splitlines()
+               if line.startswith(" ") and len(line.split()) > 1}
+    assert (summary["tracks found"], summary["failed"], summary["not reached (folders, links, PATHs)"]) == ("3", "2", "1")
+    assert "3 problems (listed above)" in proc.stderr
 
 
 def _start_scan(lib: Path, db: Path, model: Path, jobs: int = 1) -> subprocess.Popen:

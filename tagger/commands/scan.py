@@ -121,6 +121,7 @@ def _render_summary(summary, stops) -> None:
     from rich.table import Table
 
     from tagger.console import err
+    from tagger.records import counted
 
     table = Table(title="moodtag scan" + (" (dry run: nothing written)" if summary.dry_run else ""),
                   show_header=False, box=None)
@@ -128,7 +129,9 @@ def _render_summary(summary, stops) -> None:
     table.add_row("analysed", str(summary.analysed))
     table.add_row("unchanged (cached)", str(summary.cached))
     table.add_row("tags written", str(summary.written))
-    table.add_row("failed", str(summary.failed + summary.tag_failures + _walk_problems(summary)))
+    table.add_row("failed", str(summary.failed + summary.tag_failures))
+    if _walk_problems(summary):  # not tracks: folders it could not list, broken links, PATHs not there
+        table.add_row("not reached (folders, links, PATHs)", str(_walk_problems(summary)))
     if summary.failed_before:
         table.add_row("failed before, unchanged (--force tries again)", str(summary.failed_before))
     if summary.untagged:
@@ -144,7 +147,7 @@ def _render_summary(summary, stops) -> None:
     table.add_row("time", f"{summary.elapsed:.1f} s")
     err.print(table)
     if summary.problems:
-        err.print(f"[yellow]{len(summary.problems)} file(s) had problems[/] (listed above); "
+        err.print(f"[yellow]{counted(len(summary.problems), 'problem')}[/] (listed above); "
                   "the rest of the scan completed.")
     if summary.interrupted:
         err.print(f"[yellow]interrupted[/] ({stops.name or 'stopped'}): finished results are saved; "
