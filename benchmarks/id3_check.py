@@ -8,14 +8,17 @@ whole tag (else its save would drop the frames it skipped). This times, in CPU s
 process (user + system: what the scan's parent spends) and wall seconds:
   write_mood   the whole write, as a scan calls it (parse, check, change, crash-safe save)
   check        `_require_whole_id3` alone, on a file already loaded
+  read_mood    a read (every ID3 load notes the frames mutagen parsed, which the check uses)
 on a real MP3 (`tagger.synth`, encoded by LAME through libsndfile; `--seconds` long) tagged with a
 title and an artist and (a) no cover, (b) a 500 kB cover, (c) a 5 MB cover: an APIC frame added with
 mutagen, its data random bytes after a JPEG marker (mutagen does not look inside a picture).
 
 "before" is tagger/tags.py as it is at git revision `--baseline` (default HEAD), loaded beside the
 working tree's ("after"); each has its own copies of the files, and the two alternate call by call,
-in an order that flips every repeat, so machine load hits them alike. Each write_mood writes (the
-mood alternates). Prints the median milliseconds and the ratio after / before.
+in an order that flips every repeat, so machine load hits them alike. One measure is taken at a time
+(all its calls, then the next measure's), so that none is timed in the memory allocator's state that
+another left (a 5 MB read just freed makes the next 5 MB allocation cheaper). Each write_mood writes
+(the mood alternates). Prints the median milliseconds and the ratio after / before.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+MEASURES = ("write_mood", "check", "read_mood")
 COVERS = {"no cover": 0, "500 kB cover": 500_000, "5 MB cover": 5_000_000}
 
 
@@ -75,6 +79,20 @@ def timed(call) -> tuple[float, float]:
     return time.process_time() - c, time.perf_counter() - w
 
 
+def measure(m: str, mod, path: Path, r: int, journal) -> tuple[float, float]:
+    """(CPU, wall) seconds of one call of measure `m` with tagger.tags version `mod`, repeat `r`."""
+    if m == "write_mood":   # the mood alternates, so every call writes
+        values = mod.MoodValues(mood=("calm", "exciting")[r % 2],
+                                scores={"calm": (0.9, 0.1)[r % 2], "exciting": (0.1, 0.9)[r % 2]},
+                                model="moodtag-rhythm 1.1.0")
+        return timed(lambda: mod.write_mood(path, values, journal=journal))
+    if m == "check":
+        with mod._opened(path) as fh:
+            audio, _ = mod._load(fh)
+            return timed(lambda: mod._require_whole_id3(audio, fh))
+    return timed(lambda: mod.read_mood(path))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--baseline", default="HEAD", help="git revision of tagger/tags.py for 'before'")
@@ -86,7 +104,7 @@ def main(argv=None) -> int:
     from tagger.safewrite import UndoJournal
 
     versions = {"before": baseline_module(args.baseline), "after": after}
-    times = {(v, m, case): [] for v in versions for m in ("write_mood", "check") for case in COVERS}
+    times = {(v, m, case): [] for v in versions for m in MEASURES for case in COVERS}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = build(root, args.seconds)
@@ -96,20 +114,12 @@ def main(argv=None) -> int:
             for case, path in files.items():
                 copies[v, case] = root / f"{v}-{path.name}"
                 shutil.copyfile(path, copies[v, case])
-        for r in range(args.repeat):
-            order = list(versions) if r % 2 == 0 else list(reversed(versions))
-            for case in COVERS:
-                for v in order:
-                    mod = versions[v]
-                    values = mod.MoodValues(mood=("calm", "exciting")[r % 2],
-                                            scores={"calm": (0.9, 0.1)[r % 2], "exciting": (0.1, 0.9)[r % 2]},
-                                            model="moodtag-rhythm 1.1.0")
-                    path = copies[v, case]
-                    times[v, "write_mood", case].append(
-                        timed(lambda: mod.write_mood(path, values, journal=journal)))
-                    with mod._opened(path) as fh:
-                        audio, _ = mod._load(fh)
-                        times[v, "check", case].append(timed(lambda: mod._require_whole_id3(audio, fh)))
+        for m in MEASURES:   # one measure at a time: none runs in the allocator state another left
+            for r in range(args.repeat):
+                order = list(versions) if r % 2 == 0 else list(reversed(versions))
+                for case in COVERS:
+                    for v in order:
+                        times[v, m, case].append(measure(m, versions[v], copies[v, case], r, journal))
         for case, path in files.items():   # the two versions wrote the same tags
             a, b = (mutagen_tags(copies[v, case]) for v in versions)
             assert a == b, f"{case}: before and after wrote different tags"
@@ -119,7 +129,7 @@ def main(argv=None) -> int:
     head = f"{'measure':11} {'case':13} | {'CPU before':>10} {'after':>7} {'ratio':>6} | {'wall before':>11} {'after':>7} {'ratio':>6}"
     print(head)
     print("-" * len(head))
-    for m in ("write_mood", "check"):
+    for m in MEASURES:
         for case in COVERS:
             cpu = {v: statistics.median(t[0] for t in times[v, m, case]) * 1000 for v in versions}
             wall = {v: statistics.median(t[1] for t in times[v, m, case]) * 1000 for v in versions}
