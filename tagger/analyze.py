@@ -69,11 +69,13 @@ def clip_scores(spec: ModelSpec, starts, per_clip) -> tuple[ClipScore, ...]:
     return tuple(clips)
 
 
-def decision_rule(spec: ModelSpec) -> str:
-    """How `predict` turns the clips into the track's probabilities, in words."""
+def decision_rule(spec: ModelSpec, clips: int) -> str:
+    """How `predict` turned a track's `clips` clips (fewer than the plan's count in a short track) into
+    its probabilities, in words."""
     if spec.features.kind == "descriptors":
-        return f"one regression on the descriptors of all {spec.clips.count} clips together"
-    return f"the mean of the {spec.clips.count} clips' probabilities"
+        return ("one regression on the descriptors of its one clip" if clips == 1
+                else f"one regression on the descriptors of all {clips} clips together")
+    return "the probabilities of its one clip" if clips == 1 else f"the mean of the {clips} clips' probabilities"
 
 
 def analyze_track(path: Path, model: LoadedModel) -> TrackResult:

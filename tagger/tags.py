@@ -33,8 +33,9 @@ import os
 import re
 import stat
 import struct
+import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -425,9 +426,50 @@ _FORMATS = {  # mutagen's class for the content -> format
     oggspeex.OggSpeex: _Format("speex", _VORBIS),
     mp4.MP4: _Format("m4a", _MP4),
 }
+
+
+class _NotingFrame:
+    """A frame class as mutagen's ID3 reader uses it (`_fromData`: parse a frame's data), which also
+    notes for the tag (`_PARSED`) what it was given and whether it could be read, so that
+    _require_whole_id3 need not parse the frame again."""
+    __slots__ = ("cls",)
+
+    def __init__(self, cls) -> None:
+        self.cls = cls
+
+    def _fromData(self, header, flags, data):
+        parsed = _PARSED.get(header)
+        if parsed is None:
+            parsed = _PARSED[header] = _ParsedFrames()
+        parsed.depth += 1
+        readable = False
+        try:
+            frame = self.cls._fromData(header, flags, data)
+            readable = True
+            return frame
+        except NotImplementedError:
+            readable = True  # mutagen keeps its bytes as they are
+            raise
+        finally:
+            parsed.depth -= 1
+            if not parsed.depth:
+                parsed.frames.append((self.cls, flags, len(data), readable))
+
+
+@dataclass
+class _ParsedFrames:
+    """The frames of one ID3v2 tag that mutagen's reader parsed, in order: (class, flags, size, readable)."""
+    frames: list = field(default_factory=list)
+    depth: int = 0  # > 0 while a frame is parsed: frames inside it (CHAP, CTOC) are not the tag's
+
+
+_PARSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # mutagen's ID3Header -> _ParsedFrames
+
 # ID3 as it is in the file: no v2.3 -> v2.4 translation (which drops frames such as RVAD and TSIZ),
-# and no merging of an ID3v1 tag's fields into the v2 tag.
-_ID3_LOAD = {"translate": False, "load_v1": False}
+# and no merging of an ID3v1 tag's fields into the v2 tag. Each frame is parsed by mutagen's class for
+# it, as without `known_frames`, and noted: v2.3/v2.4 and v2.2 IDs (4 and 3 characters) do not overlap.
+_ID3_LOAD = {"translate": False, "load_v1": False,
+             "known_frames": {name: _NotingFrame(cls) for name, cls in {**id3.Frames, **id3.Frames_2_2}.items()}}
 
 
 def _tag_fields(fmt: _Format):
@@ -540,7 +582,8 @@ def _require_whole_id3(audio, fh) -> None:
     """Refuse to rewrite an ID3v2 tag (MP3, WAV, AIFF) that mutagen did not read whole. Its reader
     skips a frame whose ID is not one and a frame it cannot parse, and takes whatever follows a
     frame header of zeros (or a cut-off one) for padding; its save writes back only what it read, so
-    those bytes (a comment, the cover art) would go without a word."""
+    those bytes (a comment, the cover art) would go without a word. Only the frame headers and the
+    bytes after the last frame are read again: whether a frame parsed was noted as mutagen parsed it."""
     from mutagen.id3._tags import ID3Header
 
     tags = audio.tags
@@ -550,33 +593,54 @@ def _require_whole_id3(audio, fh) -> None:
         fh.seek(0)
         tags._pre_load_header(fh)  # where mutagen found the tag: the file's start, or a WAV/AIFF chunk
         header = ID3Header(fh)
-        data = fh.read(header.size - 10 - (4 + len(header._extdata) if header.f_extended else 0))
-    cause = _id3_unread(header, data)
+        size = header.size - 10 - (4 + len(header._extdata) if header.f_extended else 0)
+        cause = _id3_unread(header, _FileBytes(fh, fh.tell(), size), _PARSED.get(tags._header))
     if cause:
         raise TagError(f"damaged ID3 tag ({cause}; the tag was not changed)")
 
 
-def _id3_unread(header, data: bytes) -> str | None:
-    """What mutagen's reader leaves out of an ID3v2 tag's frames (`data`, after the header), walked
-    as it walks them; None if nothing. Each frame needs a valid ID, to fit in the tag and to parse,
-    and after the last one only zero bytes may follow."""
+class _FileBytes:
+    """`size` bytes of a file from `start` (fewer where the file ends first), read only where sliced:
+    a tag's frame headers, without the frames' data between them (a cover can be megabytes)."""
+
+    def __init__(self, fh, start: int, size: int) -> None:
+        self._fh, self._start = fh, start
+        self._size = max(0, min(size, os.fstat(fh.fileno()).st_size - start))
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, where: slice) -> bytes:
+        start, stop, _ = where.indices(self._size)
+        self._fh.seek(self._start + start)
+        return self._fh.read(max(0, stop - start))
+
+
+def _id3_unread(header, data, parsed: _ParsedFrames | None = None) -> str | None:
+    """What mutagen's reader leaves out of an ID3v2 tag's frames (`data`, after the header: bytes or
+    _FileBytes), walked as it walks them; None if nothing. Each frame needs a valid ID, to fit in the
+    tag and to parse, and after the last one only zero bytes may follow. `parsed`: what mutagen's
+    reader noted as it parsed the frames; a frame found there (same class, flags and size, in the same
+    order) is not parsed again."""
     from mutagen.id3._tags import determine_bpi
     from mutagen.id3._util import is_valid_frame_id, unsynch
 
     if header.version < (2, 4, 0) and header.f_unsynch:
         try:
-            data = unsynch.decode(data)
+            data = unsynch.decode(data[:])
         except ValueError:
             pass  # as mutagen: read as it is
-    v22, known = header.version < (2, 3, 0), header.known_frames
+    v22 = header.version < (2, 3, 0)
+    known = id3.Frames_2_2 if v22 else id3.Frames  # as mutagen's reader (the same classes: _ID3_LOAD)
+    noted = iter(parsed.frames if parsed is not None else ())
     bpi = int if header.version < (2, 4, 0) else determine_bpi(data, known)
     id_size, head_size = (3, 6) if v22 else (4, 10)
     pos, count = 0, 0
-    while pos + head_size <= len(data) and data[pos:pos + id_size].strip(b"\0"):
+    while pos + head_size <= len(data) and (head := data[pos:pos + head_size])[:id_size].strip(b"\0"):
         if v22:
-            raw, size, flags = data[pos:pos + 3], int.from_bytes(data[pos + 3:pos + 6], "big"), 0
+            raw, size, flags = head[:3], int.from_bytes(head[3:6], "big"), 0
         else:
-            raw, size, flags = struct.unpack_from(">4sLH", data, pos)
+            raw, size, flags = struct.unpack(">4sLH", head)
             size = bpi(size)
         start, pos = pos + head_size, pos + head_size + size
         if not size:
@@ -588,18 +652,31 @@ def _id3_unread(header, data: bytes) -> str | None:
             break
         if pos > len(data):
             return f"frame {count + 1}, {name}, runs past the end of the tag"
-        try:
-            if name in known:
-                known[name]._fromData(header, flags, data[start:pos])
-        except NotImplementedError:
-            pass  # mutagen keeps it as it is
-        except id3.ID3JunkFrameError:
-            return f"frame {count + 1}, {name}, cannot be read"
+        if name in known:
+            note = next(noted, None)
+            if note is not None and note[:3] == (known[name], flags, size):
+                readable = note[3]
+            else:
+                noted = iter(())  # not as mutagen walked it: parse this frame and the rest here
+                readable = _parses(known[name], header, flags, data[start:pos])
+            if not readable:
+                return f"frame {count + 1}, {name}, cannot be read"
         count += 1
     else:
         if not data[pos:].strip(b"\0"):
             return None
     return f"unreadable data after frame {count}" if count else "unreadable data where its first frame should be"
+
+
+def _parses(frame_class, header, flags: int, body: bytes) -> bool:
+    """Whether mutagen's reader keeps this frame: it parses, or mutagen keeps its bytes as they are."""
+    try:
+        frame_class._fromData(header, flags, body)
+    except NotImplementedError:
+        pass
+    except id3.ID3JunkFrameError:
+        return False
+    return True
 
 
 def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, drop_v2: bool = False) -> None:

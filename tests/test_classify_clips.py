@@ -95,4 +95,24 @@ def test_a_track_of_one_clip_is_worded_in_the_singular(tmp_path):
     path = synth.make_track(tmp_path / "short.flac", "calm", 6.0, seed=1)  # room for one 5 s clip
     lines = run_cli("classify", path, "--clips", env={"COLUMNS": "200"}, check=True).stdout.splitlines()
     assert lines[0] == f"{path}: 00:06 long, 1 clip of 5 s (moodtag-rhythm 2.0.0)"
-    assert re.match(r"the one clip alone says (calm|exciting); ", lines[-1]), lines[-1]
+    assert re.fullmatch(r"the one clip alone says (calm|exciting); the track's scores are one regression on "
+                        r"the descriptors of its one clip\.", lines[-1]), lines[-1]
+    cnn = run_cli("classify", path, "--clips", "--model", "moodtag-cnn", env={"COLUMNS": "200"}, check=True)
+    assert re.fullmatch(r"the one clip alone says (calm|exciting); the track's scores are the probabilities of its "
+                        r"one clip\.", cnn.stdout.splitlines()[-1]), cnn.stdout
+
+
+def test_a_short_track_names_the_clips_it_had(tmp_path):
+    """A track shorter than the model's plan of 5 clips gets as many as fit, and the decision's words
+    count those, not the plan's 5; a track shorter than one clip is refused."""
+    path = synth.make_track(tmp_path / "short.mp3", "exciting", 16.0, seed=2)  # room for three 5 s clips
+    lines = run_cli("classify", path, "--clips", env={"COLUMNS": "200"}, check=True).stdout.splitlines()
+    assert lines[0] == f"{path}: 00:16 long, 3 clips of 5 s (moodtag-rhythm 2.0.0)"
+    assert re.fullmatch(r"[0-3] of 3 clips alone say (calm|exciting); the track's scores are one regression on "
+                        r"the descriptors of all 3 clips together\.", lines[-1]), lines[-1]
+    cnn = run_cli("classify", path, "--clips", "--model", "moodtag-cnn", env={"COLUMNS": "200"}, check=True)
+    assert cnn.stdout.splitlines()[-1].endswith("; the track's scores are the mean of the 3 clips' probabilities.")
+    tiny = synth.make_track(tmp_path / "tiny.mp3", "exciting", 3.0, seed=2)
+    proc = run_cli("classify", tiny, "--clips")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == f"failed: {tiny}: too short: 3.0 s, a clip needs 5 s\n"

@@ -341,6 +341,82 @@ def test_id3_damage_of_every_kind_is_refused(tmp_path, sources, how, cause):
     assert track.read_bytes() == data
 
 
+COVER = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8192   # 2 MB: a large cover art
+
+
+def tag_with_a_large_cover(path: Path, version: int) -> None:
+    """A title, a 2 MB cover, a comment, then a TXXX and moodtag's fields (OTHER), in this order:
+    other taggers write the cover before other frames (mutagen writes it last, so it is moved). 9
+    frames and zero padding."""
+    audio = mp3.MP3(path)
+    audio.add_tags()
+    enc = id3.Encoding.UTF8 if version == 4 else id3.Encoding.UTF16
+    audio.tags.add(id3.TIT2(encoding=enc, text=[TITLE]))
+    audio.tags.add(id3.APIC(encoding=enc, mime="image/jpeg", type=id3.PictureType.COVER_FRONT, desc="cover",
+                            data=COVER))
+    audio.tags.add(id3.COMM(encoding=enc, lang="eng", desc="", text=["a comment"]))
+    audio.tags.add(id3.TXXX(encoding=enc, desc="REPLAYGAIN_TRACK_GAIN", text=["-6.50 dB"]))
+    audio.save(v2_version=version, padding=lambda info: 500)
+    write_mood(path, OTHER)
+    data = path.read_bytes()
+    frames, pos, end = [], 10, 10 + syncsafe(data[6:10])
+    while pos + 10 <= end and data[pos:pos + 4].strip(b"\0"):
+        size = syncsafe(data[pos + 4:pos + 8]) if version == 4 else int.from_bytes(data[pos + 4:pos + 8], "big")
+        frames.append(data[pos:pos + 10 + size])
+        pos += 10 + size
+    frames.sort(key=lambda frame: {b"TIT2": 0, b"APIC": 1, b"COMM": 2}.get(frame[:4], 3))
+    assert len(frames) == 9
+    path.write_bytes(data[:10] + b"".join(frames) + data[pos:])
+
+
+def syncsafe(four: bytes) -> int:
+    return sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(four))
+
+
+@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("how, cause", [
+    ("the cover cannot be parsed", "frame 2, APIC, cannot be read"),
+    ("a damaged ID after the cover", "unreadable data after frame 2"),
+    ("a frame after the cover cannot be parsed", "frame 3, COMM, cannot be read"),
+    ("junk in the padding after the cover", "unreadable data after frame 9"),
+])
+def test_damage_in_or_after_a_large_cover_is_refused(tmp_path, sources, version, how, cause):
+    """The check reads the frames' headers again, not their data: whether mutagen could parse a frame
+    is what its reader noted as it parsed it. A frame after a large cover is still seen, and so is a
+    cover or a later frame mutagen could not parse, or junk in the padding."""
+    track = tmp_path / "t.mp3"
+    shutil.copyfile(sources["mp3"], track)
+    tag_with_a_large_cover(track, version)
+    whole = tmp_path / "whole.mp3"
+    shutil.copyfile(track, whole)
+    assert write_mood(whole, VALUES) and read_mood(whole).mood == "calm"   # undamaged: written
+    data = bytearray(track.read_bytes())
+    order = [data.find(name) for name in (b"TIT2", b"APIC", b"COMM", b"TXXX")]
+    assert order == sorted(order) and order[2] - order[1] > len(COVER)
+    if how == "the cover cannot be parsed":
+        data[order[1] + 10] = 9   # no such text encoding
+    elif how == "a damaged ID after the cover":
+        data[order[2]:order[2] + 4] = b"CoMM"
+    elif how == "a frame after the cover cannot be parsed":
+        data[order[2] + 10] = 9
+    else:
+        data[10 + syncsafe(data[6:10]) - 40] = 0x55
+    track.write_bytes(bytes(data))
+    for attempt in (lambda: write_mood(track, VALUES), lambda: remove_mood(track)):
+        with pytest.raises(TagError, match=rf"^damaged ID3 tag \({cause}; the tag was not changed\)$"):
+            attempt()
+    assert track.read_bytes() == data
+    # parsing every frame anew from the bytes (the check's way where mutagen's notes do not match the
+    # tag it walks): the same cause
+    from mutagen.id3._tags import ID3Header
+
+    from tagger.tags import _id3_unread
+
+    with open(track, "rb") as fh:
+        header = ID3Header(fh)
+        assert _id3_unread(header, fh.read(header.size - 10)) == cause
+
+
 class TestMP3ID3v24(ID3Contract):
     source, filename, format = "mp3", "track.mp3", "mp3"
     file_class, version = mp3.MP3, 4

@@ -40,7 +40,7 @@ def render_timeline(result, spec, console) -> None:
     console.print(decision_text(result, spec), soft_wrap=False)  # wrapped at word ends to the width
     alone = (f"the one clip alone says {escape(result.clips[0].mood or '')}" if len(result.clips) == 1
              else f"{agree} of {len(result.clips)} clips alone say {escape(result.mood)}")
-    console.print(f"{alone}; the track's scores are {decision_rule(spec)}.", soft_wrap=False)
+    console.print(f"{alone}; the track's scores are {decision_rule(spec, len(result.clips))}.", soft_wrap=False)
 
 
 def decision_text(result, spec) -> str:
