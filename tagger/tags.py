@@ -43,7 +43,6 @@ from typing import Callable
 import mutagen
 from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
 from mutagen._riff import RiffFile
-from mutagen._vorbis import is_valid_key
 
 from tagger import fastsave, safewrite
 from tagger.errors import BROKEN_LINK, MoodtagError, TagError
@@ -342,10 +341,16 @@ class _VorbisFields:
 
 def _our_entry(entry: bytes, *, mood: bool = True) -> tuple[str | None, bytes]:
     """(key, value) of a comment entry that is moodtag's (see _is_ours), else (None, b"")."""
-    key, equals, value = entry.partition(b"=")
-    if equals and key.isascii() and is_valid_key(key.decode("ascii")) and _is_ours(key.decode("ascii"), mood=mood):
-        return key.decode("ascii"), value
+    if entry[:4].upper() != b"MOOD":   # the start of each of moodtag's keys: most entries end here
+        return None, b""
+    end = entry.find(b"=")
+    if end > 0 and _VORBIS_KEY.match(entry, 0, end) and _is_ours(key := entry[:end].decode("ascii"), mood=mood):
+        return key, entry[end + 1:]
     return None, b""
+
+
+_UINT32 = struct.Struct("<I")   # a Vorbis comment's lengths and count
+_VORBIS_KEY = re.compile(rb"[ -}]+\Z")   # a valid key (mutagen's is_valid_key): ASCII from ' ' to '}', no '='
 
 
 class _KeptComment:
@@ -372,22 +377,22 @@ class _KeptComment:
                 self.damage = self.damage or "unreadable data after its last entry"  # dropped by mutagen's save
 
     def write(self, framing: bool = True) -> bytes:
-        parts = [struct.pack("<I", len(self.vendor_bytes)), self.vendor_bytes, struct.pack("<I", len(self.entries))]
+        parts = [_UINT32.pack(len(self.vendor_bytes)), self.vendor_bytes, _UINT32.pack(len(self.entries))]
         for entry in self.entries:
-            parts += [struct.pack("<I", len(entry)), entry]
+            parts += [_UINT32.pack(len(entry)), entry]
         return b"".join(parts) + self.end
 
 
 def _comment_entries(data: bytes) -> tuple[bytes, list[bytes], bytes, str | None]:
     """(vendor, entries, the bytes after them, None) of a Vorbis comment's bytes as mutagen read them;
     the last is the damage instead where an entry runs past the end (mutagen took what there was)."""
-    (size,) = struct.unpack_from("<I", data, 0)
+    (size,) = _UINT32.unpack_from(data, 0)
     vendor, pos = data[4:4 + size], 4 + size
-    (count,) = struct.unpack_from("<I", data, pos)
+    (count,) = _UINT32.unpack_from(data, pos)
     pos += 4
     entries = []
     for i in range(count):
-        (size,) = struct.unpack_from("<I", data, pos)
+        (size,) = _UINT32.unpack_from(data, pos)
         pos += 4
         entries.append(data[pos:pos + size])
         pos += size

@@ -64,12 +64,15 @@ def block(vendor: bytes, entries: list[bytes], framing: bytes) -> bytes:
 
 
 def write_raw(path: Path, name: str, entries: list[bytes], vendor: bytes = VENDOR, tail: bytes = b"") -> None:
-    """Give the file a comment block of exactly these bytes (then `tail`, in an Ogg packet)."""
-    _, cls, _, framing = FORMATS[name]
-    audio = cls(path)
+    """Give the file a comment block of exactly these entries (then `tail`, in an Ogg packet)."""
+    write_block(path, name, block(vendor, entries, FORMATS[name][3]) + tail)
+
+
+def write_block(path: Path, name: str, data: bytes) -> None:
+    """Give the file a comment block of exactly these bytes, through mutagen's save."""
+    audio = FORMATS[name][1](path)
     if audio.tags is None:
         audio.add_tags()
-    data = block(vendor, entries, framing) + tail
     audio.tags.write = lambda framing=False: data   # mutagen's save takes the comment's bytes from write()
     audio.tags._padding = 0
     audio.save(padding=lambda info: 0)
@@ -205,18 +208,30 @@ def test_the_real_cli_scan_and_untag(tmp_path, sources, test_model):
         assert audio(path, name) == sounds[name]
 
 
-@pytest.mark.parametrize("name", ["ogg", "opus"])
-def test_data_after_the_comment_that_a_save_would_drop_is_refused(tmp_path, sources, name):
-    """Bytes after an Ogg comment that mutagen would not write back (not zero padding; in Opus, not
-    data marked to keep): the write and the removal are refused, the file stays as it is."""
+CUT_SHORT = len(FOREIGN + OURS) + 1   # the number of the entry cut short below
+
+
+@pytest.mark.parametrize("name, damage, cause", [
+    ("ogg", "data after it", "unreadable data after its last entry"),
+    ("opus", "data after it", "unreadable data after its last entry"),
+    ("opus", "an entry cut short", f"entry {CUT_SHORT} runs past the end of the comment"),
+])
+def test_a_comment_that_cannot_be_written_back_as_it_is_is_refused(tmp_path, sources, name, damage, cause):
+    """Bytes after an Ogg comment that mutagen's save would drop (not zero padding; in Opus, not data
+    marked to be kept), or a last entry cut short (mutagen reads what there is, and would write that
+    with its new length): the write and the removal are refused, the file stays as it is."""
     path = tmp_path / f"t.{FORMATS[name][0]}"
     shutil.copyfile(sources[name], path)
-    write_raw(path, name, FOREIGN + OURS, tail=b"\x00\x00junk")
+    if damage == "data after it":
+        write_raw(path, name, FOREIGN + OURS, tail=b"\x00\x00junk")
+    else:  # the count says one entry more than there are whole: its length says 40 bytes, 10 follow
+        data = bytearray(block(VENDOR, FOREIGN + OURS, b""))
+        data[4 + len(VENDOR):8 + len(VENDOR)] = struct.pack("<I", CUT_SHORT)
+        write_block(path, name, bytes(data) + struct.pack("<I", 40) + b"ALBUM=Caf\xe9")
     data = path.read_bytes()
-    cause = r"^damaged Vorbis comment \(unreadable data after its last entry; the tag was not changed\)$"
-    with pytest.raises(TagError, match=cause):
+    with pytest.raises(TagError, match=rf"^damaged Vorbis comment \({cause}; the tag was not changed\)$"):
         write_mood(path, replace(VALUES, mood="exciting"))
-    with pytest.raises(TagError, match=cause):
+    with pytest.raises(TagError, match=rf"^damaged Vorbis comment \({cause}; the tag was not changed\)$"):
         remove_mood(path)
     assert path.read_bytes() == data
     assert read_mood(path).mood == "calm"   # reading still works
