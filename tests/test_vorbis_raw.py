@@ -10,8 +10,8 @@ with the vendor string, and the audio. The blocks are written raw here, through 
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,8 @@ from tagger.tags import ForeignMood, MoodValues, read_mood, remove_mood, write_m
 from tests.conftest import run_cli
 
 VALUES = MoodValues(mood="calm", scores={"calm": 0.91344, "exciting": 0.08656}, model="moodtag-cnn 1.0.0")
-OURS = [b"MOOD=calm", b"MOODTAG_SCORE_CALM=0.913", b"MOODTAG_SCORE_EXCITING=0.087", b"MOODTAG_MODEL=moodtag-cnn 1.0.0"]
+OURS = [b"MOOD=calm", b"MOODTAG_SCORE_CALM=0.913", b"MOODTAG_SCORE_EXCITING=0.087",
+        b"MOODTAG_MODEL=moodtag-cnn 1.0.0"]
 VENDOR = b"Old Tagger 0.9 \xa9 Caf\xe9"     # Latin-1: not UTF-8
 FOREIGN = [
     b"ARTIST=Caf\xe9 del Mar",              # Latin-1 value
