@@ -373,7 +373,7 @@ class _KeptComment:
         if isinstance(fileobj, BytesIO):  # an Ogg packet: what follows the comment in it
             after = fileobj.read()
             fileobj.seek(end)
-            if after.strip(b"\0") and not (after[0] & 1 and isinstance(self, oggopus.OggOpusVComment)):
+            if after != bytes(len(after)) and not (after[0] & 1 and isinstance(self, oggopus.OggOpusVComment)):
                 self.damage = self.damage or "unreadable data after its last entry"  # dropped by mutagen's save
 
     def write(self, framing: bool = True) -> bytes:
