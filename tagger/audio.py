@@ -222,7 +222,8 @@ class _AvTrack:
         import av
 
         try:
-            self.container = av.open(source)
+            # metadata_errors: a tag that is not UTF-8 (an old tagger's Latin-1) does not stop the decoding
+            self.container = av.open(source, metadata_errors="replace")
         except Exception as exc:
             raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
         try:

@@ -29,6 +29,7 @@ does two of mutagen's steps on the overlay faster, with the same result).
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import stat
@@ -36,6 +37,7 @@ import struct
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Callable
 
@@ -148,6 +150,7 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
             return False
         _require_writable(path, fh)
         _require_whole_id3(audio, fh)
+        _require_whole_comment(audio)
         if dry_run:
             return True
         with _mutagen_errors(writing=True, fmt=fmt):
@@ -179,6 +182,7 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
             return False
         _require_writable(path, fh)
         _require_whole_id3(audio, fh)
+        _require_whole_comment(audio)
         if dry_run:
             return True
         restored = [] if foreign else [(MOOD_FIELD, text) for name, text in current if name == REPLACED_FIELD]
@@ -257,6 +261,9 @@ class _ID3Fields:
     kind = "id3"
     info_keys = ("TPE1", "TIT2", "TALB")
 
+    def load(self, cls, fh):
+        return cls(fh, **_ID3_LOAD)
+
     def read(self, tags) -> list[tuple[str, str]]:
         fields = [(MOOD_FIELD, str(text)) for frame in tags.getall("TMOO") for text in frame.text]
         fields += [(frame.desc.upper(), str(text)) for frame in tags.getall("TXXX")
@@ -294,19 +301,36 @@ class _ID3Fields:
 
 
 class _VorbisFields:
-    """Vorbis comments (FLAC, Ogg Vorbis, Opus): keys are the field names, case-insensitive."""
+    """Vorbis comments (FLAC, Ogg Vorbis, Opus, Ogg FLAC, Speex): keys are the field names,
+    case-insensitive. mutagen decodes the comment (a value that is not UTF-8 gets U+FFFD, an entry
+    without '=' becomes `unknownN`, a non-ASCII key gets '?', an invalid key is dropped) and its save
+    would write all of it back from that; so the comment is read, changed and written as the entries'
+    bytes (`_KeptComment`), and only moodtag's entries are taken out or added (at the end)."""
 
     kind = "vorbis"
     info_keys = ("artist", "title", "album")
 
+    def load(self, cls, fh):
+        return _keeping_comment(cls)(fh)
+
     def read(self, tags) -> list[tuple[str, str]]:
-        return [(key.upper(), text) for key, text in tags if _is_ours(key)]
+        return [(key.upper(), value.decode("utf-8", "replace")) for key, value in map(_our_entry, tags.entries)
+                if key]
 
     def remove(self, tags, *, mood: bool = True) -> None:
-        tags[:] = [(key, text) for key, text in tags if not _is_ours(key, mood=mood)]
+        kept = []
+        for entry in tags.entries:
+            key, value = _our_entry(entry, mood=mood)
+            if key:  # kept by its text, for add() to write back the bytes it was read from
+                tags.removed.setdefault(value.decode("utf-8", "replace"), []).append(value)
+            else:
+                kept.append(entry)
+        tags.entries = kept
 
     def add(self, tags, fields: list[tuple[str, str]]) -> None:
-        tags.extend(fields)
+        for name, text in fields:
+            same = tags.removed.get(text)
+            tags.entries.append(name.encode("ascii") + b"=" + (same.pop(0) if same else text.encode("utf-8")))
 
     def text(self, tags, key: str) -> str | None:
         texts = tags.get(key)
@@ -316,12 +340,93 @@ class _VorbisFields:
         return {}
 
 
+def _our_entry(entry: bytes, *, mood: bool = True) -> tuple[str | None, bytes]:
+    """(key, value) of a comment entry that is moodtag's (see _is_ours), else (None, b"")."""
+    if entry[:4].upper() != b"MOOD":   # the start of each of moodtag's keys: most entries end here
+        return None, b""
+    end = entry.find(b"=")
+    if end > 0 and _VORBIS_KEY.match(entry, 0, end) and _is_ours(key := entry[:end].decode("ascii"), mood=mood):
+        return key, entry[end + 1:]
+    return None, b""
+
+
+_UINT32 = struct.Struct("<I")   # a Vorbis comment's lengths and count
+_VORBIS_KEY = re.compile(rb"[ -}]+\Z")   # a valid key (mutagen's is_valid_key): ASCII from ' ' to '}', no '='
+
+
+class _KeptComment:
+    """Mixed into a format's mutagen Vorbis comment class (`_keeping_comment`): the comment also as
+    it is in the file, its vendor string, entries and end (Ogg Vorbis' framing byte) as bytes, which
+    its write() renders instead of mutagen's decoded list. `removed`: the values remove() took out."""
+
+    def __init__(self, *args, **kwargs):
+        self.vendor_bytes, self.entries, self.end = self.vendor.encode("utf-8"), [], b""  # a new comment
+        self.damage, self.removed = None, {}
+        super().__init__(*args, **kwargs)
+
+    def load(self, fileobj, *args, **kwargs):
+        start = fileobj.tell()
+        super().load(fileobj, *args, **kwargs)
+        end = fileobj.tell()
+        fileobj.seek(start)
+        data = fileobj.read(end - start)
+        self.vendor_bytes, self.entries, self.end, self.damage = _comment_entries(data)
+        if isinstance(fileobj, BytesIO):  # an Ogg packet: what follows the comment in it
+            after = fileobj.read()
+            fileobj.seek(end)
+            if after != bytes(len(after)) and not (after[0] & 1 and isinstance(self, oggopus.OggOpusVComment)):
+                self.damage = self.damage or "unreadable data after its last entry"  # dropped by mutagen's save
+
+    def write(self, framing: bool = True) -> bytes:
+        parts = [_UINT32.pack(len(self.vendor_bytes)), self.vendor_bytes, _UINT32.pack(len(self.entries))]
+        for entry in self.entries:
+            parts += [_UINT32.pack(len(entry)), entry]
+        return b"".join(parts) + self.end
+
+
+def _comment_entries(data: bytes) -> tuple[bytes, list[bytes], bytes, str | None]:
+    """(vendor, entries, the bytes after them, None) of a Vorbis comment's bytes as mutagen read them;
+    the last is the damage instead where an entry runs past the end (mutagen took what there was)."""
+    (size,) = _UINT32.unpack_from(data, 0)
+    vendor, pos = data[4:4 + size], 4 + size
+    (count,) = _UINT32.unpack_from(data, pos)
+    pos += 4
+    entries = []
+    for i in range(count):
+        (size,) = _UINT32.unpack_from(data, pos)
+        pos += 4
+        entries.append(data[pos:pos + size])
+        pos += size
+        if pos > len(data):
+            return vendor, entries, b"", f"entry {i + 1} runs past the end of the comment"
+    return vendor, entries, data[pos:], None
+
+
+@functools.cache
+def _keeping_comment(cls: type) -> type:
+    """mutagen's file class `cls` with its Vorbis comment class (FLAC: for read and new comment
+    blocks) made a _KeptComment."""
+    if issubclass(cls, flac.FLAC):
+        kept = type("VCFLACDict", (_KeptComment, flac.VCFLACDict), {})
+
+        def add_tags(self) -> None:
+            cls.add_tags(self)
+            self.tags = self.metadata_blocks[-1] = kept()
+
+        blocks = [kept if block is flac.VCFLACDict else block for block in cls.METADATA_BLOCKS]
+        return type(cls.__name__, (cls,), {"METADATA_BLOCKS": blocks, "add_tags": add_tags})
+    return type(cls.__name__, (cls,), {"_Tags": type(cls._Tags.__name__, (_KeptComment, cls._Tags), {})})
+
+
 class _MP4Fields:
     """MP4 (M4A, AAC or ALAC): iTunes freeform atoms ----:com.apple.iTunes:<NAME>, UTF-8."""
 
     kind = "mp4"
     info_keys = ("\xa9ART", "\xa9nam", "\xa9alb")
     prefix = "----:com.apple.iTunes:"
+
+    def load(self, cls, fh):
+        return cls(fh)
 
     def _name(self, key: str, *, mood: bool = True) -> str | None:
         if key.lower().startswith(self.prefix.lower()) and _is_ours(key[len(self.prefix):], mood=mood):
@@ -561,7 +666,7 @@ def _load(fh):
     fmt = _FORMATS[cls]
     with _mutagen_errors(writing=False, fmt=fmt):
         fh.seek(0)
-        return cls(fh, **(_ID3_LOAD if fmt.fields is _ID3 else {})), fmt
+        return fmt.fields.load(cls, fh), fmt
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -597,6 +702,15 @@ def _require_whole_id3(audio, fh) -> None:
         cause = _id3_unread(header, _FileBytes(fh, fh.tell(), size), _PARSED.get(tags._header))
     if cause:
         raise TagError(f"damaged ID3 tag ({cause}; the tag was not changed)")
+
+
+def _require_whole_comment(audio) -> None:
+    """Refuse to rewrite a Vorbis comment that cannot be written back as it is: an entry that runs
+    past the end of its Ogg packet (mutagen reads what there is), or data after the comment that
+    mutagen's save drops (not zero padding; in Opus, not data marked to be kept)."""
+    cause = getattr(audio.tags, "damage", None)
+    if cause:
+        raise TagError(f"damaged Vorbis comment ({cause}; the tag was not changed)")
 
 
 class _FileBytes:
