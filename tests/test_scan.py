@@ -142,12 +142,18 @@ def test_keep_mtime_restores_modification_times(library, test_model, tmp_path):
     assert all(read_mood(p) is not None for p in before)
 
 
-def test_vanished_files_are_marked_missing_then_pruned(library, test_model, tmp_path):
-    db = tmp_path / "cache.db"
+def _scanned_then_one_gone(library, test_model, db) -> Path:
+    """Scan, delete one file, scan again: the deleted file's path."""
     scan(library, "--db", db, "--model", test_model, check=True)
     gone = sorted(library.rglob("*.wav"))[0]
     gone.unlink()
     scan(library, "--db", db, "--model", test_model, check=True)
+    return gone
+
+
+def test_vanished_files_are_marked_missing_then_pruned(library, test_model, tmp_path):
+    db = tmp_path / "cache.db"
+    gone = _scanned_then_one_gone(library, test_model, db)
     assert rows(db)[str(gone)]["status"] == "missing"
     run_cli("prune", "--db", db, check=True)
     assert str(gone) not in rows(db) and len(rows(db)) == len(synth.FORMATS) - 1
@@ -155,10 +161,7 @@ def test_vanished_files_are_marked_missing_then_pruned(library, test_model, tmp_
 
 def test_prune_through_a_link_to_the_scanned_folder(library, test_model, tmp_path):
     db = tmp_path / "cache.db"
-    scan(library, "--db", db, "--model", test_model, check=True)
-    gone = sorted(library.rglob("*.wav"))[0]
-    gone.unlink()
-    scan(library, "--db", db, "--model", test_model, check=True)
+    gone = _scanned_then_one_gone(library, test_model, db)
     link = tmp_path / "music link"
     link.symlink_to(library, target_is_directory=True)
     proc = run_cli("prune", link, "--db", db, check=True)
