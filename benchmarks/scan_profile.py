@@ -38,6 +38,9 @@ process's STEADY_FROM-th and no later than the end of the first process to finis
 N processes run throughout; the scans' rate is their steady one. If N loops run less than N times one loop,
 the machine (shared cores, memory bandwidth, a hypervisor's steal) caps what N jobs can gain, whatever the
 scan does; scan / loop says how much of what is left the scan loses to its parent, pool and writes.
+The same scans with `--no-write` run beside them (the cache filled, no tag written): the difference is
+what writing the tags costs, which includes work the parent's CPU time does not show (a tag that
+outgrows its padding is a copy of the file, fsynced: the kernel's writeback). Whole-scan rates too.
 """
 from __future__ import annotations
 
@@ -94,9 +97,9 @@ def make_library(args, lib: Path) -> int:
 
 
 def scan(label: str, lib: Path, db: Path, n: int, *, jobs: int, model: str, logs: Path, stages: bool,
-         code: Path = REPO) -> dict:
+         code: Path = REPO, no_write: bool = False) -> dict:
     """One cold scan by the code in `code`; returns its figures and JSON lines."""
-    cmd = ss.scan_cmd(lib, ss.fresh_db(db), model, jobs=jobs)
+    cmd = ss.scan_cmd(lib, ss.fresh_db(db), model, jobs=jobs, no_write=no_write)
     env = {"PYTHONPATH": str(code), "MOODTAG_STAGES": "1" if stages else None}
     run = ss.run_measured(label, cmd, logs=logs, env=env, cwd=code,  # `-m tagger` imports from the cwd first
                           line_times=True)
@@ -159,12 +162,16 @@ def loop_worker(listing: Path, out: Path, model: str) -> None:
 def render_ceiling(res: dict) -> str:
     counts = sorted(res["loop"], key=int)
     lines = ["| processes / jobs | analysis loops, tracks/s | x 1 process | scan, steady tracks/s | x 1 job | "
-             "scan / loops |", "| --- |" + " ---: |" * 5]
-    one_loop, one_scan = res["loop"][counts[0]], res["scan"].get(counts[0])
+             "scan / loops | scan, whole | x 1 job | `--no-write`, steady | x 1 job | `--no-write`, whole | x 1 job |",
+             "| --- |" + " ---: |" * 11]
+    first = counts[0]
     for n in counts:
-        loop, scan_rate = res["loop"][n], res["scan"].get(n)
-        lines.append(f"| {n} | {rate(loop)} | {ratio(loop, one_loop)} | {rate(scan_rate)} | "
-                     f"{ratio(scan_rate, one_scan)} | {ratio(scan_rate, loop)} |")
+        cells = [rate(res["loop"][n]), ratio(res["loop"][n], res["loop"][first])]
+        cells += [rate(res["scan"].get(n)), ratio(res["scan"].get(n), res["scan"].get(first)),
+                  ratio(res["scan"].get(n), res["loop"][n])]
+        for key in ("whole", "no_write", "no_write_whole"):
+            cells += [rate(res[key].get(n)), ratio(res[key].get(n), res[key].get(first))]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines.append(f"\n(medians of {res['repeats']} alternations; loops: see --ceiling in the module's docstring)")
     return "\n".join(lines)
 
@@ -422,19 +429,31 @@ def main(argv: list[str] | None = None) -> None:
         counts = sorted({1, *args.jobs})
         loops: dict = defaultdict(list)
         scans: dict = defaultdict(list)
+        whole: dict = defaultdict(list)
+        bare: dict = defaultdict(list)          # --no-write, steady
+        bare_whole: dict = defaultdict(list)    # --no-write, whole scan
         for rep in range(args.repeats):
             for n in counts:
-                tracks = make_library(args, lib)
-                run = scan(f"ceiling-scan-{n}j-{rep}", lib, db, tracks, jobs=n, model=args.model, logs=logs,
-                           stages=False)
-                scans[n].append(run["steady_tracks_per_s"])
+                for no_write in ((False, True) if rep % 2 == 0 else (True, False)):
+                    tracks = make_library(args, lib)
+                    run = scan(f"ceiling-scan-{n}j-{rep}{'-no-write' if no_write else ''}", lib, db, tracks, jobs=n,
+                               model=args.model, logs=logs, stages=False, no_write=no_write)
+                    (bare if no_write else scans)[n].append(run["steady_tracks_per_s"])
+                    (bare_whole if no_write else whole)[n].append(run["tracks_per_s"])
                 loops[n].append(loop_rate(lib, tracks, processes=n, model=args.model, logs=logs))
-                print(f"ceiling, {n}: scan {rate(scans[n][-1])} tracks/s steady, {n} analysis loop(s) "
+                print(f"ceiling, {n}: scan {rate(scans[n][-1])} tracks/s steady ({whole[n][-1]:.2f} whole), "
+                      f"--no-write {rate(bare[n][-1])} ({bare_whole[n][-1]:.2f} whole), {n} analysis loop(s) "
                       f"{loops[n][-1]:.2f} tracks/s", flush=True)
+
+        def medians(runs: dict) -> dict:
+            return {n: statistics.median([x for x in v if x]) for n, v in runs.items()}
+
         res["ceiling"] = {"repeats": args.repeats, "steady_from": STEADY_FROM,
                           "loop": {n: statistics.median(v) for n, v in loops.items()},
-                          "scan": {n: statistics.median([x for x in v if x]) for n, v in scans.items()},
-                          "runs": {"loop": loops, "scan": scans}}
+                          "scan": medians(scans), "whole": medians(whole), "no_write": medians(bare),
+                          "no_write_whole": medians(bare_whole),
+                          "runs": {"loop": loops, "scan": scans, "whole": whole, "no_write": bare,
+                                   "no_write_whole": bare_whole}}
         print("\n" + render_ceiling(res["ceiling"]))
     (args.out / "profile.json").write_text(json.dumps(res, indent=1, default=str))
 
