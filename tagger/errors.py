@@ -27,4 +27,5 @@ def unreadable(error: str | None) -> bool:
     """Whether a track's failure (its cause, as a TrackResult or a cache row holds it) is of that kind."""
     return bool(error) and error.startswith(UNREADABLE_CAUSES)
 
+
 BROKEN_LINK = "broken symlink (its target does not exist)"  # one wording in every command

@@ -149,8 +149,7 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
         if sorted(current) == sorted(wanted):
             return False
         _require_writable(path, fh)
-        _require_whole_id3(audio, fh)
-        _require_whole_comment(audio)
+        _require_whole_tag(audio, fh)
         if dry_run:
             return True
         with _mutagen_errors(writing=True, fmt=fmt):
@@ -181,8 +180,7 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
         if not any(name != MOOD_FIELD or not foreign for name, _ in current):
             return False
         _require_writable(path, fh)
-        _require_whole_id3(audio, fh)
-        _require_whole_comment(audio)
+        _require_whole_tag(audio, fh)
         if dry_run:
             return True
         restored = [] if foreign else [(MOOD_FIELD, text) for name, text in current if name == REPLACED_FIELD]
@@ -681,6 +679,12 @@ def _require_writable(path: Path, fh) -> None:
         raise TagError("read-only file system")
     if not os.access(path, os.W_OK) or not mode & 0o222:
         raise TagError("read-only file (permission denied)")
+
+
+def _require_whole_tag(audio, fh) -> None:
+    """Refuse to rewrite a tag that mutagen's save would not write back whole (ID3v2, Vorbis comment)."""
+    _require_whole_id3(audio, fh)
+    _require_whole_comment(audio)
 
 
 def _require_whole_id3(audio, fh) -> None:
