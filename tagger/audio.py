@@ -345,10 +345,10 @@ class _ChainedTrack:
     output). Each link is opened on its own byte range, by the decoder its suffix picks; the track's
     time runs through the links in order."""
 
-    def __init__(self, path: Path, links: list[tuple[int, int]]):
+    def __init__(self, path: Path, chain: _OggChain):
         self.raw = open(path, "rb")
         self.suffix = path.suffix.lower()
-        self.links = links
+        self.links = links = chain.links
         self.starts, t = [], 0.0
         try:
             for offset, size in links:
@@ -360,6 +360,11 @@ class _ChainedTrack:
             raise
         self.durations = [b - a for a, b in zip(self.starts, self.starts[1:] + [t])]
         self.duration = t
+        if chain.cut:  # the last link's end: _check_ogg_ends
+            self.raw.close()
+            i = chain.cut[0]
+            raise AudioError(f"truncated: link {i + 1} of {len(links)} of the chained Ogg stream breaks off at "
+                             f"{self.starts[i] + self.durations[i]:.1f} s (its last page has no end-of-stream flag)")
 
     @contextmanager
     def _open(self, offset: int, size: int):
@@ -417,8 +422,8 @@ class _ByteRange:
         return True
 
 
-def _ogg_links(path: Path) -> list[tuple[int, int]] | None:
-    """(offset, size) of each link of a chained Ogg file; None for a file of one link.
+def _ogg_links(path: Path) -> _OggChain | None:
+    """The links of a chained Ogg file; None for a file of one link.
 
     Cheap for the common case: a file whose last page belongs to the stream of its first page is one
     link. Otherwise every page header is read: a beginning-of-stream page after pages of data starts
@@ -434,25 +439,43 @@ def _ogg_links(path: Path) -> list[tuple[int, int]] | None:
             return None
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             starts, pos, in_data = [], 0, False
+            unended: set[int] = set()  # the serials of this link's streams whose last page is still to come
+            cut: list[int] = []  # the links (0-based) that a later link follows before their streams ended
             while pos + OGG_PAGE.size <= size:
-                if data[pos:pos + 4] != b"OggS":
-                    pos = data.find(b"OggS", pos + 1)  # damaged bytes: find the next page
+                capture, version, flags, _, serial, *_, segments = OGG_PAGE.unpack_from(data, pos)
+                end = pos + OGG_PAGE.size + segments + sum(data[pos + OGG_PAGE.size: pos + OGG_PAGE.size + segments])
+                if capture != b"OggS" or version or flags > 7 or not (end == size or data[end:end + 4] == b"OggS"):
+                    # damaged bytes, or a page cut short (whose length would swallow the next link's
+                    # first pages): find the next page
+                    pos = data.find(b"OggS", pos + 1)
                     if pos < 0:
                         break
                     continue
-                capture, version, flags, *_, segments = OGG_PAGE.unpack_from(data, pos)
-                body = sum(data[pos + OGG_PAGE.size: pos + OGG_PAGE.size + segments])
                 if flags & OGG_BOS:
                     if in_data or not starts:
+                        if unended:
+                            cut.append(len(starts) - 1)
                         starts.append(pos)
+                        unended = set()
                     in_data = False
+                    unended.add(serial)
                 else:
                     in_data = True
-                pos += OGG_PAGE.size + segments + body
+                if flags & OGG_EOS:
+                    unended.discard(serial)
+                pos = end
     if len(starts) < 2:
         return None
     ends = starts[1:] + [size]
-    return [(a, b - a) for a, b in zip(starts, ends)]
+    return _OggChain([(a, b - a) for a, b in zip(starts, ends)], cut=tuple(cut))
+
+
+@dataclass(frozen=True)
+class _OggChain:
+    """The links of a chained Ogg file: (offset, size) of each, and the links (0-based) whose streams
+    break off (no end-of-stream page) before the next link begins: pieces of a cut download, joined."""
+    links: list[tuple[int, int]]
+    cut: tuple[int, ...] = ()
 
 
 def _check_ogg_ends(path: Path, duration: float) -> None:

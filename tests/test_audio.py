@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,19 @@ def test_a_cut_ogg_file_is_truncated_and_a_whole_one_is_read(tmp_path, audio_dir
         message = r"^truncated: the Ogg stream breaks off at \d+\.\d s \(its last page has no end-of-stream flag\)$"
         with pytest.raises(AudioError, match=message):
             load_clips(path, plan=ClipPlan(), sample_rate=22050)
+        with pytest.raises(AudioError, match=message):
+            probe_duration(path)
+    # Cut inside the chain: the first link ends without its flag where the next one begins (pieces
+    # of a cut download joined); its audio, decoded link by link, would be judged with a gap in it.
+    for name, data in {"chained, first link": whole[:len(whole) // 2] + other,
+                       "chained, first link's last page": whole[:last_page] + other}.items():
+        path = tmp_path / f"{name}.{fmt}"
+        path.write_bytes(data)
+        message = (r"^truncated: link 1 of 2 of the chained Ogg stream breaks off at (\d+\.\d) s "
+                   r"\(its last page has no end-of-stream flag\)$")
+        with pytest.raises(AudioError, match=message) as caught:
+            load_clips(path, plan=ClipPlan(), sample_rate=22050)
+        assert 0 < float(re.match(message, str(caught.value)).group(1)) < 30.0, name
         with pytest.raises(AudioError, match=message):
             probe_duration(path)
     kept = {"whole": (whole, 30.0), "ID3v1 after it": (whole + b"TAG" + bytes(125), 30.0),
