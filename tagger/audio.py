@@ -444,10 +444,8 @@ def _ogg_links(path: Path) -> _OggChain | None:
             while pos + OGG_PAGE.size <= size:
                 capture, version, flags, _, serial, *_, segments = OGG_PAGE.unpack_from(data, pos)
                 end = pos + OGG_PAGE.size + segments + sum(data[pos + OGG_PAGE.size: pos + OGG_PAGE.size + segments])
-                if capture != b"OggS" or version or flags > 7 or not (end == size or data[end:end + 4] == b"OggS"):
-                    # damaged bytes, or a page cut short (whose length would swallow the next link's
-                    # first pages): find the next page
-                    pos = data.find(b"OggS", pos + 1)
+                if capture != b"OggS" or version or flags > 7 or _ogg_page_cut(data, pos, end):
+                    pos = data.find(b"OggS", pos + 1)  # damaged bytes, or a page cut short: the next page
                     if pos < 0:
                         break
                     continue
@@ -468,6 +466,18 @@ def _ogg_links(path: Path) -> _OggChain | None:
         return None
     ends = starts[1:] + [size]
     return _OggChain([(a, b - a) for a, b in zip(starts, ends)], cut=tuple(cut))
+
+
+def _ogg_page_cut(data, at: int, end: int) -> bool:
+    """Whether the Ogg page at `at`, which claims to end at `end`, was cut short: it runs past the file,
+    or another page starts inside the bytes it claims (the next link's first pages, which it would
+    swallow) and no page starts at its end. A whole page followed by other bytes (a tagger's ID3v1
+    between two links) is not."""
+    if end > len(data):
+        return True
+    if end == len(data) or data[end:end + 4] == b"OggS":
+        return False
+    return data.find(b"OggS", at + 1, end) >= 0
 
 
 @dataclass(frozen=True)

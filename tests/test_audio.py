@@ -147,7 +147,8 @@ def test_a_cut_ogg_file_is_truncated_and_a_whole_one_is_read(tmp_path, audio_dir
         with pytest.raises(AudioError, match=message):
             probe_duration(path)
     kept = {"whole": (whole, 30.0), "ID3v1 after it": (whole + b"TAG" + bytes(125), 30.0),
-            "chained": (other + whole, 40.0)}
+            "chained": (other + whole, 40.0),
+            "chained, ID3v1 after each": (other + b"TAG" + bytes(125) + whole + b"TAG" + bytes(125), 40.0)}
     for name, (data, seconds) in kept.items():
         path = tmp_path / f"{name}.{fmt}"
         path.write_bytes(data)
