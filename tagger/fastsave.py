@@ -26,7 +26,7 @@ And one that mutagen does differently, to make the renumbering above rare:
   as they were and are only moved. The header packets, the stream and its decoding are the same; the
   file differs from mutagen's only in where the header pages break (oggenc puts the comment and the
   setup header in one page too). Where the packets do not fit (more than 255 lacing values a page), the
-  old pages begin or end inside a packet, or the comment shrank, mutagen's layout and renumbering stay.
+  old pages begin inside a packet, or the comment shrank, mutagen's layout and renumbering stay.
 
 All three apply only to the overlay (`safewrite.is_overlay`); any other file object, in moodtag or in
 the program that imported it (beets), gets mutagen's own code. `install()` is idempotent.
@@ -81,14 +81,21 @@ def _replace_dispatch(cls, fileobj, old_pages, new_pages) -> None:
 
 def _same_page_count(old_pages: list, new_pages: list) -> list:
     """`new_pages`' packets laid into as many pages as `old_pages` (see the module) when they take more;
-    `new_pages` itself where they take as many or fewer, or cannot be: the old pages begin or end
-    inside a packet, or the packets need more lacing values than the old pages hold."""
+    `new_pages` itself where they take as many or fewer, or cannot be: the old pages begin inside a
+    packet, or the packets need more lacing values than the old pages hold. Old pages that end inside
+    a packet (the comment's page holds the start of the setup header, whose rest is on the next page,
+    as some encoders lay them out) end inside it again, after the same bytes of it."""
     n = len(old_pages)
-    if len(new_pages) <= n or not n or old_pages[0].continued or not old_pages[-1].complete:
+    if len(new_pages) <= n or not n or old_pages[0].continued:
         return new_pages  # as many pages already, or fewer: a comment that shrank is laid out as mutagen does
     packets = ogg.OggPage.to_packets(new_pages)
+    goes_on = not old_pages[-1].complete   # the last packet goes on in the next page (a setup header begun)
+    if goes_on and (not packets[-1] or len(packets[-1]) % 255):
+        return new_pages
     segments = [(i, lace == len(packet) // 255) for i, packet in enumerate(packets)
                 for lace in range(len(packet) // 255 + 1)]   # (packet, whether its last) per lacing value
+    if goes_on:
+        segments.pop()   # its end is on the next page
     if len(segments) > _MAX_SEGMENTS * n:
         return new_pages
     cuts = [len(segments) * k // n for k in range(n + 1)]

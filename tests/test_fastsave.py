@@ -118,6 +118,39 @@ def test_a_grown_ogg_comment_keeps_its_page_count(tmp_path, sources, mutagen_onl
     assert shrunk.read_bytes() == slow.read_bytes()
 
 
+def test_a_comment_page_that_begins_the_setup_header_keeps_its_page_count(tmp_path, sources):
+    """Some encoders (0 A.D.'s and Naev's music, 21 of the corpus's 166 files) end the comment's page
+    inside the setup header, whose rest is on the next page: mutagen takes only that page, ending
+    inside a packet. The grown comment and the setup header's beginning go back into one page that
+    ends inside it after the same bytes, so the next page (the setup header's rest) and all later
+    ones stay as they are."""
+    pages = _pages(sources["ogg"].read_bytes())
+    comment, setup = pages[1].packets
+    begun, rest = ogg.OggPage(), ogg.OggPage()
+    begun.packets, begun.complete = [comment, setup[:255 * 4]], False
+    rest.packets, rest.continued = [setup[255 * 4:]], True
+    for page in (begun, rest):
+        page.serial, page.position = pages[1].serial, 0
+    laid = [pages[0], begun, rest] + pages[2:]
+    for number, page in enumerate(laid):
+        page.sequence = number
+    path = tmp_path / "begun.ogg"
+    path.write_bytes(b"".join(ogg.OggPage.write(page) for page in laid))
+    clips = load_clips(path, plan=ClipPlan(), sample_rate=22050).samples
+    before = path.read_bytes()
+
+    write_mood(path, LONG, journal=UndoJournal(tmp_path / "journal"))
+    data = path.read_bytes()
+    after = _pages(data)
+    assert len(after) == len(laid) and not after[1].complete and after[1].size > begun.size
+    assert data.endswith(before[_pages(before)[2].offset:])   # the setup header's rest and the audio
+    assert all(ogg.OggPage.write(page) == _raw(data, page) for page in after)
+    assert ogg.OggPage.to_packets(after[:3]) == ogg.OggPage.to_packets(after[:1]) + [
+        ogg.OggPage.to_packets(after[1:3])[0], setup]
+    assert np.array_equal(load_clips(path, plan=ClipPlan(), sample_rate=22050).samples, clips)
+    assert read_mood(path) == LONG
+
+
 def _pages(data: bytes) -> list:
     fh, pages = io.BytesIO(data), []
     while fh.tell() < len(data):
