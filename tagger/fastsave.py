@@ -25,8 +25,10 @@ And one that mutagen does differently, to make the renumbering above rare:
   a packet split at a 255-byte boundary as Ogg allows), so the pages after them stay byte for byte
   as they were and are only moved. The header packets, the stream and its decoding are the same; the
   file differs from mutagen's only in where the header pages break (oggenc puts the comment and the
-  setup header in one page too). Where the packets do not fit (more than 255 lacing values a page), the
-  old pages begin inside a packet, or the comment shrank, mutagen's layout and renumbering stay.
+  setup header in one page too; where the comment's page ends inside the setup header, the new last
+  page ends after the same bytes of it). Where the packets do not fit (more than 255 lacing values a
+  page), the old pages begin inside a packet, or the comment shrank, mutagen's layout and renumbering
+  stay.
 
 All three apply only to the overlay (`safewrite.is_overlay`); any other file object, in moodtag or in
 the program that imported it (beets), gets mutagen's own code. `install()` is idempotent.
@@ -96,7 +98,7 @@ def _same_page_count(old_pages: list, new_pages: list) -> list:
                 for lace in range(len(packet) // 255 + 1)]   # (packet, whether its last) per lacing value
     if goes_on:
         segments.pop()   # its end is on the next page
-    if len(segments) > _MAX_SEGMENTS * n:
+    if not n <= len(segments) <= _MAX_SEGMENTS * n:   # each page needs one lacing value, holds 255
         return new_pages
     cuts = [len(segments) * k // n for k in range(n + 1)]
     done = [0] * len(packets)   # bytes of each packet laid out so far
