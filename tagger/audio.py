@@ -442,13 +442,12 @@ def _ogg_links(path: Path) -> _OggChain | None:
             unended: set[int] = set()  # the serials of this link's streams whose last page is still to come
             cut: list[int] = []  # the links (0-based) that a later link follows before their streams ended
             while pos + OGG_PAGE.size <= size:
-                capture, version, flags, _, serial, *_, segments = OGG_PAGE.unpack_from(data, pos)
-                end = pos + OGG_PAGE.size + segments + sum(data[pos + OGG_PAGE.size: pos + OGG_PAGE.size + segments])
-                if capture != b"OggS" or version or flags > 7 or _ogg_page_cut(data, pos, end):
+                if data[pos:pos + 4] != b"OggS" or not _ogg_page_fits(data, pos) or _ogg_page_cut(data, pos):
                     pos = data.find(b"OggS", pos + 1)  # damaged bytes, or a page cut short: the next page
                     if pos < 0:
                         break
                     continue
+                _, _, flags, _, serial, *_ = OGG_PAGE.unpack_from(data, pos)
                 if flags & OGG_BOS:
                     if in_data or not starts:
                         if unended:
@@ -461,20 +460,19 @@ def _ogg_links(path: Path) -> _OggChain | None:
                     in_data = True
                 if flags & OGG_EOS:
                     unended.discard(serial)
-                pos = end
+                pos = _ogg_page_end(data, pos)
     if len(starts) < 2:
         return None
     ends = starts[1:] + [size]
     return _OggChain([(a, b - a) for a, b in zip(starts, ends)], cut=tuple(cut))
 
 
-def _ogg_page_cut(data, at: int, end: int) -> bool:
-    """Whether the Ogg page at `at`, which claims to end at `end`, was cut short: it runs past the file,
-    or another page starts inside the bytes it claims (the next link's first pages, which it would
-    swallow) and no page starts at its end. A whole page followed by other bytes (a tagger's ID3v1
+def _ogg_page_cut(data, at: int) -> bool:
+    """Whether the Ogg page at `at`, which fits in `data` (_ogg_page_fits), was cut short all the same:
+    another page starts inside the bytes it claims (the next link's first pages, which it would
+    swallow) and none starts at its end. A whole page followed by other bytes (a tagger's ID3v1
     between two links) is not."""
-    if end > len(data):
-        return True
+    end = _ogg_page_end(data, at)
     if end == len(data) or data[end:end + 4] == b"OggS":
         return False
     return data.find(b"OggS", at + 1, end) >= 0
