@@ -97,6 +97,9 @@ def analyze_track(path: Path, model: LoadedModel) -> TrackResult:
     except Exception as exc:
         return TrackResult.failed(path, f"model failed ({type(exc).__name__}: {exc})",
                                   duration=clips.duration, **ident)
+    if not np.all(np.isfinite(mean)):
+        return TrackResult.failed(path, "model failed (its scores are not numbers)", duration=clips.duration,
+                                  **ident)
     mood, confidence = decide(spec, mean)
     return TrackResult(
         path=path, mood=mood, confidence=confidence,

@@ -278,7 +278,7 @@ def load_model(model: str | Path | None = None, *, device: str = "cpu") -> Loade
     if spec.architecture.get("name") == DESCRIPTOR_ARCHITECTURE:
         return _load_regression(path, spec)
     try:
-        import torch  # noqa: F401  (the default model needs no torch; a network model does)
+        import torch  # the default model needs no torch; a network model does
     except ImportError:
         raise ModelError(f"{path}: {spec.name} is a PyTorch network and torch is not installed "
                          "(pip install 'torch>=2.1')") from None
@@ -290,6 +290,8 @@ def load_model(model: str | Path | None = None, *, device: str = "cpu") -> Loade
         state = load_file(str(path))
     except Exception as exc:
         raise ModelError(f"{path}: cannot read tensors ({exc})") from None
+    if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+        raise ModelError(f"{path}: its tensors hold NaN or infinite values (a damaged model file)")
     try:
         network = build_model(spec.architecture, len(spec.labels))
         network.load_state_dict(state)
@@ -303,6 +305,7 @@ def load_model(model: str | Path | None = None, *, device: str = "cpu") -> Loade
 
 
 def _load_regression(path: Path, spec: ModelSpec) -> LoadedModel:
+    import numpy as np
     from safetensors.numpy import load_file
 
     from tagger.regression import DescriptorRegression
@@ -311,6 +314,8 @@ def _load_regression(path: Path, spec: ModelSpec) -> LoadedModel:
         state = load_file(str(path))
     except Exception as exc:
         raise ModelError(f"{path}: cannot read tensors ({exc})") from None
+    if not all(np.all(np.isfinite(t)) for t in state.values() if t.dtype.kind == "f"):
+        raise ModelError(f"{path}: its tensors hold NaN or infinite values (a damaged model file)")
     if spec.features.kind != "descriptors" or not spec.features.descriptors:
         raise ModelError(f"{path}: a {DESCRIPTOR_ARCHITECTURE} model needs features.kind 'descriptors' and their names")
     try:

@@ -312,6 +312,22 @@ def _perc_fast_in_float64(S: np.ndarray) -> float:
     return float((P ** 2 / (H ** 2 + P ** 2 + 1e-20) * S).sum() / (S.sum() + 1e-20))
 
 
+def test_a_descriptor_model_with_nan_weights_is_one_clear_error(tmp_path):
+    """It loaded, and tagged every track calm with the score NaN ('NaN' in --json, 'nan' in the tags)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from tagger.errors import ModelError
+    from tagger.weights import resolve_model, save_model
+
+    shipped = resolve_model(None)
+    tensors = load_file(str(shipped))
+    tensors["linear.weight"] = np.full_like(tensors["linear.weight"], np.nan)
+    bad = save_model(tmp_path / "nan.safetensors", read_spec(shipped), tensors)
+    with pytest.raises(ModelError, match="its tensors hold NaN or infinite values"):
+        load_model(bad)
+
+
 def test_a_damaged_descriptor_model_is_one_clear_error(tmp_path):
     import numpy as np
     from safetensors.numpy import load_file
