@@ -34,6 +34,8 @@ SNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".
 SNDFILE_PREROLL = {"MP3": 4 * 1152, "OGG": 8192}
 # PyAV seeks this far before a clip (AAC and Opus frames overlap their predecessors too).
 AV_PREROLL_SECONDS = 0.5
+# Samples beyond this (full scale is 1.0; 80 dB above it) are a float file's damage or a wrong scale.
+FLOAT_PEAK_LIMIT = 1e4
 # libsndfile reports SF_COUNT_MAX frames when it cannot find the end (a chained Ogg file, for one).
 SF_UNKNOWN_FRAMES = 2 ** 62
 # The container FFmpeg should find for each suffix; another one (or a suffix not listed) means the
@@ -63,7 +65,7 @@ def clip_offsets(duration: float, plan: ClipPlan) -> list[float]:
     """
     seconds, count = plan.seconds, plan.count
     if not duration or duration < seconds:
-        raise AudioError(f"too short: {duration or 0:.1f} s, a clip needs {seconds:g} s")
+        raise AudioError(f"too short: {short_duration(duration or 0, seconds)} s, a clip needs {seconds:g} s")
     fit = min(count, int(math.floor(duration / seconds + 1e-9)))
     if plan.placement == "spread" and count > 1:
         lo, hi = duration * (1 - plan.span) / 2, duration * (1 + plan.span) / 2
@@ -74,6 +76,16 @@ def clip_offsets(duration: float, plan: ClipPlan) -> list[float]:
         raise ValueError(f"unknown clip placement {plan.placement!r}")
     first = (duration - fit * seconds) / 2
     return [round(first + i * seconds, 4) for i in range(fit)]
+
+
+def short_duration(duration: float, limit: float) -> str:
+    """`duration` (s), shorter than `limit`, as text that does not read as `limit` or more: one decimal,
+    more where rounding would make it look long enough (4.99 s, never '5.0 s')."""
+    for digits in (1, 2, 3):
+        text = f"{duration:.{digits}f}"
+        if float(text) < limit:
+            return text
+    return f"{math.floor(duration * 1000) / 1000:.3f}"
 
 
 def probe_duration(path: Path) -> float:
@@ -134,6 +146,28 @@ def _decode(path: Path, head: bytes, *, plan: ClipPlan | None, starts, seconds: 
         return DecodedClips(duration=track.duration, starts=tuple(float(s) for s in starts), samples=out)
 
 
+def _sane(samples: np.ndarray) -> np.ndarray:
+    """One clip's decoded `samples` made fit for analysis (in place), before the resampler spreads a bad
+    one over its neighbours. A float WAV or AIFF can hold any float: a NaN or an infinity (a damaged
+    file) would turn every spectrum of the clip into NaN, and values far beyond full scale overflow the
+    spectrogram's squares. A few such samples are set to 0 (AudioError if they are more than 1 in
+    1,000); a clip far too loud is scaled down to full scale, which the default model's descriptors,
+    read relative to the clip's loudest bin, do not see."""
+    high, low = float(samples.max(initial=0.0)), float(samples.min(initial=0.0))
+    if math.isfinite(high) and math.isfinite(low) and max(high, -low) <= FLOAT_PEAK_LIMIT:
+        return samples
+    bad = ~np.isfinite(samples)
+    n_bad = int(bad.sum())
+    if n_bad > samples.size // 1000:
+        raise AudioError(f"corrupt: {n_bad:,} of a clip's {samples.size:,} samples are not numbers "
+                         f"(NaN or infinite)")
+    samples[bad] = 0.0
+    peak = float(np.abs(samples).max(initial=0.0))
+    if peak > FLOAT_PEAK_LIMIT:
+        samples *= np.float32(1.0 / peak)
+    return samples
+
+
 @contextmanager
 def _open_track(path: Path, head: bytes):
     """The opened track of `path`: a chained Ogg file link by link, else one file with one decoder."""
@@ -145,6 +179,8 @@ def _open_track(path: Path, head: bytes):
     try:
         if head.startswith(b"OggS"):  # after the decoder took it: garbage stays 'not a decodable audio file'
             _check_ogg_ends(path, track.duration)
+        elif head[:4] in (b"RIFF", b"RIFX", b"FORM"):
+            _check_chunks_end(path, track.duration)
         yield track
     finally:
         track.close()
@@ -502,6 +538,24 @@ def _check_ogg_ends(path: Path, duration: float) -> None:
                          "(its last page has no end-of-stream flag)")
 
 
+def _check_chunks_end(path: Path, duration: float) -> None:
+    """AudioError ('truncated') if a WAV or AIFF file's audio chunk declares more bytes than the file
+    holds: libsndfile reads what is there, and the track would pass for a shorter one (tagger.iff). A
+    size left unknown (a WAV written to a pipe) or a missing pad byte is no loss of audio."""
+    from tagger.iff import overrun
+
+    with open(path, "rb") as fh:
+        found = overrun(fh)
+    if found is None or not found.audio or found.pad_only or found.unknown_size:
+        return
+    missing = found.declared - found.present
+    if duration < 0.05:
+        raise AudioError(f"truncated: the file ends where its audio data begins ({missing:,} bytes missing)")
+    declared = duration * found.declared / found.present
+    raise AudioError(f"truncated: the audio data breaks off at {duration:.1f} s although the header says "
+                     f"{declared:.1f} s ({missing:,} bytes missing)")
+
+
 def _ogg_tail(fh, size: int) -> bytes:
     """The last 70 kB of a file: room for the longest Ogg page (65,307 bytes) whatever the cut."""
     start = max(0, size - 70_000)
@@ -597,6 +651,7 @@ def _mean_of(channels: list[np.ndarray]) -> np.ndarray:
 def _resample(x: np.ndarray, sr: int, target: int, n_out: int) -> np.ndarray:
     import soxr
 
+    x = _sane(x)
     if sr != target:
         with stage("resample"):
             x = soxr.resample(x, sr, target, quality="HQ")

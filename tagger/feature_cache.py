@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.audio import decode_segments, probe_duration
+from tagger.audio import decode_segments, probe_duration, short_duration
 from tagger.errors import AudioError
 from tagger.features import clip_matrices
 from tagger.weights import ClipPlan, ModelSpec
@@ -60,7 +60,7 @@ def segment_bounds(duration: float, plan: ClipPlan, span: float) -> tuple[float,
     """(start, seconds) of the middle stretch to decode: `span` of the track, widened to hold the
     inference clips of `plan`, never past the track's ends."""
     if duration < plan.seconds:
-        raise AudioError(f"too short: {duration:.1f} s, a clip needs {plan.seconds:g} s")
+        raise AudioError(f"too short: {short_duration(duration, plan.seconds)} s, a clip needs {plan.seconds:g} s")
     width = max(span, plan.span if plan.placement == "spread" else 0.0) * duration
     width = min(duration, max(width, plan.count * plan.seconds + 1.0, plan.seconds))
     start = max(0.0, (duration - width) / 2)

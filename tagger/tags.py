@@ -47,6 +47,7 @@ from mutagen._riff import RiffFile
 
 from tagger import fastsave, safewrite
 from tagger.errors import BROKEN_LINK, MoodtagError, TagError
+from tagger.iff import add_missing_pad, overrun
 from tagger.safewrite import UndoJournal
 
 fastsave.install()  # mutagen's byte moves and Ogg renumbering, done faster on safewrite's overlay
@@ -512,6 +513,7 @@ class _Format:
     fields: _ID3Fields | _VorbisFields | _MP4Fields | None   # None: moodtag cannot tag it
     keeps_id3v1: bool = False  # MP3: a trailing ID3v1 tag, which mutagen would rewrite from the v2 frames
     native_info: Callable | None = None  # the format's own text fields (fh -> name -> text), read only
+    pads_chunks: bool = False  # WAV, AIFF: chunks, an odd one followed by a pad byte (tagger.iff)
 
     @property
     def tag_kind(self) -> str | None:
@@ -520,8 +522,8 @@ class _Format:
 
 _FORMATS = {  # mutagen's class for the content -> format
     mp3.MP3: _Format("mp3", _ID3, keeps_id3v1=True, native_info=legacy_info),
-    wave.WAVE: _Format("wav", _ID3, native_info=riff_info),
-    aiff.AIFF: _Format("aiff", _ID3),
+    wave.WAVE: _Format("wav", _ID3, native_info=riff_info, pads_chunks=True),
+    aiff.AIFF: _Format("aiff", _ID3, pads_chunks=True),
     flac.FLAC: _Format("flac", _VORBIS),
     oggvorbis.OggVorbis: _Format("ogg", _VORBIS),
     oggopus.OggOpus: _Format("opus", _VORBIS),
@@ -589,16 +591,24 @@ def _current_fields(audio, fmt: _Format) -> list[tuple[str, str]]:
 
 # --- detecting the format from the content ------------------------------------------------
 
+# Containers that some tools prefix with an ID3v2 tag anyway; mutagen would take the file for an MP3.
+_ID3_IN_FRONT_OF = {b"OggS": "Ogg", b"RIFF": "WAV", b"FORM": "AIFF"}
+
+
 def _sniff(head: bytes, fh) -> type | None:
     """The mutagen class for a file's first bytes (`fh` to look past an ID3v2 tag); None if they
     say nothing we know."""
     if head.startswith(b"ID3"):  # ID3v2 in front (maybe several): MP3, or FLAC if fLaC follows
         offset, body = 0, head
         while body[:3] == b"ID3" and len(body) >= 10:
-            size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(body[6:10]))
+            size = _syncsafe(body[6:10])
             offset += 10 + size + (10 if body[5] & 0x10 else 0)
             fh.seek(offset)
             body = fh.read(16)
+        if body[:4] in _ID3_IN_FRONT_OF:
+            kind = _ID3_IN_FRONT_OF[body[:4]]
+            raise TagError(f"an ID3v2 tag stands in front of its {kind} data, where {kind} readers do not look "
+                           f"for tags; moodtag leaves such a file alone")
         return flac.FLAC if body.startswith(b"fLaC") else mp3.MP3
     if head.startswith(b"fLaC"):
         return flac.FLAC
@@ -685,6 +695,7 @@ def _require_whole_tag(audio, fh) -> None:
     """Refuse to rewrite a tag that mutagen's save would not write back whole (ID3v2, Vorbis comment)."""
     _require_whole_id3(audio, fh)
     _require_whole_comment(audio)
+    _require_whole_chunks(audio, fh)
 
 
 def _require_whole_id3(audio, fh) -> None:
@@ -706,6 +717,18 @@ def _require_whole_id3(audio, fh) -> None:
         cause = _id3_unread(header, _FileBytes(fh, fh.tell(), size), _PARSED.get(tags._header))
     if cause:
         raise TagError(f"damaged ID3 tag ({cause}; the tag was not changed)")
+
+
+def _require_whole_chunks(audio, fh) -> None:
+    """Refuse to tag a WAV or AIFF file whose chunks run past its end (cut short, or a size never
+    written): mutagen would put its ID3 chunk where the headers say the audio still is (tagger.iff)."""
+    fmt = _FORMATS.get(type(audio))
+    if fmt is None or not fmt.pads_chunks:
+        return
+    with _mutagen_errors(writing=False, fmt=None):
+        found = overrun(fh)
+    if found is not None and not found.pad_only:  # a missing pad byte is added as the tag is saved
+        raise TagError(f"{found.describe()}; the file was not changed")
 
 
 def _require_whole_comment(audio) -> None:
@@ -801,10 +824,14 @@ def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, d
     """Save `audio`'s tags into the file `fh` reads, through safewrite. drop_v2: remove the ID3v2 tag."""
 
     def save_into(target) -> None:   # mutagen's save, into any file object holding the file's bytes
+        if fmt.keeps_id3v1:
+            _id3_footer_to_padding(target)
         if drop_v2:
             id3.delete(target, delete_v1=False, delete_v2=True)
             return
         options = fmt.fields.prepare_save(audio.tags)
+        if fmt.pads_chunks:
+            add_missing_pad(target)
         if not fmt.keeps_id3v1:
             audio.save(target, **options)
             return
@@ -817,6 +844,33 @@ def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, d
 
     with _mutagen_errors(writing=True, fmt=fmt):
         safewrite.rewrite(path, fh, save_into, journal=journal if journal is not None else _default_journal())
+
+
+def _id3_footer_to_padding(fileobj) -> None:
+    """An ID3v2.4 tag at the file's start with a footer (header flag 0x10; '3DI' and 7 bytes after the
+    frames): mutagen's save and delete rewrite the header and frames only, and the footer would stay, 10
+    stray bytes before the audio (FFmpeg then misses an MP3's LAME header, and with it the gapless
+    trim). The footer becomes padding first: the flag cleared, the size 10 larger, the 10 bytes zeros."""
+    fileobj.seek(0)
+    header = fileobj.read(10)
+    if len(header) < 10 or header[:4] != b"ID3\x04" or not header[5] & 0x10:
+        return
+    size = _syncsafe(header[6:10])
+    fileobj.seek(10 + size)
+    if fileobj.read(4) != b"3DI\x04":
+        return
+    fileobj.seek(0)
+    fileobj.write(header[:5] + bytes([header[5] & ~0x10 & 0xFF]) + _to_syncsafe(size + 10))
+    fileobj.seek(10 + size)
+    fileobj.write(bytes(10))
+
+
+def _syncsafe(four: bytes) -> int:
+    return sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(four))
+
+
+def _to_syncsafe(n: int) -> bytes:
+    return bytes((n >> shift) & 0x7F for shift in (21, 14, 7, 0))
 
 
 def _default_journal() -> UndoJournal:

@@ -156,6 +156,71 @@ def test_a_cut_ogg_file_is_truncated_and_a_whole_one_is_read(tmp_path, audio_dir
         assert load_clips(path, plan=ClipPlan(), sample_rate=22050).duration == pytest.approx(seconds, abs=0.01)
 
 
+@pytest.mark.parametrize("fmt", ["wav", "aiff"])
+def test_a_cut_wav_or_aiff_file_is_truncated_and_a_whole_one_is_read(tmp_path, audio_dir, fmt):
+    """libsndfile reads what is left of a cut WAV or AIFF file without a word: it was judged as a
+    shorter track (and then tagged inside its declared audio). A WAV whose header sizes were never
+    written (streamed to a pipe) has lost nothing and is read."""
+    whole = next(audio_dir.glob(f"*.{fmt}")).read_bytes()
+    path = tmp_path / f"cut.{fmt}"
+    path.write_bytes(whole[:len(whole) // 2])
+    message = (r"^truncated: the audio data breaks off at 15\.0 s although the header says 30\.0 s "
+               r"\([\d,]+ bytes missing\)$")
+    with pytest.raises(AudioError, match=message):
+        load_clips(path, plan=ClipPlan(), sample_rate=22050)
+    with pytest.raises(AudioError, match=message):
+        probe_duration(path)
+    if fmt == "wav":
+        path.write_bytes(whole[:whole.find(b"data") + 8])
+        with pytest.raises(AudioError, match=r"^truncated: the file ends where its audio data begins \([\d,]+ "
+                                             r"bytes missing\)$"):
+            probe_duration(path)
+        streamed = bytearray(whole)
+        at = streamed.find(b"data")
+        streamed[4:8] = streamed[at + 4:at + 8] = b"\xff\xff\xff\xff"
+        path.write_bytes(bytes(streamed))
+        assert probe_duration(path) == pytest.approx(30.0, abs=0.01)
+
+
+def test_nan_infinite_and_far_too_loud_float_samples(tmp_path):
+    """A float WAV can hold any float. One NaN or infinity made its whole clip NaN, and the track was
+    called 'silent'; samples near 1e20 overflowed the spectrogram (NaN scores, 'NaN' in --json). A few
+    bad samples are zeroed, a far too loud clip is scaled to full scale, and many bad ones are a clear
+    failure."""
+    from tagger.analyze import analyze_track
+    from tagger.weights import load_model
+
+    source = synth.render("exciting", 30.0, seed=3).mean(axis=1).astype(np.float32)
+    files = {}
+    for name, change in {"plain": lambda x: x, "loud": lambda x: x * np.float32(1e20),
+                         "one bad": lambda x: np.where(np.arange(len(x)) % 400_000 == 7, np.inf, x),
+                         "many bad": lambda x: np.where(np.arange(len(x)) % 100 == 7, np.nan, x)}.items():
+        files[name] = tmp_path / f"{name}.wav"
+        sf.write(files[name], change(source.copy()).astype(np.float32), synth.SAMPLE_RATE, subtype="FLOAT")
+    plain = load_clips(files["plain"], plan=ClipPlan(), sample_rate=22050).samples
+    for name in ("loud", "one bad"):
+        clips = load_clips(files[name], plan=ClipPlan(), sample_rate=22050).samples
+        assert np.all(np.isfinite(clips)) and np.abs(clips).max() <= 1.5, name
+    loud = load_clips(files["loud"], plan=ClipPlan(), sample_rate=22050).samples  # each clip scaled as a whole
+    gain = np.abs(loud).max(axis=1, keepdims=True) / np.abs(plain).max(axis=1, keepdims=True)
+    assert np.allclose(loud, plain * gain, atol=1e-4)
+    with pytest.raises(AudioError, match=r"^corrupt: [\d,]+ of a clip's [\d,]+ samples are not numbers "
+                                         r"\(NaN or infinite\)$"):
+        load_clips(files["many bad"], plan=ClipPlan(), sample_rate=22050)
+    model = load_model(None)
+    results = {name: analyze_track(files[name], model) for name in ("plain", "loud", "one bad")}
+    for name, result in results.items():
+        assert result.error is None and result.mood == results["plain"].mood, name
+        assert result.confidence == pytest.approx(results["plain"].confidence, abs=0.02), name
+
+
+def test_a_track_just_under_a_clip_is_not_called_as_long_as_one(tmp_path):
+    path = tmp_path / "short.wav"
+    sf.write(path, synth.render("calm", 4.99, seed=1), synth.SAMPLE_RATE)
+    with pytest.raises(AudioError, match=r"^too short: 4\.99 s, a clip needs 5 s$"):
+        load_clips(path, plan=ClipPlan(), sample_rate=22050)
+
+
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg", "opus", "m4a", "alac.m4a"])
 @pytest.mark.parametrize("seconds", [0.6, 3.0])
 def test_a_real_short_file_is_too_short(tmp_path, fmt, seconds):

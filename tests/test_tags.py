@@ -843,6 +843,93 @@ def test_broken_files_are_refused_untouched(tmp_path, name, content, cause):
     assert path.read_bytes() == content
 
 
+def _ffmpeg_view(path: Path) -> tuple[dict, int]:
+    """(container metadata, decoded sample count) as FFmpeg (PyAV) sees the file: a player's view."""
+    import av
+
+    with av.open(str(path)) as container:
+        return dict(container.metadata), sum(frame.samples for frame in container.decode(audio=0))
+
+
+@pytest.mark.parametrize("fmt", ["wav", "aiff"])
+def test_a_cut_wav_or_aiff_file_is_refused_untouched(tmp_path, sources, fmt):
+    """A file cut short still declares its audio chunk at full length; mutagen would add its ID3 chunk at
+    the end of the file, inside the declared audio: players decoded it as a burst of noise, and no tag
+    reader found it. Also a WAV whose header sizes were never written (streamed to a pipe)."""
+    whole = sources[fmt].read_bytes()
+    cases = {"cut": (whole[:len(whole) // 2], r"it is cut short: its '(data|SSND)' chunk declares [\d,]+ bytes "
+                                                r"and the file holds [\d,]+ of them; the file was not changed$")}
+    if fmt == "wav":
+        streamed = bytearray(whole)
+        at = streamed.find(b"data")
+        streamed[4:8] = streamed[at + 4:at + 8] = b"\xff\xff\xff\xff"
+        cases["streamed"] = (bytes(streamed), r"its 'data' chunk gives no size \(a WAV written to a pipe")
+    for name, (data, cause) in cases.items():
+        path = tmp_path / f"{name}.{fmt}"
+        path.write_bytes(data)
+        for attempt in (lambda p: write_mood(p, VALUES), lambda p: write_mood(p, VALUES, dry_run=True)):
+            with pytest.raises(TagError, match=cause):
+                attempt(path)
+        assert path.read_bytes() == data, name
+
+
+def test_a_wav_without_the_pad_byte_of_its_odd_data_chunk_is_tagged_where_readers_look(tmp_path):
+    """Python's `wave` module writes an odd data chunk (8-bit mono, an odd number of frames) without
+    the pad byte RIFF puts after it; mutagen then put its ID3 chunk at an odd offset, where neither
+    mutagen nor FFmpeg looks (the cache said 'tagged'). The pad byte is added first; the audio stays."""
+    import wave as wave_module
+
+    path = tmp_path / "odd.wav"
+    samples = (128 + 60 * np.sin(np.arange(8001 * 3) / 7)).astype(np.uint8).tobytes()
+    with wave_module.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(1), out.setframerate(8000)
+        out.writeframes(samples)
+    assert path.stat().st_size == 44 + len(samples)  # no pad byte
+    before, (_, frames) = decoded(path), _ffmpeg_view(path)
+    write_mood(path, VALUES)
+    assert read_mood(path) == READ_BACK
+    metadata, after_frames = _ffmpeg_view(path)
+    assert metadata.get("TMOO") == "calm" and after_frames == frames
+    assert np.array_equal(decoded(path), before)
+    data = path.read_bytes()
+    assert int.from_bytes(data[4:8], "little") == len(data) - 8
+    assert data[44 + len(samples)] == 0 and data[45 + len(samples):49 + len(samples)] == b"id3 "
+    remove_mood(path)
+    assert read_mood(path) is None and np.array_equal(decoded(path), before)
+
+
+@pytest.mark.parametrize("container", ["ogg", "wav"])
+def test_an_id3_tag_in_front_of_an_ogg_or_wav_file_is_refused_untouched(tmp_path, sources, container):
+    """mutagen takes such a file for an MP3 and failed with 'no MPEG audio frames found'."""
+    data = b"ID3\x04\x00\x00\x00\x00\x00\x0a" + bytes(10) + sources[container].read_bytes()
+    path = tmp_path / f"x.{container}"
+    path.write_bytes(data)
+    kind = {"ogg": "Ogg", "wav": "WAV"}[container]
+    with pytest.raises(TagError, match=f"an ID3v2 tag stands in front of its {kind} data, where {kind} readers"):
+        write_mood(path, VALUES)
+    assert path.read_bytes() == data
+
+
+def test_an_id3v24_tag_with_a_footer_is_rewritten_without_stray_bytes(tmp_path, sources):
+    """mutagen rewrites an ID3v2.4 tag's header and frames and left its footer (10 bytes, '3DI...') in
+    front of the audio: FFmpeg then missed the LAME header, and the gapless trim with it."""
+    audio = sources["mp3"].read_bytes()
+    if audio.startswith(b"ID3"):
+        audio = audio[10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(audio[6:10])):]
+    size = bytes([0, 0, 0, 14])
+    frame = b"TIT2" + bytes([0, 0, 0, 4]) + b"\x00\x00\x03abc"
+    path = tmp_path / "footer.mp3"
+    path.write_bytes(b"ID3\x04\x00\x10" + size + frame + b"3DI\x04\x00\x10" + size + audio)
+    _, frames = _ffmpeg_view(path)
+    write_mood(path, VALUES)
+    assert read_mood(path) == READ_BACK and mutagen.File(path)["TIT2"].text == ["abc"]
+    assert _ffmpeg_view(path)[1] == frames
+    assert b"3DI" not in path.read_bytes()[:4096]
+    remove_mood(path)
+    assert read_mood(path) is None and mutagen.File(path)["TIT2"].text == ["abc"]
+    assert _ffmpeg_view(path)[1] == frames
+
+
 NOT_REGULAR = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))   # a read without end fails, not the machine
