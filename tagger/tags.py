@@ -620,6 +620,9 @@ def _sniff(head: bytes, fh) -> type | None:
         return None
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
         return wave.WAVE
+    if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE":
+        raise TagError(f"{head[:4].decode()} WAV (the 64-bit form, for files over 4 GB): mutagen cannot "
+                       f"read or write its tags")
     if head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC"):
         return aiff.AIFF
     if head[4:8] == b"ftyp":

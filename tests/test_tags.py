@@ -898,6 +898,18 @@ def test_a_wav_without_the_pad_byte_of_its_odd_data_chunk_is_tagged_where_reader
     assert read_mood(path) is None and np.array_equal(decoded(path), before)
 
 
+def test_an_rf64_wav_is_refused_by_name(tmp_path):
+    """It was 'not a supported audio file' (mutagen reads no RF64), though it is a WAV the scan analyses."""
+    import soundfile as sf
+
+    path = tmp_path / "big.wav"
+    sf.write(path, np.zeros(44100 * 6, dtype=np.float32), 44100, format="RF64")
+    data = path.read_bytes()
+    with pytest.raises(TagError, match=r"^RF64 WAV \(the 64-bit form, for files over 4 GB\): mutagen cannot"):
+        write_mood(path, VALUES)
+    assert path.read_bytes() == data
+
+
 @pytest.mark.parametrize("container", ["ogg", "wav"])
 def test_an_id3_tag_in_front_of_an_ogg_or_wav_file_is_refused_untouched(tmp_path, sources, container):
     """mutagen takes such a file for an MP3 and failed with 'no MPEG audio frames found'."""
