@@ -119,8 +119,8 @@ def mood_state(path, *, last_written: str | None = None) -> tuple[MoodValues | N
     as for write_mood."""
     with _opened(Path(path)) as fh:
         audio, fmt = _load(fh)
-    fields = _current_fields(audio, fmt)
-    return _mood_values(fields), _foreign_moods(fields, last_written)
+        fields = _current_fields(audio, fmt)
+        return _mood_values(fields), _foreign_moods(fields, last_written) or _ape_moods(fh, fmt, fields)
 
 
 def write_mood(path, values: MoodValues, *, replace: bool = False, last_written: str | None = None,
@@ -142,7 +142,7 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
         audio, fmt = _load(fh)
         fields = _tag_fields(fmt)
         current = _current_fields(audio, fmt)
-        foreign = _foreign_moods(current, last_written)
+        foreign = _foreign_moods(current, last_written) or _ape_moods(fh, fmt, current)
         if foreign and not replace:
             raise ForeignMood(foreign)
         replaced = foreign or [text for name, text in current if name == REPLACED_FIELD]
@@ -224,6 +224,20 @@ def _foreign_moods(fields: list[tuple[str, str]], last_written: str | None = Non
         if last_written is None or values.mood.lower() == last_written.lower():
             return []
     return moods
+
+
+def _ape_moods(fh, fmt: _Format, fields: list[tuple[str, str]]) -> list[str]:
+    """An MP3's APEv2 'Mood' values where its ID3v2 tag (if any) has no mood field: the file's own mood
+    to the players that read APEv2 (foobar2000, TagLib's), so a foreign one. moodtag writes no APEv2."""
+    if not fmt.keeps_id3v1 or any(name == MOOD_FIELD for name, _ in fields):
+        return []
+    fh.seek(0)
+    try:
+        ape = apev2.APEv2(fh)
+    except apev2.error:
+        return []
+    return [text for key, value in ape.items()
+            if key.lower() == "mood" and getattr(value, "kind", None) == apev2.TEXT for text in value if text]
 
 
 def _mood_values(fields: list[tuple[str, str]]) -> MoodValues | None:

@@ -702,6 +702,27 @@ def test_apev2_mp3_keeps_its_fields_in_v2(tmp_path, sources, v1):
     assert remove_mood(path) is True and path.read_bytes() == original
 
 
+def test_an_apev2_mood_is_the_mp3s_own_mood(tmp_path, sources):
+    """An MP3 whose APEv2 tag says Mood=Melancholy (foobar2000, Mp3tag) and has no ID3v2 tag got TMOO
+    'calm' beside it: two moods in one file, the user's hidden from moodtag's checks."""
+    path = tmp_path / "ape-mood.mp3"
+    shutil.copyfile(sources["mp3"], path)
+    tag = apev2.APEv2()
+    tag.update({**APE_FIELDS, "Mood": "Melancholy"})
+    tag.save(path)
+    original = path.read_bytes()
+    assert mood_state(path)[1] == ["Melancholy"]
+    with pytest.raises(ForeignMood, match="'Melancholy'"):
+        write_mood(path, VALUES)
+    assert path.read_bytes() == original
+    assert write_mood(path, VALUES, replace=True) is True
+    tags = id3.ID3(path, translate=False, load_v1=False)
+    assert tags["TMOO"].text == ["calm"] and tags["TXXX:MOODTAG_REPLACED_MOOD"].text == ["Melancholy"]
+    assert apev2.APEv2(path)["Mood"] == "Melancholy"  # never written
+    assert remove_mood(path) is True
+    assert id3.ID3(path, translate=False, load_v1=False)["TMOO"].text == ["Melancholy"]
+
+
 def test_untag_keeps_a_v2_tag_edited_since(tmp_path, sources):
     path = legacy_mp3(tmp_path, sources, v1=True, ape=False)
     write_mood(path, VALUES)
