@@ -14,7 +14,6 @@ the lines are the same bytes either way (tests/test_query.py holds such rows).
 """
 from __future__ import annotations
 
-import io
 import json
 import re
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -36,8 +35,8 @@ _PLAIN_TEXTS = "max({}) < x''"       # several text columns at once (max of one 
 _PLAIN_TEXT = "ifnull({c}, '') < x''"
 _PLAIN_FLAG = "({c} < '' OR {c} IS NULL)"
 _WRITTEN = {("json", TEXT): "json_quote({c})", ("json", FLAG): "iif({c}, 'true', 'false')",
-            ("csv", TEXT): "iif(instr({c}, ',') OR instr({c}, '\"'), '\"' || replace({c}, '\"', '\"\"') || '\"', "
-                           "ifnull({c}, ''))",
+            ("csv", TEXT): "iif(instr({c}, ',') OR instr({c}, '\"') OR instr({c}, char(10)) OR instr({c}, char(13)), "
+                           "'\"' || replace({c}, '\"', '\"\"') || '\"', ifnull({c}, ''))",
             ("csv", FLAG): "iif({c}, '1', '0')"}
 _NULL = {"json": "'null'", "csv": "''"}
 # {"label": number, "other": number} with labels json writes as they are, and numbers in JSON's form.
@@ -171,12 +170,20 @@ def json_line(values) -> str:
 
 def csv_line(values, *, plain: bool = False) -> str:
     """A CSV line (no line break) from listed values, value by value; plain: the values are text as they are."""
-    import csv
+    lines: list[str] = []
+    csv_writer(lines.append).writerow(values if plain else [csv_value(v) for v in values])
+    return lines[0]
 
-    buffer = io.StringIO()
-    row = values if plain else [csv_value(v) for v in values]
-    csv.writer(buffer, lineterminator="").writerow(row)
-    return buffer.getvalue()
+
+def csv_writer(write_line: Callable[[str], object]):
+    """A csv writer that hands each row's line, without a line terminator, to `write_line`. Its own terminator
+    is "\r\n" (cut off again) because Python's writer before 3.12 quotes a value holding a line break only
+    when the terminator has that character: with none, a value holding "\n" or "\r" was written bare and a
+    track became several records. RFC 4180 quotes both, and so does this (and line_sql)."""
+    import csv
+    from types import SimpleNamespace
+
+    return csv.writer(SimpleNamespace(write=lambda line: write_line(line[:-2])), lineterminator="\r\n")
 
 
 def csv_value(value):
@@ -236,11 +243,11 @@ _CSV_SAMPLES = ("a,b", 'a"b', "a b", " a ", "", "{}", "é ü ☕", "\x7f", "a\u2
 
 def csv_quoting() -> str | None:
     """How this Python's CSV writer quotes text, on samples: "sql" when it quotes a text only when it holds a
-    comma or a double quote, and then by doubling the double quotes (as the SQL of line_sql does), control
-    characters included (Python 3.11 with no line terminator); "controls" when it does that but also quotes
+    comma, a double quote or a line break, and then by doubling the double quotes (as the SQL of line_sql
+    does), other control characters included (Python 3.11, with csv_writer's terminator); "controls" when it does that but also quotes
     some control character (a line holding one is then left to the writer); None otherwise (every line is)."""
     def as_sql(sample: str) -> bool:
-        quoted = '"' + sample.replace('"', '""') + '"' if "," in sample or '"' in sample else sample
+        quoted = '"' + sample.replace('"', '""') + '"' if re.search('[,"\r\n]', sample) else sample
         return csv_line(["x", sample, "y"], plain=True) == f"x,{quoted},y"
 
     if not all(map(as_sql, _CSV_SAMPLES)):

@@ -407,10 +407,10 @@ def _reference_outputs(db: Path) -> dict[str, bytes]:
     def jsonable(value):
         return {"$base64": True, "encoded": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value
 
-    def csv_line(values) -> str:
+    def csv_line(values) -> str:  # RFC 4180: a value holding \r or \n is quoted too (the terminator's characters)
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="").writerow([_csv_cell(v) for v in values])
-        return buffer.getvalue()
+        csv.writer(buffer, lineterminator="\r\n").writerow([_csv_cell(v) for v in values])
+        return buffer.getvalue()[:-2]
 
     with Cache.open_readonly(db) as cache:
         tracks = list(find_tracks(cache, TrackFilter()))
@@ -436,6 +436,36 @@ def test_every_output_format_writes_awkward_values_as_the_track_rows_say(awkward
         proc = subprocess.run([sys.executable, "-m", "tagger", "query", "--db", str(awkward_db), *flag],
                               capture_output=True, check=True)
         assert proc.stdout == expected[fmt], fmt
+
+
+@pytest.mark.parametrize("sql", [None, "SELECT path, artist, title, album FROM tracks ORDER BY path"])
+def test_csv_quotes_line_breaks_one_record_per_track(awkward_db, tmp_path, sql):
+    """A value holding a bare \n or \r (a tag "line\nbreak", an album "crlf\r\n") was written unquoted by
+    Python 3.11's writer without a line terminator and by the SQL of track_lines, so a track became several
+    records. Now, as RFC 4180 says: Python's csv module and sqlite-utils read one record per track, every
+    value as stored."""
+    import subprocess
+    import sys
+
+    with sqlite3.connect(awkward_db) as conn:
+        stored = {path: (artist, title, album) for path, artist, title, album in conn.execute(
+            "SELECT path, artist, title, album FROM tracks")}
+    args = ["--sql", sql] if sql else []
+    proc = subprocess.run([sys.executable, "-m", "tagger", "query", "--db", str(awkward_db), "--csv", *args],
+                          capture_output=True, check=True)
+    records = list(csv.DictReader(io.StringIO(proc.stdout.decode("utf-8"), newline="")))
+    assert len(records) == len(stored) == 15
+    for record in records:
+        artist, title, album = stored[record["path"]]
+        assert record["artist"] == (artist or "") and (record["title"], record["album"]) == (
+            "" if title is None else str(title), album if isinstance(album, str) else record["album"])
+    assert any("\n" in r["title"] for r in records) and any(r["album"] == "crlf\r\n" for r in records)
+    sqlite_utils = Path(sys.executable).with_name("sqlite-utils")
+    subprocess.run([str(sqlite_utils), "insert", str(tmp_path / "read.db"), "tracks", "-", "--csv"],
+                   input=proc.stdout, check=True, capture_output=True)
+    with sqlite3.connect(tmp_path / "read.db") as conn:
+        read = dict(conn.execute("SELECT path, title FROM tracks"))  # (it reads "\r\n" as "\n": text mode)
+    assert len(read) == 15 and "line\nbreak" in read.values()
 
 
 def test_paths_in_a_pipe_are_the_names_own_bytes(tmp_path):

@@ -323,23 +323,20 @@ def _write_chunks(chunks, *, stop=lambda: False) -> None:
 
 
 def _csv_chunks(columns, rows):
-    """CSV, a header row then a line per row, in chunks of about 64 KiB. Each row is written as one CSV
-    line without a line terminator, then a line break: the quoting of a value that holds one stays as
-    it has always been."""
-    import csv
+    """CSV, a header row then a line per row, in chunks of about 64 KiB. Each row is one CSV line (a value
+    holding a line break quoted, see csv_writer), then a line break."""
     import io
 
-    buffer = io.StringIO()
-    write_row, write = csv.writer(buffer, lineterminator="").writerow, buffer.write
-    plain = (str, float, int, type(None))  # written as they are (None as an empty field)
-    from tagger.track_lines import csv_cell, json_encoder
+    from tagger.track_lines import csv_cell, csv_writer, json_encoder
 
+    buffer = io.StringIO()
+    write = buffer.write
+    write_row = csv_writer(lambda line: write(line + "\n")).writerow
+    plain = (str, float, int, type(None))  # written as they are (None as an empty field)
     encode = json_encoder()  # csv_cell's json.dumps of a dict, without making an encoder a row
     write_row(columns)
-    write("\n")
     for row in rows:
         write_row([v if type(v) in plain else encode(v) if type(v) is dict else csv_cell(v) for v in row])
-        write("\n")
         if buffer.tell() > 1 << 16:
             yield buffer.getvalue()
             buffer.seek(0)
