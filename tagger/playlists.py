@@ -409,6 +409,8 @@ def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library:
         if limit is not None and count >= limit:
             return
         entry = PlaylistEntry(*row)
+        if entry.raw_path is not None:
+            _real_text_name(entry)
         if homed is not None and (entry.raw_path is not None or not entry.path.startswith(homed.prefix)):
             homed.place(entry)  # not under the folder's name as it is: perhaps under it resolved
         reachable = inside is None or inside(entry.path)
@@ -429,6 +431,16 @@ def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library:
         else:
             count += 1
             yield entry
+
+
+def _real_text_name(entry: PlaylistEntry) -> None:
+    """An entry's raw bytes that are valid UTF-8 made its path: the cache keeps a name's bytes also when it
+    holds a backslash (its key doubles it, see path_key), but such a name is text like any other, which an
+    M3U line holds and MPD loads. Only a name that is not UTF-8 keeps raw_path."""
+    try:
+        entry.path, entry.raw_path = entry.raw_path.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ TRACKS = {
     "#hash first.opus": "calm",
     "Straße & Co.wav": "exciting",
     "sub dir/aiff one.aiff": "calm",
+    "back\\slash.flac": "exciting",  # the cache keeps its bytes (its key doubles the backslash); MPD loads it
 }
 LEADING_SPACE = " lead space.opus"        # MPD strips the space from a playlist line: left out
 OUTSIDE = "Elsewhere/far away.flac"       # beside the music folder: MPD cannot reach it, left out
@@ -153,8 +154,10 @@ def mpd_setup(tmp_path_factory) -> dict:
 
 
 def cached_moods(db: Path) -> dict[str, str]:
+    """Each analysed file's real path (its name's bytes where the key escapes them) -> its mood."""
     with sqlite3.connect(db) as conn:
-        return dict(conn.execute("SELECT path, mood FROM tracks WHERE status = 'ok'"))
+        rows = conn.execute("SELECT path, path_bytes, mood FROM tracks WHERE status = 'ok'")
+        return {path if raw is None else os.fsdecode(raw): mood for path, raw, mood in rows}
 
 
 def m3u_paths(path: Path) -> list[str]:
