@@ -340,6 +340,59 @@ def resolve_labels(cache: Cache, *, model: str | None, any_model: bool) -> tuple
     return tuple(labels), (None if any_model or spec is None else (spec.name, spec.version))
 
 
+@dataclass(frozen=True)
+class OtherModels:
+    """The rows of a playlist's selection that another model (or version) made, which the model filter
+    leaves out and --any-model would take: how many, the models ("name version", most rows first), and
+    whether the current model has any row of the selection at all (False: after an upgrade, before the
+    rescan, the playlist comes out empty)."""
+
+    count: int = 0
+    models: tuple[str, ...] = ()
+    current: bool = True
+
+
+def other_models(cache: Cache, request: PlaylistRequest) -> OtherModels:
+    """What `request`'s model filter leaves out (nothing without one); one query over the playlist index,
+    and one more when it leaves out something."""
+    from tagger.cache import TABLE
+
+    if request.model is None:
+        return OtherModels()
+    where, params = _selection(replace(request, model=None, limit=None))
+    rows = list(cache.rows(f"SELECT model_name, model_version, count(*) FROM {TABLE} WHERE {where} AND "
+                           "(model_name IS NOT ? OR model_version IS NOT ?) GROUP BY 1, 2 ORDER BY 3 DESC",
+                           [*params, *request.model]))
+    if not rows:
+        return OtherModels()
+    where, params = _selection(replace(request, limit=None))
+    return OtherModels(sum(n for *_, n in rows), tuple(f"{name} {version}" for name, version, _ in rows),
+                       cache.one(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", params) is not None)
+
+
+def check_not_emptied(dest: Path, request: PlaylistRequest, others: OtherModels, fmt: str) -> None:
+    """Raise MoodtagError rather than replace a playlist file that has entries with an empty one because
+    every track of its selection was analysed by another model: a cron job running `playlists` after an
+    upgrade, before the rescan, would otherwise lose its playlists with exit status 0. An empty playlist
+    for any other reason (no such tracks, files gone) is written: that is the library's state."""
+    if others.current or not others.count or not playlist_has_entries(dest.expanduser(), fmt):
+        return
+    raise MoodtagError(f"{dest}: not replaced by an empty {request.mood} playlist: its {others.count} cached "
+                       f"track{'s were' if others.count != 1 else ' was'} analysed by another model "
+                       f"({', '.join(others.models)}): run `moodtag scan`, or --any-model")
+
+
+def playlist_has_entries(path: Path, fmt: str) -> bool:
+    """Whether the file at `path` is a playlist in `fmt` with at least one entry (False if it cannot be read)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if fmt == "xspf":
+        return b"<track>" in data
+    return any(line.strip() and not line.startswith(b"#") for line in data.splitlines())
+
+
 def check_mood(mood: str, labels: tuple[str, ...], model: tuple[str, str] | None) -> None:
     """Raise MoodtagError unless `mood` is one of `labels`."""
     if mood not in labels:

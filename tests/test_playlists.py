@@ -585,3 +585,49 @@ def test_a_name_with_a_backslash_is_written_into_m3u_only_real_non_utf8_and_line
     assert xspf.returncode == 0 and xspf.stderr == "", xspf.stderr
     assert sorted(t["path"] for t in read_xspf(tmp_path / "calm.xspf")) == sorted(
         os.fsdecode(os.fsencode(root) + b"/" + name) for name in names)
+
+
+def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_silently(model, tmp_path):
+    """After an upgrade, before the rescan, every cached row is another model version's: `playlists` wrote
+    empty playlists over good ones, exit 0, no word. Now a line says how many tracks another model analysed
+    and what to do; a playlist file with entries is not replaced by an empty one (exit 1, nothing written,
+    for a cron job to see); one that does not exist yet is written, and --any-model takes the old rows."""
+    from tests.conftest import run_cli
+
+    _, spec = model
+    root, db, out = tmp_path / "Music", tmp_path / "c.db", tmp_path / "lists"
+    root.mkdir()
+    with Cache.open(db) as cache:
+        for name, mood, p in (("a.wav", "calm", 0.1), ("b.wav", "calm", 0.2), ("c.wav", "exciting", 0.9)):
+            (root / name).write_bytes(b"x")
+            cache.record(_result(root / name, mood, p, spec), TrackRef.from_path(root / name))
+    assert run_cli("playlists", "--db", db, "-d", out, *model[0]).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert before["calm.m3u8"].count(b"#EXTINF") == 2
+    with sqlite3.connect(db) as conn:  # one calm track rescanned by the current model, the others not yet
+        conn.execute("UPDATE tracks SET model_version = '0.0.0-old' WHERE path LIKE '%/b.wav'")
+    partly = run_cli("playlists", "--db", db, "-d", out, *model[0])
+    assert partly.returncode == 0, partly.stderr
+    assert partly.stderr.splitlines() == [
+        f"warning: 1 cached calm track analysed by another model ({spec.name} 0.0.0-old) left out: run "
+        "`moodtag scan`, or --any-model"]
+    kept = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert kept["calm.m3u8"].count(b"#EXTINF") == 1
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE tracks SET model_version = '0.0.0-old'")
+    for args in (["playlists", "-d", out], ["playlist", "calm", "-o", out / "calm.m3u8"]):
+        refused = run_cli(*args, "--db", db, *model[0], env={"COLUMNS": "400"})
+        assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
+        assert refused.stderr == (f"error: {out / 'calm.m3u8'}: not replaced by an empty calm playlist: its 2 cached "
+                                  f"tracks were analysed by another model ({spec.name} 0.0.0-old): run `moodtag scan`, "
+                                  "or --any-model\n")
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == kept  # exciting.m3u8 not written either
+    printed = run_cli("playlist", "calm", "--db", db, *model[0])
+    assert printed.returncode == 0 and printed.stdout == "#EXTM3U\n"
+    assert "2 cached calm tracks analysed by another model" in printed.stderr
+    fresh = run_cli("playlists", "--db", db, "-d", tmp_path / "new", *model[0])  # nothing to lose: written, warned
+    assert fresh.returncode == 0 and fresh.stderr.count("analysed by another model") == 2
+    assert (tmp_path / "new" / "calm.m3u8").read_text() == "#EXTM3U\n"
+    taken = run_cli("playlists", "--db", db, "-d", out, "--any-model", *model[0])
+    assert taken.returncode == 0 and taken.stderr == ""
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -74,8 +74,8 @@ def playlist(
     M3U8 entries carry #EXTINF duration and 'artist - title'. A path that one M3U line cannot hold (a line break in it, or a name that is not UTF-8) is left out with a warning; XSPF takes it."""
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_mood, playlist_layout, print_playlist, resolve_labels,
-                                  save_playlists)
+    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, other_models, playlist_layout,
+                                  print_playlist, resolve_labels, save_playlists)
 
     layout = playlist_layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
                              relative_to=relative_to, absolute=absolute, player=player.value if player else None,
@@ -86,12 +86,14 @@ def playlist(
         check_mood(mood, labels, model_id)
         request = PlaylistRequest(mood, model=model_id, min_confidence=min_confidence,
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
+        others = other_models(cache, request)
         if output is None:
             result = print_playlist(cache, request, lambda text: typer.echo(text.encode("utf-8"), nl=False), layout)
         else:
+            check_not_emptied(output, request, others, layout.fmt)
             (result,) = save_playlists(cache, [(request, output)], layout, side_by_side=processes_available(),
                                        min_rows=SPLIT_MIN_ROWS)
-    _report_left_out(result, layout.library)
+    _report_left_out(result, layout.library, others)
     if output is not None:
         _report_written(result, output.expanduser())
 
@@ -122,7 +124,8 @@ def playlists(
 
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import PlaylistRequest, playlist_file_name, playlist_layout, resolve_labels, save_playlists
+    from tagger.playlists import (PlaylistRequest, check_not_emptied, other_models, playlist_file_name, playlist_layout,
+                                  resolve_labels, save_playlists)
 
     if out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
         from tagger.errors import MoodtagError
@@ -137,9 +140,12 @@ def playlists(
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
         dests = {label: out_dir / playlist_file_name(label, layout.fmt) for label in labels}  # all valid first
         requests = [(replace(request, mood=label), dest) for label, dest in dests.items()]
-        for result, (_, dest) in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
-                                                    min_rows=SPLIT_MIN_ROWS), requests):
-            _report_left_out(result, layout.library)
+        others = [other_models(cache, request) for request, _ in requests]
+        for (request, dest), other in zip(requests, others):  # every playlist checked before any is written
+            check_not_emptied(dest, request, other, layout.fmt)
+        for result, (_, dest), other in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
+                                                           min_rows=SPLIT_MIN_ROWS), requests, others):
+            _report_left_out(result, layout.library, other)
             _report_written(result, dest.expanduser())
 
 
@@ -152,10 +158,11 @@ def _check_roots(paths: list[Path] | None) -> None:
         check_paths(paths)
 
 
-def _report_left_out(result, library: Path | None) -> None:
-    """A warning per entry the format cannot hold, one line for files gone from disk, one if empty."""
+def _report_left_out(result, library: Path | None, others) -> None:
+    """A warning per entry the format cannot hold, one line for files gone from disk, one for tracks another
+    model analysed (`others`, OtherModels), one for tracks outside the music folder."""
     left_out = result.left_out
-    if not (left_out.unwritable or left_out.missing or left_out.outside):
+    if not (left_out.unwritable or left_out.missing or left_out.outside or others.count):
         return
     from rich.markup import escape
 
@@ -167,6 +174,10 @@ def _report_left_out(result, library: Path | None) -> None:
         n = left_out.missing
         warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} no longer on disk left out "
              f"(`moodtag scan` updates the cache)")
+    if others.count:
+        n = others.count
+        warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} analysed by another model "
+             f"({escape(', '.join(others.models))}) left out: run `moodtag scan`, or --any-model")
     if left_out.outside:
         n = left_out.outside
         warn(f"{n} {escape(result.mood)} track{'s' if n != 1 else ''} outside the music folder "
