@@ -192,9 +192,7 @@ def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str |
                            f"folder), not {fmt}")
     if dest is not None and dest.suffix.lower() != f".{wanted}":
         raise MoodtagError(f"{dest}: a playlist for {player.upper()} must be named NAME.{wanted}")
-    library = Path(os.path.abspath(music_dir.expanduser()))
-    if not library.is_dir():
-        raise MoodtagError(f"{library}: --music-dir is not a folder")
+    library = existing_folder(music_dir, "--music-dir")
     return PlaylistLayout(wanted, library, library=library, home=library)
 
 
@@ -891,8 +889,17 @@ def playlist_base(folder: Path | None, *, relative_to: Path | None = None, absol
     if absolute:
         return None
     if relative_to is not None:
-        return Path(os.path.abspath(relative_to.expanduser()))
+        return existing_folder(relative_to, "--relative-to")
     return None if folder is None else Path(os.path.abspath(folder.expanduser()))
+
+
+def existing_folder(path: Path, option: str) -> Path:
+    """`path` absolute, `~` expanded; MoodtagError naming `option` unless it is a folder: paths relative to a
+    mistyped folder, or to a file, would be a playlist of ../../.. lines that resolve nowhere."""
+    folder = Path(os.path.abspath(path.expanduser()))
+    if not folder.is_dir():
+        raise MoodtagError(f"{folder}: {option} is not a folder")
+    return folder
 
 
 def write_playlist(chunks: Iterable[str | bytes] | str, dest: Path) -> Path:

@@ -388,6 +388,22 @@ def test_for_mpd_option_errors(library, model, args, message):
 
 # -- errors ----------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_relative_to_must_be_a_folder_as_music_dir_must(library, model, tmp_path, kind):
+    """--relative-to took a mistyped folder, or a file, and wrote ../../.. lines that resolve nowhere; it is
+    now refused as --music-dir is: one line, exit status 1, nothing written."""
+    from tests.conftest import run_cli
+
+    target = tmp_path / ("no such folder" if kind == "missing" else "a file.txt")
+    if kind == "file":
+        target.write_text("x")
+    db, out = library["db"], tmp_path / "lists"
+    for args in (["playlist", "calm"], ["playlist", "calm", "-o", out / "calm.m3u8"], ["playlists", "-d", out]):
+        proc = run_cli(*args, "--db", db, "--relative-to", target, *model[0], env={"COLUMNS": "400"})
+        assert (proc.returncode, proc.stdout) == (1, ""), args
+        assert proc.stderr == f"error: {target}: --relative-to is not a folder\n", args
+        assert not out.exists()
+
 def test_unknown_mood_lists_labels(library, model):
     result = run(["playlist", "happy", "--db", str(library["db"])], model[0])
     assert result.exit_code == 1
