@@ -386,6 +386,22 @@ def test_for_mpd_option_errors(library, model, args, message):
     assert message in str(result.exception)
 
 
+def test_output_dash_is_standard_output(library, model, tmp_path):
+    """`-o -` wrote a file named `-`; it now prints the playlist, as without -o (a file named `-`: `-o ./-`)."""
+    import subprocess
+    import sys
+
+    def playlist(*args):
+        return subprocess.run([sys.executable, "-m", "tagger", "playlist", "calm", "--db", str(library["db"]), *args,
+                               *model[0]], capture_output=True, cwd=tmp_path, check=True)
+
+    for fmt in ([], ["--format", "xspf"]):
+        printed = playlist(*fmt)
+        assert playlist("-o", "-", *fmt).stdout == printed.stdout and b"Song.wav" in printed.stdout
+        assert not (tmp_path / "-").exists()
+    assert b"wrote 4 calm tracks to -" in playlist("-o", "./-").stdout and (tmp_path / "-").is_file()
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["missing", "file"])

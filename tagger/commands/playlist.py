@@ -37,6 +37,11 @@ MusicDirOption = Annotated[Optional[Path], typer.Option(
     help="With --for: the player's music folder (MPD's music_directory).")]
 
 
+def output_value(value: str) -> Path | None:
+    """-o FILE; `-` is standard output, as for most tools (None: printed, as without -o); `./-` is a file."""
+    return None if value == "-" else path_value(value)
+
+
 def _relative_to_option(default: str):
     """--relative-to, its default worded for one command (only `playlist` can print a playlist)."""
     return Annotated[Optional[Path], typer.Option(
@@ -53,8 +58,9 @@ def playlist(
     paths: PathsArgument = None,
     db: DbOption = None,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", metavar="FILE", dir_okay=False, parser=path_value,
-        help="Write the playlist to FILE (a .xspf name means XSPF, .m3u M3U). Default: print it.")] = None,
+        "--output", "-o", metavar="FILE", dir_okay=False, parser=output_value,
+        help="Write the playlist to FILE (a .xspf name means XSPF, .m3u M3U; - prints it, as without -o; "
+             "./- is a file). Default: print it.")] = None,
     fmt: Annotated[Optional[Format], typer.Option(
         "--format", metavar="FORMAT", help="m3u8, m3u (the same UTF-8 text) or xspf. Default: from the -o "
                                            "file's suffix, else m3u8.")] = None,
