@@ -5,6 +5,10 @@ class MoodtagError(Exception):
     """A problem the user can fix (bad option, unusable model or database); message is one line."""
 
 
+class OptionsError(MoodtagError):
+    """Options that contradict each other: the command makes it a usage error (click's, exit status 2)."""
+
+
 class AudioError(MoodtagError):
     """A single audio file could not be read or decoded; the message names the cause."""
 

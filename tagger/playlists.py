@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from urllib.parse import quote_from_bytes
 
-from tagger.errors import MoodtagError
+from tagger.errors import MoodtagError, OptionsError
 
 if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--help` stays quick
     from tagger.cache import Cache
@@ -172,26 +172,26 @@ def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str |
 
     folder: where the playlist file goes (None: printed). dest: the file, whose suffix names the format when
     `fmt` does not. player "mpd" with music_dir: MPD's stored playlist (m3u, paths relative to music_dir).
-    Raises MoodtagError for options that contradict each other.
+    Raises OptionsError for options that contradict each other.
     """
     if player is None:
         if music_dir is not None:
-            raise MoodtagError("--music-dir goes with --for (e.g. --for mpd --music-dir ~/Music)")
+            raise OptionsError("--music-dir goes with --for (e.g. --for mpd --music-dir ~/Music)")
         base = playlist_base(folder, relative_to=relative_to, absolute=absolute)
         return PlaylistLayout(format_for(dest, fmt), base, home=base if relative_to is not None else None)
     if player not in PLAYERS:
         raise MoodtagError(f"unknown player {player!r} (choose one of: {', '.join(PLAYERS)})")
     wanted = PLAYERS[player]
     if music_dir is None:
-        raise MoodtagError(f"--for {player} needs --music-dir DIR: the player's music folder (MPD's music_directory), "
+        raise OptionsError(f"--for {player} needs --music-dir DIR: the player's music folder (MPD's music_directory), "
                            "which playlist paths are relative to")
     if absolute or relative_to is not None:
-        raise MoodtagError(f"--for {player} writes paths relative to --music-dir; leave out --absolute and --relative-to")
+        raise OptionsError(f"--for {player} writes paths relative to --music-dir; leave out --absolute and --relative-to")
     if fmt is not None and fmt != wanted:
-        raise MoodtagError(f"--for {player} writes {wanted} (the only playlists {player.upper()} lists in its playlist "
+        raise OptionsError(f"--for {player} writes {wanted} (the only playlists {player.upper()} lists in its playlist "
                            f"folder), not {fmt}")
     if dest is not None and dest.suffix.lower() != f".{wanted}":
-        raise MoodtagError(f"{dest}: a playlist for {player.upper()} must be named NAME.{wanted}")
+        raise OptionsError(f"{dest}: a playlist for {player.upper()} must be named NAME.{wanted}")
     library = existing_folder(music_dir, "--music-dir")
     return PlaylistLayout(wanted, library, library=library, home=library)
 
@@ -885,7 +885,7 @@ def playlist_base(folder: Path | None, *, relative_to: Path | None = None, absol
     Default: `folder`, the playlist file's own folder; absolute paths when it is None (printing).
     """
     if absolute and relative_to is not None:
-        raise MoodtagError("--absolute and --relative-to exclude each other")
+        raise OptionsError("--absolute and --relative-to exclude each other")
     if absolute:
         return None
     if relative_to is not None:

@@ -191,7 +191,7 @@ def test_m3u8_absolute_and_relative_to(library, model, tmp_path):
     check_entries([p for _, p in read_m3u(result.stdout, library["root"])], library, "exciting")
 
     both = run(["playlist", "calm", "--db", db, "--absolute", "--relative-to", str(tmp_path)], model[0])
-    assert both.exit_code == 1 and "exclude each other" in str(both.exception)
+    assert both.exit_code == 2 and "--absolute and --relative-to exclude each other" in both.stderr
 
 
 def test_relative_to_and_music_dir_through_a_symlink(library, model, tmp_path):
@@ -381,9 +381,20 @@ def m3u_lines(path: Path) -> list[str]:
     (["--for", "mpd", "--music-dir", "nowhere-at-all"], "is not a folder"),
 ])
 def test_for_mpd_option_errors(library, model, args, message):
-    result = run(["playlist", "calm", "--db", str(library["db"]), *args], model[0])
-    assert result.exit_code == 1 and isinstance(result.exception, MoodtagError)
-    assert message in str(result.exception)
+    """Options that contradict each other are usage errors (exit status 2, click's lines, as the README says
+    of usage errors); a --music-dir that is no folder is an error of the library's (1), as a missing PATH."""
+    from tests.conftest import run_cli
+
+    commands = [["playlist", "calm"], ["playlists", "-d", library["root"].parent / "not written"]]
+    for command in commands[:1] if "-o" in args else commands:
+        proc = run_cli(*command, "--db", library["db"], *args, *model[0], env={"COLUMNS": "400"})
+        assert proc.stdout == "" and message in proc.stderr and proc.stderr.count("\n") == (
+            1 if message == "is not a folder" else 4), proc.stderr
+        if message == "is not a folder":
+            assert proc.returncode == 1 and proc.stderr.startswith("error: ")
+        else:
+            assert proc.returncode == 2 and proc.stderr.startswith(f"Usage: moodtag {command[0]} [OPTIONS]")
+        assert not (library["root"].parent / "not written").exists()
 
 
 def test_output_dash_is_standard_output(library, model, tmp_path):

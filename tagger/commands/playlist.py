@@ -80,12 +80,12 @@ def playlist(
     M3U8 entries carry #EXTINF duration and 'artist - title'. A path that one M3U line cannot hold (a line break in it, or a name that is not UTF-8) is left out with a warning; XSPF takes it."""
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, other_models, playlist_layout,
-                                  print_playlist, resolve_labels, save_playlists)
+    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, other_models, print_playlist,
+                                  resolve_labels, save_playlists)
 
-    layout = playlist_layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
-                             relative_to=relative_to, absolute=absolute, player=player.value if player else None,
-                             music_dir=music_dir)
+    layout = _layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
+                     relative_to=relative_to, absolute=absolute, player=player.value if player else None,
+                     music_dir=music_dir)
     _check_roots(paths)
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
@@ -130,15 +130,15 @@ def playlists(
 
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_not_emptied, other_models, playlist_file_name, playlist_layout,
-                                  resolve_labels, save_playlists)
+    from tagger.playlists import (PlaylistRequest, check_not_emptied, other_models, playlist_file_name, resolve_labels,
+                                  save_playlists)
 
     if out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
         from tagger.errors import MoodtagError
 
         raise MoodtagError(f"{out_dir}: --out-dir is a file, not a folder")
-    layout = playlist_layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
-                             player=player.value if player else None, music_dir=music_dir)
+    layout = _layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
+                     player=player.value if player else None, music_dir=music_dir)
     _check_roots(paths)
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
@@ -153,6 +153,18 @@ def playlists(
                                                            min_rows=SPLIT_MIN_ROWS), requests, others):
             _report_left_out(result, layout.library, other)
             _report_written(result, dest.expanduser())
+
+
+def _layout(folder: Path | None, **options):
+    """playlist_layout's PlaylistLayout; options that contradict each other are a usage error (exit status 2,
+    click's 'Usage: ... Error: ...' lines), as `scan --dry-run --no-write` is."""
+    from tagger.errors import OptionsError
+    from tagger.playlists import playlist_layout
+
+    try:
+        return playlist_layout(folder, **options)
+    except OptionsError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _check_roots(paths: list[Path] | None) -> None:

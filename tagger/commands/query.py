@@ -61,26 +61,27 @@ def query(
     holding a line break is left out with a warning). --json (JSON Lines) and --csv: a track's 16 fields
     (--sql reads the cache's other columns). The cache is never modified."""
     from tagger.cache import Cache
-    from tagger.errors import MoodtagError
     from tagger.query import TrackFilter, find_tracks, run_sql, track_values
 
+    # Options that contradict each other: usage errors (exit status 2, click's lines), as scan's are.
     chosen = [name for name, on in (("--json", json_lines), ("--csv", csv_out), ("--paths", paths_only)) if on]
     if len(chosen) > 1:
-        raise MoodtagError(f"{' and '.join(chosen)} exclude each other")
+        raise typer.BadParameter(f"{' and '.join(chosen)} exclude each other")
     if paths_only and sql is not None:
-        raise MoodtagError("--paths lists tracks; with --sql, select the path column instead")
+        raise typer.BadParameter("--paths lists tracks; with --sql, select the path column instead")
+    filters = {"--mood": mood, "--min-confidence": min_confidence, "--artist": artist, "--album": album,
+               "--path-glob": path_glob, "--status": status, "--limit": limit}
+    if sql is not None:
+        used = [name for name, value in filters.items() if value is not None]
+        used += [name for name, on in (("--exact", exact), ("--desc", desc), ("--order", order != Order.path)) if on]
+        if used:
+            raise typer.BadParameter(f"--sql cannot be combined with {', '.join(used)} (write it in the SQL)")
     if json_lines or csv_out or paths_only:
         fmt = "json" if json_lines else "csv" if csv_out else "paths"
     else:
         fmt = "table" if _stdout_is_terminal() else "tsv"
-    filters = {"--mood": mood, "--min-confidence": min_confidence, "--artist": artist, "--album": album,
-               "--path-glob": path_glob, "--status": status, "--limit": limit}
     with Cache.open_readonly(db) as cache:
         if sql is not None:
-            used = [name for name, value in filters.items() if value is not None]
-            used += [name for name, on in (("--exact", exact), ("--desc", desc), ("--order", order != Order.path)) if on]
-            if used:
-                raise MoodtagError(f"--sql cannot be combined with {', '.join(used)} (write it in the SQL)")
             from tagger.commands.interrupts import StopRequests
 
             stops = StopRequests.install()  # SQLite polls it: Ctrl-C ends even an endless query
