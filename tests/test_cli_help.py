@@ -170,9 +170,12 @@ def test_version_is_the_packages_and_imports_nothing_heavy(tmp_path):
 
 def test_help_words_what_each_command_does():
     """`playlists` never prints a playlist, so its --relative-to says nothing of printing; `query` drops
-    artist, title and album first when the table is short of room."""
+    artist, title and album first when the table is short of room, and does not claim that the cache is
+    never modified: opening an older cache upgrades it (tests/test_tag_state.py)."""
     def flat(*command: str) -> str:
         return " ".join(help_text(*command).split())
 
     assert "absolute when printing" in flat("playlist") and "printing" not in flat("playlists")
     assert "artist, title and album are dropped first when space runs out" in flat("query")
+    assert "never modified" not in flat("query")
+    assert "a cache made by an older moodtag is upgraded when opened" in flat("query")

@@ -1,4 +1,4 @@
-"""`moodtag query` and `moodtag stats`: read the cache (never write it)."""
+"""`moodtag query` and `moodtag stats`: read the cache (never its rows; an older one's schema is upgraded on opening)."""
 from __future__ import annotations
 
 import json
@@ -59,7 +59,9 @@ def query(
     title, album, status, error; control characters in a value escaped as \\t, \\n, \\xNN). --paths: the
     paths alone, one per line (in a pipe or a file, each file's own name bytes, for xargs -d '\\n'; a name
     holding a line break is left out with a warning). --json (JSON Lines) and --csv: a track's 16 fields
-    (--sql reads the cache's other columns). The cache is never modified."""
+    (--sql reads the cache's other columns). Never changes a track's row; a cache made by an older moodtag
+    is upgraded when opened, as by every command (one that cannot be written: read through an upgraded
+    copy, left as it is)."""
     from tagger.cache import Cache
     from tagger.query import TrackFilter, find_tracks, run_sql, track_values
 
