@@ -674,3 +674,18 @@ def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_si
     taken = run_cli("playlists", "--db", db, "-d", out, "--any-model", *model[0])
     assert taken.returncode == 0 and taken.stderr == ""
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_folder_with_a_playlists_name_in_out_dir_is_an_error_before_any_playlist_is_written(library, model, tmp_path):
+    """`playlists` wrote calm.m3u8, then failed on a folder named exciting.m3u8 with `playlist -o`'s message
+    ('give a playlist file name'). Every target is checked first now; the message fits `playlists`."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "lists"
+    (out / "exciting.m3u8").mkdir(parents=True)
+    (out / "calm.m3u8").write_text("#EXTM3U\nmine.mp3\n")
+    proc = run_cli("playlists", "--db", library["db"], "-d", out, *model[0], env={"COLUMNS": "400"})
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (f"error: {out / 'exciting.m3u8'}: a folder has the name of the exciting playlist; move it, "
+                           "or choose another --out-dir\n")
+    assert (out / "calm.m3u8").read_text() == "#EXTM3U\nmine.mp3\n" and (out / "exciting.m3u8").is_dir()

@@ -148,6 +148,7 @@ def playlists(
         requests = [(replace(request, mood=label), dest) for label, dest in dests.items()]
         others = [other_models(cache, request) for request, _ in requests]
         for (request, dest), other in zip(requests, others):  # every playlist checked before any is written
+            _check_out_dir_entry(dest, request.mood)
             check_not_emptied(dest, request, other, layout.fmt)
         for result, (_, dest), other in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
                                                            min_rows=SPLIT_MIN_ROWS), requests, others):
@@ -165,6 +166,16 @@ def _layout(folder: Path | None, **options):
         return playlist_layout(folder, **options)
     except OptionsError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def _check_out_dir_entry(dest: Path, mood: str) -> None:
+    """A folder in --out-dir bearing a mood playlist's name is an error naming it, before any playlist is
+    written (write_playlist's own message is for `playlist -o`, and came after the others were replaced)."""
+    if dest.expanduser().is_dir():
+        from tagger.errors import MoodtagError
+
+        raise MoodtagError(f"{dest}: a folder has the name of the {mood} playlist; move it, or choose another "
+                           "--out-dir")
 
 
 def _check_roots(paths: list[Path] | None) -> None:
