@@ -540,6 +540,17 @@ class Cache:
                 found[row[0]] = CachedTrack(*row)
         return found
 
+    def row_of(self, path: Path) -> tuple[Path, CachedTrack] | None:
+        """The row of the file at `path`, and the path it is kept under: `path` itself, or else the
+        file's real path (a scan keeps the path it walked, so a file named through a symlink, by
+        `untag` say, has its row under the name the scan met it by). None if neither has one."""
+        for place in (path, Path(os.path.realpath(path))):
+            key = path_key(place)[0]
+            row = self.lookup([key]).get(key)
+            if row is not None:
+                return place, row
+        return None
+
     # A scan notes the keys it walks in a temporary table of this connection (on disk, not in memory),
     # so that it can then ask for the rows under its folders that it did not find, whatever their number.
     def begin_walk(self) -> None:

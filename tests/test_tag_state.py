@@ -108,6 +108,23 @@ def test_untag_of_some_files_touches_only_their_rows(lib, tmp_path, test_model):
     assert [o["action"] for o in scan(lib, db, test_model)] == ["cached"] * 4
 
 
+def test_untag_through_a_link_to_the_scanned_folder_finds_the_rows(lib, tmp_path, test_model):
+    """The rows are under the path the scan walked; untag given a link to that folder (or to one file)
+    finds them by the real path, so the next scan leaves the files untagged."""
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    link = tmp_path / "lib link"
+    link.symlink_to(lib, target_is_directory=True)
+    one = tmp_path / "one.wav"
+    one.symlink_to(next(lib.glob("*.wav")))
+    assert "untagged 1 file" in flat(run_cli("untag", one, "--db", db, check=True).stdout)
+    assert "untagged 3 files" in flat(run_cli("untag", link, "--db", db, check=True).stdout)
+    assert sorted(rows(db)) == sorted(str(p) for p in lib.iterdir())
+    assert {r["tag_state"] for r in rows(db).values()} == {"untagged"}
+    assert [(o["action"], o["tags"]) for o in scan(lib, db, test_model)] == [("cached", "untagged")] * 4
+    assert all(read_mood(p) is None for p in lib.iterdir())
+
+
 def test_untag_dry_run_and_no_cache_change_nothing_in_the_cache(lib, tmp_path, test_model):
     db = tmp_path / "c.db"
     scan(lib, db, test_model)

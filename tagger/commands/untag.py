@@ -24,7 +24,7 @@ def untag(
     analyses none of them again and leaves them untagged (`scan --retag` writes the mood back).
     Exit status 0 when it ran to the end, even if some files failed (each failure has its own line);
     130 if interrupted (it stops between two files)."""
-    from tagger.cache import Cache, path_key, resolve_db_path, scan_lock
+    from tagger.cache import Cache, resolve_db_path, scan_lock
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, error_line, out, shown, warn
     from tagger.discover import WalkProblem, walk
@@ -59,8 +59,7 @@ def untag(
                 failed += 1
                 error_line(item.path, item.cause)
                 continue
-            key = path_key(item.path)[0]
-            row = rows.lookup([key]).get(key) if rows is not None else None
+            place, row = (rows.row_of(item.path) if rows is not None else None) or (item.path, None)
             try:  # the mood moodtag wrote there, from the cache: another label there now is the user's own
                 if remove_mood(item.path, last_written=row.mood if row is not None and row.tagged else None,
                                dry_run=dry_run, journal=journal):
@@ -79,7 +78,7 @@ def untag(
                 error_line(item.path, f"untagged, but cannot stat it now ({exc.strerror or exc})")
                 continue
             if cache is not None:
-                cache.set_untagged(item.path, before=item, after=after)
+                cache.set_untagged(place, before=item, after=after)
     finally:
         if rows is not None:
             rows.close()
