@@ -26,12 +26,44 @@ def is_audio_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES
 
 
+@dataclass(frozen=True)
+class Library:
+    """The folders a walk starts from, each as its real path and as given (absolute): where a symlink
+    to a file points into the library."""
+
+    folders: tuple[tuple[str, Path], ...]
+    include_hidden: bool = False
+
+    @classmethod
+    def of(cls, roots: list[Path], *, include_hidden: bool = False) -> "Library":
+        return cls(tuple((os.path.realpath(root), Path(os.path.abspath(root))) for root in roots
+                         if os.path.isdir(root)), include_hidden)
+
+    def name_of(self, link: Path) -> Path:
+        """The path a walk gives the file that the symlink `link` points to: the file's own path (under
+        the root as given) when the library holds it there too, so that the file is one track with one
+        cache row whichever of its names the walk meets first (folders are walked in sorted order, and a
+        "Favorites" folder of links may come before the albums). A link to a file outside the library,
+        or to one the walk would not take by its own name (in a hidden folder, not named as audio),
+        keeps the link's path."""
+        target = os.path.realpath(link)
+        for real, root in self.folders:
+            parts = os.path.relpath(target, real).split(os.sep)
+            if parts[0] in (os.curdir, os.pardir) or not is_audio_name(parts[-1]):
+                continue
+            if self.include_hidden or not any(part.startswith(".") for part in parts):
+                return root.joinpath(*parts)
+        return link
+
+
 def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRef | WalkProblem]:
     """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
     suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
-    or two links to one file) is visited once. Unreadable folders and broken links give WalkProblems."""
+    or two links to one file) is visited once; a link to a file in the library gives the file's own path
+    (Library.name_of). Unreadable folders and broken links give WalkProblems."""
     seen_dirs: set = set()
     seen_files = _Identities()
+    library = Library.of(paths, include_hidden=include_hidden)
     for root in paths:
         root = Path(os.path.abspath(root))
         try:
@@ -40,7 +72,7 @@ def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRe
             yield WalkProblem(root, _cause(exc))
             continue
         if root.is_dir():
-            yield from _walk_dir(root, st, seen_dirs, seen_files, include_hidden)
+            yield from _walk_dir(root, st, seen_dirs, seen_files, library)
         elif not stat.S_ISREG(st.st_mode):
             yield WalkProblem(root, f"not a regular file ({file_kind(st.st_mode)}), skipped")
         else:
@@ -48,7 +80,7 @@ def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRe
                 yield TrackRef(path=root, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
-def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_hidden):
+def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: Library):
     ident = (st.st_dev, st.st_ino)
     if ident in seen_dirs:
         if folder.is_symlink():
@@ -63,7 +95,7 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_h
         return
     subdirs = []
     for entry in entries:
-        if not include_hidden and entry.name.startswith("."):
+        if not library.include_hidden and entry.name.startswith("."):
             continue
         path = Path(entry.path)
         try:
@@ -89,6 +121,8 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_h
             continue
         if not seen_files.first_time(fst):
             continue
+        if entry.is_symlink():
+            path = library.name_of(path)
         yield TrackRef(path=path, size=fst.st_size, mtime_ns=fst.st_mtime_ns)
     for entry in subdirs:
         path = Path(entry.path)
@@ -97,7 +131,7 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, include_h
         except OSError as exc:
             yield WalkProblem(path, _cause(exc))
             continue
-        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, include_hidden)
+        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, library)
 
 
 class _Identities:

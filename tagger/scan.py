@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from tagger.cache import KEPT, LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
-from tagger.discover import WalkProblem, walk
+from tagger.discover import Library, WalkProblem, walk
 from tagger.errors import MoodtagError, unreadable
 from tagger import stages
 from tagger.records import TrackRef, TrackResult
@@ -231,8 +231,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 on_event(ScanEvent("walking", count=summary.found))
         settle(batch)
         if notes_walk:  # rows under a PATH that is not there (an unmounted share?) stay as they are
+            library = Library.of(roots, include_hidden=include_hidden)
             gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)])
-                    if _vanished(row.fs_path)]
+                    if _vanished(row.fs_path) or _walked_by_its_own_name(row.fs_path, library)]
             summary.missing = cache.mark_missing(gone)
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
@@ -304,6 +305,14 @@ def _vanished(path) -> bool:
     except OSError:
         return False
     return False
+
+
+def _walked_by_its_own_name(path, library: Library) -> bool:
+    """Whether the row's path is a symlink to a file the walk takes by its own path (Library.name_of):
+    such a row (made before the walk did so) is the file's second row, and is marked missing so that
+    it leaves playlists and stats and `prune` forgets it; the file's own row holds its result."""
+    name = Path(os.fsdecode(path))
+    return os.path.islink(name) and library.name_of(name) != name
 
 
 def check_paths(paths: list[Path]) -> None:

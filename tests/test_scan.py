@@ -168,6 +168,38 @@ def test_prune_through_a_link_to_the_scanned_folder(library, test_model, tmp_pat
     assert str(gone) not in rows(db) and len(rows(db)) == len(synth.FORMATS) - 1, proc.stdout + proc.stderr
 
 
+def test_a_folder_of_links_into_the_library_adds_no_track(library, test_model, tmp_path):
+    """A "Favorites" folder of links, walked before the albums it points into: each file stays one
+    track under its own path, analysed once, refreshed when it changes; a link to a file outside the
+    library is a track under the link's path."""
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, check=True)
+    real = next(library.rglob("*.flac"))
+    favorites = library / "0 Favorites"
+    favorites.mkdir()
+    (favorites / "best.flac").symlink_to(real)
+    outside = synth.make_track(tmp_path / "outside.wav", "calm", 12.0)
+    (favorites / "outside.wav").symlink_to(outside)
+    con = sqlite3.connect(db)  # the row an older moodtag made under the link's path: the file's second row
+    con.execute("CREATE TEMP TABLE alias AS SELECT * FROM tracks WHERE path = ?", [str(real)])
+    con.execute("UPDATE alias SET path = ?", [str(favorites / "best.flac")])
+    con.execute("INSERT INTO tracks SELECT * FROM alias")
+    con.commit()
+    con.close()
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    actions = {line["path"]: line["action"] for line in map(json.loads, proc.stdout.splitlines())}
+    assert actions[str(real)] == "cached" and actions[str(favorites / "outside.wav")] == "analysed"
+    assert rows(db)[str(favorites / "best.flac")]["status"] == "missing"
+    assert "forgot 1 missing track" in run_cli("prune", "--db", db, check=True).stdout
+    assert sorted(actions) == sorted(rows(db)) and len(actions) == len(synth.FORMATS) + 1
+    listed = run_cli("query", "--db", db, "--paths", check=True).stdout.splitlines()
+    assert sorted(listed) == sorted(actions)
+    synth.make_track(real, "exciting", 12.0, seed=5)  # re-encoded: the real file's row learns it
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    assert [line["path"] for line in map(json.loads, proc.stdout.splitlines()) if line["action"] == "analysed"] == [str(real)]
+    assert rows(db)[str(real)]["size"] == real.stat().st_size and len(rows(db)) == len(synth.FORMATS) + 1
+
+
 def test_a_new_model_version_analyses_again(library, test_model, tmp_path):
     from tagger.weights import read_spec, save_model
     from safetensors.torch import load_file
