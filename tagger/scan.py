@@ -351,8 +351,8 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
                 spec: ModelSpec, *, untagged: bool, retag: bool, replace_mood: bool, write_tags: bool,
                 dry_run: bool, keep_mtime: bool, journal, last_written: str | None = None) -> TrackOutcome:
     """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag).
-    A file that could not be read (tagger.errors.unreadable) keeps a row that holds a result for it
-    as it is now (a --force scan of a file whose permissions went wrong loses nothing)."""
+    A file that could not be read (tagger.errors.unreadable) keeps a row that holds a result (a --force
+    scan of a file whose permissions went wrong loses nothing; see _has_result)."""
     if not result.ok:
         if cache and not dry_run and not (unreadable(result.error) and _has_result(cache, ref)):
             with stage("cache write"):
@@ -371,10 +371,14 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
 
 
 def _has_result(cache: Cache, ref: TrackRef) -> bool:
-    """Whether the cache holds a mood for the file as `ref` describes it (same size and mtime)."""
+    """Whether the cache holds a mood for the file, whatever its size and mtime now: a file that changed
+    and could not be read may hold the same audio (a touch, a tag editor, a copy back from a backup),
+    and nothing is known of it that is newer than the result. The row keeps the size and mtime it was
+    made for, so it is not current for the changed file: each scan tries the file again, and once it
+    can be read, its result replaces the row's."""
     key = path_key(ref.path)[0]
     row = cache.lookup([key]).get(key)
-    return row is not None and row.has_mood and (row.size, row.mtime_ns) == (ref.size, ref.mtime_ns)
+    return row is not None and row.has_mood
 
 
 def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: ModelSpec, *, retag: bool,

@@ -334,6 +334,26 @@ def test_an_unreadable_file_keeps_its_result_and_is_tried_again_once_readable(li
     assert [o["action"] for o in scan(new, db, test_model)] == ["analysed"]
 
 
+@pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
+def test_a_changed_file_that_cannot_be_read_keeps_its_result_until_it_can(lib, tmp_path, test_model):
+    """Its row keeps the mood and the size and mtime it was made for: the next scan tries again."""
+    db = tmp_path / "c.db"
+    track = next(p for p in sorted(lib.iterdir()) if p.suffix == ".flac")
+    first = {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]
+    before = rows(db)[str(track)]
+    os.utime(track, ns=(track.stat().st_atime_ns, track.stat().st_mtime_ns + 10**9))  # touched
+    track.chmod(0o000)
+    try:
+        proc = _scan_as_user(lib, db, test_model)
+        assert f"{track}: permission denied (cannot read the file)" in flat(proc.stderr), proc.stderr
+        assert rows(db)[str(track)] == before and {r["path"]: r["mood"] for r in query(db)}[str(track)] == first["mood"]
+    finally:
+        track.chmod(0o644)
+    again = {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]
+    assert (again["action"], again["mood"]) == ("analysed", first["mood"])
+    assert rows(db)[str(track)]["mtime_ns"] == track.stat().st_mtime_ns
+
+
 def test_a_missing_path_is_one_line_and_the_others_are_scanned(lib, tmp_path, test_model):
     db = tmp_path / "c.db"
     scan(lib, db, test_model)
