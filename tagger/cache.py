@@ -660,12 +660,25 @@ class Cache:
         return len(keys)
 
     def prune(self, roots: list[Path] | None = None) -> int:
-        """Forget rows marked missing (under `roots` if given). Returns how many."""
-        if roots:
-            keys = [k for k, row in self.known_under(filter_roots(roots)).items() if row.status == "missing"]
-        else:
-            keys = [r[0] for r in self.rows(f"SELECT path FROM {TABLE} WHERE status = 'missing'")]
+        """Forget the rows `prunable` names. Returns how many."""
+        return self.forget(self.prunable(roots))
 
+    def prunable(self, roots: list[Path] | None = None) -> list[str]:
+        """The keys `prune` forgets: rows marked missing (under `roots` if given), and under a root that
+        no longer exists, the rows whose files are gone (tagger.discover.vanished): a scan leaves the rows
+        under a PATH that is not there as they are (an unmounted share), so a library moved or deleted
+        is cleaned up by naming it here."""
+        if not roots:
+            return [r[0] for r in self.rows(f"SELECT path FROM {TABLE} WHERE status = 'missing'")]
+        from tagger.discover import vanished
+
+        found = self.known_under(filter_roots(roots))
+        moved = self.known_under(filter_roots([root for root in roots if not os.path.exists(root)]))
+        return [key for key, row in found.items()
+                if row.status == "missing" or (key in moved and vanished(row.fs_path))]
+
+    def forget(self, keys: list[str]) -> int:
+        """Delete the rows of these keys. Returns how many keys were given."""
         def run():
             with self._transaction():
                 for i in range(0, len(keys), 500):

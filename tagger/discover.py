@@ -153,6 +153,19 @@ class _Identities:
         return True
 
 
+def vanished(path) -> bool:
+    """Whether the file is known to be gone: lstat says it does not exist. A file that cannot be
+    looked at (a folder without permission, an I/O error) is not: its row must not be marked missing
+    (and then forgotten by `prune`) because of that."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def file_kind(mode: int) -> str:
     """What a stat mode says a path is: 'a FIFO', 'a character device', ... ('a file' for a regular one)."""
     for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),

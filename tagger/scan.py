@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from tagger.cache import KEPT, LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
-from tagger.discover import Library, WalkProblem, walk
+from tagger.discover import Library, WalkProblem, vanished, walk
 from tagger.errors import MoodtagError, unreadable
 from tagger import stages
 from tagger.records import TrackRef, TrackResult
@@ -233,7 +233,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if notes_walk:  # rows under a PATH that is not there (an unmounted share?) stay as they are
             library = Library.of(roots, include_hidden=include_hidden)
             gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)])
-                    if _vanished(row.fs_path) or _walked_by_its_own_name(row.fs_path, library)]
+                    if vanished(row.fs_path) or _walked_by_its_own_name(row.fs_path, library)]
             summary.missing = cache.mark_missing(gone)
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
@@ -292,19 +292,6 @@ def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: floa
     if cluster is not None:
         return cluster.analyse(todo, model_path, timeout=timeout, device=device, stop=stop)
     return analyse_tracks(todo, model_path, jobs=jobs, timeout=timeout, device=device, stop=stop)
-
-
-def _vanished(path) -> bool:
-    """Whether the file is known to be gone: lstat says it does not exist. A file that cannot be
-    looked at (a folder without permission, an I/O error) is not: its row must not be marked missing
-    (and then forgotten by `prune`) because of that."""
-    try:
-        os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def _walked_by_its_own_name(path, library: Library) -> bool:

@@ -168,6 +168,21 @@ def test_prune_through_a_link_to_the_scanned_folder(library, test_model, tmp_pat
     assert str(gone) not in rows(db) and len(rows(db)) == len(synth.FORMATS) - 1, proc.stdout + proc.stderr
 
 
+def test_prune_of_a_moved_library_forgets_its_rows(library, test_model, tmp_path):
+    """A scan leaves rows under a PATH that is not there; prune PATH forgets those whose files are gone."""
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, check=True)
+    other = tmp_path / "Other"
+    other.mkdir()
+    shutil.copy(next(library.rglob("*.wav")), other / "kept.wav")
+    scan(other, "--db", db, "--model", test_model, check=True)
+    library.rename(tmp_path / "Music moved")
+    assert "forgot 0 missing tracks" in run_cli("prune", "--db", db, check=True).stdout
+    proc = run_cli("prune", library, "--db", db, check=True)
+    assert proc.stdout.strip() == f"forgot {len(synth.FORMATS)} missing tracks", proc.stdout + proc.stderr
+    assert list(rows(db)) == [str(other / "kept.wav")]
+
+
 def test_a_folder_of_links_into_the_library_adds_no_track(library, test_model, tmp_path):
     """A "Favorites" folder of links, walked before the albums it points into: each file stays one
     track under its own path, analysed once, refreshed when it changes; a link to a file outside the

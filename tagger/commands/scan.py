@@ -102,7 +102,10 @@ def prune(
                                                           help="Only under these folders.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Forget cached tracks whose files have vanished (marked missing by a scan)."""
+    """Forget cached tracks whose files have vanished (marked missing by a scan).
+
+    A PATH that no longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets
+    the cached tracks under it whose files are gone."""
     from tagger.cache import Cache
     from tagger.console import out
 
