@@ -159,6 +159,24 @@ def test_vanished_files_are_marked_missing_then_pruned(library, test_model, tmp_
     assert str(gone) not in rows(db) and len(rows(db)) == len(synth.FORMATS) - 1
 
 
+def _cache_bytes(db: Path) -> list[bytes]:
+    """The cache's file and its WAL (a reader may leave an empty -wal where there was none, as query does)."""
+    return [p.read_bytes() if p.exists() else b"" for p in (db, Path(f"{db}-wal"))]
+
+
+def test_prune_dry_run_lists_what_it_would_forget_and_changes_nothing(library, test_model, tmp_path):
+    db = tmp_path / "cache.db"
+    gone = _scanned_then_one_gone(library, test_model, db)
+    before = _cache_bytes(db)
+    for flag in ("--dry-run", "-n"):
+        proc = run_cli("prune", flag, "--db", db, check=True)
+        assert proc.stdout.splitlines() == [f"would forget: {gone}", "would forget 1 missing track"], proc.stderr
+        assert _cache_bytes(db) == before
+    elsewhere = next(folder for folder in library.iterdir() if not gone.is_relative_to(folder))
+    assert run_cli("prune", "-n", elsewhere, "--db", db, check=True).stdout == "would forget 0 missing tracks\n"
+    assert str(gone) in rows(db)
+
+
 def test_prune_through_a_link_to_the_scanned_folder(library, test_model, tmp_path):
     db = tmp_path / "cache.db"
     gone = _scanned_then_one_gone(library, test_model, db)
@@ -178,6 +196,10 @@ def test_prune_of_a_moved_library_forgets_its_rows(library, test_model, tmp_path
     scan(other, "--db", db, "--model", test_model, check=True)
     library.rename(tmp_path / "Music moved")
     assert "forgot 0 missing tracks" in run_cli("prune", "--db", db, check=True).stdout
+    before = _cache_bytes(db)
+    proc = run_cli("prune", "--dry-run", library, "--db", db, check=True)
+    assert proc.stdout.splitlines()[-1] == f"would forget {len(synth.FORMATS)} missing tracks"
+    assert _cache_bytes(db) == before
     proc = run_cli("prune", library, "--db", db, check=True)
     assert proc.stdout.strip() == f"forgot {len(synth.FORMATS)} missing tracks", proc.stdout + proc.stderr
     assert list(rows(db)) == [str(other / "kept.wav")]

@@ -101,17 +101,25 @@ def prune(
     paths: Annotated[Optional[list[Path]], typer.Argument(metavar="PATH", parser=path_value,
                                                           help="Only under these folders.")] = None,
     db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", "-n", help="List the tracks that would be forgotten; change nothing.")] = False,
 ) -> None:
     """Forget cached tracks whose files have vanished (marked missing by a scan).
 
     A PATH that no longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets
     the cached tracks under it whose files are gone."""
     from tagger.cache import Cache
-    from tagger.console import out
+    from tagger.console import out, shown
 
-    with Cache.open(db, create=False) as cache:
-        n = cache.prune([Path(p) for p in paths] if paths else None)
-    out.print(f"forgot {n} missing track{'s' if n != 1 else ''}")
+    roots = [Path(p) for p in paths] if paths else None
+    with Cache.open_readonly(db) if dry_run else Cache.open(db, create=False) as cache:  # read-only: bytes kept
+        keys = cache.prunable(roots)
+        if not dry_run:
+            cache.forget(keys)
+    for key in keys if dry_run else ():
+        out.print(f"would forget: {shown(key)}")
+    n = len(keys)
+    out.print(f"{'would forget' if dry_run else 'forgot'} {n} missing track{'s' if n != 1 else ''}")
 
 
 def _choice(value: str, choices: tuple[str, ...]) -> str:
