@@ -340,7 +340,8 @@ class Cache:
     @classmethod
     def open(cls, path: Path | str | None = None, *, create: bool = True) -> "Cache":
         """Open (and create or upgrade) the cache for writing; an unusable file raises MoodtagError
-        before anything is written to it."""
+        before anything is written to it. `create=False`: only a cache that exists, with its table (an
+        empty file, as `--db` may name by mistake, is refused as the read commands refuse it)."""
         path = resolve_db_path(path)
         if not path.exists():
             if not create:
@@ -353,6 +354,8 @@ class Cache:
         try:
             conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
             _check_schema(conn, path)
+            if not create and TABLE not in _table_names(conn):  # an empty file is no cache to use
+                raise MoodtagError(f"{path}: not a moodtag cache (no `{TABLE}` table)")
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")

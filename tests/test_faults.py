@@ -201,6 +201,17 @@ def test_a_newer_or_foreign_database_is_refused_untouched(small_library, scanned
     assert snapshot(small_library) == library_before
 
 
+def test_an_empty_file_is_no_cache_to_prune_or_read(tmp_path):
+    """A zero-byte --db: every command that needs a cache refuses it alike, and leaves it empty."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for args in (["prune"], ["prune", "-n"], ["stats"], ["query"], ["playlists", "--out-dir", tmp_path]):
+        proc = run_cli(*args, "--db", empty)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert one_error_line(proc) == f"error: {empty}: not a moodtag cache (no `tracks` table)", args
+        assert empty.read_bytes() == b"" and not Path(f"{empty}-wal").exists()
+
+
 @pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
 def test_a_read_only_cache_stops_the_scan_before_any_file_is_touched(small_library, tmp_path):
     db = tmp_path / "c.db"
