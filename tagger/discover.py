@@ -40,8 +40,8 @@ class Library:
                          if os.path.isdir(root)), include_hidden)
 
     def name_of(self, link: Path) -> Path:
-        """The path a walk gives the file that the symlink `link` points to: the file's own path (under
-        the root as given) when the library holds it there too, so that the file is one track with one
+        """The path a walk gives the file that `link` (a symlink, or a path through one) names: its own
+        path (under the root as given) when the library holds it there too, so that it is one track with one
         cache row whichever of its names the walk meets first (folders are walked in sorted order, and a
         "Favorites" folder of links may come before the albums). A link to a file outside the library,
         or to one the walk would not take by its own name (in a hidden folder, not named as audio),
@@ -56,11 +56,30 @@ class Library:
         return link
 
 
+    def walks_folder(self, link: Path) -> bool:
+        """Whether the folder the symlink `link` points to is walked by its own name anyway: it lies under
+        a root, in no hidden folder (unless include_hidden), and is not the link's own folder or one above
+        it (a loop, which the walk reports). Such a link (an album linked into a "Favorites" folder) is
+        passed over, so the album's files are tracks under their own paths whichever name sorts first."""
+        target = os.path.realpath(link)
+        here = os.path.realpath(link.parent)
+        if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+            return False
+        for real, _ in self.folders:
+            parts = os.path.relpath(target, real).split(os.sep)
+            if parts[0] in (os.curdir, os.pardir):
+                continue
+            if self.include_hidden or not any(part.startswith(".") for part in parts):
+                return True
+        return False
+
+
 def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRef | WalkProblem]:
     """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
     suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
     or two links to one file) is visited once; a link to a file in the library gives the file's own path
-    (Library.name_of). Unreadable folders and broken links give WalkProblems."""
+    (Library.name_of), and a link to a folder the walk takes by its own name is passed over
+    (Library.walks_folder). Unreadable folders and broken links give WalkProblems."""
     seen_dirs: set = set()
     seen_files = _Identities()
     library = Library.of(paths, include_hidden=include_hidden)
@@ -126,6 +145,8 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: 
         yield TrackRef(path=path, size=fst.st_size, mtime_ns=fst.st_mtime_ns)
     for entry in subdirs:
         path = Path(entry.path)
+        if entry.is_symlink() and library.walks_folder(path):
+            continue
         try:
             sub_st = entry.stat(follow_symlinks=True)
         except OSError as exc:

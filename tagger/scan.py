@@ -295,11 +295,12 @@ def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: floa
 
 
 def _walked_by_its_own_name(path, library: Library) -> bool:
-    """Whether the row's path is a symlink to a file the walk takes by its own path (Library.name_of):
-    such a row (made before the walk did so) is the file's second row, and is marked missing so that
-    it leaves playlists and stats and `prune` forgets it; the file's own row holds its result."""
+    """Whether the row's path names, through a symlink (to the file, or to a folder above it), a file the
+    walk takes by its own path (Library.name_of, Library.walks_folder): such a row (made before the walk
+    did so) is the file's second row, and is marked missing so that it leaves playlists and stats and
+    `prune` forgets it; the file's own row holds its result. Only rows the walk did not meet get here."""
     name = Path(os.fsdecode(path))
-    return os.path.islink(name) and library.name_of(name) != name
+    return library.name_of(name) != name
 
 
 def check_paths(paths: list[Path]) -> None:

@@ -237,6 +237,36 @@ def test_a_folder_of_links_into_the_library_adds_no_track(library, test_model, t
     assert rows(db)[str(real)]["size"] == real.stat().st_size and len(rows(db)) == len(synth.FORMATS) + 1
 
 
+def test_a_folder_linked_into_the_library_adds_no_track(library, test_model, tmp_path):
+    """An album folder linked into a "Favorites" folder that sorts before it was walked under the link's
+    name, and the album itself skipped as seen: every file became a second row, analysed again, and the
+    real rows went stale. A link to a folder above it is still a loop, reported once."""
+    db = tmp_path / "cache.db"
+    album = library / "Artist 2" / "Album é"
+    assert len(list(album.iterdir())) >= 2
+    scan(library, "--db", db, "--model", test_model, check=True)
+    before = rows(db)
+    favorites = library / "0 Favorites"
+    favorites.mkdir()
+    (favorites / "Album").symlink_to(album, target_is_directory=True)
+    con = sqlite3.connect(db)  # rows an older moodtag made under the link's name: each file's second row
+    for track in album.iterdir():
+        con.execute("CREATE TEMP TABLE alias AS SELECT * FROM tracks WHERE path = ?", [str(track)])
+        con.execute("UPDATE alias SET path = ?", [str(favorites / "Album" / track.name)])
+        con.execute("INSERT INTO tracks SELECT * FROM alias")
+        con.execute("DROP TABLE alias")
+    con.commit()
+    con.close()
+    (favorites / "Up").symlink_to(library, target_is_directory=True)
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    actions = {line["path"]: line["action"] for line in map(json.loads, proc.stdout.splitlines())}
+    assert sorted(actions) == sorted(before) and set(actions.values()) == {"cached"}
+    assert [line for line in proc.stderr.splitlines() if "symlink loop" in line] == [
+        f"failed: {favorites / 'Up'}: symlink loop (points to a folder already scanned), skipped"]
+    assert {path for path, row in rows(db).items() if row["status"] == "missing"} == {
+        str(favorites / "Album" / track.name) for track in album.iterdir()}
+
+
 def test_a_new_model_version_analyses_again(library, test_model, tmp_path):
     from tagger.weights import read_spec, save_model
     from safetensors.torch import load_file
