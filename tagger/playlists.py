@@ -16,6 +16,7 @@ import itertools
 import os
 import random
 import re
+import stat
 import tempfile
 from array import array
 from dataclasses import dataclass, field, replace
@@ -904,17 +905,22 @@ def existing_folder(path: Path, option: str) -> Path:
 
 def write_playlist(chunks: Iterable[str | bytes] | str, dest: Path) -> Path:
     """Write playlist text (a string, or chunks of it, text or UTF-8 already) to `dest` as UTF-8,
-    atomically: a temporary file, then rename. Nothing is left behind if reading the chunks fails."""
+    atomically: a temporary file, then rename. Nothing is left behind if reading the chunks fails. A
+    `dest` that is a symlink (a playlist the user keeps elsewhere) is written through: the file it
+    points to is replaced and the link stays. A file replaced keeps its permissions (a private 0600
+    playlist stays private) and, where this process may give it, its owner."""
     dest = dest.expanduser()
     if dest.is_dir():
         raise MoodtagError(f"{dest}: is a folder (give a playlist file name)")
-    tmp = dest.with_name(f".{dest.name}.tmp")
+    target = Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
+            _keep_owner_and_mode(fh.fileno(), target)
             for chunk in [chunks] if isinstance(chunks, str) else chunks:
                 fh.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
-        tmp.replace(dest)
+        tmp.replace(target)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -924,6 +930,19 @@ def write_playlist(chunks: Iterable[str | bytes] | str, dest: Path) -> Path:
             tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+def _keep_owner_and_mode(fd: int, old: Path) -> None:
+    """Give the new file `fd` the permission bits (and, if allowed, the owner) of the file `old` it is
+    about to replace; nothing if there is none."""
+    try:
+        st = old.stat()
+    except OSError:
+        return
+    if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+        with contextlib.suppress(OSError):
+            os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
 def _one_line(text: str | None) -> str:

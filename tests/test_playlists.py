@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import stat
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlsplit
 from xml.etree import ElementTree as ET
@@ -689,3 +690,29 @@ def test_a_folder_with_a_playlists_name_in_out_dir_is_an_error_before_any_playli
     assert proc.stderr == (f"error: {out / 'exciting.m3u8'}: a folder has the name of the exciting playlist; move it, "
                            "or choose another --out-dir\n")
     assert (out / "calm.m3u8").read_text() == "#EXTM3U\nmine.mp3\n" and (out / "exciting.m3u8").is_dir()
+
+
+def test_a_playlist_kept_elsewhere_through_a_symlink_stays_linked_and_private(library, model, tmp_path):
+    """The atomic rename replaced a symlink `calm.m3u8 -> ../mine/calm.m3u8` with a plain file (the
+    user's own file never updated again) and made a 0600 playlist 0644."""
+    out, mine = tmp_path / "lists", tmp_path / "mine"
+    out.mkdir()
+    mine.mkdir()
+    (mine / "calm.m3u8").write_text("#EXTM3U\nold.mp3\n")
+    (mine / "calm.m3u8").chmod(0o600)
+    (out / "calm.m3u8").symlink_to(Path("..") / "mine" / "calm.m3u8")
+    result = run(["playlists", "--db", str(library["db"]), "--out-dir", str(out)], model[0])
+    assert result.exit_code == 0, result.output
+    assert (out / "calm.m3u8").is_symlink() and os.readlink(out / "calm.m3u8") == str(Path("..") / "mine" / "calm.m3u8")
+    text = (mine / "calm.m3u8").read_text(encoding="utf-8")
+    assert "old.mp3" not in text
+    check_entries([p for _, p in read_m3u(text, out)], library, "calm")
+    assert stat.S_IMODE((mine / "calm.m3u8").stat().st_mode) == 0o600
+    assert sorted(p.name for p in mine.iterdir()) == ["calm.m3u8"]  # no temporary file left
+    assert stat.S_IMODE((out / "exciting.m3u8").stat().st_mode) == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
