@@ -716,3 +716,46 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _on_a_terminal(args: list) -> bytes:
+    """What the real CLI writes to its standard output when that is a terminal (a pseudo-terminal)."""
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", *map(str, args)], stdout=slave,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the program has closed its side
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    return out
+
+
+def test_a_playlist_printed_on_a_terminal_cannot_drive_it(tmp_path, model):
+    """A title holding an escape sequence went raw to the terminal in the #EXTINF line (the query
+    table escaped the same value); into a pipe or a file the playlist stays byte for byte as written."""
+    _, spec = model
+    db, song = tmp_path / "c.db", tmp_path / "song.flac"
+    song.write_bytes(b"not audio")
+    with Cache.open(db) as cache:
+        cache.record(_result(song, "calm", 0.1, spec), TrackRef.from_path(song),
+                     info={"format": "flac", "duration": 10.0, "artist": "\x1b]0;owned\x07Band",
+                           "title": "\x1b[31mred\x7f"})
+    shown = _on_a_terminal(["playlist", "calm", "--db", db, *model[0]])
+    assert b"\x1b" not in shown and b"\x07" not in shown and b"\x7f" not in shown
+    assert b"\\x1b]0;owned\\x07Band - \\x1b[31mred\\x7f" in shown and str(song).encode() in shown
+    from tests.conftest import run_cli
+
+    piped = run_cli("playlist", "calm", "--db", db, *model[0], check=True).stdout
+    assert "\x1b[31mred" in piped

@@ -94,7 +94,7 @@ def playlist(
                                   roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
         others = other_models(cache, request)
         if output is None:
-            result = print_playlist(cache, request, lambda text: typer.echo(text.encode("utf-8"), nl=False), layout)
+            result = print_playlist(cache, request, _printer(), layout)
         else:
             check_not_emptied(output, request, others, layout.fmt)
             (result,) = save_playlists(cache, [(request, output)], layout, side_by_side=processes_available(),
@@ -185,6 +185,19 @@ def _check_roots(paths: list[Path] | None) -> None:
         from tagger.scan import check_paths
 
         check_paths(paths)
+
+
+def _printer():
+    """Where a printed playlist's text goes: standard output as it is, for a pipe or a file; on a terminal
+    with each line's control characters escaped (records.printable), so that a tag holding an escape
+    sequence (a title from the internet) cannot drive the terminal, as every other command's output."""
+    import sys
+
+    if not sys.stdout.isatty():
+        return lambda text: typer.echo(text.encode("utf-8"), nl=False)
+    from tagger.records import printable
+
+    return lambda text: typer.echo("\n".join(printable(line) for line in text.split("\n")), nl=False)
 
 
 def _report_left_out(result, library: Path | None, others) -> None:
