@@ -251,14 +251,20 @@ def default_db_path() -> Path:
 
 def resolve_db_path(path: Path | str | None) -> Path:
     """The cache file a --db value (None: the default) means: `~` expanded, symlinks resolved (so that
-    two names of one file share one lock); a folder or a device is refused."""
+    two names of one file share one lock); a folder or a device is refused, and so is a new cache in a
+    folder that does not exist (a mistyped --db would otherwise start a fresh cache, and a scan would
+    analyse the whole library again); the default's folders are made."""
     path = Path(path).expanduser() if path is not None else default_db_path()
     if str(path) == "":
         raise MoodtagError("--db: an empty path (an unset variable?)")
+    given = path
     path = Path(os.path.realpath(path))
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
+        if given != default_db_path() and not path.parent.is_dir():
+            raise MoodtagError(f"{given}: no folder {path.parent} for the cache (a typo? moodtag makes the cache "
+                               f"file, not its folders)") from None
         return path
     except OSError as exc:
         raise MoodtagError(f"{path}: cannot use the cache database ({exc.strerror or exc})") from None

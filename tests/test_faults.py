@@ -164,6 +164,7 @@ def test_a_model_no_track_can_use_is_one_line(small_library, tmp_path):
 @pytest.fixture
 def scanned(small_library, tmp_path) -> Path:
     db = tmp_path / "db" / "c.db"
+    db.parent.mkdir()
     run_cli("scan", small_library, "--db", db, check=True)
     return db
 

@@ -286,6 +286,18 @@ def test_missing_path_is_fatal_with_a_clear_message(tmp_path, test_model):
     assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nope'}: no such file or folder"
 
 
+def test_a_cache_in_a_folder_that_does_not_exist_is_refused(library, tmp_path, test_model):
+    """`--db ~/Muisc/moodtag.db` (a typo) made the folders and a fresh cache: a full re-analysis."""
+    db = tmp_path / "no such folder" / "c.db"
+    for command in (["scan", library], ["untag", library], ["stats"]):
+        proc = run_cli(*command, "--db", db, "--model", test_model) if command[0] == "scan" else \
+            run_cli(*command, "--db", db)
+        assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == (
+            f"error: {db}: no folder {db.parent} for the cache (a typo? moodtag makes the cache file, not its folders)"
+        ), command
+    assert not db.parent.exists()
+
+
 def test_malformed_options_fail_clearly(tmp_path, test_model):
     proc = scan(tmp_path, "--jobs", "two", "--model", test_model)
     assert proc.returncode == 2 and "--jobs" in proc.stderr

@@ -213,6 +213,7 @@ def test_a_cache_from_before_the_tag_state_is_upgraded_by_a_read_command(lib, tm
 @pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
 def test_an_old_cache_in_a_read_only_folder_is_read_from_an_upgraded_copy(lib, tmp_path, test_model):
     db = tmp_path / "ro" / "c.db"
+    db.parent.mkdir()
     scan(lib, db, test_model)
     _as_before_tag_state(db)
     before = db.read_bytes()
