@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.errors import BROKEN_LINK, AudioError
+from tagger.iff import overrun
 from tagger.stages import stage
 from tagger.weights import ClipPlan
 
@@ -542,8 +543,6 @@ def _check_chunks_end(path: Path, duration: float) -> None:
     """AudioError ('truncated') if a WAV or AIFF file's audio chunk declares more bytes than the file
     holds: libsndfile reads what is there, and the track would pass for a shorter one (tagger.iff). A
     size left unknown (a WAV written to a pipe) or a missing pad byte is no loss of audio."""
-    from tagger.iff import overrun
-
     with open(path, "rb") as fh:
         found = overrun(fh)
     if found is None or not found.audio or found.pad_only or found.unknown_size:

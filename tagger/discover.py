@@ -47,14 +47,10 @@ class Library:
         or to one the walk would not take by its own name (in a hidden folder, not named as audio),
         keeps the link's path."""
         target = os.path.realpath(link)
-        for real, root in self.folders:
-            parts = os.path.relpath(target, real).split(os.sep)
-            if parts[0] in (os.curdir, os.pardir) or not is_audio_name(parts[-1]):
-                continue
-            if self.include_hidden or not any(part.startswith(".") for part in parts):
-                return root.joinpath(*parts)
-        return link
-
+        if not is_audio_name(target):
+            return link
+        place = self._own_place(target)
+        return link if place is None else place[0].joinpath(*place[1])
 
     def walks_folder(self, link: Path) -> bool:
         """Whether the folder the symlink `link` points to is walked by its own name anyway: it lies under
@@ -65,13 +61,18 @@ class Library:
         here = os.path.realpath(link.parent)
         if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
             return False
-        for real, _ in self.folders:
+        return self._own_place(target) is not None
+
+    def _own_place(self, target: str) -> tuple[Path, list[str]] | None:
+        """(root as given, the parts below it) of the first root the real path `target` lies under, in no
+        hidden folder unless include_hidden: where the walk meets it by its own name; None if none."""
+        for real, root in self.folders:
             parts = os.path.relpath(target, real).split(os.sep)
             if parts[0] in (os.curdir, os.pardir):
                 continue
             if self.include_hidden or not any(part.startswith(".") for part in parts):
-                return True
-        return False
+                return root, parts
+        return None
 
 
 def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRef | WalkProblem]:

@@ -615,7 +615,7 @@ def _sniff(head: bytes, fh) -> type | None:
     if head.startswith(b"ID3"):  # ID3v2 in front (maybe several): MP3, or FLAC if fLaC follows
         offset, body = 0, head
         while body[:3] == b"ID3" and len(body) >= 10:
-            size = _syncsafe(body[6:10])
+            size = int(id3.BitPaddedInt(body[6:10]))
             offset += 10 + size + (10 if body[5] & 0x10 else 0)
             fh.seek(offset)
             body = fh.read(16)
@@ -872,22 +872,15 @@ def _id3_footer_to_padding(fileobj) -> None:
     header = fileobj.read(10)
     if len(header) < 10 or header[:4] != b"ID3\x04" or not header[5] & 0x10:
         return
-    size = _syncsafe(header[6:10])
+    size = int(id3.BitPaddedInt(header[6:10]))
     fileobj.seek(10 + size)
     if fileobj.read(4) != b"3DI\x04":
         return
     fileobj.seek(0)
-    fileobj.write(header[:5] + bytes([header[5] & ~0x10 & 0xFF]) + _to_syncsafe(size + 10))
+    fileobj.write(header[:5] + bytes([header[5] & ~0x10 & 0xFF]) + id3.BitPaddedInt.to_str(size + 10, width=4))
     fileobj.seek(10 + size)
     fileobj.write(bytes(10))
 
-
-def _syncsafe(four: bytes) -> int:
-    return sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(four))
-
-
-def _to_syncsafe(n: int) -> bytes:
-    return bytes((n >> shift) & 0x7F for shift in (21, 14, 7, 0))
 
 
 def _default_journal() -> UndoJournal:

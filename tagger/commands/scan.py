@@ -116,8 +116,9 @@ def prune(
         keys = cache.prunable(roots)
         if not dry_run:
             cache.forget(keys)
-    for key in keys if dry_run else ():
-        out.print(f"would forget: {shown(key)}")
+    if dry_run:
+        for key in keys:
+            out.print(f"would forget: {shown(key)}")
     n = len(keys)
     out.print(f"{'would forget' if dry_run else 'forgot'} {n} missing track{'s' if n != 1 else ''}")
 
