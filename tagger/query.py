@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
@@ -46,7 +47,7 @@ class TrackFilter:
     album: str | None = None
     exact: bool = False
     path_glob: str | None = None
-    status: str | None = None
+    status: str | tuple[str, ...] | None = None  # one status, or any of several
     order: str = "path"
     desc: bool = False
     limit: int | None = None
@@ -152,8 +153,10 @@ def select_tracks(cache: Cache, track_filter: TrackFilter, select: str, params: 
     from tagger.cache import TABLE
 
     f = track_filter
-    if f.status is not None and f.status not in STATUSES:
-        raise MoodtagError(f"unknown status {f.status!r} (choose one of: {', '.join(STATUSES)})")
+    statuses = (f.status,) if isinstance(f.status, str) else tuple(f.status or ())
+    for status in statuses:
+        if status not in STATUSES:
+            raise MoodtagError(f"unknown status {status!r} (choose one of: {', '.join(STATUSES)})")
     if f.order not in ORDERS:
         raise MoodtagError(f"unknown order {f.order!r} (choose one of: {', '.join(ORDERS)})")
     if f.limit is not None and f.limit < 0:
@@ -167,9 +170,9 @@ def select_tracks(cache: Cache, track_filter: TrackFilter, select: str, params: 
     if f.min_confidence is not None:
         where.append("confidence >= ?")
         params.append(f.min_confidence)
-    if f.status is not None:
-        where.append("status = ?")
-        params.append(f.status)
+    if statuses:
+        where.append(f"status IN ({', '.join('?' * len(statuses))})")
+        params.extend(statuses)
     for column, value in (("artist", f.artist), ("album", f.album)):
         if value is not None:
             where.append(f"{FOLD_FUNCTION}({column}) = ?" if f.exact
@@ -200,6 +203,10 @@ def full_glob(pattern: str) -> str:
     """A --path-glob pattern -> a GLOB on the absolute path (`~` expanded; relative: at any depth)."""
     if pattern.startswith("~"):
         pattern = str(Path(pattern).expanduser())
+    # as the key is written (cache.path_key): a backslash doubled, a byte that is not UTF-8 (from the
+    # command line, as a surrogate escape) as \xNN, so a name holding one is matched by its own spelling
+    if "\\" in pattern or not pattern.isascii():
+        pattern = os.fsencode(pattern).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
     if pattern.startswith(("/", "*")):
         return pattern
     return "*/" + pattern

@@ -380,6 +380,8 @@ def m3u_lines(path: Path) -> list[str]:
     (["--for", "mpd", "--music-dir", ".", "--absolute"], "leave out --absolute"),
     (["--for", "mpd", "--music-dir", ".", "-o", "x.m3u8"], "must be named NAME.m3u"),
     (["--for", "mpd", "--music-dir", "nowhere-at-all"], "is not a folder"),
+    (["--seed", "7"], "--seed orders a shuffled playlist: add --order shuffle (the order is score)"),
+    (["--seed", "7", "--order", "album"], "(the order is album)"),
 ])
 def test_for_mpd_option_errors(library, model, args, message):
     """Options that contradict each other are usage errors (exit status 2, click's lines, as the README says

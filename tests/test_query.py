@@ -99,6 +99,9 @@ def test_filters(cache_db):
     assert names(query_json(cache_db, "--status", "failed"), cache_db) == ["rock/broken.mp3"]
     assert query_json(cache_db, "--status", "failed")[0]["error"].startswith("cannot decode")
     assert names(query_json(cache_db, "--status", "missing"), cache_db) == ["rock/vanished.m4a"]
+    # repeated: any of them (it kept the last one alone)
+    assert names(query_json(cache_db, "--status", "failed", "--status", "missing"), cache_db) == [
+        "rock/broken.mp3", "rock/vanished.m4a"]
     high = query_json(cache_db, "--min-confidence", "0.9")
     assert sorted(names(high, cache_db)) == ["jazz/Blue in Green.flac", "jazz/So What.flac",
                                              "pop/Army of Me.mp3", "rock/[Live] 100%_loud.wav"]
@@ -142,6 +145,7 @@ def test_csv(cache_db):
     (["--csv", "--paths"], "--csv and --paths exclude each other"),
     (["--paths", "--sql", "SELECT path FROM tracks"], "--paths lists tracks; with --sql, select the path column"),
     (["--sql", "SELECT 1", "--mood", "calm", "--desc"], "--sql cannot be combined with --mood, --desc"),
+    (["--sql", " "], "--sql needs a statement"),  # printed an empty line, exit status 0
 ])
 def test_options_that_exclude_each_other_are_usage_errors(tmp_path, args, message):
     """They were errors of the cache's kind (exit status 1); the README says usage errors exit 2, as click's
@@ -511,3 +515,32 @@ def test_paths_in_a_pipe_are_the_names_own_bytes(tmp_path):
     shell = subprocess.run(f"{sys.executable} -m tagger query --db '{db}' --paths | xargs -d '\\n' ls -d --",
                            shell=True, capture_output=True)
     assert shell.returncode == 0 and shell.stdout.count(b"\n") == 3, shell.stderr
+
+
+def test_backslashes_in_tsv_cells_and_globs_are_written_as_in_the_key(tmp_path):
+    r"""A TSV cell escapes a tab as \t: a tag holding a backslash then 't' read the same as one holding a tab,
+    and the path (the cache's key, backslashes doubled) followed another rule than the tags. Now every cell
+    doubles its backslashes, so each escape can be undone; and --path-glob matches a name holding a
+    backslash by its own spelling (it had to be written doubled, as in the key)."""
+    from tests.conftest import run_cli
+
+    root, db = tmp_path / "music", tmp_path / "c.db"
+    (root / "AC\\DC").mkdir(parents=True)
+    with Cache.open(db) as cache:
+        for name, title in (("AC\\DC/a.mp3", "tab\\tliteral"), ("b.mp3", "tab\treal")):
+            (root / name).write_bytes(b"x")
+            cache.record(_result(root / name, 0.9), TrackRef.from_path(root / name),
+                         info={"format": "mp3", "artist": "AC\\DC", "title": title})
+    lines = run_cli("query", "--db", db).stdout.splitlines()
+    cells = {Path(line.split("\t")[0]).name: line.split("\t") for line in lines[1:]}
+    assert cells["a.mp3"][0] == f"{root}/AC\\\\DC/a.mp3" and cells["a.mp3"][3:5] == ["AC\\\\DC", "tab\\\\tliteral"]
+    assert cells["b.mp3"][3:5] == ["AC\\\\DC", "tab\\treal"]
+    unescaped = {name: [c.encode("latin-1", "backslashreplace").decode("unicode_escape") for c in row]
+                 for name, row in cells.items()}
+    assert unescaped["a.mp3"][4] == "tab\\tliteral" and unescaped["b.mp3"][4] == "tab\treal"
+    assert unescaped["a.mp3"][0] == str(root / "AC\\DC" / "a.mp3")
+    sql = run_cli("query", "--db", db, "--sql", "SELECT title FROM tracks ORDER BY title").stdout
+    assert sql.splitlines() == ["title", "tab\\treal", "tab\\\\tliteral"]  # a tab sorts before a backslash
+    found = run_cli("query", "--db", db, "--paths", "--path-glob", "AC\\DC/*")
+    assert found.stdout == f"{root}/AC\\DC/a.mp3\n"
+    assert run_cli("query", "--db", db, "--paths", "--path-glob", f"{root}/AC\\DC/a.mp3").stdout == found.stdout

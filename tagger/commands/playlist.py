@@ -83,6 +83,7 @@ def playlist(
     from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, other_models, print_playlist,
                                   resolve_labels, save_playlists)
 
+    _check_seed(order, seed)
     layout = _layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
                      relative_to=relative_to, absolute=absolute, player=player.value if player else None,
                      music_dir=music_dir)
@@ -137,6 +138,7 @@ def playlists(
         from tagger.errors import MoodtagError
 
         raise MoodtagError(f"{out_dir}: --out-dir is a file, not a folder")
+    _check_seed(order, seed)
     layout = _layout(out_dir, fmt=fmt.value if fmt else None, relative_to=relative_to, absolute=absolute,
                      player=player.value if player else None, music_dir=music_dir)
     _check_roots(paths)
@@ -154,6 +156,13 @@ def playlists(
                                                            min_rows=SPLIT_MIN_ROWS), requests, others):
             _report_left_out(result, layout.library, other)
             _report_written(result, dest.expanduser())
+
+
+def _check_seed(order, seed: int | None) -> None:
+    """--seed without --order shuffle would be ignored: a usage error (exit status 2), so a seed meant to fix
+    a shuffled playlist never silently gives the score order."""
+    if seed is not None and order != Order.shuffle:
+        raise typer.BadParameter(f"--seed orders a shuffled playlist: add --order shuffle (the order is {order.value})")
 
 
 def _layout(folder: Path | None, **options):

@@ -35,9 +35,10 @@ def query(
         "--path-glob", metavar="GLOB",
         help="Absolute path matches GLOB (case-sensitive, * also crosses folders); "
              "a GLOB starting with neither / nor * matches at any depth, e.g. 'Jazz/*.flac'.")] = None,
-    status: Annotated[Optional[Status], typer.Option(
+    status: Annotated[Optional[list[Status]], typer.Option(
         "--status", metavar="STATUS",
-        help="Only rows with this status: ok, failed, or missing (file gone since the last scan).")] = None,
+        help="Only rows with this status: ok, failed, or missing (file gone since the last scan); "
+             "repeat it for any of several.")] = None,
     order: Annotated[Order, typer.Option(
         "--order", metavar="KEY",
         help="Sort by confidence, path, artist, album or analyzed (rows without a value come last).")] = Order.path,
@@ -72,7 +73,9 @@ def query(
     if paths_only and sql is not None:
         raise typer.BadParameter("--paths lists tracks; with --sql, select the path column instead")
     filters = {"--mood": mood, "--min-confidence": min_confidence, "--artist": artist, "--album": album,
-               "--path-glob": path_glob, "--status": status, "--limit": limit}
+               "--path-glob": path_glob, "--status": status or None, "--limit": limit}
+    if sql is not None and not sql.strip():
+        raise typer.BadParameter("--sql needs a statement, e.g. --sql 'SELECT mood, count(*) FROM tracks GROUP BY mood'")
     if sql is not None:
         used = [name for name, value in filters.items() if value is not None]
         used += [name for name, on in (("--exact", exact), ("--desc", desc), ("--order", order != Order.path)) if on]
@@ -97,7 +100,7 @@ def query(
 
             check_mood(mood, *resolve_labels(cache, model=None, any_model=True))
         track_filter = TrackFilter(mood=mood, min_confidence=min_confidence, artist=artist, album=album,
-                                   exact=exact, path_glob=path_glob, status=status.value if status else None,
+                                   exact=exact, path_glob=path_glob, status=tuple(s.value for s in status) if status else None,
                                    order=order.value, desc=desc, limit=limit)
         if paths_only and _stdout_is_terminal():  # names escaped, as in the table
             _write_lines(printable(path) for (path,) in track_values(cache, track_filter, ("path",)))
@@ -349,19 +352,28 @@ def _csv_chunks(columns, rows):
 
 def _tsv_lines(columns, rows):
     """The TSV of a track listing (LISTING_COLUMNS' values as stored): a header line, then a line per
-    track, the confidence rounded to 4 decimals, control characters in a value escaped."""
+    track, the confidence rounded to 4 decimals, control characters in a value escaped and its backslashes
+    doubled (the path is the cache's key, whose backslashes are doubled already), so that every escape can
+    be undone."""
     from tagger.query import LISTING_COLUMNS
 
     assert tuple(columns) == LISTING_COLUMNS
     yield "\t".join(columns)
     for path, mood, confidence, artist, title, album, status, error in rows:
         cells = [path, "" if mood is None else mood, "" if confidence is None else str(round(confidence, 4)),
-                 "" if artist is None else artist, "" if title is None else title, "" if album is None else album,
-                 "" if status is None else status, "" if error is None else error]
+                 "" if artist is None else _backslashes(artist), "" if title is None else _backslashes(title),
+                 "" if album is None else _backslashes(album), "" if status is None else status,
+                 "" if error is None else _backslashes(error)]
         try:
             yield printable_cells(cells)
         except TypeError:  # a value that is not text (SQLite keeps what it was given)
             yield printable_cells([v if type(v) is str else _tsv_text(v) for v in cells])
+
+
+def _backslashes(value):
+    r"""A text value with each backslash doubled (TSV's escapes, like the key's: `\\` is a backslash, `\t` a
+    tab); any other value as it is."""
+    return value.replace("\\", "\\\\") if type(value) is str and "\\" in value else value
 
 
 def _tsv_cell(value) -> str:
@@ -376,10 +388,10 @@ def _tsv_text(value) -> str:
     """A TSV cell, control characters escaped; text, numbers and NULL (most cells) on a short path."""
     kind = type(value)
     if kind is str:
-        return printable(value)
+        return printable(_backslashes(value))
     if kind is float or kind is int:
         return str(value)
-    return "" if value is None else printable(_tsv_cell(value))
+    return "" if value is None else printable(_backslashes(_tsv_cell(value)))
 
 
 PATH_MIN_WIDTH = 30  # the path column's least width: a longer path folds onto more lines
