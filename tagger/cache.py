@@ -550,10 +550,13 @@ class Cache:
         return found
 
     def row_of(self, path: Path) -> tuple[Path, CachedTrack] | None:
-        """The row of the file at `path`, and the path it is kept under: `path` itself, or else the
-        file's real path (a scan keeps the path it walked, so a file named through a symlink, by
-        `untag` say, has its row under the name the scan met it by). None if neither has one."""
-        for place in (path, Path(os.path.realpath(path))):
+        """The row of the file at `path`, and the path it is kept under: `path` itself, or else a link's
+        own name (discover.own_name: the name a scan gives the file it points to) or the file's real
+        path; so a file named through a symlink, by `untag` say, finds its row. None if none has one."""
+        from tagger.discover import own_name
+
+        places = [path, own_name(path)] if os.path.islink(path) else [path]
+        for place in dict.fromkeys([*places, Path(os.path.realpath(path))]):
             key = path_key(place)[0]
             row = self.lookup([key]).get(key)
             if row is not None:

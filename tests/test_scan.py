@@ -237,6 +237,40 @@ def test_a_folder_of_links_into_the_library_adds_no_track(library, test_model, t
     assert rows(db)[str(real)]["size"] == real.stat().st_size and len(rows(db)) == len(synth.FORMATS) + 1
 
 
+def test_a_link_given_as_the_path_is_its_files_track(library, test_model, tmp_path):
+    """`scan Favorites/best.flac`, a link into the library, made a second row under the link's name and
+    analysed the file again, and the next scan of the library marked that row missing while the link was
+    still there. Now it is the file's one track, under the name a scan of the library gives it (spelled
+    through the folder above it, even when that folder is itself reached through a link); a link to a
+    file in a hidden folder keeps its own name, as in a walk; untag through the link finds the row."""
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, check=True)
+    before = rows(db)
+    real = next(library.rglob("*.flac"))
+    favorites = library / "0 Favorites"
+    favorites.mkdir()
+    (favorites / "best.flac").symlink_to(real)
+    hidden = library / ".stash" / "h.wav"
+    hidden.parent.mkdir()
+    synth.make_track(hidden, "calm", 12.0)
+    (favorites / "hidden.wav").symlink_to(hidden)
+    through = tmp_path / "Linked"  # the library reached through a link to it
+    through.symlink_to(library, target_is_directory=True)
+    for given, name in ((favorites / "best.flac", real), (through / "0 Favorites" / "best.flac",
+                                                          through / real.relative_to(library))):
+        proc = scan(given, "--db", db, "--model", test_model, "--json", check=True)
+        assert [(line["path"], line["action"]) for line in map(json.loads, proc.stdout.splitlines())] == [
+            (str(name), "cached" if name == real else "analysed")]
+    proc = scan(favorites / "hidden.wav", "--db", db, "--model", test_model, "--json", check=True)
+    assert json.loads(proc.stdout)["path"] == str(favorites / "hidden.wav")
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    assert {line["action"] for line in map(json.loads, proc.stdout.splitlines())} == {"cached"}
+    assert {path for path, row in rows(db).items() if row["status"] != "ok"} == set()
+    assert set(rows(db)) == set(before) | {str(favorites / "hidden.wav"), str(through / real.relative_to(library))}
+    proc = run_cli("untag", favorites / "best.flac", "--db", db, check=True)
+    assert rows(db)[str(real)]["tag_state"] == "untagged", proc.stdout + proc.stderr
+
+
 def test_a_folder_linked_into_the_library_adds_no_track(library, test_model, tmp_path):
     """An album folder linked into a "Favorites" folder that sorts before it was walked under the link's
     name, and the album itself skipped as seen: every file became a second row, analysed again, and the
