@@ -242,6 +242,16 @@ def path_key(path: Path | str | bytes) -> tuple[str, bytes | None]:
     return absolute.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"), absolute
 
 
+def holds_nothing(path: Path) -> bool:
+    """Whether `path` is an empty file with no write-ahead log holding pages: no cache yet, which `scan`
+    and `untag` make one of; their dry runs read it as no cache (nothing cached), not as a damaged one."""
+    try:
+        wal = Path(str(path) + "-wal")
+        return path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
+    except OSError:
+        return False
+
+
 def default_db_path() -> Path:
     """moodtag.db in the user's data folder ($XDG_DATA_HOME/moodtag on Linux)."""
     from platformdirs import user_data_path
@@ -331,6 +341,7 @@ class Cache:
         self._cleanup = cleanup  # a private copy to delete on close (see open_readonly)
         self._source = source    # read-only: the file read and the URI's flags (see reader)
         self._db: Database | None = None
+        self._by_stat: dict | None = None  # (size, mtime_ns) -> keys, for _row_by_identity
 
     @property
     def db(self) -> Database:
@@ -561,6 +572,29 @@ class Cache:
             row = self.lookup([key]).get(key)
             if row is not None:
                 return place, row
+        return self._row_by_identity(path)
+
+    def _row_by_identity(self, path: Path) -> tuple[Path, CachedTrack] | None:
+        """The row of the file at `path` kept under a name that none of row_of's spellings reaches (a
+        library scanned through a link to a folder, `sl/Ext -> /data/ext`, and the file named by its
+        real path): a row current for the file's size and mtime whose own path is the same file. The
+        (size, mtime) of every row are read once, on the first miss, so a folder of misses costs one
+        pass over the table."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if self._by_stat is None:
+            self._by_stat = {}
+            for key, size, mtime_ns in self.rows(f"SELECT path, size, mtime_ns FROM {TABLE} WHERE status != 'missing'"):
+                self._by_stat.setdefault((size, mtime_ns), []).append(key)
+        for key in self._by_stat.get((st.st_size, st.st_mtime_ns), ()):
+            row = self.lookup([key]).get(key)
+            try:
+                if row is not None and os.path.samestat(os.stat(row.fs_path), st):
+                    return Path(os.fsdecode(row.fs_path)), row
+            except OSError:
+                continue
         return None
 
     # A scan notes the keys it walks in a temporary table of this connection (on disk, not in memory),

@@ -112,6 +112,7 @@ class CacheStats:
     top_errors: tuple[tuple[str, int], ...]
     label: str | None
     histogram: tuple[int, ...]
+    tag_failed: int = 0       # rows analysed whose tag write failed (status failed, the mood kept)
 
     @property
     def failed(self) -> int:
@@ -286,7 +287,7 @@ def _read_only_authorizer(action: int, arg1, arg2, db_name, trigger) -> int:
 def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_errors: int = 5) -> CacheStats:
     """Counts per status, mood, format and model, the commonest failure causes, and a histogram of
     P(label) over the ok rows (label: default the last label of the stored scores, e.g. exciting)."""
-    from tagger.cache import KEPT, TABLE, TAGGED, UNTAGGED
+    from tagger.cache import KEPT, TABLE, TAG_FAILED, TAGGED, UNTAGGED
 
     if bins < 1:
         raise MoodtagError(f"--bins must be 1 or more, not {bins}")
@@ -300,7 +301,7 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
     # pass over the table: neither sorts 100,000 rows (a GROUP BY per count did, a second in all).
     total, by_status, by_mood, by_format, by_model = 0, Counter(), Counter(), Counter(), Counter()
     confidences: dict = {}
-    tagged = untagged = kept = 0
+    tagged = untagged = kept = tag_failed = 0
     for status, mood, fmt, model_name, model_version, tag_state, n, n_confidence, sum_confidence in cache.rows(
             f"SELECT status, mood, format, model_name, model_version, tag_state, count(*), count(confidence), "
             f"total(confidence) FROM {TABLE} "
@@ -308,6 +309,7 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         total += n
         untagged += n if tag_state == UNTAGGED else 0
         kept += n if tag_state == KEPT else 0
+        tag_failed += n if tag_state == TAG_FAILED else 0
         by_status[status] += n
         by_format[fmt.lower() if isinstance(fmt, str) else fmt] += n
         if status != "ok":
@@ -329,7 +331,8 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         confidences.items(), key=lambda item: _null_first(item[0])) if count}
     return CacheStats(total=total, by_status=_by_count(by_status), by_mood=_by_count(by_mood),
                       mean_confidence=mean_confidence, by_format=_by_count(by_format), by_model=_by_count(by_model),
-                      tagged=tagged, untagged=untagged, kept=kept, top_errors=errors, label=label, histogram=tuple(histogram))
+                      tagged=tagged, untagged=untagged, kept=kept, top_errors=errors, label=label, histogram=tuple(histogram),
+                      tag_failed=tag_failed)
 
 
 def _null_first(key) -> tuple:

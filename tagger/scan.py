@@ -212,6 +212,10 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                     todo.append(ref)
                     if row is not None and row.tag_state == UNTAGGED:
                         untagged_keys.add(key)
+                    elif row is not None and row.tag_state == KEPT:
+                        from tagger.tags import SET_BY_HAND  # mutagen: only where a file is tagged
+
+                        last_written[key] = SET_BY_HAND  # its mood is its own, whatever moodtag fields are left
                     elif row is not None and row.tagged and (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns):
                         last_written[key] = row.mood  # a different label there now was put by hand
 
@@ -383,10 +387,12 @@ def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: M
     tags = "unchanged" if row.tagged else row.tag_state if left else "not written"
     tag_error = None
     if needs_tags and data is not None:
+        from tagger.tags import SET_BY_HAND
+
         tags, tag_error = _tag_and_record(ref, row.mood, json.loads(data["scores"] or "{}"), spec, cache,
                                           write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime,
                                           journal=journal, replace_mood=replace_mood,
-                                          last_written=row.mood if row.tag_state == KEPT else None)
+                                          last_written=SET_BY_HAND if row.tag_state == KEPT else None)
     return TrackOutcome(ref, result, CACHED, tags, tag_error)
 
 
@@ -497,4 +503,6 @@ def available_cores() -> int:
 def _open_cache(db_path: Path, *, dry_run: bool) -> Cache | None:
     if not dry_run:
         return Cache.open(db_path)
-    return Cache.open_readonly(db_path) if db_path.is_file() else None
+    from tagger.cache import holds_nothing
+
+    return Cache.open_readonly(db_path) if db_path.is_file() and not holds_nothing(db_path) else None

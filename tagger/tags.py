@@ -14,7 +14,9 @@ threshold the model decides with); any other value (another tool's "Happy", "Cal
 file's own mood: write_mood keeps it (ForeignMood) unless asked to replace it, and then keeps its
 values in MOODTAG_REPLACED_MOOD, which remove_mood puts back; remove_mood leaves a mood that is not
 moodtag's. A label of moodtag's changed by hand to another label is told from moodtag's own where
-the caller knows what moodtag last wrote (a scan or untag, from the cache: `last_written`).
+the caller knows what moodtag last wrote (a scan or untag, from the cache: `last_written`), or knows
+that the mood there now was set by hand (the cache says kept: `last_written=SET_BY_HAND`; moodtag's
+old scores and model fields may still be beside it, and made a hand-set label look like moodtag's).
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
 `_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules), and which text fields of its own it has that
@@ -57,6 +59,7 @@ FIELD_PREFIX = "MOODTAG_"
 SCORE_PREFIX = "MOODTAG_SCORE_"
 MODEL_FIELD = "MOODTAG_MODEL"
 REPLACED_FIELD = "MOODTAG_REPLACED_MOOD"
+SET_BY_HAND = ""   # last_written for a file whose mood the cache says is its own (kept): none of it is moodtag's
 _LABEL = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
@@ -131,7 +134,8 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
     A mood field that is not moodtag's (see the module) raises ForeignMood and the file is left as it
     is, unless `replace`: then its values go into MOODTAG_REPLACED_MOOD, for remove_mood to restore.
     `last_written`: the mood moodtag last wrote into this file (the scan's cache knows it); another
-    label there now was put there by hand, and is the file's own mood too.
+    label there now was put there by hand, and is the file's own mood too. SET_BY_HAND: whatever mood
+    is there is the file's own (the cache says it was kept).
 
     The write is crash-safe (tagger.safewrite); `journal` is where an interrupted write is recorded
     for `UndoJournal.recover()`, by default the one beside the default cache. An MP3 that gets its

@@ -213,6 +213,25 @@ def test_an_empty_file_is_no_cache_to_prune_or_read(tmp_path):
         assert empty.read_bytes() == b"" and not Path(f"{empty}-wal").exists()
 
 
+
+def test_a_dry_run_reads_an_empty_file_as_no_cache_as_the_real_command_makes_one(small_library, tmp_path):
+    """`scan -n` and `untag -n` refused a zero-byte --db as no moodtag cache, which `scan` and `untag`
+    then took and made a cache of: a dry run first said the command would fail. Now they read it as
+    an empty cache (everything to do) and leave it empty, and the real scan makes the cache."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    before = snapshot(small_library)
+    for args in (["scan", small_library, "-n", "--json"], ["untag", small_library, "-n"]):
+        proc = run_cli(*args, "--db", empty)
+        assert proc.returncode == 0 and proc.stderr == "", (args, proc.stderr)
+        assert empty.read_bytes() == b"" and not Path(f"{empty}-wal").exists()
+    planned = run_cli("scan", small_library, "-n", "--json", "--db", empty).stdout.splitlines()
+    assert {json.loads(line)["action"] for line in planned} == {"analysed"}
+    assert snapshot(small_library) == before
+    run_cli("scan", small_library, "--db", empty, "--no-write", check=True)
+    assert sqlite3.connect(empty).execute("SELECT count(*) FROM tracks").fetchone()[0] == len(planned)
+
+
 @pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
 def test_a_read_only_cache_stops_the_scan_before_any_file_is_touched(small_library, tmp_path):
     db = tmp_path / "c.db"

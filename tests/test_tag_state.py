@@ -65,6 +65,8 @@ def test_untag_leaves_rows_that_say_untagged_and_the_next_scan_analyses_nothing(
         assert (row["size"], row["mtime_ns"]) == (p.stat().st_size, p.stat().st_mtime_ns)
     summary = stats(db)
     assert (summary["tagged"], summary["untagged"], summary["by_status"]) == (0, 4, {"ok": 4})
+    header = run_cli("stats", "--db", db, check=True).stdout.splitlines()[0]  # the text said nothing of them
+    assert header == f"{db}: 4 tracks (4 analysed: 0 tagged, 4 untagged; 0 failed, 0 missing)"
 
     again = scan(lib, db, test_model)   # a plain scan: nothing analysed, nothing written back
     assert [(o["action"], o["tags"]) for o in again] == [("cached", "untagged")] * 4
@@ -125,6 +127,23 @@ def test_untag_through_a_link_to_the_scanned_folder_finds_the_rows(lib, tmp_path
     assert all(read_mood(p) is None for p in lib.iterdir())
 
 
+def test_untag_by_the_real_path_of_a_folder_scanned_through_a_link_finds_the_rows(lib, tmp_path, test_model):
+    """The reverse: a library that reaches a folder through a link (`music/Ext -> lib`) keeps its rows
+    under the link's path; untag given the real folder untagged the files but found no row, and the
+    next scan of the library wrote the moods back without a word. Now the rows are found by the files
+    themselves (a row current for the file, whose path is the same file)."""
+    db = tmp_path / "c.db"
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "Ext").symlink_to(lib, target_is_directory=True)
+    scan(music, db, test_model)
+    assert sorted(rows(db)) == sorted(str(music / "Ext" / p.name) for p in lib.iterdir())
+    assert "untagged 4 files" in flat(run_cli("untag", lib, "--db", db, check=True).stdout)
+    assert {r["tag_state"] for r in rows(db).values()} == {"untagged"} and len(rows(db)) == 4
+    assert [(o["action"], o["tags"]) for o in scan(music, db, test_model)] == [("cached", "untagged")] * 4
+    assert all(read_mood(p) is None for p in lib.iterdir())
+
+
 def test_untag_dry_run_and_no_cache_change_nothing_in_the_cache(lib, tmp_path, test_model):
     db = tmp_path / "c.db"
     scan(lib, db, test_model)
@@ -153,6 +172,9 @@ def test_a_failed_tag_write_is_a_failure_in_the_cache_and_is_tried_again(lib, tm
         summary = stats(db)
         assert summary["by_status"] == {"ok": 3, "failed": 1} and summary["tagged"] == 3
         assert summary["top_errors"] == [{"error": "tags not written: read-only file (permission denied)", "count": 1}]
+        assert summary["tag_failed"] == 1  # analysed: the text counted it among neither analysed nor tagged
+        header = run_cli("stats", "--db", db, check=True).stdout.splitlines()[0]
+        assert header == f"{db}: 4 tracks (4 analysed: 3 tagged, 1 whose tags could not be written; 0 failed, 0 missing)"
         [failed] = query(db, "--status", "failed")
         assert failed["path"] == str(locked) and failed["tag_state"] == "failed" and failed["mood"] is not None
         assert failed["error"] == "tags not written: read-only file (permission denied)"
@@ -409,6 +431,39 @@ def test_untag_leaves_a_label_changed_by_hand(lib, tmp_path, test_model):
     assert "would untag" in run_cli("untag", track, "--db", db, "--dry-run", check=True).stdout
     run_cli("untag", track, "--db", db, check=True)
     assert list(flac.FLAC(track).tags) == [(k, v) for k, v in audio.tags if not k.upper().startswith("MOODTAG_")]
+    assert flac.FLAC(track)["MOOD"] == [theirs]
+
+
+def test_a_label_kept_by_a_scan_survives_later_changes_and_untag(lib, tmp_path, test_model):
+    """Once a scan had kept the user's label (row: kept), the file still held moodtag's old scores and
+    model fields beside it, so the label looked like moodtag's own: the next scan after any other edit
+    (a new title) wrote moodtag's mood over it, and untag deleted it. The cache's word (kept) now rules;
+    --replace-mood still puts moodtag's over it, and untag puts the user's back."""
+    db = tmp_path / "c.db"
+    track, ours, theirs, audio = _the_other_label_by_hand(lib, db, test_model)
+    assert {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]["tags"] == "kept"
+    assert "MOODTAG_MODEL" in flac.FLAC(track)  # moodtag's old fields, left beside the user's label
+    run_cli("untag", track, "--db", db, check=True)
+    assert flac.FLAC(track)["MOOD"] == [theirs] and "MOODTAG_MODEL" not in flac.FLAC(track)
+    assert {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]["tags"] == "untagged"
+    scan(lib, db, test_model, "--retag")  # the user's label is still the file's own
+    assert flac.FLAC(track)["MOOD"] == [theirs]
+
+    track, ours, theirs, audio = _the_other_label_by_hand(lib, tmp_path / "d.db", test_model)
+    db = tmp_path / "d.db"
+    assert {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]["tags"] == "kept"
+    edited = flac.FLAC(track)
+    edited["TITLE"] = ["a new title"]
+    edited.save()
+    again = {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]
+    assert (again["action"], again["tags"]) == ("analysed", "kept")
+    assert flac.FLAC(track)["MOOD"] == [theirs] and flac.FLAC(track)["TITLE"] == ["a new title"]
+    assert "would untag" in run_cli("untag", track, "--db", db, "--dry-run", check=True).stdout
+    run_cli("untag", track, "--db", db, check=True)
+    assert flac.FLAC(track)["MOOD"] == [theirs]
+    scan(lib, db, test_model, "--retag", "--replace-mood")
+    assert flac.FLAC(track)["MOOD"] == [ours] and flac.FLAC(track)["MOODTAG_REPLACED_MOOD"] == [theirs]
+    run_cli("untag", track, "--db", db, check=True)
     assert flac.FLAC(track)["MOOD"] == [theirs]
 
 

@@ -458,10 +458,13 @@ def _render_stats(summary, db_path) -> None:
 
     from tagger.console import out
 
-    out.print(f"[bold]{escape(str(db_path))}[/]: {summary.total} track{'s' if summary.total != 1 else ''} "
-              f"({summary.by_status.get('ok', 0)} analysed, {summary.tagged} tagged, "
-              + (f"{summary.kept} with their own mood kept, " if summary.kept else "") +
-              f"{summary.failed} failed, {summary.missing} missing)")
+    s = summary  # analysed: ok rows and those whose tag write failed (their mood is known)
+    tags = [f"{s.tagged} tagged"] + [text for n, text in (
+        (s.untagged, f"{s.untagged} untagged"), (s.kept, f"{s.kept} with their own mood kept"),
+        (s.tag_failed, f"{s.tag_failed} whose tags could not be written")) if n]
+    out.print(f"[bold]{escape(str(db_path))}[/]: {s.total} track{'s' if s.total != 1 else ''} "
+              f"({s.by_status.get('ok', 0) + s.tag_failed} analysed: {', '.join(tags)}; "
+              f"{s.failed - s.tag_failed} failed, {s.missing} missing)")
     counts = Table(box=None, show_header=True)
     counts.add_column("mood")
     counts.add_column("tracks", justify="right")

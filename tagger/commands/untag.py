@@ -24,7 +24,7 @@ def untag(
     analyses none of them again and leaves them untagged (`scan --retag` writes the mood back).
     Exit status 0 when it ran to the end, even if some files failed (each failure has its own line);
     130 if interrupted (it stops between two files)."""
-    from tagger.cache import Cache, resolve_db_path, scan_lock
+    from tagger.cache import KEPT, Cache, holds_nothing, resolve_db_path, scan_lock
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, error_line, out, shown, warn
     from tagger.discover import WalkProblem, walk
@@ -32,7 +32,7 @@ def untag(
     from tagger.records import TrackRef
     from tagger.safewrite import UndoJournal
     from tagger.scan import check_paths
-    from tagger.tags import remove_mood
+    from tagger.tags import SET_BY_HAND, remove_mood
 
     check_paths(paths)
     stops = StopRequests.install()
@@ -50,7 +50,7 @@ def untag(
         if not dry_run and db_path.is_file():  # checked before any file is touched, as a scan does
             cache = rows = Cache.open(db_path)
             cache.check_writable()
-        elif dry_run and db_path.is_file():
+        elif dry_run and db_path.is_file() and not holds_nothing(db_path):
             rows = Cache.open_readonly(db_path)
         for item in walk(paths):
             if stops.requested:
@@ -60,9 +60,12 @@ def untag(
                 error_line(item.path, item.cause)
                 continue
             place, row = (rows.row_of(item.path) if rows is not None else None) or (item.path, None)
-            try:  # the mood moodtag wrote there, from the cache: another label there now is the user's own
-                if remove_mood(item.path, last_written=row.mood if row is not None and row.tagged else None,
-                               dry_run=dry_run, journal=journal):
+            # the mood moodtag wrote there, from the cache: another label there now is the user's own; and
+            # where the cache says the file's own mood was kept, its mood stays whatever moodtag fields remain
+            last_written = (None if row is None else row.mood if row.tagged
+                            else SET_BY_HAND if row.tag_state == KEPT else None)
+            try:
+                if remove_mood(item.path, last_written=last_written, dry_run=dry_run, journal=journal):
                     changed += 1
                     if dry_run:
                         out.print(f"would untag: {shown(item.path)}")
