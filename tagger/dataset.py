@@ -79,6 +79,9 @@ def labels_of(items: list[Item], labels: tuple[str, ...] | None = None) -> tuple
     """The label order of a model: `labels` if given (each must occur), else the labels found,
     sorted (calm before exciting, so a binary model's threshold is on P(exciting))."""
     found = sorted({it.label for it in items})
+    if len(found) < 2:
+        held = f"one label ({found[0]})" if found else "no labelled track"
+        raise MoodtagError(f"DATA has {held}: a model needs tracks of two labels at least")
     if labels is None:
         return tuple(found)
     missing = [label for label in labels if label not in found]

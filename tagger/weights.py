@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -92,6 +93,8 @@ class ModelSpec:
         if "descriptors" in feats:
             feats["descriptors"] = tuple(feats["descriptors"])
         features = FeatureSpec(**feats)
+        if not isinstance(data.get("labels"), (list, tuple)):  # a string would become its letters
+            raise TypeError(f"labels must be a list of names, not {data.get('labels')!r}")
         data["labels"] = tuple(data["labels"])
         return cls(clips=clips, features=features, **data)
 
@@ -247,25 +250,70 @@ def safetensors_metadata(path: Path) -> dict:
 
 
 def spec_problem(spec: ModelSpec) -> str | None:
-    """What makes a spec unusable (a value no track could be analysed with), or None."""
+    """What makes a spec unusable (a value no track could be analysed with, or that `model-info` could
+    not show), or None: checked once, when the model is read, so that a bad model file is one error
+    and never a failure of every track it analyses (whose rows would replace finished results)."""
     labels, clips = spec.labels, spec.clips
+    for name in ("name", "version", "trained_on", "created"):
+        if not isinstance(getattr(spec, name), str):
+            return f"{name} {getattr(spec, name)!r} must be text"
+    if not isinstance(spec.metrics, dict):
+        return f"metrics must be a JSON object, not {type(spec.metrics).__name__}"
+    if not isinstance(spec.architecture, dict) or not isinstance(spec.architecture.get("name"), str):
+        return f"architecture {spec.architecture!r} must be an object with a name"
     if len(labels) < 2 or len(set(labels)) != len(labels) or not all(isinstance(l, str) and l for l in labels):
         return f"labels must be two or more distinct names, not {list(labels)}"
-    if not isinstance(spec.sample_rate, int) or not 1000 <= spec.sample_rate <= 384000:
+    if not _whole(spec.sample_rate, 1000, 384000):
         return f"sample_rate {spec.sample_rate!r} is not a sample rate"
-    if not isinstance(clips.count, int) or not 1 <= clips.count <= 100:
+    if not _whole(clips.count, 1, 100):
         return f"clips.count {clips.count!r} must be a whole number from 1 to 100"
-    if not isinstance(clips.seconds, (int, float)) or not 0.1 <= clips.seconds <= 120:
+    if not _number(clips.seconds) or not 0.1 <= clips.seconds <= 120:
         return f"clips.seconds {clips.seconds!r} must be from 0.1 to 120"
     if clips.placement not in ("contiguous", "spread"):
         return f"clips.placement {clips.placement!r} must be contiguous or spread"
-    if not isinstance(clips.span, (int, float)) or not 0 < clips.span <= 1:
+    if not _number(clips.span) or not 0 < clips.span <= 1:
         return f"clips.span {clips.span!r} must be above 0 and at most 1"
     top_db = spec.features.top_db
-    if top_db is not None and not (isinstance(top_db, (int, float)) and 10 <= top_db <= 200):
+    if top_db is not None and not (_number(top_db) and 10 <= top_db <= 200):
         return f"features.top_db {top_db!r} must be from 10 to 200 (or absent)"
-    if spec.threshold is not None and not (isinstance(spec.threshold, (int, float)) and 0 < spec.threshold < 1):
+    if spec.threshold is not None and not (_number(spec.threshold) and 0 < spec.threshold < 1):
         return f"threshold {spec.threshold!r} must be between 0 and 1"
+    descriptors = spec.architecture["name"] == DESCRIPTOR_ARCHITECTURE
+    if descriptors != (spec.features.kind == "descriptors"):
+        return (f"features.kind {spec.features.kind!r} does not go with architecture "
+                f"{spec.architecture['name']!r} (descriptors go with {DESCRIPTOR_ARCHITECTURE})")
+    return None if descriptors else _network_input_problem(spec)
+
+
+def _number(value) -> bool:
+    """A finite int or float (not a bool, which JSON's true would give)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _network_input_problem(spec: ModelSpec) -> str | None:
+    """What makes a network model's input recipe unusable (features, normalization), or None."""
+    f = spec.features
+    if f.kind not in ("mel", "stft", "mfcc"):
+        return f"features.kind {f.kind!r} must be mel, stft, mfcc or descriptors"
+    for name, low, high in (("n_fft", 16, 65536), ("hop_length", 1, 65536), ("n_mels", 1, 1024),
+                            ("n_mfcc", 1, 1024), ("channels", 1, 64)):
+        if not _whole(getattr(f, name), low, high):
+            return f"features.{name} {getattr(f, name)!r} must be a whole number from {low} to {high}"
+    if not (isinstance(f.size, tuple) and len(f.size) == 2 and all(_whole(n, 1, 4096) for n in f.size)):
+        return f"features.size {f.size!r} must be two whole numbers from 1 to 4096"
+    if f.center not in ("none", "band"):
+        return f"features.center {f.center!r} must be none or band"
+    if not (_number(f.fmin) and 0 <= f.fmin < spec.sample_rate / 2):
+        return f"features.fmin {f.fmin!r} must be from 0 to below half the sample rate"
+    if f.fmax is not None and not (_number(f.fmax) and f.fmin < f.fmax <= spec.sample_rate / 2):
+        return f"features.fmax {f.fmax!r} must be above fmin and at most half the sample rate (or absent)"
+    norm = spec.normalization
+    if not (isinstance(norm, dict) and _number(norm.get("mean")) and _number(norm.get("std")) and norm["std"] >= 0):
+        return f"normalization {norm!r} must hold a number 'mean' and a number 'std' of 0 or more"
     return None
 
 

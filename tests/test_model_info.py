@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import run_cli
 
 
@@ -49,3 +51,73 @@ def test_json_carries_the_whole_spec():
     assert info["sha256"] == file_sha256(path) and info["path"] == str(path)
     assert info["spec"] == json.loads(json.dumps(read_spec(path).to_json()))
     assert "nested_leave_one_game_out" in info["spec"]["metrics"] and "held_out" in info["spec"]["metrics"]
+
+
+def _altered(tmp_path, shipped: str, **changes):
+    """A copy of a shipped model with spec fields changed ("features__n_fft" for a nested one), its
+    tensors as they are: what a hand-edited or foreign-made model file may hold."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from tagger.weights import SPEC_KEY, resolve_model, safetensors_metadata
+
+    source = resolve_model(shipped)
+    spec = json.loads(safetensors_metadata(source)[SPEC_KEY])
+    for key, value in changes.items():
+        *parents, last = key.split("__")
+        node = spec
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    path = tmp_path / f"{shipped}-altered.safetensors"
+    save_file(load_file(str(source)), str(path), metadata={SPEC_KEY: json.dumps(spec)})
+    return path
+
+
+@pytest.mark.parametrize("shipped, changes, cause", [
+    ("moodtag-cnn", {"normalization": {}}, "normalization {} must hold a number 'mean'"),
+    ("moodtag-cnn", {"features__n_fft": 0}, "features.n_fft 0 must be a whole number from 16 to 65536"),
+    ("moodtag-cnn", {"features__kind": "bogus"}, "features.kind 'bogus' must be mel, stft, mfcc or descriptors"),
+    ("moodtag-cnn", {"features__size": [0, 0]}, "features.size (0, 0) must be two whole numbers"),
+    ("moodtag-cnn", {"features__center": "bogus"}, "features.center 'bogus' must be none or band"),
+    ("moodtag-rhythm", {"architecture": None}, "architecture None must be an object with a name"),
+    ("moodtag-rhythm", {"features__kind": "mel"}, "features.kind 'mel' does not go with architecture"),
+    ("moodtag-rhythm", {"labels": "ce"}, "labels must be a list of names, not 'ce'"),
+    ("moodtag-rhythm", {"clips__count": True}, "clips.count True must be a whole number from 1 to 100"),
+    ("moodtag-rhythm", {"metrics": "bad"}, "metrics must be a JSON object, not str"),
+    ("moodtag-rhythm", {"created": 5}, "created 5 must be text"),
+])
+def test_a_malformed_spec_is_one_error_for_every_command(tmp_path, shipped, changes, cause):
+    """Such a model was taken: a bad input recipe then failed every track in the workers (a --force scan
+    replaced finished rows with those failures), a string of labels became its letters (tags 'c', 'e'),
+    and model-info, classify and evaluate ended in tracebacks. Now each command says it once."""
+    from tests.conftest import run_cli
+
+    path = _altered(tmp_path, shipped, **changes)
+    for args in (["model-info", path], ["classify", "--model", path, tmp_path / "absent.mp3"],
+                 ["scan", tmp_path, "--model", path, "--db", tmp_path / "c.db"]):
+        proc = run_cli(*args)
+        assert (proc.returncode, proc.stdout) == (1, ""), (args, proc.stderr)
+        assert proc.stderr.startswith(f"error: {path}: malformed model spec ({cause}"), (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "c.db").exists()
+
+
+@pytest.mark.parametrize("metrics", [
+    {"held_out": {"pooled": {"balanced_accuracy": "x", "groups": [1]}}},
+    {"nested_leave_one_game_out": {"ba": 0.5, "auc": 0.5, "tracks": 3, "intervals": {"ba": [0.1]}, "games": 5}},
+    {"nested_leave_one_game_out": {"ba": 0.5, "auc": 0.5, "tracks": 3, "user": [1]}},
+    {"threshold": {"chosen": "x", "method": 1}},
+])
+def test_figures_not_as_moodtag_writes_them_are_shown_as_they_are(tmp_path, metrics):
+    """model-info ended in a traceback on metrics it could not lay out; it shows them as JSON instead."""
+    text = " ".join(model_info(str(_altered(tmp_path, "moodtag-rhythm", metrics=metrics)), columns=300).split())
+    key, value = next(iter(metrics.items()))
+    assert f"metric {key}" in text and json_text(value) in text
+
+
+def json_text(value) -> str:
+    import json
+
+    return json.dumps(value)

@@ -161,6 +161,43 @@ def test_bad_options(data, tmp_path, args, message):
     assert message in str(result.exception)
 
 
+@pytest.mark.parametrize("feature", ["descriptors", "mel"])
+def test_data_of_one_label_is_one_clear_line_before_any_training(data, tmp_path, feature):
+    """A descriptor model on one label ended in scikit-learn's traceback; a network trained (exit 0) and
+    wrote a model every command then refused. An empty DATA ('', an unset variable) trained on the
+    current folder; it is a usage error now, as for classify."""
+    from tests.conftest import run_cli
+
+    one = tmp_path / "one"
+    (one / "calm").mkdir(parents=True)
+    for track in sorted((data / "calm").iterdir())[:3]:
+        (one / "calm" / track.name).symlink_to(track)
+    out = tmp_path / "m.safetensors"
+    proc = run_cli("train", one, "--out", out, "--feature", feature, *TINY[:2])
+    assert (proc.returncode, proc.stderr) == (1, "error: DATA has one label (calm): a model needs tracks of "
+                                                 "two labels at least\n")
+    assert not out.exists()
+    for command in (["train", "", "--out", out], ["evaluate", ""]):
+        proc = run_cli(*command)
+        assert proc.returncode == 2 and "Invalid value for 'DATA': an empty path" in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_evaluate_exits_1_when_a_track_could_not_be_read(data, tmp_path):
+    """It printed each failure and exited 0, even with every track failed; classify exits 1."""
+    from tests.conftest import run_cli
+
+    csv = tmp_path / "set.csv"
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00")
+    good = sorted((data / "calm").iterdir())[0]
+    csv.write_text(f"path,label\nbroken.wav,calm\n{good},calm\n")
+    proc = run_cli("evaluate", csv)
+    assert proc.returncode == 1 and f"failed: {tmp_path / 'broken.wav'}: " in proc.stderr, proc.stderr
+    assert "1 (1 failed)" in " ".join(proc.stdout.split())
+    proc = run_cli("evaluate", csv, "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["failed"] == 1, proc.stdout
+
+
 def test_bad_data(tmp_path):
     with pytest.raises(MoodtagError, match="no label folders"):
         load_items(tmp_path)

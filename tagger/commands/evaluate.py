@@ -38,11 +38,13 @@ def evaluate(
         data_out = {"model": {"name": loaded.spec.name, "version": loaded.spec.version, "path": str(loaded.path),
                               "sha256": loaded.sha256}, **report.to_json(rows=True)}
         out.print(json.dumps(data_out, ensure_ascii=False), markup=False, highlight=False)
-        return
-    for row in report.rows:
-        if row.error:
-            error_line(row.path, row.error)
-    render_report(report, title=f"{loaded.spec.name} {loaded.spec.version}", tracks=tracks)
+    else:
+        for row in report.rows:
+            if row.error:
+                error_line(row.path, row.error)
+        render_report(report, title=f"{loaded.spec.name} {loaded.spec.version}", tracks=tracks)
+    if report.failed:  # the figures leave those tracks out: exit status 1, as classify's for a failed file
+        raise typer.Exit(1)
 
 
 def _fmt(x) -> str:

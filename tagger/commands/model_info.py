@@ -55,20 +55,29 @@ def model_info(
     table.add_row("architecture", json.dumps(spec.architecture))
     table.add_row("trained on", spec.trained_on or "-")
     table.add_row("created", spec.created or "-")
-    metrics = dict(spec.metrics)
+    try:
+        rows = metric_rows(spec.metrics)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):  # figures not as moodtag writes them
+        rows = [(f"metric {key}", json.dumps(value)) for key, value in spec.metrics.items()]
+    for row in rows:
+        table.add_row(*row)
+    table.add_row("shipped models", ", ".join(info["shipped"]) or "-")
+    out.print(table)
+
+
+def metric_rows(metrics: dict) -> list[tuple[str, str]]:
+    """The spec's metrics as table rows: the nested figures first (the plain ones chose and scored on the
+    same folds), then each held-out validation, then any other figure as it is."""
+    metrics = dict(metrics)
     nested = metrics.pop(NESTED, None) if _is_nested(metrics.get(NESTED)) else None
-    if nested:  # the headline first; the plain figures chose and scored on the same folds
-        for row in nested_rows(nested):
-            table.add_row(*row)
+    rows = nested_rows(nested) if nested else []
     for key, value in metrics.items():
         if isinstance(value, dict) and isinstance(value.get("pooled"), dict):
             title = "plain leave-one-game-out (optimistic)" if nested and key == "held_out" else f"metric {key}"
-            for row in held_out_rows(title, value):
-                table.add_row(*row)
+            rows += held_out_rows(title, value)
             continue
-        table.add_row(f"metric {key}", json.dumps(value) if not isinstance(value, float) else f"{value:.3f}")
-    table.add_row("shipped models", ", ".join(info["shipped"]) or "-")
-    out.print(table)
+        rows.append((f"metric {key}", json.dumps(value) if not isinstance(value, float) else f"{value:.3f}"))
+    return rows
 
 
 def threshold_text(spec) -> str:
@@ -77,6 +86,9 @@ def threshold_text(spec) -> str:
         return "argmax"
     text = f"{spec.threshold:g} on P({spec.labels[-1]})"
     chosen = (spec.metrics or {}).get("threshold")
+    if not (isinstance(chosen, dict) and isinstance(chosen.get("chosen"), (int, float))
+            and isinstance(chosen.get("method"), str)):
+        return text
     if chosen and "chosen" in chosen:
         if abs(chosen["chosen"] - spec.threshold) < 1e-9:
             text += f" ({chosen['method']})"

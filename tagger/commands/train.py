@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from tagger.commands.model_info import threshold_text
-from tagger.commands.options import JsonOption
+from tagger.commands.options import JsonOption, path_value
 from tagger.records import counted
 
 DataArgument = Annotated[list[Path], typer.Argument(
-    metavar="DATA",
+    metavar="DATA", parser=path_value,
     help="A folder with one sub-folder per label (DATA/calm/..., DATA/exciting/...), or a CSV with a header "
          "'path,label[,group]' (paths relative to the CSV). Several may be given.")]
 GroupByOption = Annotated[str, typer.Option(
@@ -109,7 +109,7 @@ def train(
     """Train a model on labelled tracks and write it to MODEL (safetensors, spec inside, no pickle).
 
     Groups (a game, a collection) stay whole on one side of any validation split."""
-    from tagger.dataset import load_many, parse_labels
+    from tagger.dataset import labels_of, load_many, parse_labels
     from tagger.errors import MoodtagError
     from tagger.features import CENTERINGS, FEATURE_KINDS
     from tagger.feature_cache import default_cache_dir
@@ -141,6 +141,7 @@ def train(
     if regularization_old is not None:
         regularization = regularization_old
     items = load_many(data, labels=parse_labels(labels), group_by=group_by, on_skip=warn_not_audio)
+    labels_of(items, parse_labels(labels))  # two labels at least, before any track is decoded
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
                            top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name,
