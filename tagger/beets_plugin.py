@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import confuse
 from beets import ui
 from beets.dbcore import types
 from beets.plugins import BeetsPlugin
@@ -99,7 +100,12 @@ class MoodtagPlugin(BeetsPlugin):
         super().__init__(name or "moodtag")
         self.config.add(DEFAULTS)
         self._imported: list[int] = []  # ids of the items the running import brought in
-        if self.config["auto"].get(bool):
+        try:
+            auto = self.config["auto"].get(bool)
+        except confuse.ConfigError as exc:  # one line, not a traceback that also loses `beet moodtag`
+            self._log.error("configuration error: {} (imports are not analysed until it is fixed)", exc)
+            auto = False
+        if auto:
             self.register_listener("import_task_files", self.collect)
             self.register_listener("import", self.imported)
 
@@ -140,9 +146,9 @@ class MoodtagPlugin(BeetsPlugin):
         """db, model, jobs, force and replace_mood: the command's option, else the config's moodtag.<name>."""
         config = self.config
         chosen = {name: getattr(opts, name, None) for name in ("db", "model", "jobs", "force", "replace_mood")}
-        db = chosen["db"] if chosen["db"] is not None else config["db"].get()
+        db = chosen["db"] if chosen["db"] is not None else config["db"].get(confuse.Optional(str))
         return {"db": Path(db).expanduser() if db else None,
-                "model": chosen["model"] if chosen["model"] is not None else config["model"].get(),
+                "model": chosen["model"] if chosen["model"] is not None else config["model"].get(confuse.Optional(str)),
                 "jobs": chosen["jobs"] if chosen["jobs"] is not None else config["jobs"].get(int),
                 "force": bool(chosen["force"]) or config["force"].get(bool),
                 "replace_mood": bool(chosen["replace_mood"]) or config["replace_mood"].get(bool)}
@@ -161,6 +167,9 @@ class MoodtagPlugin(BeetsPlugin):
             if dry_run and event.kind == "track" and o.result.ok:
                 progress.log(f"[cyan]would set[/] {MOOD} {o.result.mood} ({o.result.confidence:.2f}): "
                              f"{shown(o.ref.path)}")
+            if event.kind == "jobs":  # beet moodtag has no --oversubscribe: the scan's line would name it
+                progress.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores available")
+                return
             progress.show(event)
 
         try:

@@ -199,6 +199,24 @@ def test_an_unusable_model_is_one_error_line(tmp_path, originals):
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"db": 5}, "configuration error: moodtag.db: must be a string"),
+    ({"model": 123}, "configuration error: moodtag.model: must be a string"),
+    ({"auto": "maybe"}, "configuration error: moodtag.auto: must be a bool"),
+])
+def test_a_bad_setting_is_one_configuration_error(tmp_path, originals, setting, message):
+    """A number for moodtag.db or moodtag.model ended in a TypeError traceback, and `auto: maybe` in a
+    traceback while loading the plugin, after which beets knew no `moodtag` command. Now each is one
+    line, as beets gives for its own settings (and as `jobs: abc` already gave)."""
+    beet = Beets(tmp_path, originals, moodtag=setting)
+    run = beet("moodtag", check=False)
+    assert "Traceback" not in run.stderr and message in run.stderr, run.stderr
+    if "auto" in setting:  # the plugin loads, with imports left alone, and its command works
+        assert run.returncode == 0 and "0 items" in run.stderr, run.stderr
+    else:
+        assert run.returncode == 1
+
+
 def test_a_mood_another_tool_wrote_is_kept_unless_replace_mood(tmp_path, originals):
     """beets' items get moodtag's mood either way; the file keeps its own mood field (Picard's MOOD)
     until `--replace-mood`, and the summary line counts the files that kept theirs."""
