@@ -336,7 +336,7 @@ def train_model(items: list[Item], *, spec: ModelSpec, epochs: int = 12, clips_p
     `val_groups` (names) or `val_fraction` hold whole groups out for validation; `threshold` "auto"
     picks a binary model's threshold on P(labels[1]) by validation balanced accuracy (0.5 without
     validation), or a number fixes it. Returns the weights and the completed spec; writes nothing."""
-    _check_options(epochs=epochs, clips_per_track=clips_per_track, batch_size=batch_size, lr=lr,
+    check_options(epochs=epochs, clips_per_track=clips_per_track, batch_size=batch_size, lr=lr,
                    span=span, val_fraction=val_fraction, balance=balance)
     labels = tuple(spec.labels)
     unknown = [it for it in items if it.label not in labels]
@@ -446,7 +446,8 @@ def _choose_threshold(threshold, labels, rows) -> float | None:
     return best_threshold(y, np.array([r.scores[labels[1]] for r in ok]))
 
 
-def _check_options(*, epochs, clips_per_track, batch_size, lr, span, val_fraction, balance) -> None:
+def check_options(*, epochs, clips_per_track, batch_size, lr, span, val_fraction, balance) -> None:
+    """MoodtagError, naming the option, for a training setting out of range."""
     if epochs < 1:
         raise MoodtagError(f"--epochs {epochs}: must be at least 1")
     if clips_per_track < 1:

@@ -225,8 +225,12 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
             skipped.append((str(it.path), str(exc)))
         if on_progress is not None:
             on_progress(i, len(items), it)
-    if len({it.label for it in kept}) < len(labels):
-        raise MoodtagError("after skipping undecodable tracks, a label has no training track left")
+    empty = [label for label in labels if not any(it.label == label for it in kept)]
+    if empty:
+        lost = [f"{path} ({error})" for path, error in skipped if any(
+            str(it.path) == path and it.label == empty[0] for it in items)]
+        raise MoodtagError(f"label {empty[0]!r} has no track that could be read: "
+                           + "; ".join(lost[:3]) + (f"; and {len(lost) - 3} more" if len(lost) > 3 else ""))
     X = np.array(rows)
     y = np.array([labels.index(it.label) for it in kept])
     groups = np.array([it.group for it in kept])

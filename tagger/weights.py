@@ -243,6 +243,11 @@ def safetensors_metadata(path: Path) -> dict:
         header = json.loads(fh.read(length).decode("utf-8"))
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
+    ends = [entry.get("data_offsets", [0, 0])[-1] for name, entry in header.items()
+            if name != "__metadata__" and isinstance(entry, dict)]
+    if any(not isinstance(end, int) for end in ends) or max(ends, default=0) > size - 8 - length:
+        raise ValueError(f"the tensors' data breaks off: the header needs {max(ends, default=0):,} bytes after "
+                         f"it, the file holds {size - 8 - length:,} (a truncated copy?)")
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ValueError("__metadata__ is not a map of strings")

@@ -121,3 +121,18 @@ def json_text(value) -> str:
     import json
 
     return json.dumps(value)
+
+
+def test_a_model_file_cut_short_in_its_tensors_is_refused_by_model_info_too(tmp_path):
+    """model-info reads the header alone, and showed a model whose tensors were cut off as whole;
+    classify then failed on it. The header's offsets are now checked against the file's size."""
+    from tests.conftest import run_cli
+    from tagger.weights import resolve_model
+
+    whole = resolve_model("moodtag-rhythm").read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(whole[:-20])
+    for args in (["model-info", cut], ["classify", "--model", cut, tmp_path / "absent.mp3"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+        assert proc.stderr.startswith(f"error: {cut}: not a moodtag model file (the tensors' data breaks off")

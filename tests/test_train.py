@@ -148,17 +148,35 @@ def test_missing_data_is_one_clear_line(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--feature", "wav"], "--feature wav: unknown"),
-    (["--placement", "edges"], "--placement edges: unknown"),
-    (["--center", "time"], "--center time: unknown"),
     (["--val-groups", "g9"], "--val-groups: no group 'g9'"),
     (["--labels", "calm,sad"], "unknown label"),
-    (["--epochs", "0"], "--epochs 0: must be at least 1"),
 ])
-def test_bad_options(data, tmp_path, args, message):
+def test_options_the_data_rules_out(data, tmp_path, args, message):
     result = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "m.safetensors"), *args])
     assert isinstance(result.exception, MoodtagError), result.output
     assert message in str(result.exception)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--feature", "wav"], "--feature wav: unknown"),
+    (["--placement", "edges"], "--placement edges: unknown"),
+    (["--center", "time"], "--center time: unknown"),
+    (["--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["--batch-size", "1"], "--batch-size 1: must be at least 2"),
+    (["--threshold", "2"], "--threshold 2.0: must be between 0 and 1"),
+    (["--feature", "descriptors", "--c", "0"], "--c 0.0: must be positive"),
+    (["--feature", "descriptors", "--descriptors", "tempo"], "--descriptors: unknown descriptor 'tempo'"),
+    (["--out", "m.txt"], "--out m.txt: a model file must end in .safetensors"),
+])
+def test_bad_option_values_are_usage_errors(data, tmp_path, args, message):
+    """Wrong whatever the data: click's usage error and exit status 2, as the README says of a bad value
+    (they were errors of exit status 1; --epochs 0 only after every track was read)."""
+    from tests.conftest import run_cli
+
+    proc = run_cli("train", data, "--out", tmp_path / "m.safetensors", *args, env={"COLUMNS": "300"})
+    assert proc.returncode == 2 and proc.stderr.startswith("Usage: moodtag train"), proc.stderr
+    assert f"Error: Invalid value: {message}" in proc.stderr, proc.stderr
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 @pytest.mark.parametrize("feature", ["descriptors", "mel"])

@@ -111,39 +111,30 @@ def train(
     Groups (a game, a collection) stay whole on one side of any validation split."""
     from tagger.dataset import labels_of, load_many, parse_labels
     from tagger.errors import MoodtagError
-    from tagger.features import CENTERINGS, FEATURE_KINDS
     from tagger.feature_cache import default_cache_dir
     from tagger.train import Augment, cross_validate as run_cv, prepare_spec, train_model
     from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, check_writable, save_model
 
-    if feature not in FEATURE_KINDS + ("descriptors",):
-        raise MoodtagError(f"--feature {feature}: unknown (choose from {', '.join(FEATURE_KINDS)}, descriptors)")
-    if center not in CENTERINGS:
-        raise MoodtagError(f"--center {center}: unknown (choose from {', '.join(CENTERINGS)})")
+    if regularization_old is not None:
+        regularization = regularization_old
     placement = placement or ("spread" if feature == "descriptors" else "contiguous")
-    if placement not in ("contiguous", "spread"):
-        raise MoodtagError(f"--placement {placement}: unknown (choose contiguous or spread)")
-    if out.suffix != ".safetensors":
-        raise MoodtagError(f"--out {out}: a model file must end in .safetensors")
+    try:  # option values that need no data: usage errors (exit status 2), before anything is read
+        names = _check_usage(feature=feature, center=center, placement=placement, out=out, val_groups=val_groups,
+                             val_fraction=val_fraction, threshold=threshold, mixup=mixup, cv_groups=cv_groups,
+                             cross_validate=cross_validate, descriptors=descriptors, C=regularization, top_db=top_db,
+                             transform=transform, epochs=epochs, clips_per_track=clips_per_track,
+                             batch_size=batch_size, lr=lr, span=span, balance=balance)
+    except MoodtagError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if out.is_dir():
         raise MoodtagError(f"--out {out}: is a folder")
     check_writable(out)  # now, not after the training
     name = _model_name(name, out)
-    if val_groups and val_fraction:
-        raise MoodtagError("--val-groups and --val-fraction: give one or the other")
-    if threshold is not None and not 0 < threshold < 1:
-        raise MoodtagError(f"--threshold {threshold}: must be between 0 and 1")
-    if not 0 <= mixup <= 1:
-        raise MoodtagError(f"--mixup {mixup}: must be in [0, 1]")
-    if cv_groups and not cross_validate:
-        raise MoodtagError("--cv-groups needs --cross-validate")
 
-    if regularization_old is not None:
-        regularization = regularization_old
     items = load_many(data, labels=parse_labels(labels), group_by=group_by, on_skip=warn_not_audio)
     labels_of(items, parse_labels(labels))  # two labels at least, before any track is decoded
     if feature == "descriptors":
-        _train_descriptors(items, out=out, names=_split(descriptors) or [], C=regularization, seed=seed,
+        _train_descriptors(items, out=out, names=names, C=regularization, seed=seed,
                            top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name,
                            version=version, threshold="auto" if threshold is None else threshold, transform=transform,
                            cache_dir=cache_dir, json_out=json_out)
@@ -182,6 +173,52 @@ def train(
     _render_summary(out, final_spec, result, cv, seconds)
 
 
+def _check_usage(*, feature: str, center: str, placement: str, out: Path, val_groups, val_fraction: float,
+                 threshold, mixup: float, cv_groups, cross_validate: bool, descriptors, C: float, top_db,
+                 transform: str, epochs: int, clips_per_track: int, batch_size: int, lr: float, span: float,
+                 balance: float) -> tuple[str, ...]:
+    """MoodtagError for an option value that is wrong whatever the data; the descriptor names (checked)."""
+    from tagger.errors import MoodtagError
+    from tagger.features import CENTERINGS, FEATURE_KINDS
+
+    if feature not in FEATURE_KINDS + ("descriptors",):
+        raise MoodtagError(f"--feature {feature}: unknown (choose from {', '.join(FEATURE_KINDS)}, descriptors)")
+    if center not in CENTERINGS:
+        raise MoodtagError(f"--center {center}: unknown (choose from {', '.join(CENTERINGS)})")
+    if placement not in ("contiguous", "spread"):
+        raise MoodtagError(f"--placement {placement}: unknown (choose contiguous or spread)")
+    if out.suffix != ".safetensors":
+        raise MoodtagError(f"--out {out}: a model file must end in .safetensors")
+    if val_groups and val_fraction:
+        raise MoodtagError("--val-groups and --val-fraction: give one or the other")
+    if threshold is not None and not 0 < threshold < 1:
+        raise MoodtagError(f"--threshold {threshold}: must be between 0 and 1")
+    if not 0 <= mixup <= 1:
+        raise MoodtagError(f"--mixup {mixup}: must be in [0, 1]")
+    if cv_groups and not cross_validate:
+        raise MoodtagError("--cv-groups needs --cross-validate")
+    if feature != "descriptors":
+        from tagger.train import check_options
+
+        check_options(epochs=epochs, clips_per_track=clips_per_track, batch_size=batch_size, lr=lr, span=span,
+                      val_fraction=val_fraction, balance=balance)
+        return ()
+    from tagger.descriptors import check_names
+    from tagger.train_descriptors import TRANSFORMS
+
+    try:
+        names = check_names(_split(descriptors) or [])
+    except ValueError as exc:
+        raise MoodtagError(f"--descriptors: {exc}") from None
+    if not C > 0:
+        raise MoodtagError(f"--c {C}: must be positive")
+    if top_db and not 10 <= top_db <= 200:
+        raise MoodtagError(f"--top-db {top_db:g}: must be 0 (absolute floor) or from 10 to 200")
+    if transform not in ("auto",) + TRANSFORMS:
+        raise MoodtagError(f"--transform {transform}: expected auto, quantile or standard")
+    return names
+
+
 def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: int, top_db: float | None,
                        placement: str, labels, name: str, version: str, threshold, transform: str, cache_dir,
                        json_out: bool) -> None:
@@ -189,23 +226,11 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tagger.console import err, out as stdout
-    from tagger.descriptors import check_names
-    from tagger.errors import MoodtagError
     from tagger.feature_cache import default_cache_dir
     from tagger.train import prepare_spec
-    from tagger.train_descriptors import TRANSFORMS, train_descriptor_model
+    from tagger.train_descriptors import train_descriptor_model
     from tagger.weights import ClipPlan, FeatureSpec, ModelSpec, save_model
 
-    try:
-        names = check_names(names)
-    except ValueError as exc:
-        raise MoodtagError(f"--descriptors: {exc}") from None
-    if not C > 0:
-        raise MoodtagError(f"--c {C}: must be positive")
-    if top_db is not None and not 10 <= top_db <= 200:
-        raise MoodtagError(f"--top-db {top_db:g}: must be 0 (absolute floor) or from 10 to 200")
-    if transform not in ("auto",) + TRANSFORMS:
-        raise MoodtagError(f"--transform {transform}: expected auto, quantile or standard")
     spec = prepare_spec(ModelSpec(name=name, version=version, labels=("calm", "exciting"),
                                   clips=ClipPlan(placement=placement),
                                   features=FeatureSpec(kind="descriptors", descriptors=names, top_db=top_db)),
