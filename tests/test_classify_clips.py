@@ -116,3 +116,25 @@ def test_a_short_track_names_the_clips_it_had(tmp_path):
     proc = run_cli("classify", tiny, "--clips")
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == f"failed: {tiny}: too short: 3.0 s, a clip needs 5 s\n"
+
+
+def test_names_in_the_table_are_text_never_markup(tracks, tmp_path):
+    """classify's table read a file name as rich markup: 'a[b]c.flac' showed as 'ac.flac', '[red]x.flac'
+    as 'x.flac'; and a line break in a name split its row in two. Now each name is shown as it is, its
+    control characters escaped as everywhere else; model-info likewise shows a path with brackets."""
+    import shutil
+
+    names = ["a[b]c.flac", "[red]x.flac", "nl\nx.flac"]
+    for name in names:
+        shutil.copy(tracks["calm"], tmp_path / name)
+    proc = run_cli("classify", *(tmp_path / name for name in names), env={"COLUMNS": "300"})
+    assert proc.returncode == 0, proc.stderr
+    shown = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
+    assert shown == [str(tmp_path / "a[b]c.flac"), str(tmp_path / "[red]x.flac"), str(tmp_path) + "/nl\\nx.flac"]
+    model = tmp_path / "[bold]" / "m.safetensors"
+    model.parent.mkdir()
+    from tagger.weights import resolve_model
+
+    shutil.copy(resolve_model(None), model)
+    info = run_cli("model-info", model, env={"COLUMNS": "300"}, check=True).stdout
+    assert f"file {model}" in " ".join(info.split())

@@ -22,12 +22,13 @@ def classify(
 
     --json gives one object per file, its clips included (start, seconds, mood, scores). Exit status 1
     if any file failed (each failure has its own line)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from tagger.analyze import analyze_track
     from tagger.commands.timeline import render_timeline
     from tagger.console import error_line, out
-    from tagger.records import TrackResult
+    from tagger.records import TrackResult, printable
     from tagger.weights import load_model
 
     loaded = load_model(model)
@@ -48,7 +49,7 @@ def classify(
             render_timeline(result, loaded.spec, out)
             first = False
         elif result.ok:
-            table.add_row(str(path), result.mood, f"{result.confidence:.2f}",
+            table.add_row(escape(printable(path)), escape(result.mood), f"{result.confidence:.2f}",
                           *(f"{result.scores[label]:.3f}" for label in loaded.spec.labels))
         if not result.ok:
             failed += 1

@@ -15,6 +15,7 @@ def model_info(
     json_out: JsonOption = False,
 ) -> None:
     """Show a model's spec (labels, clip plan, features, threshold), its sha256 and its metrics."""
+    from rich.markup import escape
     from rich.table import Table
 
     from tagger.console import out
@@ -30,38 +31,42 @@ def model_info(
     table = Table(show_header=False, box=None)
     table.add_column(max_width=max(24, out.width // 3))  # long labels wrap: the values keep the room
     table.add_column(overflow="fold")  # a sha256 or a path longer than the room folds onto more lines, never cut
-    table.add_row("model", f"{spec.name} {spec.version}")
-    table.add_row("file", str(path))
-    table.add_row("sha256", info["sha256"])
-    table.add_row("labels", ", ".join(spec.labels))
-    table.add_row("threshold", threshold_text(spec))
-    table.add_row("sample rate", f"{spec.sample_rate} Hz")
+
+    def add(*cells: str) -> None:  # text, never markup: a path or a spec's text may hold [brackets]
+        table.add_row(*(escape(cell) for cell in cells))
+
+    add("model", f"{spec.name} {spec.version}")
+    add("file", str(path))
+    add("sha256", info["sha256"])
+    add("labels", ", ".join(spec.labels))
+    add("threshold", threshold_text(spec))
+    add("sample rate", f"{spec.sample_rate} Hz")
     c = spec.clips
-    table.add_row("clips", f"{c.count} x {c.seconds:g} s, {c.placement}"
+    add("clips", f"{c.count} x {c.seconds:g} s, {c.placement}"
                   + (f" over the middle {c.span:.0%}" if c.placement == "spread" else " around the midpoint"))
     f = spec.features
     if f.kind == "descriptors":
         floor = (f"dB floored {f.top_db:g} dB below each clip's loudest bin" if f.top_db is not None
                  else "dB floored at -100 dB")
-        table.add_row("features", "track descriptors " + ", ".join(f.descriptors)
+        add("features", "track descriptors " + ", ".join(f.descriptors)
                       + f" (mel: n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels; {floor})")
     else:
-        table.add_row("features", f"{f.kind}, n_fft {f.n_fft}, hop {f.hop_length}, "
+        add("features", f"{f.kind}, n_fft {f.n_fft}, hop {f.hop_length}, "
                       + (f"{f.n_mels} mels, " if f.kind in ("mel", "mfcc") else "")
                       + (f"{f.n_mfcc} MFCC, " if f.kind == "mfcc" else "")
                       + f"resized to {f.size[0]}x{f.size[1]}, {f.channels} channels"
                       + (", each band's mean over time removed" if getattr(f, "center", "none") == "band" else ""))
-        table.add_row("normalization", json.dumps(spec.normalization))
-    table.add_row("architecture", json.dumps(spec.architecture))
-    table.add_row("trained on", spec.trained_on or "-")
-    table.add_row("created", spec.created or "-")
+        add("normalization", json.dumps(spec.normalization))
+    add("architecture", json.dumps(spec.architecture))
+    add("trained on", spec.trained_on or "-")
+    add("created", spec.created or "-")
     try:
         rows = metric_rows(spec.metrics)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError):  # figures not as moodtag writes them
         rows = [(f"metric {key}", json.dumps(value)) for key, value in spec.metrics.items()]
     for row in rows:
-        table.add_row(*row)
-    table.add_row("shipped models", ", ".join(info["shipped"]) or "-")
+        add(*row)
+    add("shipped models", ", ".join(info["shipped"]) or "-")
     out.print(table)
 
 
