@@ -11,12 +11,10 @@ per candidate row (os.access, which builds no stat result), nothing more.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import random
 import re
-import stat
 import tempfile
 from array import array
 from dataclasses import dataclass, field, replace
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from urllib.parse import quote_from_bytes
 
+from tagger.atomic import replace_file
 from tagger.errors import MoodtagError, OptionsError
 
 if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--help` stays quick
@@ -912,37 +911,15 @@ def write_playlist(chunks: Iterable[str | bytes] | str, dest: Path) -> Path:
     dest = dest.expanduser()
     if dest.is_dir():
         raise MoodtagError(f"{dest}: is a folder (give a playlist file name)")
-    target = Path(os.path.realpath(dest)) if dest.is_symlink() else dest
-    tmp = target.with_name(f".{target.name}.tmp")
+    def write(fh) -> None:
+        for chunk in [chunks] if isinstance(chunks, str) else chunks:
+            fh.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            _keep_owner_and_mode(fh.fileno(), target)
-            for chunk in [chunks] if isinstance(chunks, str) else chunks:
-                fh.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
-        tmp.replace(target)
+        replace_file(dest, write, tmp_prefix=".")
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise MoodtagError(f"{dest}: cannot write the playlist ({exc.strerror or exc})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
     return dest
-
-
-def _keep_owner_and_mode(fd: int, old: Path) -> None:
-    """Give the new file `fd` the permission bits (and, if allowed, the owner) of the file `old` it is
-    about to replace; nothing if there is none."""
-    try:
-        st = old.stat()
-    except OSError:
-        return
-    if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-        with contextlib.suppress(OSError):
-            os.fchown(fd, st.st_uid, st.st_gid)
-    os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
 def _one_line(text: str | None) -> str:

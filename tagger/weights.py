@@ -1,13 +1,13 @@
 """ModelSpec, and saving/loading model files as safetensors with the spec as JSON metadata (no pickle)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from tagger.atomic import replace_file
 from tagger.errors import ModelError
 
 SPEC_KEY = "moodtag_spec"
@@ -178,7 +178,7 @@ def check_writable(path: Path) -> None:
 
 def save_model(path: Path, spec: ModelSpec, state_dict: dict) -> Path:
     """Write the model's tensors (torch tensors, or numpy arrays) and the spec (JSON metadata) to a
-    safetensors file (through a temporary file beside it); ModelError ("PATH: cannot write (why)")
+    safetensors file (through a temporary file beside it, tagger.atomic); ModelError ("PATH: cannot write (why)")
     if it cannot be written."""
     import numpy as np
 
@@ -192,15 +192,9 @@ def save_model(path: Path, spec: ModelSpec, state_dict: dict) -> Path:
         from safetensors.torch import save as serialize
 
         data = serialize({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, metadata=metadata)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        tmp.replace(path)
+    try:  # a model kept elsewhere through a link stays linked; a private (0600) one stays private
+        replace_file(path, lambda fh: fh.write(data))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
 

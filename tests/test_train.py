@@ -396,6 +396,27 @@ def test_a_failed_save_is_one_clear_error(tmp_path):
         save_model(a_file / "m.safetensors", _spec(), {"w": np.zeros(3, dtype=np.float32)})
 
 
+def test_a_model_retrained_over_a_link_or_a_private_file_keeps_them(data, tmp_path):
+    """train --out over a symlink replaced the link with a plain file and left the model it pointed to
+    as it was; over a 0600 model it made a 0644 one. Now the file is replaced through the link, with
+    its permissions, as playlists are (tagger.atomic)."""
+    from tests.conftest import run_cli
+
+    kept = tmp_path / "models" / "mine.safetensors"
+    kept.parent.mkdir()
+    run_cli("train", data, "--out", kept, "--feature", "descriptors", "--cache-dir", tmp_path / "fc", check=True)
+    kept.chmod(0o600)
+    before = kept.read_bytes()
+    link = tmp_path / "current.safetensors"
+    link.symlink_to(kept)
+    run_cli("train", data, "--out", link, "--feature", "descriptors", "--c", "0.5", "--cache-dir", tmp_path / "fc",
+            check=True)
+    assert link.is_symlink() and os.readlink(link) == str(kept)
+    assert kept.read_bytes() != before and read_spec(kept).metrics["regression"]["C"] == 0.5
+    assert (kept.stat().st_mode & 0o777) == 0o600
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["mine.safetensors"]  # no temporary file left
+
+
 def test_a_shipped_models_name_only_on_purpose_and_with_a_warning(data, cache, tmp_path):
     """A trained model named like a shipped one would share its results in a scan's cache (name and
     version): --name moodtag-cnn (the maintainers retraining it) and an --out file named moodtag-cnn each
