@@ -154,18 +154,35 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
     return items
 
 
+def _dialect_of(header: str) -> type[csv.Dialect]:
+    """The dialect a header line names by its delimiter (tab, semicolon, else comma)."""
+    if "\t" in header:
+        return csv.excel_tab
+    if ";" in header and "," not in header:
+        return type("semicolon", (csv.excel,), {"delimiter": ";"})
+    return csv.excel
+
+
 def _from_csv(path: Path, *, labels, group_by: str) -> list[Item]:
     base = path.parent
+    reader = None
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             sample = fh.read(4096)
             fh.seek(0)
-            dialect = csv.Sniffer().sniff(sample, delimiters=",\t;") if sample else csv.excel
-            rows = list(csv.DictReader(fh, dialect=dialect))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            try:
+                dialect = csv.Sniffer().sniff(sample, delimiters=",\t;") if sample else csv.excel
+            except csv.Error:  # rows of unequal length (a missing or extra field): the header's delimiter
+                dialect = _dialect_of(sample.partition("\n")[0])
+            reader = csv.DictReader(fh, dialect=dialect)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError) as exc:
         raise MoodtagError(f"{path}: cannot read the CSV ({exc})") from None
+    except csv.Error as exc:  # an unterminated quote, a NUL
+        raise MoodtagError(f"{path}:{reader.line_num if reader else 1}: cannot read the CSV ({exc})") from None
     if not rows:
         raise MoodtagError(f"{path}: the CSV has no rows")
+    width = len(reader.fieldnames or ())
     columns = {c.strip().lower(): c for c in rows[0].keys() if c}
     path_col = next((columns[c] for c in _PATH_COLUMNS if c in columns), None)
     label_col = columns.get("label")
@@ -174,9 +191,13 @@ def _from_csv(path: Path, *, labels, group_by: str) -> list[Item]:
         raise MoodtagError(f"{path}: the CSV needs a header with 'path' (or 'file') and 'label' columns")
     items = []
     for line, row in enumerate(rows, start=2):
+        if None in row:  # DictReader's key for the fields past the header's
+            raise MoodtagError(f"{path}:{line}: {width + len(row[None])} fields, the header has {width} "
+                               "(a comma in a path needs the path in double quotes)")
         rel, label = (row.get(path_col) or "").strip(), (row.get(label_col) or "").strip()
         if not rel or not label:
-            raise MoodtagError(f"{path}:{line}: empty path or label")
+            hint = " (an unclosed double quote runs on to the end of the file)" if "\n" in rel else ""
+            raise MoodtagError(f"{path}:{line}: empty {'label' if rel else 'path'}{hint}")
         _check_label(label, labels, f"{path}:{line}")
         file = (base / rel) if not Path(rel).is_absolute() else Path(rel)
         if not file.is_file():

@@ -182,14 +182,19 @@ def fit_temperature(z: np.ndarray, y: np.ndarray, weights: np.ndarray | None = N
 
 
 def out_of_fold(X, y, sources, groups, *, n_labels: int, C: float, seed: int = 0,
-                transform: str = "standard") -> np.ndarray:
-    """Leave-one-group-out logits (n, n_labels): each group scored by a model trained without it."""
+                transform: str = "standard", labels: tuple[str, ...] | None = None) -> np.ndarray:
+    """Leave-one-group-out logits (n, n_labels): each group scored by a model trained without it
+    (`labels`: the names of y's values, for the message when a group holds all of one label's tracks)."""
     z = np.zeros((len(y), n_labels))
     for g in sorted(set(groups.tolist())):
         test = groups == g
         train = ~test
-        if len(set(y[train].tolist())) < n_labels:
-            raise MoodtagError(f"holding out group {g!r} leaves a label without training tracks")
+        missing = sorted(set(range(n_labels)) - set(y[train].tolist()))
+        if missing:
+            name = labels[missing[0]] if labels else f"#{missing[0]}"
+            raise MoodtagError(f"label {name!r}: all its tracks ({int((y == missing[0]).sum())}) are in group {g!r}, so "
+                               f"no held-out figure can be made without them; add tracks of {name!r} from other "
+                               "groups (or check the label's spelling)")
         z[test] = fit_logistic(X[train], y[train], sources[train], n_labels=n_labels, C=C, seed=seed,
                                transform=transform).logits(X[test])
     return z
@@ -242,7 +247,7 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
     chosen = (0.5 if threshold == "auto" else float(threshold)) if n == 2 else None
     chosen_how = "fixed by the trainer" if threshold != "auto" else "0.5: fewer than 2 groups to validate on"
     if len(set(groups.tolist())) >= 2:
-        z = out_of_fold(X, y, groups, groups, n_labels=n, C=C, seed=seed, transform=transform)
+        z = out_of_fold(X, y, groups, groups, n_labels=n, C=C, seed=seed, transform=transform, labels=labels)
         probs = softmax(z)
         rows_ = [TrackRow(path=it.path, group=it.group, label=it.label, predicted=None,
                           scores={lab: float(p) for lab, p in zip(labels, pr)}) for it, pr in zip(kept, probs)]

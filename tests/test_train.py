@@ -201,6 +201,22 @@ def test_data_of_one_label_is_one_clear_line_before_any_training(data, tmp_path,
     assert not out.exists()
 
 
+def test_a_label_held_by_one_group_is_named(data, tmp_path):
+    """A typo'd label on one row ('exciteing') is a third label, all of whose tracks are in one group: the
+    held-out validation cannot be made, and the message named the group alone ('holding out group g0
+    leaves a label without training tracks'). It names the label now."""
+    from tests.conftest import run_cli
+
+    rows = [f"{p},{p.parent.name},{p.name.split('__')[0]}" for p in sorted(data.rglob("*.wav"))]
+    rows[0] = rows[0].replace(",calm,", ",exciteing,")
+    table = tmp_path / "set.csv"
+    table.write_text("path,label,group\n" + "\n".join(rows) + "\n")
+    proc = run_cli("train", table, "--out", tmp_path / "m.safetensors", "--feature", "descriptors",
+                   "--cache-dir", tmp_path / "fc")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: label 'exciteing': all its tracks (1) are in group 'g0'"), proc.stderr
+
+
 def test_evaluate_exits_1_when_a_track_could_not_be_read(data, tmp_path):
     """It printed each failure and exited 0, even with every track failed; classify exits 1."""
     from tests.conftest import run_cli
@@ -233,6 +249,16 @@ def test_bad_data(tmp_path):
     csv.write_text("file,label\n")
     with pytest.raises(MoodtagError, match="no rows"):
         load_items(csv)
+    # rows of unequal length: the sniffer gave up ("Could not determine delimiter"); now the row is named
+    make_track(tmp_path / "calm" / "b.wav", "exciting", 6)
+    for text, message in [
+            ("path,label\ncalm/a.wav,calm,extra\ncalm/b.wav,exciting\n", r"3 fields, the header has 2 \(a comma in a path"),
+            ("path,label\ncalm/a.wav\ncalm/b.wav,exciting\n", r"empty label$"),
+            ('path,label\n"calm/a.wav,calm\ncalm/b.wav,exciting\n', r"empty label \(an unclosed double quote"),
+            ("path;label\ncalm/a.wav;calm;x\ncalm/b.wav;exciting\n", r"3 fields, the header has 2")]:
+        csv.write_text(text)
+        with pytest.raises(MoodtagError, match=r"set.csv:2: " + message):
+            load_items(csv)
 
 
 def test_too_short_track_is_skipped(tmp_path, cache):
