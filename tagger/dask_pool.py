@@ -34,7 +34,7 @@ IN_FLIGHT_PER_THREAD = 2
 RECOUNT_S = 5.0          # how often the cluster's threads are counted again
 FETCH_TIMEOUT_S = 10.0   # a result (a few kB) not fetched by then sits on a worker that hangs
 MAX_RETRIES = 2          # a track the cluster loses (restarts, a hung worker) is submitted again this often
-INSTALL_HINT = "pip install 'moodtag[dask]'"
+INSTALL_HINT = "pip install 'dask[distributed]>=2024.1' (moodtag's dask extra: pip install -e '.[dask]' in its checkout)"
 
 
 def require_distributed() -> None:

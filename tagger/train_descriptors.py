@@ -216,7 +216,7 @@ def train_descriptor_model(items: list[Item], *, spec: ModelSpec, C: float = 0.0
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        raise MoodtagError("training a descriptor model needs scikit-learn: pip install 'moodtag[train]'") from None
+        raise MoodtagError("training a descriptor model needs scikit-learn: pip install 'scikit-learn>=1.3' (moodtag's train extra)") from None
     names = check_names(spec.features.descriptors)
     if not names:
         raise MoodtagError("a descriptor model needs at least one descriptor")

@@ -120,17 +120,26 @@ def test_a_short_track_names_the_clips_it_had(tmp_path):
 
 def test_names_in_the_table_are_text_never_markup(tracks, tmp_path):
     """classify's table read a file name as rich markup: 'a[b]c.flac' showed as 'ac.flac', '[red]x.flac'
-    as 'x.flac'; and a line break in a name split its row in two. Now each name is shown as it is, its
-    control characters escaped as everywhere else; model-info likewise shows a path with brackets."""
+    as 'x.flac'; a line break in a name split its row in two, and in a pipe a long name folded onto a
+    second line. Now the table shows each name as it is, escaped; in a pipe each file is one line of
+    tab-separated values, as query writes them. model-info likewise shows a path with brackets."""
     import shutil
 
-    names = ["a[b]c.flac", "[red]x.flac", "nl\nx.flac"]
+    from tests.test_query import terminal_run
+
+    names = ["a[b]c.flac", "[red]x.flac", "nl\nx.flac", "back\\slash " + "long " * 20 + ".flac"]
     for name in names:
         shutil.copy(tracks["calm"], tmp_path / name)
-    proc = run_cli("classify", *(tmp_path / name for name in names), env={"COLUMNS": "300"})
+    files = [str(tmp_path / name) for name in names]
+    proc = run_cli("classify", *files, env={"COLUMNS": "80"})
     assert proc.returncode == 0, proc.stderr
-    shown = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
-    assert shown == [str(tmp_path / "a[b]c.flac"), str(tmp_path / "[red]x.flac"), str(tmp_path) + "/nl\\nx.flac"]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "path\tmood\tconfidence\tcalm\texciting" and len(lines) == 5
+    assert [line.split("\t")[0] for line in lines[1:]] == [
+        files[0], files[1], f"{tmp_path}/nl\\nx.flac", files[3].replace("\\", "\\\\")]
+    assert all(line.split("\t")[1] == "calm" and len(line.split("\t")) == 5 for line in lines[1:])
+    shown = terminal_run("classify", *files[:3], columns=200)
+    assert all(name in shown for name in (files[0], files[1], f"{tmp_path}/nl\\nx.flac")), shown
     model = tmp_path / "[bold]" / "m.safetensors"
     model.parent.mkdir()
     from tagger.weights import resolve_model

@@ -146,7 +146,7 @@ def test_without_distributed_it_is_one_line(scanned, tmp_path, cluster):
 
     proc = subprocess.run([sys.executable, "-c", code, "scan", str(scanned[0]), "--db", str(tmp_path / "c.db"),
                            "--dask-scheduler", cluster.scheduler_address], capture_output=True, text=True)
-    assert "pip install 'moodtag[dask]'" in one_error_line(proc)
+    assert "pip install 'dask[distributed]>=2024.1'" in one_error_line(proc)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,21 +21,28 @@ def classify(
 ) -> None:
     """Classify audio files calm or exciting. Writes no tags and no cache.
 
-    --json gives one object per file, its clips included (start, seconds, mood, scores). Exit status 1
-    if any file failed (each failure has its own line)."""
+    On a terminal, a table; in a pipe or a file, tab-separated values (a header line, then path, mood,
+    confidence and each label's score per file; in a name, control characters escaped and a backslash
+    doubled, as query writes them). --json gives one
+    object per file, its clips included (start, seconds, mood, scores). Exit status 1 if any file failed
+    (each failure has its own line)."""
     from rich.markup import escape
     from rich.table import Table
 
     from tagger.analyze import analyze_track
     from tagger.commands.timeline import render_timeline
     from tagger.console import error_line, out
-    from tagger.records import TrackResult, printable
+    from tagger.commands.query import _backslashes, _stdout_is_terminal
+    from tagger.records import TrackResult, printable, printable_cells
     from tagger.weights import load_model
 
     loaded = load_model(model)
     failed = 0
     first = True
     table = Table("file", "mood", "confidence", *loaded.spec.labels, box=None)
+    piped = not (json_lines or clips) and not _stdout_is_terminal()
+    if piped:  # tab-separated, a line per file, as query writes into a pipe (a table would fold long names)
+        typer.echo("\t".join(["path", "mood", "confidence", *loaded.spec.labels]))
     for path in files:
         if path.is_dir():
             result = TrackResult.failed(path, "is a folder (use `moodtag scan` for folders)",
@@ -48,8 +56,11 @@ def classify(
                 out.print()
             render_timeline(result, loaded.spec, out)
             first = False
+        elif result.ok and piped:
+            typer.echo(printable_cells([_backslashes(os.fsdecode(path)), result.mood, f"{result.confidence:.4f}",
+                                        *(f"{result.scores[label]:.4f}" for label in loaded.spec.labels)]))
         elif result.ok:
-            table.add_row(escape(printable(path)), escape(result.mood), f"{result.confidence:.2f}",
+            table.add_row(escape(printable(path)), escape(result.mood), f"{result.confidence:.3f}",
                           *(f"{result.scores[label]:.3f}" for label in loaded.spec.labels))
         if not result.ok:
             failed += 1

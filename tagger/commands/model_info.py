@@ -81,8 +81,19 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
             title = "plain leave-one-game-out (optimistic)" if nested and key == "held_out" else f"metric {key}"
             rows += held_out_rows(title, value)
             continue
-        rows.append((f"metric {key}", json.dumps(value) if not isinstance(value, float) else f"{value:.3f}"))
+        rows.append((f"metric {key}", json.dumps(_rounded(value)) if not isinstance(value, float) else f"{value:.3f}"))
     return rows
+
+
+def _rounded(value):
+    """A JSON value with its floats rounded to 4 decimals, for reading (--json keeps them whole)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def threshold_text(spec) -> str:
