@@ -295,7 +295,7 @@ class _ID3Fields:
                 del tags[frame.HashKey]
 
     def add(self, tags, fields: list[tuple[str, str]]) -> None:
-        v24 = tags.version >= (2, 4, 0)
+        v24 = not (2, 3, 0) <= tags.version < (2, 4, 0)  # v2.4, or v2.2, which is saved as v2.4
         encoding = id3.Encoding.UTF8 if v24 else id3.Encoding.UTF16
         for name, texts in _grouped(fields).items():
             if name == MOOD_FIELD and v24:
@@ -309,12 +309,28 @@ class _ID3Fields:
         return str(frame.text[0]) if frame is not None and frame.text else None
 
     def prepare_save(self, tags) -> dict:
-        """The options for mutagen's save. The tag keeps its version: v2.4 stays v2.4, v2.3 stays v2.3
-        (v2.2, which mutagen cannot write, becomes v2.3). v23_sep=None writes multiple values back the
-        way mutagen read them."""
+        """The options for mutagen's save. The tag keeps its version: v2.4 stays v2.4, v2.3 stays v2.3.
+        v2.2 (old iTunes), which mutagen cannot write, becomes v2.4, the version that has a frame for each
+        of v2.2's: as v2.3 it lost iTunes' sort frames (TSP, TSA, TST: v2.4's TSOP, TSOA, TSOT). A v2.2
+        frame no later version has is refused before (_require_whole_id3). v23_sep=None writes multiple
+        values back the way mutagen read them."""
         if tags.version < (2, 3, 0):
-            tags.update_to_v23()
-        return {"v2_version": 4 if tags.version >= (2, 4, 0) else 3, "v23_sep": None}
+            tags.update_to_v24()
+        tags._write = functools.partial(_frames_in_file_order, tags)  # this tag object only
+        return {"v2_version": 3 if (2, 3, 0) <= tags.version < (2, 4, 0) else 4, "v23_sep": None}
+
+
+def _frames_in_file_order(tags, config) -> bytearray:
+    """mutagen's ID3Tags._write without its sort: the frames in the order the file had them (moodtag's
+    own added at the end), not by mutagen's priority and then size, which put a short comment before a
+    long one, so that players showing the first COMM or USLT showed another after a scan, and untag
+    could not give the order back. Unknown frames follow, as mutagen writes them."""
+    from mutagen.id3._tags import save_frame
+
+    framedata = [save_frame(frame, config=config) for frame in tags.values()]
+    if tags._unknown_v2_version == config.v2_version:
+        framedata.extend(data for data in tags.unknown_frames if len(data) > 10)
+    return bytearray().join(framedata)
 
 
 class _VorbisFields:
@@ -730,6 +746,10 @@ def _require_whole_id3(audio, fh) -> None:
     tags = audio.tags
     if not isinstance(tags, id3.ID3) or getattr(tags, "_header", None) is None:
         return  # no ID3v2 tag yet
+    if tags.version < (2, 3, 0) and tags.unknown_frames:  # written as v2.4, where a 3-letter frame cannot go
+        names = ", ".join(sorted({frame[:3].decode("latin-1") for frame in tags.unknown_frames}))
+        raise TagError(f"ID3v2.2 tag with frames no later ID3 version has ({names}), which rewriting it would "
+                       "lose; the tag was not changed")
     with _mutagen_errors(writing=False, fmt=None):
         fh.seek(0)
         tags._pre_load_header(fh)  # where mutagen found the tag: the file's start, or a WAV/AIFF chunk

@@ -631,6 +631,74 @@ def test_untagged_mp3_gets_id3v24(tmp_path, sources):
     assert remove_mood(path) is True and after_id3v2(path.read_bytes()) == audio
 
 
+def id3v22_mp3(path: Path, source: Path, frames: list[tuple[str, bytes]]) -> bytes:
+    """`source`'s MP3 frames behind an ID3v2.2 tag of `frames` (3-letter IDs, as old iTunes wrote them)."""
+    body = b"".join(name.encode() + len(data).to_bytes(3, "big") + data for name, data in frames) + bytes(64)
+    size = bytes((len(body) >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    audio = after_id3v2(source.read_bytes())
+    path.write_bytes(b"ID3\x02\x00\x00" + size + body + audio)
+    return audio
+
+
+def test_an_id3v22_tag_becomes_v24_with_every_frame(tmp_path, sources):
+    """mutagen writes no v2.2; the tag became v2.3, which has no frame for iTunes' sort fields (TSP, TSA,
+    TST), so a scan dropped them without a word and untag could not bring them back. It becomes v2.4
+    now, which has them; a v2.2 frame that no later version has is refused, the file untouched."""
+    path = tmp_path / "itunes.mp3"
+    audio = id3v22_mp3(path, sources["mp3"], [
+        ("TT2", b"\x00Title"), ("TP1", b"\x00Artist"), ("TSP", b"\x00Sort Artist"), ("TSA", b"\x00Sort Album"),
+        ("TST", b"\x00Sort Title"), ("TS2", b"\x00Sort Album Artist"), ("COM", b"\x00engd\x00a comment")])
+    assert write_mood(path, VALUES) is True
+    tags = id3.ID3(path, translate=False)
+    assert tags.version == (2, 4, 0) and tags["TMOO"].text == ["calm"]
+    kept = {key: str(frame) for key, frame in tags.items() if not key.startswith(("TMOO", "TXXX"))}
+    assert kept == {"TIT2": "Title", "TPE1": "Artist", "TSOP": "Sort Artist", "TSOA": "Sort Album",
+                    "TSOT": "Sort Title", "TSO2": "Sort Album Artist", "COMM:d:eng": "a comment"}
+    assert after_id3v2(path.read_bytes()) == audio
+    assert remove_mood(path) is True
+    after = id3.ID3(path, translate=False)
+    assert {key: str(frame) for key, frame in after.items()} == kept and after_id3v2(path.read_bytes()) == audio
+
+    odd = tmp_path / "odd.mp3"
+    id3v22_mp3(odd, sources["mp3"], [("TT2", b"\x00Title"), ("XYZ", b"an iTunes private frame")])
+    before = odd.read_bytes()
+    with pytest.raises(TagError, match=r"^ID3v2.2 tag with frames no later ID3 version has \(XYZ\), which "
+                                       r"rewriting it would lose; the tag was not changed$"):
+        write_mood(odd, VALUES)
+    assert odd.read_bytes() == before
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_frames_keep_the_files_order(tmp_path, sources, version):
+    """mutagen's save sorts the frames (a few by name, then by size): a short German comment went before
+    the long English one, and players that show the first COMM (FFmpeg, and those built on it) showed
+    the other after a scan; untag kept the new order. The file's order is kept now, moodtag's own
+    frames after it."""
+    import av
+
+    from mutagen.id3._tags import ID3SaveConfig, save_frame
+
+    frames = [id3.TIT2(encoding=1, text=["Title"]), id3.APIC(encoding=1, mime="image/png", type=3, data=PNG),
+              id3.COMM(encoding=1, lang="eng", desc="", text=["The long English comment, shown first"]),
+              id3.COMM(encoding=1, lang="deu", desc="", text=["kurz"]),
+              id3.USLT(encoding=1, lang="eng", desc="", text="many lines of lyrics " * 20),
+              id3.USLT(encoding=1, lang="deu", desc="", text="kurz"),
+              id3.TXXX(encoding=1, desc="BARCODE", text=["0123"]), id3.TPE1(encoding=1, text=["Artist"])]
+    body = b"".join(save_frame(frame, config=ID3SaveConfig(version, None)) for frame in frames) + bytes(256)
+    size = bytes((len(body) >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    path = tmp_path / "comments.mp3"  # the frames in this order, as another tagger may leave them
+    path.write_bytes(bytes([0x49, 0x44, 0x33, version, 0, 0]) + size + body + after_id3v2(sources["mp3"].read_bytes()))
+    order = list(id3.ID3(path, translate=False).keys())
+    assert order[2:4] == ["COMM::eng", "COMM::deu"]
+    assert write_mood(path, VALUES) is True
+    after = list(id3.ID3(path, translate=False).keys())
+    assert after[:len(order)] == order and all(key.startswith(("TMOO", "TXXX:mood", "TXXX:MOODTAG")) for key in after[len(order):])
+    with av.open(str(path)) as container:
+        assert container.metadata["comment"] == "The long English comment, shown first"
+    assert remove_mood(path) is True
+    assert list(id3.ID3(path, translate=False).keys()) == order
+
+
 def test_default_journal_is_beside_the_default_cache(tmp_path, sources):
     path = tmp_path / "bare.mp3"
     shutil.copyfile(sources["mp3"], path)
@@ -1137,6 +1205,7 @@ def test_untag_refuses_a_damaged_id3_tag(tmp_path, sources):
     shutil.copyfile(sources["mp3"], track)
     TestMP3ID3v24().add_existing_tags(track)
     write_mood(track, VALUES)
+    before_comm = [key[:4] for key in id3.ID3(track, translate=False).keys()].index("COMM")  # frames read before it
     data = bytearray(track.read_bytes())
     at = data.find(b"COMM")
     data[at:at + 4] = b"CoMM"
@@ -1144,6 +1213,6 @@ def test_untag_refuses_a_damaged_id3_tag(tmp_path, sources):
     proc = run_cli("untag", track, "--db", tmp_path / "c.db", env={"COLUMNS": "400"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
-        f"failed: {track}: damaged ID3 tag (unreadable data after frame 5; the tag was not changed)"]
+        f"failed: {track}: damaged ID3 tag (unreadable data after frame {before_comm}; the tag was not changed)"]
     assert "untagged 0 files, 0 without moodtag fields, 1 failed" in " ".join(proc.stdout.split())
     assert track.read_bytes() == data
