@@ -172,10 +172,12 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
 def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
                 journal: UndoJournal | None = None) -> bool:
     """Remove every MOODTAG_* field and moodtag's mood, and nothing else: a mood that is not moodtag's
-    (see the module) stays, and one that moodtag replaced comes back from MOODTAG_REPLACED_MOOD.
+    (see the module) stays, and one that moodtag replaced comes back from MOODTAG_REPLACED_MOOD (each
+    value once; an MP3's APEv2 mood stays where it is, in the APEv2 tag).
     `last_written` as for write_mood. Returns whether the file changed (with dry_run: whether it would;
     nothing is written). An MP3 ID3v2 tag left holding only what write_mood copied from the ID3v1 or
-    APEv2 tag (or nothing) is removed whole, which gives back the file as it was before moodtag.
+    APEv2 tag (or nothing), or a WAV's or AIFF's ID3 chunk left empty, is removed whole, which gives
+    back the file as it was before moodtag.
     Crash-safe, as write_mood."""
     path = Path(path)
     with _opened(path) as fh:
@@ -188,12 +190,18 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
         _require_whole_tag(audio, fh)
         if dry_run:
             return True
-        restored = [] if foreign else [(MOOD_FIELD, text) for name, text in current if name == REPLACED_FIELD]
+        replaced = [] if foreign else [text for name, text in current if name == REPLACED_FIELD]
+        if replaced and fmt.keeps_id3v1 and _ape_moods(fh, fmt, []) == replaced:
+            replaced = []  # an MP3's APEv2 mood, which moodtag never writes: it is there still, where it was
+        restored = [(MOOD_FIELD, text) for text in dict.fromkeys(replaced)]  # a value once (TMOO and TXXX:MOOD both)
         with _mutagen_errors(writing=True, fmt=fmt):
             _tag_fields(fmt).remove(audio.tags, mood=not foreign)
             if restored:
                 _tag_fields(fmt).add(audio.tags, restored)
-            drop_v2 = fmt.keeps_id3v1 and _canonical(audio.tags.values()) == _canonical(_legacy_frames(fh))
+            # an MP3's tag holding only what write_mood copied from ID3v1/APEv2, a WAV's or AIFF's holding
+            # nothing: removed whole (the ID3 chunk too), which gives back the file as it was before moodtag
+            drop_v2 = (fmt.keeps_id3v1 and _canonical(audio.tags.values()) == _canonical(_legacy_frames(fh))
+                       or fmt.pads_chunks and not audio.tags and not audio.tags.unknown_frames)
         _save(audio, fmt, path, fh, journal, drop_v2=drop_v2)
     return True
 
@@ -548,6 +556,7 @@ class _Format:
     keeps_id3v1: bool = False  # MP3: a trailing ID3v1 tag, which mutagen would rewrite from the v2 frames
     native_info: Callable | None = None  # the format's own text fields (fh -> name -> text), read only
     pads_chunks: bool = False  # WAV, AIFF: chunks, an odd one followed by a pad byte (tagger.iff)
+    delete_tag: Callable | None = None  # file object -> the whole ID3 tag removed (untag, when nothing else is left)
 
     @property
     def tag_kind(self) -> str | None:
@@ -555,9 +564,10 @@ class _Format:
 
 
 _FORMATS = {  # mutagen's class for the content -> format
-    mp3.MP3: _Format("mp3", _ID3, keeps_id3v1=True, native_info=legacy_info),
-    wave.WAVE: _Format("wav", _ID3, native_info=riff_info, pads_chunks=True),
-    aiff.AIFF: _Format("aiff", _ID3, pads_chunks=True),
+    mp3.MP3: _Format("mp3", _ID3, keeps_id3v1=True, native_info=legacy_info,
+                     delete_tag=lambda fileobj: id3.delete(fileobj, delete_v1=False, delete_v2=True)),
+    wave.WAVE: _Format("wav", _ID3, native_info=riff_info, pads_chunks=True, delete_tag=wave.delete),
+    aiff.AIFF: _Format("aiff", _ID3, pads_chunks=True, delete_tag=aiff.delete),
     flac.FLAC: _Format("flac", _VORBIS),
     oggvorbis.OggVorbis: _Format("ogg", _VORBIS),
     oggopus.OggOpus: _Format("opus", _VORBIS),
@@ -868,7 +878,7 @@ def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, d
         if fmt.keeps_id3v1:
             _id3_footer_to_padding(target)
         if drop_v2:
-            id3.delete(target, delete_v1=False, delete_v2=True)
+            fmt.delete_tag(target)
             return
         options = fmt.fields.prepare_save(audio.tags)
         if fmt.pads_chunks:

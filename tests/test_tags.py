@@ -699,6 +699,19 @@ def test_frames_keep_the_files_order(tmp_path, sources, version):
     assert list(id3.ID3(path, translate=False).keys()) == order
 
 
+@pytest.mark.parametrize("fmt", ["wav", "aiff"])
+def test_untag_gives_back_a_wav_or_aiff_without_an_id3_chunk_as_it_was(tmp_path, sources, fmt):
+    """untag left the ID3 chunk moodtag had added, empty (1,172 bytes of a bare ID3v2.4 tag and padding),
+    and the RIFF/FORM size grown; an MP3's tag left empty was already removed whole. One that holds the
+    user's frames stays (the contract tests)."""
+    path = tmp_path / f"plain.{fmt}"
+    shutil.copyfile(sources[fmt], path)
+    original = path.read_bytes()
+    assert write_mood(path, VALUES) is True and len(path.read_bytes()) > len(original)
+    assert remove_mood(path) is True
+    assert path.read_bytes() == original
+
+
 def test_default_journal_is_beside_the_default_cache(tmp_path, sources):
     path = tmp_path / "bare.mp3"
     shutil.copyfile(sources["mp3"], path)
@@ -787,8 +800,22 @@ def test_an_apev2_mood_is_the_mp3s_own_mood(tmp_path, sources):
     tags = id3.ID3(path, translate=False, load_v1=False)
     assert tags["TMOO"].text == ["calm"] and tags["TXXX:MOODTAG_REPLACED_MOOD"].text == ["Melancholy"]
     assert apev2.APEv2(path)["Mood"] == "Melancholy"  # never written
+    assert remove_mood(path) is True  # the mood was in the APEv2 tag, and is: the ID3v2 tag moodtag added goes
+    assert path.read_bytes() == original
+
+
+def test_a_replaced_mood_held_by_two_frames_comes_back_once(tmp_path, sources):
+    """A v2.4 tag with TMOO 'Happy' and TXXX:MOOD 'Happy' (two taggers' ways): after --replace-mood and
+    untag, TMOO held 'Happy' twice."""
+    path = tmp_path / "both.mp3"
+    shutil.copyfile(sources["mp3"], path)
+    tags = id3.ID3()
+    tags.add(id3.TMOO(encoding=3, text=["Happy"]))
+    tags.add(id3.TXXX(encoding=3, desc="MOOD", text=["Happy"]))
+    tags.save(path)
+    assert write_mood(path, VALUES, replace=True) is True
     assert remove_mood(path) is True
-    assert id3.ID3(path, translate=False, load_v1=False)["TMOO"].text == ["Melancholy"]
+    assert id3.ID3(path)["TMOO"].text == ["Happy"] and "TXXX:MOOD" not in id3.ID3(path)
 
 
 def test_untag_keeps_a_v2_tag_edited_since(tmp_path, sources):
