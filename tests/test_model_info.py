@@ -136,3 +136,20 @@ def test_a_model_file_cut_short_in_its_tensors_is_refused_by_model_info_too(tmp_
         proc = run_cli(*args)
         assert proc.returncode == 1 and proc.stdout == "", proc.stderr
         assert proc.stderr.startswith(f"error: {cut}: not a moodtag model file (the tensors' data breaks off")
+
+
+def test_in_a_pipe_without_columns_a_value_is_never_folded():
+    """`model-info | grep sha256` gave half the hash: in a pipe rich folds at 80 columns. Without COLUMNS
+    the table is as wide as its values there (COLUMNS still fits it to a width, as above)."""
+    import os
+    import subprocess
+    import sys
+
+    from tagger.weights import file_sha256, resolve_model
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    proc = subprocess.run([sys.executable, "-m", "tagger", "model-info"], capture_output=True, text=True, env=env,
+                          timeout=60, check=True)
+    [line] = [line for line in proc.stdout.splitlines() if "sha256" in line]
+    assert line.split() == ["sha256", file_sha256(resolve_model(None))]
+    assert f" {resolve_model(None)} " in proc.stdout

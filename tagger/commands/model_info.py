@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -67,6 +68,10 @@ def model_info(
     for row in rows:
         add(*row)
     add("shipped models", ", ".join(info["shipped"]) or "-")
+    # In a pipe with no COLUMNS (`model-info | grep sha256`), as wide as the values: a sha256 or a path
+    # folded at rich's 80 columns could not be copied or searched in one piece.
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out.width = 1000  # rich's console caps a print's width at its own
     out.print(table)
 
 
