@@ -5,7 +5,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from tagger.errors import BROKEN_LINK
 from tagger.records import TrackRef
@@ -78,18 +78,21 @@ class Library:
 def own_name(link: Path, *, include_hidden: bool = False) -> Path:
     """The path a walk of the folders above the symlink `link` gives the file it names (a file PATH given
     to scan through a link, a "Favorites" entry): the file's own path under the nearest of those folders
-    that holds it (Library.name_of), spelled through that folder as given; so `scan Favorites/x.mp3`
-    keeps the one row a scan of the library keeps. The link's own path where no folder above it holds the
-    file, or holds it only in a hidden folder."""
+    that holds it (Library.name_of), spelled through that folder as given. The link's own path where no
+    folder above it holds the file, or holds it only in a hidden folder. Which folder the user scans as
+    the library is not known here, so a scan takes this name only where the cache has a row under it
+    (walk's `known`): `scan Favorites/x.mp3` then keeps the one row a scan of the library made."""
     link = Path(os.path.abspath(link))
     return Library.of(list(link.parents), include_hidden=include_hidden).name_of(link)
 
 
-def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRef | WalkProblem]:
+def walk(paths: list[Path], *, include_hidden: bool = False,
+         known: Callable[[Path], bool] | None = None) -> Iterator[TrackRef | WalkProblem]:
     """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
     suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
     or two links to one file) is visited once; a link to a file in the library gives the file's own path
-    (Library.name_of; a link named directly, own_name), and a link to a folder the walk takes by its own name is passed over
+    (Library.name_of; a link named directly: its file's own name where `known` says that name has a
+    row, own_name), and a link to a folder the walk takes by its own name is passed over
     (Library.walks_folder). Unreadable folders and broken links give WalkProblems."""
     seen_dirs: set = set()
     seen_files = _Identities()
@@ -107,7 +110,10 @@ def walk(paths: list[Path], *, include_hidden: bool = False) -> Iterator[TrackRe
             yield WalkProblem(root, f"not a regular file ({file_kind(st.st_mode)}), skipped")
         else:
             if seen_files.first_time(st):
-                name = own_name(root, include_hidden=include_hidden) if root.is_symlink() else root
+                name = root
+                if root.is_symlink() and known is not None:  # its file's own row, where a scan made one
+                    own = own_name(root, include_hidden=include_hidden)
+                    name = own if own != root and known(own) else root
                 yield TrackRef(path=name, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 

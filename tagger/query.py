@@ -309,7 +309,7 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         total += n
         untagged += n if tag_state == UNTAGGED else 0
         kept += n if tag_state == KEPT else 0
-        tag_failed += n if tag_state == TAG_FAILED else 0
+        tag_failed += n if tag_state == TAG_FAILED and status == "failed" else 0  # a missing file is missing
         by_status[status] += n
         by_format[fmt.lower() if isinstance(fmt, str) else fmt] += n
         if status != "ok":

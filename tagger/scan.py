@@ -220,7 +220,11 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                         last_written[key] = row.mood  # a different label there now was put by hand
 
         batch: list[TrackRef] = []
-        for item in walk(paths, include_hidden=include_hidden):
+        def known(path: Path) -> bool:  # a link given as a PATH takes its file's own row, where there is one
+            key = path_key(path)[0]
+            return cache is not None and key in cache.lookup([key])
+
+        for item in walk(paths, include_hidden=include_hidden, known=known):
             check_stop()
             if isinstance(item, WalkProblem):
                 summary.problems.append((str(item.path), item.cause))

@@ -146,10 +146,12 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
         audio, fmt = _load(fh)
         fields = _tag_fields(fmt)
         current = _current_fields(audio, fmt)
-        foreign = _foreign_moods(current, last_written) or _ape_moods(fh, fmt, current)
+        own = _foreign_moods(current, last_written)
+        foreign = own or _ape_moods(fh, fmt, current)
         if foreign and not replace:
             raise ForeignMood(foreign)
-        replaced = foreign or [text for name, text in current if name == REPLACED_FIELD]
+        # kept for remove_mood to put back; an MP3's APEv2 mood is not: moodtag never writes APEv2, so it stays there
+        replaced = own or [text for name, text in current if name == REPLACED_FIELD]
         wanted = _mood_fields(values) + [(REPLACED_FIELD, text) for text in replaced]
         if sorted(current) == sorted(wanted):
             return False
@@ -191,8 +193,6 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
         if dry_run:
             return True
         replaced = [] if foreign else [text for name, text in current if name == REPLACED_FIELD]
-        if replaced and fmt.keeps_id3v1 and _ape_moods(fh, fmt, []) == replaced:
-            replaced = []  # an MP3's APEv2 mood, which moodtag never writes: it is there still, where it was
         restored = [(MOOD_FIELD, text) for text in dict.fromkeys(replaced)]  # a value once (TMOO and TXXX:MOOD both)
         with _mutagen_errors(writing=True, fmt=fmt):
             _tag_fields(fmt).remove(audio.tags, mood=not foreign)
@@ -756,8 +756,9 @@ def _require_whole_id3(audio, fh) -> None:
     tags = audio.tags
     if not isinstance(tags, id3.ID3) or getattr(tags, "_header", None) is None:
         return  # no ID3v2 tag yet
-    if tags.version < (2, 3, 0) and tags.unknown_frames:  # written as v2.4, where a 3-letter frame cannot go
-        names = ", ".join(sorted({frame[:3].decode("latin-1") for frame in tags.unknown_frames}))
+    dropped = {"RVAD", "EQUA", "TRDA", "TSIZ"} & {frame.FrameID for frame in tags.values()}  # v2.3 frames v2.4 lacks
+    if tags.version < (2, 3, 0) and (tags.unknown_frames or dropped):  # written as v2.4 (prepare_save)
+        names = ", ".join(sorted({frame[:3].decode("latin-1") for frame in tags.unknown_frames} | dropped))
         raise TagError(f"ID3v2.2 tag with frames no later ID3 version has ({names}), which rewriting it would "
                        "lose; the tag was not changed")
     with _mutagen_errors(writing=False, fmt=None):

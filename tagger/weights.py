@@ -169,7 +169,8 @@ def check_writable(path: Path) -> None:
     path = Path(path).expanduser()
     if path.is_dir():
         raise ModelError(f"{path}: is a folder, not a model file")
-    folder = next(p for p in path.parents if os.path.lexists(p))  # "/" or "." exists
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path  # save_model writes through a link
+    folder = next(p for p in target.parents if os.path.lexists(p))  # "/" or "." exists
     if not folder.is_dir():
         raise ModelError(f"{path}: cannot write ({folder} is not a folder)")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -237,9 +238,12 @@ def safetensors_metadata(path: Path) -> dict:
         header = json.loads(fh.read(length).decode("utf-8"))
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
-    ends = [entry.get("data_offsets", [0, 0])[-1] for name, entry in header.items()
-            if name != "__metadata__" and isinstance(entry, dict)]
-    if any(not isinstance(end, int) for end in ends) or max(ends, default=0) > size - 8 - length:
+    offsets = [entry.get("data_offsets") if isinstance(entry, dict) else None
+               for name, entry in header.items() if name != "__metadata__"]
+    if not all(isinstance(o, list) and len(o) == 2 and all(isinstance(n, int) for n in o) for o in offsets):
+        raise ValueError("a tensor's data_offsets are not two whole numbers")
+    ends = [o[1] for o in offsets]
+    if max(ends, default=0) > size - 8 - length:
         raise ValueError(f"the tensors' data breaks off: the header needs {max(ends, default=0):,} bytes after "
                          f"it, the file holds {size - 8 - length:,} (a truncated copy?)")
     meta = header.get("__metadata__") or {}

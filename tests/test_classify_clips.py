@@ -147,3 +147,20 @@ def test_names_in_the_table_are_text_never_markup(tracks, tmp_path):
     shutil.copy(resolve_model(None), model)
     info = run_cli("model-info", model, env={"COLUMNS": "300"}, check=True).stdout
     assert f"file {model}" in " ".join(info.split())
+
+
+def test_a_name_that_is_not_utf8_is_escaped_in_a_pipe(tracks, tmp_path):
+    """classify's TSV wrote the name's raw bytes (and a strict UTF-8 stdout ended in a traceback); it
+    writes \\xNN, as query does."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    name = os.fsencode(tmp_path) + b"/caf\xe9.flac"
+    shutil.copy(tracks["calm"], name)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8:strict")
+    proc = subprocess.run([sys.executable, "-m", "tagger", "classify", name], capture_output=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split(b"\t")[0] == os.fsencode(tmp_path) + b"/caf\\xe9.flac"

@@ -137,6 +137,21 @@ def test_a_model_file_cut_short_in_its_tensors_is_refused_by_model_info_too(tmp_
         assert proc.returncode == 1 and proc.stdout == "", proc.stderr
         assert proc.stderr.startswith(f"error: {cut}: not a moodtag model file (the tensors' data breaks off")
 
+    import json
+
+    length = int.from_bytes(whole[:8], "little")
+    header = json.loads(whole[8:8 + length])
+    name = next(key for key in header if key != "__metadata__")
+    for offsets in ([], 5, None):  # a header with other offsets than two numbers: a traceback before
+        header[name]["data_offsets"] = offsets
+        text = json.dumps(header).encode()
+        odd = tmp_path / "odd.safetensors"
+        odd.write_bytes(len(text).to_bytes(8, "little") + text + whole[8 + length:])
+        proc = run_cli("model-info", odd)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr == (f"error: {odd}: not a moodtag model file (a tensor's data_offsets are not two "
+                               "whole numbers)\n")
+
 
 def test_in_a_pipe_without_columns_a_value_is_never_folded():
     """`model-info | grep sha256` gave half the hash: in a pipe rich folds at 80 columns. Without COLUMNS

@@ -544,3 +544,22 @@ def test_backslashes_in_tsv_cells_and_globs_are_written_as_in_the_key(tmp_path):
     found = run_cli("query", "--db", db, "--paths", "--path-glob", "AC\\DC/*")
     assert found.stdout == f"{root}/AC\\DC/a.mp3\n"
     assert run_cli("query", "--db", db, "--paths", "--path-glob", f"{root}/AC\\DC/a.mp3").stdout == found.stdout
+
+
+def test_a_missing_file_whose_tag_write_failed_counts_as_missing(tmp_path):
+    """stats added rows whose tag write had failed to 'analysed' and took them from 'failed' whatever
+    their status: a file gone since printed '-1 failed'."""
+    from tagger.query import cache_stats
+
+    db = tmp_path / "c.db"
+    with Cache.open(db) as cache:
+        for name in ("a.mp3", "b.mp3"):
+            path = tmp_path / name
+            path.write_bytes(b"x")
+            cache.record(_result(path, 0.9), TrackRef.from_path(path), info={"format": "mp3"})
+            cache.set_tag_failed(path, "read-only file")
+        cache.mark_missing([str(tmp_path / "a.mp3")])
+        stats = cache_stats(cache)
+    assert (stats.tag_failed, stats.failed, stats.missing) == (1, 1, 1)
+    header = invoke("stats", "--db", str(db)).stdout.splitlines()[0]
+    assert header.endswith("2 tracks (1 analysed: 0 tagged, 1 whose tags could not be written; 0 failed, 1 missing)")

@@ -240,12 +240,10 @@ def test_a_folder_of_links_into_the_library_adds_no_track(library, test_model, t
 def test_a_link_given_as_the_path_is_its_files_track(library, test_model, tmp_path):
     """`scan Favorites/best.flac`, a link into the library, made a second row under the link's name and
     analysed the file again, and the next scan of the library marked that row missing while the link was
-    still there. Now it is the file's one track, under the name a scan of the library gives it (spelled
-    through the folder above it, even when that folder is itself reached through a link); a link to a
-    file in a hidden folder keeps its own name, as in a walk; untag through the link finds the row."""
+    still there. Now it is the file's one track where the cache has its row under the name a scan of the
+    library gives it; else (a library reached through another link, a file on another disk, a file in a
+    hidden folder) the link keeps its own name, as in a walk; untag through the link finds the row."""
     db = tmp_path / "cache.db"
-    scan(library, "--db", db, "--model", test_model, check=True)
-    before = rows(db)
     real = next(library.rglob("*.flac"))
     favorites = library / "0 Favorites"
     favorites.mkdir()
@@ -256,17 +254,23 @@ def test_a_link_given_as_the_path_is_its_files_track(library, test_model, tmp_pa
     (favorites / "hidden.wav").symlink_to(hidden)
     through = tmp_path / "Linked"  # the library reached through a link to it
     through.symlink_to(library, target_is_directory=True)
-    for given, name in ((favorites / "best.flac", real), (through / "0 Favorites" / "best.flac",
-                                                          through / real.relative_to(library))):
+    (tmp_path / "nas").mkdir()
+    outside = synth.make_track(tmp_path / "nas" / "x.wav", "calm", 12.0)  # another disk: no row of its own
+    (favorites / "outside.wav").symlink_to(outside)
+    scan(library, "--db", db, "--model", test_model, check=True)  # the library's walk: outside.wav by the link's name
+    before = rows(db)
+    for given, name, action in ((favorites / "best.flac", real, "cached"),
+                                (through / "0 Favorites" / "best.flac", through / "0 Favorites" / "best.flac", "analysed"),
+                                (favorites / "outside.wav", favorites / "outside.wav", "cached")):
         proc = scan(given, "--db", db, "--model", test_model, "--json", check=True)
         assert [(line["path"], line["action"]) for line in map(json.loads, proc.stdout.splitlines())] == [
-            (str(name), "cached" if name == real else "analysed")]
+            (str(name), action)]
     proc = scan(favorites / "hidden.wav", "--db", db, "--model", test_model, "--json", check=True)
     assert json.loads(proc.stdout)["path"] == str(favorites / "hidden.wav")
     proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
     assert {line["action"] for line in map(json.loads, proc.stdout.splitlines())} == {"cached"}
     assert {path for path, row in rows(db).items() if row["status"] != "ok"} == set()
-    assert set(rows(db)) == set(before) | {str(favorites / "hidden.wav"), str(through / real.relative_to(library))}
+    assert set(rows(db)) == set(before) | {str(through / "0 Favorites" / "best.flac")}
     proc = run_cli("untag", favorites / "best.flac", "--db", db, check=True)
     assert rows(db)[str(real)]["tag_state"] == "untagged", proc.stdout + proc.stderr
 

@@ -659,13 +659,15 @@ def test_an_id3v22_tag_becomes_v24_with_every_frame(tmp_path, sources):
     after = id3.ID3(path, translate=False)
     assert {key: str(frame) for key, frame in after.items()} == kept and after_id3v2(path.read_bytes()) == audio
 
-    odd = tmp_path / "odd.mp3"
-    id3v22_mp3(odd, sources["mp3"], [("TT2", b"\x00Title"), ("XYZ", b"an iTunes private frame")])
-    before = odd.read_bytes()
-    with pytest.raises(TagError, match=r"^ID3v2.2 tag with frames no later ID3 version has \(XYZ\), which "
-                                       r"rewriting it would lose; the tag was not changed$"):
-        write_mood(odd, VALUES)
-    assert odd.read_bytes() == before
+    for frame, name in ((("XYZ", b"an iTunes private frame"), "XYZ"), (("TSI", b"\x00123456"), "TSIZ"),
+                        (("TRD", b"\x00June 1st"), "TRDA")):  # unknown, or v2.3 frames that v2.4 drops
+        odd = tmp_path / "odd.mp3"
+        id3v22_mp3(odd, sources["mp3"], [("TT2", b"\x00Title"), frame])
+        before = odd.read_bytes()
+        with pytest.raises(TagError, match=rf"^ID3v2.2 tag with frames no later ID3 version has \({name}\), "
+                                           r"which rewriting it would lose; the tag was not changed$"):
+            write_mood(odd, VALUES)
+        assert odd.read_bytes() == before
 
 
 @pytest.mark.parametrize("version", [3, 4])
@@ -798,10 +800,20 @@ def test_an_apev2_mood_is_the_mp3s_own_mood(tmp_path, sources):
     assert path.read_bytes() == original
     assert write_mood(path, VALUES, replace=True) is True
     tags = id3.ID3(path, translate=False, load_v1=False)
-    assert tags["TMOO"].text == ["calm"] and tags["TXXX:MOODTAG_REPLACED_MOOD"].text == ["Melancholy"]
+    assert tags["TMOO"].text == ["calm"] and "TXXX:MOODTAG_REPLACED_MOOD" not in tags  # it stays in APEv2
     assert apev2.APEv2(path)["Mood"] == "Melancholy"  # never written
     assert remove_mood(path) is True  # the mood was in the APEv2 tag, and is: the ID3v2 tag moodtag added goes
     assert path.read_bytes() == original
+
+    both = tmp_path / "both-tags.mp3"  # the same mood in the file's own ID3v2 tag too (Mp3tag writes both)
+    shutil.copyfile(sources["mp3"], both)
+    tags = id3.ID3()
+    tags.add(id3.TIT2(encoding=3, text=[APE_FIELDS["Title"]]))
+    tags.add(id3.TMOO(encoding=3, text=["Melancholy"]))
+    tags.save(both)
+    tag.save(both)
+    assert write_mood(both, VALUES, replace=True) is True and remove_mood(both) is True
+    assert id3.ID3(both)["TMOO"].text == ["Melancholy"] and id3.ID3(both)["TIT2"].text == [APE_FIELDS["Title"]]
 
 
 def test_a_replaced_mood_held_by_two_frames_comes_back_once(tmp_path, sources):

@@ -459,3 +459,15 @@ def test_a_shipped_models_name_only_on_purpose_and_with_a_warning(data, cache, t
             f"warning: {given} is a shipped model's: a scan's cache tells models apart by name and version only "
             "(pass another --name unless this model replaces the shipped one)"]
         assert read_spec(out).name == "moodtag-cnn"
+
+
+def test_an_output_through_a_link_is_checked_where_it_will_be_written(tmp_path):
+    """train writes through a link to a model kept elsewhere: the check before training looked at the
+    link's folder, so a target folder that cannot be written failed only after the training."""
+    from tagger.weights import check_writable
+
+    (tmp_path / "a-file").write_text("")
+    link = tmp_path / "current.safetensors"
+    link.symlink_to(tmp_path / "a-file" / "m.safetensors")
+    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(link))}: cannot write \(.*a-file is not a folder\)$"):
+        check_writable(link)
