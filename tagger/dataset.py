@@ -194,6 +194,9 @@ def _from_csv(path: Path, *, labels, group_by: str) -> list[Item]:
         if None in row:  # DictReader's key for the fields past the header's
             raise MoodtagError(f"{path}:{line}: {width + len(row[None])} fields, the header has {width} "
                                "(a comma in a path needs the path in double quotes)")
+        short = sum(value is None for value in row.values())  # DictReader's value for the fields a row lacks
+        if short and row.get(path_col) is not None and row.get(label_col) is not None:
+            raise MoodtagError(f"{path}:{line}: {width - short} fields, the header has {width}")
         rel, label = (row.get(path_col) or "").strip(), (row.get(label_col) or "").strip()
         if not rel or not label:
             hint = " (an unclosed double quote runs on to the end of the file)" if "\n" in rel else ""

@@ -255,7 +255,8 @@ def test_bad_data(tmp_path):
             ("path,label\ncalm/a.wav,calm,extra\ncalm/b.wav,exciting\n", r"3 fields, the header has 2 \(a comma in a path"),
             ("path,label\ncalm/a.wav\ncalm/b.wav,exciting\n", r"empty label$"),
             ('path,label\n"calm/a.wav,calm\ncalm/b.wav,exciting\n', r"empty label \(an unclosed double quote"),
-            ("path;label\ncalm/a.wav;calm;x\ncalm/b.wav;exciting\n", r"3 fields, the header has 2")]:
+            ("path;label\ncalm/a.wav;calm;x\ncalm/b.wav;exciting\n", r"3 fields, the header has 2"),
+            ("path,label,group\ncalm/a.wav,calm\ncalm/b.wav,exciting,g\n", r"2 fields, the header has 3$")]:
         csv.write_text(text)
         with pytest.raises(MoodtagError, match=r"set.csv:2: " + message):
             load_items(csv)
