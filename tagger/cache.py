@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Iterator
 
 from tagger.errors import MoodtagError, unreadable
-from tagger.records import TrackRef, TrackResult
+from tagger.records import TrackRef, TrackResult, key_spelling
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -239,7 +239,7 @@ def path_key(path: Path | str | bytes) -> tuple[str, bytes | None]:
         text = None
     if text is not None and "\\" not in text:
         return text, None
-    return absolute.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"), absolute
+    return key_spelling(absolute), absolute
 
 
 def holds_nothing(path: Path) -> bool:

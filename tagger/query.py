@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from tagger.errors import MoodtagError
+from tagger.records import key_spelling
 
 if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--help` stays quick
     from tagger.cache import Cache
@@ -207,7 +208,7 @@ def full_glob(pattern: str) -> str:
     # as the key is written (cache.path_key): a backslash doubled, a byte that is not UTF-8 (from the
     # command line, as a surrogate escape) as \xNN, so a name holding one is matched by its own spelling
     if "\\" in pattern or not pattern.isascii():
-        pattern = os.fsencode(pattern).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+        pattern = key_spelling(os.fsencode(pattern))
     if pattern.startswith(("/", "*")):
         return pattern
     return "*/" + pattern

@@ -17,6 +17,12 @@ def display_path(path: Path | str) -> str:
         return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
+def key_spelling(raw: bytes) -> str:
+    """A name's bytes as the cache's key spells a path that is not plain UTF-8 (cache.path_key): each
+    backslash doubled, each byte that is not UTF-8 as \\xNN; so the spelling can be undone."""
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
 def counted(n, noun: str) -> str:
     """'1 track', '2 tracks': a count and its noun, plural unless the count is one."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -219,11 +219,11 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                     elif row is not None and row.tagged and (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns):
                         last_written[key] = row.mood  # a different label there now was put by hand
 
-        batch: list[TrackRef] = []
         def known(path: Path) -> bool:  # a link given as a PATH takes its file's own row, where there is one
             key = path_key(path)[0]
             return cache is not None and key in cache.lookup([key])
 
+        batch: list[TrackRef] = []
         for item in walk(paths, include_hidden=include_hidden, known=known):
             check_stop()
             if isinstance(item, WalkProblem):

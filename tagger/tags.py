@@ -303,7 +303,7 @@ class _ID3Fields:
                 del tags[frame.HashKey]
 
     def add(self, tags, fields: list[tuple[str, str]]) -> None:
-        v24 = not (2, 3, 0) <= tags.version < (2, 4, 0)  # v2.4, or v2.2, which is saved as v2.4
+        v24 = not _saved_as_v23(tags)
         encoding = id3.Encoding.UTF8 if v24 else id3.Encoding.UTF16
         for name, texts in _grouped(fields).items():
             if name == MOOD_FIELD and v24:
@@ -325,7 +325,12 @@ class _ID3Fields:
         if tags.version < (2, 3, 0):
             tags.update_to_v24()
         tags._write = functools.partial(_frames_in_file_order, tags)  # this tag object only
-        return {"v2_version": 3 if (2, 3, 0) <= tags.version < (2, 4, 0) else 4, "v23_sep": None}
+        return {"v2_version": 3 if _saved_as_v23(tags) else 4, "v23_sep": None}
+
+
+def _saved_as_v23(tags) -> bool:
+    """Whether the tag is written back as ID3v2.3 (a v2.3 tag); v2.4 and v2.2 (upgraded) are written as v2.4."""
+    return (2, 3, 0) <= tags.version < (2, 4, 0)
 
 
 def _frames_in_file_order(tags, config) -> bytearray:

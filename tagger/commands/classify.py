@@ -11,11 +11,6 @@ import typer
 from tagger.commands.options import JsonOption, ModelOption, path_value
 
 
-def path_key_text(path: Path) -> str:
-    """A name as query's TSV spells a path: each backslash doubled, a byte that is not UTF-8 as \\xNN."""
-    return os.fsencode(path).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
-
-
 def classify(
     files: Annotated[list[Path], typer.Argument(metavar="FILE", parser=path_value, help="Audio files to classify.")],
     model: ModelOption = None,
@@ -38,7 +33,7 @@ def classify(
     from tagger.commands.timeline import render_timeline
     from tagger.console import error_line, out
     from tagger.commands.query import _stdout_is_terminal
-    from tagger.records import TrackResult, printable, printable_cells
+    from tagger.records import TrackResult, key_spelling, printable, printable_cells
     from tagger.weights import load_model
 
     loaded = load_model(model)
@@ -62,7 +57,7 @@ def classify(
             render_timeline(result, loaded.spec, out)
             first = False
         elif result.ok and piped:
-            typer.echo(printable_cells([path_key_text(path), result.mood, f"{result.confidence:.4f}",
+            typer.echo(printable_cells([key_spelling(os.fsencode(path)), result.mood, f"{result.confidence:.4f}",
                                         *(f"{result.scores[label]:.4f}" for label in loaded.spec.labels)]))
         elif result.ok:
             table.add_row(escape(printable(path)), escape(result.mood), f"{result.confidence:.3f}",
