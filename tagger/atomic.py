@@ -1,25 +1,47 @@
 """Replace a whole file atomically (a temporary file beside it, then a rename), the way a user's own file
 should be replaced: a symlink is written through (the file it points to is replaced, the link stays),
-and the replaced file's permission bits and, where this process may give them, its owner are kept."""
+and the replaced file's permission bits and, where this process may give them, its owner are kept.
+
+The temporary file is made with a name of its own that no one else can have taken (tempfile's O_EXCL
+creation: never an existing file, never through a symlink planted under that name) and a short one,
+so that a destination whose name is already as long as the file system allows can still be written.
+A destination that exists and is not a regular file (a named pipe, `/dev/stdout`, a terminal, a
+device) is not replaced: the content is written into it, as a shell's `>` would."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+_TMP_NAME_CHARS = 40  # of the destination's name, in the temporary file's name (kept short: NAME_MAX)
 
 
 def replace_file(dest: Path, write: Callable[[BinaryIO], None], *, tmp_prefix: str = "") -> None:
     """Write the new content of `dest` with `write(fh)` into a temporary file beside the file `dest` names
-    (its name with `tmp_prefix` before and .tmp after), then rename it over that file. Raises what `write`
-    or the file system raises; the temporary file is never left behind."""
-    target = Path(os.path.realpath(dest)) if dest.is_symlink() else dest
-    tmp = target.with_name(f"{tmp_prefix}{target.name}.tmp")
+    (named `tmp_prefix`, up to 40 characters of its name, a unique part, `.tmp`), then rename it over
+    that file; a `dest` that is a named pipe or a device is written into instead. Raises what `write`
+    or the file system raises (NotADirectoryError for a destination under a file); the temporary file
+    is never left behind."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            _keep_owner_and_mode(fh.fileno(), target)
+        st = os.stat(dest)  # through links
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        with open(dest, "wb") as fh:  # a pipe, a terminal, a device: there is no file to replace
+            write(fh)
+        return
+    target = Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+    _make_folder(target.parent)
+    fd, name = tempfile.mkstemp(prefix=f"{tmp_prefix}{target.name[:_TMP_NAME_CHARS]}.", suffix=".tmp",
+                                dir=target.parent)
+    tmp = Path(name)
+    try:
+        with open(fd, "wb") as fh:
+            _give_mode(fh.fileno(), target, st)
             write(fh)
         tmp.replace(target)
     except BaseException:
@@ -28,14 +50,44 @@ def replace_file(dest: Path, write: Callable[[BinaryIO], None], *, tmp_prefix: s
         raise
 
 
-def _keep_owner_and_mode(fd: int, old: Path) -> None:
-    """Give the new file `fd` the permission bits (and, if allowed, the owner) of the file `old` it is
-    about to replace; nothing if there is none."""
+def _make_folder(folder: Path) -> None:
+    """The folder made where it is missing; NotADirectoryError naming the file that stands in its way."""
     try:
-        st = old.stat()
-    except OSError:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = folder
+        while not blocking.exists() and blocking.parent != blocking:
+            blocking = blocking.parent
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(blocking)) from None
+
+
+def _give_mode(fd: int, old: Path, st: os.stat_result | None) -> None:
+    """Give the new file `fd` the permission bits (and, if allowed, the owner) of the file `old` it is
+    about to replace, or, for a new file, the mode a plain open() would have given it (0666 less the
+    umask: tempfile makes it 0600, which a player running as another user could not read)."""
+    if st is None:
+        os.fchmod(fd, 0o666 & ~_umask())
         return
     if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
         with contextlib.suppress(OSError):
             os.fchown(fd, st.st_uid, st.st_gid)
     os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (/proc), else set and reset."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def why_not_written(exc: OSError) -> str:
+    """replace_file's error in words: the file in the way of a folder named, else the system's reason."""
+    if isinstance(exc, NotADirectoryError) and exc.filename:
+        return f"{exc.filename} is a file, not a folder"
+    return exc.strerror or str(exc)

@@ -1,6 +1,8 @@
 """The `moodtag` command: Typer wiring only. Each command lives in tagger/commands/<name>.py."""
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from typing import Annotated
 
@@ -89,12 +91,35 @@ def main() -> None:
 
         err.print(f"[red]error:[/] {shown(str(exc))}")
         sys.exit(1)
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _OUTPUT_FULL:
+            raise
+        _stop_writing_output()  # what is still buffered cannot go out either: no second error at exit
+        from tagger.console import err
+
+        err.print(f"[red]error:[/] cannot write to standard output ({exc.strerror})")
+        sys.exit(1)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the exit short
         from tagger.console import err
 
         err.print("[yellow]interrupted[/]")
         sys.exit(130)
+
+
+# A write to standard output (a file on a full disk, `> /dev/full`, a quota) that fails for good: one line,
+# exit status 1. (A closed pipe, EPIPE, is click's: exit status 1 without a word.)
+_OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _stop_writing_output() -> None:
+    """Standard output pointed at /dev/null, so that Python's flush at exit has nowhere to fail."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

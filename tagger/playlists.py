@@ -15,6 +15,7 @@ import itertools
 import os
 import random
 import re
+import stat
 import tempfile
 from array import array
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from urllib.parse import quote_from_bytes
 
-from tagger.atomic import replace_file
+from tagger.atomic import replace_file, why_not_written
 from tagger.errors import MoodtagError, OptionsError
 
 if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--help` stays quick
@@ -190,8 +191,12 @@ def playlist_layout(folder: Path | None, *, dest: Path | None = None, fmt: str |
     if fmt is not None and fmt != wanted:
         raise OptionsError(f"--for {player} writes {wanted} (the only playlists {player.upper()} lists in its playlist "
                            f"folder), not {fmt}")
-    if dest is not None and dest.suffix.lower() != f".{wanted}":
-        raise OptionsError(f"{dest}: a playlist for {player.upper()} must be named NAME.{wanted}")
+    if dest is not None and (dest.suffix != f".{wanted}" or "\n" in dest.name or "\r" in dest.name):
+        # MPD lists NAME.m3u, the suffix in lower case, and no name holding a line break
+        from tagger.records import printable
+
+        raise OptionsError(f"{printable(str(dest))}: a playlist for {player.upper()} must be named NAME.{wanted} "
+                           f"(.{wanted} in lower case, no line break in NAME)")
     library = existing_folder(music_dir, "--music-dir")
     return PlaylistLayout(wanted, library, library=library, home=library)
 
@@ -382,6 +387,8 @@ def check_not_emptied(dest: Path, request: PlaylistRequest, others: OtherModels,
 
 def playlist_has_entries(path: Path, fmt: str) -> bool:
     """Whether the file at `path` is a playlist in `fmt` with at least one entry (False if it cannot be read)."""
+    if not is_a_file_to_replace(path):
+        return False  # a pipe or a device is written into, never read (it would wait, or never end)
     try:
         data = path.read_bytes()
     except OSError:
@@ -389,6 +396,17 @@ def playlist_has_entries(path: Path, fmt: str) -> bool:
     if fmt == "xspf":
         return b"<track>" in data
     return any(line.strip() and not line.startswith(b"#") for line in data.splitlines())
+
+
+def is_a_file_to_replace(dest: Path) -> bool:
+    """False for a destination that exists and is neither a file nor a folder (a named pipe, `/dev/stdout`,
+    a device): it is written into, not replaced (tagger.atomic), and it has no folder of its own that the
+    playlist's paths could be relative to (they are absolute, as when printed)."""
+    try:
+        mode = os.stat(dest.expanduser()).st_mode
+    except OSError:
+        return True
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
 def check_mood(mood: str, labels: tuple[str, ...], model: tuple[str, str] | None) -> None:
@@ -465,7 +483,7 @@ def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library:
         if homed is not None and (entry.raw_path is not None or not entry.path.startswith(homed.prefix)):
             homed.place(entry)  # not under the folder's name as it is: perhaps under it resolved
         reachable = inside is None or inside(entry.path)
-        problem = m3u_problem(entry) if m3u and (entry.raw_path is not None or not entry.path.isprintable()) else None
+        problem = m3u_problem(entry, for_player=library is not None) if m3u and (entry.raw_path is not None or not entry.path.isprintable()) else None
         if problem is None and inside is not None and reachable:
             problem = inside.names_problem(entry.path)
         try:  # os.path.exists' answer (the path resolved with the effective ids) without a stat result to build
@@ -614,10 +632,10 @@ class _Inside:
     def __init__(self, folder: Path) -> None:
         self.folder = os.path.abspath(folder)
         self.prefix = self.folder.rstrip(os.sep) + os.sep
-        # a name of the path below the folder that begins or ends with whitespace (str.isspace's, which is
-        # re's \s for text): names_problem's test in one search of the whole relative path
+        # a name of the path below the folder that begins or ends with a character MPD strips (a space or a
+        # control character, U+0000-U+0020): names_problem's test in one search of the whole relative path
         sep = re.escape(os.sep)
-        self._space_at_an_end = re.compile(rf"{sep}\s|\s(?:{sep}|\Z)").search  # from the prefix's separator
+        self._space_at_an_end = re.compile(rf"{sep}[\x00-\x20]|[\x00-\x20](?:{sep}|\Z)").search  # from the prefix's separator
 
     def __call__(self, path: str) -> bool:
         return path == self.folder or path.startswith(self.prefix)
@@ -636,14 +654,16 @@ class _Inside:
 def names_problem(names: list[str]) -> str | None:
     """Why MPD cannot load a playlist line of these names (a path relative to its music folder), or None.
 
-    MPD 0.23 strips the spaces at the start of every name in a playlist line (tests/test_mpd.py checks it).
+    MPD 0.23 strips from both ends of every name in a playlist line the bytes up to 0x20 (a space, a tab, a
+    control character; not U+00A0 or U+3000, which are not ASCII): tests/test_mpd.py checks it.
     """
-    if any(name[:1].isspace() or name[-1:].isspace() for name in names):
+    if any(name[:1] <= " " or name[-1:] <= " " for name in names if name):
         return SPACE_PROBLEM
     return None
 
 
-SPACE_PROBLEM = "a name in its path begins or ends with a space, which MPD strips from playlist lines"
+SPACE_PROBLEM = ("a name in its path begins or ends with a space or a control character, which MPD strips from "
+                 "playlist lines")
 
 
 def m3u_can_hold(entry: PlaylistEntry) -> bool:
@@ -651,12 +671,14 @@ def m3u_can_hold(entry: PlaylistEntry) -> bool:
     return m3u_problem(entry) is None
 
 
-def m3u_problem(entry: PlaylistEntry) -> str | None:
-    """Why an M3U8 line cannot carry this entry's path, or None."""
+def m3u_problem(entry: PlaylistEntry, *, for_player: bool = False) -> str | None:
+    """Why an M3U8 line cannot carry this entry's path, or None. `for_player`: a playlist for a player
+    that takes only M3U (MPD), so XSPF is not offered in its place."""
+    other = "" if for_player else "; --format xspf can"
     if entry.raw_path is not None:
-        return "its name is not valid UTF-8 (an M3U line cannot hold it; --format xspf can)"
+        return f"its name is not valid UTF-8 (an M3U line cannot hold it{other})"
     if not entry.path.isprintable() and _LINE_BREAK_RE.search(entry.path):  # a line break is not printable
-        return "its name holds a line break (an M3U line cannot hold it; --format xspf can)"
+        return f"its name holds a line break (an M3U line cannot hold it{other})"
     return None
 
 
@@ -679,6 +701,7 @@ class _Locations:
         self.folder_location = lru_cache(maxsize=16384)(self._folder_location)  # ~3 MB at most
         self.folder_uri = lru_cache(maxsize=16384)(self._folder_uri)
         self.folder_prefix = lru_cache(maxsize=16384)(self._folder_prefix)
+        self.climbs_true = lru_cache(maxsize=None)(self._climbs_true)
 
     def _folder_location(self, folder: str) -> str:
         parts, base = _parts(folder), self.base_parts
@@ -687,11 +710,29 @@ class _Locations:
             if mine != theirs:
                 break
             common += 1
+        if not self.climbs_true(len(base) - common):
+            return os.path.relpath(folder, os.path.realpath(self.base_path))
         return os.sep.join([os.pardir] * (len(base) - common) + parts[common:]) or os.curdir
+
+    def _climbs_true(self, levels: int) -> bool:
+        """Whether `levels` times '..' from the base, as a player's open() resolves it (from the folder the
+        base really is: a symlink on the way is followed first), reaches the folder that many levels up
+        the base's name. Not where a folder on the way is a link to elsewhere (`~/Playlists` -> `/data/pl`):
+        '../Music' from there is `/data/Music`; such entries are written relative to the base's real path."""
+        if levels == 0:
+            return True
+        up = self.base_path
+        real = os.path.realpath(up)
+        for _ in range(levels):
+            up, real = os.path.dirname(up), os.path.dirname(real)
+        return os.path.realpath(up) == real
 
     def __call__(self, entry: PlaylistEntry) -> str | bytes:
         if self.base is None or entry.raw_path is not None or entry.path == self.base_path:
-            return entry_location(entry, self.base)
+            location = entry_location(entry, self.base)
+            if self.base is not None and not self.climbs_true(_climbs(location)):
+                location = entry_location(entry, Path(os.path.realpath(self.base_path)))
+            return location
         folder, _, name = entry.path.rpartition(os.sep)  # the key is absolute and normal: os.path.split's answer
         location = self.folder_location(folder or os.sep)
         return name if location == os.curdir else f"{location}{os.sep}{name}"
@@ -716,6 +757,16 @@ class _Locations:
             return _uri(folder + os.sep, None)
         location = self._folder_location(folder or os.sep)
         return "" if location == os.curdir else _uri(location + os.sep, self.base)
+
+
+def _climbs(location: str | bytes) -> int:
+    """How many '..' a relative location begins with."""
+    parts = location.split(os.sep if isinstance(location, str) else os.sep.encode())
+    up = os.pardir if isinstance(location, str) else os.pardir.encode()
+    n = 0
+    while n < len(parts) and parts[n] == up:
+        n += 1
+    return n
 
 
 def _parts(path: str) -> list[str]:
@@ -890,7 +941,11 @@ def playlist_base(folder: Path | None, *, relative_to: Path | None = None, absol
         return None
     if relative_to is not None:
         return existing_folder(relative_to, "--relative-to")
-    return None if folder is None else Path(os.path.abspath(folder.expanduser()))
+    if folder is None:
+        return None
+    folder = folder.expanduser()
+    # 'lnk/..' is where open() goes, the link's target's parent; os.path.abspath would drop both names
+    return Path(os.path.realpath(folder) if os.pardir in folder.parts else os.path.abspath(folder))
 
 
 def existing_folder(path: Path, option: str) -> Path:
@@ -918,7 +973,7 @@ def write_playlist(chunks: Iterable[str | bytes] | str, dest: Path) -> Path:
     try:
         replace_file(dest, write, tmp_prefix=".")
     except OSError as exc:
-        raise MoodtagError(f"{dest}: cannot write the playlist ({exc.strerror or exc})") from None
+        raise MoodtagError(f"{dest}: cannot write the playlist ({why_not_written(exc)})") from None
     return dest
 
 

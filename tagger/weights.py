@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tagger.atomic import replace_file
+from tagger.atomic import replace_file, why_not_written
 from tagger.errors import ModelError
 
 SPEC_KEY = "moodtag_spec"
@@ -196,7 +196,7 @@ def save_model(path: Path, spec: ModelSpec, state_dict: dict) -> Path:
     try:  # a model kept elsewhere through a link stays linked; a private (0600) one stays private
         replace_file(path, lambda fh: fh.write(data))
     except OSError as exc:
-        raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise ModelError(f"{path}: cannot write ({why_not_written(exc)})") from None
     return path
 
 

@@ -32,8 +32,10 @@ TRACKS = {
     "Straße & Co.wav": "exciting",
     "sub dir/aiff one.aiff": "calm",
     "back\\slash.flac": "exciting",  # the cache keeps its bytes (its key doubles the backslash); MPD loads it
+    "\u00a0no-break space.ogg": "calm",  # not ASCII: MPD does not strip it, so it loads
 }
 LEADING_SPACE = " lead space.opus"        # MPD strips the space from a playlist line: left out
+CONTROL_END = "ends in a control\x01/c.flac"  # and a control character (bytes up to 0x20) at a name's end: left out
 OUTSIDE = "Elsewhere/far away.flac"       # beside the music folder: MPD cannot reach it, left out
 VORBIS_SUFFIXES = (".flac", ".ogg", ".opus")
 
@@ -110,7 +112,7 @@ def mpd_setup(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("mpd")
     music, playlists = root / "Music", root / "playlists"
     playlists.mkdir()
-    for i, (name, mood) in enumerate([*TRACKS.items(), (LEADING_SPACE, "calm")]):
+    for i, (name, mood) in enumerate([*TRACKS.items(), (LEADING_SPACE, "calm"), (CONTROL_END, "exciting")]):
         (music / name).parent.mkdir(parents=True, exist_ok=True)
         synth.make_track(music / name, mood, 8.0, seed=i)
     (root / OUTSIDE).parent.mkdir(parents=True)
@@ -173,6 +175,7 @@ def test_mpd_lists_and_loads_every_playlist(mpd_setup):
     assert sorted(p.name for p in playlists.iterdir()) == [f"{m}.m3u" for m in labels]
     # the two tracks MPD could not load are left out, each with its reason
     assert "begins or ends with a space" in result.stderr and LEADING_SPACE.strip() in result.stderr
+    assert "ends in a control\\x01/c.flac" in result.stderr  # named, the control character escaped
     assert "outside the music folder" in result.stderr and "far away.flac" in result.stderr
 
     client.update()
@@ -230,7 +233,7 @@ def test_the_explicit_m3u_recipe_is_the_same(mpd_setup, tmp_path):
             "--out-dir", tmp_path, check=True)
     for path in playlists.iterdir():
         explicit = m3u_paths(tmp_path / path.name)
-        assert [p for p in explicit if p != "./" + LEADING_SPACE] == m3u_paths(path)
+        assert [p for p in explicit if p not in ("./" + LEADING_SPACE, CONTROL_END)] == m3u_paths(path)
 
 
 def test_mpd_strips_leading_spaces_and_reads_no_relative_m3u8_in_its_playlist_folder(mpd_setup):
@@ -260,7 +263,7 @@ def test_playlists_inside_the_music_folder(mpd_setup):
     client.update()
     for m3u8 in sorted(lists.glob("*.m3u8")):
         written = [os.path.relpath(os.path.normpath(lists / p), music) for p in m3u_paths(m3u8)]
-        inside = [p for p in written if not p.startswith("..") and p != LEADING_SPACE]  # MPD strips the space
+        inside = [p for p in written if not p.startswith("..") and p not in (LEADING_SPACE, CONTROL_END)]  # MPD strips
         assert client.loaded(f"lists/{m3u8.name}") == inside
     for xspf in sorted(lists.glob("*.xspf")):
         locations = [e.text for e in ET.parse(xspf).iter("{http://xspf.org/ns/0/}location")]

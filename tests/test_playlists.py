@@ -573,8 +573,9 @@ def test_wav_riff_info_reaches_the_cache_and_the_playlist_as_mpd_shows_it(tmp_pa
 
 def test_the_player_folder_check_per_folder_gives_the_names_check(tmp_path):
     """--for mpd checks a path's names in one search (_Inside.names_problem): the same answer as checking every
-    name of every path, for folders and files whose names begin or end with a space or another whitespace
-    character (str.isspace's), or hold one inside, asked twice."""
+    name of every path, for folders and files whose names begin or end with a space or a control character
+    (what MPD strips: U+0000-U+0020), or with other whitespace (U+00A0, U+3000, U+2028: kept), or hold one
+    inside, asked twice."""
     from tagger.playlists import _Inside, names_problem
 
     inside = _Inside(tmp_path)
@@ -584,7 +585,7 @@ def test_the_player_folder_check_per_folder_gives_the_names_check(tmp_path):
              tmp_path / "t\tab" / "line\n", tmp_path / "mid\nline.mp3", tmp_path / "\u2028" / "z.mp3", tmp_path / "é" / "ü.mp3"]
     answers = [inside.names_problem(str(p)) for p in paths + paths]
     assert answers == [names_problem(inside.names(str(p))) for p in paths + paths]
-    assert answers[:len(paths)].count(None) == 7
+    assert answers[:len(paths)].count(None) == 10
 
 
 def test_playlists_into_a_file_is_one_line_before_anything_is_written(library, model, tmp_path):
@@ -761,3 +762,114 @@ def test_a_playlist_printed_on_a_terminal_cannot_drive_it(tmp_path, model):
 
     piped = run_cli("playlist", "calm", "--db", db, *model[0], check=True).stdout
     assert "\x1b[31mred" in piped
+
+
+def test_a_playlist_into_a_pipe_or_a_device_is_written_into_it_never_replacing_it(library, model, tmp_path):
+    """-o FIFO (or /dev/stdout, a device) writes the playlist into it, as a shell's `>` would: the pipe stays
+    a pipe (it was replaced by a regular file: as root, `-o /dev/null` replaced the system's /dev/null), and
+    its paths are absolute, as when printed (a pipe has no folder of its own to be relative to)."""
+    import threading
+
+    from tests.conftest import run_cli
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    proc = run_cli("playlist", "calm", "--db", library["db"], "-o", fifo, *model[0], timeout=60)
+    reader.join(30)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    paths = {path for _, path in read_m3u(got[0].decode("utf-8"), None)}
+    assert paths == expected_calm(library, m3u=True) and all(p.startswith(os.sep) for p in paths)
+    proc = run_cli("playlist", "calm", "--db", library["db"], "-o", "/dev/stdout", *model[0])
+    assert proc.returncode == 0, proc.stderr
+    assert {path for _, path in read_m3u(proc.stdout, None)} == expected_calm(library, m3u=True)
+
+
+def test_a_playlist_never_writes_through_a_name_planted_beside_it(library, model, tmp_path):
+    """The temporary file is made with a name of its own (O_EXCL): a symlink planted at the old fixed name
+    `.calm.m3u8.tmp` is not followed (it made calm.m3u8 a link to the planted target), a file of the user's
+    with that name stays, a new playlist gets the mode a plain file gets (0666 less the umask, not
+    tempfile's 0600: MPD runs as another user), and a name as long as the file system allows is written
+    (the temporary name had 5 bytes more)."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".calm.m3u8.tmp").symlink_to(tmp_path / "victim")
+    (out / ".exciting.m3u8.tmp").write_text("mine")
+    old = os.umask(0o022)
+    try:
+        proc = run_cli("playlists", "--db", library["db"], "-d", out, *model[0])
+        long_name = out / ("x" * 250 + ".m3u8")
+        longer = run_cli("playlist", "calm", "--db", library["db"], "-o", long_name, *model[0])
+    finally:
+        os.umask(old)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "victim").exists()
+    assert not (out / "calm.m3u8").is_symlink() and (out / ".exciting.m3u8.tmp").read_text() == "mine"
+    assert stat.S_IMODE((out / "calm.m3u8").stat().st_mode) == 0o644
+    assert longer.returncode == 0, longer.stderr
+    assert long_name.read_text(encoding="utf-8").startswith("#EXTM3U")
+    assert sorted(p.name for p in out.iterdir()) == sorted([".calm.m3u8.tmp", ".exciting.m3u8.tmp", "calm.m3u8",
+                                                            "exciting.m3u8", long_name.name])
+
+
+def test_a_playlist_under_a_file_names_the_file(library, model, tmp_path):
+    from tests.conftest import run_cli
+
+    (tmp_path / "notes").write_text("x")
+    proc = run_cli("playlist", "calm", "--db", library["db"], "-o", tmp_path / "notes" / "sub" / "calm.m3u8",
+                   *model[0], env={"COLUMNS": "400"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith(f"({tmp_path / 'notes'} is a file, not a folder)"), proc.stderr
+
+
+def test_paths_resolve_from_where_the_playlist_really_is(library, model, tmp_path):
+    """A playlist folder reached through a symlink (~/Playlists -> /data/playlists) or named through `link/..`:
+    each line resolves, as a player's open() does it, from the folder the file really is in (the lines were
+    worked out from the name as typed: '../Music/...' from /data/playlists went nowhere)."""
+    from tests.conftest import run_cli
+
+    real = tmp_path / "data" / "deeper" / "playlists"  # not as deep as the link: '..' lands elsewhere
+    real.mkdir(parents=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "Playlists").symlink_to(real)
+    (home / "lnk").symlink_to(real)
+    for dest in (home / "Playlists" / "calm.m3u8", home / "lnk" / ".." / "dotdot.m3u8"):
+        proc = run_cli("playlist", "calm", "--db", library["db"], "-o", dest, *model[0])
+        assert proc.returncode == 0, proc.stderr
+    for written in (real / "calm.m3u8", real.parent / "dotdot.m3u8"):
+        lines = [line for line in written.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+        assert lines and not any(line.startswith(os.sep) for line in lines)
+        resolved = {os.path.realpath(os.path.join(written.parent, line)) for line in lines}
+        assert resolved == {os.path.realpath(p) for p in expected_calm(library, m3u=True)}
+
+
+def test_a_playlist_for_mpd_must_have_a_name_mpd_lists(library, model, tmp_path):
+    """MPD lists NAME.m3u with the suffix in lower case, and no name holding a line break."""
+    from tests.conftest import run_cli
+
+    for name in ("Calm.M3U", "calm.m3U", "two\nlines.m3u"):
+        proc = run_cli("playlist", "calm", "--db", library["db"], "--for", "mpd", "--music-dir", library["root"],
+                       "-o", tmp_path / name, *model[0])
+        assert proc.returncode == 2 and "must be named NAME.m3u" in proc.stderr, (name, proc.stderr)
+        assert not (tmp_path / name).exists()
+
+
+def test_standard_output_on_a_full_disk_is_one_line(library, model):
+    """`moodtag playlist calm > /dev/full` (or query): one error line, exit status 1 (was a traceback)."""
+    import subprocess
+    import sys
+
+    for args in (["playlist", "calm"], ["query"], ["query", "--json"]):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "tagger", *args, "--db", str(library["db"]),
+                                   *(model[0] if args[0] == "playlist" else [])],
+                                  stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines() == ["error: cannot write to standard output (No space left on device)"], \
+            proc.stderr

@@ -83,8 +83,10 @@ def playlist(
     from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, other_models, print_playlist,
                                   resolve_labels, save_playlists)
 
+    from tagger.playlists import is_a_file_to_replace
+
     _check_seed(order, seed)
-    layout = _layout(output.parent if output else None, dest=output, fmt=fmt.value if fmt else None,
+    layout = _layout(output.parent if output is not None and is_a_file_to_replace(output) else None, dest=output, fmt=fmt.value if fmt else None,
                      relative_to=relative_to, absolute=absolute, player=player.value if player else None,
                      music_dir=music_dir)
     _check_roots(paths)
@@ -236,8 +238,11 @@ def _report_left_out(result, library: Path | None, others) -> None:
 
 
 def _report_written(result, dest: Path) -> None:
-    """One plain line (no markup to render: rich, ~20 ms of imports, stays out of a command that warns of nothing)."""
+    """One plain line (no markup to render: rich, ~20 ms of imports, stays out of a command that warns of nothing);
+    on standard error where the playlist went into a pipe or a device (`-o /dev/stdout`), not into its text."""
+    from tagger.playlists import is_a_file_to_replace
     from tagger.records import printable
 
     n = result.count
-    typer.echo(f"wrote {n} {printable(result.mood)} track{'s' if n != 1 else ''} to {printable(dest)}")
+    typer.echo(f"wrote {n} {printable(result.mood)} track{'s' if n != 1 else ''} to {printable(dest)}",
+               err=not is_a_file_to_replace(dest))
