@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.errors import BROKEN_LINK, AudioError
-from tagger.iff import overrun
+from tagger.iff import overrun, read_chunk
 from tagger.stages import stage
 from tagger.weights import ClipPlan
 
@@ -37,6 +37,8 @@ SNDFILE_PREROLL = {"MP3": 4 * 1152, "OGG": 8192}
 AV_PREROLL_SECONDS = 0.5
 # Samples beyond this (full scale is 1.0; 80 dB above it) are a float file's damage or a wrong scale.
 FLOAT_PEAK_LIMIT = 1e4
+# Why FFmpeg cannot read an audio stream whose codec it has no decoder for (an unknown WAV format tag).
+NO_DECODER = "no decoder for its audio"
 # libsndfile reports SF_COUNT_MAX frames when it cannot find the end (a chained Ogg file, for one).
 SF_UNKNOWN_FRAMES = 2 ** 62
 # The container FFmpeg should find for each suffix; another one (or a suffix not listed) means the
@@ -193,14 +195,45 @@ def _open_source(source, suffix: str):
     if suffix not in SNDFILE_SUFFIXES:
         return _AvTrack(source, suffix, verify=False)
     try:
-        return _SndfileTrack(source)
+        track = _SndfileTrack(source)
     except AudioError as first_error:
         try:
             return _AvTrack(source, suffix, verify=True)
         except AudioError as exc:
             if str(exc).startswith("not a decodable") and not str(first_error).startswith("not a decodable"):
                 raise first_error from None
+            ours, theirs = _undecodable_reason(exc), _undecodable_reason(first_error)
+            if ours and ours.startswith(NO_DECODER) and theirs:  # FFmpeg names the codec, libsndfile its objection
+                raise AudioError(f"not a decodable audio file ({ours}; libsndfile: {theirs})") from None
             raise
+    if track.fh.format == "MP3" and isinstance(source, (str, os.PathLike)):
+        try:
+            index = _mp3_vbr_index(source)
+        except (OSError, ValueError):
+            index = None  # libsndfile's reading, as before
+        if index is not None:  # libsndfile's length is a guess from the first frame, and it reads no further
+            track.close()
+            return _MpegFramesTrack(source, index)
+    return track
+
+
+def _wav_codec(source) -> str:
+    """What a WAV file's 'fmt ' chunk says its audio is (': WAV format tag 0x1234, 16 bits per sample'),
+    to name a codec FFmpeg has no decoder for; '' for any other file."""
+    if not isinstance(source, (str, os.PathLike)):
+        return ""
+    with open(source, "rb") as fh:
+        fmt = read_chunk(fh, b"fmt ", 16) if fh.read(4) == b"RIFF" else None
+    if fmt is None or len(fmt) < 16:
+        return ""
+    tag, bits = struct.unpack_from("<H", fmt)[0], struct.unpack_from("<H", fmt, 14)[0]
+    return f": WAV format tag 0x{tag:04X}, {bits} bits per sample"
+
+
+def _undecodable_reason(error: AudioError) -> str | None:
+    """The REASON of 'not a decodable audio file (REASON)'; None for another message."""
+    text, prefix = str(error), "not a decodable audio file ("
+    return text[len(prefix):-1] if text.startswith(prefix) and text.endswith(")") else None
 
 
 class _SndfileTrack:
@@ -268,6 +301,8 @@ class _AvTrack:
             if not audio:
                 raise AudioError("not a decodable audio file (no audio stream in it)")
             self.stream = stream = audio[0]
+            if stream.codec_context is None:  # FFmpeg has no decoder for its codec (PyAV then opens none)
+                raise AudioError(f"not a decodable audio file ({NO_DECODER}{_wav_codec(source)})")
             self.sr = stream.codec_context.sample_rate or stream.rate
             if not self.sr:
                 raise AudioError("not a decodable audio file (its audio stream has no sample rate)")
@@ -375,6 +410,61 @@ class _AvTrack:
 
     def close(self) -> None:
         self.container.close()
+
+
+class _MpegFramesTrack:
+    """A VBR MP3 without a Xing/Info/VBRI header (the frame that gives its frame count and seek table):
+    libsndfile and FFmpeg take its length from the first frame's bitrate (48 s for a 120 s track, and
+    libsndfile reads no further) and seek by it. Its frames are counted and indexed (_mp3_vbr_index), and
+    a clip is decoded by FFmpeg from a few frames before it (the bit reservoir), from that frame's byte."""
+
+    def __init__(self, path, index: _MpegIndex):
+        self.raw = open(path, "rb")
+        self.index = index
+        self.sr = index.sample_rate
+        self.duration = len(index.offsets) * index.frame_samples / index.sample_rate
+
+    def clip(self, start: float, seconds: float, sample_rate: int) -> np.ndarray:
+        sr, index = self.sr, self.index
+        need, target = int(round(seconds * sr)), int(round(start * sr))
+        first = max(0, min(target // index.frame_samples, len(index.offsets)) - MP3_PREROLL_FRAMES)
+        offset = index.offsets[first] if first < len(index.offsets) else index.end
+        frames = _ByteRange(self.raw, offset, index.end - offset)
+        try:
+            data = self._decode(frames, target - first * index.frame_samples, need)
+        except Exception as exc:
+            raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
+        _check_length(data, need, start, seconds, self.duration)
+        return _resample(data, sr, sample_rate, int(round(seconds * sample_rate)))
+
+    def _decode(self, source, skip: int, need: int) -> np.ndarray:
+        """`need` samples from sample `skip` of the MPEG frames in `source`, placed by their timestamps
+        (a first frame the decoder drops for want of its reservoir leaves no gap)."""
+        import av
+
+        kept, first, position = [], None, 0
+        with av.open(source, format="mp3") as container:
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    position = int(round(frame.time * self.sr))
+                if position + frame.samples > skip:
+                    if first is None:
+                        first = position
+                    kept.append(frame)
+                position += frame.samples
+                if position >= skip + need:
+                    break
+        if first is None:
+            return np.zeros(0, dtype=np.float32)
+        data = _frames_samples(kept)
+        if first > skip:
+            data = np.concatenate([np.zeros(first - skip, dtype=np.float32), data])
+            first = skip
+        return data[skip - first: skip - first + need]
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 class _ChainedTrack:
@@ -523,6 +613,145 @@ class _OggChain:
     cut: tuple[int, ...] = ()
 
 
+# MPEG audio frame headers: bitrates (kbit/s) by (MPEG-1?, layer) and index, sample rates by version.
+_MPEG_BITRATES = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # version bits -> Hz
+# Where the bitrates of an MP3 without a Xing/VBRI header are sampled: frames from these fractions of the file.
+MP3_BITRATE_SAMPLES = (0.0, 0.25, 0.5, 0.75)
+MP3_PREROLL_FRAMES = 10  # decoded before a clip: a frame's data can start up to 511 bytes back (the bit reservoir)
+
+
+@dataclass(frozen=True)
+class _MpegFrame:
+    """One MPEG audio frame header: its stream's kind (version, layer, sample rate) and its own size."""
+    kind: tuple[int, int, int]
+    bitrate: int
+    length: int         # bytes, the header counted
+    samples: int        # per frame
+    sample_rate: int
+    side_info: int      # where the Xing/Info header would start, from the frame's start
+
+
+def _mpeg_frame(data, at: int) -> _MpegFrame | None:
+    """The MPEG audio frame header at `at` of `data`, or None if there is none (free-format bitrates,
+    which need the next frame to size one, are none too)."""
+    if at + 4 > len(data) or data[at] != 0xFF or data[at + 1] & 0xE0 != 0xE0:
+        return None
+    b1, b2, b3 = data[at + 1], data[at + 2], data[at + 3]
+    version, layer_bits, rate_index, rate_bits = (b1 >> 3) & 3, (b1 >> 1) & 3, b2 >> 4, (b2 >> 2) & 3
+    if version == 1 or layer_bits == 0 or rate_index in (0, 15) or rate_bits == 3:
+        return None
+    layer, mpeg1 = 4 - layer_bits, version == 3
+    bitrate = _MPEG_BITRATES[(mpeg1, layer)][rate_index] * 1000
+    sample_rate = _MPEG_RATES[version][rate_bits]
+    padding = (b2 >> 1) & 1
+    if layer == 1:
+        length, samples = (12 * bitrate // sample_rate + padding) * 4, 384
+    else:
+        samples = 1152 if layer == 2 or mpeg1 else 576
+        length = samples // 8 * bitrate // sample_rate + padding
+    mono = (b3 >> 6) == 3
+    side_info = 4 + (0 if b1 & 1 else 2) + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))
+    return _MpegFrame((version, layer, sample_rate), bitrate, length, samples, sample_rate, side_info)
+
+
+def _mpeg_sync(data, at: int, kind=None, *, limit: int = 65536) -> int:
+    """Where the first MPEG frame at or after `at` (within `limit` bytes) starts that the next frame
+    follows (of the same kind; of `kind` if given); -1 if none."""
+    end = min(len(data), at + limit)
+    while at < end:
+        at = data.find(b"\xff", at, end)
+        if at < 0:
+            return -1
+        frame = _mpeg_frame(data, at)
+        if frame is not None and (kind is None or frame.kind == kind):
+            following = _mpeg_frame(data, at + frame.length)
+            if following is not None and following.kind == frame.kind:
+                return at
+        at += 1
+    return -1
+
+
+@dataclass(frozen=True)
+class _MpegIndex:
+    """Where each MPEG frame of an MP3 starts, and where the last one ends."""
+    offsets: object     # array of byte offsets
+    end: int
+    frame_samples: int
+    sample_rate: int
+
+
+def _mp3_vbr_index(path) -> _MpegIndex | None:
+    """The frame index of an MP3 whose length a decoder would have to guess: no Xing, Info or VBRI
+    header in its first frame, and frames of different bitrates (sampled at a few places; a CBR file's
+    length follows from its size). None for any other MP3, at the cost of a few reads."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start = _mpeg_sync(data, _id3v2_end(data))
+        if start < 0:
+            return None
+        first = _mpeg_frame(data, start)
+        if data[start + first.side_info:start + first.side_info + 4] in (b"Xing", b"Info") or \
+                data[start + 36:start + 40] == b"VBRI":
+            return None
+        bitrates = set()
+        for where in MP3_BITRATE_SAMPLES:
+            bitrates |= _mpeg_bitrates(data, max(start, int(len(data) * where)), first.kind)
+        if len(bitrates) <= 1:
+            return None
+        return _mpeg_walk(data, start, first)
+
+
+def _id3v2_end(data) -> int:
+    """Where the ID3v2 tags at the start of `data` end (several, as some taggers leave them; 0 if none)."""
+    at = 0
+    while data[at:at + 3] == b"ID3" and at + 10 <= len(data):
+        size = 0
+        for byte in data[at + 6:at + 10]:  # syncsafe: 7 bits a byte
+            size = size << 7 | byte & 0x7F
+        at += 10 + size + (10 if data[at + 5] & 0x10 else 0)
+    return at
+
+
+def _mpeg_bitrates(data, at: int, kind, count: int = 8) -> set[int]:
+    """The bitrates of up to `count` frames in a row from the first frame of `kind` at or after `at`."""
+    at = _mpeg_sync(data, at, kind)
+    rates: set[int] = set()
+    for _ in range(count if at >= 0 else 0):
+        frame = _mpeg_frame(data, at)
+        if frame is None or frame.kind != kind:
+            break
+        rates.add(frame.bitrate)
+        at += frame.length
+    return rates
+
+
+def _mpeg_walk(data, start: int, first: _MpegFrame) -> _MpegIndex:
+    """Every frame of the stream `first` (at `start`) begins, frame by frame; bytes that are not a
+    frame of its kind (damage, a tag) are skipped to the next frame; a last frame cut short is left out."""
+    from array import array
+
+    offsets, at, size = array("q"), start, len(data)
+    end = start
+    while at >= 0:
+        frame = _mpeg_frame(data, at)
+        if frame is None or frame.kind != first.kind:
+            at = _mpeg_sync(data, at + 1, first.kind, limit=size)
+            continue
+        if at + frame.length > size:
+            break
+        offsets.append(at)
+        at += frame.length
+        end = at
+    return _MpegIndex(offsets, end, first.samples, first.sample_rate)
+
+
 def _check_ogg_ends(path: Path, duration: float) -> None:
     """AudioError ('truncated') if the last Ogg page of the file does not end its stream.
 
@@ -544,7 +773,7 @@ def _check_chunks_end(path: Path, duration: float) -> None:
     holds: libsndfile reads what is there, and the track would pass for a shorter one (tagger.iff). A
     size left unknown (a WAV written to a pipe) or a missing pad byte is no loss of audio."""
     with open(path, "rb") as fh:
-        found = overrun(fh)
+        found = overrun(fh, within_form=False)  # decoders read the chunks to the file's end
     if found is None or not found.audio or found.pad_only or found.unknown_size:
         return
     missing = found.declared - found.present

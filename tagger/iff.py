@@ -8,6 +8,12 @@ and tag readers never find it. `overrun` finds such a chunk, reading only the ch
 chunk of odd size without its pad byte (Python's `wave` module writes them) runs past the end by that
 byte only: mutagen's new chunk would start at an odd offset, where no reader looks for it, so
 `add_missing_pad` adds the byte first.
+
+mutagen reads only the chunks inside the size the RIFF/FORM header declares, and adds its chunk where
+that size ends. Bytes after it (an ID3v1 tag appended to a WAV, zeros) are not chunks, and stay after
+the new one. A header whose size ends inside a chunk (a writer's slip that decoders ignore: they read
+the chunks to the file's end) would put the new chunk inside that chunk, the audio: `short_form`
+finds it.
 """
 from __future__ import annotations
 
@@ -50,28 +56,104 @@ class Overrun:
                 f"{self.present:,} of them")
 
 
-def overrun(fh) -> Overrun | None:
-    """The first top-level chunk of a RIFF/RIFX/FORM file `fh` (binary, seekable) that runs past the
-    file's end, or None (also for any other kind of file). Stray bytes after the last chunk, too few
-    for a chunk header, are left alone."""
-    fh.seek(0, 2)
-    size = fh.tell()
+@dataclass(frozen=True)
+class ShortForm:
+    """A RIFF/FORM header whose declared size ends inside one of its chunks (or that chunk's header)."""
+
+    container: bytes  # b"RIFF", b"RIFX" or b"FORM"
+    declared: int     # the bytes the header says the file holds (its size field, plus the 8 bytes of the header)
+    chunk: bytes      # the ID of the chunk it ends in
+    chunk_end: int    # where that chunk ends (its pad byte counted)
+
+    def describe(self) -> str:
+        name = self.chunk.decode("latin-1")
+        inside = "its audio" if self.chunk in AUDIO_CHUNKS else "that chunk"
+        return (f"its {self.container.decode('latin-1')} header says the file holds {self.declared:,} bytes, but its "
+                f"'{name}' chunk runs to byte {self.chunk_end:,}: a tag would be written inside {inside}")
+
+
+@dataclass(frozen=True)
+class _Form:
+    """A RIFF/RIFX/FORM file's header, as mutagen reads it."""
+
+    container: bytes
+    order: str        # the byte order of its sizes, for struct
+    size_field: int   # its declared size
+    file_size: int
+
+    @property
+    def end(self) -> int:
+        """Where the form ends, its pad byte counted (mutagen's view: it adds its chunk here)."""
+        return 8 + self.size_field + (self.size_field & 1)
+
+
+def _form(fh) -> _Form | None:
+    """The header of a RIFF/RIFX/FORM file `fh` (binary, seekable); None for any other kind of file."""
+    file_size = fh.seek(0, 2)
     fh.seek(0)
     head = fh.read(12)
     order = CONTAINERS.get(head[:4])
     if order is None or len(head) < 12:
         return None
+    return _Form(head[:4], order, struct.unpack(order + "I", head[4:8])[0], file_size)
+
+
+def _chunks(fh, form: _Form, *, within_form: bool):
+    """(ID, offset, declared size) of each top-level chunk whose 8-byte header the file holds; within_form:
+    only those that start inside the declared form (what mutagen reads), else up to the file's end (what
+    decoders read)."""
+    limit = min(form.end, form.file_size) if within_form else form.file_size
     pos = 12
-    while pos + 8 <= size:
+    while pos < limit and pos + 8 <= form.file_size:
         fh.seek(pos)
         header = fh.read(8)
-        chunk, declared = header[:4], struct.unpack(order + "I", header[4:])[0]
+        declared = struct.unpack(form.order + "I", header[4:])[0]
+        yield header[:4], pos, declared
+        pos += 8 + declared + (declared & 1)
+
+
+def overrun(fh, *, within_form: bool = True) -> Overrun | None:
+    """The first top-level chunk of a RIFF/RIFX/FORM file `fh` (binary, seekable) that runs past the
+    file's end, or None (also for any other kind of file). Only the chunks that start inside the form
+    its header declares, unless not `within_form` (decoders read on to the file's end). Stray bytes
+    after the last chunk, too few for a chunk header, are left alone."""
+    form = _form(fh)
+    if form is None:
+        return None
+    for chunk, pos, declared in _chunks(fh, form, within_form=within_form):
         start = pos + 8
-        if start + declared > size:
-            return Overrun(chunk, declared, size - start)
-        pos = start + declared + (declared & 1)
-        if pos > size:  # the pad byte of an odd last chunk is missing
+        if start + declared > form.file_size:
+            return Overrun(chunk, declared, form.file_size - start)
+        if start + declared + (declared & 1) > form.file_size:  # the pad byte of an odd last chunk is missing
             return Overrun(chunk, declared, declared)
+    return None
+
+
+def short_form(fh) -> ShortForm | None:
+    """The chunk of a RIFF/RIFX/FORM file `fh` (binary, seekable) inside which the form its header
+    declares ends, or None (also for any other kind of file). A form that ends between two chunks is
+    whole: what follows it is not read as chunks."""
+    form = _form(fh)
+    if form is None:
+        return None
+    for chunk, pos, declared in _chunks(fh, form, within_form=True):
+        end = pos + 8 + declared + (declared & 1)
+        if end > form.end:
+            return ShortForm(form.container, 8 + form.size_field, chunk, end)
+    return None
+
+
+def read_chunk(fh, chunk: bytes, limit: int) -> bytes | None:
+    """The first `limit` bytes (fewer if it is shorter) of the first top-level chunk `chunk` of a
+    RIFF/RIFX/FORM file `fh` (binary, seekable), walked as decoders walk it (to the file's end); None if
+    there is none."""
+    form = _form(fh)
+    if form is None:
+        return None
+    for found, pos, declared in _chunks(fh, form, within_form=False):
+        if found == chunk:
+            fh.seek(pos + 8)
+            return fh.read(min(declared, limit))
     return None
 
 

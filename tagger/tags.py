@@ -49,7 +49,7 @@ from mutagen._riff import RiffFile
 
 from tagger import fastsave, safewrite
 from tagger.errors import BROKEN_LINK, MoodtagError, TagError
-from tagger.iff import add_missing_pad, overrun
+from tagger.iff import add_missing_pad, overrun, short_form
 from tagger.safewrite import UndoJournal
 
 fastsave.install()  # mutagen's byte moves and Ogg renumbering, done faster on safewrite's overlay
@@ -714,8 +714,10 @@ def _load(fh):
     is not audio we know."""
     with _mutagen_errors(writing=False, fmt=None):
         fh.seek(0)
-        cls = _sniff(fh.read(128), fh)
+        head = fh.read(128)
+        cls = _sniff(head, fh)
         if cls is None:  # e.g. an MP3 with junk before its first frame: mutagen's own guess
+            _require_taggable(head)
             fh.seek(0)
             guess = mutagen.File(fh)
             if guess is None:
@@ -727,6 +729,28 @@ def _load(fh):
     with _mutagen_errors(writing=False, fmt=fmt):
         fh.seek(0)
         return fmt.fields.load(cls, fh), fmt
+
+
+# Audio that the scan decodes (libsndfile, FFmpeg) and mutagen has no tags for, by its first bytes:
+# refused by name, not as 'not a supported audio file' after the scan analysed it.
+_UNTAGGABLE = {
+    b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00": "Sony Wave64 (W64)",
+    b"caff": "Core Audio (CAF)",
+    b".snd": "Sun/NeXT AU",
+    b"NIST_1A": "NIST SPHERE",
+    b"Creative Voice File": "Creative Voice (VOC)",
+}
+
+
+def _require_taggable(head: bytes) -> None:
+    """TagError naming the format when a file's first bytes are audio moodtag cannot write tags into."""
+    name = next((name for magic, name in _UNTAGGABLE.items() if head.startswith(magic)), None)
+    if head[:4] == b"FORM" and head[8:12] in (b"8SVX", b"16SV"):
+        name = "IFF 8SVX"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # ADTS: an MPEG sync with layer bits 00
+        name = "raw AAC (ADTS)"
+    if name:
+        raise TagError(f"cannot write tags into {name} files: moodtag analyses their audio only")
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -778,14 +802,18 @@ def _require_whole_id3(audio, fh) -> None:
 
 def _require_whole_chunks(audio, fh) -> None:
     """Refuse to tag a WAV or AIFF file whose chunks run past its end (cut short, or a size never
-    written): mutagen would put its ID3 chunk where the headers say the audio still is (tagger.iff)."""
+    written), or whose RIFF/FORM header declares a size that ends inside a chunk: mutagen would put its
+    ID3 chunk where the headers say the audio still is, or where the declared form ends, inside the
+    audio (tagger.iff)."""
     fmt = _FORMATS.get(type(audio))
     if fmt is None or not fmt.pads_chunks:
         return
     with _mutagen_errors(writing=False, fmt=None):
-        found = overrun(fh)
+        found, short = overrun(fh), short_form(fh)
     if found is not None and not found.pad_only:  # a missing pad byte is added as the tag is saved
         raise TagError(f"{found.describe()}; the file was not changed")
+    if short is not None:
+        raise TagError(f"{short.describe()}; the file was not changed")
 
 
 def _require_whole_comment(audio) -> None:

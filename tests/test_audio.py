@@ -115,6 +115,85 @@ def test_garbage_under_any_audio_name_is_not_a_decodable_audio_file(tmp_path, su
             probe_duration(path)
 
 
+def _no_decoder_m4a(source, path) -> None:
+    """An M4A whose audio is of a codec FFmpeg has no decoder for: its sample entry and the object type
+    of its decoder config made unknown."""
+    data = bytearray(source.read_bytes())
+    entry = data.find(b"mp4a", data.find(b"stsd"))
+    config = data.find(b"\x04\x80\x80\x80", data.find(b"esds"))  # DecoderConfigDescriptor; object type 5 bytes on
+    assert entry > 0 and config > 0 and data[config + 5] == 0x40
+    data[entry:entry + 4], data[config + 5] = b"zzzz", 0xFE
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("case, cause", [
+    ("format_tag", r"no decoder for its audio: WAV format tag 0x1234, 16 bits per sample; libsndfile: .+"),
+    ("bits_0", r"no decoder for its audio: WAV format tag 0x0001, 0 bits per sample; libsndfile: .+"),
+    ("m4a", r"no decoder for its audio"),
+])
+def test_audio_no_decoder_reads_is_named_so(tmp_path, audio_dir, case, cause):
+    """FFmpeg opens a stream of a codec it has no decoder for without a codec context: the scan said
+    'cannot decode (AttributeError: 'NoneType' object has no attribute 'sample_rate')'."""
+    if case == "m4a":
+        path = tmp_path / "x.m4a"
+        _no_decoder_m4a(next(audio_dir.glob("*_[0-9].m4a")), path)
+    else:
+        data = bytearray(next(audio_dir.glob("*.wav")).read_bytes())
+        fmt = data.find(b"fmt ") + 8
+        at, value = (fmt, 0x1234) if case == "format_tag" else (fmt + 14, 0)
+        data[at:at + 2] = value.to_bytes(2, "little")
+        path = tmp_path / "x.wav"
+        path.write_bytes(bytes(data))
+    for attempt in (probe_duration, lambda p: load_clips(p, plan=ClipPlan(), sample_rate=22050)):
+        with pytest.raises(AudioError, match=rf"^not a decodable audio file \({cause}\)$"):
+            attempt(path)
+
+
+def _without_first_frame(path, out) -> None:
+    """The MP3 without its first frame, the one holding the Xing/Info header (valid MPEG audio, as tools
+    that write no such header leave it)."""
+    data = path.read_bytes()
+    assert data[:2] == b"\xff\xfb" and data[36:40] in (b"Xing", b"Info"), data[:40]  # MPEG-1 layer III, stereo
+    kbps = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[data[2] >> 4]
+    out.write_bytes(data[144_000 * kbps // synth.SAMPLE_RATE + (data[2] >> 1 & 1):])
+
+
+def _ffmpeg_mono(path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        mono = [frame.to_ndarray().mean(axis=0) for frame in container.decode(audio=0)]
+    return np.concatenate(mono).astype(np.float32)
+
+
+def test_a_vbr_mp3_without_a_xing_header_is_measured_by_its_frames_and_read_where_asked(tmp_path):
+    """Without the Xing/VBRI header, libsndfile guesses a VBR MP3's length from its first frame's bitrate
+    (48 s for a 120 s track; here the first frames are silence, at the lowest bitrate) and reads no
+    further: every clip came from the start. Its frames are counted, and a clip in the middle is the
+    audio a whole decode has there."""
+    samples = np.concatenate([np.zeros((2 * synth.SAMPLE_RATE, 2), np.float32),
+                              synth.render("exciting", 19, seed=2), synth.render("calm", 19, seed=1)])
+    source = synth.encode(samples, tmp_path / "vbr.mp3")
+    path = tmp_path / "noxing.mp3"
+    _without_first_frame(source, path)
+    whole = _ffmpeg_mono(path)
+    assert probe_duration(path) == pytest.approx(len(whole) / synth.SAMPLE_RATE, abs=1e-6)
+    starts = [0.0, 18.3, 30.0, 21.5, 34.0]
+    clips = decode_segments(path, starts, seconds=5.0, sample_rate=synth.SAMPLE_RATE)
+    for start, clip in zip(starts, clips.samples):
+        at = int(round(start * synth.SAMPLE_RATE))
+        assert np.abs(clip - whole[at:at + len(clip)]).max() < 1e-3, start
+    assert load_clips(path, plan=ClipPlan(), sample_rate=22050).duration == pytest.approx(40.0, abs=0.1)
+
+
+def test_a_cbr_mp3_without_an_info_header_keeps_its_length(tmp_path):
+    """A constant bitrate's length follows from the file's size: such an MP3 is left to libsndfile."""
+    source = synth.encode(synth.render("calm", 20, seed=1), tmp_path / "cbr.mp3", bitrate=128_000)
+    path = tmp_path / "noinfo.mp3"
+    _without_first_frame(source, path)
+    assert probe_duration(path) == pytest.approx(len(_ffmpeg_mono(path)) / synth.SAMPLE_RATE, abs=0.05)
+
+
 @pytest.mark.parametrize("fmt", ["ogg", "opus"])
 def test_a_cut_ogg_file_is_truncated_and_a_whole_one_is_read(tmp_path, audio_dir, fmt):
     """A cut Ogg file decoded cleanly (its granule positions tell only what is left) and was judged on

@@ -1001,6 +1001,59 @@ def test_a_cut_wav_or_aiff_file_is_refused_untouched(tmp_path, sources, fmt):
         assert path.read_bytes() == data, name
 
 
+def _form_size(data: bytes, fmt: str) -> int:
+    return int.from_bytes(data[4:8], "little" if fmt == "wav" else "big")
+
+
+def _with_form_size(data: bytes, fmt: str, size: int) -> bytes:
+    return data[:4] + size.to_bytes(4, "little" if fmt == "wav" else "big") + data[8:]
+
+
+@pytest.mark.parametrize("fmt", ["wav", "aiff"])
+def test_a_wav_or_aiff_whose_header_size_ends_inside_its_audio_is_refused_untouched(tmp_path, sources, fmt):
+    """A RIFF/FORM size smaller than the chunks it holds (a writer's slip; decoders read on): mutagen adds
+    its ID3 chunk where the declared size ends, which was inside the audio data. The audio was damaged,
+    the tag did not read back, and untag could not undo it."""
+    whole = sources[fmt].read_bytes()
+    audio_id = {"wav": "data", "aiff": "SSND"}[fmt]
+    for name, size in {"data_only": len(whole) - 8 - 36, "tiny": 1000}.items():
+        data = _with_form_size(whole, fmt, size)
+        path = tmp_path / f"{name}.{fmt}"
+        path.write_bytes(data)
+        cause = (rf"^its {'RIFF' if fmt == 'wav' else 'FORM'} header says the file holds {size + 8:,} bytes, but "
+                 rf"its '{audio_id}' chunk runs to byte {len(whole):,}: a tag would be written inside its audio; "
+                 r"the file was not changed$")
+        for attempt in (lambda p: write_mood(p, VALUES), lambda p: write_mood(p, VALUES, dry_run=True)):
+            with pytest.raises(TagError, match=cause):
+                attempt(path)
+        assert path.read_bytes() == data, name
+
+
+@pytest.mark.parametrize("fmt", ["wav", "aiff"])
+@pytest.mark.parametrize("trailing", ["id3v1", "zeros"])
+def test_bytes_after_a_wav_or_aiff_form_stay_after_it_and_the_file_is_tagged(tmp_path, sources, fmt, trailing):
+    """Bytes after the RIFF/FORM its header declares (an ID3v1 tag appended by a tagger, zeros) are
+    not chunks: the chunk walk ran on into them and refused the file as 'cut short: its 'TAGT' chunk
+    declares 1,701,606,505 bytes', again at each scan. mutagen adds its chunk at the form's end,
+    before those bytes, and counts it in the form's size; untag gives the file back byte for byte."""
+    extra = {"id3v1": b"TAG" + b"Title".ljust(30, b"\0") + b"Artist".ljust(30, b"\0") + b"Album".ljust(30, b"\0")
+                      + b"2001" + bytes(28) + b"\0\x01\x0d",
+             "zeros": bytes(8)}[trailing]
+    source = sources[fmt]
+    path = tmp_path / f"x.{fmt}"
+    original = source.read_bytes() + extra
+    path.write_bytes(original)
+    before, (_, frames) = decoded(source), _ffmpeg_view(source)
+    assert write_mood(path, VALUES)
+    assert read_mood(path) == READ_BACK
+    data = path.read_bytes()
+    assert data.endswith(extra) and _form_size(data, fmt) == len(data) - 8 - len(extra)
+    metadata, after_frames = _ffmpeg_view(path)
+    assert metadata.get("TMOO") == "calm" and after_frames == frames
+    assert np.array_equal(decoded(path), before)
+    assert remove_mood(path) and path.read_bytes() == original
+
+
 def test_a_wav_without_the_pad_byte_of_its_odd_data_chunk_is_tagged_where_readers_look(tmp_path):
     """Python's `wave` module writes an odd data chunk (8-bit mono, an odd number of frames) without
     the pad byte RIFF puts after it; mutagen then put its ID3 chunk at an odd offset, where neither
@@ -1034,6 +1087,40 @@ def test_an_rf64_wav_is_refused_by_name(tmp_path):
     sf.write(path, np.zeros(44100 * 6, dtype=np.float32), 44100, format="RF64")
     data = path.read_bytes()
     with pytest.raises(TagError, match=r"^RF64 WAV \(the 64-bit form, for files over 4 GB\): mutagen cannot"):
+        write_mood(path, VALUES)
+    assert path.read_bytes() == data
+
+
+def _adts(samples: np.ndarray, path: Path) -> None:
+    """Raw AAC in ADTS frames, no container (a stream ripper's output)."""
+    import av
+
+    with av.open(str(path), "w", format="adts") as container:
+        stream = container.add_stream("aac", rate=synth.SAMPLE_RATE, layout="stereo")
+        planes = np.ascontiguousarray(samples.T.astype(np.float32))
+        for i in range(0, planes.shape[1], 4096):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, i:i + 4096]), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = synth.SAMPLE_RATE, i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("name, kind", [("w64.wav", r"Sony Wave64 \(W64\)"), ("adts.m4a", r"raw AAC \(ADTS\)")])
+def test_audio_moodtag_analyses_but_cannot_tag_is_refused_by_its_format(tmp_path, name, kind):
+    """A Sony Wave64 file named .wav, raw ADTS AAC named .m4a: the scan analyses them (libsndfile, FFmpeg),
+    and then said 'not a supported audio file' as it came to tag them."""
+    import soundfile as sf
+
+    samples = synth.render("calm", SECONDS, seed=1)
+    path = tmp_path / name
+    if name.startswith("w64"):
+        sf.write(path, samples, synth.SAMPLE_RATE, subtype="PCM_16", format="W64")
+    else:
+        _adts(samples, path)
+    data = path.read_bytes()
+    with pytest.raises(TagError, match=rf"^cannot write tags into {kind} files: moodtag analyses their audio only$"):
         write_mood(path, VALUES)
     assert path.read_bytes() == data
 
