@@ -85,15 +85,25 @@ def m001_create_tracks(db: Database) -> None:
 def m002_unambiguous_keys(db: Database) -> None:
     """Keys before 0.4 wrote a name that is not UTF-8 with \\xNN escapes but left backslashes as they
     were, so `a<0xff>.ogg` and a file literally named `a\\xff.ogg` shared a row. Re-key every row that
-    holds a backslash or raw bytes; mark the file as moodtag's (application_id)."""
-    rows = db.execute(f"SELECT path, path_bytes FROM {TABLE} WHERE path_bytes IS NOT NULL "
+    holds a backslash or raw bytes; mark the file as moodtag's (application_id).
+
+    Every new key is worked out first, and the rows to re-key are moved aside to temporary keys (no
+    absolute path: no row has one) before any takes its new key: a new key may be the old key of
+    another file's row (`a\\b.flac` becomes `a\\\\b.flac`, the old key of a file named so), which,
+    re-keyed one by one, was deleted and its result lost. The new keys spell the files' bytes one to
+    one, so a row found at a new key then is the same file's (a second row of it): that one goes."""
+    rows = db.execute(f"SELECT rowid, path, path_bytes FROM {TABLE} WHERE path_bytes IS NOT NULL "
                       f"OR instr(path, '\\') > 0").fetchall()
-    for old_key, raw in rows:
+    moves = []
+    for rowid, old_key, raw in rows:
         key, new_raw = path_key(raw if raw is not None else old_key)
-        if key == old_key and new_raw == raw:
-            continue
-        db.execute(f"DELETE FROM {TABLE} WHERE path = ? AND ? <> path", [key, old_key])
-        db.execute(f"UPDATE {TABLE} SET path = ?, path_bytes = ? WHERE path = ?", [key, new_raw, old_key])
+        if key != old_key or new_raw != raw:
+            moves.append((f"moodtag-m002-rekey:{rowid}", old_key, key, new_raw))
+    for temporary, old_key, _, _ in moves:
+        db.execute(f"UPDATE {TABLE} SET path = ? WHERE path = ?", [temporary, old_key])
+    for temporary, _, key, new_raw in moves:
+        db.execute(f"DELETE FROM {TABLE} WHERE path = ?", [key])
+        db.execute(f"UPDATE {TABLE} SET path = ?, path_bytes = ? WHERE path = ?", [key, new_raw, temporary])
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
@@ -126,6 +136,12 @@ def m005_playlist_index(db: Database) -> None:
                            index_name="idx_tracks_playlist", if_not_exists=True)
 
 
+def m006_size_index(db: Database) -> None:
+    """An index on (size, mtime_ns): for each batch of walked files it has no row for, a scan looks for
+    the rows of the same files moved or renamed (Cache.rows_like) in one query, not a pass over the table."""
+    db[TABLE].create_index(["size", "mtime_ns"], index_name="idx_tracks_size_mtime", if_not_exists=True)
+
+
 LOOKUP_BATCH = 500     # path keys per query when a scan looks up what it walked
 _WALKED = "moodtag_walked"
 _TRACK_COLUMNS = ("path, size, mtime_ns, status, mood, confidence, model_name, model_version, tag_state, error, "
@@ -133,7 +149,7 @@ _TRACK_COLUMNS = ("path, size, mtime_ns, status, mood, confidence, model_name, m
 
 
 SCHEMA_STEPS = (m001_create_tracks, m002_unambiguous_keys, m003_tag_state, m004_large_library_indexes,
-                m005_playlist_index)
+                m005_playlist_index, m006_size_index)
 
 
 @lru_cache(maxsize=None)
@@ -219,12 +235,23 @@ class CachedTrack:
         """The path to hand to the OS."""
         return self.path_bytes if self.path_bytes is not None else self.path
 
+    @property
+    def present_status(self) -> str:
+        """The status the row has while its file is there: for a row marked missing, the one it had
+        before (failed where it holds a failure's cause in `error`, as every failed row does; else ok)."""
+        if self.status != "missing":
+            return self.status
+        return "failed" if self.error is not None else "ok"
+
     def is_fresh(self, ref: TrackRef, *, model_name: str, model_version: str) -> bool:
         """True when the file and model are those this row was made from (a failure counts too, except
-        one whose cause lies outside the file: it could not be read; tagger.errors.unreadable)."""
+        one whose cause lies outside the file: it could not be read; tagger.errors.unreadable). A row
+        marked missing counts with its present_status: its file is back as it was (a disk mounted
+        again), and its result holds (the scan gives the row that status back)."""
+        status = self.present_status
         return (self.size == ref.size and self.mtime_ns == ref.mtime_ns
                 and self.model_name == model_name and self.model_version == model_version
-                and (self.status == "ok" or (self.status == "failed" and not unreadable(self.error))))
+                and (status == "ok" or (status == "failed" and not unreadable(self.error))))
 
 
 def path_key(path: Path | str | bytes) -> tuple[str, bytes | None]:
@@ -301,7 +328,7 @@ def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache"
     if "file is not a database" in low or "not a database" in low:
         return MoodtagError(f"{path}: not an SQLite database (is --db the right file?)")
     if "readonly" in low or "read-only" in low:
-        return MoodtagError(f"{path}: {doing}: it is read-only ({text})")
+        return MoodtagError(_unwritable_beside(path, doing) or f"{path}: {doing}: it is read-only ({text})")
     if "disk is full" in low or "disk full" in low:
         return MoodtagError(f"{path}: {doing}: disk full")
     if "locked" in low or "busy" in low:
@@ -309,6 +336,29 @@ def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache"
     if "interrupted" in low:
         return MoodtagError(f"{path}: interrupted")
     return MoodtagError(f"{path}: {doing} ({text})")
+
+
+def _unwritable_beside(path: Path, doing: str) -> str | None:
+    """The line for a cache the user may write whose `-wal` or `-shm` he may not (left by another user's
+    read, or by a read of the cache while it was read-only): SQLite then calls the cache read-only.
+    None where neither is so."""
+    if not os.access(path, os.W_OK):
+        return None
+    for suffix in ("-wal", "-shm"):
+        beside = Path(f"{path}{suffix}")
+        try:
+            st = beside.stat()
+        except OSError:
+            continue
+        if not os.access(beside, os.W_OK):
+            # a -shm is rebuilt from the -wal, an empty -wal holds nothing: either may go; a -wal with
+            # committed pages may not (they would be lost)
+            removable = suffix == "-shm" or st.st_size == 0
+            return (f"{beside}: {doing}: SQLite's {suffix} file beside it is not writable (mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}) while the cache is; make it "
+                    f"writable (chown, chmod u+w)" + (", or delete it while no program has the cache open"
+                                                       if removable else ""))
+    return None
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -329,6 +379,16 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
 
         raise MoodtagError(f"{path}: made by a newer moodtag (schema step {newer[-1]}, unknown to moodtag "
                            f"{__version__}); upgrade moodtag, or use another --db")
+
+
+def _wal_mode(path: Path) -> bool:
+    """Whether the database file's header says WAL mode (its read and write versions, bytes 18 and 19, are 2)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return False
+    return header[18:20] == b"\x02\x02"
 
 
 class Cache:
@@ -391,18 +451,19 @@ class Cache:
 
     @classmethod
     def open_readonly(cls, path: Path | str | None = None) -> "Cache":
-        """Open an existing cache read-only (queries): any write fails. Works in a folder the user
-        cannot write too: SQLite needs to create `-shm` beside a WAL database even to read it, so
-        there the file is opened as immutable (no writer can be running in such a folder), or, when
-        a crashed writer left committed pages in its `-wal`, a private copy of both is read. A cache
-        of an older moodtag is upgraded first (its pending migrations, as a scan would), or, where it
-        cannot be written, read from an upgraded private copy."""
+        """Open an existing cache read-only (queries): any write fails (PRAGMA query_only), and the
+        command leaves no file behind (see _read_flags). Works in a folder the user cannot write too:
+        SQLite needs to create `-shm` beside a WAL database even to read it, so there the file is
+        opened as immutable (no writer can be running in such a folder), or, when a crashed writer
+        left committed pages in its `-wal`, a private copy of both is read. A cache of an older
+        moodtag is upgraded first (its pending migrations, as a scan would), or, where it cannot be
+        written, read from an upgraded private copy."""
         path = resolve_db_path(path)
         if not path.is_file():
             raise MoodtagError(f"{path}: no cache database here (run `moodtag scan` first, or pass --db)")
         try:
             try:
-                flags = "mode=ro"
+                flags = cls._read_flags(path)
                 db = cls._connect_readonly(path, flags)
             except sqlite3.OperationalError as exc:
                 if os.access(path.parent, os.W_OK) or "readonly" not in str(exc) and "unable to open" not in str(exc):
@@ -433,7 +494,29 @@ class Cache:
         return cls.open_readonly(path)
 
     @staticmethod
+    def _read_flags(path: Path) -> str:
+        """The URI flags a read command opens the cache with, so that it leaves no `-wal`/`-shm` behind.
+
+        SQLite makes both files beside a WAL database for any connection, and only the last connection
+        that can write removes them when it closes: one opened `mode=ro` left them (with the cache's
+        mode, 0444 for a protected cache, or another user's), and they then made every scan fail as
+        "read-only". So: where the user may write the file and its folder, `mode=rw` (writes are
+        refused by PRAGMA query_only; closing removes the files, as sqlite3 and sqlite-utils do, and
+        leaves them to a scan still running). Where not, and no `-wal` is there, `immutable=1`: no
+        connection has the cache open (a WAL connection keeps its `-wal` while open), none that this
+        user opens can write it, and a scan of another user starting meanwhile writes to its own
+        `-wal`, not to the file, until a checkpoint (1000 pages, or its end): only that could change
+        the file under this read. Else (a `-wal` is there: a writer may be running) `mode=ro`, which
+        uses the files that are there."""
+        if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
+            return "mode=rw"
+        if not Path(str(path) + "-wal").exists() and _wal_mode(path):
+            return "immutable=1"
+        return "mode=ro"
+
+    @staticmethod
     def _connect_readonly(path: Path, flags: str) -> sqlite3.Connection:
+        """A connection to `path` (URI `flags`, see _read_flags) that cannot write: PRAGMA query_only."""
         conn = sqlite3.connect(f"{path.as_uri()}?{flags}", uri=True, timeout=BUSY_TIMEOUT_S)
         try:
             conn.execute("PRAGMA query_only=ON")
@@ -560,6 +643,26 @@ class Cache:
                 found[row[0]] = CachedTrack(*row)
         return found
 
+    def rows_like(self, refs: list[TrackRef], *, model_name: str,
+                  model_version: str) -> dict[tuple[int, int, bytes], list[CachedTrack]]:
+        """The rows of this model whose size, mtime and file name (its last part, as bytes) are those of
+        one of `refs`, by (size, mtime_ns, name), each list in key order: where a scan looks for the
+        row of a file it has no row for, moved or renamed (tagger.scan). One query by the
+        (size, mtime_ns) index per LOOKUP_BATCH sizes."""
+        wanted = {(ref.size, ref.mtime_ns, os.fsencode(ref.path.name)) for ref in refs}
+        sizes = sorted({size for size, _, _ in wanted})
+        found: dict[tuple[int, int, bytes], list[CachedTrack]] = {}
+        for i in range(0, len(sizes), LOOKUP_BATCH):
+            chunk = sizes[i:i + LOOKUP_BATCH]
+            sql = (f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE size IN ({','.join('?' * len(chunk))}) "
+                   f"AND model_name = ? AND model_version = ? ORDER BY path")
+            for row in self.rows(sql, [*chunk, model_name, model_version]):
+                track = CachedTrack(*row)
+                like = (track.size, track.mtime_ns, os.fsencode(os.path.basename(track.fs_path)))
+                if like in wanted:
+                    found.setdefault(like, []).append(track)
+        return found
+
     def row_of(self, path: Path) -> tuple[Path, CachedTrack] | None:
         """The row of the file at `path`, and the path it is kept under: `path` itself, or else a link's
         own name (discover.own_name: the name a scan gives the file it points to) or the file's real
@@ -635,7 +738,8 @@ class Cache:
     def record(self, result: TrackResult, ref: TrackRef, *, info: dict | None = None,
                tag_state: str | None = None) -> None:
         """Upsert one result (ok or failed) for the file as `ref` describes it now, with what its tags
-        hold (`tag_state`, for an ok result); committed at once."""
+        hold (`tag_state`, for an ok result); committed at once. A failure keeps a row's untagged or
+        kept (the user's word on the file's tags: once the file is good again, a scan honours it)."""
         key, raw = path_key(ref.path)
         info = info or {}
         row = {
@@ -652,12 +756,25 @@ class Cache:
         row.update(self._tag_columns(tag_state if result.ok else None))
 
         names = list(row)
+        updates = {n: f"excluded.{n}" for n in names if n != "path"}
+        if not result.ok:  # a bare column name is the row's value before the upsert
+            updates["tag_state"] = f"CASE WHEN tag_state IN ('{UNTAGGED}', '{KEPT}') THEN tag_state END"
         sql = (f"INSERT INTO {TABLE} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-               f"ON CONFLICT(path) DO UPDATE SET {', '.join(f'{n} = excluded.{n}' for n in names if n != 'path')}")
+               f"ON CONFLICT(path) DO UPDATE SET {', '.join(f'{n} = {value}' for n, value in updates.items())}")
 
         def run():  # sqlite-utils' upsert(row, pk="path") is this statement; built here, a fifth of the CPU
             with self._transaction():
                 self.conn.execute(sql, list(row.values()))
+        self._write(run)
+
+    def found_again(self, rows: list[tuple[str, CachedTrack]]) -> None:
+        """Rows whose files a scan found under the key each has now: (old key, the row as it is now),
+        one transaction. A row marked missing whose file is back takes its status back; a moved or
+        renamed file's row takes its new key and path bytes (and status), keeping everything else."""
+        def run():
+            with self._transaction():
+                self.conn.executemany(f"UPDATE {TABLE} SET path = ?, path_bytes = ?, status = ? WHERE path = ?",
+                                      [(row.path, row.path_bytes, row.status, old) for old, row in rows])
         self._write(run)
 
     def set_tagged(self, path: Path | str, ref: TrackRef, *, kept: bool = False) -> None:

@@ -31,6 +31,7 @@ _ORDER_SQL = {  # order -> (first key, tie-breakers)
     "analyzed": ("analyzed_at", "path"),
 }
 FOLD_FUNCTION = "moodtag_fold"
+UnreadableScores = Callable[[str, object], None]  # (the row's path, its scores cell): told of a cell that is not JSON
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class CacheStats:
     label: str | None
     histogram: tuple[int, ...]
     tag_failed: int = 0       # rows analysed whose tag write failed (status failed, the mood kept)
+    unreadable_scores: int = 0         # ok rows whose scores are not a JSON object: counted without them
+    unreadable_example: str | None = None  # the path of one of them (the first by path), for a warning
 
     @property
     def failed(self) -> int:
@@ -128,16 +131,33 @@ class CacheStats:
         data["top_errors"] = [{"error": e, "count": n} for e, n in self.top_errors]
         data["histogram"] = {"label": self.label, "bins": list(self.histogram)}
         del data["label"]
+        del data["unreadable_example"]
         return data
 
 
-def find_tracks(cache: Cache, track_filter: TrackFilter) -> Iterator[TrackRow]:
-    """The cached tracks that `track_filter` selects, in its order."""
+def find_tracks(cache: Cache, track_filter: TrackFilter, *,
+                on_unreadable_scores: UnreadableScores | None = None) -> Iterator[TrackRow]:
+    """The cached tracks that `track_filter` selects, in its order (scores that are not JSON: see
+    stored_scores)."""
     for row in track_values(cache, track_filter):
         values = dict(zip(TRACK_COLUMNS, row))
-        values["scores"] = json.loads(values["scores"]) if values["scores"] else {}
+        values["scores"] = stored_scores(values["scores"], values["path"], on_unreadable_scores)
         values["tagged"] = bool(values["tagged"])
         yield TrackRow(**values)
+
+
+def stored_scores(text, path: str, on_unreadable: UnreadableScores | None = None):
+    """A row's `scores` cell (JSON text, or NULL) -> its value, {} for none. A cell that is not JSON (the
+    cache is meant to be edited in sqlite-utils or datasette: a typo, a cut) is read as none, and
+    `on_unreadable(path, text)` is told, so that a listing goes on and can say which row it was."""
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):  # JSONDecodeError, bytes not UTF-8, a number, too deep
+        if on_unreadable is not None:
+            on_unreadable(path, text)
+        return {}
 
 
 def track_values(cache: Cache, track_filter: TrackFilter, columns: tuple[str, ...] = TRACK_COLUMNS) -> Iterator[tuple]:
@@ -302,14 +322,12 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
     # pass over the table: neither sorts 100,000 rows (a GROUP BY per count did, a second in all).
     total, by_status, by_mood, by_format, by_model = 0, Counter(), Counter(), Counter(), Counter()
     confidences: dict = {}
-    tagged = untagged = kept = tag_failed = 0
+    tagged = untagged = kept = tag_failed = 0  # of present files: a missing file's tags are not known
     for status, mood, fmt, model_name, model_version, tag_state, n, n_confidence, sum_confidence in cache.rows(
             f"SELECT status, mood, format, model_name, model_version, tag_state, count(*), count(confidence), "
             f"total(confidence) FROM {TABLE} "
             f"GROUP BY status, mood, format, model_name, model_version, tag_state"):
         total += n
-        untagged += n if tag_state == UNTAGGED else 0
-        kept += n if tag_state == KEPT else 0
         tag_failed += n if tag_state == TAG_FAILED and status == "failed" else 0  # a missing file is missing
         by_status[status] += n
         by_format[fmt.lower() if isinstance(fmt, str) else fmt] += n
@@ -320,12 +338,21 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         confidences[mood] = (count + n_confidence, summed + sum_confidence)
         by_model[None if model_name is None or model_version is None else f"{model_name} {model_version}"] += n
         tagged += n if tag_state == TAGGED else 0
+        untagged += n if tag_state == UNTAGGED else 0
+        kept += n if tag_state == KEPT else 0
     histogram = [0] * bins
-    if label is not None:
-        json_path = '$."' + label.replace('"', '\\"') + '"'
-        for (p,) in cache.rows(f"SELECT json_extract(scores, ?) FROM {TABLE} WHERE status = 'ok'", [json_path]):
-            if isinstance(p, (int, float)):
-                histogram[max(0, min(int(p * bins), bins - 1))] += 1
+    json_path = None if label is None else '$."' + label.replace('"', '\\"') + '"'
+    unreadable = 0
+    # P(label) of each ok row; a blob (which json_extract never gives) where the scores are not a JSON object
+    # (json_extract would fail on the whole query: "malformed JSON", taken for a damaged cache)
+    for (p,) in cache.rows(f"SELECT CASE WHEN {_UNREADABLE_SCORES_SQL} THEN x'00' ELSE json_extract(scores, ?) END "
+                           f"FROM {TABLE} WHERE status = 'ok'", [json_path]):
+        if isinstance(p, (int, float)):
+            histogram[max(0, min(int(p * bins), bins - 1))] += 1
+        elif isinstance(p, bytes):
+            unreadable += 1
+    example = cache.one(f"SELECT path FROM {TABLE} WHERE status = 'ok' AND {_UNREADABLE_SCORES_SQL} "
+                        f"ORDER BY path LIMIT 1")[0] if unreadable else None
     errors = tuple(cache.rows(f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
                               f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))
     mean_confidence = {_named(mood): summed / count for mood, (count, summed) in sorted(
@@ -333,7 +360,13 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
     return CacheStats(total=total, by_status=_by_count(by_status), by_mood=_by_count(by_mood),
                       mean_confidence=mean_confidence, by_format=_by_count(by_format), by_model=_by_count(by_model),
                       tagged=tagged, untagged=untagged, kept=kept, top_errors=errors, label=label, histogram=tuple(histogram),
-                      tag_failed=tag_failed)
+                      tag_failed=tag_failed, unreadable_scores=unreadable, unreadable_example=example)
+
+
+# True where a row's scores are there (not NULL, not '') but not a JSON object (CASE: json_type fails on what
+# is not JSON, and SQLite does not promise to cut AND short)
+_UNREADABLE_SCORES_SQL = ("(CASE WHEN ifnull(scores, '') = '' THEN 0 WHEN NOT json_valid(scores) THEN 1 "
+                          "WHEN json_type(scores) <> 'object' THEN 1 ELSE 0 END)")
 
 
 def _null_first(key) -> tuple:
@@ -350,12 +383,16 @@ def _by_count(counts: Counter) -> dict:
 
 
 def _score_labels(cache: Cache) -> tuple[str, ...]:
-    """The labels of the stored scores (those of the most recently analysed ok row), in model order."""
+    """The labels of the stored scores (those of the most recently analysed ok row whose scores are a JSON
+    object; one edited into something else is passed over), in model order."""
     from tagger.cache import TABLE
 
-    row = cache.one(f"SELECT scores FROM {TABLE} WHERE +status = 'ok' AND scores IS NOT NULL "
-                    f"ORDER BY analyzed_at DESC LIMIT 1")  # by idx_tracks_analyzed_at, newest first
-    return tuple(json.loads(row[0])) if row else ()
+    for (text,) in cache.rows(f"SELECT scores FROM {TABLE} WHERE +status = 'ok' AND scores IS NOT NULL "
+                              f"ORDER BY analyzed_at DESC", chunk=1):  # by idx_tracks_analyzed_at, newest first
+        scores = stored_scores(text, "")
+        if isinstance(scores, dict) and scores:
+            return tuple(scores)
+    return ()
 
 
 def split_by_path(cache: Cache, track_filter: TrackFilter, parts: int, *, min_rows: int = 0) -> list[TrackFilter]:

@@ -100,6 +100,11 @@ class _Stopped(Exception):
     """stop() said so: leave the scan between two tracks."""
 
 
+class _DamagedRow(Exception):
+    """A current row whose stored result cannot be read (its scores or clips are not the JSON moodtag
+    writes: edited by hand, say): its track is not current, and is analysed again (the row replaced)."""
+
+
 def scan_library(paths: list[Path], **options) -> ScanSummary:
     """Scan `paths` (folders, walked recursively, or files), classify what is new or changed, write
     tags (unless dry_run/no_write), cache all. A PATH that does not exist is a problem of the summary
@@ -192,32 +197,46 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
         last_written: dict[str, str] = {}  # todo's changed files -> the mood moodtag wrote there (cache)
+        claimed: set[str] = set()  # the old keys of rows moved to a walked file's path (_found_again)
+        absent = [root for root in roots if not os.path.lexists(root)]  # rows under these stay as they are
 
         def settle(batch: list[TrackRef]) -> None:
             """One query for a batch of walked files: the fresh ones are done at once, the rest wait."""
-            keys = [path_key(ref.path)[0] for ref in batch]
+            keyed = [path_key(ref.path) for ref in batch]
+            keys = [key for key, _ in keyed]
             rows = cache.lookup(keys) if cache else {}
+            if cache:
+                rows.update(_found_again(cache, batch, keyed, rows, spec, claimed, absent, write=not dry_run))
             if notes_walk:
                 cache.add_walked(keys)
             for ref, key in zip(batch, keys):
                 check_stop()
                 row = rows.get(key)
+                outcome = None
                 if not force and row is not None and row.is_fresh(ref, model_name=spec.name, model_version=spec.version):
-                    if row.status == "failed" and not row.has_mood:
-                        summary.failed_before += 1
-                    outcome = _handle_cached(ref, row, cache, spec, full=full_results, **options)
-                    _account(summary, outcome)
-                    on_event(ScanEvent("track", outcome=outcome))
-                else:
-                    todo.append(ref)
-                    if row is not None and row.tag_state == UNTAGGED:
-                        untagged_keys.add(key)
-                    elif row is not None and row.tag_state == KEPT:
-                        from tagger.tags import SET_BY_HAND  # mutagen: only where a file is tagged
+                    try:
+                        outcome = _handle_cached(ref, row, cache, spec, full=full_results, **options)
+                    except _DamagedRow:  # its stored result cannot be read: analysed again, the row replaced
+                        pass
+                if outcome is None:
+                    plan(ref, key, row)
+                    continue
+                if row.status == "failed" and not row.has_mood:
+                    summary.failed_before += 1
+                _account(summary, outcome)
+                on_event(ScanEvent("track", outcome=outcome))
 
-                        last_written[key] = SET_BY_HAND  # its mood is its own, whatever moodtag fields are left
-                    elif row is not None and row.tagged and (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns):
-                        last_written[key] = row.mood  # a different label there now was put by hand
+        def plan(ref: TrackRef, key: str, row: CachedTrack | None) -> None:
+            """A track to analyse, with what its row (if any) says of its tags."""
+            todo.append(ref)
+            if row is not None and row.tag_state == UNTAGGED:
+                untagged_keys.add(key)
+            elif row is not None and row.tag_state == KEPT:
+                from tagger.tags import SET_BY_HAND  # mutagen: only where a file is tagged
+
+                last_written[key] = SET_BY_HAND  # its mood is its own, whatever moodtag fields are left
+            elif row is not None and row.tagged and (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns):
+                last_written[key] = row.mood  # a different label there now was put by hand
 
         def known(path: Path) -> bool:  # a link given as a PATH takes its file's own row, where there is one
             key = path_key(path)[0]
@@ -302,6 +321,54 @@ def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: floa
     return analyse_tracks(todo, model_path, jobs=jobs, timeout=timeout, device=device, stop=stop)
 
 
+def _found_again(cache: Cache, batch: list[TrackRef], keyed: list[tuple[str, bytes | None]],
+                 rows: dict[str, CachedTrack], spec: ModelSpec, claimed: set[str], absent: list[Path], *,
+                 write: bool) -> dict[str, CachedTrack]:
+    """The rows of a batch of walked files that were not where they are now, by key: a row marked
+    missing whose file is back (its status as before: CachedTrack.present_status), and for a file with
+    no row, the row of the same file moved or renamed (_moved_row), which takes the file's key and path
+    bytes, keeping its result and tag state, so the file is not analysed again. Written to the cache in
+    one transaction, unless not `write` (a dry run: the rows as they are, so that their data is read
+    where it is). `keyed`: the batch's (key, raw bytes); `claimed`: the old keys of rows moved so far;
+    `absent`: the scan's PATHs that are not there (an unmounted share), whose rows stay as they are."""
+    found: dict[str, tuple[str, CachedTrack]] = {}
+    for key, row in rows.items():
+        if row.status == "missing":
+            found[key] = (key, replace(row, status=row.present_status))
+    new = [(ref, key, raw) for ref, (key, raw) in zip(batch, keyed) if key not in rows]
+    like = cache.rows_like([ref for ref, _, _ in new], model_name=spec.name, model_version=spec.version) if new else {}
+    for ref, key, raw in new:
+        row = _moved_row(ref, like, claimed, absent) if key not in found else None
+        if row is not None:
+            claimed.add(row.path)
+            row = replace(row, status=row.present_status)
+            found[key] = (row.path, replace(row, path=key, path_bytes=raw) if write else row)
+    if write and found:
+        cache.found_again(list(found.values()))
+    return {key: row for key, (_, row) in found.items()}
+
+
+def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path]) -> CachedTrack | None:
+    """The row `ref`'s file had before it was moved or renamed: one of the rows of the same model, size,
+    mtime and name (`like`, Cache.rows_like) not `claimed` yet whose own file is gone (vanished: never
+    the original of a copy, which is a file of its own) and not under an `absent` PATH (a copy of an
+    unmounted share's file is not its move), the one whose path ends most like the file's."""
+    rows = [row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
+            if row.path not in claimed and not any(Path(os.fsdecode(row.fs_path)).is_relative_to(root)
+                                                   for root in absent) and vanished(row.fs_path)]
+    return max(rows, key=lambda row: _shared_tail(row.fs_path, ref.path), default=None)
+
+
+def _shared_tail(a, b) -> int:
+    """How many of their last parts (the name, then the folders above it) two paths share."""
+    shared = 0
+    for x, y in zip(reversed(Path(os.fsdecode(a)).parts), reversed(Path(os.fsdecode(b)).parts)):
+        if x != y:
+            break
+        shared += 1
+    return shared
+
+
 def _walked_by_its_own_name(path, library: Library) -> bool:
     """Whether the row's path names, through a symlink (to the file, or to a folder above it), a file the
     walk takes by its own path (Library.name_of, Library.walks_folder): such a row (made before the walk
@@ -381,10 +448,12 @@ def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: M
                    replace_mood: bool, write_tags: bool, dry_run: bool, keep_mtime: bool, full: bool,
                    journal) -> TrackOutcome:
     """A track whose row is current: its tags are written if they should hold the row's mood and do
-    not (never written, the last write failed, untagged and `retag`, or kept and `replace_mood`)."""
+    not (never written, the last write failed, untagged and `retag`, or kept and `replace_mood`).
+    _DamagedRow, before anything is written, if the row's stored result is needed and cannot be read.
+    The row's data is read where the row is (a dry run's moved row: its old path)."""
     left = {UNTAGGED: not retag, KEPT: not replace_mood}.get(row.tag_state, False)  # left as it is
     needs_tags = row.has_mood and not row.tagged and not left and (write_tags or dry_run)
-    data = cache.get(ref.path) if (full or needs_tags) and cache else None
+    data = cache.get(row.fs_path) if (full or needs_tags) and cache else None
     result = _result_from_row(ref.path, row, data, spec)
     if not row.has_mood:
         return TrackOutcome(ref, result, CACHED, "-")
@@ -393,7 +462,7 @@ def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: M
     if needs_tags and data is not None:
         from tagger.tags import SET_BY_HAND
 
-        tags, tag_error = _tag_and_record(ref, row.mood, json.loads(data["scores"] or "{}"), spec, cache,
+        tags, tag_error = _tag_and_record(ref, row.mood, _stored_result(data, spec)[0], spec, cache,
                                           write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime,
                                           journal=journal, replace_mood=replace_mood,
                                           last_written=SET_BY_HAND if row.tag_state == KEPT else None)
@@ -420,19 +489,40 @@ def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cac
 
 
 def _result_from_row(path: Path, row: CachedTrack, data: dict | None, spec: ModelSpec) -> TrackResult:
-    """A cache row as a TrackResult (its clips' moods by `spec`, the model that made the row fresh)."""
+    """A cache row as a TrackResult (its clips' moods by `spec`, the model that made the row fresh);
+    _DamagedRow if `data` (the row read in full) holds a result that cannot be read."""
     scores, clips, duration = {}, (), None
     if data:
         from tagger.analyze import clip_scores  # numpy: only for a row read in full
 
-        scores = json.loads(data["scores"] or "{}")
-        cached = json.loads(data["clips"] or "[]")
-        clips = clip_scores(spec, [c["start"] for c in cached],
-                            [[c["scores"].get(label, 0.0) for label in spec.labels] for c in cached])
+        scores, starts, per_clip = _stored_result(data, spec)
+        clips = clip_scores(spec, starts, per_clip)
         duration = data["duration"]
     return TrackResult(path=path, mood=row.mood, confidence=row.confidence, scores=scores, clips=clips,
                        duration=duration, model_name=row.model_name, model_version=row.model_version,
                        error=None if row.has_mood else row.error)
+
+
+def _stored_result(data: dict, spec: ModelSpec) -> tuple[dict, list[float], list[list[float]]]:
+    """A row's stored result as Cache.record wrote it: (scores: label -> probability, the clips' starts,
+    each clip's probabilities in the order of `spec`'s labels); _DamagedRow if the JSON of its `scores`
+    or `clips` cell is not valid, or not of that shape."""
+    try:
+        scores = {label: _number(p) for label, p in json.loads(data["scores"] or "{}").items()}
+        clips = json.loads(data["clips"] or "[]")
+        starts = [_number(clip["start"]) for clip in clips]
+        per_clip = [[_number(clip["scores"].get(label, 0.0)) for label in spec.labels] for clip in clips]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        raise _DamagedRow(f"{data['path']}: its stored result cannot be read ({exc})") from None
+    return scores, starts, per_clip
+
+
+def _number(value) -> float:
+    """A probability or a time as JSON holds it, as it is; TypeError for anything else (a string, a list,
+    true)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{value!r} is not a number")
+    return value
 
 
 def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, write_tags: bool,

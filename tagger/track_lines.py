@@ -10,7 +10,8 @@ numbers in the form json gives is their stored text itself (checked by a pattern
 repr), else through json's C scanner and encoder. A row holding anything else (a number, bytes or an
 infinity where SQLite would write text, a flag that is not a number, a text json escapes, scores that
 are not an object or a list in CSV) is written value by value, as before (`json_line`, `csv_line`):
-the lines are the same bytes either way (tests/test_query.py holds such rows).
+the lines are the same bytes either way (tests/test_query.py holds such rows). Scores that are not JSON
+at all (a cell edited by hand) are written as none, as a NULL is (`query.stored_scores`).
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ import json
 import re
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from tagger.query import TRACK_COLUMNS, select_tracks
+from tagger.query import TRACK_COLUMNS, select_tracks, stored_scores
 
 if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--help` stays quick
     from tagger.cache import Cache
-    from tagger.query import TrackFilter
+    from tagger.query import TrackFilter, UnreadableScores
 
 FORMATS = ("csv", "json")
 REAL, SCORES, FLAG, TEXT = "real", "scores", "flag", "text"
@@ -45,9 +46,11 @@ _TWO_SCORES = re.compile(f"{{{_LABEL}: {_NUMBER}, {_LABEL}: {_NUMBER}}}")
 _CONTROL = re.compile("[\x00-\x1f]")  # CSV, where the writer quotes some of them: a line with one is the writer's
 
 
-def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str, header: bool = True) -> Iterator[str]:
+def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str, header: bool = True,
+                on_unreadable_scores: UnreadableScores | None = None) -> Iterator[str]:
     """The lines (without line breaks) of the CSV (a header line first, unless not `header`) or JSON Lines
-    of the tracks `track_filter` selects, streamed."""
+    of the tracks `track_filter` selects, streamed; `on_unreadable_scores` is told of each row whose scores
+    are not JSON (written as none; see query.stored_scores)."""
     from tagger.cache import TABLE
 
     if fmt not in FORMATS:
@@ -58,7 +61,7 @@ def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str, header: bo
     fast = fmt == "json" or quoting is not None
     controls = quoting == "controls"
     select = line_sql(fmt) if fast else "NULL, " * 7 + "rowid"
-    scan, encode, loads = json.decoder.JSONDecoder().scan_once, json_encoder(), json.loads  # json.loads' settings
+    scan, encode = json.decoder.JSONDecoder().scan_once, json_encoder()  # json.loads' settings
     json_out = fmt == "json"
     two_scores = _TWO_SCORES.fullmatch
     for head, first, before, text, middle, second, tail, rowid in select_tracks(cache, track_filter, select):
@@ -79,22 +82,14 @@ def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str, header: bo
                     elif first == q and q:
                         first = other_number
             if written is None:
-                if not text:
-                    value = {}
-                else:
-                    try:
-                        value, end = scan(text, 0)
-                    except StopIteration:
-                        value, end = loads(text), len(text)
-                    if end != len(text):
-                        value = loads(text)
-                written = encode(value)
+                value = _scores_value(text, scan)  # not JSON: the row is written value by value, which names it
+                written = None if value is _NOT_JSON else encode(value)
                 value = type(value)
-            if json_out:
+            if written is not None and json_out:
                 if "\\" not in head and "\\" not in middle and "\\" not in tail:
                     yield f"{head}{first}{before}{written}{middle}{second}{tail}"
                     continue
-            elif value is dict or value is list:
+            elif written is not None and (value is dict or value is list):
                 if '"' in written or "," in written:
                     written = '"' + written.replace('"', '""') + '"'
                 line = f"{head}{first}{before}{written}{middle}{second}{tail}"
@@ -102,7 +97,7 @@ def track_lines(cache: Cache, track_filter: TrackFilter, *, fmt: str, header: bo
                     yield line
                     continue
         values = cache.one(f"SELECT {', '.join(TRACK_COLUMNS)} FROM {TABLE} WHERE rowid = ?", [rowid])
-        yield (json_line if json_out else csv_line)(listed_values(values))
+        yield (json_line if json_out else csv_line)(listed_values(values, on_unreadable_scores))
 
 
 def line_sql(fmt: str) -> str:
@@ -154,11 +149,32 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def listed_values(row) -> list:
-    """Stored TRACK_COLUMNS values as a TrackRow holds them: the scores parsed, tagged a bool."""
+_NOT_JSON = object()
+
+
+def _scores_value(text: str, scan):
+    """A scores cell's text -> its value as json.loads reads it ({} for ''), by json's C scanner `scan`
+    (JSONDecoder().scan_once) where it can; _NOT_JSON where the text is not JSON."""
+    if not text:
+        return {}
+    try:
+        value, end = scan(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        value, end = _NOT_JSON, -1
+    if end == len(text):
+        return value
+    try:  # what the scanner leaves: white space around, or not JSON
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def listed_values(row, on_unreadable_scores: UnreadableScores | None = None) -> list:
+    """Stored TRACK_COLUMNS values as a TrackRow holds them: the scores parsed (see query.stored_scores),
+    tagged a bool."""
     values = list(row)
     scores, tagged = TRACK_COLUMNS.index("scores"), TRACK_COLUMNS.index("tagged")
-    values[scores] = json.loads(values[scores]) if values[scores] else {}
+    values[scores] = stored_scores(values[scores], values[TRACK_COLUMNS.index("path")], on_unreadable_scores)
     values[tagged] = bool(values[tagged])
     return values
 

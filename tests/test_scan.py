@@ -654,3 +654,108 @@ def test_the_worker_pool_lets_its_threads_end_before_the_scan_goes_on():
         threads = [executor._executor_manager_thread, executor._call_queue._thread]
         assert all(thread.is_alive() for thread in threads)
     assert [thread.name for thread in threads if thread.is_alive()] == []
+
+
+def _actions(proc: subprocess.CompletedProcess) -> dict[str, str]:
+    return {line["path"]: line["action"] for line in map(json.loads, proc.stdout.splitlines())}
+
+
+def test_files_back_after_an_unmount_are_current_again(library, test_model, tmp_path):
+    """A folder gone for one scan (a disk unmounted) and back as it was: its rows, marked missing, hold
+    the results for exactly these files, and take back the status they had (ok, or failed) instead of
+    the files being analysed again."""
+    db = tmp_path / "cache.db"
+    disk = library / "Artist 1"
+    (disk / "broken.flac").write_bytes(b"fLaC" + b"\x00" * 64)
+    scan(library, "--db", db, "--model", test_model, check=True)
+    before = rows(db)
+    assert before[str(disk / "broken.flac")]["status"] == "failed"
+    disk.rename(tmp_path / "away")
+    scan(library, "--db", db, "--model", test_model, check=True)
+    on_disk = {path for path, row in rows(db).items() if Path(path).is_relative_to(disk)}
+    assert {rows(db)[path]["status"] for path in on_disk} == {"missing"} and len(on_disk) > 1
+    (tmp_path / "away").rename(disk)
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    assert set(_actions(proc).values()) == {"cached"}, proc.stdout
+    failed = [line for line in map(json.loads, proc.stdout.splitlines()) if line["error"]]
+    assert [line["path"] for line in failed] == [str(disk / "broken.flac")]
+    assert rows(db) == before
+
+
+def test_a_moved_library_or_album_keeps_its_results_and_a_copy_is_analysed(library, test_model, tmp_path):
+    """`mv Music Music2`, an album renamed: every file is what its row describes (same size, mtime,
+    name, model) under another path; the rows move with the files (result, tag state and all) instead
+    of each file being analysed again beside an old row still counted as present."""
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, check=True)
+    untagged = sorted(library.rglob("*.flac"))[0]
+    run_cli("untag", untagged, "--db", db, check=True)
+    before = rows(db)
+    moved = tmp_path / "Music2"
+    library.rename(moved)
+    to_new = {path: str(moved / Path(path).relative_to(library)) for path in before}
+
+    cache_bytes = _cache_bytes(db)
+    dry = scan(moved, "--db", db, "--model", test_model, "--dry-run", "--json", check=True)
+    assert set(_actions(dry).values()) == {"cached"} and _cache_bytes(db) == cache_bytes
+
+    proc = scan(moved, "--db", db, "--model", test_model, "--json", check=True)
+    assert set(_actions(proc).values()) == {"cached"}, proc.stdout
+    assert {line["path"]: line["tags"] for line in map(json.loads, proc.stdout.splitlines())}[
+        to_new[str(untagged)]] == "untagged"
+    assert rows(db) == {to_new[path]: dict(row, path=to_new[path]) for path, row in before.items()}
+    assert "0 missing" in run_cli("stats", "--db", db, check=True).stdout
+
+    album = moved / "Artist 2"
+    album.rename(moved / "Artist 2 (2019)")
+    assert set(_actions(scan(moved, "--db", db, "--model", test_model, "--json", check=True)).values()) == {"cached"}
+    assert len(rows(db)) == len(before) and not any(Path(p).is_relative_to(album) for p in rows(db))
+
+    shutil.copytree(moved / "Artist 0", moved / "Artist 0 copy", copy_function=shutil.copy2)  # same mtimes
+    actions = _actions(scan(moved, "--db", db, "--model", test_model, "--json", check=True))
+    assert {Path(p).relative_to(moved).parts[0] for p, a in actions.items() if a == "analysed"} == {"Artist 0 copy"}
+    assert all(rows(db)[p]["status"] == "ok" for p in actions)
+
+
+def test_looking_for_moved_rows_is_one_indexed_query_per_batch(tmp_path):
+    """A new library of 100,000 files is compared with the cache 500 at a time: for the files without a
+    row, one query by the (size, mtime_ns) index finds the rows of the same model, size, mtime and name."""
+    from tagger.cache import LOOKUP_BATCH, Cache
+    from tagger.records import TrackRef
+
+    with Cache.open(tmp_path / "c.db") as cache:
+        cache.conn.executemany(
+            "INSERT INTO tracks (path, size, mtime_ns, status, model_name, model_version) VALUES (?, ?, ?, 'ok', ?, ?)",
+            [(f"/old/{i}.flac", 1000 + i, 7, "m", "1" if i % 2 else "2") for i in range(2 * LOOKUP_BATCH)])
+        refs = [TrackRef(Path(f"/new/{i}.flac"), 1000 + i, 7) for i in range(LOOKUP_BATCH)]
+        seen: list[str] = []
+        cache.conn.set_trace_callback(seen.append)
+        like = cache.rows_like(refs, model_name="m", model_version="1")
+        cache.conn.set_trace_callback(None)
+        assert len(seen) == 1
+        plan = " ".join(row[-1] for row in cache.conn.execute("EXPLAIN QUERY PLAN " + seen[0]))
+        assert "USING INDEX idx_tracks_size_mtime" in plan, plan
+    assert sorted(row.path for rows_ in like.values() for row in rows_) == sorted(
+        f"/old/{i}.flac" for i in range(1, LOOKUP_BATCH, 2))
+
+
+def test_a_row_whose_scores_are_not_json_is_analysed_again(library, test_model, tmp_path):
+    """A `scores` cell edited by hand (sqlite-utils, datasette) stopped the scan that writes the cached
+    moods with a JSONDecodeError traceback; that one track is now not current: analysed again, its row
+    replaced, and the scan goes on."""
+    db = tmp_path / "cache.db"
+    scan(library, "--db", db, "--model", test_model, "--no-write", check=True)
+    bad = sorted(rows(db))[:2]
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE tracks SET scores = '{bad' WHERE path = ?", [bad[0]])
+        con.execute("UPDATE tracks SET scores = '[0.1, 0.9]' WHERE path = ?", [bad[1]])
+    con.close()
+    proc = scan(library, "--db", db, "--model", test_model, "--json", check=True)
+    assert "Traceback" not in proc.stderr
+    lines = {line["path"]: line for line in map(json.loads, proc.stdout.splitlines())}
+    assert {p: (o["action"], o["tags"]) for p, o in lines.items()} == {
+        p: ("analysed" if p in bad else "cached", "written") for p in rows(db)}
+    for path in bad:
+        assert set(json.loads(rows(db)[path]["scores"])) == {"calm", "exciting"}
+        assert read_mood(Path(path)).mood == rows(db)[path]["mood"]

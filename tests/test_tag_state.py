@@ -477,3 +477,48 @@ def test_a_rescan_counts_the_failures_it_does_not_try_again(lib, tmp_path, test_
     again = run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", check=True)
     assert "failed before, unchanged (--force tries again) 1" in flat(again.stderr), again.stderr
     assert "analysed 0" in flat(again.stderr)
+
+
+def _broken_for_one_scan(lib: Path, db: Path, model: Path, track: Path) -> dict:
+    """Replace `track` by a truncated copy (a bad download), scan (it fails on its content), put the
+    good file back. The failed scan's row."""
+    good = track.read_bytes()
+    track.write_bytes(good[:6000])
+    failed = {o["path"]: o for o in scan(lib, db, model)}[str(track)]
+    assert failed["action"] == "failed" and "corrupt or truncated" in failed["error"]
+    row = rows(db)[str(track)]
+    track.write_bytes(good)
+    return row
+
+
+def test_a_failure_keeps_the_users_own_label_for_when_the_file_is_good_again(lib, tmp_path, test_model):
+    """The row said kept (the user's label); one scan found the file broken: its failed row forgot
+    kept, and the scan after the file was fixed wrote moodtag's mood over the user's label."""
+    db = tmp_path / "c.db"
+    track, ours, theirs, audio = _the_other_label_by_hand(lib, db, test_model)
+    assert {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]["tags"] == "kept"
+
+    row = _broken_for_one_scan(lib, db, test_model, track)
+    assert (row["status"], row["tag_state"], row["tagged"]) == ("failed", "kept", 0)
+    again = {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]
+    assert (again["action"], again["tags"], again["mood"]) == ("analysed", "kept", ours)
+    assert flac.FLAC(track)["MOOD"] == [theirs]
+    assert rows(db)[str(track)]["tag_state"] == "kept"
+
+
+def test_a_failure_keeps_untag_for_when_the_file_is_good_again(lib, tmp_path, test_model):
+    """`moodtag untag`, then one scan found the file broken: its failed row forgot untagged, and the
+    scan after the file was fixed wrote moodtag's fields back into it."""
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    track = next(lib.glob("*.flac"))
+    run_cli("untag", track, "--db", db, check=True)
+
+    row = _broken_for_one_scan(lib, db, test_model, track)
+    assert (row["status"], row["tag_state"]) == ("failed", "untagged")
+    again = {o["path"]: o for o in scan(lib, db, test_model)}[str(track)]
+    assert (again["action"], again["tags"]) == ("analysed", "untagged")
+    assert read_mood(track) is None and "MOODTAG_MODEL" not in flac.FLAC(track)
+    assert rows(db)[str(track)]["tag_state"] == "untagged"
+    scan(lib, db, test_model, "--retag")  # still written on request
+    assert read_mood(track) is not None

@@ -91,6 +91,8 @@ def query(
 
             stops = StopRequests.install()  # SQLite polls it: Ctrl-C ends even an endless query
             result = run_sql(cache, sql, stop=lambda: stops.requested)
+            if fmt == "json":
+                _check_json_names(result.columns)
             _emit(result.columns, result.rows, fmt=fmt, stop=lambda: stops.requested)
             if stops.requested:
                 raise KeyboardInterrupt
@@ -102,6 +104,7 @@ def query(
         track_filter = TrackFilter(mood=mood, min_confidence=min_confidence, artist=artist, album=album,
                                    exact=exact, path_glob=path_glob, status=tuple(s.value for s in status) if status else None,
                                    order=order.value, desc=desc, limit=limit)
+        unreadable = _unreadable_scores_warning()
         if paths_only and _stdout_is_terminal():  # names escaped, as in the table
             _write_lines(printable(path) for (path,) in track_values(cache, track_filter, ("path",)))
         elif paths_only:
@@ -109,7 +112,7 @@ def query(
 
             _write_names(select_tracks(cache, track_filter, "ifnull(path_bytes, CAST(path AS BLOB))"))
         elif fmt in ("json", "csv"):
-            _write_track_lines(cache, track_filter, fmt)
+            _write_track_lines(cache, track_filter, fmt, on_unreadable_scores=unreadable)
         elif fmt == "tsv":
             from tagger.query import LISTING_COLUMNS
 
@@ -117,11 +120,41 @@ def query(
         else:
             from tagger.console import out
 
-            tracks = find_tracks(cache, track_filter)
+            tracks = find_tracks(cache, track_filter, on_unreadable_scores=unreadable)
             shown = list(_capped(tracks))
             _render_tracks(shown, width=out.width)
             if len(shown) == TABLE_ROWS_MAX and next(iter(tracks), None) is not None:
                 _say_capped()
+
+
+def _check_json_names(columns) -> None:
+    """--sql ... --json writes a row as an object, which holds one value per name: a statement whose
+    columns share a name (`SELECT 1 AS a, 2 AS a`, a join's `*`) is refused, where a value was dropped
+    without a word. Renaming one would give a name the statement does not have; AS gives it in a word."""
+    from collections import Counter
+
+    twice = [name for name, n in Counter(columns).items() if n > 1]
+    if twice:
+        from tagger.errors import MoodtagError
+
+        raise MoodtagError(f"--json: the SQL's result has more than one column named {', '.join(map(repr, twice))}, "
+                           "and a JSON object holds one value per name: name each column apart (AS)")
+
+
+def _unreadable_scores_warning():
+    """A listing's on_unreadable_scores (query.stored_scores): one warning line, naming the first row whose
+    scores are not JSON; it and any other such row are listed without scores (as a row without any)."""
+    told: list[str] = []
+
+    def tell(path: str, text) -> None:
+        if not told:
+            from tagger.console import shown, warn
+
+            told.append(path)
+            cell = str(text)
+            warn(f"{shown(path)}: its scores are not JSON ({shown(cell[:40] + ('…' if len(cell) > 40 else ''))}): "
+                 "listed without scores, as is any other such row")
+    return tell
 
 
 def _stdout_is_terminal() -> bool:
@@ -154,6 +187,13 @@ def stats(
     with Cache.open_readonly(db) as cache:
         summary = cache_stats(cache, label=label, bins=bins)
         path = cache.path
+    if summary.unreadable_scores:
+        from tagger.console import shown, warn
+
+        others = summary.unreadable_scores - 1
+        warn(f"{shown(summary.unreadable_example)}: its scores are not a JSON object of label probabilities"
+             + (f" (nor are those of {others} other analysed track{'s' if others != 1 else ''})" if others else "")
+             + "; counted without them")
     if json_out:
         out.print(json.dumps({"db": str(path), **summary.to_json()}, ensure_ascii=False), markup=False, highlight=False)
     else:
@@ -221,7 +261,7 @@ def _write_lines(lines, *, stop=lambda: False) -> int:
         chunk = list(islice(lines, WRITE_LINES))
         if not chunk:
             return count
-        typer.echo("\n".join(chunk))
+        typer.echo("\n".join(chunk), color=True)  # color: click strips ANSI codes from values in a pipe
         count += len(chunk)
         if stop():
             return count
@@ -251,7 +291,7 @@ def _write_names(rows) -> None:
             typer.echo(text + b"\n", nl=False)
 
 
-def _write_track_lines(cache, track_filter, fmt: str) -> None:
+def _write_track_lines(cache, track_filter, fmt: str, *, on_unreadable_scores=None) -> None:
     """--csv / --json: the lines of a long listing in runs of the path order, each made by a process of its
     own (tagger.forked) while this one writes the first; the others' text, kept in temporary files
     meanwhile, then written after it, in order, the same way as the first (so the same bytes as from one
@@ -264,14 +304,14 @@ def _write_track_lines(cache, track_filter, fmt: str) -> None:
 
     runs = split_by_path(cache, track_filter, processes_available(), min_rows=SPLIT_MIN_ROWS)
     if len(runs) == 1:
-        _write_lines(track_lines(cache, track_filter, fmt=fmt))
+        _write_lines(track_lines(cache, track_filter, fmt=fmt, on_unreadable_scores=on_unreadable_scores))
         return
     files = [tempfile.TemporaryFile() for _ in runs[1:]]  # deleted already: nothing is left behind
 
     def run(i: int):
         def part() -> None:
             with cache.reader() as mine:
-                lines = track_lines(mine, runs[i], fmt=fmt, header=i == 0)
+                lines = track_lines(mine, runs[i], fmt=fmt, header=i == 0, on_unreadable_scores=on_unreadable_scores)
                 if i == 0:
                     _write_lines(lines)
                 else:
@@ -302,8 +342,8 @@ def _save_lines(lines, file) -> None:
 
 
 def _copy_lines(file) -> None:
-    """What _save_lines kept, to standard output as _write_lines writes its text (whole lines at a time:
-    click's stripping of terminal codes never sees half of one)."""
+    """What _save_lines kept, to standard output as _write_lines writes its text (whole lines at a time,
+    as they are: a value's terminal codes are data, which click would strip in a pipe)."""
     import codecs
 
     from tagger.forked import kept_blocks
@@ -313,17 +353,17 @@ def _copy_lines(file) -> None:
         text = rest + decoder.decode(block)
         end = text.rfind("\n") + 1
         if end:
-            typer.echo(text[:end], nl=False)
+            typer.echo(text[:end], nl=False, color=True)
         rest = text[end:]
     rest += decoder.decode(b"", final=True)
     if rest:
-        typer.echo(rest, nl=False)
+        typer.echo(rest, nl=False, color=True)
 
 
 def _write_chunks(chunks, *, stop=lambda: False) -> None:
     """Text chunks to standard output as they come; `stop()` is asked between two writes."""
     for chunk in chunks:
-        typer.echo(chunk, nl=False)
+        typer.echo(chunk, nl=False, color=True)  # as it is: click strips ANSI codes from values in a pipe
         if stop():
             return
 
@@ -462,7 +502,7 @@ def _render_stats(summary, db_path) -> None:
     tags = [f"{s.tagged} tagged"] + [text for n, text in (
         (s.untagged, f"{s.untagged} untagged"), (s.kept, f"{s.kept} with their own mood kept"),
         (s.tag_failed, f"{s.tag_failed} whose tags could not be written")) if n]
-    out.print(f"[bold]{escape(str(db_path))}[/]: {s.total} track{'s' if s.total != 1 else ''} "
+    out.print(f"[bold]{escape(printable(db_path))}[/]: {s.total} track{'s' if s.total != 1 else ''} "
               f"({s.by_status.get('ok', 0) + s.tag_failed} analysed: {', '.join(tags)}; "
               f"{s.failed - s.tag_failed} failed, {s.missing} missing)")
     counts = Table(box=None, show_header=True)
@@ -471,17 +511,17 @@ def _render_stats(summary, db_path) -> None:
     counts.add_column("mean conf.", justify="right")
     for mood, n in summary.by_mood.items():
         mean = summary.mean_confidence.get(mood)
-        counts.add_row(escape(mood), str(n), "" if mean is None else f"{mean:.2f}")
+        counts.add_row(_cell(mood), str(n), "" if mean is None else f"{mean:.2f}")
     formats = Table(box=None)
     formats.add_column("format")
     formats.add_column("tracks", justify="right")
     for fmt, n in summary.by_format.items():
-        formats.add_row(escape(fmt), str(n))
+        formats.add_row(_cell(fmt), str(n))
     models = Table(box=None)
     models.add_column("model")
     models.add_column("tracks", justify="right")
     for name, n in summary.by_model.items():
-        models.add_row(escape(name), str(n))
+        models.add_row(_cell(name), str(n))
     from rich.columns import Columns
 
     out.print(Columns([counts, formats, models], padding=(0, 4)))
@@ -490,10 +530,19 @@ def _render_stats(summary, db_path) -> None:
         errors.add_column("tracks", justify="right")
         errors.add_column("error")
         for error, n in summary.top_errors:
-            errors.add_row(str(n), escape(error or "(no message)"))
+            errors.add_row(str(n), _cell(error or "(no message)"))
         out.print(errors)
     if summary.label is not None:
         out.print(_histogram(summary.label, summary.histogram))
+
+
+def _cell(value) -> str:
+    """A stored value (text as a rule; SQLite keeps what it is given) for a rich table cell: control
+    characters escaped (a format or an error edited to hold a terminal code cannot drive the terminal),
+    markup escaped."""
+    from rich.markup import escape
+
+    return escape(printable(str(value)))
 
 
 def _histogram(label: str, counts: tuple[int, ...], width: int = 40):
@@ -503,7 +552,7 @@ def _histogram(label: str, counts: tuple[int, ...], width: int = 40):
 
     from tagger.console import bar
 
-    table = Table(box=None, title=f"P({escape(label)}) over analysed tracks", title_justify="left")
+    table = Table(box=None, title=f"P({escape(printable(label))}) over analysed tracks", title_justify="left")
     table.add_column("P", justify="right")
     table.add_column("", min_width=width)
     table.add_column("tracks", justify="right")
