@@ -17,8 +17,11 @@ function that makes the change through a file object (for tags.py: mutagen's sav
    its moov atom last, a WAV or AIFF with its ID3 chunk last). First a journal entry (the file's
    identity, old size and mtime, the old bytes of every block that will change, a hash of the new
    ones) is written and synced; then the blocks are written and the file is fsynced; then the entry
-   is voided. A file cut in half always has a complete entry, and `UndoJournal.recover()` writes its
-   old bytes back (or keeps the new ones when the write turns out to have finished). The entry goes
+   is voided. If the file's size or mtime changed by the time the entry is synced (another program
+   wrote it), the entry is voided at once and nothing is written or restored: the journaled bytes
+   may predate that program's write, and putting them back would undo it. A file cut in half always
+   has a complete entry, and `UndoJournal.recover()` writes its old bytes back (or keeps the new
+   ones when the write turns out to have finished). The entry goes
    into one file per journal, locked, reused write after write, so the common write costs one small
    write, two syncs and no file created or deleted.
 
@@ -803,10 +806,12 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save, jo
         else:  # no plan: mutagen writes the file itself, every old byte journaled first
             header.update(new_size=None, write_set=[], new_sha256=None)
             entry = journal._begin(header, [(0, st.st_size)] if st.st_size else [], fd)
+        written = False   # whether any byte of ours may be in the file: only then is there anything to undo
         try:
             now = os.fstat(fd)
             if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 raise TagError("the file changed while it was being tagged; not written")
+            written = True
             if plan is not None:
                 _apply(fd, plan, entry.old_reader(fd))
             else:
@@ -815,6 +820,11 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save, jo
                     fh.flush()
             _fsync(fd)
         except BaseException:
+            if not written:
+                # another program wrote the file meanwhile: its bytes and mtime stay as it left them
+                # (the journaled old bytes may predate its write, or be half of it)
+                entry.finish()
+                raise
             try:
                 _undo(fd, entry)
             except BaseException:

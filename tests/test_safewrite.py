@@ -458,6 +458,56 @@ def test_file_changed_during_the_write_is_not_written(tmp_path, small_sources, m
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+class RacedJournal(UndoJournal):
+    """A journal during whose first entry another program (mutagen, as a tag editor would) sets a title
+    in `path`: "before" the entry reads the file's old bytes (it then holds the other program's), or
+    "after" (it holds ours). Keeps the file's bytes and mtime as that program left them."""
+
+    def __init__(self, folder: Path, path: Path, when: str) -> None:
+        super().__init__(folder)
+        self.path, self.when, self.left = path, when, None
+
+    def _begin(self, *args, **kwargs):
+        if self.left is not None:
+            return super()._begin(*args, **kwargs)
+        if self.when == "after":
+            entry = super()._begin(*args, **kwargs)
+        other = mutagen.File(self.path, easy=True)
+        if other.tags is None:
+            other.add_tags()
+        other["title"] = "Set by another program"
+        other.save()
+        self.left = (self.path.read_bytes(), self.path.stat().st_mtime_ns)
+        if self.when == "before":
+            entry = super()._begin(*args, **kwargs)
+        return entry
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("way", ["in place", "in place, no plan", "copy"])
+def test_another_programs_write_during_ours_is_left_alone(tmp_path, small_sources, medium_mp3, monkeypatch,
+                                                          way, when):
+    """Another program writes the file between our journal entry and our write: we write nothing and
+    restore nothing (an undo would cut its file back to our old size, or put our old bytes over its
+    write), and say so in one line. The journal is left free for the next write."""
+    source = medium_mp3 if way == "copy" else small_sources["flac"]
+    path = tmp_path / source.name
+    shutil.copyfile(source, path)
+    if way == "in place, no plan":   # mutagen writes the file itself, every old byte journaled
+        os.link(path, tmp_path / "link")
+        monkeypatch.setattr(safewrite, "OVERLAY_LIMIT", 16)
+    journal = RacedJournal(tmp_path / "journal", path, when)
+    with pytest.raises(TagError, match="^the file changed while it was being tagged; not written$"):
+        write_mood(path, VALUES, journal=journal)
+    assert journal.left is not None
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == journal.left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert write_mood(path, VALUES, journal=journal) is True
+    assert read_mood(path) == VALUES and mutagen.File(path, easy=True)["title"] == ["Set by another program"]
+    journal.close()
+    assert not list(journal.folder.iterdir())
+
+
 # --- the overlay: mutagen's file operations, planned without touching the file ---------------------
 
 @pytest.mark.parametrize("read_ahead", [safewrite.READ_AHEAD, 1000, 1])
