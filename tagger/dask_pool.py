@@ -19,9 +19,12 @@ allowed-failures, 3 by default) fails with that cause. A track still analysing o
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import uuid
 from collections import Counter, deque
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -30,10 +33,12 @@ from tagger.pool import POLL_S, TRACK_TIMEOUT_S, Outcome, count_lost_workers
 from tagger.records import TrackRef, TrackResult
 
 CONNECT_TIMEOUT_S = 10.0
+HANDSHAKE_TIMEOUT_S = 12.0  # the whole connection: TCP, then the scheduler's answer (a wrong service never gives one)
 IN_FLIGHT_PER_THREAD = 2
 RECOUNT_S = 5.0          # how often the cluster's threads are counted again
 FETCH_TIMEOUT_S = 10.0   # a result (a few kB) not fetched by then sits on a worker that hangs
 MAX_RETRIES = 2          # a track the cluster loses (restarts, a hung worker) is submitted again this often
+QUIET_LOGGERS = ("distributed", "distributed.client")
 INSTALL_HINT = "pip install 'dask[distributed]>=2024.1' (moodtag's dask extra: pip install -e '.[dask]' in its checkout)"
 
 
@@ -48,18 +53,18 @@ def require_distributed() -> None:
 class DaskCluster:
     """A connection to a running Dask cluster, open for one scan: `connect`, `check`, `analyse`, `close`."""
 
-    def __init__(self, client, scheduler: str, *, log_level: int = 0) -> None:
+    def __init__(self, client, scheduler: str, *, log_levels: dict[str, int] | None = None) -> None:
         self.client = client
         self.scheduler = scheduler
-        self._log_level = log_level
+        self._log_levels = log_levels or {}
         self._plugins: list[str] = []
 
     @classmethod
     def connect(cls, scheduler: str) -> "DaskCluster":
         """Connect to the scheduler at `scheduler`; MoodtagError (one line) when distributed is not
-        installed, the address is not one, or the scheduler cannot be reached within CONNECT_TIMEOUT_S."""
+        installed, the address is not one, or no scheduler answers there within HANDSHAKE_TIMEOUT_S (a
+        service that is not one too). A stop signal meanwhile raises KeyboardInterrupt."""
         require_distributed()
-        from distributed import Client
         from distributed.comm import get_address_host_port
 
         try:  # before Client(): one that fails on a malformed address leaves a thread that stalls the exit
@@ -67,17 +72,27 @@ class DaskCluster:
         except ValueError as exc:
             raise MoodtagError(f"--dask-scheduler {scheduler}: not a scheduler address ({exc}); "
                                "give tcp://HOST:PORT") from None
-        quiet = logging.getLogger("distributed")
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)  # its retries and warnings (results it fetches again) are not ours to show
+        # its retries, warnings (results it fetches again) and errors (its reconnection given up) are not
+        # ours to show: what they mean reaches the user as one line. distributed.client has its own level.
+        levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-        except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            quiet.setLevel(level)
+            with _stop_signals_interrupt():
+                client = _open_client(scheduler)
+        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) while connecting: the scan stops as interrupted
+            _set_levels(levels)
+            raise
+        except Exception as exc:  # a service that is not a scheduler can fail its handshake in any way
+            _set_levels(levels)
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, MemoryError) or type(exc) is TimeoutError:  # another protocol's bytes, or none
+                cause = (f"no Dask scheduler answered within {HANDSHAKE_TIMEOUT_S:g} s"
+                         if isinstance(exc, TimeoutError) else "it does not speak Dask's protocol")
+                cause += "; another service on that port, such as the dashboard's?"
             raise MoodtagError(f"cannot reach the Dask scheduler at {scheduler} ({cause}); is `dask scheduler` "
                                "running there, and reachable from here?") from None
-        return cls(client, scheduler, log_level=level)
+        return cls(client, scheduler, log_levels=levels)
 
     def close(self) -> None:
         for name in self._plugins:
@@ -85,8 +100,11 @@ class DaskCluster:
                 self.client.unregister_worker_plugin(name)
             except Exception:  # the scheduler went away: nothing left to tidy
                 pass
-        self.client.close(timeout=5)
-        logging.getLogger("distributed").setLevel(self._log_level)
+        try:
+            self.client.close(timeout=5)
+        except Exception:  # the scheduler went away: the client is left to the process's exit
+            pass
+        _set_levels(self._log_levels)
 
     def check(self, sample: Path, *, device: str | None) -> None:
         """MoodtagError when the cluster has no workers, or when a worker cannot import moodtag, runs
@@ -127,7 +145,7 @@ class DaskCluster:
             threads, counted = 1, 0.0
             while (queue or in_flight) and not stop():
                 if time.monotonic() - counted > RECOUNT_S:  # workers join and leave during a long scan
-                    threads, counted = max(1, sum(client.nthreads().values())), time.monotonic()
+                    threads, counted = self._threads(), time.monotonic()
                 while queue and len(in_flight) < IN_FLIGHT_PER_THREAD * threads:
                     ref = queue.popleft()
                     submitted += 1
@@ -233,10 +251,20 @@ class DaskCluster:
         return (ref.path, TrackResult.failed(
             ref.path, f"internal error on a Dask worker ({type(exc).__name__}: {exc})"), None), False
 
+    def _threads(self) -> int:
+        """The cluster's worker threads now (at least 1); MoodtagError when the scheduler is gone."""
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except OSError as exc:  # CommClosedError: it died, or cannot be reached any more
+            raise self._lost(type(exc).__name__) from None
+
     def _check_connected(self) -> None:
         if self.client.status not in ("running", "connecting"):
-            raise MoodtagError(f"lost the connection to the Dask scheduler at {self.scheduler} "
-                               f"({self.client.status}); finished results are saved, scan again to resume")
+            raise self._lost(self.client.status)
+
+    def _lost(self, cause: str) -> MoodtagError:
+        return MoodtagError(f"lost the connection to the Dask scheduler at {self.scheduler} ({cause}); "
+                            "finished results are saved, scan again to resume")
 
     def _restart(self, worker: str) -> None:
         """Restart a worker whose thread holds a track given up on (a thread cannot be stopped; its
@@ -245,3 +273,60 @@ class DaskCluster:
             self.client.restart_workers([worker], timeout=30, raise_for_error=False)
         except Exception:
             pass
+
+
+def _set_levels(levels: dict[str, int]) -> None:
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def _open_client(scheduler: str):
+    """A distributed Client connected to `scheduler`, its whole handshake bounded by HANDSHAKE_TIMEOUT_S
+    (Client's own timeout bounds only the TCP connect: a service that never answers, such as the
+    scheduler's dashboard port, would hold it forever). A client whose start fails (also by
+    KeyboardInterrupt) is closed at once, quietly: left to its __del__, it would wait and then print
+    a TimeoutError trace as the process exits."""
+    from distributed import Client
+
+    class BoundedClient(Client):
+        def start(self, **kwargs):
+            try:
+                super().start(callback_timeout=HANDSHAKE_TIMEOUT_S, **kwargs)
+            except BaseException:
+                _close_quietly(self)
+                raise
+
+    return BoundedClient(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+
+
+def _close_quietly(client) -> None:
+    """Close a client whose start failed, within a second, saying nothing."""
+    try:
+        client.close(timeout=1)
+    except BaseException:  # a close interrupted, or timed out: what is left goes with the process
+        pass
+    client.status = "closed"  # its __del__ then has nothing to do
+
+
+@contextmanager
+def _stop_signals_interrupt():
+    """While connecting, a stop signal (Ctrl-C, SIGTERM, SIGHUP) raises KeyboardInterrupt in this
+    thread, after the handler in place (the scan's StopRequests, which notes it) ran: the client's
+    wait for the scheduler then cancels the connection. Elsewhere the scan only polls for them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: handler for sig, handler in handlers.items() if callable(handler)}  # not SIG_IGN, SIG_DFL
+
+    def interrupt(signum, frame):
+        previous[signum](signum, frame)
+        raise KeyboardInterrupt
+
+    for sig in previous:
+        signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

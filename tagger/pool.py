@@ -199,10 +199,28 @@ def _let_end(threads, timeout_s: float = POOL_END_WAIT_S) -> None:
 @contextmanager
 def _signals_blocked():
     """Block SIGINT and SIGHUP in this thread for a moment: a process (or thread) started meanwhile
-    inherits the mask, and what arrives meanwhile is delivered when it ends, not lost."""
+    inherits the mask, and what arrives meanwhile is delivered when it ends, not lost. The resource
+    trackers that loky's spawn needs are started here, under the mask (they too ignore a terminal's
+    signals), and the mask is set again after: starting one (CPython's multiprocessing.resource_tracker.
+    ensure_running) unblocks SIGINT and SIGTERM on its way out, and the worker spawned next then began
+    without the mask (Ctrl-C printed its KeyboardInterrupt traceback while it imported)."""
     wanted = {getattr(signal, name) for name in WORKER_SIGNALS}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    _start_resource_trackers()
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _start_resource_trackers() -> None:
+    """loky's resource tracker and multiprocessing's, as loky's spawn starts them (a no-op, but for a
+    probe, when they run already)."""
+    from multiprocessing import resource_tracker
+
+    from joblib.externals.loky.backend import resource_tracker as loky_tracker
+
+    loky_tracker.ensure_running()
+    if os.name == "posix":
+        resource_tracker.ensure_running()

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -233,3 +234,101 @@ def _wait_for_rows(proc, db: Path, n: int) -> None:
     while not (db.exists() and _count(db) >= n):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.02)
+
+
+# --- a wrong address, a scheduler that dies -------------------------------------------------------
+
+def _fake_service(speaks_first: bool) -> int:
+    """A TCP service on loopback that is not a Dask scheduler (in a daemon thread): one that waits for
+    the client to speak first (HTTP, e.g. the dashboard's port by mistake), or one that greets first
+    (an SSH banner). Returns its port."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def serve():
+        while True:
+            conn, _ = server.accept()
+            held.append(conn)  # kept open, never answered
+            if speaks_first:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n" * 4)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+@pytest.mark.parametrize("speaks_first", [False, True])
+def test_a_service_that_is_not_a_scheduler_is_one_line_soon(scanned, tmp_path, speaks_first):
+    """Not a hang in the handshake (the connect timeout bounds only TCP), not a MemoryError trace."""
+    address = f"tcp://127.0.0.1:{_fake_service(speaks_first)}"
+    began = time.monotonic()
+    line = one_error_line(run_cli("scan", scanned[0], "--db", tmp_path / "c.db", "--dask-scheduler", address,
+                                  timeout=60))
+    assert f"cannot reach the Dask scheduler at {address}" in line
+    assert time.monotonic() - began < 25
+
+
+def test_a_failed_connection_leaves_no_trace_at_exit(scanned, tmp_path):
+    """The half-made client is closed at once: no 'Exception ignored in Client.__del__', no wait."""
+    began = time.monotonic()
+    line = one_error_line(run_cli("scan", scanned[0], "--db", tmp_path / "c.db", "--dask-scheduler",
+                                  "tls://127.0.0.1:1", timeout=60))
+    assert "cannot reach the Dask scheduler at tls://127.0.0.1:1" in line
+    assert time.monotonic() - began < 8
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_while_connecting_stops_the_scan(scanned, tmp_path, sig, status):
+    address = f"tcp://127.0.0.1:{_fake_service(False)}"
+    proc = start("scan", scanned[0], "--db", tmp_path / "c.db", "--dask-scheduler", address)
+    time.sleep(4)  # well into the handshake (the CLI's imports take ~2 s)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60 if proc.poll() is None else None)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and "interrupted" in err
+
+
+def test_an_empty_scheduler_is_a_usage_error(scanned, tmp_path):
+    """'' (an unset variable) must not silently become a local scan."""
+    proc = run_cli("scan", scanned[0], "--db", tmp_path / "c.db", "--dask-scheduler", "")
+    assert proc.returncode == 2 and "an empty address (an unset variable?)" in proc.stderr, proc.stderr
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_a_scheduler_that_dies_mid_scan_is_one_line_and_keeps_the_results(many_tracks, tmp_path):
+    """Its own scheduler and worker (processes), the scheduler killed once a few tracks are cached."""
+    dask_cli = str(Path(sys.executable).parent / "dask")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scheduler = subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], **quiet)
+    worker = subprocess.Popen([dask_cli, "worker", address, "--nworkers", "1", "--nthreads", "1",
+                               "--host", "127.0.0.1", "--no-dashboard"], **quiet)
+    try:
+        with Client(address, timeout=60, set_as_default=False) as c:
+            c.wait_for_workers(1, timeout=120)
+        db = tmp_path / "c.db"
+        proc = start("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", address)
+        _wait_for_rows(proc, db, 3)
+        scheduler.kill()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        scheduler.kill()
+        worker.terminate()  # its nanny ends its worker process
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        scheduler.wait()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"error: lost the connection to the Dask scheduler at {address}")
+    assert "scan again to resume" in lines[0]
+    done = rows(db)
+    assert 3 <= len(done) and {r["status"] for r in done.values()} == {"ok"}

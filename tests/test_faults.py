@@ -498,3 +498,21 @@ def test_a_scan_killed_mid_write_damages_no_file(tmp_path, big_sources):
         from tagger.tags import read_info
 
         assert (read_info(path).artist, read_info(path).title) == ("The Artist", "A Title"), path
+
+
+def test_ctrl_c_as_the_first_workers_start_prints_no_traceback(small_library, tmp_path):
+    """The first spawn starts the resource trackers, which unblocked SIGINT before the worker was
+    spawned: a worker still importing then died of Ctrl-C with a KeyboardInterrupt traceback. Sent to
+    the whole group as a terminal does, as soon as the first worker exists, a few times."""
+    for attempt in range(4):
+        db = tmp_path / f"c{attempt}.db"
+        proc = _scan_in_its_own_group(small_library, db, "--force")
+        deadline = time.monotonic() + 60
+        while not workers_of(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, "no worker started"
+            time.sleep(0.005)
+        time.sleep(0.05 * attempt)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

@@ -37,7 +37,7 @@ def scan(
                                              "without CUDA) or auto (CUDA when available). The default "
                                              "descriptor model runs on the CPU and ignores it.")] = "cpu",
     dask_scheduler: Annotated[Optional[str], typer.Option(
-        "--dask-scheduler", metavar="tcp://HOST:PORT",
+        "--dask-scheduler", metavar="tcp://HOST:PORT", parser=lambda v: _scheduler_value(v),
         help="Analyse on this Dask cluster instead of local processes (needs moodtag[dask]; every worker "
              "must see the library at the same path). --jobs is then not used.")] = None,
     model: ModelOption = None,
@@ -121,6 +121,13 @@ def prune(
             out.print(f"would forget: {shown(key)}")
     n = len(keys)
     out.print(f"{'would forget' if dry_run else 'forgot'} {n} missing track{'s' if n != 1 else ''}")
+
+
+def _scheduler_value(value: str) -> str:
+    """'' (an unset variable) is an error, never a local scan."""
+    if value == "":
+        raise typer.BadParameter("an empty address (an unset variable?); give tcp://HOST:PORT")
+    return value
 
 
 def _choice(value: str, choices: tuple[str, ...]) -> str:
