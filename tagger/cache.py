@@ -328,7 +328,7 @@ def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache"
     if "file is not a database" in low or "not a database" in low:
         return MoodtagError(f"{path}: not an SQLite database (is --db the right file?)")
     if "readonly" in low or "read-only" in low:
-        return MoodtagError(_unwritable_beside(path, doing) or f"{path}: {doing}: it is read-only ({text})")
+        return MoodtagError(_unwritable(path, doing) or f"{path}: {doing}: it is read-only ({text})")
     if "disk is full" in low or "disk full" in low:
         return MoodtagError(f"{path}: {doing}: disk full")
     if "locked" in low or "busy" in low:
@@ -336,6 +336,25 @@ def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache"
     if "interrupted" in low:
         return MoodtagError(f"{path}: interrupted")
     return MoodtagError(f"{path}: {doing} ({text})")
+
+
+def _may(path: Path, mode: int) -> bool:
+    """os.access with this process's effective ids (those its writes are checked with)."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _unwritable(path: Path, doing: str) -> str | None:
+    """The line for a cache SQLite could not write, naming what is in the way: the file, its folder
+    (where SQLite makes `-wal` and `-shm`, and a new cache), or a `-wal`/`-shm` beside it. None where
+    all of them may be written (the cause is elsewhere: a read-only file system, say)."""
+    if path.exists() and not _may(path, os.W_OK):
+        st = path.stat()
+        return (f"{path}: {doing}: it is read-only (mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}); "
+                f"make it writable (chmod u+w), or choose another --db")
+    if not _may(path.parent, os.W_OK | os.X_OK):
+        return (f"{path}: {doing}: its folder {path.parent} is read-only (SQLite makes the cache's -wal and "
+                f"-shm files there); make the folder writable, or choose another --db")
+    return _unwritable_beside(path, doing)
 
 
 def _unwritable_beside(path: Path, doing: str) -> str | None:
@@ -369,7 +388,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     if app_id not in (0, APPLICATION_ID):
         raise MoodtagError(f"{path}: not a moodtag cache (another program's SQLite database, "
                            f"application_id {app_id:#x}); choose another --db")
-    if names and app_id != APPLICATION_ID and not applied:
+    if names and app_id != APPLICATION_ID and not applied and not _half_made(conn, names):
         shown = ", ".join(sorted(names)[:4]) + (", ..." if len(names) > 4 else "")
         raise MoodtagError(f"{path}: not a moodtag cache (an SQLite database with tables {shown}); "
                            f"choose another --db")
@@ -379,6 +398,14 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
 
         raise MoodtagError(f"{path}: made by a newer moodtag (schema step {newer[-1]}, unknown to moodtag "
                            f"{__version__}); upgrade moodtag, or use another --db")
+
+
+def _half_made(conn: sqlite3.Connection, names: set[str]) -> bool:
+    """Whether the database is a cache whose making stopped before its first schema step was recorded
+    (the process killed, a full disk): sqlite-utils makes an empty `_sqlite_migrations` table first, and
+    nothing else is there. Cache.open finishes making it; refused as another program's, it stopped every
+    later command."""
+    return names == {MIGRATIONS_TABLE} and conn.execute(f"SELECT count(*) FROM {MIGRATIONS_TABLE}").fetchone()[0] == 0
 
 
 def _wal_mode(path: Path) -> bool:
@@ -427,6 +454,12 @@ class Cache:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise MoodtagError(f"{path}: cannot create the database folder ({exc.strerror})") from None
+        # before SQLite opens it: a connection to a file or folder this user cannot write is read-only, yet
+        # it makes -wal/-shm files (with the cache's mode: 0444 ones then stopped every scan, once the
+        # cache was writable again)
+        unwritable = _unwritable(path, "cannot write to the cache" if path.exists() else "cannot create the cache")
+        if unwritable is not None:
+            raise MoodtagError(unwritable)
         conn = None
         try:
             conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -619,6 +652,9 @@ class Cache:
                 yield from batch
         except sqlite3.Error as exc:
             raise db_error(self.path, exc, "cannot read the cache") from None
+        except UnicodeEncodeError:  # a value with a byte the locale did not decode: SQLite takes UTF-8 only
+            raise MoodtagError(f"{self.path}: cannot read the cache: a value looked up holds a byte that is "
+                               f"not UTF-8 text") from None
 
     def one(self, sql: str, params=()) -> tuple | None:
         """The first row of a query (or None)."""

@@ -31,6 +31,7 @@ _ORDER_SQL = {  # order -> (first key, tie-breakers)
     "analyzed": ("analyzed_at", "path"),
 }
 FOLD_FUNCTION = "moodtag_fold"
+SQLITE_INT_MAX = 2**63 - 1  # the largest integer SQLite takes (--limit is clamped to it)
 UnreadableScores = Callable[[str, object], None]  # (the row's path, its scores cell): told of a cell that is not JSON
 
 
@@ -217,7 +218,7 @@ def select_tracks(cache: Cache, track_filter: TrackFilter, select: str, params: 
            + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order_by}")
     if f.limit is not None:
         sql += " LIMIT ?"
-        params.append(f.limit)
+        params.append(min(f.limit, SQLITE_INT_MAX))  # more rows than SQLite can count: all of them
     return cache.rows(sql, params)
 
 
@@ -249,6 +250,9 @@ def run_sql(cache: Cache, sql: str, params: tuple = (), *, stop: Callable[[], bo
     except (sqlite3.Error, sqlite3.Warning) as exc:
         conn.set_progress_handler(None, 0)
         raise _sql_error(exc) from None
+    except UnicodeEncodeError:  # a byte the locale did not decode (a surrogate escape): SQLite takes UTF-8 only
+        conn.set_progress_handler(None, 0)
+        raise MoodtagError("SQL error: the statement holds a byte that is not UTF-8 text") from None
     finally:
         conn.set_authorizer(None)  # the statement is compiled: its reads were authorised already
     return SqlResult(columns, _stream(cursor, conn))

@@ -128,9 +128,12 @@ def shipped_models() -> list[Path]:
 
 
 def resolve_model(model: str | Path | None) -> Path:
-    """A model argument -> a file: None means the default shipped model; a bare name means a shipped one."""
-    if model is None or str(model) == "":
+    """A model argument -> a file: None means the default shipped model; a bare name means a shipped one.
+    '' (an unset variable) is an error: taken for the default, a scan re-analysed a library with it."""
+    if model is None:
         model = DEFAULT_MODEL
+    elif str(model) == "":
+        raise ModelError("an empty model path (an unset variable?)")
     path = Path(model).expanduser()
     if path.is_file():
         return path

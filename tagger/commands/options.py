@@ -1,6 +1,7 @@
 """Options shared by several commands, declared once."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,8 +15,26 @@ def path_value(value: str) -> Path:
     return Path(value)
 
 
+def model_value(value: str) -> str:
+    """A --model: '' (an unset variable, `-m "$MODEL"`) is an error, never the shipped default model."""
+    if value == "":
+        raise typer.BadParameter("an empty path (an unset variable?)")
+    return value
+
+
+def text_value(value: str) -> str:
+    """A text option matched against the cache's text (tags, SQL): a byte the locale's encoding does not
+    decode (Python holds it as a surrogate escape) matches no tag, which is text, and SQLite cannot take
+    it; an error naming the byte, not a traceback, nor an empty answer that hides a wrong encoding."""
+    bad = next((ch for ch in value if "\udc80" <= ch <= "\udcff"), None)
+    if bad is not None:
+        raise typer.BadParameter(f"holds the byte {ord(bad) - 0xDC00:#04x}, not {sys.getfilesystemencoding()} text "
+                                 f"(written in another encoding?)")
+    return value
+
+
 ModelOption = Annotated[Optional[str], typer.Option(
-    "--model", "-m", metavar="MODEL",
+    "--model", "-m", metavar="MODEL", parser=model_value,
     help="Model file, or the name of a shipped model (see `moodtag model-info`). Default: the shipped default.")]
 DbOption = Annotated[Optional[Path], typer.Option(
     "--db", metavar="FILE", envvar="MOODTAG_DB", dir_okay=False, parser=path_value,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tagger.commands.options import DbOption, JsonOption
+from tagger.commands.options import DbOption, JsonOption, text_value
 from tagger.forked import SPLIT_MIN_ROWS  # below this, a listing is written by one process
 from tagger.query import ORDERS, STATUSES
 from tagger.records import printable, printable_cells  # imported by the CLI already (tagger.worker)
@@ -26,9 +26,9 @@ def query(
     min_confidence: Annotated[Optional[float], typer.Option(
         "--min-confidence", metavar="X", min=0.0, max=1.0, help="Only tracks whose mood has probability >= X.")] = None,
     artist: Annotated[Optional[str], typer.Option(
-        "--artist", metavar="TEXT", help="Artist contains TEXT (case-insensitive; whole value with --exact).")] = None,
+        "--artist", metavar="TEXT", parser=text_value, help="Artist contains TEXT (case-insensitive; whole value with --exact).")] = None,
     album: Annotated[Optional[str], typer.Option(
-        "--album", metavar="TEXT", help="Album contains TEXT (case-insensitive; whole value with --exact).")] = None,
+        "--album", metavar="TEXT", parser=text_value, help="Album contains TEXT (case-insensitive; whole value with --exact).")] = None,
     exact: Annotated[bool, typer.Option(
         "--exact", help="--artist / --album must equal the whole value (still case-insensitive).")] = False,
     path_glob: Annotated[Optional[str], typer.Option(
@@ -49,7 +49,7 @@ def query(
     paths_only: Annotated[bool, typer.Option(
         "--paths", help="Only the paths, one per line (in a pipe: each file's own name bytes).")] = False,
     sql: Annotated[Optional[str], typer.Option(
-        "--sql", metavar="SQL",
+        "--sql", metavar="SQL", parser=text_value,
         help="Run this SQL instead (table `tracks`), over a read-only connection: statements that write fail.")] = None,
 ) -> None:
     """List cached tracks, filtered and sorted; or run raw read-only SQL against the cache.
