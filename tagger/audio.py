@@ -445,9 +445,9 @@ class _MpegFramesTrack:
         kept, first, position = [], None, 0
         with av.open(source, format="mp3") as container:
             stream = container.streams.audio[0]
-            for frame in container.decode(stream):
-                if frame.time is not None:
-                    position = int(round(frame.time * self.sr))
+            for frame in _frames_passing_bad_packets(container, stream):
+                if frame.time is not None and first is None:  # after that, counted: past junk the
+                    position = int(round(frame.time * self.sr))  # demuxer's timestamps leap ahead
                 if position + frame.samples > skip:
                     if first is None:
                         first = position
@@ -465,6 +465,19 @@ class _MpegFramesTrack:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def _frames_passing_bad_packets(container, stream):
+    """The decoded frames of `stream`, packet by packet, passing over a packet the decoder refuses (junk
+    between two MPEG frames that the demuxer took for one), as libsndfile's mpg123 and ffmpeg's own
+    tool do; container.decode() raised InvalidDataError there, and the whole clip failed."""
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()  # the empty packet at the end flushes the decoder
+        except av.error.InvalidDataError:
+            continue
 
 
 class _ChainedTrack:

@@ -355,8 +355,29 @@ def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path])
     unmounted share's file is not its move), the one whose path ends most like the file's."""
     rows = [row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
             if row.path not in claimed and not any(Path(os.fsdecode(row.fs_path)).is_relative_to(root)
-                                                   for root in absent) and vanished(row.fs_path)]
-    return max(rows, key=lambda row: _shared_tail(row.fs_path, ref.path), default=None)
+                                                   for root in absent) and vanished(row.fs_path)
+            and not _maybe_unmounted(row.fs_path)]
+    tails = sorted(((_shared_tail(row.fs_path, ref.path), row) for row in rows), key=lambda pair: -pair[0])
+    if not tails or len(tails) > 1 and tails[0][0] == tails[1][0]:
+        return None  # two gone files as like it as each other (two albums' '01 Intro.wav'): analysed, never guessed
+    return tails[0][1]
+
+
+def _maybe_unmounted(path) -> bool:
+    """Whether the nearest folder above a vanished file's path that is still there is empty: the mount
+    point of a disk or share unmounted now (its files are not gone, and a copy of them elsewhere is not
+    their move), or a folder emptied; either way the row is not taken for a moved file's."""
+    folder = os.path.dirname(os.fsencode(path))
+    while folder and not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return False
+        folder = parent
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return True  # cannot look: not taken
 
 
 def _shared_tail(a, b) -> int:

@@ -186,6 +186,34 @@ def test_a_vbr_mp3_without_a_xing_header_is_measured_by_its_frames_and_read_wher
     assert load_clips(path, plan=ClipPlan(), sample_rate=22050).duration == pytest.approx(40.0, abs=0.1)
 
 
+def test_junk_between_the_frames_of_a_vbr_mp3_without_a_xing_header_is_passed_over(tmp_path):
+    """A few bytes of junk between two frames (a stream rip, a damaged download): libsndfile and players
+    resync; the frame-index reader failed the clip over it ('Invalid data found when processing input')."""
+    from tagger import audio
+
+    samples = np.concatenate([np.zeros((2 * synth.SAMPLE_RATE, 2), np.float32),
+                              synth.render("exciting", 19, seed=2), synth.render("calm", 19, seed=1)])
+    source = synth.encode(samples, tmp_path / "vbr.mp3")
+    clean = tmp_path / "noxing.mp3"
+    _without_first_frame(source, clean)
+    data = clean.read_bytes()
+    index = audio._mpeg_walk(data, 0, audio._mpeg_frame(data, 0))
+    middle = index.offsets[len(index.offsets) // 2]
+    path = tmp_path / "junk.mp3"
+    path.write_bytes(data[:middle] + b"JUNK" * 8 + data[middle:])
+    duration = probe_duration(path)
+    assert duration == pytest.approx(probe_duration(clean), abs=0.1)
+    starts = [duration / 2 - 2.5]  # over the junk
+    (clip,) = decode_segments(path, starts, seconds=5.0, sample_rate=synth.SAMPLE_RATE).samples
+    (plain,) = decode_segments(clean, starts, seconds=5.0, sample_rate=synth.SAMPLE_RATE).samples
+    half = len(plain) // 2 - 4410  # up to the junk, the same audio; past it, the frame the junk spoilt is
+    assert len(clip) == len(plain) and np.abs(clip[:half] - plain[:half]).max() < 1e-3  # lost, as players lose it
+    after, frame = clip[len(plain) // 2 + 4410:], 1152
+    shifted = [np.corrcoef(after[:-3 * frame], plain[len(plain) // 2 + 4410 + lag:][:len(after) - 3 * frame])[0, 1]
+               for lag in range(0, 3 * frame, 16)]
+    assert max(shifted) > 0.99
+
+
 def test_a_cbr_mp3_without_an_info_header_keeps_its_length(tmp_path):
     """A constant bitrate's length follows from the file's size: such an MP3 is left to libsndfile."""
     source = synth.encode(synth.render("calm", 20, seed=1), tmp_path / "cbr.mp3", bitrate=128_000)

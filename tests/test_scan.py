@@ -717,6 +717,42 @@ def test_a_moved_library_or_album_keeps_its_results_and_a_copy_is_analysed(libra
     assert all(rows(db)[p]["status"] == "ok" for p in actions)
 
 
+def test_a_moved_row_is_never_guessed_nor_taken_from_an_unmounted_disk(test_model, tmp_path):
+    """Two albums' '01 Intro.wav' with the same size and mtime, both albums renamed: each file took the
+    first row in path order, and was tagged with the other track's mood; now a tie is analysed. A copy of
+    a disk's album scanned while the disk is unmounted (its mount point there, empty) took the disk's
+    rows, so the disk's files, back, were analysed again and an untagged one tagged again."""
+    from tagger import synth
+
+    lib = tmp_path / "lib"
+    for album, mood, seed in (("Alpha", "exciting", 1), ("Beta", "calm", 2)):
+        (lib / album).mkdir(parents=True)
+        path = synth.encode(synth.render(mood, 12, seed=seed), lib / album / "01 Intro.wav")
+        os.utime(path, ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    db = tmp_path / "c.db"
+    scan(lib, "--db", db, "--model", test_model, "--no-write", check=True)
+    moods = {Path(p).parent.name: row["mood"] for p, row in rows(db).items()}
+    (lib / "Alpha").rename(lib / "Zeta (remaster)")
+    (lib / "Beta").rename(lib / "Ceta (remaster)")
+    actions = _actions(scan(lib, "--db", db, "--model", test_model, "--no-write", "--json", check=True))
+    assert set(actions.values()) == {"analysed"}
+    after = {Path(p).parent.name: row["mood"] for p, row in rows(db).items() if row["status"] == "ok"}
+    assert (after["Zeta (remaster)"], after["Ceta (remaster)"]) == (moods["Alpha"], moods["Beta"])
+
+    disk, home = tmp_path / "mnt" / "disk", tmp_path / "home"
+    (disk / "Music" / "Album").mkdir(parents=True)
+    synth.make_track(disk / "Music" / "Album" / "01.flac", "calm", 8.0, seed=3)
+    db2 = tmp_path / "d.db"
+    scan(disk, "--db", db2, "--model", test_model, check=True)
+    run_cli("untag", disk / "Music" / "Album" / "01.flac", "--db", db2, check=True)
+    shutil.copytree(disk / "Music", home / "Music", copy_function=shutil.copy2)
+    (disk / "Music").rename(tmp_path / "away")   # unmounted: the mount point stays, empty
+    assert set(_actions(scan(home, "--db", db2, "--model", test_model, "--json", check=True)).values()) == {"analysed"}
+    (tmp_path / "away").rename(disk / "Music")
+    proc = scan(disk, "--db", db2, "--model", test_model, "--json", check=True)
+    assert [(a["action"], a["tags"]) for a in map(json.loads, proc.stdout.splitlines())] == [("cached", "untagged")]
+
+
 def test_looking_for_moved_rows_is_one_indexed_query_per_batch(tmp_path):
     """A new library of 100,000 files is compared with the cache 500 at a time: for the files without a
     row, one query by the (size, mtime_ns) index finds the rows of the same model, size, mtime and name."""
