@@ -14,6 +14,7 @@ reading, writing rows, and a rescan that finds every file fresh use the sqlite3 
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -942,5 +943,9 @@ def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False)
                 except Timeout:
                     continue
     except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # a read-only folder: named, as Cache.open names it
+            why = _unwritable(Path(db_path), "cannot lock the cache database")
+            if why is not None:
+                raise MoodtagError(why) from None
         raise MoodtagError(f"{db_path}: cannot lock the cache database ({exc.strerror or exc})") from None
     return lock

@@ -111,14 +111,28 @@ def test_a_read_only_cache_is_refused_and_nothing_is_left_beside_it(scanned, lib
 def test_a_read_only_folder_is_named_not_the_writable_cache(scanned, library):
     """SQLite must make -wal/-shm in the cache's folder: a read-only folder was reported as a read-only
     cache file, which `ls -l` shows writable."""
-    scanned.parent.chmod(0o555)
-    try:
-        proc = as_user("scan", library, "--db", scanned)
-    finally:
-        scanned.parent.chmod(0o755)
-    line = one_error_line(proc)
+    line = _scan_in_a_read_only_folder(scanned, library)
     assert f"its folder {scanned.parent} is read-only" in line, line
     assert beside(scanned) == []
+
+
+def _scan_in_a_read_only_folder(db: Path, library: Path) -> str:
+    """The one error line of a scan, without root's powers, whose cache lies in a read-only folder."""
+    db.parent.chmod(0o555)
+    try:
+        proc = as_user("scan", library, "--db", db)
+    finally:
+        db.parent.chmod(0o755)
+    return one_error_line(proc)
+
+
+@needs_no_root_powers
+def test_a_read_only_folder_without_a_lock_file_yet_is_named(scanned, library):
+    """The scan's lock file comes first: where none was made yet, its failure said only 'cannot lock the
+    cache database (Permission denied)'; the folder is named, as for SQLite's files."""
+    Path(f"{scanned}.lock").unlink(missing_ok=True)
+    line = _scan_in_a_read_only_folder(scanned, library)
+    assert "cannot lock the cache database" in line and f"its folder {scanned.parent} is read-only" in line, line
 
 
 @pytest.mark.parametrize(("option", "value", "byte"), [
