@@ -79,6 +79,7 @@ def main() -> None:
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored
         signal.signal(signal.SIGINT, on_ctrl_c)
+    _tolerant_output()
     try:
         try:
             app(prog_name="moodtag")
@@ -110,6 +111,25 @@ def main() -> None:
 # A write to standard output (a file on a full disk, `> /dev/full`, a quota) that fails for good: one line,
 # exit status 1. (A closed pipe, EPIPE, is click's: exit status 1 without a word.)
 _OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _tolerant_output() -> None:
+    """Standard output and error that never fail on a character their encoding lacks (`Café` or the
+    stats' `–` under PYTHONIOENCODING=ascii or a Latin-1 locale were a UnicodeEncodeError traceback, the
+    scan's output cut off): such a character is written as a backslash escape (`Caf\\xe9`). An ASCII
+    stream becomes UTF-8, as click makes it for what it echoes, so that every command writes a name the
+    same way."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:  # not a TextIOWrapper (a test harness's stream)
+            continue
+        try:
+            ascii_only = codecs.lookup(stream.encoding or "ascii").name == "ascii"
+            reconfigure(encoding="utf-8" if ascii_only else None, errors="backslashreplace")
+        except (LookupError, ValueError, OSError):
+            pass
 
 
 def _stop_writing_output() -> None:

@@ -179,3 +179,29 @@ def test_help_words_what_each_command_does():
     assert "artist, title and album are dropped first when space runs out" in flat("query")
     assert "never modified" not in flat("query")
     assert "a cache made by an older moodtag is upgraded when opened" in flat("query")
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_an_output_encoding_without_a_character_never_ends_in_a_traceback(tmp_path, encoding):
+    """Under PYTHONIOENCODING=ascii (or a Latin-1 locale) `scan --json` stopped at the first 'Café' with
+    a UnicodeEncodeError traceback (the rest of the library unscanned), as did `untag -n` and `stats`
+    (its '–'). Every command now writes such a character somehow, and goes on."""
+    from tagger import synth
+
+    library = tmp_path / "library"
+    library.mkdir()
+    synth.encode(synth.render("calm", 12, seed=1), library / "Café ü 東京.flac")
+    synth.encode(synth.render("exciting", 12, seed=2), library / "zz.ogg")
+    db = str(tmp_path / "m.db")
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "tagger", *args], capture_output=True, timeout=300,
+                              env=dict(os.environ, PYTHONIOENCODING=encoding))
+        out, err = (stream.decode(encoding, "replace") for stream in (proc.stdout, proc.stderr))
+        assert proc.returncode == 0 and "Traceback" not in err, (args, err)
+        return out
+
+    assert len(run("scan", str(library), "--db", db, "--json").splitlines()) == 2
+    for args in (["untag", "-n", str(library), "--db", db], ["stats", "--db", db], ["query", "--db", db]):
+        out = run(*args)
+        assert "zz.ogg" in out or args[0] == "stats", (args, out)
