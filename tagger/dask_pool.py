@@ -36,6 +36,7 @@ CONNECT_TIMEOUT_S = 10.0
 HANDSHAKE_TIMEOUT_S = 12.0  # the whole connection: TCP, then the scheduler's answer (a wrong service never gives one)
 IN_FLIGHT_PER_THREAD = 2
 RECOUNT_S = 5.0          # how often the cluster's threads are counted again
+NO_WORKERS_S = 10.0      # a cluster without workers this long (all of them stopped, or died) is told
 FETCH_TIMEOUT_S = 10.0   # a result (a few kB) not fetched by then sits on a worker that hangs
 MAX_RETRIES = 2          # a track the cluster loses (restarts, a hung worker) is submitted again this often
 QUIET_LOGGERS = ("distributed", "distributed.client")
@@ -126,11 +127,15 @@ class DaskCluster:
                 raise MoodtagError(f"Dask worker {address}: {answer}")
 
     def analyse(self, refs: list[TrackRef], model_path: Path, *, timeout: float = TRACK_TIMEOUT_S,
-                device: str = "cpu", stop: Callable[[], bool] = lambda: False) -> Iterator[Outcome]:
+                device: str = "cpu", stop: Callable[[], bool] = lambda: False,
+                on_workers: Callable[[int], None] = lambda threads: None) -> Iterator[Outcome]:
         """Yield (path, TrackResult, tag info) for every ref, in the order they finish; return early
         once `stop()` is true (closing the generator too cancels what is left). `device` is resolved
         by each worker ('auto': its own GPU if it has one). Raises MoodtagError when a worker cannot
-        load the model, the scheduler goes away, or workers die whatever they analyse."""
+        load the model, the scheduler goes away, or workers die whatever they analyse.
+        A cluster left without workers for NO_WORKERS_S (every `dask worker` stopped) keeps the tracks
+        waiting, as Dask does, for workers that join: `on_workers(0)` is called then, and
+        `on_workers(threads)` when some have joined, so that the wait is not taken for a hang."""
         from tagger.dask_worker import analyze_on_dask_worker
 
         client = self.client
@@ -143,9 +148,11 @@ class DaskCluster:
             run, submitted = uuid.uuid4().hex[:8], 0
             failures_in_a_row = 0
             threads, counted = 1, 0.0
+            idle = _NoWorkers(on_workers)
             while (queue or in_flight) and not stop():
                 if time.monotonic() - counted > RECOUNT_S:  # workers join and leave during a long scan
-                    threads, counted = self._threads(), time.monotonic()
+                    counted = time.monotonic()
+                    threads = max(1, idle.count(self._threads(), counted))
                 while queue and len(in_flight) < IN_FLIGHT_PER_THREAD * threads:
                     ref = queue.popleft()
                     submitted += 1
@@ -252,9 +259,9 @@ class DaskCluster:
             ref.path, f"internal error on a Dask worker ({type(exc).__name__}: {exc})"), None), False
 
     def _threads(self) -> int:
-        """The cluster's worker threads now (at least 1); MoodtagError when the scheduler is gone."""
+        """The cluster's worker threads now; MoodtagError when the scheduler is gone."""
         try:
-            return max(1, sum(self.client.nthreads().values()))
+            return sum(self.client.nthreads().values())
         except OSError as exc:  # CommClosedError: it died, or cannot be reached any more
             raise self._lost(type(exc).__name__) from None
 
@@ -273,6 +280,29 @@ class DaskCluster:
             self.client.restart_workers([worker], timeout=30, raise_for_error=False)
         except Exception:
             pass
+
+
+class _NoWorkers:
+    """Tells `on_workers` once when the cluster has had no worker threads for NO_WORKERS_S, and once
+    when it has some again."""
+
+    def __init__(self, on_workers: Callable[[int], None]) -> None:
+        self.on_workers = on_workers
+        self.since: float | None = None  # when the count first read 0
+        self.told = False
+
+    def count(self, threads: int, now: float) -> int:
+        """`threads`, counted at `now`, as it is."""
+        if threads:
+            if self.told:
+                self.on_workers(threads)
+            self.since, self.told = None, False
+        elif self.since is None:
+            self.since = now
+        elif not self.told and now - self.since >= NO_WORKERS_S:
+            self.told = True
+            self.on_workers(0)
+        return threads
 
 
 def _set_levels(levels: dict[str, int]) -> None:

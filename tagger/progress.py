@@ -82,6 +82,11 @@ class ScanProgress:
         elif event.kind == "jobs":
             self.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "
                      "available (--oversubscribe allows more)")
+        elif event.kind == "workers":
+            self.log("[yellow]warning:[/] the Dask cluster has no workers: its tracks wait for some to join "
+                     "(Ctrl-C stops the scan; finished results are saved)" if not event.count else
+                     f"the Dask cluster has workers again ({event.count} thread{'s' * (event.count != 1)}); the "
+                     "scan goes on")
         elif event.kind == "waiting":
             self.console.print(f"waiting for another moodtag scan using {shown(event.path)} to finish...")
         elif event.kind == "walking":

@@ -85,6 +85,7 @@ class ScanSummary:
 class ScanEvent:
     """Progress, for the CLI: kind is 'waiting' (for another scan's lock), 'restored' (a tag write
     that a crash interrupted, undone), 'jobs' (--jobs capped: count = jobs used, total = asked),
+    'workers' (a Dask cluster left without workers, count 0, or given some again, count = its threads),
     'walking', 'planned', 'track' or 'problem'."""
 
     kind: str
@@ -275,7 +276,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             reader = (ReadAhead([ref.path for ref in todo], tracks=ahead, plan=spec.clips)
                       if ahead > 0 and cluster is None else None)
             results = _analyse(todo, model_path, jobs=jobs_used, timeout=timeout, device=device, cluster=cluster,
-                               stop=stop)
+                               stop=stop, on_event=on_event)
             try:
                 for path, result, info in results:
                     if reader is not None:
@@ -311,13 +312,14 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
 
 
 def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: float | None, device: str,
-             cluster, stop: Callable[[], bool]):
+             cluster, stop: Callable[[], bool], on_event: Callable[[ScanEvent], None]):
     """The results of `todo`, from local worker processes or from the Dask cluster."""
     from tagger.pool import TRACK_TIMEOUT_S, analyse_tracks
 
     timeout = TRACK_TIMEOUT_S if timeout is None else timeout
     if cluster is not None:
-        return cluster.analyse(todo, model_path, timeout=timeout, device=device, stop=stop)
+        return cluster.analyse(todo, model_path, timeout=timeout, device=device, stop=stop,
+                               on_workers=lambda count: on_event(ScanEvent("workers", count=count)))
     return analyse_tracks(todo, model_path, jobs=jobs, timeout=timeout, device=device, stop=stop)
 
 

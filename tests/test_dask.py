@@ -298,21 +298,44 @@ def test_an_empty_scheduler_is_a_usage_error(scanned, tmp_path):
     assert not (tmp_path / "c.db").exists()
 
 
-def test_a_scheduler_that_dies_mid_scan_is_one_line_and_keeps_the_results(many_tracks, tmp_path):
-    """Its own scheduler and worker (processes), the scheduler killed once a few tracks are cached."""
-    dask_cli = str(Path(sys.executable).parent / "dask")
+def _own_scheduler() -> tuple[str, subprocess.Popen]:
+    """A `dask scheduler` process on a free loopback port: (its address, the process)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    scheduler = subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                  "--no-dashboard"], **quiet)
-    worker = subprocess.Popen([dask_cli, "worker", address, "--nworkers", "1", "--nthreads", "1",
-                               "--host", "127.0.0.1", "--no-dashboard"], **quiet)
+    scheduler = subprocess.Popen([DASK_CLI, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], **QUIET)
+    return f"tcp://127.0.0.1:{port}", scheduler
+
+
+def _own_worker(address: str) -> subprocess.Popen:
+    """A `dask worker` (a nanny and one single-threaded worker process), once it has joined."""
+    worker = subprocess.Popen([DASK_CLI, "worker", address, "--nworkers", "1", "--nthreads", "1",
+                               "--host", "127.0.0.1", "--no-dashboard"], **QUIET)
+    with Client(address, timeout=60, set_as_default=False) as c:
+        c.wait_for_workers(1, timeout=120)
+    return worker
+
+
+def _end(*processes: subprocess.Popen) -> None:
+    for process in processes:
+        process.terminate()  # a worker's nanny ends its worker process
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+DASK_CLI = str(Path(sys.executable).parent / "dask")
+QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_a_scheduler_that_dies_mid_scan_is_one_line_and_keeps_the_results(many_tracks, tmp_path):
+    """Its own scheduler and worker (processes), the scheduler killed once a few tracks are cached."""
+    address, scheduler = _own_scheduler()
     try:
-        with Client(address, timeout=60, set_as_default=False) as c:
-            c.wait_for_workers(1, timeout=120)
+        worker = _own_worker(address)
         db = tmp_path / "c.db"
         proc = start("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", address)
         _wait_for_rows(proc, db, 3)
@@ -320,15 +343,47 @@ def test_a_scheduler_that_dies_mid_scan_is_one_line_and_keeps_the_results(many_t
         _, err = proc.communicate(timeout=120)
     finally:
         scheduler.kill()
-        worker.terminate()  # its nanny ends its worker process
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        scheduler.wait()
+        _end(worker, scheduler)
     lines = err.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1, err
     assert lines[0].startswith(f"error: lost the connection to the Dask scheduler at {address}")
     assert "scan again to resume" in lines[0]
     done = rows(db)
     assert 3 <= len(done) and {r["status"] for r in done.values()} == {"ok"}
+
+
+def test_a_cluster_left_without_workers_says_so_and_goes_on_when_one_joins(many_tracks, tmp_path):
+    """Every worker stopped mid-scan: the scan waited in silence, a progress bar frozen, until Ctrl-C.
+    Now it says that the cluster has no workers (within NO_WORKERS_S + RECOUNT_S), and when a new
+    worker joins it says so and finishes the scan, every track analysed once."""
+    import threading
+
+    from tagger.dask_pool import NO_WORKERS_S, RECOUNT_S
+
+    address, scheduler = _own_scheduler()
+    workers = []
+    try:
+        workers.append(_own_worker(address))
+        db = tmp_path / "c.db"
+        proc = start("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", address)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+        reader.start()
+        _wait_for_rows(proc, db, 3)
+        _end(workers[0])
+        deadline = time.monotonic() + NO_WORKERS_S + 2 * RECOUNT_S + 30
+        while not any("has no workers" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.2)
+        assert proc.poll() is None  # still waiting
+        workers.append(_own_worker(address))
+        proc.wait(timeout=300)
+        reader.join(timeout=10)
+    finally:
+        _end(*workers, scheduler)
+    err = "".join(lines)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "warning: the Dask cluster has no workers: its tracks wait for some to join" in err
+    assert "the Dask cluster has workers again (1 thread); the scan goes on" in err
+    done = rows(db)
+    assert len(done) == 40 and {r["status"] for r in done.values()} == {"ok"}, err
