@@ -2,11 +2,13 @@
 item beets imports (with `auto`: the items an import brings in are noted once their files are in
 place, `import_task_files`, and analysed together when the import ends, the `import` event).
 
-Each item gets two flexible attributes, declared in `item_types` so that beets compares them as what
+Each item gets three flexible attributes, declared in `item_types` so that beets compares them as what
 they are (`beet ls mood:calm`, `beet ls mood_confidence:0.8..`, a smartplaylist `query: 'mood:calm'`):
 
     mood              the model's label, e.g. calm
     mood_confidence   its probability (0..1)
+    moodtag_mood      the mood moodtag stored last: a `mood` that differs was set by hand (`beet modify
+                      mood=dreamy`) and is kept, as moodtag keeps a mood it did not write in a file
 
 The analysis is moodtag's own scan (tagger.scan.scan_files) over the items' files, with moodtag's cache:
 an unchanged file that the same model analysed before, for `moodtag scan` or for beets, is not
@@ -16,14 +18,22 @@ the mood is no beets media field, so beets' writer would not write it, and it wo
 other tag from beets' database besides (that is `beet write`'s job). moodtag's writer puts exactly
 moodtag's fields in the file (the mood, the scores, the model), the same bytes `moodtag scan` writes,
 survives a kill mid-write, and tells the cache the file's new size and mtime, so the file is not taken
-for changed; the item then stores the file's new mtime, as beets does after its own writes.
+for changed; the item then stores the file's new mtime, as beets does after its own writes, but only
+where the item was current before (a file another tool changed since beets read it stays changed for
+`beet update`).
+
+Items are matched to the scan's files by the file itself (device and inode, found before the scan):
+the scan takes a file once however many names it has (hard links, symlinks of `import.link`, two items
+of one file), and names a symlink by its target; each item gets its file's mood.
 
 beets imports this as `beetsplug.moodtag` (tagger/beetsplug/moodtag.py, which the wheel installs).
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import confuse
@@ -35,32 +45,49 @@ from tagger.errors import MoodtagError
 from tagger.records import printable
 from tagger.scan import ScanEvent, ScanSummary, TrackOutcome, scan_files
 
-MOOD, CONFIDENCE = "mood", "mood_confidence"
+MOOD, CONFIDENCE, STORED = "mood", "mood_confidence", "moodtag_mood"
 DEFAULTS = {"auto": True, "jobs": 0, "model": None, "force": False, "replace_mood": False, "db": None}
+
+
+@dataclass
+class ItemTally:
+    """What the items got, beside the scan's counts (which are of files): how many items and files,
+    moodtag's mood per item (two items of one file count twice), and the items whose own mood was kept."""
+
+    items: int = 0
+    files: int = 0
+    moods: Counter = field(default_factory=Counter)
+    kept: int = 0
 
 
 def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path | None = None,
                model: str | None = None, jobs: int = 0, force: bool = False, replace_mood: bool = False,
-               on_event: Callable[[ScanEvent], None] = lambda e: None,
-               stop: Callable[[], bool] = lambda: False) -> ScanSummary:
+               retag: bool = False, on_event: Callable[[ScanEvent], None] = lambda e: None,
+               on_kept: Callable[[object, str], None] = lambda item, mood: None,
+               stop: Callable[[], bool] = lambda: False) -> tuple[ScanSummary, ItemTally]:
     """Analyse the files of beets `items` (moodtag's scan and cache), store each item's mood and
-    confidence in beets' database, and write the files' tags when `write`. With `dry_run` nothing is
-    written anywhere. A file that is missing or fails is a problem of the summary (and an event),
-    and leaves its item as it was. A file whose mood field holds a value moodtag did not write keeps
-    it unless `replace_mood` (the item still gets moodtag's mood). Raises MoodtagError for an unusable
-    model or cache."""
-    by_path: dict[Path, list] = {}
-    for item in items:
-        by_path.setdefault(item_path(item), []).append(item)
+    confidence in beets' database, and write the files' tags when `write` (with `retag`, those of files
+    `moodtag untag` cleared too). With `dry_run` nothing is written anywhere. A file that is missing or
+    fails is a problem of the summary (and an event), and leaves its items as they were. A file whose
+    mood field holds a value moodtag did not write keeps it unless `replace_mood`, and so does an item
+    whose mood moodtag did not store (own_mood; `on_kept(item, moodtag's mood)` is told). Every item of
+    a file gets its mood, however the scan names the file (FileItems). Raises MoodtagError for an
+    unusable model or cache."""
+    files = FileItems(items)
+    tally = ItemTally(items=files.items, files=len(files.groups))
 
     def store(event: ScanEvent) -> None:
-        if event.kind == "track" and not dry_run:
-            for item in by_path.get(event.outcome.ref.path, ()):
-                store_outcome(item, event.outcome)
+        if event.kind == "track" and event.outcome.result.ok:
+            for item in files.of(event.outcome.ref.path):
+                tally.moods[event.outcome.result.mood] += 1
+                if store_outcome(item, event.outcome, replace_mood=replace_mood, dry_run=dry_run):
+                    tally.kept += 1
+                    on_kept(item, event.outcome.result.mood)
         on_event(event)
 
-    return scan_files(list(by_path), db=db, model=model, jobs=jobs, force=force, replace_mood=replace_mood,
-                      dry_run=dry_run, no_write=not write, on_event=store, stop=stop)
+    summary = scan_files(files.paths, db=db, model=model, jobs=jobs, force=force, replace_mood=replace_mood,
+                         retag=retag, dry_run=dry_run, no_write=not write, on_event=store, stop=stop)
+    return summary, tally
 
 
 def item_path(item) -> Path:
@@ -68,33 +95,122 @@ def item_path(item) -> Path:
     return Path(os.path.abspath(os.fsdecode(item.path)))
 
 
-def store_outcome(item, outcome: TrackOutcome) -> None:
-    """Store a scan's result in the item: its mood and confidence, and after a tag write the file's
-    new mtime (so that beets does not take the file for changed). A failure changes nothing."""
+class FileItems:
+    """The items of a scan grouped by their file, its identity (device, inode) taken before the scan:
+    the scan takes a file once however many names it has (two hard links, an item's symlink and its
+    target, two items of one path), under the name it chooses (a symlink's target where the cache knows
+    it), and a tag write may rename a new file over it (a new inode). A file that cannot be looked at is
+    a group of its own, by its path."""
+
+    def __init__(self, items: Iterable) -> None:
+        self.groups: dict[object, list] = {}
+        self.real: dict[str, object] = {}  # a real path (symlinks resolved) -> its group's identity
+        self.paths: list[Path] = []  # the items' paths, each once: what the scan is given
+        self.items = 0
+        given: set[Path] = set()
+        for item in items:
+            path = item_path(item)
+            if path not in given:
+                given.add(path)
+                self.paths.append(path)
+            self.items += 1
+            ident = _identity(path)
+            self.groups.setdefault(ident, []).append(item)
+            self.real.setdefault(os.path.realpath(path), ident)
+            self.real.setdefault(str(path), ident)
+
+    def of(self, path: Path) -> list:
+        """The items whose file the scan named `path` (as given, or by its real path)."""
+        ident = self.real.get(str(path))
+        if ident is None:
+            ident = self.real.get(os.path.realpath(path))
+        return self.groups.get(ident, []) if ident is not None else []
+
+
+def _identity(path: Path) -> object:
+    """The file's (device, inode), links followed; its path where it cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return str(path)
+    return st.st_dev, st.st_ino
+
+
+def own_mood(item) -> str | None:
+    """The item's mood when moodtag did not store it (`beet modify mood=dreamy`, another plugin), else
+    None. moodtag's is the one it stored last (`moodtag_mood`); an item moodtag stored before it kept
+    that (an older library) holds moodtag's mood where it holds moodtag's confidence beside it. Not the
+    album's: beets' get() would fall back to an album's `mood` attribute."""
+    mood = item.get(MOOD, with_album=False)
+    if mood in (None, ""):
+        return None
+    stored = item.get(STORED, with_album=False)
+    if stored is None:
+        return None if item.get(CONFIDENCE, with_album=False) is not None else mood
+    return None if mood == stored else mood
+
+
+def store_outcome(item, outcome: TrackOutcome, *, replace_mood: bool = False, dry_run: bool = False) -> bool:
+    """Store a scan's result in the item: its mood and confidence (unless the item holds its own mood,
+    own_mood, and not `replace_mood`), and after a tag write the file's new mtime where the item was
+    current before it (so that beets does not take the file for changed, while a change another tool
+    made before stays one for `beet update`). A failure changes nothing, and so does a dry run.
+    Returns whether the item's own mood was kept."""
     result = outcome.result
     if not result.ok:
-        return
-    item[MOOD] = result.mood
-    item[CONFIDENCE] = round(result.confidence, 4)
-    if outcome.tags == "written":
+        return False
+    kept = not replace_mood and own_mood(item) is not None
+    if dry_run:
+        return kept
+    if not kept:
+        item[MOOD] = result.mood
+        item[CONFIDENCE] = round(result.confidence, 4)
+        item[STORED] = result.mood
+    if outcome.tags == "written" and was_current(item, outcome.ref):
         item.mtime = item.current_mtime()
     item.store()
+    return kept
 
 
-def summary_line(summary: ScanSummary, items: int) -> str:
-    """One line: items, analysed, cached, failed, tags written, and the count of each mood."""
+def was_current(item, ref) -> bool:
+    """Whether the item's stored mtime was the file's (or later) before moodtag wrote it: beets' test
+    (`beet update` reads a file whose mtime is later than the item's). `ref`: the file as the scan
+    found it, before its tags were written."""
+    return item.mtime >= ref.mtime_ns // 1_000_000_000
+
+
+def summary_line(summary: ScanSummary, tally: ItemTally) -> str:
+    """One line: items (and their files, where fewer), analysed, cached, failed, tags written and why
+    not (left untagged, own mood kept), and the count of each mood, by item."""
+    items = tally.items
     failed = len(summary.problems)
-    moods = ", ".join(f"{mood} {n}" for mood, n in sorted(summary.moods.items()))
-    return (f"{items} item{'s' if items != 1 else ''}: {summary.analysed} analysed, {summary.cached} "
+    moods = ", ".join(f"{mood} {n}" for mood, n in sorted(tally.moods.items()))
+    kept = ([f"own mood kept {summary.kept}"] if summary.kept else []) + (
+        [f"beets' own mood kept {tally.kept}"] if tally.kept else [])
+    files = f" ({tally.files} file{'s' if tally.files != 1 else ''})" if tally.files < items else ""
+    return (f"{items} item{'s' if items != 1 else ''}{files}: {summary.analysed} analysed, {summary.cached} "
             f"unchanged (cached), {failed} failed, tags written {summary.written}"
-            + (f", own mood kept {summary.kept} (--replace-mood replaces it)" if summary.kept else "")
+            + (f", left untagged {summary.untagged} (--retag tags them)" if summary.untagged else "")
+            + (f", {', '.join(kept)} (--replace-mood replaces it)" if kept else "")
             + (f"; {moods}" if moods else "") + (" (dry run: nothing stored or written)" if summary.dry_run else ""))
+
+
+def config_jobs(view) -> int:
+    """moodtag.jobs: a whole number, 0 (one per core) or more. confuse's int template takes 1.5 for 1,
+    and a negative number went on to the scan, whose message named a --jobs option never given."""
+    value = view.get()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise confuse.ConfigTypeError(f"{view.name}: must be a whole number, 0 (one per core) or more, "
+                                      f"not {value!r}")
+    if value < 0:
+        raise confuse.ConfigValueError(f"{view.name}: must be 0 (one per core) or more, not {value}")
+    return value
 
 
 class MoodtagPlugin(BeetsPlugin):
     """`beet moodtag [QUERY]`; with `auto` (the default), the mood of every item on import."""
 
-    item_types = {MOOD: types.STRING, CONFIDENCE: types.Float(2)}
+    item_types = {MOOD: types.STRING, CONFIDENCE: types.Float(2), STORED: types.STRING}
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name or "moodtag")
@@ -121,9 +237,14 @@ class MoodtagPlugin(BeetsPlugin):
         add("-p", "--pretend", "--dry-run", dest="dry_run", action="store_true", default=False,
             help="show the moods; store and write nothing")
         add("--replace-mood", action="store_true", default=None,
-            help="write the mood over a mood moodtag did not write (default: keep it; moodtag.replace_mood)")
+            help="write the mood over a mood moodtag did not write, in files and items (default: keep "
+                 "it; moodtag.replace_mood)")
+        add("--retag", action="store_true", default=False,
+            help="with -w, write the mood into files `moodtag untag` cleared too (a plain run, even -f, "
+                 "leaves them untagged)")
         add("--model", metavar="MODEL", help="model file, or the name of a shipped model")
-        add("--db", metavar="FILE", help="moodtag's cache database (default: moodtag's own)")
+        add("--db", metavar="FILE", help="moodtag's cache database (default: moodtag.db, else $MOODTAG_DB, "
+                                         "else moodtag's own)")
         add("-w", "--write", action="store_true", default=None,
             help="write the mood into the files' tags (default: the import.write option)")
         add("-W", "--nowrite", action="store_false", dest="write", help="don't write tags (opposite of -w)")
@@ -143,20 +264,38 @@ class MoodtagPlugin(BeetsPlugin):
             raise SystemExit(stops.exit_status)
 
     def _settings(self, opts=None) -> dict:
-        """db, model, jobs, force and replace_mood: the command's option, else the config's moodtag.<name>."""
+        """db, model, jobs, force and replace_mood: the command's option, else the config's moodtag.<name>;
+        retag: the command's option. A bad setting is confuse's ConfigError (beets: one line
+        `configuration error: moodtag.<name>: ...`, exit 1), a bad option a UserError."""
         config = self.config
         chosen = {name: getattr(opts, name, None) for name in ("db", "model", "jobs", "force", "replace_mood")}
-        db = chosen["db"] if chosen["db"] is not None else config["db"].get(confuse.Optional(str))
-        return {"db": Path(db).expanduser() if db else None,
+        return {"db": self._db(chosen["db"]),
                 "model": chosen["model"] if chosen["model"] is not None else config["model"].get(confuse.Optional(str)),
-                "jobs": chosen["jobs"] if chosen["jobs"] is not None else config["jobs"].get(int),
+                "jobs": chosen["jobs"] if chosen["jobs"] is not None else config_jobs(config["jobs"]),
                 "force": bool(chosen["force"]) or config["force"].get(bool),
-                "replace_mood": bool(chosen["replace_mood"]) or config["replace_mood"].get(bool)}
+                "replace_mood": bool(chosen["replace_mood"]) or config["replace_mood"].get(bool),
+                "retag": bool(getattr(opts, "retag", False))}
+
+    def _db(self, given: str | None) -> Path | None:
+        """The cache: --db, else moodtag.db, else $MOODTAG_DB (as `moodtag scan --db` falls back to it; an
+        empty one is unset there too), else None: moodtag's default. An empty --db or moodtag.db (an unset
+        variable?) is refused, as `moodtag scan --db ''` is, not taken for the default."""
+        if given == "":
+            raise ui.UserError("--db: an empty path (an unset variable?)")
+        if given is None:
+            view = self.config["db"]
+            given = view.get(confuse.Optional(str))
+            if given == "":
+                raise confuse.ConfigValueError(f"{view.name}: an empty path (an unset variable?); null means "
+                                               f"the cache `moodtag scan` uses")
+        if given is None:
+            given = os.environ.get("MOODTAG_DB") or None
+        return Path(given).expanduser() if given is not None else None
 
     def _analyse(self, items: list, *, write: bool, dry_run: bool = False,
                  stop: Callable[[], bool] = lambda: False, **settings) -> ScanSummary:
-        """mood_items with a progress bar on stderr, one line per failed file, and a summary line;
-        a MoodtagError becomes beets' one-line UserError."""
+        """mood_items with a progress bar on stderr, one line per failed file and per item whose own
+        mood is kept, and a summary line; a MoodtagError becomes beets' one-line UserError."""
         from tagger.console import shown
         from tagger.progress import ScanProgress
 
@@ -172,13 +311,18 @@ class MoodtagPlugin(BeetsPlugin):
                 return
             progress.show(event)
 
+        def on_kept(item, mood: str) -> None:
+            progress.log(f"[yellow]kept:[/] {shown(item_path(item))}: the item's own mood "
+                         f"'{shown(item.get(MOOD, with_album=False))}' (not moodtag's {shown(mood)}) is kept "
+                         f"(--replace-mood replaces it)")
+
         try:
             with progress:
-                summary = mood_items(items, write=write, dry_run=dry_run, on_event=on_event, stop=stop,
-                                     **settings)
+                summary, tally = mood_items(items, write=write, dry_run=dry_run, on_event=on_event,
+                                            on_kept=on_kept, stop=stop, **settings)
         except MoodtagError as exc:
             raise ui.UserError(printable(str(exc))) from None
-        self._log.info("{}", summary_line(summary, len(items)))
+        self._log.info("{}", summary_line(summary, tally))
         if summary.interrupted:
             self._log.warning("interrupted: finished results are stored; `beet moodtag` resumes")
         return summary

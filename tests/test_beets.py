@@ -19,6 +19,7 @@ import pytest
 
 from tagger import synth
 from tagger.tags import read_mood
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (mood, seed): synthetic tracks the shipped model classifies as named, with margin
@@ -53,8 +54,11 @@ class Beets:
             settings[key] = {**settings[key], **value} if isinstance(value, dict) and key in settings else value
         (self.dir / "config.yaml").write_text(json.dumps(settings))  # JSON is YAML
 
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = dict(os.environ, BEETSDIR=str(self.dir), PYTHONPATH=str(ROOT))
+    def __call__(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        """`beet ARGS` with `env` added to the environment (without the caller's MOODTAG_DB, which the
+        plugin falls back to)."""
+        env = dict({k: v for k, v in os.environ.items() if k != "MOODTAG_DB"}, BEETSDIR=str(self.dir),
+                   PYTHONPATH=str(ROOT), **(env or {}))
         proc = subprocess.run([sys.executable, "-m", "beets", *args], capture_output=True, text=True, env=env,
                               timeout=300)
         if check and proc.returncode != 0:
@@ -203,6 +207,9 @@ def test_an_unusable_model_is_one_error_line(tmp_path, originals):
     ({"db": 5}, "configuration error: moodtag.db: must be a string"),
     ({"model": 123}, "configuration error: moodtag.model: must be a string"),
     ({"auto": "maybe"}, "configuration error: moodtag.auto: must be a bool"),
+    ({"jobs": -1}, "configuration error: moodtag.jobs: must be 0 (one per core) or more, not -1"),
+    ({"jobs": 1.5}, "configuration error: moodtag.jobs: must be a whole number"),
+    ({"db": ""}, "configuration error: moodtag.db: an empty path (an unset variable?)"),
 ])
 def test_a_bad_setting_is_one_configuration_error(tmp_path, originals, setting, message):
     """A number for moodtag.db or moodtag.model ended in a TypeError traceback, and `auto: maybe` in a
@@ -236,3 +243,132 @@ def test_a_mood_another_tool_wrote_is_kept_unless_replace_mood(tmp_path, origina
     run = beet("moodtag", "-w", "--replace-mood")
     assert "tags written 1" in run.stderr, run.stderr
     assert flac.FLAC(track)["MOOD"] == ["calm"] and flac.FLAC(track)["MOODTAG_REPLACED_MOOD"] == ["Mellow"]
+
+
+def test_an_edit_another_tool_made_stays_one_for_beet_update(tmp_path, originals):
+    """`beet moodtag -w` stored the file's new mtime in every item it tagged, so a title Picard wrote
+    before it (newer than the item) was taken for seen: `beet update` never read it. An item that was
+    current before moodtag's write still stores the new mtime (test_write_yes_...)."""
+    from mutagen import flac
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    track = beet.music / "calm_a.flac"
+    audio = flac.FLAC(track)
+    audio["TITLE"] = ["Edited in Picard"]
+    audio.save()
+    later = beet.stored_mtimes()["calm_a.flac"] + 5
+    os.utime(track, (later, later))
+
+    assert "tags written 4" in beet("moodtag", "-w").stderr
+    assert beet.stored_mtimes()["calm_b.wav"] == float(int(os.path.getmtime(beet.music / "calm_b.wav")))
+    assert "Edited in Picard" in beet("update").stdout
+    assert beet.fields("$title")["calm_a.flac"] == "Edited in Picard"
+
+
+def test_every_item_of_a_file_gets_its_mood_hard_links_and_symlinks(tmp_path, originals):
+    """The scan takes a file once (by inode), so the second item of a file (a hard link, a symlink to it,
+    imported with duplicate_action: keep) got no mood and counted nowhere in the summary."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False}, **{"import": {"duplicate_action": "keep"}})
+    links = tmp_path / "links"
+    links.mkdir()
+    os.link(beet.music / "calm_a.flac", links / "calm_hard.flac")
+    (links / "exciting_link.mp3").symlink_to(beet.music / "exciting_a.mp3")
+    beet("import", "-A", "-q", str(beet.music))
+    beet("import", "-A", "-q", str(links))
+
+    run = beet("moodtag")
+    assert ("6 items (4 files): 4 analysed, 0 unchanged (cached), 0 failed, tags written 0; calm 3, exciting 3"
+            in run.stderr), run.stderr
+    moods = beet.fields("$mood")
+    assert moods == {**{name: mood for name, (mood, _) in TRACKS.items()},
+                     "calm_hard.flac": "calm", "exciting_link.mp3": "exciting"}
+
+
+def test_a_library_of_symlinks_to_files_moodtag_scanned_gets_their_moods(tmp_path, originals):
+    """import.link: each item is a symlink, which the scan names by its target where the cache has a row
+    there (`moodtag scan` of the music folder): the items were said cached and got no mood."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False}, **{"import": {"link": True}})
+    run_cli("scan", "--no-write", "--db", beet.cache, beet.music, check=True)
+    beet("import", "-A", "-q", str(beet.music))
+    assert all(Path(p).is_symlink() for p in beet("ls", "-f", "$path").stdout.split())
+
+    run = beet("moodtag")
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in run.stderr, run.stderr
+    assert sorted(beet.fields("$mood").values()) == ["calm", "calm", "exciting", "exciting"]
+
+
+def test_db_null_is_the_cache_moodtag_scan_uses_moodtag_db_too(tmp_path, originals):
+    """README: `db: null` is the cache `moodtag scan` uses, which is $MOODTAG_DB where it is set; beets
+    took moodtag's default cache instead and analysed everything again."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False, "db": None})
+    env = {"MOODTAG_DB": str(tmp_path / "my-cache.db"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    beet("import", "-A", "-q", str(beet.music))
+    run_cli("scan", "--no-write", beet.music, env=env, check=True)
+
+    run = beet("moodtag", env=env)
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in run.stderr, run.stderr
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_an_empty_db_option_is_refused_not_the_default_cache(tmp_path, originals):
+    """`--db ''` (an unset variable) took moodtag's default cache, where `moodtag scan --db ''` refuses."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    run = beet("moodtag", "--db", "", check=False, env={"XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert run.returncode == 1 and "error: --db: an empty path (an unset variable?)" in run.stderr, run.stderr
+    assert not (tmp_path / "xdg").exists() and set(beet.fields("$mood").values()) == {"$mood"}
+
+
+def test_a_bad_jobs_setting_stops_an_import_as_other_settings_do(tmp_path, originals):
+    """`jobs: -1` on import was logged as a `--jobs` error and the import exited 0; `force: maybe` exits 1."""
+    beet = Beets(tmp_path, originals, moodtag={"jobs": -1})
+    run = beet("import", "-A", "-q", str(beet.music), check=False)
+    assert run.returncode == 1, run.stderr
+    assert "configuration error: moodtag.jobs: must be 0 (one per core) or more, not -1" in run.stderr
+    assert "--jobs" not in run.stderr
+
+
+def test_a_mood_set_in_beets_is_kept_unless_replace_mood(tmp_path, originals):
+    """`beet modify mood=dreamy` was overwritten by the next `beet moodtag` from the cache. A mood moodtag
+    did not store is kept (one line, counted), as in files; --replace-mood replaces it. An item stored
+    before moodtag noted its own mood (mood and confidence, no moodtag_mood: an older library) is still
+    moodtag's, and one with a mood and no confidence (another plugin's) is kept."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    beet("moodtag")
+    def modify(name: str, *changes: str) -> None:
+        beet("modify", "-y", *changes, f"path:{beet.music / name}")
+
+    modify("calm_a.flac", "mood=dreamy")
+    modify("exciting_a.mp3", "mood=wrong", "moodtag_mood!")  # an older library's item
+    modify("calm_b.wav", "mood=happy", "mood_confidence!", "moodtag_mood!")  # another plugin's
+
+    run = beet("moodtag")
+    kept = [line for line in run.stderr.splitlines() if line.startswith("kept:")]
+    assert len(kept) == 2 and any("calm_a.flac: the item's own mood 'dreamy' (not moodtag's calm)" in line
+                                  for line in kept), run.stderr
+    assert "0 analysed, 4 unchanged (cached), 0 failed, tags written 0, beets' own mood kept 2" in run.stderr
+    assert beet.fields("$mood") == {"calm_a.flac": "dreamy", "calm_b.wav": "happy",
+                                    "exciting_a.mp3": "exciting", "exciting_b.ogg": "exciting"}
+
+    run = beet("moodtag", "--replace-mood")
+    assert "kept" not in run.stderr and beet.fields("$mood") == {n: m for n, (m, _) in TRACKS.items()}
+
+
+def test_retag_writes_the_mood_back_after_moodtag_untag(tmp_path, originals):
+    """After `moodtag untag`, `-w` and `-w -f` said `tags written 0` with no reason, and there was no way
+    to write the mood back; now the summary says the file is left untagged, and --retag tags it."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    beet("moodtag", "-w")
+    track = beet.music / "calm_a.flac"
+    run_cli("untag", "--db", beet.cache, track, check=True)
+    assert read_mood(track) is None
+
+    for args in (("-w",), ("-w", "-f")):
+        run = beet("moodtag", *args)
+        assert "tags written 0, left untagged 1 (--retag tags them)" in run.stderr, run.stderr
+    run = beet("moodtag", "-w", "--retag")
+    assert "0 analysed, 4 unchanged (cached), 0 failed, tags written 1;" in run.stderr, run.stderr
+    assert read_mood(track).mood == "calm"
