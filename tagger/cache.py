@@ -21,7 +21,7 @@ import shutil
 import sqlite3
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from contextlib import contextmanager
@@ -861,21 +861,65 @@ class Cache:
 
     def prune(self, roots: list[Path] | None = None) -> int:
         """Forget the rows `prunable` names. Returns how many."""
-        return self.forget(self.prunable(roots))
+        return self.forget(self.prunable(roots).forget)
 
-    def prunable(self, roots: list[Path] | None = None) -> list[str]:
-        """The keys `prune` forgets: rows marked missing (under `roots` if given), and under a root that
-        no longer exists, the rows whose files are gone (tagger.discover.vanished): a scan leaves the rows
-        under a PATH that is not there as they are (an unmounted share), so a library moved or deleted
-        is cleaned up by naming it here."""
-        if not roots:
-            return [r[0] for r in self.rows(f"SELECT path FROM {TABLE} WHERE status = 'missing'")]
+    def prunable(self, roots: list[Path] | None = None) -> "PrunePlan":
+        """What `prune` forgets: the rows marked missing (under `roots` if given), and under a root that
+        no longer exists every row (a scan leaves the rows under a PATH that is not there as they are: an
+        unmounted share; so a library moved or deleted is cleaned up by naming it here); of those, only
+        the rows whose files are gone now (tagger.discover.vanished, the test a scan marks them missing
+        by: a file back since, a disk mounted again, keeps its row, its result and the user's untag), and
+        not those whose nearest folder still there is empty (the mount point of a disk not mounted now)
+        unless a PATH names that folder or a place inside it. Streamed: one query per root, the
+        emptiness of each folder looked at once."""
         from tagger.discover import vanished
 
-        found = self.known_under(filter_roots(roots))
-        moved = self.known_under(filter_roots([root for root in roots if not os.path.exists(root)]))
-        return [key for key, row in found.items()
-                if row.status == "missing" or (key in moved and vanished(row.fs_path))]
+        plan = PrunePlan()
+        named = [os.fsencode(root) for root in filter_roots(roots or [])]
+        empty: dict[bytes, bytes | None] = {}
+        there: dict[str, bytes] = {}  # rows marked missing whose paths are there: back, or a link's second row
+        for key, raw, status in self._prune_candidates(roots):
+            path = raw if raw is not None else os.fsencode(key)
+            if not vanished(path):
+                if status == "missing":
+                    there[key] = path
+                continue
+            folder = _empty_folder_above(path, empty)
+            if folder is not None and not any(_at_or_inside(root, folder) for root in named):
+                plan.empty[folder] = plan.empty.get(folder, 0) + 1
+                continue
+            plan.forget.append(key)
+        seconds = self._second_rows(there)
+        plan.forget += [key for key in there if key in seconds]
+        plan.back = len(there) - len(seconds)
+        return plan
+
+    def _second_rows(self, there: dict[str, bytes]) -> set[str]:
+        """The keys of these rows (marked missing, their paths there) that name, through a symlink, a file
+        with a row of its own under its real path: the second rows a scan marks missing (the file's own
+        row holds its result; tagger.scan._walked_by_its_own_name), which prune forgets. One query per
+        LOOKUP_BATCH links."""
+        real = {key: path_key(os.path.realpath(path))[0] for key, path in there.items()}
+        real = {key: own for key, own in real.items() if own != key}
+        owned = self.lookup(sorted(set(real.values())))
+        return {key for key, own in real.items() if own in owned}
+
+    def _prune_candidates(self, roots: list[Path] | None) -> Iterator[tuple[str, bytes | None, str]]:
+        """(key, path bytes, status) of the rows `prunable` looks at, each once: marked missing (under
+        `roots` if given), and every row under a root that does not exist."""
+        columns = f"SELECT path, path_bytes, status FROM {TABLE} WHERE"
+        if not roots:
+            yield from self.rows(f"{columns} status = 'missing'")
+            return
+        seen: set[str] = set()
+        queries = [(root, " AND status = 'missing'") for root in filter_roots(roots)]
+        queries += [(root, "") for root in filter_roots([r for r in roots if not os.path.exists(r)])]
+        for root, only_missing in queries:
+            where, params = under_root(root)
+            for row in self.rows(f"{columns} ({where}){only_missing}", params):
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    yield row
 
     def forget(self, keys: list[str]) -> int:
         """Delete the rows of these keys. Returns how many keys were given."""
@@ -919,6 +963,42 @@ class Cache:
             fn()
         except sqlite3.Error as exc:
             raise db_error(self.path, exc, "cannot write to the cache") from None
+
+
+@dataclass
+class PrunePlan:
+    """What `prune` does: the keys it forgets; how many rows marked missing it keeps because their files
+    are there again (`back`: the next scan takes them back); and the rows it keeps because the nearest
+    folder above their paths that is still there is empty (`empty`: folder -> rows), as the mount point
+    of a disk not mounted now is (`prune FOLDER` forgets them)."""
+
+    forget: list[str] = field(default_factory=list)
+    back: int = 0
+    empty: dict[bytes, int] = field(default_factory=dict)
+
+
+def _empty_folder_above(path: bytes, seen: dict[bytes, bytes | None]) -> bytes | None:
+    """The nearest folder above `path` that is still there, when it holds nothing (an unmounted disk's
+    mount point, or a folder emptied), else None; `seen` remembers the answer for each parent folder."""
+    start = os.path.dirname(path)
+    if start not in seen:
+        folder = start
+        while folder and not os.path.isdir(folder):
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+        try:
+            with os.scandir(folder or b".") as entries:
+                seen[start] = folder if folder and next(entries, None) is None else None
+        except OSError:  # cannot be listed: nothing says it is a mount point; its file is gone
+            seen[start] = None
+    return seen[start]
+
+
+def _at_or_inside(path: bytes, folder: bytes) -> bool:
+    """Whether `path` (absolute) is `folder` or lies inside it."""
+    return path == folder or path.startswith(folder.rstrip(b"/") + b"/")
 
 
 def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False):

@@ -20,11 +20,14 @@ def model_info(
     from rich.table import Table
 
     from tagger.console import out
-    from tagger.weights import file_sha256, read_spec, resolve_model, shipped_models
+    from tagger.weights import load_model, resolve_model, shipped_models
 
     path = resolve_model(model)
-    spec = read_spec(path)
-    info = {"path": str(path), "sha256": file_sha256(path), "spec": spec.to_json(),
+    # loaded as classify and scan load it (cheap): a damaged file (a tensor of the wrong shape, missing or
+    # holding NaN, data offsets that do not fit) is the same one error here, not shown as if it were fine
+    loaded = load_model(path)
+    spec = loaded.spec
+    info = {"path": str(path), "sha256": loaded.sha256, "spec": spec.to_json(),
             "shipped": [p.stem for p in shipped_models()]}
     if json_out:
         out.print(json.dumps(info, ensure_ascii=False), markup=False)

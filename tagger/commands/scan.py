@@ -106,21 +106,50 @@ def prune(
 ) -> None:
     """Forget cached tracks whose files have vanished (marked missing by a scan).
 
-    A PATH that no longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets
-    the cached tracks under it whose files are gone."""
-    from tagger.cache import Cache
-    from tagger.console import out, shown
+    Only files gone now are forgotten: one that is back (a disk mounted again) keeps its row, and so do
+    the files under a folder that is empty now (a disk not mounted?) unless a PATH names that folder. A
+    PATH that no longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets the
+    cached tracks under it whose files are gone. Waits for a scan or untag using the same cache."""
+    from tagger.cache import Cache, resolve_db_path, scan_lock
+    from tagger.console import err, out, shown
 
     roots = [Path(p) for p in paths] if paths else None
-    with Cache.open_readonly(db) if dry_run else Cache.open(db, create=False) as cache:  # read-only: bytes kept
-        keys = cache.prunable(roots)
-        if not dry_run:
-            cache.forget(keys)
+    lock = None
+    if not dry_run:  # a scan may be about to give a row marked missing to its file, moved: wait for it
+        db_path = resolve_db_path(db)
+        if db_path.exists():  # none: Cache.open says so, and no lock file is left where no cache is
+            lock = scan_lock(db_path, on_wait=lambda: err.print(
+                f"waiting for another moodtag scan using {shown(db_path)} to finish..."))
+    try:
+        with Cache.open_readonly(db) if dry_run else Cache.open(db, create=False) as cache:  # read-only: bytes kept
+            plan = cache.prunable(roots)
+            if not dry_run:
+                cache.forget(plan.forget)
+    finally:
+        if lock is not None:
+            lock.release()
     if dry_run:
-        for key in keys:
+        for key in plan.forget:
             out.print(f"would forget: {shown(key)}")
-    n = len(keys)
+    _render_kept(plan, dry_run=dry_run)
+    n = len(plan.forget)
     out.print(f"{'would forget' if dry_run else 'forgot'} {n} missing track{'s' if n != 1 else ''}")
+
+
+def _render_kept(plan, *, dry_run: bool) -> None:
+    """The rows prune keeps though a scan marked them missing: one line for those whose files are back,
+    one per empty folder whose rows it keeps."""
+    from tagger.console import out, shown
+    from tagger.records import counted
+
+    verb = "would keep" if dry_run else "kept"
+    if plan.back:
+        one = plan.back == 1
+        out.print(f"{verb} {counted(plan.back, 'missing track')} whose {'file is' if one else 'files are'} there "
+                  f"again (the next scan takes {'it' if one else 'them'} back)")
+    for folder, n in sorted(plan.empty.items()):
+        out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: it is empty (a disk not "
+                  f"mounted?); moodtag prune {shown(folder)} forgets them")
 
 
 def _scheduler_value(value: str) -> str:

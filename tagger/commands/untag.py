@@ -23,7 +23,8 @@ def untag(
     The cache's rows of these files say untagged, with the files' new size and mtime, so the next scan
     analyses none of them again and leaves them untagged (`scan --retag` writes the mood back).
     Exit status 0 when it ran to the end, even if some files failed (each failure has its own line);
-    130 if interrupted (it stops between two files)."""
+    1 for fatal errors, or when a PATH did not exist (it gets its line, the others are untagged), as
+    for scan; 130 if interrupted (it stops between two files)."""
     from tagger.cache import KEPT, Cache, holds_nothing, resolve_db_path, scan_lock
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, error_line, out, shown, warn
@@ -31,10 +32,11 @@ def untag(
     from tagger.errors import TagError
     from tagger.records import TrackRef
     from tagger.safewrite import UndoJournal
-    from tagger.scan import check_paths
     from tagger.tags import SET_BY_HAND, remove_mood
 
-    check_paths(paths)
+    paths, missing = _existing(paths)
+    for exc in missing:
+        err.print(f"[red]failed:[/] {shown(str(exc))}")
     stops = StopRequests.install()
     lock = journal = cache = None
     db_path = resolve_db_path(db)
@@ -44,7 +46,8 @@ def untag(
         journal = UndoJournal.for_cache(db_path)
         for restored in journal.recover():
             warn(f"recovered {shown(restored.path)}: {shown(restored.action)}")
-    changed = unchanged = failed = 0
+    changed = unchanged = 0
+    failed = len(missing)
     rows = None  # the cache, read for the mood moodtag wrote into each file (a dry run only reads it)
     try:
         if not dry_run and db_path.is_file():  # checked before any file is touched, as a scan does
@@ -65,21 +68,23 @@ def untag(
             last_written = (None if row is None else row.mood if row.tagged
                             else SET_BY_HAND if row.tag_state == KEPT else None)
             try:
-                if remove_mood(item.path, last_written=last_written, dry_run=dry_run, journal=journal):
-                    changed += 1
-                    if dry_run:
-                        out.print(f"would untag: {shown(item.path)}")
-                    after = TrackRef.from_path(item.path) if cache is not None else item
-                else:
-                    unchanged += 1
-                    after = item
+                removed = remove_mood(item.path, last_written=last_written, dry_run=dry_run, journal=journal)
             except TagError as exc:
                 failed += 1
                 error_line(item.path, str(exc))
                 continue
-            except OSError as exc:  # untagged, but gone or unreadable right after: its row stays as it was
-                error_line(item.path, f"untagged, but cannot stat it now ({exc.strerror or exc})")
-                continue
+            after = item
+            if removed:
+                changed += 1
+                if dry_run:  # standard output that fails (a full disk) is main's one error line, not this file's
+                    out.print(f"would untag: {shown(item.path)}")
+                try:
+                    after = TrackRef.from_path(item.path) if cache is not None else item
+                except OSError as exc:  # untagged, but gone or unreadable right after: its row stays as it was
+                    error_line(item.path, f"untagged, but cannot stat it now ({exc.strerror or exc})")
+                    continue
+            else:
+                unchanged += 1
             if cache is not None:
                 cache.set_untagged(place, before=item, after=after)
     finally:
@@ -94,6 +99,31 @@ def untag(
     if stops.requested:
         err.print(f"[yellow]interrupted[/] ({stops.name}): the files listed as untagged are done")
         raise stops.exit()
+    if missing:
+        raise typer.Exit(1)
+
+
+def _existing(paths: list[Path]) -> tuple[list[Path], list[Exception]]:
+    """The PATHs that exist, and the errors of those that do not (each gets one line, as a scan reports
+    a PATH that is not there, and the others are untagged); the first error when none exists, or for
+    an empty PATH (as tagger.scan.scan_library)."""
+    from tagger.errors import MoodtagError
+    from tagger.scan import check_paths
+
+    if not paths:
+        check_paths(paths)
+    found, missing = [], []
+    for path in paths:
+        try:
+            check_paths([path])
+            found.append(path)
+        except MoodtagError as exc:
+            if str(path) == "":
+                raise
+            missing.append(exc)
+    if not found:
+        raise missing[0]
+    return found, missing
 
 
 def _files(n: int) -> str:
