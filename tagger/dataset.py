@@ -18,13 +18,15 @@ path's first folder, skipping a first folder named like the label; the default g
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from tagger.discover import is_audio_name  # the names a scan takes, so a model trains on what it will tag
-from tagger.errors import MoodtagError
+from tagger.discover import Library, file_kind, is_audio_name  # the names a scan takes, so a model trains on what it will tag
+from tagger.errors import BROKEN_LINK, MoodtagError
 
 GROUP_BY = ("auto", "prefix", "folder", "track")
 GROUP_SEPARATOR = "__"
@@ -45,7 +47,9 @@ def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None, group
                on_skip: Callable[[Path, str], None] | None = None) -> list[Item]:
     """A folder or CSV file -> Items sorted by path. With `labels`, every item's label must be one
     of them (MoodtagError naming the first that is not); a folder may hold only those label folders.
-    A file in a label folder whose name is not an audio file's is left out: on_skip(path, why) hears of it."""
+    A label folder is walked as a scan walks a library (hidden names passed over, symlinks followed). A file
+    in it whose name is not an audio file's is left out, as is a broken link or a symlink loop:
+    on_skip(path, why) hears of each."""
     data = Path(data).expanduser()
     if group_by not in GROUP_BY:
         raise MoodtagError(f"--group-by {group_by}: unknown (choose from {', '.join(GROUP_BY)})")
@@ -141,17 +145,55 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
         for d in subdirs:
             _check_label(d.name, labels, str(d))
     items = []
+    skip = on_skip or (lambda path, why: None)
     for label_dir in subdirs:
-        for path in sorted(label_dir.rglob("*")):
-            if path.name.startswith(".") or not path.is_file():
-                continue
+        library = Library.of([label_dir])
+        for path in _label_files(label_dir, label_dir.stat(), set(), library, skip):
             rel = path.relative_to(label_dir)
             if not is_audio_name(path.name):
-                if on_skip is not None and not any(part.startswith(".") for part in rel.parts):
-                    on_skip(path, f"skipped: not an audio file ({path.suffix or 'no'} extension)")
+                skip(path, f"skipped: not an audio file ({path.suffix or 'no'} extension)")
                 continue
             items.append(Item(path=path, label=label_dir.name, group=_group(rel, group_by, root.resolve().name, path)))
     return items
+
+
+def _label_files(folder: Path, st: os.stat_result, seen: set, library: Library,
+                 skip: Callable[[Path, str], None]) -> Iterator[Path]:
+    """The regular files below a label folder, walked as a scan walks a library (tagger.discover.walk):
+    hidden names passed over, folder links followed (an album linked into the label folder is
+    trained on, not silently left out), a link to a folder the label folder holds by its own name
+    passed over (its files come under their own names), and a folder met twice (a symlink loop) walked
+    once. What cannot be walked (a broken link, a loop, an unreadable folder, a FIFO) is left out and
+    `skip(path, why)` hears of it."""
+    if (st.st_dev, st.st_ino) in seen:
+        skip(folder, "skipped: symlink loop (points to a folder already walked)")
+        return
+    seen.add((st.st_dev, st.st_ino))
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        skip(folder, f"skipped: cannot list the folder ({exc.strerror or exc})")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            entry_st = entry.stat(follow_symlinks=True)
+        except FileNotFoundError:
+            skip(path, f"skipped: {BROKEN_LINK}")
+            continue
+        except OSError as exc:
+            skip(path, f"skipped: {exc.strerror or exc}")
+            continue
+        if stat.S_ISDIR(entry_st.st_mode):
+            if not (entry.is_symlink() and library.walks_folder(path)):
+                yield from _label_files(path, entry_st, seen, library, skip)
+        elif stat.S_ISREG(entry_st.st_mode):
+            yield path
+        elif is_audio_name(entry.name):
+            skip(path, f"skipped: not a regular file ({file_kind(entry_st.st_mode)})")
 
 
 def _dialect_of(header: str) -> type[csv.Dialect]:
@@ -163,43 +205,62 @@ def _dialect_of(header: str) -> type[csv.Dialect]:
     return csv.excel
 
 
+def _rows(reader) -> tuple[list[str], list[tuple[int, dict]]]:
+    """A csv.reader's header, and each further row as csv.DictReader gives it (the fields past the header's
+    as a list under the key None, the fields a row lacks as None) with the line it starts on: rows are
+    not lines (blank lines are skipped, a quoted field may hold line breaks), so an error names the line
+    an editor shows."""
+    header = next(reader, [])
+    rows, start = [], reader.line_num + 1
+    for fields in reader:
+        if fields:
+            row = dict(zip(header, fields))
+            if len(fields) > len(header):
+                row[None] = fields[len(header):]
+            row.update((name, None) for name in header[len(fields):])
+            rows.append((start, row))
+        start = reader.line_num + 1
+    return header, rows
+
+
 def _from_csv(path: Path, *, labels, group_by: str) -> list[Item]:
     base = path.parent
     reader = None
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
+    try:  # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte order mark, which is not the header's
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             sample = fh.read(4096)
             fh.seek(0)
             try:
                 dialect = csv.Sniffer().sniff(sample, delimiters=",\t;") if sample else csv.excel
             except csv.Error:  # rows of unequal length (a missing or extra field): the header's delimiter
                 dialect = _dialect_of(sample.partition("\n")[0])
-            reader = csv.DictReader(fh, dialect=dialect)
-            rows = list(reader)
+            reader = csv.reader(fh, dialect=dialect)
+            header, rows = _rows(reader)
     except (OSError, UnicodeDecodeError) as exc:
         raise MoodtagError(f"{path}: cannot read the CSV ({exc})") from None
     except csv.Error as exc:  # an unterminated quote, a NUL
         raise MoodtagError(f"{path}:{reader.line_num if reader else 1}: cannot read the CSV ({exc})") from None
     if not rows:
         raise MoodtagError(f"{path}: the CSV has no rows")
-    width = len(reader.fieldnames or ())
-    columns = {c.strip().lower(): c for c in rows[0].keys() if c}
+    width = len(header)
+    columns = {c.strip().lower(): c for c in header if c}
     path_col = next((columns[c] for c in _PATH_COLUMNS if c in columns), None)
     label_col = columns.get("label")
     group_col = next((columns[c] for c in _GROUP_COLUMNS if c in columns), None)
     if path_col is None or label_col is None:
         raise MoodtagError(f"{path}: the CSV needs a header with 'path' (or 'file') and 'label' columns")
     items = []
-    for line, row in enumerate(rows, start=2):
-        if None in row:  # DictReader's key for the fields past the header's
+    for line, row in rows:
+        if None in row:  # the key of the fields past the header's
             raise MoodtagError(f"{path}:{line}: {width + len(row[None])} fields, the header has {width} "
                                "(a comma in a path needs the path in double quotes)")
-        short = sum(value is None for value in row.values())  # DictReader's value for the fields a row lacks
+        short = sum(value is None for value in row.values())  # the value of the fields a row lacks
         if short and row.get(path_col) is not None and row.get(label_col) is not None:
             raise MoodtagError(f"{path}:{line}: {width - short} fields, the header has {width}")
+        raw = (row.get(path_col) or "") + (row.get(label_col) or "")
         rel, label = (row.get(path_col) or "").strip(), (row.get(label_col) or "").strip()
         if not rel or not label:
-            hint = " (an unclosed double quote runs on to the end of the file)" if "\n" in rel else ""
+            hint = " (an unclosed double quote runs on to the end of the file)" if "\n" in raw else ""
             raise MoodtagError(f"{path}:{line}: empty {'label' if rel else 'path'}{hint}")
         _check_label(label, labels, f"{path}:{line}")
         file = (base / rel) if not Path(rel).is_absolute() else Path(rel)

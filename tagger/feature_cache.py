@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -98,6 +100,22 @@ def compute_matrix(path: Path, *, spec: ModelSpec, span: float) -> TrackMatrix:
                        hop_seconds=hop / spec.sample_rate, clip_frames=clip_frames(spec))
 
 
+# What reading a damaged entry raises: EOFError for an empty file (what a crash between write and rename
+# can leave), BadZipFile or zlib.error for a cut or overwritten one, KeyError for an array missing,
+# ValueError or TypeError for an array of another shape or kind.
+_DAMAGED = (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def _read_entry(file: Path, spec: ModelSpec) -> TrackMatrix:
+    """A cache entry as a TrackMatrix; one of _DAMAGED if it is not a whole entry of `spec`'s shape."""
+    with np.load(file, allow_pickle=False) as z:
+        tm = TrackMatrix(matrix=z["matrix"], start=float(z["start"]), duration=float(z["duration"]),
+                         hop_seconds=float(z["hop_seconds"]), clip_frames=int(z["clip_frames"]))
+    if tm.matrix.ndim != 2 or tm.matrix.shape[0] != spec.features.size[0] or tm.clip_frames != clip_frames(spec):
+        raise ValueError(f"a matrix of shape {tm.matrix.shape} is not this spec's")
+    return tm
+
+
 def track_matrix(path: Path, *, spec: ModelSpec, span: float, cache_dir: Path | None) -> TrackMatrix:
     """The cached matrix of `path`, computed and stored on a miss. `cache_dir` None: no caching.
     Raises AudioError for a file that cannot be decoded or is too short."""
@@ -111,11 +129,9 @@ def track_matrix(path: Path, *, spec: ModelSpec, span: float, cache_dir: Path | 
     file = Path(cache_dir) / key[:2] / f"{key}.npz"
     if file.is_file():
         try:
-            with np.load(file, allow_pickle=False) as z:
-                return TrackMatrix(matrix=z["matrix"], start=float(z["start"]), duration=float(z["duration"]),
-                                   hop_seconds=float(z["hop_seconds"]), clip_frames=int(z["clip_frames"]))
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is recomputed
+            return _read_entry(file, spec)
+        except _DAMAGED:
+            pass  # a damaged cache entry is recomputed (and replaced)
     tm = compute_matrix(path, spec=spec, span=span)
     try:
         file.parent.mkdir(parents=True, exist_ok=True)

@@ -73,9 +73,11 @@ def track_values(path: Path, spec: ModelSpec, cache_dir: Path | None) -> dict[st
     if cache_dir is not None:
         try:
             file = _cache_file(cache_dir, path, spec)
-            return json.loads(file.read_text())
+            cached = json.loads(file.read_text())
+            if _holds_descriptors(cached, spec.features.descriptors):
+                return cached
         except (OSError, ValueError):
-            pass
+            pass  # no entry, or a damaged one: computed again (and replaced)
     clips = load_clips(path, plan=spec.clips, sample_rate=spec.sample_rate)
     values, _ = track_descriptors(clips.samples, spec.sample_rate, top_db=spec.features.top_db)
     if file is not None:
@@ -87,6 +89,13 @@ def track_values(path: Path, spec: ModelSpec, cache_dir: Path | None) -> dict[st
         except OSError:
             pass
     return values
+
+
+def _holds_descriptors(cached, names) -> bool:
+    """Whether a cache entry's JSON is what track_values stored: an object giving each of `names` a
+    number (an entry damaged into `null`, a list or a partial object is computed again, not a traceback)."""
+    return isinstance(cached, dict) and all(
+        isinstance(cached.get(n), (int, float)) and not isinstance(cached.get(n), bool) for n in names)
 
 
 # ---------------------------------------------------------------- the regression

@@ -14,6 +14,7 @@ SPEC_KEY = "moodtag_spec"
 DEFAULT_MODEL = "moodtag-rhythm"
 MODEL_SUFFIX = ".safetensors"
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library refuses larger headers too
+MAX_JSON_DEPTH = 64  # a model file's JSON is a few levels deep; far deeper is a crafted file
 DESCRIPTOR_ARCHITECTURE = "descriptor_logistic"
 
 
@@ -217,7 +218,7 @@ def read_spec(path: Path) -> ModelSpec:
     if SPEC_KEY not in meta:
         raise ModelError(f"{path}: safetensors file without a moodtag spec")
     try:
-        spec = ModelSpec.from_json(json.loads(meta[SPEC_KEY]))
+        spec = ModelSpec.from_json(_json(meta[SPEC_KEY], "the spec"))
         problem = spec_problem(spec)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ModelError(f"{path}: malformed model spec ({exc})") from None
@@ -238,7 +239,7 @@ def safetensors_metadata(path: Path) -> dict:
         length = int.from_bytes(head, "little")
         if length > min(size - 8, MAX_HEADER_BYTES):
             raise ValueError(f"header length {length} does not fit the file")
-        header = json.loads(fh.read(length).decode("utf-8"))
+        header = _json(fh.read(length).decode("utf-8"), "the header")
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
     offsets = [entry.get("data_offsets") if isinstance(entry, dict) else None
@@ -253,6 +254,32 @@ def safetensors_metadata(path: Path) -> dict:
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ValueError("__metadata__ is not a map of strings")
     return meta
+
+
+def _json(text: str, what: str):
+    """json.loads, with JSON nested more than MAX_JSON_DEPTH deep (a crafted file: '[[[[...') a ValueError
+    naming `what`, as any other JSON that cannot be read: not a RecursionError traceback, from the parser
+    or later from whatever walks the value (model-info's rendering, dataclasses.asdict)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+    else:
+        if not _deeper_than(value, MAX_JSON_DEPTH):
+            return value
+    raise ValueError(f"{what}'s JSON is nested more than {MAX_JSON_DEPTH} deep")
+
+
+def _deeper_than(value, limit: int) -> bool:
+    """Whether JSON `value` nests objects and arrays more than `limit` deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def spec_problem(spec: ModelSpec) -> str | None:
@@ -338,8 +365,6 @@ def load_model(model: str | Path | None = None, *, device: str = "cpu") -> Loade
                          "(pip install 'torch>=2.1')") from None
     from safetensors.torch import load_file
 
-    from tagger.model import build_model
-
     try:
         state = load_file(str(path))
     except Exception as exc:
@@ -347,8 +372,7 @@ def load_model(model: str | Path | None = None, *, device: str = "cpu") -> Loade
     if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
         raise ModelError(f"{path}: its tensors hold NaN or infinite values (a damaged model file)")
     try:
-        network = build_model(spec.architecture, len(spec.labels))
-        network.load_state_dict(state)
+        network = _network_of(spec, state)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise ModelError(f"{path}: tensors do not fit the spec's architecture ({str(exc).splitlines()[0]})") from None
     from tagger.device import resolve_device
@@ -356,6 +380,43 @@ def load_model(model: str | Path | None = None, *, device: str = "cpu") -> Loade
     where = resolve_device(device)
     network.eval().to(where)
     return LoadedModel(spec=spec, network=network, path=path, sha256=file_sha256(path), device=where)
+
+
+def _network_of(spec: ModelSpec, state: dict):
+    """The spec's network holding the tensors `state`. The architecture is first built on torch's meta
+    device (no memory, no initialisation) and its tensors' names and shapes compared with the file's, so
+    that a small crafted file (a spec asking for a layer of 100,000 units, and no tensors) is refused
+    before gigabytes are allocated, naming the first tensor that does not fit. ValueError, TypeError or
+    RuntimeError for an architecture that cannot be built or does not fit."""
+    import warnings
+
+    import torch
+
+    from tagger.model import build_model
+
+    with warnings.catch_warnings():  # a zero-sized layer: torch's "Initializing zero-element tensors is a no-op"
+        warnings.simplefilter("ignore")
+        with torch.device("meta"):
+            needed = build_model(spec.architecture, len(spec.labels)).state_dict()
+        problem = _tensor_mismatch({k: list(v.shape) for k, v in needed.items()},
+                                   {k: list(v.shape) for k, v in state.items()})
+        if problem:
+            raise ValueError(problem)
+        network = build_model(spec.architecture, len(spec.labels))
+        network.load_state_dict(state)
+    return network
+
+
+def _tensor_mismatch(needed: dict[str, list[int]], held: dict[str, list[int]]) -> str | None:
+    """The first tensor the architecture needs that the file lacks or holds in another shape, else the
+    first the file holds that the architecture has no place for; None when they match."""
+    for name, shape in needed.items():
+        if name not in held:
+            return f"tensor {name!r} is missing"
+        if held[name] != shape:
+            return f"tensor {name!r} has shape {held[name]}, the architecture needs {shape}"
+    extra = [name for name in held if name not in needed]
+    return f"tensor {extra[0]!r} has no place in the architecture" if extra else None
 
 
 def _load_regression(path: Path, spec: ModelSpec) -> LoadedModel:

@@ -81,6 +81,73 @@ def test_tensors_that_do_not_fit_are_refused(tmp_path):
         load_model(path)
 
 
+def _raw_model(path, header: bytes, body: bytes = b""):
+    """A file laid out as safetensors (8-byte length, JSON header, data), its header as given."""
+    path.write_bytes(len(header).to_bytes(8, "little") + header + body)
+    return path
+
+
+def test_json_nested_too_deeply_is_one_line(tmp_path, audio_dir):
+    """A header, or a spec, of '[[[[...' 100,000 deep ended model-info and classify in a RecursionError
+    traceback; 900 deep parsed, and model-info's rendering then recursed too deep. One line now."""
+    import json
+
+    from safetensors.torch import save
+
+    from tests.conftest import run_cli
+
+    deep = "[" * 100_000 + "]" * 100_000
+    tensors = {k: v.contiguous() for k, v in SeedCNN(2).state_dict().items()}
+    header = _raw_model(tmp_path / "header.safetensors", ('{"__metadata__": {"moodtag_spec": "{}"}, "x": '
+                                                           + deep + "}").encode())
+    spec = tmp_path / "spec.safetensors"
+    spec.write_bytes(save(tensors, metadata={"moodtag_spec": deep}))
+    metrics = tmp_path / "metrics.safetensors"
+    nested = json.loads("[" * 900 + "]" * 900)
+    metrics.write_bytes(save(tensors, metadata={"moodtag_spec": json.dumps({**_spec().to_json(),
+                                                                            "metrics": {"a": nested}})}))
+    track = sorted(audio_dir.glob("*.wav"))[0]
+    for path, message in [(header, "not a moodtag model file (the header's JSON is nested more than 64 deep)"),
+                          (spec, "malformed model spec (the spec's JSON is nested more than 64 deep)"),
+                          (metrics, "malformed model spec (the spec's JSON is nested more than 64 deep)")]:
+        for command in (["model-info", path], ["classify", track, "--model", path]):
+            assert one_error_line(run_cli(*command)) == f"error: {path}: {message}"
+
+
+def test_an_architecture_is_checked_against_the_tensors_before_it_is_built(tmp_path):
+    """A 700-byte file (no tensors) whose spec asked for a hidden layer of 100,000 units built and
+    initialised it (1.8 GB, 7 s) before the tensors were compared; a layer of millions asked for tens of
+    GB in every scan worker. The architecture is built on the meta device first: nothing allocated."""
+    import json
+
+    spec = {**_spec().to_json(), "architecture": {"name": "seed_cnn", "hidden": [50_000_000]}}
+    path = _raw_model(tmp_path / "huge.safetensors", json.dumps({"__metadata__": {"moodtag_spec": json.dumps(spec)}}).encode())
+    with pytest.raises(ModelError, match=r"huge.safetensors: tensors do not fit the spec's architecture "
+                                         r"\(tensor 'features.0.weight' is missing\)$"):
+        load_model(path)  # 800 GB of weights, had they been built
+
+
+def test_a_tensor_that_does_not_fit_is_named(tmp_path, audio_dir):
+    """The message named no tensor ('Error(s) in loading state_dict for SeedCNN:'), and a zero-sized
+    layer printed torch's UserWarnings first. The first tensor that does not fit, and how, in one line."""
+    from tests.conftest import run_cli
+
+    state = SeedCNN(2).state_dict()
+    shape = dict(state, **{"classifier.1.weight": state["classifier.1.weight"][:1].clone()})
+    missing = {k: v for k, v in state.items() if k != "classifier.7.weight"}
+    extra = dict(state, **{"extra.weight": torch.zeros(3)})
+    cases = [(shape, _spec(), "tensor 'classifier.1.weight' has shape [1, 4096], the architecture needs [120, 4096]"),
+             (missing, _spec(), "tensor 'classifier.7.weight' is missing"),
+             (extra, _spec(), "tensor 'extra.weight' has no place in the architecture"),
+             (state, _spec(architecture={"name": "seed_cnn", "hidden": [0]}),
+              "tensor 'classifier.1.weight' has shape [120, 4096], the architecture needs [0, 4096]")]
+    track = sorted(audio_dir.glob("*.wav"))[0]
+    for i, (tensors, spec, why) in enumerate(cases):
+        path = save_model(tmp_path / f"m{i}.safetensors", spec, tensors)
+        proc = run_cli("classify", track, "--model", path)
+        assert one_error_line(proc) == f"error: {path}: tensors do not fit the spec's architecture ({why})"
+
+
 @pytest.mark.skipif(ROOT and not shutil.which("setpriv"), reason="needs setpriv to drop root's powers")
 def test_a_model_path_that_is_no_readable_file_is_one_line_naming_why(tmp_path):
     """A folder, a FIFO (never opened: the read would block) and a file without read permission given

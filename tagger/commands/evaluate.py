@@ -52,39 +52,41 @@ def _fmt(x) -> str:
 
 
 def render_report(report, *, title: str, tracks: bool = False) -> None:
-    """The report as rich tables: headline figures, confusion matrix, per group (and per track)."""
-    from rich.markup import escape
+    """The report as rich tables: headline figures, confusion matrix, per group (and per track). Names from
+    outside (the model's, its labels, groups and file names) go through `shown`: a control character in a
+    file name is escaped, never sent to the terminal."""
     from rich.table import Table
 
-    from tagger.console import out
+    from tagger.console import out, shown
 
-    head = Table(show_header=False, box=None, title=escape(title), title_justify="left")
+    labels = [shown(label) for label in report.labels]
+    head = Table(show_header=False, box=None, title=shown(title), title_justify="left")
     head.add_row("tracks", f"{report.tracks}" + (f" ({report.failed} failed)" if report.failed else ""))
     head.add_row("accuracy", _fmt(report.accuracy))
     head.add_row("balanced accuracy", _fmt(report.balanced_accuracy))
     head.add_row("ROC-AUC", _fmt(report.roc_auc))
     head.add_row("threshold", "argmax" if report.threshold is None
-                 else f"{report.threshold:g} on P({report.labels[-1]})")
+                 else f"{report.threshold:g} on P({labels[-1]})")
     out.print(head)
 
-    confusion = Table("true \\ predicted", *report.labels, title="confusion", title_justify="left")
-    for label, row in zip(report.labels, report.confusion):
+    confusion = Table("true \\ predicted", *labels, title="confusion", title_justify="left")
+    for label, row in zip(labels, report.confusion):
         confusion.add_row(label, *(str(v) for v in row))
     out.print(confusion)
 
-    groups = Table("group", "tracks", *report.labels, "accuracy", "balanced acc.", "ROC-AUC",
+    groups = Table("group", "tracks", *labels, "accuracy", "balanced acc.", "ROC-AUC",
                    title="per group (balanced accuracy and ROC-AUC where the group has both labels)",
                    title_justify="left")
     for g in report.groups:
-        groups.add_row(escape(g.group), str(g.tracks), *(str(g.counts.get(label, 0)) for label in report.labels),
+        groups.add_row(shown(g.group), str(g.tracks), *(str(g.counts.get(label, 0)) for label in report.labels),
                        _fmt(g.accuracy), _fmt(g.balanced_accuracy), _fmt(g.roc_auc))
     out.print(groups)
 
     if tracks:
-        rows = Table("track", "group", "label", "predicted", *report.labels, title="tracks", title_justify="left")
+        rows = Table("track", "group", "label", "predicted", *labels, title="tracks", title_justify="left")
         for r in report.rows:
             mark = "" if r.error or r.predicted == r.label else " [red]x[/]"
-            rows.add_row(escape(r.path.name), escape(r.group), r.label,
-                         (r.predicted or f"[red]failed[/]") + mark,
+            rows.add_row(shown(r.path.name), shown(r.group), shown(r.label),
+                         (shown(r.predicted) if r.predicted else "[red]failed[/]") + mark,
                          *(f"{r.scores[label]:.3f}" if label in r.scores else "-" for label in report.labels))
         out.print(rows)

@@ -16,10 +16,9 @@ def model_info(
     json_out: JsonOption = False,
 ) -> None:
     """Show a model's spec (labels, clip plan, features, threshold), its sha256 and its metrics."""
-    from rich.markup import escape
     from rich.table import Table
 
-    from tagger.console import out
+    from tagger.console import out, shown
     from tagger.weights import load_model, resolve_model, shipped_models
 
     path = resolve_model(model)
@@ -36,8 +35,8 @@ def model_info(
     table.add_column(max_width=max(24, out.width // 3))  # long labels wrap: the values keep the room
     table.add_column(overflow="fold")  # a sha256 or a path longer than the room folds onto more lines, never cut
 
-    def add(*cells: str) -> None:  # text, never markup: a path or a spec's text may hold [brackets]
-        table.add_row(*(escape(cell) for cell in cells))
+    def add(*cells: str) -> None:  # text, never markup (a path or a spec's text may hold [brackets]), and
+        table.add_row(*(shown(cell) for cell in cells))  # control characters escaped: a name cannot drive the terminal
 
     add("model", f"{spec.name} {spec.version}")
     add("file", str(path))

@@ -21,12 +21,11 @@ GroupByOption = Annotated[str, typer.Option(
     help="How folder data is grouped for validation: auto (name part before '__', else the sub-folder "
          "below the label folder, else DATA's name), prefix, folder, or track.")]
 def warn_not_audio(path: Path, why: str) -> None:
-    """One warning line for a file in DATA that is left out (not an audio file's name)."""
-    from rich.markup import escape
-
+    """One warning line for a file in DATA that is left out (not an audio file's name, a broken link, a
+    symlink loop); `why` may quote the name (its extension): both through `shown`."""
     from tagger.console import shown, warn
 
-    warn(f"{shown(path)}: {escape(why)}")
+    warn(f"{shown(path)}: {shown(why)}")
 
 
 LabelsOption = Annotated[Optional[str], typer.Option(
@@ -222,10 +221,9 @@ def _check_usage(*, feature: str, center: str, placement: str, out: Path, val_gr
 def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: int, top_db: float | None,
                        placement: str, labels, name: str, version: str, threshold, transform: str, cache_dir,
                        json_out: bool) -> None:
-    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tagger.console import err, out as stdout
+    from tagger.console import err, out as stdout, shown
     from tagger.feature_cache import default_cache_dir
     from tagger.train import prepare_spec
     from tagger.train_descriptors import train_descriptor_model
@@ -243,7 +241,7 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
                                      cache_dir=cache_dir or default_cache_dir(),
                                      on_progress=lambda i, n, it: progress.update(task, completed=i))
     for path, error in fit.skipped:
-        err.print(f"[yellow]skipped:[/] {escape(path)}: {escape(error)}", highlight=False)
+        err.print(f"[yellow]skipped:[/] {shown(path)}: {shown(error)}", highlight=False)
     save_model(out, fit.spec, fit.state_dict)
     seconds = round(time.perf_counter() - started, 1)
     if json_out:
@@ -254,17 +252,17 @@ def _train_descriptors(items, *, out: Path, names: list[str], C: float, seed: in
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
-    table.add_row("model", f"{escape(fit.spec.name)} {escape(fit.spec.version)} -> {escape(str(out))}")
+    table.add_row("model", f"{shown(fit.spec.name)} {shown(fit.spec.version)} -> {shown(out)}")
     table.add_row("input", "descriptors " + ", ".join(names))
-    table.add_row("trained on", escape(fit.spec.trained_on))
+    table.add_row("trained on", shown(fit.spec.trained_on))
     held = fit.spec.metrics.get("held_out")
     if held:
         from tagger.commands.model_info import held_out_rows
 
         for label, text in held_out_rows("held out (leave-one-group-out)", {"pooled": held["pooled"]}):
-            table.add_row(escape(label), text)
+            table.add_row(shown(label), shown(text))
     spec = fit.spec
-    table.add_row("threshold", threshold_text(spec))
+    table.add_row("threshold", shown(threshold_text(spec)))
     if fit.skipped:
         table.add_row("skipped", f"{counted(len(fit.skipped), 'track')} (see the messages above)")
     table.add_row("time", f"{seconds:.0f} s")
@@ -332,9 +330,9 @@ class TrainDisplay:
     def update(self, ev) -> None:
         prefix = f"fold {ev.fold}/{ev.folds} " if ev.folds else ""
         if ev.stage == "skipped":
-            from rich.markup import escape
+            from tagger.console import shown
 
-            self.progress.console.print(f"[yellow]skipped:[/] {escape(ev.message)}")
+            self.progress.console.print(f"[yellow]skipped:[/] {shown(ev.message)}")
             return
         if ev.stage == "features":
             desc = f"{prefix}decoding"
@@ -360,27 +358,28 @@ class TrainDisplay:
 
 
 def _render_summary(out_path: Path, spec, result, cv, seconds: float) -> None:
-    from rich.markup import escape
+    """The trained model as a table; names from the data (labels, groups) go through `shown`, so a control
+    character in a file or folder name is escaped, never sent to the terminal."""
     from rich.table import Table
 
-    from tagger.console import out
+    from tagger.console import out, shown
 
     table = Table(show_header=False, box=None)
-    table.add_row("model", f"{escape(spec.name)} {escape(spec.version)} -> {escape(str(out_path))}")
-    table.add_row("labels", ", ".join(spec.labels))
-    table.add_row("trained on", escape(spec.trained_on))
+    table.add_row("model", f"{shown(spec.name)} {shown(spec.version)} -> {shown(out_path)}")
+    table.add_row("labels", shown(", ".join(spec.labels)))
+    table.add_row("trained on", shown(spec.trained_on))
     if result.val_groups:
-        table.add_row("validation groups", escape(", ".join(result.val_groups)))
+        table.add_row("validation groups", shown(", ".join(result.val_groups)))
         v = result.validation
         table.add_row("validation", f"balanced accuracy {_fmt(v.balanced_accuracy)}, ROC-AUC {_fmt(v.roc_auc)}, "
                                     f"accuracy {_fmt(v.accuracy)} ({counted(v.tracks, 'track')})")
     if cv is not None:
         table.add_row("held out (cross-validation)", _cv_line(cv))
         for groups, report in cv.folds:
-            table.add_row(f"  {escape(', '.join(groups))}",
+            table.add_row(f"  {shown(', '.join(groups))}",
                           f"accuracy {_fmt(report.accuracy)}, balanced accuracy {_fmt(report.balanced_accuracy)}, "
                           f"ROC-AUC {_fmt(report.roc_auc)} ({counted(report.tracks, 'track')})")
-    table.add_row("threshold", threshold_text(spec))
+    table.add_row("threshold", shown(threshold_text(spec)))
     table.add_row("normalization", json.dumps(spec.normalization))
     if result.skipped:
         table.add_row("skipped", f"{counted(len(result.skipped), 'track')} (see the messages above)")

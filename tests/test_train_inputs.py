@@ -1,0 +1,134 @@
+"""What train and evaluate read besides the model: label folders reached through links, CSV files as
+spreadsheets save them, training's caches after a crash, names that hold control characters."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tagger.dataset import load_items
+from tagger.errors import MoodtagError
+from tagger.synth import make_track
+from tests.conftest import run_cli
+
+TINY = ["--epochs", "1", "--clips-per-track", "1", "--batch-size", "4", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory):
+    """6 12-second WAV tracks, calm and exciting alternately, in groups g0-g2 (each group both labels)."""
+    root = tmp_path_factory.mktemp("tracks")
+    for i in range(6):
+        mood = ("calm", "exciting")[i % 2]
+        (root / mood).mkdir(exist_ok=True)
+        make_track(root / mood / f"g{i % 3}__t{i}.wav", mood, 12, seed=i)
+    return root
+
+
+def test_an_album_folder_linked_into_a_label_folder_is_trained_and_evaluated_on(tracks, tmp_path):
+    """Label folders built from links into a library: a linked album folder was left out in silence
+    (rglob follows no folder link), so evaluate scored the calm tracks alone, perfectly, and train said
+    'DATA has one label'; a broken link was dropped without a word. Folder links are followed as a scan
+    follows them, and a broken link or a loop is a warning line."""
+    store = tmp_path / "store" / "album"
+    store.mkdir(parents=True)
+    for track in (tracks / "exciting").iterdir():
+        os.symlink(track, store / track.name)
+    data = tmp_path / "data"
+    (data / "calm").mkdir(parents=True)
+    (data / "exciting").mkdir()
+    for track in (tracks / "calm").iterdir():
+        os.symlink(track, data / "calm" / track.name)
+    os.symlink(store, data / "exciting" / "album")
+    os.symlink(tmp_path / "gone.wav", data / "calm" / "g0__gone.wav")
+    os.symlink(data / "exciting", data / "exciting" / "album" / "loop")  # inside the linked folder: a loop
+
+    items = load_items(data)
+    assert sorted((it.label, it.group) for it in items) == [("calm", "g0"), ("calm", "g1"), ("calm", "g2"),
+                                                            ("exciting", "g0"), ("exciting", "g1"),
+                                                            ("exciting", "g2")]
+    proc = run_cli("evaluate", data, "--json", env={"COLUMNS": "500"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tracks"] == 6
+    assert proc.stderr.splitlines() == [
+        f"warning: {data / 'calm' / 'g0__gone.wav'}: skipped: broken symlink (its target does not exist)",
+        f"warning: {data / 'exciting' / 'album' / 'loop'}: skipped: symlink loop (points to a folder already walked)"]
+
+
+def test_a_spreadsheets_csv_and_its_line_numbers(tracks, tmp_path):
+    """A CSV saved as "CSV UTF-8" (a byte order mark first) was refused as having no header; an error
+    after a blank line named the line before it; an unclosed quote on the last row lost its hint."""
+    calm, exciting = sorted((tracks / "calm").iterdir())[0], sorted((tracks / "exciting").iterdir())[0]
+    table = tmp_path / "set.csv"
+    table.write_bytes(f"\ufeffpath,label\n{calm},calm\n{exciting},exciting\n".encode())
+    proc = run_cli("evaluate", table, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tracks"] == 2
+    for text, message in [(f"path,label\n{calm},calm\n\n\n{tmp_path}/gone.wav,calm\n", r"set.csv:5: .*gone.wav: no such"),
+                          (f'path,label,group\n{calm},calm,"a\nb"\n{exciting},sleepy,c\n', r"set.csv:4: unknown label 'sleepy'"),
+                          (f'path,label\n{calm},calm\n"{exciting},exciting\n',
+                           r"set.csv:3: empty label \(an unclosed double quote runs on to the end of the file\)$")]:
+        table.write_text(text)
+        with pytest.raises(MoodtagError, match=message):
+            load_items(table, labels=("calm", "exciting"))
+
+
+def _damage(entries: list) -> None:
+    """The first entry emptied (a crash between write and rename), the second cut short."""
+    entries[0].write_bytes(b"")
+    entries[1].write_bytes(entries[1].read_bytes()[:300])
+
+
+def test_damaged_cache_entries_are_computed_again(tracks, tmp_path):
+    """An empty or truncated entry of training's feature cache ended train with 'Aborted!' (EOFError) or
+    a BadZipFile traceback; a descriptor entry of valid JSON but not an object ('null') with a TypeError
+    traceback. Each is computed again and replaced."""
+    cache = tmp_path / "cache"
+    args = [tracks, "--out", tmp_path / "m.safetensors", "--cache-dir", cache]
+    run_cli("train", *args, *TINY, check=True)
+    matrices = sorted(cache.glob("*/*.npz"))
+    assert len(matrices) == 6
+    _damage(matrices)
+    proc = run_cli("train", *args, *TINY)
+    assert proc.returncode == 0, proc.stderr
+    for entry in matrices[:2]:
+        with np.load(entry) as z:
+            assert z["matrix"].ndim == 2
+
+    run_cli("train", *args, "--feature", "descriptors", check=True)
+    descriptors = sorted((cache / "descriptors").glob("*/*.json"))
+    assert len(descriptors) == 6
+    for entry, text in zip(descriptors, ["null", "[1, 2]", '{"onset_rate": 1}', '{"onset_rate": "x"}']):
+        entry.write_text(text)
+    proc = run_cli("train", *args, "--feature", "descriptors")
+    assert proc.returncode == 0, proc.stderr
+    assert all(isinstance(json.loads(entry.read_text()).get("tcent"), float) for entry in descriptors)
+
+
+def test_control_characters_in_names_are_escaped(tracks, tmp_path):
+    """A file name holding ESC and a line break (so a group name holding them) reached the terminal raw in
+    evaluate --tracks and its per-group table, in train's 'trained on', held-out and fold rows, and in
+    model-info's."""
+    data = tmp_path / "data"
+    for track in tracks.rglob("*.wav"):
+        name = track.name.replace("g0__", "g\x1b[31mX\n__")
+        (data / track.parent.name).mkdir(parents=True, exist_ok=True)
+        os.symlink(track, data / track.parent.name / name)
+    env = {"COLUMNS": "500"}
+    proc = run_cli("evaluate", data, "--tracks", env=env)
+    assert proc.returncode == 0, proc.stderr
+    outputs = [proc.stdout]
+    model = tmp_path / "m.safetensors"
+    for feature in (["--feature", "descriptors"], ["--cross-validate", *TINY]):
+        proc = run_cli("train", data, "--out", model, "--cache-dir", tmp_path / "cache", *feature, env=env)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout)
+    proc = run_cli("model-info", model, env=env)  # its 'trained on' and held-out rows
+    assert proc.returncode == 0, proc.stderr
+    outputs.append(proc.stdout)
+    for out in outputs:
+        assert "\x1b" not in out and "g\\x1b[31mX\\n" in out, out
+    assert "g\\x1b[31mX\\n__t0.wav" in outputs[0]
+    assert "g\\x1b[31mX\\n (calm 1, exciting 1)" in outputs[1]
