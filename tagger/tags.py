@@ -6,13 +6,16 @@ moodtag writes a mood field and its own namespaced fields, and nothing else:
     MOODTAG_SCORE_<LABEL> label -> probability, 3 decimals, e.g. MOODTAG_SCORE_CALM = "0.913"
     MOODTAG_MODEL         "name version", e.g. "moodtag-cnn 1.0.0"
     MOODTAG_REPLACED_MOOD the mood field's values before moodtag replaced them (only with replace=True)
+    MOODTAG_REPLACED_MOOD_FROM  beside it, for each value the field it came from, as JSON: an ID3 frame
+                          ["TMOO" or "TXXX", desc, encoding], an MP4 atom [name, data type], a Vorbis key [key]
 
 The mood field is shared with other tools (Picard, Mp3tag, beets plugins) and with the user's own
 hand: a mood moodtag did not write is never lost. It is moodtag's when the file also holds
 MOODTAG_MODEL and the scores, and it is one value, one of the labels those scores name (whichever
 threshold the model decides with); any other value (another tool's "Happy", "Calm; Dreamy") is the
 file's own mood: write_mood keeps it (ForeignMood) unless asked to replace it, and then keeps its
-values in MOODTAG_REPLACED_MOOD, which remove_mood puts back; remove_mood leaves a mood that is not
+values in MOODTAG_REPLACED_MOOD, which remove_mood puts back into the field each came from (a tag
+written before MOODTAG_REPLACED_MOOD_FROM: into moodtag's mood field); remove_mood leaves a mood that is not
 moodtag's. A label of moodtag's changed by hand to another label is told from moodtag's own where
 the caller knows what moodtag last wrote (a scan or untag, from the cache: `last_written`), or knows
 that the mood there now was set by hand (the cache says kept: `last_written=SET_BY_HAND`; moodtag's
@@ -32,16 +35,18 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import re
 import stat
 import struct
 import weakref
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import mutagen
 from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
@@ -59,6 +64,7 @@ FIELD_PREFIX = "MOODTAG_"
 SCORE_PREFIX = "MOODTAG_SCORE_"
 MODEL_FIELD = "MOODTAG_MODEL"
 REPLACED_FIELD = "MOODTAG_REPLACED_MOOD"
+ORIGIN_FIELD = "MOODTAG_REPLACED_MOOD_FROM"
 SET_BY_HAND = ""   # last_written for a file whose mood the cache says is its own (kept): none of it is moodtag's
 _LABEL = re.compile(r"[A-Za-z0-9_-]+\Z")
 
@@ -152,14 +158,14 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
             raise ForeignMood(foreign)
         # kept for remove_mood to put back; an MP3's APEv2 mood is not: moodtag never writes APEv2, so it stays there
         replaced = own or [text for name, text in current if name == REPLACED_FIELD]
-        wanted = _mood_fields(values) + [(REPLACED_FIELD, text) for text in replaced]
+        origins = fields.mood_origins(audio.tags) if own else [text for name, text in current if name == ORIGIN_FIELD]
+        wanted = (_mood_fields(values) + [(REPLACED_FIELD, text) for text in replaced]
+                  + [(ORIGIN_FIELD, text) for text in origins])
         if sorted(current) == sorted(wanted):
             return False
         _require_writable(path, fh)
         _require_whole_tag(audio, fh)
-        if dry_run:
-            return True
-        with _mutagen_errors(writing=True, fmt=fmt):
+        with _mutagen_errors(writing=True, fmt=fmt):  # in memory only: the file is written by _save
             if audio.tags is None:
                 audio.add_tags()
                 if fmt.keeps_id3v1:
@@ -167,6 +173,9 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
                         audio.tags.add(frame)
             fields.remove(audio.tags)
             fields.add(audio.tags, wanted)
+        _require_comment_fits(audio, fmt)
+        if dry_run:
+            return True
         _save(audio, fmt, path, fh, journal)
     return True
 
@@ -174,7 +183,9 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
 def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
                 journal: UndoJournal | None = None) -> bool:
     """Remove every MOODTAG_* field and moodtag's mood, and nothing else: a mood that is not moodtag's
-    (see the module) stays, and one that moodtag replaced comes back from MOODTAG_REPLACED_MOOD (each
+    (see the module) stays, and one that moodtag replaced comes back from MOODTAG_REPLACED_MOOD into
+    the field each value came from (MOODTAG_REPLACED_MOOD_FROM: its frame, atom or key, with its text
+    encoding or data type; without it, as a tag written before it, into moodtag's mood field, each
     value once; an MP3's APEv2 mood stays where it is, in the APEv2 tag).
     `last_written` as for write_mood. Returns whether the file changed (with dry_run: whether it would;
     nothing is written). An MP3 ID3v2 tag left holding only what write_mood copied from the ID3v1 or
@@ -193,15 +204,20 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
         if dry_run:
             return True
         replaced = [] if foreign else [text for name, text in current if name == REPLACED_FIELD]
-        restored = [(MOOD_FIELD, text) for text in dict.fromkeys(replaced)]  # a value once (TMOO and TXXX:MOOD both)
+        origins = [] if foreign else [text for name, text in current if name == ORIGIN_FIELD]
+        fields = _tag_fields(fmt)
         with _mutagen_errors(writing=True, fmt=fmt):
-            _tag_fields(fmt).remove(audio.tags, mood=not foreign)
-            if restored:
-                _tag_fields(fmt).add(audio.tags, restored)
+            fields.remove(audio.tags, mood=not foreign)
+            back = _replaced_moods(fields, replaced, origins)
+            if back is not None:
+                fields.put_back(audio.tags, back)
+            elif replaced:  # written before MOODTAG_REPLACED_MOOD_FROM: a value once (TMOO and TXXX:MOOD both)
+                fields.add(audio.tags, [(MOOD_FIELD, text) for text in dict.fromkeys(replaced)])
             # an MP3's tag holding only what write_mood copied from ID3v1/APEv2, a WAV's or AIFF's holding
             # nothing: removed whole (the ID3 chunk too), which gives back the file as it was before moodtag
-            drop_v2 = (fmt.keeps_id3v1 and _canonical(audio.tags.values()) == _canonical(_legacy_frames(fh))
-                       or fmt.pads_chunks and not audio.tags and not audio.tags.unknown_frames)
+            drop_v2 = not _kept_as_bytes(audio.tags) and (
+                fmt.keeps_id3v1 and _canonical(audio.tags.values()) == _canonical(_legacy_frames(fh))
+                or fmt.pads_chunks and not audio.tags and not audio.tags.unknown_frames)
         _save(audio, fmt, path, fh, journal, drop_v2=drop_v2)
     return True
 
@@ -269,6 +285,26 @@ def _mood_values(fields: list[tuple[str, str]]) -> MoodValues | None:
     return MoodValues(mood=first[MOOD_FIELD], scores=scores, model=first.get(MODEL_FIELD, ""))
 
 
+def _replaced_moods(fields, replaced: list[str], origins: list[str]) -> list[tuple[tuple, str]] | None:
+    """(origin, value) for each replaced mood value, the origin as the tag kind's `valid_origin` takes
+    it; None where MOODTAG_REPLACED_MOOD_FROM does not name one valid origin per value (a tag written
+    before it, or edited by hand): the values then go into moodtag's own mood field."""
+    if not replaced or len(origins) != len(replaced):
+        return None
+    try:
+        parsed = [tuple(json.loads(text)) for text in origins]
+    except (ValueError, TypeError):
+        return None
+    if not all(fields.valid_origin(origin) for origin in parsed):
+        return None
+    return list(zip(parsed, replaced))
+
+
+def _origin(*parts) -> str:
+    """A replaced mood value's origin as MOODTAG_REPLACED_MOOD_FROM holds it: JSON, one line."""
+    return json.dumps(list(parts), ensure_ascii=False)
+
+
 def _grouped(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
     """(name, text) pairs -> name -> its texts, in order (one ID3 frame or MP4 atom per name)."""
     grouped: dict[str, list[str]] = {}
@@ -287,7 +323,9 @@ class _ID3Fields:
     info_keys = ("TPE1", "TIT2", "TALB")
 
     def load(self, cls, fh):
-        return cls(fh, **_ID3_LOAD)
+        audio = cls(fh, **_ID3_LOAD)
+        _note_layout(audio.tags)
+        return audio
 
     def read(self, tags) -> list[tuple[str, str]]:
         fields = [(MOOD_FIELD, str(text)) for frame in tags.getall("TMOO") for text in frame.text]
@@ -301,6 +339,27 @@ class _ID3Fields:
         for frame in tags.getall("TXXX"):
             if _is_ours(frame.desc, mood=mood):
                 del tags[frame.HashKey]
+
+    def mood_origins(self, tags) -> list[str]:
+        """For each mood value read() reads, in its order, the frame it is in: ID, description, encoding."""
+        origins = [_origin("TMOO", "", int(frame.encoding)) for frame in tags.getall("TMOO") for _ in frame.text]
+        origins += [_origin("TXXX", frame.desc, int(frame.encoding)) for frame in tags.getall("TXXX")
+                    if frame.desc.upper() == MOOD_FIELD for _ in frame.text]
+        return origins
+
+    def valid_origin(self, origin: tuple) -> bool:
+        return (len(origin) == 3 and origin[0] in ("TMOO", "TXXX") and isinstance(origin[1], str)
+                and (origin[1] == "" if origin[0] == "TMOO" else origin[1].upper() == MOOD_FIELD)
+                and origin[2] in (0, 1, 2, 3))
+
+    def put_back(self, tags, moods: list[tuple[tuple, str]]) -> None:
+        """Replaced mood values back into the frames they came from, one frame per ID and description."""
+        frames: dict[tuple, list[str]] = {}
+        for origin, text in moods:
+            frames.setdefault(origin, []).append(text)
+        for (frame_id, desc, encoding), texts in frames.items():
+            tags.add(id3.TMOO(encoding=encoding, text=texts) if frame_id == "TMOO"
+                     else id3.TXXX(encoding=encoding, desc=desc, text=texts))
 
     def add(self, tags, fields: list[tuple[str, str]]) -> None:
         v24 = not _saved_as_v23(tags)
@@ -337,13 +396,115 @@ def _frames_in_file_order(tags, config) -> bytearray:
     """mutagen's ID3Tags._write without its sort: the frames in the order the file had them (moodtag's
     own added at the end), not by mutagen's priority and then size, which put a short comment before a
     long one, so that players showing the first COMM or USLT showed another after a scan, and untag
-    could not give the order back. Unknown frames follow, as mutagen writes them."""
+    could not give the order back. Frames mutagen would not write back as they were (_note_layout)
+    are written from their bytes, in their place. Unknown frames follow, as mutagen writes them."""
     from mutagen.id3._tags import save_frame
 
-    framedata = [save_frame(frame, config=config) for frame in tags.values()]
+    parsed = _PARSED.get(tags._header) if tags._header is not None else None
+    if parsed is not None and parsed.layout:
+        framedata = _frames_as_laid_out(tags, parsed, config)
+    else:
+        framedata = [save_frame(frame, config=config) for frame in tags.values()]
     if tags._unknown_v2_version == config.v2_version:
         framedata.extend(data for data in tags.unknown_frames if len(data) > 10)
     return bytearray().join(framedata)
+
+
+def _note_layout(tags) -> None:
+    """Note, as mutagen has read an ID3v2 tag, the frames its save would not write back as they were,
+    which _frames_in_file_order then writes from their bytes: two or more frames mutagen files under one
+    key (two USLT or COMM of one language and description, two TPE1, two TXXX of one description, two
+    POPM of one e-mail address: mutagen merges them into one frame, or keeps the last), and text frames
+    that hold no text (mutagen drops one that is only its encoding byte as it reads it, and writes one
+    of empty text as nothing). The other frames' notes let go of their bytes (a cover can be megabytes)."""
+    parsed = _PARSED.get(tags._header) if isinstance(tags, id3.ID3) and tags._header is not None else None
+    if parsed is None:
+        return
+    keys, seen = [], set()   # each note's key, as mutagen filed the frame (None: it filed none)
+    for note in parsed.frames:
+        key = note.empty_key
+        if note.frame is not None:
+            frame = note.frame._upgrade_frame() if tags.version < (2, 3, 0) else note.frame  # as mutagen filed it
+            key = frame.HashKey if frame is not None else None
+            while tags.version < (2, 3, 0) and isinstance(frame, id3.APIC) and key in seen:
+                key += " "  # mutagen files each picture under a key of its own (APIC's salt)
+        keys.append(key)
+        seen.add(key)
+    counts = Counter(keys)
+    kept = {key for key, note in zip(keys, parsed.frames) if key is not None
+            and (counts[key] > 1 or note.frame is None or _writes_nothing(note.frame))}
+    if kept:
+        parsed.layout = [(key, note._replace(frame=None) if key in kept else None)
+                         for key, note in zip(keys, parsed.frames) if key is not None]
+        parsed.loaded = dict(tags.items())
+    parsed.frames = [note._replace(frame=None, data=b"") for note in parsed.frames]
+
+
+def _writes_nothing(frame) -> bool:
+    """Whether mutagen's save writes nothing of a frame it read: a text frame of empty text."""
+    return isinstance(frame, id3.TextFrame) and not str(frame)
+
+
+def _empty_text_key(cls, header, flags: int, data: bytes) -> str | None:
+    """The key mutagen would file a text frame under that holds no text, only its encoding byte (and,
+    in TXXX, its description): mutagen's reader drops it as junk ('no data left'), and taggers leave
+    such frames (an empty genre or composer). None for any other frame mutagen cannot read."""
+    if not issubclass(cls, id3.TextFrame) or flags or not data or data[0] > 3:
+        return None
+    try:  # the frame with a text put after it (mutagen reads no empty text), which must be all it reads
+        frame = cls._fromData(header, 0, data + "x".encode(("latin-1", "utf-16", "utf-16-be", "utf-8")[data[0]]))
+    except (id3.ID3JunkFrameError, NotImplementedError):
+        return None
+    frame = frame._upgrade_frame() if frame.text[-1:] == ["x"] and not any(frame.text[:-1]) else None
+    return frame.HashKey if frame is not None else None
+
+
+def _frames_as_laid_out(tags, parsed: _ParsedFrames, config) -> list[bytes]:
+    """The tag's frames in the file's order, those _note_layout kept written from their bytes, where
+    the frame mutagen holds under their key is still the one it read (moodtag changed none of them:
+    its own fields, which it rewrites, are written as they are now); the rest (moodtag's, new or
+    changed) after them, in mutagen's order."""
+    from mutagen.id3._tags import save_frame
+
+    framedata, done = [], set()
+    for key, note in parsed.layout:
+        now = tags.get(key)
+        if now is not parsed.loaded.get(key):
+            continue  # removed or replaced since the tag was read
+        if note is not None:
+            framedata.append(_frame_bytes(note, tags._header, config))
+        elif key not in done:
+            framedata.append(save_frame(now, config=config))
+        done.add(key)
+    framedata += [save_frame(frame, config=config) for key, frame in tags.items() if key not in done]
+    return framedata
+
+
+def _frame_bytes(note: _Noted, header, config) -> bytes:
+    """A frame _note_layout kept, as the file has it: its flags and bytes, under a header of the version
+    written, the file's own (v2.3 stays v2.3, v2.4 v2.4). A v2.2 tag is written as v2.4: its frame is
+    written as mutagen writes the v2.4 frame made of it, and an empty one, which holds nothing, not at all."""
+    from mutagen.id3._tags import save_frame
+
+    if header.version[1] != config.v2_version:
+        try:  # parsed again: the frame mutagen made of it may hold another's text now (its merge)
+            frame = note.cls._fromData(header, note.flags, note.data)._upgrade_frame()
+        except (id3.ID3JunkFrameError, NotImplementedError):
+            frame = None
+        return save_frame(frame, config=config) if frame is not None else b""
+    flags = note.flags
+    if header.version >= (2, 4, 0) and header.f_unsynch:
+        flags |= id3.Frame.FLAG24_UNSYNCH  # the tag's unsynchronisation, which mutagen's save clears, is the frame's
+    size = id3.BitPaddedInt.to_str(len(note.data), width=4, bits=7 if config.v2_version == 4 else 8)
+    return struct.pack(">4s4sH", note.cls.__name__.encode("ascii"), size, flags) + note.data
+
+
+def _kept_as_bytes(tags) -> bool:
+    """Whether an ID3v2 tag's save writes frames _note_layout kept as bytes (so the tag holds more than
+    mutagen's frames)."""
+    parsed = _PARSED.get(tags._header) if isinstance(tags, id3.ID3) and tags._header is not None else None
+    return parsed is not None and any(note is not None and tags.get(key) is parsed.loaded.get(key)
+                                      for key, note in parsed.layout)
 
 
 class _VorbisFields:
@@ -372,6 +533,18 @@ class _VorbisFields:
             else:
                 kept.append(entry)
         tags.entries = kept
+
+    def mood_origins(self, tags) -> list[str]:
+        """For each mood value read() reads, in its order, its entry's key as the entry spells it."""
+        return [_origin(key) for key, _ in map(_our_entry, tags.entries) if key and key.upper() == MOOD_FIELD]
+
+    def valid_origin(self, origin: tuple) -> bool:
+        return (len(origin) == 1 and isinstance(origin[0], str) and origin[0].upper() == MOOD_FIELD
+                and origin[0].isascii() and bool(_VORBIS_KEY.match(origin[0].encode("ascii"))))
+
+    def put_back(self, tags, moods: list[tuple[tuple, str]]) -> None:
+        """Replaced mood values back under the keys they had (at the end, as add())."""
+        self.add(tags, [(key, text) for (key,), text in moods])
 
     def add(self, tags, fields: list[tuple[str, str]]) -> None:
         for name, text in fields:
@@ -487,6 +660,23 @@ class _MP4Fields:
         for key in [key for key in tags if self._name(key, mood=mood)]:
             del tags[key]
 
+    def mood_origins(self, tags) -> list[str]:
+        """For each mood value read() reads, in its order, its atom's name and the value's data type."""
+        return [_origin(key, int(getattr(value, "dataformat", mp4.AtomDataType.UTF8))) for key, values in tags.items()
+                if self._name(key) == MOOD_FIELD for value in values]
+
+    def valid_origin(self, origin: tuple) -> bool:
+        return (len(origin) == 2 and isinstance(origin[0], str) and self._name(origin[0]) == MOOD_FIELD
+                and origin[1] in (mp4.AtomDataType.IMPLICIT, mp4.AtomDataType.UTF8))
+
+    def put_back(self, tags, moods: list[tuple[tuple, str]]) -> None:
+        """Replaced mood values back into the atoms they came from, with their data types."""
+        atoms: dict[str, list] = {}
+        for (name, dataformat), text in moods:
+            atoms.setdefault(name, []).append(mp4.MP4FreeForm(text.encode("utf-8"), dataformat=dataformat))
+        for name, values in atoms.items():
+            tags[name] = values
+
     def add(self, tags, fields: list[tuple[str, str]]) -> None:
         for name, texts in _grouped(fields).items():
             tags[self.prefix + name] = [mp4.MP4FreeForm(text.encode("utf-8"), dataformat=mp4.AtomDataType.UTF8)
@@ -596,7 +786,7 @@ class _NotingFrame:
         if parsed is None:
             parsed = _PARSED[header] = _ParsedFrames()
         parsed.depth += 1
-        readable = False
+        readable, frame, empty_key = False, None, None
         try:
             frame = self.cls._fromData(header, flags, data)
             readable = True
@@ -604,17 +794,36 @@ class _NotingFrame:
         except NotImplementedError:
             readable = True  # mutagen keeps its bytes as they are
             raise
+        except id3.ID3JunkFrameError:
+            empty_key = _empty_text_key(self.cls, header, flags, data)
+            readable = empty_key is not None  # an empty text frame: moodtag keeps its bytes (_note_layout)
+            raise
         finally:
             parsed.depth -= 1
             if not parsed.depth:
-                parsed.frames.append((self.cls, flags, len(data), readable))
+                parsed.frames.append(_Noted(self.cls, flags, len(data), readable, frame, data, empty_key))
+
+
+class _Noted(NamedTuple):
+    """One frame of a tag as mutagen's reader parsed it. `frame` and `data` (the frame mutagen made of
+    it, and its bytes) are let go of once the tag is read, except where _note_layout keeps them."""
+    cls: type
+    flags: int
+    size: int
+    readable: bool             # mutagen keeps it (parsed, or its bytes), or it is an empty text frame
+    frame: object = None       # None: mutagen made no frame of it (or it is let go of)
+    data: bytes = b""
+    empty_key: str | None = None  # an empty text frame (mutagen drops it): the key it would be filed under
 
 
 @dataclass
 class _ParsedFrames:
-    """The frames of one ID3v2 tag that mutagen's reader parsed, in order: (class, flags, size, readable)."""
+    """The frames of one ID3v2 tag that mutagen's reader parsed, in order (_Noted), and, where some of
+    them would not be written back as they were, how the file lays them out (_note_layout)."""
     frames: list = field(default_factory=list)
     depth: int = 0  # > 0 while a frame is parsed: frames inside it (CHAP, CTOC) are not the tag's
+    layout: list = field(default_factory=list)   # (key, _Noted kept as bytes, or None), in the file's order
+    loaded: dict = field(default_factory=dict)   # key -> the frame mutagen held under it when the tag was read
 
 
 _PARSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # mutagen's ID3Header -> _ParsedFrames
@@ -825,6 +1034,20 @@ def _require_whole_comment(audio) -> None:
         raise TagError(f"damaged Vorbis comment ({cause}; the tag was not changed)")
 
 
+_FLAC_BLOCK_MAX = 2 ** 24 - 1   # a FLAC metadata block's size has 24 bits
+
+
+def _require_comment_fits(audio, fmt: _Format) -> None:
+    """Refuse a Vorbis comment that FLAC cannot hold (a big cover kept in it as METADATA_BLOCK_PICTURE,
+    long lyrics): its metadata block's size has 24 bits, in a FLAC file and in Ogg FLAC's comment
+    packet. mutagen's FLAC save fails on it with an AttributeError (its comment class lacks the
+    attribute its size check reads), which no caller expects; its Ogg FLAC save writes the size's
+    low 24 bits. Measured as it is written: _KeptComment.write(). Only moodtag's fields added make a
+    comment larger (remove_mood takes them out)."""
+    if fmt.name in ("flac", "oggflac") and audio.tags is not None and len(audio.tags.write()) > _FLAC_BLOCK_MAX:
+        raise TagError("its Vorbis comment would pass FLAC's 16 MiB metadata block limit")
+
+
 class _FileBytes:
     """`size` bytes of a file from `start` (fewer where the file ends first), read only where sliced:
     a tag's frame headers, without the frames' data between them (a cover can be megabytes)."""
@@ -901,7 +1124,7 @@ def _parses(frame_class, header, flags: int, body: bytes) -> bool:
     except NotImplementedError:
         pass
     except id3.ID3JunkFrameError:
-        return False
+        return _empty_text_key(frame_class, header, flags, body) is not None  # holds nothing
     return True
 
 

@@ -818,7 +818,8 @@ def test_an_apev2_mood_is_the_mp3s_own_mood(tmp_path, sources):
 
 def test_a_replaced_mood_held_by_two_frames_comes_back_once(tmp_path, sources):
     """A v2.4 tag with TMOO 'Happy' and TXXX:MOOD 'Happy' (two taggers' ways): after --replace-mood and
-    untag, TMOO held 'Happy' twice."""
+    untag, TMOO held 'Happy' twice. Each frame gets its value back, once, as the file had it
+    (MOODTAG_REPLACED_MOOD_FROM); a tag written before that field: TMOO gets it, once."""
     path = tmp_path / "both.mp3"
     shutil.copyfile(sources["mp3"], path)
     tags = id3.ID3()
@@ -826,8 +827,15 @@ def test_a_replaced_mood_held_by_two_frames_comes_back_once(tmp_path, sources):
     tags.add(id3.TXXX(encoding=3, desc="MOOD", text=["Happy"]))
     tags.save(path)
     assert write_mood(path, VALUES, replace=True) is True
+    older = tmp_path / "older.mp3"  # as moodtag wrote it before MOODTAG_REPLACED_MOOD_FROM
+    shutil.copyfile(path, older)
+    tags = id3.ID3(older)
+    tags.delall("TXXX:MOODTAG_REPLACED_MOOD_FROM")
+    tags.save(older)
     assert remove_mood(path) is True
-    assert id3.ID3(path)["TMOO"].text == ["Happy"] and "TXXX:MOOD" not in id3.ID3(path)
+    assert id3.ID3(path)["TMOO"].text == ["Happy"] and id3.ID3(path)["TXXX:MOOD"].text == ["Happy"]
+    assert remove_mood(older) is True
+    assert id3.ID3(older)["TMOO"].text == ["Happy"] and "TXXX:MOOD" not in id3.ID3(older)
 
 
 def test_untag_keeps_a_v2_tag_edited_since(tmp_path, sources):
