@@ -26,11 +26,21 @@ Items are matched to the scan's files by the file itself (device and inode, foun
 the scan takes a file once however many names it has (hard links, symlinks of `import.link`, two items
 of one file), and names a symlink by its target; each item gets its file's mood.
 
+beets' own tag writes (`beet write`, `beet modify -w`, `beet mbsync`, an import that re-tags) change
+only tags, but a file's size and mtime too, which made the next scan analyse it again; and with
+beets' `id3v23: yes` they turn an MP3's tag into v2.3, which has no TMOO: moodtag's mood was lost from
+the file. So the plugin listens to beets' `write` (before the file is opened) and `after_write`
+events (BeetsWrites): a file whose cache row was current before beets wrote it gets moodtag's mood
+back where the write dropped it, and the row learns the file's new size and mtime.
+
 beets imports this as `beetsplug.moodtag` (tagger/beetsplug/moodtag.py, which the wheel installs).
 """
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,8 +51,9 @@ from beets import ui
 from beets.dbcore import types
 from beets.plugins import BeetsPlugin
 
+from tagger.cache import Cache, CachedTrack, resolve_db_path, scan_lock
 from tagger.errors import MoodtagError
-from tagger.records import printable
+from tagger.records import TrackRef, printable
 from tagger.scan import ScanEvent, ScanSummary, TrackOutcome, scan_files
 
 MOOD, CONFIDENCE, STORED = "mood", "mood_confidence", "moodtag_mood"
@@ -207,6 +218,185 @@ def config_jobs(view) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class Noted:
+    """A file beets is about to write whose cache row is current for it: where the row is kept (its path,
+    Cache.row_of), the file as it is before beets' write, and the row."""
+
+    place: Path
+    before: TrackRef
+    row: CachedTrack
+
+
+class BeetsWrites:
+    """moodtag's cache and tags kept in step with beets' own tag writes. Before beets opens a file
+    (beets' `write` event): the file's size and mtime, and whether its row is current for them (status
+    ok). After beets' write (`after_write`), where it was: beets changed only tags, so moodtag's mood
+    goes back in where the row says moodtag wrote it (tagged) and the file holds none now (beets' ID3v2.3
+    save drops TMOO), as a scan writes it (under the scan lock, with the undo journal); then the row takes
+    the file's new size and mtime, keeping its result and tag_state, and the next scan does not analyse
+    the file again. A file without a row, or changed since moodtag saw it, is left to the next scan.
+
+    Nothing is raised into beets, whose write is done: a failure is one warning line naming the file and
+    the cause. The cache (the plugin's, `db`) is opened when a write first needs it, once per thread that
+    writes (an import writes from its pipeline's threads; an SQLite connection stays in the thread that
+    made it), and closed at beets' `cli_exit`; where the cache file does not exist nothing is done. The
+    scan lock is held only while a mood is written back."""
+
+    def __init__(self, db: Callable[[], Path | None], log) -> None:
+        self._db = db                          # the configured cache (MoodtagPlugin._db), asked once
+        self._log = log
+        self._path: Path | None = None
+        self._off = False                      # the configured cache cannot be used (said once)
+        self._caches: dict[int, Cache] = {}    # by thread
+        self._noted: dict[bytes, Noted] = {}   # by the path beets writes
+        self._guard = threading.Lock()
+
+    def before(self, path: bytes) -> None:
+        """beets' `write` event: note the file if its row is current."""
+        self._noted.pop(path, None)
+        try:
+            noted = self._note(path)
+        except Exception as exc:  # noqa: BLE001 (beets' write goes on whatever happens here)
+            self._warn(path, "not noted before beets' write", exc)
+            return
+        if noted is not None:
+            self._noted[path] = noted
+
+    def after(self, item, path: bytes) -> None:
+        """beets' `after_write` event (its write succeeded): settle a file noted before it."""
+        noted = self._noted.pop(path, None)
+        if noted is None:
+            return
+        try:
+            self._settle(item, path, noted)
+        except Exception as exc:  # noqa: BLE001 (beets' write is done; the next scan analyses the file)
+            self._warn(path, "moodtag's cache not updated after beets' write", exc)
+
+    def close(self) -> None:
+        """beets' `cli_exit` event: the connections closed (one opened in another thread, an import's, is
+        closed as it is dropped: SQLite's connections refuse another thread's close)."""
+        with self._guard:
+            caches, self._caches = list(self._caches.values()), {}
+        self._noted.clear()
+        for cache in caches:
+            try:
+                cache.close()
+            except sqlite3.Error:
+                pass
+
+    def _note(self, path: bytes) -> Noted | None:
+        cache = self._cache()
+        if cache is None:
+            return None
+        file = Path(os.path.abspath(os.fsdecode(path)))
+        try:
+            before = TrackRef.from_path(file)
+        except OSError:  # no file there yet: beets' write fails, or another plugin makes it
+            return None
+        found = cache.row_of(file)
+        if found is None:
+            return None
+        place, row = found
+        if row.status != "ok" or (row.size, row.mtime_ns) != (before.size, before.mtime_ns):
+            return None
+        return Noted(place, before, row)
+
+    def _settle(self, item, path: bytes, noted: Noted) -> None:
+        """After beets' write of a file whose row was current: the mood back where the write dropped it,
+        and the row's new size and mtime; the item stores the file's mtime after a write back."""
+        cache = self._cache()
+        if cache is None:
+            return
+        after = TrackRef.from_path(noted.before.path)
+        if noted.row.tagged:
+            from tagger.tags import read_mood
+
+            if read_mood(after.path) is None:
+                self._put_back(cache, noted, after)
+                if path == item.path:
+                    item.mtime = item.current_mtime()
+                return
+        cache.set_retagged(noted.place, before=noted.before, after=after)
+
+    def _put_back(self, cache: Cache, noted: Noted, written: TrackRef) -> None:
+        """moodtag's mood, which beets' write dropped, written back from the row; the row then takes the
+        file's size and mtime. Where the write fails, the row takes those beets left and says the tag
+        write failed (one warning line): the next scan writes it without analysing the file again."""
+        from tagger.safewrite import UndoJournal
+        from tagger.tags import write_mood
+
+        values = row_values(cache, noted)
+        lock = scan_lock(cache.path, on_wait=lambda: self._log.warning(
+            "{}", f"waiting for a moodtag scan using {printable(cache.path)} to finish, to write the mood "
+                  f"back into {printable(written.path)}"))
+        journal = UndoJournal.for_cache(cache.path)
+        try:
+            try:
+                write_mood(written.path, values, last_written=noted.row.mood, journal=journal)
+                after = TrackRef.from_path(written.path)
+            except (MoodtagError, OSError) as exc:
+                if cache.set_retagged(noted.place, before=noted.before, after=written):
+                    cache.set_tag_failed(noted.place, _cause(exc))
+                self._warn(os.fsencode(written.path), "beets' write dropped moodtag's mood and it could not be "
+                           "written back", exc, then="`beet moodtag -w` or `moodtag scan` tries again")
+                return
+            cache.set_retagged(noted.place, before=noted.before, after=after)
+        finally:
+            journal.close()
+            lock.release()
+
+    def _cache(self) -> Cache | None:
+        """This thread's connection to the configured cache; None where the cache does not exist (moodtag
+        saw none of the files) or cannot be used (said once, then nothing is done)."""
+        if self._off:
+            return None
+        cache = self._caches.get(threading.get_ident())
+        if cache is not None:
+            return cache
+        try:
+            if self._path is None:
+                self._path = resolve_db_path(self._db())
+            if not self._path.is_file():
+                return None
+            cache = Cache.open(self._path, create=False)
+        except (MoodtagError, confuse.ConfigError, ui.UserError) as exc:
+            self._off = True
+            self._log.warning("{}", f"beets' tag writes are not noted in moodtag's cache: {printable(str(exc))}")
+            return None
+        with self._guard:
+            self._caches[threading.get_ident()] = cache
+        return cache
+
+    def _warn(self, path: bytes, what: str, exc: BaseException, *,
+              then: str = "the next scan analyses it again") -> None:
+        self._log.warning("{}", f"{printable(os.fsdecode(path))}: {what} ({printable(_cause(exc))}); {then}")
+
+
+def row_values(cache: Cache, noted: Noted):
+    """The MoodValues a scan wrote into the file from its row (tagger.scan._apply_tags): the mood, its
+    scores to three places, the model's name and version. MoodtagError where the stored scores cannot
+    be read."""
+    from tagger.tags import MoodValues
+
+    row = noted.row
+    data = cache.get(noted.place) or {}
+    try:
+        scores = {label: round(p, 3) for label, p in json.loads(data.get("scores") or "{}").items()}
+    except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        raise MoodtagError(f"its stored scores cannot be read ({exc})") from None
+    return MoodValues(mood=row.mood, scores=scores, model=f"{row.model_name} {row.model_version}")
+
+
+def _cause(exc: BaseException) -> str:
+    """An exception as the cause in one line: moodtag's own message, an OS error's text, else its class too."""
+    if isinstance(exc, MoodtagError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 class MoodtagPlugin(BeetsPlugin):
     """`beet moodtag [QUERY]`; with `auto` (the default), the mood of every item on import."""
 
@@ -216,6 +406,10 @@ class MoodtagPlugin(BeetsPlugin):
         super().__init__(name or "moodtag")
         self.config.add(DEFAULTS)
         self._imported: list[int] = []  # ids of the items the running import brought in
+        self._writes = BeetsWrites(lambda: self._db(None), self._log)  # beets' own tag writes
+        self.register_listener("write", self._writes.before)
+        self.register_listener("after_write", self._writes.after)
+        self.register_listener("cli_exit", self._writes.close)
         try:
             auto = self.config["auto"].get(bool)
         except confuse.ConfigError as exc:  # one line, not a traceback that also loses `beet moodtag`

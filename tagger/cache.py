@@ -845,6 +845,26 @@ class Cache:
         self._update(key, **changes)
         return True
 
+    def set_retagged(self, path: Path | str, *, before: TrackRef, after: TrackRef) -> bool:
+        """Another program rewrote the tags of a row's file and nothing else (beets' `beet write`): if the
+        row is current for the file as it was `before`, it takes the size and mtime of `after`, keeping
+        its result and tag_state, so that the next scan does not analyse the file again. A row no longer
+        current for `before` (a scan recorded the file meanwhile) stays as it is. Returns whether it changed."""
+        key, _ = path_key(path)
+        changed = []
+
+        def run():
+            changed.append(self.conn.execute(
+                f"UPDATE {TABLE} SET size = ?, mtime_ns = ? WHERE path = ? AND size = ? AND mtime_ns = ?",
+                [after.size, after.mtime_ns, key, before.size, before.mtime_ns]).rowcount > 0)
+        self._write(run)
+        if changed[0] and self._by_stat is not None:  # row_of's identity lookup finds the row at its new stat
+            keys = self._by_stat.get((before.size, before.mtime_ns), [])
+            if key in keys:
+                keys.remove(key)
+            self._by_stat.setdefault((after.size, after.mtime_ns), []).append(key)
+        return changed[0]
+
     def mark_missing(self, keys: list[str]) -> int:
         """Mark these rows' files as vanished (kept until `prune`)."""
         if not keys:

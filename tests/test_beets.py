@@ -372,3 +372,98 @@ def test_retag_writes_the_mood_back_after_moodtag_untag(tmp_path, originals):
     run = beet("moodtag", "-w", "--retag")
     assert "0 analysed, 4 unchanged (cached), 0 failed, tags written 1;" in run.stderr, run.stderr
     assert read_mood(track).mood == "calm"
+
+
+def scan_actions(beet: Beets) -> dict[str, str]:
+    """`moodtag scan` (the real CLI, with the beets config's cache) of the music folder: file name -> its
+    action (analysed, cached, failed)."""
+    run = run_cli("scan", "--json", "--db", beet.cache, beet.music, check=True)
+    return {Path(row["path"]).name: row["action"] for row in map(json.loads, run.stdout.splitlines())}
+
+
+def test_beets_own_tag_writes_leave_nothing_to_analyse_again(tmp_path, originals):
+    """`beet modify -w` and `beet write` change only tags, but also each file's size and mtime: the next
+    `moodtag scan` (or `beet moodtag`) analysed every file again (after `beet mbsync` of 50,000 files,
+    40 minutes). The plugin hears beets' writes: a row current before one takes the file's new size and
+    mtime, and the moods stay in the files."""
+    from mutagen import flac
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    assert "tags written 4" in beet("moodtag", "-w").stderr
+    run = beet("modify", "-y", "-w", "title=Renamed")
+    assert "Traceback" not in run.stderr and "moodtag:" not in run.stderr, run.stderr
+    assert flac.FLAC(beet.music / "calm_a.flac")["TITLE"] == ["Renamed"]  # beets wrote the files
+
+    assert scan_actions(beet) == dict.fromkeys(TRACKS, "cached")
+    for name, (mood, _) in TRACKS.items():
+        assert read_mood(beet.music / name).mood == mood, name
+
+    # another tool's edit is analysed again (as before); after `beet write` puts beets' title back, nothing
+    audio = flac.FLAC(beet.music / "calm_a.flac")
+    audio["TITLE"] = ["Edited in Picard"]
+    audio.save()
+    assert scan_actions(beet)["calm_a.flac"] == "analysed"
+    beet("write")
+    assert flac.FLAC(beet.music / "calm_a.flac")["TITLE"] == ["Renamed"]
+    assert scan_actions(beet) == dict.fromkeys(TRACKS, "cached")
+    assert all(read_mood(beet.music / name).mood == mood for name, (mood, _) in TRACKS.items())
+
+
+def test_beets_id3v23_write_keeps_moodtags_mood_in_the_mp3(tmp_path, originals):
+    """With beets' `id3v23: yes`, beets' write turned the MP3's tag into v2.3 and mutagen's conversion
+    dropped TMOO, a frame v2.3 lacks: moodtag's mood was gone from the file (its MOODTAG_* frames left),
+    while beets' item still said exciting. The plugin writes it back, as v2.3's TXXX:mood."""
+    from mutagen.id3 import ID3
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False}, id3v23=True)
+    beet("import", "-A", "-q", str(beet.music))
+    beet("moodtag", "-w")
+    mp3 = beet.music / "exciting_a.mp3"
+    assert ID3(mp3).version[:2] == (2, 4) and "TMOO" in ID3(mp3)
+
+    run = beet("modify", "-y", "-w", "title=Renamed", f"path:{mp3}")
+    assert "Traceback" not in run.stderr and "moodtag:" not in run.stderr, run.stderr
+    tags = ID3(mp3)
+    assert tags.version[:2] == (2, 3) and str(tags["TIT2"]) == "Renamed"
+    assert tags["TXXX:mood"].text == ["exciting"] and "TMOO" not in tags
+    values = read_mood(mp3)
+    assert values.mood == "exciting" and values.model.startswith("moodtag-rhythm ")
+    assert beet.fields("$mood")["exciting_a.mp3"] == "exciting"
+    assert beet("update", "-p").stdout.strip() == ""  # the item stored the file's mtime after the write back
+    assert scan_actions(beet) == dict.fromkeys(TRACKS, "cached")
+    assert read_mood(mp3).mood == "exciting"
+
+
+def test_a_file_another_tool_changed_before_beets_write_is_analysed_again(tmp_path, originals):
+    """Only a row current before beets' write is carried over: a file another tool changed since moodtag
+    saw it may hold other audio, and the next scan analyses it, while the files beets alone wrote are cached."""
+    from mutagen import flac
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    beet("moodtag", "-w")
+    changed = beet.music / "calm_a.flac"
+    audio = flac.FLAC(changed)
+    audio["TITLE"] = ["Edited in Picard"]
+    audio.save()
+
+    beet("modify", "-y", "-w", "title=Renamed")
+    assert flac.FLAC(changed)["TITLE"] == ["Renamed"]
+    assert scan_actions(beet) == {**dict.fromkeys(TRACKS, "cached"), "calm_a.flac": "analysed"}
+
+
+def test_an_unusable_cache_is_one_warning_and_beets_writes_go_through(tmp_path, originals):
+    """The plugin's part of beets' write never fails it: a cache that cannot be opened is said once, for
+    every file beets writes."""
+    from mutagen import flac
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    beet("moodtag", "-w")
+    beet.cache.write_bytes(b"not a database" * 100)
+
+    run = beet("modify", "-y", "-w", "title=Renamed")
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("moodtag:")]
+    assert len(warnings) == 1 and str(beet.cache) in warnings[0] and "Traceback" not in run.stderr, run.stderr
+    assert flac.FLAC(beet.music / "calm_a.flac")["TITLE"] == ["Renamed"]
