@@ -48,11 +48,17 @@ def analyse_tracks(refs: list[TrackRef], model_path: Path, *, jobs: int, timeout
         suspects: list[TrackRef] = []
         with _pool(jobs) as executor:
             in_flight: dict = {}  # future -> (ref, when submitted)
-            while (queue or in_flight) and not suspects:
+            broken = False  # a worker died since the last wait: submit refused the next track
+            while (queue or in_flight) and not suspects and not broken:
                 while queue and len(in_flight) < IN_FLIGHT_PER_WORKER * jobs and not stop():
-                    ref = queue.popleft()
-                    in_flight[_submit(executor, ref, model_path, device)] = (ref, time.monotonic())
+                    future = _submit_unless_broken(executor, queue[0], model_path, device)
+                    if future is None:  # the track stays first in line for the next pool
+                        broken = True
+                        break
+                    in_flight[future] = (queue.popleft(), time.monotonic())
                 if not in_flight:
+                    if broken:
+                        break  # the dead worker held none of our tracks: a new pool takes the rest
                     return
                 done, _ = wait(in_flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -123,6 +129,20 @@ def _outcome(future, ref: TrackRef) -> Outcome | None:
         raise
     except Exception as exc:  # e.g. a result too big to send back: still this one track's failure
         return ref.path, TrackResult.failed(ref.path, f"internal error ({type(exc).__name__}: {exc})"), None
+
+
+def _submit_unless_broken(executor, ref: TrackRef, model_path: Path, device: str):
+    """_submit, or None when the pool is broken already: a worker died (killed by the OOM killer, say)
+    while the parent was busy elsewhere, writing another track's tags. loky then refuses every submit
+    (BrokenProcessPool, as the futures in flight get), so the tracks in flight are handled as when a
+    result says so: tried alone, then a new pool. A fresh pool never refuses its first submit, so each
+    new pool takes at least one track."""
+    from concurrent.futures.process import BrokenProcessPool  # loky's is a subclass
+
+    try:
+        return _submit(executor, ref, model_path, device)
+    except BrokenProcessPool:
+        return None
 
 
 def _submit(executor, ref: TrackRef, model_path: Path, device: str):

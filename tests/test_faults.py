@@ -85,6 +85,43 @@ def test_a_worker_killed_mid_scan_loses_no_track(many_tracks, tmp_path):
     assert {r["status"] for r in rows(db).values()} == {"ok"} and len(rows(db)) == 40
 
 
+def test_a_worker_killed_while_the_parent_writes_costs_no_track(many_tracks, tmp_path):
+    """A worker that dies while the parent is busy elsewhere (writing another track's row or tags):
+    loky flags the pool broken before the parent's next submit, which raised TerminatedWorkerError
+    out of the scan as a traceback. Here another program holds the cache's write lock, so the parent
+    waits in its next row's write (as in a slow tag write or fsync) while the workers finish their
+    tracks and go idle; then one is killed, as the OOM killer would. The scan goes on in a new pool."""
+    db = tmp_path / "c.db"
+    proc = start("scan", many_tracks, "--db", db, "--jobs", "2", "--no-write")
+    workers = _wait_for_workers(proc, db)
+    blocker = sqlite3.connect(db, timeout=30, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    held_since = time.monotonic()
+    try:
+        while not _idle(workers):  # the parent is held in its write: it takes no result, submits nothing
+            assert proc.poll() is None and time.monotonic() - held_since < 15, "workers never idle"  # < busy timeout
+        assert _count(db) < 40
+        workers[0].kill()
+        time.sleep(1.5)  # loky's manager thread sees the death and flags the pool broken meanwhile
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert {r["status"] for r in rows(db).values()} == {"ok"} and len(rows(db)) == 40
+
+
+def _idle(workers: list[psutil.Process], for_s: float = 0.6) -> bool:
+    """No worker used any CPU for `for_s` seconds: each finished what it held and waits for work."""
+    def cpu():
+        return [sum(w.cpu_times()[:2]) for w in workers]
+
+    before = cpu()
+    time.sleep(for_s)
+    return cpu() == before
+
+
 def slow_victim(folder: Path) -> Path:
     """A WAV slow enough to decode (96 kHz, 40 s) that a watcher sees a worker open it."""
     victim = folder / "victim.wav"
