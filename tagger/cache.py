@@ -319,6 +319,9 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+UNUSABLE = "unusable cache database"  # what opening the cache failed at, where the fault is the file's
+
+
 def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache") -> MoodtagError:
     """An SQLite error -> one line naming the file, the cause and what to do."""
     text = str(exc)
@@ -330,13 +333,70 @@ def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache"
         return MoodtagError(f"{path}: not an SQLite database (is --db the right file?)")
     if "readonly" in low or "read-only" in low:
         return MoodtagError(_unwritable(path, doing) or f"{path}: {doing}: it is read-only ({text})")
-    if "disk is full" in low or "disk full" in low:
-        return MoodtagError(f"{path}: {doing}: disk full")
+    if "disk is full" in low or "disk full" in low or "disk i/o error" in low:
+        return MoodtagError(_disk_trouble(path, text, doing))
     if "locked" in low or "busy" in low:
         return MoodtagError(f"{path}: database is locked by another program (waited {BUSY_TIMEOUT_S:.0f} s)")
     if "interrupted" in low:
         return MoodtagError(f"{path}: interrupted")
     return MoodtagError(f"{path}: {doing} ({text})")
+
+
+def _disk_trouble(path: Path, text: str, doing: str) -> str:
+    """The line for SQLite's "disk full" or "disk I/O error". SQLite says the latter where it cannot make
+    or grow the `-shm` beside a WAL cache, as on a full disk: so the free space of the cache's folder
+    tells which (worded as Cache.check_writable words it). Never "unusable": the file is not at fault,
+    and the line must not invite deleting it."""
+    free = _free_bytes(path.parent)
+    low_space = _disk_full(path.parent)
+    if "full" in text.lower() or low_space:
+        doing = "cannot write to the cache" if doing == UNUSABLE else doing
+        return f"{path}: {doing}: disk full" + (f" ({free // 1024} KB free)" if low_space else "")
+    doing = "cannot read/write the cache database" if doing == UNUSABLE else doing
+    return f"{path}: {doing} ({text})"
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """The bytes this user may still write in `folder`'s file system; None where that cannot be told."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether less than MIN_FREE_BYTES are free in `folder`'s file system (a scan refuses to start)."""
+    free = _free_bytes(folder)
+    return free is not None and free < MIN_FREE_BYTES
+
+
+def _read_only_mount(path: Path) -> bool:
+    """Whether the file system `path` (or, where it does not exist, its folder) lies on is mounted
+    read-only: no chmod can make the cache writable there."""
+    try:
+        return bool(os.statvfs(path if path.exists() else path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _files_beside(path: Path) -> set[Path]:
+    """The `-wal` and `-shm` files beside the cache now (see _remove_unused_beside)."""
+    return {beside for beside in (Path(f"{path}-wal"), Path(f"{path}-shm")) if os.path.lexists(beside)}
+
+
+def _remove_unused_beside(path: Path, there: set[Path]) -> None:
+    """After a connection failed to open on a full disk: delete the `-wal` and `-shm` SQLite made for it
+    (not `there` before) and could not fill: an empty `-wal`, a `-shm` shorter than its first 32 KiB
+    region (one that any connection uses is at least that). A failed command leaves no file behind."""
+    if not _disk_full(path.parent):
+        return
+    for beside, least in ((Path(f"{path}-wal"), 1), (Path(f"{path}-shm"), 32768)):
+        try:
+            if beside not in there and os.lstat(beside).st_size < least:
+                beside.unlink()
+        except OSError:
+            continue
 
 
 def _may(path: Path, mode: int) -> bool:
@@ -347,7 +407,11 @@ def _may(path: Path, mode: int) -> bool:
 def _unwritable(path: Path, doing: str) -> str | None:
     """The line for a cache SQLite could not write, naming what is in the way: the file, its folder
     (where SQLite makes `-wal` and `-shm`, and a new cache), or a `-wal`/`-shm` beside it. None where
-    all of them may be written (the cause is elsewhere: a read-only file system, say)."""
+    all of them may be written (the cause is elsewhere). A read-only file system is named as such (write
+    permission cannot help there, and chmod fails too)."""
+    if _read_only_mount(path):
+        return (f"{path}: {doing}: its file system is mounted read-only; remount it read-write "
+                f"(mount -o remount,rw), or choose another --db")
     if path.exists() and not _may(path, os.W_OK):
         st = path.stat()
         return (f"{path}: {doing}: it is read-only (mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}); "
@@ -462,6 +526,7 @@ class Cache:
         if unwritable is not None:
             raise MoodtagError(unwritable)
         conn = None
+        there = _files_beside(path)
         try:
             conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
             _check_schema(conn, path)
@@ -480,7 +545,8 @@ class Cache:
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
-            raise db_error(path, exc, "unusable cache database") from None
+            _remove_unused_beside(path, there)
+            raise db_error(path, exc, UNUSABLE) from None
         return cache
 
     @classmethod
@@ -496,18 +562,20 @@ class Cache:
         if not path.is_file():
             raise MoodtagError(f"{path}: no cache database here (run `moodtag scan` first, or pass --db)")
         try:
+            there = _files_beside(path)
             try:
                 flags = cls._read_flags(path)
                 db = cls._connect_readonly(path, flags)
             except sqlite3.OperationalError as exc:
-                if os.access(path.parent, os.W_OK) or "readonly" not in str(exc) and "unable to open" not in str(exc):
+                _remove_unused_beside(path, there)
+                if not cls._cannot_share(path, exc):
                     raise
                 wal = Path(str(path) + "-wal")
                 if not wal.exists() or wal.stat().st_size == 0:
                     flags = "immutable=1"
                     db = cls._connect_readonly(path, flags)
                 else:
-                    return cls._open_private_copy(path)
+                    return cls._open_private_copy_of(path)
             _check_schema(db, path)
             if TABLE not in _table_names(db):
                 db.close()
@@ -516,8 +584,28 @@ class Cache:
                 db.close()
                 return cls._open_upgraded(path)
         except sqlite3.Error as exc:
-            raise db_error(path, exc, "unusable cache database") from None
+            raise db_error(path, exc, UNUSABLE) from None
         return cls(db, path, source=(path, flags))
+
+    @staticmethod
+    def _cannot_share(path: Path, exc: sqlite3.OperationalError) -> bool:
+        """Whether a read failed only because SQLite could not make or grow the `-shm` it shares with other
+        connections: in a folder the user cannot write, or on a full disk (SQLite's "disk I/O error").
+        The cache is read without it then (open_readonly)."""
+        text = str(exc).lower()
+        if not os.access(path.parent, os.W_OK):
+            return "readonly" in text or "unable to open" in text
+        return "disk i/o error" in text and _disk_full(path.parent)
+
+    @classmethod
+    def _open_private_copy_of(cls, path: Path) -> "Cache":
+        """_open_private_copy, a copy that cannot be made (a full temporary folder) one line."""
+        try:
+            return cls._open_private_copy(path)
+        except OSError as exc:
+            raise MoodtagError(f"{path}: cannot read the cache: a private copy of it and its -wal (SQLite "
+                               f"cannot read them where they are) cannot be made in "
+                               f"{tempfile.gettempdir()} ({exc.strerror or exc})") from None
 
     @classmethod
     def _open_upgraded(cls, path: Path) -> "Cache":
@@ -541,8 +629,9 @@ class Cache:
         user opens can write it, and a scan of another user starting meanwhile writes to its own
         `-wal`, not to the file, until a checkpoint (1000 pages, or its end): only that could change
         the file under this read. Else (a `-wal` is there: a writer may be running) `mode=ro`, which
-        uses the files that are there."""
-        if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
+        uses the files that are there. On a full disk, as where the user may not write: SQLite cannot
+        grow a new `-shm` there ("disk I/O error"), and left it, and an empty `-wal`, behind."""
+        if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK) and not _disk_full(path.parent):
             return "mode=rw"
         if not Path(str(path) + "-wal").exists() and _wal_mode(path):
             return "immutable=1"
@@ -591,7 +680,7 @@ class Cache:
         try:
             return Cache(self._connect_readonly(file, flags), self.path, source=self._source)
         except sqlite3.Error as exc:
-            raise db_error(self.path, exc, "unusable cache database") from None
+            raise db_error(self.path, exc, UNUSABLE) from None
 
     @contextmanager
     def released(self) -> Iterator[None]:
@@ -660,6 +749,11 @@ class Cache:
     def one(self, sql: str, params=()) -> tuple | None:
         """The first row of a query (or None)."""
         return next(self.rows(sql, params, chunk=1), None)
+
+    def holds_under(self, folder: Path) -> bool:
+        """Whether any row's path lies under `folder` (one indexed query)."""
+        where, params = under_root(folder)
+        return next(self.rows(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", params, chunk=1), None) is not None
 
     def known_under(self, roots: list[Path]) -> dict[str, CachedTrack]:
         """Every row whose path lies under one of `roots` (one query per root), by path key."""
@@ -754,12 +848,16 @@ class Cache:
         self._write(run)
 
     def unwalked_under(self, roots: list[Path]) -> Iterator[CachedTrack]:
-        """Rows under `roots`, not marked missing, whose keys `add_walked` was not given since `begin_walk`."""
+        """Rows under `roots`, not marked missing, whose keys `add_walked` was not given since `begin_walk`;
+        each once, however many of `roots` hold it (`scan lib lib/A`)."""
+        seen: set[str] = set()
         for root in roots:
             where, params = under_root(root)
             for row in self.rows(f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE ({where}) AND status <> 'missing' "
                                  f"AND path NOT IN (SELECT path FROM temp.{_WALKED})", params):
-                yield CachedTrack(*row)
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    yield CachedTrack(*row)
 
     def get(self, path: Path | str) -> dict | None:
         key, _ = path_key(path)
@@ -866,18 +964,21 @@ class Cache:
         return changed[0]
 
     def mark_missing(self, keys: list[str]) -> int:
-        """Mark these rows' files as vanished (kept until `prune`)."""
+        """Mark these rows' files as vanished (kept until `prune`). Returns how many rows that is (a key
+        given twice is one row)."""
+        keys = list(dict.fromkeys(keys))
         if not keys:
             return 0
+        marked = []
 
         def run():
             with self._transaction():
                 for i in range(0, len(keys), 500):
                     chunk = keys[i:i + 500]
-                    self.conn.execute(f"UPDATE {TABLE} SET status = 'missing' WHERE path IN "
-                                      f"({','.join('?' * len(chunk))})", chunk)
+                    marked.append(self.conn.execute(f"UPDATE {TABLE} SET status = 'missing' WHERE path IN "
+                                                    f"({','.join('?' * len(chunk))})", chunk).rowcount)
         self._write(run)
-        return len(keys)
+        return sum(marked)
 
     def prune(self, roots: list[Path] | None = None) -> int:
         """Forget the rows `prunable` names. Returns how many."""
@@ -890,7 +991,9 @@ class Cache:
         the rows whose files are gone now (tagger.discover.vanished, the test a scan marks them missing
         by: a file back since, a disk mounted again, keeps its row, its result and the user's untag), and
         not those whose nearest folder still there is empty (the mount point of a disk not mounted now)
-        unless a PATH names that folder or a place inside it. Streamed: one query per root, the
+        unless a PATH names that folder or a place inside it (for a row behind a symlink whose target is
+        not there, a folder linked to a disk not mounted now: the nearest folder along the link's
+        target). Streamed: one query per root (and, with `roots`, one over the rows marked missing), the
         emptiness of each folder looked at once."""
         from tagger.discover import vanished
 
@@ -926,7 +1029,9 @@ class Cache:
 
     def _prune_candidates(self, roots: list[Path] | None) -> Iterator[tuple[str, bytes | None, str]]:
         """(key, path bytes, status) of the rows `prunable` looks at, each once: marked missing (under
-        `roots` if given), and every row under a root that does not exist."""
+        `roots` if given, or behind a broken symlink that points into one of them: the rows under
+        `Music/Live -> /mnt/ext/Live`, kept while /mnt/ext is empty, are forgotten by `prune /mnt/ext` as
+        prune's line says), and every row under a root that does not exist."""
         columns = f"SELECT path, path_bytes, status FROM {TABLE} WHERE"
         if not roots:
             yield from self.rows(f"{columns} status = 'missing'")
@@ -940,6 +1045,14 @@ class Cache:
                 if row[0] not in seen:
                     seen.add(row[0])
                     yield row
+        named = [os.fsencode(root) for root in filter_roots(roots)]
+        targets: dict[bytes, bytes | None] = {}
+        for row in self.rows(f"{columns} status = 'missing'"):
+            target = None if row[0] in seen else _broken_link_target(
+                row[1] if row[1] is not None else os.fsencode(row[0]), targets)
+            if target is not None and any(_at_or_inside(target, root) for root in named):
+                seen.add(row[0])
+                yield row
 
     def forget(self, keys: list[str]) -> int:
         """Delete the rows of these keys. Returns how many keys were given."""
@@ -999,11 +1112,18 @@ class PrunePlan:
 
 def _empty_folder_above(path: bytes, seen: dict[bytes, bytes | None]) -> bytes | None:
     """The nearest folder above `path` that is still there, when it holds nothing (an unmounted disk's
-    mount point, or a folder emptied), else None; `seen` remembers the answer for each parent folder."""
-    start = os.path.dirname(path)
+    mount point, or a folder emptied), else None; `seen` remembers the answer for each parent folder.
+    Where `path`, or a folder above it, is a symlink whose target is not there (a library's folder linked
+    to a disk not mounted now), the folders above the link's target are the ones looked at."""
+    start = path if os.path.islink(path) and not os.path.exists(path) else os.path.dirname(path)
     if start not in seen:
         folder = start
+        followed: set[bytes] = set()
         while folder and not os.path.isdir(folder):
+            if os.path.islink(folder) and folder not in followed:  # a broken link: where it points
+                followed.add(folder)
+                folder = os.path.realpath(folder)
+                continue
             parent = os.path.dirname(folder)
             if parent == folder:
                 break
@@ -1014,6 +1134,20 @@ def _empty_folder_above(path: bytes, seen: dict[bytes, bytes | None]) -> bytes |
         except OSError:  # cannot be listed: nothing says it is a mount point; its file is gone
             seen[start] = None
     return seen[start]
+
+
+def _broken_link_target(path: bytes, targets: dict[bytes, bytes | None]) -> bytes | None:
+    """Where `path` lies through the symlinks on its way when it, or a folder above it, is a symlink whose
+    target is not there (tagger.discover.behind_broken_link); else None. `targets` remembers the answer
+    for each parent folder."""
+    from tagger.discover import behind_broken_link
+
+    folder = os.path.dirname(path)
+    if folder not in targets:
+        targets[folder] = os.path.realpath(folder) if behind_broken_link(folder) else None
+    if targets[folder] is not None:
+        return os.path.join(targets[folder], os.path.basename(path))
+    return os.path.realpath(path) if os.path.islink(path) and not os.path.exists(path) else None
 
 
 def _at_or_inside(path: bytes, folder: bytes) -> bool:

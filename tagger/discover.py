@@ -16,10 +16,13 @@ AUDIO_SUFFIXES = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".
 
 @dataclass(frozen=True)
 class WalkProblem:
-    """A file or folder that could not be walked, and why."""
+    """A file or folder that could not be walked, and why. `if_known`: a broken symlink not named like
+    audio (a folder of the library linked to a disk not mounted now, or a dead link to a cover): a
+    problem only where the cache holds tracks under it, which the caller, who has the cache, asks."""
 
     path: Path
     cause: str
+    if_known: bool = False
 
 
 def is_audio_name(name: str) -> bool:
@@ -144,6 +147,8 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: 
             subdirs.append(entry)
             continue
         if not is_audio_name(entry.name):
+            if entry.is_symlink() and _dangles(path):  # a folder on a disk not mounted now, say: its rows are kept
+                yield WalkProblem(path, BROKEN_LINK, if_known=True)
             continue
         try:
             fst = entry.stat(follow_symlinks=True)
@@ -193,11 +198,40 @@ class _Identities:
 
 
 def vanished(path) -> bool:
-    """Whether the file is known to be gone: lstat says it does not exist. A file that cannot be
-    looked at (a folder without permission, an I/O error) is not: its row must not be marked missing
-    (and then forgotten by `prune`) because of that."""
+    """Whether the file is known to be gone: lstat says it does not exist, or its path now holds what is
+    neither a regular file nor a symlink to one (a folder, a FIFO, a device: no scan takes it for the
+    file; a symlink whose target is not there, whose rows a scan keeps: behind_broken_link). A file
+    that cannot be looked at (a folder without permission, an I/O error) is not: its row must not be
+    marked missing (and then forgotten by `prune`) because of that."""
     try:
-        os.lstat(path)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return not stat.S_ISREG(st.st_mode)
+
+
+def behind_broken_link(path) -> bool:
+    """Whether `path`, or a folder above it, is a symlink whose target is not there (a library's folder
+    linked to a disk not mounted now): the file may be back with the disk, so a scan keeps its row as it
+    is, as it keeps the rows under a PATH that is not there. The nearest of `path` and the folders above
+    it that is there (lstat) is looked at: one lstat per missing folder above it."""
+    place = path
+    while not os.path.lexists(place):
+        parent = os.path.dirname(place)
+        if parent == place:
+            return False
+        place = parent
+    return os.path.islink(place) and not os.path.exists(place)
+
+
+def _dangles(path: Path) -> bool:
+    """Whether the symlink `path` points to nothing (its target, or a folder on the way to it, is not there)."""
+    try:
+        os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return True
     except OSError:

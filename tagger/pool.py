@@ -146,8 +146,33 @@ def _submit_unless_broken(executor, ref: TrackRef, model_path: Path, device: str
 
 
 def _submit(executor, ref: TrackRef, model_path: Path, device: str):
-    with _signals_blocked():  # a worker started now begins with them blocked, then ignores them
+    with _starting_workers(), _signals_blocked():  # a worker started now begins with them blocked, then ignores them
         return executor.submit(analyze_in_worker, ref.path, str(model_path), device)
+
+
+@contextmanager
+def _starting_workers():
+    """Around what starts worker processes (the resource trackers, the queues loky makes with the pool,
+    the workers it spawns on a submit): no file descriptor left for a pipe or a semaphore (a low
+    `ulimit -n`) is one MoodtagError line, not a traceback (loky's OSError, or the UnboundLocalError its
+    spawn raises while handling that OSError)."""
+    import errno
+
+    try:
+        yield
+    except Exception as exc:
+        cause = exc
+        while cause is not None and not (isinstance(cause, OSError) and cause.errno in (errno.EMFILE, errno.ENFILE)):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        if cause.errno == errno.ENFILE:
+            raise MoodtagError("cannot start worker processes: too many open files in the system") from None
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        raise MoodtagError(f"cannot start worker processes: too many open files (the limit is {limit}: "
+                           f"ulimit -n)") from None
 
 
 def _death_cause(exc: BaseException | None) -> str:
@@ -167,7 +192,7 @@ def _death_cause(exc: BaseException | None) -> str:
 def _pool(jobs: int):
     from joblib.externals.loky import ProcessPoolExecutor
 
-    with _signals_blocked():
+    with _starting_workers(), _signals_blocked():
         executor = ProcessPoolExecutor(max_workers=jobs, timeout=IDLE_WORKER_TIMEOUT_S, initializer=init_worker,
                                        initargs=(os.getpid(),), env=_THREAD_LIMITS)
     try:
@@ -226,9 +251,9 @@ def _signals_blocked():
     without the mask (Ctrl-C printed its KeyboardInterrupt traceback while it imported)."""
     wanted = {getattr(signal, name) for name in WORKER_SIGNALS}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
-    _start_resource_trackers()
-    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
-    try:
+    try:  # the mask restored even where a tracker cannot start (no file descriptor left: _starting_workers)
+        _start_resource_trackers()
+        signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -96,6 +96,19 @@ class Restored:
     path: Path
     action: str   # e.g. "restored as it was before an interrupted tag write"
 
+    @property
+    def pending(self) -> bool:
+        """Whether the write is still to be undone (its file could not be reached or opened for writing:
+        a folder not mounted, a read-only file system): the entry is kept for the next recovery, and
+        the file may still be torn."""
+        return self.action.startswith("not recovered")
+
+    @property
+    def undone(self) -> bool:
+        """Whether the file is whole again: the write undone, found finished, or its unfinished copy
+        deleted (not a write left alone because the file is gone or changed, nor one still pending)."""
+        return self.action.startswith(("restored", "kept:", "deleted the unfinished copy"))
+
 
 # --- the plan: mutagen's save on an overlay ------------------------------------------------
 

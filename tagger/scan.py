@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from tagger.cache import KEPT, LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
-from tagger.discover import Library, WalkProblem, vanished, walk
+from tagger.discover import Library, WalkProblem, behind_broken_link, vanished, walk
 from tagger.errors import MoodtagError, unreadable
 from tagger import stages
 from tagger.records import TrackRef, TrackResult
@@ -184,10 +184,14 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         cache = _open_cache(db_path, dry_run=dry_run)
         if not dry_run:
             cache.check_writable()
+        pending: set[str] = set()  # real paths of files whose interrupted tag write is not undone yet
         if write_tags:
             journal = _journal(db_path)
             for restored in journal.recover():
-                summary.restored += 1
+                if restored.undone:
+                    summary.restored += 1
+                elif restored.pending:  # still torn, maybe: not analysed in this scan (see the walk)
+                    pending.add(os.path.realpath(restored.path))
                 on_event(ScanEvent("restored", path=restored.path, cause=restored.action))
         roots = [Path(os.path.abspath(p)) for p in paths]
         options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag,
@@ -247,8 +251,17 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         for item in walk(paths, include_hidden=include_hidden, known=known):
             check_stop()
             if isinstance(item, WalkProblem):
+                if item.if_known and (cache is None or not cache.holds_under(item.path)):
+                    continue  # a dead link to a cover, say: nothing of the library's behind it
                 summary.problems.append((str(item.path), item.cause))
                 on_event(ScanEvent("problem", path=item.path, cause=item.cause))
+                continue
+            if pending and os.path.realpath(item.path) in pending:  # its analysis would read a torn file
+                if notes_walk:  # its row stays as it is: not marked missing
+                    cache.add_walked([path_key(item.path)[0]])
+                cause = "not analysed until its interrupted tag write is undone"
+                summary.problems.append((str(item.path), cause))
+                on_event(ScanEvent("problem", path=item.path, cause=cause))
                 continue
             summary.found += 1
             batch.append(item)
@@ -261,7 +274,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if notes_walk:  # rows under a PATH that is not there (an unmounted share?) stay as they are
             library = Library.of(roots, include_hidden=include_hidden)
             gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)])
-                    if vanished(row.fs_path) or _walked_by_its_own_name(row.fs_path, library)]
+                    if _gone(row.fs_path) or _walked_by_its_own_name(row.fs_path, library)]
             summary.missing = cache.mark_missing(gone)
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
@@ -328,8 +341,9 @@ def _found_again(cache: Cache, batch: list[TrackRef], keyed: list[tuple[str, byt
                  write: bool) -> dict[str, CachedTrack]:
     """The rows of a batch of walked files that were not where they are now, by key: a row marked
     missing whose file is back (its status as before: CachedTrack.present_status), and for a file with
-    no row, the row of the same file moved or renamed (_moved_row), which takes the file's key and path
-    bytes, keeping its result and tag state, so the file is not analysed again. Written to the cache in
+    no row, its row under another of its names (_same_file_row) or the row of the same file moved or
+    renamed (_moved_row), which takes the file's key and path bytes, keeping its result and tag state,
+    so the file is not analysed again (and keeps one row). Written to the cache in
     one transaction, unless not `write` (a dry run: the rows as they are, so that their data is read
     where it is). `keyed`: the batch's (key, raw bytes); `claimed`: the old keys of rows moved so far;
     `absent`: the scan's PATHs that are not there (an unmounted share), whose rows stay as they are."""
@@ -340,7 +354,7 @@ def _found_again(cache: Cache, batch: list[TrackRef], keyed: list[tuple[str, byt
     new = [(ref, key, raw) for ref, (key, raw) in zip(batch, keyed) if key not in rows]
     like = cache.rows_like([ref for ref, _, _ in new], model_name=spec.name, model_version=spec.version) if new else {}
     for ref, key, raw in new:
-        row = _moved_row(ref, like, claimed, absent) if key not in found else None
+        row = None if key in found else _same_file_row(ref, like, claimed) or _moved_row(ref, like, claimed, absent)
         if row is not None:
             claimed.add(row.path)
             row = replace(row, status=row.present_status)
@@ -350,19 +364,51 @@ def _found_again(cache: Cache, batch: list[TrackRef], keyed: list[tuple[str, byt
     return {key: row for key, (_, row) in found.items()}
 
 
+def _same_file_row(ref: TrackRef, like: dict, claimed: set[str]) -> CachedTrack | None:
+    """The row `ref`'s file has under another of its names, still there: one of the rows of the same
+    model, size, mtime and name (`like`, Cache.rows_like) not `claimed` yet whose path reaches the same
+    file (device and inode). So a library scanned through a symlink to it and then by its real path (or
+    the reverse), or a file reached through a link into a hidden folder and then, with --hidden, by its
+    own path, is one file: its row takes the name this scan walks it by (the name the walk's rules give
+    it, Library.name_of), instead of the file being analysed again beside a second row."""
+    rows = [row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
+            if row.path not in claimed]
+    if not rows:
+        return None
+    try:
+        here = os.stat(ref.path)
+    except OSError:
+        return None
+    for row in rows:
+        try:
+            if os.path.samestat(os.stat(row.fs_path), here):
+                return row
+        except OSError:
+            continue
+    return None
+
+
 def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path]) -> CachedTrack | None:
     """The row `ref`'s file had before it was moved or renamed: one of the rows of the same model, size,
-    mtime and name (`like`, Cache.rows_like) not `claimed` yet whose own file is gone (vanished: never
-    the original of a copy, which is a file of its own) and not under an `absent` PATH (a copy of an
-    unmounted share's file is not its move), the one whose path ends most like the file's."""
+    mtime and name (`like`, Cache.rows_like) not `claimed` yet whose own file is gone (_gone: never the
+    original of a copy, which is a file of its own, nor a file behind a broken link) and not under an
+    `absent` PATH (a copy of an unmounted share's file is not its move), the one whose path ends most
+    like the file's."""
     rows = [row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
             if row.path not in claimed and not any(Path(os.fsdecode(row.fs_path)).is_relative_to(root)
-                                                   for root in absent) and vanished(row.fs_path)
+                                                   for root in absent) and _gone(row.fs_path)
             and not _maybe_unmounted(row.fs_path)]
     tails = sorted(((_shared_tail(row.fs_path, ref.path), row) for row in rows), key=lambda pair: -pair[0])
     if not tails or len(tails) > 1 and tails[0][0] == tails[1][0]:
         return None  # two gone files as like it as each other (two albums' '01 Intro.wav'): analysed, never guessed
     return tails[0][1]
+
+
+def _gone(path) -> bool:
+    """Whether a row's file is gone for a scan: vanished (tagger.discover), and not behind a symlink whose
+    target is not there (a folder linked to a disk not mounted now: its rows stay as they are, as under
+    a PATH that is not there, and are never taken for a moved file's)."""
+    return vanished(path) and not behind_broken_link(path)
 
 
 def _maybe_unmounted(path) -> bool:

@@ -59,6 +59,8 @@ def untag(
             if stops.requested:
                 break
             if isinstance(item, WalkProblem):
+                if item.if_known and (rows is None or not rows.holds_under(item.path)):
+                    continue  # a dead link to a cover, say: nothing of the library's behind it
                 failed += 1
                 error_line(item.path, item.cause)
                 continue
