@@ -78,7 +78,9 @@ class ScanProgress:
                          f"moodtag's)")
             self.advance(o.action == "analysed")
         elif event.kind == "restored":
-            self.log(f"[yellow]recovered:[/] {shown(event.path)}: {shown(event.cause)}")
+            # an interrupted write that cannot be undone yet (its folder not mounted) is not "recovered"
+            what = "interrupted tag write" if event.cause.startswith("not recovered") else "recovered"
+            self.log(f"[yellow]{what}:[/] {shown(event.path)}: {shown(event.cause)}")
         elif event.kind == "jobs":
             self.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "
                      "available (--oversubscribe allows more)")

@@ -170,12 +170,13 @@ print(json.dumps(out))
     track = tmp_path / "mnt" / "lib" / "t.flac"
     ro = out["ro"]
     assert ro["rc"] == 0, ro["err"]
-    assert f"{track}: not recovered yet: Read-only file system" in ro["err"]
+    assert f"interrupted tag write: {track}: not recovered yet: Read-only file system" in ro["err"]
     assert f"{track}: not analysed until its interrupted tag write is undone" in ro["err"]
     assert "interrupted writes undone" not in ro["err"]
     assert out["ro_rows"] == out["before"] and out["before"][0][2] == "ok"
     rw = out["rw"]
-    assert rw["rc"] == 0 and f"{track}: restored as it was before an interrupted tag write" in rw["err"], rw["err"]
+    assert rw["rc"] == 0, rw["err"]
+    assert f"recovered: {track}: restored as it was before an interrupted tag write" in rw["err"], rw["err"]
     assert any(line.split() == ["interrupted", "writes", "undone", "1"] for line in rw["err"].splitlines()), rw["err"]
     assert [json.loads(line)["action"] for line in out["rw_json"]["out"].splitlines()] == ["cached"]
     (path, mood, status, error, tag_state, *_), = out["rw_rows"]

@@ -45,7 +45,8 @@ def untag(
             f"waiting for a moodtag scan using {shown(db_path)} to finish..."))
         journal = UndoJournal.for_cache(db_path)
         for restored in journal.recover():
-            warn(f"recovered {shown(restored.path)}: {shown(restored.action)}")
+            warn(f"{'interrupted tag write' if restored.pending else 'recovered'} {shown(restored.path)}: "
+                 f"{shown(restored.action)}")
     changed = unchanged = 0
     failed = len(missing)
     rows = None  # the cache, read for the mood moodtag wrote into each file (a dry run only reads it)
