@@ -341,22 +341,33 @@ class _ID3Fields:
                 del tags[frame.HashKey]
 
     def mood_origins(self, tags) -> list[str]:
-        """For each mood value read() reads, in its order, the frame it is in: ID, description, encoding."""
-        origins = [_origin("TMOO", "", int(frame.encoding)) for frame in tags.getall("TMOO") for _ in frame.text]
-        origins += [_origin("TXXX", frame.desc, int(frame.encoding)) for frame in tags.getall("TXXX")
+        """For each mood value read() reads, in its order, the frame it is in: ID, description, encoding,
+        and the tag's version then (3 for v2.3: see put_back)."""
+        version = tags.version[1]
+        origins = [_origin("TMOO", "", int(frame.encoding), version) for frame in tags.getall("TMOO")
+                   for _ in frame.text]
+        origins += [_origin("TXXX", frame.desc, int(frame.encoding), version) for frame in tags.getall("TXXX")
                     if frame.desc.upper() == MOOD_FIELD for _ in frame.text]
         return origins
 
     def valid_origin(self, origin: tuple) -> bool:
-        return (len(origin) == 3 and origin[0] in ("TMOO", "TXXX") and isinstance(origin[1], str)
+        return (len(origin) in (3, 4) and origin[0] in ("TMOO", "TXXX") and isinstance(origin[1], str)
                 and (origin[1] == "" if origin[0] == "TMOO" else origin[1].upper() == MOOD_FIELD)
-                and origin[2] in (0, 1, 2, 3))
+                and origin[2] in (0, 1, 2, 3) and (len(origin) == 3 or origin[3] in (2, 3, 4)))
 
     def put_back(self, tags, moods: list[tuple[tuple, str]]) -> None:
-        """Replaced mood values back into the frames they came from, one frame per ID and description."""
+        """Replaced mood values back into the frames they came from, one frame per ID and description. A
+        TMOO (v2.4's frame) goes back into a tag that is v2.3 now only where it was in a v2.3 tag then
+        (Mp3tag writes it there): one from a v2.4 tag, which another program saved as v2.3 since (beets'
+        id3v23), goes into TXXX:mood, v2.3's mood field, as moodtag writes it: a TMOO would be dropped
+        by the next v2.3 save (mutagen's update_to_v23), and the user's mood with it."""
         frames: dict[tuple, list[str]] = {}
         for origin, text in moods:
-            frames.setdefault(origin, []).append(text)
+            frame_id, desc, encoding, *then = origin
+            if frame_id == "TMOO" and _saved_as_v23(tags) and then != [3]:
+                frame_id, desc = "TXXX", MOOD_FIELD.lower()
+                encoding = id3.Encoding.UTF16 if encoding == id3.Encoding.UTF8 else encoding  # v2.3 has no UTF-8
+            frames.setdefault((frame_id, desc, encoding), []).append(text)
         for (frame_id, desc, encoding), texts in frames.items():
             tags.add(id3.TMOO(encoding=encoding, text=texts) if frame_id == "TMOO"
                      else id3.TXXX(encoding=encoding, desc=desc, text=texts))
@@ -999,6 +1010,10 @@ def _require_whole_id3(audio, fh) -> None:
         names = ", ".join(sorted({frame[:3].decode("latin-1") for frame in tags.unknown_frames} | dropped))
         raise TagError(f"ID3v2.2 tag with frames no later ID3 version has ({names}), which rewriting it would "
                        "lose; the tag was not changed")
+    pictures = sum(isinstance(frame, id3.APIC) for frame in tags.values()) if tags.version < (2, 3, 0) else 0
+    if pictures > 1:  # mutagen's update_to_v24 (prepare_save) makes one picture of them, the last one twice
+        raise TagError(f"ID3v2.2 tag with {pictures} pictures, which rewriting it as ID3v2.4 would cut to one; "
+                       "the tag was not changed")
     with _mutagen_errors(writing=False, fmt=None):
         fh.seek(0)
         tags._pre_load_header(fh)  # where mutagen found the tag: the file's start, or a WAV/AIFF chunk

@@ -171,6 +171,51 @@ def test_an_id3v22_tags_duplicates_each_become_a_v24_frame(tmp_path, sources):
         ("TIT2", b"\x00Title\x00"), ("TPE1", b"\x00Artist A\x00"), ("TPE1", b"\x00Artist B\x00")]
 
 
+def test_an_id3v22_tag_with_two_pictures_is_left_as_it_is(tmp_path, sources):
+    """mutagen's upgrade of a v2.2 tag to v2.4 made one picture of two (the back cover twice, the front
+    cover gone, for good: untag could not bring it back); such a tag is refused, the file unchanged, and
+    a v2.2 tag with one picture is still tagged, its picture kept."""
+    def v22(path: Path, pictures: list[bytes]) -> bytes:
+        pics = [b"\x00" + fmt + bytes([kind]) + b"\x00" + data for fmt, kind, data in
+                ((b"JPG", 3, b"\xff\xd8FRONT"), (b"PNG", 4, b"\x89PNGBACK"))[:len(pictures)]]
+        body = b"".join(name.encode() + len(data).to_bytes(3, "big") + data
+                        for name, data in [("TT2", b"\x00Title")] + [("PIC", pic) for pic in pics]) + bytes(64)
+        path.write_bytes(b"ID3\x02\x00\x00" + bytes((len(body) >> s) & 0x7F for s in (21, 14, 7, 0)) + body
+                         + after_id3v2(sources["mp3"].read_bytes()))
+        return path.read_bytes()
+
+    two = tmp_path / "two.mp3"
+    before = v22(two, [1, 2])
+    with pytest.raises(TagError, match="ID3v2.2 tag with 2 pictures, which rewriting it as ID3v2.4 would cut "
+                                       "to one; the tag was not changed"):
+        write_mood(two, VALUES)
+    assert two.read_bytes() == before
+    one = tmp_path / "one.mp3"
+    v22(one, [1])
+    assert write_mood(one, VALUES) is True
+    assert [(f.type, f.data) for f in id3.ID3(one).getall("APIC")] == [(3, b"\xff\xd8FRONT")]
+
+
+def test_a_tmoo_replaced_in_a_v24_tag_comes_back_as_txxx_mood_once_the_tag_is_v23(tmp_path, sources):
+    """A v2.4 file's own TMOO, replaced (--replace-mood); then another program saves the tag as v2.3
+    (beets' id3v23); untag put TMOO back into the v2.3 tag, which the next v2.3 save (mutagen's
+    update_to_v23) drops: the user's mood lost for good. It comes back as TXXX:mood, v2.3's mood field.
+    A TMOO that was in a v2.3 tag (Mp3tag writes it there) comes back as TMOO."""
+    v24 = tmp_path / "v24.mp3"
+    mp3_with_tag(v24, sources["mp3"], as_v24(text("TIT2", "Song", 4)) + as_v24(text("TMOO", "Happy", 4)), 4)
+    assert write_mood(v24, VALUES, replace=True) is True
+    tags = id3.ID3(v24)
+    tags.save(v24, v2_version=3)  # as beets saves it with id3v23: yes
+    assert remove_mood(v24) is True
+    tags = id3.ID3(v24)
+    assert tags.version == (2, 3, 0) and "TMOO" not in tags and tags["TXXX:mood"].text == ["Happy"]
+    v23 = tmp_path / "v23.mp3"
+    mp3_with_tag(v23, sources["mp3"], text("TIT2", "Song") + text("TMOO", "Happy"), 3)
+    assert write_mood(v23, VALUES, replace=True) is True
+    assert remove_mood(v23) is True
+    assert id3.ID3(v23)["TMOO"].text == ["Happy"]
+
+
 # --- empty ID3 text frames ----------------------------------------------------------------------
 
 EMPTY = {  # text frames that hold nothing, as taggers leave them
