@@ -629,9 +629,11 @@ class Cache:
         user opens can write it, and a scan of another user starting meanwhile writes to its own
         `-wal`, not to the file, until a checkpoint (1000 pages, or its end): only that could change
         the file under this read. Else (a `-wal` is there: a writer may be running) `mode=ro`, which
-        uses the files that are there. On a full disk, as where the user may not write: SQLite cannot
-        grow a new `-shm` there ("disk I/O error"), and left it, and an empty `-wal`, behind."""
-        if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK) and not _disk_full(path.parent):
+        uses the files that are there. A full disk is not told from here: a disk with little room left
+        may still take a writer's pages (prune's), which would change the file under an immutable read
+        (read as "damaged"); open_readonly falls back to immutable only where SQLite could not make its
+        `-shm` there ("disk I/O error", _cannot_share)."""
+        if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
             return "mode=rw"
         if not Path(str(path) + "-wal").exists() and _wal_mode(path):
             return "immutable=1"

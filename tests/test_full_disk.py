@@ -107,6 +107,36 @@ def test_a_disk_io_error_is_never_called_an_unusable_cache(tmp_path):
     assert line == f"{db}: cannot read/write the cache database (disk I/O error)"
 
 
+def test_a_nearly_full_disk_is_read_shared_not_as_immutable(needs_namespace, library, tmp_path):
+    """With a few hundred KB left, SQLite still makes its `-shm` and writers (prune, beets' writes) still
+    write: a read command opened the cache immutable there (any disk under 1 MiB free counted as full),
+    and a prune meanwhile made a healthy cache read as "damaged ... move it aside". It is read shared
+    (mode=rw), as on any disk with room, and a prune between two reads is seen."""
+    script = PRELUDE + """
+from tagger.cache import Cache
+lib = Path(sys.argv[2])
+db = mnt / "c.db"
+out = {"first": cli("scan", lib, "--db", db, "--no-write")}
+fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+while shutil.disk_usage(mnt).free > 600 * 1024:
+    os.write(fd, bytes(1 << 16))
+os.close(fd)
+reader = Cache.open_readonly(db)
+out["flags"] = reader._source[1]
+out["rows"] = sum(1 for _ in reader.rows("SELECT path FROM tracks"))
+first = next(iter(reader.rows("SELECT path FROM tracks")))[0]
+writer = Cache.open(db, create=False)
+writer.forget([first])
+writer.close()
+out["after"] = sum(1 for _ in reader.rows("SELECT path FROM tracks"))
+reader.close()
+print(json.dumps(out))
+"""
+    out = in_namespace(script, tmp_path / "mnt", library)
+    assert out["first"]["rc"] == 0, out["first"]["err"]
+    assert out["flags"] == "mode=rw" and (out["rows"], out["after"]) == (2, 1), out
+
+
 def test_a_cache_on_a_read_only_file_system_names_the_mount(needs_namespace, library, tmp_path):
     """A cache on a file system mounted read-only was blamed on its mode: `it is read-only (mode 0644,
     owner uid 0); make it writable (chmod u+w)`, which cannot help (chmod fails there too)."""
