@@ -188,6 +188,25 @@ def test_a_library_scanned_through_a_link_and_by_its_real_path_keeps_one_row_per
     assert len(rows(db)) == 3
 
 
+def test_two_libraries_sharing_files_by_hard_links_each_keep_their_rows(tmp_path):
+    """`cp -al Music/Album Phone/Album`, each library scanned into one cache: a hard link is a name of
+    its own, not another spelling of the same path, so each scan must leave the other library's rows
+    where they are (taking them swapped the rows at every scan and left the album out of each
+    library's playlists)."""
+    music, phone = tmp_path / "Music", tmp_path / "Phone"
+    track(music / "Album" / "a.flac", "calm", 1)
+    (phone / "Album").mkdir(parents=True)
+    os.link(music / "Album" / "a.flac", phone / "Album" / "a.flac")
+    db = tmp_path / "c.db"
+    both = sorted(str(lib / "Album" / "a.flac") for lib in (music, phone))
+    scan(music, db=db)
+    scan(phone, db=db)
+    assert sorted(rows(db)) == both
+    for lib in (music, phone):
+        assert actions(scan(lib, db=db)) == {str(lib / "Album" / "a.flac"): ("cached", "unchanged")}
+        assert sorted(rows(db)) == both
+
+
 def test_a_link_into_a_hidden_folder_with_and_without_hidden_keeps_one_row(tmp_path):
     """lib/Fav -> .stash: a scan walks s.ogg as Fav/s.ogg, one with --hidden as .stash/s.ogg (its own
     path; the link is passed over). Switching analysed the file again and left two ok rows of it."""
