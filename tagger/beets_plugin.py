@@ -43,7 +43,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import confuse
@@ -51,7 +51,8 @@ from beets import ui
 from beets.dbcore import types
 from beets.plugins import BeetsPlugin
 
-from tagger.cache import Cache, CachedTrack, resolve_db_path, scan_lock
+from tagger.cache import Cache, CachedTrack, path_key, resolve_db_path, scan_lock
+from tagger.discover import behind_broken_link, vanished
 from tagger.errors import MoodtagError
 from tagger.records import TrackRef, printable
 from tagger.scan import ScanEvent, ScanSummary, TrackOutcome, scan_files
@@ -237,6 +238,11 @@ class BeetsWrites:
     the file's new size and mtime, keeping its result and tag_state, and the next scan does not analyse
     the file again. A file without a row, or changed since moodtag saw it, is left to the next scan.
 
+    beets' moves and removals too: a file beets moved (`beet mv`, an import that moves; `item_moved`)
+    takes its row with it, where the row is current for it (moved), and a file beets deleted (`beet rm
+    -d`; `item_removed`, which beets sends before it deletes the file) has its row marked missing at
+    `cli_exit` (removed), so that `moodtag prune` forgets it.
+
     Nothing is raised into beets, whose write is done: a failure is one warning line naming the file and
     the cause. The cache (the plugin's, `db`) is opened when a write first needs it, once per thread that
     writes (an import writes from its pipeline's threads; an SQLite connection stays in the thread that
@@ -250,6 +256,7 @@ class BeetsWrites:
         self._off = False                      # the configured cache cannot be used (said once)
         self._caches: dict[int, Cache] = {}    # by thread
         self._noted: dict[bytes, Noted] = {}   # by the path beets writes
+        self._removed: list[bytes] = []        # the files of the items beets removed (item_removed)
         self._guard = threading.Lock()
 
     def before(self, path: bytes) -> None:
@@ -273,9 +280,28 @@ class BeetsWrites:
         except Exception as exc:  # noqa: BLE001 (beets' write is done; the next scan analyses the file)
             self._warn(path, "moodtag's cache not updated after beets' write", exc)
 
+    def moved(self, source: bytes, destination: bytes) -> None:
+        """beets' `item_moved` event (`beet mv`, `beet move`, an import with move; the file is at
+        `destination` now): the row of the file at `source`, where it is current for the file as it is
+        now (status ok, same size and mtime: a move keeps them), takes the destination's path, keeping its
+        result and tag_state (Cache.found_again, as a scan moves a renamed file's row); so the next scan
+        neither analyses the file again nor keeps a second row under the old path. Where the destination
+        has a row already, both stay as they are. A copy (`item_copied`) is another file: left alone."""
+        try:
+            self._move_row(source, destination)
+        except Exception as exc:  # noqa: BLE001 (beets' move is done; the next scan analyses the file)
+            self._warn(destination, "moodtag's cache not updated after beets' move", exc)
+
+    def removed(self, item) -> None:
+        """beets' `item_removed` event: the item's file noted. beets sends it before `beet rm -d` deletes
+        the file, so whether the file is gone is seen at `cli_exit` (close)."""
+        self._removed.append(bytes(item.path))
+
     def close(self) -> None:
-        """beets' `cli_exit` event: the connections closed (one opened in another thread, an import's, is
+        """beets' `cli_exit` event: the rows of removed items' files that are gone now marked missing
+        (forget_removed), then the connections closed (one opened in another thread, an import's, is
         closed as it is dropped: SQLite's connections refuse another thread's close)."""
+        self.forget_removed()
         with self._guard:
             caches, self._caches = list(self._caches.values()), {}
         self._noted.clear()
@@ -284,6 +310,45 @@ class BeetsWrites:
                 cache.close()
             except sqlite3.Error:
                 pass
+
+    def forget_removed(self) -> None:
+        """The row of each removed item's file that is gone now (`beet rm -d`; as a scan's _gone: not a
+        file behind a broken link, whose disk may be back) marked missing, so that `moodtag prune`
+        forgets it; a file still there (`beet rm` without -d) keeps its row."""
+        removed, self._removed = self._removed, []
+        for path in dict.fromkeys(removed):
+            try:
+                file = Path(os.path.abspath(os.fsdecode(path)))
+                if not vanished(file) or behind_broken_link(file):
+                    continue
+                cache = self._cache()
+                if cache is None:
+                    return
+                found = cache.row_of(file)
+                if found is not None:
+                    cache.mark_missing([found[1].path])
+            except Exception as exc:  # noqa: BLE001 (beets' removal is done)
+                self._warn(path, "not marked missing in moodtag's cache after beets deleted it", exc,
+                           then="`moodtag scan` of its folder marks it")
+
+    def _move_row(self, source: bytes, destination: bytes) -> None:
+        """moved's work: the source's row, where current for the destination's file, under its path."""
+        cache = self._cache()
+        if cache is None:
+            return
+        old, new = (Path(os.path.abspath(os.fsdecode(p))) for p in (source, destination))
+        if old == new:  # beets' move of a file onto itself (same file) sends the event too
+            return
+        found = cache.row_of(old)
+        if found is None:
+            return
+        row, st = found[1], os.stat(new)
+        if row.status != "ok" or (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            return
+        key, raw = path_key(new)
+        if cache.lookup(list(dict.fromkeys([key, path_key(os.path.realpath(new))[0]]))):
+            return  # the destination has a row of its own: both left as they are
+        cache.found_again([(row.path, replace(row, path=key, path_bytes=raw))])
 
     def _note(self, path: bytes) -> Noted | None:
         cache = self._cache()
@@ -409,6 +474,8 @@ class MoodtagPlugin(BeetsPlugin):
         self._writes = BeetsWrites(lambda: self._db(None), self._log)  # beets' own tag writes
         self.register_listener("write", self._writes.before)
         self.register_listener("after_write", self._writes.after)
+        self.register_listener("item_moved", self._writes.moved)
+        self.register_listener("item_removed", self._writes.removed)
         self.register_listener("cli_exit", self._writes.close)
         try:
             auto = self.config["auto"].get(bool)

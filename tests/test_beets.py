@@ -467,3 +467,50 @@ def test_an_unusable_cache_is_one_warning_and_beets_writes_go_through(tmp_path, 
     warnings = [line for line in run.stderr.splitlines() if line.startswith("moodtag:")]
     assert len(warnings) == 1 and str(beet.cache) in warnings[0] and "Traceback" not in run.stderr, run.stderr
     assert flac.FLAC(beet.music / "calm_a.flac")["TITLE"] == ["Renamed"]
+
+
+def cache_rows(beet: Beets) -> list[tuple[str, str]]:
+    """The cache's rows: (path, status), by path."""
+    with sqlite3.connect(beet.cache) as db:
+        return sorted(db.execute("SELECT path, status FROM tracks"))
+
+
+def test_beet_mv_takes_the_cache_rows_along_and_nothing_is_analysed_again(tmp_path, originals):
+    """`beet mv` renames the files: their cache rows stayed under the old paths (status ok), the next
+    `beet moodtag` or `moodtag scan` analysed every moved file again, and the cache held two ok rows per
+    file. The plugin hears beets' moves: each current row takes its file's new path."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    assert "tags written 4" in beet("moodtag", "-w").stderr
+    dest = tmp_path / "moved"
+    dest.mkdir()
+    run = beet("mv", "-d", str(dest))
+    assert "Traceback" not in run.stderr and "moodtag:" not in run.stderr, run.stderr
+    moved = sorted(p for p in dest.rglob("*") if p.is_file())
+    assert len(moved) == 4 and not any(beet.music.glob("*.*"))  # beets moved the files
+
+    assert cache_rows(beet) == [(str(p), "ok") for p in moved]  # one ok row per file, at its new path
+    run = run_cli("scan", "--json", "--db", beet.cache, dest, check=True)
+    assert [row["action"] for row in map(json.loads, run.stdout.splitlines())] == ["cached"] * 4, run.stdout
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in beet("moodtag").stderr
+    assert cache_rows(beet) == [(str(p), "ok") for p in moved]
+
+
+def test_beet_rm_d_marks_the_row_missing_and_prune_forgets_it(tmp_path, originals):
+    """`beet rm -d` deletes the file; its cache row stayed ok, so `moodtag prune` (no PATH) forgot
+    nothing. The plugin marks the row of a removed item's file that is gone missing; `beet rm` without
+    -d leaves the file, and its row."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    beet("moodtag")
+    deleted, kept = beet.music / "calm_a.flac", beet.music / "calm_b.wav"
+
+    run = beet("rm", "-d", "-f", f"path:{deleted}")
+    assert "Traceback" not in run.stderr and "moodtag:" not in run.stderr, run.stderr
+    beet("rm", "-f", f"path:{kept}")
+    assert not deleted.exists() and kept.exists()
+    statuses = dict(cache_rows(beet))
+    assert statuses == {**{str(beet.music / n): "ok" for n in TRACKS}, str(deleted): "missing"}
+
+    run_cli("prune", "--db", beet.cache, check=True)
+    assert dict(cache_rows(beet)) == {str(beet.music / n): "ok" for n in TRACKS if n != deleted.name}
