@@ -150,7 +150,9 @@ class DaskCluster:
             threads, counted = 1, 0.0
             idle = _NoWorkers(on_workers)
             while (queue or in_flight) and not stop():
-                if time.monotonic() - counted > RECOUNT_S:  # workers join and leave during a long scan
+                # workers join and leave during a long scan; while none are there, counted at every poll,
+                # so that their return is told before the tracks left finish
+                if idle.told or time.monotonic() - counted > RECOUNT_S:
                     counted = time.monotonic()
                     threads = max(1, idle.count(self._threads(), counted))
                 while queue and len(in_flight) < IN_FLIGHT_PER_THREAD * threads:
