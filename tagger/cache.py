@@ -714,13 +714,9 @@ class Cache:
     def check_writable(self) -> None:
         """Raise MoodtagError unless a row could be written now: the file and its folder writable, and
         some free space beside it. A scan calls this before it writes the first tag."""
-        try:
-            free = os.statvfs(self.path.parent)
-        except OSError:
-            free = None
-        if free is not None and free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+        if _disk_full(self.path.parent):
             raise MoodtagError(f"{self.path}: cannot write to the cache: disk full "
-                               f"({free.f_bavail * free.f_frsize // 1024} KB free)")
+                               f"({_free_bytes(self.path.parent) // 1024} KB free)")
 
         def probe():
             self.conn.execute("BEGIN IMMEDIATE")

@@ -78,8 +78,10 @@ class ScanProgress:
                          f"moodtag's)")
             self.advance(o.action == "analysed")
         elif event.kind == "restored":
+            from tagger.safewrite import Restored
+
             # an interrupted write that cannot be undone yet (its folder not mounted) is not "recovered"
-            what = "interrupted tag write" if event.cause.startswith("not recovered") else "recovered"
+            what = "interrupted tag write" if Restored(event.path, event.cause).pending else "recovered"
             self.log(f"[yellow]{what}:[/] {shown(event.path)}: {shown(event.cause)}")
         elif event.kind == "jobs":
             self.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "

@@ -366,30 +366,19 @@ def _found_again(cache: Cache, batch: list[TrackRef], keyed: list[tuple[str, byt
 
 def _same_file_row(ref: TrackRef, like: dict, claimed: set[str]) -> CachedTrack | None:
     """The row `ref`'s file has under another of its names, still there: one of the rows of the same
-    model, size, mtime and name (`like`, Cache.rows_like) not `claimed` yet whose path reaches the same
-    file (device and inode). So a library scanned through a symlink to it and then by its real path (or
+    model, size, mtime and name (`like`, Cache.rows_like) not `claimed` yet whose path leads to the same
+    real path (symlinks resolved). So a library scanned through a symlink to it and then by its real path (or
     the reverse), or a file reached through a link into a hidden folder and then, with --hidden, by its
     own path, is one file: its row takes the name this scan walks it by (the name the walk's rules give
-    it, Library.name_of), instead of the file being analysed again beside a second row. Another
-    spelling only: both paths lead to one real path (symlinks resolved). A hard link is a name of its
-    own (`cp -al Music Phone`: each library keeps its row; taking the other's would swap them at
+    it, Library.name_of), instead of the file being analysed again beside a second row. A hard link is
+    a name of its own (`cp -al Music Phone`: each library keeps its row; taking the other's would swap them at
     every scan, and leave each library's playlists without the album)."""
     rows = [row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
             if row.path not in claimed]
     if not rows:
         return None
-    try:
-        here = os.stat(ref.path)
-    except OSError:
-        return None
     real = os.path.realpath(os.fsencode(ref.path))
-    for row in rows:
-        try:
-            if os.path.samestat(os.stat(row.fs_path), here) and os.fsencode(os.path.realpath(row.fs_path)) == real:
-                return row
-        except OSError:
-            continue
-    return None
+    return next((row for row in rows if os.fsencode(os.path.realpath(row.fs_path)) == real), None)
 
 
 def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path]) -> CachedTrack | None:

@@ -7,7 +7,8 @@ moodtag writes a mood field and its own namespaced fields, and nothing else:
     MOODTAG_MODEL         "name version", e.g. "moodtag-cnn 1.0.0"
     MOODTAG_REPLACED_MOOD the mood field's values before moodtag replaced them (only with replace=True)
     MOODTAG_REPLACED_MOOD_FROM  beside it, for each value the field it came from, as JSON: an ID3 frame
-                          ["TMOO" or "TXXX", desc, encoding], an MP4 atom [name, data type], a Vorbis key [key]
+                          ["TMOO" or "TXXX", desc, encoding, the tag's version], an MP4 atom [name, data
+                          type], a Vorbis key [key]
 
 The mood field is shared with other tools (Picard, Mp3tag, beets plugins) and with the user's own
 hand: a mood moodtag did not write is never lost. It is moodtag's when the file also holds
