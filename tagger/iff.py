@@ -23,6 +23,9 @@ from dataclasses import dataclass
 CONTAINERS = {b"RIFF": "<", b"RIFX": ">", b"FORM": ">"}  # RF64 (64-bit sizes) is not read here
 AUDIO_CHUNKS = (b"data", b"SSND")
 UNKNOWN_SIZE = 0xFFFFFFFF  # what a WAV written to a pipe keeps in its size fields
+# A recorder stopped before it finished the header leaves 0 there instead: an audio chunk of 0 bytes
+# followed by bytes that are no chunk (its audio, which FFmpeg reads to the file's end) is read as a
+# size never written, as UNKNOWN_SIZE is; so is a RIFF/FORM size of 0 with chunks after it.
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,16 @@ class Overrun:
 
     @property
     def unknown_size(self) -> bool:
-        return self.declared == UNKNOWN_SIZE
+        """Its size was never written: UNKNOWN_SIZE, or 0 with its audio after it (see UNKNOWN_SIZE)."""
+        return self.declared in (UNKNOWN_SIZE, 0)
 
     def describe(self) -> str:
         name = self.chunk.decode("latin-1")
         if self.pad_only:
             return f"its last chunk ('{name}') has an odd size and lacks the pad byte that must follow it"
+        if self.declared == 0:
+            return (f"its '{name}' chunk declares 0 bytes and {self.present:,} follow it (its header never "
+                    "finished: a recording stopped early)")
         if self.unknown_size:
             return f"its '{name}' chunk gives no size (a WAV written to a pipe, its header never finished)"
         return (f"it is cut short: its '{name}' chunk declares {self.declared:,} bytes and the file holds "
@@ -95,7 +102,10 @@ def _form(fh) -> _Form | None:
     order = CONTAINERS.get(head[:4])
     if order is None or len(head) < 12:
         return None
-    return _Form(head[:4], order, struct.unpack(order + "I", head[4:8])[0], file_size)
+    size_field = struct.unpack(order + "I", head[4:8])[0]
+    if size_field == 0 and file_size > 12:  # never written (UNKNOWN_SIZE): its chunks run to the file's end
+        size_field = UNKNOWN_SIZE
+    return _Form(head[:4], order, size_field, file_size)
 
 
 def _chunks(fh, form: _Form, *, within_form: bool):
@@ -109,7 +119,22 @@ def _chunks(fh, form: _Form, *, within_form: bool):
         header = fh.read(8)
         declared = struct.unpack(form.order + "I", header[4:])[0]
         yield header[:4], pos, declared
+        if declared == 0 and header[:4] in AUDIO_CHUNKS and _audio_follows(fh, form, pos + 8):
+            return  # the rest of the file is this chunk's audio (UNKNOWN_SIZE's note)
         pos += 8 + declared + (declared & 1)
+
+
+def _audio_follows(fh, form: _Form, at: int) -> bool:
+    """Whether the bytes from `at` (after an audio chunk that declares 0 bytes) are its audio rather
+    than the next chunk: at least a chunk header's worth of them, not starting with a chunk ID (four
+    printable ASCII characters) whose chunk fits in the file. Random bytes pass both tests about once in
+    40,000 files of 5 MB; a recording's first samples, near silence, are 0x00 and 0xFF bytes."""
+    if at + 8 > form.file_size:
+        return False
+    fh.seek(at)
+    header = fh.read(8)
+    size = struct.unpack(form.order + "I", header[4:])[0]
+    return not (all(32 <= byte < 127 for byte in header[:4]) and at + 8 + size <= form.file_size)
 
 
 def overrun(fh, *, within_form: bool = True) -> Overrun | None:
@@ -122,6 +147,8 @@ def overrun(fh, *, within_form: bool = True) -> Overrun | None:
         return None
     for chunk, pos, declared in _chunks(fh, form, within_form=within_form):
         start = pos + 8
+        if declared == 0 and chunk in AUDIO_CHUNKS and _audio_follows(fh, form, start):
+            return Overrun(chunk, 0, form.file_size - start)
         if start + declared > form.file_size:
             return Overrun(chunk, declared, form.file_size - start)
         if start + declared + (declared & 1) > form.file_size:  # the pad byte of an odd last chunk is missing

@@ -12,7 +12,7 @@ def render_timeline(result, spec, console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from tagger.analyze import decision_rule
+    from tagger.analyze import SILENT, decision_rule
     from tagger.console import shown
     from tagger.records import counted
 
@@ -36,11 +36,17 @@ def render_timeline(result, spec, console) -> None:
                   f"[bold]{escape(result.mood)}[/]",
                   _bar_cell(result.scores, result.mood, shown_label, spec.threshold))
     console.print(table)
-    agree = sum(clip.mood == result.mood for clip in result.clips)
+    sounding = [clip for clip in result.clips if clip.mood != SILENT]  # silent clips are left out
+    agree = sum(clip.mood == result.mood for clip in sounding)
     console.print(decision_text(result, spec), soft_wrap=False)  # wrapped at word ends to the width
     alone = (f"the one clip alone says {escape(result.clips[0].mood or '')}" if len(result.clips) == 1
+             else f"the one sounding clip alone says {escape(sounding[0].mood or '')}" if len(sounding) == 1
+             else f"{agree} of {len(sounding)} sounding clips alone say {escape(result.mood)}"
+             if len(sounding) < len(result.clips)
              else f"{agree} of {len(result.clips)} clips alone say {escape(result.mood)}")
-    console.print(f"{alone}; the track's scores are {decision_rule(spec, len(result.clips))}.", soft_wrap=False)
+    silent = len(result.clips) - len(sounding)
+    left_out = f" ({silent} silent {'clip' if silent == 1 else 'clips'} left out)" if silent else ""
+    console.print(f"{alone}; the track's scores are {decision_rule(spec, len(sounding))}{left_out}.", soft_wrap=False)
 
 
 def decision_text(result, spec) -> str:
