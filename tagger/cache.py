@@ -816,17 +816,49 @@ class Cache:
             st = os.stat(path)
         except OSError:
             return None
-        if self._by_stat is None:
-            self._by_stat = {}
-            for key, size, mtime_ns in self.rows(f"SELECT path, size, mtime_ns FROM {TABLE} WHERE status != 'missing'"):
-                self._by_stat.setdefault((size, mtime_ns), []).append(key)
-        for key in self._by_stat.get((st.st_size, st.st_mtime_ns), ()):
+        for key in self._keys_made_for(st):
             row = self.lookup([key]).get(key)
             try:
                 if row is not None and os.path.samestat(os.stat(row.fs_path), st):
                     return Path(os.fsdecode(row.fs_path)), row
             except OSError:
                 continue
+        return None
+
+    def _keys_made_for(self, st: os.stat_result) -> list[str]:
+        """The keys of the rows not marked missing made for a file of this size and mtime. The (size,
+        mtime) of every row are read once, on the first call: a folder of misses costs one pass over the table."""
+        if self._by_stat is None:
+            self._by_stat = {}
+            for key, size, mtime_ns in self.rows(f"SELECT path, size, mtime_ns FROM {TABLE} WHERE status != 'missing'"):
+                self._by_stat.setdefault((size, mtime_ns), []).append(key)
+        return self._by_stat.get((st.st_size, st.st_mtime_ns), [])
+
+    def kept_as(self, path: Path) -> Path | None:
+        """The name the cache keeps the file at `path` under: `path` itself where it has a row (whatever
+        its status); else another name of that same file (its real path the same) that is not a symlink
+        itself, with a row not marked missing made for the file's size and mtime (a library scanned
+        through a link to its folder: `~/Music -> /data/music`). Another link to the file is no name of
+        the file's own, nor is a hard link (a name of its own). None if neither: a scan names a symlink's
+        file by it (discover.walk's `known`), so a "Favorites" folder of links into a library scanned
+        before is that library's rows. One lookup, and, on a miss, the identity pass of _keys_made_for."""
+        if self.lookup([path_key(path)[0]]):
+            return path
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        real = os.fsencode(os.path.realpath(path))
+        for key in self._keys_made_for(st):
+            if "\\" in key:  # an escaped key: its path is the row's raw bytes
+                row = self.lookup([key]).get(key)
+                if row is None:
+                    continue
+                name = os.fsencode(row.fs_path)
+            else:
+                name = os.fsencode(key)
+            if not os.path.islink(name) and os.fsencode(os.path.realpath(name)) == real:
+                return Path(os.fsdecode(name))
         return None
 
     # A scan notes the keys it walks in a temporary table of this connection (on disk, not in memory),

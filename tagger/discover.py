@@ -42,18 +42,24 @@ class Library:
         return cls(tuple((os.path.realpath(root), Path(os.path.abspath(root))) for root in roots
                          if os.path.isdir(root)), include_hidden)
 
-    def name_of(self, link: Path) -> Path:
+    def name_of(self, link: Path, known: Callable[[Path], Path | None] | None = None) -> Path:
         """The path a walk gives the file that `link` (a symlink, or a path through one) names: its own
         path (under the root as given) when the library holds it there too, so that it is one track with one
         cache row whichever of its names the walk meets first (folders are walked in sorted order, and a
-        "Favorites" folder of links may come before the albums). A link to a file outside the library,
-        or to one the walk would not take by its own name (in a hidden folder, not named as audio),
-        keeps the link's path."""
+        "Favorites" folder of links may come before the albums). A link to a file outside the library
+        (a "Favorites" folder scanned on its own, after the library it points into): the name `known`
+        (the cache, as in walk) says its file has a row under, so that the file keeps that one row.
+        Else, and for a link to a file the walk would not take by its own name (in a hidden folder, not
+        named as audio), the link's path."""
         target = os.path.realpath(link)
         if not is_audio_name(target):
             return link
         place = self._own_place(target)
-        return link if place is None else place[0].joinpath(*place[1])
+        if place is not None:
+            return place[0].joinpath(*place[1])
+        if known is not None and not self._holds(target):
+            return known(Path(target)) or link
+        return link
 
     def walks_folder(self, link: Path) -> bool:
         """Whether the folder the symlink `link` points to is walked by its own name anyway: it lies under
@@ -65,6 +71,10 @@ class Library:
         if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
             return False
         return self._own_place(target) is not None
+
+    def _holds(self, target: str) -> bool:
+        """Whether the real path `target` lies under one of the roots (in a hidden folder or not)."""
+        return any(os.path.relpath(target, real).split(os.sep)[0] != os.pardir for real, _ in self.folders)
 
     def _own_place(self, target: str) -> tuple[Path, list[str]] | None:
         """(root as given, the parts below it) of the first root the real path `target` lies under, in no
@@ -84,19 +94,24 @@ def own_name(link: Path, *, include_hidden: bool = False) -> Path:
     that holds it (Library.name_of), spelled through that folder as given. The link's own path where no
     folder above it holds the file, or holds it only in a hidden folder. Which folder the user scans as
     the library is not known here, so a scan takes this name only where the cache has a row under it
-    (walk's `known`): `scan Favorites/x.mp3` then keeps the one row a scan of the library made."""
+    (walk's `known` gives this name back): `scan Favorites/x.mp3` then keeps the one row a scan of the
+    library made."""
     link = Path(os.path.abspath(link))
     return Library.of(list(link.parents), include_hidden=include_hidden).name_of(link)
 
 
 def walk(paths: list[Path], *, include_hidden: bool = False,
-         known: Callable[[Path], bool] | None = None) -> Iterator[TrackRef | WalkProblem]:
+         known: Callable[[Path], Path | None] | None = None) -> Iterator[TrackRef | WalkProblem]:
     """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
     suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
     or two links to one file) is visited once; a link to a file in the library gives the file's own path
     (Library.name_of; a link named directly: its file's own name where `known` says that name has a
     row, own_name), and a link to a folder the walk takes by its own name is passed over
-    (Library.walks_folder). Unreadable folders and broken links give WalkProblems."""
+    (Library.walks_folder). `known(path)`: the name the cache keeps the file at `path` under (`path`
+    itself where it has a row, else another of the file's names; None: none, or no cache), so that a
+    link below a PATH to a file outside every PATH (a "Favorites" folder of links into a library
+    scanned before) is the file's one track under that name; where none is known, the link's path.
+    Hard links are names of their own. Unreadable folders and broken links give WalkProblems."""
     seen_dirs: set = set()
     seen_files = _Identities()
     library = Library.of(paths, include_hidden=include_hidden)
@@ -108,7 +123,7 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
             yield WalkProblem(root, _cause(exc))
             continue
         if root.is_dir():
-            yield from _walk_dir(root, st, seen_dirs, seen_files, library)
+            yield from _walk_dir(root, st, seen_dirs, seen_files, library, known)
         elif not stat.S_ISREG(st.st_mode):
             yield WalkProblem(root, f"not a regular file ({file_kind(st.st_mode)}), skipped")
         else:
@@ -116,11 +131,11 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
                 name = root
                 if root.is_symlink() and known is not None:  # its file's own row, where a scan made one
                     own = own_name(root, include_hidden=include_hidden)
-                    name = own if own != root and known(own) else root
+                    name = own if own != root and known(own) == own else root
                 yield TrackRef(path=name, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
-def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: Library):
+def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: Library, known=None):
     ident = (st.st_dev, st.st_ino)
     if ident in seen_dirs:
         if folder.is_symlink():
@@ -164,7 +179,7 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: 
         if not seen_files.first_time(fst):
             continue
         if entry.is_symlink():
-            path = library.name_of(path)
+            path = library.name_of(path, known)
         yield TrackRef(path=path, size=fst.st_size, mtime_ns=fst.st_mtime_ns)
     for entry in subdirs:
         path = Path(entry.path)
@@ -175,7 +190,7 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: 
         except OSError as exc:
             yield WalkProblem(path, _cause(exc))
             continue
-        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, library)
+        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, library, known)
 
 
 class _Identities:

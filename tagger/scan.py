@@ -243,9 +243,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             elif row is not None and row.tagged and (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns):
                 last_written[key] = row.mood  # a different label there now was put by hand
 
-        def known(path: Path) -> bool:  # a link given as a PATH takes its file's own row, where there is one
-            key = path_key(path)[0]
-            return cache is not None and key in cache.lookup([key])
+        def known(path: Path) -> Path | None:  # a link's file keeps the row the cache has for it (Cache.kept_as)
+            return cache.kept_as(path) if cache is not None else None
 
         batch: list[TrackRef] = []
         for item in walk(paths, include_hidden=include_hidden, known=known):
@@ -274,7 +273,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if notes_walk:  # rows under a PATH that is not there (an unmounted share?) stay as they are
             library = Library.of(roots, include_hidden=include_hidden)
             gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)])
-                    if _gone(row.fs_path) or _walked_by_its_own_name(row.fs_path, library)]
+                    if _gone(row.fs_path) or _walked_by_its_own_name(row.fs_path, library, known)]
             summary.missing = cache.mark_missing(gone)
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
@@ -431,13 +430,14 @@ def _shared_tail(a, b) -> int:
     return shared
 
 
-def _walked_by_its_own_name(path, library: Library) -> bool:
+def _walked_by_its_own_name(path, library: Library, known) -> bool:
     """Whether the row's path names, through a symlink (to the file, or to a folder above it), a file the
-    walk takes by its own path (Library.name_of, Library.walks_folder): such a row (made before the walk
-    did so) is the file's second row, and is marked missing so that it leaves playlists and stats and
+    walk takes by its own path (Library.name_of, Library.walks_folder), or is a symlink to a file outside
+    the scan's PATHs that the walk names as `known` says the cache keeps it: such a row (made before the
+    walk did so) is the file's second row, and is marked missing so that it leaves playlists and stats and
     `prune` forgets it; the file's own row holds its result. Only rows the walk did not meet get here."""
     name = Path(os.fsdecode(path))
-    return library.name_of(name) != name
+    return library.name_of(name, known if os.path.islink(name) else None) != name
 
 
 def check_paths(paths: list[Path]) -> None:
