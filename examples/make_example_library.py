@@ -2,7 +2,9 @@
 """Rebuild examples/library/ : six 30-second excerpts of free-licensed game music, in several formats.
 
 The excerpts come from the moodtag training corpus (../shared/corpus, built by its build_corpus.py)
-and carry their artist, title, album and licence in their tags; see examples/ATTRIBUTION.md.
+and carry their artist, title and album in their tags; the Ogg Vorbis, Opus and FLAC ones also a comment
+naming their licence (the MP3s and the M4A carry none). Every excerpt's licence is in
+examples/ATTRIBUTION.md.
 Usage: python examples/make_example_library.py CORPUS_DIR   (CORPUS_DIR holds dev/<label>/...)
 """
 from __future__ import annotations

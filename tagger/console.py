@@ -1,6 +1,7 @@
 """The CLI's rich consoles: results to stdout, progress and messages to stderr."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import PurePath
 
 from rich.console import Console
@@ -9,6 +10,20 @@ from rich.console import Console
 # writes no emoji codes of its own.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+@contextmanager
+def unpadded(console: Console):
+    """What the block prints to `console`, written into a pipe or a file without the spaces rich ends
+    its lines with (a table's cells padded to its widest row, a wrapped line to the width): plain text
+    has none, and `grep 'x$'` or a diff with a sample would trip on them. On a terminal, as it is."""
+    if console.is_terminal:
+        yield
+        return
+    with console.capture() as captured:
+        yield
+    console.file.write("\n".join(line.rstrip(" ") for line in captured.get().split("\n")))
+    console.file.flush()
 
 
 def shown(text) -> str:

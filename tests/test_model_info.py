@@ -167,4 +167,20 @@ def test_in_a_pipe_without_columns_a_value_is_never_folded():
                           timeout=60, check=True)
     [line] = [line for line in proc.stdout.splitlines() if "sha256" in line]
     assert line.split() == ["sha256", file_sha256(resolve_model(None))]
-    assert f" {resolve_model(None)} " in proc.stdout
+    assert f" {resolve_model(None)}\n" in proc.stdout  # whole, on its line
+
+
+def test_in_a_pipe_no_line_ends_in_spaces():
+    """Every line was padded to the longest value's width (261 columns in a pipe without COLUMNS, 80 with
+    COLUMNS=80): text in a pipe ends where its last character is."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    unset = subprocess.run([sys.executable, "-m", "tagger", "model-info"], capture_output=True, text=True, env=env,
+                           timeout=60, check=True).stdout
+    for text in (unset, model_info(columns=80)):
+        lines = text.splitlines()
+        assert len(lines) > 10 and [line for line in lines if line != line.rstrip()] == [], text
+    assert min(len(line) for line in unset.splitlines()) < 40  # `labels  calm, exciting`, as long as its text

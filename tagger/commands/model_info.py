@@ -7,18 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from tagger.commands.options import JsonOption
-
 
 def model_info(
     model: Annotated[Optional[str], typer.Argument(
         metavar="MODEL", help="Model file or shipped model name. Default: the shipped default.")] = None,
-    json_out: JsonOption = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object instead of the table.")] = False,
 ) -> None:
     """Show a model's spec (labels, clip plan, features, threshold), its sha256 and its metrics."""
     from rich.table import Table
 
-    from tagger.console import out, shown
+    from tagger.console import out, shown, unpadded
     from tagger.weights import load_model, resolve_model, shipped_models
 
     path = resolve_model(model)
@@ -74,7 +72,8 @@ def model_info(
     # folded at rich's 80 columns could not be copied or searched in one piece.
     if not out.is_terminal and not os.environ.get("COLUMNS"):
         out.width = 1000  # rich's console caps a print's width at its own
-    out.print(table)
+    with unpadded(out):  # in a pipe, each line as long as its text: not padded to the longest value
+        out.print(table)
 
 
 def metric_rows(metrics: dict) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from tagger.commands.model_info import threshold_text
-from tagger.commands.options import JsonOption, path_value
+from tagger.commands.options import path_value
 from tagger.records import counted
 
 DataArgument = Annotated[list[Path], typer.Argument(
@@ -28,6 +28,10 @@ def warn_not_audio(path: Path, why: str) -> None:
     warn(f"{shown(path)}: {shown(why)}")
 
 
+# The names --descriptors accepts: tagger.descriptors.NAMES, spelled out here because importing that module
+# (numpy) would add ~0.2 s to the start of every command for one line of help; a test checks they agree.
+DESCRIPTOR_NAMES = ("onset_rate, rms_db, perc_fast, centroid, flux_mid, flux_low, flux_high, flux_all, dyn_range, "
+                    "crest, rms_var, tcent, onset_rate25, acf_max")
 LabelsOption = Annotated[Optional[str], typer.Option(
     "--labels", metavar="A,B[,C]",
     help="The labels, in order (a binary model's threshold is on the second). Default: the label "
@@ -35,6 +39,7 @@ LabelsOption = Annotated[Optional[str], typer.Option(
 
 
 def train(
+    ctx: typer.Context,
     data: DataArgument,
     out: Annotated[Path, typer.Option(
         "--output", "--out", "-o", metavar="MODEL", help="The model file to write (.safetensors).")],
@@ -55,12 +60,11 @@ def train(
     lr: Annotated[float, typer.Option("--lr", metavar="LR", help="Peak learning rate (AdamW, one-cycle schedule).")] = 1e-3,
     feature: Annotated[str, typer.Option(
         "--feature", metavar="KIND", help="Model input: mel, stft or mfcc (the seed CNN), or descriptors (a logistic regression "
-                          "on rhythm and dynamics descriptors of the track; the network options are then unused).")] = "mel",
+                          "on rhythm and dynamics descriptors of the track). An option only the other kind uses is an error.")] = "mel",
     descriptors: Annotated[str, typer.Option(
         "--descriptors", metavar="D1,D2", show_default=False,
-        help="With --feature descriptors: which ones (of onset_rate, rms_db, perc_fast, centroid, flux_mid, "
-             "tcent, onset_rate25, acf_max). Default: the shipped default's six, onset_rate, perc_fast, tcent, "
-             "onset_rate25, acf_max, flux_mid.")] =
+        help=f"With --feature descriptors: which ones (of {DESCRIPTOR_NAMES}). Default: the shipped default's "
+             "six, onset_rate, perc_fast, tcent, onset_rate25, acf_max, flux_mid.")] =
         "onset_rate,perc_fast,tcent,onset_rate25,acf_max,flux_mid",
     top_db: Annotated[float, typer.Option(
         "--top-db", metavar="DB", help="With --feature descriptors: floor the dB the onset and flux descriptors "
@@ -103,7 +107,7 @@ def train(
         "--name", metavar="NAME", help="The model's name, stored in the file; with --version it is what a scan's cache "
                                        "tells models apart by. Default: MODEL's file name without .safetensors.")] = None,
     version: Annotated[str, typer.Option("--version", metavar="VERSION", help="The model's version, stored in the file.")] = "1.0.0",
-    json_out: JsonOption = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object instead of the summary table.")] = False,
 ) -> None:
     """Train a model on labelled tracks and write it to MODEL (safetensors, spec inside, no pickle).
 
@@ -117,6 +121,7 @@ def train(
     if regularization_old is not None:
         regularization = regularization_old
     placement = placement or ("spread" if feature == "descriptors" else "contiguous")
+    _refuse_other_kinds_options(ctx, feature)
     try:  # option values that need no data: usage errors (exit status 2), before anything is read
         names = _check_usage(feature=feature, center=center, placement=placement, out=out, val_groups=val_groups,
                              val_fraction=val_fraction, threshold=threshold, mixup=mixup, cv_groups=cv_groups,
@@ -170,6 +175,33 @@ def train(
                                 ensure_ascii=False), markup=False, highlight=False)
         return
     _render_summary(out, final_spec, result, cv, seconds)
+
+
+# Options one kind of model alone uses (parameter names): given with the other kind, they would be ignored.
+DESCRIPTOR_ONLY = ("descriptors", "top_db", "regularization", "regularization_old", "transform")
+NETWORK_ONLY = ("val_groups", "val_fraction", "cross_validate", "cv_groups", "epochs", "clips_per_track", "batch_size",
+                "lr", "center", "balance", "span", "augment", "mixup", "threads")
+
+
+def _refuse_other_kinds_options(ctx: typer.Context, feature: str) -> None:
+    """MoodtagError (an `error:` line, exit status 1) naming the options given on the command line that the
+    model kind `feature` does not use: they were ignored in silence (bad values too) and a training of the
+    other kind started. Before anything is read; an unknown --feature is left to _check_usage."""
+    from tagger.errors import MoodtagError
+    from tagger.features import FEATURE_KINDS
+
+    if feature == "descriptors":
+        kinds = f"{', '.join(FEATURE_KINDS[:-1])} or {FEATURE_KINDS[-1]}"
+        unused, needs = NETWORK_ONLY, f"a network (--feature {kinds}), not --feature descriptors"
+    elif feature in FEATURE_KINDS:
+        unused, needs = DESCRIPTOR_ONLY, "--feature descriptors"
+    else:
+        return
+    given = [p for p in ctx.command.params if p.name in unused
+             and getattr(ctx.get_parameter_source(p.name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
+    if given:
+        names = ", ".join("/".join(p.opts + p.secondary_opts) for p in given)
+        raise MoodtagError(f"{names}: {'needs' if len(given) == 1 else 'need'} {needs}")
 
 
 def _check_usage(*, feature: str, center: str, placement: str, out: Path, val_groups, val_fraction: float,
