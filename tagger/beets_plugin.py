@@ -202,7 +202,8 @@ def summary_line(summary: ScanSummary, tally: ItemTally) -> str:
     files = f" ({tally.files} file{'s' if tally.files != 1 else ''})" if tally.files < items else ""
     return (f"{items} item{'s' if items != 1 else ''}{files}: {summary.analysed} analysed, {summary.cached} "
             f"unchanged (cached), {failed} failed, tags written {summary.written}"
-            + (f", left untagged {summary.untagged} (--retag tags them)" if summary.untagged else "")
+            + (f", left untagged {summary.untagged} (--retag tags those without a mood of their own)"
+               if summary.untagged else "")
             + (f", {', '.join(kept)} (--replace-mood replaces it)" if kept else "")
             + (f"; {moods}" if moods else "") + (" (dry run: nothing stored or written)" if summary.dry_run else ""))
 

@@ -748,9 +748,12 @@ class Cache:
         """The first row of a query (or None)."""
         return next(self.rows(sql, params, chunk=1), None)
 
-    def holds_under(self, folder: Path) -> bool:
-        """Whether any row's path lies under `folder` (one indexed query)."""
+    def holds_under(self, folder: Path, *, present: bool = False) -> bool:
+        """Whether any row's path lies under `folder` (one indexed query); `present`: any row not marked
+        missing."""
         where, params = under_root(folder)
+        if present:
+            where += " AND status <> 'missing'"
         return next(self.rows(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", params, chunk=1), None) is not None
 
     def known_under(self, roots: list[Path]) -> dict[str, CachedTrack]:
@@ -1185,12 +1188,14 @@ def _at_or_inside(path: bytes, folder: bytes) -> bool:
     return path == folder or path.startswith(folder.rstrip(b"/") + b"/")
 
 
-def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False):
+def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False, create: bool = True):
     """Hold `<db>.lock` (db_path resolved) while a scan or untag writes: a second one on the same
     database waits for the first (two writers tagging one file at once could damage it). Released if
-    the process dies. `should_stop` is polled while waiting (an interrupt ends the wait)."""
+    the process dies. `should_stop` is polled while waiting (an interrupt ends the wait). A file that
+    Cache.open(db_path, create=create) refuses gets no lock file beside it (see _refuse_before_locking)."""
     from filelock import FileLock, Timeout
 
+    _refuse_before_locking(db_path, create=create)
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(db_path) + ".lock")
@@ -1213,3 +1218,16 @@ def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False)
                 raise MoodtagError(why) from None
         raise MoodtagError(f"{db_path}: cannot lock the cache database ({exc.strerror or exc})") from None
     return lock
+
+
+def _refuse_before_locking(db_path: Path, *, create: bool) -> None:
+    """Raise Cache.open's refusal of the file at db_path (another program's SQLite file, a cache of a
+    newer moodtag, an empty file where `create` is False) before the first lock file is made beside it:
+    a refused file is left with nothing written beside it, `.lock` included. Nothing to check where the
+    lock file is there already (a cache a scan has used), where no file is yet, or where the file or its
+    folder may not be written (the lock's own error names that): Cache.open checks those under the lock.
+    A file it accepts is opened as the command opens it next (an older cache upgraded, an empty file
+    made a cache), outside the lock as a read command may do it."""
+    if os.path.lexists(f"{db_path}.lock") or not db_path.is_file() or _unwritable(db_path, "") is not None:
+        return
+    Cache.open(db_path, create=create).close()

@@ -12,6 +12,7 @@ per candidate row (os.access, which builds no stat result), nothing more.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import re
@@ -62,7 +63,8 @@ class PlaylistRequest:
     """What goes into one playlist.
 
     model: (name, version) of the model whose results count, or None for results of any model.
-    roots: only files at or under these paths (none: the whole cache).
+    roots: only files at or under these paths (none: the whole cache), and those of `files`.
+    files: the cache keys of single files a PATH's symlinks lead to (PathFilter), besides `roots`.
     limit: at most this many entries (after ordering; None: all).
     """
 
@@ -70,6 +72,7 @@ class PlaylistRequest:
     model: tuple[str, str] | None = None
     min_confidence: float = 0.0
     roots: tuple[Path, ...] = ()
+    files: tuple[str, ...] = ()
     order: str = "score"
     seed: int | None = None
     limit: int | None = None
@@ -456,14 +459,122 @@ def _selection(request: PlaylistRequest) -> tuple[str, list]:
     if request.model is not None:
         where += ["model_name = ?", "model_version = ?"]
         params += list(request.model)
-    if request.roots:
+    if request.roots or request.files:
         alternatives = []
         for root in filter_roots(request.roots):
             sql, root_params = under_root(root)
             alternatives.append(sql)
             params += root_params
-        where.append("(" + " OR ".join(f"({a})" for a in alternatives) + ")")
+        if request.files:  # one parameter however many (a folder of 5,000 links)
+            alternatives.append("path IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(request.files))
+        where.append(_any_of(alternatives))
     return " AND ".join(where), params
+
+
+def _any_of(conditions: list[str]) -> str:
+    """SQL true where one of `conditions` is, as a balanced tree of ORs: SQLite refuses an expression more
+    than 1,000 deep, which a plain chain of ORs of 500 folders (a folder of album links) was."""
+    if len(conditions) == 1:
+        return f"({conditions[0]})"
+    half = len(conditions) // 2
+    return f"({_any_of(conditions[:half])} OR {_any_of(conditions[half:])})"
+
+
+@dataclass(frozen=True)
+class PathFilter:
+    """What a playlist's PATH arguments select (see path_filter): PlaylistRequest's roots and files, and
+    the PATHs under which no cached track was found, for a warning each."""
+
+    roots: tuple[Path, ...] = ()
+    files: tuple[str, ...] = ()
+    empty: tuple[Path, ...] = ()
+
+
+def path_filter(cache: Cache, paths: Iterable[Path]) -> PathFilter:
+    """The places `paths` stand for. A PATH under which the cache holds rows (one indexed query per
+    spelling of it, cache.filter_roots) is taken as it is, never walked: `playlist calm ~/Music` costs
+    the same on any library, and a link below it is not followed. A PATH under which it holds none is
+    typically a folder of symlinks ("Favorites"), whose files a scan keeps under their own paths (a
+    link to a file the library holds is that file): it is walked (links to folders below it not
+    followed) and each link stands for what it leads to, a file for its row (as Cache.row_of finds
+    one), a folder for the folder (as the link spells it, and its real path). A PATH that still finds
+    no row stays in `roots` (it selects nothing) and is named in `empty`."""
+    roots: list[Path] = []
+    files: list[str] = []
+    empty: list[Path] = []
+    for path in paths:
+        roots.append(path)
+        if _holds_rows(cache, path):
+            continue
+        found = False
+        for place in _linked_places(cache, Path(os.path.abspath(path))):
+            if isinstance(place, str):
+                files.append(place)
+                found = True
+            elif _holds_rows(cache, place):
+                roots.append(place)
+                found = True
+        if not found:
+            empty.append(path)
+    return PathFilter(tuple(dict.fromkeys(roots)), tuple(dict.fromkeys(files)), tuple(empty))
+
+
+def _holds_rows(cache: Cache, path: Path) -> bool:
+    """Whether the cache has a row not marked missing at or under `path`, as named or resolved (one
+    indexed query each): rows of a folder of links that a scan now keeps under the files' own names
+    (an older moodtag's, marked missing) do not count, so the links are followed."""
+    from tagger.cache import filter_roots
+
+    return any(cache.holds_under(place, present=True) for place in filter_roots([path]))
+
+
+def _linked_places(cache: Cache, path: Path) -> Iterator[Path | str]:
+    """What the symlinks at or under `path` lead to: for a link to a file, the key of the file's row (if it
+    has one); for a link to a folder, the folder as the link spells it (made absolute) and its real path.
+    A file `path` (a link, or a file kept under another name) is its row's key. The folders below `path`
+    are listed with os.scandir, links to folders not followed (no loop), no stat but one per link; a
+    folder that cannot be listed is passed over."""
+    if not os.path.isdir(path):
+        found = _row_of(cache, path)
+        if found is not None:
+            yield found
+        return
+    folders = [os.fspath(path)]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                if entry.is_dir():
+                    try:
+                        target = os.readlink(entry.path)
+                    except OSError:  # gone since it was listed, or not readable (/proc): passed over
+                        continue
+                    yield Path(os.path.abspath(os.path.join(os.path.dirname(entry.path), target)))
+                    yield Path(os.path.realpath(entry.path))
+                else:
+                    found = _row_of(cache, Path(entry.path))
+                    if found is not None:
+                        yield found
+            elif entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+
+
+def _row_of(cache: Cache, path: Path) -> str | None:
+    """The key of the row of the file at `path` (Cache.row_of; where that is a row marked missing, an older
+    moodtag's under the link's own name, the row of the file's real path); None if none, or if the link
+    cannot be followed (gone since it was listed, or not readable)."""
+    try:
+        found = cache.row_of(path)
+        if found is not None and found[1].status == "missing":
+            found = cache.row_of(Path(os.path.realpath(path))) or found
+    except OSError:
+        return None
+    return None if found is None else found[1].path
 
 
 def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library: Path | None,
@@ -483,6 +594,8 @@ def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library:
         if homed is not None and (entry.raw_path is not None or not entry.path.startswith(homed.prefix)):
             homed.place(entry)  # not under the folder's name as it is: perhaps under it resolved
         reachable = inside is None or inside(entry.path)
+        if not reachable and homed is not None and homed.place_through_link(entry):
+            reachable = True
         problem = m3u_problem(entry, for_player=library is not None) if m3u and (entry.raw_path is not None or not entry.path.isprintable()) else None
         if problem is None and inside is not None and reachable:
             problem = inside.names_problem(entry.path)
@@ -599,6 +712,8 @@ class _Home:
         self.real = os.path.realpath(self.folder)
         self.real_prefix = self.real.rstrip(os.sep) + os.sep
         self.under = lru_cache(maxsize=16384)(self._under)
+        self.linked = lru_cache(maxsize=16384)(self._linked)
+        self.links: list[tuple[str, str]] | None = None  # see _folder_links: read on the first entry outside
 
     def _under(self, folder: str) -> str | None:
         """The prefix (ending in a separator) under the folder's name of a folder (absolute, normal) whose
@@ -617,12 +732,69 @@ class _Home:
         under = self.under(parent or os.sep)
         if under is None:
             return
-        if entry.raw_path is None:
-            entry.path = under + name
-        else:
-            from tagger.cache import path_key
+        _put_under(entry, under, name)
 
-            entry.path, entry.raw_path = path_key(under + name)
+    def place_through_link(self, entry: PlaylistEntry) -> bool:
+        """The entry's path rewritten through a symlink to a folder inside the folder whose target holds it
+        (`~/Music/NAS -> /nas/music`: /nas/music/a.flac as ~/Music/NAS/a.flac), as MPD, which follows the
+        links in its music folder, finds it; False where no such link leads to it. For an entry that lies
+        outside the folder (placed or not): the folder's links are looked for on the first such entry only,
+        so a playlist with none outside costs nothing more."""
+        if self.links is None:
+            self.links = _folder_links(self.folder, self.real)
+        if not self.links:
+            return False
+        path = entry.path if entry.raw_path is None else os.fsdecode(entry.raw_path)
+        parent, _, name = path.rpartition(os.sep)
+        under = self.linked(parent or os.sep)
+        if under is None:
+            return False
+        _put_under(entry, under, name)
+        return True
+
+    def _linked(self, folder: str) -> str | None:
+        """The prefix (ending in a separator) through the first of the folder's links (most specific target
+        first) whose real target holds `folder` resolved; None if none does."""
+        real = os.path.realpath(folder).rstrip(os.sep) + os.sep
+        for target, link in self.links:
+            if real.startswith(target):
+                return link + real[len(target):]
+        return None
+
+
+def _put_under(entry: PlaylistEntry, under: str, name: str) -> None:
+    """The entry's path (and raw bytes) made `under` + `name`."""
+    if entry.raw_path is None:
+        entry.path = under + name
+    else:
+        from tagger.cache import path_key
+
+        entry.path, entry.raw_path = path_key(under + name)
+
+
+def _folder_links(folder: str, real: str) -> list[tuple[str, str]]:
+    """(real target, link's path), each ending in a separator, of every symlink to a folder outside `real`
+    (the folder's real path) found at or below `folder` (as named), in hidden folders too (MPD 0.23 lists
+    them): the folders are listed with os.scandir, links below a link not followed (is_symlink and is_dir
+    from the entry's type, no stat per file; a realpath per link). The most specific target first; of
+    links to one target, the first by path."""
+    inside = real.rstrip(os.sep) + os.sep
+    links: list[tuple[str, str]] = []
+    folders = [folder]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as listing:
+                entries = list(listing)
+        except OSError:  # a folder it may not list: its links are not found (what it holds stays outside)
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if target != real and not target.startswith(inside) and os.path.isdir(target):
+                    links.append((target.rstrip(os.sep) + os.sep, entry.path + os.sep))
+            elif entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+    return sorted(links, key=lambda link: (-len(link[0]), link[1]))
 
 
 class _Inside:

@@ -99,8 +99,10 @@ class SqlResult:
 class CacheStats:
     """What the cache holds.
 
-    by_mood, by_model, mean_confidence: over rows with status ok. histogram: how many ok rows have
-    P(label) in each of `len(histogram)` equal bins over [0, 1].
+    by_mood, by_format, by_model, mean_confidence: over the analysed rows (files there whose mood is
+    known: status ok, or analysed and only the tag write failed; `tag_failed`), so that each table adds
+    up to the same figure; failed and missing rows are counted in by_status alone. histogram: how many
+    analysed rows have P(label) in each of `len(histogram)` equal bins over [0, 1].
     """
 
     total: int
@@ -116,7 +118,7 @@ class CacheStats:
     label: str | None
     histogram: tuple[int, ...]
     tag_failed: int = 0       # rows analysed whose tag write failed (status failed, the mood kept)
-    unreadable_scores: int = 0         # ok rows whose scores are not a JSON object: counted without them
+    unreadable_scores: int = 0         # analysed rows whose scores are not a JSON object: counted without them
     unreadable_example: str | None = None  # the path of one of them (the first by path), for a warning
 
     @property
@@ -311,8 +313,11 @@ def _read_only_authorizer(action: int, arg1, arg2, db_name, trigger) -> int:
 
 def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_errors: int = 5) -> CacheStats:
     """Counts per status, mood, format and model, the commonest failure causes, and a histogram of
-    P(label) over the ok rows (label: default the last label of the stored scores, e.g. exciting)."""
-    from tagger.cache import KEPT, TABLE, TAG_FAILED, TAGGED, UNTAGGED
+    P(label) over the analysed rows (label: default the last label of the stored scores, e.g. exciting).
+
+    Analysed: the rows a playlist takes (HAS_MOOD_SQL: ok, or only the tag write failed) whose files are
+    there; a row marked missing is counted as missing alone, as in the header `stats` prints."""
+    from tagger.cache import HAS_MOOD_SQL, KEPT, TABLE, TAG_FAILED, TAGGED, UNTAGGED
 
     if bins < 1:
         raise MoodtagError(f"--bins must be 1 or more, not {bins}")
@@ -334,9 +339,9 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         total += n
         tag_failed += n if tag_state == TAG_FAILED and status == "failed" else 0  # a missing file is missing
         by_status[status] += n
-        by_format[fmt.lower() if isinstance(fmt, str) else fmt] += n
-        if status != "ok":
+        if status != "ok" and (status != "failed" or tag_state != TAG_FAILED):  # not analysed (HAS_MOOD_SQL)
             continue
+        by_format[fmt.lower() if isinstance(fmt, str) else fmt] += n
         by_mood[mood] += n
         count, summed = confidences.get(mood, (0, 0.0))
         confidences[mood] = (count + n_confidence, summed + sum_confidence)
@@ -347,15 +352,16 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
     histogram = [0] * bins
     json_path = None if label is None else '$."' + label.replace('"', '\\"') + '"'
     unreadable = 0
-    # P(label) of each ok row; a blob (which json_extract never gives) where the scores are not a JSON object
+    analysed = f"{HAS_MOOD_SQL} AND status <> 'missing'"
+    # P(label) of each analysed row; a blob (which json_extract never gives) where the scores are not a JSON object
     # (json_extract would fail on the whole query: "malformed JSON", taken for a damaged cache)
     for (p,) in cache.rows(f"SELECT CASE WHEN {_UNREADABLE_SCORES_SQL} THEN x'00' ELSE json_extract(scores, ?) END "
-                           f"FROM {TABLE} WHERE status = 'ok'", [json_path]):
+                           f"FROM {TABLE} WHERE {analysed}", [json_path]):
         if isinstance(p, (int, float)):
             histogram[max(0, min(int(p * bins), bins - 1))] += 1
         elif isinstance(p, bytes):
             unreadable += 1
-    example = cache.one(f"SELECT path FROM {TABLE} WHERE status = 'ok' AND {_UNREADABLE_SCORES_SQL} "
+    example = cache.one(f"SELECT path FROM {TABLE} WHERE {analysed} AND {_UNREADABLE_SCORES_SQL} "
                         f"ORDER BY path LIMIT 1")[0] if unreadable else None
     errors = tuple(cache.rows(f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
                               f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))

@@ -368,7 +368,7 @@ def test_retag_writes_the_mood_back_after_moodtag_untag(tmp_path, originals):
 
     for args in (("-w",), ("-w", "-f")):
         run = beet("moodtag", *args)
-        assert "tags written 0, left untagged 1 (--retag tags them)" in run.stderr, run.stderr
+        assert "tags written 0, left untagged 1 (--retag tags those without a mood of their own)" in run.stderr, run.stderr
     run = beet("moodtag", "-w", "--retag")
     assert "0 analysed, 4 unchanged (cached), 0 failed, tags written 1;" in run.stderr, run.stderr
     assert read_mood(track).mood == "calm"

@@ -164,3 +164,14 @@ def test_a_name_that_is_not_utf8_is_escaped_in_a_pipe(tracks, tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1].split(b"\t")[0] == os.fsencode(tmp_path) + b"/caf\\xe9.flac"
+
+
+def test_no_line_ends_in_spaces_in_a_pipe(tracks):
+    """In a pipe each line of the timeline carried rich's padding (a bar's empty cells, a table's widest row,
+    the space where the decision wraps), which README's sample lacks: text ends where its last character is."""
+    for columns in ("80", "200"):
+        proc = run_cli("classify", tracks["calm"], tracks["exciting"], "--clips", env={"COLUMNS": columns}, check=True)
+        lines = proc.stdout.splitlines()
+        assert len(lines) > 2 * 9 and proc.stdout.endswith("\n"), proc.stdout
+        assert [line for line in lines if line != line.rstrip()] == [], columns
+        assert lines[1].endswith("P(exciting) ┆ 0.5") and any(line.endswith("┆") for line in lines), proc.stdout

@@ -250,6 +250,35 @@ def test_an_empty_file_is_no_cache_to_prune_or_read(tmp_path):
         assert empty.read_bytes() == b"" and not Path(f"{empty}-wal").exists()
 
 
+def test_a_refused_cache_gets_no_lock_file_beside_it(small_library, scanned, tmp_path):
+    """scan, untag and prune took the cache's lock, making FILE.lock, before the file was looked at: another
+    program's database, a newer moodtag's cache and (for prune) an empty file were refused in one line, but
+    each was left with a FILE.lock beside it. Nothing is written beside a refused file now."""
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    foreign, newer, empty = refused / "notes.db", refused / "newer.db", refused / "empty.db"
+    with sqlite3.connect(foreign) as con:
+        con.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    con.close()
+    shutil.copyfile(scanned, newer)
+    with sqlite3.connect(newer) as con:
+        con.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                    "VALUES ('moodtag', 'm999_from_the_future', '2030-01-01')")
+    con.close()
+    empty.touch()
+    made = sorted(refused.iterdir())
+    before = snapshot(small_library)
+    cases = [(args, db) for args in (["scan", small_library], ["untag", small_library], ["prune"])
+             for db in (foreign, newer)] + [(["prune"], empty)]
+    for args, db in cases:
+        proc = run_cli(*args, "--db", db)
+        assert proc.returncode == 1 and one_error_line(proc).startswith(f"error: {db}: "), (args, db, proc.stderr)
+        assert sorted(refused.iterdir()) == made, (args, db)
+    assert snapshot(small_library) == before
+    run_cli("scan", small_library, "--db", empty, "--no-write", check=True)  # an empty file a scan makes a cache
+    assert Path(f"{empty}.lock").exists() and len(rows(empty)) == len(list(small_library.iterdir()))
+
+
 
 def test_a_dry_run_reads_an_empty_file_as_no_cache_as_the_real_command_makes_one(small_library, tmp_path):
     """`scan -n` and `untag -n` refused a zero-byte --db as no moodtag cache, which `scan` and `untag`

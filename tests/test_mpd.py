@@ -224,6 +224,37 @@ def test_a_music_folder_named_or_scanned_through_a_symlink(mpd_setup, tmp_path):
     assert sorted(os.path.normpath(p) for p in loaded) == sorted(TRACKS)
 
 
+def test_tracks_reached_through_a_folder_link_inside_the_music_folder(mpd_setup, tmp_path):
+    """Music/NAS -> /nas/music, the NAS scanned by its own path: --for mpd left its tracks out as outside the
+    music folder, though MPD follows the link and loads them as NAS/...: they are written through the link,
+    and MPD loads every entry; a track behind no link (the fixture's one beside the music folder) is still
+    left out, with its warning."""
+    music, playlists, client = mpd_setup["music"], mpd_setup["playlists"], mpd_setup["client"]
+    nas = tmp_path / "nas" / "music"
+    names = {"Album/one.flac": "calm", "Album/two [2].mp3": "exciting", "three.ogg": "calm", "Deep/er/four.opus": "exciting"}
+    for i, (name, mood) in enumerate(names.items()):
+        (nas / name).parent.mkdir(parents=True, exist_ok=True)
+        synth.make_track(nas / name, mood, 8.0, seed=60 + i)
+    db = tmp_path / "nas.db"
+    run_cli("scan", nas, mpd_setup["root"] / OUTSIDE, "--db", db, "--no-write", check=True)
+    link = music / "NAS"
+    link.symlink_to(nas, target_is_directory=True)
+    try:
+        result = run_cli("playlists", "--db", db, "--for", "mpd", "--music-dir", music, "--out-dir", tmp_path / "pl",
+                         check=True)
+        assert result.stderr.count("outside the music folder") == 1 and "far away.flac" in result.stderr
+        written = {p.stem: m3u_paths(p) for p in (tmp_path / "pl").iterdir()}
+        assert sorted(p for paths in written.values() for p in paths) == sorted(f"NAS/{name}" for name in names)
+        client.update()
+        for mood, paths in written.items():
+            shutil.copyfile(tmp_path / "pl" / f"{mood}.m3u", playlists / f"nas-{mood}.m3u")
+            assert client.loaded(f"nas-{mood}") == paths, f"MPD loaded not every entry of {mood}"
+            (playlists / f"nas-{mood}.m3u").unlink()
+    finally:
+        link.unlink()
+        client.update()
+
+
 def test_the_explicit_m3u_recipe_is_the_same(mpd_setup, tmp_path):
     """`--format m3u --relative-to MUSIC` (only the music folder's tracks) writes what `--for mpd` writes."""
     music, playlists = mpd_setup["music"], mpd_setup["playlists"]

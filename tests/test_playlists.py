@@ -860,6 +860,30 @@ def test_a_playlist_for_mpd_must_have_a_name_mpd_lists(library, model, tmp_path)
         assert not (tmp_path / name).exists()
 
 
+def test_a_suffix_that_is_not_the_format_written_is_a_usage_error(library, model, tmp_path):
+    """`-o calm.pls` wrote M3U8 text into a file players read as PLS, and `-o calm.m3u8 --format xspf` XML into
+    an .m3u8, without a word: a usage error naming the file and what moodtag writes, nothing written. The
+    suffixes of the format (.m3u and .m3u8 are the same text, in any case) and a name without one still write."""
+    from tests.conftest import run_cli
+
+    refused = [(["calm.pls"], "calm.pls: a .pls name, but moodtag writes M3U8 (.m3u8), M3U (.m3u) and XSPF (.xspf)"),
+               (["calm.m3u8", "--format", "xspf"], "calm.m3u8: a .m3u8 name for the XSPF playlist that --format xspf "
+                                                    "writes; name the file NAME.xspf, or leave out --format"),
+               (["calm.xspf", "--format", "m3u"], "calm.xspf: a .xspf name for the M3U playlist that --format m3u"),
+               (["calm.txt", "--format", "m3u8"], "calm.txt: a .txt name for the M3U8 playlist that --format m3u8")]
+    for (name, *fmt), message in refused:
+        proc = run_cli("playlist", "calm", "--db", library["db"], "-o", tmp_path / name, *fmt, *model[0],
+                       env={"COLUMNS": "400"})
+        assert proc.returncode == 2 and message in proc.stderr and proc.stdout == "", (name, proc.stderr)
+        assert not (tmp_path / name).exists()
+    for (name, *fmt), head in ((["a.M3U8"], "#EXTM3U"), (["b.m3u", "--format", "m3u8"], "#EXTM3U"),
+                               (["c.XSPF"], "<?xml"), (["d.xspf", "--format", "xspf"], "<?xml"), (["e"], "#EXTM3U"),
+                               (["Vol. 2"], "#EXTM3U"), (["J.S. Bach", "--format", "m3u"], "#EXTM3U")):  # no suffix
+        proc = run_cli("playlist", "calm", "--db", library["db"], "-o", tmp_path / name, *fmt, *model[0])
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert (tmp_path / name).read_text(encoding="utf-8").startswith(head), name
+
+
 def test_standard_output_on_a_full_disk_is_one_line(library, model):
     """`moodtag playlist calm > /dev/full` (or query): one error line, exit status 1 (was a traceback)."""
     import subprocess

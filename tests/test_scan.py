@@ -494,6 +494,24 @@ def test_unreadable_file_read_only_file_and_locked_folder(tmp_path, audio_dir, t
     assert "3 problems (listed above)" in proc.stderr
 
 
+def test_a_fifo_named_like_audio_is_counted_failed_not_unreached(tmp_path, audio_dir, test_model):
+    """A FIFO named like audio gets its `failed:` line, and the summary counted it among the places the walk
+    did not reach (folders, links, PATHs); it is a file that failed. A broken link and a PATH not there are
+    still not reached."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(next(audio_dir.glob("*.flac")), lib / "ok.flac")
+    os.mkfifo(lib / "pipe.mp3")
+    (lib / "gone.ogg").symlink_to(tmp_path / "nowhere.ogg")
+    proc = run_cli("scan", lib, tmp_path / "not-there", "--db", tmp_path / "c.db", "--model", test_model)
+    assert proc.returncode == 1, proc.stderr  # the PATH not there
+    assert f"failed: {lib / 'pipe.mp3'}: not a regular file (a FIFO), skipped" in proc.stderr
+    summary = {line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1] for line in proc.stderr.splitlines()
+               if line.startswith(" ") and len(line.split()) > 1}
+    assert (summary["tracks found"], summary["failed"], summary["not reached (folders, links, PATHs)"]) == ("1", "1", "2")
+    assert "3 problems (listed above)" in proc.stderr
+
+
 def _start_scan(lib: Path, db: Path, model: Path, jobs: int = 1) -> subprocess.Popen:
     # Output to a file, not a pipe: after a SIGKILL, orphaned workers may hold a pipe open a while.
     log = open(db.parent / f"scan-{time.monotonic_ns()}.log", "w+")

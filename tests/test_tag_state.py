@@ -73,7 +73,7 @@ def test_untag_leaves_rows_that_say_untagged_and_the_next_scan_analyses_nothing(
     assert [o["mood"] for o in again] == [o["mood"] for o in first]
     assert all(read_mood(p) is None for p in files)
     text = flat(run_cli("scan", lib, "--db", db, "--model", test_model, check=True).stderr)
-    assert "left untagged (--retag tags them) 4" in text and "analysed 0" in text
+    assert "left untagged (--retag tags those without a mood of their own) 4" in text and "analysed 0" in text
 
     retag = scan(lib, db, test_model, "--retag")   # the mood back, from the cache
     assert [(o["action"], o["tags"]) for o in retag] == [("cached", "written")] * 4
@@ -301,6 +301,27 @@ def test_a_files_own_mood_is_kept_and_replace_mood_puts_moodtags_over_it(lib, tm
     run_cli("untag", track, "--db", db, check=True)
     assert flac.FLAC(track)["MOOD"] == ["Happy", "Dreamy"]
     assert not [key for key, _ in flac.FLAC(track).tags if key.upper().startswith("MOODTAG_")]
+
+
+def test_the_summary_of_untagged_files_holds_for_an_own_mood_untag_put_back(lib, tmp_path, test_model):
+    """After `untag` put a file's own mood back (MOODTAG_REPLACED_MOOD), the next scan's summary said `left
+    untagged (--retag tags them)`, though --retag rightly keeps that mood. The hint now says which ones it
+    tags: those without a mood of their own."""
+    db = tmp_path / "c.db"
+    own = next(p for p in lib.iterdir() if p.suffix == ".flac")
+    plain = next(p for p in lib.iterdir() if p.suffix == ".ogg")
+    audio = flac.FLAC(own)
+    audio["MOOD"] = ["Happy"]
+    audio.save()
+    run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", "--replace-mood", check=True)
+    run_cli("untag", own, plain, "--db", db, check=True)
+    assert flac.FLAC(own)["MOOD"] == ["Happy"] and read_mood(plain) is None
+
+    text = flat(run_cli("scan", lib, "--db", db, "--model", test_model, check=True).stderr)
+    assert "left untagged (--retag tags those without a mood of their own) 2" in text, text
+    retag = {o["path"]: o["tags"] for o in scan(lib, db, test_model, "--retag")}
+    assert (retag[str(own)], retag[str(plain)]) == ("kept", "written")  # as the hint says
+    assert flac.FLAC(own)["MOOD"] == ["Happy"] and read_mood(plain) is not None
 
 
 def _scan_as_user(lib: Path, db: Path, model: Path, *extra) -> subprocess.CompletedProcess:

@@ -31,7 +31,7 @@ def classify(
 
     from tagger.analyze import analyze_track
     from tagger.commands.timeline import render_timeline
-    from tagger.console import error_line, out
+    from tagger.console import error_line, out, unpadded
     from tagger.commands.query import _stdout_is_terminal
     from tagger.records import TrackResult, key_spelling, printable, printable_cells
     from tagger.weights import load_model
@@ -54,7 +54,8 @@ def classify(
         elif result.ok and clips:
             if not first:
                 out.print()
-            render_timeline(result, loaded.spec, out)
+            with unpadded(out):  # in a pipe, no spaces after a bar or a wrapped line's last word
+                render_timeline(result, loaded.spec, out)
             first = False
         elif result.ok and piped:
             typer.echo(printable_cells([key_spelling(os.fsencode(path)), result.mood, f"{result.confidence:.4f}",

@@ -59,8 +59,9 @@ def playlist(
     db: DbOption = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", metavar="FILE", dir_okay=False, parser=output_value,
-        help="Write the playlist to FILE (a .xspf name means XSPF, .m3u M3U; - prints it, as without -o; "
-             "./- is a file). Default: print it.")] = None,
+        help="Write the playlist to FILE (a .xspf name means XSPF, .m3u M3U, .m3u8 or no suffix M3U8; another "
+             "suffix, or one --format contradicts, is an error; - prints it, as without -o; ./- is a file). "
+             "Default: print it.")] = None,
     fmt: Annotated[Optional[Format], typer.Option(
         "--format", metavar="FORMAT", help="m3u8, m3u (the same UTF-8 text) or xspf. Default: from the -o "
                                            "file's suffix, else m3u8.")] = None,
@@ -86,6 +87,8 @@ def playlist(
     from tagger.playlists import is_a_file_to_replace
 
     _check_seed(order, seed)
+    if player is None:  # --for names the one suffix its player lists (playlist_layout)
+        _check_suffix(output, fmt.value if fmt else None)
     layout = _layout(output.parent if output is not None and is_a_file_to_replace(output) else None, dest=output, fmt=fmt.value if fmt else None,
                      relative_to=relative_to, absolute=absolute, player=player.value if player else None,
                      music_dir=music_dir)
@@ -93,8 +96,9 @@ def playlist(
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
         check_mood(mood, labels, model_id)
-        request = PlaylistRequest(mood, model=model_id, min_confidence=min_confidence,
-                                  roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
+        places = _path_filter(cache, paths)
+        request = PlaylistRequest(mood, model=model_id, min_confidence=min_confidence, roots=places.roots,
+                                  files=places.files, order=order.value, seed=seed, limit=limit)
         others = other_models(cache, request)
         if output is None:
             result = print_playlist(cache, request, _printer(), layout)
@@ -146,8 +150,9 @@ def playlists(
     _check_roots(paths)
     with Cache.open_readonly(db) as cache:
         labels, model_id = resolve_labels(cache, model=model, any_model=any_model)
-        request = PlaylistRequest(labels[0], model=model_id, min_confidence=min_confidence,
-                                  roots=tuple(paths or ()), order=order.value, seed=seed, limit=limit)
+        places = _path_filter(cache, paths)
+        request = PlaylistRequest(labels[0], model=model_id, min_confidence=min_confidence, roots=places.roots,
+                                  files=places.files, order=order.value, seed=seed, limit=limit)
         dests = {label: out_dir / playlist_file_name(label, layout.fmt) for label in labels}  # all valid first
         requests = [(replace(request, mood=label), dest) for label, dest in dests.items()]
         others = [other_models(cache, request) for request, _ in requests]
@@ -165,6 +170,33 @@ def _check_seed(order, seed: int | None) -> None:
     a shuffled playlist never silently gives the score order."""
     if seed is not None and order != Order.shuffle:
         raise typer.BadParameter(f"--seed orders a shuffled playlist: add --order shuffle (the order is {order.value})")
+
+
+def _check_suffix(output: Path | None, fmt: str | None) -> None:
+    """-o FILE's suffix must name the format written into it: `-o calm.pls` wrote M3U8 text into a file
+    players read as PLS, and `-o calm.m3u8 --format xspf` XML into an .m3u8, without a word. Otherwise a
+    usage error naming the file and what moodtag writes. A name without a suffix (`./-`, `calm`) takes
+    the format as it is, as does one whose last dot starts no suffix (`Vol. 2`, `J.S. Bach`: a suffix is
+    letters and digits, a letter among them); .m3u and .m3u8 are the same text; a pipe or a device
+    (`-o /dev/stdout`) is written into as it is."""
+    import re
+
+    from tagger.playlists import FORMATS, M3U_FORMATS, is_a_file_to_replace
+    from tagger.records import printable
+
+    if output is None or not re.fullmatch(r"\.[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*", output.suffix) \
+            or not is_a_file_to_replace(output):
+        return  # no suffix: none, or a dot that starts none ('Vol. 2', 'J.S. Bach')
+    suffix = output.suffix.lower()[1:]
+    if suffix in (FORMATS if fmt is None else M3U_FORMATS if fmt in M3U_FORMATS else (fmt,)):
+        return
+    name, given = printable(str(output)), printable(output.suffix)
+    if fmt is None:
+        raise typer.BadParameter(f"{name}: a {given} name, but moodtag writes M3U8 (.m3u8), M3U (.m3u) and XSPF "
+                                 f"(.xspf) playlists only; name the file with one of those suffixes")
+    raise typer.BadParameter(f"{name}: a {given} name for the {fmt.upper()} playlist that --format {fmt} writes; "
+                             f"name the file NAME.{fmt}" + (", or leave out --format (the suffix names the format)"
+                                                            if suffix in FORMATS else ""))
 
 
 def _layout(folder: Path | None, **options):
@@ -196,6 +228,21 @@ def _check_roots(paths: list[Path] | None) -> None:
         from tagger.scan import check_paths
 
         check_paths(paths)
+
+
+def _path_filter(cache, paths: list[Path] | None):
+    """tagger.playlists.path_filter of the PATHs (none: the whole cache), with one warning line per PATH
+    under which no cached track was found, linked or not: its playlist is empty, and says so."""
+    from tagger.playlists import PathFilter, path_filter
+
+    places = path_filter(cache, paths) if paths else PathFilter()
+    if places.empty:
+        from tagger.console import shown, warn
+
+        for path in places.empty:
+            warn(f"no cached tracks under {shown(path)}, nor where its symlinks lead (`moodtag scan` it, or "
+                 "name it as it was scanned)")
+    return places
 
 
 def _printer():

@@ -197,7 +197,10 @@ def stats(
     if json_out:
         out.print(json.dumps({"db": str(path), **summary.to_json()}, ensure_ascii=False), markup=False, highlight=False)
     else:
-        _render_stats(summary, path)
+        from tagger.console import unpadded
+
+        with unpadded(out):  # in a pipe, no line padded to the tables' width
+            _render_stats(summary, path)
 
 
 # -- rendering ---------------------------------------------------------------------------------------

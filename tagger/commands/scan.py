@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -63,8 +64,11 @@ def scan(
     # tracker too, which inherits this): one thread, unless the environment asks for more. The worker
     # processes get their own thread limits (tagger.pool).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    unread_files: list[Path] = []  # files the walk found but could not take (a FIFO named like audio)
 
     def on_event(event: ScanEvent) -> None:
+        if event.kind == "problem" and _is_a_file(event.path):
+            unread_files.append(event.path)
         if event.kind == "track":
             o = event.outcome
             if json_lines:
@@ -84,7 +88,7 @@ def scan(
                                    on_event=on_event,
                                    stop=lambda: stops.requested)
         if not json_lines:
-            _render_summary(summary, stops)
+            _render_summary(summary, stops, unread_files=len(unread_files))
         elif summary.interrupted:
             err.print(f"[yellow]interrupted[/] ({stops.name}): finished results are saved; scan again to resume")
     except OSError:  # the terminal went away (SIGHUP): the cache is committed; nothing left to tell
@@ -118,7 +122,7 @@ def prune(
     if not dry_run:  # a scan may be about to give a row marked missing to its file, moved: wait for it
         db_path = resolve_db_path(db)
         if db_path.exists():  # none: Cache.open says so, and no lock file is left where no cache is
-            lock = scan_lock(db_path, on_wait=lambda: err.print(
+            lock = scan_lock(db_path, create=False, on_wait=lambda: err.print(  # an empty file: refused, no lock left
                 f"waiting for another moodtag scan using {shown(db_path)} to finish..."))
     try:
         with Cache.open_readonly(db) if dry_run else Cache.open(db, create=False) as cache:  # read-only: bytes kept
@@ -165,7 +169,11 @@ def _choice(value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _render_summary(summary, stops) -> None:
+def _render_summary(summary, stops, *, unread_files: int = 0) -> None:
+    """The summary table on standard error. `failed` counts the files that failed: tracks not analysed
+    or not tagged, and `unread_files`, files the walk could not take (a FIFO named like audio, a file
+    whose interrupted tag write is not undone); `not reached` the rest of the walk's problems: folders
+    it could not list, broken links and symlink loops, PATHs not there."""
     from rich.table import Table
 
     from tagger.console import err
@@ -177,13 +185,14 @@ def _render_summary(summary, stops) -> None:
     table.add_row("analysed", str(summary.analysed))
     table.add_row("unchanged (cached)", str(summary.cached))
     table.add_row("tags written", str(summary.written))
-    table.add_row("failed", str(summary.failed + summary.tag_failures))
-    if _walk_problems(summary):  # not tracks: folders it could not list, broken links, PATHs not there
-        table.add_row("not reached (folders, links, PATHs)", str(_walk_problems(summary)))
+    table.add_row("failed", str(summary.failed + summary.tag_failures + unread_files))
+    not_reached = _walk_problems(summary) - unread_files
+    if not_reached:  # not files: folders it could not list, broken links, PATHs not there
+        table.add_row("not reached (folders, links, PATHs)", str(not_reached))
     if summary.failed_before:
         table.add_row("failed before, unchanged (--force tries again)", str(summary.failed_before))
     if summary.untagged:
-        table.add_row("left untagged (--retag tags them)", str(summary.untagged))
+        table.add_row("left untagged (--retag tags those without a mood of their own)", str(summary.untagged))
     if summary.kept:
         table.add_row("own mood kept (--replace-mood replaces it)", str(summary.kept))
     if summary.missing:
@@ -204,3 +213,13 @@ def _render_summary(summary, stops) -> None:
 
 def _walk_problems(summary) -> int:
     return len(summary.problems) - summary.failed - summary.tag_failures
+
+
+def _is_a_file(path: Path | None) -> bool:
+    """Whether a problem of the walk is a file it found (something there that is no folder: a FIFO or a
+    device named like audio, a file whose interrupted tag write is not undone), not a place it could not
+    reach (a folder it could not list, a broken link, a PATH not there)."""
+    try:
+        return path is not None and not stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
