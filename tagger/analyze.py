@@ -118,7 +118,7 @@ def analyze_track(path: Path, model: LoadedModel) -> TrackResult:
         return TrackResult.failed(path, f"cannot decode ({type(exc).__name__}: {exc})", **ident)
     sounding = sounding_clips(clips.samples, spec.sample_rate)
     if not sounding.any():
-        return TrackResult.failed(path, "silent: no sound above -80 dBFS in the clips "
+        return TrackResult.failed(path, "silent: no clip sounds above -80 dBFS for 5% of its length "
                                         f"({clips.starts[0]:.1f}-{clips.starts[-1] + spec.clips.seconds:.1f} s)",
                                   duration=clips.duration, **ident)
     try:

@@ -44,6 +44,10 @@ SPIKE_RATIO = 1000.0
 # The level is taken below the loudest 1% of a clip: ten times the damage a clip may hold (1 in 1,000),
 # so heavier damage is counted, and reported as 'corrupt', rather than taken for the clip's level.
 SPIKE_PERCENTILE = 99.0
+# And beyond this (40 dB above full scale) whatever the clip's level: a lossy decoder's overshoot of a
+# sparse clip (a few loud hits in room tone, its 99th percentile near 0) or a hot float master's +3 dBFS
+# are music, not damage.
+SPIKE_FLOOR = 100.0
 # Why FFmpeg cannot read an audio stream whose codec it has no decoder for (an unknown WAV format tag).
 NO_DECODER = "no decoder for its audio"
 # libsndfile reports SF_COUNT_MAX frames when it cannot find the end (a chained Ogg file, for one).
@@ -163,9 +167,10 @@ def _sane(samples: np.ndarray) -> np.ndarray:
     1e5, 1e20) would set the clip's scale, its music 100 dB and more below it. Such samples (_damaged)
     are set to 0 (AudioError if they are more than 1 in 1,000); a clip far too loud as a whole is then
     scaled down to full scale, which the default model's descriptors, read relative to the clip's
-    loudest bin, do not see. A clip within full scale (every integer PCM file) is left as it is."""
+    loudest bin, do not see. A clip within SPIKE_FLOOR (every integer PCM file, a lossy decoder's overshoot)
+    is left as it is."""
     high, low = float(samples.max(initial=0.0)), float(samples.min(initial=0.0))
-    if math.isfinite(high) and math.isfinite(low) and max(high, -low) <= 1.0:
+    if math.isfinite(high) and math.isfinite(low) and max(high, -low) <= SPIKE_FLOOR:
         return samples
     bad = _damaged(samples)
     n_bad = int(bad.sum())
@@ -180,12 +185,12 @@ def _sane(samples: np.ndarray) -> np.ndarray:
 
 
 def _damaged(samples: np.ndarray) -> np.ndarray:
-    """Which of a clip's samples are damage: NaN or infinite, or beyond full scale and SPIKE_RATIO times
+    """Which of a clip's samples are damage: NaN or infinite, or beyond SPIKE_FLOOR and SPIKE_RATIO times
     above the clip's level. Relative to that level, a file scaled loud as a whole (x50, x1e6) has none."""
     finite = np.isfinite(samples)
     size = np.abs(np.where(finite, samples, np.float32(0.0)))
     level = float(np.percentile(size[finite], SPIKE_PERCENTILE)) if finite.any() else 0.0
-    return ~finite | (size > max(1.0, SPIKE_RATIO * level))
+    return ~finite | (size > max(SPIKE_FLOOR, SPIKE_RATIO * level))
 
 
 @contextmanager

@@ -558,7 +558,8 @@ def _result_from_row(path: Path, row: CachedTrack, data: dict | None, spec: Mode
         from tagger.analyze import clip_scores  # numpy: only for a row read in full
 
         scores, starts, per_clip = _stored_result(data, spec)
-        clips = clip_scores(spec, starts, per_clip)
+        sounding = [any(per_clip[i]) for i in range(len(starts))]  # a silent clip is stored with scores 0
+        clips = clip_scores(spec, starts, [row for row, keep in zip(per_clip, sounding) if keep], sounding)
         duration = data["duration"]
     return TrackResult(path=path, mood=row.mood, confidence=row.confidence, scores=scores, clips=clips,
                        duration=duration, model_name=row.model_name, model_version=row.model_version,

@@ -204,3 +204,47 @@ def test_clips_view_counts_the_sounding_clips_it_decided_on(tmp_path):
     text = " ".join(result.stdout.split())
     assert "of 2 sounding clips alone say exciting; the track's scores are one regression on the descriptors " \
            "of all 2 clips together (3 silent clips left out)." in text, text
+
+
+def test_sparse_loud_hits_in_room_tone_are_music_not_damage(tmp_path, model):
+    """Room tone at -70 dBFS with a 30 ms hit every 6 s: the 99th percentile of such a clip is near 0, so
+    a lossy decoder's overshoot past 1.0 (MP3) or a float master's +3 dBFS hit was taken for damage: the
+    file failed as 'corrupt' (or its hits were zeroed). Only samples beyond 100 (40 dB over full scale)
+    can be damage."""
+    sr, n = 44100, 30 * 44100
+    x = (np.random.default_rng(1).standard_normal(n) * 10 ** (-70 / 20)).astype(np.float32)
+    hot = x.copy()
+    for start in np.arange(0.7, 30, 6.0):
+        i, length = int(start * sr), int(0.03 * sr)
+        t = np.arange(length) / sr
+        x[i:i + length] = np.sign(np.sin(2 * np.pi * 180 * t)).astype(np.float32) * 0.999
+        hot[i:i + length] += np.clip(3 * np.sin(2 * np.pi * 180 * t), -1.41, 1.41).astype(np.float32)
+    synth.encode(np.stack([x, x], 1), tmp_path / "hits.mp3")
+    sf.write(tmp_path / "hot.wav", np.stack([hot, hot], 1), sr, subtype="FLOAT")
+    for name in ("hits.mp3", "hot.wav"):
+        result = analyze_track(tmp_path / name, model)
+        assert result.error is None and result.mood in ("calm", "exciting"), (name, result.error)
+    clips = load_clips(tmp_path / "hot.wav", plan=PLAN, sample_rate=22050).samples
+    assert clips.max() > 1.2  # the +3 dBFS hits are kept, not zeroed
+
+
+def test_a_cached_silent_clip_is_shown_silent_as_when_it_was_analysed(tmp_path):
+    """A track with a silent gap: a fresh `scan --json` showed its clip as 'silent', the next (cached) one as
+    'calm' with scores 0 (the stored row read back without the silent clips left out)."""
+    import json
+
+    from tests.conftest import run_cli
+
+    music = synth.render("exciting", 60.0, seed=5)
+    music[20 * synth.SAMPLE_RATE:34 * synth.SAMPLE_RATE] = 0
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    synth.encode(music, lib / "gap.flac")
+    runs = []
+    for _ in range(2):
+        proc = run_cli("scan", lib, "--db", tmp_path / "c.db", "--json", "--no-write", check=True)
+        line = json.loads(proc.stdout.splitlines()[0])
+        runs.append((line["action"], [clip["mood"] for clip in line["clips"]], [clip["scores"] for clip in line["clips"]]))
+    (first, moods, scores), (second, moods_again, scores_again) = runs
+    assert (first, second) == ("analysed", "cached") and "silent" in moods
+    assert moods_again == moods and scores_again == scores

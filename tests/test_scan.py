@@ -396,7 +396,7 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
         "random.ogg": "not a decodable audio file",
         "notes.mp3": "not a decodable audio file",
         "short.wav": "too short",
-        "silence.flac": "silent: no sound above -80 dBFS in the clips",
+        "silence.flac": "silent: no clip sounds above -80 dBFS for 5% of its length",
         "loop": "symlink loop",
         "broken-tags.mp3": "tags not written: damaged ID3 tag (frame 1, TIT2, runs past the end of the tag; "
                            "the tag was not changed)",
