@@ -164,6 +164,25 @@ def migrations() -> Migrations:
     return steps
 
 
+def _upgrade(cache: "Cache") -> None:
+    """Apply the schema steps not applied yet, in one write transaction begun IMMEDIATE, asking which are
+    pending inside it. Commands open an older cache without the scan lock (a read command upgrades it as
+    it opens it, and a scan's lock check opens it first): two at once both found steps pending, and the
+    second's step, begun on a snapshot the first's commit had made stale, failed at once as "database is
+    locked" (sqlite-utils asks what is pending before its transactions). BEGIN IMMEDIATE waits (busy
+    timeout) for the other's upgrade to commit, and then finds nothing pending."""
+    conn = cache.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if _pending(conn):
+            migrations().apply(cache.db)  # each step in a savepoint of this transaction
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _table_names(conn: sqlite3.Connection) -> set[str]:
     return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
@@ -336,10 +355,20 @@ def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache"
     if "disk is full" in low or "disk full" in low or "disk i/o error" in low:
         return MoodtagError(_disk_trouble(path, text, doing))
     if "locked" in low or "busy" in low:
-        return MoodtagError(f"{path}: database is locked by another program (waited {BUSY_TIMEOUT_S:.0f} s)")
+        return MoodtagError(f"{path}: database is locked by another program{_waited(exc)}")
     if "interrupted" in low:
         return MoodtagError(f"{path}: interrupted")
     return MoodtagError(f"{path}: {doing} ({text})")
+
+
+def _waited(exc: BaseException) -> str:
+    """How long SQLite waited before its "locked", where that is known: a plain SQLITE_BUSY comes after
+    the busy timeout of moodtag's connections. Its other kinds (a snapshot another writer made stale,
+    SQLITE_BUSY_SNAPSHOT; a recovery; SQLITE_LOCKED) come at once, and an error without its code says
+    nothing of it: no figure then."""
+    if getattr(exc, "sqlite_errorname", None) == "SQLITE_BUSY":
+        return f" (waited {BUSY_TIMEOUT_S:.0f} s)"
+    return ""
 
 
 def _disk_trouble(path: Path, text: str, doing: str) -> str:
@@ -537,7 +566,7 @@ class Cache:
             conn.execute("PRAGMA synchronous=NORMAL")
             cache = cls(conn, path)
             if _pending(conn):
-                migrations().apply(cache.db)
+                _upgrade(cache)
         except MoodtagError:
             if conn is not None:
                 conn.close()
@@ -662,7 +691,7 @@ class Cache:
             if upgrade:
                 conn = sqlite3.connect(str(folder / "cache.db"), isolation_level=None)
                 try:
-                    migrations().apply(cls(conn, path).db)
+                    _upgrade(cls(conn, path))
                 finally:
                     conn.close()
             db = cls._connect_readonly(folder / "cache.db", "mode=ro")

@@ -101,7 +101,8 @@ def own_name(link: Path, *, include_hidden: bool = False) -> Path:
 
 
 def walk(paths: list[Path], *, include_hidden: bool = False,
-         known: Callable[[Path], Path | None] | None = None) -> Iterator[TrackRef | WalkProblem]:
+         known: Callable[[Path], Path | None] | None = None,
+         check: Callable[[], None] = lambda: None) -> Iterator[TrackRef | WalkProblem]:
     """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
     suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
     or two links to one file) is visited once; a link to a file in the library gives the file's own path
@@ -111,7 +112,10 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
     itself where it has a row, else another of the file's names; None: none, or no cache), so that a
     link below a PATH to a file outside every PATH (a "Favorites" folder of links into a library
     scanned before) is the file's one track under that name; where none is known, the link's path.
-    Hard links are names of their own. Unreadable folders and broken links give WalkProblems."""
+    Hard links are names of their own. Unreadable folders and broken links give WalkProblems.
+    `check()` is called before each folder is listed; what it raises ends the walk (a scan's stop
+    request: a library of many folders without audio, a slow share, is stopped in the folder it is in,
+    not at the next audio file)."""
     seen_dirs: set = set()
     seen_files = _Identities()
     library = Library.of(paths, include_hidden=include_hidden)
@@ -123,7 +127,7 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
             yield WalkProblem(root, _cause(exc))
             continue
         if root.is_dir():
-            yield from _walk_dir(root, st, seen_dirs, seen_files, library, known)
+            yield from _walk_dir(root, st, seen_dirs, seen_files, library, known, check)
         elif not stat.S_ISREG(st.st_mode):
             yield WalkProblem(root, f"not a regular file ({file_kind(st.st_mode)}), skipped")
         else:
@@ -135,7 +139,9 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
                 yield TrackRef(path=name, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
-def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: Library, known=None):
+def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: Library, known=None,
+              check=lambda: None):
+    check()
     ident = (st.st_dev, st.st_ino)
     if ident in seen_dirs:
         if folder.is_symlink():
@@ -190,7 +196,7 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: 
         except OSError as exc:
             yield WalkProblem(path, _cause(exc))
             continue
-        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, library, known)
+        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, library, known, check)
 
 
 class _Identities:

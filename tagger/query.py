@@ -275,6 +275,10 @@ def _stream(cursor, conn) -> Iterator[tuple]:
 
 
 def _sql_error(exc: BaseException) -> BaseException:
+    """An SQLite error of a statement -> MoodtagError; SQLite's "interrupted" (run_sql's `stop()` said so)
+    -> KeyboardInterrupt, for the caller that asked to stop (`query --sql` then exits with 128 + the stop
+    signal's number, as its StopRequests says: typer would end a KeyboardInterrupt as 130 whatever the
+    signal)."""
     text = str(exc)
     if text == "interrupted":
         return KeyboardInterrupt()

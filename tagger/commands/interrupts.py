@@ -14,10 +14,15 @@ class StopRequests:
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self._on_terminal: list = []  # the consoles that write to a terminal (silenced by SIGHUP)
 
     @classmethod
     def install(cls) -> "StopRequests":
+        from tagger.console import err, out
+
         requests = cls()
+        # asked now: once the terminal has hung up, isatty() on it fails, and it would pass for a file
+        requests._on_terminal = [console for console in (err, out) if console.is_terminal]
         for sig in STOP_SIGNALS:
             signal.signal(sig, requests._note)
         return requests
@@ -26,9 +31,8 @@ class StopRequests:
         if self.signal is None:
             self.signal = signum
         if signum == signal.SIGHUP:  # the terminal is gone: writing to it would fail
-            from tagger.console import err, out
-
-            err.quiet = out.quiet = True
+            for console in self._on_terminal:  # output to a file or a pipe goes on: a log keeps its lines
+                console.quiet = True
 
     def exit(self):
         """typer.Exit with 128 + the signal's number. Further stop signals are ignored from here on: at

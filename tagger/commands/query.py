@@ -90,12 +90,16 @@ def query(
             from tagger.commands.interrupts import StopRequests
 
             stops = StopRequests.install()  # SQLite polls it: Ctrl-C ends even an endless query
-            result = run_sql(cache, sql, stop=lambda: stops.requested)
-            if fmt == "json":
-                _check_json_names(result.columns)
-            _emit(result.columns, result.rows, fmt=fmt, stop=lambda: stops.requested)
-            if stops.requested:
-                raise KeyboardInterrupt
+            try:
+                result = run_sql(cache, sql, stop=lambda: stops.requested)
+                if fmt == "json":
+                    _check_json_names(result.columns)
+                _emit(result.columns, result.rows, fmt=fmt, stop=lambda: stops.requested)
+            except KeyboardInterrupt:  # SQLite stopped the statement, as stops asked (tagger.query._sql_error)
+                if not stops.requested:
+                    raise
+            if stops.requested:  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP (as scan and untag)
+                raise stops.exit()
             return
         if mood is not None:  # a mood no model of the cache knows (a typo, another case) is an error, as in `playlist`
             from tagger.playlists import check_mood, resolve_labels

@@ -56,7 +56,7 @@ def untag(
             cache.check_writable()
         elif dry_run and db_path.is_file() and not holds_nothing(db_path):
             rows = Cache.open_readonly(db_path)
-        for item in walk(paths):
+        for item in walk(paths, check=lambda: _stop_walk(stops)):  # checked per folder, and per file
             if stops.requested:
                 break
             if isinstance(item, WalkProblem):
@@ -90,6 +90,8 @@ def untag(
                 unchanged += 1
             if cache is not None:
                 cache.set_untagged(place, before=item, after=after)
+    except _WalkStopped:  # a stop asked while the walk listed folders without audio: reported below
+        pass
     finally:
         if rows is not None:
             rows.close()
@@ -131,3 +133,13 @@ def _existing(paths: list[Path]) -> tuple[list[Path], list[Exception]]:
 
 def _files(n: int) -> str:
     return "file" if n == 1 else "files"
+
+
+class _WalkStopped(Exception):
+    """A stop asked while the walk lists folders (a tree of folders without audio, a slow share): the walk
+    ends in the folder it is in, not at the next audio file."""
+
+
+def _stop_walk(stops) -> None:
+    if stops.requested:
+        raise _WalkStopped
