@@ -95,14 +95,6 @@ class Restored:
 
     path: Path
     action: str   # e.g. "restored as it was before an interrupted tag write"
-    before: tuple[int, int] | None = None   # a write found finished: the file's (size, mtime_ns) before it
-
-    @property
-    def finished(self) -> bool:
-        """Whether the interrupted write was found complete (the file holds its new bytes, kept): its
-        writer was killed after the write, before it could record it (a scan's cache row); `before` says
-        what the file was before the write."""
-        return self.before is not None
 
     @property
     def pending(self) -> bool:
@@ -435,31 +427,18 @@ class UndoJournal:
     An entry is locked (flock) by the process writing it for as long as it lives, so recovery only
     touches entries whose writer is dead, and two processes can share a journal."""
 
-    def __init__(self, folder: Path, *, hold_finished: bool = False) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.recovered: list[Restored] = []   # what this journal's first write recovered first
-        self.hold_finished = hold_finished   # see settle()
         self._checked = False
         self._slot: tuple[Path, int] | None = None   # (path, fd) of the entry file reused write after write
         self._slot_lock = threading.Lock()
         self._finalizer: weakref.finalize | None = None
-        self._held: _Entry | None = None   # the slot's entry of a finished write, until settle()
 
     @classmethod
-    def for_cache(cls, db_path: Path, *, hold_finished: bool = False) -> UndoJournal:
+    def for_cache(cls, db_path: Path) -> UndoJournal:
         """The journal beside a cache database: `<db>-undo/`, made on first use."""
-        return cls(Path(str(db_path) + "-undo"), hold_finished=hold_finished)
-
-    def settle(self) -> None:
-        """With `hold_finished`: the caller has recorded the write that finished last (a scan: its cache
-        row, with the file's new size and mtime), and its entry, kept valid since, is voided now. Until
-        then a kill leaves the entry to recovery, which says the write had finished (Restored.finished),
-        so that the caller can record it then: a file whose tags were written is not taken for a changed
-        file. An entry in a file of its own (written while another thread held the slot) is not held."""
-        with self._slot_lock:
-            held, self._held = self._held, None
-            if held is not None:
-                held.void()
+        return cls(Path(str(db_path) + "-undo"))
 
     def recover(self) -> list[Restored]:
         """Undo or clean up every write whose writer died; returns what it did, file by file.
@@ -508,7 +487,6 @@ class UndoJournal:
                 if self._slot is None:
                     self._slot = self._new_file()
                     self._finalizer = weakref.finalize(self, _drop, *self._slot, owner=os.getpid())
-                self._held = None   # its entry is written over now
                 path, fd = self._slot
             else:
                 path, fd = self._new_file()
@@ -591,30 +569,17 @@ class _Entry:
         self.journal = journal
 
     def finish(self) -> None:
-        """The write is complete (or was undone): the entry is void."""
+        """The write is complete (or was undone): the entry is void. A slot is voided by breaking its
+        magic (a data write, no sync: lost on a power cut, it leaves an entry whose new bytes are all
+        on disk, which recovery keeps)."""
         if self.journal is None:
             _drop(self.path, self.fd)
             return
-        self.void()
-        self.journal._release_slot(keep_entry=False)
-
-    def done(self) -> None:
-        """The write completed: finish(); where the journal holds finished writes (UndoJournal.settle),
-        the slot's entry stays valid until then instead."""
-        if self.journal is None or not self.journal.hold_finished:
-            self.finish()
-            return
-        self.journal._held = self
-        self.journal._release_slot(keep_entry=False)
-
-    def void(self) -> None:
-        """Break the slot's entry: its magic (a data write, no sync: lost on a power cut, it leaves an
-        entry whose new bytes are all on disk, which recovery keeps), or its length where it holds many
-        old bytes."""
         if self.header["data_bytes"] > IN_PLACE_LIMIT:
             os.ftruncate(self.fd, 0)
         else:
             os.pwrite(self.fd, b"\0", 0)
+        self.journal._release_slot(keep_entry=False)
 
     def abandon(self) -> None:
         """Leave the entry for recovery: release its lock (recovery then treats its writer as dead)."""
@@ -692,7 +657,7 @@ def _recover_entry(entry: Path) -> Restored | None:
         header, data_offset = parsed
         path = Path(os.fsdecode(bytes.fromhex(header["path"])))
         if header["kind"] == "copy":
-            result = _recover_copy(path, Path(os.fsdecode(bytes.fromhex(header["tmp"]))), header)
+            result = _recover_copy(path, Path(os.fsdecode(bytes.fromhex(header["tmp"]))))
         else:
             result = _recover_in_place(path, _Entry(entry, fd, header, data_offset))
         if result is None or not result.action.startswith("not recovered"):
@@ -703,35 +668,17 @@ def _recover_entry(entry: Path) -> Restored | None:
         os.close(fd)
 
 
-def _recover_copy(path: Path, tmp: Path, header: dict) -> Restored | None:
+def _recover_copy(path: Path, tmp: Path) -> Restored | None:
     if not tmp.parent.is_dir():
         return Restored(path, "not recovered yet: its folder is missing (not mounted?)")
     try:
         if not stat.S_ISREG(os.lstat(tmp).st_mode):
             return None
         os.unlink(tmp)
-    except FileNotFoundError:  # never made, or already renamed into place: the file is old or new, whole
-        return _finished_copy(path, header)
+    except FileNotFoundError:
+        return None   # never made, or already renamed into place: the file is old or new, whole
     _fsync_folder(tmp.parent)
     return Restored(path, f"deleted the unfinished copy {tmp.name}; the file is as it was")
-
-
-def _finished_copy(path: Path, header: dict) -> Restored | None:
-    """A copy entry whose copy is gone: finished where another file than the original (the copy, renamed
-    into place) has the name now; None where the original is still there (the copy never made). An
-    entry of an older moodtag does not say which file was the original: None."""
-    if "ino" not in header:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) == (header["dev"], header["ino"]):
-        return None
-    return Restored(path, FINISHED, before=(header["old_size"], header["mtime_ns"]))
-
-
-FINISHED = "kept: the interrupted tag write had finished"
 
 
 def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
@@ -752,7 +699,7 @@ def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
             return Restored(path, "left alone: it changed after the interrupted write")
         if header["new_sha256"] and st.st_size == header["new_size"] \
                 and _hash_ranges(fd, header["write_set"]) == header["new_sha256"]:
-            return Restored(path, FINISHED, before=(header["old_size"], header["mtime_ns"]))
+            return Restored(path, "kept: the interrupted tag write had finished")
         if st.st_size == header["old_size"] and _holds_old_bytes(fd, entry):
             return None   # the write had not begun
         _undo(fd, entry)
@@ -898,7 +845,7 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save, jo
                 raise
             entry.finish()
             raise
-        entry.done()
+        entry.finish()
     finally:
         os.close(fd)
 
@@ -927,8 +874,7 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save, journa
     need = plan.new_size if plan is not None else st.st_size + st.st_size // 50
     _require_space(folder, need, "a safe copy of the file")
     tmp = folder / _temp_name(real.name)
-    header = {"kind": "copy", "path": os.fsencode(real).hex(), "tmp": os.fsencode(tmp).hex(),
-              "dev": st.st_dev, "ino": st.st_ino, "old_size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    header = {"kind": "copy", "path": os.fsencode(real).hex(), "tmp": os.fsencode(tmp).hex()}
     entry = journal._begin(header, [], None)
     made = False
     try:
@@ -965,7 +911,7 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save, journa
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise TagError("disk full: no room for a safe copy of the file; it was not changed") from exc
         raise
-    entry.done()
+    entry.finish()
 
 
 def _write_pieces(src: int, out: int, pieces) -> None:

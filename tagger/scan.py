@@ -188,8 +188,6 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if write_tags:
             journal = _journal(db_path)
             for restored in journal.recover():
-                if restored.finished:  # killed before its row was told: told now
-                    _record_finished_write(cache, restored)
                 if restored.undone:
                     summary.restored += 1
                 elif restored.pending:  # still torn, maybe: not analysed in this scan (see the walk)
@@ -469,34 +467,9 @@ def plan_jobs(jobs: int, *, oversubscribe: bool = False) -> tuple[int, int]:
 
 
 def _journal(db_path: Path):
-    """The undo journal beside the cache; a finished write's entry is held until its row says so
-    (_tag_and_record), for _record_finished_write after a kill between the two."""
     from tagger.safewrite import UndoJournal
 
-    return UndoJournal.for_cache(db_path, hold_finished=True)
-
-
-def _record_finished_write(cache: Cache, restored) -> None:
-    """A tag write that recovery found finished (tagger.safewrite.Restored.finished): the scan that made
-    it was killed before its row learnt the file's new size and mtime, so the file looked changed and
-    was analysed again. The row is told now, as _tag_and_record would have told it, where it is the
-    row the write was made for (made for the file as it was before the write, with a mood) and the
-    file's moodtag fields hold that row's mood and model; else it is left as it is."""
-    from tagger.tags import read_mood
-
-    found = cache.row_of(restored.path)
-    if found is None:
-        return
-    name, row = found
-    if not row.has_mood or (row.size, row.mtime_ns) != restored.before:
-        return
-    try:
-        values = read_mood(restored.path)
-        ref = TrackRef.from_path(restored.path)
-    except (MoodtagError, OSError):
-        return
-    if values is not None and (values.mood, values.model) == (row.mood, f"{row.model_name} {row.model_version}"):
-        cache.set_tagged(name, ref)
+    return UndoJournal.for_cache(db_path)
 
 
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
@@ -574,8 +547,6 @@ def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cac
                 cache.set_tagged(ref.path, ref_after, kept=tags == "kept")
             elif tags == "failed":
                 cache.set_tag_failed(ref.path, tag_error or "unknown cause")
-    if journal is not None:
-        journal.settle()  # the row says what the write did: its journal entry is not needed now
     return tags, tag_error
 
 
