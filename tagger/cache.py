@@ -628,9 +628,10 @@ class Cache:
 
     @classmethod
     def _open_private_copy_of(cls, path: Path) -> "Cache":
-        """_open_private_copy, a copy that cannot be made (a full temporary folder) one line."""
+        """_open_private_copy (upgraded, as a cache of an older moodtag is: the copy is this command's
+        own), a copy that cannot be made (a full temporary folder) one line."""
         try:
-            return cls._open_private_copy(path)
+            return cls._open_private_copy(path, upgrade=True)
         except OSError as exc:
             raise MoodtagError(f"{path}: cannot read the cache: a private copy of it and its -wal (SQLite "
                                f"cannot read them where they are) cannot be made in "

@@ -263,3 +263,36 @@ def test_stats_escapes_control_characters_of_stored_text(tmp_path):
         out = run_cli("stats", "--db", db, env=env, check=True).stdout
         assert "\x1b[2J" not in out and "\x1b[31m" not in out and "\n next" not in out, env
         assert "bad\\x1b[2Jframe\\nnext" in out and "mp3\\x1b[31m" in out, out
+
+
+@needs_setpriv
+def test_an_older_cache_with_pages_in_its_wal_in_a_folder_one_cannot_write(tmp_path):
+    """A cache of moodtag 0.3 whose writer died with committed pages in its -wal, in a folder the user may
+    not write: stats, query and playlist read a private copy of both, which was not upgraded (`cannot read
+    the cache (no such column: tag_state)`). The copy is upgraded first; the files stay as they were."""
+    from tests.test_signals import _old_cache
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "old.db"
+    _old_cache(db)
+    script = ("import os, sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+              "c.execute(\"INSERT INTO tracks (path, size, mtime_ns, mood, confidence, status, model_name, "
+              "model_version, tagged) VALUES ('/m/b.flac', 1, 1, 'exciting', 0.8, 'ok', 'test-model', '0.0.1', 1)\"); "
+              "os._exit(0)")  # dies with the row in the -wal
+    subprocess.run([sys.executable, "-c", script, str(db)], check=True, timeout=60)
+    Path(f"{db}-shm").unlink(missing_ok=True)
+    assert Path(f"{db}-wal").stat().st_size > 0
+    for p in folder.iterdir():
+        p.chmod(0o444)
+    folder.chmod(0o555)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    try:
+        stats = _as_owner("stats", "--db", db, "--json")
+        assert stats.returncode == 0, stats.stderr
+        assert json.loads(stats.stdout)["total"] == 2
+        rows = _as_owner("query", "--db", db, "--sql", "SELECT path, tag_state FROM tracks ORDER BY path", "--csv")
+        assert rows.returncode == 0 and rows.stdout.splitlines()[1:] == ["/m/a.flac,tagged", "/m/b.flac,tagged"], rows
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    finally:
+        folder.chmod(0o755)
