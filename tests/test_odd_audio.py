@@ -23,6 +23,19 @@ def model():
     return load_model(None)
 
 
+def _encode(container, stream, planar: np.ndarray, frame: int, fmt: str) -> None:
+    """Stereo samples (2, n) encoded by PyAV into `stream` of `container`, `frame` samples a frame at 44.1 kHz."""
+    import av
+
+    for i in range(0, planar.shape[1], frame):
+        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, i:i + frame]), format=fmt, layout="stereo")
+        fr.sample_rate, fr.pts = 44100, i
+        for p in stream.encode(fr):
+            container.mux(p)
+    for p in stream.encode(None):
+        container.mux(p)
+
+
 def test_a_few_huge_float_samples_are_damage_and_a_loud_file_is_not(tmp_path, model):
     """One sample in 100,000 at 1e5 or 1e20 (a flipped exponent bit) set the clip's scale: the music was
     crushed 100-400 dB under it and the track judged calm 1.000. Such samples are zeroed as NaN is; a
@@ -71,14 +84,7 @@ def _free_format_mp3(path, seconds: float, seed: int):
     with av.open(buf, "w", format="mp3", options={"write_xing": "0", "id3v2_version": "0"}) as c:
         s = c.add_stream("libmp3lame", rate=44100, layout="stereo")
         s.codec_context.bit_rate = 128000
-        pcm = (np.clip(x.T, -1, 1) * 2**31 * 0.999).astype(np.int32)
-        for i in range(0, pcm.shape[1], 1152):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, i:i + 1152]), format="s32p", layout="stereo")
-            fr.sample_rate, fr.pts = 44100, i
-            for p in s.encode(fr):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+        _encode(c, s, (np.clip(x.T, -1, 1) * 2**31 * 0.999).astype(np.int32), 1152, "s32p")
     b, pos = bytearray(buf.getvalue()), 0
     rates = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320]
     while pos + 4 <= len(b) and b[pos] == 0xFF:
@@ -153,13 +159,7 @@ def test_a_multiplexed_ogg_is_timed_by_its_own_stream(tmp_path):
             s.codec_context.options = {"strict": "-2"}
             tracks.append((s, np.ascontiguousarray(data.T.astype(np.float32))))
         for s, x in tracks:
-            for i in range(0, x.shape[1], 1024):
-                fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, i:i + 1024]), format="fltp", layout="stereo")
-                fr.sample_rate, fr.pts = 44100, i
-                for p in s.encode(fr):
-                    c.mux(p)
-            for p in s.encode(None):
-                c.mux(p)
+            _encode(c, s, x, 1024, "fltp")
     assert probe_duration(path) == pytest.approx(12.0, abs=0.05)
     assert load_clips(path, plan=PLAN, sample_rate=22050).samples.shape == (2, 5 * 22050)
 
