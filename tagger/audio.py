@@ -37,7 +37,7 @@ SNDFILE_PREROLL = {"MP3": 4 * 1152, "OGG": 8192}
 AV_PREROLL_SECONDS = 0.5
 # Samples beyond this (full scale is 1.0; 80 dB above it) are a float file's damage or a wrong scale.
 FLOAT_PEAK_LIMIT = 1e4
-# A float sample beyond full scale and this many times (60 dB) above the clip's level (SPIKE_PERCENTILE
+# A float sample beyond SPIKE_FLOOR and this many times (60 dB) above the clip's level (SPIKE_PERCENTILE
 # of |x|) is damage, as a NaN is: a flipped exponent bit multiplies a sample by 2**16 or more. Music's
 # loudest sample stays within 12 dB of that level (at most 11.2 dB over 1,005 clips of the dev sets).
 SPIKE_RATIO = 1000.0

@@ -532,15 +532,32 @@ def _holds_rows(cache: Cache, path: Path) -> bool:
 def _linked_places(cache: Cache, path: Path) -> Iterator[Path | str]:
     """What the symlinks at or under `path` lead to: for a link to a file, the key of the file's row (if it
     has one); for a link to a folder, the folder as the link spells it (made absolute) and its real path.
-    A file `path` (a link, or a file kept under another name) is its row's key. The folders below `path`
-    are listed with os.scandir, links to folders not followed (no loop), no stat but one per link; a
-    folder that cannot be listed is passed over."""
+    A file `path` (a link, or a file kept under another name) is its row's key. The links are found by
+    _symlinks_below (links to folders not followed), one stat per link."""
     if not os.path.isdir(path):
         found = _row_of(cache, path)
         if found is not None:
             yield found
         return
-    folders = [os.fspath(path)]
+    for entry in _symlinks_below(os.fspath(path)):
+        if entry.is_dir():
+            try:
+                target = os.readlink(entry.path)
+            except OSError:  # gone since it was listed, or not readable (/proc): passed over
+                continue
+            yield Path(os.path.abspath(os.path.join(os.path.dirname(entry.path), target)))
+            yield Path(os.path.realpath(entry.path))
+        else:
+            found = _row_of(cache, Path(entry.path))
+            if found is not None:
+                yield found
+
+
+def _symlinks_below(folder: str) -> Iterator[os.DirEntry]:
+    """The symlinks at any depth below `folder`, hidden folders included: the folders are listed with
+    os.scandir, links to folders not followed (no loop), no stat per file (is_symlink and is_dir from the
+    entry's type); a folder that cannot be listed is passed over (what it holds is not found)."""
+    folders = [folder]
     while folders:
         try:
             with os.scandir(folders.pop()) as listing:
@@ -549,17 +566,7 @@ def _linked_places(cache: Cache, path: Path) -> Iterator[Path | str]:
             continue
         for entry in entries:
             if entry.is_symlink():
-                if entry.is_dir():
-                    try:
-                        target = os.readlink(entry.path)
-                    except OSError:  # gone since it was listed, or not readable (/proc): passed over
-                        continue
-                    yield Path(os.path.abspath(os.path.join(os.path.dirname(entry.path), target)))
-                    yield Path(os.path.realpath(entry.path))
-                else:
-                    found = _row_of(cache, Path(entry.path))
-                    if found is not None:
-                        yield found
+                yield entry
             elif entry.is_dir(follow_symlinks=False):
                 folders.append(entry.path)
 
@@ -775,25 +782,17 @@ def _put_under(entry: PlaylistEntry, under: str, name: str) -> None:
 def _folder_links(folder: str, real: str) -> list[tuple[str, str]]:
     """(real target, link's path), each ending in a separator, of every symlink to a folder outside `real`
     (the folder's real path) found at or below `folder` (as named), in hidden folders too (MPD 0.23 lists
-    them): the folders are listed with os.scandir, links below a link not followed (is_symlink and is_dir
-    from the entry's type, no stat per file; a realpath per link). The most specific target first; of
-    links to one target, the first by path."""
+    them; _symlinks_below: links below a link not followed, a realpath per link). The most specific
+    target first; of links to one target, the first by path."""
     inside = real.rstrip(os.sep) + os.sep
     links: list[tuple[str, str]] = []
-    folders = [folder]
-    while folders:
+    for entry in _symlinks_below(folder):
         try:
-            with os.scandir(folders.pop()) as listing:
-                entries = list(listing)
-        except OSError:  # a folder it may not list: its links are not found (what it holds stays outside)
+            target = os.path.realpath(entry.path)
+        except OSError:  # a link that cannot be followed (/proc's): leads nowhere MPD goes
             continue
-        for entry in entries:
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if target != real and not target.startswith(inside) and os.path.isdir(target):
-                    links.append((target.rstrip(os.sep) + os.sep, entry.path + os.sep))
-            elif entry.is_dir(follow_symlinks=False):
-                folders.append(entry.path)
+        if target != real and not target.startswith(inside) and os.path.isdir(target):
+            links.append((target.rstrip(os.sep) + os.sep, entry.path + os.sep))
     return sorted(links, key=lambda link: (-len(link[0]), link[1]))
 
 

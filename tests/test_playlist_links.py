@@ -156,3 +156,17 @@ def test_a_link_that_cannot_be_followed_is_passed_over(library, tmp_path):
     proc = run_cli("playlist", "calm", folder, "--db", library["db"], "--absolute")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.count("no cached tracks under") == 1, proc.stderr
+
+
+def test_a_link_in_the_music_folder_that_cannot_be_followed_is_passed_over(library, tmp_path):
+    """`--for mpd`: the music folder's links are looked through when a track lies outside it; one that
+    cannot be followed (to /proc/2/exe: realpath fails) was a traceback. It is passed over, and the
+    tracks outside keep their warning."""
+    if not os.path.lexists("/proc/2/exe"):
+        pytest.skip("no /proc/2 here")
+    music = tmp_path / "mpd-music"
+    music.mkdir()
+    (music / "kernel").symlink_to("/proc/2/exe")
+    proc = run_cli("playlists", "--db", library["db"], "--for", "mpd", "--music-dir", music, "-d", tmp_path / "pl")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "outside the music folder" in proc.stderr, proc.stderr
