@@ -55,7 +55,7 @@ SF_UNKNOWN_FRAMES = 2 ** 62
 # The container FFmpeg should find for each suffix; another one (or a suffix not listed) means the
 # name and the content disagree, and the file must show that its audio decodes before it is trusted.
 AV_FORMATS = {".m4a": "mov,mp4,m4a,3gp,3g2,mj2", ".mp4": "mov,mp4,m4a,3gp,3g2,mj2", ".opus": "ogg",
-              ".ogg": "ogg", ".oga": "ogg", ".mp3": "mp3", ".flac": "flac", ".wav": "wav",
+              ".spx": "ogg", ".ogg": "ogg", ".oga": "ogg", ".mp3": "mp3", ".flac": "flac", ".wav": "wav",
               ".aif": "aiff", ".aiff": "aiff", ".aifc": "aiff"}
 OGG_PAGE = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial, sequence, crc, segments
 OGG_BOS = 0x02

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 from tagger.errors import BROKEN_LINK
 from tagger.records import TrackRef
 
-AUDIO_SUFFIXES = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".wav",
+AUDIO_SUFFIXES = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".mp4", ".wav",
                             ".aif", ".aiff", ".aifc"})
 
 

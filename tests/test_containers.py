@@ -156,3 +156,28 @@ def test_a_chained_ogg_file_is_read_link_by_link(tmp_path, suffix):
     across = decode_segments(chained, [19.0], seconds=2.0, sample_rate=RATE).samples[0]
     expected = source[19 * RATE: 21 * RATE]
     assert best_lag(expected, across) == 0 and np.corrcoef(expected, across)[0, 1] > 0.98
+
+
+def test_a_speex_file_is_scanned_tagged_and_untagged(tmp_path):
+    """An Ogg Speex file (`.spx`, which speexenc writes and FFmpeg reads) is walked, classified,
+    tagged in its Vorbis comment with its other entries kept, and untagged; its audio stays the
+    same. A committed 12 kB file (tests/data/README.md): no encoder CI has writes Speex."""
+    import mutagen
+    from tests.conftest import run_cli
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    track = library / "speech.spx"
+    track.write_bytes((Path(__file__).parent / "data" / "exciting-7s.spx").read_bytes())
+    before = synth.decode_whole(track, sample_rate=16000)
+    tags = mutagen.File(track)
+    tags["ARTIST"] = "someone"
+    tags.save()
+    db = tmp_path / "cache.db"
+    scan = run_cli("scan", library, "--db", db, "--json", check=True)
+    assert '"mood": "exciting"' in scan.stdout and '"tags": "written"' in scan.stdout, scan.stdout
+    written = mutagen.File(track)
+    assert written["MOOD"] == ["exciting"] and written["ARTIST"] == ["someone"]
+    assert np.array_equal(synth.decode_whole(track, sample_rate=16000), before)
+    run_cli("untag", library, "--db", db, check=True)
+    assert list(mutagen.File(track).tags) == [("ARTIST", "someone")]
