@@ -491,6 +491,19 @@ class PathFilter:
     empty: tuple[Path, ...] = ()
 
 
+def _distinct(paths: Iterable[Path]) -> list[Path]:
+    """`paths` less those naming a place named before (`Favorites Favorites/ ./Favorites`): each is
+    looked up, walked and warned about once, as the first spelling given."""
+    seen: set[str] = set()
+    distinct = []
+    for path in paths:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(path)
+    return distinct
+
+
 def path_filter(cache: Cache, paths: Iterable[Path]) -> PathFilter:
     """The places `paths` stand for. A PATH under which the cache holds rows (one indexed query per
     spelling of it, cache.filter_roots) is taken as it is, never walked: `playlist calm ~/Music` costs
@@ -503,7 +516,7 @@ def path_filter(cache: Cache, paths: Iterable[Path]) -> PathFilter:
     roots: list[Path] = []
     files: list[str] = []
     empty: list[Path] = []
-    for path in paths:
+    for path in _distinct(paths):
         roots.append(path)
         if _holds_rows(cache, path):
             continue

@@ -83,6 +83,14 @@ def test_a_path_with_no_cached_track_is_a_warning_not_silence(library):
     assert "no cached tracks under" in line and str(library["root"] / "Empty") in line
 
 
+def test_one_place_named_several_ways_is_one_warning(library):
+    """`playlist calm Empty Empty/ Empty/.` warned once for each spelling."""
+    empty = library["root"] / "Empty"
+    proc = run_cli("playlist", "calm", empty, f"{empty}/", f"{empty}/.", "--db", library["db"], "--absolute", check=True)
+    [line] = proc.stderr.splitlines()
+    assert "no cached tracks under" in line and str(empty) in line
+
+
 def test_a_path_that_holds_rows_is_not_walked(library, tmp_path):
     """A PATH with rows under it is taken as it is (one indexed query on any library): a link below it to a
     folder scanned under its own path is not followed."""
