@@ -8,7 +8,7 @@ that validation keeps on one side: a game, a collection, an album) is, with `gro
   folder if the file is nested (``calm/<album>/01.flac`` -> ``<album>``); else the DATA folder's name;
 - ``prefix``: the part before ``__`` (a file without ``__`` is an error);
 - ``folder``: the first folder below the label folder (a file directly in it is an error);
-- ``track``: every file is its own group.
+- ``track``: every file is its own group (named ``<label>/<path without suffix>``).
 
 A CSV has a header row with a path column (``path`` or ``file``), a ``label`` column and optionally
 a group column (``group``, ``source`` or ``package``); paths are relative to the CSV's folder.
@@ -119,11 +119,12 @@ def _check_label(label: str, labels, where: str) -> None:
         raise MoodtagError(f"{where}: unknown label {label!r} (labels: {', '.join(labels)})")
 
 
-def _group(rel: Path, group_by: str, default: str, where: Path) -> str:
-    """`rel` is the path below the label folder (or the CSV path)."""
+def _group(rel: Path, group_by: str, default: str, where: Path, label: str) -> str:
+    """`rel` is the path below the label folder (or the CSV path). A track's group is named with its
+    label (`calm/0`): `calm/0.flac` and `exciting/0.flac` are two tracks, not one group holding both."""
     name = rel.name
     if group_by == "track":
-        return str(rel.with_suffix(""))
+        return f"{label}/{rel.with_suffix('')}"
     if group_by in ("auto", "prefix") and GROUP_SEPARATOR in name:
         prefix = name.split(GROUP_SEPARATOR, 1)[0]
         if prefix:
@@ -153,7 +154,7 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
             if not is_audio_name(path.name):
                 skip(path, f"skipped: not an audio file ({path.suffix or 'no'} extension)")
                 continue
-            items.append(Item(path=path, label=label_dir.name, group=_group(rel, group_by, root.resolve().name, path)))
+            items.append(Item(path=path, label=label_dir.name, group=_group(rel, group_by, root.resolve().name, path, label_dir.name)))
     return items
 
 
@@ -270,6 +271,6 @@ def _from_csv(path: Path, *, labels, group_by: str) -> list[Item]:
         if not group:
             parts = Path(rel).parts
             below = Path(*parts[1:]) if len(parts) > 1 and parts[0] == label else Path(rel)
-            group = _group(below, group_by, path.stem, file)
+            group = _group(below, group_by, path.stem, file, label)
         items.append(Item(path=file, label=label, group=group))
     return items

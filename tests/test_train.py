@@ -332,7 +332,13 @@ def test_too_short_track_is_skipped(tmp_path, cache):
 def test_groups_and_csv(tmp_path, data):
     items = load_items(data)
     assert len(items) == 12 and {it.group for it in items} == {"g0", "g1", "g2"}
-    assert {it.group for it in load_items(data, group_by="track")} == {f"g{i % 3}__t{i:02d}" for i in range(12)}
+    assert {it.group for it in load_items(data, group_by="track")} == {
+        f"{('calm', 'exciting')[i % 2]}/g{i % 3}__t{i:02d}" for i in range(12)}
+    same_names = tmp_path / "same"  # calm/0.wav and exciting/0.wav are two tracks, each its own group
+    for mood in ("calm", "exciting"):
+        (same_names / mood).mkdir(parents=True)
+        make_track(same_names / mood / "0.wav", mood, 6)
+    assert sorted(it.group for it in load_items(same_names, group_by="track")) == ["calm/0", "exciting/0"]
     nested = tmp_path / "lib"
     (nested / "calm" / "album").mkdir(parents=True)
     make_track(nested / "calm" / "album" / "01.wav", "calm", 6)
