@@ -8,7 +8,7 @@ that validation keeps on one side: a game, a collection, an album) is, with `gro
   folder if the file is nested (``calm/<album>/01.flac`` -> ``<album>``); else the DATA folder's name;
 - ``prefix``: the part before ``__`` (a file without ``__`` is an error);
 - ``folder``: the first folder below the label folder (a file directly in it is an error);
-- ``track``: every file is its own group (named ``<label>/<path without suffix>``).
+- ``track``: every file is its own group (named ``<label>/<path below the label folder>``).
 
 A CSV has a header row with a path column (``path`` or ``file``), a ``label`` column and optionally
 a group column (``group``, ``source`` or ``package``); paths are relative to the CSV's folder.
@@ -120,11 +120,11 @@ def _check_label(label: str, labels, where: str) -> None:
 
 
 def _group(rel: Path, group_by: str, default: str, where: Path, label: str) -> str:
-    """`rel` is the path below the label folder (or the CSV path). A track's group is named with its
-    label (`calm/0`): `calm/0.flac` and `exciting/0.flac` are two tracks, not one group holding both."""
+    """`rel` is the path below the label folder (or the CSV path). A track's group is its label and
+    path (`calm/0.flac`): `exciting/0.flac` and `calm/0.ogg` are other tracks, not one group with it."""
     name = rel.name
     if group_by == "track":
-        return f"{label}/{rel.with_suffix('')}"
+        return f"{label}/{rel}"
     if group_by in ("auto", "prefix") and GROUP_SEPARATOR in name:
         prefix = name.split(GROUP_SEPARATOR, 1)[0]
         if prefix:

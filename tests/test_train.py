@@ -333,12 +333,14 @@ def test_groups_and_csv(tmp_path, data):
     items = load_items(data)
     assert len(items) == 12 and {it.group for it in items} == {"g0", "g1", "g2"}
     assert {it.group for it in load_items(data, group_by="track")} == {
-        f"{('calm', 'exciting')[i % 2]}/g{i % 3}__t{i:02d}" for i in range(12)}
-    same_names = tmp_path / "same"  # calm/0.wav and exciting/0.wav are two tracks, each its own group
+        f"{('calm', 'exciting')[i % 2]}/g{i % 3}__t{i:02d}.wav" for i in range(12)}
+    same_names = tmp_path / "same"  # calm/0.wav, calm/0.flac and exciting/0.wav: three tracks, three groups
     for mood in ("calm", "exciting"):
         (same_names / mood).mkdir(parents=True)
         make_track(same_names / mood / "0.wav", mood, 6)
-    assert sorted(it.group for it in load_items(same_names, group_by="track")) == ["calm/0", "exciting/0"]
+    make_track(same_names / "calm" / "0.flac", "calm", 6)
+    assert sorted(it.group for it in load_items(same_names, group_by="track")) == ["calm/0.flac", "calm/0.wav",
+                                                                                     "exciting/0.wav"]
     nested = tmp_path / "lib"
     (nested / "calm" / "album").mkdir(parents=True)
     make_track(nested / "calm" / "album" / "01.wav", "calm", 6)
