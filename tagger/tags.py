@@ -52,6 +52,7 @@ from typing import Callable, NamedTuple
 import mutagen
 from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
 from mutagen._riff import RiffFile
+from mutagen._util import loadfile
 
 from tagger import fastsave, safewrite
 from tagger.errors import BROKEN_LINK, MoodtagError, TagError
@@ -657,7 +658,7 @@ class _MP4Fields:
     prefix = "----:com.apple.iTunes:"
 
     def load(self, cls, fh):
-        return cls(fh)
+        return _keeping_ilst(cls)(fh)
 
     def _name(self, key: str, *, mood: bool = True) -> str | None:
         if key.lower().startswith(self.prefix.lower()) and _is_ours(key[len(self.prefix):], mood=mood):
@@ -700,6 +701,70 @@ class _MP4Fields:
 
     def prepare_save(self, tags) -> dict:
         return {}
+
+
+class _KeptIlst(mp4.MP4Tags):
+    """mutagen's MP4 tags, saved as the file's `ilst` holds its atoms. mutagen's own save renders every
+    atom again from what it parsed: a BMP or GIF cover became a JPEG one (FFmpeg then took it for
+    MJPEG), a cover's name atom was dropped, `gnre` became `\xa9gen`, two `\xa9ART` atoms one with two
+    values, text lost its locale and type, and the atoms were sorted; `untag` gave none of it back.
+    Here the atoms of every key whose values did not change are written back as the file has them, in
+    their place; a changed freeform key's atoms (moodtag's fields) where its first atom was, a new
+    one's at the end. A change to any other key (not moodtag's) is saved by mutagen's own save."""
+
+    def __init__(self, *args, **kwargs):
+        self.file_atoms: list[tuple[str | None, bytes]] = []   # (key, the atom's bytes), in the file's order
+        self.loaded: dict[str, list] = {}
+        super().__init__(*args, **kwargs)
+
+    def load(self, atoms, fileobj):
+        super().load(atoms, fileobj)
+        for atom in atoms.path(b"moov", b"udta", b"meta", b"ilst")[-1].children:
+            fileobj.seek(atom.offset)
+            raw = fileobj.read(atom.length)
+            self.file_atoms.append((_ilst_key(atom.name, raw[atom._dataoffset - atom.offset:]), raw))
+        self.loaded = {key: list(values) for key, values in self.items()}
+
+    @loadfile(writable=True)
+    def save(self, filething=None, padding=None):
+        changed = {key for key in {*self.keys(), *self.loaded} if self.get(key) != self.loaded.get(key)}
+        place = getattr(self, "_MP4Tags__save", None)  # mutagen's: the ilst into the file, sizes and offsets updated
+        if place is None or any(not key.startswith("----:") for key in changed):
+            return super().save(filething.fileobj, padding=padding)
+        atoms, placed = [], set()
+        for key, raw in self.file_atoms:
+            if key not in changed:
+                atoms.append(raw)
+            elif key not in placed:
+                placed.add(key)
+                if key in self:
+                    atoms.append(self._render(key, self[key]))
+        atoms += [self._render(key, self[key]) for key in sorted(changed - placed) if key in self]
+        try:
+            found = mp4.Atoms(filething.fileobj)
+        except mp4.AtomError as err:
+            raise mp4.error(err) from None
+        place(filething.fileobj, found, mp4.Atom.render(b"ilst", b"".join(atoms)), padding)
+
+
+def _ilst_key(name: bytes, data: bytes) -> str | None:
+    """The key mutagen files an `ilst` atom's values under: a freeform atom's ----:MEAN:NAME from its
+    mean and name atoms (None where they cannot be read: mutagen kept its bytes as they were), else
+    the atom's name."""
+    if name != b"----":
+        return name.decode("latin-1")
+    try:
+        mean_end = struct.unpack_from(">I", data, 0)[0]
+        name_end = mean_end + struct.unpack_from(">I", data, mean_end)[0]
+    except struct.error:
+        return None
+    return (b"----:" + data[12:mean_end] + b":" + data[mean_end + 12:name_end]).decode("latin-1")
+
+
+@functools.cache
+def _keeping_ilst(cls: type) -> type:
+    """mutagen's MP4 file class `cls` with its tags a _KeptIlst."""
+    return type(cls.__name__, (cls,), {"MP4Tags": _KeptIlst})
 
 
 # --- a format's own text fields, read only ----------------------------------------------------

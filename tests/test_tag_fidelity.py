@@ -410,3 +410,48 @@ def test_a_mood_replaced_by_an_older_moodtag_comes_back_as_before(tmp_path, sour
         audio.save()
         assert remove_mood(path) is True
         assert [e for e in vorbis_entries(path) if b"MOOD" in e.upper()] == [b"MOOD=Happy"]
+
+
+def ilst_atoms(path: Path) -> list[bytes]:
+    """The atoms of an M4A file's `ilst`, each as the file holds it, in order."""
+    with open(path, "rb") as fh:
+        children = mp4.Atoms(fh).path(b"moov", b"udta", b"meta", b"ilst")[-1].children
+        found = []
+        for atom in children:
+            fh.seek(atom.offset)
+            found.append(fh.read(atom.length))
+        return found
+
+
+def atom(name: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), name) + payload
+
+
+def data_atom(kind: int, payload: bytes, locale: int = 0) -> bytes:
+    return atom(b"data", struct.pack(">II", kind, locale) + payload)
+
+
+def test_an_m4a_files_other_atoms_are_written_back_as_they_were(tmp_path, sources):
+    """mutagen's MP4 save renders every `ilst` atom again from what it parsed: a BMP cover (type 27)
+    became a JPEG one (FFmpeg took it for MJPEG) and lost its name atom, `gnre` became `\\xa9gen` (two
+    'Rock'), two `\\xa9ART` atoms became one, a text's locale was zeroed, and untag gave none of it
+    back. Now only moodtag's atoms are added (at the end) and taken out."""
+    path = tmp_path / "odd.m4a"
+    shutil.copyfile(sources["m4a"], path)
+    tags = mp4.MP4(path)
+    tags["\xa9nam"] = "placeholder"
+    tags.save()
+    others = [atom(b"\xa9nam", data_atom(1, b"Title", locale=0x0409)),
+              atom(b"\xa9ART", data_atom(1, b"Artist One")), atom(b"\xa9ART", data_atom(1, b"Artist Two")),
+              atom(b"covr", data_atom(27, b"BM" + bytes(60)) + atom(b"name", b"\0\0\0\0front")),
+              atom(b"gnre", data_atom(0, b"\x00\x12")), atom(b"\xa9gen", data_atom(1, b"Rock")),
+              atom(b"tmpo", data_atom(21, b"\x00\x00\x00\x78"))]
+    with open(path, "r+b") as fh:  # the atoms as another tagger wrote them (mutagen's own save places them)
+        tags.tags._MP4Tags__save(fh, mp4.Atoms(fh), atom(b"ilst", b"".join(others)), None)
+    assert ilst_atoms(path) == others
+    write_mood(path, VALUES)
+    written = ilst_atoms(path)
+    assert written[:len(others)] == others and len(written) == len(others) + 4
+    assert read_mood(path).mood == "calm"
+    remove_mood(path)
+    assert ilst_atoms(path) == others
