@@ -897,3 +897,25 @@ def test_standard_output_on_a_full_disk_is_one_line(library, model):
         assert proc.returncode == 1
         assert proc.stderr.splitlines() == ["error: cannot write to standard output (No space left on device)"], \
             proc.stderr
+
+
+def test_many_names_mpd_strips_are_ten_warnings_and_one_line(model, tmp_path):
+    """A library of names MPD cannot load (a leading space: MPD strips it) gave a warning per track:
+    thousands of lines. The first ten are named, the rest one line with their cause."""
+    _, spec = model
+    root = tmp_path / "Music"
+    root.mkdir()
+    db = tmp_path / "c.db"
+    with Cache.open(db) as cache:
+        for i in range(14):
+            path = root / f" {i:02d} space first.flac"
+            path.write_bytes(b"x")
+            cache.record(_result(path, "calm", 0.1, spec), TrackRef.from_path(path), info={"format": "flac"})
+    result = run(["playlist", "calm", "--db", str(db), "--for", "mpd", "--music-dir", str(root),
+                  "-o", str(tmp_path / "calm.m3u")], model[0])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 11, result.stderr
+    assert all(f" {i:02d} space first.flac" in lines[i] for i in range(10))
+    assert "4 more calm tracks left out of the playlist: " in lines[10]
+    assert "begins or ends with a space" in lines[10]

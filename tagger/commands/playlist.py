@@ -258,8 +258,12 @@ def _printer():
     return lambda text: typer.echo("\n".join(printable(line) for line in text.split("\n")), nl=False)
 
 
+LEFT_OUT_NAMED = 10  # entries a playlist cannot hold named one warning each; the rest are one line
+
+
 def _report_left_out(result, library: Path | None, others) -> None:
-    """A warning per entry the format cannot hold, one line for files gone from disk, one for tracks another
+    """A warning per entry the format cannot hold (the first LEFT_OUT_NAMED; one line for the rest: a
+    library of names MPD strips would flood the terminal), one line for files gone from disk, one for tracks another
     model analysed (`others`, OtherModels), one for tracks outside the music folder."""
     left_out = result.left_out
     if not (left_out.unwritable or left_out.missing or left_out.outside or others.count):
@@ -268,8 +272,13 @@ def _report_left_out(result, library: Path | None, others) -> None:
 
     from tagger.console import shown, warn
 
-    for path, problem in left_out.unwritable:
+    for path, problem in left_out.unwritable[:LEFT_OUT_NAMED]:
         warn(f"{shown(path)}: left out of the {escape(result.mood)} playlist: {escape(problem)}")
+    if len(left_out.unwritable) > LEFT_OUT_NAMED:
+        n = len(left_out.unwritable) - LEFT_OUT_NAMED
+        causes = sorted({problem for _, problem in left_out.unwritable[LEFT_OUT_NAMED:]})
+        warn(f"{n} more {escape(result.mood)} track{'s' if n != 1 else ''} left out of the playlist: "
+             f"{escape('; '.join(causes[:3]))}{'; ...' if len(causes) > 3 else ''}")
     if left_out.missing:
         n = left_out.missing
         warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} no longer on disk left out "
