@@ -38,7 +38,7 @@ def _encode(container, stream, planar: np.ndarray, frame: int, fmt: str) -> None
 
 def test_a_few_huge_float_samples_are_damage_and_a_loud_file_is_not(tmp_path, model):
     """One sample in 100,000 at 1e5 or 1e20 (a flipped exponent bit) set the clip's scale: the music was
-    crushed 100-400 dB under it and the track judged calm 1.000. Such samples are zeroed as NaN is; a
+    crushed 100-400 dB under it and the track judged calm 1.000. Such samples are mended as NaN is; a
     file loud as a whole is read as before; many such samples are 'corrupt'."""
     x = synth.render("exciting", 30.0, seed=3)
     files = {}
@@ -62,6 +62,21 @@ def test_a_few_huge_float_samples_are_damage_and_a_loud_file_is_not(tmp_path, mo
     with pytest.raises(AudioError, match=r"^corrupt: [\d,]+ of a clip's [\d,]+ samples are damaged \(NaN, "
                                          r"infinite, or 60 dB above the rest of the clip\)$"):
         load_clips(tmp_path / "many.wav", plan=PLAN, sample_rate=22050)
+
+
+def test_a_damaged_sample_is_mended_from_its_neighbours_not_zeroed(tmp_path, model):
+    """Zeroed, one damaged sample in a tonal passage is a click: three in a synthetic track moved two
+    clips from P(calm) 0.28 and 0.08 to 0.999 and 1.000, the track from exciting to calm 1.00. Drawn
+    between its neighbours, it leaves the clip's scores where the undamaged file has them."""
+    x = synth.render("calm", 30.0, seed=6).astype(np.float32)
+    sf.write(tmp_path / "clean.wav", x, synth.SAMPLE_RATE, subtype="FLOAT")
+    y = x.copy()
+    y[[1000, 500_000, 900_000]] = 1e5
+    sf.write(tmp_path / "damaged.wav", y, synth.SAMPLE_RATE, subtype="FLOAT")
+    clean, damaged = (analyze_track(tmp_path / f"{name}.wav", model) for name in ("clean", "damaged"))
+    assert damaged.mood == clean.mood and len(damaged.clips) == len(clean.clips) == 5
+    for ours, theirs in zip(damaged.clips, clean.clips):
+        assert ours.scores["calm"] == pytest.approx(theirs.scores["calm"], abs=0.01)
 
 
 def test_an_m4a_named_mp3_is_decoded_as_what_its_bytes_say(tmp_path):
