@@ -76,13 +76,16 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
                model: str | None = None, jobs: int = 0, force: bool = False, replace_mood: bool = False,
                retag: bool = False, on_event: Callable[[ScanEvent], None] = lambda e: None,
                on_kept: Callable[[object, str], None] = lambda item, mood: None,
+               on_set: Callable[[object, TrackOutcome], None] = lambda item, outcome: None,
                stop: Callable[[], bool] = lambda: False) -> tuple[ScanSummary, ItemTally]:
     """Analyse the files of beets `items` (moodtag's scan and cache), store each item's mood and
     confidence in beets' database, and write the files' tags when `write` (with `retag`, those of files
     `moodtag untag` cleared too). With `dry_run` nothing is written anywhere. A file that is missing or
-    fails is a problem of the summary (and an event), and leaves its items as they were. A file whose
+    fails is a problem of the summary (and an event), and leaves its items as they were; so does an
+    item's path that holds a folder now (its files are not the items': never walked). A file whose
     mood field holds a value moodtag did not write keeps it unless `replace_mood`, and so does an item
-    whose mood moodtag did not store (own_mood; `on_kept(item, moodtag's mood)` is told). Every item of
+    whose mood moodtag did not store (own_mood; `on_kept(item, moodtag's mood)` is told; every other
+    item that gets moodtag's mood, or would in a dry run, `on_set(item, outcome)`). Every item of
     a file gets its mood, however the scan names the file (FileItems). Raises MoodtagError for an
     unusable model or cache."""
     files = FileItems(items)
@@ -95,10 +98,13 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
                 if store_outcome(item, event.outcome, replace_mood=replace_mood, dry_run=dry_run):
                     tally.kept += 1
                     on_kept(item, event.outcome.result.mood)
+                else:
+                    on_set(item, event.outcome)
         on_event(event)
 
     summary = scan_files(files.paths, db=db, model=model, jobs=jobs, force=force, replace_mood=replace_mood,
-                         retag=retag, dry_run=dry_run, no_write=not write, on_event=store, stop=stop)
+                         retag=retag, dry_run=dry_run, no_write=not write, files_only=True, on_event=store,
+                         stop=stop)
     return summary, tally
 
 
@@ -192,8 +198,10 @@ def was_current(item, ref) -> bool:
 
 
 def summary_line(summary: ScanSummary, tally: ItemTally) -> str:
-    """One line: items (and their files, where fewer), analysed, cached, failed, tags written and why
-    not (left untagged, own mood kept), and the count of each mood, by item."""
+    """One line: items (and their files, where fewer), analysed, cached, failed (and, among the cached,
+    the files that failed before and are unchanged since, which no run tries again unless forced, as
+    `moodtag scan` says), tags written and why not (left untagged, own mood kept), and the count of each
+    mood, by item."""
     items = tally.items
     failed = len(summary.problems)
     moods = ", ".join(f"{mood} {n}" for mood, n in sorted(tally.moods.items()))
@@ -201,7 +209,10 @@ def summary_line(summary: ScanSummary, tally: ItemTally) -> str:
         [f"beets' own mood kept {tally.kept}"] if tally.kept else [])
     files = f" ({tally.files} file{'s' if tally.files != 1 else ''})" if tally.files < items else ""
     return (f"{items} item{'s' if items != 1 else ''}{files}: {summary.analysed} analysed, {summary.cached} "
-            f"unchanged (cached), {failed} failed, tags written {summary.written}"
+            f"unchanged (cached), {failed} failed"
+            + (f", {summary.failed_before} failed before and unchanged (-f tries again)" if summary.failed_before
+               else "")
+            + f", tags written {summary.written}"
             + (f", left untagged {summary.untagged} (--retag tags those without a mood of their own)"
                if summary.untagged else "")
             + (f", {', '.join(kept)} (--replace-mood replaces it)" if kept else "")
@@ -232,12 +243,14 @@ class Noted:
 
 class BeetsWrites:
     """moodtag's cache and tags kept in step with beets' own tag writes. Before beets opens a file
-    (beets' `write` event): the file's size and mtime, and whether its row is current for them (status
-    ok). After beets' write (`after_write`), where it was: beets changed only tags, so moodtag's mood
-    goes back in where the row says moodtag wrote it (tagged) and the file holds none now (beets' ID3v2.3
-    save drops TMOO), as a scan writes it (under the scan lock, with the undo journal); then the row takes
-    the file's new size and mtime, keeping its result and tag_state, and the next scan does not analyse
-    the file again. A file without a row, or changed since moodtag saw it, is left to the next scan.
+    (beets' `write` event): the file's size and mtime, and whether its row is current for them and holds
+    a result (status ok, or only its tag write failed: CachedTrack.has_mood; a file that failed to decode
+    is tried again, as after any change). After beets' write (`after_write`), where it was: beets changed
+    only tags, so moodtag's mood goes back in where the row says moodtag wrote it (tagged) and the file
+    holds none now (beets' ID3v2.3 save drops TMOO), as a scan writes it (under the scan lock, with the
+    undo journal); then the row takes the file's new size and mtime, keeping its result and tag_state,
+    and the next scan does not analyse the file again (a failed tag write is tried again). A file without
+    a row, or changed since moodtag saw it, is left to the next scan.
 
     beets' moves and removals too: a file beets moved (`beet mv`, an import that moves; `item_moved`)
     takes its row with it, where the row is current for it (moved), and a file beets deleted (`beet rm
@@ -284,10 +297,12 @@ class BeetsWrites:
     def moved(self, source: bytes, destination: bytes) -> None:
         """beets' `item_moved` event (`beet mv`, `beet move`, an import with move; the file is at
         `destination` now): the row of the file at `source`, where it is current for the file as it is
-        now (status ok, same size and mtime: a move keeps them), takes the destination's path, keeping its
-        result and tag_state (Cache.found_again, as a scan moves a renamed file's row); so the next scan
-        neither analyses the file again nor keeps a second row under the old path. Where the destination
-        has a row already, both stay as they are. A copy (`item_copied`) is another file: left alone."""
+        now (not marked missing, same size and mtime: a move keeps them), takes the destination's path,
+        keeping its result, status and tag_state (Cache.found_again, as a scan moves a renamed file's row,
+        a failed one too); so the next scan neither analyses the file again (a failed tag write is tried
+        again, a file that failed to decode counts as failed before) nor keeps a second row under the old
+        path. Where the destination has a row already, both stay as they are. A copy (`item_copied`) is
+        another file: left alone."""
         try:
             self._move_row(source, destination)
         except Exception as exc:  # noqa: BLE001 (beets' move is done; the next scan analyses the file)
@@ -344,7 +359,7 @@ class BeetsWrites:
         if found is None:
             return
         row, st = found[1], os.stat(new)
-        if row.status != "ok" or (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        if row.status == "missing" or (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns):
             return
         key, raw = path_key(new)
         if cache.lookup(list(dict.fromkeys([key, path_key(os.path.realpath(new))[0]]))):
@@ -364,7 +379,8 @@ class BeetsWrites:
         if found is None:
             return None
         place, row = found
-        if row.status != "ok" or (row.size, row.mtime_ns) != (before.size, before.mtime_ns):
+        current = row.status != "missing" and (row.size, row.mtime_ns) == (before.size, before.mtime_ns)
+        if not (current and row.has_mood):
             return None
         return Noted(place, before, row)
 
@@ -520,8 +536,9 @@ class MoodtagPlugin(BeetsPlugin):
             raise ui.UserError(f"--jobs must be 0 (one per core) or more, not {opts.jobs}")
         items = list(lib.items(args))
         stops = StopRequests.install()
+        jobs_from = "--jobs" if opts.jobs is not None else "moodtag.jobs:"
         summary = self._analyse(items, write=ui.should_write(opts.write), dry_run=opts.dry_run,
-                                stop=lambda: stops.requested, **self._settings(opts))
+                                stop=lambda: stops.requested, jobs_from=jobs_from, **self._settings(opts))
         if summary.interrupted:
             raise SystemExit(stops.exit_status)
 
@@ -555,23 +572,28 @@ class MoodtagPlugin(BeetsPlugin):
         return Path(given).expanduser() if given is not None else None
 
     def _analyse(self, items: list, *, write: bool, dry_run: bool = False,
-                 stop: Callable[[], bool] = lambda: False, **settings) -> ScanSummary:
+                 stop: Callable[[], bool] = lambda: False, jobs_from: str = "moodtag.jobs:",
+                 **settings) -> ScanSummary:
         """mood_items with a progress bar on stderr, one line per failed file and per item whose own
-        mood is kept, and a summary line; a MoodtagError becomes beets' one-line UserError."""
+        mood is kept (in a dry run, per item that would get moodtag's mood too), and a summary line; a
+        MoodtagError becomes beets' one-line UserError. `jobs_from`: what set the jobs (the config's
+        moodtag.jobs, or -j/--jobs), named where they are capped to the cores."""
         from tagger.console import shown
         from tagger.progress import ScanProgress
 
         progress = ScanProgress(enabled=True)
 
         def on_event(event: ScanEvent) -> None:
-            o = event.outcome
-            if dry_run and event.kind == "track" and o.result.ok:
-                progress.log(f"[cyan]would set[/] {MOOD} {o.result.mood} ({o.result.confidence:.2f}): "
-                             f"{shown(o.ref.path)}")
             if event.kind == "jobs":  # beet moodtag has no --oversubscribe: the scan's line would name it
-                progress.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores available")
+                progress.log(f"[yellow]warning:[/] {jobs_from} {event.total} capped at {event.count}, the cores "
+                             f"available")
                 return
             progress.show(event)
+
+        def on_set(item, o: TrackOutcome) -> None:  # never an item whose own mood is kept (on_kept's line)
+            if dry_run:
+                progress.log(f"[cyan]would set[/] {MOOD} {o.result.mood} ({o.result.confidence:.2f}): "
+                             f"{shown(item_path(item))}")
 
         def on_kept(item, mood: str) -> None:
             progress.log(f"[yellow]kept:[/] {shown(item_path(item))}: the item's own mood "
@@ -581,7 +603,7 @@ class MoodtagPlugin(BeetsPlugin):
         try:
             with progress:
                 summary, tally = mood_items(items, write=write, dry_run=dry_run, on_event=on_event,
-                                            on_kept=on_kept, stop=stop, **settings)
+                                            on_kept=on_kept, on_set=on_set, stop=stop, **settings)
         except MoodtagError as exc:
             raise ui.UserError(printable(str(exc))) from None
         self._log.info("{}", summary_line(summary, tally))

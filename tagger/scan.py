@@ -34,6 +34,7 @@ from tagger.weights import ModelSpec, read_spec, resolve_model
 
 # What a track's outcome can be (the `action` key of `scan --json`).
 ANALYSED, CACHED, FAILED = "analysed", "cached", "failed"
+NOT_A_FILE = "not a regular file (a folder), skipped"  # a files_only path that holds a folder (walk's wording)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def scan_library(paths: list[Path], **options) -> ScanSummary:
 def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
                oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
                force: bool = False, retag: bool = False, replace_mood: bool = False, keep_mtime: bool = False,
-               include_hidden: bool = False,
+               include_hidden: bool = False, files_only: bool = False,
                full_results: bool = False, timeout: float | None = None, read_ahead: int | None = None,
                device: str = "cpu", dask_scheduler: str | None = None,
                on_event: Callable[[ScanEvent], None] = lambda e: None,
@@ -141,6 +142,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
     the summary's problems, not an error; the rest go through. An empty list scans nothing.
 
     `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
+    `files_only`: each path is a file's (a beets item's): one that holds a folder now is a problem (not a
+    regular file, as a FIFO there is), not walked, so no file inside it is analysed or tagged.
     `force`: analyse every file again. `retag`: write the tags of files `moodtag untag` cleared too
     (from the cache where it is current; a plain scan, even with `force`, leaves them untagged).
     `replace_mood`: write moodtag's mood over a mood field moodtag did not write (another tool's or the
@@ -246,8 +249,15 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         def known(path: Path) -> Path | None:  # a link's file keeps the row the cache has for it (Cache.kept_as)
             return cache.kept_as(path) if cache is not None else None
 
+        walked: list[Path] = []
+        for path, root in zip(paths, roots):
+            if files_only and root.is_dir():  # its row is marked missing below, as a FIFO's is
+                summary.problems.append((str(root), NOT_A_FILE))
+                on_event(ScanEvent("problem", path=root, cause=NOT_A_FILE))
+            else:
+                walked.append(path)
         batch: list[TrackRef] = []
-        for item in walk(paths, include_hidden=include_hidden, known=known, check=check_stop):  # per folder too
+        for item in walk(walked, include_hidden=include_hidden, known=known, check=check_stop):  # per folder too
             check_stop()
             if isinstance(item, WalkProblem):
                 if item.if_known and (cache is None or not cache.holds_under(item.path)):

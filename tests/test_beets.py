@@ -171,6 +171,43 @@ def test_a_bad_file_is_one_line_and_the_rest_go_through(tmp_path, originals):
                                     "calm_b.wav": "$mood", "exciting_b.ogg": "$mood"}
 
 
+def test_a_file_that_failed_before_is_counted_on_the_next_run(tmp_path, originals):
+    """A file that failed was counted `unchanged (cached)` and `0 failed` by every later `beet moodtag`,
+    as if fine, where `moodtag scan` says `failed before, unchanged (--force tries again)`; -f tries it."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    garbage = beet.music / "exciting_b.ogg"
+    garbage.write_bytes(os.urandom(garbage.stat().st_size))
+    assert "4 items: 3 analysed, 0 unchanged (cached), 1 failed, tags written 0;" in beet("moodtag").stderr
+
+    run = beet("moodtag")
+    assert ("4 items: 0 analysed, 4 unchanged (cached), 0 failed, 1 failed before and unchanged (-f tries "
+            "again), tags written 0;") in run.stderr, run.stderr
+    run = beet("moodtag", "-f", f"path:{garbage}")
+    assert "1 item: 0 analysed, 0 unchanged (cached), 1 failed, tags written 0" in run.stderr, run.stderr
+
+
+def test_an_item_whose_path_holds_a_folder_now_is_one_line_and_the_folder_is_not_walked(tmp_path, originals):
+    """An item's file replaced by a folder of audio gave no `failed:` line, and the scan walked the
+    folder: its files, no items of the library, were analysed, tagged and cached. The item's path is
+    taken as a file only: one line (the walk's wording for a FIFO there), and its row marked missing."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: the four analysed
+    item = beet.music / "calm_a.flac"
+    item.unlink()
+    item.mkdir()
+    stranger = item / "stranger.mp3"
+    shutil.copy(originals / "exciting_a.mp3", stranger)
+    before = stranger.read_bytes()
+
+    run = beet("moodtag", "-w")
+    failures = [line for line in run.stderr.splitlines() if line.startswith("failed:")]
+    assert failures == [f"failed: {item}: not a regular file (a folder), skipped"], run.stderr
+    assert "4 items: 0 analysed, 3 unchanged (cached), 1 failed, tags written 3;" in run.stderr, run.stderr
+    assert stranger.read_bytes() == before and beet.fields("$mood")["calm_a.flac"] == "calm"
+    assert dict(cache_rows(beet)) == {**{str(beet.music / n): "ok" for n in TRACKS}, str(item): "missing"}
+
+
 def test_smartplaylist_builds_a_playlist_from_the_mood(tmp_path, originals):
     playlists = tmp_path / "playlists"
     beet = Beets(tmp_path, originals, plugins=["moodtag", "smartplaylist"],
@@ -191,6 +228,23 @@ def test_dry_run_stores_and_writes_nothing(tmp_path, originals):
     run = beet("moodtag", "--dry-run")
     assert sum(line.startswith("would set mood ") for line in run.stderr.splitlines()) == 4, run.stderr
     assert beet.paths("mood:calm") == set() and beet.digests() == before and not beet.cache.exists()
+
+
+def test_dry_run_says_would_set_only_for_items_that_would_get_the_mood(tmp_path, originals):
+    """`beet moodtag -p` said `would set mood calm` for an item whose own mood a real run keeps (beside
+    its `kept:` line); now each item that would get moodtag's mood has one line, and a kept one none."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: the four analysed
+    own = beet.music / "calm_a.flac"
+    beet("modify", "-y", "mood=dreamy", f"path:{own}")
+
+    run = beet("moodtag", "-p")
+    lines = run.stderr.splitlines()
+    would = sorted(line.rsplit(": ", 1)[1] for line in lines if line.startswith("would set mood "))
+    assert would == sorted(str(beet.music / n) for n in TRACKS if n != own.name), run.stderr
+    assert [line for line in lines if line.startswith("kept:")] == [
+        f"kept: {own}: the item's own mood 'dreamy' (not moodtag's calm) is kept (--replace-mood replaces it)"]
+    assert beet.fields("$mood")["calm_a.flac"] == "dreamy"
 
 
 def test_an_unusable_model_is_one_error_line(tmp_path, originals):
@@ -318,6 +372,16 @@ def test_an_empty_db_option_is_refused_not_the_default_cache(tmp_path, originals
     run = beet("moodtag", "--db", "", check=False, env={"XDG_DATA_HOME": str(tmp_path / "xdg")})
     assert run.returncode == 1 and "error: --db: an empty path (an unset variable?)" in run.stderr, run.stderr
     assert not (tmp_path / "xdg").exists() and set(beet.fields("$mood").values()) == {"$mood"}
+
+
+def test_jobs_capped_to_the_cores_are_named_as_they_were_set(tmp_path, originals):
+    """`moodtag.jobs: 999` in beets' config gave `warning: --jobs 999 capped at ...`, naming an option never
+    given; the warning names the config's key, or -j/--jobs where that set them."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False, "jobs": 999})
+    run = beet("moodtag")
+    assert "warning: moodtag.jobs: 999 capped at " in run.stderr and "--jobs" not in run.stderr, run.stderr
+    run = beet("moodtag", "-j", "999")
+    assert "warning: --jobs 999 capped at " in run.stderr and "moodtag.jobs" not in run.stderr, run.stderr
 
 
 def test_a_bad_jobs_setting_stops_an_import_as_other_settings_do(tmp_path, originals):
@@ -494,6 +558,39 @@ def test_beet_mv_takes_the_cache_rows_along_and_nothing_is_analysed_again(tmp_pa
     assert [row["action"] for row in map(json.loads, run.stdout.splitlines())] == ["cached"] * 4, run.stdout
     assert "4 items: 0 analysed, 4 unchanged (cached)" in beet("moodtag").stderr
     assert cache_rows(beet) == [(str(p), "ok") for p in moved]
+
+
+def test_failed_rows_follow_beets_writes_and_moves(tmp_path, originals):
+    """A file whose tag write failed (its row failed, the mood kept) was followed neither through beets'
+    write nor its move (the plugin took only ok rows): the next `beet moodtag -w` analysed it again, and
+    after `beet mv` a stale row stayed at the old path. Now a row holding a result follows both, and a
+    file that failed to decode keeps its failure through a move (as a scan's rename does), so neither
+    is decoded again."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: the four analysed, no tags written
+    written, moved_locked, garbage = (beet.music / n for n in ("calm_a.flac", "exciting_b.ogg", "exciting_a.mp3"))
+    garbage.write_bytes(os.urandom(garbage.stat().st_size))
+    for locked in (written, moved_locked):
+        locked.chmod(0o444)  # moodtag's writer refuses a file without a write bit, even as root
+    run = beet("moodtag", "-w")
+    assert "4 items: 0 analysed, 3 unchanged (cached), 3 failed, tags written 1" in run.stderr, run.stderr
+    for locked in (written, moved_locked):
+        locked.chmod(0o644)
+
+    beet("modify", "-y", "-w", "title=Renamed", f"path:{written}")
+    dest = tmp_path / "moved"
+    dest.mkdir()
+    run = beet("mv", "-d", str(dest), "mood:exciting")  # the tag-failed .ogg, the garbage .mp3
+    assert "Traceback" not in run.stderr and "moodtag:" not in run.stderr, run.stderr
+    moved = {p.suffix: p for p in dest.rglob("*") if p.is_file()}
+    assert sorted(moved) == [".mp3", ".ogg"] and not garbage.exists() and not moved_locked.exists()
+
+    run = beet("moodtag", "-w")
+    assert ("4 items: 0 analysed, 4 unchanged (cached), 0 failed, 1 failed before and unchanged (-f tries again), "
+            "tags written 2;") in run.stderr, run.stderr
+    assert read_mood(written).mood == "calm" and read_mood(moved[".ogg"]).mood == "exciting"
+    assert dict(cache_rows(beet)) == {str(written): "ok", str(beet.music / "calm_b.wav"): "ok",
+                                      str(moved[".ogg"]): "ok", str(moved[".mp3"]): "failed"}
 
 
 def test_beet_rm_d_marks_the_row_missing_and_prune_forgets_it(tmp_path, originals):
