@@ -52,7 +52,7 @@ from typing import Callable, NamedTuple
 import mutagen
 from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
 from mutagen._riff import RiffFile
-from mutagen._util import loadfile
+from mutagen._util import convert_error, loadfile
 
 from tagger import fastsave, safewrite
 from tagger.errors import BROKEN_LINK, MoodtagError, TagError
@@ -427,9 +427,10 @@ def _note_layout(tags) -> None:
     """Note, as mutagen has read an ID3v2 tag, the frames its save would not write back as they were,
     which _frames_in_file_order then writes from their bytes: two or more frames mutagen files under one
     key (two USLT or COMM of one language and description, two TPE1, two TXXX of one description, two
-    POPM of one e-mail address: mutagen merges them into one frame, or keeps the last), and text frames
+    POPM of one e-mail address: mutagen merges them into one frame, or keeps the last), text frames
     that hold no text (mutagen drops one that is only its encoding byte as it reads it, and writes one
-    of empty text as nothing). The other frames' notes let go of their bytes (a cover can be megabytes)."""
+    of empty text as nothing), and grouped frames (_ungrouped: mutagen writes them without their group).
+    The other frames' notes let go of their bytes (a cover can be megabytes)."""
     parsed = _PARSED.get(tags._header) if isinstance(tags, id3.ID3) and tags._header is not None else None
     if parsed is None:
         return
@@ -445,12 +446,33 @@ def _note_layout(tags) -> None:
         seen.add(key)
     counts = Counter(keys)
     kept = {key for key, note in zip(keys, parsed.frames) if key is not None
-            and (counts[key] > 1 or note.frame is None or _writes_nothing(note.frame))}
+            and (counts[key] > 1 or note.frame is None or _writes_nothing(note.frame)
+                 or note.flags & _group_flag(tags.version))}
     if kept:
         parsed.layout = [(key, note._replace(frame=None) if key in kept else None)
                          for key, note in zip(keys, parsed.frames) if key is not None]
         parsed.loaded = dict(tags.items())
     parsed.frames = [note._replace(frame=None, data=b"") for note in parsed.frames]
+
+
+def _group_flag(version: tuple) -> int:
+    """The frame flag of an ID3v2 version that says a group identifier byte precedes the frame's data."""
+    return id3.Frame.FLAG24_GROUPID if version >= (2, 4, 0) else id3.Frame.FLAG23_GROUP if version >= (2, 3, 0) else 0
+
+
+def _ungrouped(header, flags: int, data: bytes) -> tuple[int, bytes]:
+    """A frame's flags and data without its grouping identity (the flag, and the group byte before the
+    data; in v2.3 after the 4 bytes of a compressed frame's size and an encrypted one's method byte),
+    as mutagen's reader takes the frame then. It does not take the byte out: it read it as the frame's
+    first (a text frame's encoding), and dropped the frame as junk or read it wrong. mutagen's save
+    writes a frame without flags, so a grouped frame is kept as bytes (_note_layout)."""
+    group = _group_flag(header.version)
+    if not flags & group:
+        return flags, data
+    at = 0
+    if header.version < (2, 4, 0):  # v2.4: the group byte comes first
+        at = 4 * bool(flags & id3.Frame.FLAG23_COMPRESS) + bool(flags & id3.Frame.FLAG23_ENCRYPT)
+    return flags & ~group, data[:at] + data[at + 1:]
 
 
 def _writes_nothing(frame) -> bool:
@@ -501,7 +523,7 @@ def _frame_bytes(note: _Noted, header, config) -> bytes:
 
     if header.version[1] != config.v2_version:
         try:  # parsed again: the frame mutagen made of it may hold another's text now (its merge)
-            frame = note.cls._fromData(header, note.flags, note.data)._upgrade_frame()
+            frame = note.cls._fromData(header, *_ungrouped(header, note.flags, note.data))._upgrade_frame()
         except (id3.ID3JunkFrameError, NotImplementedError):
             frame = None
         return save_frame(frame, config=config) if frame is not None else b""
@@ -767,6 +789,60 @@ def _keeping_ilst(cls: type) -> type:
     return type(cls.__name__, (cls,), {"MP4Tags": _KeptIlst})
 
 
+# --- an AIFF's ID3 chunk, either spelling ------------------------------------------------------
+
+class _AIFFFile(aiff.AIFFFile):
+    """An AIFF file's chunks, its ID3 tag's chunk found as mutagen's AIFF reader looks for it, 'ID3 ',
+    also where the file spells it 'id3 ' (as some writers do; TagLib reads both, and mutagen's WAV
+    reader both in a WAV): mutagen did not see that tag, and its save added a second chunk after it.
+    The chunk keeps its ID in the file: mutagen writes a chunk's size and data, never its ID again.
+    Where both are there, 'ID3 ' is the one, as before."""
+
+    def __init__(self, fileobj):
+        super().__init__(fileobj)
+        if "ID3" not in self and "id3" in self:
+            self["id3"].id = "ID3"
+
+
+class _AIFFID3(aiff._IFFID3):
+    """An AIFF file's ID3 tag, read from and saved into the chunk _AIFFFile finds."""
+
+    def _load_file(self, fileobj):
+        return _AIFFFile(fileobj)
+
+
+class _AIFF(aiff.AIFF):
+    """mutagen's AIFF with its tag a _AIFFID3 (mutagen's load and add_tags, with that class)."""
+
+    @convert_error(IOError, aiff.error)
+    @loadfile()
+    def load(self, filething, **kwargs):
+        fileobj = filething.fileobj
+        try:
+            self.tags = _AIFFID3(fileobj, **kwargs)
+        except id3.ID3NoHeaderError:
+            self.tags = None
+        except id3.error as exc:
+            raise aiff.error(exc) from exc
+        else:
+            self.tags.filename = self.filename
+        fileobj.seek(0, 0)
+        self.info = aiff.AIFFInfo(fileobj)
+
+    def add_tags(self) -> None:
+        if self.tags is not None:
+            raise aiff.error("an ID3 tag already exists")
+        self.tags = _AIFFID3()
+
+
+def _delete_aiff_id3(fileobj) -> None:
+    """mutagen's aiff.delete, of the chunk _AIFFFile finds: the whole ID3 chunk removed."""
+    try:
+        del _AIFFFile(fileobj)["ID3"]
+    except KeyError:
+        pass
+
+
 # --- a format's own text fields, read only ----------------------------------------------------
 
 # RIFF INFO field -> name, as FFmpeg (ff_riff_info_conv) and MPD name them.
@@ -839,7 +915,7 @@ _FORMATS = {  # mutagen's class for the content -> format
     mp3.MP3: _Format("mp3", _ID3, keeps_id3v1=True, native_info=legacy_info,
                      delete_tag=lambda fileobj: id3.delete(fileobj, delete_v1=False, delete_v2=True)),
     wave.WAVE: _Format("wav", _ID3, native_info=riff_info, pads_chunks=True, delete_tag=wave.delete),
-    aiff.AIFF: _Format("aiff", _ID3, pads_chunks=True, delete_tag=aiff.delete),
+    _AIFF: _Format("aiff", _ID3, pads_chunks=True, delete_tag=_delete_aiff_id3),
     flac.FLAC: _Format("flac", _VORBIS),
     oggvorbis.OggVorbis: _Format("ogg", _VORBIS),
     oggopus.OggOpus: _Format("opus", _VORBIS),
@@ -852,7 +928,8 @@ _FORMATS = {  # mutagen's class for the content -> format
 class _NotingFrame:
     """A frame class as mutagen's ID3 reader uses it (`_fromData`: parse a frame's data), which also
     notes for the tag (`_PARSED`) what it was given and whether it could be read, so that
-    _require_whole_id3 need not parse the frame again."""
+    _require_whole_id3 need not parse the frame again. A grouped frame is parsed without its group
+    byte (_ungrouped), and noted as the file has it."""
     __slots__ = ("cls",)
 
     def __init__(self, cls) -> None:
@@ -864,15 +941,16 @@ class _NotingFrame:
             parsed = _PARSED[header] = _ParsedFrames()
         parsed.depth += 1
         readable, frame, empty_key = False, None, None
+        parse_flags, parse_data = _ungrouped(header, flags, data)
         try:
-            frame = self.cls._fromData(header, flags, data)
+            frame = self.cls._fromData(header, parse_flags, parse_data)
             readable = True
             return frame
         except NotImplementedError:
             readable = True  # mutagen keeps its bytes as they are
             raise
         except id3.ID3JunkFrameError:
-            empty_key = _empty_text_key(self.cls, header, flags, data)
+            empty_key = _empty_text_key(self.cls, header, parse_flags, parse_data)
             readable = empty_key is not None  # an empty text frame: moodtag keeps its bytes (_note_layout)
             raise
         finally:
@@ -959,7 +1037,7 @@ def _sniff(head: bytes, fh) -> type | None:
         raise TagError(f"{head[:4].decode()} WAV (the 64-bit form, for files over 4 GB): mutagen cannot "
                        f"read or write its tags")
     if head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC"):
-        return aiff.AIFF
+        return _AIFF
     if head[4:8] == b"ftyp":
         return mp4.MP4
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
@@ -1199,7 +1277,9 @@ def _id3_unread(header, data, parsed: _ParsedFrames | None = None) -> str | None
 
 
 def _parses(frame_class, header, flags: int, body: bytes) -> bool:
-    """Whether mutagen's reader keeps this frame: it parses, or mutagen keeps its bytes as they are."""
+    """Whether mutagen's reader keeps this frame: it parses (a grouped one, as _NotingFrame gives it to
+    mutagen), or mutagen keeps its bytes as they are."""
+    flags, body = _ungrouped(header, flags, body)
     try:
         frame_class._fromData(header, flags, body)
     except NotImplementedError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from mutagen import flac, id3, mp4
 
 from tagger import synth
 from tagger.errors import TagError
-from tagger.tags import MoodValues, read_mood, remove_mood, write_mood
+from tagger.tags import MoodValues, read_info, read_mood, remove_mood, write_mood
 from tests.conftest import run_cli
 from tests.test_tags import private_data_home  # noqa: F401 (autouse: the journal kept in tmp)
 
@@ -273,6 +274,71 @@ def test_a_damaged_text_frame_is_still_refused(tmp_path, sources):
     """Only a text frame that holds nothing is let through: one whose text cannot be decoded is not."""
     path = tmp_path / "bad.mp3"
     mp3_with_tag(path, sources["mp3"], text("TIT2", "Title") + frame("TCON", b"\x07Rock"), 3)
+    before = path.read_bytes()
+    with pytest.raises(TagError, match=r"^damaged ID3 tag \(frame 2, TCON, cannot be read"):
+        write_mood(path, VALUES)
+    assert path.read_bytes() == before
+
+
+# --- grouped ID3 frames --------------------------------------------------------------------------
+
+GROUP = {3: 0x0020, 4: 0x0040}   # the grouping identity frame flag: a group byte precedes the frame's data
+
+
+def grouped_frames(version: int) -> bytes:
+    """A grouped TPE1 (group 0), TKEY (group 7) and zlib-compressed COMM (group 9), as another tagger
+    wrote them: v2.3 puts a compressed frame's 4-byte size before the group byte, v2.4 the group byte
+    first, then the data length (synchsafe)."""
+    comment = b"\x00engd\x00" + b"a long comment " * 20
+    packed = zlib.compress(comment)
+    if version == 3:
+        comm = frame("COMM", struct.pack(">I", len(comment)) + b"\x09" + packed, 3, 0x0080 | GROUP[3])
+    else:
+        size = bytes((len(comment) >> s) & 0x7F for s in (21, 14, 7, 0))
+        comm = frame("COMM", b"\x09" + size + packed, 4, GROUP[4] | 0x0008 | 0x0001)
+    return (frame("TPE1", b"\x00" + b"\x00Artist\x00", version, GROUP[version])
+            + frame("TKEY", b"\x07" + b"\x00Am", version, GROUP[version]) + comm)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_grouped_frame_is_read_kept_byte_for_byte_and_given_back(tmp_path, sources, version):
+    """A frame with the grouping identity flag has a group byte before its data, which mutagen reads as
+    the frame's first byte (a text frame's encoding): a TKEY of group 7 did not parse, and the file was
+    refused as damaged ('frame 3, TKEY, cannot be read'), at every scan. The frames are read without
+    that byte now (the artist players show), written back as the file has them (mutagen's save would
+    drop the flag and the byte), and untag gives back the frames and the audio."""
+    path = tmp_path / "grouped.mp3"
+    audio = mp3_with_tag(path, sources["mp3"], text("TIT2", "Title", version) + grouped_frames(version), version)
+    before = frames_in_file(path)
+    assert read_info(path).artist == "Artist"
+    assert write_mood(path, VALUES) is True
+    assert not_ours(frames_in_file(path)) == before and read_mood(path) == VALUES
+    assert read_info(path).artist == "Artist"
+    assert remove_mood(path) is True
+    assert frames_in_file(path) == before and after_id3v2(path.read_bytes()) == audio
+
+
+def test_a_grouped_frame_no_longer_fails_the_scan(tmp_path, sources, test_model):
+    """The review's case through the real CLI: `failed: ...: tags not written: damaged ID3 tag (frame 2,
+    TKEY, cannot be read; the tag was not changed)`."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    path = lib / "g.mp3"
+    mp3_with_tag(path, sources["mp3"], as_v24(text("TIT2", "Title")) + frame("TKEY", b"\x07\x03Am", 4, GROUP[4]), 4)
+    grouped = ("TKEY", GROUP[4], b"\x07\x03Am")
+    proc = run_cli("scan", lib, "--db", tmp_path / "c.db", "--model", test_model, "--jobs", "1")
+    assert proc.returncode == 0 and "damaged" not in proc.stderr, proc.stderr
+    assert read_mood(path) is not None and grouped in frames_in_file(path)
+    run_cli("untag", lib, "--db", tmp_path / "c.db", check=True)
+    assert read_mood(path) is None and grouped in frames_in_file(path)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_damaged_grouped_frame_is_still_refused(tmp_path, sources, version):
+    """A grouped frame whose data, after its group byte, does not parse is damaged, as an ungrouped one."""
+    path = tmp_path / "bad.mp3"
+    mp3_with_tag(path, sources["mp3"], text("TIT2", "Title", version)
+                 + frame("TCON", b"\x01" + b"\x07Rock", version, GROUP[version]), version)
     before = path.read_bytes()
     with pytest.raises(TagError, match=r"^damaged ID3 tag \(frame 2, TCON, cannot be read"):
         write_mood(path, VALUES)

@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import sys
+from io import BytesIO
 from pathlib import Path
 
 import mutagen
@@ -710,6 +711,40 @@ def test_untag_gives_back_a_wav_or_aiff_without_an_id3_chunk_as_it_was(tmp_path,
     shutil.copyfile(sources[fmt], path)
     original = path.read_bytes()
     assert write_mood(path, VALUES) is True and len(path.read_bytes()) > len(original)
+    assert remove_mood(path) is True
+    assert path.read_bytes() == original
+
+
+def aiff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(ID, data) of each chunk of an AIFF file's FORM, in order."""
+    pos, found = 12, []
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4:pos + 8], "big")
+        found.append((data[pos:pos + 4], data[pos + 8:pos + 8 + size]))
+        pos += 8 + size + (size & 1)
+    return found
+
+
+def test_an_aiff_id3_chunk_spelled_lowercase_is_read_and_updated_in_place(tmp_path, sources):
+    """An AIFF whose ID3 tag is in an 'id3 ' chunk (TagLib reads that spelling too; mutagen's AIFF reader
+    only 'ID3 '): its title and artist were not shown, and a scan added a second, 'ID3 ' chunk after it.
+    The tag is read there, and written back there, the chunk's ID as it was; untag gives the file back."""
+    tag = id3.ID3()
+    tag.add(id3.TIT2(encoding=3, text=TITLE))
+    tag.add(id3.TPE1(encoding=3, text=ARTIST))
+    body = BytesIO()
+    tag.save(body, v2_version=4, padding=lambda info: 1024)  # room for moodtag's fields: the chunk keeps its size
+    size = len(body.getvalue())
+    chunk = b"id3 " + size.to_bytes(4, "big") + body.getvalue() + bytes(size & 1)  # and its pad byte
+    data = sources["aiff"].read_bytes()
+    original = data[:4] + (len(data) - 8 + len(chunk)).to_bytes(4, "big") + data[8:] + chunk
+    path = tmp_path / "lower.aiff"
+    path.write_bytes(original)
+    info = read_info(path)
+    assert (info.title, info.artist) == (TITLE, ARTIST)
+    assert write_mood(path, VALUES) is True and read_mood(path) == READ_BACK
+    assert [cid for cid, _ in aiff_chunks(path.read_bytes())] == [cid for cid, _ in aiff_chunks(original)]
+    assert read_info(path).title == TITLE
     assert remove_mood(path) is True
     assert path.read_bytes() == original
 
