@@ -24,15 +24,16 @@ sys.path.insert(0, str(HERE))
 import scan_profile as sp  # noqa: E402  (checkout, AUDIO_SUFFIXES)
 
 REPO = HERE.parent
-# Runs in the checked-out tree (its cwd and PYTHONPATH): paths on stdin, one JSON line per track out.
+# Runs in the checked-out tree (its cwd and PYTHONPATH): the paths as one JSON list on stdin (a file name
+# may hold a newline), one JSON line per track out.
 ANALYSE = """
 import json, sys
 from pathlib import Path
 from tagger.analyze import analyze_track
 from tagger.weights import load_model
 model = load_model(sys.argv[1])
-for line in sys.stdin:
-    r = analyze_track(Path(line.rstrip("\\n")), model)
+for name in json.load(sys.stdin):
+    r = analyze_track(Path(name), model)
     print(json.dumps({"path": str(r.path), "mood": r.mood, "confidence": r.confidence, "scores": r.scores,
                       "clips": [c.scores for c in r.clips], "error": r.error}), flush=True)
 """
@@ -44,11 +45,33 @@ def audio_files(folders: list[Path]) -> list[Path]:
 
 
 def analyse(code: Path, files: list[Path], model: str) -> dict[str, dict]:
-    run = subprocess.run([sys.executable, "-c", ANALYSE, model], input="".join(f"{f}\n" for f in files),
+    run = subprocess.run([sys.executable, "-c", ANALYSE, model], input=json.dumps([str(f) for f in files]),
                          capture_output=True, text=True, cwd=code, env={**os.environ, "PYTHONPATH": str(code)})
     if run.returncode:
         raise SystemExit(f"analysis with {code} failed:\n{run.stderr[-2000:]}")
     return {r["path"]: r for r in map(json.loads, run.stdout.splitlines())}
+
+
+def model_argument(model: str) -> str:
+    """--model as both versions must read it: a file, as an absolute path (each version runs in its own tree,
+    where a relative path would name another file or none); a shipped model's name, as it is (each version
+    takes its own). ValueError for a path that names no file."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    if path.suffix == ".safetensors" or len(path.parts) > 1:
+        raise ValueError(f"--model {model}: no such model file")
+    return model
+
+
+def outcome(r: dict) -> str:
+    """A track's result in a line: its mood, or the error it failed with."""
+    return f"error {r['error']!r}" if r["error"] is not None else str(r["mood"])
+
+
+def drop_checkout(tree: Path) -> None:
+    """Remove the temporary worktree of the older commit."""
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
 
 
 def numbers(r: dict) -> list[float]:
@@ -81,16 +104,21 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="moodtag-rhythm", help="model name or file (default moodtag-rhythm)")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="work folder (default benchmarks/out)")
     args = parser.parse_args(argv)
+    try:
+        model = model_argument(args.model)
+    except ValueError as exc:
+        parser.error(str(exc))
     files = audio_files(args.folders)
     if not files:
         raise SystemExit("no audio files under " + ", ".join(map(str, args.folders)))
+    args.out = args.out.resolve()  # git -C REPO would take a relative one from REPO, this script from the cwd
     args.out.mkdir(parents=True, exist_ok=True)
     tree = sp.checkout(args.against, args.out)
     try:
-        old = analyse(tree, files, args.model)
-        new = analyse(REPO, files, args.model)
+        old = analyse(tree, files, model)
+        new = analyse(REPO, files, model)
     finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+        drop_checkout(tree)
     res = compare(old, new)
     (args.out / "decisions.json").write_text(json.dumps({"against": args.against, **res, "old": old, "new": new},
                                                         indent=1))
@@ -98,7 +126,7 @@ def main(argv=None) -> int:
           f"{len(res['moods_differ'])} moods differ; largest change of a confidence "
           f"{res['max_confidence_change']:.3g}, of any track or clip score {res['max_score_change']:.3g}")
     for path in res["moods_differ"]:
-        print(f"  differs: {path}: {old[path]['mood']} -> {new[path]['mood']}")
+        print(f"  differs: {path}: {outcome(old[path])} -> {outcome(new[path])}")
     return 1 if res["moods_differ"] else 0
 
 

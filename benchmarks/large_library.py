@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if any(s % PART or s <= 0 for s in sizes):
         parser.error(f"--sizes must be multiples of {PART}")
+    known = list(commands(Path("LIB"), Path("DB"), PART, Path("WORK")))  # the names only: nothing runs
+    if args.only is not None and not any(name.startswith(args.only) for name in known):
+        parser.error(f"--only {args.only!r}: no command's name starts so (the commands: {', '.join(known)})")
     sys.path.insert(0, str(ROOT))
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -290,6 +290,9 @@ def spec_problem(spec: ModelSpec) -> str | None:
     for name in ("name", "version", "trained_on", "created"):
         if not isinstance(getattr(spec, name), str):
             return f"{name} {getattr(spec, name)!r} must be text"
+    for name in ("name", "version"):  # a scan's cache and the MOODTAG_MODEL tag tell models apart by them
+        if not getattr(spec, name).strip():
+            return f"{name} {getattr(spec, name)!r} is empty"
     if not isinstance(spec.metrics, dict):
         return f"metrics must be a JSON object, not {type(spec.metrics).__name__}"
     if not isinstance(spec.architecture, dict) or not isinstance(spec.architecture.get("name"), str):

@@ -167,3 +167,20 @@ def test_a_model_path_that_is_no_readable_file_is_one_line_naming_why(tmp_path):
         proc = subprocess.run(_without_root_powers([sys.executable, "-m", "tagger", *map(str, args)]),
                               capture_output=True, text=True, timeout=120)
         assert one_error_line(proc) == f"error: {message}", args
+
+
+def test_a_spec_with_an_empty_name_or_version_is_one_line(tmp_path, audio_dir):
+    """A model whose name or version is '' (or blank) was taken: a scan's cache and the MOODTAG_MODEL tag,
+    which tell models apart by them, got '' and 'x ' (a trailing space). It is a malformed spec now, one
+    error line from every command that reads it, as any other bad spec."""
+    from tests.conftest import run_cli
+
+    track = sorted(audio_dir.glob("*.wav"))[0]
+    for i, (changes, cause) in enumerate([({"name": ""}, "name '' is empty"),
+                                          ({"version": ""}, "version '' is empty"),
+                                          ({"version": " "}, "version ' ' is empty")]):
+        path = save_model(tmp_path / f"m{i}.safetensors", _spec(**changes), SeedCNN(2).state_dict())
+        with pytest.raises(ModelError, match=f"malformed model spec \\({cause}\\)"):
+            read_spec(path)
+        for command in (["model-info", path], ["classify", track, "--model", path]):
+            assert one_error_line(run_cli(*command)) == f"error: {path}: malformed model spec ({cause})"

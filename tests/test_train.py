@@ -179,6 +179,33 @@ def test_bad_option_values_are_usage_errors(data, tmp_path, args, message):
     assert not (tmp_path / "m.safetensors").exists()
 
 
+@pytest.mark.parametrize("command, args, message", [
+    ("train", ["--group-by", "bogus"],
+     "Invalid value for '--group-by': bogus: unknown (choose from auto, prefix, folder, track)"),
+    ("evaluate", ["--group-by", "bogus"],
+     "Invalid value for '--group-by': bogus: unknown (choose from auto, prefix, folder, track)"),
+    ("train", ["--labels", "calm"], "Invalid value: --labels calm: give at least two labels, separated by commas"),
+    ("train", ["--labels", "calm,calm"], "Invalid value: --labels calm,calm: a label is repeated"),
+    ("train", ["--feature", "descriptors", "--descriptors", ","], "Invalid value: --descriptors ',': names no descriptor"),
+    ("train", ["--version", ""], "Invalid value: --version '': empty (an unset variable?)"),
+    ("train", ["--version", " "], "Invalid value: --version ' ': empty (an unset variable?)"),
+    ("train", ["--name", ""], "Invalid value: --name '': empty (an unset variable?)"),
+])
+def test_option_values_wrong_whatever_the_data_are_usage_errors(data, tmp_path, command, args, message):
+    """These were `error:` lines of exit status 1 (--group-by after the model was loaded, the others after
+    DATA was read; --version '' trained and wrote a model whose cache rows and MOODTAG_MODEL tag had an
+    empty version, --name '' took the file's name in silence): click's usage error, exit status 2, before
+    any track is read, as the README says of a bad value."""
+    from tests.conftest import run_cli
+
+    out, cache = tmp_path / "m.safetensors", tmp_path / "fc"
+    where = ["--out", out, "--cache-dir", cache] if command == "train" else []
+    proc = run_cli(command, data, *where, *args, env={"COLUMNS": "300"}, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"Usage: moodtag {command}"), proc.stderr
+    assert f"Error: {message}" in proc.stderr, proc.stderr
+    assert not out.exists() and not cache.exists()
+
+
 @pytest.mark.parametrize("feature, args, named, needs", [
     ("mel", ["--descriptors", "no_such", "--c", "-5", "--top-db", "3", "--transform", "bogus"],
      "--descriptors, --top-db, --c, --transform", "need --feature descriptors"),

@@ -16,8 +16,20 @@ DataArgument = Annotated[list[Path], typer.Argument(
     metavar="DATA", parser=path_value,
     help="A folder with one sub-folder per label (DATA/calm/..., DATA/exciting/...), or a CSV with a header "
          "'path,label[,group]' (paths relative to the CSV). Several may be given.")]
+
+
+def group_by_value(value: str) -> str:
+    """A --group-by: one of tagger.dataset.GROUP_BY, else a usage error (exit status 2) before any data or
+    model is read."""
+    from tagger.dataset import GROUP_BY
+
+    if value not in GROUP_BY:
+        raise typer.BadParameter(f"{value}: unknown (choose from {', '.join(GROUP_BY)})")
+    return value
+
+
 GroupByOption = Annotated[str, typer.Option(
-    "--group-by", metavar="RULE",
+    "--group-by", metavar="RULE", parser=group_by_value,
     help="How folder data is grouped for validation: auto (name part before '__', else the sub-folder "
          "below the label folder, else DATA's name), prefix, folder, or track.")]
 def warn_not_audio(path: Path, why: str) -> None:
@@ -127,7 +139,8 @@ def train(
                              val_fraction=val_fraction, threshold=threshold, mixup=mixup, cv_groups=cv_groups,
                              cross_validate=cross_validate, descriptors=descriptors, C=regularization, top_db=top_db,
                              transform=transform, epochs=epochs, clips_per_track=clips_per_track,
-                             batch_size=batch_size, lr=lr, span=span, balance=balance)
+                             batch_size=batch_size, lr=lr, span=span, balance=balance, labels=labels, name=name,
+                             version=version)
     except MoodtagError as exc:
         raise typer.BadParameter(str(exc)) from None
     if out.is_dir():
@@ -207,8 +220,9 @@ def _refuse_other_kinds_options(ctx: typer.Context, feature: str) -> None:
 def _check_usage(*, feature: str, center: str, placement: str, out: Path, val_groups, val_fraction: float,
                  threshold, mixup: float, cv_groups, cross_validate: bool, descriptors, C: float, top_db,
                  transform: str, epochs: int, clips_per_track: int, batch_size: int, lr: float, span: float,
-                 balance: float) -> tuple[str, ...]:
+                 balance: float, labels: str | None, name: str | None, version: str) -> tuple[str, ...]:
     """MoodtagError for an option value that is wrong whatever the data; the descriptor names (checked)."""
+    from tagger.dataset import parse_labels
     from tagger.errors import MoodtagError
     from tagger.features import CENTERINGS, FEATURE_KINDS
 
@@ -228,6 +242,10 @@ def _check_usage(*, feature: str, center: str, placement: str, out: Path, val_gr
         raise MoodtagError(f"--mixup {mixup}: must be in [0, 1]")
     if cv_groups and not cross_validate:
         raise MoodtagError("--cv-groups needs --cross-validate")
+    parse_labels(labels)  # two distinct labels at least
+    for option, value in (("--name", name), ("--version", version)):  # what a cache and the tag tell models by
+        if value is not None and not value.strip():
+            raise MoodtagError(f"{option} {value!r}: empty (an unset variable?)")
     if feature != "descriptors":
         from tagger.train import check_options
 
@@ -241,6 +259,8 @@ def _check_usage(*, feature: str, center: str, placement: str, out: Path, val_gr
         names = check_names(_split(descriptors) or [])
     except ValueError as exc:
         raise MoodtagError(f"--descriptors: {exc}") from None
+    if not names:
+        raise MoodtagError(f"--descriptors {descriptors!r}: names no descriptor")
     if not C > 0:
         raise MoodtagError(f"--c {C}: must be positive")
     if top_db and not 10 <= top_db <= 200:
