@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -127,6 +128,15 @@ def scan_library(paths: list[Path], **options) -> ScanSummary:
     summary = scan_files(paths, **options)
     summary.missing_paths = len(missing)
     return summary
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether `path` is a folder; False where it cannot be looked at (EACCES, ENAMETOOLONG, EIO): the
+    walk then names the cause (Path.is_dir raises those)."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
@@ -251,7 +261,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
 
         walked: list[Path] = []
         for path, root in zip(paths, roots):
-            if files_only and root.is_dir():  # its row is marked missing below, as a FIFO's is
+            if files_only and _is_folder(root):  # its row is marked missing below, as a FIFO's is
                 summary.problems.append((str(root), NOT_A_FILE))
                 on_event(ScanEvent("problem", path=root, cause=NOT_A_FILE))
             else:

@@ -800,8 +800,19 @@ class _AIFFFile(aiff.AIFFFile):
 
     def __init__(self, fileobj):
         super().__init__(fileobj)
-        if "ID3" not in self and "id3" in self:
+        if "ID3" not in self and "id3" in self and _holds_id3(fileobj, self["id3"]):
             self["id3"].id = "ID3"
+
+
+def _holds_id3(fileobj, chunk) -> bool:
+    """Whether an IFF chunk's data begins with an ID3v2 header: an 'id3 ' chunk of another program's
+    data is not the tag (it stays as it is, and the tag gets its own 'ID3 ' chunk)."""
+    here = fileobj.tell()
+    try:
+        fileobj.seek(chunk.data_offset)
+        return fileobj.read(3) == b"ID3"
+    finally:
+        fileobj.seek(here)
 
 
 class _AIFFID3(aiff._IFFID3):

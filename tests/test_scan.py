@@ -813,3 +813,17 @@ def test_a_row_whose_scores_are_not_json_is_analysed_again(library, test_model, 
     for path in bad:
         assert set(json.loads(rows(db)[path]["scores"])) == {"calm", "exciting"}
         assert read_mood(Path(path)).mood == rows(db)[path]["mood"]
+
+
+def test_a_files_only_path_that_cannot_be_looked_at_is_a_problem_not_an_exception(tmp_path, test_model):
+    """scan_files(files_only=True) (beets' items) asked Path.is_dir of each path, which raises for
+    EACCES, ENAMETOOLONG or EIO: `beet moodtag` ended in a traceback where a share's folder was not
+    readable. Such a path is one problem, as the walk names it, and the other files go through."""
+    from tagger.scan import scan_files
+
+    good = synth.make_track(tmp_path / "ok.flac", "calm", 6.0)
+    too_long = tmp_path / ("x" * 300) / "a.flac"
+    summary = scan_files([good, too_long], db=tmp_path / "c.db", model=str(test_model), files_only=True,
+                         no_write=True, jobs=1)
+    assert summary.analysed == 1
+    assert [(path, cause.lower()) for path, cause in summary.problems] == [(str(too_long), "file name too long")]

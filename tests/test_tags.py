@@ -749,6 +749,20 @@ def test_an_aiff_id3_chunk_spelled_lowercase_is_read_and_updated_in_place(tmp_pa
     assert path.read_bytes() == original
 
 
+def test_an_aiff_id3_chunk_spelled_lowercase_that_holds_no_tag_is_left_as_it_is(tmp_path, sources):
+    """An 'id3 ' chunk of another program's data (no ID3 header) was taken for the tag's chunk: the mood
+    was written over its data, and untag deleted the chunk. It stays; the tag gets its own 'ID3 '."""
+    chunk = b"id3 " + (12).to_bytes(4, "big") + b"private data"
+    data = sources["aiff"].read_bytes()
+    original = data[:4] + (len(data) - 8 + len(chunk)).to_bytes(4, "big") + data[8:] + chunk
+    path = tmp_path / "private.aiff"
+    path.write_bytes(original)
+    assert write_mood(path, VALUES) is True and read_mood(path) == READ_BACK
+    assert (b"id3 ", b"private data") in aiff_chunks(path.read_bytes())
+    assert remove_mood(path) is True
+    assert path.read_bytes() == original
+
+
 def test_default_journal_is_beside_the_default_cache(tmp_path, sources):
     path = tmp_path / "bare.mp3"
     shutil.copyfile(sources["mp3"], path)
