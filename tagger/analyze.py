@@ -113,7 +113,7 @@ def analyze_track(path: Path, model: LoadedModel) -> TrackResult:
     try:
         clips = load_clips(path, plan=spec.clips, sample_rate=spec.sample_rate)
     except AudioError as exc:
-        return TrackResult.failed(path, str(exc), **ident)
+        return TrackResult.failed(path, str(exc), duration=exc.duration, **ident)
     except Exception as exc:  # a decoder bug must not stop a library scan
         return TrackResult.failed(path, f"cannot decode ({type(exc).__name__}: {exc})", **ident)
     sounding = sounding_clips(clips.samples, spec.sample_rate)

@@ -79,7 +79,8 @@ def clip_offsets(duration: float, plan: ClipPlan) -> list[float]:
     """
     seconds, count = plan.seconds, plan.count
     if not duration or duration < seconds:
-        raise AudioError(f"too short: {short_duration(duration or 0, seconds)} s, a clip needs {seconds:g} s")
+        raise AudioError(f"too short: {short_duration(duration or 0, seconds)} s, a clip needs {seconds:g} s",
+                         duration=duration or None)
     fit = min(count, int(math.floor(duration / seconds + 1e-9)))
     if plan.placement == "spread" and count > 1:
         lo, hi = duration * (1 - plan.span) / 2, duration * (1 + plan.span) / 2

@@ -10,7 +10,12 @@ class OptionsError(MoodtagError):
 
 
 class AudioError(MoodtagError):
-    """A single audio file could not be read or decoded; the message names the cause."""
+    """A single audio file could not be read or decoded; the message names the cause. `duration`: the
+    track's length where it was read before the failure (a track too short for a clip)."""
+
+    def __init__(self, message: str, *, duration: float | None = None) -> None:
+        super().__init__(message)
+        self.duration = duration
 
 
 class ModelError(MoodtagError):

@@ -116,6 +116,8 @@ def test_a_short_track_names_the_clips_it_had(tmp_path):
     proc = run_cli("classify", tiny, "--clips")
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == f"failed: {tiny}: too short: 3.0 s, a clip needs 5 s\n"
+    as_json = json.loads(run_cli("classify", tiny, "--json").stdout)  # its length was read: said, not null
+    assert as_json["error"].startswith("too short") and as_json["duration"] == pytest.approx(3.0, abs=0.05)
 
 
 def test_names_in_the_table_are_text_never_markup(tracks, tmp_path):
