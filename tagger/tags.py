@@ -56,7 +56,7 @@ from mutagen._util import convert_error, loadfile
 
 from tagger import fastsave, safewrite
 from tagger.errors import BROKEN_LINK, MoodtagError, TagError
-from tagger.iff import add_missing_pad, overrun, short_form
+from tagger.iff import add_missing_pad, overrun, read_chunk, short_form
 from tagger.safewrite import UndoJournal
 
 fastsave.install()  # mutagen's byte moves and Ogg renumbering, done faster on safewrite's overlay
@@ -1193,6 +1193,22 @@ def _require_whole_chunks(audio, fh) -> None:
         raise TagError(f"{found.describe()}; the file was not changed")
     if short is not None:
         raise TagError(f"{short.describe()}; the file was not changed")
+    if audio.tags is None:
+        _require_tag_chunk_holds_id3(fh, (b"ID3 ", b"id3 ") if isinstance(audio, wave.WAVE) else (b"ID3 ",))
+
+
+def _require_tag_chunk_holds_id3(fh, names: tuple[bytes, ...]) -> None:
+    """Refuse to tag a WAV or AIFF file whose ID3 chunk (the first of `names` it has: the one mutagen
+    writes into) holds no ID3 tag: mutagen found none, and its save would write the mood over that
+    chunk's bytes (another program's data, or a damaged tag), which untag would then delete."""
+    for name in names:
+        with _mutagen_errors(writing=False, fmt=None):
+            head = read_chunk(fh, name, 3)
+        if head is not None:
+            if head != b"ID3":
+                raise TagError(f"its '{name.decode()}' chunk holds no ID3 tag (damaged, or another program's "
+                               "data); the file was not changed")
+            return
 
 
 def _require_whole_comment(audio) -> None:

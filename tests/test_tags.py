@@ -763,6 +763,22 @@ def test_an_aiff_id3_chunk_spelled_lowercase_that_holds_no_tag_is_left_as_it_is(
     assert path.read_bytes() == original
 
 
+@pytest.mark.parametrize("fmt, chunk_id", [("wav", b"ID3 "), ("wav", b"id3 "), ("aiff", b"ID3 ")])
+def test_an_id3_chunk_that_holds_no_tag_is_refused_not_overwritten(tmp_path, sources, fmt, chunk_id):
+    """A WAV or AIFF ID3 chunk holding no ID3 tag (damaged, or another program's data): mutagen found
+    no tag, and its save wrote the mood over the chunk's bytes; untag then deleted the chunk. The file
+    is refused with one line and left as it is."""
+    data = sources[fmt].read_bytes()
+    order = "little" if fmt == "wav" else "big"
+    chunk = chunk_id + (12).to_bytes(4, order) + b"private data"
+    original = data[:4] + (len(data) - 8 + len(chunk)).to_bytes(4, order) + data[8:] + chunk
+    path = tmp_path / f"private.{fmt}"
+    path.write_bytes(original)
+    with pytest.raises(TagError, match=f"its '{chunk_id.decode()}' chunk holds no ID3 tag .*the file was not changed"):
+        write_mood(path, VALUES)
+    assert path.read_bytes() == original
+
+
 def test_default_journal_is_beside_the_default_cache(tmp_path, sources):
     path = tmp_path / "bare.mp3"
     shutil.copyfile(sources["mp3"], path)
