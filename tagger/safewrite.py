@@ -16,12 +16,16 @@ function that makes the change through a file object (for tags.py: mutagen's sav
    quarter of the file): the tag fits its padding, or it grows at the end of the file (an M4A with
    its moov atom last, a WAV or AIFF with its ID3 chunk last). First a journal entry (the file's
    identity, old size and mtime, the old bytes of every block that will change, a hash of the new
-   ones) is written and synced; then the blocks are written and the file is fsynced; then the entry
-   is voided. If the file's size or mtime changed by the time the entry is synced (another program
+   ones) is written and synced; then the blocks are written, the entry gets an 'applied' mark (the
+   file's mtime and ctime after our write; a 56-byte write, no sync), the file is fsynced, and the
+   entry is voided. If the file's size or mtime changed by the time the entry is synced (another program
    wrote it), the entry is voided at once and nothing is written or restored: the journaled bytes
    may predate that program's write, and putting them back would undo it. A file cut in half always
    has a complete entry, and `UndoJournal.recover()` writes its old bytes back (or keeps the new
-   ones when the write turns out to have finished). The entry goes
+   ones when the write turns out to have finished). It leaves the file alone when the mark says our
+   write had all reached it and the file's mtime or ctime is later than the mark's: another program
+   (a tag editor, after a kill) wrote it since, and an undo would put our old bytes over its edit. A
+   write torn by a power cut has no mark, or a file no later than its mark. The entry goes
    into one file per journal, locked, reused write after write, so the common write costs one small
    write, two syncs and no file created or deleted.
 
@@ -41,7 +45,7 @@ function that makes the change through a file object (for tags.py: mutagen's sav
    inode), we are neither root nor its owner (the copy would belong to us: chown back is impossible),
    or the folder is not writable; and where Python cannot copy extended attributes (macOS). The same
    happens when the copy cannot take the owner, mode or an extended attribute (a file system that
-   refuses chown).
+   refuses chown), and when the copy's path would be too long (a file whose path is near PATH_MAX).
 
 Timestamps: the file gets a new mtime, as any tag write gives it (callers that keep the old one set
 it afterwards through the path, which works for both ways). The copy is a new inode: its ctime and
@@ -71,7 +75,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 from tagger.errors import TagError
 
@@ -86,7 +90,23 @@ SHORT_RUN = 256 << 10       # a copy takes a run of the original shorter than th
 _CHUNK = 1 << 20
 _MAGIC = b"moodtag-undo/1\n"
 _DIGEST = 32
+_MARK_MAGIC = b"applied\n"
+_MARK = len(_MARK_MAGIC) + 16 + 32   # an entry's 'applied' mark: magic, mtime_ns and ctime_ns, sha256
 _ORIG, _MEM, _ZERO = 0, 1, 2   # kinds of an overlay piece
+CHANGED = "the file changed while it was being tagged; not written"
+
+
+class Rewritten(str):
+    """How `rewrite` wrote the file: "in place", "copy" or "unchanged" (it is that string), and `stat`,
+    the file's os.stat_result as written, taken through the file written (fstat), never through its
+    path, where another program may have put another file since (for "unchanged": the file as read)."""
+
+    stat: os.stat_result
+
+    def __new__(cls, how: str, st: os.stat_result) -> Rewritten:
+        self = super().__new__(cls, how)
+        self.stat = st
+        return self
 
 
 @dataclass(frozen=True)
@@ -480,7 +500,8 @@ class UndoJournal:
         if old_bytes > IN_PLACE_LIMIT:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             _require_space(self.folder, old_bytes, "the undo journal")
-        header = dict(header, ranges=[list(r) for r in old_ranges], data_bytes=old_bytes)
+        # `entry`: a random id, so that no two entries are alike, nor their hashes (which marks are bound to)
+        header = dict(header, ranges=[list(r) for r in old_ranges], data_bytes=old_bytes, entry=secrets.token_hex(8))
         in_slot = self._slot_lock.acquire(blocking=False)
         try:
             if in_slot:
@@ -490,14 +511,14 @@ class UndoJournal:
                 path, fd = self._slot
             else:
                 path, fd = self._new_file()
-            data_offset = _write_entry(fd, header, old_ranges, source_fd)
+            data_offset, digest = _write_entry(fd, header, old_ranges, source_fd)
         except BaseException:
             if in_slot:
                 self._slot_lock.release()
             else:
                 _drop(path, fd)
             raise
-        return _Entry(path, fd, header, data_offset, journal=self if in_slot else None)
+        return _Entry(path, fd, header, data_offset, journal=self if in_slot else None, digest=digest)
 
     def _new_file(self) -> tuple[Path, int]:
         """A new entry file, locked by us, its name durable in the folder."""
@@ -522,9 +543,10 @@ class UndoJournal:
         self._slot_lock.release()
 
 
-def _write_entry(fd: int, header: dict, old_ranges, source_fd: int | None) -> int:
-    """Write an entry (magic, header, old bytes, sha256 of it all) over whatever `fd` held, and sync
-    it; returns where the old bytes start."""
+def _write_entry(fd: int, header: dict, old_ranges, source_fd: int | None) -> tuple[int, bytes]:
+    """Write an entry (magic, header, old bytes, sha256 of it all, then room for its 'applied' mark,
+    zeros) over whatever `fd` held, and sync it; returns where the old bytes start, and the sha256.
+    A mark that an earlier entry left in the reused file is zeroed or cut off with the rest."""
     text = json.dumps(header).encode()
     digest = hashlib.sha256()
     buffer = [_MAGIC, struct.pack(">I", len(text)), text]
@@ -538,11 +560,11 @@ def _write_entry(fd: int, header: dict, old_ranges, source_fd: int | None) -> in
             if sum(map(len, buffer)) >= _CHUNK:
                 pos = _flush(fd, buffer, digest, pos)
     pos = _flush(fd, buffer, digest, pos)
-    _pwrite(fd, digest.digest(), pos)
-    if os.fstat(fd).st_size > pos + _DIGEST:
-        os.ftruncate(fd, pos + _DIGEST)
+    _pwrite(fd, digest.digest() + bytes(_MARK), pos)
+    if os.fstat(fd).st_size > pos + _DIGEST + _MARK:
+        os.ftruncate(fd, pos + _DIGEST + _MARK)
     _datasync(fd)
-    return len(_MAGIC) + 4 + len(text)
+    return len(_MAGIC) + 4 + len(text), digest.digest()
 
 
 def _drop(path: Path, fd: int, owner: int | None = None) -> None:
@@ -562,11 +584,33 @@ def _flush(fd: int, buffer: list, digest, pos: int) -> int:
 
 
 class _Entry:
-    """A live journal entry, locked by this process; `journal` is set when it is in the journal's slot."""
+    """A live journal entry, locked by this process; `journal` is set when it is in the journal's slot.
+    `digest`: the sha256 ending the entry; `applied`: its mark (_mark), (mtime_ns, ctime_ns), if any."""
 
-    def __init__(self, path: Path, fd: int, header: dict, data_offset: int, journal: UndoJournal | None = None):
+    def __init__(self, path: Path, fd: int, header: dict, data_offset: int, journal: UndoJournal | None = None,
+                 digest: bytes = b"", applied: tuple[int, int] | None = None):
         self.path, self.fd, self.header, self.data_offset = path, fd, header, data_offset
         self.journal = journal
+        self.digest, self.applied = digest, applied
+
+    def mark_applied(self, st: os.stat_result) -> None:
+        """Our write is all in the file (not synced yet), whose fstat is `st`: note its mtime and ctime
+        in the entry's mark, for recovery to tell a later write by another program (see
+        _recover_in_place). One small write, no sync: a mark lost or torn by a power cut is no mark."""
+        self.applied = (st.st_mtime_ns, st.st_ctime_ns)
+        _pwrite(self.fd, _mark(self.digest, *self.applied), self._mark_at())
+
+    def drop_mark(self) -> None:
+        """Before an undo: zeros over the mark, synced. An undo cut off half way gives the file a newer
+        mtime, which the next recovery must not take for another program's write."""
+        if self.applied is None:
+            return
+        _pwrite(self.fd, bytes(_MARK), self._mark_at())
+        _datasync(self.fd)
+        self.applied = None
+
+    def _mark_at(self) -> int:
+        return self.data_offset + int(self.header["data_bytes"]) + _DIGEST
 
     def finish(self) -> None:
         """The write is complete (or was undone): the entry is void. A slot is voided by breaking its
@@ -613,9 +657,27 @@ class _Entry:
         return read
 
 
-def _read_entry(fd: int) -> tuple[dict, int] | None:
-    """(header, offset of the old bytes) of a complete entry; None for a torn one, which was
-    never fsynced, so its file was never touched."""
+def _mark(digest: bytes, mtime_ns: int, ctime_ns: int) -> bytes:
+    """An 'applied' mark: the file's mtime and ctime after our write, and a hash binding them to the
+    entry's digest (a mark an earlier entry left in a reused file never holds for this one)."""
+    fields = _MARK_MAGIC + struct.pack(">qq", mtime_ns, ctime_ns)
+    return fields + hashlib.sha256(digest + fields).digest()
+
+
+def _read_mark(raw: bytes, digest: bytes) -> tuple[int, int] | None:
+    """(mtime_ns, ctime_ns) of a valid mark for the entry whose digest is `digest`; None for zeros, a
+    torn mark, or one of another entry."""
+    fields = raw[:len(_MARK_MAGIC) + 16]
+    if len(raw) != _MARK or not raw.startswith(_MARK_MAGIC) \
+            or hashlib.sha256(digest + fields).digest() != raw[len(fields):]:
+        return None
+    return struct.unpack(">qq", fields[len(_MARK_MAGIC):])
+
+
+def _read_entry(fd: int) -> tuple[dict, int, tuple[int, int] | None] | None:
+    """(header, offset of the old bytes, its 'applied' mark or None) of a complete entry; None for a
+    torn one, which was never fsynced, so its file was never touched. An entry without room for a
+    mark (written by a moodtag before marks) has none."""
     size = os.fstat(fd).st_size
     head = _pread(fd, len(_MAGIC) + 4, 0)
     if len(head) < len(_MAGIC) + 4 or not head.startswith(_MAGIC):
@@ -626,16 +688,18 @@ def _read_entry(fd: int) -> tuple[dict, int] | None:
     try:
         header = json.loads(_pread(fd, text_len, len(head)))
         data_offset = len(head) + text_len
-        if size != data_offset + int(header["data_bytes"]) + _DIGEST:
+        end = data_offset + int(header["data_bytes"]) + _DIGEST
+        if size not in (end, end + _MARK):
             return None
     except (ValueError, KeyError, TypeError):
         return None
     digest = hashlib.sha256()
-    for at in range(0, size - _DIGEST, _CHUNK):
-        digest.update(_pread(fd, min(_CHUNK, size - _DIGEST - at), at))
-    if digest.digest() != _pread(fd, _DIGEST, size - _DIGEST):
+    for at in range(0, end - _DIGEST, _CHUNK):
+        digest.update(_pread(fd, min(_CHUNK, end - _DIGEST - at), at))
+    stored = _pread(fd, _DIGEST, end - _DIGEST)
+    if digest.digest() != stored:
         return None
-    return header, data_offset
+    return header, data_offset, _read_mark(_pread(fd, _MARK, end), stored)
 
 
 def _recover_entry(entry: Path) -> Restored | None:
@@ -654,12 +718,12 @@ def _recover_entry(entry: Path) -> Restored | None:
         if parsed is None:
             _unlink(entry)
             return None
-        header, data_offset = parsed
+        header, data_offset, applied = parsed
         path = Path(os.fsdecode(bytes.fromhex(header["path"])))
         if header["kind"] == "copy":
             result = _recover_copy(path, Path(os.fsdecode(bytes.fromhex(header["tmp"]))))
         else:
-            result = _recover_in_place(path, _Entry(entry, fd, header, data_offset))
+            result = _recover_in_place(path, _Entry(entry, fd, header, data_offset, applied=applied))
         if result is None or not result.action.startswith("not recovered"):
             _unlink(entry)
             _fsync_folder(entry.parent)
@@ -702,14 +766,24 @@ def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
             return Restored(path, "kept: the interrupted tag write had finished")
         if st.st_size == header["old_size"] and _holds_old_bytes(fd, entry):
             return None   # the write had not begun
+        if _changed_since(st, entry.applied):
+            return Restored(path, "left alone: another program changed it after the interrupted write")
         _undo(fd, entry)
         return Restored(path, "restored as it was before an interrupted tag write")
     finally:
         os.close(fd)
 
 
+def _changed_since(st: os.stat_result, applied: tuple[int, int] | None) -> bool:
+    """Whether the file (fstat `st`) was written after our write had all reached it, by the entry's mark:
+    its mtime or ctime is later than the mark's (another program's write, or a tag editor that keeps the
+    mtime: setting it back changes the ctime). A write torn by a power cut has neither later, or no mark."""
+    return applied is not None and (st.st_mtime_ns > applied[0] or st.st_ctime_ns > applied[1])
+
+
 def _undo(fd: int, entry: _Entry) -> None:
     """Write the entry's old bytes back, cut the file to its old size, fsync; idempotent."""
+    entry.drop_mark()
     header, at = entry.header, entry.data_offset
     for lo, hi in header["ranges"]:
         for pos in range(lo, hi, _CHUNK):
@@ -742,14 +816,18 @@ def _hash_ranges(fd: int, ranges) -> str:
 
 # --- the write --------------------------------------------------------------------------------
 
-def rewrite(path: Path, source, save: Callable[[object], None], *,
-            journal: UndoJournal) -> Literal["in place", "copy", "unchanged"]:
+def rewrite(path: Path, source, save: Callable[[object], None], *, journal: UndoJournal,
+            expect: tuple[int, int] | None = None) -> Rewritten:
     """Apply `save(fileobj)` to the file at `path`, open for reading as `source` (a regular file),
-    so that a kill or power cut leaves it old or new. Returns how it was written. Raises OSError,
-    TagError, or what `save` raises; the file is unchanged when it raises."""
+    so that a kill or power cut leaves it old or new. Returns how it was written, with the written
+    file's stat. `expect`: the (size, mtime_ns) `source` must have (the file the caller read or
+    analysed); TagError CHANGED otherwise. Raises OSError, TagError, or what `save` raises; the file is
+    unchanged when it raises."""
     journal._recover_once()
     fd = source.fileno()
     st = os.fstat(fd)
+    if expect is not None and (st.st_size, st.st_mtime_ns) != tuple(expect):
+        raise TagError(CHANGED)
     real = Path(os.path.realpath(path))
     _require_same(real, st)
     overlay = _Overlay(fd, st.st_size, str(path))
@@ -762,17 +840,14 @@ def rewrite(path: Path, source, save: Callable[[object], None], *,
         plan = None
     del overlay
     if plan is not None and plan.unchanged:
-        return "unchanged"
+        return Rewritten("unchanged", st)
     small = plan is not None and plan.journal_bytes <= max(IN_PLACE_LIMIT, st.st_size // IN_PLACE_SHARE)
     if small or _copy_would_lose(real, st):
-        _write_in_place(real, st, plan, save, journal)
-        return "in place"
+        return Rewritten("in place", _write_in_place(real, st, plan, save, journal))
     try:
-        _write_copy(real, st, plan, save, journal)
+        return Rewritten("copy", _write_copy(real, st, plan, save, journal))
     except _CannotKeep:
-        _write_in_place(real, st, plan, save, journal)
-        return "in place"
-    return "copy"
+        return Rewritten("in place", _write_in_place(real, st, plan, save, journal))
 
 
 def _caused_by(exc: BaseException, kind: type) -> bool:
@@ -798,13 +873,15 @@ def _copy_would_lose(real: Path, st: os.stat_result) -> str | None:
     return None
 
 
-def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save, journal: UndoJournal) -> None:
+def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save,
+                    journal: UndoJournal) -> os.stat_result:
+    """Write through the undo journal into the file itself; returns its stat as written."""
     fd = os.open(real, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_dev, st.st_ino, st.st_size,
                                                                       st.st_mtime_ns):
-            raise TagError("the file changed while it was being tagged; not written")
+            raise TagError(CHANGED)
         header = {"kind": "in place", "path": os.fsencode(real).hex(), "dev": st.st_dev, "ino": st.st_ino,
                   "old_size": st.st_size, "atime_ns": st.st_atime_ns, "mtime_ns": st.st_mtime_ns}
         if plan is not None:
@@ -823,7 +900,7 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save, jo
         try:
             now = os.fstat(fd)
             if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-                raise TagError("the file changed while it was being tagged; not written")
+                raise TagError(CHANGED)
             written = True
             if plan is not None:
                 _apply(fd, plan, entry.old_reader(fd))
@@ -831,6 +908,8 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save, jo
                 with os.fdopen(os.dup(fd), "r+b") as fh:
                     save(fh)
                     fh.flush()
+            done = os.fstat(fd)   # what we wrote; an fsync changes no timestamp
+            entry.mark_applied(done)
             _fsync(fd)
         except BaseException:
             if not written:
@@ -848,6 +927,7 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save, jo
         entry.finish()
     finally:
         os.close(fd)
+    return done
 
 
 def _apply(fd: int, plan: _Plan, read_old: Callable[[int, int], bytes]) -> None:
@@ -866,10 +946,13 @@ def _apply(fd: int, plan: _Plan, read_old: Callable[[int, int], bytes]) -> None:
 
 
 class _CannotKeep(Exception):
-    """The copy could not take the original's owner, mode or extended attributes."""
+    """The copy could not take the original's owner, mode or extended attributes, or could not be made
+    beside it at all (its path too long)."""
 
 
-def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save, journal: UndoJournal) -> None:
+def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save,
+                journal: UndoJournal) -> os.stat_result:
+    """Write a copy and rename it over the file; returns the copy's stat (a rename changes no mtime)."""
     folder = real.parent
     need = plan.new_size if plan is not None else st.st_size + st.st_size // 50
     _require_space(folder, need, "a safe copy of the file")
@@ -881,7 +964,7 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save, journa
         src = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             _require_same_fd(src, st)
-            out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            out = _create_copy(tmp)
             made = True
             try:
                 _keep_metadata(src, out, st)
@@ -896,6 +979,7 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save, journa
                 if stat.S_IMODE(os.fstat(out).st_mode) != stat.S_IMODE(st.st_mode):
                     os.fchmod(out, stat.S_IMODE(st.st_mode))   # a write by a non-root owner clears set-id bits
                 _fsync(out)
+                done = os.fstat(out)
             finally:
                 os.close(out)
             _require_same(real, st)   # the original is still the file that was planned
@@ -912,6 +996,18 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save, journa
             raise TagError("disk full: no room for a safe copy of the file; it was not changed") from exc
         raise
     entry.finish()
+    return done
+
+
+def _create_copy(tmp: Path) -> int:
+    """The hidden copy, made new (mode 0600); _CannotKeep if its path is too long: its name is the
+    file's and 22 bytes more, so a file whose path is near PATH_MAX can have no copy beside it."""
+    try:
+        return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise _CannotKeep("the copy's path would be too long") from exc
 
 
 def _write_pieces(src: int, out: int, pieces) -> None:
@@ -1015,14 +1111,14 @@ def _require_same(real: Path, st: os.stat_result) -> None:
         raise TagError("the file vanished while it was being tagged; not written") from None
     if (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_dev, st.st_ino, st.st_size,
                                                                   st.st_mtime_ns):
-        raise TagError("the file changed while it was being tagged; not written")
+        raise TagError(CHANGED)
 
 
 def _require_same_fd(fd: int, st: os.stat_result) -> None:
     now = os.fstat(fd)
     if (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_dev, st.st_ino, st.st_size,
                                                                   st.st_mtime_ns):
-        raise TagError("the file changed while it was being tagged; not written")
+        raise TagError(CHANGED)
 
 
 def _require_space(folder: Path, need: int, what: str) -> None:

@@ -612,7 +612,8 @@ def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, writ
                 dry_run: bool, keep_mtime: bool, journal, replace_mood: bool,
                 last_written: str | None = None) -> tuple[str, str | None, TrackRef]:
     """Write the mood tags unless asked not to; returns (tags action, error or what was kept, the
-    file's ref afterwards). `last_written`: the mood moodtag last wrote into the file (tagger.tags)."""
+    file's ref afterwards: the size and mtime of the file as written, `ref` where nothing was written).
+    `last_written`: the mood moodtag last wrote into the file (tagger.tags)."""
     from tagger.tags import ForeignMood, MoodValues, mood_state, write_mood
 
     values = MoodValues(mood=mood, scores={k: round(v, 3) for k, v in scores.items()},
@@ -633,18 +634,22 @@ def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, writ
         return "failed", f"cannot stat: {exc.strerror}", ref
     if (now.size, now.mtime_ns) != (ref.size, ref.mtime_ns):
         return "failed", "file changed while it was analysed; not tagged (scan again)", ref
-    try:  # crash-safe (tagger.safewrite); the scan stops only between tracks
-        changed = write_mood(ref.path, values, replace=replace_mood, last_written=last_written, journal=journal)
+    # crash-safe (tagger.safewrite); the scan stops only between tracks. The file written must be the one
+    # analysed (expect), and the row takes the size and mtime of the file as written (from safewrite, not a
+    # new stat of the path: a file another program puts there afterwards must not look current)
+    written: list[os.stat_result] = []
+    try:
+        changed = write_mood(ref.path, values, replace=replace_mood, last_written=last_written, journal=journal,
+                             expect=(ref.size, ref.mtime_ns), on_written=written.append)
+        after = TrackRef(ref.path, written[-1].st_size, written[-1].st_mtime_ns) if written else ref
         if changed and keep_mtime:
             os.utime(ref.path, ns=(os.stat(ref.path).st_atime_ns, ref.mtime_ns))
+            after = TrackRef(ref.path, after.size, ref.mtime_ns)
     except ForeignMood as exc:
         return "kept", str(exc), ref
     except MoodtagError as exc:
         return "failed", str(exc), ref
-    try:
-        return ("written" if changed else "unchanged"), None, TrackRef.from_path(ref.path)
-    except OSError as exc:
-        return "failed", f"cannot stat after tagging: {exc.strerror}", ref
+    return ("written" if changed else "unchanged"), None, after
 
 
 def _account(summary: ScanSummary, outcome: TrackOutcome) -> None:

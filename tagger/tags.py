@@ -135,7 +135,8 @@ def mood_state(path, *, last_written: str | None = None) -> tuple[MoodValues | N
 
 
 def write_mood(path, values: MoodValues, *, replace: bool = False, last_written: str | None = None,
-               dry_run: bool = False, journal: UndoJournal | None = None) -> bool:
+               dry_run: bool = False, journal: UndoJournal | None = None, expect: tuple[int, int] | None = None,
+               on_written: Callable[[os.stat_result], None] | None = None) -> bool:
     """Write `values` into the file's tags, replacing any moodtag fields there. Returns False, and
     leaves the file untouched, when it already holds exactly these values. With dry_run, writes
     nothing and returns whether it would write (raising TagError where the write would fail).
@@ -148,9 +149,15 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
     The write is crash-safe (tagger.safewrite); `journal` is where an interrupted write is recorded
     for `UndoJournal.recover()`, by default the one beside the default cache. An MP3 that gets its
     first ID3v2 tag gets the title, artist, album, year, track, genre and comment of its ID3v1 or
-    APEv2 tag in it too, so players that prefer v2 still show them."""
+    APEv2 tag in it too, so players that prefer v2 still show them.
+
+    `expect`: the (size, mtime_ns) of the file the caller analysed. The file opened here, and written
+    through that same open file, must have them, or TagError safewrite.CHANGED and nothing is written:
+    another program may have put other audio at the path since. `on_written(stat)`: called with the
+    file's stat as written (safewrite takes it from the file written, not through its path)."""
     path = Path(path)
     with _opened(path) as fh:
+        _require_expected(fh, expect)
         audio, fmt = _load(fh)
         fields = _tag_fields(fmt)
         current = _current_fields(audio, fmt)
@@ -178,8 +185,18 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
         _require_comment_fits(audio, fmt)
         if dry_run:
             return True
-        _save(audio, fmt, path, fh, journal)
+        _save(audio, fmt, path, fh, journal, expect=expect, on_written=on_written)
     return True
+
+
+def _require_expected(fh, expect: tuple[int, int] | None) -> None:
+    """TagError safewrite.CHANGED unless the open file has the (size, mtime_ns) `expect` (if given)."""
+    if expect is None:
+        return
+    with _mutagen_errors(writing=False, fmt=None):
+        st = os.fstat(fh.fileno())
+    if (st.st_size, st.st_mtime_ns) != tuple(expect):
+        raise TagError(safewrite.CHANGED)
 
 
 def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
@@ -1316,8 +1333,10 @@ def _parses(frame_class, header, flags: int, body: bytes) -> bool:
     return True
 
 
-def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, drop_v2: bool = False) -> None:
-    """Save `audio`'s tags into the file `fh` reads, through safewrite. drop_v2: remove the ID3v2 tag."""
+def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, drop_v2: bool = False,
+          expect: tuple[int, int] | None = None, on_written: Callable[[os.stat_result], None] | None = None) -> None:
+    """Save `audio`'s tags into the file `fh` reads, through safewrite. drop_v2: remove the ID3v2 tag.
+    `expect`, `on_written`: as for write_mood."""
 
     def save_into(target) -> None:   # mutagen's save, into any file object holding the file's bytes
         if fmt.keeps_id3v1:
@@ -1339,7 +1358,10 @@ def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, d
             target.write(id3v1)
 
     with _mutagen_errors(writing=True, fmt=fmt):
-        safewrite.rewrite(path, fh, save_into, journal=journal if journal is not None else _default_journal())
+        how = safewrite.rewrite(path, fh, save_into, journal=journal if journal is not None else _default_journal(),
+                                **({"expect": expect} if expect is not None else {}))  # benchmarks' stand-in lacks it
+    if on_written is not None:
+        on_written(how.stat)
 
 
 def _id3_footer_to_padding(fileobj) -> None:
@@ -1467,7 +1489,9 @@ def _os_cause(exc: OSError, *, writing: bool) -> str:
         return "read-only file system"
     if exc.errno == errno.ENOSPC:
         return "disk full"
-    return exc.strerror or str(exc)
+    if exc.strerror:   # lower-case, as moodtag's own causes ("File name too long": "file name too long")
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc)
 
 
 def _one_line(exc: BaseException) -> str:

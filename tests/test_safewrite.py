@@ -415,6 +415,37 @@ def test_file_of_another_owner_is_written_in_place(medium_mp3):
         shutil.rmtree(folder)
 
 
+def deep_folder(top: Path, length: int) -> Path:
+    """A new folder under `top` whose path is `length` bytes long (folders of 250-byte names)."""
+    folder = os.fsencode(top)
+    while len(folder) + 1 + 250 + 1 + 10 < length:
+        folder += b"/" + b"d" * 250
+    folder += b"/" + b"e" * (length - len(folder) - 1)
+    os.makedirs(folder)
+    return Path(os.fsdecode(folder))
+
+
+def test_a_path_too_long_for_the_hidden_copy_is_written_in_place(tmp_path, medium_mp3, journal):
+    """A file whose path is a few bytes under PATH_MAX (4096 on Linux): the hidden copy's name is 22 bytes
+    longer, so it cannot be made, and the write goes in place through the journal. Before, the tag was
+    never written: 'File name too long' at every scan."""
+    folder = deep_folder(tmp_path, 4080 - len("/track.mp3"))
+    path = folder / "track.mp3"
+    assert len(os.fsencode(path)) == 4080
+    shutil.copyfile(medium_mp3, path)
+    inode = path.stat().st_ino
+    assert write_mood(path, VALUES, journal=journal) is True
+    assert path.stat().st_ino == inode   # in place (a copy would be a new inode)
+    assert read_mood(path) == VALUES and after_id3v2(path.read_bytes()) == medium_mp3.read_bytes()
+    assert os.listdir(folder) == ["track.mp3"]
+
+
+def test_an_os_error_is_named_in_lower_case(tmp_path, journal):
+    """An OS error's text is a cause in moodtag's words: lower-case, as 'disk full' or 'file not found'."""
+    with pytest.raises(TagError, match="^file name too long$"):
+        write_mood(tmp_path / ("n" * 300 + ".flac"), VALUES, journal=journal)
+
+
 @pytest.mark.parametrize("size", ["small", "medium"])
 def test_symlink_stays_a_link_and_its_target_is_tagged(tmp_path, small_sources, medium_mp3, journal, size):
     real = tmp_path / "real" / "track.mp3"
@@ -672,17 +703,19 @@ st = os.fstat(fd)
 header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
           "old_size": st.st_size, "new_size": st.st_size + 5000, "atime_ns": st.st_atime_ns,
           "mtime_ns": st.st_mtime_ns, "write_set": [[0, st.st_size + 5000]], "new_sha256": "0" * 64}
-journal._begin(header, ranges, fd)
+entry = journal._begin(header, ranges, fd)
 os.ftruncate(fd, st.st_size + 5000)   # the write, cut off half way: the old bytes half overwritten
 for lo, hi in ranges:
     _pwrite(fd, os.urandom((hi - lo) // 2), lo)
+if sys.argv[4:] == ["mark"]:   # a power cut kept the entry's mark and lost the rest of the write
+    entry.mark_applied(os.fstat(fd))
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def interrupt_a_write(path: Path, journal: UndoJournal, ranges) -> None:
-    proc = subprocess.run([sys.executable, "-c", INTERRUPTED, str(path), str(journal.folder), repr(ranges)],
-                          cwd=REPO, capture_output=True, timeout=60)
+def interrupt_a_write(path: Path, journal: UndoJournal, ranges, *, mark: bool = False) -> None:
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED, str(path), str(journal.folder), repr(ranges),
+                           *(["mark"] if mark else [])], cwd=REPO, capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
 
 
@@ -700,12 +733,15 @@ def test_recovery_restores_an_interrupted_in_place_write(tmp_path, small_sources
     assert journal.recover() == []
 
 
-def test_recovery_killed_half_way_is_finished_by_the_next(tmp_path, big_sources, journal):
+@pytest.mark.parametrize("mark", [False, True], ids=["", "marked"])
+def test_recovery_killed_half_way_is_finished_by_the_next(tmp_path, big_sources, journal, mark):
+    """Marked: the entry's 'applied' mark is dropped before the undo begins, so the newer mtime of an undo
+    cut off half way is not taken for another program's write (and the file left half undone)."""
     path = tmp_path / "track.wav"
     shutil.copyfile(big_sources["wav"], path)
     data = sha(path)
     size = path.stat().st_size
-    interrupt_a_write(path, journal, [(0, size)])   # a whole file journaled: a long recovery
+    interrupt_a_write(path, journal, [(0, size)], mark=mark)   # a whole file journaled: a long recovery
     recover = ("import sys\nfrom pathlib import Path\nfrom tagger.safewrite import UndoJournal\n"
                "print('go', flush=True)\nUndoJournal(Path(sys.argv[1])).recover()\n")
     for delay in (0.0, 0.01, 0.03):
@@ -718,6 +754,93 @@ def test_recovery_killed_half_way_is_finished_by_the_next(tmp_path, big_sources,
     restored = journal.recover()
     assert sha(path) == data
     assert len(restored) <= 1 and not list(journal.folder.iterdir())
+
+
+@pytest.mark.parametrize("mark", [False, True], ids=["no mark", "marked"])
+def test_a_torn_write_is_undone_with_or_without_its_applied_mark(tmp_path, small_sources, journal, mark):
+    """A write torn by a power cut: its entry's mark (written after the write, not synced) is lost, or
+    kept while part of the write is lost; the file is then no later than the mark, and is undone."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    data, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    interrupt_a_write(path, journal, [(0, 8192)], mark=mark)
+    entry = next(journal.folder.iterdir())
+    assert entry.stat().st_size % 4096 != 0 and path.read_bytes() != data
+    assert [(r.path, r.action) for r in journal.recover()] == [
+        (path, "restored as it was before an interrupted tag write")]
+    assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
+
+
+def _live_entry(journal: UndoJournal, path: Path, fd: int) -> safewrite._Entry:
+    """An in-place entry for `path` (open as `fd`) changing its first block, as a writer begins one."""
+    st = os.fstat(fd)
+    header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
+              "old_size": st.st_size, "new_size": st.st_size, "atime_ns": st.st_atime_ns,
+              "mtime_ns": st.st_mtime_ns, "write_set": [[0, 4096]], "new_sha256": "0" * 64}
+    return journal._begin(header, [(0, 4096)], fd)
+
+
+def test_a_stale_mark_in_the_reused_entry_file_is_no_mark(tmp_path, small_sources, journal):
+    """The journal's entry file is reused write after write. A mark an earlier entry left in it never
+    counts for a later entry (the next entry zeroes its room, and a mark is bound to its own entry's
+    hash): the later entry's torn write is undone, not left alone as changed by another program."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    data, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    fd = os.open(path, os.O_RDWR)
+    first = _live_entry(journal, path, fd)
+    first.mark_applied(os.fstat(fd))
+    stale = first.path.read_bytes()[-safewrite._MARK:]
+    assert stale.startswith(b"applied")
+    first.finish()
+    second = _live_entry(journal, path, fd)
+    assert second.path == first.path and second.path.read_bytes()[-safewrite._MARK:] == bytes(safewrite._MARK)
+    os.pwrite(second.fd, stale, second.path.stat().st_size - safewrite._MARK)   # the old mark where a new one goes
+    os.pwrite(fd, b"\0" * 2048, 0)   # the second write, torn
+    os.utime(fd, ns=(mtime, mtime + 10**9))   # later than the stale mark: it would say 'changed by another program'
+    second.abandon()   # its writer dies
+    os.close(fd)
+    assert [r.action for r in journal.recover()] == ["restored as it was before an interrupted tag write"]
+    assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
+
+
+KILLED_BEFORE_SYNC = """
+import os, signal, sys
+from pathlib import Path
+from tagger import safewrite
+from tagger.tags import MoodValues, write_mood
+safewrite._fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)   # the write is in the file, not synced
+write_mood(Path(sys.argv[1]), MoodValues(mood="calm", scores={"calm": 0.913, "exciting": 0.087},
+           model="moodtag-cnn 1.0.0"), journal=safewrite.UndoJournal(Path(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True], ids=["edit", "edit keeping the mtime"])
+def test_an_edit_after_an_interrupted_write_had_reached_the_file_is_left_alone(tmp_path, small_sources, journal,
+                                                                               keep_mtime):
+    """Killed after its in-place write reached the file (the entry marked 'applied'), before the fsync; then
+    a tag editor changes the file in place (same size: padding), maybe setting its mtime back as a
+    'preserve timestamps' option does (its ctime is still later). Recovery leaves the file alone: it holds
+    our write and the edit, whole; an undo put the bytes from before our write over the edit."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    write_mood(path, OTHER, journal=journal)   # now there is padding: the next write is in place
+    journal.close()
+    proc = subprocess.run([sys.executable, "-c", KILLED_BEFORE_SYNC, str(path), str(journal.folder)], cwd=REPO,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert read_mood(path) == VALUES and len(list(journal.folder.iterdir())) == 1
+    before = path.stat()
+    edited = mutagen.File(path)
+    edited["TITLE"] = "Set by another program"
+    edited.save()
+    assert path.stat().st_size == before.st_size and path.stat().st_ino == before.st_ino
+    if keep_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert [(r.path, r.action) for r in journal.recover()] == [
+        (path, "left alone: another program changed it after the interrupted write")]
+    assert mutagen.File(path)["TITLE"] == ["Set by another program"] and read_mood(path) == VALUES
+    assert not list(journal.folder.iterdir())
 
 
 def test_recovery_leaves_a_live_writers_entry_alone(tmp_path, small_sources, journal):

@@ -827,3 +827,51 @@ def test_a_files_only_path_that_cannot_be_looked_at_is_a_problem_not_an_exceptio
                          no_write=True, jobs=1)
     assert summary.analysed == 1
     assert [(path, cause.lower()) for path, cause in summary.problems] == [(str(too_long), "file name too long")]
+
+
+# --- another program rewrites a file at the moment it is tagged ---------------------------------------
+
+_ANOTHER_PROGRAM = r"""
+import shutil, sys
+import tagger.tags as tags
+when, other = sys.argv[1], sys.argv[2]
+real = tags.write_mood
+def write_mood(path, *args, **kwargs):
+    if when == "before":  # after the scan's check that the file is as analysed, before the write opens it
+        shutil.copyfile(other, path)
+    changed = real(path, *args, **kwargs)
+    if when == "after":  # the write finished, its row not told yet
+        shutil.copyfile(other, path)
+    return changed
+tags.write_mood = write_mood
+sys.argv = ["moodtag", "scan", *sys.argv[3:]]
+from tagger.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_audio_another_program_writes_while_a_file_is_tagged_is_analysed_again(tmp_path, audio_dir, test_model,
+                                                                                when):
+    """Another program rewrites a file (other audio, same inode) just before moodtag's tag write opens it,
+    or just after the write: the mood of the audio analysed must not go into the other audio's file
+    ("before": one line, nothing written), and the row must not take the new file for the one analysed
+    (its size and mtime are those of the file moodtag wrote, not a new stat of the path), so the next
+    scan analyses it. Before, the old audio's mood was written into the new file, or the row took the new
+    file's size and mtime, and later scans said 'cached' with the wrong mood."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    track = lib / "track.flac"
+    shutil.copy(next(p for p in sorted(audio_dir.iterdir()) if p.suffix == ".flac"), track)
+    other = synth.make_track(tmp_path / "other.flac", "exciting", 20.0, seed=11)
+    db = tmp_path / "c.db"
+    first = subprocess.run([sys.executable, "-c", _ANOTHER_PROGRAM, when, other, lib, "--db", db,
+                            "--model", test_model, "-j1"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert track.read_bytes()[-4096:] == other.read_bytes()[-4096:]   # the other program's audio is there
+    if when == "before":
+        assert f"{track}: tags not written: the file changed while it was being tagged; not written" \
+            in first.stderr, first.stderr
+        assert track.read_bytes() == other.read_bytes()   # nothing written into it
+    again = scan(lib, "--db", db, "--model", test_model, "--json", check=True)
+    assert _actions(again) == {str(track): "analysed"}, again.stdout

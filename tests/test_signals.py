@@ -283,3 +283,59 @@ def test_an_edit_after_a_killed_scans_finished_write_is_kept(tmp_path, audio_dir
     assert "restored as it was" not in again.stderr, again.stderr
     after = mutagen.File(written[-1])
     assert after["ARTIST"] == ["Someone Else"] and "MOOD" in after.tags, again.stderr
+
+
+# --- a kill between a tag write and its sync, then another tool's edit ---------------------------------
+
+_KILLED_BEFORE_SYNC = r"""
+import os, signal, sys
+import tagger.safewrite as safewrite
+safewrite.IN_PLACE_LIMIT = 1 << 40  # every write in place, its old bytes journaled
+lib, real = os.path.realpath(sys.argv[1]), safewrite._fsync
+def fsync_or_die(fd):  # the tag write is all in the file, not synced, its journal entry not voided
+    if os.readlink(f"/proc/self/fd/{fd}").startswith(lib + os.sep):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(fd)
+safewrite._fsync = fsync_or_die
+sys.argv = ["moodtag", "scan", *sys.argv[1:]]
+from tagger.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True], ids=["edit", "edit keeping the mtime"])
+def test_an_edit_after_a_scan_killed_before_its_tag_write_was_synced_is_kept(tmp_path, audio_dir, test_model,
+                                                                              keep_mtime):
+    """A scan killed after its in-place tag write reached the file, before the file was synced and its
+    journal entry voided; then another tool edits the tags in place (same size: the padding), perhaps
+    setting the mtime back ('preserve timestamps'). The next scan's recovery leaves the file alone (it
+    holds moodtag's write and the edit, whole) and analyses it again. It restored the bytes from before
+    moodtag's write over the edit. (A write torn by a power cut is still undone: tests/test_safewrite.py.)"""
+    import json
+
+    import mutagen
+
+    lib = _library(tmp_path / "lib", audio_dir, 1, suffixes=(".flac",))
+    track = next(lib.iterdir())
+    tagged = mutagen.File(track)
+    tagged["TITLE"] = "Original title"
+    tagged.save()  # with padding, as a tag editor leaves it
+    db = tmp_path / "c.db"
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BEFORE_SYNC, lib, "--db", db, "--model", test_model, "-j1"],
+                            capture_output=True, text=True, timeout=HANG_S)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    before = track.stat()
+    assert "MOOD" in mutagen.File(track).tags
+    edited = mutagen.File(track)
+    edited["TITLE"] = "User title"
+    edited.save()
+    assert (track.stat().st_size, track.stat().st_ino) == (before.st_size, before.st_ino)
+    if keep_mtime:
+        os.utime(track, ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = subprocess.run([sys.executable, "-m", "tagger", "scan", lib, "--db", db, "--model", test_model, "-j1",
+                            "--json"], capture_output=True, text=True, timeout=HANG_S)
+    assert again.returncode == 0, again.stderr
+    assert f"{track}: left alone: another program changed it after the interrupted write" in again.stderr, again.stderr
+    after = mutagen.File(track)
+    assert after["TITLE"] == ["User title"] and "MOOD" in after.tags
+    assert [json.loads(line)["action"] for line in again.stdout.splitlines()] == ["analysed"], again.stdout
