@@ -16,16 +16,12 @@ function that makes the change through a file object (for tags.py: mutagen's sav
    quarter of the file): the tag fits its padding, or it grows at the end of the file (an M4A with
    its moov atom last, a WAV or AIFF with its ID3 chunk last). First a journal entry (the file's
    identity, old size and mtime, the old bytes of every block that will change, a hash of the new
-   ones) is written and synced; then the blocks are written, the entry gets an 'applied' mark (the
-   file's mtime and ctime after our write; a 56-byte write, no sync), the file is fsynced, and the
-   entry is voided. If the file's size or mtime changed by the time the entry is synced (another program
+   ones) is written and synced; then the blocks are written and the file is fsynced; then the entry
+   is voided. If the file's size or mtime changed by the time the entry is synced (another program
    wrote it), the entry is voided at once and nothing is written or restored: the journaled bytes
    may predate that program's write, and putting them back would undo it. A file cut in half always
    has a complete entry, and `UndoJournal.recover()` writes its old bytes back (or keeps the new
-   ones when the write turns out to have finished). It leaves the file alone when the mark says our
-   write had all reached it and the file's mtime or ctime is later than the mark's: another program
-   (a tag editor, after a kill) wrote it since, and an undo would put our old bytes over its edit. A
-   write torn by a power cut has no mark, or a file no later than its mark. The entry goes
+   ones when the write turns out to have finished). The entry goes
    into one file per journal, locked, reused write after write, so the common write costs one small
    write, two syncs and no file created or deleted.
 
@@ -90,8 +86,6 @@ SHORT_RUN = 256 << 10       # a copy takes a run of the original shorter than th
 _CHUNK = 1 << 20
 _MAGIC = b"moodtag-undo/1\n"
 _DIGEST = 32
-_MARK_MAGIC = b"applied\n"
-_MARK = len(_MARK_MAGIC) + 16 + 32   # an entry's 'applied' mark: magic, mtime_ns and ctime_ns, sha256
 _ORIG, _MEM, _ZERO = 0, 1, 2   # kinds of an overlay piece
 CHANGED = "the file changed while it was being tagged; not written"
 
@@ -500,8 +494,7 @@ class UndoJournal:
         if old_bytes > IN_PLACE_LIMIT:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             _require_space(self.folder, old_bytes, "the undo journal")
-        # `entry`: a random id, so that no two entries are alike, nor their hashes (which marks are bound to)
-        header = dict(header, ranges=[list(r) for r in old_ranges], data_bytes=old_bytes, entry=secrets.token_hex(8))
+        header = dict(header, ranges=[list(r) for r in old_ranges], data_bytes=old_bytes)
         in_slot = self._slot_lock.acquire(blocking=False)
         try:
             if in_slot:
@@ -511,14 +504,14 @@ class UndoJournal:
                 path, fd = self._slot
             else:
                 path, fd = self._new_file()
-            data_offset, digest = _write_entry(fd, header, old_ranges, source_fd)
+            data_offset = _write_entry(fd, header, old_ranges, source_fd)
         except BaseException:
             if in_slot:
                 self._slot_lock.release()
             else:
                 _drop(path, fd)
             raise
-        return _Entry(path, fd, header, data_offset, journal=self if in_slot else None, digest=digest)
+        return _Entry(path, fd, header, data_offset, journal=self if in_slot else None)
 
     def _new_file(self) -> tuple[Path, int]:
         """A new entry file, locked by us, its name durable in the folder."""
@@ -543,10 +536,9 @@ class UndoJournal:
         self._slot_lock.release()
 
 
-def _write_entry(fd: int, header: dict, old_ranges, source_fd: int | None) -> tuple[int, bytes]:
-    """Write an entry (magic, header, old bytes, sha256 of it all, then room for its 'applied' mark,
-    zeros) over whatever `fd` held, and sync it; returns where the old bytes start, and the sha256.
-    A mark that an earlier entry left in the reused file is zeroed or cut off with the rest."""
+def _write_entry(fd: int, header: dict, old_ranges, source_fd: int | None) -> int:
+    """Write an entry (magic, header, old bytes, sha256 of it all) over whatever `fd` held, and sync
+    it; returns where the old bytes start."""
     text = json.dumps(header).encode()
     digest = hashlib.sha256()
     buffer = [_MAGIC, struct.pack(">I", len(text)), text]
@@ -560,11 +552,11 @@ def _write_entry(fd: int, header: dict, old_ranges, source_fd: int | None) -> tu
             if sum(map(len, buffer)) >= _CHUNK:
                 pos = _flush(fd, buffer, digest, pos)
     pos = _flush(fd, buffer, digest, pos)
-    _pwrite(fd, digest.digest() + bytes(_MARK), pos)
-    if os.fstat(fd).st_size > pos + _DIGEST + _MARK:
-        os.ftruncate(fd, pos + _DIGEST + _MARK)
+    _pwrite(fd, digest.digest(), pos)
+    if os.fstat(fd).st_size > pos + _DIGEST:
+        os.ftruncate(fd, pos + _DIGEST)
     _datasync(fd)
-    return len(_MAGIC) + 4 + len(text), digest.digest()
+    return len(_MAGIC) + 4 + len(text)
 
 
 def _drop(path: Path, fd: int, owner: int | None = None) -> None:
@@ -584,33 +576,11 @@ def _flush(fd: int, buffer: list, digest, pos: int) -> int:
 
 
 class _Entry:
-    """A live journal entry, locked by this process; `journal` is set when it is in the journal's slot.
-    `digest`: the sha256 ending the entry; `applied`: its mark (_mark), (mtime_ns, ctime_ns), if any."""
+    """A live journal entry, locked by this process; `journal` is set when it is in the journal's slot."""
 
-    def __init__(self, path: Path, fd: int, header: dict, data_offset: int, journal: UndoJournal | None = None,
-                 digest: bytes = b"", applied: tuple[int, int] | None = None):
+    def __init__(self, path: Path, fd: int, header: dict, data_offset: int, journal: UndoJournal | None = None):
         self.path, self.fd, self.header, self.data_offset = path, fd, header, data_offset
         self.journal = journal
-        self.digest, self.applied = digest, applied
-
-    def mark_applied(self, st: os.stat_result) -> None:
-        """Our write is all in the file (not synced yet), whose fstat is `st`: note its mtime and ctime
-        in the entry's mark, for recovery to tell a later write by another program (see
-        _recover_in_place). One small write, no sync: a mark lost or torn by a power cut is no mark."""
-        self.applied = (st.st_mtime_ns, st.st_ctime_ns)
-        _pwrite(self.fd, _mark(self.digest, *self.applied), self._mark_at())
-
-    def drop_mark(self) -> None:
-        """Before an undo: zeros over the mark, synced. An undo cut off half way gives the file a newer
-        mtime, which the next recovery must not take for another program's write."""
-        if self.applied is None:
-            return
-        _pwrite(self.fd, bytes(_MARK), self._mark_at())
-        _datasync(self.fd)
-        self.applied = None
-
-    def _mark_at(self) -> int:
-        return self.data_offset + int(self.header["data_bytes"]) + _DIGEST
 
     def finish(self) -> None:
         """The write is complete (or was undone): the entry is void. A slot is voided by breaking its
@@ -657,27 +627,9 @@ class _Entry:
         return read
 
 
-def _mark(digest: bytes, mtime_ns: int, ctime_ns: int) -> bytes:
-    """An 'applied' mark: the file's mtime and ctime after our write, and a hash binding them to the
-    entry's digest (a mark an earlier entry left in a reused file never holds for this one)."""
-    fields = _MARK_MAGIC + struct.pack(">qq", mtime_ns, ctime_ns)
-    return fields + hashlib.sha256(digest + fields).digest()
-
-
-def _read_mark(raw: bytes, digest: bytes) -> tuple[int, int] | None:
-    """(mtime_ns, ctime_ns) of a valid mark for the entry whose digest is `digest`; None for zeros, a
-    torn mark, or one of another entry."""
-    fields = raw[:len(_MARK_MAGIC) + 16]
-    if len(raw) != _MARK or not raw.startswith(_MARK_MAGIC) \
-            or hashlib.sha256(digest + fields).digest() != raw[len(fields):]:
-        return None
-    return struct.unpack(">qq", fields[len(_MARK_MAGIC):])
-
-
-def _read_entry(fd: int) -> tuple[dict, int, tuple[int, int] | None] | None:
-    """(header, offset of the old bytes, its 'applied' mark or None) of a complete entry; None for a
-    torn one, which was never fsynced, so its file was never touched. An entry without room for a
-    mark (written by a moodtag before marks) has none."""
+def _read_entry(fd: int) -> tuple[dict, int] | None:
+    """(header, offset of the old bytes) of a complete entry; None for a torn one, which was
+    never fsynced, so its file was never touched."""
     size = os.fstat(fd).st_size
     head = _pread(fd, len(_MAGIC) + 4, 0)
     if len(head) < len(_MAGIC) + 4 or not head.startswith(_MAGIC):
@@ -688,18 +640,16 @@ def _read_entry(fd: int) -> tuple[dict, int, tuple[int, int] | None] | None:
     try:
         header = json.loads(_pread(fd, text_len, len(head)))
         data_offset = len(head) + text_len
-        end = data_offset + int(header["data_bytes"]) + _DIGEST
-        if size not in (end, end + _MARK):
+        if size != data_offset + int(header["data_bytes"]) + _DIGEST:
             return None
     except (ValueError, KeyError, TypeError):
         return None
     digest = hashlib.sha256()
-    for at in range(0, end - _DIGEST, _CHUNK):
-        digest.update(_pread(fd, min(_CHUNK, end - _DIGEST - at), at))
-    stored = _pread(fd, _DIGEST, end - _DIGEST)
-    if digest.digest() != stored:
+    for at in range(0, size - _DIGEST, _CHUNK):
+        digest.update(_pread(fd, min(_CHUNK, size - _DIGEST - at), at))
+    if digest.digest() != _pread(fd, _DIGEST, size - _DIGEST):
         return None
-    return header, data_offset, _read_mark(_pread(fd, _MARK, end), stored)
+    return header, data_offset
 
 
 def _recover_entry(entry: Path) -> Restored | None:
@@ -718,12 +668,12 @@ def _recover_entry(entry: Path) -> Restored | None:
         if parsed is None:
             _unlink(entry)
             return None
-        header, data_offset, applied = parsed
+        header, data_offset = parsed
         path = Path(os.fsdecode(bytes.fromhex(header["path"])))
         if header["kind"] == "copy":
             result = _recover_copy(path, Path(os.fsdecode(bytes.fromhex(header["tmp"]))))
         else:
-            result = _recover_in_place(path, _Entry(entry, fd, header, data_offset, applied=applied))
+            result = _recover_in_place(path, _Entry(entry, fd, header, data_offset))
         if result is None or not result.action.startswith("not recovered"):
             _unlink(entry)
             _fsync_folder(entry.parent)
@@ -766,24 +716,14 @@ def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
             return Restored(path, "kept: the interrupted tag write had finished")
         if st.st_size == header["old_size"] and _holds_old_bytes(fd, entry):
             return None   # the write had not begun
-        if _changed_since(st, entry.applied):
-            return Restored(path, "left alone: another program changed it after the interrupted write")
         _undo(fd, entry)
         return Restored(path, "restored as it was before an interrupted tag write")
     finally:
         os.close(fd)
 
 
-def _changed_since(st: os.stat_result, applied: tuple[int, int] | None) -> bool:
-    """Whether the file (fstat `st`) was written after our write had all reached it, by the entry's mark:
-    its mtime or ctime is later than the mark's (another program's write, or a tag editor that keeps the
-    mtime: setting it back changes the ctime). A write torn by a power cut has neither later, or no mark."""
-    return applied is not None and (st.st_mtime_ns > applied[0] or st.st_ctime_ns > applied[1])
-
-
 def _undo(fd: int, entry: _Entry) -> None:
     """Write the entry's old bytes back, cut the file to its old size, fsync; idempotent."""
-    entry.drop_mark()
     header, at = entry.header, entry.data_offset
     for lo, hi in header["ranges"]:
         for pos in range(lo, hi, _CHUNK):
@@ -909,7 +849,6 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save,
                     save(fh)
                     fh.flush()
             done = os.fstat(fd)   # what we wrote; an fsync changes no timestamp
-            entry.mark_applied(done)
             _fsync(fd)
         except BaseException:
             if not written:

@@ -703,19 +703,17 @@ st = os.fstat(fd)
 header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
           "old_size": st.st_size, "new_size": st.st_size + 5000, "atime_ns": st.st_atime_ns,
           "mtime_ns": st.st_mtime_ns, "write_set": [[0, st.st_size + 5000]], "new_sha256": "0" * 64}
-entry = journal._begin(header, ranges, fd)
+journal._begin(header, ranges, fd)
 os.ftruncate(fd, st.st_size + 5000)   # the write, cut off half way: the old bytes half overwritten
 for lo, hi in ranges:
     _pwrite(fd, os.urandom((hi - lo) // 2), lo)
-if sys.argv[4:] == ["mark"]:   # a power cut kept the entry's mark and lost the rest of the write
-    entry.mark_applied(os.fstat(fd))
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def interrupt_a_write(path: Path, journal: UndoJournal, ranges, *, mark: bool = False) -> None:
-    proc = subprocess.run([sys.executable, "-c", INTERRUPTED, str(path), str(journal.folder), repr(ranges),
-                           *(["mark"] if mark else [])], cwd=REPO, capture_output=True, timeout=60)
+def interrupt_a_write(path: Path, journal: UndoJournal, ranges) -> None:
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED, str(path), str(journal.folder), repr(ranges)],
+                          cwd=REPO, capture_output=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
 
 
@@ -733,15 +731,12 @@ def test_recovery_restores_an_interrupted_in_place_write(tmp_path, small_sources
     assert journal.recover() == []
 
 
-@pytest.mark.parametrize("mark", [False, True], ids=["", "marked"])
-def test_recovery_killed_half_way_is_finished_by_the_next(tmp_path, big_sources, journal, mark):
-    """Marked: the entry's 'applied' mark is dropped before the undo begins, so the newer mtime of an undo
-    cut off half way is not taken for another program's write (and the file left half undone)."""
+def test_recovery_killed_half_way_is_finished_by_the_next(tmp_path, big_sources, journal):
     path = tmp_path / "track.wav"
     shutil.copyfile(big_sources["wav"], path)
     data = sha(path)
     size = path.stat().st_size
-    interrupt_a_write(path, journal, [(0, size)], mark=mark)   # a whole file journaled: a long recovery
+    interrupt_a_write(path, journal, [(0, size)])   # a whole file journaled: a long recovery
     recover = ("import sys\nfrom pathlib import Path\nfrom tagger.safewrite import UndoJournal\n"
                "print('go', flush=True)\nUndoJournal(Path(sys.argv[1])).recover()\n")
     for delay in (0.0, 0.01, 0.03):
@@ -756,54 +751,6 @@ def test_recovery_killed_half_way_is_finished_by_the_next(tmp_path, big_sources,
     assert len(restored) <= 1 and not list(journal.folder.iterdir())
 
 
-@pytest.mark.parametrize("mark", [False, True], ids=["no mark", "marked"])
-def test_a_torn_write_is_undone_with_or_without_its_applied_mark(tmp_path, small_sources, journal, mark):
-    """A write torn by a power cut: its entry's mark (written after the write, not synced) is lost, or
-    kept while part of the write is lost; the file is then no later than the mark, and is undone."""
-    path = tmp_path / "track.flac"
-    shutil.copyfile(small_sources["flac"], path)
-    data, mtime = path.read_bytes(), path.stat().st_mtime_ns
-    interrupt_a_write(path, journal, [(0, 8192)], mark=mark)
-    entry = next(journal.folder.iterdir())
-    assert entry.stat().st_size % 4096 != 0 and path.read_bytes() != data
-    assert [(r.path, r.action) for r in journal.recover()] == [
-        (path, "restored as it was before an interrupted tag write")]
-    assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
-
-
-def _live_entry(journal: UndoJournal, path: Path, fd: int) -> safewrite._Entry:
-    """An in-place entry for `path` (open as `fd`) changing its first block, as a writer begins one."""
-    st = os.fstat(fd)
-    header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
-              "old_size": st.st_size, "new_size": st.st_size, "atime_ns": st.st_atime_ns,
-              "mtime_ns": st.st_mtime_ns, "write_set": [[0, 4096]], "new_sha256": "0" * 64}
-    return journal._begin(header, [(0, 4096)], fd)
-
-
-def test_a_stale_mark_in_the_reused_entry_file_is_no_mark(tmp_path, small_sources, journal):
-    """The journal's entry file is reused write after write. A mark an earlier entry left in it never
-    counts for a later entry (the next entry zeroes its room, and a mark is bound to its own entry's
-    hash): the later entry's torn write is undone, not left alone as changed by another program."""
-    path = tmp_path / "track.flac"
-    shutil.copyfile(small_sources["flac"], path)
-    data, mtime = path.read_bytes(), path.stat().st_mtime_ns
-    fd = os.open(path, os.O_RDWR)
-    first = _live_entry(journal, path, fd)
-    first.mark_applied(os.fstat(fd))
-    stale = first.path.read_bytes()[-safewrite._MARK:]
-    assert stale.startswith(b"applied")
-    first.finish()
-    second = _live_entry(journal, path, fd)
-    assert second.path == first.path and second.path.read_bytes()[-safewrite._MARK:] == bytes(safewrite._MARK)
-    os.pwrite(second.fd, stale, second.path.stat().st_size - safewrite._MARK)   # the old mark where a new one goes
-    os.pwrite(fd, b"\0" * 2048, 0)   # the second write, torn
-    os.utime(fd, ns=(mtime, mtime + 10**9))   # later than the stale mark: it would say 'changed by another program'
-    second.abandon()   # its writer dies
-    os.close(fd)
-    assert [r.action for r in journal.recover()] == ["restored as it was before an interrupted tag write"]
-    assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
-
-
 KILLED_BEFORE_SYNC = """
 import os, signal, sys
 from pathlib import Path
@@ -815,6 +762,9 @@ write_mood(Path(sys.argv[1]), MoodValues(mood="calm", scores={"calm": 0.913, "ex
 """
 
 
+@pytest.mark.xfail(strict=True, reason="known gap: recovery cannot tell another program's later edit from a "
+                   "write torn by a power cut without a mark it can trust; an 'applied' mark (f985d08) was taken "
+                   "back: a power cut then a chmod left a torn file alone, and older moodtags deleted its entries")
 @pytest.mark.parametrize("keep_mtime", [False, True], ids=["edit", "edit keeping the mtime"])
 def test_an_edit_after_an_interrupted_write_had_reached_the_file_is_left_alone(tmp_path, small_sources, journal,
                                                                                keep_mtime):
