@@ -200,7 +200,8 @@ def _require_expected(fh, expect: tuple[int, int] | None) -> None:
 
 
 def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
-                journal: UndoJournal | None = None) -> bool:
+                journal: UndoJournal | None = None,
+                on_written: Callable[[os.stat_result], None] | None = None) -> bool:
     """Remove every MOODTAG_* field and moodtag's mood, and nothing else: a mood that is not moodtag's
     (see the module) stays, and one that moodtag replaced comes back from MOODTAG_REPLACED_MOOD into
     the field each value came from (MOODTAG_REPLACED_MOOD_FROM: its frame, atom or key, with its text
@@ -210,7 +211,7 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
     nothing is written). An MP3 ID3v2 tag left holding only what write_mood copied from the ID3v1 or
     APEv2 tag (or nothing), or a WAV's or AIFF's ID3 chunk left empty, is removed whole, which gives
     back the file as it was before moodtag.
-    Crash-safe, as write_mood."""
+    Crash-safe, as write_mood; `on_written` as for write_mood."""
     path = Path(path)
     with _opened(path) as fh:
         audio, fmt = _load(fh)
@@ -237,7 +238,7 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
             drop_v2 = not _kept_as_bytes(audio.tags) and (
                 fmt.keeps_id3v1 and _canonical(audio.tags.values()) == _canonical(_legacy_frames(fh))
                 or fmt.pads_chunks and not audio.tags and not audio.tags.unknown_frames)
-        _save(audio, fmt, path, fh, journal, drop_v2=drop_v2)
+        _save(audio, fmt, path, fh, journal, drop_v2=drop_v2, on_written=on_written)
     return True
 
 

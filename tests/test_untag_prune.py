@@ -182,3 +182,36 @@ def test_model_info_refuses_a_damaged_model_as_classify_does(tmp_path, how):
     assert classify.returncode == 1 and classify.stderr.startswith(f"error: {path}: "), classify.stderr
     proc = run_cli("model-info", path)
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", classify.stderr)
+
+
+_UNTAG_THEN_OTHER = """
+import shutil, sys
+import tagger.tags as tags
+real, other = tags.remove_mood, sys.argv[1]
+def remove_mood(path, *a, **k):
+    changed = real(path, *a, **k)
+    shutil.copyfile(other, path)    # another program rewrites the file right after untag's write
+    return changed
+tags.remove_mood = remove_mood
+sys.argv = ["moodtag", "untag", *sys.argv[2:]]
+from tagger.cli import main
+main()
+"""
+
+
+def test_a_file_rewritten_right_after_untag_is_analysed_again(tmp_path, test_model):
+    """untag's row took a fresh stat of the path after its write: other audio put there right after it took
+    the row of the audio analysed, and the next scan said 'cached'. The row takes the stat of the file
+    untag wrote (as the scan's does since f985d08)."""
+    library = tmp_path / "lib"
+    library.mkdir()
+    track = synth.make_track(library / "track.flac", "calm", 8.0, seed=1)
+    other = synth.make_track(tmp_path / "other.flac", "exciting", 9.0, seed=2)
+    db = tmp_path / "c.db"
+    run_cli("scan", library, "--db", db, "--model", test_model, "-j1", check=True)
+    proc = subprocess.run([sys.executable, "-c", _UNTAG_THEN_OTHER, str(other), str(library), "--db", str(db)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert track.read_bytes() == other.read_bytes()
+    again = run_cli("scan", library, "--db", db, "--model", test_model, "-j1", "--json", check=True)
+    assert [json.loads(line)["action"] for line in again.stdout.splitlines()] == ["analysed"], again.stdout

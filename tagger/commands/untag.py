@@ -71,7 +71,9 @@ def untag(
             last_written = (None if row is None else row.mood if row.tagged
                             else SET_BY_HAND if row.tag_state == KEPT else None)
             try:
-                removed = remove_mood(item.path, last_written=last_written, dry_run=dry_run, journal=journal)
+                written: list = []   # the file's stat as written (not through its path: another file may be there now)
+                removed = remove_mood(item.path, last_written=last_written, dry_run=dry_run, journal=journal,
+                                      on_written=written.append)
             except TagError as exc:
                 failed += 1
                 error_line(item.path, str(exc))
@@ -81,11 +83,8 @@ def untag(
                 changed += 1
                 if dry_run:  # standard output that fails (a full disk) is main's one error line, not this file's
                     out.print(f"would untag: {shown(item.path)}")
-                try:
-                    after = TrackRef.from_path(item.path) if cache is not None else item
-                except OSError as exc:  # untagged, but gone or unreadable right after: its row stays as it was
-                    error_line(item.path, f"untagged, but cannot stat it now ({exc.strerror or exc})")
-                    continue
+                if written:
+                    after = TrackRef(item.path, written[-1].st_size, written[-1].st_mtime_ns)
             else:
                 unchanged += 1
             if cache is not None:
