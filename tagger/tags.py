@@ -447,7 +447,9 @@ def _note_layout(tags) -> None:
     key (two USLT or COMM of one language and description, two TPE1, two TXXX of one description, two
     POPM of one e-mail address: mutagen merges them into one frame, or keeps the last), text frames
     that hold no text (mutagen drops one that is only its encoding byte as it reads it, and writes one
-    of empty text as nothing), and grouped frames (_ungrouped: mutagen writes them without their group).
+    of empty text as nothing), grouped frames (_ungrouped: mutagen writes them without their group),
+    and frames (CHAP, CTOC) holding a frame mutagen could not read or would write without its group
+    (its reader drops such a frame inside another silently: inner_loss).
     The other frames' notes let go of their bytes (a cover can be megabytes)."""
     parsed = _PARSED.get(tags._header) if isinstance(tags, id3.ID3) and tags._header is not None else None
     if parsed is None:
@@ -465,7 +467,7 @@ def _note_layout(tags) -> None:
     counts = Counter(keys)
     kept = {key for key, note in zip(keys, parsed.frames) if key is not None
             and (counts[key] > 1 or note.frame is None or _writes_nothing(note.frame)
-                 or note.flags & _group_flag(tags.version))}
+                 or note.flags & _group_flag(tags.version) or note.inner_loss)}
     if kept:
         parsed.layout = [(key, note._replace(frame=None) if key in kept else None)
                          for key, note in zip(keys, parsed.frames) if key is not None]
@@ -971,6 +973,8 @@ class _NotingFrame:
         parsed.depth += 1
         readable, frame, empty_key = False, None, None
         parse_flags, parse_data = _ungrouped(header, flags, data)
+        if parsed.depth > 1 and parse_flags != flags:  # inside a CHAP or CTOC: written back without its group
+            parsed.inner_loss = True
         try:
             frame = self.cls._fromData(header, parse_flags, parse_data)
             readable = True
@@ -984,8 +988,12 @@ class _NotingFrame:
             raise
         finally:
             parsed.depth -= 1
-            if not parsed.depth:
-                parsed.frames.append(_Noted(self.cls, flags, len(data), readable, frame, data, empty_key))
+            if parsed.depth:   # a frame inside a CHAP or CTOC, which mutagen's reader drops if unreadable
+                parsed.inner_loss = parsed.inner_loss or not readable
+            else:
+                parsed.frames.append(_Noted(self.cls, flags, len(data), readable, frame, data, empty_key,
+                                            parsed.inner_loss))
+                parsed.inner_loss = False
 
 
 class _Noted(NamedTuple):
@@ -998,6 +1006,7 @@ class _Noted(NamedTuple):
     frame: object = None       # None: mutagen made no frame of it (or it is let go of)
     data: bytes = b""
     empty_key: str | None = None  # an empty text frame (mutagen drops it): the key it would be filed under
+    inner_loss: bool = False   # a frame inside it (CHAP, CTOC) mutagen dropped, or would write without its group
 
 
 @dataclass
@@ -1006,6 +1015,7 @@ class _ParsedFrames:
     them would not be written back as they were, how the file lays them out (_note_layout)."""
     frames: list = field(default_factory=list)
     depth: int = 0  # > 0 while a frame is parsed: frames inside it (CHAP, CTOC) are not the tag's
+    inner_loss: bool = False  # while a frame is parsed: a frame inside it is lost to mutagen's save (_Noted)
     layout: list = field(default_factory=list)   # (key, _Noted kept as bytes, or None), in the file's order
     loaded: dict = field(default_factory=dict)   # key -> the frame mutagen held under it when the tag was read
 

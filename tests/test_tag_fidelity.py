@@ -521,3 +521,22 @@ def test_an_m4a_files_other_atoms_are_written_back_as_they_were(tmp_path, source
     assert read_mood(path).mood == "calm"
     remove_mood(path)
     assert ilst_atoms(path) == others
+
+
+@pytest.mark.parametrize("inner", ["damaged", "grouped"])
+def test_a_chapter_holding_a_frame_mutagen_would_lose_is_kept_byte_for_byte(tmp_path, sources, inner):
+    """A CHAP frame holding a frame mutagen cannot read (a damaged TKEY) or would write without its group
+    byte: mutagen's reader drops the first silently and its save writes the second ungrouped, so tagging
+    lost them (a damaged frame at the top level is refused instead). The CHAP is written back as the
+    file has it, and untag gives back the frames and the audio."""
+    sub = (frame("TKEY", b"\x09xx", 4) if inner == "damaged"
+           else frame("TIT2", b"\x07\x03Sub", 4, GROUP[4]))
+    chapter = frame("CHAP", b"ch1\x00" + struct.pack(">IIII", 0, 1000, 0xFFFFFFFF, 0xFFFFFFFF) + sub
+                    + as_v24(text("TIT2", "Chapter one")), 4)
+    path = tmp_path / "chapters.mp3"
+    audio = mp3_with_tag(path, sources["mp3"], as_v24(text("TIT2", "Title")) + chapter, 4)
+    before = frames_in_file(path)
+    assert write_mood(path, VALUES) is True
+    assert not_ours(frames_in_file(path)) == before and read_mood(path) == VALUES
+    assert remove_mood(path) is True
+    assert frames_in_file(path) == before and after_id3v2(path.read_bytes()) == audio
