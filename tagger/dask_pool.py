@@ -14,10 +14,14 @@ The model file reaches every worker as a worker plugin, also workers that join o
 worker loads it once per process, by its sha256. A worker that dies is replaced by its nanny and its
 tracks are rescheduled by Dask; a track on which workers die again and again (distributed.scheduler.
 allowed-failures, 3 by default) fails with that cause. A track still analysing on a worker after
-`timeout` seconds fails, and its worker is restarted (a thread cannot be stopped).
+`timeout` seconds fails, and its worker is restarted (a thread cannot be stopped): its clock runs from
+when the worker's heartbeats first tell the scheduler it executes the track, not while it waits there.
+Every worker is checked before the scan (the same moodtag, the library in sight), and every worker that
+joins during the scan when the cluster's threads are counted next.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -39,6 +43,9 @@ RECOUNT_S = 5.0          # how often the cluster's threads are counted again
 NO_WORKERS_S = 10.0      # a cluster without workers this long (all of them stopped, or died) is told
 FETCH_TIMEOUT_S = 10.0   # a result (a few kB) not fetched by then sits on a worker that hangs
 MAX_RETRIES = 2          # a track the cluster loses (restarts, a hung worker) is submitted again this often
+CLOSE_TIMEOUT_S = 5.0    # how long unregistering a plugin may take
+CHECK_TIMEOUT_S = 30.0   # a worker that does not answer moodtag's check by then is frozen, or cut off
+SILENT_S = 10.0          # a worker without a heartbeat this long is frozen: its tracks count from their assignment
 QUIET_LOGGERS = ("distributed", "distributed.client")
 INSTALL_HINT = "pip install 'dask[distributed]>=2024.1' (moodtag's dask extra: pip install -e '.[dask]' in its checkout)"
 
@@ -59,6 +66,9 @@ class DaskCluster:
         self.scheduler = scheduler
         self._log_levels = log_levels or {}
         self._plugins: list[str] = []
+        self._checked: set[str] = set()  # the workers that passed `check`
+        self._asked: tuple = ()          # what `check` asks each worker: (library path, device, version)
+        self._clocks_on_scheduler = True  # False once the scheduler refused to run `_task_clocks` there
 
     @classmethod
     def connect(cls, scheduler: str) -> "DaskCluster":
@@ -96,10 +106,14 @@ class DaskCluster:
         return cls(client, scheduler, log_levels=levels)
 
     def close(self) -> None:
+        """Unregister this scan's plugins, each within CLOSE_TIMEOUT_S (the scheduler passes it on to
+        every worker, and a frozen one never answers), and close the client."""
         for name in self._plugins:
+            if self.client.status != "running":  # the scheduler went away: nothing left to tidy
+                break
             try:
-                self.client.unregister_worker_plugin(name)
-            except Exception:  # the scheduler went away: nothing left to tidy
+                self.client.sync(self.client._unregister_worker_plugin, name=name, callback_timeout=CLOSE_TIMEOUT_S)
+            except Exception:  # gone meanwhile, or a worker that does not answer: the scheduler removed it
                 pass
         try:
             self.client.close(timeout=5)
@@ -110,21 +124,39 @@ class DaskCluster:
     def check(self, sample: Path, *, device: str | None) -> None:
         """MoodtagError when the cluster has no workers, or when a worker cannot import moodtag, runs
         another version of it, cannot see the library at `sample`'s path, or use `device` (None: the
-        model ignores it)."""
-        threads = self.client.nthreads()
+        model ignores it), or does not answer within CHECK_TIMEOUT_S (a frozen one would hold the
+        scan for good). A stop signal meanwhile raises KeyboardInterrupt."""
+        from tagger import __version__
+
+        threads = self._workers()
         if not threads:
             raise MoodtagError(f"the Dask scheduler at {self.scheduler} has no workers; start some with "
                                f"`dask worker {self.scheduler}`")
-        from tagger import __version__
+        self._asked = (str(sample), device, __version__)
+        self._check_workers(sorted(threads))
+
+    def _check_workers(self, workers: list[str], *, joined: bool = False) -> None:
+        """Ask `workers` what `check` asks, all at once, each within CHECK_TIMEOUT_S; MoodtagError
+        naming the first with a problem. One that left meanwhile is passed over. `joined`: they joined
+        during the scan (the message says so)."""
         from tagger.dask_worker import worker_problem
 
-        answers = self.client.run(worker_problem, str(sample), device, __version__, on_error="return")
-        for address, answer in sorted(answers.items()):
-            if isinstance(answer, BaseException):
-                raise MoodtagError(f"Dask worker {address} cannot run moodtag ({type(answer).__name__}: "
-                                   f"{answer}); install it there: {INSTALL_HINT}")
-            if answer:
-                raise MoodtagError(f"Dask worker {address}: {answer}")
+        try:
+            with _stop_signals_interrupt():
+                answers = self.client.sync(_ask_each, self.client, workers, worker_problem, self._asked)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # the scheduler went away
+            raise self._lost(type(exc).__name__) from None
+        for address in workers:
+            answer = answers[address]
+            if isinstance(answer, OSError) and address not in self._workers():  # it left: nothing to check
+                continue
+            problem = _problem(answer)
+            if problem:
+                raise MoodtagError(f"Dask worker {address}{' (it joined during the scan)' if joined else ''}: "
+                                   f"{problem}")
+            self._checked.add(address)
 
     def analyse(self, refs: list[TrackRef], model_path: Path, *, timeout: float = TRACK_TIMEOUT_S,
                 device: str = "cpu", stop: Callable[[], bool] = lambda: False,
@@ -158,8 +190,13 @@ class DaskCluster:
                 while queue and len(in_flight) < IN_FLIGHT_PER_THREAD * threads:
                     ref = queue.popleft()
                     submitted += 1
-                    in_flight[client.submit(analyze_on_dask_worker, str(ref.path), *model, device, pure=False,
-                                            key=f"moodtag-{run}-{submitted}")] = ref
+                    try:
+                        future = client.submit(analyze_on_dask_worker, str(ref.path), *model, device, pure=False,
+                                               key=f"moodtag-{run}-{submitted}")
+                    except Exception:  # a client closed meanwhile ('Tried sending message after closing')
+                        self._check_connected()
+                        raise
+                    in_flight[future] = ref
                 for future in self._wait(in_flight):
                     ref = in_flight.pop(future)
                     running.pop(future, None)
@@ -199,8 +236,17 @@ class DaskCluster:
         from tagger.dask_worker import ModelFilePlugin
 
         plugin = ModelFilePlugin.read(model_path)
-        self.client.register_plugin(plugin, name=plugin.name)
-        self._plugins.append(plugin.name)
+        self._plugins.append(plugin.name)  # `close` unregisters it, also after a failed setup on a worker
+        try:
+            with _stop_signals_interrupt():  # a frozen worker never answers: Ctrl-C must still stop the scan
+                self.client.register_plugin(plugin, name=plugin.name)
+        except (KeyboardInterrupt, MoodtagError):  # ModelError: a worker could not store the file
+            raise
+        except Exception as exc:
+            self._check_connected()
+            cause = str(exc).splitlines()[0] if str(exc) else ""
+            raise MoodtagError(f"cannot give the model file to the Dask workers ({type(exc).__name__}"
+                               f"{': ' + cause if cause else ''})") from None
         return plugin.file_name, plugin.sha256
 
     def _wait(self, in_flight: dict) -> list:
@@ -217,22 +263,59 @@ class DaskCluster:
         return [f for f in in_flight if f.status != "pending"]
 
     def _overdue(self, in_flight: dict, running: dict, timeout: float) -> list:
-        """Futures running on one worker for more than `timeout` s. A track's clock starts when the
-        scheduler hands it to a worker, not when it is submitted: on a busy or shared cluster it may
-        wait for a thread first, and a track moved to another worker starts again."""
+        """Futures executing on one worker for more than `timeout` s. A track's clock runs from when
+        its worker starts it, as the worker's heartbeats tell the scheduler, not while it waits there
+        for a thread (Dask hands a worker more tracks than it has threads), nor before; a track moved
+        to another worker starts again. On a worker gone silent (frozen) it runs from when the track
+        was first seen there. `running`: future -> (its worker, when first seen there)."""
+        clocks = self._task_clocks([future.key for future in in_flight])
+        now = time.monotonic()
+        overdue = []
+        for future in in_flight:
+            clock = clocks.get(future.key)
+            if clock is None:
+                running.pop(future, None)
+                continue
+            worker, executing_s, silent = clock
+            if running.get(future, (None,))[0] != worker:
+                running[future] = (worker, now)
+            ran = executing_s if executing_s is not None else now - running[future][1] if silent else 0.0
+            if ran > timeout:
+                overdue.append(future)
+        return overdue
+
+    def _task_clocks(self, keys: list[str]) -> dict:
+        """key -> (its worker, seconds it has executed there or None when not started as far as its
+        heartbeats tell, whether that worker has been silent for SILENT_S) for every key a worker
+        holds; {} when the scheduler cannot be asked. Asked of the scheduler: one round trip for every
+        key. A scheduler that runs no client's functions (distributed.scheduler.pickle false) is asked
+        only where the keys are, each counted as started there (the clock starts at the assignment)."""
+        def on_scheduler(keys, silent_s, dask_scheduler=None):  # sent by value: no moodtag needed there
+            from distributed.metrics import time as now_there
+
+            now, clocks = now_there(), {}
+            for key in keys:
+                task = dask_scheduler.tasks.get(key)
+                worker = task.processing_on if task is not None else None
+                if worker is not None:
+                    executed = worker.executing.get(task)  # as of the worker's last heartbeat
+                    since_heartbeat = now - worker.last_seen
+                    clocks[key] = (worker.address, None if executed is None else executed + since_heartbeat,
+                                   since_heartbeat > silent_s)
+            return clocks
+
+        if self._clocks_on_scheduler:
+            try:
+                return self.client.run_on_scheduler(on_scheduler, keys, SILENT_S)
+            except Exception:
+                if self.client.status not in ("running", "connecting"):
+                    return {}
+                self._clocks_on_scheduler = False
         try:
             processing = self.client.processing()
         except Exception:
-            return []
-        where = {key: worker for worker, keys in processing.items() for key in keys}
-        now = time.monotonic()
-        for future in in_flight:
-            worker = where.get(future.key)
-            if worker is None:
-                running.pop(future, None)
-            elif running.get(future, (None,))[0] != worker:
-                running[future] = (worker, now)
-        return [f for f, (_, since) in running.items() if now - since > timeout]
+            return {}
+        return {key: (worker, None, True) for worker, held in processing.items() for key in held}
 
     def _outcome(self, future, ref: TrackRef) -> tuple[Outcome, bool] | None:
         """(a finished or failed future's outcome, whether its workers died); None when the cluster
@@ -261,11 +344,22 @@ class DaskCluster:
             ref.path, f"internal error on a Dask worker ({type(exc).__name__}: {exc})"), None), False
 
     def _threads(self) -> int:
-        """The cluster's worker threads now; MoodtagError when the scheduler is gone."""
+        """The cluster's worker threads now, once the workers that joined since the last count passed
+        `check`'s questions; MoodtagError when the scheduler is gone, or a new worker has a problem."""
+        threads = self._workers()
+        joined = sorted(set(threads) - self._checked)
+        if joined and self._asked:
+            self._check_workers(joined, joined=True)
+        return sum(threads.values())
+
+    def _workers(self) -> dict[str, int]:
+        """worker -> its threads, now; MoodtagError when the scheduler is gone (a CommClosedError, or
+        a client closed meanwhile: 'ConnectionPool is closed', or no scheduler info left)."""
         try:
-            return sum(self.client.nthreads().values())
-        except OSError as exc:  # CommClosedError: it died, or cannot be reached any more
-            raise self._lost(type(exc).__name__) from None
+            return dict(self.client.nthreads())
+        except Exception as exc:
+            status = self.client.status
+            raise self._lost(status if status not in ("running", "connecting") else type(exc).__name__) from None
 
     def _check_connected(self) -> None:
         if self.client.status not in ("running", "connecting"):
@@ -282,6 +376,38 @@ class DaskCluster:
             self.client.restart_workers([worker], timeout=30, raise_for_error=False)
         except Exception:
             pass
+
+
+_NO_ANSWER = object()  # what _ask_each holds for a worker that did not answer in time
+
+
+async def _ask_each(client, workers: list[str], function, args: tuple) -> dict:
+    """worker -> `function(*args)`'s answer on it (an exception it raised, or _NO_ANSWER when it did not
+    answer within CHECK_TIMEOUT_S), every worker asked at once. Runs in the client's event loop."""
+    async def ask(address: str):
+        try:
+            answers = await asyncio.wait_for(client._run(function, *args, workers=[address], on_error="return"),
+                                             CHECK_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return _NO_ANSWER
+        except Exception as exc:  # the scheduler could not reach it
+            return exc
+        return answers.get(address, _NO_ANSWER)
+
+    return dict(zip(workers, await asyncio.gather(*(ask(address) for address in workers))))
+
+
+def _problem(answer) -> str | None:
+    """What a worker's answer to `worker_problem` says is wrong there, in words; None: nothing."""
+    if answer is _NO_ANSWER:
+        return (f"did not answer within {CHECK_TIMEOUT_S:g} s (frozen, overloaded, or cut off from the "
+                "scheduler?); restart or stop it, and scan again")
+    if isinstance(answer, ImportError):  # moodtag (or what it needs) is not installed there
+        return f"cannot run moodtag ({type(answer).__name__}: {answer}); install it there: {INSTALL_HINT}"
+    if isinstance(answer, BaseException):
+        cause = str(answer).splitlines()[0] if str(answer) else ""
+        return f"moodtag's check failed there ({type(answer).__name__}{': ' + cause if cause else ''})"
+    return answer or None
 
 
 class _NoWorkers:

@@ -2,7 +2,9 @@
 
 The model file reaches each worker as a worker plugin (`ModelFilePlugin`): the scheduler keeps it and
 installs it on every worker, also on one that joins or is restarted later, which writes the file into
-the worker's temporary folder under its sha256. A task then names the file; tagger.worker loads it
+the worker's temporary folder under its sha256. Each scan registers its own plugin (a random part in its
+name), so that a scan that ends removes only its own, never one another scan of the same model still
+needs; the file they write is one, shared by content. A task then names the file; tagger.worker loads it
 once per worker process and keeps it. Workers only read the library: decode, classify, read tags.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -20,29 +23,55 @@ from tagger.worker import analyze_in_worker
 
 
 class ModelFilePlugin(WorkerPlugin):
-    """A model file's bytes, written once on each worker that the plugin is installed on."""
+    """A model file's bytes, written once on each worker that the plugin is installed on. `name`: the
+    plugin's, unique to one scan (the scheduler keys plugins by it)."""
 
     def __init__(self, file_name: str, sha256: str, data: bytes) -> None:
         self.file_name = file_name
         self.sha256 = sha256
         self.data = data
+        self.name = f"moodtag-model-{sha256[:16]}-{uuid.uuid4().hex[:8]}"
 
     @classmethod
     def read(cls, path: Path) -> "ModelFilePlugin":
         data = Path(path).read_bytes()
         return cls(Path(path).name, hashlib.sha256(data).hexdigest(), data)
 
-    @property
-    def name(self) -> str:
-        return f"moodtag-model-{self.sha256[:16]}"
-
     def setup(self, worker=None) -> None:
+        """Write the file, unless it is there whole: through a temporary name of its own, then renamed
+        over it (atomic), so that two scans' plugins (or two worker processes) writing it at once are
+        safe. ModelError naming the worker and the cause when it cannot be stored (a full disk)."""
         target = model_file(self.file_name, self.sha256)
-        if not target.is_file():
+        if _whole(target, len(self.data)):
+            return
+        part = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+        try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            part = target.with_name(f".{target.name}.{os.getpid()}.part")
             part.write_bytes(self.data)
             part.replace(target)
+        except OSError as exc:
+            _remove(part)
+            cause = exc.strerror or type(exc).__name__
+            if exc.filename is not None and str(exc.filename) != str(part):  # the folder (a file there?)
+                cause += f": {printable(str(exc.filename))}"
+            where = getattr(worker, "address", None)
+            raise ModelError(f"Dask worker {where + ' ' if where else ''}cannot store the model file "
+                             f"{printable(str(target))} ({cause})") from None
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # its folder is not one: nothing was written
+        pass
+
+
+def _whole(path: Path, size: int) -> bool:
+    """Whether `path` is a file of `size` bytes (one written whole, renamed into place)."""
+    try:
+        return path.is_file() and path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def model_file(file_name: str, sha256: str) -> Path:

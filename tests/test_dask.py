@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask
@@ -387,3 +388,197 @@ def test_a_cluster_left_without_workers_says_so_and_goes_on_when_one_joins(many_
     assert "the Dask cluster has workers again (1 thread); the scan goes on" in err
     done = rows(db)
     assert len(done) == 40 and {r["status"] for r in done.values()} == {"ok"}, err
+
+
+# --- a frozen worker, two scans of one model, a worker that cannot store it, a late worker ---------
+
+@contextmanager
+def _frozen_worker(client):
+    """One worker process of the LocalCluster stopped (SIGSTOP: a suspended machine), then resumed:
+    its address."""
+    client.wait_for_workers(2, timeout=120)
+    address, pid = sorted(client.run(os.getpid).items())[0]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield address
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_frozen_worker_fails_the_check_within_its_time(scanned, cluster, client, monkeypatch):
+    """The pre-scan check waited for ever (until the scheduler dropped the worker, 5 min) and then
+    blamed a missing install; now a worker that does not answer in CHECK_TIMEOUT_S is named."""
+    import threading
+
+    from tagger import dask_pool
+    from tagger.errors import MoodtagError
+
+    monkeypatch.setattr(dask_pool, "CHECK_TIMEOUT_S", 2.0, raising=False)  # (none in older code)
+    sample = next(p for p in scanned[0].iterdir() if p.suffix == ".flac")
+    raised = []
+    connection = dask_pool.DaskCluster.connect(cluster.scheduler_address)
+    try:
+        with _frozen_worker(client) as frozen:
+            checking = threading.Thread(target=lambda: _note_error(raised, connection.check, sample, device=None),
+                                        daemon=True)
+            checking.start()
+            checking.join(timeout=20)
+            assert not checking.is_alive(), "the check still waits for the frozen worker"
+    finally:
+        connection.close()
+    assert len(raised) == 1 and isinstance(raised[0], MoodtagError), raised
+    assert str(raised[0]).startswith(f"Dask worker {frozen}: did not answer within 2 s"), raised
+    assert "install" not in str(raised[0])
+
+
+def _note_error(errors: list, function, *args, **kw) -> None:
+    try:
+        function(*args, **kw)
+    except BaseException as exc:
+        errors.append(exc)
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_a_scan_waiting_for_a_frozen_worker(scanned, cluster, client, tmp_path, sig, status):
+    with _frozen_worker(client):
+        proc = start("scan", scanned[0], "--db", tmp_path / "c.db", "--dask-scheduler", cluster.scheduler_address)
+        try:
+            time.sleep(5)  # in the check by now (the CLI's imports take ~2 s, the walk of 9 files none)
+            assert proc.poll() is None
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=15)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and "interrupted" in err
+
+
+def test_two_scans_of_one_model_keep_each_others_plugin(cluster, client, tmp_path):
+    """The first scan to end removed the plugin (named by the model's hash alone) that the other still
+    needed: a worker that started afterwards had no model file. Each scan now has its own plugin."""
+    from tagger.dask_pool import DaskCluster
+    from tagger.dask_worker import model_file
+
+    model = tmp_path / "own.model"  # a content of its own: no other test's model file is touched
+    model.write_bytes(os.urandom(2000))
+    first, second = DaskCluster.connect(cluster.scheduler_address), DaskCluster.connect(cluster.scheduler_address)
+    try:
+        name, sha = first._install_model(model)
+        assert second._install_model(model) == (name, sha)
+        first.close()
+        client.run(lambda: model_file(name, sha).unlink(missing_ok=True))  # as on a machine that joins now
+        client.restart_workers(sorted(client.scheduler_info()["workers"]), timeout=120)
+        client.wait_for_workers(2, timeout=120)
+        assert set(client.run(lambda: model_file(name, sha).is_file()).values()) == {True}
+    finally:
+        second.close()
+        client.run(lambda: model_file(name, sha).unlink(missing_ok=True))
+    assert not _model_plugins(client)
+
+
+def _model_plugins(client) -> list[str]:
+    """The moodtag model plugins the scheduler holds."""
+    return client.run_on_scheduler(lambda dask_scheduler: [n for n in dask_scheduler.worker_plugins
+                                                           if n.startswith("moodtag-model")])
+
+
+def test_a_worker_that_cannot_store_the_model_is_one_line(scanned, cluster, client, tmp_path):
+    """A plain file where the worker's model folder goes (a full disk fails the same way): a traceback
+    (FileExistsError) before; now one line naming the worker, and its plugin is not left behind."""
+    def use_tempdir(folder):
+        import tempfile
+
+        old, tempfile.tempdir = tempfile.tempdir, folder
+        return old
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / f"moodtag-models-{os.getuid()}").write_text("x")
+    client.wait_for_workers(2, timeout=120)
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    old = client.run(use_tempdir, str(odd), workers=[worker])[worker]
+    try:
+        line = one_error_line(run_cli("scan", scanned[0], "--db", tmp_path / "c.db", "--no-write", "--force",
+                                      "--dask-scheduler", cluster.scheduler_address))
+    finally:
+        client.run(use_tempdir, old, workers=[worker])
+    assert line.startswith(f"error: Dask worker {worker} cannot store the model file {odd}"), line
+    assert "File exists" in line or "Not a directory" in line, line
+    assert not _model_plugins(client)
+
+
+def test_a_client_closed_by_a_stopped_scheduler_is_the_lost_scheduler_line(tmp_path):
+    """A scheduler stopped with SIGTERM: its client closes; counting the threads then raised
+    'ConnectionPool is closed' or an AttributeError (a traceback) instead of the one line."""
+    from tagger.dask_pool import DaskCluster
+    from tagger.errors import MoodtagError
+
+    address, scheduler = _own_scheduler()
+    try:
+        connection = DaskCluster.connect(address)
+        scheduler.terminate()
+        deadline = time.monotonic() + 60
+        while connection.client.status != "closed":
+            assert time.monotonic() < deadline, connection.client.status
+            time.sleep(0.1)
+        with pytest.raises(MoodtagError, match=f"lost the connection to the Dask scheduler at {address}"):
+            connection._threads()
+        connection.close()
+    finally:
+        _end(scheduler)
+
+
+def _slow_down(seconds: float) -> None:
+    """Run on a worker: each track's analysis there takes `seconds` more (a slow machine)."""
+    import tagger.dask_worker as worker
+
+    analyse = worker.analyze_in_worker
+
+    def slow(*args):
+        time.sleep(seconds)
+        return analyse(*args)
+
+    worker.analyze_in_worker = slow
+
+
+def test_the_timeout_counts_from_when_a_worker_starts_the_track(audio_dir, tmp_path):
+    """One worker thread holding two tracks (Dask hands it more than it can run), each analysed in
+    3 s, --timeout 5: the second track, waiting there for the first, was given up after 5 s in all
+    while it had run 2 s. Its clock now starts when the worker starts it."""
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for src in [p for p in sorted(audio_dir.iterdir()) if p.suffix == ".flac"][:1] * 2:
+        shutil.copy(src, lib / f"{len(list(lib.iterdir()))}{src.suffix}")
+    with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None) as local, Client(local, set_as_default=False) as c:
+        c.run(_slow_down, 3.0)
+        proc = run_cli("scan", lib, "--db", tmp_path / "c.db", "--no-write", "--timeout", "5",
+                       "--dask-scheduler", local.scheduler_address)
+    assert proc.returncode == 0 and "failed:" not in proc.stderr, proc.stderr
+    assert {r["status"] for r in rows(tmp_path / "c.db").values()} == {"ok"} and len(rows(tmp_path / "c.db")) == 2
+
+
+def test_a_worker_that_joins_mid_scan_is_checked(many_tracks, tmp_path):
+    """A worker with another moodtag version that joined during the scan analysed tracks unchecked;
+    it is now checked when the threads are counted next, and the scan stops with one line."""
+    preload = tmp_path / "other_version.py"
+    preload.write_text("import tagger\ntagger.__version__ = '0.0.1'\n")
+    address, scheduler = _own_scheduler()
+    workers = []
+    try:
+        workers.append(_own_worker(address))
+        with Client(address, timeout=60, set_as_default=False) as c:  # the scan lasts until the other joins
+            c.run(_slow_down, 0.5)
+        db = tmp_path / "c.db"
+        proc = start("scan", many_tracks, "--db", db, "--no-write", "--dask-scheduler", address)
+        _wait_for_rows(proc, db, 2)
+        workers.append(subprocess.Popen([DASK_CLI, "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                                         "--no-dashboard", "--preload", str(preload)], **QUIET))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        _end(*workers, scheduler)
+    line = one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, "", err))
+    assert "(it joined during the scan): runs moodtag 0.0.1" in line, line
