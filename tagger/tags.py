@@ -1225,15 +1225,19 @@ def _require_whole_chunks(audio, fh) -> None:
         _require_tag_chunk_holds_id3(fh, (b"ID3 ", b"id3 ") if isinstance(audio, wave.WAVE) else (b"ID3 ",))
 
 
+_TAG_CHUNK_READ = 16 << 20   # of an ID3 chunk without an ID3 header, what is read to see that it is all zeros
+
+
 def _require_tag_chunk_holds_id3(fh, names: tuple[bytes, ...]) -> None:
     """Refuse to tag a WAV or AIFF file whose ID3 chunk (the first of `names` it has: the one mutagen
     writes into) holds no ID3 tag: mutagen found none, and its save would write the mood over that
-    chunk's bytes (another program's data, or a damaged tag), which untag would then delete."""
+    chunk's bytes (another program's data, or a damaged tag), which untag would then delete. An empty
+    chunk, or one of zeros (what a tool leaves that deleted the tag), holds nothing to lose."""
     for name in names:
         with _mutagen_errors(writing=False, fmt=None):
-            head = read_chunk(fh, name, 3)
-        if head is not None:
-            if head != b"ID3":
+            data = read_chunk(fh, name, _TAG_CHUNK_READ)
+        if data is not None:
+            if not data.startswith(b"ID3") and data.strip(b"\0"):
                 raise TagError(f"its '{name.decode()}' chunk holds no ID3 tag (damaged, or another program's "
                                "data); the file was not changed")
             return

@@ -1415,3 +1415,16 @@ def test_untag_refuses_a_damaged_id3_tag(tmp_path, sources):
         f"failed: {track}: damaged ID3 tag (unreadable data after frame {before_comm}; the tag was not changed)"]
     assert "untagged 0 files, 0 without moodtag fields, 1 failed" in " ".join(proc.stdout.split())
     assert track.read_bytes() == data
+
+
+@pytest.mark.parametrize("fmt, chunk_id, body", [("wav", b"ID3 ", b""), ("wav", b"id3 ", b""),
+                                                 ("wav", b"ID3 ", bytes(512)), ("aiff", b"ID3 ", b"")])
+def test_an_empty_id3_chunk_is_no_tag_and_the_file_is_tagged(tmp_path, sources, fmt, chunk_id, body):
+    """An ID3 chunk that is empty, or zeros (what a tool leaves that deleted the tag), holds nothing to
+    lose: the file is tagged in it, as before the refusal of chunks holding another program's data."""
+    data = sources[fmt].read_bytes()
+    order = "little" if fmt == "wav" else "big"
+    chunk = chunk_id + len(body).to_bytes(4, order) + body
+    path = tmp_path / f"empty.{fmt}"
+    path.write_bytes(data[:4] + (len(data) - 8 + len(chunk)).to_bytes(4, order) + data[8:] + chunk)
+    assert write_mood(path, VALUES) is True and read_mood(path) == READ_BACK
