@@ -441,6 +441,9 @@ def _frames_in_file_order(tags, config) -> bytearray:
     return bytearray().join(framedata)
 
 
+_HOLDERS = (id3.CHAP, id3.CTOC)   # frames that hold frames: always written back as the file has them
+
+
 def _note_layout(tags) -> None:
     """Note, as mutagen has read an ID3v2 tag, the frames its save would not write back as they were,
     which _frames_in_file_order then writes from their bytes: two or more frames mutagen files under one
@@ -448,8 +451,9 @@ def _note_layout(tags) -> None:
     POPM of one e-mail address: mutagen merges them into one frame, or keeps the last), text frames
     that hold no text (mutagen drops one that is only its encoding byte as it reads it, and writes one
     of empty text as nothing), grouped frames (_ungrouped: mutagen writes them without their group),
-    and frames (CHAP, CTOC) holding a frame mutagen could not read or would write without its group
-    (its reader drops such a frame inside another silently: inner_loss).
+    and every CHAP and CTOC (_HOLDERS): mutagen reads the frames inside one into a tag of their own, with
+    all the losses above (a damaged one dropped silently, two of one key merged, a grouped one written
+    ungrouped, an unknown or encrypted one dropped from a v2.3 tag), and moodtag never changes them.
     The other frames' notes let go of their bytes (a cover can be megabytes)."""
     parsed = _PARSED.get(tags._header) if isinstance(tags, id3.ID3) and tags._header is not None else None
     if parsed is None:
@@ -467,7 +471,7 @@ def _note_layout(tags) -> None:
     counts = Counter(keys)
     kept = {key for key, note in zip(keys, parsed.frames) if key is not None
             and (counts[key] > 1 or note.frame is None or _writes_nothing(note.frame)
-                 or note.flags & _group_flag(tags.version) or note.inner_loss)}
+                 or note.flags & _group_flag(tags.version) or issubclass(note.cls, _HOLDERS))}
     if kept:
         parsed.layout = [(key, note._replace(frame=None) if key in kept else None)
                          for key, note in zip(keys, parsed.frames) if key is not None]
@@ -973,8 +977,6 @@ class _NotingFrame:
         parsed.depth += 1
         readable, frame, empty_key = False, None, None
         parse_flags, parse_data = _ungrouped(header, flags, data)
-        if parsed.depth > 1 and parse_flags != flags:  # inside a CHAP or CTOC: written back without its group
-            parsed.inner_loss = True
         try:
             frame = self.cls._fromData(header, parse_flags, parse_data)
             readable = True
@@ -988,12 +990,8 @@ class _NotingFrame:
             raise
         finally:
             parsed.depth -= 1
-            if parsed.depth:   # a frame inside a CHAP or CTOC, which mutagen's reader drops if unreadable
-                parsed.inner_loss = parsed.inner_loss or not readable
-            else:
-                parsed.frames.append(_Noted(self.cls, flags, len(data), readable, frame, data, empty_key,
-                                            parsed.inner_loss))
-                parsed.inner_loss = False
+            if not parsed.depth:
+                parsed.frames.append(_Noted(self.cls, flags, len(data), readable, frame, data, empty_key))
 
 
 class _Noted(NamedTuple):
@@ -1006,7 +1004,6 @@ class _Noted(NamedTuple):
     frame: object = None       # None: mutagen made no frame of it (or it is let go of)
     data: bytes = b""
     empty_key: str | None = None  # an empty text frame (mutagen drops it): the key it would be filed under
-    inner_loss: bool = False   # a frame inside it (CHAP, CTOC) mutagen dropped, or would write without its group
 
 
 @dataclass
@@ -1015,7 +1012,6 @@ class _ParsedFrames:
     them would not be written back as they were, how the file lays them out (_note_layout)."""
     frames: list = field(default_factory=list)
     depth: int = 0  # > 0 while a frame is parsed: frames inside it (CHAP, CTOC) are not the tag's
-    inner_loss: bool = False  # while a frame is parsed: a frame inside it is lost to mutagen's save (_Noted)
     layout: list = field(default_factory=list)   # (key, _Noted kept as bytes, or None), in the file's order
     loaded: dict = field(default_factory=dict)   # key -> the frame mutagen held under it when the tag was read
 

@@ -523,18 +523,29 @@ def test_an_m4a_files_other_atoms_are_written_back_as_they_were(tmp_path, source
     assert ilst_atoms(path) == others
 
 
-@pytest.mark.parametrize("inner", ["damaged", "grouped"])
-def test_a_chapter_holding_a_frame_mutagen_would_lose_is_kept_byte_for_byte(tmp_path, sources, inner):
-    """A CHAP frame holding a frame mutagen cannot read (a damaged TKEY) or would write without its group
-    byte: mutagen's reader drops the first silently and its save writes the second ungrouped, so tagging
-    lost them (a damaged frame at the top level is refused instead). The CHAP is written back as the
-    file has it, and untag gives back the frames and the audio."""
-    sub = (frame("TKEY", b"\x09xx", 4) if inner == "damaged"
-           else frame("TIT2", b"\x07\x03Sub", 4, GROUP[4]))
-    chapter = frame("CHAP", b"ch1\x00" + struct.pack(">IIII", 0, 1000, 0xFFFFFFFF, 0xFFFFFFFF) + sub
-                    + as_v24(text("TIT2", "Chapter one")), 4)
+CHAPTER_INNER = {  # frames inside a CHAP that mutagen's reader or save would lose, by version
+    "damaged": (4, lambda v: frame("TKEY", b"\x09xx", v)),
+    "grouped": (4, lambda v: frame("TIT2", b"\x07\x03Sub", v, GROUP[v])),
+    "two TXXX of one description": (4, lambda v: text("TXXX", "\x00a", v) + text("TXXX", "\x00b", v)),
+    "unknown, v2.3": (3, lambda v: frame("XABC", b"private", v)),
+    "encrypted, v2.3": (3, lambda v: frame("TIT3", b"\x81secret", v, 0x0040)),
+    "two TIT2, v2.3": (3, lambda v: text("TIT2", "one", v) + text("TIT2", "two", v)),
+}
+
+
+@pytest.mark.parametrize("inner", CHAPTER_INNER)
+def test_a_chapter_holding_frames_mutagen_would_lose_is_kept_byte_for_byte(tmp_path, sources, inner):
+    """mutagen reads the frames inside a CHAP into a tag of their own, with every loss of a tag: a damaged
+    one dropped silently (at the top level moodtag refuses the file), a grouped one written ungrouped,
+    two of one key merged, an unknown or encrypted one dropped from a v2.3 tag. A CHAP (or CTOC), which
+    moodtag never changes, is written back as the file has it, and untag gives back frames and audio."""
+    version, make = CHAPTER_INNER[inner]
+    header = b"ch1\x00" + struct.pack(">IIII", 0, 1000, 0xFFFFFFFF, 0xFFFFFFFF)
+    chapter = frame("CHAP", header + make(version) + text("TIT2", "Chapter one", version), version)
+    if version == 4:
+        chapter = as_v24(chapter)
     path = tmp_path / "chapters.mp3"
-    audio = mp3_with_tag(path, sources["mp3"], as_v24(text("TIT2", "Title")) + chapter, 4)
+    audio = mp3_with_tag(path, sources["mp3"], text("TIT2", "Title", version) + chapter, version)
     before = frames_in_file(path)
     assert write_mood(path, VALUES) is True
     assert not_ours(frames_in_file(path)) == before and read_mood(path) == VALUES
