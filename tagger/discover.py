@@ -276,4 +276,6 @@ def _cause(exc: OSError) -> str:
         return "no such file or folder"
     if exc.errno == 40:  # ELOOP
         return "symlink loop"
-    return exc.strerror or str(exc)
+    if exc.strerror:  # lower-case, as moodtag's own causes ("File name too long": "file name too long")
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc)

@@ -826,7 +826,7 @@ def test_a_files_only_path_that_cannot_be_looked_at_is_a_problem_not_an_exceptio
     summary = scan_files([good, too_long], db=tmp_path / "c.db", model=str(test_model), files_only=True,
                          no_write=True, jobs=1)
     assert summary.analysed == 1
-    assert [(path, cause.lower()) for path, cause in summary.problems] == [(str(too_long), "file name too long")]
+    assert summary.problems == [(str(too_long), "file name too long")]  # lower-case, as moodtag's own causes
 
 
 # --- another program rewrites a file at the moment it is tagged ---------------------------------------
