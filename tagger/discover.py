@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tagger.errors import BROKEN_LINK
+from tagger.errors import BROKEN_LINK, os_text
 from tagger.records import TrackRef
 
 AUDIO_SUFFIXES = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".mp4", ".wav",
@@ -276,6 +276,4 @@ def _cause(exc: OSError) -> str:
         return "no such file or folder"
     if exc.errno == 40:  # ELOOP
         return "symlink loop"
-    if exc.strerror:  # lower-case, as moodtag's own causes ("File name too long": "file name too long")
-        return exc.strerror[:1].lower() + exc.strerror[1:]
-    return str(exc)
+    return os_text(exc)

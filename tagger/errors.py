@@ -5,6 +5,14 @@ class MoodtagError(Exception):
     """A problem the user can fix (bad option, unusable model or database); message is one line."""
 
 
+def os_text(exc: OSError) -> str:
+    """An OS error's text as a cause in moodtag's words: lower-case ("File name too long": "file name too
+    long"), as 'disk full' or 'permission denied' are."""
+    if exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc)
+
+
 class OptionsError(MoodtagError):
     """Options that contradict each other: the command makes it a usage error (click's, exit status 2)."""
 

@@ -55,7 +55,7 @@ from mutagen._riff import RiffFile
 from mutagen._util import convert_error, loadfile
 
 from tagger import fastsave, safewrite
-from tagger.errors import BROKEN_LINK, MoodtagError, TagError
+from tagger.errors import BROKEN_LINK, MoodtagError, TagError, os_text
 from tagger.iff import add_missing_pad, overrun, read_chunk, short_form
 from tagger.safewrite import UndoJournal
 
@@ -1370,7 +1370,7 @@ def _save(audio, fmt: _Format, path: Path, fh, journal: UndoJournal | None, *, d
 
     with _mutagen_errors(writing=True, fmt=fmt):
         how = safewrite.rewrite(path, fh, save_into, journal=journal if journal is not None else _default_journal(),
-                                **({"expect": expect} if expect is not None else {}))  # benchmarks' stand-in lacks it
+                                expect=expect)
     if on_written is not None:
         on_written(how.stat)
 
@@ -1500,9 +1500,7 @@ def _os_cause(exc: OSError, *, writing: bool) -> str:
         return "read-only file system"
     if exc.errno == errno.ENOSPC:
         return "disk full"
-    if exc.strerror:   # lower-case, as moodtag's own causes ("File name too long": "file name too long")
-        return exc.strerror[:1].lower() + exc.strerror[1:]
-    return str(exc)
+    return os_text(exc)
 
 
 def _one_line(exc: BaseException) -> str:
