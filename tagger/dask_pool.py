@@ -17,7 +17,8 @@ allowed-failures, 3 by default) fails with that cause. A track still analysing o
 `timeout` seconds fails, and its worker is restarted (a thread cannot be stopped): its clock runs from
 when the worker's heartbeats first tell the scheduler it executes the track, not while it waits there.
 Every worker is checked before the scan (the same moodtag, the library in sight), and every worker that
-joins during the scan when the cluster's threads are counted next.
+joins during the scan before any result is taken from it: the cluster's workers are counted again
+whenever results come in.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from tagger.records import TrackRef, TrackResult
 CONNECT_TIMEOUT_S = 10.0
 HANDSHAKE_TIMEOUT_S = 12.0  # the whole connection: TCP, then the scheduler's answer (a wrong service never gives one)
 IN_FLIGHT_PER_THREAD = 2
-RECOUNT_S = 5.0          # how often the cluster's threads are counted again
+RECOUNT_S = 5.0          # how often the cluster's threads are counted again while no result comes in
 NO_WORKERS_S = 10.0      # a cluster without workers this long (all of them stopped, or died) is told
 FETCH_TIMEOUT_S = 10.0   # a result (a few kB) not fetched by then sits on a worker that hangs
 MAX_RETRIES = 2          # a track the cluster loses (restarts, a hung worker) is submitted again this often
@@ -197,7 +198,11 @@ class DaskCluster:
                         self._check_connected()
                         raise
                     in_flight[future] = ref
-                for future in self._wait(in_flight):
+                finished = self._wait(in_flight)
+                if finished:  # a worker that joined since the last count is checked before a result of it is taken
+                    counted = time.monotonic()
+                    threads = max(1, idle.count(self._threads(), counted))
+                for future in finished:
                     ref = in_flight.pop(future)
                     running.pop(future, None)
                     got = self._outcome(future, ref)

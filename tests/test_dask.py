@@ -563,7 +563,7 @@ def test_the_timeout_counts_from_when_a_worker_starts_the_track(audio_dir, tmp_p
 
 def test_a_worker_that_joins_mid_scan_is_checked(many_tracks, tmp_path):
     """A worker with another moodtag version that joined during the scan analysed tracks unchecked;
-    it is now checked when the threads are counted next, and the scan stops with one line."""
+    it is now checked before any result of it is taken, and the scan stops with one line."""
     preload = tmp_path / "other_version.py"
     preload.write_text("import tagger\ntagger.__version__ = '0.0.1'\n")
     address, scheduler = _own_scheduler()
@@ -582,3 +582,51 @@ def test_a_worker_that_joins_mid_scan_is_checked(many_tracks, tmp_path):
         _end(*workers, scheduler)
     line = one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, "", err))
     assert "(it joined during the scan): runs moodtag 0.0.1" in line, line
+
+
+def test_no_result_of_a_worker_that_joins_mid_scan_is_taken_before_its_check(many_tracks, tmp_path, monkeypatch):
+    """Workers were counted (and the new ones checked) every RECOUNT_S only: a fast worker of another
+    moodtag version that joined in between had its results taken and cached until then (the CLI test
+    above failed in CI so: the whole scan ended first). They are now counted whenever results come in.
+    The periodic count is put out of reach here, so only that can catch the worker."""
+    from tagger import dask_pool
+    from tagger.errors import MoodtagError
+    from tagger.records import TrackRef
+    from tagger.weights import resolve_model
+
+    monkeypatch.setattr(dask_pool, "RECOUNT_S", 1e9)
+    analysed_there = tmp_path / "analysed_by_the_late_worker.txt"
+    preload = tmp_path / "other_version.py"
+    preload.write_text(
+        "import tagger\nimport tagger.dask_worker as worker\ntagger.__version__ = '0.0.1'\n"
+        "analyse = worker.__dict__.setdefault('unnoted', worker.analyze_in_worker)\n"  # (Dask imports it twice)
+        "def noted(path, *args):\n"
+        f"    with open({str(analysed_there)!r}, 'a') as log:\n"
+        "        log.write(str(path) + '\\n')\n"
+        "    return analyse(path, *args)\n"
+        "worker.analyze_in_worker = noted\n")
+    refs = [TrackRef.from_path(p) for p in sorted(many_tracks.iterdir())]
+    address, scheduler = _own_scheduler()
+    workers, taken, raised = [], [], []
+    try:
+        workers.append(_own_worker(address))
+        with Client(address, timeout=60, set_as_default=False) as c:
+            c.run(_slow_down, 0.5)
+        connection = dask_pool.DaskCluster.connect(address)
+        try:
+            connection.check(refs[0].path, device=None)
+            results = connection.analyse(refs, resolve_model(None))
+            taken.append(next(results)[0])
+            workers.append(subprocess.Popen([DASK_CLI, "worker", address, "--nthreads", "1", "--host",
+                                             "127.0.0.1", "--no-dashboard", "--preload", str(preload)], **QUIET))
+            with Client(address, timeout=60, set_as_default=False) as c:
+                c.wait_for_workers(2, timeout=120)
+            _note_error(raised, lambda: taken.extend(path for path, _, _ in results))
+        finally:
+            connection.close()
+    finally:
+        _end(*workers, scheduler)
+    assert len(raised) == 1 and isinstance(raised[0], MoodtagError), (raised, len(taken))
+    assert "(it joined during the scan): runs moodtag 0.0.1" in str(raised[0]), raised
+    late = set(analysed_there.read_text().splitlines()) if analysed_there.exists() else set()
+    assert not late & {str(path) for path in taken}, sorted(late & {str(path) for path in taken})
