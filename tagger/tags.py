@@ -697,7 +697,9 @@ def _keeping_comment(cls: type) -> type:
 
 
 class _MP4Fields:
-    """MP4 (M4A, AAC or ALAC): iTunes freeform atoms ----:com.apple.iTunes:<NAME>, UTF-8."""
+    """MP4 (M4A, AAC or ALAC): iTunes freeform atoms ----:com.apple.iTunes:<NAME>, UTF-8. A mood atom
+    of another program is read by its data type (UTF-16 for type 2, else UTF-8; a byte that is not
+    shows as U+FFFD), and its bytes are kept through --replace-mood and untag (`_KeptIlst.removed`)."""
 
     kind = "mp4"
     info_keys = ("\xa9ART", "\xa9nam", "\xa9alb")
@@ -712,11 +714,13 @@ class _MP4Fields:
         return None
 
     def read(self, tags) -> list[tuple[str, str]]:
-        return [(self._name(key), bytes(value).decode("utf-8", "replace"))
-                for key, values in tags.items() if self._name(key) for value in values]
+        return [(self._name(key), _mp4_text(value)) for key, values in tags.items() if self._name(key)
+                for value in values]
 
     def remove(self, tags, *, mood: bool = True) -> None:
         for key in [key for key in tags if self._name(key, mood=mood)]:
+            for value in tags[key]:  # kept by its text, for add() and put_back() to write back its bytes
+                tags.removed.setdefault(_mp4_text(value), []).append(value)
             del tags[key]
 
     def mood_origins(self, tags) -> list[str]:
@@ -726,20 +730,24 @@ class _MP4Fields:
 
     def valid_origin(self, origin: tuple) -> bool:
         return (len(origin) == 2 and isinstance(origin[0], str) and self._name(origin[0]) == MOOD_FIELD
-                and origin[1] in (mp4.AtomDataType.IMPLICIT, mp4.AtomDataType.UTF8))
+                and origin[1] in (mp4.AtomDataType.IMPLICIT, mp4.AtomDataType.UTF8, mp4.AtomDataType.UTF16))
 
     def put_back(self, tags, moods: list[tuple[tuple, str]]) -> None:
-        """Replaced mood values back into the atoms they came from, with their data types."""
+        """Replaced mood values back into the atoms they came from, with their data types: a UTF-16
+        one encoded so again; a value encoded otherwise (Latin-1, a byte order mark) as the bytes and
+        type MOODTAG_REPLACED_MOOD kept it in."""
         atoms: dict[str, list] = {}
         for (name, dataformat), text in moods:
-            atoms.setdefault(name, []).append(mp4.MP4FreeForm(text.encode("utf-8"), dataformat=dataformat))
+            utf16 = dataformat == mp4.AtomDataType.UTF16
+            kept = _kept_value(tags, text, utf16=utf16)
+            data = bytes(kept) if kept is not None else text.encode("utf-16-be" if utf16 else "utf-8")
+            atoms.setdefault(name, []).append(mp4.MP4FreeForm(data, dataformat=dataformat))
         for name, values in atoms.items():
             tags[name] = values
 
     def add(self, tags, fields: list[tuple[str, str]]) -> None:
         for name, texts in _grouped(fields).items():
-            tags[self.prefix + name] = [mp4.MP4FreeForm(text.encode("utf-8"), dataformat=mp4.AtomDataType.UTF8)
-                                        for text in texts]
+            tags[self.prefix + name] = [_freeform(text, _kept_value(tags, text)) for text in texts]
 
     def text(self, tags, key: str) -> str | None:
         values = tags.get(key)
@@ -747,6 +755,34 @@ class _MP4Fields:
 
     def prepare_save(self, tags) -> dict:
         return {}
+
+
+def _mp4_text(value) -> str:
+    """A freeform atom's value as text, by its data type: UTF-16 (big-endian, or as its byte order
+    mark says) for type 2, else UTF-8, a byte that is not shown as U+FFFD."""
+    data = bytes(value)
+    if getattr(value, "dataformat", None) == mp4.AtomDataType.UTF16:
+        return data.decode("utf-16" if data[:2] in (b"\xfe\xff", b"\xff\xfe") else "utf-16-be", "replace")
+    return data.decode("utf-8", "replace")
+
+
+def _freeform(text: str, kept=None):
+    """A freeform atom's value: `kept`'s bytes and data type where given, else `text` as UTF-8."""
+    if kept is not None:
+        return mp4.MP4FreeForm(bytes(kept), dataformat=kept.dataformat)
+    return mp4.MP4FreeForm(text.encode("utf-8"), dataformat=mp4.AtomDataType.UTF8)
+
+
+def _kept_value(tags, text: str, *, utf16: bool | None = None):
+    """A value remove() took out that reads as `text` but is not `text` encoded as moodtag would encode
+    it (another tagger's Latin-1, or UTF-16 with a byte order mark), of type UTF-16 or not as `utf16`
+    asks (None: either); written back as it was. None: `text` encoded is the value."""
+    for value in tags.removed.get(text, []):
+        is16 = getattr(value, "dataformat", None) == mp4.AtomDataType.UTF16
+        if utf16 in (None, is16) and bytes(value) != text.encode("utf-16-be" if is16 else "utf-8"):
+            tags.removed[text].remove(value)
+            return value
+    return None
 
 
 class _KeptIlst(mp4.MP4Tags):
@@ -761,6 +797,7 @@ class _KeptIlst(mp4.MP4Tags):
     def __init__(self, *args, **kwargs):
         self.file_atoms: list[tuple[str | None, bytes]] = []   # (key, the atom's bytes), in the file's order
         self.loaded: dict[str, list] = {}
+        self.removed: dict[str, list] = {}  # text -> the values _MP4Fields.remove took out that read as it
         super().__init__(*args, **kwargs)
 
     def load(self, atoms, fileobj):

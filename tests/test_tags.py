@@ -1428,3 +1428,28 @@ def test_an_empty_id3_chunk_is_no_tag_and_the_file_is_tagged(tmp_path, sources, 
     path = tmp_path / f"empty.{fmt}"
     path.write_bytes(data[:4] + (len(data) - 8 + len(chunk)).to_bytes(4, order) + data[8:] + chunk)
     assert write_mood(path, VALUES) is True and read_mood(path) == READ_BACK
+
+
+@pytest.mark.parametrize("data, dataformat, text", [
+    ("Ruhig".encode("utf-16-be"), mp4.AtomDataType.UTF16, "Ruhig"),
+    ("Ruhig".encode("utf-16"), mp4.AtomDataType.UTF16, "Ruhig"),  # with a byte order mark
+    ("Gemütlich".encode("latin-1"), mp4.AtomDataType.IMPLICIT, "Gem\ufffdtlich"),
+], ids=["utf-16", "utf-16 with a BOM", "latin-1"])
+def test_an_m4a_mood_of_another_encoding_comes_back_as_it_was(tmp_path, sources, data, dataformat, text):
+    """An M4A mood atom of data type 2 (UTF-16) was read as UTF-8 (the kept line showed NULs), and after
+    --replace-mood and untag it came back as type 1 holding UTF-16 bytes; one of Latin-1 bytes (older
+    taggers) came back with U+FFFD for each such byte. Now read by its type, and given back as it was."""
+    path = tmp_path / "own-mood.m4a"
+    shutil.copyfile(sources["m4a"], path)
+    audio = mp4.MP4(path)
+    audio["----:com.apple.iTunes:MOOD"] = [mp4.MP4FreeForm(data, dataformat=dataformat)]
+    audio.save()
+    original = path.read_bytes()
+    with pytest.raises(ForeignMood, match=f"^the file's own mood '{text}' "):
+        write_mood(path, VALUES)
+    assert write_mood(path, VALUES, replace=True) is True
+    assert [bytes(v) for v in mp4.MP4(path)["----:com.apple.iTunes:MOOD"]] == [b"calm"]
+    assert remove_mood(path) is True
+    mood = mp4.MP4(path)["----:com.apple.iTunes:MOOD"]
+    assert [(bytes(v), v.dataformat) for v in mood] == [(data, dataformat)]
+    assert path.read_bytes() == original
