@@ -472,6 +472,40 @@ class UndoJournal:
                     done.append(result)
         return done
 
+    def interrupted(self) -> set[str]:
+        """The real paths of files that an interrupted in-place write may have left torn: the complete
+        entries whose file is still the one written (same inode, the old or new size), read and left as
+        they are. For a scan that writes no file (-n, --no-write), so runs no recovery: such a file is
+        not analysed (its analysis would read the torn bytes) and its row stays."""
+        torn: set[str] = set()
+        try:
+            names = sorted(name for name in os.listdir(self.folder) if name.endswith(".undo"))
+        except OSError:
+            return torn  # no journal (FileNotFoundError) or none readable: a writing scan names the cause
+        for name in names:
+            try:
+                fd = os.open(self.folder / name, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                parsed = _read_entry(fd)
+            except OSError:
+                parsed = None
+            finally:
+                os.close(fd)
+            if parsed is None or parsed[0].get("kind") != "in place":  # void, torn itself, or a copy (never torn)
+                continue
+            header = parsed[0]
+            try:
+                path = os.fsdecode(bytes.fromhex(header["path"]))
+                st = os.stat(path, follow_symlinks=False)
+                if (st.st_dev, st.st_ino) == (header["dev"], header["ino"]) \
+                        and st.st_size in (header["old_size"], header["new_size"]):
+                    torn.add(os.path.realpath(path))
+            except (OSError, KeyError, ValueError, TypeError):
+                continue  # gone, its disk not mounted (not walked either), or not an entry moodtag wrote
+        return torn
+
     def _recover_once(self) -> None:
         """Before this journal's first write: finish dead writers' entries, so that none of them can
         later undo bytes over a newer write of the same file."""

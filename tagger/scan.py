@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from tagger.cache import KEPT, LOOKUP_BATCH, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
+from tagger.cache import KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import Library, WalkProblem, behind_broken_link, vanished, walk
 from tagger.errors import MoodtagError, unreadable
 from tagger import stages
@@ -198,7 +198,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if not dry_run:
             cache.check_writable()
         pending: set[str] = set()  # real paths of files whose interrupted tag write is not undone yet
-        if write_tags:
+        if not write_tags:  # undoes nothing (it writes no file): the next scan that writes tags does
+            pending = _journal(db_path).interrupted()
+        else:
             journal = _journal(db_path)
             for restored in journal.recover():
                 if restored.undone:
@@ -214,7 +216,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             cache.begin_walk()
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
-        last_written: dict[str, str] = {}  # todo's changed files -> the mood moodtag wrote there (cache)
+        last_written: dict[str, str] = {}  # todo's files whose rows say tagged or kept -> the mood moodtag wrote there
         claimed: set[str] = set()  # the old keys of rows moved to a walked file's path (_found_again)
         absent = [root for root in roots if not os.path.lexists(root)]  # rows under these stay as they are
 
@@ -253,7 +255,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 from tagger.tags import SET_BY_HAND  # mutagen: only where a file is tagged
 
                 last_written[key] = SET_BY_HAND  # its mood is its own, whatever moodtag fields are left
-            elif row is not None and row.tagged and (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns):
+            elif row is not None and row.tagged:  # changed, or forced (an editor may keep size and mtime)
                 last_written[key] = row.mood  # a different label there now was put by hand
 
         def known(path: Path) -> Path | None:  # a link's file keeps the row the cache has for it (Cache.kept_as)
@@ -279,6 +281,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 if notes_walk:  # its row stays as it is: not marked missing
                     cache.add_walked([path_key(item.path)[0]])
                 cause = "not analysed until its interrupted tag write is undone"
+                if not write_tags:
+                    cause += " (by a scan without -n or --no-write)"
                 summary.problems.append((str(item.path), cause))
                 on_event(ScanEvent("problem", path=item.path, cause=cause))
                 continue
@@ -497,22 +501,53 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
                 dry_run: bool, keep_mtime: bool, journal, last_written: str | None = None) -> TrackOutcome:
     """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag).
     A file that could not be read (tagger.errors.unreadable) keeps a row that holds a result (a --force
-    scan of a file whose permissions went wrong loses nothing; see _has_result)."""
+    scan of a file whose permissions went wrong loses nothing; see _has_result). A scan that writes no
+    tags (--no-write) leaves the row saying what the file's tags hold: untagged stays (even with retag),
+    and a row that said tagged or kept is judged by the file's tags (_tags_held)."""
     if not result.ok:
         if cache and not dry_run and not (unreadable(result.error) and _has_result(cache, ref)):
             with stage("cache write"):
                 cache.record(result, ref, info=info)
         return TrackOutcome(ref, result, FAILED, "-")
     keep_untagged = untagged and not retag
+    no_write = not (write_tags or dry_run)
+    held = None  # --no-write, a row that said tagged or kept: (its tag_state, tags action, what was kept)
+    if no_write and not untagged and last_written is not None:
+        held = _tags_held(ref, result, spec, last_written, replace_mood=replace_mood)
     if cache and not dry_run:  # committed before the file is touched: a tag is never written without a row
+        state = UNTAGGED if keep_untagged or (untagged and no_write) else held[0] if held else None
         with stage("cache write"):
-            cache.record(result, ref, info=info, tag_state=UNTAGGED if keep_untagged else None)
+            cache.record(result, ref, info=info, tag_state=state)
     if keep_untagged:
         return TrackOutcome(ref, result, ANALYSED, "untagged")
+    if held is not None:
+        return TrackOutcome(ref, result, ANALYSED, held[1], held[2])
     tags, tag_error = _tag_and_record(ref, result.mood, result.scores, spec, cache, write_tags=write_tags,
                                       dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
                                       replace_mood=replace_mood, last_written=last_written)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
+
+
+def _tags_held(ref: TrackRef, result: TrackResult, spec: ModelSpec, last_written: str, *,
+               replace_mood: bool) -> tuple[str | None, str, str | None]:
+    """What the tags of a file analysed again by a scan that writes none (--no-write) hold, for a row that
+    said tagged or kept (`last_written`: the mood moodtag last wrote there, or SET_BY_HAND), read and not
+    written: (the row's tag_state, the tags action, what was kept). Kept where the file's mood is its own
+    (a label changed by hand, judged by what moodtag wrote there, not by this result, which may differ),
+    tagged where its tags hold this result, else None (moodtag's own older mood, which the next scan
+    that writes tags replaces, or none): so a row never says tagged for a mood the file lacks, nor
+    forgets a label the user put there. Tags that cannot be read now keep a kept row's word (as a failed
+    analysis does)."""
+    from tagger.tags import SET_BY_HAND  # mutagen: only where a file is analysed
+
+    tags, note, _ = _apply_tags(ref, result.mood, result.scores, spec, write_tags=False, dry_run=True,
+                                keep_mtime=False, journal=None, replace_mood=False, last_written=last_written)
+    state = {"kept": KEPT, "unchanged": TAGGED}.get(tags)
+    if tags == "failed" and last_written == SET_BY_HAND:
+        state = KEPT
+    if state == KEPT and not replace_mood:
+        return KEPT, "kept", note if tags == "kept" else None
+    return state, "unchanged" if state == TAGGED else "not written", None
 
 
 def _has_result(cache: Cache, ref: TrackRef) -> bool:
