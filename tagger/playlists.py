@@ -454,7 +454,11 @@ def _selection(request: PlaylistRequest) -> tuple[str, list]:
         raise MoodtagError(f"unknown order {request.order!r} (choose one of: {', '.join(ORDERS)})")
     if request.limit is not None and request.limit < 0:
         raise MoodtagError(f"--limit must be 0 or more, not {request.limit}")
-    where = [HAS_MOOD_SQL, "mood = ?", "confidence >= ?"]
+    from tagger.query import FLOAT_MAX_SQL
+
+    # a minimum passes a known confidence only: not one edited into text or an infinity (nor NULL, as before)
+    where = [HAS_MOOD_SQL, "mood = ?", f"confidence BETWEEN ? AND {FLOAT_MAX_SQL}" if request.min_confidence > 0
+             else "confidence >= ?"]
     params: list = [request.mood, request.min_confidence]
     if request.model is not None:
         where += ["model_name = ?", "model_version = ?"]
@@ -609,6 +613,9 @@ def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library:
         if limit is not None and count >= limit:
             return
         entry = PlaylistEntry(*row)
+        duration = entry.duration
+        if duration is not None and (type(duration) is not float or duration - duration != 0):  # inf - inf: NaN
+            entry.duration = _known_duration(entry.path, duration)
         if entry.raw_path is not None:
             _real_text_name(entry)
         if homed is not None and (entry.raw_path is not None or not entry.path.startswith(homed.prefix)):
@@ -633,6 +640,27 @@ def _entries(rows: Iterable[tuple], request: PlaylistRequest, fmt: str, library:
         else:
             count += 1
             yield entry
+
+
+def _known_duration(path: str, duration) -> float | int | None:
+    """A duration cell that is not a float: an int as it is; anything else (an edited cell: '', text,
+    bytes, an infinity) None, written as an unknown length (#EXTINF:-1, no XSPF <duration>), with one
+    warning line in this process (query.stored_number)."""
+    from tagger.query import stored_number
+
+    return stored_number(duration, path, "duration", None if _TOLD_DURATION else _tell_duration, finite=True)
+
+
+_TOLD_DURATION: list[str] = []  # the path a warning named: one line a process (a forked writer's own)
+
+
+def _tell_duration(path: str, column: str, value) -> None:
+    from tagger.console import shown, warn
+    from tagger.query import stored_cell
+
+    _TOLD_DURATION.append(path)
+    warn(f"{shown(path)}: its {column} is not a number ({shown(stored_cell(value))}): "
+         "written as an unknown length, as is any other such cell")
 
 
 def _real_text_name(entry: PlaylistEntry) -> None:

@@ -33,6 +33,10 @@ _ORDER_SQL = {  # order -> (first key, tie-breakers)
 FOLD_FUNCTION = "moodtag_fold"
 SQLITE_INT_MAX = 2**63 - 1  # the largest integer SQLite takes (--limit is clamped to it)
 UnreadableScores = Callable[[str, object], None]  # (the row's path, its scores cell): told of a cell that is not JSON
+UnreadableNumber = Callable[[str, str, object], None]  # (the row's path, the column, its cell): told of a cell that is no number
+# The largest finite float: `x BETWEEN -FLOAT_MAX AND FLOAT_MAX` holds for a finite number only (SQLite orders every
+# number before every text and blob; it keeps no NaN).
+FLOAT_MAX_SQL = "1.7976931348623157e308"
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class CacheStats:
     tag_failed: int = 0       # rows analysed whose tag write failed (status failed, the mood kept)
     unreadable_scores: int = 0         # analysed rows whose scores are not a JSON object: counted without them
     unreadable_example: str | None = None  # the path of one of them (the first by path), for a warning
+    unreadable_confidence: int = 0     # analysed rows whose confidence is not a finite number: left out of the means
+    unreadable_confidence_example: str | None = None  # the path of one of them (the first by path)
 
     @property
     def failed(self) -> int:
@@ -135,6 +141,7 @@ class CacheStats:
         data["histogram"] = {"label": self.label, "bins": list(self.histogram)}
         del data["label"]
         del data["unreadable_example"]
+        del data["unreadable_confidence_example"]
         return data
 
 
@@ -161,6 +168,26 @@ def stored_scores(text, path: str, on_unreadable: UnreadableScores | None = None
         if on_unreadable is not None:
             on_unreadable(path, text)
         return {}
+
+
+def stored_number(value, path: str, column: str, on_unreadable: UnreadableNumber | None = None, *,
+                  finite: bool = False):
+    """A REAL cell (confidence, duration) -> its value, None for NULL. A cell that is not a number (edited
+    in sqlite-utils or datasette: cleared to '', text, bytes), or with `finite` an infinity (1e400 is stored
+    as one), is read as unknown (None), and `on_unreadable(path, column, value)` is told, as stored_scores
+    does. Without `finite` an infinity is kept: a listing writes it as stored (inf, JSON's Infinity)."""
+    kind = type(value)
+    if value is None or kind is int or (kind is float and (not finite or value - value == 0)):  # inf - inf: NaN
+        return value
+    if on_unreadable is not None:
+        on_unreadable(path, column, value)
+    return None
+
+
+def stored_cell(value) -> str:
+    """A cell's value as a warning quotes it: cut to 40 characters, an empty or blank text as its repr."""
+    cell = repr(value) if type(value) is str and not value.strip() else str(value)
+    return cell[:40] + ("…" if len(cell) > 40 else "")
 
 
 def track_values(cache: Cache, track_filter: TrackFilter, columns: tuple[str, ...] = TRACK_COLUMNS) -> Iterator[tuple]:
@@ -192,8 +219,8 @@ def select_tracks(cache: Cache, track_filter: TrackFilter, select: str, params: 
     if f.mood is not None:
         where.append("mood = ?")
         params.append(f.mood)
-    if f.min_confidence is not None:
-        where.append("confidence >= ?")
+    if f.min_confidence is not None:  # a confidence edited into text or an infinity is unknown, as NULL is
+        where.append(f"confidence BETWEEN ? AND {FLOAT_MAX_SQL}")
         params.append(f.min_confidence)
     if statuses:
         where.append(f"status IN ({', '.join('?' * len(statuses))})")
@@ -335,11 +362,14 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
     # pass over the table: neither sorts 100,000 rows (a GROUP BY per count did, a second in all).
     total, by_status, by_mood, by_format, by_model = 0, Counter(), Counter(), Counter(), Counter()
     confidences: dict = {}
-    tagged = untagged = kept = tag_failed = 0  # of present files: a missing file's tags are not known
-    for status, mood, fmt, model_name, model_version, tag_state, n, n_confidence, sum_confidence in cache.rows(
+    tagged = untagged = kept = tag_failed = odd_confidence = 0  # of present files: a missing file's tags are not known
+    # A confidence edited into text ('' from a GUI editor's cleared cell) or an infinity is unknown, as NULL is.
+    for status, mood, fmt, model_name, model_version, tag_state, n, n_stored, n_confidence, sum_confidence in cache.rows(
             f"SELECT status, mood, format, model_name, model_version, tag_state, count(*), count(confidence), "
-            f"total(confidence) FROM {TABLE} "
+            f"count({_FINITE_CONFIDENCE_SQL}), total({_FINITE_CONFIDENCE_SQL}) FROM {TABLE} "
             f"GROUP BY status, mood, format, model_name, model_version, tag_state"):
+        # text as stored; bytes (an edit may store a blob, which no dict key of JSON nor sort among text takes) as text
+        status, mood, fmt, model_name, model_version = map(_text_key, (status, mood, fmt, model_name, model_version))
         total += n
         tag_failed += n if tag_state == TAG_FAILED and status == "failed" else 0  # a missing file is missing
         by_status[status] += n
@@ -349,6 +379,7 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         by_mood[mood] += n
         count, summed = confidences.get(mood, (0, 0.0))
         confidences[mood] = (count + n_confidence, summed + sum_confidence)
+        odd_confidence += n_stored - n_confidence
         by_model[None if model_name is None or model_version is None else f"{model_name} {model_version}"] += n
         tagged += n if tag_state == TAGGED else 0
         untagged += n if tag_state == UNTAGGED else 0
@@ -367,20 +398,38 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
             unreadable += 1
     example = cache.one(f"SELECT path FROM {TABLE} WHERE {analysed} AND {_UNREADABLE_SCORES_SQL} "
                         f"ORDER BY path LIMIT 1")[0] if unreadable else None
-    errors = tuple(cache.rows(f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
-                              f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))
+    errors = tuple((_text_key(error), n) for error, n in cache.rows(
+        f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
+        f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))
+    odd_example = cache.one(f"SELECT path FROM {TABLE} WHERE {analysed} AND confidence IS NOT NULL AND "
+                            f"{_FINITE_CONFIDENCE_SQL} IS NULL ORDER BY path LIMIT 1")[0] if odd_confidence else None
     mean_confidence = {_named(mood): summed / count for mood, (count, summed) in sorted(
         confidences.items(), key=lambda item: _null_first(item[0])) if count}
     return CacheStats(total=total, by_status=_by_count(by_status), by_mood=_by_count(by_mood),
                       mean_confidence=mean_confidence, by_format=_by_count(by_format), by_model=_by_count(by_model),
                       tagged=tagged, untagged=untagged, kept=kept, top_errors=errors, label=label, histogram=tuple(histogram),
-                      tag_failed=tag_failed, unreadable_scores=unreadable, unreadable_example=example)
+                      tag_failed=tag_failed, unreadable_scores=unreadable, unreadable_example=example,
+                      unreadable_confidence=odd_confidence, unreadable_confidence_example=odd_example)
 
 
 # True where a row's scores are there (not NULL, not '') but not a JSON object (CASE: json_type fails on what
 # is not JSON, and SQLite does not promise to cut AND short)
 _UNREADABLE_SCORES_SQL = ("(CASE WHEN ifnull(scores, '') = '' THEN 0 WHEN NOT json_valid(scores) THEN 1 "
                           "WHEN json_type(scores) <> 'object' THEN 1 ELSE 0 END)")
+
+
+# A row's confidence where it is a finite number, else NULL (see FLOAT_MAX_SQL)
+_FINITE_CONFIDENCE_SQL = f"CASE WHEN confidence BETWEEN -{FLOAT_MAX_SQL} AND {FLOAT_MAX_SQL} THEN confidence END"
+
+
+def _text_key(value):
+    """A stored text cell as it is; bytes (a blob an edit stored) as text, each byte that is not UTF-8 as
+    \\xNN; a number (no scan writes one in a text column) as its text."""
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 def _null_first(key) -> tuple:

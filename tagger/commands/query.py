@@ -108,7 +108,7 @@ def query(
         track_filter = TrackFilter(mood=mood, min_confidence=min_confidence, artist=artist, album=album,
                                    exact=exact, path_glob=path_glob, status=tuple(s.value for s in status) if status else None,
                                    order=order.value, desc=desc, limit=limit)
-        unreadable = _unreadable_scores_warning()
+        unreadable, unreadable_number = _unreadable_scores_warning(), _unreadable_number_warning()
         if paths_only and _stdout_is_terminal():  # names escaped, as in the table
             _write_lines(printable(path) for (path,) in track_values(cache, track_filter, ("path",)))
         elif paths_only:
@@ -120,13 +120,14 @@ def query(
         elif fmt == "tsv":
             from tagger.query import LISTING_COLUMNS
 
-            _write_lines(_tsv_lines(LISTING_COLUMNS, track_values(cache, track_filter, LISTING_COLUMNS)))
+            _write_lines(_tsv_lines(LISTING_COLUMNS, track_values(cache, track_filter, LISTING_COLUMNS),
+                                    on_unreadable_number=unreadable_number))
         else:
             from tagger.console import out
 
             tracks = find_tracks(cache, track_filter, on_unreadable_scores=unreadable)
             shown = list(_capped(tracks))
-            _render_tracks(shown, width=out.width)
+            _render_tracks(shown, width=out.width, on_unreadable_number=unreadable_number)
             if len(shown) == TABLE_ROWS_MAX and next(iter(tracks), None) is not None:
                 _say_capped()
 
@@ -153,11 +154,27 @@ def _unreadable_scores_warning():
     def tell(path: str, text) -> None:
         if not told:
             from tagger.console import shown, warn
+            from tagger.query import stored_cell
 
             told.append(path)
-            cell = str(text)
-            warn(f"{shown(path)}: its scores are not JSON ({shown(cell[:40] + ('…' if len(cell) > 40 else ''))}): "
+            warn(f"{shown(path)}: its scores are not JSON ({shown(stored_cell(text))}): "
                  "listed without scores, as is any other such row")
+    return tell
+
+
+def _unreadable_number_warning():
+    """A listing's on_unreadable_number (query.stored_number): one warning line, naming the first row whose
+    confidence is not a number, as _unreadable_scores_warning does for the scores."""
+    told: list[str] = []
+
+    def tell(path: str, column: str, value) -> None:
+        if not told:
+            from tagger.console import shown, warn
+            from tagger.query import stored_cell
+
+            told.append(path)
+            warn(f"{shown(path)}: its {column} is not a number ({shown(stored_cell(value))}): listed as unknown, "
+                 "as is any other such cell")
     return tell
 
 
@@ -198,6 +215,13 @@ def stats(
         warn(f"{shown(summary.unreadable_example)}: its scores are not a JSON object of label probabilities"
              + (f" (nor are those of {others} other analysed track{'s' if others != 1 else ''})" if others else "")
              + "; counted without them")
+    if summary.unreadable_confidence:
+        from tagger.console import shown, warn
+
+        others = summary.unreadable_confidence - 1
+        warn(f"{shown(summary.unreadable_confidence_example)}: its confidence is not a number"
+             + (f" (nor is that of {others} other analysed track{'s' if others != 1 else ''})" if others else "")
+             + "; left out of the mean confidence")
     if json_out:
         out.print(json.dumps({"db": str(path), **summary.to_json()}, ensure_ascii=False), markup=False, highlight=False)
     else:
@@ -397,16 +421,19 @@ def _csv_chunks(columns, rows):
     yield buffer.getvalue()
 
 
-def _tsv_lines(columns, rows):
+def _tsv_lines(columns, rows, *, on_unreadable_number=None):
     """The TSV of a track listing (LISTING_COLUMNS' values as stored): a header line, then a line per
     track, the confidence rounded to 4 decimals, control characters in a value escaped and its backslashes
     doubled (the path is the cache's key, whose backslashes are doubled already), so that every escape can
-    be undone."""
-    from tagger.query import LISTING_COLUMNS
+    be undone. A confidence that is not a number (an edited cell) is empty, as an unknown one, and
+    `on_unreadable_number` is told (query.stored_number)."""
+    from tagger.query import LISTING_COLUMNS, stored_number
 
     assert tuple(columns) == LISTING_COLUMNS
     yield "\t".join(columns)
     for path, mood, confidence, artist, title, album, status, error in rows:
+        if confidence is not None and type(confidence) is not float:
+            confidence = stored_number(confidence, path, "confidence", on_unreadable_number)
         cells = [path, "" if mood is None else mood, "" if confidence is None else str(round(confidence, 4)),
                  "" if artist is None else _backslashes(artist), "" if title is None else _backslashes(title),
                  "" if album is None else _backslashes(album), "" if status is None else status,
@@ -446,23 +473,26 @@ TAG_COLUMN_WIDTH = 20
 ERROR_MIN_WIDTH = 16
 
 
-def _render_tracks(tracks, *, width: int) -> None:
+def _render_tracks(tracks, *, width: int, on_unreadable_number=None) -> None:
     """A table that fits `width` columns. The path is never cut: it gets its whole length, or folds onto
     more lines when the terminal is narrower. Mood (never cut) and confidence always; status and error
     (folded) when some row is not ok and the path keeps PATH_MIN_WIDTH beside them; then artist, title
-    and album, each only while the space beside the longest path still holds it."""
+    and album, each only while the space beside the longest path still holds it. A confidence that is not
+    a number (an edited cell) is empty, and `on_unreadable_number` is told (query.stored_number)."""
     from rich.markup import escape
     from rich.table import Table
 
     from tagger.console import err, out
+    from tagger.query import stored_number
 
     if not tracks:
         err.print("no cached tracks match")
         return
     paths = [printable(t.path) for t in tracks]
     errors = [printable(t.error or "") for t in tracks]
-    mood_width = max(4, *(len(t.mood or "") for t in tracks))
-    status_width = max(6, *(len(t.status) for t in tracks))
+    moods = [printable(t.mood or "") for t in tracks]  # text; bytes (an edited cell) as \xNN, as stats shows them
+    mood_width = max(4, *map(len, moods))
+    status_width = max(6, *(len(printable(t.status)) for t in tracks))
     space = width - (mood_width + 2) - (5 + 2)  # what the path and the optional columns share
     with_status = any(t.status != "ok" for t in tracks) and space - (status_width + 2) >= PATH_MIN_WIDTH + 2
     space -= (status_width + 2) if with_status else 0
@@ -491,10 +521,11 @@ def _render_tracks(tracks, *, width: int) -> None:
         table.add_column("status", no_wrap=True, width=status_width)
     if error_width:
         table.add_column("error", overflow="fold", width=error_width)
-    for t, path, error in zip(tracks, paths, errors):
-        table.add_row(escape(path), escape(t.mood or ""), "" if t.confidence is None else f"{t.confidence:.2f}",
+    for t, path, error, mood in zip(tracks, paths, errors, moods):
+        confidence = stored_number(t.confidence, t.path, "confidence", on_unreadable_number)
+        table.add_row(escape(path), escape(mood), "" if confidence is None else f"{confidence:.2f}",
                       *(escape(printable(getattr(t, name) or "")) for name in tags),
-                      *([t.status] if with_status else []), *([escape(error)] if error_width else []))
+                      *([escape(printable(t.status))] if with_status else []), *([escape(error)] if error_width else []))
     out.print(table, width=width)
     err.print(f"{len(tracks)} track{'s' if len(tracks) != 1 else ''}")
 

@@ -123,7 +123,7 @@ def prune(
         db_path = resolve_db_path(db)
         if db_path.exists():  # none: Cache.open says so, and no lock file is left where no cache is
             lock = scan_lock(db_path, create=False, on_wait=lambda: err.print(  # an empty file: refused, no lock left
-                f"waiting for another moodtag scan using {shown(db_path)} to finish..."))
+                f"waiting for another moodtag command that writes {shown(db_path)} to finish..."))
     try:
         with Cache.open_readonly(db) if dry_run else Cache.open(db, create=False) as cache:  # read-only: bytes kept
             plan = cache.prunable(roots)
