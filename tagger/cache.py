@@ -805,20 +805,21 @@ class Cache:
                 found[row[0]] = CachedTrack(*row)
         return found
 
-    def rows_like(self, refs: list[TrackRef], *, model_name: str,
-                  model_version: str) -> dict[tuple[int, int, bytes], list[CachedTrack]]:
-        """The rows of this model whose size, mtime and file name (its last part, as bytes) are those of
-        one of `refs`, by (size, mtime_ns, name), each list in key order: where a scan looks for the
-        row of a file it has no row for, moved or renamed (tagger.scan). One query by the
-        (size, mtime_ns) index per LOOKUP_BATCH sizes."""
+    def rows_like(self, refs: list[TrackRef], *, model_name: str | None,
+                  model_version: str | None) -> dict[tuple[int, int, bytes], list[CachedTrack]]:
+        """The rows of this model (None: of any) whose size, mtime and file name (its last part, as bytes)
+        are those of one of `refs`, by (size, mtime_ns, name), each list in key order: where a scan looks
+        for the row of a file it has no row for, moved or renamed (tagger.scan), and `untag` too. One
+        query by the (size, mtime_ns) index per LOOKUP_BATCH sizes."""
         wanted = {(ref.size, ref.mtime_ns, os.fsencode(ref.path.name)) for ref in refs}
         sizes = sorted({size for size, _, _ in wanted})
         found: dict[tuple[int, int, bytes], list[CachedTrack]] = {}
+        model = [] if model_name is None else [model_name, model_version]
         for i in range(0, len(sizes), LOOKUP_BATCH):
             chunk = sizes[i:i + LOOKUP_BATCH]
             sql = (f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE size IN ({','.join('?' * len(chunk))}) "
-                   f"AND model_name = ? AND model_version = ? ORDER BY path")
-            for row in self.rows(sql, [*chunk, model_name, model_version]):
+                   f"{'AND model_name = ? AND model_version = ? ' if model else ''}ORDER BY path")
+            for row in self.rows(sql, [*chunk, *model]):
                 track = CachedTrack(*row)
                 like = (track.size, track.mtime_ns, os.fsencode(os.path.basename(track.fs_path)))
                 if like in wanted:

@@ -404,6 +404,14 @@ def _same_file_row(ref: TrackRef, like: dict, claimed: set[str]) -> CachedTrack 
     return next((row for row in rows if os.fsencode(os.path.realpath(row.fs_path)) == real), None)
 
 
+def moved_row(cache: Cache, ref: TrackRef) -> CachedTrack | None:
+    """The row, of any model, that `ref`'s file had before it was moved or renamed, found as a scan finds
+    it (_moved_row): for `moodtag untag` of a file moved since the scan, whose row must say untagged
+    under its new path, or the next scan, no longer finding the file by its size and mtime (untag
+    changed them), analyses it again and writes the mood back."""
+    return _moved_row(ref, cache.rows_like([ref], model_name=None, model_version=None), set(), [])
+
+
 def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path]) -> CachedTrack | None:
     """The row `ref`'s file had before it was moved or renamed: one of the rows of the same model, size,
     mtime and name (`like`, Cache.rows_like) not `claimed` yet whose own file is gone (_gone: never the

@@ -216,3 +216,22 @@ def test_a_file_rewritten_right_after_untag_is_analysed_again(tmp_path, test_mod
     assert track.read_bytes() == other.read_bytes()
     again = run_cli("scan", library, "--db", db, "--model", test_model, "-j1", "--json", check=True)
     assert [json.loads(line)["action"] for line in again.stdout.splitlines()] == ["analysed"], again.stdout
+
+
+def test_untag_of_a_file_moved_since_the_scan_holds(library, tmp_path):
+    """A file moved (beets `move`, a file manager) and then untagged: untag found no row under its new
+    path, so the cache kept the old path's row as tagged, and the next scan, no longer finding the moved
+    file by its size and mtime (untag changed them), analysed it again and wrote the mood back. untag
+    now finds the moved file's row as a scan would, and it takes the file's new path, untagged."""
+    db = tmp_path / "c.db"
+    scan(library, db)
+    (library / "B" / "y").mkdir()
+    moved = library / "B" / "y" / "a.flac"
+    (library / "A" / "a.flac").rename(moved)
+    assert "untagged 1 file" in run_cli("untag", moved, "--db", db, check=True).stdout
+    assert read_mood(moved) is None
+    results = scan(library, db)
+    assert read_mood(moved) is None, "the next scan wrote the mood back"
+    assert [r["action"] for r in results if r["path"] == str(moved)] == ["cached"], results
+    cached = rows(db)
+    assert cached[str(moved)]["tag_state"] == "untagged" and str(library / "A" / "a.flac") not in cached

@@ -1,6 +1,7 @@
 """`moodtag untag PATH...`: remove the fields moodtag wrote (the mood and MOODTAG_*) from audio files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -65,7 +66,7 @@ def untag(
                 failed += 1
                 error_line(item.path, item.cause)
                 continue
-            place, row = (rows.row_of(item.path) if rows is not None else None) or (item.path, None)
+            place, row = (_row_of(rows, item, move=cache is not None) if rows is not None else None) or (item.path, None)
             # the mood moodtag wrote there, from the cache: another label there now is the user's own; and
             # where the cache says the file's own mood was kept, its mood stays whatever moodtag fields remain
             last_written = (None if row is None else row.mood if row.tagged
@@ -105,6 +106,28 @@ def untag(
         raise stops.exit()
     if missing:
         raise typer.Exit(1)
+
+
+def _row_of(cache, ref, *, move: bool):
+    """(the path it is kept under, the row) of `ref`'s file, or None: its own row (Cache.row_of), or the
+    row it had before it was moved or renamed (tagger.scan.moved_row), which, with `move`, takes the
+    file's path, as a scan's would (so the row saying untagged is the file's)."""
+    from dataclasses import replace
+
+    from tagger.cache import path_key
+    from tagger.scan import moved_row
+
+    found = cache.row_of(ref.path)
+    if found is not None:
+        return found
+    row = moved_row(cache, ref)
+    if row is None:
+        return None
+    if not move:
+        return Path(os.fsdecode(row.fs_path)), row
+    key, raw = path_key(ref.path)
+    cache.found_again([(row.path, replace(row, path=key, path_bytes=raw, status=row.present_status))])
+    return ref.path, cache.row_of(ref.path)[1]
 
 
 def _existing(paths: list[Path]) -> tuple[list[Path], list[Exception]]:
