@@ -911,14 +911,16 @@ class Cache:
                 self.conn.executemany(f"INSERT OR IGNORE INTO temp.{_WALKED} VALUES (?)", ((k,) for k in keys))
         self._write(run)
 
-    def unwalked_under(self, roots: list[Path]) -> Iterator[CachedTrack]:
-        """Rows under `roots`, not marked missing, whose keys `add_walked` was not given since `begin_walk`;
-        each once, however many of `roots` hold it (`scan lib lib/A`)."""
-        seen: set[str] = set()
+    def unwalked_under(self, roots: list[Path], walked: set[str] | None = None) -> Iterator[CachedTrack]:
+        """Rows under `roots`, not marked missing, whose keys `add_walked` was not given since `begin_walk`
+        (or, for a cache read only, a dry run's, that are not in `walked`); each once, however many of
+        `roots` hold it (`scan lib lib/A`)."""
+        seen: set[str] = set() if walked is None else set(walked)
+        unwalked = f"AND path NOT IN (SELECT path FROM temp.{_WALKED})" if walked is None else ""
         for root in roots:
             where, params = under_root(root)
             for row in self.rows(f"SELECT {_TRACK_COLUMNS} FROM {TABLE} WHERE ({where}) AND status <> 'missing' "
-                                 f"AND path NOT IN (SELECT path FROM temp.{_WALKED})", params):
+                                 f"{unwalked}", params):
                 if row[0] not in seen:
                     seen.add(row[0])
                     yield CachedTrack(*row)

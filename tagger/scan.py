@@ -214,6 +214,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         notes_walk = cache is not None and not dry_run  # the walked keys, to tell which rows' files vanished
         if notes_walk:
             cache.begin_walk()
+        dry_walked: set[str] = set()  # a dry run's walked keys (it writes nothing, a temporary table neither)
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
         last_written: dict[str, str] = {}  # todo's files whose rows say tagged or kept -> the mood moodtag wrote there
@@ -229,6 +230,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 rows.update(_found_again(cache, batch, keyed, rows, spec, claimed, absent, write=not dry_run))
             if notes_walk:
                 cache.add_walked(keys)
+            elif cache and dry_run:
+                dry_walked.update(keys)
+                dry_walked.update(row.path for row in rows.values())  # a moved file's old key: not vanished
             for ref, key in zip(batch, keys):
                 check_stop()
                 row = rows.get(key)
@@ -294,11 +298,12 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             if summary.found % 500 == 0:
                 on_event(ScanEvent("walking", count=summary.found))
         settle(batch)
-        if notes_walk:  # rows under a PATH that is not there (an unmounted share?) stay as they are
+        if cache is not None:  # rows under a PATH that is not there (an unmounted share?) stay as they are
             library = Library.of(roots, include_hidden=include_hidden)
-            gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)])
+            gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)],
+                                                             None if notes_walk else dry_walked)
                     if _gone(row.fs_path) or _walked_by_its_own_name(row.fs_path, library, known)]
-            summary.missing = cache.mark_missing(gone)
+            summary.missing = cache.mark_missing(gone) if notes_walk else len(gone)  # a dry run: would be
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
         on_event(ScanEvent("planned", total=summary.found, todo=len(todo)))

@@ -180,3 +180,23 @@ def test_a_scan_that_writes_nothing_leaves_a_torn_file_and_its_row_alone(lib, tm
     plain = run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", check=True)
     assert f"recovered: {track}: restored as it was before an interrupted tag write" in plain.stderr, plain.stderr
     assert track.read_bytes() == whole and row(db, track)["tag_state"] == "tagged"
+
+
+def test_a_dry_run_counts_the_files_that_would_be_marked_missing(lib, tmp_path, test_model):
+    """A dry run's summary left out the tracks whose files vanished, which the real scan then marked
+    missing. It counts them now (not a file moved elsewhere in the library: its row follows it), and
+    still writes nothing."""
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    wav = next(lib.glob("*.wav"))
+    next(lib.glob("*.flac")).unlink()
+    (lib / "sub").mkdir()
+    wav.rename(lib / "sub" / wav.name)  # moved: not vanished
+    before = db.read_bytes()
+    proc = run_cli("scan", lib, "--db", db, "--model", test_model, "-n", check=True)
+    assert db.read_bytes() == before
+    lines = [line.split() for line in proc.stderr.splitlines() if "vanished" in line]
+    assert lines == [["vanished", "(would", "be", "marked", "missing)", "1"]], proc.stderr
+    proc = run_cli("scan", lib, "--db", db, "--model", test_model, check=True)
+    lines = [line.split() for line in proc.stderr.splitlines() if "vanished" in line]
+    assert lines == [["vanished", "(marked", "missing)", "1"]], proc.stderr

@@ -196,7 +196,7 @@ def _render_summary(summary, stops, *, unread_files: int = 0) -> None:
     if summary.kept:
         table.add_row("own mood kept (--replace-mood replaces it)", str(summary.kept))
     if summary.missing:
-        table.add_row("vanished (marked missing)", str(summary.missing))
+        table.add_row(f"vanished ({'would be ' if summary.dry_run else ''}marked missing)", str(summary.missing))
     if summary.restored:
         table.add_row("interrupted writes undone", str(summary.restored))
     for mood, n in sorted(summary.moods.items()):
