@@ -474,6 +474,26 @@ def _unwritable_beside(path: Path, doing: str) -> str | None:
     return None
 
 
+def _unreadable_beside(path: Path, suffixes: tuple[str, ...] = ("-wal", "-shm")) -> str | None:
+    """The line for a cache whose `-wal` or `-shm` the user may not read (another user's 0600 file, left
+    by his crashed or running writer): SQLite says only "unable to open database file", which called a
+    sound cache unusable. Worded as _unwritable_beside words prune's. None where each may be read."""
+    for suffix in suffixes:
+        beside = Path(f"{path}{suffix}")
+        try:
+            st = beside.stat()
+        except OSError:
+            continue
+        if not _may(beside, os.R_OK):
+            # as in _unwritable_beside: a -wal with committed pages may not go (they would be lost)
+            removable = suffix == "-shm" or st.st_size == 0
+            return (f"{beside}: cannot read the cache: SQLite's {suffix} file beside it is not readable "
+                    f"(permission denied: mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}); make it "
+                    f"readable and writable (chown, chmod u+rw)" + (", or delete it while no program has the "
+                                                                   "cache open" if removable else ""))
+    return None
+
+
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a database that is not a moodtag cache, or whose schema is newer than this moodtag's."""
     names = _table_names(conn)
@@ -613,7 +633,8 @@ class Cache:
                 db.close()
                 return cls._open_upgraded(path)
         except sqlite3.Error as exc:
-            raise db_error(path, exc, UNUSABLE) from None
+            unreadable = _unreadable_beside(path) if "unable to open" in str(exc).lower() else None
+            raise (MoodtagError(unreadable) if unreadable else db_error(path, exc, UNUSABLE)) from None
         return cls(db, path, source=(path, flags))
 
     @staticmethod
@@ -629,10 +650,13 @@ class Cache:
     @classmethod
     def _open_private_copy_of(cls, path: Path) -> "Cache":
         """_open_private_copy (upgraded, as a cache of an older moodtag is: the copy is this command's
-        own), a copy that cannot be made (a full temporary folder) one line."""
+        own), a copy that cannot be made (a full temporary folder, a -wal the user may not read) one line."""
         try:
             return cls._open_private_copy(path, upgrade=True)
         except OSError as exc:
+            unreadable = _unreadable_beside(path, ("-wal",)) if isinstance(exc, PermissionError) else None
+            if unreadable:
+                raise MoodtagError(unreadable) from None
             raise MoodtagError(f"{path}: cannot read the cache: a private copy of it and its -wal (SQLite "
                                f"cannot read them where they are) cannot be made in "
                                f"{tempfile.gettempdir()} ({exc.strerror or exc})") from None
