@@ -543,3 +543,22 @@ def test_a_failure_keeps_untag_for_when_the_file_is_good_again(lib, tmp_path, te
     assert rows(db)[str(track)]["tag_state"] == "untagged"
     scan(lib, db, test_model, "--retag")  # still written on request
     assert read_mood(track) is not None
+
+
+def test_a_kept_file_whose_own_mood_is_taken_out_is_tagged_by_the_next_scan(lib, tmp_path, test_model):
+    """The row's `kept` holds while the file has a mood of its own; once the user takes the mood field
+    out, nothing of theirs is left to keep, and the next scan tags the file (README, scan)."""
+    db = tmp_path / "c.db"
+    track = next(p for p in lib.iterdir() if p.suffix == ".flac")
+    audio = flac.FLAC(track)
+    audio["MOOD"] = ["Happy"]
+    audio.save()
+    run_cli("scan", lib, "--db", db, "--model", test_model, "--jobs", "1", check=True)
+    assert [r["tag_state"] for r in query(db) if r["path"] == str(track)] == ["kept"]
+    audio = flac.FLAC(track)
+    del audio["MOOD"]
+    audio.save()
+    out = {o["path"]: o for o in scan(lib, db, test_model)}
+    assert out[str(track)]["tags"] == "written"
+    assert flac.FLAC(track)["MOOD"] == [out[str(track)]["mood"]]
+    assert [r["tag_state"] for r in query(db) if r["path"] == str(track)] == ["tagged"]
