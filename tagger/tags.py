@@ -735,19 +735,25 @@ class _MP4Fields:
     def put_back(self, tags, moods: list[tuple[tuple, str]]) -> None:
         """Replaced mood values back into the atoms they came from, with their data types: a UTF-16
         one encoded so again; a value encoded otherwise (Latin-1, a byte order mark) as the bytes and
-        type MOODTAG_REPLACED_MOOD kept it in."""
+        type MOODTAG_REPLACED_MOOD kept it in; a UTF-16 one an older moodtag kept (its bytes read as
+        UTF-8: NULs in the text) as those bytes."""
         atoms: dict[str, list] = {}
         for (name, dataformat), text in moods:
             utf16 = dataformat == mp4.AtomDataType.UTF16
             kept = _kept_value(tags, text, utf16=utf16)
-            data = bytes(kept) if kept is not None else text.encode("utf-16-be" if utf16 else "utf-8")
+            # an older moodtag kept a UTF-16 value's bytes as they were, read as UTF-8: text holding NULs
+            older = utf16 and "\x00" in text
+            data = (bytes(kept) if kept is not None else
+                    text.encode("utf-8" if older or not utf16 else "utf-16-be"))
             atoms.setdefault(name, []).append(mp4.MP4FreeForm(data, dataformat=dataformat))
         for name, values in atoms.items():
             tags[name] = values
 
     def add(self, tags, fields: list[tuple[str, str]]) -> None:
         for name, texts in _grouped(fields).items():
-            tags[self.prefix + name] = [_freeform(text, _kept_value(tags, text)) for text in texts]
+            # a replaced value as it was (its bytes and type); moodtag's own fields always as UTF-8
+            tags[self.prefix + name] = [_freeform(text, _kept_value(tags, text) if name == REPLACED_FIELD else None)
+                                        for text in texts]
 
     def text(self, tags, key: str) -> str | None:
         values = tags.get(key)

@@ -1453,3 +1453,43 @@ def test_an_m4a_mood_of_another_encoding_comes_back_as_it_was(tmp_path, sources,
     mood = mp4.MP4(path)["----:com.apple.iTunes:MOOD"]
     assert [(bytes(v), v.dataformat) for v in mood] == [(data, dataformat)]
     assert path.read_bytes() == original
+
+
+def test_moodtags_own_m4a_mood_is_utf8_whatever_the_replaced_one_was(tmp_path, sources):
+    """A user's UTF-16 mood atom with a byte order mark holding moodtag's label ('calm'): --replace-mood
+    wrote moodtag's own MOOD atom with the user's bytes and type (880ab73), which beets' mediafile reads as
+    'c\\x00a\\x00l\\x00m\\x00'. moodtag's fields are UTF-8; only MOODTAG_REPLACED_MOOD keeps the bytes."""
+    path = tmp_path / "own-mood.m4a"
+    shutil.copyfile(sources["m4a"], path)
+    audio = mp4.MP4(path)
+    theirs = mp4.MP4FreeForm("calm".encode("utf-16"), dataformat=mp4.AtomDataType.UTF16)
+    audio["----:com.apple.iTunes:MOOD"] = [theirs]
+    audio.save()
+    original = path.read_bytes()
+    assert write_mood(path, VALUES, replace=True) is True
+    tags = mp4.MP4(path)
+    assert [(bytes(v), v.dataformat) for v in tags["----:com.apple.iTunes:MOOD"]] == [(b"calm", mp4.AtomDataType.UTF8)]
+    assert [(bytes(v), v.dataformat) for v in tags["----:com.apple.iTunes:MOODTAG_REPLACED_MOOD"]] \
+        == [(bytes(theirs), mp4.AtomDataType.UTF16)]
+    assert remove_mood(path) is True and path.read_bytes() == original
+
+
+def test_a_utf16_m4a_mood_an_older_moodtag_replaced_comes_back_as_its_bytes(tmp_path, sources):
+    """An older moodtag kept a UTF-16 mood atom's bytes, read as UTF-8, in a type-1 MOODTAG_REPLACED_MOOD
+    (its origin type 2). 880ab73's untag encoded that text as UTF-16 again: NULs doubled, the user's
+    mood lost. Those bytes go back as they were, into the type-2 atom they came from."""
+    path = tmp_path / "older.m4a"
+    shutil.copyfile(sources["m4a"], path)
+    theirs = "Ruhig".encode("utf-16-be")
+    audio = mp4.MP4(path)
+    audio["----:com.apple.iTunes:MOOD"] = [mp4.MP4FreeForm(theirs, dataformat=mp4.AtomDataType.UTF16)]
+    audio.save()
+    original = path.read_bytes()
+    write_mood(path, VALUES, replace=True)
+    audio = mp4.MP4(path)  # as the older moodtag left it
+    audio["----:com.apple.iTunes:MOODTAG_REPLACED_MOOD"] = [mp4.MP4FreeForm(theirs, dataformat=mp4.AtomDataType.UTF8)]
+    audio.save()
+    assert remove_mood(path) is True
+    mood = mp4.MP4(path)["----:com.apple.iTunes:MOOD"]
+    assert [(bytes(v), v.dataformat) for v in mood] == [(theirs, mp4.AtomDataType.UTF16)]
+    assert path.read_bytes() == original
