@@ -474,7 +474,8 @@ class UndoJournal:
 
     def interrupted(self) -> set[str]:
         """The real paths of files that an interrupted in-place write may have left torn: the complete
-        entries whose file is still the one written (same inode, the old or new size), read and left as
+        entries whose file is still the one written (same inode; the old or new size, where the write
+        had a plan that knew the new one, as recovery judges it), read and left as
         they are. For a scan that writes no file (-n, --no-write), so runs no recovery: such a file is
         not analysed (its analysis would read the torn bytes) and its row stays."""
         torn: set[str] = set()
@@ -499,8 +500,8 @@ class UndoJournal:
             try:
                 path = os.fsdecode(bytes.fromhex(header["path"]))
                 st = os.stat(path, follow_symlinks=False)
-                if (st.st_dev, st.st_ino) == (header["dev"], header["ino"]) \
-                        and st.st_size in (header["old_size"], header["new_size"]):
+                if (st.st_dev, st.st_ino) == (header["dev"], header["ino"]) and (
+                        header["new_size"] is None or st.st_size in (header["old_size"], header["new_size"])):
                     torn.add(os.path.realpath(path))
             except (OSError, KeyError, ValueError, TypeError):
                 continue  # gone, its disk not mounted (not walked either), or not an entry moodtag wrote

@@ -882,3 +882,38 @@ def test_journal_beside_the_cache_is_made_on_first_use(tmp_path, small_sources):
     journal.close()   # its entry file, kept for the next write, goes
     assert not list(journal.folder.iterdir())
     assert read_info(path).format == "ogg"
+
+
+NO_PLAN = """
+import os, signal, sys
+from pathlib import Path
+from tagger.safewrite import UndoJournal, _pwrite
+path, journal = Path(sys.argv[1]), UndoJournal(Path(sys.argv[2]))
+fd = os.open(path, os.O_RDWR)
+st = os.fstat(fd)
+header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
+          "old_size": st.st_size, "atime_ns": st.st_atime_ns, "mtime_ns": st.st_mtime_ns,
+          "new_size": None, "write_set": [], "new_sha256": None}   # as _write_in_place without a plan
+journal._begin(header, [(0, st.st_size)], fd)
+os.ftruncate(fd, st.st_size + 5000)   # mutagen's own save, cut off half way
+_pwrite(fd, os.urandom(4096), 0)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_scan_that_writes_nothing_sees_every_write_recovery_would_undo(tmp_path, small_sources, journal):
+    """UndoJournal.interrupted (what -n and --no-write leave alone, as they run no recovery) judged each
+    entry by the file's old or new size; a write without a plan (mutagen's own save, new size unknown)
+    that grew the file was missed, so those scans analysed the torn file as a false failure. It now
+    names every file recovery would restore."""
+    planned, unplanned = tmp_path / "planned.flac", tmp_path / "unplanned.flac"
+    for path in (planned, unplanned):
+        shutil.copyfile(small_sources["flac"], path)
+    interrupt_a_write(planned, journal, [(0, 8192)])
+    assert journal.interrupted() == {os.path.realpath(planned)}
+    assert [r.path for r in journal.recover() if r.undone] == [planned]
+    proc = subprocess.run([sys.executable, "-c", NO_PLAN, str(unplanned), str(journal.folder)], cwd=REPO,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert journal.interrupted() == {os.path.realpath(unplanned)}
+    assert [r.path for r in journal.recover() if r.undone] == [unplanned]
