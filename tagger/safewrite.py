@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tagger.errors import TagError
+from tagger.errors import TagError, os_text
 
 OVERLAY_LIMIT = 16 << 20    # bytes a plan may hold in memory; past it, `save` runs on a copy instead
 IN_PLACE_LIMIT = 1 << 20    # old bytes always journaled and written in place rather than copying the file
@@ -463,7 +463,7 @@ class UndoJournal:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise TagError(f"cannot read the undo journal {self.folder}: {exc.strerror}") from exc
+            raise self._unreadable(exc) from exc
         done = []
         for name in names:
             if name.endswith(".undo"):
@@ -481,8 +481,10 @@ class UndoJournal:
         torn: set[str] = set()
         try:
             names = sorted(name for name in os.listdir(self.folder) if name.endswith(".undo"))
-        except OSError:
-            return torn  # no journal (FileNotFoundError) or none readable: a writing scan names the cause
+        except FileNotFoundError:
+            return torn
+        except OSError as exc:  # as recover(): the scan stops with one line, before a torn file is read
+            raise self._unreadable(exc) from exc
         for name in names:
             try:
                 fd = os.open(self.folder / name, os.O_RDONLY | os.O_CLOEXEC)
@@ -506,6 +508,9 @@ class UndoJournal:
             except (OSError, KeyError, ValueError, TypeError):
                 continue  # gone, its disk not mounted (not walked either), or not an entry moodtag wrote
         return torn
+
+    def _unreadable(self, exc: OSError) -> TagError:
+        return TagError(f"cannot read the undo journal {self.folder}: {os_text(exc)}")
 
     def _recover_once(self) -> None:
         """Before this journal's first write: finish dead writers' entries, so that none of them can

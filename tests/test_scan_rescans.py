@@ -200,3 +200,20 @@ def test_a_dry_run_counts_the_files_that_would_be_marked_missing(lib, tmp_path, 
     proc = run_cli("scan", lib, "--db", db, "--model", test_model, check=True)
     lines = [line.split() for line in proc.stderr.splitlines() if "vanished" in line]
     assert lines == [["vanished", "(marked", "missing)", "1"]], proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--dry-run", "--no-write"])
+def test_a_scan_that_writes_nothing_stops_on_an_undo_journal_it_cannot_read(lib, tmp_path, test_model, flag):
+    """A writing scan stops with one line where the undo journal cannot be read (here a file in its
+    place); -n and --no-write took it for an empty journal, and analysed files it may name as torn."""
+    from tests.test_faults import one_error_line
+
+    db = tmp_path / "c.db"
+    scan(lib, db, test_model)
+    shutil.rmtree(f"{db}-undo", ignore_errors=True)
+    Path(f"{db}-undo").write_text("not a folder")
+    before = db.read_bytes()
+    proc = run_cli("scan", lib, "--db", db, "--model", test_model, flag, "--force")
+    line = one_error_line(proc)
+    assert line == f"error: cannot read the undo journal {db}-undo: not a directory", line
+    assert db.read_bytes() == before
