@@ -476,8 +476,16 @@ def _unwritable_beside(path: Path, doing: str) -> str | None:
 
 def _unreadable_beside(path: Path, suffixes: tuple[str, ...] = ("-wal", "-shm")) -> str | None:
     """The line for a cache whose `-wal` or `-shm` the user may not read (another user's 0600 file, left
-    by his crashed or running writer): SQLite says only "unable to open database file", which called a
-    sound cache unusable. Worded as _unwritable_beside words prune's. None where each may be read."""
+    by his crashed or running writer), or the cache file itself (named first): SQLite says only "unable
+    to open database file", which called a sound cache unusable. Worded as _unwritable_beside words
+    prune's. None where each may be read."""
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is not None and not _may(path, os.R_OK):  # the cache itself first: the line a user fixes first
+        return (f"{path}: cannot read the cache (permission denied: mode {stat.S_IMODE(st.st_mode):04o}, owner "
+                f"uid {st.st_uid}); make it readable and writable (chown, chmod u+rw)")
     for suffix in suffixes:
         beside = Path(f"{path}{suffix}")
         try:

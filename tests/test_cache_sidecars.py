@@ -107,3 +107,29 @@ def test_an_unreadable_wal_or_shm_is_named_by_every_read_command(tmp_path, scann
     proc = _as_owner("query", "--db", db, "--json")  # the cache was sound all along
     assert proc.returncode == 0 and proc.stdout.count('"path"') == 2, proc.stderr
     assert (proc.stdout.count('"in the wal"') == 2) == pages
+
+
+@pytest.mark.parametrize("with_wal", [False, True], ids=["alone", "and-its-wal"])
+def test_an_unreadable_cache_file_is_named_first(tmp_path, scanned, with_wal):
+    """A cache file the user may not read (another user's 0600 file) said `unusable cache database
+    (unable to open database file)`, which invites deleting it; with its -wal unreadable too, the -wal
+    was named, and once that was fixed the next run named the cache. The cache file is named first."""
+    db = _with_wal(scanned, tmp_path / "cache", pages=True)
+    paths = [db, Path(f"{db}-wal")] if with_wal else [db]
+    if not with_wal:
+        for side in ("-wal", "-shm"):
+            Path(f"{db}{side}").unlink()
+    for path in paths:
+        path.chmod(0o000)
+    before = _state(db.parent)
+    try:
+        for args in READERS:
+            proc = _as_owner(*[a.format(lib=scanned[0]) for a in args], "--db", db)
+            lines = proc.stderr.strip().splitlines()
+            assert proc.returncode == 1 and len(lines) == 1, (args, proc.stderr)
+            assert lines[0] == (f"error: {db}: cannot read the cache (permission denied: mode 0000, owner uid "
+                                f"{os.getuid()}); make it readable and writable (chown, chmod u+rw)"), (args, lines[0])
+            assert _state(db.parent) == before, args
+    finally:
+        for path in paths:
+            path.chmod(0o644)
