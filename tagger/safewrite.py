@@ -474,8 +474,7 @@ class UndoJournal:
 
     def interrupted(self) -> set[str]:
         """The real paths of files that an interrupted in-place write may have left torn: the complete
-        entries whose file is still the one written (same inode; the old or new size, where the write
-        had a plan that knew the new one, as recovery judges it), read and left as
+        entries whose file is still the one written (same inode, a size that fits: _size_fits), read and left as
         they are. For a scan that writes no file (-n, --no-write), so runs no recovery: such a file is
         not analysed (its analysis would read the torn bytes) and its row stays."""
         torn: set[str] = set()
@@ -502,8 +501,7 @@ class UndoJournal:
             try:
                 path = os.fsdecode(bytes.fromhex(header["path"]))
                 st = os.stat(path, follow_symlinks=False)
-                if (st.st_dev, st.st_ino) == (header["dev"], header["ino"]) and (
-                        header["new_size"] is None or st.st_size in (header["old_size"], header["new_size"])):
+                if (st.st_dev, st.st_ino) == (header["dev"], header["ino"]) and _size_fits(header, st.st_size):
                     torn.add(os.path.realpath(path))
             except (OSError, KeyError, ValueError, TypeError):
                 continue  # gone, its disk not mounted (not walked either), or not an entry moodtag wrote
@@ -735,6 +733,12 @@ def _recover_copy(path: Path, tmp: Path) -> Restored | None:
     return Restored(path, f"deleted the unfinished copy {tmp.name}; the file is as it was")
 
 
+def _size_fits(header: dict, size: int) -> bool:
+    """Whether a file of `size` bytes may still be the one an in-place entry's write left: its old or new
+    size, or any where the write had no plan that knew the new one. (Recovery and `interrupted` judge alike.)"""
+    return header["new_size"] is None or size in (header["old_size"], header["new_size"])
+
+
 def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
     header = entry.header
     try:
@@ -749,7 +753,7 @@ def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (header["dev"], header["ino"]):
             return Restored(path, "left alone: another file has its name now")
-        if header["new_size"] is not None and st.st_size not in (header["old_size"], header["new_size"]):
+        if not _size_fits(header, st.st_size):
             return Restored(path, "left alone: it changed after the interrupted write")
         if header["new_sha256"] and st.st_size == header["new_size"] \
                 and _hash_ranges(fd, header["write_set"]) == header["new_sha256"]:

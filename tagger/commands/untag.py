@@ -126,8 +126,9 @@ def _row_of(cache, ref, *, move: bool):
     if not move:
         return Path(os.fsdecode(row.fs_path)), row
     key, raw = path_key(ref.path)
-    cache.found_again([(row.path, replace(row, path=key, path_bytes=raw, status=row.present_status))])
-    return ref.path, cache.row_of(ref.path)[1]
+    moved = replace(row, path=key, path_bytes=raw, status=row.present_status)
+    cache.found_again([(row.path, moved)])
+    return ref.path, moved
 
 
 def _existing(paths: list[Path]) -> tuple[list[Path], list[Exception]]:
