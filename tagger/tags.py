@@ -812,7 +812,9 @@ class _KeptIlst(mp4.MP4Tags):
             fileobj.seek(atom.offset)
             raw = fileobj.read(atom.length)
             self.file_atoms.append((_ilst_key(atom.name, raw[atom._dataoffset - atom.offset:]), raw))
-        self.loaded = {key: list(values) for key, values in self.items()}
+        # a copy of each key's values to tell a change by; cpil, pgap and pcst hold a bool, not a list (beets,
+        # iTunes and Picard write cpil)
+        self.loaded = {key: list(values) if isinstance(values, list) else values for key, values in self.items()}
 
     @loadfile(writable=True)
     def save(self, filething=None, padding=None):

@@ -523,6 +523,25 @@ def test_an_m4a_files_other_atoms_are_written_back_as_they_were(tmp_path, source
     assert ilst_atoms(path) == others
 
 
+
+@pytest.mark.parametrize("key, value", [("cpil", True), ("pgap", False), ("pcst", True), ("stik", [1])])
+def test_an_m4a_with_a_flag_atom_is_tagged_and_untagged(tmp_path, sources, key, value):
+    """mutagen holds cpil, pgap and pcst as a bool, not a list of values: every M4A that beets has written
+    (cpil), and many from iTunes or Picard, failed as 'broken M4A file: 'bool' object is not iterable',
+    for a scan, untag and --replace-mood alike, at every scan. The flag is kept, atom and all."""
+    path = tmp_path / f"{key}.m4a"
+    shutil.copyfile(sources["m4a"], path)
+    tags = mp4.MP4(path)
+    tags["\xa9nam"] = "Title"
+    tags[key] = value
+    tags.save()
+    others = ilst_atoms(path)
+    assert write_mood(path, VALUES) is True
+    assert read_mood(path) == VALUES and mp4.MP4(path)[key] == value
+    assert ilst_atoms(path)[:len(others)] == others
+    assert remove_mood(path) is True
+    assert ilst_atoms(path) == others
+
 CHAPTER_INNER = {  # frames inside a CHAP that mutagen's reader or save would lose, by version
     "damaged": (4, lambda v: frame("TKEY", b"\x09xx", v)),
     "grouped": (4, lambda v: frame("TIT2", b"\x07\x03Sub", v, GROUP[v])),
