@@ -68,6 +68,7 @@ class ScanSummary:
     cached: int = 0
     failed: int = 0
     written: int = 0
+    would_write: int = 0        # a dry run's tag writes that a scan would make
     tag_failures: int = 0
     failed_before: int = 0      # cached failures (their files unchanged since), not tried again
     missing_paths: int = 0      # PATHs given that did not exist or could not be looked at (each a problem)
@@ -713,6 +714,8 @@ def _account(summary: ScanSummary, outcome: TrackOutcome) -> None:
         summary.moods[outcome.result.mood] += 1
     if outcome.tags == "written":
         summary.written += 1
+    elif outcome.tags == "would write":
+        summary.would_write += 1
     elif outcome.tags == "untagged":
         summary.untagged += 1
     elif outcome.tags == "kept":

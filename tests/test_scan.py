@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -119,6 +120,10 @@ def test_dry_run_writes_neither_tags_nor_cache(library, test_model, tmp_path):
     assert "would tag" in proc.stderr
     assert snapshot(library) == before
     assert not db.exists()
+    # the summary counts what the lines say would be written (it said 'tags written 0', under them)
+    would = proc.stderr.count("would tag ")
+    assert would == len(before) and re.search(rf"tags that would be written +{would}\b", proc.stderr), proc.stderr
+    assert "tags written" not in proc.stderr
 
 
 def test_no_write_fills_the_cache_and_a_later_scan_tags_without_decoding(library, test_model, tmp_path):

@@ -184,7 +184,10 @@ def _render_summary(summary, stops, *, unread_files: int = 0) -> None:
     table.add_row("tracks found", str(summary.found))
     table.add_row("analysed", str(summary.analysed))
     table.add_row("unchanged (cached)", str(summary.cached))
-    table.add_row("tags written", str(summary.written))
+    if summary.dry_run:
+        table.add_row("tags that would be written", str(summary.would_write))
+    else:
+        table.add_row("tags written", str(summary.written))
     table.add_row("failed", str(summary.failed + summary.tag_failures + unread_files))
     not_reached = _walk_problems(summary) - unread_files
     if not_reached:  # not files: folders it could not list, broken links, PATHs not there
