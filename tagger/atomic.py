@@ -6,7 +6,12 @@ The temporary file is made with a name of its own that no one else can have take
 creation: never an existing file, never through a symlink planted under that name) and a short one,
 so that a destination whose name is already as long as the file system allows can still be written.
 A destination that exists and is not a regular file (a named pipe, `/dev/stdout`, a terminal, a
-device) is not replaced: the content is written into it, as a shell's `>` would."""
+device) is not replaced: the content is written into it, as a shell's `>` would.
+
+Nothing is made through a link that leads nowhere (a playlist or a folder linked to a disk not mounted
+now): the folders made under the empty mount point would be hidden, with the file written there, once the
+disk is mounted again. A LinkError names the link and where it leads instead; only folders the
+destination's own path names, below the last link on it that leads somewhere, are made where missing."""
 from __future__ import annotations
 
 import contextlib
@@ -20,12 +25,20 @@ from typing import BinaryIO, Callable
 _TMP_NAME_CHARS = 40  # of the destination's name, in the temporary file's name (kept short: NAME_MAX)
 
 
+class LinkError(FileNotFoundError):
+    """A link on the way to the file to write leads where there is no folder (its disk not mounted, say):
+    `strerror` is the cause in words, `filename` the link."""
+
+    def __init__(self, cause: str, link: Path) -> None:
+        super().__init__(errno.ENOENT, cause, str(link))
+
+
 def replace_file(dest: Path, write: Callable[[BinaryIO], None], *, tmp_prefix: str = "") -> None:
     """Write the new content of `dest` with `write(fh)` into a temporary file beside the file `dest` names
     (named `tmp_prefix`, up to 40 characters of its name, a unique part, `.tmp`), then rename it over
     that file; a `dest` that is a named pipe or a device is written into instead. Raises what `write`
-    or the file system raises (NotADirectoryError for a destination under a file); the temporary file
-    is never left behind."""
+    or the file system raises (NotADirectoryError for a destination under a file, LinkError for one through
+    a link that leads nowhere: nothing is made there); the temporary file is never left behind."""
     try:
         st = os.stat(dest)  # through links
     except (FileNotFoundError, NotADirectoryError):
@@ -34,8 +47,14 @@ def replace_file(dest: Path, write: Callable[[BinaryIO], None], *, tmp_prefix: s
         with open(dest, "wb") as fh:  # a pipe, a terminal, a device: there is no file to replace
             write(fh)
         return
-    target = Path(os.path.realpath(dest)) if dest.is_symlink() else dest
-    _make_folder(target.parent)
+    if dest.is_symlink():
+        target = Path(os.path.realpath(dest))
+        if not target.parent.is_dir():  # nothing made through a link: a disk not mounted would hide it
+            raise _in_the_way(target.parent) or LinkError(
+                f"{dest} links to {target}, whose folder does not exist: a disk not mounted?", dest)
+    else:
+        target = dest
+        _make_folder(target.parent)
     fd, name = tempfile.mkstemp(prefix=f"{tmp_prefix}{target.name[:_TMP_NAME_CHARS]}.", suffix=".tmp",
                                 dir=target.parent)
     tmp = Path(name)
@@ -51,14 +70,30 @@ def replace_file(dest: Path, write: Callable[[BinaryIO], None], *, tmp_prefix: s
 
 
 def _make_folder(folder: Path) -> None:
-    """The folder made where it is missing; NotADirectoryError naming the file that stands in its way."""
+    """The folder made where it is missing; NotADirectoryError naming the file that stands in its way, LinkError
+    naming a link on its path that leads nowhere (mkdir makes nothing through it)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocking = folder
-        while not blocking.exists() and blocking.parent != blocking:
-            blocking = blocking.parent
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(blocking)) from None
+        error = _in_the_way(folder)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _in_the_way(folder: Path) -> OSError | None:
+    """Why `folder` is not there, from the nearest name on its path that is: a link that leads nowhere
+    (LinkError naming it and where it leads), a file (NotADirectoryError naming it); None for a folder (the
+    rest is only missing)."""
+    there = folder
+    while not os.path.lexists(there) and there.parent != there:
+        there = there.parent
+    if there.is_dir():
+        return None
+    if there.is_symlink() and not there.exists():
+        return LinkError(f"{there} links to {os.path.realpath(there)}, which does not exist: a disk not mounted?",
+                         there)
+    return NotADirectoryError(errno.ENOTDIR, "Not a directory", str(there))
 
 
 def _give_mode(fd: int, old: Path, st: os.stat_result | None) -> None:
@@ -87,7 +122,8 @@ def _umask() -> int:
 
 
 def why_not_written(exc: OSError) -> str:
-    """replace_file's error in words: the file in the way of a folder named, else the system's reason."""
+    """replace_file's error in words: the file in the way of a folder named, a link that leads nowhere named
+    with where it leads (LinkError's own words), else the system's reason."""
     if isinstance(exc, NotADirectoryError) and exc.filename:
         return f"{exc.filename} is a file, not a folder"
     return exc.strerror or str(exc)
