@@ -43,9 +43,23 @@ SHUFFLE_FUNCTION = "moodtag_shuffled_place_{}"  # SQL function: row id -> its pl
 DENSE_ROWIDS = 4  # row ids spread over less than 4 times their number: their places go in an array
 
 # Every character that a line-oriented reader (Python's str.splitlines included) may take as the end
-# of a line: a path holding one cannot be written as a single M3U line.
+# of a line: a path holding one cannot be written as a single M3U line. MPD splits a playlist on '\n'
+# only, and loads a name holding any of the others (tests/test_mpd.py): for MPD only '\n' and '\r' (the
+# end of a line to most other readers) keep a name out (MPD_LINE_BREAKS).
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+MPD_LINE_BREAKS = frozenset("\n\r")
 _LINE_BREAK_RE = re.compile("[" + re.escape("".join(sorted(LINE_BREAKS))) + "]+")
+# moodtag's mark on the playlists it writes, so that it replaces its own and no one else's
+# (check_replaceable). M3U: a plain comment line after #EXTM3U, not `#PLAYLIST:NAME`, which Navidrome
+# takes as the playlist's name in place of the file name the user chose (`-o "Evening.m3u8"`); every
+# reader skips a '#' line it does not know: MPD skips all of them, Navidrome all but #PLAYLIST:
+# (core/playlists.go), Jellyfin's PlaylistsNET all but #EXTINF, #EXTALB, #EXTART, VLC all but its
+# directives (m3u.c: '# moodtag:' is none). Line 1 stays exactly #EXTM3U (PlaylistsNET compares the line).
+M3U_MARK = "# moodtag: "
+# XSPF: the playlist's <creator>, "the entity that authored the playlist" (XSPF 1.0), before <trackList>.
+XSPF_MARK = "<creator>moodtag</creator>"
+MARK_READ = 65536  # bytes read from the start of a file to find the mark (the head is far shorter)
+_M3U_MARKED = re.compile(rb"(?:\xef\xbb\xbf)?#EXTM3U[ \t]*\r?\n" + re.escape(M3U_MARK.encode()))
 # What quote_from_bytes(..., safe="/") leaves as it is.
 _URI_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
 # Characters XML 1.0 cannot hold at all (tag texts are cleaned of them).
@@ -210,8 +224,8 @@ def save_playlist(cache: Cache, request: PlaylistRequest, dest: Path,
     cache into the file (memory flat), atomically."""
     left_out, counted = LeftOut(), _Counted()
     entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, home=layout.home, left_out=left_out))
-    write_playlist(playlist_chunks(entries, fmt=layout.fmt, base=layout.base, title=f"moodtag: {request.mood}",
-                                   checked=True), dest)
+    write_playlist(playlist_chunks(entries, fmt=layout.fmt, base=layout.base, mood=request.mood, checked=True),
+                   dest)
     return Written(request, layout.fmt, counted.n, left_out)
 
 
@@ -266,9 +280,8 @@ def save_playlists(cache: Cache, requests: list[tuple[PlaylistRequest, Path]], l
                 done.update(zip(share, results))
         for j, (request, dest) in enumerate(requests):
             pieces = sorted(piece for piece in done if piece[0] == j)
-            title = f"moodtag: {request.mood}"
-            head = "".join(playlist_chunks([], fmt=layout.fmt, base=layout.base, title=title, tail=False))
-            tail = "".join(playlist_chunks([], fmt=layout.fmt, base=layout.base, title=title, head=False))
+            head = "".join(playlist_chunks([], fmt=layout.fmt, base=layout.base, mood=request.mood, tail=False))
+            tail = "".join(playlist_chunks([], fmt=layout.fmt, base=layout.base, mood=request.mood, head=False))
             write_playlist(itertools.chain([head], *(kept_blocks(files[piece]) for piece in pieces), [tail]), dest)
             counts = [done[piece] for piece in pieces]
             yield Written(request, layout.fmt, sum(n for n, _ in counts), LeftOut.joined(left for _, left in counts))
@@ -300,8 +313,7 @@ def print_playlist(cache: Cache, request: PlaylistRequest, write: Callable[[str]
     """As save_playlist, but each chunk of text goes to `write` (standard output)."""
     left_out, counted = LeftOut(), _Counted()
     entries = counted.of(select_entries(cache, request, fmt=layout.fmt, library=layout.library, home=layout.home, left_out=left_out))
-    for chunk in playlist_chunks(entries, fmt=layout.fmt, base=layout.base, title=f"moodtag: {request.mood}",
-                                 checked=True):
+    for chunk in playlist_chunks(entries, fmt=layout.fmt, base=layout.base, mood=request.mood, checked=True):
         write(chunk)
     return Written(request, layout.fmt, counted.n, left_out)
 
@@ -386,6 +398,40 @@ def check_not_emptied(dest: Path, request: PlaylistRequest, others: OtherModels,
     raise MoodtagError(f"{dest}: not replaced by an empty {request.mood} playlist: its {others.count} cached "
                        f"track{'s were' if others.count != 1 else ' was'} analysed by another model "
                        f"({', '.join(others.models)}): run `moodtag scan`, or --any-model")
+
+
+def check_replaceable(dest: Path, mood: str, fmt: str, *, force: bool = False) -> None:
+    """Raise MoodtagError rather than replace a playlist file that moodtag did not write: a regular file
+    with entries (playlist_has_entries) and no mark of moodtag's (written_by_moodtag), such as the calm.m3u
+    that MPD's `mpc save calm` writes into its playlist folder (bare paths, no #EXTM3U) or a user's own
+    calm.m3u8, which `playlists` replaced with exit status 0. `force` (--force) replaces it. A file with no
+    entries is replaced, and a pipe or a device is written into (never read), as before. moodtag 0.4 and
+    earlier marked none of their playlists: each needs --force once, which the message says."""
+    path = dest.expanduser()
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # none there (nor behind a link): nothing to lose
+        return
+    if force or not regular or written_by_moodtag(path) or not playlist_has_entries(path, fmt):
+        return
+    mark = XSPF_MARK if fmt == "xspf" else f"'{M3U_MARK.strip()}' line"
+    raise MoodtagError(f"{dest}: not replaced by the {mood} playlist: it has entries and no {mark}, the mark of a "
+                       "playlist moodtag wrote: move it, or --force to replace it (once, for a playlist moodtag 0.4 "
+                       "or earlier wrote, before it marked its playlists)")
+
+
+def written_by_moodtag(path: Path) -> bool:
+    """Whether the file at `path` carries moodtag's mark: M3U_MARK as the line after #EXTM3U, or XSPF_MARK
+    before <trackList> (read from its first MARK_READ bytes; False if it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MARK_READ)
+    except OSError:
+        return False
+    if _M3U_MARKED.match(head):
+        return True
+    before, found, _ = head.partition(b"<trackList")
+    return bool(found) and XSPF_MARK.encode() in before
 
 
 def playlist_has_entries(path: Path, fmt: str) -> bool:
@@ -885,11 +931,14 @@ def m3u_can_hold(entry: PlaylistEntry) -> bool:
 
 def m3u_problem(entry: PlaylistEntry, *, for_player: bool = False) -> str | None:
     """Why an M3U8 line cannot carry this entry's path, or None. `for_player`: a playlist for a player
-    that takes only M3U (MPD), so XSPF is not offered in its place."""
+    that takes only M3U (MPD), so XSPF is not offered in its place, and whose reader splits lines on '\n'
+    only: only '\n' and '\r' are line breaks there (MPD_LINE_BREAKS), not '\v', U+2028 and the like."""
     other = "" if for_player else "; --format xspf can"
     if entry.raw_path is not None:
         return f"its name is not valid UTF-8 (an M3U line cannot hold it{other})"
-    if not entry.path.isprintable() and _LINE_BREAK_RE.search(entry.path):  # a line break is not printable
+    path = entry.path
+    if not path.isprintable() and (("\n" in path or "\r" in path) if for_player  # a line break is not printable
+                                   else _LINE_BREAK_RE.search(path)):
         return f"its name holds a line break (an M3U line cannot hold it{other})"
     return None
 
@@ -986,21 +1035,27 @@ def _parts(path: str) -> list[str]:
     return [part for part in path.split(os.sep) if part]
 
 
-def render_m3u8(entries: Iterable[PlaylistEntry], *, base: Path | None = None) -> str:
-    """An extended M3U playlist (UTF-8 text): #EXTM3U, then #EXTINF and a path line per entry.
+def render_m3u8(entries: Iterable[PlaylistEntry], *, base: Path | None = None, mood: str | None = None) -> str:
+    """An extended M3U playlist (UTF-8 text): #EXTM3U, moodtag's mark when `mood` is given (m3u_mark), then
+    #EXTINF and a path line per entry.
 
     Entries that cannot be written on one line (see `m3u_can_hold`) must be filtered out before.
     """
-    return "".join(m3u8_chunks(entries, base=base))
+    return "".join(m3u8_chunks(entries, base=base, mood=mood))
+
+
+def m3u_mark(mood: str) -> str:
+    """The line that marks an M3U as moodtag's playlist of `mood` (M3U_MARK), and says what it means."""
+    return f"{M3U_MARK}{_one_line(mood)} tracks; moodtag replaces this file (remove this line to keep your edits)"
 
 
 def m3u8_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None, checked: bool = False,
-                head: bool = True) -> Iterator[str]:
+                head: bool = True, mood: str | None = None) -> Iterator[str]:
     """render_m3u8's text in chunks of a few hundred entries. checked: the entries come from select_entries,
-    which left out those an M3U line cannot hold. head: the #EXTM3U line first (not for a run of entries
-    that goes after others)."""
+    which left out those an M3U line cannot hold. head: the #EXTM3U line first, and the mark of `mood`'s
+    playlist (not for a run of entries that goes after others)."""
     location_of = _Locations(base)
-    lines = ["#EXTM3U"] if head else []
+    lines = (["#EXTM3U"] + ([m3u_mark(mood)] if mood is not None else [])) if head else []
     append, relative = lines.append, base is not None
     folder = prefix = None
     for entry in entries:
@@ -1031,23 +1086,29 @@ def m3u8_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None, c
         yield "\n".join(lines) + "\n"
 
 
-def render_xspf(entries: Iterable[PlaylistEntry], *, base: Path | None = None, title: str | None = None) -> str:
+def render_xspf(entries: Iterable[PlaylistEntry], *, base: Path | None = None, title: str | None = None,
+                mood: str | None = None) -> str:
     """An XSPF playlist (XML): percent-encoded file:// URIs (relative URIs when `base` is given)."""
-    return "".join(xspf_chunks(entries, base=base, title=title))
+    return "".join(xspf_chunks(entries, base=base, title=title, mood=mood))
 
 
 def xspf_chunks(entries: Iterable[PlaylistEntry], *, base: Path | None = None,
-                title: str | None = None, head: bool = True, tail: bool = True) -> Iterator[str]:
+                title: str | None = None, head: bool = True, tail: bool = True,
+                mood: str | None = None) -> Iterator[str]:
     """render_xspf's text in chunks, written element by element (no tree held in memory). head / tail: the
-    elements before the first track / after the last (a run of tracks among others has neither)."""
+    elements before the first track / after the last (a run of tracks among others has neither). mood:
+    moodtag's playlist of that mood, titled `moodtag: MOOD` (unless `title` is given) and marked (XSPF_MARK)."""
     def element(tag: str, text: str, indent: str) -> str:
         return f"{indent}<{tag}>{xml_escape(_xml_text(text))}</{tag}>"
 
     lines = []
     if head:
         lines += ['<?xml version="1.0" encoding="UTF-8"?>', f'<playlist xmlns="{XSPF_NS}" version="1">']
+        title = f"moodtag: {mood}" if title is None and mood is not None else title
         if title:
             lines.append(element("title", title, "  "))
+        if mood is not None:
+            lines.append(f"  {XSPF_MARK}")
         lines.append("  <trackList>")
     location_of = _Locations(base)
     append, uri, folder_uri, base_path = lines.append, location_of.uri, location_of.folder_uri, location_of.base_path
@@ -1109,20 +1170,21 @@ def _uri(location: str | bytes, base: Path | None) -> str:
 
 def playlist_chunks(entries: Iterable[PlaylistEntry], *, fmt: str, base: Path | None = None,
                     title: str | None = None, checked: bool = False, head: bool = True,
-                    tail: bool = True) -> Iterator[str]:
+                    tail: bool = True, mood: str | None = None) -> Iterator[str]:
     """The playlist text in format `fmt` (m3u8, m3u or xspf), in chunks. checked: see m3u8_chunks. head /
-    tail: what goes before the first entry / after the last (for a run of entries among others: neither)."""
+    tail: what goes before the first entry / after the last (for a run of entries among others: neither).
+    mood: the text is moodtag's playlist of that mood, marked as moodtag's in its head (see M3U_MARK)."""
     if fmt in M3U_FORMATS:
-        return m3u8_chunks(entries, base=base, checked=checked, head=head)  # an M3U ends with its last entry
+        return m3u8_chunks(entries, base=base, checked=checked, head=head, mood=mood)  # ends with its last entry
     if fmt == "xspf":
-        return xspf_chunks(entries, base=base, title=title, head=head, tail=tail)
+        return xspf_chunks(entries, base=base, title=title, head=head, tail=tail, mood=mood)
     raise MoodtagError(f"unknown playlist format {fmt!r} (choose one of: {', '.join(FORMATS)})")
 
 
 def render_playlist(entries: Iterable[PlaylistEntry], *, fmt: str, base: Path | None = None,
-                    title: str | None = None) -> str:
+                    title: str | None = None, mood: str | None = None) -> str:
     """The playlist text in format `fmt` (m3u8, m3u or xspf)."""
-    return "".join(playlist_chunks(entries, fmt=fmt, base=base, title=title))
+    return "".join(playlist_chunks(entries, fmt=fmt, base=base, title=title, mood=mood))
 
 
 def playlist_file_name(mood: str, fmt: str) -> str:

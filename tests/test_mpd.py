@@ -163,10 +163,13 @@ def cached_moods(db: Path) -> dict[str, str]:
 
 
 def m3u_paths(path: Path) -> list[str]:
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    """The path lines of an M3U, split as MPD splits it: on \\n only (not str.splitlines' \\v, U+2028 and others)."""
+    return [line for line in path.read_text(encoding="utf-8").split("\n") if line and not line.startswith("#")]
 
 
 def test_mpd_lists_and_loads_every_playlist(mpd_setup):
+    from tagger.playlists import m3u_mark
+
     music, playlists, client = mpd_setup["music"], mpd_setup["playlists"], mpd_setup["client"]
     result = run_cli("playlists", "--db", mpd_setup["db"], "--for", "mpd", "--music-dir", music,
                      "--out-dir", playlists, check=True)
@@ -183,6 +186,8 @@ def test_mpd_lists_and_loads_every_playlist(mpd_setup):
     database = set(client.values("listall", key="file"))
     seen = []
     for mood in labels:
+        # moodtag's mark, the line after #EXTM3U: a comment to MPD, which loads every entry all the same
+        assert (playlists / f"{mood}.m3u").read_text(encoding="utf-8").split("\n")[:2] == ["#EXTM3U", m3u_mark(mood)]
         written = m3u_paths(playlists / f"{mood}.m3u")
         expected = [os.path.normpath(p) for p in written]
         assert client.values("listplaylist", mood, key="file") == expected
@@ -243,15 +248,51 @@ def test_tracks_reached_through_a_folder_link_inside_the_music_folder(mpd_setup,
         result = run_cli("playlists", "--db", db, "--for", "mpd", "--music-dir", music, "--out-dir", tmp_path / "pl",
                          check=True)
         assert result.stderr.count("outside the music folder") == 1 and "far away.flac" in result.stderr
-        written = {p.stem: m3u_paths(p) for p in (tmp_path / "pl").iterdir()}
+        written = _loaded_by_mpd(tmp_path / "pl", playlists, client, "nas")
         assert sorted(p for paths in written.values() for p in paths) == sorted(f"NAS/{name}" for name in names)
-        client.update()
-        for mood, paths in written.items():
-            shutil.copyfile(tmp_path / "pl" / f"{mood}.m3u", playlists / f"nas-{mood}.m3u")
-            assert client.loaded(f"nas-{mood}") == paths, f"MPD loaded not every entry of {mood}"
-            (playlists / f"nas-{mood}.m3u").unlink()
     finally:
         link.unlink()
+        client.update()
+
+
+def _loaded_by_mpd(out: Path, playlists: Path, client, prefix: str) -> dict[str, list[str]]:
+    """Each playlist moodtag wrote into `out` (mood -> its entries), after checking that MPD, given it in its
+    playlist folder as PREFIX-MOOD.m3u, loads every entry of it."""
+    written = {p.stem: m3u_paths(p) for p in out.iterdir()}
+    client.update()
+    for mood, paths in written.items():
+        shutil.copyfile(out / f"{mood}.m3u", playlists / f"{prefix}-{mood}.m3u")
+        assert client.loaded(f"{prefix}-{mood}") == paths, f"MPD loaded not every entry of {mood}"
+        (playlists / f"{prefix}-{mood}.m3u").unlink()
+    return written
+
+
+def test_names_holding_a_vertical_tab_or_a_unicode_line_separator_load(mpd_setup, tmp_path):
+    """MPD splits a playlist on \\n only: a name holding \\v, \\f, \\x1c-\\x1e, U+0085, U+2028 or U+2029 inside
+    is one line to it, and loads. --for mpd left them out as holding a line break; it writes them now, and MPD
+    loads every entry."""
+    music, playlists, client = mpd_setup["music"], mpd_setup["playlists"], mpd_setup["client"]
+    odd = music / "odd names"
+    names = ["v\x0bmid.flac", "f\x0cmid.ogg", "fs\x1cmid.flac", "gs\x1dmid.opus", "rs\x1emid.flac",
+             "nel\x85mid.ogg", "ls\u2028mid.flac", "ps\u2029mid.opus"]
+    odd.mkdir()
+    try:
+        for i, name in enumerate(names):
+            made = odd / f"track{i}{Path(name).suffix}"
+            synth.make_track(made, "calm" if i % 2 else "exciting", 8.0, seed=70 + i)
+            try:
+                made.rename(odd / name)
+            except OSError as exc:
+                pytest.skip(f"this file system takes no name {name!r} ({exc})")
+        db = tmp_path / "odd.db"
+        run_cli("scan", odd, "--db", db, "--no-write", check=True)
+        result = run_cli("playlists", "--db", db, "--for", "mpd", "--music-dir", music, "--out-dir", tmp_path / "pl",
+                         check=True)
+        assert "line break" not in result.stderr, result.stderr
+        written = _loaded_by_mpd(tmp_path / "pl", playlists, client, "odd")
+        assert sorted(p for paths in written.values() for p in paths) == sorted(f"odd names/{n}" for n in names)
+    finally:
+        shutil.rmtree(odd)
         client.update()
 
 

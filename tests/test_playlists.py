@@ -215,7 +215,7 @@ def test_relative_to_and_music_dir_through_a_symlink(library, model, tmp_path):
                "-o", str(tmp_path / "calm.m3u")], model[0])
     assert mpd.exit_code == 0 and "outside the music folder" not in mpd.stderr
     assert m3u_lines(tmp_path / "calm.m3u") == [line for line in plain.stdout.splitlines()[1:]
-                                                if not line.startswith("#EXT")]
+                                                if not line.startswith("#")]
     # the reverse: a cache whose keys go through the link, the real folder named
     through = tmp_path / "through-link.db"
     raw = os.fsencode(link) + library["raw"][len(os.fsencode(root)):]
@@ -352,11 +352,13 @@ def test_playlists_report_one_plain_line_each(library, model, tmp_path):
 def test_m3u_suffix_and_for_mpd(library, model, tmp_path):
     """.m3u is the M3U8 text under MPD's suffix; --for mpd: paths relative to --music-dir, one line per
     problem (MPD itself is in tests/test_mpd.py)."""
+    from tagger.playlists import m3u_mark
+
     db, root = str(library["db"]), library["root"]
     out = tmp_path / "calm.m3u"  # format from the suffix
     assert run(["playlist", "calm", "--db", db, "-o", str(out), "--relative-to", str(root)], model[0]).exit_code == 0
     text = out.read_text(encoding="utf-8")
-    assert text.startswith("#EXTM3U\n#EXTINF:") and "./#hash first.mp3\n" in text
+    assert text.startswith(f"#EXTM3U\n{m3u_mark('calm')}\n#EXTINF:") and "./#hash first.mp3\n" in text
     assert set(p for _, p in read_m3u(text, root)) == expected_calm(library, m3u=True)
 
     result = run(["playlists", "--db", db, "--for", "mpd", "--music-dir", str(root / "sub dir"),
@@ -370,7 +372,7 @@ def test_m3u_suffix_and_for_mpd(library, model, tmp_path):
 
 
 def m3u_lines(path: Path) -> list[str]:
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#EXT")]
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -634,11 +636,41 @@ def test_a_name_with_a_backslash_is_written_into_m3u_only_real_non_utf8_and_line
         os.fsdecode(os.fsencode(root) + b"/" + name) for name in names)
 
 
+def test_for_mpd_a_name_holding_a_vertical_tab_or_a_unicode_line_separator_is_written(model, tmp_path):
+    """--for mpd left out a name holding \\v, \\f, \\x1c-\\x1e, U+0085, U+2028 or U+2029 ('its name holds a line
+    break'), though MPD splits a playlist on \\n only and loads them (tests/test_mpd.py). For MPD only \\n and \\r
+    keep a name out now; a plain M3U, for players whose readers may split on any of them, still leaves all out."""
+    from tests.conftest import run_cli
+
+    _, spec = model
+    root, db = tmp_path / "Music", tmp_path / "c.db"
+    root.mkdir()
+    odd = ["v\x0bmid.wav", "f\x0cmid.wav", "fs\x1cmid.wav", "rs\x1emid.wav", "nel\x85mid.wav", "ls\u2028mid.wav",
+           "ps\u2029mid.wav"]
+    broken = ["two\nlines.wav", "cr\rmid.wav"]
+    with Cache.open(db) as cache:
+        for i, name in enumerate(["plain.wav", *odd, *broken]):
+            (root / name).write_bytes(b"x")
+            cache.record(_result(root / name, "calm", 0.1 + i / 100, spec), TrackRef.from_path(root / name),
+                         info={"format": "wav"})
+    mpd = run_cli("playlists", "--db", db, "--for", "mpd", "--music-dir", root, "-d", tmp_path / "mpd", *model[0])
+    assert mpd.returncode == 0, mpd.stderr
+    written = (tmp_path / "mpd" / "calm.m3u").read_text(encoding="utf-8").split("\n")  # as MPD splits it
+    assert sorted(line for line in written if line and not line.startswith("#")) == sorted(["plain.wav", *odd])
+    assert mpd.stderr.count("its name holds a line break") == 2 and "\\r" in mpd.stderr, mpd.stderr
+    plain = run_cli("playlists", "--db", db, "--format", "m3u", "--relative-to", root, "-d", tmp_path / "m3u",
+                    *model[0])
+    assert plain.returncode == 0, plain.stderr
+    assert m3u_lines(tmp_path / "m3u" / "calm.m3u") == ["plain.wav"]
+    assert plain.stderr.count("its name holds a line break") == len(odd) + len(broken)
+
+
 def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_silently(model, tmp_path):
     """After an upgrade, before the rescan, every cached row is another model version's: `playlists` wrote
     empty playlists over good ones, exit 0, no word. Now a line says how many tracks another model analysed
     and what to do; a playlist file with entries is not replaced by an empty one (exit 1, nothing written,
     for a cron job to see); one that does not exist yet is written, and --any-model takes the old rows."""
+    from tagger.playlists import m3u_mark
     from tests.conftest import run_cli
 
     _, spec = model
@@ -670,11 +702,11 @@ def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_si
                                   "or --any-model\n")
         assert {p.name: p.read_bytes() for p in out.iterdir()} == kept  # exciting.m3u8 not written either
     printed = run_cli("playlist", "calm", "--db", db, *model[0])
-    assert printed.returncode == 0 and printed.stdout == "#EXTM3U\n"
+    assert printed.returncode == 0 and printed.stdout == f"#EXTM3U\n{m3u_mark('calm')}\n"
     assert "2 cached calm tracks analysed by another model" in printed.stderr
     fresh = run_cli("playlists", "--db", db, "-d", tmp_path / "new", *model[0])  # nothing to lose: written, warned
     assert fresh.returncode == 0 and fresh.stderr.count("analysed by another model") == 2
-    assert (tmp_path / "new" / "calm.m3u8").read_text() == "#EXTM3U\n"
+    assert (tmp_path / "new" / "calm.m3u8").read_text() == f"#EXTM3U\n{m3u_mark('calm')}\n"
     taken = run_cli("playlists", "--db", db, "-d", out, "--any-model", *model[0])
     assert taken.returncode == 0 and taken.stderr == ""
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -682,17 +714,91 @@ def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_si
 
 def test_a_folder_with_a_playlists_name_in_out_dir_is_an_error_before_any_playlist_is_written(library, model, tmp_path):
     """`playlists` wrote calm.m3u8, then failed on a folder named exciting.m3u8 with `playlist -o`'s message
-    ('give a playlist file name'). Every target is checked first now; the message fits `playlists`."""
+    ('give a playlist file name'). Every target is checked first now; the message fits `playlists`. (With
+    --force: the user's calm.m3u8 is not replaced either.)"""
     from tests.conftest import run_cli
 
     out = tmp_path / "lists"
     (out / "exciting.m3u8").mkdir(parents=True)
     (out / "calm.m3u8").write_text("#EXTM3U\nmine.mp3\n")
-    proc = run_cli("playlists", "--db", library["db"], "-d", out, *model[0], env={"COLUMNS": "400"})
+    proc = run_cli("playlists", "--db", library["db"], "-d", out, "--force", *model[0], env={"COLUMNS": "400"})
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == (f"error: {out / 'exciting.m3u8'}: a folder has the name of the exciting playlist; move it, "
                            "or choose another --out-dir\n")
     assert (out / "calm.m3u8").read_text() == "#EXTM3U\nmine.mp3\n" and (out / "exciting.m3u8").is_dir()
+
+
+REFUSED = ("{file}: not replaced by the {mood} playlist: it has entries and no {mark}, the mark of a playlist "
+           "moodtag wrote: move it, or --force to replace it (once, for a playlist moodtag 0.4 or earlier wrote, "
+           "before it marked its playlists)\n")
+
+
+def test_a_playlist_moodtag_did_not_write_is_replaced_only_with_force(library, model, tmp_path):
+    """`playlists --for mpd` replaced the calm.m3u that `mpc save calm` had written into MPD's playlist folder
+    (bare paths, no #EXTM3U), and `playlist -o` or `playlists` a user's own calm.m3u8 or calm.xspf, with exit
+    status 0. A file with entries and without moodtag's mark is now an error naming it (exit status 1, every
+    playlist checked before any is written, the file left byte for byte), --force replaces it, and what
+    moodtag wrote (marked) is replaced by the next run without --force."""
+    from tagger.playlists import m3u_mark
+    from tests.conftest import run_cli
+
+    db, root = library["db"], library["root"]
+    m3u = "'# moodtag:' line"
+    cases = [  # (the user's file, its text, the command, the mark the message names)
+        ("mpd/calm.m3u", "Calm Song.wav\nsub dir/#2 deep one.ogg\n",  # as `mpc save calm` writes it
+         ["playlists", "--for", "mpd", "--music-dir", root, "-d", tmp_path / "mpd"], m3u),
+        ("lists/exciting.m3u8", "#EXTM3U\n#EXTINF:200,Zed - Loud\n../Music Library/sub dir/loud one.opus\n",
+         ["playlists", "-d", tmp_path / "lists"], m3u),
+        ("own/mine.m3u8", "/music/a.mp3\n", ["playlist", "calm", "-o", tmp_path / "own" / "mine.m3u8"], m3u),
+        ("xspf/calm.xspf", '<?xml version="1.0" encoding="UTF-8"?>\n<playlist xmlns="http://xspf.org/ns/0/" '
+         'version="1">\n  <title>Evening</title>\n  <creator>me</creator>\n  <trackList>\n    <track>\n      '
+         '<location>file:///music/a.mp3</location>\n    </track>\n  </trackList>\n</playlist>\n',
+         ["playlists", "--format", "xspf", "-d", tmp_path / "xspf"], "<creator>moodtag</creator>"),
+    ]
+    for name, text, command, mark in cases:
+        mine = tmp_path / name
+        mine.parent.mkdir()
+        mine.write_text(text, encoding="utf-8")
+        refused = run_cli(*command, "--db", db, *model[0], env={"COLUMNS": "400"})
+        assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
+        mood = "exciting" if "exciting" in name else "calm"
+        assert refused.stderr == "error: " + REFUSED.format(file=mine, mood=mood, mark=mark)
+        assert [p.name for p in mine.parent.iterdir()] == [mine.name]  # nothing written, not even the other mood's
+        assert mine.read_bytes() == text.encode()
+        replaced = run_cli(*command, "--force", "--db", db, *model[0])
+        assert replaced.returncode == 0 and replaced.stderr.count("error") == 0, replaced.stderr
+        first = mine.read_bytes()
+        assert first != text.encode() and (f"#EXTM3U\n{m3u_mark(mood)}\n".encode() in first
+                                           or b"<creator>moodtag</creator>" in first)
+        again = run_cli(*command, "--db", db, *model[0])  # moodtag's own: replaced as before
+        assert again.returncode == 0, again.stderr
+        assert mine.read_bytes() == first
+
+
+def test_an_unmarked_playlist_of_moodtag_0_4_needs_force_once_and_an_empty_file_none(library, model, tmp_path):
+    """moodtag 0.4 wrote #EXTM3U, then #EXTINF and path lines, no mark: refused with the message that says
+    --force is needed once; after it, the playlist is marked and replaced as moodtag's own. A file without
+    entries (empty, or only #EXTM3U) has nothing to lose: replaced without a word, as before."""
+    from tagger.playlists import m3u_mark
+    from tests.conftest import run_cli
+
+    out = tmp_path / "lists"
+    out.mkdir()
+    old = "#EXTM3U\n#EXTINF:241,Ann Artist - Quiet Night\n../Music Library/Calm Song.wav\n"
+    (out / "calm.m3u8").write_text(old, encoding="utf-8")
+    (out / "exciting.m3u8").write_text("#EXTM3U\n", encoding="utf-8")
+    refused = run_cli("playlists", "--db", library["db"], "-d", out, *model[0], env={"COLUMNS": "400"})
+    assert refused.returncode == 1 and refused.stderr == "error: " + REFUSED.format(
+        file=out / "calm.m3u8", mood="calm", mark="'# moodtag:' line")
+    assert (out / "calm.m3u8").read_text(encoding="utf-8") == old
+    assert (out / "exciting.m3u8").read_text(encoding="utf-8") == "#EXTM3U\n"
+    assert run_cli("playlists", "--db", library["db"], "-d", out, "--force", *model[0]).returncode == 0
+    (out / "exciting.m3u8").write_bytes(b"")
+    again = run_cli("playlists", "--db", library["db"], "-d", out, *model[0])
+    assert again.returncode == 0 and "error" not in again.stderr, again.stderr
+    for mood in ("calm", "exciting"):
+        assert (out / f"{mood}.m3u8").read_text(encoding="utf-8").startswith(f"#EXTM3U\n{m3u_mark(mood)}\n#EXTINF:")
+    check_entries([p for _, p in read_m3u((out / "calm.m3u8").read_text(encoding="utf-8"), out)], library, "calm")
 
 
 def test_a_playlist_kept_elsewhere_through_a_symlink_stays_linked_and_private(library, model, tmp_path):
@@ -704,7 +810,7 @@ def test_a_playlist_kept_elsewhere_through_a_symlink_stays_linked_and_private(li
     (mine / "calm.m3u8").write_text("#EXTM3U\nold.mp3\n")
     (mine / "calm.m3u8").chmod(0o600)
     (out / "calm.m3u8").symlink_to(Path("..") / "mine" / "calm.m3u8")
-    result = run(["playlists", "--db", str(library["db"]), "--out-dir", str(out)], model[0])
+    result = run(["playlists", "--db", str(library["db"]), "--out-dir", str(out), "--force"], model[0])
     assert result.exit_code == 0, result.output
     assert (out / "calm.m3u8").is_symlink() and os.readlink(out / "calm.m3u8") == str(Path("..") / "mine" / "calm.m3u8")
     text = (mine / "calm.m3u8").read_text(encoding="utf-8")

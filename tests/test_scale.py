@@ -241,8 +241,8 @@ def _playlist_paths(playlist: Path, base: Path) -> list[Path]:
         return [Path(unquote(urlparse(uri).path)) if uri.startswith("file://")
                 else Path(os.path.normpath(base / unquote(uri))) for uri in uris]
     lines = playlist.read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "#EXTM3U" and len(lines) % 2 == 1
-    return [Path(os.path.normpath(base / line)) for line in lines[2::2]]
+    assert lines[0] == "#EXTM3U" and lines[1].startswith("# moodtag: ") and len(lines) % 2 == 0
+    return [Path(os.path.normpath(base / line)) for line in lines[3::2]]
 
 
 @pytest.mark.parametrize("options, suffix", [
@@ -305,4 +305,4 @@ def test_a_shuffled_playlist_is_the_path_ordered_rows_shuffled_by_the_seed(fille
         args = ["--limit", str(limit)] if limit else []
         out = run_cli("playlist", mood, "--order", "shuffle", "--seed", str(seed), "--absolute", *args, "--db", db,
                       check=True).stdout.splitlines()
-        assert out[0] == "#EXTM3U" and out[2::2] == expected[:limit]
+        assert out[0] == "#EXTM3U" and out[1].startswith("# moodtag: ") and out[3::2] == expected[:limit]

@@ -35,6 +35,9 @@ ForOption = Annotated[Optional[Player], typer.Option(
 MusicDirOption = Annotated[Optional[Path], typer.Option(
     "--music-dir", metavar="DIR", file_okay=False, parser=path_value,
     help="With --for: the player's music folder (MPD's music_directory).")]
+ForceOption = Annotated[bool, typer.Option(
+    "--force", help="Replace a playlist file moodtag did not write (one without its mark: your own, MPD's `mpc "
+                    "save`, or one of moodtag 0.4 or earlier).")]
 
 
 def output_value(value: str) -> Path | None:
@@ -75,14 +78,15 @@ def playlist(
     any_model: AnyModelOption = False,
     player: ForOption = None,
     music_dir: MusicDirOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Make a playlist of the cached tracks of one MOOD (files still present, analysed by the current model).
 
     M3U8 entries carry #EXTINF duration and 'artist - title'. A path that one M3U line cannot hold (a line break in it, or a name that is not UTF-8) is left out with a warning; XSPF takes it."""
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, other_models, print_playlist,
-                                  resolve_labels, save_playlists)
+    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, check_replaceable, other_models,
+                                  print_playlist, resolve_labels, save_playlists)
 
     from tagger.playlists import is_a_file_to_replace
 
@@ -103,6 +107,7 @@ def playlist(
         if output is None:
             result = print_playlist(cache, request, _printer(), layout)
         else:
+            check_replaceable(output, mood, layout.fmt, force=force)
             check_not_emptied(output, request, others, layout.fmt)
             (result,) = save_playlists(cache, [(request, output)], layout, side_by_side=processes_available(),
                                        min_rows=SPLIT_MIN_ROWS)
@@ -128,6 +133,7 @@ def playlists(
     any_model: AnyModelOption = False,
     player: ForOption = None,
     music_dir: MusicDirOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Write one playlist per mood of the model into DIR: calm.m3u8, exciting.m3u8, ...
 
@@ -137,8 +143,8 @@ def playlists(
 
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_not_emptied, other_models, playlist_file_name, resolve_labels,
-                                  save_playlists)
+    from tagger.playlists import (PlaylistRequest, check_not_emptied, check_replaceable, other_models,
+                                  playlist_file_name, resolve_labels, save_playlists)
 
     if out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
         from tagger.errors import MoodtagError
@@ -158,6 +164,7 @@ def playlists(
         others = [other_models(cache, request) for request, _ in requests]
         for (request, dest), other in zip(requests, others):  # every playlist checked before any is written
             _check_out_dir_entry(dest, request.mood)
+            check_replaceable(dest, request.mood, layout.fmt, force=force)
             check_not_emptied(dest, request, other, layout.fmt)
         for result, (_, dest), other in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
                                                            min_rows=SPLIT_MIN_ROWS), requests, others):
