@@ -49,9 +49,9 @@ def replace_file(dest: Path, write: Callable[[BinaryIO], None], *, tmp_prefix: s
         return
     if dest.is_symlink():
         target = Path(os.path.realpath(dest))
-        if not target.parent.is_dir():  # nothing made through a link: a disk not mounted would hide it
-            raise _in_the_way(target.parent) or LinkError(
-                f"{dest} links to {target}, whose folder does not exist: a disk not mounted?", dest)
+        error = blocked(dest)  # nothing made through a link: a disk not mounted would hide it
+        if error is not None:
+            raise error
     else:
         target = dest
         _make_folder(target.parent)
@@ -67,6 +67,19 @@ def replace_file(dest: Path, write: Callable[[BinaryIO], None], *, tmp_prefix: s
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+def blocked(dest: Path) -> OSError | None:
+    """What replace_file would raise, before writing anything, where a link that leads nowhere or a file
+    stands on the way to `dest` (LinkError, NotADirectoryError); None where nothing does (folders that are
+    only missing are made). For a check before long work (a training run) that ends in a write."""
+    if dest.is_symlink():
+        target = Path(os.path.realpath(dest))
+        if target.parent.is_dir():
+            return None
+        return _in_the_way(target.parent) or LinkError(
+            f"{dest} links to {target}, whose folder does not exist: a disk not mounted?", dest)
+    return _in_the_way(dest.parent)
 
 
 def _make_folder(folder: Path) -> None:

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tagger.atomic import replace_file, why_not_written
+from tagger.atomic import blocked, replace_file, why_not_written
 from tagger.errors import ModelError
 
 SPEC_KEY = "moodtag_spec"
@@ -173,10 +173,11 @@ def check_writable(path: Path) -> None:
     path = Path(path).expanduser()
     if path.is_dir():
         raise ModelError(f"{path}: is a folder, not a model file")
+    error = blocked(path)  # a file on its path, or a link that leads nowhere (a disk not mounted)
+    if error is not None:
+        raise ModelError(f"{path}: cannot write ({why_not_written(error)})")
     target = Path(os.path.realpath(path)) if path.is_symlink() else path  # save_model writes through a link
     folder = next(p for p in target.parents if os.path.lexists(p))  # "/" or "." exists
-    if not folder.is_dir():
-        raise ModelError(f"{path}: cannot write ({folder} is not a folder)")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ModelError(f"{path}: cannot write ({folder}: permission denied)")
 

@@ -493,7 +493,7 @@ def test_an_unwritable_output_stops_train_before_training(data, cache, tmp_path)
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     for out, why in ((read_only / "m.safetensors", f"{read_only}: permission denied"),
-                     (a_file / "m.safetensors", f"{a_file} is not a folder")):
+                     (a_file / "m.safetensors", f"{a_file} is a file, not a folder")):
         proc = subprocess.run(_without_root_powers([sys.executable, "-m", "tagger", "train", str(data), "-o", str(out),
                                                     "--cache-dir", str(cache), *TINY]),
                               capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "500"})
@@ -558,5 +558,19 @@ def test_an_output_through_a_link_is_checked_where_it_will_be_written(tmp_path):
     (tmp_path / "a-file").write_text("")
     link = tmp_path / "current.safetensors"
     link.symlink_to(tmp_path / "a-file" / "m.safetensors")
-    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(link))}: cannot write \(.*a-file is not a folder\)$"):
+    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(link))}: cannot write \(.*a-file is a file, not a folder\)$"):
         check_writable(link)
+
+
+def test_an_output_linked_to_a_disk_not_mounted_is_refused_before_training(tmp_path):
+    """The check before training took the empty mount point, the nearest folder there, for a writable
+    one: a link to a model on a disk not mounted trained in full and failed only at the save."""
+    from tagger.weights import check_writable
+
+    (tmp_path / "usb").mkdir()  # the mount point, empty: the disk is not mounted
+    link = tmp_path / "current.safetensors"
+    link.symlink_to(tmp_path / "usb" / "models" / "m.safetensors")
+    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(link))}: cannot write \({re.escape(str(link))} links "
+                                           rf".*m\.safetensors, whose folder does not exist: a disk not mounted\?\)$"):
+        check_writable(link)
+    assert list((tmp_path / "usb").iterdir()) == []
