@@ -8,7 +8,8 @@ they are (`beet ls mood:calm`, `beet ls mood_confidence:0.8..`, a smartplaylist 
     mood              the model's label, e.g. calm
     mood_confidence   its probability (0..1)
     moodtag_mood      the mood moodtag stored last: a `mood` that differs was set by hand (`beet modify
-                      mood=dreamy`) and is kept, as moodtag keeps a mood it did not write in a file
+                      mood=dreamy`) and is kept, as moodtag keeps a mood it did not write in a file, and
+                      its file is not tagged; a file's own mood, which the scan keeps, is the item's too
 
 The analysis is moodtag's own scan (tagger.scan.scan_files) over the items' files, with moodtag's cache:
 an unchanged file that the same model analysed before, for `moodtag scan` or for beets, is not
@@ -24,7 +25,8 @@ where the item was current before (a file another tool changed since beets read 
 
 Items are matched to the scan's files by the file itself (device and inode, found before the scan):
 the scan takes a file once however many names it has (hard links, symlinks of `import.link`, two items
-of one file), and names a symlink by its target; each item gets its file's mood.
+of one file), given a symlink of `import.link` by its target's real path (so its row is the one
+`moodtag scan` of the music folder makes and finds); each item gets its file's mood.
 
 beets' own tag writes (`beet write`, `beet modify -w`, `beet mbsync`, an import that re-tags) change
 only tags, but a file's size and mtime too, which made the next scan analyse it again; and with
@@ -58,6 +60,7 @@ from tagger.records import TrackRef, printable
 from tagger.scan import ScanEvent, ScanSummary, TrackOutcome, scan_files
 
 MOOD, CONFIDENCE, STORED = "mood", "mood_confidence", "moodtag_mood"
+MOODTAGS, ITEMS, FILES = "moodtag's", "the item's", "the file's"  # whose mood an item gets (whose_mood)
 DEFAULTS = {"auto": True, "jobs": 0, "model": None, "force": False, "replace_mood": False, "db": None}
 
 
@@ -75,42 +78,66 @@ class ItemTally:
 def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path | None = None,
                model: str | None = None, jobs: int = 0, force: bool = False, replace_mood: bool = False,
                retag: bool = False, on_event: Callable[[ScanEvent], None] = lambda e: None,
-               on_kept: Callable[[object, str], None] = lambda item, mood: None,
+               on_kept: Callable[[object, str, str | None], None] = lambda item, mood, theirs: None,
                on_set: Callable[[object, TrackOutcome], None] = lambda item, outcome: None,
                stop: Callable[[], bool] = lambda: False) -> tuple[ScanSummary, ItemTally]:
     """Analyse the files of beets `items` (moodtag's scan and cache), store each item's mood and
     confidence in beets' database, and write the files' tags when `write` (with `retag`, those of files
     `moodtag untag` cleared too). With `dry_run` nothing is written anywhere. A file that is missing or
     fails is a problem of the summary (and an event), and leaves its items as they were; so does an
-    item's path that holds a folder now (its files are not the items': never walked). A file whose
-    mood field holds a value moodtag did not write keeps it unless `replace_mood`, and so does an item
-    whose mood moodtag did not store (own_mood; `on_kept(item, moodtag's mood)` is told; every other
-    item that gets moodtag's mood, or would in a dry run, `on_set(item, outcome)`). Every item of
+    item's path that holds a folder now (its files are not the items': never walked). Unless
+    `replace_mood`, a mood moodtag did not put there is kept (whose_mood): an item's own (own_mood,
+    another than moodtag's) in the item and in its file, which is not tagged (however many items it
+    has: the own mood wins); and a file's own, which the scan keeps, in the file and, as the file's,
+    in its items (that hold none of their own). `on_kept(item, moodtag's mood, theirs)` is told of each
+    item that keeps a mood against moodtag's, and of each that takes its file's own mood now (theirs:
+    that mood, "" where it cannot be read, and the item is left as it is; None for the item's own);
+    every item that gets moodtag's mood, or would in a dry run, `on_set(item, outcome)`. Every item of
     a file gets its mood, however the scan names the file (FileItems). Raises MoodtagError for an
     unusable model or cache."""
     files = FileItems(items)
     tally = ItemTally(items=files.items, files=len(files.groups))
 
+    def leave_tags(path: Path, mood: str) -> bool:
+        return not replace_mood and any(own_mood(item) not in (None, mood) for item in files.of(path))
+
     def store(event: ScanEvent) -> None:
         if event.kind == "track" and event.outcome.result.ok:
-            for item in files.of(event.outcome.ref.path):
-                tally.moods[event.outcome.result.mood] += 1
-                if store_outcome(item, event.outcome, replace_mood=replace_mood, dry_run=dry_run):
+            outcome, mood = event.outcome, event.outcome.result.mood
+            theirs = files_own_mood(outcome.ref.path) if outcome.tags == "kept" else None
+            for item in files.of(outcome.ref.path):
+                tally.moods[mood] += 1
+                before = item.get(MOOD, with_album=False)
+                whose = store_outcome(item, outcome, replace_mood=replace_mood, dry_run=dry_run, theirs=theirs)
+                if whose == ITEMS and before != mood:  # an own mood that agrees with moodtag's is no conflict
                     tally.kept += 1
-                    on_kept(item, event.outcome.result.mood)
-                else:
-                    on_set(item, event.outcome)
+                    on_kept(item, mood, None)
+                elif whose == FILES and (before != theirs or not theirs):
+                    on_kept(item, mood, theirs or "")
+                elif whose == MOODTAGS:
+                    on_set(item, outcome)
         on_event(event)
 
     summary = scan_files(files.paths, db=db, model=model, jobs=jobs, force=force, replace_mood=replace_mood,
-                         retag=retag, dry_run=dry_run, no_write=not write, files_only=True, on_event=store,
-                         stop=stop)
+                         retag=retag, dry_run=dry_run, no_write=not write, files_only=True, leave_tags=leave_tags,
+                         on_event=store, stop=stop)
     return summary, tally
 
 
 def item_path(item) -> Path:
-    """The item's file as the scan names it (an absolute path)."""
+    """The item's path (absolute)."""
     return Path(os.path.abspath(os.fsdecode(item.path)))
+
+
+def scan_name(path: Path) -> Path:
+    """The name the scan is given for the item's file at `path`: `path`, or where that is a symlink to a
+    file (beets' `import.link`), the file's real path. A scan names a link given as a PATH by the link
+    (its row under the link's name, which `moodtag scan` of the music folder never finds: it analysed
+    every file again); and a scan of the folder of links names each link's file by that file's row.
+    A broken link stays the item's path, which the scan's failure names."""
+    if os.path.islink(path) and os.path.exists(path):
+        return Path(os.path.realpath(path))
+    return path
 
 
 class FileItems:
@@ -118,7 +145,7 @@ class FileItems:
     the scan takes a file once however many names it has (two hard links, an item's symlink and its
     target, two items of one path), under the name it chooses (a symlink's target where the cache knows
     it), and a tag write may rename a new file over it (a new inode). A file that cannot be looked at is
-    a group of its own, by its path."""
+    a group of its own, by its path. The scan is given each file by its scan_name."""
 
     def __init__(self, items: Iterable) -> None:
         self.groups: dict[object, list] = {}
@@ -128,9 +155,10 @@ class FileItems:
         given: set[Path] = set()
         for item in items:
             path = item_path(item)
-            if path not in given:
-                given.add(path)
-                self.paths.append(path)
+            name = scan_name(path)
+            if name not in given:
+                given.add(name)
+                self.paths.append(name)
             self.items += 1
             ident = _identity(path)
             self.groups.setdefault(ident, []).append(item)
@@ -168,26 +196,57 @@ def own_mood(item) -> str | None:
     return None if mood == stored else mood
 
 
-def store_outcome(item, outcome: TrackOutcome, *, replace_mood: bool = False, dry_run: bool = False) -> bool:
-    """Store a scan's result in the item: its mood and confidence (unless the item holds its own mood,
-    own_mood, and not `replace_mood`), and after a tag write the file's new mtime where the item was
-    current before it (so that beets does not take the file for changed, while a change another tool
-    made before stays one for `beet update`). A failure changes nothing, and so does a dry run.
-    Returns whether the item's own mood was kept."""
+def whose_mood(item, outcome: TrackOutcome, *, replace_mood: bool = False) -> str:
+    """Whose mood the item gets from a scan's (ok) result, unless `replace_mood` moodtag's: ITEMS, its own
+    (own_mood) where that is another than moodtag's, or where the scan kept the file's own mood (an
+    item's own wins over its file's); FILES where the scan kept the file's own mood (its tags say kept);
+    else MOODTAGS (an own mood that agrees with moodtag's too: it becomes moodtag's, with its confidence)."""
+    if replace_mood:
+        return MOODTAGS
+    own = own_mood(item)
+    if own is not None and (own != outcome.result.mood or outcome.tags == "kept"):
+        return ITEMS
+    return FILES if outcome.tags == "kept" else MOODTAGS
+
+
+def files_own_mood(path: Path) -> str | None:
+    """The mood a file holds as its own (the scan kept it): its mood field's values ("; " between two);
+    None where they cannot be read."""
+    from tagger.tags import SET_BY_HAND, mood_state
+
+    try:
+        return "; ".join(mood_state(path, last_written=SET_BY_HAND)[1]) or None
+    except (MoodtagError, OSError):
+        return None
+
+
+def store_outcome(item, outcome: TrackOutcome, *, replace_mood: bool = False, dry_run: bool = False,
+                  theirs: str | None = None) -> str | None:
+    """Store a scan's result in the item, as whose_mood says: moodtag's mood and confidence; the item's
+    own mood left as it is; or the file's own (`theirs`, files_own_mood), as the mood moodtag stored (so
+    that it follows the file: once the file is moodtag's, so is the item), without a confidence (the
+    item left as it is where `theirs` is None). After a tag write, the file's new mtime where the item
+    was current before it (so that beets does not take the file for changed, while a change another
+    tool made before stays one for `beet update`). A failure changes nothing (None), and so does a dry
+    run. Returns whose_mood's answer."""
     result = outcome.result
     if not result.ok:
-        return False
-    kept = not replace_mood and own_mood(item) is not None
+        return None
+    whose = whose_mood(item, outcome, replace_mood=replace_mood)
     if dry_run:
-        return kept
-    if not kept:
+        return whose
+    if whose == MOODTAGS:
         item[MOOD] = result.mood
         item[CONFIDENCE] = round(result.confidence, 4)
         item[STORED] = result.mood
+    elif whose == FILES and theirs:
+        item[MOOD] = item[STORED] = theirs
+        if item.get(CONFIDENCE, with_album=False) is not None:
+            del item[CONFIDENCE]
     if outcome.tags == "written" and was_current(item, outcome.ref):
         item.mtime = item.current_mtime()
     item.store()
-    return kept
+    return whose
 
 
 def was_current(item, ref) -> bool:
@@ -574,9 +633,10 @@ class MoodtagPlugin(BeetsPlugin):
     def _analyse(self, items: list, *, write: bool, dry_run: bool = False,
                  stop: Callable[[], bool] = lambda: False, jobs_from: str = "moodtag.jobs:",
                  **settings) -> ScanSummary:
-        """mood_items with a progress bar on stderr, one line per failed file and per item whose own
-        mood is kept (in a dry run, per item that would get moodtag's mood too), and a summary line; a
-        MoodtagError becomes beets' one-line UserError. `jobs_from`: what set the jobs (the config's
+        """mood_items with a progress bar on stderr, one line per failed file, per item whose own mood is
+        kept and per item that takes its file's own mood (in place of the scan's line for the file; in a
+        dry run, per item that would get moodtag's mood too), and a summary line; a MoodtagError becomes
+        beets' one-line UserError. `jobs_from`: what set the jobs (the config's
         moodtag.jobs, or -j/--jobs), named where they are capped to the cores."""
         from tagger.console import shown
         from tagger.progress import ScanProgress
@@ -588,6 +648,8 @@ class MoodtagPlugin(BeetsPlugin):
                 progress.log(f"[yellow]warning:[/] {jobs_from} {event.total} capped at {event.count}, the cores "
                              f"available")
                 return
+            if event.kind == "track" and event.outcome.tags == "kept":  # its items' lines say it (on_kept)
+                event = replace(event, outcome=replace(event.outcome, tag_error=None))
             progress.show(event)
 
         def on_set(item, o: TrackOutcome) -> None:  # never an item whose own mood is kept (on_kept's line)
@@ -595,10 +657,17 @@ class MoodtagPlugin(BeetsPlugin):
                 progress.log(f"[cyan]would set[/] {MOOD} {o.result.mood} ({o.result.confidence:.2f}): "
                              f"{shown(item_path(item))}")
 
-        def on_kept(item, mood: str) -> None:
-            progress.log(f"[yellow]kept:[/] {shown(item_path(item))}: the item's own mood "
-                         f"'{shown(item.get(MOOD, with_album=False))}' (not moodtag's {shown(mood)}) is kept "
-                         f"(--replace-mood replaces it)")
+        def on_kept(item, mood: str, theirs: str | None) -> None:
+            if theirs is None:
+                what = (f"the item's own mood '{shown(item.get(MOOD, with_album=False))}' (not moodtag's "
+                        f"{shown(mood)}) is kept")
+            elif theirs:
+                what = (f"the file's own mood '{shown(theirs)}' (not moodtag's {shown(mood)}) is kept, and the item "
+                        f"{'would take' if dry_run else 'takes'} it")
+            else:
+                what = (f"the file's own mood (not moodtag's {shown(mood)}) is kept; it cannot be read, and the item "
+                        f"is left as it is")
+            progress.log(f"[yellow]kept:[/] {shown(item_path(item))}: {what} (--replace-mood replaces it)")
 
         try:
             with progress:

@@ -144,6 +144,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
                force: bool = False, retag: bool = False, replace_mood: bool = False, keep_mtime: bool = False,
                include_hidden: bool = False, files_only: bool = False,
+               leave_tags: Callable[[Path, str], bool] | None = None,
                full_results: bool = False, timeout: float | None = None, read_ahead: int | None = None,
                device: str = "cpu", dask_scheduler: str | None = None,
                on_event: Callable[[ScanEvent], None] = lambda e: None,
@@ -160,6 +161,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
     `replace_mood`: write moodtag's mood over a mood field moodtag did not write (another tool's or the
     user's; its values are kept in the file for `moodtag untag` to put back); without it such a file
     keeps its own mood and is counted as kept.
+    `leave_tags(path, mood)`: where it says so, that file's tags are left as they are, as by `no_write`
+    (analysed and cached; the beets plugin: a file an item of which holds a mood of its own).
     `timeout`: seconds after which a track still being analysed is given up (None: the pool's default).
     `read_ahead`: tracks whose files are read ahead of the workers (tagger.prefetch; None: 4 per job, 0: none;
     never with a Dask cluster, whose workers read the files themselves).
@@ -212,6 +215,12 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         roots = [Path(os.path.abspath(p)) for p in paths]
         options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag,
                        replace_mood=replace_mood)
+
+        def tag_options(ref: TrackRef, mood: str | None) -> dict:  # a file leave_tags keeps: as with no_write
+            if write_tags and leave_tags is not None and mood and leave_tags(ref.path, mood):
+                return {**options, "write_tags": False}
+            return options
+
         notes_walk = cache is not None and not dry_run  # the walked keys, to tell which rows' files vanished
         if notes_walk:
             cache.begin_walk()
@@ -240,7 +249,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 outcome = None
                 if not force and row is not None and row.is_fresh(ref, model_name=spec.name, model_version=spec.version):
                     try:
-                        outcome = _handle_cached(ref, row, cache, spec, full=full_results, **options)
+                        outcome = _handle_cached(ref, row, cache, spec, full=full_results,
+                                                 **tag_options(ref, row.mood))
                     except _DamagedRow:  # its stored result cannot be read: analysed again, the row replaced
                         pass
                 if outcome is None:
@@ -326,8 +336,10 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                     key = path_key(path)[0]
                     received = time.perf_counter()
                     with stages.recording() as clock:
-                        outcome = _handle_new(by_path[path], result, info, cache, spec, untagged=key in untagged_keys,
-                                              last_written=last_written.pop(key, None), **options)
+                        ref = by_path[path]
+                        outcome = _handle_new(ref, result, info, cache, spec, untagged=key in untagged_keys,
+                                              last_written=last_written.pop(key, None),
+                                              **tag_options(ref, result.mood if result.ok else None))
                     if clock is not None:
                         outcome = replace(outcome, stages={**clock.as_dict(), "received_s": received})
                     _account(summary, outcome)

@@ -279,24 +279,34 @@ def test_a_bad_setting_is_one_configuration_error(tmp_path, originals, setting, 
 
 
 def test_a_mood_another_tool_wrote_is_kept_unless_replace_mood(tmp_path, originals):
-    """beets' items get moodtag's mood either way; the file keeps its own mood field (Picard's MOOD)
-    until `--replace-mood`, and the summary line counts the files that kept theirs."""
+    """The file keeps its own mood field (Picard's MOOD) until `--replace-mood`, and the summary line
+    counts the files that kept theirs. Its item got moodtag's mood all the same (calm, where the file
+    says Mellow: `beet ls mood:Mellow` found nothing); now it takes the file's, with one `kept:` line
+    (in place of the scan's), as the mood moodtag stored, so it follows the file."""
     from mutagen import flac
 
-    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet = Beets(tmp_path, originals)
     track = beet.music / "calm_a.flac"
     audio = flac.FLAC(track)
     audio["MOOD"] = ["Mellow"]
     audio.save()
-    beet("import", "-A", "-q", str(beet.music))
+    beet("import", "-A", "-q", str(beet.music))  # auto, no tags written: the item gets moodtag's calm
+    assert beet.fields("$mood")["calm_a.flac"] == "calm"
 
     run = beet("moodtag", "-w")
+    assert flac.FLAC(track)["MOOD"] == ["Mellow"] and beet.paths("mood:Mellow") == {"calm_a.flac"}
     assert "tags written 3, own mood kept 1 (--replace-mood replaces it)" in run.stderr, run.stderr
-    assert flac.FLAC(track)["MOOD"] == ["Mellow"] and beet.fields("$mood")["calm_a.flac"] == "calm"
+    assert [line for line in run.stderr.splitlines() if line.startswith("kept:")] == [
+        f"kept: {track}: the file's own mood 'Mellow' (not moodtag's calm) is kept, and the item takes it "
+        f"(--replace-mood replaces it)"], run.stderr
+    assert beet.fields("$mood_confidence")["calm_a.flac"] == "$mood_confidence"  # no confidence of moodtag's
+    run = beet("moodtag", "-w")  # nothing new to say: the item holds the file's mood already
+    assert "kept:" not in run.stderr and "beets' own mood kept" not in run.stderr, run.stderr
 
     run = beet("moodtag", "-w", "--replace-mood")
     assert "tags written 1" in run.stderr, run.stderr
     assert flac.FLAC(track)["MOOD"] == ["calm"] and flac.FLAC(track)["MOODTAG_REPLACED_MOOD"] == ["Mellow"]
+    assert beet.fields("$mood")["calm_a.flac"] == "calm"
 
 
 def test_an_edit_another_tool_made_stays_one_for_beet_update(tmp_path, originals):
@@ -420,6 +430,61 @@ def test_a_mood_set_in_beets_is_kept_unless_replace_mood(tmp_path, originals):
     assert "kept" not in run.stderr and beet.fields("$mood") == {n: m for n, (m, _) in TRACKS.items()}
 
 
+def test_an_items_own_mood_leaves_its_files_tags_alone(tmp_path, originals):
+    """`beet moodtag -w` said the item's own mood (`beet modify mood=dreamy`) was kept, and wrote
+    moodtag's other mood into its file all the same: beets said dreamy, the file calm. Now a file with an
+    item of its own mood is not tagged (analysed and cached still), also where another item of the file
+    (a symlink to it, imported as a duplicate) holds none: that item gets moodtag's mood, the file keeps
+    its tags."""
+    beet = Beets(tmp_path, originals, **{"import": {"duplicate_action": "keep"}})
+    links = tmp_path / "links"
+    links.mkdir()
+    link = links / "exciting_link.mp3"
+    link.symlink_to(beet.music / "exciting_a.mp3")
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
+    beet("import", "-A", "-q", str(links))
+    beet("modify", "-y", "mood=dreamy", f"path:{beet.music / 'calm_a.flac'}")
+    beet("modify", "-y", "mood=wild", f"path:{link}")
+    before = beet.digests()
+
+    run = beet("moodtag", "-w")
+    assert ("5 items (4 files): 0 analysed, 4 unchanged (cached), 0 failed, tags written 2, beets' own mood "
+            "kept 2 (--replace-mood replaces it)") in run.stderr, run.stderr
+    assert {line for line in run.stderr.splitlines() if line.startswith("kept:")} == {
+        f"kept: {beet.music / 'calm_a.flac'}: the item's own mood 'dreamy' (not moodtag's calm) is kept "
+        f"(--replace-mood replaces it)",
+        f"kept: {link}: the item's own mood 'wild' (not moodtag's exciting) is kept (--replace-mood replaces it)"}
+    after = beet.digests()
+    for name in ("calm_a.flac", "exciting_a.mp3"):
+        assert after[name] == before[name] and read_mood(beet.music / name) is None, name
+    for name in ("calm_b.wav", "exciting_b.ogg"):
+        assert read_mood(beet.music / name).mood == TRACKS[name][0], name
+    assert beet.fields("$mood") == {"calm_a.flac": "dreamy", "calm_b.wav": "calm", "exciting_a.mp3": "exciting",
+                                    "exciting_b.ogg": "exciting", "exciting_link.mp3": "wild"}
+
+    run = beet("moodtag", "-w", "--replace-mood")
+    assert "tags written 2" in run.stderr and "kept" not in run.stderr, run.stderr
+    assert read_mood(beet.music / "calm_a.flac").mood == "calm"
+    assert read_mood(beet.music / "exciting_a.mp3").mood == "exciting"
+    assert beet.fields("$mood")["exciting_link.mp3"] == "exciting"
+
+
+def test_an_items_own_mood_that_agrees_with_moodtags_is_no_conflict(tmp_path, originals):
+    """A mood set by hand that moodtag's result agrees with was `kept: ... the item's own mood 'exciting'
+    (not moodtag's exciting)`, counted as kept at every run, its moodtag_mood stale and its file left. It
+    is moodtag's now: confidence and moodtag_mood stored, the file tagged, nothing said."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
+    track = beet.music / "exciting_a.mp3"
+    beet("modify", "-y", "mood=exciting", "moodtag_mood=calm", "mood_confidence!", f"path:{track}")
+
+    run = beet("moodtag", "-w")
+    assert "kept" not in run.stderr and "tags written 4;" in run.stderr, run.stderr
+    assert beet.fields("$moodtag_mood")["exciting_a.mp3"] == "exciting"
+    assert 0.5 <= float(beet.fields("$mood_confidence")["exciting_a.mp3"]) <= 1.0
+    assert read_mood(track).mood == "exciting"
+
+
 def test_retag_writes_the_mood_back_after_moodtag_untag(tmp_path, originals):
     """After `moodtag untag`, `-w` and `-w -f` said `tags written 0` with no reason, and there was no way
     to write the mood back; now the summary says the file is left untagged, and --retag tags it."""
@@ -537,6 +602,25 @@ def cache_rows(beet: Beets) -> list[tuple[str, str]]:
     """The cache's rows: (path, status), by path."""
     with sqlite3.connect(beet.cache) as db:
         return sorted(db.execute("SELECT path, status FROM tracks"))
+
+
+def test_import_link_rows_are_the_music_folders_and_moodtag_scan_analyses_nothing_again(tmp_path, originals):
+    """import.link: the plugin gave the scan each item's symlink, and kept the cache rows under the links'
+    names: `moodtag scan` of the music folder analysed every file again (a second row each), and a scan of
+    beets' folder of links then marked the links' rows missing. The scan is given the links' files: one
+    row per file, which both scans find."""
+    beet = Beets(tmp_path, originals, **{"import": {"link": True}})
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
+    links = [Path(p) for p in beet("ls", "-f", "$path").stdout.split()]
+    assert len(links) == 4 and all(p.is_symlink() for p in links)
+    rows = [(str(beet.music / name), "ok") for name in sorted(TRACKS)]
+    assert cache_rows(beet) == rows
+
+    assert scan_actions(beet) == dict.fromkeys(TRACKS, "cached")
+    run = run_cli("scan", "--json", "--db", beet.cache, tmp_path / "library", check=True)
+    assert [row["action"] for row in map(json.loads, run.stdout.splitlines())] == ["cached"] * 4, run.stdout
+    assert cache_rows(beet) == rows
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in beet("moodtag").stderr
 
 
 def test_beet_mv_takes_the_cache_rows_along_and_nothing_is_analysed_again(tmp_path, originals):
