@@ -3,23 +3,51 @@ above it: for `moodtag scan` and `beet moodtag`."""
 from __future__ import annotations
 
 
+FULL_WIDTH = 80  # columns the whole bar needs: spinner, description, bar, count, rate, elapsed, eta
+
+
 class ScanProgress:
     """A rich progress bar on stderr: tracks done / total, tracks per second, ETA. Only on a terminal:
     elsewhere (a pipe, a log file) it draws nothing, since rich would print the bar's last state once,
     at the end."""
 
     def __init__(self, *, enabled: bool) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+        from rich.text import Text
 
         from tagger.console import err
 
         self.enabled = enabled = enabled and err.is_terminal
         self.console = err
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=err, transient=False, disable=not enabled)
+
+        class Fitting(Progress):
+            """Below FULL_WIDTH columns, one line (Line): the count, the rate and the time left first, then as
+            much of the description as fits (rich's columns cut the count and the ETA first). Chosen at each
+            refresh, so a terminal made narrower or wider is followed."""
+
+            def get_renderables(self):
+                self.columns = full if err.width >= FULL_WIDTH else narrow
+                yield self.make_tasks_table(self.tasks)
+
+        full = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+
+        class Line(ProgressColumn):
+            """The narrow bar: one line, cut at the terminal's edge, the description last."""
+
+            left = TimeRemainingColumn()
+
+            def render(self, task):
+                done = f"{task.completed:.0f}/{'?' if task.total is None else f'{task.total:.0f}'}"
+                parts = [done, task.fields.get("rate", ""), "eta", self.left.render(task).plain, task.description]
+                line = Text(" ".join(part for part in parts if part), no_wrap=True, overflow="ellipsis")
+                line.truncate(max(1, err.width - 1), overflow="ellipsis")
+                return line
+
+        narrow = (Line(),)
+        self.progress = Fitting(*full, console=err, transient=False, disable=not enabled)
         self.task = None
         self.analysed = 0
         self.t0 = None

@@ -1,0 +1,55 @@
+"""The scan's progress bar on a real terminal (a pseudo-terminal), as narrow as a phone's or a split
+pane's: what it must keep is the count and the time left."""
+from __future__ import annotations
+
+import os
+import pty
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "library"
+
+
+def scan_on_a_terminal(library: Path, db: Path, columns: int) -> list[str]:
+    """`moodtag scan` with its standard error on a pseudo-terminal COLUMNS wide: each frame it drew (the
+    lines between carriage returns and newlines), without colour and cursor codes."""
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR")}
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", str(library), "--db", str(db), "--jobs", "1"],
+                            stdout=subprocess.DEVNULL, stderr=terminal, env=dict(env, COLUMNS=str(columns), TERM="xterm"))
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(controller, 1 << 16)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(controller)
+    assert proc.wait(timeout=300) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode("utf-8"))
+    return [frame for frame in re.split(r"[\r\n]+", text) if frame.strip()]
+
+
+@pytest.mark.parametrize("columns", [40, 50, 120])
+def test_a_narrow_terminal_keeps_the_count_and_the_time_left(tmp_path, columns):
+    """Below about 60 columns rich cut the count ('4/6') and the ETA first and kept the description
+    ('scanning (6 to analyse) 4.3 tracks/s e…'); a narrow terminal now gets one line that starts with
+    them and cuts the description, and a wide one the whole bar."""
+    library = tmp_path / "library"
+    shutil.copytree(EXAMPLES, library)
+    total = sum(1 for p in library.rglob("*") if p.is_file() and p.suffix != ".md")
+    frames = [f for f in scan_on_a_terminal(library, tmp_path / "c.db", columns) if "tracks/s" in f]
+    assert frames, "no progress frame with a rate was drawn"
+    last = frames[-1]
+    assert re.search(rf"\b{total}/{total}\b", last) and re.search(r"eta \d+:\d\d:\d\d", last), last
+    assert all(len(frame) <= columns for frame in frames), frames
+    if columns >= 80:
+        assert "scanning" in last and "━" in last, last
