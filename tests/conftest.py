@@ -51,3 +51,30 @@ def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: f
     if check and proc.returncode != 0:
         raise AssertionError(f"moodtag {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def on_a_terminal(args: list[str], *, stream: str, columns: int, timeout: float = 300) -> str:
+    """The real CLI (`python -m tagger ARGS`) with its `stream` ("stdout" or "stderr") on a pseudo-terminal
+    COLUMNS wide (the other one dropped): what it showed there, without colour and cursor codes, once it
+    exited with status 0."""
+    import pty
+    import re
+
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR")}
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: terminal}
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", *args], **streams,
+                            env=dict(env, COLUMNS=str(columns), TERM="xterm"))
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(controller, 1 << 16)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(controller)
+    assert proc.wait(timeout=timeout) == 0
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode("utf-8"))

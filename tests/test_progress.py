@@ -2,15 +2,13 @@
 pane's: what it must keep is the count and the time left."""
 from __future__ import annotations
 
-import os
-import pty
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import on_a_terminal
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "library"
 
@@ -18,23 +16,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "library"
 def scan_on_a_terminal(library: Path, db: Path, columns: int) -> list[str]:
     """`moodtag scan` with its standard error on a pseudo-terminal COLUMNS wide: each frame it drew (the
     lines between carriage returns and newlines), without colour and cursor codes."""
-    controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR")}
-    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", str(library), "--db", str(db), "--jobs", "1"],
-                            stdout=subprocess.DEVNULL, stderr=terminal, env=dict(env, COLUMNS=str(columns), TERM="xterm"))
-    os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            data = os.read(controller, 1 << 16)
-        except OSError:  # EIO: the command closed the terminal
-            break
-        if not data:
-            break
-        shown += data
-    os.close(controller)
-    assert proc.wait(timeout=300) == 0
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode("utf-8"))
+    text = on_a_terminal(["scan", str(library), "--db", str(db), "--jobs", "1"], stream="stderr", columns=columns)
     return [frame for frame in re.split(r"[\r\n]+", text) if frame.strip()]
 
 

@@ -196,29 +196,9 @@ def test_paths_option_lists_the_paths_alone(cache_db):
 def terminal_run(*args: str, columns: int) -> str:
     """The real CLI with its standard output on a pseudo-terminal COLUMNS wide; what it showed, without
     colour codes."""
-    import os
-    import pty
-    import re
-    import subprocess
-    import sys
+    from tests.conftest import on_a_terminal
 
-    controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR")}
-    proc = subprocess.Popen([sys.executable, "-m", "tagger", *args], stdout=terminal, stderr=subprocess.DEVNULL,
-                            env=dict(env, COLUMNS=str(columns), TERM="xterm"))
-    os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            data = os.read(controller, 1 << 16)
-        except OSError:  # EIO: the command closed the terminal
-            break
-        if not data:
-            break
-        shown += data
-    os.close(controller)
-    assert proc.wait(timeout=60) == 0
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode("utf-8")).replace("\r\n", "\n")
+    return on_a_terminal(list(args), stream="stdout", columns=columns, timeout=60).replace("\r\n", "\n")
 
 
 def piped_run(*args: str, env: dict[str, str]) -> tuple[str, bool]:
