@@ -1,14 +1,17 @@
 """Training's feature cache: the unnormalised feature matrix of the middle of each track, on disk.
 
 Decoding dominates training time, so each track is decoded once: the middle `span` of it (at least
-the inference clips' stretch) becomes one long matrix, (features.size[0], frames), in dB (or MFCC),
-frequency axis already at the model's height, time axis at the STFT's hop. Training crops clip-long
-windows from it at random positions and resizes their time axis as `features.clip_matrices` does, so
-a crop equals the clip matrix inference computes for the same start (up to the STFT's edge frames).
+the inference clips' stretch, at most MAX_SPAN_SECONDS) becomes one long matrix, (features.size[0],
+frames), in dB (or MFCC), frequency axis already at the model's height, time axis at the STFT's hop.
+Training crops clip-long windows from it at random positions and resizes their time axis as
+`features.clip_matrices` does, so a crop equals the clip matrix inference computes for the same start
+(up to the STFT's edge frames).
 
 Files: `<cache_dir>/<key[:2]>/<key>.npz` (float16 matrix), keyed by the file's resolved path, size
-and mtime, the sample rate, the FeatureSpec and the span. The cache folder: the `cache_dir` argument,
-else $MOODTAG_FEATURE_CACHE, else `features/` in the user cache folder (e.g. ~/.cache/moodtag/features).
+and mtime, the sample rate, the FeatureSpec and the span (not MAX_SPAN_SECONDS, which changes no track
+under it: an entry of a longer stretch, made before the cap, is read as stale). The cache folder: the
+`cache_dir` argument, else $MOODTAG_FEATURE_CACHE, else `features/` in the user cache folder (e.g.
+~/.cache/moodtag/features).
 """
 from __future__ import annotations
 
@@ -29,6 +32,10 @@ from tagger.weights import ClipPlan, ModelSpec
 
 CACHE_VERSION = 1
 CACHE_ENV = "MOODTAG_FEATURE_CACHE"
+# The longest middle stretch decoded (seconds): its STFT is built in one piece, about 1 MB per second of
+# it (0.6 GB for 600 s), so the middle 60 % of a 10-hour mix needed 20 GB. Every track up to 16 min 40 s at
+# the default --span 0.6 (up to 10 min at any --span) is decoded as before the cap, to the same matrix.
+MAX_SPAN_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,12 @@ def default_cache_dir() -> Path:
 
 def segment_bounds(duration: float, plan: ClipPlan, span: float) -> tuple[float, float]:
     """(start, seconds) of the middle stretch to decode: `span` of the track, widened to hold the
-    inference clips of `plan`, never past the track's ends."""
+    inference clips of `plan`, cut to MAX_SPAN_SECONDS (unless the plan's clips back to back need more),
+    never past the track's ends. A spread plan's clips beyond the stretch of a long track are not in it."""
     if duration < plan.seconds:
         raise AudioError(f"too short: {short_duration(duration, plan.seconds)} s, a clip needs {plan.seconds:g} s")
     width = max(span, plan.span if plan.placement == "spread" else 0.0) * duration
+    width = min(width, MAX_SPAN_SECONDS)
     width = min(duration, max(width, plan.count * plan.seconds + 1.0, plan.seconds))
     start = max(0.0, (duration - width) / 2)
     return round(start, 4), round(width, 4)
@@ -73,6 +82,13 @@ def clip_frames(spec: ModelSpec) -> int:
     """Frames of one clip's STFT (centred frames, as librosa computes them)."""
     n = int(round(spec.clips.seconds * spec.sample_rate))
     return 1 + n // spec.features.hop_length
+
+
+def max_frames(spec: ModelSpec) -> int:
+    """Frames of the longest matrix segment_bounds allows (MAX_SPAN_SECONDS, or the plan's clips)."""
+    plan = spec.clips
+    seconds = round(max(MAX_SPAN_SECONDS, plan.count * plan.seconds + 1.0, plan.seconds), 4)
+    return 1 + int(round(seconds * spec.sample_rate)) // spec.features.hop_length
 
 
 def _key(path: Path, spec: ModelSpec, span: float) -> str:
@@ -113,6 +129,8 @@ def _read_entry(file: Path, spec: ModelSpec) -> TrackMatrix:
                          hop_seconds=float(z["hop_seconds"]), clip_frames=int(z["clip_frames"]))
     if tm.matrix.ndim != 2 or tm.matrix.shape[0] != spec.features.size[0] or tm.clip_frames != clip_frames(spec):
         raise ValueError(f"a matrix of shape {tm.matrix.shape} is not this spec's")
+    if tm.matrix.shape[1] > max_frames(spec):  # made before MAX_SPAN_SECONDS: the track is decoded again
+        raise ValueError(f"a matrix of {tm.matrix.shape[1]} frames is longer than the span decoded now")
     return tm
 
 
