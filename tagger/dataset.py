@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 from tagger.discover import Library, file_kind, is_audio_name  # the names a scan takes, so a model trains on what it will tag
 from tagger.errors import BROKEN_LINK, MoodtagError
+from tagger.records import counted
 
 GROUP_BY = ("auto", "prefix", "folder", "track")
 GROUP_SEPARATOR = "__"
@@ -49,34 +50,86 @@ def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None, group
     of them (MoodtagError naming the first that is not); a folder may hold only those label folders.
     A label folder is walked as a scan walks a library (hidden names passed over, symlinks followed). A file
     in it whose name is not an audio file's is left out, as is a broken link or a symlink loop:
-    on_skip(path, why) hears of each."""
-    data = Path(data).expanduser()
+    on_skip(path, why) hears of each; audio files at the top of the folder (in no label folder) are left
+    out too, on_skip(DATA, why) hearing of them once. Labels equal but for case or surrounding spaces
+    ('Exciting' beside 'exciting') are a MoodtagError naming both and where the odd one comes from."""
+    items, where = _load(Path(data).expanduser(), labels=labels, group_by=group_by, on_skip=on_skip)
+    _check_spellings(items, where)
+    return sorted(items, key=lambda it: str(it.path))
+
+
+def load_many(sources, *, labels: tuple[str, ...] | None = None, group_by: str = "auto",
+              on_skip: Callable[[Path, str], None] | None = None) -> list[Item]:
+    """Several DATA arguments -> one list; the same file twice (by two paths, a link or a hard link) is an
+    error, as is a label spelt two ways (across the arguments too)."""
+    items: list[Item] = []
+    where: dict[str, str] = {}
+    for source in sources:
+        found, found_where = _load(Path(source).expanduser(), labels=labels, group_by=group_by, on_skip=on_skip)
+        items += sorted(found, key=lambda it: str(it.path))
+        where = {**found_where, **where}  # the first source a spelling comes from
+    _check_spellings(items, where)
+    _check_duplicates(items)
+    return items
+
+
+def _load(data: Path, *, labels, group_by: str, on_skip) -> tuple[list[Item], dict[str, str]]:
+    """load_items' Items (unsorted), and where each label spelling first comes from (a label folder, or
+    the CSV file and line)."""
     if group_by not in GROUP_BY:
         raise MoodtagError(f"--group-by {group_by}: unknown (choose from {', '.join(GROUP_BY)})")
     if not data.exists():
         raise MoodtagError(f"{data}: no such file or folder")
     if data.is_dir():
         items = _from_folder(data, labels=labels, group_by=group_by, on_skip=on_skip)
+        where = {it.label: str(data / it.label) for it in items}
     elif data.suffix.lower() in (".csv", ".tsv"):
-        items = _from_csv(data, labels=labels, group_by=group_by)
+        where = {}
+        items = _from_csv(data, labels=labels, group_by=group_by, where=where)
     else:
         raise MoodtagError(f"{data}: DATA must be a folder with one sub-folder per label, or a CSV file")
     if not items:
         raise MoodtagError(f"{data}: no audio files found (expected {data}/<label>/<files>)")
-    return sorted(items, key=lambda it: str(it.path))
+    return items, where
 
 
-def load_many(sources, *, labels: tuple[str, ...] | None = None, group_by: str = "auto",
-              on_skip: Callable[[Path, str], None] | None = None) -> list[Item]:
-    """Several DATA arguments -> one list; the same file twice is an error."""
-    items: list[Item] = []
-    for source in sources:
-        items += load_items(source, labels=labels, group_by=group_by, on_skip=on_skip)
-    seen = Counter(it.path.resolve() for it in items)
-    dupes = [p for p, n in seen.items() if n > 1]
-    if dupes:
-        raise MoodtagError(f"{dupes[0]}: listed more than once in DATA")
-    return items
+def _label_key(label: str) -> str:
+    """What two spellings of one label share: 'Exciting', 'exciting ' -> 'exciting'."""
+    return label.strip().casefold()
+
+
+def _check_spellings(items: list[Item], where: dict[str, str]) -> None:
+    """MoodtagError for labels equal but for case or surrounding spaces ('Exciting' beside 'exciting'): a
+    model would take them for two labels (a third label, its threshold lost) and a scan tag files with the
+    odd one. Named: the spelling fewer tracks hold and where it comes from, then the other."""
+    counts = Counter(it.label for it in items)
+    spellings: dict[str, list[str]] = {}
+    for label in counts:
+        spellings.setdefault(_label_key(label), []).append(label)
+    for found in spellings.values():
+        if len(found) > 1:
+            usual = max(found, key=lambda label: (counts[label], label == label.strip(), label.islower(), label))
+            odd = min((label for label in found if label != usual), key=lambda label: (counts[label], label))
+            raise MoodtagError(f"{where[odd]}: label {odd!r} differs from {usual!r} ({where[usual]}) only in case "
+                               "or surrounding spaces: spell each label one way")
+
+
+def _check_duplicates(items: list[Item]) -> None:
+    """MoodtagError for a file listed twice: by one path, through a link, or by a hard link (two names of
+    one file, say in calm/ and in exciting/: it would be trained on as both labels)."""
+    first: dict[object, Path] = {}
+    for it in items:
+        try:
+            st = it.path.stat()
+            key = (st.st_dev, st.st_ino)
+        except OSError:  # gone since it was listed: its path tells it apart
+            key = it.path.resolve()
+        if key in first:
+            seen = first[key]
+            if seen.resolve() == it.path.resolve():
+                raise MoodtagError(f"{it.path.resolve()}: listed more than once in DATA")
+            raise MoodtagError(f"{it.path}: the same file as {seen} (a hard link): listed more than once in DATA")
+        first[key] = it.path
 
 
 def labels_of(items: list[Item], labels: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -103,6 +156,8 @@ def parse_labels(text: str | None) -> tuple[str, ...] | None:
         raise MoodtagError(f"--labels {text}: give at least two labels, separated by commas")
     if len(set(labels)) != len(labels):
         raise MoodtagError(f"--labels {text}: a label is repeated")
+    if len({_label_key(label) for label in labels}) != len(labels):
+        raise MoodtagError(f"--labels {text}: a label is repeated in another case")
     return labels
 
 
@@ -116,6 +171,10 @@ def summarize(items: list[Item]) -> dict:
 
 def _check_label(label: str, labels, where: str) -> None:
     if labels is not None and label not in labels:
+        known = next((known for known in labels if _label_key(known) == _label_key(label)), None)
+        if known is not None:
+            raise MoodtagError(f"{where}: label {label!r} differs from {known!r} only in case or surrounding "
+                               f"spaces (labels: {', '.join(labels)})")
         raise MoodtagError(f"{where}: unknown label {label!r} (labels: {', '.join(labels)})")
 
 
@@ -147,6 +206,12 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
             _check_label(d.name, labels, str(d))
     items = []
     skip = on_skip or (lambda path, why: None)
+    loose = sorted(p.name for p in root.iterdir()
+                   if not p.name.startswith(".") and is_audio_name(p.name) and p.is_file())
+    if loose:  # a track's label is the folder it is in: one at the top has none
+        skip(root, f"{counted(len(loose), 'audio file')} at the top level not used ({loose[0]}"
+                   f"{', ...' if len(loose) > 1 else ''}): a track's label is the name of the folder it is in "
+                   f"({root}/<label>/<files>)")
     for label_dir in subdirs:
         library = Library.of([label_dir])
         for path in _label_files(label_dir, label_dir.stat(), set(), library, skip):
@@ -224,7 +289,8 @@ def _rows(reader) -> tuple[list[str], list[tuple[int, dict]]]:
     return header, rows
 
 
-def _from_csv(path: Path, *, labels, group_by: str) -> list[Item]:
+def _from_csv(path: Path, *, labels, group_by: str, where: dict[str, str]) -> list[Item]:
+    """The CSV's Items; `where` gets the file and line each label spelling first comes from."""
     base = path.parent
     reader = None
     try:  # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte order mark, which is not the header's
@@ -264,6 +330,7 @@ def _from_csv(path: Path, *, labels, group_by: str) -> list[Item]:
             hint = " (an unclosed double quote runs on to the end of the file)" if "\n" in raw else ""
             raise MoodtagError(f"{path}:{line}: empty {'label' if rel else 'path'}{hint}")
         _check_label(label, labels, f"{path}:{line}")
+        where.setdefault(label, f"{path}:{line}")
         file = (base / rel) if not Path(rel).is_absolute() else Path(rel)
         if not file.is_file():
             raise MoodtagError(f"{path}:{line}: {file}: no such audio file")

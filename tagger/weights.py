@@ -16,6 +16,12 @@ MODEL_SUFFIX = ".safetensors"
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library refuses larger headers too
 MAX_JSON_DEPTH = 64  # a model file's JSON is a few levels deep; far deeper is a crafted file
 DESCRIPTOR_ARCHITECTURE = "descriptor_logistic"
+# A network's input recipe, each setting in range, may still add up to more than any machine holds (n_fft 65536
+# with hop_length 1: 144 GB for one track). The complex STFT of a track's clips is computed at once: at most
+# 2**27 values (1 GiB). The shipped moodtag-cnn, and every recipe `train` writes, needs 1.1 million (5 clips of
+# 5 s at 22050 Hz, n_fft 2048, hop 512); five 30 s clips at 48 kHz with n_fft 4096 and hop 256 need 58 million.
+MAX_SPECTROGRAM_VALUES = 2 ** 27
+MAX_INPUT_VALUES = 2 ** 27  # the network's input for a track's clips (clips x channels x size): 512 MiB of float32
 
 
 @dataclass(frozen=True)
@@ -86,21 +92,50 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelSpec":
-        data = dict(data)
-        clips = ClipPlan(**data.pop("clips", {}))
-        feats = dict(data.pop("features", {}))
-        if "size" in feats:
-            feats["size"] = tuple(feats["size"])
-        if "descriptors" in feats:
-            feats["descriptors"] = tuple(feats["descriptors"])
-        features = FeatureSpec(**feats)
+        """The spec of a model file's JSON. ValueError, in moodtag's words, for JSON of the wrong shape (a
+        list, a field of the wrong type, a required field missing); NewerSpecError for a field this
+        moodtag does not know (a file written by a newer one)."""
+        data = dict(_object(data, "the spec"))
+        unknown = _unknown_fields(data, cls, "")
+        clips, feats = _object(data.pop("clips", {}), "clips"), _object(data.pop("features", {}), "features")
+        unknown += _unknown_fields(clips, ClipPlan, "clips.") + _unknown_fields(feats, FeatureSpec, "features.")
+        if unknown:
+            raise NewerSpecError(f"the model spec has {'a field' if len(unknown) == 1 else 'fields'} this moodtag "
+                                 f"does not know ({', '.join(map(repr, unknown))}): written by a newer moodtag?")
+        missing = [name for name in ("name", "version", "labels") if name not in data]
+        if missing:
+            raise ValueError(f"the spec has no {missing[0]}")
+        for name in ("size", "descriptors"):
+            if name in feats:
+                if not isinstance(feats[name], (list, tuple)):
+                    raise ValueError(f"features.{name} must be a list, not {feats[name]!r}")
+                feats[name] = tuple(feats[name])
         if not isinstance(data.get("labels"), (list, tuple)):  # a string would become its letters
             raise TypeError(f"labels must be a list of names, not {data.get('labels')!r}")
         data["labels"] = tuple(data["labels"])
-        return cls(clips=clips, features=features, **data)
+        return cls(clips=ClipPlan(**clips), features=FeatureSpec(**feats), **data)
 
     def with_(self, **changes) -> "ModelSpec":
         return replace(self, **changes)
+
+
+class NewerSpecError(ValueError):
+    """A model spec with a field this moodtag does not know: most likely written by a newer moodtag."""
+
+
+def _object(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        kind = {list: "a list", str: "text", bool: "true or false", type(None): "null"}.get(type(value), "a number")
+        raise ValueError(f"{what} must be a JSON object, not {kind}")
+    return value
+
+
+def _unknown_fields(data: dict, kind, prefix: str) -> list[str]:
+    """The keys of `data` that are no field of the dataclass `kind`, each as `prefix` + key."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(kind)}
+    return [prefix + key for key in data if key not in known]
 
 
 @dataclass
@@ -221,6 +256,8 @@ def read_spec(path: Path) -> ModelSpec:
     try:
         spec = ModelSpec.from_json(_json(meta[SPEC_KEY], "the spec"))
         problem = spec_problem(spec)
+    except NewerSpecError as exc:
+        raise ModelError(f"{path}: {exc}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ModelError(f"{path}: malformed model spec ({exc})") from None
     if problem:
@@ -348,6 +385,17 @@ def _network_input_problem(spec: ModelSpec) -> str | None:
         return f"features.fmin {f.fmin!r} must be from 0 to below half the sample rate"
     if f.fmax is not None and not (_number(f.fmax) and f.fmin < f.fmax <= spec.sample_rate / 2):
         return f"features.fmax {f.fmax!r} must be above fmin and at most half the sample rate (or absent)"
+    clips = spec.clips
+    frames = 1 + int(clips.seconds * spec.sample_rate) // f.hop_length  # torch.stft's, centred
+    cells = clips.count * frames * (f.n_fft // 2 + 1)
+    if cells > MAX_SPECTROGRAM_VALUES:  # each in range, but the STFT of a track's clips would not fit in memory
+        return (f"features.n_fft {f.n_fft} and hop_length {f.hop_length} give {cells:,} spectrogram values for a "
+                f"track's {clips.count} clips of {clips.seconds:g} s at {spec.sample_rate} Hz "
+                f"(at most {MAX_SPECTROGRAM_VALUES:,})")
+    values = clips.count * f.channels * f.size[0] * f.size[1]
+    if values > MAX_INPUT_VALUES:
+        return (f"features.size {f.size} and channels {f.channels} give {values:,} input values for a track's "
+                f"{clips.count} clips (at most {MAX_INPUT_VALUES:,})")
     norm = spec.normalization
     if not (isinstance(norm, dict) and _number(norm.get("mean")) and _number(norm.get("std")) and norm["std"] >= 0):
         return f"normalization {norm!r} must hold a number 'mean' and a number 'std' of 0 or more"

@@ -184,3 +184,18 @@ def test_a_spec_with_an_empty_name_or_version_is_one_line(tmp_path, audio_dir):
             read_spec(path)
         for command in (["model-info", path], ["classify", track, "--model", path]):
             assert one_error_line(run_cli(*command)) == f"error: {path}: malformed model spec ({cause})"
+
+
+def test_every_input_recipe_train_writes_is_within_the_bounds_on_what_a_recipe_adds_up_to():
+    """weights.MAX_SPECTROGRAM_VALUES refuses recipes each of whose settings is in range but that together
+    would not fit in memory (n_fft 65536, hop 1: 144 GB a track); what train writes for each feature kind,
+    and the shipped models, stay well inside it, as does a heavier recipe of 48 kHz and five 30 s clips."""
+    from tagger.features import FEATURE_KINDS
+    from tagger.weights import shipped_models, spec_problem
+
+    for kind in FEATURE_KINDS:  # train's recipe: FeatureSpec's defaults but the kind and centring
+        assert spec_problem(_spec(features=FeatureSpec(kind=kind, center="band"))) is None, kind
+    assert spec_problem(_spec(sample_rate=48000, clips=ClipPlan(seconds=30.0),
+                              features=FeatureSpec(kind="stft", n_fft=4096, hop_length=256))) is None
+    assert all(spec_problem(read_spec(p)) is None for p in shipped_models())
+    assert "spectrogram values" in spec_problem(_spec(features=FeatureSpec(kind="stft", n_fft=65536, hop_length=1)))

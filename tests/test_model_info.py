@@ -87,6 +87,16 @@ def _altered(tmp_path, shipped: str, **changes):
     ("moodtag-rhythm", {"clips__count": True}, "clips.count True must be a whole number from 1 to 100"),
     ("moodtag-rhythm", {"metrics": "bad"}, "metrics must be a JSON object, not str"),
     ("moodtag-rhythm", {"created": 5}, "created 5 must be text"),
+    # each setting in range, together 144 GB for one track: refused up front, not a raw allocator error per track
+    ("moodtag-cnn", {"features__kind": "stft", "features__n_fft": 65536, "features__hop_length": 1},
+     "features.n_fft 65536 and hop_length 1 give 18,064,075,095 spectrogram values for a track's 5 clips of 5 s "
+     "at 22050 Hz (at most 134,217,728)"),
+    ("moodtag-cnn", {"features__size": [4096, 4096], "features__channels": 64},
+     "features.size (4096, 4096) and channels 64 give 5,368,709,120 input values for a track's 5 clips"),
+    # JSON of the wrong type: moodtag's words, not Python's ('argument after ** must be a mapping')
+    ("moodtag-rhythm", {"clips": [1]}, "clips must be a JSON object, not a list"),
+    ("moodtag-cnn", {"features": "mel"}, "features must be a JSON object, not text"),
+    ("moodtag-cnn", {"features__size": 128}, "features.size must be a list, not 128"),
 ])
 def test_a_malformed_spec_is_one_error_for_every_command(tmp_path, shipped, changes, cause):
     """Such a model was taken: a bad input recipe then failed every track in the workers (a --force scan
@@ -102,6 +112,38 @@ def test_a_malformed_spec_is_one_error_for_every_command(tmp_path, shipped, chan
         assert proc.stderr.startswith(f"error: {path}: malformed model spec ({cause}"), (args, proc.stderr)
         assert proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "c.db").exists()
+
+
+def test_a_spec_from_a_newer_moodtag_says_so(tmp_path):
+    """A model file with a spec field this moodtag does not know (a newer moodtag's) was 'malformed model
+    spec (FeatureSpec.__init__() got an unexpected keyword argument ...)', and a spec that is a JSON list
+    a Python conversion message. Each is one line in moodtag's words now."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from tagger.weights import SPEC_KEY, resolve_model, safetensors_metadata
+
+    path = _altered(tmp_path, "moodtag-rhythm", features__loudness_norm="ebu-r128")
+    for args in (["model-info", path], ["classify", "--model", path, tmp_path / "absent.mp3"]):
+        proc = run_cli(*args)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            1, "", f"error: {path}: the model spec has a field this moodtag does not know ('features.loudness_norm'): "
+                   "written by a newer moodtag?\n"), args
+    path = _altered(tmp_path, "moodtag-cnn", format_version=3, clips__overlap=0.5)
+    assert run_cli("model-info", path).stderr == (
+        f"error: {path}: the model spec has fields this moodtag does not know ('format_version', 'clips.overlap'): "
+        "written by a newer moodtag?\n")
+    listed = tmp_path / "list.safetensors"
+    save_file(load_file(str(resolve_model(None))), str(listed), metadata={SPEC_KEY: json.dumps([1, 2])})
+    proc = run_cli("model-info", listed)
+    assert (proc.returncode, proc.stderr) == (1, f"error: {listed}: malformed model spec (the spec must be a JSON "
+                                                 "object, not a list)\n")
+    unnamed = _altered(tmp_path, "moodtag-rhythm")  # a required field missing
+    spec = json.loads(safetensors_metadata(unnamed)[SPEC_KEY])
+    del spec["name"]
+    save_file(load_file(str(unnamed)), str(unnamed), metadata={SPEC_KEY: json.dumps(spec)})
+    assert run_cli("model-info", unnamed).stderr == f"error: {unnamed}: malformed model spec (the spec has no name)\n"
 
 
 @pytest.mark.parametrize("metrics", [

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +16,13 @@ from typer.testing import CliRunner
 
 from tagger import metrics
 from tagger.cli import app
-from tagger.dataset import Item, load_items, load_many
+from tagger.dataset import Item, load_items, load_many, parse_labels
 from tagger.errors import MoodtagError
 from tagger.synth import make_track
 from tagger.weights import ModelSpec, load_model, read_spec
 from tests.test_scan import ROOT, _without_root_powers
 
+ROOT_DIR = Path(__file__).resolve().parent.parent  # the source checkout: tagger/ and models/
 TINY = ["--epochs", "2", "--clips-per-track", "2", "--batch-size", "4", "--threads", "1"]
 
 
@@ -574,3 +576,130 @@ def test_an_output_linked_to_a_disk_not_mounted_is_refused_before_training(tmp_p
                                            rf".*m\.safetensors, whose folder does not exist: a disk not mounted\?\)$"):
         check_writable(link)
     assert list((tmp_path / "usb").iterdir()) == []
+
+
+# ---------------------------------------------------------------- labels, files and outputs given by mistake
+
+def _typo_data(data, tmp_path):
+    """The data set twice with one exciting track spelt 'Exciting': a CSV (the row on its line 13, the first
+    'exciting' on line 8) and label folders (an Exciting/ folder beside exciting/)."""
+    tracks = sorted(data.rglob("*.wav"))
+    rows = [f"{p},{'Exciting' if p == tracks[-1] else p.parent.name}" for p in tracks]
+    table = tmp_path / "set.csv"
+    table.write_text("path,label\n" + "\n".join(rows) + "\n")
+    folders = tmp_path / "typo"
+    for p in tracks:
+        label = "Exciting" if p == tracks[-1] else p.parent.name
+        (folders / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, folders / label / p.name)
+    return table, folders
+
+
+def test_a_label_spelt_two_ways_is_one_error_naming_both(data, cache, tmp_path):
+    """One row labelled 'Exciting' (or a stray Exciting/ folder) trained a network of three labels
+    (Exciting, calm, exciting; its threshold lost to argmax) that a scan would tag files 'Exciting' with.
+    Now train (either kind) and evaluate refuse it, naming both spellings and where the odd one is."""
+    from tests.conftest import run_cli
+
+    table, folders = _typo_data(data, tmp_path)
+    out = tmp_path / "m.safetensors"
+    by_table = (f"{table}:13: label 'Exciting' differs from 'exciting' ({table}:8) only in case or surrounding "
+                "spaces: spell each label one way")
+    by_folder = (f"{folders / 'Exciting'}: label 'Exciting' differs from 'exciting' ({folders / 'exciting'}) only in "
+                 "case or surrounding spaces: spell each label one way")
+    for source, message in ((table, by_table), (folders, by_folder)):
+        for kind in ("mel", "descriptors"):
+            proc = run_cli("train", source, "--out", out, "--feature", kind, "--cache-dir", cache,
+                           *(TINY if kind == "mel" else []), env={"COLUMNS": "500"})
+            assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", f"error: {message}\n"), (kind, proc.stderr)
+        proc = run_cli("evaluate", source, env={"COLUMNS": "500"})  # the shipped model's labels: calm, exciting
+        where = f"{table}:13" if source == table else f"{folders / 'Exciting'}"
+        assert (proc.returncode, proc.stderr) == (1, f"error: {where}: label 'Exciting' differs from 'exciting' only in "
+                                                     "case or surrounding spaces (labels: calm, exciting)\n")
+    assert not out.exists()
+    spaced = tmp_path / "spaced"  # a folder named 'calm ' beside calm/
+    for label in ("calm", "calm ", "exciting"):
+        (spaced / label).mkdir(parents=True)
+    for i, p in enumerate(sorted(data.rglob("*.wav"))[:5]):
+        shutil.copy(p, spaced / ("calm", "calm", "calm ", "exciting", "exciting")[i] / p.name)
+    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(spaced / 'calm '))}: label 'calm ' differs from 'calm' "):
+        load_items(spaced)
+    other = tmp_path / "other"  # across two DATA arguments too
+    (other / "Calm").mkdir(parents=True)
+    shutil.copy(sorted(data.rglob("*.wav"))[0], other / "Calm" / "x.wav")
+    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(other / 'Calm'))}: label 'Calm' differs from 'calm' "
+                                           rf"\({re.escape(str(data / 'calm'))}\)"):
+        load_many([data, other])
+    with pytest.raises(MoodtagError, match="a label is repeated in another case"):
+        parse_labels("calm,Calm")
+
+
+def test_one_file_by_two_hard_links_is_listed_twice(data, tmp_path):
+    """A file hard-linked into both calm/ and exciting/ was trained on as both labels: the duplicate check
+    compared resolved paths, which differ for two hard links. It compares the files now."""
+    shutil.copytree(data, tmp_path / "d")
+    first = sorted((tmp_path / "d" / "calm").iterdir())[0]
+    os.link(first, tmp_path / "d" / "exciting" / "g0__same.wav")
+    with pytest.raises(MoodtagError, match=rf"^{re.escape(str(tmp_path / 'd' / 'exciting' / 'g0__same.wav'))}: the same "
+                                           rf"file as {re.escape(str(first))} \(a hard link\): listed more than once"):
+        load_many([tmp_path / "d"])
+
+
+def test_audio_files_at_the_top_of_data_are_named_as_not_used(data, tmp_path):
+    """An audio file in DATA itself (in no label folder) was left out in silence, while any other file left
+    out gets a warning line: it gets one too, once for all of them."""
+    from tests.conftest import run_cli
+
+    shutil.copytree(data, tmp_path / "d")
+    for name in ("forgotten.wav", "also.wav"):
+        shutil.copy(sorted(data.rglob("*.wav"))[0], tmp_path / "d" / name)
+    (tmp_path / "d" / "README.txt").write_text("labelled by hand\n")
+    proc = run_cli("evaluate", tmp_path / "d", "--json", env={"COLUMNS": "500"})
+    assert proc.returncode == 0 and json.loads(proc.stdout)["tracks"] == 12, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"warning: {tmp_path / 'd'}: 2 audio files at the top level not used (also.wav, ...): a track's label is the "
+        f"name of the folder it is in ({tmp_path / 'd'}/<label>/<files>)"]
+
+
+def test_evaluate_json_names_each_failed_track_on_stderr(data, tmp_path):
+    """evaluate --json exited 1 with nothing on stderr (the cause only in the JSON rows); evaluate without
+    --json and classify --json print 'failed: FILE: cause'. So does evaluate --json now."""
+    from tests.conftest import run_cli
+
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00")
+    csv = tmp_path / "set.csv"
+    csv.write_text(f"path,label\nbroken.wav,calm\n{sorted((data / 'calm').iterdir())[0]},calm\n")
+    proc = run_cli("evaluate", csv, "--json", env={"COLUMNS": "500"})
+    assert proc.returncode == 1 and json.loads(proc.stdout)["failed"] == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"failed: {tmp_path / 'broken.wav'}: "), proc.stderr
+    assert lines[0] == run_cli("classify", "--json", tmp_path / "broken.wav").stderr.strip()
+
+
+def test_an_output_in_the_shipped_models_folder_warns_what_it_replaces(data, cache, tmp_path):
+    """train --out models/moodtag-rhythm.safetensors replaced the default model every scan uses, in silence
+    (--name set: no shipped name's warning). The maintainers retrain shipped models so: a warning, not a
+    refusal, naming the shipped model; a new file there becomes a shipped model, with a warning too.
+    In a copy of the package (its own models/ folder)."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT_DIR / "tagger", project / "tagger", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT_DIR / "models", project / "models")
+    (tmp_path / "link").symlink_to(project / "models")
+    env = {**os.environ, "PYTHONPATH": str(project), "COLUMNS": "500"}
+    for out, warning in (
+            (tmp_path / "link" / "moodtag-rhythm.safetensors",
+             f"--out {tmp_path / 'link' / 'moodtag-rhythm.safetensors'} is the shipped model moodtag-rhythm's file: the "
+             "new model replaces it, and every scan using moodtag-rhythm (the default model) will use the new one "
+             "(pass another --out unless this model replaces the shipped one)"),
+            (project / "models" / "mine.safetensors",
+             f"--out {project / 'models' / 'mine.safetensors'} is in the shipped models' folder: the new model becomes "
+             "a shipped model, mine (pass another --out unless it is meant to ship)")):
+        proc = subprocess.run([sys.executable, "-m", "tagger", "train", str(data), "--out", str(out), "--feature",
+                               "descriptors", "--name", "retrained", "--cache-dir", str(cache), "--json"],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.splitlines() == [f"warning: {warning}"]
+        assert read_spec(out).name == "retrained"
+    proc = subprocess.run([sys.executable, "-m", "tagger", "model-info", "--json"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert json.loads(proc.stdout)["spec"]["name"] == "retrained"  # the default, for every scan of this copy

@@ -34,14 +34,14 @@ def evaluate(
                   console=err, transient=True, disable=json_out or not err.is_terminal) as progress:
         task = progress.add_task("evaluating", total=len(items))
         report = evaluate_model(items, loaded, on_progress=lambda done, total, item: progress.update(task, completed=done))
+    for row in report.rows:  # on stderr with --json too, as classify --json: the cause, not a silent exit 1
+        if row.error:
+            error_line(row.path, row.error)
     if json_out:
         data_out = {"model": {"name": loaded.spec.name, "version": loaded.spec.version, "path": str(loaded.path),
                               "sha256": loaded.sha256}, **report.to_json(rows=True)}
         out.print(json.dumps(data_out, ensure_ascii=False), markup=False, highlight=False)
     else:
-        for row in report.rows:
-            if row.error:
-                error_line(row.path, row.error)
         render_report(report, title=f"{loaded.spec.name} {loaded.spec.version}", tracks=tracks)
     if report.failed:  # the figures leave those tracks out: exit status 1, as classify's for a failed file
         raise typer.Exit(1)

@@ -146,6 +146,7 @@ def train(
     if out.is_dir():
         raise MoodtagError(f"--out {out}: is a folder")
     check_writable(out)  # now, not after the training
+    _warn_shipped_file(out)
     name = _model_name(name, out)
 
     items = load_many(data, labels=parse_labels(labels), group_by=group_by, on_skip=warn_not_audio)
@@ -336,6 +337,30 @@ def _model_name(name: str | None, out: Path) -> str:
         warn(f"{escape(given)} is a shipped model's: a scan's cache tells models apart by name and version only "
              "(pass another --name unless this model replaces the shipped one)")
     return chosen
+
+
+def _warn_shipped_file(out: Path) -> None:
+    """A warning when MODEL is (through any link) a file of the shipped models' folder: the new model
+    replaces that shipped model for every scan using it, the default for a plain scan (the maintainers'
+    retraining of a shipped model is the one use), or becomes a shipped model itself."""
+    import os
+
+    from tagger.weights import DEFAULT_MODEL, shipped_models_dir
+
+    target = Path(os.path.realpath(out))
+    if target.parent != Path(os.path.realpath(shipped_models_dir())):
+        return
+    from tagger.console import shown, warn
+
+    stem = target.stem
+    if target.is_file():
+        default = " (the default model)" if stem == DEFAULT_MODEL else ""
+        warn(f"--out {shown(out)} is the shipped model {shown(stem)}'s file: the new model replaces it, and every "
+             f"scan using {shown(stem)}{default} will use the new one "
+             "(pass another --out unless this model replaces the shipped one)")
+    else:
+        warn(f"--out {shown(out)} is in the shipped models' folder: the new model becomes a shipped model, "
+             f"{shown(stem)} (pass another --out unless it is meant to ship)")
 
 
 def _split(text: str | None) -> list[str] | None:
