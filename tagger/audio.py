@@ -12,6 +12,7 @@ encoder delay), an Ogg Opus duration from FFmpeg has its pre-skip taken off, and
 """
 from __future__ import annotations
 
+import errno
 import math
 import mmap
 import os
@@ -57,6 +58,11 @@ SF_UNKNOWN_FRAMES = 2 ** 62
 AV_FORMATS = {".m4a": "mov,mp4,m4a,3gp,3g2,mj2", ".mp4": "mov,mp4,m4a,3gp,3g2,mj2", ".opus": "ogg",
               ".spx": "ogg", ".ogg": "ogg", ".oga": "ogg", ".mp3": "mp3", ".flac": "flac", ".wav": "wav",
               ".aif": "aiff", ".aiff": "aiff", ".aifc": "aiff"}
+# OS errors of the disk under a file, not of its content: a failing drive (EIO), a USB drive unplugged
+# (ENODEV; ENOTCONN or ECONNABORTED from a FUSE file system whose daemon is gone). A decoder failing with
+# one says 'cannot read: CAUSE', as _check_readable does, and a scan tries the file again
+# (tagger.errors.unreadable).
+DISK_ERRNOS = (errno.EIO, errno.ENOTCONN, errno.ECONNABORTED, errno.ENODEV)
 OGG_PAGE = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial, sequence, crc, segments
 OGG_BOS = 0x02
 OGG_EOS = 0x04
@@ -107,7 +113,7 @@ def probe_duration(path: Path) -> float:
     """Duration in seconds, as load_clips places clips by (from the container, without decoding)."""
     path = Path(path)
     head = _check_readable(path)
-    with _quiet_stderr(), _open_track(path, head) as track:
+    with _quiet_stderr(), _disk_errors(path), _open_track(path, head) as track:
         return track.duration
 
 
@@ -151,7 +157,7 @@ def _check_readable(path: Path) -> bytes:
 
 def _decode(path: Path, head: bytes, *, plan: ClipPlan | None, starts, seconds: float,
             sample_rate: int) -> DecodedClips:
-    with stage("decode"), _quiet_stderr(), _open_track(path, head) as track:
+    with stage("decode"), _quiet_stderr(), _disk_errors(path), _open_track(path, head) as track:
         if starts is None:
             starts = clip_offsets(track.duration, plan)
         n_out = int(round(seconds * sample_rate))
@@ -220,8 +226,16 @@ def _open_track(path: Path, head: bytes):
         elif head[:4] in (b"RIFF", b"RIFX", b"FORM"):
             _check_chunks_end(path, track.duration)
         yield track
-    finally:
+    except BaseException:
+        try:
+            track.close()
+        except Exception:  # a drive gone: libsndfile's sf_close fails too
+            pass  # the error in flight is the track's failure, not the close's
+        raise
+    try:
         track.close()
+    except (OSError, RuntimeError):  # RuntimeError: libsndfile's
+        pass  # the file was only read, and its clips are decoded: a close that fails loses nothing
 
 
 def _sniffed_suffix(head: bytes, suffix: str) -> str:
@@ -301,6 +315,44 @@ def _wav_codec(source) -> str:
     return f": WAV format tag 0x{tag:04X}, {bits} bits per sample"
 
 
+@contextmanager
+def _disk_errors(path: Path):
+    """An error of the disk (DISK_ERRNOS) that a read of `path` raises as 'cannot read: CAUSE'."""
+    try:
+        yield
+    except OSError as exc:
+        failure = _disk_failure(exc, path)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _disk_failure(exc: BaseException, source) -> AudioError | None:
+    """AudioError 'cannot read: CAUSE' if a decoder's failure `exc` on `source` (a path or a file object)
+    is the disk's (DISK_ERRNOS), else None. FFmpeg says EIO of a file's data cut short too: its EIO is
+    the disk's only where reading `source` (a path) fails as well."""
+    if not isinstance(exc, OSError) or exc.errno not in DISK_ERRNOS:
+        return None
+    if exc.errno == errno.EIO and type(exc).__module__.startswith("av"):
+        exc = _read_error(source)
+        if exc is None:
+            return None
+    return AudioError(f"cannot read: {exc.strerror or exc}")
+
+
+def _read_error(source) -> OSError | None:
+    """The OS error reading all of the file at `source` raises; None if it reads (or is not a path)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        with open(source, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _undecodable_reason(error: AudioError) -> str | None:
     """The REASON of 'not a decodable audio file (REASON)'; None for another message."""
     text, prefix = str(error), "not a decodable audio file ("
@@ -316,7 +368,7 @@ class _SndfileTrack:
         try:
             self.fh = sf.SoundFile(source)
         except Exception as exc:
-            raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
+            raise _disk_failure(exc, source) or AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
         self.sr = self.fh.samplerate
         if not self.sr or self.fh.frames >= SF_UNKNOWN_FRAMES:
             self.fh.close()
@@ -366,7 +418,8 @@ class _AvTrack:
             # metadata_errors: a tag that is not UTF-8 (an old tagger's Latin-1) does not stop the decoding
             self.container = av.open(source, metadata_errors="replace")
         except Exception as exc:
-            raise AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
+            raise _disk_failure(exc, source) or AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
+        self.source = source
         try:
             audio = [s for s in self.container.streams if s.type == "audio"]
             if not audio:
@@ -409,7 +462,10 @@ class _AvTrack:
                     errors += 1
                 if not whole and samples >= self.sr and packets >= 8:
                     break
-        except av.FFmpegError:
+        except av.FFmpegError as exc:
+            failure = _disk_failure(exc, self.source)
+            if failure is not None:
+                raise failure from None
             errors += 1
         if samples == 0:
             raise AudioError("not a decodable audio file (no audio in it decodes)")
@@ -425,7 +481,8 @@ class _AvTrack:
         except AudioError:
             raise
         except Exception as exc:
-            raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
+            raise _disk_failure(exc, self.source) or AudioError(
+                f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
         _check_length(data, need, start, seconds, self.duration)
         return _resample(data, self.sr, sample_rate, int(round(seconds * sample_rate)))
 
@@ -504,7 +561,8 @@ class _MpegFramesTrack:
         try:
             data = self._decode(frames, target - first * index.frame_samples, need)
         except Exception as exc:
-            raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
+            raise _disk_failure(exc, self.raw.name) or AudioError(
+                f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
         _check_length(data, need, start, seconds, self.duration)
         return _resample(data, sr, sample_rate, int(round(seconds * sample_rate)))
 

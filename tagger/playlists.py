@@ -392,12 +392,47 @@ def check_not_emptied(dest: Path, request: PlaylistRequest, others: OtherModels,
     """Raise MoodtagError rather than replace a playlist file that has entries with an empty one because
     every track of its selection was analysed by another model: a cron job running `playlists` after an
     upgrade, before the rescan, would otherwise lose its playlists with exit status 0. An empty playlist
-    for any other reason (no such tracks, files gone) is written: that is the library's state."""
+    for any other reason (no such tracks; files gone: see check_not_gone) is written: that is the library's state."""
     if others.current or not others.count or not playlist_has_entries(dest.expanduser(), fmt):
         return
     raise MoodtagError(f"{dest}: not replaced by an empty {request.mood} playlist: its {others.count} cached "
                        f"track{'s were' if others.count != 1 else ' was'} analysed by another model "
                        f"({', '.join(others.models)}): run `moodtag scan`, or --any-model")
+
+
+def check_not_gone(cache: Cache, dest: Path, request: PlaylistRequest, fmt: str) -> None:
+    """Raise MoodtagError rather than replace a playlist file that has entries with an empty one because no
+    file of its selection is on disk now: the cache keys tracks by absolute path, so a disk not mounted, or
+    mounted at another place (a USB stick at /media/USER/STICK1, no longer STICK), would empty every playlist
+    with exit status 0. Some of its files there (left out for another reason or not), or none selected: the
+    playlist is written, as before."""
+    if request.limit == 0 or not playlist_has_entries(dest.expanduser(), fmt):
+        return
+    n = gone_selection(cache, request)
+    if n:
+        tracks = f"none of its {n} cached {request.mood} tracks is" if n != 1 else \
+            f"its one cached {request.mood} track is not"
+        raise MoodtagError(f"{dest}: not replaced by an empty {request.mood} playlist: {tracks} on disk now (a disk "
+                           "not mounted, or the library moved?): mount it, or `moodtag scan` the library where it is "
+                           "now and where it was; `moodtag prune` forgets the tracks gone")
+
+
+def gone_selection(cache: Cache, request: PlaylistRequest) -> int:
+    """How many tracks `request` selects (its limit aside) when none of their files is on disk now; 0 when one
+    is (the first one found ends the look: one existence check, as a playlist makes, in the usual case) or
+    none is selected."""
+    from tagger.cache import TABLE
+
+    where, params = _selection(replace(request, limit=None))
+    access, effective, n = os.access, os.access in os.supports_effective_ids, 0
+    for path, raw_path in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
+        try:
+            if access(raw_path if raw_path is not None else path, os.F_OK, effective_ids=effective):
+                return 0
+        except ValueError:  # a NUL in the name: no such file
+            pass
+        n += 1
+    return n
 
 
 def check_replaceable(dest: Path, mood: str, fmt: str, *, force: bool = False) -> None:

@@ -142,7 +142,10 @@ def read_into_page_cache(path: Path | str, plan: ClipPlan | None = None) -> int:
     except OSError:
         pass
     finally:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:  # a drive unplugged (ENOTCONN): the worker that opens the file reports it
+            pass
     return total
 
 

@@ -156,7 +156,8 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
     another program may have put other audio at the path since. `on_written(stat)`: called with the
     file's stat as written (safewrite takes it from the file written, not through its path)."""
     path = Path(path)
-    with _opened(path) as fh:
+    saved: list[bool] = []
+    with _opened(path, saved=saved) as fh:
         _require_expected(fh, expect)
         audio, fmt = _load(fh)
         fields = _tag_fields(fmt)
@@ -186,6 +187,7 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
         if dry_run:
             return True
         _save(audio, fmt, path, fh, journal, expect=expect, on_written=on_written)
+        saved.append(True)
     return True
 
 
@@ -213,7 +215,8 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
     back the file as it was before moodtag.
     Crash-safe, as write_mood; `on_written` as for write_mood."""
     path = Path(path)
-    with _opened(path) as fh:
+    saved: list[bool] = []
+    with _opened(path, saved=saved) as fh:
         audio, fmt = _load(fh)
         current = _current_fields(audio, fmt)
         foreign = _foreign_moods(current, last_written)
@@ -239,6 +242,7 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
                 fmt.keeps_id3v1 and _canonical(audio.tags.values()) == _canonical(_legacy_frames(fh))
                 or fmt.pads_chunks and not audio.tags and not audio.tags.unknown_frames)
         _save(audio, fmt, path, fh, journal, drop_v2=drop_v2, on_written=on_written)
+        saved.append(True)
     return True
 
 
@@ -1126,21 +1130,36 @@ def _sniff(head: bytes, fh) -> type | None:
 
 
 @contextmanager
-def _opened(path: Path):
+def _opened(path: Path, *, saved: list | None = None):
     """The file open for reading, refused unless it is a regular file: a FIFO would block the open
     or the first read forever, /dev/zero would feed mutagen without end. Opened non-blocking and
-    checked with fstat, so what is checked is what is read."""
+    checked with fstat, so what is checked is what is read. Closing it can fail too (a USB drive
+    unplugged: ENOTCONN from a FUSE file system): that is the file's TagError when nothing else failed,
+    and never hides the error in flight. A write that `saved` (not empty) says is made stands: it was
+    made and synced through a descriptor of its own (tagger.safewrite), this one was only read."""
     with _mutagen_errors(writing=False, fmt=None):
         if os.path.islink(path) and not os.path.exists(path):
             raise TagError(BROKEN_LINK)
         _require_regular(os.stat(path).st_mode)   # before opening: opening some devices does things
         fh = open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK))
-    with fh:
-        st = os.fstat(fh.fileno())
+    try:
+        with _mutagen_errors(writing=False, fmt=None):
+            st = os.fstat(fh.fileno())
         _require_regular(st.st_mode)
         if st.st_size == 0:  # the words of a scan's analysis (tagger.audio), not mutagen's guess at a format
             raise TagError("empty file (0 bytes)")
         yield fh
+    except BaseException:
+        try:
+            fh.close()
+        except OSError:
+            pass  # the error in flight is the file's failure
+        raise
+    try:
+        fh.close()
+    except OSError as exc:
+        if not saved:
+            raise TagError(_cause(exc, writing=False, fmt=None)) from exc
 
 
 def _require_regular(mode: int) -> None:

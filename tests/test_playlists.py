@@ -712,6 +712,52 @@ def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_si
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_library_not_on_disk_now_never_empties_a_playlist(model, tmp_path):
+    """The cache keys tracks by absolute path: a USB stick mounted at another place (/media/USER/STICK1, the
+    cache on the stick) or not mounted at all made `playlists` warn '4 cached calm tracks no longer on disk
+    left out', then write 0 calm tracks over a working playlist, exit 0. A playlist file with entries is not
+    replaced by an empty one when no file of its selection is on disk now (exit 1, one line naming it,
+    before any playlist is written); some files gone, a new playlist, or one already empty: written, as before."""
+    from tagger.playlists import m3u_mark
+    from tests.conftest import run_cli
+
+    _, spec = model
+    stick = tmp_path / "STICK"
+    root, db, out = stick / "Music", tmp_path / "c.db", tmp_path / "lists"
+    root.mkdir(parents=True)
+    with Cache.open(db) as cache:
+        for name, mood, p in (("a.wav", "calm", 0.1), ("b.wav", "calm", 0.2), ("c.wav", "exciting", 0.9)):
+            (root / name).write_bytes(b"x")
+            cache.record(_result(root / name, mood, p, spec), TrackRef.from_path(root / name))
+    assert run_cli("playlists", "--db", db, "-d", out, *model[0]).returncode == 0
+    before = {p.name: (p.read_bytes(), p.stat().st_ino) for p in out.iterdir()}
+    assert before["calm.m3u8"][0].count(b"#EXTINF") == 2
+    stick.rename(tmp_path / "STICK1")  # mounted at another place
+    message = (f"error: {out / 'calm.m3u8'}: not replaced by an empty calm playlist: none of its 2 cached calm "
+               "tracks is on disk now (a disk not mounted, or the library moved?): mount it, or `moodtag scan` the "
+               "library where it is now and where it was; `moodtag prune` forgets the tracks gone\n")
+    for args in (["playlists", "-d", out], ["playlist", "calm", "-o", out / "calm.m3u8"]):
+        refused = run_cli(*args, "--db", db, *model[0], env={"COLUMNS": "400"})
+        assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", message)
+        assert {p.name: (p.read_bytes(), p.stat().st_ino) for p in out.iterdir()} == before  # exciting too
+    printed = run_cli("playlist", "calm", "--db", db, *model[0], env={"COLUMNS": "400"})  # no file to lose
+    assert printed.returncode == 0 and printed.stdout == f"#EXTM3U\n{m3u_mark('calm')}\n"
+    assert printed.stderr == ("warning: 2 cached calm tracks no longer on disk left out (a disk not mounted? else "
+                              "`moodtag scan` the library where it is now and where it was; `moodtag prune` forgets "
+                              "the tracks gone)\n")
+    fresh = run_cli("playlists", "--db", db, "-d", tmp_path / "new", *model[0])  # nothing to lose: written, warned
+    assert fresh.returncode == 0 and fresh.stderr.count("no longer on disk left out") == 2
+    assert (tmp_path / "new" / "calm.m3u8").read_text() == f"#EXTM3U\n{m3u_mark('calm')}\n"
+    again = run_cli("playlists", "--db", db, "-d", tmp_path / "new", *model[0])  # empty ones replaced
+    assert again.returncode == 0, again.stderr
+    (tmp_path / "STICK1").rename(stick)  # back where it was, one calm file deleted: the other is written
+    (root / "a.wav").unlink()
+    partly = run_cli("playlists", "--db", db, "-d", out, *model[0], env={"COLUMNS": "400"})
+    assert partly.returncode == 0, partly.stderr
+    assert partly.stderr.startswith("warning: 1 cached calm track no longer on disk left out (")
+    assert (out / "calm.m3u8").read_bytes().count(b"#EXTINF") == 1
+
+
 def test_a_folder_with_a_playlists_name_in_out_dir_is_an_error_before_any_playlist_is_written(library, model, tmp_path):
     """`playlists` wrote calm.m3u8, then failed on a folder named exciting.m3u8 with `playlist -o`'s message
     ('give a playlist file name'). Every target is checked first now; the message fits `playlists`. (With

@@ -85,8 +85,8 @@ def playlist(
     M3U8 entries carry #EXTINF duration and 'artist - title'. A path that one M3U line cannot hold (a line break in it, or a name that is not UTF-8) is left out with a warning; XSPF takes it."""
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, check_replaceable, other_models,
-                                  print_playlist, resolve_labels, save_playlists)
+    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, check_not_gone, check_replaceable,
+                                  other_models, print_playlist, resolve_labels, save_playlists)
 
     from tagger.playlists import is_a_file_to_replace
 
@@ -109,6 +109,7 @@ def playlist(
         else:
             check_replaceable(output, mood, layout.fmt, force=force)
             check_not_emptied(output, request, others, layout.fmt)
+            check_not_gone(cache, output, request, layout.fmt)
             (result,) = save_playlists(cache, [(request, output)], layout, side_by_side=processes_available(),
                                        min_rows=SPLIT_MIN_ROWS)
     _report_left_out(result, layout.library, others)
@@ -143,7 +144,7 @@ def playlists(
 
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_not_emptied, check_replaceable, other_models,
+    from tagger.playlists import (PlaylistRequest, check_not_emptied, check_not_gone, check_replaceable, other_models,
                                   playlist_file_name, resolve_labels, save_playlists)
 
     if out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
@@ -166,6 +167,7 @@ def playlists(
             _check_out_dir_entry(dest, request.mood)
             check_replaceable(dest, request.mood, layout.fmt, force=force)
             check_not_emptied(dest, request, other, layout.fmt)
+            check_not_gone(cache, dest, request, layout.fmt)
         for result, (_, dest), other in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
                                                            min_rows=SPLIT_MIN_ROWS), requests, others):
             _report_left_out(result, layout.library, other)
@@ -288,8 +290,9 @@ def _report_left_out(result, library: Path | None, others) -> None:
              f"{escape('; '.join(causes[:3]))}{'; ...' if len(causes) > 3 else ''}")
     if left_out.missing:
         n = left_out.missing
-        warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} no longer on disk left out "
-             f"(`moodtag scan` updates the cache)")
+        warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} no longer on disk left out (a disk "
+             "not mounted? else `moodtag scan` the library where it is now and where it was; `moodtag prune` "
+             "forgets the tracks gone)")
     if others.count:
         n = others.count
         warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} analysed by another model "

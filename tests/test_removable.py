@@ -1,0 +1,222 @@
+"""A drive that goes away under moodtag (a USB stick pulled out, its FUSE daemon gone): a close that fails
+never hides the error in flight nor escapes a read-ahead thread, and a decoder's disk error reads as the
+disk's ('cannot read: ...', which a scan tries again), not as undecodable audio.
+
+The tests without a drive close a file's descriptor underneath it (a real EBADF on close), or read
+/proc/self/mem (a real EIO); those with one make an exFAT image on a loop device, mount it with
+exfat-fuse and kill the daemon (a real ENOTCONN): root, loop devices and FUSE, skipped where missing."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tagger import prefetch, synth
+from tagger.errors import AudioError, TagError, unreadable
+from tagger.tags import MoodValues, _opened, read_info, read_mood, write_mood
+
+VALUES = MoodValues(mood="calm", scores={"calm": 0.9, "exciting": 0.1}, model="test 1")
+
+
+def _fds_of(path: Path) -> list[int]:
+    """This process's descriptors open on `path` (Linux: /proc/self/fd)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target in (str(path), f"{path} (deleted)"):
+            found.append(int(name))
+    return found
+
+
+linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+
+
+@pytest.fixture(scope="module")
+def flac(tmp_path_factory) -> Path:
+    return synth.make_track(tmp_path_factory.mktemp("removable") / "a.flac", "calm", 6.0, seed=1)
+
+
+@linux_only
+def test_a_close_that_fails_is_the_files_tag_error_and_never_hides_the_error_in_flight(flac):
+    """The stick pulled out during a scan: closing the file raised (ENOTCONN) out of `with fh:`, in place of
+    the TagError in flight, and the scan ended in a traceback. A close that fails alone is the file's one-line
+    TagError; one that fails while another error is in flight leaves that error as it is."""
+    with pytest.raises(TagError, match="^bad file descriptor$"):
+        with _opened(flac) as fh:
+            os.close(fh.fileno())  # a real OS error on close: the descriptor is gone underneath
+    with pytest.raises(TagError, match="^the real cause$"):
+        with _opened(flac) as fh:
+            os.close(fh.fileno())
+            raise TagError("the real cause")
+    assert _fds_of(flac) == []
+
+
+@linux_only
+def test_a_tag_write_made_stands_when_closing_the_file_read_fails(flac, tmp_path):
+    """write_mood writes and syncs through a descriptor of its own (tagger.safewrite): once that is done,
+    the read-only one failing to close loses nothing, and the write is not reported as failed."""
+    path = shutil.copy(flac, tmp_path / "b.flac")
+
+    def close_underneath(_stat) -> None:
+        for fd in _fds_of(Path(path)):
+            os.close(fd)
+
+    assert write_mood(path, VALUES, journal=None, on_written=close_underneath) is True
+    assert read_mood(path) == VALUES
+
+
+@linux_only
+def test_a_read_ahead_whose_close_fails_says_nothing(flac, monkeypatch):
+    """'Exception in thread moodtag-read-ahead-2: Traceback ... os.close(fd) OSError' was printed in the
+    middle of a scan: the read-ahead's errors are ignored (the worker that opens the file reports them), its
+    close's too."""
+    planned = prefetch.planned_ranges
+
+    def close_underneath(path, size, plan):  # the file's descriptor closed while it is read
+        for fd in _fds_of(Path(path)):
+            os.close(fd)
+        return planned(path, size, plan)
+
+    monkeypatch.setattr(prefetch, "planned_ranges", close_underneath)
+    assert prefetch.read_into_page_cache(flac) == 0
+    escaped: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
+    with prefetch.ReadAhead([flac, flac], tracks=2) as ahead:
+        ahead.done(2)
+    assert escaped == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/mem: Linux")
+def test_a_disk_error_under_a_decoder_is_cannot_read_not_undecodable(flac):
+    """FFmpeg's EIO, ENOTCONN or ENODEV from reading the file is the disk's: 'cannot read: CAUSE' (retried by
+    the next scan), not 'not a decodable audio file (Transport endpoint is not connected)', a failure a scan
+    keeps until the file changes. /proc/self/mem read at offset 0 fails with EIO, a real one."""
+    from tagger.audio import _open_source
+
+    try:
+        with open("/proc/self/mem", "rb") as fh:
+            fh.read(16)
+        pytest.skip("/proc/self/mem reads here")
+    except OSError as exc:
+        if exc.errno != errno.EIO:
+            pytest.skip(f"/proc/self/mem: {exc}")
+    for suffix in (".m4a", ".flac"):  # FFmpeg alone; libsndfile first, then FFmpeg
+        with pytest.raises(AudioError) as caught:
+            _open_source("/proc/self/mem", suffix)
+        assert str(caught.value) == "cannot read: Input/output error"
+        assert unreadable(str(caught.value))
+    # FFmpeg also says EIO of data cut short: where the file reads, that stays the decoder's failure
+    import av
+
+    from tagger.audio import _disk_failure
+
+    assert _disk_failure(av.error.OSError(errno.EIO, "Input/output error"), str(flac)) is None
+    assert _disk_failure(av.error.OSError(errno.ENOTCONN, "Transport endpoint is not connected"), str(flac)) \
+        is not None
+
+
+# -- a real drive pulled out: exFAT on a loop device through exfat-fuse, its daemon killed ----------
+
+def _can_mount() -> str | None:
+    """Why a FUSE drive cannot be made here, or None."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "needs root on Linux"
+    missing = [tool for tool in ("losetup", "mkfs.exfat", "mount.exfat-fuse", "umount") if not shutil.which(tool)]
+    if missing:
+        return f"needs {', '.join(missing)}"
+    if not os.path.exists("/dev/fuse"):
+        return "needs /dev/fuse"
+    return None
+
+
+class Drive:
+    def __init__(self, folder: Path) -> None:
+        self.image, self.mount = folder / "stick.img", folder / "stick"
+        self.loop = self.pid = None
+
+    def plug(self) -> None:
+        with open(self.image, "wb") as fh:
+            fh.truncate(16 << 20)
+        subprocess.run(["mkfs.exfat", str(self.image)], check=True, capture_output=True)
+        self.loop = subprocess.run(["losetup", "-f", "--show", str(self.image)], check=True, capture_output=True,
+                                   text=True).stdout.strip()
+        self.mount.mkdir()
+        daemon = subprocess.Popen(["mount.exfat-fuse", "-d", self.loop, str(self.mount)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # -d: in the foreground
+        self.pid = daemon.pid
+        for _ in range(100):
+            if os.path.ismount(self.mount):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("exfat-fuse did not mount")
+
+    def pull(self) -> None:
+        """The daemon killed: every open file's next call, close included, fails with ENOTCONN."""
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        self.pid = None
+
+    def remove(self) -> None:
+        if self.pid is not None:
+            self.pull()
+        if os.path.ismount(self.mount) or self.mount.exists():
+            subprocess.run(["umount", "-l", str(self.mount)], capture_output=True)
+        if self.loop:
+            subprocess.run(["losetup", "-d", self.loop], capture_output=True)
+        self.image.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def drive(tmp_path, flac):
+    why = _can_mount()
+    if why:
+        pytest.skip(why)
+    stick = Drive(tmp_path)
+    try:
+        stick.plug()
+    except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+        stick.remove()
+        pytest.skip(f"no FUSE drive here: {exc}")
+    try:
+        shutil.copy(flac, stick.mount / "a.flac")
+        shutil.copy(flac, stick.mount / "b.flac")
+        synth.make_track(stick.mount / "c.m4a", "calm", 6.0, seed=2)
+        yield stick
+    finally:
+        stick.remove()
+
+
+def test_a_drive_pulled_out_while_its_files_are_open(drive, monkeypatch):
+    """ENOTCONN on close, as the review's scans met it: the file's TagError (open alone), the error in flight
+    (another one failing), a write made stands; the read-ahead says nothing; FFmpeg's ENOTCONN on opening a
+    file whose stat still answers is 'cannot read', not undecodable."""
+    from tagger.audio import _open_source
+
+    a, b, m4a = drive.mount / "a.flac", drive.mount / "b.flac", drive.mount / "c.m4a"
+    read_info(a)
+    planned = prefetch.planned_ranges
+
+    def pull_while_read(path, size, plan):
+        drive.pull()
+        return planned(path, size, plan)
+
+    with pytest.raises(TagError, match="^the real cause$"):
+        with _opened(b):
+            with pytest.raises(TagError, match="^transport endpoint is not connected$"):
+                with _opened(a):
+                    monkeypatch.setattr(prefetch, "planned_ranges", pull_while_read)
+                    prefetch.read_into_page_cache(m4a)  # pulls the drive, then its close fails: said nothing
+            raise TagError("the real cause")
+    with pytest.raises(AudioError, match="^cannot read: Transport endpoint is not connected$"):
+        _open_source(str(m4a), ".m4a")
