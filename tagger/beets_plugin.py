@@ -9,7 +9,8 @@ they are (`beet ls mood:calm`, `beet ls mood_confidence:0.8..`, a smartplaylist 
     mood_confidence   its probability (0..1)
     moodtag_mood      the mood moodtag stored last: a `mood` that differs was set by hand (`beet modify
                       mood=dreamy`) and is kept, as moodtag keeps a mood it did not write in a file, and
-                      its file is not tagged; a file's own mood, which the scan keeps, is the item's too
+                      its file is not tagged where moodtag's differs; a file's own mood (one moodtag did
+                      not write, read from the file where the scan did not) is the item's too
 
 The analysis is moodtag's own scan (tagger.scan.scan_files) over the items' files, with moodtag's cache:
 an unchanged file that the same model analysed before, for `moodtag scan` or for beets, is not
@@ -25,8 +26,10 @@ where the item was current before (a file another tool changed since beets read 
 
 Items are matched to the scan's files by the file itself (device and inode, found before the scan):
 the scan takes a file once however many names it has (hard links, symlinks of `import.link`, two items
-of one file), given a symlink of `import.link` by its target's real path (so its row is the one
-`moodtag scan` of the music folder makes and finds); each item gets its file's mood.
+of one file), given an item's symlink by the name `moodtag scan` of a folder above it gives its file
+(scan_name: an `import.link` item's by its target's own path, so its row is the one `moodtag scan` of the
+music folder makes and finds; a link into a hidden store, git-annex's, by the link); each item gets its
+file's mood.
 
 beets' own tag writes (`beet write`, `beet modify -w`, `beet mbsync`, an import that re-tags) change
 only tags, but a file's size and mtime too, which made the next scan analyse it again; and with
@@ -54,7 +57,7 @@ from beets.dbcore import types
 from beets.plugins import BeetsPlugin
 
 from tagger.cache import Cache, CachedTrack, path_key, resolve_db_path, scan_lock
-from tagger.discover import behind_broken_link, vanished
+from tagger.discover import behind_broken_link, own_name, vanished
 from tagger.errors import MoodtagError
 from tagger.records import TrackRef, printable
 from tagger.scan import ScanEvent, ScanSummary, TrackOutcome, scan_files
@@ -67,18 +70,36 @@ DEFAULTS = {"auto": True, "jobs": 0, "model": None, "force": False, "replace_moo
 @dataclass
 class ItemTally:
     """What the items got, beside the scan's counts (which are of files): how many items and files,
-    moodtag's mood per item (two items of one file count twice), and the items whose own mood was kept."""
+    moodtag's mood per item (two items of one file count twice), the items whose own mood was kept, and,
+    in a dry run, the files whose tags the run would write (the scan's count is of a run that tags every
+    file it may: not the files of an item with a mood of its own, nor any without -w)."""
 
     items: int = 0
     files: int = 0
     moods: Counter = field(default_factory=Counter)
     kept: int = 0
+    would_write: int = 0
+
+
+@dataclass(frozen=True)
+class FileMood:
+    """A file's own mood beside moodtag's result (file_mood): `mood`, its mood field's values ("; " between
+    two), None where it holds none of its own (none, or moodtag's); or `error`, why its tags could not be
+    read. `kept`: the scan said the file keeps a mood of its own."""
+
+    mood: str | None = None
+    error: str | None = None
+    kept: bool = False
+
+
+NO_MOOD = FileMood()
 
 
 def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path | None = None,
                model: str | None = None, jobs: int = 0, force: bool = False, replace_mood: bool = False,
                retag: bool = False, on_event: Callable[[ScanEvent], None] = lambda e: None,
                on_kept: Callable[[object, str, str | None], None] = lambda item, mood, theirs: None,
+               on_unread: Callable[[object, str], None] = lambda item, cause: None,
                on_set: Callable[[object, TrackOutcome], None] = lambda item, outcome: None,
                stop: Callable[[], bool] = lambda: False) -> tuple[ScanSummary, ItemTally]:
     """Analyse the files of beets `items` (moodtag's scan and cache), store each item's mood and
@@ -86,16 +107,23 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
     `moodtag untag` cleared too). With `dry_run` nothing is written anywhere. A file that is missing or
     fails is a problem of the summary (and an event), and leaves its items as they were; so does an
     item's path that holds a folder now (its files are not the items': never walked). Unless
-    `replace_mood`, a mood moodtag did not put there is kept (whose_mood): an item's own (own_mood,
-    another than moodtag's) in the item and in its file, which is not tagged (however many items it
-    has: the own mood wins); and a file's own, which the scan keeps, in the file and, as the file's,
-    in its items (that hold none of their own). `on_kept(item, moodtag's mood, theirs)` is told of each
+    `replace_mood`, a mood moodtag did not put there is kept (whose_mood): an item's own (own_mood) in
+    the item, whose file is not tagged where moodtag's mood is another (however many items it has: the
+    own mood wins); and a file's own (file_mood: what the scan kept, or, where the scan did not read the
+    file's tags, what they hold), in the file and, as the file's, in its items that hold none of their
+    own, whether or not the run writes tags. `on_kept(item, moodtag's mood, theirs)` is told of each
     item that keeps a mood against moodtag's, and of each that takes its file's own mood now (theirs:
-    that mood, "" where it cannot be read, and the item is left as it is; None for the item's own);
-    every item that gets moodtag's mood, or would in a dry run, `on_set(item, outcome)`. Every item of
-    a file gets its mood, however the scan names the file (FileItems). Raises MoodtagError for an
-    unusable model or cache."""
-    files = FileItems(items)
+    that mood, "" where the scan kept it and it cannot be read, and the item is left as it is; None for
+    the item's own); `on_unread(item, cause)` of each item left as it is because its file's tags cannot
+    be read (whether it holds a mood of its own is not known); every item that gets moodtag's mood, or
+    would in a dry run, `on_set(item, outcome)`. A mood of the item's or the file's own that agrees with
+    moodtag's is no conflict, and nothing is said of it. Every item of a file gets its mood, however the
+    scan names the file (FileItems). Raises MoodtagError for an unusable model or cache."""
+    rows = KnownRows(db)
+    try:
+        files = FileItems(items, has_row=rows)
+    finally:
+        rows.close()
     tally = ItemTally(items=files.items, files=len(files.groups))
 
     def leave_tags(path: Path, mood: str) -> bool:
@@ -104,16 +132,24 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
     def store(event: ScanEvent) -> None:
         if event.kind == "track" and event.outcome.result.ok:
             outcome, mood = event.outcome, event.outcome.result.mood
-            theirs = files_own_mood(outcome.ref.path) if outcome.tags == "kept" else None
-            for item in files.of(outcome.ref.path):
+            group = files.of(outcome.ref.path)
+            theirs = file_mood(outcome, group, replace_mood=replace_mood)
+            if write and outcome.tags == "would write" and not leave_tags(outcome.ref.path, mood):
+                tally.would_write += 1
+            for item in group:
                 tally.moods[mood] += 1
                 before = item.get(MOOD, with_album=False)
-                whose = store_outcome(item, outcome, replace_mood=replace_mood, dry_run=dry_run, theirs=theirs)
+                whose = store_outcome(item, outcome, replace_mood=replace_mood, dry_run=dry_run, file=theirs)
                 if whose == ITEMS and before != mood:  # an own mood that agrees with moodtag's is no conflict
                     tally.kept += 1
                     on_kept(item, mood, None)
-                elif whose == FILES and (before != theirs or not theirs):
-                    on_kept(item, mood, theirs or "")
+                elif whose == FILES and theirs.mood is not None:
+                    if before != theirs.mood:  # said once: the item holds it already at the next run
+                        on_kept(item, mood, theirs.mood)
+                elif whose == FILES and theirs.kept:  # its tags cannot be read now
+                    on_kept(item, mood, "")
+                elif whose == FILES:
+                    on_unread(item, theirs.error or "unknown cause")
                 elif whose == MOODTAGS:
                     on_set(item, outcome)
         on_event(event)
@@ -129,15 +165,56 @@ def item_path(item) -> Path:
     return Path(os.path.abspath(os.fsdecode(item.path)))
 
 
-def scan_name(path: Path) -> Path:
-    """The name the scan is given for the item's file at `path`: `path`, or where that is a symlink to a
-    file (beets' `import.link`), the file's real path. A scan names a link given as a PATH by the link
-    (its row under the link's name, which `moodtag scan` of the music folder never finds: it analysed
-    every file again); and a scan of the folder of links names each link's file by that file's row.
-    A broken link stays the item's path, which the scan's failure names."""
-    if os.path.islink(path) and os.path.exists(path):
-        return Path(os.path.realpath(path))
-    return path
+def scan_name(path: Path, has_row: Callable[[Path], bool] = lambda path: False) -> Path:
+    """The name the scan is given for the item's file at `path`: `path`, except where that is a symlink to
+    a file, named as a scan of the folders above it names the file (discover.own_name): beets'
+    `import.link` (`library/Artist/x.flac -> music/x.flac`), by the file's own path, so that its row is
+    the one `moodtag scan` of the music folder makes and finds (given the link, a scan keeps a new file's
+    row under the link's name, which that scan never finds: it analysed every file again). A link into a
+    hidden folder (git-annex's `x.flac -> .git/annex/objects/...`: a scan of the music folder names the
+    file by the link) stays the link, unless `has_row` (the cache) says the file has a row under its real
+    path and none under the link (its hidden store scanned by name). A broken link stays the item's path,
+    which the scan's failure names."""
+    if not (os.path.islink(path) and os.path.exists(path)):
+        return path
+    own = own_name(path)
+    if own != path:
+        return own
+    real = Path(os.path.realpath(path))
+    return real if not has_row(path) and has_row(real) else path
+
+
+class KnownRows:
+    """Whether moodtag's cache holds a row under a path (called with the path), for scan_name: the cache opened
+    read-only at the first question (never, where no item is a link into a hidden folder), and closed
+    before the scan opens it. A cache that is not there or cannot be read holds none (the scan then says
+    what is wrong with it)."""
+
+    def __init__(self, db: Path | None) -> None:
+        self._db = db
+        self._cache: Cache | None = None
+        self._off = False
+
+    def __call__(self, path: Path) -> bool:
+        if self._off:
+            return False
+        key = path_key(path)[0]
+        try:
+            if self._cache is None:
+                place = resolve_db_path(self._db)
+                if not place.is_file():
+                    self._off = True
+                    return False
+                self._cache = Cache.open_readonly(place)
+            return bool(self._cache.lookup([key]))
+        except (MoodtagError, sqlite3.Error, OSError):
+            self._off = True
+            return False
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
 
 
 class FileItems:
@@ -145,9 +222,10 @@ class FileItems:
     the scan takes a file once however many names it has (two hard links, an item's symlink and its
     target, two items of one path), under the name it chooses (a symlink's target where the cache knows
     it), and a tag write may rename a new file over it (a new inode). A file that cannot be looked at is
-    a group of its own, by its path. The scan is given each file by its scan_name."""
+    a group of its own, by its path. The scan is given each file by its scan_name (`has_row`: the
+    cache's KnownRows)."""
 
-    def __init__(self, items: Iterable) -> None:
+    def __init__(self, items: Iterable, *, has_row: Callable[[Path], bool] = lambda path: False) -> None:
         self.groups: dict[object, list] = {}
         self.real: dict[str, object] = {}  # a real path (symlinks resolved) -> its group's identity
         self.paths: list[Path] = []  # the items' paths, each once: what the scan is given
@@ -155,7 +233,7 @@ class FileItems:
         given: set[Path] = set()
         for item in items:
             path = item_path(item)
-            name = scan_name(path)
+            name = scan_name(path, has_row)
             if name not in given:
                 given.add(name)
                 self.paths.append(name)
@@ -164,6 +242,7 @@ class FileItems:
             self.groups.setdefault(ident, []).append(item)
             self.real.setdefault(os.path.realpath(path), ident)
             self.real.setdefault(str(path), ident)
+            self.real.setdefault(str(name), ident)
 
     def of(self, path: Path) -> list:
         """The items whose file the scan named `path` (as given, or by its real path)."""
@@ -196,51 +275,69 @@ def own_mood(item) -> str | None:
     return None if mood == stored else mood
 
 
-def whose_mood(item, outcome: TrackOutcome, *, replace_mood: bool = False) -> str:
+def whose_mood(item, outcome: TrackOutcome, *, replace_mood: bool = False, file: FileMood = NO_MOOD) -> str:
     """Whose mood the item gets from a scan's (ok) result, unless `replace_mood` moodtag's: ITEMS, its own
-    (own_mood) where that is another than moodtag's, or where the scan kept the file's own mood (an
-    item's own wins over its file's); FILES where the scan kept the file's own mood (its tags say kept);
-    else MOODTAGS (an own mood that agrees with moodtag's too: it becomes moodtag's, with its confidence)."""
+    (own_mood; one that agrees with moodtag's too: it stays the item's, so that a later result that
+    differs keeps it); FILES, the file's own (`file`, file_mood) where it holds one that is another than
+    moodtag's, or where its tags cannot be read (the item left as it is); else MOODTAGS (a file's own
+    mood that agrees with moodtag's, whatever its case, too: the item gets moodtag's, with its
+    confidence)."""
     if replace_mood:
         return MOODTAGS
-    own = own_mood(item)
-    if own is not None and (own != outcome.result.mood or outcome.tags == "kept"):
+    if own_mood(item) is not None:
         return ITEMS
-    return FILES if outcome.tags == "kept" else MOODTAGS
+    if file.mood is not None:
+        return MOODTAGS if file.mood.casefold() == outcome.result.mood.casefold() else FILES
+    return FILES if file.error is not None else MOODTAGS
 
 
-def files_own_mood(path: Path) -> str | None:
-    """The mood a file holds as its own (the scan kept it): its mood field's values ("; " between two);
-    None where they cannot be read."""
-    from tagger.tags import SET_BY_HAND, mood_state
+READ_TAGS = ("written", "unchanged", "would write")  # outcomes whose tags hold no mood of the file's own
 
-    try:
-        return "; ".join(mood_state(path, last_written=SET_BY_HAND)[1]) or None
-    except (MoodtagError, OSError):
-        return None
+
+def file_mood(outcome: TrackOutcome, items: list, *, replace_mood: bool = False) -> FileMood:
+    """The file's own mood beside a scan's (ok) result, for whose_mood: what the scan kept (its mood field,
+    all of it the file's own); none where the scan wrote or read its tags (READ_TAGS) or where no item
+    would take it (`replace_mood`, every item holding a mood of its own); else (a run that writes no tags,
+    a file left untagged by `moodtag untag` or by an item's own mood, a failed tag write) what its mood
+    field holds that moodtag did not write, read now, so that every run (plain, -w, -p, an import) gives
+    the items the same mood. A file whose tags cannot be read: its FileMood's error."""
+    kept = outcome.tags == "kept"
+    if replace_mood or outcome.tags in READ_TAGS or all(own_mood(item) is not None for item in items):
+        return NO_MOOD
+    from tagger.tags import SET_BY_HAND, mood_state  # mutagen: only where a file's tags are read
+
+    try:  # kept: all of the mood field is the file's own; else a mood with moodtag's fields beside it is moodtag's
+        moods = mood_state(outcome.ref.path, last_written=SET_BY_HAND if kept else None)[1]
+    except (MoodtagError, OSError) as exc:
+        return FileMood(error=_cause(exc), kept=kept)
+    return FileMood(mood="; ".join(moods) or None, kept=kept)
 
 
 def store_outcome(item, outcome: TrackOutcome, *, replace_mood: bool = False, dry_run: bool = False,
-                  theirs: str | None = None) -> str | None:
+                  file: FileMood = NO_MOOD) -> str | None:
     """Store a scan's result in the item, as whose_mood says: moodtag's mood and confidence; the item's
-    own mood left as it is; or the file's own (`theirs`, files_own_mood), as the mood moodtag stored (so
-    that it follows the file: once the file is moodtag's, so is the item), without a confidence (the
-    item left as it is where `theirs` is None). After a tag write, the file's new mtime where the item
-    was current before it (so that beets does not take the file for changed, while a change another
-    tool made before stays one for `beet update`). A failure changes nothing (None), and so does a dry
-    run. Returns whose_mood's answer."""
+    own mood left as it is (with moodtag's confidence where moodtag's mood agrees and the item holds the
+    mood moodtag stored before, so that own_mood still tells it the item's); or the file's own
+    (`file.mood`), as the mood moodtag stored (so that it follows the file: once the file is moodtag's,
+    so is the item), without a confidence (the item left as it is where the file's tags cannot be
+    read). After a tag write, the file's new mtime where the item was current before it (so that beets
+    does not take the file for changed, while a change another tool made before stays one for `beet
+    update`). A failure changes nothing (None), and so does a dry run. Returns whose_mood's answer."""
     result = outcome.result
     if not result.ok:
         return None
-    whose = whose_mood(item, outcome, replace_mood=replace_mood)
+    whose = whose_mood(item, outcome, replace_mood=replace_mood, file=file)
     if dry_run:
         return whose
     if whose == MOODTAGS:
         item[MOOD] = result.mood
         item[CONFIDENCE] = round(result.confidence, 4)
         item[STORED] = result.mood
-    elif whose == FILES and theirs:
-        item[MOOD] = item[STORED] = theirs
+    elif whose == ITEMS and item.get(MOOD, with_album=False) == result.mood \
+            and item.get(STORED, with_album=False) is not None:
+        item[CONFIDENCE] = round(result.confidence, 4)
+    elif whose == FILES and file.mood is not None:
+        item[MOOD] = item[STORED] = file.mood
         if item.get(CONFIDENCE, with_album=False) is not None:
             del item[CONFIDENCE]
     if outcome.tags == "written" and was_current(item, outcome.ref):
@@ -259,8 +356,9 @@ def was_current(item, ref) -> bool:
 def summary_line(summary: ScanSummary, tally: ItemTally) -> str:
     """One line: items (and their files, where fewer), analysed, cached, failed (and, among the cached,
     the files that failed before and are unchanged since, which no run tries again unless forced, as
-    `moodtag scan` says), tags written and why not (left untagged, own mood kept), and the count of each
-    mood, by item."""
+    `moodtag scan` says), tags written (in a dry run, those the run would write: ItemTally.would_write, as
+    `moodtag scan -n` counts them) and why not (left untagged, own mood kept), and the count of each mood,
+    by item."""
     items = tally.items
     failed = len(summary.problems)
     moods = ", ".join(f"{mood} {n}" for mood, n in sorted(tally.moods.items()))
@@ -271,7 +369,8 @@ def summary_line(summary: ScanSummary, tally: ItemTally) -> str:
             f"unchanged (cached), {failed} failed"
             + (f", {summary.failed_before} failed before and unchanged (-f tries again)" if summary.failed_before
                else "")
-            + f", tags written {summary.written}"
+            + (f", tags that would be written {tally.would_write}" if summary.dry_run
+               else f", tags written {summary.written}")
             + (f", left untagged {summary.untagged} (--retag tags those without a mood of their own)"
                if summary.untagged else "")
             + (f", {', '.join(kept)} (--replace-mood replaces it)" if kept else "")
@@ -634,8 +733,9 @@ class MoodtagPlugin(BeetsPlugin):
                  stop: Callable[[], bool] = lambda: False, jobs_from: str = "moodtag.jobs:",
                  **settings) -> ScanSummary:
         """mood_items with a progress bar on stderr, one line per failed file, per item whose own mood is
-        kept and per item that takes its file's own mood (in place of the scan's line for the file; in a
-        dry run, per item that would get moodtag's mood too), and a summary line; a MoodtagError becomes
+        kept, per item that takes its file's own mood (in place of the scan's line for the file) and per
+        item left as it is because its file's tags cannot be read (in a dry run, per item that would get
+        moodtag's mood too), and a summary line; a MoodtagError becomes
         beets' one-line UserError. `jobs_from`: what set the jobs (the config's
         moodtag.jobs, or -j/--jobs), named where they are capped to the cores."""
         from tagger.console import shown
@@ -669,10 +769,16 @@ class MoodtagPlugin(BeetsPlugin):
                         f"is left as it is")
             progress.log(f"[yellow]kept:[/] {shown(item_path(item))}: {what} (--replace-mood replaces it)")
 
+        def on_unread(item, cause: str) -> None:
+            progress.log(f"[yellow]warning:[/] {shown(item_path(item))}: its file's tags cannot be read "
+                         f"({shown(cause)}), so whether it holds a mood of its own is not known; the item is "
+                         f"left as it is")
+
         try:
             with progress:
                 summary, tally = mood_items(items, write=write, dry_run=dry_run, on_event=on_event,
-                                            on_kept=on_kept, on_set=on_set, stop=stop, **settings)
+                                            on_kept=on_kept, on_unread=on_unread, on_set=on_set, stop=stop,
+                                            **settings)
         except MoodtagError as exc:
             raise ui.UserError(printable(str(exc))) from None
         self._log.info("{}", summary_line(summary, tally))

@@ -282,7 +282,8 @@ def test_a_mood_another_tool_wrote_is_kept_unless_replace_mood(tmp_path, origina
     """The file keeps its own mood field (Picard's MOOD) until `--replace-mood`, and the summary line
     counts the files that kept theirs. Its item got moodtag's mood all the same (calm, where the file
     says Mellow: `beet ls mood:Mellow` found nothing); now it takes the file's, with one `kept:` line
-    (in place of the scan's), as the mood moodtag stored, so it follows the file."""
+    (in place of the scan's), as the mood moodtag stored, so it follows the file. An import that writes
+    no tags gave it moodtag's calm (only a scan that writes tags read the file's): it reads the file's."""
     from mutagen import flac
 
     beet = Beets(tmp_path, originals)
@@ -290,23 +291,158 @@ def test_a_mood_another_tool_wrote_is_kept_unless_replace_mood(tmp_path, origina
     audio = flac.FLAC(track)
     audio["MOOD"] = ["Mellow"]
     audio.save()
-    beet("import", "-A", "-q", str(beet.music))  # auto, no tags written: the item gets moodtag's calm
-    assert beet.fields("$mood")["calm_a.flac"] == "calm"
-
-    run = beet("moodtag", "-w")
-    assert flac.FLAC(track)["MOOD"] == ["Mellow"] and beet.paths("mood:Mellow") == {"calm_a.flac"}
-    assert "tags written 3, own mood kept 1 (--replace-mood replaces it)" in run.stderr, run.stderr
+    run = beet("import", "-A", "-q", str(beet.music))  # auto, no tags written
+    assert beet.paths("mood:Mellow") == {"calm_a.flac"}, run.stderr
     assert [line for line in run.stderr.splitlines() if line.startswith("kept:")] == [
         f"kept: {track}: the file's own mood 'Mellow' (not moodtag's calm) is kept, and the item takes it "
         f"(--replace-mood replaces it)"], run.stderr
     assert beet.fields("$mood_confidence")["calm_a.flac"] == "$mood_confidence"  # no confidence of moodtag's
+
     run = beet("moodtag", "-w")  # nothing new to say: the item holds the file's mood already
+    assert flac.FLAC(track)["MOOD"] == ["Mellow"] and beet.paths("mood:Mellow") == {"calm_a.flac"}
+    assert "tags written 3, own mood kept 1 (--replace-mood replaces it)" in run.stderr, run.stderr
     assert "kept:" not in run.stderr and "beets' own mood kept" not in run.stderr, run.stderr
 
     run = beet("moodtag", "-w", "--replace-mood")
     assert "tags written 1" in run.stderr, run.stderr
     assert flac.FLAC(track)["MOOD"] == ["calm"] and flac.FLAC(track)["MOODTAG_REPLACED_MOOD"] == ["Mellow"]
     assert beet.fields("$mood")["calm_a.flac"] == "calm"
+
+
+def kept_lines(run) -> list[str]:
+    return [line for line in run.stderr.splitlines() if line.startswith("kept:")]
+
+
+def set_tmoo(path: Path, mood: str) -> None:
+    """Another tool's mood in an MP3: a TMOO frame, no moodtag fields."""
+    from mutagen import id3
+
+    try:
+        tags = id3.ID3(path)
+    except id3.ID3NoHeaderError:
+        tags = id3.ID3()
+    tags.add(id3.TMOO(encoding=3, text=[mood]))
+    tags.save(path)
+
+
+def test_a_files_own_mood_that_agrees_with_moodtags_keeps_the_confidence_and_says_nothing(tmp_path, originals):
+    """Another tool's mood equal to moodtag's (TMOO exciting) took the item's confidence away at every
+    `-w`, and one that differs only in case (MOOD Calm, moodtag's calm) was `kept: ... the file's own
+    mood 'Calm' (not moodtag's calm)`. Agreement is no conflict: the item holds moodtag's mood and
+    confidence, nothing said; the files keep their own."""
+    from mutagen import flac, id3
+
+    beet = Beets(tmp_path, originals)
+    set_tmoo(beet.music / "exciting_a.mp3", "exciting")
+    audio = flac.FLAC(beet.music / "calm_a.flac")
+    audio["MOOD"] = ["Calm"]
+    audio.save()
+    run = beet("import", "-A", "-q", str(beet.music))  # auto
+    assert not kept_lines(run), run.stderr
+    for written in (2, 0):
+        run = beet("moodtag", "-w")
+        assert not kept_lines(run) and f"tags written {written}, own mood kept 2" in run.stderr, run.stderr
+        assert beet.fields("$mood $moodtag_mood") == {n: f"{m} {m}" for n, (m, _) in TRACKS.items()}
+        assert all(0.5 <= float(c) <= 1.0 for c in beet.fields("$mood_confidence").values())
+    assert flac.FLAC(beet.music / "calm_a.flac")["MOOD"] == ["Calm"]
+    assert "TXXX:MOODTAG_MODEL" not in id3.ID3(beet.music / "exciting_a.mp3")
+
+
+def test_a_files_own_mood_is_its_items_in_every_run_with_or_without_tag_writes(tmp_path, originals):
+    """A file's own mood (another tool's TMOO chill) reached its item only from `-w`, the one scan that
+    reads the tags: `beet moodtag -p` said the item would take it and `beet moodtag` then gave it
+    moodtag's exciting; so did `-w` once `moodtag untag` had put chill back (the file left untagged).
+    Now the plugin reads the file's mood where the scan did not, and every run gives the item chill."""
+    from mutagen import id3
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    track = beet.music / "exciting_a.mp3"
+    set_tmoo(track, "chill")
+    beet("import", "-A", "-q", str(beet.music))
+    takes = (f"kept: {track}: the file's own mood 'chill' (not moodtag's exciting) is kept, and the item {{}} it "
+             f"(--replace-mood replaces it)")
+
+    run = beet("moodtag", "-p")
+    assert kept_lines(run) == [takes.format("would take")], run.stderr
+    assert beet.fields("$mood")["exciting_a.mp3"] == "$mood"
+    run = beet("moodtag")
+    assert kept_lines(run) == [takes.format("takes")], run.stderr
+    assert beet.fields("$mood $moodtag_mood $mood_confidence")["exciting_a.mp3"] == "chill chill $mood_confidence"
+    for args in ((), ("-w",), ("-p",)):  # nothing new to say
+        run = beet("moodtag", *args)
+        assert not kept_lines(run) and beet.paths("mood:chill") == {"exciting_a.mp3"}, run.stderr
+
+    beet("moodtag", "-w", "--replace-mood")
+    assert beet.fields("$mood")["exciting_a.mp3"] == "exciting" and read_mood(track).mood == "exciting"
+    run_cli("untag", "--db", beet.cache, track, check=True)
+    assert id3.ID3(track).getall("TMOO")[0].text == ["chill"]
+    run = beet("moodtag", "-w")
+    assert "left untagged 1" in run.stderr and kept_lines(run) == [takes.format("takes")], run.stderr
+    assert beet.paths("mood:chill") == {"exciting_a.mp3"}
+
+
+def test_an_item_without_a_mood_of_its_own_takes_its_files_when_another_item_leaves_it_untagged(tmp_path,
+                                                                                               originals):
+    """One file (TMOO chill, another tool's), two items (a symlink imported as a duplicate): the first
+    holds a mood of its own, so the file is not tagged; the second got moodtag's exciting, though the
+    file says chill. It takes the file's mood, as it would from a scan that tags the file."""
+    from mutagen import id3
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False}, **{"import": {"duplicate_action": "keep"}})
+    track = beet.music / "exciting_a.mp3"
+    set_tmoo(track, "chill")
+    links = tmp_path / "links"
+    links.mkdir()
+    link = links / "exciting_link.mp3"
+    link.symlink_to(track)
+    beet("import", "-A", "-q", str(beet.music))
+    beet("import", "-A", "-q", str(links))
+    beet("modify", "-y", "mood=dreamy", f"path:{track}")
+
+    run = beet("moodtag", "-w")
+    assert kept_lines(run) == [
+        f"kept: {track}: the item's own mood 'dreamy' (not moodtag's exciting) is kept (--replace-mood replaces it)",
+        f"kept: {link}: the file's own mood 'chill' (not moodtag's exciting) is kept, and the item takes it "
+        f"(--replace-mood replaces it)"], run.stderr
+    assert beet.fields("$mood")["exciting_link.mp3"] == "chill" and beet.fields("$mood")["exciting_a.mp3"] == "dreamy"
+    assert id3.ID3(track).getall("TMOO")[0].text == ["chill"] and read_mood(track).scores == {}
+
+
+def test_an_item_whose_files_tags_cannot_be_read_is_left_as_it_is(tmp_path, originals):
+    """Where the plugin reads a file's mood itself and cannot (a damaged tag: its audio, cached, is
+    fine), whether the file holds a mood of its own is not known: the item is left as it is, one line."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed
+    track = beet.music / "calm_a.flac"
+    beet("modify", "-y", "mood!", "mood_confidence!", "moodtag_mood!", f"path:{track}")
+    before = os.stat(track)
+    data = bytearray(track.read_bytes())
+    at = 4  # the FLAC metadata blocks: the Vorbis comment's vendor length made far too long
+    while data[at] & 0x7F != 4:
+        at += 4 + int.from_bytes(data[at + 1:at + 4], "big")
+    data[at + 4:at + 8] = (0x7FFFFFFF).to_bytes(4, "little")
+    track.write_bytes(bytes(data))
+    os.utime(track, ns=(before.st_atime_ns, before.st_mtime_ns))  # the cache's row still current
+
+    run = beet("moodtag")
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in run.stderr, run.stderr
+    [line] = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert line.startswith(f"warning: {track}: its file's tags cannot be read (broken FLAC file: ") and line.endswith(
+        "), so whether it holds a mood of its own is not known; the item is left as it is"), run.stderr
+    assert beet.fields("$mood")["calm_a.flac"] == "$mood" and beet.fields("$mood")["calm_b.wav"] == "calm"
+
+
+def test_a_dry_runs_summary_counts_the_tags_the_run_would_write(tmp_path, originals):
+    """`beet moodtag -p -w` said `tags written 0` and `-w` then wrote them. A dry run says `tags that would
+    be written N`: the files a run with its options would tag (not the file of an item with a mood of
+    its own, none without -w)."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
+    beet("modify", "-y", "mood=dreamy", f"path:{beet.music / 'calm_a.flac'}")
+    run = beet("moodtag", "-p", "-w")
+    assert "0 failed, tags that would be written 3, beets' own mood kept 1" in run.stderr, run.stderr
+    assert "tags that would be written 0," in beet("moodtag", "-p").stderr
+    assert "0 failed, tags written 3, beets' own mood kept 1" in beet("moodtag", "-w").stderr
 
 
 def test_an_edit_another_tool_made_stays_one_for_beet_update(tmp_path, originals):
@@ -469,20 +605,39 @@ def test_an_items_own_mood_leaves_its_files_tags_alone(tmp_path, originals):
     assert beet.fields("$mood")["exciting_link.mp3"] == "exciting"
 
 
-def test_an_items_own_mood_that_agrees_with_moodtags_is_no_conflict(tmp_path, originals):
-    """A mood set by hand that moodtag's result agrees with was `kept: ... the item's own mood 'exciting'
-    (not moodtag's exciting)`, counted as kept at every run, its moodtag_mood stale and its file left. It
-    is moodtag's now: confidence and moodtag_mood stored, the file tagged, nothing said."""
+def test_an_items_own_mood_that_agrees_with_moodtags_is_no_conflict_and_stays_the_items(tmp_path, originals):
+    """A mood set by hand that moodtag's result agrees with was `kept: ... the item's own mood 'calm' (not
+    moodtag's calm)` at every run, its file left. Then it became moodtag's (moodtag_mood set to it), so a
+    later result that differs (another model, the file's audio changed) replaced it silently, in beets
+    and in the file. Now agreement is silent (not counted kept, the file tagged, moodtag's confidence
+    stored where the item holds the mood moodtag stored before), and the mood stays the item's: a later
+    result that differs keeps it, with its `kept:` line, and leaves its file alone. Another plugin's mood
+    (no moodtag_mood, no confidence) gets no confidence, which would make it moodtag's."""
     beet = Beets(tmp_path, originals)
     beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
-    track = beet.music / "exciting_a.mp3"
-    beet("modify", "-y", "mood=exciting", "moodtag_mood=calm", "mood_confidence!", f"path:{track}")
+    track = beet.music / "calm_a.flac"
+    beet("modify", "-y", "mood=calm", "moodtag_mood=exciting", "mood_confidence!", f"path:{track}")
+    beet("modify", "-y", "mood=calm", "moodtag_mood!", "mood_confidence!", f"path:{beet.music / 'calm_b.wav'}")
 
+    for _ in range(2):
+        run = beet("moodtag", "-w")
+        assert "kept" not in run.stderr and "tags written" in run.stderr, run.stderr
+    assert "tags written 0;" in run.stderr and read_mood(track).mood == "calm"
+    assert beet.fields("$mood $moodtag_mood")["calm_a.flac"] == "calm exciting"
+    assert 0.5 <= float(beet.fields("$mood_confidence")["calm_a.flac"]) <= 1.0
+    assert beet.fields("$mood $moodtag_mood $mood_confidence")["calm_b.wav"] == \
+        "calm $moodtag_mood $mood_confidence"
+
+    before = os.stat(track)  # other audio (moodtag's result: exciting), without tags
+    synth.make_track(track, "exciting", 20.0, seed=3)
+    os.utime(track, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
     run = beet("moodtag", "-w")
-    assert "kept" not in run.stderr and "tags written 4;" in run.stderr, run.stderr
-    assert beet.fields("$moodtag_mood")["exciting_a.mp3"] == "exciting"
-    assert 0.5 <= float(beet.fields("$mood_confidence")["exciting_a.mp3"]) <= 1.0
-    assert read_mood(track).mood == "exciting"
+    assert [line for line in run.stderr.splitlines() if line.startswith("kept:")] == [
+        f"kept: {track}: the item's own mood 'calm' (not moodtag's exciting) is kept (--replace-mood replaces it)"
+    ], run.stderr
+    assert "1 analysed, 3 unchanged (cached), 0 failed, tags written 0, beets' own mood kept 1" in run.stderr
+    assert beet.fields("$mood $moodtag_mood")["calm_a.flac"] == "calm exciting"
+    assert read_mood(track) is None
 
 
 def test_retag_writes_the_mood_back_after_moodtag_untag(tmp_path, originals):
@@ -621,6 +776,47 @@ def test_import_link_rows_are_the_music_folders_and_moodtag_scan_analyses_nothin
     assert [row["action"] for row in map(json.loads, run.stdout.splitlines())] == ["cached"] * 4, run.stdout
     assert cache_rows(beet) == rows
     assert "4 items: 0 analysed, 4 unchanged (cached)" in beet("moodtag").stderr
+
+
+def annexed(music: Path, names: list[str]) -> dict[str, Path]:
+    """The files `names` moved into a hidden store as git-annex keeps them (`.git/annex/objects/...`), each
+    name a relative symlink to its file there: name -> the file's real path."""
+    store = music / ".git" / "annex" / "objects" / "aa" / "bb"
+    real = {}
+    for name in names:
+        key = f"SHA256E-s1--{hashlib.sha256(name.encode()).hexdigest()[:16]}{Path(name).suffix}"
+        (store / key).mkdir(parents=True)
+        os.rename(music / name, store / key / key)
+        (music / name).symlink_to(os.path.relpath(store / key / key, music))
+        real[name] = store / key / key
+    return real
+
+
+def test_links_into_a_hidden_store_keep_the_rows_moodtag_scan_finds(tmp_path, originals):
+    """A library of symlinks into a hidden store (git-annex: `x.flac -> .git/annex/objects/.../x.flac`),
+    imported in place: the plugin gave the scan every item's real path, so the rows were the hidden
+    files'; `moodtag scan` of the music folder, which names such a file by the link, analysed every file
+    again, and each file had two rows. The scan is given the link, as `moodtag scan` names the file; and
+    the real path only where the cache holds a row there and none under the link (the store scanned by
+    its own name)."""
+    beet = Beets(tmp_path, originals)
+    real = annexed(beet.music, ["calm_a.flac", "exciting_a.mp3"])
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed
+    rows = [(str(beet.music / name), "ok") for name in sorted(TRACKS)]
+    assert cache_rows(beet) == rows
+
+    assert scan_actions(beet) == dict.fromkeys(TRACKS, "cached")
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in beet("moodtag").stderr
+    assert cache_rows(beet) == rows
+    assert beet.fields("$mood") == {name: mood for name, (mood, _) in TRACKS.items()}
+
+    other = Beets(tmp_path / "other", originals)  # the store scanned by its own name first
+    real = annexed(other.music, ["calm_a.flac", "exciting_a.mp3"])
+    run_cli("scan", "--no-write", "--db", other.cache, other.music / ".git", check=True)
+    other("import", "-A", "-q", str(other.music))
+    assert cache_rows(other) == sorted([(str(path), "ok") for path in real.values()] +
+                                       [(str(other.music / n), "ok") for n in ("calm_b.wav", "exciting_b.ogg")])
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in other("moodtag").stderr
 
 
 def test_beet_mv_takes_the_cache_rows_along_and_nothing_is_analysed_again(tmp_path, originals):
