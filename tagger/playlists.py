@@ -59,7 +59,6 @@ M3U_MARK = "# moodtag: "
 # XSPF: the playlist's <creator>, "the entity that authored the playlist" (XSPF 1.0), before <trackList>.
 XSPF_MARK = "<creator>moodtag</creator>"
 MARK_READ = 65536  # bytes read from the start of a file to find the mark (the head is far shorter)
-_M3U_MARKED = re.compile(rb"(?:\xef\xbb\xbf)?#EXTM3U[ \t]*\r?\n" + re.escape(M3U_MARK.encode()))
 # What quote_from_bytes(..., safe="/") leaves as it is.
 _URI_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
 # Characters XML 1.0 cannot hold at all (tag texts are cleaned of them).
@@ -441,7 +440,8 @@ def check_replaceable(dest: Path, mood: str, fmt: str, *, force: bool = False) -
     that MPD's `mpc save calm` writes into its playlist folder (bare paths, no #EXTM3U) or a user's own
     calm.m3u8, which `playlists` replaced with exit status 0. `force` (--force) replaces it. A file with no
     entries is replaced, and a pipe or a device is written into (never read), as before. moodtag 0.4 and
-    earlier marked none of their playlists: each needs --force once, which the message says."""
+    earlier marked none of their playlists, and a player that saves one (MPD after an edit) drops the mark:
+    each needs --force once, which the message says."""
     path = dest.expanduser()
     try:
         regular = stat.S_ISREG(os.stat(path).st_mode)
@@ -451,19 +451,32 @@ def check_replaceable(dest: Path, mood: str, fmt: str, *, force: bool = False) -
         return
     mark = XSPF_MARK if fmt == "xspf" else f"'{M3U_MARK.strip()}' line"
     raise MoodtagError(f"{dest}: not replaced by the {mood} playlist: it has entries and no {mark}, the mark of a "
-                       "playlist moodtag wrote: move it, or --force to replace it (once, for a playlist moodtag 0.4 "
-                       "or earlier wrote, before it marked its playlists)")
+                       "playlist moodtag wrote (a player that saved it, as MPD does after an edit, leaves it out, "
+                       "and moodtag 0.4 wrote none): move it, or --force to replace it")
+
+
+def _m3u_marked(head: bytes) -> bool:
+    """Whether an M3U's first bytes hold moodtag's mark among the lines before its first entry (a line
+    of text, after a byte order mark, CRLF or lines an editor or another program put before it)."""
+    mark = M3U_MARK.strip().encode()
+    for line in head.removeprefix(b"\xef\xbb\xbf").splitlines():
+        line = line.strip()
+        if line.startswith(mark):
+            return True
+        if line and not line.startswith(b"#"):
+            return False  # an entry: the head is over
+    return False
 
 
 def written_by_moodtag(path: Path) -> bool:
-    """Whether the file at `path` carries moodtag's mark: M3U_MARK as the line after #EXTM3U, or XSPF_MARK
+    """Whether the file at `path` carries moodtag's mark: M3U_MARK on a line before its first entry, or XSPF_MARK
     before <trackList> (read from its first MARK_READ bytes; False if it cannot be read)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(MARK_READ)
     except OSError:
         return False
-    if _M3U_MARKED.match(head):
+    if _m3u_marked(head):
         return True
     before, found, _ = head.partition(b"<trackList")
     return bool(found) and XSPF_MARK.encode() in before

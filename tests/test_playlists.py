@@ -775,8 +775,8 @@ def test_a_folder_with_a_playlists_name_in_out_dir_is_an_error_before_any_playli
 
 
 REFUSED = ("{file}: not replaced by the {mood} playlist: it has entries and no {mark}, the mark of a playlist "
-           "moodtag wrote: move it, or --force to replace it (once, for a playlist moodtag 0.4 or earlier wrote, "
-           "before it marked its playlists)\n")
+           "moodtag wrote (a player that saved it, as MPD does after an edit, leaves it out, and moodtag 0.4 wrote "
+           "none): move it, or --force to replace it\n")
 
 
 def test_a_playlist_moodtag_did_not_write_is_replaced_only_with_force(library, model, tmp_path):
@@ -845,6 +845,21 @@ def test_an_unmarked_playlist_of_moodtag_0_4_needs_force_once_and_an_empty_file_
     for mood in ("calm", "exciting"):
         assert (out / f"{mood}.m3u8").read_text(encoding="utf-8").startswith(f"#EXTM3U\n{m3u_mark(mood)}\n#EXTINF:")
     check_entries([p for _, p in read_m3u((out / "calm.m3u8").read_text(encoding="utf-8"), out)], library, "calm")
+
+
+@pytest.mark.parametrize("head", ["#EXTM3U\n\n{mark}\n", "#EXTM3U\n#PLAYLIST:Evening\n{mark}\n", "{mark}\n",
+                                  "#extm3u\r\n{mark}\r\n", "\ufeff#EXTM3U\n  {mark}\n"])
+def test_the_mark_is_found_where_an_editor_moved_it_and_not_after_an_entry(library, model, tmp_path, head):
+    """The mark was looked for only as the line right after #EXTM3U: a blank line or a #PLAYLIST: title
+    put before it, or #EXTM3U taken out or lower-cased, and moodtag refused its own playlist, saying it
+    had no mark. Any line before the first entry carries it now; after an entry it is no mark."""
+    from tagger.playlists import m3u_mark, written_by_moodtag
+
+    path = tmp_path / "calm.m3u8"
+    path.write_text(head.format(mark=m3u_mark("calm")) + "a.flac\n", encoding="utf-8", newline="")
+    assert written_by_moodtag(path)
+    path.write_text("#EXTM3U\na.flac\n" + m3u_mark("calm") + "\n", encoding="utf-8")
+    assert not written_by_moodtag(path)
 
 
 def test_a_playlist_kept_elsewhere_through_a_symlink_stays_linked_and_private(library, model, tmp_path):

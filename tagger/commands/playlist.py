@@ -37,7 +37,7 @@ MusicDirOption = Annotated[Optional[Path], typer.Option(
     help="With --for: the player's music folder (MPD's music_directory).")]
 ForceOption = Annotated[bool, typer.Option(
     "--force", help="Replace a playlist file moodtag did not write (one without its mark: your own, MPD's `mpc "
-                    "save`, or one of moodtag 0.4 or earlier).")]
+                    "save`, one a player saved, or one of moodtag 0.4 or earlier).")]
 
 
 def output_value(value: str) -> Path | None:
