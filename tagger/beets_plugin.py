@@ -568,7 +568,7 @@ class BeetsWrites:
 
         values = row_values(cache, noted)
         lock = scan_lock(cache.path, on_wait=lambda: self._log.warning(
-            "{}", f"waiting for a moodtag scan using {printable(cache.path)} to finish, to write the mood "
+            "{}", f"waiting for another moodtag command that writes {printable(cache.path)} to finish, to write the mood "
                   f"back into {printable(written.path)}"))
         journal = UndoJournal.for_cache(cache.path)
         try:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 TABLE = "tracks"
 BUSY_TIMEOUT_S = 30.0
+WRITE_RETRY_S = 1.0  # a write that waits for another program's write transaction tries again this often
 APPLICATION_ID = 0x6D6F6F64  # "mood": PRAGMA application_id of a moodtag cache
 MIN_FREE_BYTES = 1 << 20     # a scan refuses to start with less free space beside the cache
 MIGRATION_SET = "moodtag"
@@ -371,6 +372,26 @@ def _waited(exc: BaseException) -> str:
     return ""
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether SQLite's error says that another connection holds the write lock (SQLITE_BUSY, any kind)."""
+    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
+    if name is not None:
+        return name.startswith("SQLITE_BUSY")
+    return "database is locked" in str(exc).lower()
+
+
+class Stopped(KeyboardInterrupt):
+    """A command's `should_stop` said so while it waited: for moodtag's lock (scan_lock), for another
+    program's write transaction (Cache.wait_for_writers), or during `prune`'s look at the files."""
+
+
+def transaction_wait_line(shown_path: str) -> str:
+    """The line a command that writes the cache prints when another program holds a write transaction on
+    it; `shown_path`: the cache's path as the console shows it."""
+    return (f"waiting for another program's write transaction on {shown_path} to end (a sqlite3 shell or DB "
+            f"Browser for SQLite holding changes: COMMIT or ROLLBACK there, or close it)...")
+
+
 def _disk_trouble(path: Path, text: str, doing: str) -> str:
     """The line for SQLite's "disk full" or "disk I/O error". SQLite says the latter where it cannot make
     or grow the `-shm` beside a WAL cache, as on a full disk: so the free space of the cache's folder
@@ -551,6 +572,8 @@ class Cache:
         self._source = source    # read-only: the file read and the URI's flags (see reader)
         self._db: Database | None = None
         self._by_stat: dict | None = None  # (size, mtime_ns) -> keys, for _row_by_identity
+        self._on_busy = None               # see wait_for_writers
+        self._should_stop = lambda: False
 
     @property
     def db(self) -> Database:
@@ -771,6 +794,15 @@ class Cache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def wait_for_writers(self, *, on_wait, should_stop) -> None:
+        """Make this cache's writes wait for another program's write transaction on it (a sqlite3 shell
+        left in BEGIN, DB Browser for SQLite with changes not written) for as long as it lasts, as a
+        command waits for moodtag's own lock, instead of failing after BUSY_TIMEOUT_S: each write is
+        tried again every WRITE_RETRY_S (its busy timeout); `on_wait()` is called once per write that
+        waits, after its first try; `should_stop()` is polled between tries, and ends the wait (Stopped)."""
+        self._on_busy, self._should_stop = on_wait, should_stop
+        self._write(lambda: self.conn.execute(f"PRAGMA busy_timeout = {int(WRITE_RETRY_S * 1000)}"))
 
     # -- checks --------------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -1025,9 +1057,12 @@ class Cache:
         self._update(key, status="failed", error=TAG_ERROR_PREFIX + cause, **self._tag_columns(TAG_FAILED))
 
     def set_untagged(self, path: Path | str, *, before: TrackRef, after: TrackRef) -> bool:
-        """`moodtag untag` left the file without moodtag's fields. The row says untagged (a failed tag
+        """`moodtag untag` leaves the file without moodtag's fields. The row says untagged (a failed tag
         write is forgotten); if the row was current for the file as it was `before`, it takes the
         size and mtime of `after`, so that the analysis stays current (the audio did not change).
+        untag calls it twice: before its write (`after` = `before`: the row says untagged before the
+        file is touched, so a kill or an error between the write and the row cannot leave a row saying
+        tagged, whose mood the next scan would write back), and after it, with the file as written.
         Returns whether the file had a row."""
         key, _ = path_key(path)
         row = self.one(f"SELECT size, mtime_ns, tag_state FROM {TABLE} WHERE path = ?", [key])
@@ -1040,6 +1075,13 @@ class Cache:
             changes.update(size=after.size, mtime_ns=after.mtime_ns)
         self._update(key, **changes)
         return True
+
+    def put_back_tag_state(self, path: Path | str, row: CachedTrack) -> None:
+        """`moodtag untag` failed to write a file whose row it had set untagged (set_untagged before the
+        write, as a scan commits its row before it writes the tags): the row's tag_state, status and
+        error are again those of `row`, the row as it was."""
+        key, _ = path_key(path)
+        self._update(key, status=row.status, error=row.error, **self._tag_columns(row.tag_state))
 
     def set_retagged(self, path: Path | str, *, before: TrackRef, after: TrackRef) -> bool:
         """Another program rewrote the tags of a row's file and nothing else (beets' `beet write`): if the
@@ -1070,6 +1112,7 @@ class Cache:
         marked = []
 
         def run():
+            marked.clear()  # a try that waited for another program's transaction counted nothing
             with self._transaction():
                 for i in range(0, len(keys), 500):
                     chunk = keys[i:i + 500]
@@ -1082,7 +1125,7 @@ class Cache:
         """Forget the rows `prunable` names. Returns how many."""
         return self.forget(self.prunable(roots).forget)
 
-    def prunable(self, roots: list[Path] | None = None) -> "PrunePlan":
+    def prunable(self, roots: list[Path] | None = None, *, should_stop=lambda: False) -> "PrunePlan":
         """What `prune` forgets: the rows marked missing (under `roots` if given), and under a root that
         no longer exists every row (a scan leaves the rows under a PATH that is not there as they are: an
         unmounted share; so a library moved or deleted is cleaned up by naming it here); of those, only
@@ -1092,7 +1135,7 @@ class Cache:
         unless a PATH names that folder or a place inside it (for a row behind a symlink whose target is
         not there, a folder linked to a disk not mounted now: the nearest folder along the link's
         target). Streamed: one query per root (and, with `roots`, one over the rows marked missing), the
-        emptiness of each folder looked at once."""
+        emptiness of each folder looked at once. `should_stop` is polled per row (Stopped)."""
         from tagger.discover import vanished
 
         plan = PrunePlan()
@@ -1100,6 +1143,8 @@ class Cache:
         empty: dict[bytes, bytes | None] = {}
         there: dict[str, bytes] = {}  # rows marked missing whose paths are there: back, or a link's second row
         for key, raw, status in self._prune_candidates(roots):
+            if should_stop():
+                raise Stopped
             path = raw if raw is not None else os.fsencode(key)
             if not vanished(path):
                 if status == "missing":
@@ -1190,10 +1235,23 @@ class Cache:
         self.conn.execute("RELEASE SAVEPOINT moodtag_write" if nested else "COMMIT")
 
     def _write(self, fn) -> None:
-        try:
-            fn()
-        except sqlite3.Error as exc:
-            raise db_error(self.path, exc, "cannot write to the cache") from None
+        """Run `fn` (one statement, or one transaction that an error rolls back whole, so that it may run
+        again); an SQLite error is one MoodtagError line naming the cache. After wait_for_writers, a write
+        that another program's write transaction holds up is tried again until that ends, or until the
+        command's should_stop says so (Stopped: nothing of `fn` written)."""
+        told = False
+        while True:
+            try:
+                fn()
+                return
+            except sqlite3.Error as exc:
+                if self._on_busy is None or not _busy(exc) or self.conn.in_transaction:
+                    raise db_error(self.path, exc, "cannot write to the cache") from None
+            if self._should_stop():
+                raise Stopped
+            if not told:
+                told = True
+                self._on_busy()
 
 
 @dataclass
@@ -1256,7 +1314,7 @@ def _at_or_inside(path: bytes, folder: bytes) -> bool:
 def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False, create: bool = True):
     """Hold `<db>.lock` (db_path resolved) while a scan or untag writes: a second one on the same
     database waits for the first (two writers tagging one file at once could damage it). Released if
-    the process dies. `should_stop` is polled while waiting (an interrupt ends the wait). A file that
+    the process dies. `should_stop` is polled while waiting (an interrupt ends the wait: Stopped). A file that
     Cache.open(db_path, create=create) refuses gets no lock file beside it (see _refuse_before_locking)."""
     from filelock import FileLock, Timeout
 
@@ -1270,7 +1328,7 @@ def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False,
             on_wait()
             while True:
                 if should_stop():
-                    raise KeyboardInterrupt
+                    raise Stopped
                 try:
                     lock.acquire(timeout=0.2)
                     break

@@ -89,8 +89,8 @@ class ScanProgress:
 
     def show(self, event) -> None:
         """A scan's event (tagger.scan.ScanEvent) on the bar: a track advances it; a failed file or
-        tag write is one line naming the file and the cause; waits, recoveries and capped --jobs are
-        told once."""
+        tag write is one line naming the file and the cause; waits (for moodtag's lock, for another
+        program's write transaction), recoveries and capped --jobs are told once."""
         from tagger.console import shown
 
         if event.kind == "problem":
@@ -120,7 +120,11 @@ class ScanProgress:
                      f"the Dask cluster has workers again ({event.count} thread{'s' * (event.count != 1)}); the "
                      "scan goes on")
         elif event.kind == "waiting":
-            self.console.print(f"waiting for another moodtag scan using {shown(event.path)} to finish...")
+            self.console.print(f"waiting for another moodtag command that writes {shown(event.path)} to finish...")
+        elif event.kind == "busy":
+            from tagger.cache import transaction_wait_line
+
+            self.log(transaction_wait_line(shown(event.path)))
         elif event.kind == "walking":
             self.walking(event.count)
         elif event.kind == "planned":

@@ -68,6 +68,7 @@ import secrets
 import stat
 import struct
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,7 @@ BLOCK = 4096                # changes are journaled and written in whole aligned
 SPACE_MARGIN = 1 << 20      # free space kept beyond what a copy or a journal entry needs
 READ_AHEAD = 64 << 10       # the overlay reads the original this much at a time
 SHORT_RUN = 256 << 10       # a copy takes a run of the original shorter than this through memory
+RECOVERY_TRIES = 1000       # a recovery's tries (1 ms apart) to lock an entry only readers hold a moment
 
 _CHUNK = 1 << 20
 _MAGIC = b"moodtag-undo/1\n"
@@ -476,7 +478,9 @@ class UndoJournal:
         """The real paths of files that an interrupted in-place write may have left torn: the complete
         entries whose file is still the one written (same inode, a size that fits: _size_fits), read and left as
         they are. For a scan that writes no file (-n, --no-write), so runs no recovery: such a file is
-        not analysed (its analysis would read the torn bytes) and its row stays."""
+        not analysed (its analysis would read the torn bytes) and its row stays. An entry whose writer is
+        alive (it holds the entry's lock, as recovery finds it) is a write in progress, not interrupted:
+        left out (another scan writing that file now; recovery leaves it alone too)."""
         torn: set[str] = set()
         try:
             names = sorted(name for name in os.listdir(self.folder) if name.endswith(".undo"))
@@ -490,7 +494,9 @@ class UndoJournal:
             except OSError:
                 continue
             try:
-                parsed = _read_entry(fd)
+                parsed = None if _writer_alive(fd) else _read_entry(fd)
+                if parsed is not None and (_writer_alive(fd) or not os.fstat(fd).st_nlink):
+                    parsed = None  # a writer began in it meanwhile, or it was done with and dropped
             except OSError:
                 parsed = None
             finally:
@@ -696,9 +702,7 @@ def _recover_entry(entry: Path) -> Restored | None:
     except FileNotFoundError:
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_for_recovery(fd):
             return None   # its writer is alive
         if not os.fstat(fd).st_nlink:
             return None   # another recovery finished it
@@ -718,6 +722,32 @@ def _recover_entry(entry: Path) -> Restored | None:
         return result
     finally:
         os.close(fd)
+
+
+def _writer_alive(fd: int) -> bool:
+    """Whether the entry open at `fd` is locked exclusively: by its writer, alive (or by a recovery at
+    work on it). Asked with a shared lock, let go at once (see _lock_for_recovery)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _lock_for_recovery(fd: int) -> bool:
+    """Lock an entry for its recovery; False where its writer holds it (alive: not to be touched), or
+    another recovery does. A shared lock held meanwhile is a reader's asking the same (_writer_alive,
+    for UndoJournal.interrupted), let go at once: tried again, not taken for a live writer's."""
+    for _ in range(RECOVERY_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if _writer_alive(fd):
+                return False
+        time.sleep(0.001)
+    return False
 
 
 def _recover_copy(path: Path, tmp: Path) -> Restored | None:

@@ -86,7 +86,8 @@ class ScanSummary:
 
 @dataclass(frozen=True)
 class ScanEvent:
-    """Progress, for the CLI: kind is 'waiting' (for another scan's lock), 'restored' (a tag write
+    """Progress, for the CLI: kind is 'waiting' (for the lock of another moodtag command that writes the
+    cache), 'busy' (a write waits for another program's write transaction on it), 'restored' (a tag write
     that a crash interrupted, undone), 'jobs' (--jobs capped: count = jobs used, total = asked),
     'workers' (a Dask cluster left without workers, count 0, or given some again, count = its threads),
     'walking', 'planned', 'track' or 'problem'."""
@@ -199,7 +200,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             lock = scan_lock(db_path, on_wait=lambda: on_event(ScanEvent("waiting", path=db_path)),
                              should_stop=stop)
         cache = _open_cache(db_path, dry_run=dry_run)
-        if not dry_run:
+        if not dry_run:  # another program's write transaction on the cache (a sqlite3 shell) is waited for
+            cache.wait_for_writers(on_wait=lambda: on_event(ScanEvent("busy", path=db_path)), should_stop=stop)
             cache.check_writable()
         pending: set[str] = set()  # real paths of files whose interrupted tag write is not undone yet
         if not write_tags:  # undoes nothing (it writes no file): the next scan that writes tags does

@@ -78,3 +78,16 @@ def on_a_terminal(args: list[str], *, stream: str, columns: int, timeout: float 
     os.close(controller)
     assert proc.wait(timeout=timeout) == 0
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode("utf-8"))
+
+
+def first_block_in_flight(path, journal):
+    """An in-place tag write of `path`'s first 4 KiB begun by this process: its undo journal entry written
+    and locked (the writer alive), the block not yet written (the caller writes it, or not). (fd, entry),
+    for the caller to end as the writer would (entry.abandon(), os.close(fd)). Run in a subprocess: a live
+    writer elsewhere."""
+    fd = os.open(path, os.O_RDWR)
+    st = os.fstat(fd)
+    header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev, "ino": st.st_ino,
+              "old_size": st.st_size, "new_size": st.st_size, "atime_ns": st.st_atime_ns,
+              "mtime_ns": st.st_mtime_ns, "write_set": [[0, 4096]], "new_sha256": None}
+    return fd, journal._begin(header, [(0, 4096)], fd)

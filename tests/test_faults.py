@@ -360,7 +360,7 @@ def test_a_symlink_to_the_cache_shares_its_lock(many_tracks, tmp_path):
     b = start("scan", many_tracks, "--db", link, "--jobs", "1")
     out_a, out_b = a.communicate(timeout=300), b.communicate(timeout=300)
     assert a.returncode == 0 and b.returncode == 0, (out_a, out_b)
-    assert "waiting for another moodtag scan" in out_a[1] + out_b[1]
+    assert "waiting for another moodtag command that writes" in out_a[1] + out_b[1]
     cached = rows(db)
     assert len(cached) == 40
     for p in many_tracks.iterdir():  # no row is stale: each holds the file as it is now, tagged

@@ -591,7 +591,7 @@ def test_two_scans_at_once_on_one_database(big_library, test_model, tmp_path):
     out_a, out_b = _finish(a), _finish(b)
     assert a.returncode == 0, out_a
     assert b.returncode == 0, out_b
-    assert "waiting for another moodtag scan" in out_a + out_b
+    assert "waiting for another moodtag command that writes" in out_a + out_b
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()

@@ -113,22 +113,36 @@ def prune(
     Only files gone now are forgotten: one that is back (a disk mounted again) keeps its row, and so do
     the files under a folder that is empty now (a disk not mounted?) unless a PATH names that folder. A
     PATH that no longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets the
-    cached tracks under it whose files are gone. Waits for a scan or untag using the same cache."""
-    from tagger.cache import Cache, resolve_db_path, scan_lock
+    cached tracks under it whose files are gone. Waits for a scan or untag using the same cache, and
+    for another program's write transaction on it to end; stopped meanwhile (Ctrl-C, SIGTERM, a closed
+    terminal) it forgets nothing, exit status 130, 143 or 129."""
+    from tagger.cache import Cache, Stopped, resolve_db_path, scan_lock, transaction_wait_line
+    from tagger.commands.interrupts import StopRequests
     from tagger.console import err, out, shown
 
     roots = [Path(p) for p in paths] if paths else None
     lock = None
-    if not dry_run:  # a scan may be about to give a row marked missing to its file, moved: wait for it
-        db_path = resolve_db_path(db)
-        if db_path.exists():  # none: Cache.open says so, and no lock file is left where no cache is
-            lock = scan_lock(db_path, create=False, on_wait=lambda: err.print(  # an empty file: refused, no lock left
-                f"waiting for another moodtag command that writes {shown(db_path)} to finish..."))
+    stops = None if dry_run else StopRequests.install()  # a dry run writes nothing: stopped at once
+    should_stop = (lambda: False) if stops is None else (lambda: stops.requested)
     try:
+        if not dry_run:  # a scan may be about to give a row marked missing to its file, moved: wait for it
+            db_path = resolve_db_path(db)
+            if db_path.exists():  # none: Cache.open says so, and no lock file is left where no cache is
+                lock = scan_lock(db_path, create=False, should_stop=should_stop,  # an empty file: refused, no lock left
+                                 on_wait=lambda: err.print(f"waiting for another moodtag command that writes "
+                                                           f"{shown(db_path)} to finish..."))
         with Cache.open_readonly(db) if dry_run else Cache.open(db, create=False) as cache:  # read-only: bytes kept
-            plan = cache.prunable(roots)
             if not dry_run:
+                cache.wait_for_writers(should_stop=should_stop,
+                                       on_wait=lambda: err.print(transaction_wait_line(shown(cache.path))))
+            plan = cache.prunable(roots, should_stop=should_stop)
+            if not dry_run:
+                if should_stop():
+                    raise Stopped
                 cache.forget(plan.forget)
+    except Stopped:
+        err.print(f"[yellow]interrupted[/] ({stops.name}): nothing forgotten")
+        raise stops.exit() from None
     finally:
         if lock is not None:
             lock.release()

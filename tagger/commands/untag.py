@@ -20,13 +20,16 @@ def untag(
 ) -> None:
     """Remove the mood field and every MOODTAG_* field from audio files; all other tags stay.
 
-    Writes are crash-safe, as a scan's, and wait for a scan using the same cache (--db) to finish.
-    The cache's rows of these files say untagged, with the files' new size and mtime, so the next scan
-    analyses none of them again and leaves them untagged (`scan --retag` writes the mood back).
+    Writes are crash-safe, as a scan's, and wait for another moodtag command that writes the same
+    cache (--db) to finish, and for another program's write transaction on it to end.
+    The cache's rows of these files say untagged (each before its file is written), with the files'
+    new size and mtime, so the next scan analyses none of them again and leaves them untagged
+    (`scan --retag` writes the mood back).
     Exit status 0 when it ran to the end, even if some files failed (each failure has its own line);
     1 for fatal errors, or when a PATH did not exist (it gets its line, the others are untagged), as
-    for scan; 130 if interrupted (it stops between two files)."""
-    from tagger.cache import KEPT, Cache, holds_nothing, resolve_db_path, scan_lock
+    for scan; 130 if interrupted (it stops between two files; 143 for SIGTERM, 129 for a closed
+    terminal)."""
+    from tagger.cache import KEPT, Cache, Stopped, holds_nothing, resolve_db_path, scan_lock, transaction_wait_line
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, error_line, out, shown, warn
     from tagger.discover import WalkProblem, walk
@@ -41,19 +44,21 @@ def untag(
     stops = StopRequests.install()
     lock = journal = cache = None
     db_path = resolve_db_path(db)
-    if not dry_run:
-        lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: err.print(
-            f"waiting for a moodtag scan using {shown(db_path)} to finish..."))
-        journal = UndoJournal.for_cache(db_path)
-        for restored in journal.recover():
-            warn(f"{'interrupted tag write' if restored.pending else 'recovered'} {shown(restored.path)}: "
-                 f"{shown(restored.action)}")
     changed = unchanged = 0
     failed = len(missing)
     rows = None  # the cache, read for the mood moodtag wrote into each file (a dry run only reads it)
     try:
+        if not dry_run:
+            lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: err.print(
+                f"waiting for another moodtag command that writes {shown(db_path)} to finish..."))
+            journal = UndoJournal.for_cache(db_path)
+            for restored in journal.recover():
+                warn(f"{'interrupted tag write' if restored.pending else 'recovered'} {shown(restored.path)}: "
+                     f"{shown(restored.action)}")
         if not dry_run and db_path.is_file():  # checked before any file is touched, as a scan does
             cache = rows = Cache.open(db_path)
+            cache.wait_for_writers(should_stop=lambda: stops.requested,
+                                   on_wait=lambda: err.print(transaction_wait_line(shown(db_path))))
             cache.check_writable()
         elif dry_run and db_path.is_file() and not holds_nothing(db_path):
             rows = Cache.open_readonly(db_path)
@@ -71,6 +76,9 @@ def untag(
             # where the cache says the file's own mood was kept, its mood stays whatever moodtag fields remain
             last_written = (None if row is None else row.mood if row.tagged
                             else SET_BY_HAND if row.tag_state == KEPT else None)
+            records = cache is not None and row is not None
+            if records:  # committed before the file is touched, as a scan's row (see Cache.set_untagged)
+                cache.set_untagged(place, before=item, after=item)
             try:
                 written: list = []   # the file's stat as written (not through its path: another file may be there now)
                 removed = remove_mood(item.path, last_written=last_written, dry_run=dry_run, journal=journal,
@@ -78,7 +86,13 @@ def untag(
             except TagError as exc:
                 failed += 1
                 error_line(item.path, str(exc))
+                if records:
+                    _put_back(cache, place, row, item.path)
                 continue
+            except BaseException:  # fatal: the file is as it was (tagger.safewrite), and so is its row
+                if records:
+                    _put_back(cache, place, row, item.path)
+                raise
             after = item
             if removed:
                 changed += 1
@@ -88,9 +102,9 @@ def untag(
                     after = TrackRef(item.path, written[-1].st_size, written[-1].st_mtime_ns)
             else:
                 unchanged += 1
-            if cache is not None:
-                cache.set_untagged(place, before=item, after=after)
-    except _WalkStopped:  # a stop asked while the walk listed folders without audio: reported below
+            if records and after is not item:
+                _record_written(cache, place, item, after)
+    except (_WalkStopped, Stopped):  # a stop asked while the walk listed folders, or while it waited
         pass
     finally:
         if rows is not None:
@@ -106,6 +120,34 @@ def untag(
         raise stops.exit()
     if missing:
         raise typer.Exit(1)
+
+
+def _put_back(cache, place, row, path) -> None:
+    """The row of a file untag failed to write says again what it said before (Cache.put_back_tag_state).
+    Where it cannot (the cache cannot be written now, or a stop came while it waited), the file keeps
+    its tags while its row says untagged: a warning says so before the error or the stop."""
+    from tagger.cache import Stopped
+    from tagger.console import shown, warn
+    from tagger.errors import MoodtagError
+
+    try:
+        cache.put_back_tag_state(place, row)
+    except (MoodtagError, Stopped):
+        warn(f"{shown(path)}: not untagged, but its row in the cache says untagged (untag it again)")
+        raise
+
+
+def _record_written(cache, place, before, after) -> None:
+    """The row of a file untag wrote takes the file's new size and mtime (Cache.set_untagged). It says
+    untagged already: where this write fails, the next scan only analyses the file again (and leaves it
+    untagged), which the error says."""
+    from tagger.errors import MoodtagError
+
+    try:
+        cache.set_untagged(place, before=before, after=after)
+    except MoodtagError as exc:
+        raise MoodtagError(f"{before.path}: untagged, but its new size and mtime are not in the cache (the next "
+                           f"scan analyses it again, and leaves it untagged): {exc}") from None
 
 
 def _row_of(cache, ref, *, move: bool):
