@@ -21,8 +21,10 @@ function that makes the change through a file object (for tags.py: mutagen's sav
    wrote it), the entry is voided at once and nothing is written or restored: the journaled bytes
    may predate that program's write, and putting them back would undo it. A file cut in half always
    has a complete entry, and `UndoJournal.recover()` writes its old bytes back (or keeps the new
-   ones when the write turns out to have finished). The entry goes
-   into one file per journal, locked, reused write after write, so the common write costs one small
+   ones when the write turns out to have finished). The entry also hashes a sample of the bytes the
+   write leaves alone: a file that comes back under another inode number (a FAT or exFAT disk mounted
+   again) is still undone when they match, and left alone as another file when they do not. The entry
+   goes into one file per journal, locked, reused write after write, so the common write costs one small
    write, two syncs and no file created or deleted.
 
 3. A copy renamed over the original when the change moves most of the file (a tag at the front that
@@ -83,6 +85,7 @@ BLOCK = 4096                # changes are journaled and written in whole aligned
 SPACE_MARGIN = 1 << 20      # free space kept beyond what a copy or a journal entry needs
 READ_AHEAD = 64 << 10       # the overlay reads the original this much at a time
 SHORT_RUN = 256 << 10       # a copy takes a run of the original shorter than this through memory
+KEPT_SAMPLE = 64 << 10      # bytes an in-place write leaves alone, hashed in its entry at each of two places
 RECOVERY_TRIES = 1000       # a recovery's tries (1 ms apart) to lock an entry only readers hold a moment
 
 _CHUNK = 1 << 20
@@ -476,11 +479,11 @@ class UndoJournal:
 
     def interrupted(self) -> set[str]:
         """The real paths of files that an interrupted in-place write may have left torn: the complete
-        entries whose file is still the one written (same inode, a size that fits: _size_fits), read and left as
-        they are. For a scan that writes no file (-n, --no-write), so runs no recovery: such a file is
-        not analysed (its analysis would read the torn bytes) and its row stays. An entry whose writer is
-        alive (it holds the entry's lock, as recovery finds it) is a write in progress, not interrupted:
-        left out (another scan writing that file now; recovery leaves it alone too)."""
+        entries whose write recovery would undo or keep for later (_torn_path), read and left as they are.
+        For a scan that writes no file (-n, --no-write), so runs no recovery: such a file is not analysed
+        (its analysis would read the torn bytes) and its row stays. An entry whose writer is alive (it holds
+        the entry's lock, as recovery finds it) is a write in progress, not interrupted: left out (another
+        scan writing that file now; recovery leaves it alone too)."""
         torn: set[str] = set()
         try:
             names = sorted(name for name in os.listdir(self.folder) if name.endswith(".undo"))
@@ -497,20 +500,14 @@ class UndoJournal:
                 parsed = None if _writer_alive(fd) else _read_entry(fd)
                 if parsed is not None and (_writer_alive(fd) or not os.fstat(fd).st_nlink):
                     parsed = None  # a writer began in it meanwhile, or it was done with and dropped
+                if parsed is not None and parsed[0].get("kind") == "in place":  # not void, torn itself, a copy
+                    path = _torn_path(_Entry(self.folder / name, fd, *parsed))
+                    if path is not None:
+                        torn.add(path)
             except OSError:
-                parsed = None
+                pass
             finally:
                 os.close(fd)
-            if parsed is None or parsed[0].get("kind") != "in place":  # void, torn itself, or a copy (never torn)
-                continue
-            header = parsed[0]
-            try:
-                path = os.fsdecode(bytes.fromhex(header["path"]))
-                st = os.stat(path, follow_symlinks=False)
-                if (st.st_dev, st.st_ino) == (header["dev"], header["ino"]) and _size_fits(header, st.st_size):
-                    torn.add(os.path.realpath(path))
-            except (OSError, KeyError, ValueError, TypeError):
-                continue  # gone, its disk not mounted (not walked either), or not an entry moodtag wrote
         return torn
 
     def _unreadable(self, exc: OSError) -> TagError:
@@ -578,6 +575,28 @@ class UndoJournal:
             os.close(self._slot[1])
             self._slot = self._finalizer = None
         self._slot_lock.release()
+
+
+def _torn_path(entry: _Entry) -> str | None:
+    """The real path of an in-place entry's file if recovery would undo its write or keep it for later:
+    the file still the one written (same device and inode, a size that fits: _size_fits), or, under another
+    inode, judged as recovery judges it (_judge); None otherwise."""
+    header = entry.header
+    try:
+        path = os.fsdecode(bytes.fromhex(header["path"]))
+        st = os.stat(path, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if (st.st_dev, st.st_ino) == (header["dev"], header["ino"]):
+            return os.path.realpath(path) if _size_fits(header, st.st_size) else None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            verdict = _judge(fd, os.fstat(fd), entry)
+        finally:
+            os.close(fd)
+        return os.path.realpath(path) if verdict in ("torn", "unsure") else None
+    except (OSError, KeyError, ValueError, TypeError):
+        return None  # gone, its disk not mounted (not walked either), or not an entry moodtag wrote
 
 
 def _write_entry(fd: int, header: dict, old_ranges, source_fd: int | None) -> int:
@@ -769,8 +788,52 @@ def _size_fits(header: dict, size: int) -> bool:
     return header["new_size"] is None or size in (header["old_size"], header["new_size"])
 
 
-def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
+def _kept_spans(limit: int, touched) -> list[tuple[int, int]]:
+    """Where an in-place write leaves the file's bytes as they are, sampled: up to KEPT_SAMPLE bytes just
+    past the first region it touches (`touched`: the journaled ranges and the write set) and up to
+    KEPT_SAMPLE bytes at the end of what it keeps, below `limit` (the smaller of the old and new size).
+    Their hash in the entry tells a file that got a new inode number (its disk mounted again) from
+    another file put in its place."""
+    gaps, pos = [], 0
+    for lo, hi in _merge(touched):
+        if lo > pos and pos < limit:
+            gaps.append((pos, min(lo, limit)))
+        pos = max(pos, hi)
+    if pos < limit:
+        gaps.append((pos, limit))
+    if not gaps:
+        return []
+    after = next((gap for gap in gaps if gap[0] > 0), gaps[0])
+    last = gaps[-1]
+    return _merge([(after[0], min(after[1], after[0] + KEPT_SAMPLE)), (max(last[0], last[1] - KEPT_SAMPLE), last[1])])
+
+
+def _judge(fd: int, st: os.stat_result, entry: _Entry) -> str:
+    """What an in-place entry's file (open at `fd`, a regular file) holds: "changed" (its size fits neither
+    side of the write), "finished" (the new bytes whole), "untouched" (the old bytes), "torn" (to be
+    undone), "other" (another file has its name now) or "unsure" (its inode changed and nothing tells
+    whether it is the file written: kept for later). A file whose (device, inode) differ from the entry's is
+    the one written when the bytes the write leaves alone hash as they did (kept_sha256), or, for an entry
+    without that hash, when its inode number is the same (a disk back under another device number): FAT
+    and exFAT drivers number inodes afresh at each mount, and a disk plugged in again may get another
+    device number, so identity alone would leave a torn file for good. (Recovery and `interrupted` judge alike.)"""
     header = entry.header
+    same = (st.st_dev, st.st_ino) == (header["dev"], header["ino"])
+    if not _size_fits(header, st.st_size):
+        return "changed" if same else "other"
+    if header["new_sha256"] and st.st_size == header["new_size"] \
+            and _hash_ranges(fd, header["write_set"]) == header["new_sha256"]:
+        return "finished"
+    if st.st_size == header["old_size"] and _holds_old_bytes(fd, entry):
+        return "untouched"
+    if same:
+        return "torn"
+    if header.get("kept_sha256"):
+        return "torn" if _hash_ranges(fd, header["kept_spans"]) == header["kept_sha256"] else "other"
+    return "torn" if st.st_ino == header["ino"] else "unsure"
+
+
+def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -781,15 +844,19 @@ def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
         return Restored(path, f"not recovered yet: {exc.strerror}")
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (header["dev"], header["ino"]):
+        verdict = _judge(fd, st, entry) if stat.S_ISREG(st.st_mode) else "other"
+        if verdict == "other":
             return Restored(path, "left alone: another file has its name now")
-        if not _size_fits(header, st.st_size):
+        if verdict == "changed":
             return Restored(path, "left alone: it changed after the interrupted write")
-        if header["new_sha256"] and st.st_size == header["new_size"] \
-                and _hash_ranges(fd, header["write_set"]) == header["new_sha256"]:
+        if verdict == "finished":
             return Restored(path, "kept: the interrupted tag write had finished")
-        if st.st_size == header["old_size"] and _holds_old_bytes(fd, entry):
+        if verdict == "untouched":
             return None   # the write had not begun
+        if verdict == "unsure":
+            return Restored(path, "not recovered yet: its inode changed since the interrupted write (the disk "
+                                  "mounted again?) and nothing shows it is the same file, torn, or another file of "
+                                  f"the same size; its old bytes are kept in {entry.path}")
         _undo(fd, entry)
         return Restored(path, "restored as it was before an interrupted tag write")
     finally:
@@ -905,10 +972,12 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save,
             for lo, hi in write_set:
                 for pos in range(lo, hi, _CHUNK):
                     digest.update(plan.read_new(pos, min(hi, pos + _CHUNK), read_file))
-            header.update(new_size=plan.new_size, write_set=write_set, new_sha256=digest.hexdigest())
+            kept = _kept_spans(min(st.st_size, plan.new_size), [*plan.changed, *write_set])
+            header.update(new_size=plan.new_size, write_set=write_set, new_sha256=digest.hexdigest(),
+                          kept_spans=kept, kept_sha256=_hash_ranges(fd, kept) if kept else None)
             entry = journal._begin(header, plan.changed, fd)
         else:  # no plan: mutagen writes the file itself, every old byte journaled first
-            header.update(new_size=None, write_set=[], new_sha256=None)
+            header.update(new_size=None, write_set=[], new_sha256=None, kept_spans=[], kept_sha256=None)
             entry = journal._begin(header, [(0, st.st_size)] if st.st_size else [], fd)
         written = False   # whether any byte of ours may be in the file: only then is there anything to undo
         try:

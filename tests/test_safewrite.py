@@ -963,3 +963,147 @@ def test_a_scan_that_writes_nothing_sees_every_write_recovery_would_undo(tmp_pat
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert journal.interrupted() == {os.path.realpath(unplanned)}
     assert [r.path for r in journal.recover() if r.undone] == [unplanned]
+
+
+# --- recovery after the disk was mounted again (a new inode number) --------------------------------
+
+KILLED_IN_PLACE = """
+import os, signal, sys
+from pathlib import Path
+from tagger import safewrite
+from tagger.tags import MoodValues, write_mood
+path, folder, when, entry_format = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+
+def die(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def torn(fd, plan, read_old):   # part of the write reaches the disk, then the power goes
+    lo, hi = plan.write_set()[0]
+    safewrite._pwrite(fd, b"\\xaa" * min(hi - lo, 4096), lo)
+    os.fsync(fd)
+    die()
+
+
+if when == "torn":
+    safewrite._apply = torn
+elif when == "untouched":
+    safewrite._apply = die
+else:
+    safewrite._Entry.finish = die
+if entry_format == "old":   # an entry as moodtag wrote it before kept_sha256
+    begin = safewrite.UndoJournal._begin
+    safewrite.UndoJournal._begin = lambda self, header, *args: begin(
+        self, {k: v for k, v in header.items() if k not in ("kept_spans", "kept_sha256")}, *args)
+write_mood(path, MoodValues(mood="calm", scores={"calm": 0.913, "exciting": 0.087}, model="moodtag-cnn 1.0.0"),
+           journal=safewrite.UndoJournal(folder))
+"""
+
+
+def killed_in_place(tmp_path, small_sources, journal, when: str, entry_format: str = "new") -> tuple[Path, bytes]:
+    """A FLAC file with padding whose in-place tag write died `when` ("torn", "untouched", "finished"), then
+    given a new inode with the same bytes, as a FAT or exFAT disk mounted again does (its driver numbers
+    inodes afresh). (path, its bytes before the write)."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    write_mood(path, OTHER, journal=journal)   # now there is padding: the next write is in place
+    journal.close()
+    data = path.read_bytes()
+    proc = subprocess.run([sys.executable, "-c", KILLED_IN_PLACE, str(path), str(journal.folder), when,
+                           entry_format], cwd=REPO, capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert len(list(journal.folder.iterdir())) == 1
+    os.link(path, tmp_path / ".written-inode")   # kept in use: no later file of the test gets its number
+    copy = path.with_name(".remounted")
+    shutil.copy2(path, copy)
+    os.replace(copy, path)
+    assert path.stat().st_ino != (tmp_path / ".written-inode").stat().st_ino
+    return path, data
+
+
+def test_a_torn_write_is_undone_after_the_disk_is_mounted_again(tmp_path, small_sources, journal):
+    """A tag write torn on an exFAT USB drive, the drive mounted again: recovery found another inode number
+    at the path, said "left alone: another file has its name now", deleted the entry with the old bytes, and
+    the file stayed torn for good. The bytes the write leaves alone, hashed in the entry, show it is the
+    same file: it is restored byte for byte, and a scan that writes nothing calls it torn meanwhile."""
+    path, data = killed_in_place(tmp_path, small_sources, journal, "torn")
+    assert path.read_bytes() != data and path.stat().st_size == len(data)
+    assert journal.interrupted() == {os.path.realpath(path)}
+    assert [(r.path, r.action) for r in journal.recover()] == [
+        (path, "restored as it was before an interrupted tag write")]
+    assert path.read_bytes() == data and read_mood(path) == OTHER
+    assert not list(journal.folder.iterdir())
+
+
+def test_a_finished_write_is_kept_after_the_disk_is_mounted_again(tmp_path, small_sources, journal):
+    path, _ = killed_in_place(tmp_path, small_sources, journal, "finished")
+    assert journal.interrupted() == set()
+    assert [(r.path, r.action) for r in journal.recover()] == [
+        (path, "kept: the interrupted tag write had finished")]
+    assert read_mood(path) == VALUES and not list(journal.folder.iterdir())
+
+
+def test_a_write_not_begun_is_nothing_after_the_disk_is_mounted_again(tmp_path, small_sources, journal):
+    path, data = killed_in_place(tmp_path, small_sources, journal, "untouched")
+    assert journal.interrupted() == set()
+    assert journal.recover() == []
+    assert path.read_bytes() == data and not list(journal.folder.iterdir())
+
+
+def test_another_file_of_the_same_size_at_the_path_is_not_undone(tmp_path, small_sources, journal):
+    """Under another inode, a file whose bytes the write would have left alone differ is another file put
+    in its place (same size, not the old bytes nor the new): left alone, the entry done."""
+    path, data = killed_in_place(tmp_path, small_sources, journal, "torn")
+    ino = path.stat().st_ino
+    other = bytes(b ^ 0x55 for b in path.read_bytes())
+    path.with_name(".other").write_bytes(other)
+    os.replace(path.with_name(".other"), path)
+    assert path.stat().st_ino not in (ino, (tmp_path / ".written-inode").stat().st_ino)
+    assert journal.interrupted() == set()
+    assert [(r.path, r.action) for r in journal.recover()] == [(path, "left alone: another file has its name now")]
+    assert path.read_bytes() == other and not list(journal.folder.iterdir())
+
+
+def test_an_older_entry_under_another_inode_is_kept_for_later(tmp_path, small_sources, journal):
+    """An entry written before kept_sha256 cannot tell the file written from another under a new inode: it
+    is neither undone nor deleted (its old bytes are the only way back), and recovery says so; the file
+    counts as torn for a scan that writes nothing."""
+    path, data = killed_in_place(tmp_path, small_sources, journal, "torn", "old")
+    torn = path.read_bytes()
+    (entry,) = journal.folder.iterdir()
+    assert journal.interrupted() == {os.path.realpath(path)}
+    restored = journal.recover()
+    assert [(r.path, r.pending) for r in restored] == [(path, True)]
+    assert restored[0].action.startswith("not recovered yet: its inode changed since the interrupted write")
+    assert str(entry) in restored[0].action
+    assert path.read_bytes() == torn and list(journal.folder.iterdir()) == [entry]
+
+
+def test_an_older_entry_of_the_same_inode_on_another_device_is_undone(tmp_path, small_sources, journal):
+    """A disk plugged in again under another device number keeps its inode numbers (ext4): an entry of the
+    same inode and a size that fits is undone, with or without kept_sha256."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    data = path.read_bytes()
+    fd = os.open(path, os.O_RDWR)
+    st = os.fstat(fd)
+    header = {"kind": "in place", "path": os.fsencode(path).hex(), "dev": st.st_dev + 1, "ino": st.st_ino,
+              "old_size": st.st_size, "new_size": st.st_size, "atime_ns": st.st_atime_ns,
+              "mtime_ns": st.st_mtime_ns, "write_set": [[0, 4096]], "new_sha256": "0" * 64}
+    entry = journal._begin(header, [(0, 4096)], fd)
+    os.pwrite(fd, b"\xaa" * 2048, 0)   # torn
+    entry.abandon()
+    os.close(fd)
+    assert journal.interrupted() == {os.path.realpath(path)}
+    assert [r.action for r in UndoJournal(journal.folder).recover()] == [
+        "restored as it was before an interrupted tag write"]
+    assert path.read_bytes() == data and not list(journal.folder.iterdir())
+
+
+def test_kept_spans_leave_out_every_byte_the_write_touches():
+    assert safewrite._kept_spans(1 << 20, [(0, 8192), (500_000, 1 << 20)]) == [(8192, 8192 + 65536),
+                                                                              (500_000 - 65536, 500_000)]
+    assert safewrite._kept_spans(1 << 20, [(4096, 8192)]) == [(8192, 8192 + 65536), ((1 << 20) - 65536, 1 << 20)]
+    assert safewrite._kept_spans(100_000, [(0, 8192), (20_000, 24_576)]) == [(8192, 20_000), (100_000 - 65536, 100_000)]
+    assert safewrite._kept_spans(8192, [(0, 8192)]) == []
