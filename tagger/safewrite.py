@@ -521,9 +521,15 @@ class UndoJournal:
 
     def close(self) -> None:
         """Delete this journal's entry file (kept open for reuse between writes); recovery would
-        otherwise do it after this process ends."""
+        otherwise do it after this process ends. The slot is void by now (each write voids it, a torn one
+        is detached), so a disk that cannot delete it (gone: a USB drive pulled out, ENOTCONN) leaves it for
+        a later recovery to delete, and raises nothing: a scan's finally calls this, and an error here hid
+        the scan's own (a traceback in place of 'cannot write to the cache')."""
         if self._finalizer is not None:
-            self._finalizer()
+            try:
+                self._finalizer()
+            except OSError:
+                pass
 
     def _begin(self, header: dict, old_ranges, source_fd: int | None) -> _Entry:
         """Write, sync and lock an entry holding `header` and the old bytes of `old_ranges` (read from
@@ -626,8 +632,10 @@ def _drop(path: Path, fd: int, owner: int | None = None) -> None:
     """Delete an entry file and close it; `owner`: only in that process (not in a forked child)."""
     if owner is not None and os.getpid() != owner:
         return
-    _unlink(path)
-    os.close(fd)
+    try:
+        _unlink(path)
+    finally:
+        os.close(fd)  # whatever the unlink met: never an open descriptor left behind
 
 
 def _flush(fd: int, buffer: list, digest, pos: int) -> int:

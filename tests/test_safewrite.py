@@ -633,6 +633,26 @@ def test_plan_too_large_for_memory_runs_mutagen_on_a_copy(tmp_path, small_source
     assert not list(journal.folder.iterdir())
 
 
+def test_closing_a_journal_whose_folder_is_gone_raises_nothing_and_closes_its_entry(tmp_path, small_sources, journal):
+    """A journal on a drive pulled out mid-scan: deleting its (void) slot at close failed (ENOTCONN), the
+    error escaped the scan's finally and hid the scan's own behind a traceback, and the entry's descriptor
+    stayed open. Here its folder is replaced by a file (the unlink meets ENOTDIR, a real OS error)."""
+    path = tmp_path / "track.flac"
+    shutil.copyfile(small_sources["flac"], path)
+    assert write_mood(path, VALUES, journal=journal) is True
+    (slot,) = journal.folder.iterdir()
+    fd = journal._slot[1]
+    journal.folder.rename(tmp_path / "moved")
+    journal.folder.write_bytes(b"")
+    journal.close()  # raises nothing
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed
+    assert (tmp_path / "moved" / slot.name).exists()  # void: left for a later recovery
+    journal.folder.unlink()
+    (tmp_path / "moved").rename(journal.folder)
+    assert UndoJournal(journal.folder).recover() == [] and not list(journal.folder.iterdir())
+
+
 # --- full disks and read-only file systems ---------------------------------------------------------
 
 NAMESPACE_PRELUDE = """
