@@ -113,13 +113,14 @@ def _give_mode(fd: int, old: Path, st: os.stat_result | None) -> None:
     """Give the new file `fd` the permission bits (and, if allowed, the owner) of the file `old` it is
     about to replace, or, for a new file, the mode a plain open() would have given it (0666 less the
     umask: tempfile makes it 0600, which a player running as another user could not read)."""
-    if st is None:
-        os.fchmod(fd, 0o666 & ~_umask())
-        return
-    if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+    if st is not None and (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
         with contextlib.suppress(OSError):
             os.fchown(fd, st.st_uid, st.st_gid)
-    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    try:
+        os.fchmod(fd, 0o666 & ~_umask() if st is None else stat.S_IMODE(st.st_mode))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP):   # fusefat: no modes, and no fchmod at all
+            raise
 
 
 def _umask() -> int:

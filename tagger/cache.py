@@ -412,6 +412,8 @@ def _free_bytes(folder: Path) -> int | None:
         st = os.statvfs(folder)
     except OSError:
         return None
+    if st.f_blocks == 0:   # a file system that tells no size (fusefat, some FUSE mounts)
+        return None
     return st.f_bavail * st.f_frsize
 
 

@@ -932,7 +932,11 @@ def rewrite(path: Path, source, save: Callable[[object], None], *, journal: Undo
         return Rewritten("unchanged", st)
     small = plan is not None and plan.journal_bytes <= max(IN_PLACE_LIMIT, st.st_size // IN_PLACE_SHARE)
     if small or _copy_would_lose(real, st):
-        return Rewritten("in place", _write_in_place(real, st, plan, save, journal))
+        try:
+            return Rewritten("in place", _write_in_place(real, st, plan, save, journal))
+        except _CannotGrow as exc:
+            if _copy_would_lose(real, st):
+                raise exc.args[0] from None
     try:
         return Rewritten("copy", _write_copy(real, st, plan, save, journal))
     except _CannotKeep:
@@ -1025,14 +1029,23 @@ def _apply(fd: int, plan: _Plan, read_old: Callable[[int, int], bytes]) -> None:
         try:
             os.posix_fallocate(fd, plan.old_size, plan.new_size - plan.old_size)
         except (AttributeError, OSError) as exc:   # AttributeError: no posix_fallocate (macOS)
-            if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            # EPERM: fusefat refuses it on any file; a file that may truly not grow refuses ftruncate too
+            if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS,
+                                                              errno.EPERM):
                 raise
-            os.ftruncate(fd, plan.new_size)
+            try:
+                os.ftruncate(fd, plan.new_size)
+            except PermissionError as refused:   # fusefat grows a file only by writing at its end
+                raise _CannotGrow(refused) from refused
     for lo, hi in plan.write_set():
         for pos in range(lo, hi, _CHUNK):
             _pwrite(fd, plan.read_new(pos, min(hi, pos + _CHUNK), read_old), pos)
     if plan.new_size < plan.old_size:
         os.ftruncate(fd, plan.new_size)
+
+
+class _CannotGrow(Exception):
+    """The file system would not make the file longer in place (nothing written yet): a copy may do."""
 
 
 class _CannotKeep(Exception):
@@ -1060,7 +1073,8 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save,
                 _keep_metadata(src, out, st)
                 if plan is not None:
                     _write_pieces(src, out, plan.pieces)
-                    os.ftruncate(out, plan.new_size)
+                    if os.fstat(out).st_size != plan.new_size:   # fusefat refuses even a truncate to the size
+                        os.ftruncate(out, plan.new_size)
                 else:
                     _copy_range(src, out, 0, 0, st.st_size)
                     with os.fdopen(os.dup(out), "r+b") as fh:
@@ -1141,8 +1155,12 @@ def _temp_name(name: str) -> str:
 def _keep_metadata(src: int, out: int, st: os.stat_result) -> None:
     """Owner, group, mode and extended attributes of `src` onto `out`; _CannotKeep if refused."""
     try:
-        os.fchown(out, st.st_uid, st.st_gid)
-        os.fchmod(out, stat.S_IMODE(st.st_mode))
+        for give, arguments in ((os.fchown, (st.st_uid, st.st_gid)), (os.fchmod, (stat.S_IMODE(st.st_mode),))):
+            try:
+                give(out, *arguments)
+            except OSError as exc:
+                if exc.errno != errno.ENOSYS:   # fusefat: no owners or modes to keep, no call to keep them
+                    raise
         wanted = {name: os.getxattr(src, name) for name in _xattrs(src)}
         for name in _xattrs(out):
             if name not in wanted:   # e.g. an ACL inherited from the folder's default ACL
@@ -1213,6 +1231,8 @@ def _require_same_fd(fd: int, st: os.stat_result) -> None:
 
 def _require_space(folder: Path, need: int, what: str) -> None:
     vfs = os.statvfs(folder)
+    if vfs.f_blocks == 0:   # a file system that tells no size (fusefat): a full disk fails the write itself
+        return
     free = vfs.f_bavail * vfs.f_frsize
     if free < need + SPACE_MARGIN:
         raise TagError(f"disk full: {what} needs {_mb(need + SPACE_MARGIN)}, {_mb(free)} free "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tagger import prefetch, synth
@@ -128,11 +130,11 @@ def test_a_disk_error_under_a_decoder_is_cannot_read_not_undecodable(flac):
 
 # -- a real drive pulled out: exFAT on a loop device through exfat-fuse, its daemon killed ----------
 
-def _can_mount() -> str | None:
+def _can_mount(mkfs: str = "mkfs.exfat", mounter: str = "mount.exfat-fuse") -> str | None:
     """Why a FUSE drive cannot be made here, or None."""
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return "needs root on Linux"
-    missing = [tool for tool in ("losetup", "mkfs.exfat", "mount.exfat-fuse", "umount") if not shutil.which(tool)]
+    missing = [tool for tool in ("losetup", mkfs, mounter, "umount") if not shutil.which(tool)]
     if missing:
         return f"needs {', '.join(missing)}"
     if not os.path.exists("/dev/fuse"):
@@ -141,25 +143,30 @@ def _can_mount() -> str | None:
 
 
 class Drive:
+    MKFS = ["mkfs.exfat"]
+    SIZE = 16 << 20
+
     def __init__(self, folder: Path) -> None:
         self.image, self.mount = folder / "stick.img", folder / "stick"
         self.loop = self.pid = None
 
+    def daemon(self) -> list[str]:
+        return ["mount.exfat-fuse", "-d", self.loop, str(self.mount)]   # -d: in the foreground
+
     def plug(self) -> None:
         with open(self.image, "wb") as fh:
-            fh.truncate(16 << 20)
-        subprocess.run(["mkfs.exfat", str(self.image)], check=True, capture_output=True)
+            fh.truncate(self.SIZE)
+        subprocess.run([*self.MKFS, str(self.image)], check=True, capture_output=True)
         self.loop = subprocess.run(["losetup", "-f", "--show", str(self.image)], check=True, capture_output=True,
                                    text=True).stdout.strip()
         self.mount.mkdir()
-        daemon = subprocess.Popen(["mount.exfat-fuse", "-d", self.loop, str(self.mount)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # -d: in the foreground
+        daemon = subprocess.Popen(self.daemon(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.pid = daemon.pid
         for _ in range(100):
             if os.path.ismount(self.mount):
                 return
             time.sleep(0.05)
-        raise RuntimeError("exfat-fuse did not mount")
+        raise RuntimeError(f"{self.daemon()[0]} did not mount")
 
     def pull(self) -> None:
         """The daemon killed: every open file's next call, close included, fails with ENOTCONN."""
@@ -170,24 +177,28 @@ class Drive:
     def remove(self) -> None:
         if self.pid is not None:
             self.pull()
-        if os.path.ismount(self.mount) or self.mount.exists():
-            subprocess.run(["umount", "-l", str(self.mount)], capture_output=True)
+        subprocess.run(["umount", "-l", str(self.mount)], capture_output=True)   # a daemon killed: ENOTCONN
         if self.loop:
             subprocess.run(["losetup", "-d", self.loop], capture_output=True)
         self.image.unlink(missing_ok=True)
 
 
-@pytest.fixture
-def drive(tmp_path, flac):
-    why = _can_mount()
+def _plugged(stick: Drive, *tools: str) -> Drive:
+    """The drive plugged in, or the test skipped where it cannot be."""
+    why = _can_mount(*tools)
     if why:
         pytest.skip(why)
-    stick = Drive(tmp_path)
     try:
         stick.plug()
     except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
         stick.remove()
         pytest.skip(f"no FUSE drive here: {exc}")
+    return stick
+
+
+@pytest.fixture
+def drive(tmp_path, flac):
+    stick = _plugged(Drive(tmp_path))
     try:
         shutil.copy(flac, stick.mount / "a.flac")
         shutil.copy(flac, stick.mount / "b.flac")
@@ -220,3 +231,54 @@ def test_a_drive_pulled_out_while_its_files_are_open(drive, monkeypatch):
             raise TagError("the real cause")
     with pytest.raises(AudioError, match="^cannot read: Transport endpoint is not connected$"):
         _open_source(str(m4a), ".m4a")
+
+
+# -- FAT32 through fusefat: no size in statvfs, no fchown/fchmod, a file grown only by writing at its end --
+
+class FatDrive(Drive):
+    MKFS = ["mkfs.vfat", "-F", "32"]
+    SIZE = 64 << 20   # FAT32's least
+
+    def daemon(self) -> list[str]:
+        return ["fusefat", "-f", "-o", "rw+", self.loop, str(self.mount)]   # -f: in the foreground
+
+
+@pytest.fixture
+def fat_drive(tmp_path):
+    stick = _plugged(FatDrive(tmp_path), "mkfs.vfat", "fusefat")
+    try:
+        yield stick
+    finally:
+        stick.remove()
+
+
+def test_a_library_on_a_fusefat_drive_is_tagged_and_untagged_with_its_audio_intact(fat_drive, tmp_path):
+    """fusefat reports 0 blocks (read as a full disk: "disk full (0 KB free)", nothing written), has no
+    fchown or fchmod (ENOSYS: playlists and safe copies failed), and refuses fallocate and any ftruncate
+    that grows a file (EPERM: every in-place write failed as "read-only file"). Each is now taken for what
+    it is: the size unknown, no owner or mode to keep, a copy where the file cannot grow in place."""
+    from tests.conftest import run_cli
+
+    lib = fat_drive.mount / "Music"
+    lib.mkdir()
+    here = tmp_path / "here"
+    here.mkdir()
+    for name, mood, seed in (("a.mp3", "calm", 1), ("b.flac", "exciting", 2), ("c.ogg", "calm", 3),
+                             ("d.m4a", "exciting", 4)):
+        synth.make_track(here / name, mood, 12.0, seed=seed)
+        shutil.copyfile(here / name, lib / name)
+    db = tmp_path / "cache.db"
+    scan = run_cli("scan", lib, "--jobs", "1", "--db", db)
+    assert scan.returncode == 0, scan.stdout + scan.stderr
+    assert re.search(r"tags written +4 ", scan.stderr) and re.search(r"failed +0 ", scan.stderr), scan.stderr
+    for name in ("a.mp3", "b.flac", "c.ogg", "d.m4a"):
+        assert read_mood(lib / name) is not None, name
+        assert np.array_equal(synth.decode_whole(lib / name), synth.decode_whole(here / name)), name
+    made = run_cli("playlists", "--db", db, "-d", fat_drive.mount / "Playlists")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "../Music/" in (fat_drive.mount / "Playlists" / "calm.m3u8").read_text()
+    undone = run_cli("untag", lib, "--db", db)
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    for name in ("a.mp3", "b.flac", "c.ogg", "d.m4a"):
+        assert read_mood(lib / name) is None, name
+        assert np.array_equal(synth.decode_whole(lib / name), synth.decode_whole(here / name)), name
