@@ -66,7 +66,8 @@ _register()
 
 def main() -> None:
     """Console-script entry point: a MoodtagError becomes one line on stderr and exit status 1; Ctrl-C
-    outside a command that handles it, exit status 130. A Ctrl-C that lands in a Python function SQLite
+    outside a command that handles it (train, evaluate, classify, ...), the line "interrupted" and exit
+    status 130. A Ctrl-C that lands in a Python function SQLite
     calls (a playlist's order, case folding) reaches us as SQLite's "user-defined function raised
     exception", a MoodtagError: after a Ctrl-C, that is the interruption, not an error of the cache."""
     import signal
@@ -85,6 +86,10 @@ def main() -> None:
             app(prog_name="moodtag")
         except MoodtagError:
             if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        except SystemExit:
+            if interrupted:  # typer ends a Ctrl-C in a command as exit status 130, silently (older ones: 1)
                 raise KeyboardInterrupt from None
             raise
     except MoodtagError as exc:

@@ -138,6 +138,32 @@ def test_query_sql_stopped_by_a_signal_exits_with_its_number(tmp_path, sig):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["classify", "train"])
+def test_ctrl_c_in_a_command_without_its_own_handler_says_interrupted(tmp_path, audio_dir, command):
+    """typer ends a Ctrl-C inside a command as exit status 130 without a word: `train` stopped mid-epoch,
+    or `classify` halfway down its list, looked like a finished run in a log. Now the line "interrupted",
+    exit status 130, no traceback, and train writes no model."""
+    files = _library(tmp_path / "lib", audio_dir, 40)
+    out = tmp_path / "m.safetensors"
+    if command == "train":
+        for i, path in enumerate(sorted(files.iterdir())):
+            (files / ("calm" if i % 2 else "exciting")).mkdir(exist_ok=True)
+            path.rename(files / ("calm" if i % 2 else "exciting") / path.name)
+        args = ["train", files, "--out", out, "--feature", "mel", "--epochs", "200"]
+    else:
+        args = ["classify", *sorted(files.iterdir())]
+    proc = _moodtag(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1)
+    stream = proc.stderr if command == "train" else proc.stdout
+    seen = []
+    _wait_until(lambda: seen.append(stream.readline()) or ("epoch 2/" in seen[-1] if command == "train"
+                                                            else bool(seen[-1])), proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=HANG_S)
+    assert proc.returncode == 130, err
+    assert err.rstrip().endswith("interrupted") and "Traceback" not in err, err
+    assert not out.exists()
+
+
 def test_ctrl_c_during_the_walk_stops_it_in_the_folder_it_is_in(tmp_path, audio_dir, test_model):
     """A Ctrl-C while the scan walks folders that hold no audio (a home folder, a slow share) was acted on
     at the next audio file only, or at the walk's end: there, after the rows of files not found had
