@@ -330,13 +330,16 @@ def _disk_errors(path: Path):
 def _disk_failure(exc: BaseException, source) -> AudioError | None:
     """AudioError 'cannot read: CAUSE' if a decoder's failure `exc` on `source` (a path or a file object)
     is the disk's (DISK_ERRNOS), else None. FFmpeg says EIO of a file's data cut short too: its EIO is
-    the disk's only where reading `source` (a path) fails as well."""
-    if not isinstance(exc, OSError) or exc.errno not in DISK_ERRNOS:
-        return None
-    if exc.errno == errno.EIO and type(exc).__module__.startswith("av"):
+    the disk's only where reading `source` (a path) fails as well. libsndfile names no OS error at all
+    ('System error.', 'Internal psf_fseek() failed.' from a drive pulled out), and FFmpeg's MP4 demuxer
+    calls a share's EIO 'Invalid data found': a decoder's other failures are the disk's where reading
+    `source` fails with a disk error (the file read once more, only after a failure)."""
+    named = isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
+    if type(exc).__module__.startswith(("soundfile", "av")) and not (named and exc.errno != errno.EIO):
         exc = _read_error(source)
-        if exc is None:
-            return None
+        named = exc is not None and exc.errno in DISK_ERRNOS
+    if not named:
+        return None
     return AudioError(f"cannot read: {exc.strerror or exc}")
 
 
@@ -369,6 +372,7 @@ class _SndfileTrack:
             self.fh = sf.SoundFile(source)
         except Exception as exc:
             raise _disk_failure(exc, source) or AudioError(f"not a decodable audio file ({_first_line(exc)})") from None
+        self.source = source
         self.sr = self.fh.samplerate
         if not self.sr or self.fh.frames >= SF_UNKNOWN_FRAMES:
             self.fh.close()
@@ -397,7 +401,8 @@ class _SndfileTrack:
             data = self.fh.read(need + skip, dtype="float32", always_2d=True)
             self.position = first - skip + len(data)
         except Exception as exc:
-            raise AudioError(f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
+            raise _disk_failure(exc, self.source) or AudioError(
+                f"cannot decode at {start:.1f} s, corrupt or truncated file ({_first_line(exc)})") from None
         data = _to_mono(data[skip:])
         _check_length(data, need, start, seconds, self.duration)
         return _resample(data, self.sr, sample_rate, int(round(seconds * sample_rate)))

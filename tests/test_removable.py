@@ -99,13 +99,8 @@ def test_a_read_ahead_whose_close_fails_says_nothing(flac, monkeypatch):
     assert escaped == []
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/mem: Linux")
-def test_a_disk_error_under_a_decoder_is_cannot_read_not_undecodable(flac):
-    """FFmpeg's EIO, ENOTCONN or ENODEV from reading the file is the disk's: 'cannot read: CAUSE' (retried by
-    the next scan), not 'not a decodable audio file (Transport endpoint is not connected)', a failure a scan
-    keeps until the file changes. /proc/self/mem read at offset 0 fails with EIO, a real one."""
-    from tagger.audio import _open_source
-
+def _skip_unless_proc_mem_fails() -> None:
+    """/proc/self/mem read at offset 0 fails with EIO, a real one: the test is skipped where it does not."""
     try:
         with open("/proc/self/mem", "rb") as fh:
             fh.read(16)
@@ -113,6 +108,16 @@ def test_a_disk_error_under_a_decoder_is_cannot_read_not_undecodable(flac):
     except OSError as exc:
         if exc.errno != errno.EIO:
             pytest.skip(f"/proc/self/mem: {exc}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/mem: Linux")
+def test_a_disk_error_under_a_decoder_is_cannot_read_not_undecodable(flac):
+    """FFmpeg's EIO, ENOTCONN or ENODEV from reading the file is the disk's: 'cannot read: CAUSE' (retried by
+    the next scan), not 'not a decodable audio file (Transport endpoint is not connected)', a failure a scan
+    keeps until the file changes. /proc/self/mem read at offset 0 fails with EIO, a real one."""
+    from tagger.audio import _open_source
+
+    _skip_unless_proc_mem_fails()
     for suffix in (".m4a", ".flac"):  # FFmpeg alone; libsndfile first, then FFmpeg
         with pytest.raises(AudioError) as caught:
             _open_source("/proc/self/mem", suffix)
@@ -282,3 +287,58 @@ def test_a_library_on_a_fusefat_drive_is_tagged_and_untagged_with_its_audio_inta
     for name in ("a.mp3", "b.flac", "c.ogg", "d.m4a"):
         assert read_mood(lib / name) is None, name
         assert np.array_equal(synth.decode_whole(lib / name), synth.decode_whole(here / name)), name
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".wav", ".mp3"])
+def test_a_drive_pulled_out_while_libsndfile_decodes_is_cannot_read(drive, tmp_path, suffix):
+    """libsndfile names no OS error ('System error.', 'Internal psf_fseek() failed.'): a FLAC, WAV or MP3
+    whose drive was pulled out after it was opened failed as 'cannot decode at 10.0 s, corrupt or truncated
+    file (...)', a failure of the file that a scan keeps (and puts over a good result). Reading the file again
+    fails with ENOTCONN: 'cannot read: ...', as FFmpeg's M4A and Opus say, which the next scan retries."""
+    from tagger.audio import _check_readable, _open_track
+
+    here = tmp_path / "here"
+    here.mkdir()
+    path = Path(shutil.copyfile(synth.make_track(here / f"d{suffix}", "calm", 20.0, seed=3),
+                                drive.mount / f"d{suffix}"))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # none of it in the page cache: read from the drive
+    finally:
+        os.close(fd)
+    with pytest.raises(AudioError) as caught:
+        with _open_track(path, _check_readable(path)) as track:
+            drive.pull()
+            track.clip(10.0, 5.0, 22050)
+    assert str(caught.value) == "cannot read: Transport endpoint is not connected"
+    assert unreadable(str(caught.value))
+
+
+def test_a_truncated_flac_on_a_healthy_disk_is_still_corrupt_or_truncated(tmp_path):
+    """libsndfile's failure is the disk's only where the file cannot be read: a FLAC cut in half on a disk
+    that reads keeps its 'corrupt or truncated' message, a failure the scan does not retry."""
+    from tagger.audio import decode_segments
+
+    path = synth.make_track(tmp_path / "cut.flac", "calm", 20.0, seed=3)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(AudioError) as caught:
+        decode_segments(path, [12.0], seconds=5.0, sample_rate=22050)
+    assert re.match(r"^cannot decode at 12\.0 s, corrupt or truncated file \(.+\)$", str(caught.value))
+    assert not unreadable(str(caught.value))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/mem: Linux")
+def test_ffmpegs_invalid_data_from_a_file_that_cannot_be_read_is_cannot_read(flac):
+    """FFmpeg's MP4 demuxer reports a share's EIO in the middle of an M4A as 'Invalid data found when
+    processing input': that was cached as an undecodable file, never retried, and put over a good result.
+    Where reading the file fails with a disk error (/proc/self/mem: a real EIO), it is 'cannot read';
+    where the file reads, the decoder's own failure stands."""
+    import av
+
+    from tagger.audio import _disk_failure
+
+    _skip_unless_proc_mem_fails()
+    invalid = av.error.InvalidDataError(-1094995529, "Invalid data found when processing input")
+    assert str(_disk_failure(invalid, "/proc/self/mem")) == "cannot read: Input/output error"
+    assert _disk_failure(invalid, str(flac)) is None
