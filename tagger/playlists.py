@@ -416,6 +416,22 @@ def check_not_gone(cache: Cache, dest: Path, request: PlaylistRequest, fmt: str)
                            "now and where it was; `moodtag prune` forgets the tracks gone")
 
 
+def check_not_unscanned(dest: Path, request: PlaylistRequest, places: PathFilter, fmt: str) -> None:
+    """Raise MoodtagError rather than replace a playlist file that has entries with an empty one because no
+    PATH given finds a cached track (PathFilter.none_found): a USB stick mounted at another place, named by
+    its new path (/media/USER/STICK1/Music, scanned as STICK), selects nothing: check_not_gone let that
+    through, and every playlist was emptied with exit status 0. A PATH that finds none beside one that finds
+    some, a playlist not there yet, or one already empty: the playlist is written (empty), as before."""
+    if request.limit == 0 or not places.none_found or not playlist_has_entries(dest.expanduser(), fmt):
+        return
+    one = len(places.empty) == 1
+    raise MoodtagError(f"{dest}: not replaced by an empty {request.mood} playlist: no cached tracks under "
+                       f"{', '.join(map(str, places.empty))}, nor where {'its' if one else 'their'} symlinks lead "
+                       f"(a disk mounted at another place than where it was scanned, or "
+                       f"{'a PATH' if one else 'PATHs'} never scanned?): `moodtag scan` {'it' if one else 'them'}, "
+                       f"or name {'it as it was' if one else 'them as they were'} scanned")
+
+
 def gone_selection(cache: Cache, request: PlaylistRequest) -> int:
     """How many tracks `request` selects (its limit aside) when none of their files is on disk now; 0 when one
     is (the first one found ends the look: one existence check, as a playlist makes, in the usual case) or
@@ -587,6 +603,11 @@ class PathFilter:
     roots: tuple[Path, ...] = ()
     files: tuple[str, ...] = ()
     empty: tuple[Path, ...] = ()
+
+    @property
+    def none_found(self) -> bool:
+        """Whether PATHs were given and none of them found a cached track (every one is in `empty`)."""
+        return bool(self.empty) and not self.files and set(self.roots) == set(self.empty)
 
 
 def _distinct(paths: Iterable[Path]) -> list[Path]:

@@ -758,6 +758,60 @@ def test_a_library_not_on_disk_now_never_empties_a_playlist(model, tmp_path):
     assert (out / "calm.m3u8").read_bytes().count(b"#EXTINF") == 1
 
 
+def test_a_path_that_finds_no_cached_track_never_empties_a_playlist(model, tmp_path):
+    """A USB stick scanned at media/STICK and mounted at media/STICK1 now: `playlists media/STICK1/Music -d
+    media/STICK1/Playlists` warned 'no cached tracks under media/STICK1/Music', then wrote 0 tracks over the
+    stick's working playlists, exit 0 (check_not_gone looks at the tracks selected, and none was). When no PATH
+    given finds a cached track, a playlist file with entries is not replaced by an empty one: exit 1, one line
+    naming the PATHs, nothing written; `playlist -o` the same. Printed, or a playlist not there yet: written
+    empty with the warning, as before; after a scan of the new place the playlists are written again."""
+    from tagger import synth
+    from tagger.playlists import m3u_mark
+    from tests.conftest import run_cli
+
+    media = tmp_path / "media"
+    music, lists, db = media / "STICK" / "Music", media / "STICK" / "Playlists", tmp_path / "c.db"
+    music.mkdir(parents=True)
+    for i in range(4):
+        synth.make_track(music / f"t{i}.flac", "calm" if i % 2 else "exciting", 8.0, seed=i)
+    run_cli("scan", music, "--db", db, "-j1", *model[0], check=True)
+    run_cli("playlists", music, "-d", lists, "--db", db, *model[0], check=True)
+    before = {p.name: (p.read_bytes(), p.stat().st_ino) for p in lists.iterdir()}
+    moods = [name.removesuffix(".m3u8") for name in sorted(before) if before[name][0].count(b"\n../Music/t")]
+    assert moods, before  # relative paths: they load wherever the stick is mounted
+    (media / "STICK").rename(media / "STICK1")  # mounted at another place; the old mount point stays, empty
+    (media / "STICK").mkdir()
+    music, lists = media / "STICK1" / "Music", media / "STICK1" / "Playlists"
+    for args in (["playlists", music, "-d", lists], ["playlist", moods[0], music, "-o", lists / f"{moods[0]}.m3u8"]):
+        refused = run_cli(*args, "--db", db, *model[0], env={"COLUMNS": "400"})
+        assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
+        assert refused.stderr == (
+            f"error: {lists / f'{moods[0]}.m3u8'}: not replaced by an empty {moods[0]} playlist: no cached tracks "
+            f"under {music}, nor where its symlinks lead (a disk mounted at another place than where it was scanned, "
+            "or a PATH never scanned?): `moodtag scan` it, or name it as it was scanned\n")
+        assert {p.name: (p.read_bytes(), p.stat().st_ino) for p in lists.iterdir()} == before
+    other = tmp_path / "Favorites"  # a second PATH that finds none either
+    other.mkdir()
+    both = run_cli("playlists", music, other, "-d", lists, "--db", db, *model[0], env={"COLUMNS": "400"})
+    assert (both.returncode, both.stdout) == (1, "")
+    assert both.stderr.startswith(f"error: {lists / f'{moods[0]}.m3u8'}: not replaced by an empty {moods[0]} "
+                                  f"playlist: no cached tracks under {music}, {other}, nor where their "
+                                  "symlinks lead (") and both.stderr.count("\n") == 1, both.stderr
+    assert {p.name: (p.read_bytes(), p.stat().st_ino) for p in lists.iterdir()} == before
+    warning = (f"warning: no cached tracks under {music}, nor where its symlinks lead (`moodtag scan` it, or name it "
+               "as it was scanned)\n")
+    printed = run_cli("playlist", moods[0], music, "--db", db, *model[0], env={"COLUMNS": "400"})  # no file to lose
+    assert (printed.returncode, printed.stdout, printed.stderr) == (0, f"#EXTM3U\n{m3u_mark(moods[0])}\n", warning)
+    for _ in range(2):  # not there yet, then there and empty: written empty, warned once
+        fresh = run_cli("playlists", music, "-d", tmp_path / "new", "--db", db, *model[0], env={"COLUMNS": "400"})
+        assert (fresh.returncode, fresh.stderr) == (0, warning)
+        assert (tmp_path / "new" / "calm.m3u8").read_text() == f"#EXTM3U\n{m3u_mark('calm')}\n"
+    run_cli("scan", music, "--db", db, "-j1", *model[0], check=True)  # the new place scanned: written again
+    again = run_cli("playlists", music, "-d", lists, "--db", db, *model[0])
+    assert (again.returncode, again.stderr) == (0, "")
+    assert {p.name: p.read_bytes() for p in lists.iterdir()} == {name: text for name, (text, _) in before.items()}
+
+
 def test_a_folder_with_a_playlists_name_in_out_dir_is_an_error_before_any_playlist_is_written(library, model, tmp_path):
     """`playlists` wrote calm.m3u8, then failed on a folder named exciting.m3u8 with `playlist -o`'s message
     ('give a playlist file name'). Every target is checked first now; the message fits `playlists`. (With

@@ -85,8 +85,8 @@ def playlist(
     M3U8 entries carry #EXTINF duration and 'artist - title'. A path that one M3U line cannot hold (a line break in it, or a name that is not UTF-8) is left out with a warning; XSPF takes it."""
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, check_not_gone, check_replaceable,
-                                  other_models, print_playlist, resolve_labels, save_playlists)
+    from tagger.playlists import (PlaylistRequest, check_mood, check_not_emptied, check_not_gone, check_not_unscanned,
+                                  check_replaceable, other_models, print_playlist, resolve_labels, save_playlists)
 
     from tagger.playlists import is_a_file_to_replace
 
@@ -105,11 +105,14 @@ def playlist(
                                   files=places.files, order=order.value, seed=seed, limit=limit)
         others = other_models(cache, request)
         if output is None:
+            _warn_not_found(places)
             result = print_playlist(cache, request, _printer(), layout)
         else:
             check_replaceable(output, mood, layout.fmt, force=force)
+            check_not_unscanned(output, request, places, layout.fmt)
             check_not_emptied(output, request, others, layout.fmt)
             check_not_gone(cache, output, request, layout.fmt)
+            _warn_not_found(places)
             (result,) = save_playlists(cache, [(request, output)], layout, side_by_side=processes_available(),
                                        min_rows=SPLIT_MIN_ROWS)
     _report_left_out(result, layout.library, others)
@@ -144,8 +147,8 @@ def playlists(
 
     from tagger.cache import Cache
     from tagger.forked import processes_available
-    from tagger.playlists import (PlaylistRequest, check_not_emptied, check_not_gone, check_replaceable, other_models,
-                                  playlist_file_name, resolve_labels, save_playlists)
+    from tagger.playlists import (PlaylistRequest, check_not_emptied, check_not_gone, check_not_unscanned,
+                                  check_replaceable, other_models, playlist_file_name, resolve_labels, save_playlists)
 
     if out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
         from tagger.errors import MoodtagError
@@ -166,8 +169,10 @@ def playlists(
         for (request, dest), other in zip(requests, others):  # every playlist checked before any is written
             _check_out_dir_entry(dest, request.mood)
             check_replaceable(dest, request.mood, layout.fmt, force=force)
+            check_not_unscanned(dest, request, places, layout.fmt)
             check_not_emptied(dest, request, other, layout.fmt)
             check_not_gone(cache, dest, request, layout.fmt)
+        _warn_not_found(places)
         for result, (_, dest), other in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
                                                            min_rows=SPLIT_MIN_ROWS), requests, others):
             _report_left_out(result, layout.library, other)
@@ -240,18 +245,22 @@ def _check_roots(paths: list[Path] | None) -> None:
 
 
 def _path_filter(cache, paths: list[Path] | None):
-    """tagger.playlists.path_filter of the PATHs (none: the whole cache), with one warning line per PATH
-    under which no cached track was found, linked or not: its playlist is empty, and says so."""
+    """tagger.playlists.path_filter of the PATHs (none: the whole cache)."""
     from tagger.playlists import PathFilter, path_filter
 
-    places = path_filter(cache, paths) if paths else PathFilter()
+    return path_filter(cache, paths) if paths else PathFilter()
+
+
+def _warn_not_found(places) -> None:
+    """One warning line per PATH under which no cached track was found, linked or not: its playlist is empty,
+    and says so. Given after the checks of the files to replace, so that a refusal (check_not_unscanned,
+    which names these PATHs) is its one line."""
     if places.empty:
         from tagger.console import shown, warn
 
         for path in places.empty:
             warn(f"no cached tracks under {shown(path)}, nor where its symlinks lead (`moodtag scan` it, or "
                  "name it as it was scanned)")
-    return places
 
 
 def _printer():
