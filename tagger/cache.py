@@ -264,6 +264,12 @@ class CachedTrack:
             return self.status
         return "failed" if self.error is not None else "ok"
 
+    @property
+    def untag_pending(self) -> bool:
+        """An untag of the file began and may not have ended (Cache.set_untagged): the row says untagged,
+        and holds an mtime no file has."""
+        return self.tag_state == UNTAGGED and self.mtime_ns < 0
+
     def is_fresh(self, ref: TrackRef, *, model_name: str, model_version: str) -> bool:
         """True when the file and model are those this row was made from (a failure counts too, except
         one whose cause lies outside the file: it could not be read; tagger.errors.unreadable). A row
@@ -273,6 +279,14 @@ class CachedTrack:
         return (self.size == ref.size and self.mtime_ns == ref.mtime_ns
                 and self.model_name == model_name and self.model_version == model_version
                 and (status == "ok" or (status == "failed" and not unreadable(self.error))))
+
+
+def untag_pending(mtime_ns: int) -> int:
+    """The mtime a row of an untag in progress holds in place of the file's `mtime_ns`: one no file has
+    (negative for every mtime from 1970 on; for any other, a different number), so the row is current
+    for no file and the next scan looks at the file again; and the same function undoes it. A row that
+    says untagged with a negative mtime is an untag a kill may have cut short (Cache.set_untagged)."""
+    return -mtime_ns - 1
 
 
 def path_key(path: Path | str | bytes) -> tuple[str, bytes | None]:
@@ -1058,13 +1072,17 @@ class Cache:
         key, _ = path_key(path)
         self._update(key, status="failed", error=TAG_ERROR_PREFIX + cause, **self._tag_columns(TAG_FAILED))
 
-    def set_untagged(self, path: Path | str, *, before: TrackRef, after: TrackRef) -> bool:
+    def set_untagged(self, path: Path | str, *, before: TrackRef, after: TrackRef, pending: bool = False) -> bool:
         """`moodtag untag` leaves the file without moodtag's fields. The row says untagged (a failed tag
-        write is forgotten); if the row was current for the file as it was `before`, it takes the
-        size and mtime of `after`, so that the analysis stays current (the audio did not change).
-        untag calls it twice: before its write (`after` = `before`: the row says untagged before the
-        file is touched, so a kill or an error between the write and the row cannot leave a row saying
-        tagged, whose mood the next scan would write back), and after it, with the file as written.
+        write is forgotten); if the row was current for the file as it was `before` (or says an untag of
+        it is pending), it takes the size and mtime of `after`, so that the analysis stays current (the
+        audio did not change).
+        untag calls it twice: before its write, `pending` (the row says untagged before the file is
+        touched, so a kill or an error between the write and the row cannot leave a row saying tagged,
+        whose mood the next scan would write back; and its mtime is untag_pending's, which no file has,
+        so that a kill during the write, whose recovery gives the file back its tags and its mtime,
+        cannot leave a row saying untagged that matches a file holding moodtag's fields: the next scan
+        looks at the file again and finishes the untag), and after it, with the file as written.
         Returns whether the file had a row."""
         key, _ = path_key(path)
         row = self.one(f"SELECT size, mtime_ns, tag_state FROM {TABLE} WHERE path = ?", [key])
@@ -1073,17 +1091,18 @@ class Cache:
         changes = self._tag_columns(UNTAGGED)
         if row[2] == TAG_FAILED:
             changes.update(status="ok", error=None)
-        if (row[0], row[1]) == (before.size, before.mtime_ns):
-            changes.update(size=after.size, mtime_ns=after.mtime_ns)
+        if (row[0], row[1]) in ((before.size, before.mtime_ns), (before.size, untag_pending(before.mtime_ns))):
+            changes.update(size=after.size, mtime_ns=untag_pending(after.mtime_ns) if pending else after.mtime_ns)
         self._update(key, **changes)
         return True
 
     def put_back_tag_state(self, path: Path | str, row: CachedTrack) -> None:
         """`moodtag untag` failed to write a file whose row it had set untagged (set_untagged before the
-        write, as a scan commits its row before it writes the tags): the row's tag_state, status and
-        error are again those of `row`, the row as it was."""
+        write, as a scan commits its row before it writes the tags): the row's tag_state, status, error,
+        size and mtime are again those of `row`, the row as it was."""
         key, _ = path_key(path)
-        self._update(key, status=row.status, error=row.error, **self._tag_columns(row.tag_state))
+        self._update(key, status=row.status, error=row.error, size=row.size, mtime_ns=row.mtime_ns,
+                     **self._tag_columns(row.tag_state))
 
     def set_retagged(self, path: Path | str, *, before: TrackRef, after: TrackRef) -> bool:
         """Another program rewrote the tags of a row's file and nothing else (beets' `beet write`): if the

@@ -268,6 +268,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             todo.append(ref)
             if row is not None and row.tag_state == UNTAGGED:
                 untagged_keys.add(key)
+                if row.untag_pending:  # a killed untag (Cache.set_untagged): the file may hold moodtag's fields
+                    last_written[key] = row.mood
             elif row is not None and row.tag_state == KEPT:
                 from tagger.tags import SET_BY_HAND  # mutagen: only where a file is tagged
 
@@ -538,6 +540,7 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
                 cache.record(result, ref, info=info)
         return TrackOutcome(ref, result, FAILED, "-")
     keep_untagged = untagged and not retag
+    finish_untag = keep_untagged and last_written is not None  # see plan(): an untag a kill cut short
     no_write = not (write_tags or dry_run)
     held = None  # --no-write, a row that said tagged or kept: (its tag_state, tags action, what was kept)
     if no_write and not untagged and last_written is not None:
@@ -547,6 +550,8 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
         with stage("cache write"):
             cache.record(result, ref, info=info, tag_state=state)
     if keep_untagged:
+        if finish_untag and write_tags and cache and not dry_run:
+            return _finish_untag(ref, result, cache, journal, last_written)
         return TrackOutcome(ref, result, ANALYSED, "untagged")
     if held is not None:
         return TrackOutcome(ref, result, ANALYSED, held[1], held[2])
@@ -554,6 +559,27 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
                                       dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
                                       replace_mood=replace_mood, last_written=last_written)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
+
+
+def _finish_untag(ref: TrackRef, result: TrackResult, cache: Cache, journal, last_written: str) -> TrackOutcome:
+    """A file whose untag a kill cut short (its row says untagged, with a pending untag's mtime; the
+    recovery of the write may have given the file back moodtag's fields): those fields removed, as
+    `moodtag untag` would have, and the row given the file's size and mtime. Where that fails, the row
+    stays pending (the next scan tries again) and the file's line says why."""
+    from tagger.errors import TagError
+    from tagger.tags import remove_mood
+
+    written: list = []
+    try:
+        with stage("tag write"):
+            remove_mood(ref.path, last_written=last_written, journal=journal, on_written=written.append)
+    except TagError as exc:
+        cache.set_untagged(ref.path, before=ref, after=ref, pending=True)
+        return TrackOutcome(ref, result, ANALYSED, "failed", f"the interrupted untag could not be finished ({exc})")
+    if written:
+        cache.set_untagged(ref.path, before=ref, after=TrackRef(ref.path, written[-1].st_size,
+                                                                written[-1].st_mtime_ns))
+    return TrackOutcome(ref, result, ANALYSED, "untagged")
 
 
 def _tags_held(ref: TrackRef, result: TrackResult, spec: ModelSpec, last_written: str, *,

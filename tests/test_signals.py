@@ -5,6 +5,7 @@ its row."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -367,3 +368,59 @@ def test_an_edit_after_a_scan_killed_before_its_tag_write_was_synced_is_kept(tmp
     after = mutagen.File(track)
     assert after["TITLE"] == ["User title"] and "MOOD" in after.tags
     assert [json.loads(line)["action"] for line in again.stdout.splitlines()] == ["analysed"], again.stdout
+
+
+# --- untag killed before or during its write -------------------------------------------------------
+
+_UNTAG_KILLED = r"""
+import os, signal, sys
+import tagger.safewrite as safewrite
+import tagger.tags as tags
+where, lib = sys.argv[1], os.path.realpath(sys.argv[2])
+safewrite.IN_PLACE_LIMIT = 1 << 40  # in place, its old bytes journaled: the recovery restores them
+if where == "during the write":
+    real = safewrite._pwrite
+    def pwrite_or_die(fd, data, pos):  # part of the untag's write in the file, then a kill (OOM, power cut)
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(lib + os.sep):
+            real(fd, data[:64], pos)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(fd, data, pos)
+    safewrite._pwrite = pwrite_or_die
+else:
+    def die(*args, **kwargs):  # the row says untagged, the file not touched yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    tags.remove_mood = die
+sys.argv = ["moodtag", "untag", *sys.argv[2:]]
+from tagger.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("where", ["before the write", "during the write"])
+def test_an_untag_killed_is_finished_by_the_next_scan(tmp_path, audio_dir, test_model, where):
+    """untag commits the row as untagged before it writes the file (so a kill after the write cannot leave
+    a row saying tagged, whose mood the next scan would write back). A kill before or during the write
+    then left the file with moodtag's fields (never touched, or given them back by the next recovery,
+    its mtime too) and a row saying untagged that matched it: no scan looked at it again, `stats` said
+    untagged, and the file kept its mood for good. The row now holds a pending untag's mtime, which no
+    file has: the next scan finishes the untag, and the file and its row agree."""
+    from tagger.tags import read_mood
+
+    lib = _library(tmp_path / "lib", audio_dir, 1, suffixes=(".flac",))
+    track = next(lib.iterdir())
+    db = tmp_path / "c.db"
+    assert _moodtag("scan", lib, "--db", db, "--model", test_model, "-j1", stderr=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL).wait(timeout=HANG_S) == 0
+    assert read_mood(track) is not None
+    killed = subprocess.run([sys.executable, "-c", _UNTAG_KILLED, where, lib, "--db", db], capture_output=True,
+                            text=True, timeout=HANG_S)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    again = subprocess.run([sys.executable, "-m", "tagger", "scan", lib, "--db", db, "--model", test_model, "-j1"],
+                           capture_output=True, text=True, timeout=HANG_S)
+    assert again.returncode == 0, again.stderr
+    assert read_mood(track) is None, again.stderr
+    assert _rows(db, "tag_state = 'untagged' AND mtime_ns >= 0") == 1
+    third = subprocess.run([sys.executable, "-m", "tagger", "scan", lib, "--db", db, "--model", test_model, "-j1"],
+                           capture_output=True, text=True, timeout=HANG_S)
+    assert re.search(r"analysed +0 ", third.stderr) and re.search(r"tags written +0 ", third.stderr), third.stderr
+    assert read_mood(track) is None and _rows(db, "tag_state = 'untagged' AND mtime_ns >= 0") == 1

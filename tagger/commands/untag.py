@@ -74,11 +74,11 @@ def untag(
             place, row = (_row_of(rows, item, move=cache is not None) if rows is not None else None) or (item.path, None)
             # the mood moodtag wrote there, from the cache: another label there now is the user's own; and
             # where the cache says the file's own mood was kept, its mood stays whatever moodtag fields remain
-            last_written = (None if row is None else row.mood if row.tagged
+            last_written = (None if row is None else row.mood if row.tagged or row.untag_pending
                             else SET_BY_HAND if row.tag_state == KEPT else None)
             records = cache is not None and row is not None
             if records:  # committed before the file is touched, as a scan's row (see Cache.set_untagged)
-                cache.set_untagged(place, before=item, after=item)
+                cache.set_untagged(place, before=item, after=item, pending=True)
             try:
                 written: list = []   # the file's stat as written (not through its path: another file may be there now)
                 removed = remove_mood(item.path, last_written=last_written, dry_run=dry_run, journal=journal,
@@ -102,7 +102,7 @@ def untag(
                     after = TrackRef(item.path, written[-1].st_size, written[-1].st_mtime_ns)
             else:
                 unchanged += 1
-            if records and after is not item:
+            if records:  # the file's size and mtime as written (or as they were): the untag is done
                 _record_written(cache, place, item, after)
     except (_WalkStopped, Stopped):  # a stop asked while the walk listed folders, or while it waited
         pass
@@ -138,9 +138,9 @@ def _put_back(cache, place, row, path) -> None:
 
 
 def _record_written(cache, place, before, after) -> None:
-    """The row of a file untag wrote takes the file's new size and mtime (Cache.set_untagged). It says
-    untagged already: where this write fails, the next scan only analyses the file again (and leaves it
-    untagged), which the error says."""
+    """The row of a file untag wrote (or found without moodtag's fields) takes the file's size and mtime
+    (Cache.set_untagged), in place of the pending untag's. It says untagged already: where this write
+    fails, the next scan only analyses the file again (and leaves it untagged), which the error says."""
     from tagger.errors import MoodtagError
 
     try:
