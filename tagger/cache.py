@@ -1152,15 +1152,19 @@ class Cache:
         unmounted share; so a library moved or deleted is cleaned up by naming it here); of those, only
         the rows whose files are gone now (tagger.discover.vanished, the test a scan marks them missing
         by: a file back since, a disk mounted again, keeps its row, its result and the user's untag), and
-        not those whose nearest folder still there is empty (the mount point of a disk not mounted now)
-        unless a PATH names that folder or a place inside it (for a row behind a symlink whose target is
-        not there, a folder linked to a disk not mounted now: the nearest folder along the link's
-        target). Streamed: one query per root (and, with `roots`, one over the rows marked missing), the
-        emptiness of each folder looked at once. `should_stop` is polled per row (Stopped)."""
+        not those whose nearest folder still there is empty (the mount point of a disk not mounted now;
+        for a row behind a symlink whose target is not there, a folder linked to a disk not mounted now:
+        the nearest folder along the link's target), except rows marked missing where a PATH names that
+        folder itself or the broken link (_names_empty_folder). So the nightly `scan PATH; prune PATH` of
+        a library on a disk not mounted forgets nothing: `prune /media/usb/Music` while /media/usb is
+        empty keeps the rows a scan left as they are (its PATH was not there), and so does naming
+        /media/usb, until that folder is removed. Streamed: one query per root (and, with `roots`, one
+        over the rows marked missing), the emptiness of each folder looked at once. `should_stop` is
+        polled per row (Stopped)."""
         from tagger.discover import vanished
 
         plan = PrunePlan()
-        named = [os.fsencode(root) for root in filter_roots(roots or [])]
+        named = _named_folders(roots or [])
         empty: dict[bytes, bytes | None] = {}
         there: dict[str, bytes] = {}  # rows marked missing whose paths are there: back, or a link's second row
         for key, raw, status in self._prune_candidates(roots):
@@ -1172,12 +1176,16 @@ class Cache:
                     there[key] = path
                 continue
             folder = _empty_folder_above(path, empty)
-            if folder is not None and not any(_at_or_inside(root, folder) for root in named):
+            if folder is not None and not (status == "missing" and any(_names_empty_folder(root, folder)
+                                                                        for root in named)):
                 plan.empty[folder] = plan.empty.get(folder, 0) + 1
+                plan.empty_marked[folder] = plan.empty_marked.get(folder, 0) + (status == "missing")
                 continue
             plan.forget.append(key)
+            plan.marked += status == "missing"
         seconds = self._second_rows(there)
         plan.forget += [key for key in there if key in seconds]
+        plan.marked += len(seconds)
         plan.back = len(there) - len(seconds)
         return plan
 
@@ -1277,14 +1285,38 @@ class Cache:
 
 @dataclass
 class PrunePlan:
-    """What `prune` does: the keys it forgets; how many rows marked missing it keeps because their files
-    are there again (`back`: the next scan takes them back); and the rows it keeps because the nearest
-    folder above their paths that is still there is empty (`empty`: folder -> rows), as the mount point
-    of a disk not mounted now is (`prune FOLDER` forgets them)."""
+    """What `prune` does: the keys it forgets, `marked` of them marked missing by a scan (the others lie
+    under a PATH that is not there, which a scan leaves as they are); how many rows marked missing it
+    keeps because their files are there again (`back`: the next scan takes them back); and the rows it
+    keeps because the nearest folder above their paths that is still there is empty (`empty`: folder ->
+    rows, `empty_marked`: folder -> those of them marked missing), as the mount point of a disk not
+    mounted now is (`prune FOLDER` forgets those marked missing; the others, once FOLDER is removed)."""
 
     forget: list[str] = field(default_factory=list)
+    marked: int = 0
     back: int = 0
     empty: dict[bytes, int] = field(default_factory=dict)
+    empty_marked: dict[bytes, int] = field(default_factory=dict)
+
+
+def _named_folders(roots) -> list[tuple[bytes, bytes, bool]]:
+    """Each PATH given to prune as (its absolute path, its real path, whether it is a symlink whose
+    target is not there), as bytes."""
+    named = []
+    for root in roots:
+        path = os.fsencode(os.path.abspath(root))
+        named.append((path, os.fsencode(os.path.realpath(root)), os.path.islink(path) and not os.path.exists(path)))
+    return named
+
+
+def _names_empty_folder(root: tuple[bytes, bytes, bool], folder: bytes) -> bool:
+    """Whether a PATH given to prune (_named_folders) forgets the rows marked missing that are kept for
+    the empty `folder`: it names that folder itself (or a link to it), not a place inside it (the
+    library's folder on a disk not mounted, /media/usb/Music while /media/usb is empty, is not there
+    either way); or it is a broken symlink whose target lies in it (`Music/Live -> /mnt/ext/Music/Live`,
+    /mnt/ext empty: the link named)."""
+    path, real, broken_link = root
+    return folder in (path, real) or broken_link and _at_or_inside(real, folder)
 
 
 def _empty_folder_above(path: bytes, seen: dict[bytes, bytes | None]) -> bytes | None:

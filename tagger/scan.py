@@ -71,7 +71,8 @@ class ScanSummary:
     would_write: int = 0        # a dry run's tag writes that a scan would make
     tag_failures: int = 0
     failed_before: int = 0      # cached failures (their files unchanged since), not tried again
-    missing_paths: int = 0      # PATHs given that did not exist or could not be looked at (each a problem)
+    missing_paths: int = 0      # PATHs given that did not exist, could not be looked at, or are empty folders
+                                # the cache holds tracks under (each a problem)
     untagged: int = 0           # left without moodtag's fields, as `moodtag untag` left them
     kept: int = 0               # holding their own mood (not moodtag's), left as it is
     missing: int = 0
@@ -88,7 +89,9 @@ class ScanSummary:
 class ScanEvent:
     """Progress, for the CLI: kind is 'waiting' (for the lock of another moodtag command that writes the
     cache), 'busy' (a write waits for another program's write transaction on it), 'restored' (a tag write
-    that a crash interrupted, undone), 'jobs' (--jobs capped: count = jobs used, total = asked),
+    that a crash interrupted, undone), 'empty' (a PATH that is an empty folder the cache holds `count`
+    tracks under, left as they are: a disk not mounted?; `cause` says so), 'jobs' (--jobs capped:
+    count = jobs used, total = asked),
     'workers' (a Dask cluster left without workers, count 0, or given some again, count = its threads),
     'walking', 'planned', 'track' or 'problem'."""
 
@@ -113,8 +116,9 @@ class _DamagedRow(Exception):
 def scan_library(paths: list[Path], **options) -> ScanSummary:
     """Scan `paths` (folders, walked recursively, or files), classify what is new or changed, write
     tags (unless dry_run/no_write), cache all. A PATH that does not exist is a problem of the summary
-    (counted in `missing_paths`; the rows under it stay as they are) and the others are scanned;
-    MoodtagError if none exists, or for an empty PATH. `options`: those of `scan_files`."""
+    (counted in `missing_paths`; the rows under it stay as they are) and the others are scanned, as is
+    an empty folder the cache holds tracks under (scan_files); MoodtagError if none exists, or for an
+    empty PATH. `options`: those of `scan_files`."""
     if not paths:
         check_paths(paths)
     missing = []
@@ -128,7 +132,7 @@ def scan_library(paths: list[Path], **options) -> ScanSummary:
     if len(missing) == len(paths):
         raise missing[0]
     summary = scan_files(paths, **options)
-    summary.missing_paths = len(missing)
+    summary.missing_paths += len(missing)
     return summary
 
 
@@ -152,7 +156,10 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                stop: Callable[[], bool] = lambda: False) -> ScanSummary:
     """Scan `paths` as scan_library does, except that a path that is missing or not a regular file
     (an item of another program's library whose file went away) is a 'problem' event and a line of
-    the summary's problems, not an error; the rest go through. An empty list scans nothing.
+    the summary's problems, not an error; the rest go through. An empty list scans nothing. A PATH
+    that is an empty folder while the cache holds tracks under it (the mount point of a disk not
+    mounted, or a library's folder emptied) is taken as one not there: those rows stay as they are (not
+    marked missing, never a moved file's), and it is an 'empty' event, a problem and a missing path.
 
     `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
     `files_only`: each path is a file's (a beets item's): one that holds a folder now is a problem (not a
@@ -232,6 +239,13 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         last_written: dict[str, str] = {}  # todo's files whose rows say tagged or kept -> the mood moodtag wrote there
         claimed: set[str] = set()  # the old keys of rows moved to a walked file's path (_found_again)
         absent = [root for root in roots if not os.path.lexists(root)]  # rows under these stay as they are
+        emptied = {} if cache is None or files_only else _emptied_roots(cache, roots)
+        for root, held in emptied.items():  # as a PATH not there: its rows stay as they are
+            cause = _emptied_cause(root, held)
+            summary.problems.append((str(root), cause))
+            summary.missing_paths += 1
+            on_event(ScanEvent("empty", count=held, path=root, cause=cause))
+        absent += list(emptied)
 
         def settle(batch: list[TrackRef]) -> None:
             """One query for a batch of walked files: the fresh ones are done at once, the rest wait."""
@@ -315,9 +329,11 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         settle(batch)
         if cache is not None:  # rows under a PATH that is not there (an unmounted share?) stay as they are
             library = Library.of(roots, include_hidden=include_hidden)
-            gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)],
+            gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)
+                                                              and r not in emptied],
                                                              None if notes_walk else dry_walked)
-                    if _gone(row.fs_path) or _walked_by_its_own_name(row.fs_path, library, known)]
+                    if not _under_any(row.fs_path, emptied)  # `scan lib lib/B`, lib/B empty
+                    and (_gone(row.fs_path) or _walked_by_its_own_name(row.fs_path, library, known))]
             summary.missing = cache.mark_missing(gone) if notes_walk else len(gone)  # a dry run: would be
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
@@ -448,6 +464,45 @@ def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path])
     if not tails or len(tails) > 1 and tails[0][0] == tails[1][0]:
         return None  # two gone files as like it as each other (two albums' '01 Intro.wav'): analysed, never guessed
     return tails[0][1]
+
+
+def _emptied_roots(cache: Cache, roots: list[Path]) -> dict[Path, int]:
+    """The PATHs (absolute) that are empty folders while the cache holds rows not marked missing under
+    them, each with how many: the mount point of a disk not mounted now, whose rows a scan would
+    otherwise mark missing, and the nightly `prune PATH` forget (with the user's untags). A new empty
+    library holds none."""
+    from tagger.cache import TABLE, under_root
+
+    emptied: dict[Path, int] = {}
+    for root in roots:
+        if root in emptied or not _is_folder(root):
+            continue
+        try:
+            with os.scandir(root) as entries:
+                if next(entries, None) is not None:
+                    continue
+        except OSError:  # cannot be listed: the walk names the cause
+            continue
+        where, params = under_root(root)
+        held = next(cache.rows(f"SELECT count(*) FROM {TABLE} WHERE ({where}) AND status <> 'missing'", params))[0]
+        if held:
+            emptied[root] = held
+    return emptied
+
+
+def _emptied_cause(root: Path, held: int) -> str:
+    """A scan's line for an empty PATH whose `held` cached tracks it leaves as they are (_emptied_roots)."""
+    from tagger.records import counted
+
+    return (f"it is empty (a disk not mounted?); {counted(held, 'cached track')} under it left as "
+            f"{'it is' if held == 1 else 'they are'} (emptied on purpose? remove the folder, then "
+            f"moodtag prune {root})")
+
+
+def _under_any(path, roots) -> bool:
+    """Whether a row's path (CachedTrack.fs_path) lies under one of `roots` (absolute)."""
+    name = Path(os.fsdecode(path))
+    return any(name.is_relative_to(root) for root in roots)
 
 
 def _gone(path) -> bool:

@@ -203,10 +203,10 @@ def test_prune_of_a_moved_library_forgets_its_rows(library, test_model, tmp_path
     assert "forgot 0 missing tracks" in run_cli("prune", "--db", db, check=True).stdout
     before = _cache_bytes(db)
     proc = run_cli("prune", "--dry-run", library, "--db", db, check=True)
-    assert proc.stdout.splitlines()[-1] == f"would forget {len(synth.FORMATS)} missing tracks"
+    assert proc.stdout.splitlines()[-1] == f"would forget {len(synth.FORMATS)} tracks whose files are gone"
     assert _cache_bytes(db) == before
     proc = run_cli("prune", library, "--db", db, check=True)
-    assert proc.stdout.strip() == f"forgot {len(synth.FORMATS)} missing tracks", proc.stdout + proc.stderr
+    assert proc.stdout.strip() == f"forgot {len(synth.FORMATS)} tracks whose files are gone", proc.stdout + proc.stderr
     assert list(rows(db)) == [str(other / "kept.wav")]
 
 

@@ -235,3 +235,109 @@ def test_untag_of_a_file_moved_since_the_scan_holds(library, tmp_path):
     assert [r["action"] for r in results if r["path"] == str(moved)] == ["cached"], results
     cached = rows(db)
     assert cached[str(moved)]["tag_state"] == "untagged" and str(library / "A" / "a.flac") not in cached
+
+
+def _states(db: Path) -> dict[str, tuple[str, str]]:
+    """Each row's file name -> (status, tag_state)."""
+    return {Path(key).name: (row["status"], row["tag_state"]) for key, row in rows(db).items()}
+
+
+def test_the_nightly_scan_and_prune_of_an_empty_mount_point_forget_nothing(library, tmp_path):
+    """`scan PATH; prune PATH` (a nightly job) while the disk mounted at PATH was away: the scan marked
+    every row missing (exit 0, no word), prune PATH forgot them, and after the disk came back the next
+    scan analysed everything again and wrote the mood back into the file the user had untagged. A PATH
+    that is an empty folder the cache holds tracks under is now taken as one not there: its rows are left
+    as they are, with one warning line and exit status 1."""
+    db = tmp_path / "c.db"
+    scan(library, db)
+    run_cli("untag", library / "B/x/b.ogg", "--db", db, check=True)
+    before = _states(db)
+    assert before["b.ogg"] == ("ok", "untagged") and before["c.wav"] == ("ok", "tagged")
+    away = unmount(library)  # Music/B is the disk's mount point, the nightly job's PATH
+    mount_point = library / "B"
+    proc = run_cli("scan", mount_point, "--db", db, "--jobs", "1")
+    warning = (f"warning: {mount_point}: it is empty (a disk not mounted?); 2 cached tracks under it left as they "
+               f"are (emptied on purpose? remove the folder, then moodtag prune {mount_point})")
+    assert proc.returncode == 1 and warning in proc.stderr.splitlines(), proc.stderr
+    assert "not reached (folders, links, PATHs)  1" in proc.stderr and "marked missing" not in proc.stderr
+    assert _states(db) == before
+    assert run_cli("prune", mount_point, "--db", db, check=True).stdout == "forgot 0 missing tracks\n"
+    assert _states(db) == before
+    # beside other PATHs (the others scanned), and inside one (`scan lib lib/B`): the same
+    proc = run_cli("scan", library / "A", mount_point, "--db", db, "--jobs", "1", "--json")
+    assert proc.returncode == 1 and warning in proc.stderr.splitlines(), proc.stderr
+    assert sorted(Path(json.loads(line)["path"]).name for line in proc.stdout.splitlines()) == ["a.flac", "d.flac"]
+    proc = run_cli("scan", library, mount_point, "--db", db, "--jobs", "1")
+    assert proc.returncode == 1 and warning in proc.stderr.splitlines(), proc.stderr
+    assert _states(db) == before
+    mount(library, away)
+    outcomes = {Path(o["path"]).name: (o["action"], o["tags"]) for o in scan(mount_point, db)}
+    assert outcomes == {"b.ogg": ("cached", "untagged"), "c.wav": ("cached", "unchanged")}, outcomes
+    assert read_mood(library / "B/x/b.ogg") is None and read_mood(library / "B/x/c.wav") is not None
+    assert _states(db) == before
+    # an empty folder the cache holds nothing under is a new library: no word, exit status 0
+    new = tmp_path / "New"
+    new.mkdir()
+    proc = run_cli("scan", new, "--db", db, "--jobs", "1", check=True)
+    assert "warning" not in proc.stderr and "not reached" not in proc.stderr, proc.stderr
+
+
+def test_prune_of_a_library_folder_on_a_disk_not_mounted_keeps_its_rows(tmp_path):
+    """The library is a folder on the disk (media/usb/Music; media/usb empty while the disk is away): the
+    nightly scan failed (its PATH not there) and left the rows as they were, but `prune media/usb/Music`
+    forgot them all, 'forgot 3 missing tracks' of rows that said ok, the untagged one included: a place
+    inside the empty folder counted as naming it. They are kept now, with a line naming the empty folder;
+    once it is removed (the disk gone for good), prune forgets them, without calling them missing."""
+    usb = tmp_path / "media" / "usb"
+    music = usb / "Music"
+    for i, rel in enumerate(("A/1.mp3", "A/2.ogg", "A/3.flac")):
+        (music / rel).parent.mkdir(parents=True, exist_ok=True)
+        synth.make_track(music / rel, "calm", 6.0, seed=i)
+    db = tmp_path / "c.db"
+    scan(music, db)
+    run_cli("untag", music / "A/1.mp3", "--db", db, check=True)
+    before = _states(db)
+    assert before == {"1.mp3": ("ok", "untagged"), "2.ogg": ("ok", "tagged"), "3.flac": ("ok", "tagged")}
+    stash = tmp_path / "stash"
+    stash.mkdir()
+    music.rename(stash / "Music")  # unmounted: media/usb is left empty
+    proc = run_cli("scan", music, "--db", db, "--jobs", "1")
+    assert (proc.returncode, proc.stderr) == (1, f"error: {music}: no such file or folder\n")
+    kept = (f"3 tracks under {usb}: it is empty (a disk not mounted?); if they are gone for good, remove "
+            f"that folder and prune again")
+    proc = run_cli("prune", "-n", music, "--db", db, check=True)
+    assert proc.stdout.splitlines() == [f"would keep {kept}", "would forget 0 missing tracks"], proc.stdout
+    proc = run_cli("prune", music, "--db", db, check=True)  # the nightly job's prune
+    assert proc.stdout.splitlines() == [f"kept {kept}", "forgot 0 missing tracks"], proc.stdout
+    for args in ([usb], []):  # the empty folder named, or no PATH: nothing marked missing to forget
+        assert run_cli("prune", *args, "--db", db, check=True).stdout == "forgot 0 missing tracks\n"
+    assert _states(db) == before
+    (stash / "Music").rename(music)  # mounted again: nothing analysed, the untagged file stays so
+    outcomes = {Path(o["path"]).name: (o["action"], o["tags"]) for o in scan(music, db)}
+    assert outcomes == {"1.mp3": ("cached", "untagged"), "2.ogg": ("cached", "unchanged"),
+                        "3.flac": ("cached", "unchanged")}, outcomes
+    assert read_mood(music / "A/1.mp3") is None and _states(db) == before
+    music.rename(stash / "Music")  # the disk gone for good: its mount point removed, then prune again
+    usb.rmdir()
+    (usb.parent / "cdrom").mkdir()  # media/ not empty: another mount point
+    assert run_cli("prune", "-n", music, "--db", db, check=True).stdout.splitlines()[-1] == \
+        "would forget 3 tracks whose files are gone"
+    assert run_cli("prune", music, "--db", db, check=True).stdout == "forgot 3 tracks whose files are gone\n"
+    assert rows(db) == {}
+
+
+def test_prune_of_a_place_inside_an_empty_folder_keeps_the_rows_marked_missing(library, tmp_path):
+    """Rows marked missing under an empty folder (Music/B, a disk's mount point) were forgotten by naming
+    any place inside it (`prune Music/B/x`); only the folder itself forgets them."""
+    db = tmp_path / "c.db"
+    scan(library, db)
+    unmount(library)
+    scan(library, db)
+    assert [state for name, state in _states(db).items() if name in ("b.ogg", "c.wav")] == [("missing", "tagged")] * 2
+    proc = run_cli("prune", library / "B/x", "--db", db, check=True)
+    assert proc.stdout.splitlines() == [
+        f"kept 2 missing tracks under {library / 'B'}: it is empty (a disk not mounted?); "
+        f"moodtag prune {library / 'B'} forgets them", "forgot 0 missing tracks"], proc.stdout
+    assert len(rows(db)) == 4
+    assert run_cli("prune", library / "B", "--db", db, check=True).stdout == "forgot 2 missing tracks\n"
+    assert sorted(_states(db)) == ["a.flac", "d.flac"]

@@ -48,8 +48,9 @@ def scan(
 
     A second scan analyses only what changed (size, mtime or model version). Exit status 0 when the
     scan completed, even if some files failed (they are listed); 1 for fatal errors, or when a PATH did
-    not exist (the others are scanned); 130 if interrupted (Ctrl-C; 143 for SIGTERM, 129 for a closed
-    terminal)."""
+    not exist (the others are scanned) or is an empty folder the cache holds tracks under (a disk not
+    mounted?: they are left as they are, not marked missing); 130 if interrupted (Ctrl-C; 143 for
+    SIGTERM, 129 for a closed terminal)."""
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, out, shown
     from tagger.progress import ScanProgress
@@ -69,6 +70,8 @@ def scan(
     def on_event(event: ScanEvent) -> None:
         if event.kind == "problem" and _is_a_file(event.path):
             unread_files.append(event.path)
+        if event.kind == "empty":  # an empty PATH whose cached tracks are left as they are (a disk not mounted?)
+            progress.log(f"[yellow]warning:[/] {shown(event.path)}: {shown(event.cause)}")
         if event.kind == "track":
             o = event.outcome
             if json_lines:
@@ -111,14 +114,16 @@ def prune(
     """Forget cached tracks whose files have vanished (marked missing by a scan).
 
     Only files gone now are forgotten: one that is back (a disk mounted again) keeps its row, and so do
-    the files under a folder that is empty now (a disk not mounted?) unless a PATH names that folder. A
-    PATH that no longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets the
-    cached tracks under it whose files are gone. Waits for a scan or untag using the same cache, and
+    the files under a folder that is empty now (a disk not mounted?): those marked missing until a PATH
+    names that folder itself (not a place inside it), the others until it is removed. A PATH that no
+    longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets the cached tracks
+    under it whose files are gone. Waits for a scan or untag using the same cache, and
     for another program's write transaction on it to end; stopped meanwhile (Ctrl-C, SIGTERM, a closed
     terminal) it forgets nothing, exit status 130, 143 or 129."""
     from tagger.cache import Cache, Stopped, resolve_db_path, scan_lock, transaction_wait_line
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, out, shown
+    from tagger.records import counted
 
     roots = [Path(p) for p in paths] if paths else None
     lock = None
@@ -151,12 +156,17 @@ def prune(
             out.print(f"would forget: {shown(key)}")
     _render_kept(plan, dry_run=dry_run)
     n = len(plan.forget)
-    out.print(f"{'would forget' if dry_run else 'forgot'} {n} missing track{'s' if n != 1 else ''}")
+    # rows a scan left as they are (under a PATH not there) are not called missing
+    what = "missing track" if plan.marked == n else "track"
+    gone = "" if plan.marked == n else " whose file is gone" if n == 1 else " whose files are gone"
+    out.print(f"{'would forget' if dry_run else 'forgot'} {counted(n, what)}{gone}")
 
 
 def _render_kept(plan, *, dry_run: bool) -> None:
-    """The rows prune keeps though a scan marked them missing: one line for those whose files are back,
-    one per empty folder whose rows it keeps."""
+    """The rows prune keeps though their files are gone: one line for those marked missing whose files
+    are back, one per empty folder whose rows it keeps (rows marked missing: naming the folder forgets
+    them; any other, left as they are by a scan whose PATH was not there: only once the folder is
+    removed, Cache.prunable)."""
     from tagger.console import out, shown
     from tagger.records import counted
 
@@ -166,8 +176,12 @@ def _render_kept(plan, *, dry_run: bool) -> None:
         out.print(f"{verb} {counted(plan.back, 'missing track')} whose {'file is' if one else 'files are'} there "
                   f"again (the next scan takes {'it' if one else 'them'} back)")
     for folder, n in sorted(plan.empty.items()):
-        out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: it is empty (a disk not "
-                  f"mounted?); moodtag prune {shown(folder)} forgets them")
+        if plan.empty_marked.get(folder, 0) == n:
+            out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: it is empty (a disk not "
+                      f"mounted?); moodtag prune {shown(folder)} forgets them")
+        else:
+            out.print(f"{verb} {counted(n, 'track')} under {shown(folder)}: it is empty (a disk not mounted?); "
+                      f"if {'it is' if n == 1 else 'they are'} gone for good, remove that folder and prune again")
 
 
 def _scheduler_value(value: str) -> str:
