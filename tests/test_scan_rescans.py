@@ -217,3 +217,27 @@ def test_a_scan_that_writes_nothing_stops_on_an_undo_journal_it_cannot_read(lib,
     line = one_error_line(proc)
     assert line == f"error: cannot read the undo journal {db}-undo: not a directory", line
     assert db.read_bytes() == before
+
+
+def test_untag_leaves_alone_a_file_whose_interrupted_write_is_not_undone(lib, tmp_path, test_model):
+    """An interrupted write that recovery cannot undo yet (here: the whole file journaled, and the file
+    now under another inode number, as after a share or drive is mounted again: nothing shows it is the
+    same file) leaves the file maybe torn. A scan passes it over; untag wrote into it anyway (mutagen
+    on torn bytes), said 'untagged 1 file', and left it undecodable. Now it is one failed line, the file
+    and its row as they were, and the journal entry kept; -n says the same."""
+
+    db = tmp_path / "c.db"
+    track = flac_track(lib)
+    scan(lib, db, test_model)
+    size = track.stat().st_size
+    interrupt_a_write(track, UndoJournal.for_cache(db), [(0, size)])
+    moved = track.with_name("copy.tmp")
+    shutil.copyfile(track, moved)
+    os.replace(moved, track)  # the same bytes under another inode
+    torn, before_row = track.read_bytes(), row(db, track)
+    for flags in (["-n"], []):
+        proc = run_cli("untag", track, "--db", db, *flags)
+        assert f"{track}: not untagged until its interrupted tag write is undone" in proc.stderr, proc.stderr
+        assert proc.stdout.strip().endswith("1 failed"), proc.stdout
+        assert track.read_bytes() == torn and row(db, track) == before_row
+        assert list(UndoJournal.for_cache(db).folder.glob("*.undo"))

@@ -47,6 +47,7 @@ def untag(
     changed = unchanged = 0
     failed = len(missing)
     rows = None  # the cache, read for the mood moodtag wrote into each file (a dry run only reads it)
+    pending: set[str] = set()  # real paths of files whose interrupted tag write is not undone: left alone
     try:
         if not dry_run:
             lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: err.print(
@@ -55,6 +56,10 @@ def untag(
             for restored in journal.recover():
                 warn(f"{'interrupted tag write' if restored.pending else 'recovered'} {shown(restored.path)}: "
                      f"{shown(restored.action)}")
+                if restored.pending:
+                    pending.add(os.path.realpath(restored.path))
+        else:
+            pending = UndoJournal.for_cache(db_path).interrupted()
         if not dry_run and db_path.is_file():  # checked before any file is touched, as a scan does
             cache = rows = Cache.open(db_path)
             cache.wait_for_writers(should_stop=lambda: stops.requested,
@@ -70,6 +75,11 @@ def untag(
                     continue  # a dead link to a cover, say: nothing of the library's behind it
                 failed += 1
                 error_line(item.path, item.cause)
+                continue
+            if os.path.realpath(item.path) in pending:  # a write into a file that may be torn: never
+                failed += 1
+                error_line(item.path, "not untagged until its interrupted tag write is undone"
+                           + (" (by a scan or untag without -n)" if dry_run else ""))
                 continue
             place, row = (_row_of(rows, item, move=cache is not None) if rows is not None else None) or (item.path, None)
             # the mood moodtag wrote there, from the cache: another label there now is the user's own; and
