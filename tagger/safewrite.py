@@ -743,7 +743,7 @@ def _recover_entry(entry: Path) -> Restored | None:
             result = _recover_copy(path, Path(os.fsdecode(bytes.fromhex(header["tmp"]))))
         else:
             result = _recover_in_place(path, _Entry(entry, fd, header, data_offset))
-        if result is None or not result.action.startswith("not recovered"):
+        if result is None or not result.action.startswith(("not recovered", LEFT_COPY)):
             _unlink(entry)
             _fsync_folder(entry.parent)
         return result
@@ -777,6 +777,9 @@ def _lock_for_recovery(fd: int) -> bool:
     return False
 
 
+LEFT_COPY = "left the unfinished copy"   # a recovery that could not delete it: its entry stays
+
+
 def _recover_copy(path: Path, tmp: Path) -> Restored | None:
     if not tmp.parent.is_dir():
         return Restored(path, "not recovered yet: its folder is missing (not mounted?)")
@@ -786,6 +789,8 @@ def _recover_copy(path: Path, tmp: Path) -> Restored | None:
         os.unlink(tmp)
     except FileNotFoundError:
         return None   # never made, or already renamed into place: the file is old or new, whole
+    except OSError as exc:   # a share read-only for now: the file is whole, the entry kept for the copy
+        return Restored(path, f"{LEFT_COPY} {tmp.name}: cannot delete it yet ({exc.strerror}); the file is as it was")
     _fsync_folder(tmp.parent)
     return Restored(path, f"deleted the unfinished copy {tmp.name}; the file is as it was")
 
@@ -1093,9 +1098,13 @@ def _write_copy(real: Path, st: os.stat_result, plan: _Plan | None, save,
         made = False
         _fsync_folder(folder)
     except BaseException as exc:
-        if made:
-            _unlink(tmp)
-        entry.finish()
+        try:
+            if made:
+                _unlink(tmp)
+        except OSError:   # the share turned read-only meanwhile: the entry stays, and recovery deletes the copy
+            entry.abandon()
+        else:
+            entry.finish()
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise TagError("disk full: no room for a safe copy of the file; it was not changed") from exc
         raise

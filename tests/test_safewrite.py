@@ -11,6 +11,7 @@ the same file hard-linked (in place, the whole moved tail journaled); a tag that
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import io
 import os
@@ -1127,3 +1128,42 @@ def test_kept_spans_leave_out_every_byte_the_write_touches():
     assert safewrite._kept_spans(1 << 20, [(4096, 8192)]) == [(8192, 8192 + 65536), ((1 << 20) - 65536, 1 << 20)]
     assert safewrite._kept_spans(100_000, [(0, 8192), (20_000, 24_576)]) == [(8192, 20_000), (100_000 - 65536, 100_000)]
     assert safewrite._kept_spans(8192, [(0, 8192)]) == []
+
+
+def test_a_copy_that_cannot_be_deleted_is_left_to_recovery(tmp_path, medium_mp3, journal, monkeypatch):
+    """A share that turns read-only during a safe copy: the write fails, and so does deleting the hidden copy
+    (up to a whole track). Its journal entry was voided anyway, so no later scan deleted the copy, which
+    stayed on the share for good. The entry now stays: a recovery that still cannot delete it says so and
+    keeps it; the one after the share is writable deletes it. (chattr +i on the folder: a real EPERM.)"""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    path = folder / "track.mp3"
+    shutil.copyfile(medium_mp3, path)
+    data = path.read_bytes()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i not possible here (needs root and ext2/3/4 or similar)")
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+    real_fsync = safewrite._fsync
+
+    def read_only_now(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            subprocess.run(["chattr", "+i", str(folder)], check=True)
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_fsync(fd)
+
+    monkeypatch.setattr(safewrite, "_fsync", read_only_now)
+    try:
+        with pytest.raises(TagError):
+            write_mood(path, VALUES, journal=journal)
+        monkeypatch.setattr(safewrite, "_fsync", real_fsync)
+        copies = [name for name in os.listdir(folder) if name.endswith(".tmp")]
+        assert len(copies) == 1 and path.read_bytes() == data
+        [left] = journal.recover()
+        assert left.action.startswith(f"left the unfinished copy {copies[0]}: cannot delete it yet"), left.action
+        assert not left.pending and list(journal.folder.glob("*.undo"))
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    [done] = journal.recover()
+    assert done.action == f"deleted the unfinished copy {copies[0]}; the file is as it was"
+    assert os.listdir(folder) == ["track.mp3"] and path.read_bytes() == data
+    assert not list(journal.folder.glob("*.undo"))
