@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -341,3 +342,24 @@ def test_prune_of_a_place_inside_an_empty_folder_keeps_the_rows_marked_missing(l
     assert len(rows(db)) == 4
     assert run_cli("prune", library / "B", "--db", db, check=True).stdout == "forgot 2 missing tracks\n"
     assert sorted(_states(db)) == ["a.flac", "d.flac"]
+
+
+def test_prune_of_a_path_the_cache_knows_nothing_under_says_so(tmp_path, audio_dir, test_model):
+    """`prune ~/Msuic` (a typo) or a folder never scanned said only 'forgot 0 missing tracks', exit 0, as if
+    the library were clean; `playlist` names such a PATH. Now one warning line names it; a PATH with rows,
+    given by its real path through a link to it, says nothing."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(sorted(audio_dir.glob("*.flac"))[0], lib / "a.flac")
+    db = tmp_path / "c.db"
+    run_cli("scan", lib, "--db", db, "--model", test_model, "--no-write", check=True)
+    typo = tmp_path / "lbi"
+    for flags in ([], ["-n"]):
+        proc = run_cli("prune", typo, "--db", db, *flags, check=True)
+        assert proc.stderr.strip() == f"warning: no cached tracks under {typo} (a typo, or a place never scanned?): " \
+                                      "nothing to forget there", proc.stderr
+    link = tmp_path / "link"
+    link.symlink_to(lib)
+    for path in (lib, link):
+        proc = run_cli("prune", path, "--db", db, check=True)
+        assert proc.stderr == "" and proc.stdout.strip() == "forgot 0 missing tracks", proc.stdout + proc.stderr

@@ -122,7 +122,7 @@ def prune(
     terminal) it forgets nothing, exit status 130, 143 or 129."""
     from tagger.cache import Cache, Stopped, resolve_db_path, scan_lock, transaction_wait_line
     from tagger.commands.interrupts import StopRequests
-    from tagger.console import err, out, shown
+    from tagger.console import err, out, shown, warn
     from tagger.records import counted
 
     roots = [Path(p) for p in paths] if paths else None
@@ -141,6 +141,8 @@ def prune(
                 cache.wait_for_writers(should_stop=should_stop,
                                        on_wait=lambda: err.print(transaction_wait_line(shown(cache.path))))
             plan = cache.prunable(roots, should_stop=should_stop)
+            unknown = [root for root in roots or [] if not any(cache.holds_under(place) for place in
+                                                               {Path(os.path.abspath(root)), Path(os.path.realpath(root))})]
             if not dry_run:
                 if should_stop():
                     raise Stopped
@@ -151,6 +153,8 @@ def prune(
     finally:
         if lock is not None:
             lock.release()
+    for root in unknown:  # a typo, or a place never scanned: as `playlist` says it
+        warn(f"no cached tracks under {shown(root)} (a typo, or a place never scanned?): nothing to forget there")
     if dry_run:
         for key in plan.forget:
             out.print(f"would forget: {shown(key)}")
