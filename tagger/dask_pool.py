@@ -192,8 +192,8 @@ class DaskCluster:
                     ref = queue.popleft()
                     submitted += 1
                     try:
-                        future = client.submit(analyze_on_dask_worker, str(ref.path), *model, device, pure=False,
-                                               key=f"moodtag-{run}-{submitted}")
+                        future = client.submit(analyze_on_dask_worker, str(ref.path), ref.size, ref.mtime_ns,
+                                               *model, device, pure=False, key=f"moodtag-{run}-{submitted}")
                     except Exception:  # a client closed meanwhile ('Tried sending message after closing')
                         self._check_connected()
                         raise

@@ -18,7 +18,7 @@ from pathlib import Path
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from tagger.errors import ModelError
-from tagger.records import printable
+from tagger.records import TrackResult, printable
 from tagger.worker import analyze_in_worker
 
 
@@ -42,7 +42,7 @@ class ModelFilePlugin(WorkerPlugin):
         over it (atomic), so that two scans' plugins (or two worker processes) writing it at once are
         safe. ModelError naming the worker and the cause when it cannot be stored (a full disk)."""
         target = model_file(self.file_name, self.sha256)
-        if _whole(target, len(self.data)):
+        if _whole(target, self.data):
             return
         part = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
         try:
@@ -66,10 +66,11 @@ def _remove(path: Path) -> None:
         pass
 
 
-def _whole(path: Path, size: int) -> bool:
-    """Whether `path` is a file of `size` bytes (one written whole, renamed into place)."""
+def _whole(path: Path, data: bytes) -> bool:
+    """Whether `path` is a file that holds `data`, byte for byte (one written whole, renamed into place,
+    and not damaged since: a size alone would pass a file with flipped bytes, and give wrong moods)."""
     try:
-        return path.is_file() and path.stat().st_size == size
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
     except OSError:
         return False
 
@@ -80,13 +81,55 @@ def model_file(file_name: str, sha256: str) -> Path:
     return Path(tempfile.gettempdir()) / f"moodtag-models-{owner}" / f"{sha256}-{file_name}"
 
 
-def analyze_on_dask_worker(path: str, file_name: str, sha256: str, device: str):
+def analyze_on_dask_worker(path: str, size: int, mtime_ns: int, file_name: str, sha256: str, device: str):
     """One track, analysed by tagger.worker with the model the plugin wrote (loaded once per
-    process): (path, TrackResult, tag info). Never raises for a track; ModelError for the model."""
+    process): (path, TrackResult, tag info). `size` and `mtime_ns`: the file as the scanning machine
+    saw it (its TrackRef); a file that differs here (an out-of-date synced copy), before or after its
+    analysis, or that is not here, fails as unreadable (the next scan tries it again). Never raises for
+    a track; ModelError for the model."""
     model = model_file(file_name, sha256)
     if not model.is_file():
         raise ModelError(f"the model file {model} is missing on this worker (its plugin did not run)")
-    return analyze_in_worker(Path(path), str(model), device)
+    problem = _not_the_same(path, size, mtime_ns)
+    if problem:
+        return Path(path), TrackResult.failed(Path(path), problem), None
+    analysed = analyze_in_worker(Path(path), str(model), device)
+    problem = _not_the_same(path, size, mtime_ns)
+    if problem:  # it changed while it was analysed here
+        return Path(path), TrackResult.failed(Path(path), problem), None
+    return analysed
+
+
+MTIME_SLACK_NS = 2_000_000_000   # FAT's step: the coarsest mtime a share may report
+
+
+def _not_the_same(path: str, size: int, mtime_ns: int) -> str | None:
+    """Why this worker's file at `path` is not the one the scanning machine saw (`size`, `mtime_ns`), in
+    words that tagger.errors.unreadable counts as such; None when it is (or cannot be stat'ed: the
+    analysis then says why)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (f"file not found on Dask worker {_address()}: every worker must see the library at the same "
+                "path as this machine")
+    except OSError:
+        return None
+    # the same share through another client (NFS here, SMB there) may give its mtime at another
+    # precision: within MTIME_SLACK_NS is the same file; an out-of-date copy differs by more, or in size
+    if st.st_size != size or abs(st.st_mtime_ns - mtime_ns) >= MTIME_SLACK_NS:
+        return (f"cannot read: the file on Dask worker {_address()} differs from this machine's (size/mtime): "
+                "every worker must see the same library at the same path")
+    return None
+
+
+def _address() -> str:
+    """This Dask worker's address."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except ValueError:  # not in a worker's task
+        return "?"
 
 
 def worker_problem(path: str, device: str | None, version: str) -> str | None:

@@ -630,3 +630,87 @@ def test_no_result_of_a_worker_that_joins_mid_scan_is_taken_before_its_check(man
     assert "(it joined during the scan): runs moodtag 0.0.1" in str(raised[0]), raised
     late = set(analysed_there.read_text().splitlines()) if analysed_there.exists() else set()
     assert not late & {str(path) for path in taken}, sorted(late & {str(path) for path in taken})
+
+
+# --- a worker's copy of the library, or of the model file, that is not this machine's ------------
+
+def _analysed_on(cluster, refs) -> dict:
+    """path -> TrackResult of `refs`, analysed on the cluster through the API a scan uses."""
+    from tagger.dask_pool import DaskCluster
+    from tagger.weights import resolve_model
+
+    connection = DaskCluster.connect(cluster.scheduler_address)
+    try:
+        connection.check(refs[0].path.parent, device=None)
+        return {path: result for path, result, _ in connection.analyse(refs, resolve_model(None))}
+    finally:
+        connection.close()
+
+
+def test_a_file_that_differs_on_a_worker_fails_as_unreadable(audio_dir, cluster, client, tmp_path):
+    """An out-of-date synced copy at the same path on a worker: its result was cached under this
+    machine's size and mtime (and its mood written here). The worker now compares the file with the
+    scanning machine's TrackRef and fails the track with one line that the next scan retries."""
+    from tagger.errors import unreadable
+    from tagger.records import TrackRef
+
+    client.wait_for_workers(1, timeout=120)
+    src = next(p for p in sorted(audio_dir.iterdir()) if p.suffix == ".flac")
+    same, stale = tmp_path / "same.flac", tmp_path / "stale.flac"
+    shutil.copy(src, same)
+    shutil.copy(src, stale)
+    ref, here = TrackRef.from_path(stale), TrackRef.from_path(same)
+    as_seen_here = TrackRef(stale, ref.size, ref.mtime_ns - 60 * 10**9)  # this machine's copy is newer
+    # the same file through another client (SMB here, NFS there): its mtime at another precision
+    other_client = TrackRef(same, here.size, here.mtime_ns // 10**6 * 10**6)
+    got = _analysed_on(cluster, [other_client, as_seen_here])
+    assert got[same].ok, got[same].error
+    error = got[stale].error
+    assert not got[stale].ok and got[stale].mood is None, got[stale]
+    assert error.startswith("cannot read: the file on Dask worker tcp://127.0.0.1:"), error
+    assert "differs from this machine's (size/mtime): every worker must see the same library at the same path" \
+        in error and "\n" not in error
+    assert unreadable(error)
+
+
+def test_a_file_a_worker_does_not_see_names_the_worker(audio_dir, cluster, client, tmp_path):
+    """A file gone for the workers (here: deleted after this machine found it) failed as a bare 'file
+    not found'; it now names the worker and what every worker needs, and is still retried."""
+    from tagger.errors import unreadable
+    from tagger.records import TrackRef
+
+    client.wait_for_workers(1, timeout=120)
+    src = next(p for p in sorted(audio_dir.iterdir()) if p.suffix == ".flac")
+    seen, gone = tmp_path / "seen.flac", tmp_path / "gone.flac"
+    shutil.copy(src, seen)
+    shutil.copy(src, gone)
+    refs = [TrackRef.from_path(seen), TrackRef.from_path(gone)]
+    gone.unlink()
+    got = _analysed_on(cluster, refs)
+    assert got[seen].ok, got[seen].error
+    error = got[gone].error
+    assert error.startswith("file not found on Dask worker tcp://127.0.0.1:"), error
+    assert error.endswith(": every worker must see the library at the same path as this machine"), error
+    assert unreadable(error)
+
+
+def test_a_damaged_model_file_of_the_right_size_is_written_again(tmp_path, monkeypatch):
+    """A worker's stored model file with a byte flipped in place passed as whole (its size was all
+    that was compared) and gave wrong moods; its content is now compared, and it is rewritten."""
+    import tempfile
+
+    from tagger.dask_worker import ModelFilePlugin, model_file
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    plugin = ModelFilePlugin.read(resolve_model(None))
+    plugin.setup()
+    stored = model_file(plugin.file_name, plugin.sha256)
+    assert stored.read_bytes() == plugin.data
+    with open(stored, "r+b") as f:  # the same size, one byte flipped
+        f.seek(len(plugin.data) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert stored.stat().st_size == len(plugin.data) and stored.read_bytes() != plugin.data
+    plugin.setup()
+    assert stored.read_bytes() == plugin.data
