@@ -29,6 +29,19 @@ def is_audio_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES
 
 
+def os_absolute(path) -> Path:
+    """`path` made absolute as the OS resolves it: a '..' after a symlink is the link's target's parent
+    (`x/../lib`, x -> nas/music/incoming, is nas/music/lib; os.path.abspath drops both names and gives
+    ./lib, another folder), so the part up to the last '..' is its real path, the rest as spelt. A path
+    without '..' keeps its spelling (a library root given through a symlink: the cache keys its rows by
+    the names the walk gives)."""
+    parts = Path(path).parts
+    if os.pardir not in parts:
+        return Path(os.path.abspath(path))
+    last = len(parts) - 1 - parts[::-1].index(os.pardir)
+    return Path(os.path.abspath(os.path.join(os.path.realpath(os.path.join(*parts[:last + 1])), *parts[last + 1:])))
+
+
 @dataclass(frozen=True)
 class Library:
     """The folders a walk starts from, each as its real path and as given (absolute): where a symlink
@@ -39,7 +52,7 @@ class Library:
 
     @classmethod
     def of(cls, roots: list[Path], *, include_hidden: bool = False) -> "Library":
-        return cls(tuple((os.path.realpath(root), Path(os.path.abspath(root))) for root in roots
+        return cls(tuple((os.path.realpath(root), os_absolute(root)) for root in roots
                          if os.path.isdir(root)), include_hidden)
 
     def name_of(self, link: Path, known: Callable[[Path], Path | None] | None = None) -> Path:
@@ -120,7 +133,7 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
     seen_files = _Identities()
     library = Library.of(paths, include_hidden=include_hidden)
     for root in paths:
-        root = Path(os.path.abspath(root))
+        root = os_absolute(root)
         try:
             st = root.stat()
         except OSError as exc:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from tagger.cache import KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
-from tagger.discover import Library, WalkProblem, behind_broken_link, vanished, walk
+from tagger.discover import Library, WalkProblem, behind_broken_link, os_absolute, vanished, walk
 from tagger.errors import MoodtagError, unreadable
 from tagger import stages
 from tagger.records import TrackRef, TrackResult
@@ -221,7 +221,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 elif restored.pending:  # still torn, maybe: not analysed in this scan (see the walk)
                     pending.add(os.path.realpath(restored.path))
                 on_event(ScanEvent("restored", path=restored.path, cause=restored.action))
-        roots = [Path(os.path.abspath(p)) for p in paths]
+        roots = [os_absolute(p) for p in paths]
         options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag,
                        replace_mood=replace_mood)
 

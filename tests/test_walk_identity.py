@@ -219,3 +219,35 @@ def test_a_link_into_a_hidden_folder_with_and_without_hidden_keeps_one_row(tmp_p
         lines = scan(lib, db=db, extra=["--no-write", *extra])
         assert {action for action, _ in actions(lines).values()} == {"cached"}, (extra, lines)
         assert statuses(db) == {str(lib / "A" / "a.flac"): "ok", str(lib / name / "s.ogg"): "ok"}, extra
+
+
+def test_a_path_with_dotdot_after_a_symlink_is_the_folder_the_os_opens(tmp_path):
+    """x -> nas/music/incoming: `ls x/../lib` lists nas/music/lib, but `scan x/../lib` walked and tagged
+    ./lib (os.path.abspath drops `x/..` by its spelling), and `untag -n`, `playlist` picked ./lib's files
+    too. A PATH's part up to its last '..' is taken as the OS resolves it; a PATH without '..' (a library
+    through a symlink) keeps its spelling."""
+    db = tmp_path / "c.db"
+    local = [track(tmp_path / "lib" / "A" / name, mood, i) for i, (name, mood) in
+             enumerate((("a.flac", "calm"), ("b.ogg", "exciting")))]
+    (tmp_path / "nas" / "music" / "incoming").mkdir(parents=True)
+    share = tmp_path / "nas" / "music" / "lib"
+    for i, (name, mood) in enumerate((("c.flac", "calm"), ("d.ogg", "exciting"), ("e.wav", "exciting"))):
+        track(share / "B" / name, mood, 10 + i)
+    (tmp_path / "x").symlink_to(Path("nas") / "music" / "incoming", target_is_directory=True)
+    given = f"{tmp_path}/x/../lib"
+    real = Path(os.path.realpath(share))
+    names = sorted(str(real / "B" / name) for name in ("c.flac", "d.ogg", "e.wav"))
+    assert sorted(actions(scan(given, db=db))) == names
+    assert sorted(rows(db)) == names
+    assert [read_mood(path) for path in local] == [None, None]  # ./lib is another folder, left alone
+    scan(tmp_path / "lib", db=db)
+    listed = run_cli("untag", "-n", given, "--db", db, check=True).stdout.splitlines()
+    assert sorted(line for line in listed if line.startswith("would untag: ")) == [
+        f"would untag: {name}" for name in names]
+    in_playlists = [line for mood in ("calm", "exciting")
+                    for line in run_cli("playlist", mood, given, "--db", db, "-o", "-", check=True).stdout.splitlines()
+                    if not line.startswith("#")]
+    assert sorted(in_playlists) == names
+    (tmp_path / "y").symlink_to(share, target_is_directory=True)  # no '..': the names as spelt
+    assert sorted(actions(scan(tmp_path / "y", db=db))) == sorted(
+        str(tmp_path / "y" / "B" / name) for name in ("c.flac", "d.ogg", "e.wav"))

@@ -1,18 +1,25 @@
 """Options shared by several commands, declared once."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from tagger.discover import os_absolute
+
 
 def path_value(value: str) -> Path:
-    """A PATH argument or option: '' (an unset variable) is an error, never the current folder."""
+    """A PATH argument or option: '' (an unset variable) is an error, never the current folder. One with a
+    '..' is made absolute as the OS resolves it (discover.os_absolute: `x/../lib`, x a symlink to a
+    folder, is the folder beside x's target, not ./lib); others keep their spelling, as does one from `~`
+    (an option that takes `~` expands it first)."""
     if value == "":
         raise typer.BadParameter("an empty path (an unset variable?)")
-    return Path(value)
+    path = Path(value)
+    return os_absolute(path) if os.pardir in path.parts and not value.startswith("~") else path
 
 
 def model_value(value: str) -> str:
