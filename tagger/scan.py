@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from tagger.cache import KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
+from tagger.cache import (KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path,
+                          scan_lock, untag_pending)
 from tagger.discover import Library, WalkProblem, behind_broken_link, os_absolute, vanished, walk
 from tagger.errors import MoodtagError, unreadable
 from tagger import stages
@@ -602,8 +603,11 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
         held = _tags_held(ref, result, spec, last_written, replace_mood=replace_mood)
     if cache and not dry_run:  # committed before the file is touched: a tag is never written without a row
         state = UNTAGGED if keep_untagged or (untagged and no_write) else held[0] if held else None
+        # an untag a kill cut short stays pending until it is finished: not by this scan (--no-write), or
+        # this one killed too (the row written with the pending mtime, in the same statement)
+        recorded = replace(ref, mtime_ns=untag_pending(ref.mtime_ns)) if finish_untag else ref
         with stage("cache write"):
-            cache.record(result, ref, info=info, tag_state=state)
+            cache.record(result, recorded, info=info, tag_state=state)
     if keep_untagged:
         if finish_untag and write_tags and cache and not dry_run:
             return _finish_untag(ref, result, cache, journal, last_written)
@@ -617,10 +621,11 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
 
 
 def _finish_untag(ref: TrackRef, result: TrackResult, cache: Cache, journal, last_written: str) -> TrackOutcome:
-    """A file whose untag a kill cut short (its row says untagged, with a pending untag's mtime; the
-    recovery of the write may have given the file back moodtag's fields): those fields removed, as
-    `moodtag untag` would have, and the row given the file's size and mtime. Where that fails, the row
-    stays pending (the next scan tries again) and the file's line says why."""
+    """A file whose untag a kill cut short (its row says untagged, with a pending untag's mtime, which
+    _handle_new has just given it again; the recovery of the write may have given the file back
+    moodtag's fields): those fields removed, as `moodtag untag` would have, and then the row given the
+    file's size and mtime. Where that fails, or a kill comes first, the row stays pending (the next scan
+    tries again) and the file's line says why."""
     from tagger.errors import TagError
     from tagger.tags import remove_mood
 
@@ -629,11 +634,9 @@ def _finish_untag(ref: TrackRef, result: TrackResult, cache: Cache, journal, las
         with stage("tag write"):
             remove_mood(ref.path, last_written=last_written, journal=journal, on_written=written.append)
     except TagError as exc:
-        cache.set_untagged(ref.path, before=ref, after=ref, pending=True)
         return TrackOutcome(ref, result, ANALYSED, "failed", f"the interrupted untag could not be finished ({exc})")
-    if written:
-        cache.set_untagged(ref.path, before=ref, after=TrackRef(ref.path, written[-1].st_size,
-                                                                written[-1].st_mtime_ns))
+    after = TrackRef(ref.path, written[-1].st_size, written[-1].st_mtime_ns) if written else ref
+    cache.set_untagged(ref.path, before=ref, after=after)
     return TrackOutcome(ref, result, ANALYSED, "untagged")
 
 

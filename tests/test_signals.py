@@ -390,7 +390,7 @@ else:
     def die(*args, **kwargs):  # the row says untagged, the file not touched yet
         os.kill(os.getpid(), signal.SIGKILL)
     tags.remove_mood = die
-sys.argv = ["moodtag", "untag", *sys.argv[2:]]
+sys.argv = ["moodtag", os.environ.get("COMMAND", "untag"), *sys.argv[2:]]
 from tagger.cli import main
 main()
 """
@@ -415,6 +415,15 @@ def test_an_untag_killed_is_finished_by_the_next_scan(tmp_path, audio_dir, test_
     killed = subprocess.run([sys.executable, "-c", _UNTAG_KILLED, where, lib, "--db", db], capture_output=True,
                             text=True, timeout=HANG_S)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # a scan that writes no tags cannot finish it, nor can one killed as it begins to: the row stays pending
+    subprocess.run([sys.executable, "-m", "tagger", "scan", lib, "--db", db, "--model", test_model, "-j1",
+                    "--no-write"], capture_output=True, text=True, timeout=HANG_S, check=True)
+    assert _rows(db, "tag_state = 'untagged' AND mtime_ns < 0") == 1
+    killed = subprocess.run([sys.executable, "-c", _UNTAG_KILLED, "before the write", lib, "--db", db, "--model",
+                             test_model, "-j1"], capture_output=True, text=True, timeout=HANG_S,
+                            env=dict(os.environ, COMMAND="scan"))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _rows(db, "tag_state = 'untagged' AND mtime_ns < 0") == 1
     again = subprocess.run([sys.executable, "-m", "tagger", "scan", lib, "--db", db, "--model", test_model, "-j1"],
                            capture_output=True, text=True, timeout=HANG_S)
     assert again.returncode == 0, again.stderr
