@@ -30,16 +30,23 @@ def is_audio_name(name: str) -> bool:
 
 
 def os_absolute(path) -> Path:
-    """`path` made absolute as the OS resolves it: a '..' after a symlink is the link's target's parent
-    (`x/../lib`, x -> nas/music/incoming, is nas/music/lib; os.path.abspath drops both names and gives
-    ./lib, another folder), so the part up to the last '..' is its real path, the rest as spelt. A path
-    without '..' keeps its spelling (a library root given through a symlink: the cache keys its rows by
-    the names the walk gives)."""
-    parts = Path(path).parts
-    if os.pardir not in parts:
+    """`path` made absolute as the OS resolves it, spelt as given where that names the same place: a '..'
+    after a symlink is the parent of the link's target (`x/../lib`, x -> nas/music/incoming, is
+    nas/music/lib; os.path.abspath drops both names and gives ./lib, another folder), a '..' after a
+    plain folder drops that folder's name (`Music/A/..`, Music a link, stays `Music`: the cache keys rows
+    by the names a walk gives, so a library scanned through a link keeps its names)."""
+    path = os.fspath(path)
+    if os.pardir not in Path(path).parts:
         return Path(os.path.abspath(path))
-    last = len(parts) - 1 - parts[::-1].index(os.pardir)
-    return Path(os.path.abspath(os.path.join(os.path.realpath(os.path.join(*parts[:last + 1])), *parts[last + 1:])))
+    here = os.getcwd() if not os.path.isabs(path) else os.sep
+    for part in Path(path).parts:
+        if part in (os.sep, os.curdir):
+            continue
+        if part == os.pardir:
+            here = os.path.dirname(os.path.realpath(here) if os.path.islink(here) else here)
+        else:
+            here = os.path.join(here, part)
+    return Path(here)
 
 
 @dataclass(frozen=True)

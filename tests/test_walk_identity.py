@@ -251,3 +251,8 @@ def test_a_path_with_dotdot_after_a_symlink_is_the_folder_the_os_opens(tmp_path)
     (tmp_path / "y").symlink_to(share, target_is_directory=True)  # no '..': the names as spelt
     assert sorted(actions(scan(tmp_path / "y", db=db))) == sorted(
         str(tmp_path / "y" / "B" / name) for name in ("c.flac", "d.ogg", "e.wav"))
+    # a '..' after a plain folder drops its name, as spelt: `y/B/..` is still y (its rows keep their keys;
+    # resolving the whole prefix gave them the target's names, and the next `scan y` gave them back)
+    again = actions(scan(tmp_path / "y" / "B" / "..", db=db))
+    assert sorted(again) == sorted(str(tmp_path / "y" / "B" / name) for name in ("c.flac", "d.ogg", "e.wav"))
+    assert {action for action, _ in again.values()} == {"cached"}, again
