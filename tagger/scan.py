@@ -458,8 +458,7 @@ def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path])
     `absent` PATH (a copy of an unmounted share's file is not its move), the one whose path ends most
     like the file's."""
     rows = [row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
-            if row.path not in claimed and not any(Path(os.fsdecode(row.fs_path)).is_relative_to(root)
-                                                   for root in absent) and _gone(row.fs_path)
+            if row.path not in claimed and not _under_any(row.fs_path, absent) and _gone(row.fs_path)
             and not _maybe_unmounted(row.fs_path)]
     tails = sorted(((_shared_tail(row.fs_path, ref.path), row) for row in rows), key=lambda pair: -pair[0])
     if not tails or len(tails) > 1 and tails[0][0] == tails[1][0]:
