@@ -60,8 +60,8 @@ import scan_speed as ss  # noqa: E402  (the library and the measured runs are sh
 
 REPO = HERE.parent
 AUDIO_SUFFIXES = {".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".wav", ".aif", ".aiff", ".aifc"}
-WORKER_STAGES = ("decode", "resample", "spectrogram", "onset envelope", "descriptors", "network", "tags read",
-                 "pickle result")
+WORKER_STAGES = ("length check", "decode", "resample", "spectrogram", "onset envelope", "descriptors", "network",
+                 "tags read", "pickle result")
 PARENT_STAGES = ("cache write", "tag write")
 START_STAGES = ("worker start", "model load")
 SAME = 1e-6
@@ -245,7 +245,8 @@ def render_profile(profiles: dict[int, dict]) -> str:
     jobs = sorted(profiles)
     head = "| stage (CPU ms per track) | " + " | ".join(f"{j} job{'s' * (j > 1)} median | mean" for j in jobs) + " |"
     lines = [head, "| --- |" + " ---: | ---: |" * len(jobs)]
-    labels = {"decode": "decode (open, seek, decode, mono)", "resample": "resample (soxr)",
+    labels = {"length check": "length check (a cut file's end)",
+              "decode": "decode (open, seek, decode, mono)", "resample": "resample (soxr)",
               "spectrogram": "spectrogram (STFT, mel, dB)", "onset envelope": "onset envelopes",
               "descriptors": "descriptors and model", "network": "network (CNN)", "tags read": "tags read (worker)",
               "pickle result": "pickling the result (worker)", "cache write": "cache writes (parent)",

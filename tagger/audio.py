@@ -16,6 +16,7 @@ import errno
 import math
 import mmap
 import os
+import re
 import stat
 import struct
 from contextlib import contextmanager
@@ -215,16 +216,17 @@ def _damaged(samples: np.ndarray) -> np.ndarray:
 @contextmanager
 def _open_track(path: Path, head: bytes):
     """The opened track of `path`: a chained Ogg file link by link, else one file with one decoder."""
+    if head[4:8] == b"ftyp":  # before the decoder: an MP4 cut before its index is not a decodable file to it
+        with stage("length check"):
+            _check_boxes_end(path)
     links = _ogg_links(path) if head.startswith(b"OggS") else None
     if links is None:
         track = _open_source(str(path), path.suffix.lower(), _sniffed_suffix(head, path.suffix.lower()))
     else:
         track = _ChainedTrack(path, links)
     try:
-        if head.startswith(b"OggS"):  # after the decoder took it: garbage stays 'not a decodable audio file'
-            _check_ogg_ends(path, track.duration)
-        elif head[:4] in (b"RIFF", b"RIFX", b"FORM"):
-            _check_chunks_end(path, track.duration)
+        with stage("length check"):
+            _check_ends(path, head, track.duration)
         yield track
     except BaseException:
         try:
@@ -236,6 +238,18 @@ def _open_track(path: Path, head: bytes):
         track.close()
     except (OSError, RuntimeError):  # RuntimeError: libsndfile's
         pass  # the file was only read, and its clips are decoded: a close that fails loses nothing
+
+
+def _check_ends(path: Path, head: bytes, duration: float) -> None:
+    """AudioError ('truncated') if the file ends before its own headers say its audio does (a
+    download in progress, a copy cut short): decoders read what is there without a word. Run after
+    the decoder took the file: garbage stays 'not a decodable audio file'."""
+    if head.startswith(b"OggS"):
+        _check_ogg_ends(path, duration)
+    elif head[:4] in (b"RIFF", b"RIFX", b"FORM"):
+        _check_chunks_end(path, duration)
+    elif head.startswith((b"fLaC", b"ID3")) or _mpeg_frame(head, 0) is not None:
+        _check_flac_or_mpeg_ends(path)
 
 
 def _sniffed_suffix(head: bytes, suffix: str) -> str:
@@ -945,6 +959,210 @@ def _check_chunks_end(path: Path, duration: float) -> None:
     declared = duration * found.declared / found.present
     raise AudioError(f"truncated: the audio data breaks off at {duration:.1f} s although the header says "
                      f"{declared:.1f} s ({missing:,} bytes missing)")
+
+
+def _check_flac_or_mpeg_ends(path: Path) -> None:
+    """AudioError ('truncated') if a FLAC or MP3 file ends before the length its own header declares
+    (a download still in progress, a copy cut short). Decoders take the length from that header and
+    read the audio that is there without a word: the track was judged on clips of what is left, and
+    tagged through a copy, which lost the rest of a download still being written to the old file.
+
+    FLAC: the STREAMINFO sample count against the last frame in the file (two frame headers in a row,
+    each with its CRC-8, that follow on from each other). MP3: the byte count of a Xing, Info or VBRI
+    header (LAME writes one, for CBR files too) against the file's size, where the file also ends
+    inside an MPEG frame (a file cut by an editor that left the header as it was ends on a frame's
+    end). A file whose header gives no length (an MP3 without one, a FLAC stream encoded from a
+    pipe) does not tell: it is read."""
+    with open(path, "rb") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            start = _id3v2_end(data)
+            cause = _flac_cut(data, start) if data[start:start + 4] == b"fLaC" else _mpeg_cut(data, start)
+    if cause:
+        raise AudioError(f"truncated: {cause}")
+
+
+FLAC_TAIL = 64 << 10  # of a FLAC file, the bytes searched for its last frames (4 of its largest frames, if more)
+FLAC_TAIL_MAX = 256 << 10  # at most (prefetch's TAIL_BYTES: what a slow share has read ahead)
+
+
+def _flac_cut(data, at: int) -> str | None:
+    """Why the FLAC stream at `at` of `data` is cut short, or None (whole, or its length not declared)."""
+    info_at, end = at + 8, at + 4
+    last = False
+    while not last:  # the metadata blocks: each a 4-byte header (last-block flag, type, 24-bit size)
+        if end + 4 > len(data):
+            return "the file ends inside its FLAC metadata"
+        last, size = bool(data[end] & 0x80), int.from_bytes(data[end + 1:end + 4], "big")
+        end += 4 + size
+    if end > len(data):
+        return f"the file ends inside its FLAC metadata ({end - len(data):,} bytes missing)"
+    if data[at + 4] & 0x7F != 0 or info_at + 34 > end:
+        return None  # no STREAMINFO first: not for this check to judge
+    info = bytes(data[info_at:info_at + 34])
+    min_block, max_block = int.from_bytes(info[0:2], "big"), int.from_bytes(info[2:4], "big")
+    max_frame = int.from_bytes(info[7:10], "big")
+    rate, total = int.from_bytes(info[10:13], "big") >> 4, int.from_bytes(info[13:18], "big") & (2 ** 36 - 1)
+    if not rate or not total:
+        return None
+    tail = max(end, len(data) - min(max(FLAC_TAIL, 4 * max_frame), FLAC_TAIL_MAX))
+    reached = _flac_last_sample(data, tail, fixed_block=max_block if min_block == max_block else None)
+    if reached is None or reached >= total:
+        return None
+    return f"the FLAC stream breaks off at {reached / rate:.1f} s although its header says {total / rate:.1f} s"
+
+
+def _flac_last_sample(data, start: int, *, fixed_block: int | None) -> int | None:
+    """Where the last FLAC frame from `start` of `data` ends, in samples from the stream's start: the
+    last frame header that follows on from the header before it (its first sample where that frame's
+    ends). None if no two such headers are there."""
+    frames = []  # (first sample, block size) of each frame header found, in order
+    for match in _FLAC_SYNC.finditer(data, start):
+        frame = _flac_frame(data, match.start(), fixed_block)
+        if frame is not None:
+            frames.append(frame)
+    for (first, size), (later, later_size) in zip(frames[-2::-1], frames[::-1]):
+        if first + size == later:
+            return later + later_size
+    return None
+
+
+_FLAC_SYNC = re.compile(rb"\xff[\xf8\xf9]")
+_UTF8_LEADS = (0x80, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE, 0xFF)  # the mask of a lead byte's marker bits, by count of bytes after it
+_FLAC_BLOCK_SIZES = {1: 192, 2: 576, 3: 1152, 4: 2304, 5: 4608, **{code: 256 << (code - 8) for code in range(8, 16)}}
+
+
+def _flac_frame(data, at: int, fixed_block: int | None) -> tuple[int, int] | None:
+    """(first sample, block size) of the FLAC frame whose header is at `at` of `data`, or None if
+    there is none there (its CRC-8 is checked), or its numbering needs a fixed block size not given."""
+    head = bytes(data[at:at + 16])
+    if len(head) < 6:
+        return None
+    block_code, rate_code = head[2] >> 4, head[2] & 15
+    channels, depth = head[3] >> 4, (head[3] >> 1) & 7
+    if block_code == 0 or rate_code == 15 or channels > 10 or depth == 3 or head[3] & 1:
+        return None
+    # the frame or sample number, coded as UTF-8 codes a character: 0xxxxxxx, 110xxxxx 10xxxxxx, ...,
+    # up to 11111110 and six 10xxxxxx (36 bits)
+    lead = head[4]
+    count = next((n for n, mask in enumerate(_UTF8_LEADS) if lead & mask == (mask << 1) & 0xFF), None)
+    if count is None:
+        return None
+    number = lead & ~_UTF8_LEADS[count] & 0xFF
+    pos = 5
+    for byte in head[pos:pos + count]:
+        if byte & 0xC0 != 0x80:
+            return None
+        number = number << 6 | byte & 0x3F
+    pos += count
+    extra_block = {6: 1, 7: 2}.get(block_code, 0)
+    extra_rate = {12: 1, 13: 2, 14: 2}.get(rate_code, 0)
+    if pos + extra_block + extra_rate >= len(head):
+        return None
+    size = _FLAC_BLOCK_SIZES.get(block_code) or int.from_bytes(head[pos:pos + extra_block], "big") + 1
+    pos += extra_block + extra_rate
+    if _crc8(head[:pos]) != head[pos]:
+        return None
+    if head[1] & 1:  # variable block size: the header numbers its first sample
+        return number, size
+    return (number * fixed_block, size) if fixed_block else None
+
+
+def _crc8(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc = _CRC8[crc ^ byte]
+    return crc
+
+
+def _crc8_table() -> tuple[int, ...]:
+    table = []
+    for n in range(256):  # polynomial x^8 + x^2 + x + 1 (FLAC's frame header CRC)
+        for _ in range(8):
+            n = (n << 1 ^ 0x07) & 0xFF if n & 0x80 else n << 1
+        table.append(n)
+    return tuple(table)
+
+
+_CRC8 = _crc8_table()
+MPEG_TAIL = 16 << 10  # of an MP3 file, the bytes walked frame by frame to see whether it ends inside a frame
+
+
+def _mpeg_cut(data, start: int) -> str | None:
+    """Why the MP3 stream from `start` of `data` is cut short (see _check_flac_or_mpeg_ends), or None."""
+    at = _mpeg_sync(data, start)
+    if at < 0:
+        return None
+    first = _mpeg_frame(data, at)
+    header = at + first.side_info
+    frames = None
+    if data[header:header + 4] in (b"Xing", b"Info"):
+        flags = int.from_bytes(data[header + 4:header + 8], "big")
+        if not flags & 2:
+            return None
+        if flags & 1:
+            frames = int.from_bytes(data[header + 8:header + 12], "big")
+        declared = int.from_bytes(data[header + 8 + 4 * (flags & 1):header + 12 + 4 * (flags & 1)], "big")
+    elif data[at + 36:at + 40] == b"VBRI":
+        declared = int.from_bytes(data[at + 46:at + 50], "big")
+        frames = int.from_bytes(data[at + 50:at + 54], "big")
+    else:
+        return None
+    missing = at + declared - len(data)
+    if missing <= 0 or not declared or not _mpeg_ends_inside_frame(data, max(at, len(data) - MPEG_TAIL), first.kind):
+        return None
+    said = f" although its header says {frames * first.samples / first.sample_rate:.1f} s" if frames else ""
+    reached = (len(data) - at) / declared * frames * first.samples / first.sample_rate if frames else None
+    where = f" at {reached:.1f} s" if reached is not None else ""
+    return f"the MP3 stream breaks off{where}{said} ({missing:,} bytes missing)"
+
+
+def _mpeg_ends_inside_frame(data, start: int, kind) -> bool:
+    """Whether the MPEG frames found from `start` of `data`, one after the other, run into the end of
+    `data` inside a frame (other bytes after them, a tag, end the walk: no)."""
+    at = _mpeg_sync(data, start, kind, limit=len(data))
+    while at >= 0:
+        if len(data) - at < 4:
+            return data[at:at + 1] == b"\xff"  # a frame header cut off
+        frame = _mpeg_frame(data, at)
+        if frame is None or frame.kind != kind:
+            return False
+        at += frame.length
+        if at >= len(data):
+            return at > len(data)
+    return False
+
+
+MP4_BOXES_MAX = 10_000  # top-level boxes walked at most (an MP4 has a handful: ftyp, moov, mdat, free)
+# The boxes an MP4 file holds at its top level (ISO/IEC 14496-12, QuickTime's 'wide'); anything else
+# there is bytes another program put after the boxes (an ID3v1 tag that a tagger added).
+MP4_TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"meta", b"uuid", b"pdin", b"moof",
+                 b"mfra", b"sidx", b"styp", b"ssix", b"prft", b"emsg", b"udta", b"pnot", b"junk"}
+
+
+def _check_boxes_end(path: Path) -> None:
+    """AudioError ('truncated') if a top-level box of an MP4/M4A file runs past the file's end (a
+    download in progress, a copy cut short). FFmpeg decodes what there is of its 'mdat' without a
+    word where the index ('moov') comes first, and finds no index where it comes last. Bytes after
+    the boxes that are not a top-level box are left to the decoder."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        at = 0
+        for _ in range(MP4_BOXES_MAX):
+            if at + 8 > size:
+                return
+            fh.seek(at)
+            head = fh.read(16)
+            length, name = struct.unpack(">I4s", head[:8])
+            if length == 1 and len(head) == 16:
+                length = int.from_bytes(head[8:16], "big")
+            if length < 8 or name not in MP4_TOP_BOXES:
+                return  # 0: a box that runs to the file's end; a short size or another name: not a box
+            if at + length > size:
+                raise AudioError(f"truncated: the file ends inside its '{name.decode()}' box "
+                                 f"({at + length - size:,} bytes missing)")
+            at += length
 
 
 def _ogg_tail(fh, size: int) -> bytes:

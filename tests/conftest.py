@@ -91,3 +91,18 @@ def first_block_in_flight(path, journal):
               "old_size": st.st_size, "new_size": st.st_size, "atime_ns": st.st_atime_ns,
               "mtime_ns": st.st_mtime_ns, "write_set": [[0, 4096]], "new_sha256": None}
     return fd, journal._begin(header, [(0, 4096)], fd)
+
+
+def moov_first(path, out) -> Path:
+    """The M4A `path` remuxed into `out` with its index ('moov') before its audio ('mdat'), as iTunes
+    and stores write it."""
+    import av
+
+    with av.open(str(path)) as src, av.open(str(out), "w", format="ipod", options={"movflags": "faststart"}) as dst:
+        stream = src.streams.audio[0]
+        target = dst.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.dts is not None:
+                packet.stream = target
+                dst.mux(packet)
+    return Path(out)

@@ -17,6 +17,7 @@ from tagger.audio import clip_offsets, decode_segments, load_clips, probe_durati
 from tagger.discover import AUDIO_SUFFIXES
 from tagger.errors import AudioError
 from tagger.weights import ClipPlan
+from tests.conftest import moov_first
 
 
 def test_contiguous_clips_sit_around_the_midpoint():
@@ -287,6 +288,66 @@ def test_a_cut_wav_or_aiff_file_is_truncated_and_a_whole_one_is_read(tmp_path, a
         streamed[4:8] = streamed[at + 4:at + 8] = b"\xff\xff\xff\xff"
         path.write_bytes(bytes(streamed))
         assert probe_duration(path) == pytest.approx(30.0, abs=0.01)
+
+
+def _flac_frame_starts(data: bytes) -> list[int]:
+    """Where the FLAC frames of `data` start (frame headers whose CRC-8 holds, that follow on)."""
+    from tagger import audio
+
+    return [m.start() for m in audio._FLAC_SYNC.finditer(data, data.find(b"\xff\xf8"))
+            if audio._flac_frame(data, m.start(), 4096) is not None]
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3", "m4a", "m4a moov first"])
+def test_a_cut_flac_mp3_or_m4a_file_is_truncated_and_a_whole_one_is_read(tmp_path, audio_dir, fmt):
+    """A FLAC, an MP3 with a Xing/Info header, and an M4A whose index comes first decoded what was
+    left of them without a word: a download in progress was judged on its clips and tagged through a
+    copy, and the rest of the download, written to the old file, was lost. Their headers say how long
+    they are. Whole files keep working, with an ID3v1 tag after them (FLAC, MP3, M4A alike: taggers add
+    one), and so does a file that declares no length: an MP3 without a Xing header, a FLAC stream of
+    unknown length, an MP3 whose end an editor cut on a frame's edge, leaving its header as it was."""
+    source = next(audio_dir.glob(f"*.{fmt.split()[0]}"))
+    if fmt == "m4a moov first":
+        moov_first(source, tmp_path / "source.m4a")
+        source = tmp_path / "source.m4a"
+    whole = source.read_bytes()
+    suffix = source.suffix
+    id3v1 = b"TAG" + b"Title of the track".ljust(30, b"\0") + bytes(95)
+    cut = {"half": whole[:len(whole) // 2], "nine tenths": whole[:len(whole) * 9 // 10]}
+    kept = {"whole": whole, "ID3v1 after it": whole + id3v1}
+    if fmt == "flac":
+        message = r"^truncated: the FLAC stream breaks off at (\d+\.\d) s although its header says 30\.0 s$"
+        starts = _flac_frame_starts(whole)
+        cut["on a frame's edge"] = whole[:starts[len(starts) // 2]]
+        cut["behind an ID3v2 tag"] = b"ID3\x04\x00\x00\x00\x00\x01\x00" + bytes(128) + whole[:len(whole) // 2]
+        unknown = bytearray(whole)
+        unknown[8 + 13:8 + 18] = bytes([unknown[8 + 13] & 0xF0, 0, 0, 0, 0])  # 36-bit sample count: 0
+        kept["no length declared, cut"] = bytes(unknown[:len(whole) // 2])
+    elif fmt == "mp3":
+        message = (r"^truncated: the MP3 stream breaks off at (\d+\.\d) s although its header says 27\.\d s "
+                   r"\([\d,]+ bytes missing\)$")
+        from tagger import audio
+
+        index = audio._mpeg_walk(whole, 0, audio._mpeg_frame(whole, 0))
+        kept["its last second cut on a frame's edge"] = whole[:index.offsets[-40]]
+        _without_first_frame(source, tmp_path / "noinfo.mp3")
+        kept["no Xing header, cut"] = (tmp_path / "noinfo.mp3").read_bytes()[:len(whole) // 2]
+    else:
+        message = r"^truncated: the file ends inside its 'mdat' box \([\d,]+ bytes missing\)$"
+    for name, data in cut.items():
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(data)
+        with pytest.raises(AudioError, match=message) as caught:
+            load_clips(path, plan=ClipPlan(), sample_rate=22050)
+        if fmt in ("flac", "mp3"):
+            assert 0 < float(re.match(message, str(caught.value)).group(1)) < 27.5, name
+        with pytest.raises(AudioError, match=message):
+            probe_duration(path)
+    for name, data in kept.items():
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(data)
+        assert probe_duration(path) > 10, name
+        assert load_clips(path, plan=ClipPlan(), sample_rate=22050).samples.shape[0] >= 1, name
 
 
 def test_nan_infinite_and_far_too_loud_float_samples(tmp_path):

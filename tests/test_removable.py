@@ -315,13 +315,14 @@ def test_a_drive_pulled_out_while_libsndfile_decodes_is_cannot_read(drive, tmp_p
 
 
 def test_a_truncated_flac_on_a_healthy_disk_is_still_corrupt_or_truncated(tmp_path):
-    """libsndfile's failure is the disk's only where the file cannot be read: a FLAC cut in half on a disk
-    that reads keeps its 'corrupt or truncated' message, a failure the scan does not retry."""
+    """libsndfile's failure is the disk's only where the file cannot be read: a FLAC whose second half is
+    zeros (its length as it was: no header tells it is cut) on a disk that reads keeps its 'corrupt or
+    truncated' message, a failure the scan does not retry."""
     from tagger.audio import decode_segments
 
     path = synth.make_track(tmp_path / "cut.flac", "calm", 20.0, seed=3)
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[:len(data) // 2] + bytes(len(data) - len(data) // 2))
     with pytest.raises(AudioError) as caught:
         decode_segments(path, [12.0], seconds=5.0, sample_rate=22050)
     assert re.match(r"^cannot decode at 12\.0 s, corrupt or truncated file \(.+\)$", str(caught.value))

@@ -18,7 +18,7 @@ import soundfile as sf
 
 from tagger import synth
 from tagger.tags import read_mood
-from tests.conftest import run_cli
+from tests.conftest import moov_first, run_cli
 
 ROOT = os.geteuid() == 0
 
@@ -394,8 +394,8 @@ def _bad_library(tmp_path: Path, audio_dir: Path) -> tuple[Path, dict[str, str]]
     os.symlink(lib, lib / "loop")
     expected = {
         "empty.mp3": "empty file",
-        "truncated.mp3": "truncated",
-        "truncated.flac": "corrupt or truncated",
+        "truncated.mp3": "truncated: the MP3 stream breaks off at",
+        "truncated.flac": "truncated: the FLAC stream breaks off at",
         "truncated.ogg": "truncated: the Ogg stream breaks off at",
         "truncated.opus": "truncated: the Ogg stream breaks off at",
         "random.ogg": "not a decodable audio file",
@@ -439,7 +439,7 @@ def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audi
     for name in ("empty.mp3", "truncated.flac", "truncated.ogg", "truncated.opus", "random.ogg", "notes.mp3",
                  "short.wav", "silence.flac"):
         assert cached[str(lib / name)]["status"] == "failed"
-    for name in ("silence.flac", "truncated.ogg", "truncated.opus"):
+    for name in ("silence.flac", "truncated.mp3", "truncated.flac", "truncated.ogg", "truncated.opus"):
         assert read_mood(lib / name) is None  # nothing (or half a track) to judge: no tag written
     # `moodtag classify` gives the same cause
     proc = run_cli("classify", lib / "truncated.ogg", lib / "truncated.opus", "--model", test_model)
@@ -448,6 +448,33 @@ def test_bad_inputs_each_give_one_clear_line_and_the_scan_goes_on(tmp_path, audi
     # a second scan does not retry the unchanged failures
     proc = scan(lib, "--db", db, "--model", test_model, "--json")
     assert {json.loads(line)["action"] for line in proc.stdout.splitlines()} <= {"cached"}
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3", "m4a"])
+def test_a_download_in_progress_is_left_alone_and_tagged_once_whole(tmp_path, test_model, fmt):
+    """A file still being downloaded (nine tenths of it written, the downloader's file still open)
+    was analysed on what was there and tagged through a copy; the downloader wrote the rest into the
+    old file, and it was lost. Its header says how long it is: it is a failed track ('truncated'),
+    left as it is, and tagged by the first scan after the download is done."""
+    lib, db = tmp_path / "Music", tmp_path / "c.db"
+    lib.mkdir()
+    source = synth.make_track(tmp_path / f"source.{fmt}", "calm", 60.0, seed=5)  # its clips all in the first 9/10
+    if fmt == "m4a":  # its index first, as stores deliver it: FFmpeg decodes what there is of its audio
+        source = moov_first(source, tmp_path / "moov-first.m4a")
+    whole = source.read_bytes()
+    path, cut = lib / f"download.{fmt}", len(whole) * 9 // 10
+    with open(path, "wb") as download:
+        download.write(whole[:cut])
+        download.flush()
+        proc = scan(lib, "--db", db, "--model", test_model, "--jobs", "1")
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(rf"^failed: {re.escape(str(path))}: truncated: ", proc.stderr, re.M), proc.stderr
+        assert path.read_bytes() == whole[:cut]
+        download.write(whole[cut:])
+    assert path.read_bytes() == whole  # the download was not cut off from its file
+    proc = scan(lib, "--db", db, "--model", test_model, "--jobs", "1", "--json", check=True)
+    assert json.loads(proc.stdout)["action"] == "analysed"
+    assert read_mood(path) is not None and rows(db)[str(path)]["status"] == "ok"
 
 
 def bad_name_bytes(lib: Path) -> bytes:
