@@ -23,7 +23,9 @@ function that makes the change through a file object (for tags.py: mutagen's sav
    has a complete entry, and `UndoJournal.recover()` writes its old bytes back (or keeps the new
    ones when the write turns out to have finished). The entry also hashes a sample of the bytes the
    write leaves alone: a file that comes back under another inode number (a FAT or exFAT disk mounted
-   again) is still undone when they match, and left alone as another file when they do not. The entry
+   again) is still undone when they match, and left alone as another file when they do not; where the
+   write leaves no bytes alone (a small file whose first tag shifts all of it), a hash of each new
+   block does it: a file whose every block is old or new is the one torn. The entry
    goes into one file per journal, locked, reused write after write, so the common write costs one small
    write, two syncs and no file created or deleted.
 
@@ -86,6 +88,8 @@ SPACE_MARGIN = 1 << 20      # free space kept beyond what a copy or a journal en
 READ_AHEAD = 64 << 10       # the overlay reads the original this much at a time
 SHORT_RUN = 256 << 10       # a copy takes a run of the original shorter than this through memory
 KEPT_SAMPLE = 64 << 10      # bytes an in-place write leaves alone, hashed in its entry at each of two places
+BLOCK_DIGEST = 8            # bytes of the hash of each new block an in-place write writes, kept in its entry,
+NEW_BLOCKS_MAX = 16384      # for up to this many blocks (64 MiB; 256 KiB of hex in the entry's header)
 RECOVERY_TRIES = 1000       # a recovery's tries (1 ms apart) to lock an entry only readers hold a moment
 
 _CHUNK = 1 << 20
@@ -826,8 +830,9 @@ def _judge(fd: int, st: os.stat_result, entry: _Entry) -> str:
     side of the write), "finished" (the new bytes whole), "untouched" (the old bytes), "torn" (to be
     undone), "other" (another file has its name now) or "unsure" (its inode changed and nothing tells
     whether it is the file written: kept for later). A file whose (device, inode) differ from the entry's is
-    the one written when the bytes the write leaves alone hash as they did (kept_sha256), or, for an entry
-    without that hash, when its inode number is the same (a disk back under another device number): FAT
+    the one written when the bytes the write leaves alone hash as they did (kept_sha256); for an entry
+    without that hash, when every block of its write holds its old or its new bytes (new_blocks), or
+    when its inode number is the same (a disk back under another device number): FAT
     and exFAT drivers number inodes afresh at each mount, and a disk plugged in again may get another
     device number, so identity alone would leave a torn file for good. (Recovery and `interrupted` judge alike.)"""
     header = entry.header
@@ -843,7 +848,44 @@ def _judge(fd: int, st: os.stat_result, entry: _Entry) -> str:
         return "torn"
     if header.get("kept_sha256"):
         return "torn" if _hash_ranges(fd, header["kept_spans"]) == header["kept_sha256"] else "other"
+    if header.get("new_blocks") and _old_or_new_blocks(fd, entry):
+        return "torn"
     return "torn" if st.st_ino == header["ino"] else "unsure"
+
+
+def _old_or_new_blocks(fd: int, entry: _Entry) -> bool:
+    """Whether every block the entry's write writes holds either its new bytes (their hash in the entry,
+    `new_blocks`) or its old ones (journaled; past the old end of the file: none yet, or zeros), as a
+    write cut off anywhere leaves them. This tells a torn file that the write changed through and
+    through (a small file whose first tag shifts every byte, where no bytes are left alone to hash)
+    under a new inode number from another file of the same size."""
+    header = entry.header
+    digests, old_size = header["new_blocks"], header["old_size"]
+    index = 0
+    for lo, hi in header["write_set"]:
+        for pos in range(lo, hi, BLOCK):
+            now = _pread(fd, min(hi, pos + BLOCK) - pos, pos)
+            index += 1
+            if _block_digest(now) == digests[(index - 1) * 2 * BLOCK_DIGEST:index * 2 * BLOCK_DIGEST]:
+                continue
+            old_part = now[:max(0, old_size - pos)]
+            if now[len(old_part):].strip(b"\0") or old_part and old_part != _journaled(entry, pos, len(old_part)):
+                return False
+    return True
+
+
+def _journaled(entry: _Entry, offset: int, length: int) -> bytes | None:
+    """The old bytes [offset, offset + length) of the entry's file, if the entry holds them all."""
+    at = entry.data_offset
+    for lo, hi in entry.header["ranges"]:
+        if lo <= offset and offset + length <= hi:
+            return _pread(entry.fd, length, at + offset - lo)
+        at += hi - lo
+    return None
+
+
+def _block_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=BLOCK_DIGEST).hexdigest()
 
 
 def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
@@ -985,16 +1027,20 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save,
         if plan is not None:
             write_set = plan.write_set()
             read_file = lambda offset, length: _pread(fd, length, offset)   # noqa: E731 (nothing written yet)
-            digest = hashlib.sha256()
+            digest, blocks = hashlib.sha256(), []
             for lo, hi in write_set:
                 for pos in range(lo, hi, _CHUNK):
-                    digest.update(plan.read_new(pos, min(hi, pos + _CHUNK), read_file))
+                    chunk = plan.read_new(pos, min(hi, pos + _CHUNK), read_file)
+                    digest.update(chunk)
+                    blocks.extend(_block_digest(chunk[k:k + BLOCK]) for k in range(0, len(chunk), BLOCK))
             kept = _kept_spans(min(st.st_size, plan.new_size), [*plan.changed, *write_set])
             header.update(new_size=plan.new_size, write_set=write_set, new_sha256=digest.hexdigest(),
-                          kept_spans=kept, kept_sha256=_hash_ranges(fd, kept) if kept else None)
+                          kept_spans=kept, kept_sha256=_hash_ranges(fd, kept) if kept else None,
+                          new_blocks="".join(blocks) if len(blocks) <= NEW_BLOCKS_MAX else None)
             entry = journal._begin(header, plan.changed, fd)
         else:  # no plan: mutagen writes the file itself, every old byte journaled first
-            header.update(new_size=None, write_set=[], new_sha256=None, kept_spans=[], kept_sha256=None)
+            header.update(new_size=None, write_set=[], new_sha256=None, kept_spans=[], kept_sha256=None,
+                          new_blocks=None)
             entry = journal._begin(header, [(0, st.st_size)] if st.st_size else [], fd)
         written = False   # whether any byte of ours may be in the file: only then is there anything to undo
         try:

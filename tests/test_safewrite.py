@@ -1007,8 +1007,20 @@ def torn(fd, plan, read_old):   # part of the write reaches the disk, then the p
     die()
 
 
+def half_new(fd, plan, read_old):   # the first half of the new blocks reach the disk, then the power goes
+    blocks = [(pos, min(hi, pos + 4096)) for lo, hi in plan.write_set() for pos in range(lo, hi, 4096)]
+    if plan.new_size > plan.old_size:
+        os.ftruncate(fd, plan.new_size)
+    for lo, hi in blocks[:len(blocks) // 2]:
+        safewrite._pwrite(fd, plan.read_new(lo, hi, read_old), lo)
+    os.fsync(fd)
+    die()
+
+
 if when == "torn":
     safewrite._apply = torn
+elif when == "half new":
+    safewrite._apply = half_new
 elif when == "untouched":
     safewrite._apply = die
 else:
@@ -1022,13 +1034,16 @@ write_mood(path, MoodValues(mood="calm", scores={"calm": 0.913, "exciting": 0.08
 """
 
 
-def killed_in_place(tmp_path, small_sources, journal, when: str, entry_format: str = "new") -> tuple[Path, bytes]:
-    """A FLAC file with padding whose in-place tag write died `when` ("torn", "untouched", "finished"), then
-    given a new inode with the same bytes, as a FAT or exFAT disk mounted again does (its driver numbers
-    inodes afresh). (path, its bytes before the write)."""
-    path = tmp_path / "track.flac"
-    shutil.copyfile(small_sources["flac"], path)
-    write_mood(path, OTHER, journal=journal)   # now there is padding: the next write is in place
+def killed_in_place(tmp_path, small_sources, journal, when: str, entry_format: str = "new", *,
+                    first_tag: bool = False) -> tuple[Path, bytes]:
+    """A FLAC file with padding whose in-place tag write died `when` ("torn", "half new", "untouched",
+    "finished"), then given a new inode with the same bytes, as a FAT or exFAT disk mounted again does (its
+    driver numbers inodes afresh). `first_tag`: an untagged small MP3 instead, whose first ID3 tag shifts
+    every byte (written in place: it is small). (path, its bytes before the write)."""
+    path = tmp_path / ("track.mp3" if first_tag else "track.flac")
+    shutil.copyfile(small_sources["mp3" if first_tag else "flac"], path)
+    if not first_tag:
+        write_mood(path, OTHER, journal=journal)   # now there is padding: the next write is in place
     journal.close()
     data = path.read_bytes()
     proc = subprocess.run([sys.executable, "-c", KILLED_IN_PLACE, str(path), str(journal.folder), when,
@@ -1084,6 +1099,37 @@ def test_another_file_of_the_same_size_at_the_path_is_not_undone(tmp_path, small
     assert journal.interrupted() == set()
     assert [(r.path, r.action) for r in journal.recover()] == [(path, "left alone: another file has its name now")]
     assert path.read_bytes() == other and not list(journal.folder.iterdir())
+
+
+def test_a_write_that_shifts_every_byte_torn_is_undone_after_the_disk_is_mounted_again(tmp_path, small_sources,
+                                                                                        journal):
+    """A small MP3's first tag shifts all of its bytes, so no bytes are left alone for the entry to hash:
+    torn on a share or a FAT disk mounted again under new inode numbers, it stayed "not recovered yet"
+    for good. The hash of each new block shows a file made only of old and new blocks: it is restored.
+    Another file of the same size in its place stays as it is, its entry kept for later."""
+    path, data = killed_in_place(tmp_path, small_sources, journal, "half new", first_tag=True)
+    (entry,) = journal.folder.iterdir()
+    fd = os.open(entry, os.O_RDONLY)
+    try:
+        header, _ = safewrite._read_entry(fd)
+    finally:
+        os.close(fd)
+    assert header["kept_sha256"] is None and header["write_set"] == [[0, len(path.read_bytes())]]
+    torn = path.read_bytes()
+    assert torn != data and torn[:3] == b"ID3"
+    other = bytes(b ^ 0x55 for b in torn)
+    path.with_name(".other").write_bytes(other)
+    os.replace(path.with_name(".other"), path)   # another file of the same size, new inode
+    restored = journal.recover()
+    assert [(r.path, r.pending) for r in restored] == [(path, True)], restored
+    assert path.read_bytes() == other
+    path.with_name(".torn").write_bytes(torn)
+    os.replace(path.with_name(".torn"), path)   # the torn file again, under yet another inode number
+    assert journal.interrupted() == {os.path.realpath(path)}
+    assert [(r.path, r.action) for r in journal.recover()] == [
+        (path, "restored as it was before an interrupted tag write")]
+    assert path.read_bytes() == data and read_mood(path) is None
+    assert not list(journal.folder.iterdir())
 
 
 def test_an_older_entry_under_another_inode_is_kept_for_later(tmp_path, small_sources, journal):
