@@ -23,12 +23,12 @@ if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--
 
 ORDERS = ("confidence", "path", "artist", "album", "analyzed")
 STATUSES = ("ok", "failed", "missing")
-_ORDER_SQL = {  # order -> (first key, tie-breakers)
-    "confidence": ("confidence", "path"),
-    "path": ("path", None),
-    "artist": ("artist COLLATE NOCASE", "album COLLATE NOCASE, title COLLATE NOCASE, path"),
-    "album": ("album COLLATE NOCASE", "path"),
-    "analyzed": ("analyzed_at", "path"),
+_ORDER_SQL = {  # order -> (first key, tie-breakers); desc reverses every one of them
+    "confidence": ("confidence", ("path",)),
+    "path": ("path", ()),
+    "artist": ("artist COLLATE NOCASE", ("album COLLATE NOCASE", "title COLLATE NOCASE", "path")),
+    "album": ("album COLLATE NOCASE", ("path",)),
+    "analyzed": ("analyzed_at", ("path",)),
 }
 FOLD_FUNCTION = "moodtag_fold"
 SQLITE_INT_MAX = 2**63 - 1  # the largest integer SQLite takes (--limit is clamped to it)
@@ -238,11 +238,12 @@ def select_tracks(cache: Cache, track_filter: TrackFilter, select: str, params: 
             where.append(condition)
             params.append(value)
     first, rest = _ORDER_SQL[f.order]
-    direction = "DESC" if f.desc else "ASC"
+    direction = "DESC" if f.desc else "ASC"  # of every key: desc lists the ascending order backwards
+    keys = ", ".join(f"{key} {direction}" for key in (first, *rest))
     if first == "path":  # the key: never NULL (every write sets it), so read in the order of its index
-        order_by = f"path {direction}"
-    else:
-        order_by = f"{first} IS NULL, {first} {direction}" + (f", {rest}" if rest else "")
+        order_by = keys
+    else:  # rows without the first key's value last, either way
+        order_by = f"{first} IS NULL, {keys}"
     sql = (f"SELECT {select} FROM {TABLE}"
            + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order_by}")
     if f.limit is not None:

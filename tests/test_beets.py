@@ -155,13 +155,16 @@ def test_import_without_write_leaves_the_files_alone(tmp_path, originals):
 
 
 def test_a_bad_file_is_one_line_and_the_rest_go_through(tmp_path, originals):
+    """Each failed item is one `failed:` line and is counted; the run completed, so the exit status is 0,
+    as `moodtag scan`'s is when some files failed (README: both say so)."""
     beet = Beets(tmp_path, originals, moodtag={"auto": False})
     beet("import", "-A", "-q", str(beet.music))
     garbage = beet.music / "exciting_b.ogg"
     garbage.write_bytes(os.urandom(garbage.stat().st_size))
     (beet.music / "calm_b.wav").unlink()
 
-    run = beet("moodtag")
+    run = beet("moodtag", check=False)
+    assert run.returncode == 0, run.stderr
     failures = [line for line in run.stderr.splitlines() if line.startswith("failed:")]
     assert len(failures) == 2, run.stderr
     assert any(str(garbage) in line for line in failures)

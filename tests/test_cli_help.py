@@ -153,6 +153,21 @@ def test_a_bad_option_value_is_worded_as_typer_words_it(tmp_path, args, error):
     assert proc.returncode == 2 and error in " ".join(proc.stderr.split()), proc.stderr
 
 
+@pytest.mark.parametrize("args", [["query", "--min-confidence", "nan"], ["query", "--min-confidence=NaN"],
+                                  ["playlist", "calm", "--min-confidence", "nan"],
+                                  ["playlists", "--out-dir", "pl", "--min-confidence", "-nan"]])
+def test_a_nan_bound_option_says_it_is_not_a_number_between_the_bounds(tmp_path, args):
+    """`--min-confidence nan` was refused as "Input should be less than or equal to 1", as if NaN were too
+    large (Typer's coercion takes the text for a float first); now one line says it is not a number
+    between 0 and 1."""
+    proc = run_cli(*args, "--db", tmp_path / "none.db")
+    value = args[-1].split("=")[-1]
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.splitlines()[-1] == (f"Error: Invalid value for '--min-confidence': {value!r} is not a number "
+                                            "between 0 and 1"), proc.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_version_is_the_packages_and_imports_nothing_heavy(tmp_path):
     """`moodtag --version` prints tagger.__version__ (the package's); torch and numpy that refuse to
     import, first on PYTHONPATH, show it loads neither."""

@@ -132,6 +132,25 @@ def test_order_desc_limit(cache_db):
     assert [a.casefold() for a in artists] == sorted(a.casefold() for a in artists)
 
 
+@pytest.mark.parametrize("order, column", [("artist", "artist"), ("album", "album"), ("confidence", "confidence"),
+                                           ("analyzed", "analyzed_at"), ("path", "path")])
+def test_desc_reverses_every_key_of_the_order(cache_db, order, column):
+    """--desc reversed the first key alone: `--order artist --desc` listed Miles Davis's tracks by title
+    A to Z, `--order album --desc` an album's tracks by path A to Z (the tie-breakers ascending). Now it
+    lists the ascending order backwards, each key reversed; rows without the value still come last."""
+    def listed(*args):
+        rows = query_json(cache_db, "--order", order, *args)
+        with_value = [r["path"] for r in rows if r[column] is not None]
+        assert [r["path"] for r in rows] == with_value + [r["path"] for r in rows if r[column] is None]
+        return with_value, [r["path"] for r in rows if r[column] is None]
+
+    ascending, descending = listed(), listed("--desc")
+    assert descending == (ascending[0][::-1], ascending[1][::-1])
+    if order == "artist":
+        assert names(query_json(cache_db, "--order", "artist", "--desc", "--artist", "miles"), cache_db) == [
+            "jazz/So What.flac", "jazz/Blue in Green.flac"]
+
+
 def test_csv(cache_db):
     result = invoke("query", "--db", str(cache_db["db"]), "--csv", "--mood", "calm", "--order", "path")
     assert result.exit_code == 0, result.output
@@ -524,6 +543,31 @@ def test_backslashes_in_tsv_cells_and_globs_are_written_as_in_the_key(tmp_path):
     found = run_cli("query", "--db", db, "--paths", "--path-glob", "AC\\DC/*")
     assert found.stdout == f"{root}/AC\\DC/a.mp3\n"
     assert run_cli("query", "--db", db, "--paths", "--path-glob", f"{root}/AC\\DC/a.mp3").stdout == found.stdout
+
+
+def test_a_path_from_sql_is_its_stored_value_escaped_and_the_help_says_why_it_differs(tmp_path):
+    r"""The listing spells the file AC\DC/a.mp3 `AC\\DC/a.mp3` (the key, whose backslashes are doubled
+    already: undone, the file's name), `--sql 'SELECT path ...'` `AC\\\\DC/a.mp3` (every cell escaped from
+    its stored value: undone, the key), and neither the help nor the README said so (the README: "the
+    same way"). Both stay parseable; the help now names the difference, and --csv writes the key in both."""
+    from tests.conftest import run_cli
+
+    root, db = tmp_path / "music", tmp_path / "c.db"
+    (root / "AC\\DC").mkdir(parents=True)
+    (root / "AC\\DC" / "a.mp3").write_bytes(b"x")
+    with Cache.open(db) as cache:
+        cache.record(_result(root / "AC\\DC/a.mp3", 0.9), TrackRef.from_path(root / "AC\\DC/a.mp3"),
+                     info={"format": "mp3"})
+    key = f"{root}/AC\\\\DC/a.mp3"
+    assert run_cli("query", "--db", db).stdout.splitlines()[1].split("\t")[0] == key
+    sql = run_cli("query", "--db", db, "--sql", "SELECT path FROM tracks").stdout.splitlines()
+    assert sql == ["path", key.replace("\\", "\\\\")]
+    assert sql[1].encode("latin-1", "backslashreplace").decode("unicode_escape") == key
+    for args in ((), ("--sql", "SELECT path FROM tracks")):
+        assert run_cli("query", "--db", db, "--csv", *args).stdout.splitlines()[1].split(",")[0] == key
+    text = " ".join(run_cli("query", "--help", env={"COLUMNS": "80"}).stdout.split())
+    assert ("the path is the cache's key, spelled so already, and undone gives the file's name; --sql escapes each "
+            "cell from its stored value, so a path it selects has its backslashes doubled once more") in text
 
 
 def test_a_missing_file_whose_tag_write_failed_counts_as_missing(tmp_path):

@@ -3,10 +3,13 @@ built when the command runs (importing pydantic and building a dozen adapters: 0
 command). `plain_coercion` gives a command's parameters a coercion that turns the values moodtag's
 options take (text, whole and decimal numbers, choices, paths through a parser) into what Typer's
 would, and hands every other value, and every value it cannot take, to Typer's own coercion, so that
-errors read exactly as before. On a Typer without this machinery it changes nothing.
+errors read exactly as before; but NaN given to a number option with bounds (`--min-confidence nan`),
+which Typer's says should be "less than or equal to 1", is refused here as not a number between them.
+On a Typer without this machinery it changes nothing.
 """
 from __future__ import annotations
 
+import math
 import re
 from enum import Enum
 from typing import Any, Callable
@@ -70,6 +73,10 @@ def _converter(descriptor) -> Callable[[Any, Any], Any] | None:
         def number(value, ctx):
             if type(value) is str and pattern.fullmatch(value):
                 value = annotation(value)
+            elif annotation is float and (low is not None or high is not None) and _is_nan(value):
+                from typer import BadParameter
+
+                raise BadParameter(f"{value!r} is not a number {_range_words(low, high)}", ctx=ctx)
             if type(value) is not annotation or (low is not None and value < low) or (high is not None and value > high):
                 return _REFUSED
             return value
@@ -81,6 +88,22 @@ def _converter(descriptor) -> Callable[[Any, Any], Any] | None:
         return lambda value, ctx: _refusing(lambda: coerce_cli_choice(
             value, choices=choices, case_sensitive=case_sensitive, ctx=ctx))
     return None
+
+
+def _is_nan(value) -> bool:
+    """Whether `value` (a float, or text such as 'nan' or 'NaN') is NaN: Typer's coercion takes it and then
+    says it should be less than or equal to the maximum, as if it were too large."""
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _range_words(low, high) -> str:
+    """'between 0 and 1', 'of at least 0', 'of at most 1'."""
+    if low is not None and high is not None:
+        return f"between {low:g} and {high:g}"
+    return f"of at least {low:g}" if low is not None else f"of at most {high:g}"
 
 
 def _refusing(convert: Callable[[], Any]) -> Any:

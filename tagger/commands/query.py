@@ -41,8 +41,11 @@ def query(
              "repeat it for any of several.")] = None,
     order: Annotated[Order, typer.Option(
         "--order", metavar="KEY",
-        help="Sort by confidence, path, artist, album or analyzed (rows without a value come last).")] = Order.path,
-    desc: Annotated[bool, typer.Option("--desc", help="Sort descending.")] = False,
+        help="Sort by confidence, path, artist, album or analyzed (ties: artist by album, title, then path; "
+             "the others by path; rows without a value come last).")] = Order.path,
+    desc: Annotated[bool, typer.Option(
+        "--desc", help="Reverse the order, every key of it (artist: album, title and path too; rows without "
+                       "the value still come last).")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", min=0, help="At most N rows.")] = None,
     json_lines: JsonOption = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="CSV of a track's 16 fields, with a header row.")] = False,
@@ -57,7 +60,9 @@ def query(
     Output: on a terminal, a table that fits its width (the path always shown, never cut; artist, title
     and album are dropped first when space runs out). When standard output is not a terminal (a pipe, a
     file): tab-separated values, a header line then one line per track (path, mood, confidence, artist,
-    title, album, status, error; control characters in a value escaped as \\t, \\n, \\xNN). --paths: the
+    title, album, status, error; control characters in a value escaped as \\t, \\n, \\xNN, a backslash as
+    \\\\: the path is the cache's key, spelled so already, and undone gives the file's name; --sql escapes
+    each cell from its stored value, so a path it selects has its backslashes doubled once more). --paths: the
     paths alone, one per line (in a pipe or a file, each file's own name bytes, for xargs -d '\\n'; a name
     holding a line break is left out with a warning). --json (JSON Lines) and --csv: a track's 16 fields
     (--sql reads the cache's other columns). Never changes a track's row; a cache made by an older moodtag
