@@ -967,65 +967,98 @@ def _check_flac_or_mpeg_ends(path: Path) -> None:
     read the audio that is there without a word: the track was judged on clips of what is left, and
     tagged through a copy, which lost the rest of a download still being written to the old file.
 
-    FLAC: the STREAMINFO sample count against the last frame in the file (two frame headers in a row,
-    each with its CRC-8, that follow on from each other). MP3: the byte count of a Xing, Info or VBRI
-    header (LAME writes one, for CBR files too) against the file's size, where the file also ends
-    inside an MPEG frame (a file cut by an editor that left the header as it was ends on a frame's
-    end). A file whose header gives no length (an MP3 without one, a FLAC stream encoded from a
-    pipe) does not tell: it is read."""
+    FLAC: the STREAMINFO sample count against the end of the last frame in the file's tail (a frame
+    header, its CRC-8 checked, whose first sample is where an earlier one's frame ends); a last frame
+    shorter than a fixed-block stream's block is its real end, whatever the count says (files joined
+    by a stream copy keep the first one's count). MP3: the byte count of a Xing, Info or VBRI header
+    (LAME writes one, for CBR files too) against the file's size, where the file also ends inside an
+    MPEG frame and lacks more than the rest of that frame (a file cut by an editor that left the
+    header as it was ends on a frame's edge; an old file a few bytes short plays whole). A file whose
+    header gives no length (an MP3 without one, a FLAC stream encoded from a pipe) does not tell: it
+    is read. Plain reads of the head and the tail, not a memory map: a file cut while it is read here
+    reads short, where a mapped page past its new end would kill the process (SIGBUS)."""
     with open(path, "rb") as fh:
-        if fh.seek(0, os.SEEK_END) == 0:
-            return
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            start = _id3v2_end(data)
-            cause = _flac_cut(data, start) if data[start:start + 4] == b"fLaC" else _mpeg_cut(data, start)
+        size = fh.seek(0, os.SEEK_END)
+        start = _id3v2_end_of(fh, size)
+        first = _read_at(fh, start, MPEG_FIRST)
+        if not first.startswith(b"fLaC") and _mpeg_sync(first, 0) < 0:
+            first = _read_at(fh, start, MPEG_HEAD)  # junk before the first frame
+        cause = _flac_cut(fh, start, size) if first.startswith(b"fLaC") else _mpeg_cut(fh, first, start, size)
     if cause:
         raise AudioError(f"truncated: {cause}")
 
 
+def _id3v2_end_of(fh, size: int) -> int:
+    """Where the ID3v2 tags at the start of the file `fh` end (several, as some taggers leave them; 0 if none)."""
+    at = 0
+    for _ in range(ID3V2_TAGS_MAX):
+        header = _read_at(fh, at, 10)
+        if len(header) < 10 or not header.startswith(b"ID3"):
+            break
+        at += _id3v2_end(header)
+    return at
+
+
+ID3V2_TAGS_MAX = 1000  # ID3v2 tags one after the other at a file's start, read at most
+
+
+def _read_at(fh, offset: int, length: int) -> bytes:
+    fh.seek(offset)
+    return fh.read(length)
+
+
 FLAC_TAIL = 64 << 10  # of a FLAC file, the bytes searched for its last frames (4 of its largest frames, if more)
 FLAC_TAIL_MAX = 256 << 10  # at most (prefetch's TAIL_BYTES: what a slow share has read ahead)
+FLAC_BLOCKS_MAX = 10_000  # metadata blocks walked at most (a file has a handful)
 
 
-def _flac_cut(data, at: int) -> str | None:
-    """Why the FLAC stream at `at` of `data` is cut short, or None (whole, or its length not declared)."""
-    info_at, end = at + 8, at + 4
-    last = False
-    while not last:  # the metadata blocks: each a 4-byte header (last-block flag, type, 24-bit size)
-        if end + 4 > len(data):
+def _flac_cut(fh, at: int, size: int) -> str | None:
+    """Why the FLAC stream at `at` of the file `fh` (`size` bytes) is cut short, or None (whole, or its
+    length not declared)."""
+    end, last, blocks = at + 4, False, 0
+    while not last and blocks < FLAC_BLOCKS_MAX:  # the metadata blocks: a 4-byte header each (last-block flag, type, size)
+        header = _read_at(fh, end, 4)
+        if len(header) < 4:
             return "the file ends inside its FLAC metadata"
-        last, size = bool(data[end] & 0x80), int.from_bytes(data[end + 1:end + 4], "big")
-        end += 4 + size
-    if end > len(data):
-        return f"the file ends inside its FLAC metadata ({end - len(data):,} bytes missing)"
-    if data[at + 4] & 0x7F != 0 or info_at + 34 > end:
+        last, blocks = bool(header[0] & 0x80), blocks + 1
+        end += 4 + int.from_bytes(header[1:4], "big")
+    if end > size:
+        return f"the file ends inside its FLAC metadata ({end - size:,} bytes missing)"
+    info = _read_at(fh, at + 4, 38)
+    if len(info) < 38 or info[0] & 0x7F != 0 or at + 8 + 34 > end:
         return None  # no STREAMINFO first: not for this check to judge
-    info = bytes(data[info_at:info_at + 34])
+    info = info[4:]
     min_block, max_block = int.from_bytes(info[0:2], "big"), int.from_bytes(info[2:4], "big")
     max_frame = int.from_bytes(info[7:10], "big")
     rate, total = int.from_bytes(info[10:13], "big") >> 4, int.from_bytes(info[13:18], "big") & (2 ** 36 - 1)
     if not rate or not total:
         return None
-    tail = max(end, len(data) - min(max(FLAC_TAIL, 4 * max_frame), FLAC_TAIL_MAX))
-    reached = _flac_last_sample(data, tail, fixed_block=max_block if min_block == max_block else None)
-    if reached is None or reached >= total:
+    tail_at = max(end, size - min(max(FLAC_TAIL, 4 * max_frame), FLAC_TAIL_MAX))
+    fixed = max_block if min_block == max_block else None
+    found = _flac_last_frame(_read_at(fh, tail_at, size - tail_at), fixed_block=fixed)
+    if found is None:
         return None
-    return f"the FLAC stream breaks off at {reached / rate:.1f} s although its header says {total / rate:.1f} s"
+    first, block = found
+    if first + block >= total or fixed and block < fixed:  # a short last block: the stream's own end
+        return None
+    return f"the FLAC stream breaks off at {(first + block) / rate:.1f} s although its header says {total / rate:.1f} s"
 
 
-def _flac_last_sample(data, start: int, *, fixed_block: int | None) -> int | None:
-    """Where the last FLAC frame from `start` of `data` ends, in samples from the stream's start: the
-    last frame header that follows on from the header before it (its first sample where that frame's
-    ends). None if no two such headers are there."""
-    frames = []  # (first sample, block size) of each frame header found, in order
-    for match in _FLAC_SYNC.finditer(data, start):
+def _flac_last_frame(data: bytes, *, fixed_block: int | None) -> tuple[int, int] | None:
+    """(first sample, block size) of the last FLAC frame in `data` (the tail of a file) that follows on
+    from one before it: a frame header whose first sample is where an earlier header's frame ends (a
+    chance look-alike inside a frame's audio, CRC-8 and all, has no such predecessor, and does not
+    hide the real one). None if there is none."""
+    ends: set[int] = set()
+    found = None
+    for match in _FLAC_SYNC.finditer(data):
         frame = _flac_frame(data, match.start(), fixed_block)
-        if frame is not None:
-            frames.append(frame)
-    for (first, size), (later, later_size) in zip(frames[-2::-1], frames[::-1]):
-        if first + size == later:
-            return later + later_size
-    return None
+        if frame is None:
+            continue
+        if frame[0] in ends:
+            found = frame
+        ends.add(frame[0] + frame[1])
+    return found
 
 
 _FLAC_SYNC = re.compile(rb"\xff[\xf8\xf9]")
@@ -1087,51 +1120,59 @@ def _crc8_table() -> tuple[int, ...]:
 
 _CRC8 = _crc8_table()
 MPEG_TAIL = 16 << 10  # of an MP3 file, the bytes walked frame by frame to see whether it ends inside a frame
+MPEG_FIRST = 8192  # of an MP3 file, the bytes read from its audio's start: its first frames, as a rule,
+MPEG_HEAD = 65536 + 4096  # or these where they are not there (_mpeg_sync's reach, and a frame)
 
 
-def _mpeg_cut(data, start: int) -> str | None:
-    """Why the MP3 stream from `start` of `data` is cut short (see _check_flac_or_mpeg_ends), or None."""
-    at = _mpeg_sync(data, start)
+def _mpeg_cut(fh, first: bytes, start: int, size: int) -> str | None:
+    """Why the MP3 stream at `start` of the file `fh` (`size` bytes; `first`: its bytes from there) is cut
+    short (see _check_flac_or_mpeg_ends), or None."""
+    at = _mpeg_sync(first, 0)
     if at < 0:
         return None
-    first = _mpeg_frame(data, at)
-    header = at + first.side_info
+    frame = _mpeg_frame(first, at)
+    header = at + frame.side_info
     frames = None
-    if data[header:header + 4] in (b"Xing", b"Info"):
-        flags = int.from_bytes(data[header + 4:header + 8], "big")
+    if first[header:header + 4] in (b"Xing", b"Info"):
+        flags = int.from_bytes(first[header + 4:header + 8], "big")
         if not flags & 2:
             return None
         if flags & 1:
-            frames = int.from_bytes(data[header + 8:header + 12], "big")
-        declared = int.from_bytes(data[header + 8 + 4 * (flags & 1):header + 12 + 4 * (flags & 1)], "big")
-    elif data[at + 36:at + 40] == b"VBRI":
-        declared = int.from_bytes(data[at + 46:at + 50], "big")
-        frames = int.from_bytes(data[at + 50:at + 54], "big")
+            frames = int.from_bytes(first[header + 8:header + 12], "big")
+        declared = int.from_bytes(first[header + 8 + 4 * (flags & 1):header + 12 + 4 * (flags & 1)], "big")
+    elif first[at + 36:at + 40] == b"VBRI":
+        declared = int.from_bytes(first[at + 46:at + 50], "big")
+        frames = int.from_bytes(first[at + 50:at + 54], "big")
     else:
         return None
-    missing = at + declared - len(data)
-    if missing <= 0 or not declared or not _mpeg_ends_inside_frame(data, max(at, len(data) - MPEG_TAIL), first.kind):
+    missing = start + at + declared - size
+    if missing <= 0 or not declared:
         return None
-    said = f" although its header says {frames * first.samples / first.sample_rate:.1f} s" if frames else ""
-    reached = (len(data) - at) / declared * frames * first.samples / first.sample_rate if frames else None
+    tail_at = max(start + at, size - MPEG_TAIL)
+    lacking = _mpeg_frame_lacking(_read_at(fh, tail_at, size - tail_at), frame.kind)
+    if lacking is None or missing <= lacking:  # ends on a frame's edge, or lacks only the rest of its last frame
+        return None
+    said = f" although its header says {frames * frame.samples / frame.sample_rate:.1f} s" if frames else ""
+    reached = (size - start - at) / declared * frames * frame.samples / frame.sample_rate if frames else None
     where = f" at {reached:.1f} s" if reached is not None else ""
     return f"the MP3 stream breaks off{where}{said} ({missing:,} bytes missing)"
 
 
-def _mpeg_ends_inside_frame(data, start: int, kind) -> bool:
-    """Whether the MPEG frames found from `start` of `data`, one after the other, run into the end of
-    `data` inside a frame (other bytes after them, a tag, end the walk: no)."""
-    at = _mpeg_sync(data, start, kind, limit=len(data))
+def _mpeg_frame_lacking(data: bytes, kind) -> int | None:
+    """How many bytes the last of the MPEG frames found in `data` (a file's tail), one after the other,
+    lacks where `data` ends inside it; None where they end on a frame's edge, or other bytes after them
+    (a tag) end the walk."""
+    at = _mpeg_sync(data, 0, kind, limit=len(data))
     while at >= 0:
         if len(data) - at < 4:
-            return data[at:at + 1] == b"\xff"  # a frame header cut off
+            return 1 if data[at:at + 1] == b"\xff" else None  # a frame header cut off: at least its rest
         frame = _mpeg_frame(data, at)
         if frame is None or frame.kind != kind:
-            return False
+            return None
         at += frame.length
         if at >= len(data):
-            return at > len(data)
-    return False
+            return at - len(data) or None
+    return None
 
 
 MP4_BOXES_MAX = 10_000  # top-level boxes walked at most (an MP4 has a handful: ftyp, moov, mdat, free)

@@ -315,6 +315,8 @@ def test_a_cut_flac_mp3_or_m4a_file_is_truncated_and_a_whole_one_is_read(tmp_pat
     id3v1 = b"TAG" + b"Title of the track".ljust(30, b"\0") + bytes(95)
     cut = {"half": whole[:len(whole) // 2], "nine tenths": whole[:len(whole) * 9 // 10]}
     kept = {"whole": whole, "ID3v1 after it": whole + id3v1}
+    from tagger import audio
+
     if fmt == "flac":
         message = r"^truncated: the FLAC stream breaks off at (\d+\.\d) s although its header says 30\.0 s$"
         starts = _flac_frame_starts(whole)
@@ -323,13 +325,23 @@ def test_a_cut_flac_mp3_or_m4a_file_is_truncated_and_a_whole_one_is_read(tmp_pat
         unknown = bytearray(whole)
         unknown[8 + 13:8 + 18] = bytes([unknown[8 + 13] & 0xF0, 0, 0, 0, 0])  # 36-bit sample count: 0
         kept["no length declared, cut"] = bytes(unknown[:len(whole) // 2])
+        # a count larger than its audio (two files joined by a stream copy keep the first one's count):
+        # the last frame, shorter than the block, is the stream's own end
+        longer = bytearray(whole)
+        count = int.from_bytes(longer[8 + 13:8 + 18], "big") + 44100
+        longer[8 + 13:8 + 18] = (count | (longer[8 + 13] & 0xF0) << 32).to_bytes(5, "big")
+        kept["its sample count a second too large"] = bytes(longer)
+        # a chance look-alike of a frame header (CRC-8 and all) inside the audio of the last frame but one
+        lookalike = b"\xff\xf8\xc9\x18\x05"
+        lookalike += bytes([audio._crc8(lookalike)])
+        inside = starts[-2] + (starts[-1] - starts[-2]) // 2
+        kept["a frame header look-alike near the end"] = whole[:inside] + lookalike + whole[inside + len(lookalike):]
     elif fmt == "mp3":
         message = (r"^truncated: the MP3 stream breaks off at (\d+\.\d) s although its header says 27\.\d s "
                    r"\([\d,]+ bytes missing\)$")
-        from tagger import audio
-
         index = audio._mpeg_walk(whole, 0, audio._mpeg_frame(whole, 0))
         kept["its last second cut on a frame's edge"] = whole[:index.offsets[-40]]
+        kept["50 bytes of its last frame lost"] = whole[:-50]  # an old file that has played whole for years
         _without_first_frame(source, tmp_path / "noinfo.mp3")
         kept["no Xing header, cut"] = (tmp_path / "noinfo.mp3").read_bytes()[:len(whole) // 2]
     else:
