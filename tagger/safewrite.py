@@ -25,7 +25,9 @@ function that makes the change through a file object (for tags.py: mutagen's sav
    write leaves alone: a file that comes back under another inode number (a FAT or exFAT disk mounted
    again) is still undone when they match, and left alone as another file when they do not; where the
    write leaves no bytes alone (a small file whose first tag shifts all of it), a hash of each new
-   block does it: a file whose every block is old or new is the one torn. The entry
+   sector does it: a file whose every sector is old or new is the one torn. The same hashes tell a
+   sector that is neither, an edit another program made after a write cut off before its entry was
+   voided, which an undo would wipe out: such a file is left as it is. The entry
    goes into one file per journal, locked, reused write after write, so the common write costs one small
    write, two syncs and no file created or deleted.
 
@@ -88,8 +90,9 @@ SPACE_MARGIN = 1 << 20      # free space kept beyond what a copy or a journal en
 READ_AHEAD = 64 << 10       # the overlay reads the original this much at a time
 SHORT_RUN = 256 << 10       # a copy takes a run of the original shorter than this through memory
 KEPT_SAMPLE = 64 << 10      # bytes an in-place write leaves alone, hashed in its entry at each of two places
-BLOCK_DIGEST = 8            # bytes of the hash of each new block an in-place write writes, kept in its entry,
-NEW_BLOCKS_MAX = 16384      # for up to this many blocks (64 MiB; 256 KiB of hex in the entry's header)
+SECTOR = 512               # an in-place write's entry keeps a hash of each new 512-byte sector it writes (aligned
+SECTOR_DIGEST = 4           # in the file: what a disk writes whole), of this many bytes,
+NEW_SECTORS_MAX = 32768     # for write sets of up to 16 MiB (256 KiB of hex in the entry's header)
 RECOVERY_TRIES = 1000       # a recovery's tries (1 ms apart) to lock an entry only readers hold a moment
 
 _CHUNK = 1 << 20
@@ -827,14 +830,20 @@ def _kept_spans(limit: int, touched) -> list[tuple[int, int]]:
 
 def _judge(fd: int, st: os.stat_result, entry: _Entry) -> str:
     """What an in-place entry's file (open at `fd`, a regular file) holds: "changed" (its size fits neither
-    side of the write), "finished" (the new bytes whole), "untouched" (the old bytes), "torn" (to be
+    side of the write, or a sector the write writes holds neither its old nor its new bytes: another
+    program wrote it since), "finished" (the new bytes whole), "untouched" (the old bytes), "torn" (to be
     undone), "other" (another file has its name now) or "unsure" (its inode changed and nothing tells
-    whether it is the file written: kept for later). A file whose (device, inode) differ from the entry's is
-    the one written when the bytes the write leaves alone hash as they did (kept_sha256); for an entry
-    without that hash, when every block of its write holds its old or its new bytes (new_blocks), or
-    when its inode number is the same (a disk back under another device number): FAT
-    and exFAT drivers number inodes afresh at each mount, and a disk plugged in again may get another
-    device number, so identity alone would leave a torn file for good. (Recovery and `interrupted` judge alike.)"""
+    whether it is the file written: kept for later).
+
+    A file whose (device, inode) differ from the entry's is the one written when the bytes the write
+    leaves alone hash as they did (kept_sha256); for an entry without that hash, when every sector of its
+    write holds its old or its new bytes (new_sectors), or when its inode number is the same (a disk back
+    under another device number): FAT and exFAT drivers number inodes afresh at each mount, and a disk
+    plugged in again may get another device number, so identity alone would leave a torn file for good.
+    A write cut off by a kill or a power cut leaves each sector old or new (disks write a sector whole;
+    the kernel copies a page at a time, and moodtag's writes start on a block's edge): a sector that is
+    neither, inside the old file, is an edit made after the write (a tag editor's), which an undo would
+    wipe out, with the mood, and the file is left as it is. (Recovery and `interrupted` judge alike.)"""
     header = entry.header
     same = (st.st_dev, st.st_ino) == (header["dev"], header["ino"])
     if not _size_fits(header, st.st_size):
@@ -845,33 +854,48 @@ def _judge(fd: int, st: os.stat_result, entry: _Entry) -> str:
     if st.st_size == header["old_size"] and _holds_old_bytes(fd, entry):
         return "untouched"
     if same:
-        return "torn"
-    if header.get("kept_sha256"):
-        return "torn" if _hash_ranges(fd, header["kept_spans"]) == header["kept_sha256"] else "other"
-    if header.get("new_blocks") and _old_or_new_blocks(fd, entry):
-        return "torn"
-    return "torn" if st.st_ino == header["ino"] else "unsure"
+        ours = True
+    elif header.get("kept_sha256"):
+        if _hash_ranges(fd, header["kept_spans"]) != header["kept_sha256"]:
+            return "other"
+        ours = True
+    else:
+        ours = st.st_ino == header["ino"]
+    if header.get("new_sectors"):
+        if _old_or_new_sectors(fd, entry):
+            return "torn"
+        return "changed" if ours else "unsure"
+    return "torn" if ours else "unsure"
 
 
-def _old_or_new_blocks(fd: int, entry: _Entry) -> bool:
-    """Whether every block the entry's write writes holds either its new bytes (their hash in the entry,
-    `new_blocks`) or its old ones (journaled; past the old end of the file: none yet, or zeros), as a
-    write cut off anywhere leaves them. This tells a torn file that the write changed through and
-    through (a small file whose first tag shifts every byte, where no bytes are left alone to hash)
-    under a new inode number from another file of the same size."""
+def _old_or_new_sectors(fd: int, entry: _Entry) -> bool:
+    """Whether every sector of the file that the entry's write writes, inside the old file, holds either
+    its new bytes (their hash in the entry, `new_sectors`) or its old ones (journaled), as a write cut
+    off anywhere leaves them. Past the old end (a write that makes the file longer), any bytes pass: a
+    copy there may be cut anywhere. Tells a torn file from one another program edited after the write,
+    and, under a new inode number, from another file of the same size (a small file whose first tag
+    shifts every byte leaves no bytes alone for kept_sha256)."""
     header = entry.header
-    digests, old_size = header["new_blocks"], header["old_size"]
+    digests, old_size, width = header["new_sectors"], header["old_size"], 2 * SECTOR_DIGEST
     index = 0
-    for lo, hi in header["write_set"]:
-        for pos in range(lo, hi, BLOCK):
-            now = _pread(fd, min(hi, pos + BLOCK) - pos, pos)
+    for lo, hi in _aligned(header["write_set"], _CHUNK):
+        now = _pread(fd, hi - lo, lo)
+        for a, b in _aligned([(lo, hi)], SECTOR):
             index += 1
-            if _block_digest(now) == digests[(index - 1) * 2 * BLOCK_DIGEST:index * 2 * BLOCK_DIGEST]:
+            if b > old_size or _sector_digest(now[a - lo:b - lo]) == digests[(index - 1) * width:index * width]:
                 continue
-            old_part = now[:max(0, old_size - pos)]
-            if now[len(old_part):].strip(b"\0") or old_part and old_part != _journaled(entry, pos, len(old_part)):
+            if now[a - lo:b - lo] != _journaled(entry, a, b - a):
                 return False
     return True
+
+
+def _aligned(ranges, size: int):
+    """The ranges, cut where a multiple of `size` falls inside one: (lo, hi) pieces, in order."""
+    for lo, hi in ranges:
+        while lo < hi:
+            end = min(hi, (lo // size + 1) * size)
+            yield lo, end
+            lo = end
 
 
 def _journaled(entry: _Entry, offset: int, length: int) -> bytes | None:
@@ -884,8 +908,8 @@ def _journaled(entry: _Entry, offset: int, length: int) -> bytes | None:
     return None
 
 
-def _block_digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=BLOCK_DIGEST).hexdigest()
+def _sector_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=SECTOR_DIGEST).hexdigest()
 
 
 def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
@@ -903,7 +927,7 @@ def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
         if verdict == "other":
             return Restored(path, "left alone: another file has its name now")
         if verdict == "changed":
-            return Restored(path, "left alone: it changed after the interrupted write")
+            return Restored(path, "left alone: another program changed it after the interrupted write")
         if verdict == "finished":
             return Restored(path, "kept: the interrupted tag write had finished")
         if verdict == "untouched":
@@ -1027,20 +1051,20 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save,
         if plan is not None:
             write_set = plan.write_set()
             read_file = lambda offset, length: _pread(fd, length, offset)   # noqa: E731 (nothing written yet)
-            digest, blocks = hashlib.sha256(), []
-            for lo, hi in write_set:
-                for pos in range(lo, hi, _CHUNK):
-                    chunk = plan.read_new(pos, min(hi, pos + _CHUNK), read_file)
-                    digest.update(chunk)
-                    blocks.extend(_block_digest(chunk[k:k + BLOCK]) for k in range(0, len(chunk), BLOCK))
+            digest, sectors = hashlib.sha256(), []
+            for lo, hi in _aligned(write_set, _CHUNK):
+                chunk = plan.read_new(lo, hi, read_file)
+                digest.update(chunk)
+                if len(sectors) <= NEW_SECTORS_MAX:
+                    sectors.extend(_sector_digest(chunk[a - lo:b - lo]) for a, b in _aligned([(lo, hi)], SECTOR))
             kept = _kept_spans(min(st.st_size, plan.new_size), [*plan.changed, *write_set])
             header.update(new_size=plan.new_size, write_set=write_set, new_sha256=digest.hexdigest(),
                           kept_spans=kept, kept_sha256=_hash_ranges(fd, kept) if kept else None,
-                          new_blocks="".join(blocks) if len(blocks) <= NEW_BLOCKS_MAX else None)
+                          new_sectors="".join(sectors) if len(sectors) <= NEW_SECTORS_MAX else None)
             entry = journal._begin(header, plan.changed, fd)
         else:  # no plan: mutagen writes the file itself, every old byte journaled first
             header.update(new_size=None, write_set=[], new_sha256=None, kept_spans=[], kept_sha256=None,
-                          new_blocks=None)
+                          new_sectors=None)
             entry = journal._begin(header, [(0, st.st_size)] if st.st_size else [], fd)
         written = False   # whether any byte of ours may be in the file: only then is there anything to undo
         try:
