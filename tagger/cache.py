@@ -889,8 +889,10 @@ class Cache:
                   model_version: str | None) -> dict[tuple[int, int, bytes], list[CachedTrack]]:
         """The rows of this model (None: of any) whose size, mtime and file name (its last part, as bytes)
         are those of one of `refs`, by (size, mtime_ns, name), each list in key order: where a scan looks
-        for the row of a file it has no row for, moved or renamed (tagger.scan), and `untag` too. One
-        query by the (size, mtime_ns) index per LOOKUP_BATCH sizes."""
+        for the row of a file it has no row for, moved or renamed (tagger.scan), and `untag` too. A row of
+        an untag a kill cut short counts with its file's mtime (untag_pending undone), so that a file
+        moved after it still finds its row, and the untag is finished. One query by the (size, mtime_ns)
+        index per LOOKUP_BATCH sizes."""
         wanted = {(ref.size, ref.mtime_ns, os.fsencode(ref.path.name)) for ref in refs}
         sizes = sorted({size for size, _, _ in wanted})
         found: dict[tuple[int, int, bytes], list[CachedTrack]] = {}
@@ -901,7 +903,8 @@ class Cache:
                    f"{'AND model_name = ? AND model_version = ? ' if model else ''}ORDER BY path")
             for row in self.rows(sql, [*chunk, *model]):
                 track = CachedTrack(*row)
-                like = (track.size, track.mtime_ns, os.fsencode(os.path.basename(track.fs_path)))
+                mtime_ns = untag_pending(track.mtime_ns) if track.untag_pending else track.mtime_ns
+                like = (track.size, mtime_ns, os.fsencode(os.path.basename(track.fs_path)))
                 if like in wanted:
                     found.setdefault(like, []).append(track)
         return found

@@ -253,8 +253,10 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             keyed = [path_key(ref.path) for ref in batch]
             keys = [key for key, _ in keyed]
             rows = cache.lookup(keys) if cache else {}
+            untag_of: dict[str, CachedTrack] = {}  # new files left untagged as a row left behind says (_untag_left)
             if cache:
-                rows.update(_found_again(cache, batch, keyed, rows, spec, claimed, absent, write=not dry_run))
+                rows.update(_found_again(cache, batch, keyed, rows, spec, claimed, absent, untag_of,
+                                         write=not dry_run))
             if notes_walk:
                 cache.add_walked(keys)
             elif cache and dry_run:
@@ -271,7 +273,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                     except _DamagedRow:  # its stored result cannot be read: analysed again, the row replaced
                         pass
                 if outcome is None:
-                    plan(ref, key, row)
+                    plan(ref, key, row if row is not None else untag_of.get(key))
                     continue
                 if row.status == "failed" and not row.has_mood:
                     summary.failed_before += 1
@@ -279,7 +281,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 on_event(ScanEvent("track", outcome=outcome))
 
         def plan(ref: TrackRef, key: str, row: CachedTrack | None) -> None:
-            """A track to analyse, with what its row (if any) says of its tags."""
+            """A track to analyse, with what its row (if any; for a new file, the row whose untag it keeps,
+            _untag_left) says of its tags."""
             todo.append(ref)
             if row is not None and row.tag_state == UNTAGGED:
                 untagged_keys.add(key)
@@ -399,8 +402,8 @@ def _analyse(todo: list[TrackRef], model_path: Path, *, jobs: int, timeout: floa
 
 
 def _found_again(cache: Cache, batch: list[TrackRef], keyed: list[tuple[str, bytes | None]],
-                 rows: dict[str, CachedTrack], spec: ModelSpec, claimed: set[str], absent: list[Path], *,
-                 write: bool) -> dict[str, CachedTrack]:
+                 rows: dict[str, CachedTrack], spec: ModelSpec, claimed: set[str], absent: list[Path],
+                 untag_of: dict[str, CachedTrack], *, write: bool) -> dict[str, CachedTrack]:
     """The rows of a batch of walked files that were not where they are now, by key: a row marked
     missing whose file is back (its status as before: CachedTrack.present_status), and for a file with
     no row, its row under another of its names (_same_file_row) or the row of the same file moved or
@@ -408,7 +411,8 @@ def _found_again(cache: Cache, batch: list[TrackRef], keyed: list[tuple[str, byt
     so the file is not analysed again (and keeps one row). Written to the cache in
     one transaction, unless not `write` (a dry run: the rows as they are, so that their data is read
     where it is). `keyed`: the batch's (key, raw bytes); `claimed`: the old keys of rows moved so far;
-    `absent`: the scan's PATHs that are not there (an unmounted share), whose rows stay as they are."""
+    `absent`: the scan's PATHs that are not there (an unmounted share), whose rows stay as they are.
+    `untag_of` learns, by key, the new files that stay untagged as such a row says (_untag_left)."""
     found: dict[str, tuple[str, CachedTrack]] = {}
     for key, row in rows.items():
         if row.status == "missing":
@@ -421,6 +425,8 @@ def _found_again(cache: Cache, batch: list[TrackRef], keyed: list[tuple[str, byt
             claimed.add(row.path)
             row = replace(row, status=row.present_status)
             found[key] = (row.path, replace(row, path=key, path_bytes=raw) if write else row)
+        elif key not in found and (left := _untag_left(ref, like, claimed, absent)) is not None:
+            untag_of[key] = left
     if write and found:
         cache.found_again(list(found.values()))
     return {key: row for key, (_, row) in found.items()}
@@ -464,6 +470,19 @@ def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path])
     if not tails or len(tails) > 1 and tails[0][0] == tails[1][0]:
         return None  # two gone files as like it as each other (two albums' '01 Intro.wav'): analysed, never guessed
     return tails[0][1]
+
+
+def _untag_left(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path]) -> CachedTrack | None:
+    """A row saying untagged that `ref`'s file (without a row, and no moved row: _moved_row) may have had
+    before it was moved, which _moved_row does not take because it may be an unmounted disk's (under an
+    `absent` PATH, or its nearest folder still there empty; a folder the move itself emptied looks the
+    same): one of the rows of the same model, size, mtime and name not `claimed` whose own file is gone.
+    The file is analysed as a new one but stays untagged, as that row says (a copy of such a file as
+    well), and a pending untag is finished on it (plan): so moving a file the user untagged out of the
+    folder it leaves empty does not write its mood back, and the row stays where it is."""
+    return next((row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
+                 if row.tag_state == UNTAGGED and row.path not in claimed and _gone(row.fs_path)
+                 and (_under_any(row.fs_path, absent) or _maybe_unmounted(row.fs_path))), None)
 
 
 def _emptied_roots(cache: Cache, roots: list[Path]) -> dict[Path, int]:

@@ -1,0 +1,89 @@
+"""`moodtag untag` and then a move of the file: the user's untag travels with the file, real audio
+(tagger.synth), real SQLite caches, real mutagen, the real CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagger import synth
+from tagger.tags import read_mood
+from tests.conftest import run_cli
+from tests.test_scan import rows
+
+
+def scan(lib: Path, db: Path, *extra) -> dict[str, tuple[str, str]]:
+    """path -> (action, tags) of each track of a scan."""
+    proc = run_cli("scan", lib, "--db", db, "--jobs", "1", "--json", *extra, check=True)
+    return {line["path"]: (line["action"], line["tags"]) for line in map(json.loads, proc.stdout.splitlines())}
+
+
+_UNTAG_KILLED = """
+import os, signal, sys
+import tagger.tags as tags
+def remove_mood(*a, **k):   # killed before its write: the row says untagged, pending
+    os.kill(os.getpid(), signal.SIGKILL)
+tags.remove_mood = remove_mood
+sys.argv = ["moodtag", "untag", *sys.argv[1:]]
+from tagger.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("emptied", [False, True], ids=["folder-kept", "folder-emptied"])
+def test_a_pending_untag_is_finished_on_the_file_moved_since(tmp_path, emptied):
+    """An untag killed before its write leaves the row pending (an mtime no file has); the file then
+    moved: a scan's moved-file lookup by size and mtime never found that row, so the file was analysed as
+    a new one and kept (or got) moodtag's mood, though the user untagged it. The moved file now finds its
+    row (or, its old folder now empty, is left untagged as that row says), and the scan finishes the
+    untag, as it does for a file not moved."""
+    lib = tmp_path / "lib"
+    for folder in ("A", "B"):
+        (lib / folder).mkdir(parents=True)
+    track = synth.make_track(lib / "A" / "a.flac", "calm", 8.0, seed=1)
+    if not emptied:
+        synth.make_track(lib / "A" / "other.ogg", "exciting", 6.0, seed=2)
+    db = tmp_path / "c.db"
+    scan(lib, db)
+    assert read_mood(track) is not None
+    proc = subprocess.run([sys.executable, "-c", _UNTAG_KILLED, str(track), "--db", str(db)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    assert rows(db)[str(track)]["mtime_ns"] < 0 and rows(db)[str(track)]["tag_state"] == "untagged"
+    moved = lib / "B" / "a.flac"
+    track.rename(moved)
+    outcomes = scan(lib, db)
+    assert outcomes[str(moved)] == ("analysed", "untagged"), outcomes
+    assert read_mood(moved) is None, "the scan wrote the mood back into a file the user untagged"
+    row = rows(db)[str(moved)]
+    assert row["tag_state"] == "untagged" and row["mtime_ns"] == moved.stat().st_mtime_ns
+    assert (str(track) in rows(db)) == emptied  # a folder emptied may be a disk's mount point: its row stays
+    assert scan(lib, db)[str(moved)] == ("cached", "untagged")
+
+
+def test_an_untagged_file_moved_out_of_the_folder_it_empties_stays_untagged(tmp_path):
+    """Untag, then the file moved out of its folder, now empty: the row is not taken for the moved file's
+    (an empty folder may be an unmounted disk's mount point), so the file was analysed as a new one and the
+    mood written back. It is now analysed and left untagged, as its row said; --retag still tags it."""
+    lib = tmp_path / "lib"
+    for folder in ("A", "B"):
+        (lib / folder).mkdir(parents=True)
+    synth.make_track(lib / "A" / "a.ogg", "calm", 5.0, seed=1)
+    track = synth.make_track(lib / "B" / "b.ogg", "calm", 5.0, seed=2)
+    db = tmp_path / "c.db"
+    scan(lib, db)
+    assert "untagged 1 file" in run_cli("untag", lib / "B", "--db", db, check=True).stdout
+    moved = lib / "A" / "b.ogg"
+    track.rename(moved)
+    assert scan(lib, db, "--dry-run")[str(moved)] == ("analysed", "untagged")
+    outcomes = scan(lib, db)
+    assert outcomes[str(moved)] == ("analysed", "untagged"), outcomes
+    assert read_mood(moved) is None, "the scan wrote the mood back into a file the user untagged"
+    assert rows(db)[str(moved)]["tag_state"] == "untagged"
+    assert rows(db)[str(track)]["status"] == "missing"  # left where it was, as under an unmounted disk
+    assert scan(lib, db)[str(moved)] == ("cached", "untagged")
+    assert scan(lib, db, "--retag")[str(moved)] == ("cached", "written")
+    assert read_mood(moved) is not None
