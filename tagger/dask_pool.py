@@ -13,7 +13,9 @@ generator blocks, so the scan could neither poll `stop()` nor give up one hangin
 The model file reaches every worker as a worker plugin, also workers that join or restart later; a
 worker loads it once per process, by its sha256. A worker that dies is replaced by its nanny and its
 tracks are rescheduled by Dask; a track on which workers die again and again (distributed.scheduler.
-allowed-failures, 3 by default) fails with that cause. A track still analysing on a worker after
+allowed-failures, 3 by default) fails with that cause. Dask counts a death against every track the
+worker held (its other threads', those queued there), so the tracks it fails so are analysed again one
+at a time, each alone on the cluster: only the one that kills its worker again fails. A track still analysing on a worker after
 `timeout` seconds fails, and its worker is restarted (a thread cannot be stopped): its clock runs from
 when the worker's heartbeats first tell the scheduler it executes the track, not while it waits there.
 Every worker is checked before the scan (the same moodtag, the library in sight), and every worker that
@@ -38,6 +40,7 @@ from tagger.pool import POLL_S, TRACK_TIMEOUT_S, Outcome, count_lost_workers
 from tagger.records import TrackRef, TrackResult
 
 CONNECT_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 2.0     # a plain TCP connection that tells why distributed's connect timed out
 HANDSHAKE_TIMEOUT_S = 12.0  # the whole connection: TCP, then the scheduler's answer (a wrong service never gives one)
 IN_FLIGHT_PER_THREAD = 2
 RECOUNT_S = 5.0          # how often the cluster's threads are counted again while no result comes in
@@ -89,6 +92,7 @@ class DaskCluster:
         levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        _say_connecting(scheduler)
         try:
             with _stop_signals_interrupt():
                 client = _open_client(scheduler)
@@ -98,12 +102,16 @@ class DaskCluster:
         except Exception as exc:  # a service that is not a scheduler can fail its handshake in any way
             _set_levels(levels)
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            hint = "is `dask scheduler` running there, and reachable from here?"
             if isinstance(exc, MemoryError) or type(exc) is TimeoutError:  # another protocol's bytes, or none
                 cause = (f"no Dask scheduler answered within {HANDSHAKE_TIMEOUT_S:g} s"
                          if isinstance(exc, TimeoutError) else "it does not speak Dask's protocol")
                 cause += "; another service on that port, such as the dashboard's?"
-            raise MoodtagError(f"cannot reach the Dask scheduler at {scheduler} ({cause}); is `dask scheduler` "
-                               "running there, and reachable from here?") from None
+            elif isinstance(exc, OSError):  # distributed's retries end in 'Timed out', whatever the cause
+                cause, unknown_host = _connect_cause(exc, scheduler)
+                if unknown_host:
+                    hint = "check the host name in --dask-scheduler"
+            raise MoodtagError(f"cannot reach the Dask scheduler at {scheduler} ({cause}); {hint}") from None
         return cls(client, scheduler, log_levels=levels)
 
     def close(self) -> None:
@@ -139,8 +147,13 @@ class DaskCluster:
     def _check_workers(self, workers: list[str], *, joined: bool = False) -> None:
         """Ask `workers` what `check` asks, all at once, each within CHECK_TIMEOUT_S; MoodtagError
         naming the first with a problem. One that left meanwhile is passed over. `joined`: they joined
-        during the scan (the message says so)."""
-        from tagger.dask_worker import worker_problem
+        during the scan (the message says so). The question goes by value, and imports moodtag there: a
+        worker without moodtag then answers with its ImportError (one of moodtag's functions, sent by
+        reference, failed to unpickle there, and distributed gave back a bare Exception of its repr)."""
+        def worker_problem(*asked):
+            from tagger.dask_worker import worker_problem
+
+            return worker_problem(*asked)
 
         try:
             with _stop_signals_interrupt():
@@ -175,6 +188,8 @@ class DaskCluster:
         in_flight: dict = {}      # future -> its ref
         running: dict = {}        # future -> (its worker, when first seen there)
         dropped: Counter = Counter()  # refs the cluster lost (restarts, a stuck worker), submitted again
+        suspects: deque = deque()  # refs a worker died under with others beside them: each tried alone
+        alone: set = set()         # the future of the suspect in flight, alone on the cluster
         try:
             model = self._install_model(model_path)
             queue = deque(refs)
@@ -182,14 +197,18 @@ class DaskCluster:
             failures_in_a_row = 0
             threads, counted = 1, 0.0
             idle = _NoWorkers(on_workers)
-            while (queue or in_flight) and not stop():
+            while (queue or in_flight or suspects) and not stop():
                 # workers join and leave during a long scan; while none are there, counted at every poll,
                 # so that their return is told before the tracks left finish
                 if idle.told or time.monotonic() - counted > RECOUNT_S:
                     counted = time.monotonic()
                     threads = max(1, idle.count(self._threads(), counted))
-                while queue and len(in_flight) < IN_FLIGHT_PER_THREAD * threads:
-                    ref = queue.popleft()
+                # a suspect waits for the tracks in flight to finish, then runs with none beside it: only the
+                # one that kills its worker again fails; the queue goes on once every suspect is done
+                while (suspects and not in_flight) or (queue and not suspects
+                                                       and len(in_flight) < IN_FLIGHT_PER_THREAD * threads):
+                    suspect = bool(suspects)
+                    ref = (suspects or queue).popleft()
                     submitted += 1
                     try:
                         future = client.submit(analyze_on_dask_worker, str(ref.path), ref.size, ref.mtime_ns,
@@ -198,6 +217,9 @@ class DaskCluster:
                         self._check_connected()
                         raise
                     in_flight[future] = ref
+                    if suspect:
+                        alone.add(future)
+                        break
                 finished = self._wait(in_flight)
                 if finished:  # a worker that joined since the last count is checked before a result of it is taken
                     counted = time.monotonic()
@@ -205,18 +227,23 @@ class DaskCluster:
                 for future in finished:
                     ref = in_flight.pop(future)
                     running.pop(future, None)
+                    was_alone = future in alone
+                    alone.discard(future)
                     got = self._outcome(future, ref)
                     if got is None:  # the cluster dropped it (a restart), or its result is stuck on a worker
                         future.cancel()
                         self._check_connected()
                         dropped[ref] += 1
                         if dropped[ref] <= MAX_RETRIES:
-                            queue.appendleft(ref)
+                            (suspects if was_alone else queue).appendleft(ref)
                             continue
                         got = (ref.path, TrackResult.failed(
                             ref.path, f"the Dask cluster lost it {dropped[ref]} times (workers restarted, or "
                                       "unreachable)"), None), False
                     outcome, worker_lost = got
+                    if worker_lost and not was_alone:  # Dask blames every track its dead worker held
+                        suspects.append(ref)
+                        continue
                     failures_in_a_row = count_lost_workers(failures_in_a_row, worker_lost, outcome,
                                                            workers="Dask workers")
                     yield outcome
@@ -226,6 +253,7 @@ class DaskCluster:
                 for future in self._overdue(in_flight, running, timeout):
                     ref = in_flight.pop(future)
                     worker, _ = running.pop(future)
+                    alone.discard(future)
                     future.cancel()
                     self._restart(worker)
                     yield ref.path, TrackResult.failed(
@@ -441,6 +469,66 @@ class _NoWorkers:
 def _set_levels(levels: dict[str, int]) -> None:
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+
+
+def _say_connecting(scheduler: str) -> None:
+    """One line on a terminal's stderr before a connect that may take seconds (the scan's progress bar
+    starts later): like the bar, nothing in a pipe or a log."""
+    from tagger.console import err, shown
+
+    if err.is_terminal:
+        err.print(f"connecting to the Dask scheduler at {shown(scheduler)}...")
+
+
+def _connect_cause(exc: OSError, scheduler: str) -> tuple[str, bool]:
+    """(Why a connection to `scheduler` failed, in words; whether its host name is unknown). distributed
+    retries until CONNECT_TIMEOUT_S and then says 'Timed out' whatever happened: the OS's error of its
+    last try (a refused connection, an unknown host) is in the exception's chain, unless the deadline
+    cut that try short; then one plain TCP connection, within PROBE_TIMEOUT_S, tells."""
+    import socket
+
+    from distributed.comm import get_address_host_port
+    from distributed.comm.addressing import unparse_host_port
+
+    host, port = get_address_host_port(scheduler)
+    where = unparse_host_port(host, port)
+    error = _os_error(exc) or _probe(host, port)
+    if isinstance(error, socket.gaierror):
+        if error.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            return f"the host name {host} is not known", True
+        return f"cannot look up the host name {host} ({error.strerror})", False
+    if isinstance(error, ConnectionRefusedError):
+        return f"the connection was refused: nothing listens at {where}", False
+    if error is not None:
+        return f"cannot connect to {where} ({error.strerror})", False
+    return f"timed out: no answer from {where} within {CONNECT_TIMEOUT_S:g} s", False
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The first error of the OS (one with an errno, not a timeout) in `exc`'s chain."""
+    import errno
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno is not None and exc.errno != errno.ETIMEDOUT:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _probe(host: str, port: int) -> OSError | None:
+    """The OS's error for one TCP connection to host:port; None when it connects, or does not answer
+    within PROBE_TIMEOUT_S. A stop signal meanwhile raises KeyboardInterrupt."""
+    import socket
+
+    try:
+        with _stop_signals_interrupt(), socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return None
+    except socket.timeout:
+        return None
+    except OSError as exc:
+        return _os_error(exc)
 
 
 def _open_client(scheduler: str):

@@ -19,7 +19,7 @@ from distributed import Client, LocalCluster
 
 from tagger.tags import read_mood
 from tagger.weights import file_sha256, resolve_model
-from tests.conftest import run_cli
+from tests.conftest import on_a_terminal, run_cli
 from tests.test_faults import _count, communicate_killing, one_error_line, slow_victim, start
 from tests.test_scan import rows
 
@@ -116,6 +116,7 @@ def test_an_unreachable_scheduler_is_one_line(scanned, tmp_path):
     db = tmp_path / "c.db"
     line = one_error_line(run_cli("scan", lib, "--db", db, "--dask-scheduler", f"tcp://127.0.0.1:{port}"))
     assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in line
+    assert f"(the connection was refused: nothing listens at 127.0.0.1:{port})" in line, line  # not 'Timed out'
     assert not db.exists()
     line = one_error_line(run_cli("scan", lib, "--db", db, "--dask-scheduler", "127.0.0.1:"))
     assert "not a scheduler address" in line and "tcp://HOST:PORT" in line
@@ -214,7 +215,8 @@ def test_a_track_that_kills_or_hangs_its_workers_fails_alone(audio_dir, cluster,
     assert cached[str(victim)]["status"] == "failed" and cause in cached[str(victim)]["error"]
     others = {Path(p).name: r["error"] for p, r in cached.items() if p != str(victim)}
     assert len(others) == 4 and not any(others.values()), others
-    assert len(hits) == (2 if sig == signal.SIGKILL else 1)
+    # killed: allowed-failures + 1 deaths beside the other tracks, as many again when it is tried alone
+    assert len(hits) == (4 if sig == signal.SIGKILL else 1)
     assert not [p for p in hits if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
@@ -261,6 +263,46 @@ def _fake_service(speaks_first: bool) -> int:
     return server.getsockname()[1]
 
 
+def _full_backlog() -> tuple[int, list[socket.socket]]:
+    """A loopback port that never accepts a connection (its listen backlog full, the kernel drops the
+    next SYNs), as a firewalled or powered-off machine: (the port, the sockets to keep open)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    held = [server]
+    for _ in range(3):
+        waiting = socket.socket()
+        waiting.setblocking(False)
+        waiting.connect_ex(server.getsockname())
+        held.append(waiting)
+    return server.getsockname()[1], held
+
+
+def test_an_unknown_host_and_a_timeout_say_so(scanned, tmp_path):
+    """Each read 'Timed out trying to connect' (distributed's retries end so, whatever happened)."""
+    line = one_error_line(run_cli("scan", scanned[0], "--db", tmp_path / "c.db", "--dask-scheduler",
+                                  "tcp://no-such-host.invalid:8786", timeout=60))
+    assert line.startswith("error: cannot reach the Dask scheduler at tcp://no-such-host.invalid:8786 (the host "
+                           "name no-such-host.invalid is not known); check the host name"), line
+    port, held = _full_backlog()
+    try:
+        line = one_error_line(run_cli("scan", scanned[0], "--db", tmp_path / "c.db", "--dask-scheduler",
+                                      f"tcp://127.0.0.1:{port}", timeout=60))
+    finally:
+        for sock in held:
+            sock.close()
+    assert f"(timed out: no answer from 127.0.0.1:{port} within 10 s)" in line, line
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_a_terminal_is_told_before_the_connect(scanned, cluster, tmp_path):
+    """A connect may take seconds (10 to time out): the terminal showed nothing meanwhile."""
+    shown = on_a_terminal(["scan", str(scanned[0]), "--db", str(tmp_path / "c.db"), "--no-write",
+                           "--dask-scheduler", cluster.scheduler_address], stream="stderr", columns=200)
+    first = next(line for line in shown.replace("\r", "\n").splitlines() if line.strip())
+    assert first.strip() == f"connecting to the Dask scheduler at {cluster.scheduler_address}...", shown
+
+
 @pytest.mark.parametrize("speaks_first", [False, True])
 def test_a_service_that_is_not_a_scheduler_is_one_line_soon(scanned, tmp_path, speaks_first):
     """Not a hang in the handshake (the connect timeout bounds only TCP), not a MemoryError trace."""
@@ -299,13 +341,14 @@ def test_an_empty_scheduler_is_a_usage_error(scanned, tmp_path):
     assert not (tmp_path / "c.db").exists()
 
 
-def _own_scheduler() -> tuple[str, subprocess.Popen]:
-    """A `dask scheduler` process on a free loopback port: (its address, the process)."""
+def _own_scheduler(env: dict | None = None) -> tuple[str, subprocess.Popen]:
+    """A `dask scheduler` process on a free loopback port: (its address, the process). `env`: more
+    environment (Dask's settings: DASK_DISTRIBUTED__...)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     scheduler = subprocess.Popen([DASK_CLI, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                  "--no-dashboard"], **QUIET)
+                                  "--no-dashboard"], env={**os.environ, **(env or {})}, **QUIET)
     return f"tcp://127.0.0.1:{port}", scheduler
 
 
@@ -714,3 +757,69 @@ def test_a_damaged_model_file_of_the_right_size_is_written_again(tmp_path, monke
     assert stored.stat().st_size == len(plugin.data) and stored.read_bytes() != plugin.data
     plugin.setup()
     assert stored.read_bytes() == plugin.data
+
+
+# --- a track that crashes its worker, beside others -------------------------------------------------
+
+def test_a_crashing_track_alone_fails_not_the_tracks_beside_it(audio_dir, tmp_path):
+    """A worker with 2 threads, one track that kills its process (a decoder's segfault): Dask raised
+    KilledWorker for every track the worker held, and the ones beside it failed with its cause. Those
+    are now tried again one at a time: the crashing one alone fails, the others get their results."""
+    preload = tmp_path / "crash_preload.py"
+    preload.write_text(
+        "import os, signal, time\nimport tagger.dask_worker as worker\n"
+        "analyse = worker.__dict__.setdefault('uncrashed', worker.analyze_in_worker)\n"  # (Dask imports it twice)
+        "def crashing(path, *args):\n"
+        "    if 'crash' in path.name:\n"
+        "        time.sleep(0.5)\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    time.sleep(3)\n"  # the others still run (or wait on the worker) when it dies
+        "    return analyse(path, *args)\n"
+        "worker.analyze_in_worker = crashing\n")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    src = next(p for p in sorted(audio_dir.iterdir()) if p.suffix == ".flac")
+    for name in ("0-crash.flac", "1.flac", "2.flac"):
+        shutil.copy(src, lib / name)
+    address, scheduler = _own_scheduler(env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
+    worker = subprocess.Popen([DASK_CLI, "worker", address, "--nthreads", "2", "--host", "127.0.0.1",
+                               "--no-dashboard", "--preload", str(preload)], **QUIET)
+    try:
+        with Client(address, timeout=60, set_as_default=False) as c:
+            c.wait_for_workers(1, timeout=120)
+        proc = run_cli("scan", lib, "--db", tmp_path / "c.db", "--no-write", "--dask-scheduler", address)
+    finally:
+        _end(worker, scheduler)
+    failures = [line for line in proc.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 1 and failures[0].startswith(f"failed: {lib / '0-crash.flac'}: every Dask worker "
+                                                         "that analysed it died"), proc.stderr
+    done = {Path(path).name: row["status"] for path, row in rows(tmp_path / "c.db").items()}
+    assert done == {"0-crash.flac": "failed", "1.flac": "ok", "2.flac": "ok"}, proc.stderr
+
+
+def test_a_worker_without_moodtag_gets_the_install_hint(scanned, tmp_path):
+    """A worker on which moodtag is not installed: distributed wraps the ImportError of unpickling the
+    check (its cause is lost in a plain Exception), so the hint to install moodtag was never given."""
+    preload = tmp_path / "no_moodtag.py"
+    preload.write_text(
+        "import sys\n"
+        "for name in [m for m in sys.modules if m == 'tagger' or m.startswith('tagger.')]:\n"
+        "    del sys.modules[name]\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'tagger' or name.startswith('tagger.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n")
+    address, scheduler = _own_scheduler()
+    worker = subprocess.Popen([DASK_CLI, "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                               "--no-dashboard", "--preload", str(preload)], **QUIET)
+    try:
+        with Client(address, timeout=60, set_as_default=False) as c:
+            c.wait_for_workers(1, timeout=120)
+            (there,) = c.scheduler_info()["workers"]
+        line = one_error_line(run_cli("scan", scanned[0], "--db", tmp_path / "c.db", "--dask-scheduler", address))
+    finally:
+        _end(worker, scheduler)
+    assert line.startswith(f"error: Dask worker {there}: cannot run moodtag (ModuleNotFoundError: No module "
+                           "named 'tagger'"), line
+    assert "install it there: pip install 'dask[distributed]>=2024.1'" in line, line
