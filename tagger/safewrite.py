@@ -76,6 +76,7 @@ import struct
 import threading
 import time
 import weakref
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -91,7 +92,7 @@ READ_AHEAD = 64 << 10       # the overlay reads the original this much at a time
 SHORT_RUN = 256 << 10       # a copy takes a run of the original shorter than this through memory
 KEPT_SAMPLE = 64 << 10      # bytes an in-place write leaves alone, hashed in its entry at each of two places
 SECTOR = 512               # an in-place write's entry keeps a hash of each new 512-byte sector it writes (aligned
-SECTOR_DIGEST = 4           # in the file: what a disk writes whole), of this many bytes,
+SECTOR_DIGEST = 4           # in the file: what a disk writes whole), of this many bytes (CRC-32),
 NEW_SECTORS_MAX = 32768     # for write sets of up to 16 MiB (256 KiB of hex in the entry's header)
 RECOVERY_TRIES = 1000       # a recovery's tries (1 ms apart) to lock an entry only readers hold a moment
 
@@ -880,9 +881,9 @@ def _old_or_new_sectors(fd: int, entry: _Entry) -> bool:
     index = 0
     for lo, hi in _aligned(header["write_set"], _CHUNK):
         now = _pread(fd, hi - lo, lo)
-        for a, b in _aligned([(lo, hi)], SECTOR):
+        for (a, b), digest in zip(_sector_cuts(lo, hi), _sector_digests(now, lo)):
             index += 1
-            if b > old_size or _sector_digest(now[a - lo:b - lo]) == digests[(index - 1) * width:index * width]:
+            if b > old_size or digest == digests[(index - 1) * width:index * width]:
                 continue
             if now[a - lo:b - lo] != _journaled(entry, a, b - a):
                 return False
@@ -908,8 +909,18 @@ def _journaled(entry: _Entry, offset: int, length: int) -> bytes | None:
     return None
 
 
-def _sector_digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=SECTOR_DIGEST).hexdigest()
+def _sector_cuts(lo: int, hi: int) -> list[tuple[int, int]]:
+    """[lo, hi) cut at the multiples of SECTOR inside it."""
+    points = [lo, *range((lo // SECTOR + 1) * SECTOR, hi, SECTOR), hi]
+    return list(zip(points, points[1:]))
+
+
+def _sector_digests(data: bytes, at: int) -> list[str]:
+    """The CRC-32 (hex) of each piece of `data`, the file's bytes from offset `at`, cut at the multiples
+    of SECTOR (_sector_cuts): 1.3 ms a MiB, where a cryptographic hash took 6; it tells bytes written
+    from bytes not written, not an adversary's."""
+    view = memoryview(data)
+    return [format(zlib.crc32(view[a - at:b - at]), "08x") for a, b in _sector_cuts(at, at + len(data))]
 
 
 def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
@@ -1056,7 +1067,7 @@ def _write_in_place(real: Path, st: os.stat_result, plan: _Plan | None, save,
                 chunk = plan.read_new(lo, hi, read_file)
                 digest.update(chunk)
                 if len(sectors) <= NEW_SECTORS_MAX:
-                    sectors.extend(_sector_digest(chunk[a - lo:b - lo]) for a, b in _aligned([(lo, hi)], SECTOR))
+                    sectors.extend(_sector_digests(chunk, lo))
             kept = _kept_spans(min(st.st_size, plan.new_size), [*plan.changed, *write_set])
             header.update(new_size=plan.new_size, write_set=write_set, new_sha256=digest.hexdigest(),
                           kept_spans=kept, kept_sha256=_hash_ranges(fd, kept) if kept else None,
