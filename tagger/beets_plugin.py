@@ -56,7 +56,7 @@ from beets import ui
 from beets.dbcore import types
 from beets.plugins import BeetsPlugin
 
-from tagger.cache import Cache, CachedTrack, path_key, resolve_db_path, scan_lock
+from tagger.cache import KEPT, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
 from tagger.discover import behind_broken_link, own_name, vanished
 from tagger.errors import MoodtagError
 from tagger.records import TrackRef, printable
@@ -115,9 +115,10 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
     item that keeps a mood against moodtag's, and of each that takes its file's own mood now (theirs:
     that mood, "" where the scan kept it and it cannot be read, and the item is left as it is; None for
     the item's own); `on_unread(item, cause)` of each item left as it is because its file's tags cannot
-    be read (whether it holds a mood of its own is not known); every item that gets moodtag's mood, or
-    would in a dry run, `on_set(item, outcome)`. A mood of the item's or the file's own that agrees with
-    moodtag's is no conflict, and nothing is said of it. Every item of a file gets its mood, however the
+    be read (whether it holds a mood of its own is not known); every item that moodtag's mood and
+    confidence change, or would in a dry run (not one that holds them already: holds_result),
+    `on_set(item, outcome)`. A mood of the item's or the file's own that agrees with moodtag's (case
+    aside: differs) is no conflict, and nothing is said of it. Every item of a file gets its mood, however the
     scan names the file (FileItems). Raises MoodtagError for an unusable model or cache."""
     rows = KnownRows(db)
     try:
@@ -127,7 +128,7 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
     tally = ItemTally(items=files.items, files=len(files.groups))
 
     def leave_tags(path: Path, mood: str) -> bool:
-        return not replace_mood and any(own_mood(item) not in (None, mood) for item in files.of(path))
+        return not replace_mood and any(differs(own_mood(item), mood) for item in files.of(path))
 
     def store(event: ScanEvent) -> None:
         if event.kind == "track" and event.outcome.result.ok:
@@ -138,9 +139,9 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
                 tally.would_write += 1
             for item in group:
                 tally.moods[mood] += 1
-                before = item.get(MOOD, with_album=False)
+                before, held = item.get(MOOD, with_album=False), holds_result(item, outcome.result)
                 whose = store_outcome(item, outcome, replace_mood=replace_mood, dry_run=dry_run, file=theirs)
-                if whose == ITEMS and before != mood:  # an own mood that agrees with moodtag's is no conflict
+                if whose == ITEMS and differs(before, mood):  # an own mood that agrees with moodtag's is no conflict
                     tally.kept += 1
                     on_kept(item, mood, None)
                 elif whose == FILES and theirs.mood is not None:
@@ -150,7 +151,7 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
                     on_kept(item, mood, "")
                 elif whose == FILES:
                     on_unread(item, theirs.error or "unknown cause")
-                elif whose == MOODTAGS:
+                elif whose == MOODTAGS and not held:
                     on_set(item, outcome)
         on_event(event)
 
@@ -277,18 +278,24 @@ def own_mood(item) -> str | None:
 
 def whose_mood(item, outcome: TrackOutcome, *, replace_mood: bool = False, file: FileMood = NO_MOOD) -> str:
     """Whose mood the item gets from a scan's (ok) result, unless `replace_mood` moodtag's: ITEMS, its own
-    (own_mood; one that agrees with moodtag's too: it stays the item's, so that a later result that
-    differs keeps it); FILES, the file's own (`file`, file_mood) where it holds one that is another than
-    moodtag's, or where its tags cannot be read (the item left as it is); else MOODTAGS (a file's own
-    mood that agrees with moodtag's, whatever its case, too: the item gets moodtag's, with its
-    confidence)."""
+    (own_mood; one that agrees with moodtag's, whatever its case, too: it stays the item's, so that a
+    later result that differs keeps it); FILES, the file's own (`file`, file_mood) where it holds one
+    that is another than moodtag's, or where its tags cannot be read (the item left as it is); else
+    MOODTAGS (a file's own mood that agrees with moodtag's, whatever its case, too: the item gets
+    moodtag's, with its confidence)."""
     if replace_mood:
         return MOODTAGS
     if own_mood(item) is not None:
         return ITEMS
     if file.mood is not None:
-        return MOODTAGS if file.mood.casefold() == outcome.result.mood.casefold() else FILES
+        return FILES if differs(file.mood, outcome.result.mood) else MOODTAGS
     return FILES if file.error is not None else MOODTAGS
+
+
+def differs(own: str | None, mood: str) -> bool:
+    """Whether a mood of the item's or the file's own (None: none) is another than moodtag's `mood`; case
+    aside, as beets' `mood:calm` query finds Calm: an own Calm agrees with moodtag's calm."""
+    return own is not None and own.casefold() != mood.casefold()
 
 
 READ_TAGS = ("written", "unchanged", "would write")  # outcomes whose tags hold no mood of the file's own
@@ -333,7 +340,7 @@ def store_outcome(item, outcome: TrackOutcome, *, replace_mood: bool = False, dr
         item[MOOD] = result.mood
         item[CONFIDENCE] = round(result.confidence, 4)
         item[STORED] = result.mood
-    elif whose == ITEMS and item.get(MOOD, with_album=False) == result.mood \
+    elif whose == ITEMS and not differs(item.get(MOOD, with_album=False), result.mood) \
             and item.get(STORED, with_album=False) is not None:
         item[CONFIDENCE] = round(result.confidence, 4)
     elif whose == FILES and file.mood is not None:
@@ -344,6 +351,13 @@ def store_outcome(item, outcome: TrackOutcome, *, replace_mood: bool = False, dr
         item.mtime = item.current_mtime()
     item.store()
     return whose
+
+
+def holds_result(item, result) -> bool:
+    """Whether the item holds moodtag's mood and confidence of `result` as store_outcome stores them:
+    storing it changes nothing."""
+    return (item.get(MOOD, with_album=False) == item.get(STORED, with_album=False) == result.mood
+            and item.get(CONFIDENCE, with_album=False) == round(result.confidence, 4))
 
 
 def was_current(item, ref) -> bool:
@@ -407,8 +421,11 @@ class BeetsWrites:
     only tags, so moodtag's mood goes back in where the row says moodtag wrote it (tagged) and the file
     holds none now (beets' ID3v2.3 save drops TMOO), as a scan writes it (under the scan lock, with the
     undo journal); then the row takes the file's new size and mtime, keeping its result and tag_state,
-    and the next scan does not analyse the file again (a failed tag write is tried again). A file without
-    a row, or changed since moodtag saw it, is left to the next scan.
+    and the next scan does not analyse the file again (a failed tag write is tried again). A row that
+    says kept whose file holds no mood of its own now (the same v2.3 save drops another tool's TMOO)
+    says nothing written instead: the next scan that writes tags writes moodtag's mood, and none counts
+    an own mood kept that the file lost. A file without a row, or changed since moodtag saw it, is left
+    to the next scan.
 
     beets' moves and removals too: a file beets moved (`beet mv`, an import that moves; `item_moved`)
     takes its row with it, where the row is current for it (moved), and a file beets deleted (`beet rm
@@ -544,7 +561,9 @@ class BeetsWrites:
 
     def _settle(self, item, path: bytes, noted: Noted) -> None:
         """After beets' write of a file whose row was current: the mood back where the write dropped it,
-        and the row's new size and mtime; the item stores the file's mtime after a write back."""
+        and the row's new size and mtime; the item stores the file's mtime after a write back. A kept row
+        whose file's own mood the write dropped says nothing written (tag_state None): there is nothing of
+        moodtag's to put back, and the next scan that writes tags tags the file without analysing it."""
         cache = self._cache()
         if cache is None:
             return
@@ -557,6 +576,11 @@ class BeetsWrites:
                 if path == item.path:
                     item.mtime = item.current_mtime()
                 return
+        elif noted.row.tag_state == KEPT and not holds_own_mood(after.path):
+            if cache.set_retagged(noted.place, before=noted.before, after=after):  # nothing kept now: not written
+                cache.put_back_tag_state(noted.place, replace(noted.row, size=after.size, mtime_ns=after.mtime_ns,
+                                                              tag_state=None))
+            return
         cache.set_retagged(noted.place, before=noted.before, after=after)
 
     def _put_back(self, cache: Cache, noted: Noted, written: TrackRef) -> None:
@@ -611,6 +635,14 @@ class BeetsWrites:
     def _warn(self, path: bytes, what: str, exc: BaseException, *,
               then: str = "the next scan analyses it again") -> None:
         self._log.warning("{}", f"{printable(os.fsdecode(path))}: {what} ({printable(_cause(exc))}); {then}")
+
+
+def holds_own_mood(path: Path) -> bool:
+    """Whether the file's mood field holds a mood of its own (all of it, as for a row that says kept).
+    MoodtagError or OSError where its tags cannot be read."""
+    from tagger.tags import SET_BY_HAND, mood_state
+
+    return bool(mood_state(path, last_written=SET_BY_HAND)[1])
 
 
 def row_values(cache: Cache, noted: Noted):
@@ -734,8 +766,8 @@ class MoodtagPlugin(BeetsPlugin):
                  **settings) -> ScanSummary:
         """mood_items with a progress bar on stderr, one line per failed file, per item whose own mood is
         kept, per item that takes its file's own mood (in place of the scan's line for the file) and per
-        item left as it is because its file's tags cannot be read (in a dry run, per item that would get
-        moodtag's mood too), and a summary line; a MoodtagError becomes
+        item left as it is because its file's tags cannot be read (in a dry run, per item whose mood or
+        confidence moodtag's would change too), and a summary line; a MoodtagError becomes
         beets' one-line UserError. `jobs_from`: what set the jobs (the config's
         moodtag.jobs, or -j/--jobs), named where they are capped to the cores."""
         from tagger.console import shown
@@ -752,7 +784,8 @@ class MoodtagPlugin(BeetsPlugin):
                 event = replace(event, outcome=replace(event.outcome, tag_error=None))
             progress.show(event)
 
-        def on_set(item, o: TrackOutcome) -> None:  # never an item whose own mood is kept (on_kept's line)
+        def on_set(item, o: TrackOutcome) -> None:  # not an item whose own mood is kept (on_kept's line), nor
+            # one that holds moodtag's mood and confidence already
             if dry_run:
                 progress.log(f"[cyan]would set[/] {MOOD} {o.result.mood} ({o.result.confidence:.2f}): "
                              f"{shown(item_path(item))}")

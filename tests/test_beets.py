@@ -236,8 +236,8 @@ def test_dry_run_stores_and_writes_nothing(tmp_path, originals):
 def test_dry_run_says_would_set_only_for_items_that_would_get_the_mood(tmp_path, originals):
     """`beet moodtag -p` said `would set mood calm` for an item whose own mood a real run keeps (beside
     its `kept:` line); now each item that would get moodtag's mood has one line, and a kept one none."""
-    beet = Beets(tmp_path, originals)
-    beet("import", "-A", "-q", str(beet.music))  # auto: the four analysed
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))  # no mood yet
     own = beet.music / "calm_a.flac"
     beet("modify", "-y", "mood=dreamy", f"path:{own}")
 
@@ -248,6 +248,24 @@ def test_dry_run_says_would_set_only_for_items_that_would_get_the_mood(tmp_path,
     assert [line for line in lines if line.startswith("kept:")] == [
         f"kept: {own}: the item's own mood 'dreamy' (not moodtag's calm) is kept (--replace-mood replaces it)"]
     assert beet.fields("$mood")["calm_a.flac"] == "dreamy"
+
+
+def test_dry_run_says_nothing_of_items_that_hold_the_mood_already(tmp_path, originals):
+    """`beet moodtag -p` on a library moodtag had stored said `would set mood ...` for every item, though
+    a real run changed none. Now only an item whose mood or confidence would change has its line."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: the four analysed and stored
+    run = beet("moodtag", "-p")
+    assert "4 items: 0 analysed, 4 unchanged (cached)" in run.stderr, run.stderr
+    assert "would set" not in run.stderr, run.stderr
+
+    changed = beet.music / "calm_b.wav"
+    beet("modify", "-y", "mood_confidence=0.1", f"path:{changed}")
+    run = beet("moodtag", "-p")
+    would = [line for line in run.stderr.splitlines() if line.startswith("would set ")]
+    assert len(would) == 1 and would[0].startswith("would set mood calm (") and would[0].endswith(f": {changed}"), \
+        run.stderr
+    assert beet.fields("$mood_confidence")["calm_b.wav"] == "0.10"  # a dry run stores nothing
 
 
 def test_an_unusable_model_is_one_error_line(tmp_path, originals):
@@ -643,6 +661,24 @@ def test_an_items_own_mood_that_agrees_with_moodtags_is_no_conflict_and_stays_th
     assert read_mood(track) is None
 
 
+def test_an_items_own_mood_that_differs_from_moodtags_only_in_case_is_no_conflict(tmp_path, originals):
+    """`beet modify mood=Calm` on an item moodtag calls calm was `kept: ... the item's own mood 'Calm'
+    (not moodtag's calm)`, counted, and its file left untagged, while a file's own Calm agreed with calm
+    (and beets' `mood:calm` finds Calm). Now an item's own mood is compared case aside too: no conflict,
+    the file tagged, the item keeps its Calm."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
+    track = beet.music / "calm_a.flac"
+    beet("modify", "-y", "mood=Calm", f"path:{track}")
+
+    run = beet("moodtag", "-w")
+    assert not kept_lines(run) and "kept" not in run.stderr, run.stderr
+    assert "0 analysed, 4 unchanged (cached), 0 failed, tags written 4;" in run.stderr, run.stderr
+    assert read_mood(track).mood == "calm"
+    assert beet.fields("$mood $moodtag_mood")["calm_a.flac"] == "Calm calm"
+    assert beet.paths("mood:calm") == names("calm")
+
+
 def test_retag_writes_the_mood_back_after_moodtag_untag(tmp_path, originals):
     """After `moodtag untag`, `-w` and `-w -f` said `tags written 0` with no reason, and there was no way
     to write the mood back; now the summary says the file is left untagged, and --retag tags it."""
@@ -720,6 +756,39 @@ def test_beets_id3v23_write_keeps_moodtags_mood_in_the_mp3(tmp_path, originals):
     assert beet("update", "-p").stdout.strip() == ""  # the item stored the file's mtime after the write back
     assert scan_actions(beet) == dict.fromkeys(TRACKS, "cached")
     assert read_mood(mp3).mood == "exciting"
+
+
+def test_beets_id3v23_write_that_drops_a_files_own_mood_leaves_the_file_to_be_tagged(tmp_path, originals):
+    """An MP3's own mood (another tool's TMOO Upbeat) was kept by `-w` (row: kept); beets' write with
+    `id3v23: yes` then dropped TMOO, but the row still said kept, with the file's new size and mtime: every
+    later `-w` (and `moodtag scan`) said `own mood kept` of a file holding no mood at all, and never tagged
+    it. Now such a row says nothing written: the next `-w` tags the file, without analysing it, and the
+    item takes moodtag's mood. A file whose own mood beets' write left (a FLAC's MOOD) stays kept."""
+    from mutagen import flac
+    from mutagen.id3 import ID3
+
+    beet = Beets(tmp_path, originals, moodtag={"auto": False}, id3v23=True)
+    mp3, track = beet.music / "exciting_a.mp3", beet.music / "calm_a.flac"
+    set_tmoo(mp3, "Upbeat")
+    audio = flac.FLAC(track)
+    audio["MOOD"] = ["Mellow"]
+    audio.save()
+    beet("import", "-A", "-q", str(beet.music))
+    run = beet("moodtag", "-w")
+    assert "tags written 2, own mood kept 2 (" in run.stderr, run.stderr
+    assert beet.fields("$mood")["exciting_a.mp3"] == "Upbeat"
+
+    run = beet("modify", "-y", "-w", "title=Renamed")
+    assert "Traceback" not in run.stderr and "moodtag:" not in run.stderr, run.stderr
+    assert ID3(mp3).version[:2] == (2, 3) and "TMOO" not in ID3(mp3) and read_mood(mp3) is None
+    assert flac.FLAC(track)["MOOD"] == ["Mellow"]
+
+    run = beet("moodtag", "-w")
+    assert "0 analysed, 4 unchanged (cached), 0 failed, tags written 1, own mood kept 1 (" in run.stderr, \
+        run.stderr
+    assert read_mood(mp3).mood == "exciting" and beet.fields("$mood")["exciting_a.mp3"] == "exciting"
+    assert flac.FLAC(track)["MOOD"] == ["Mellow"] and beet.fields("$mood")["calm_a.flac"] == "Mellow"
+    assert scan_actions(beet) == dict.fromkeys(TRACKS, "cached")
 
 
 def test_a_file_another_tool_changed_before_beets_write_is_analysed_again(tmp_path, originals):
