@@ -1180,6 +1180,7 @@ MP4_BOXES_MAX = 10_000  # top-level boxes walked at most (an MP4 has a handful: 
 # there is bytes another program put after the boxes (an ID3v1 tag that a tagger added).
 MP4_TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"meta", b"uuid", b"pdin", b"moof",
                  b"mfra", b"sidx", b"styp", b"ssix", b"prft", b"emsg", b"udta", b"pnot", b"junk"}
+MP4_AUDIO_BOXES = {b"mdat", b"moov", b"moof"}  # the audio and its index: one cut short has lost some
 
 
 def _check_boxes_end(path: Path) -> None:
@@ -1201,6 +1202,8 @@ def _check_boxes_end(path: Path) -> None:
             if length < 8 or name not in MP4_TOP_BOXES:
                 return  # 0: a box that runs to the file's end; a short size or another name: not a box
             if at + length > size:
+                if name not in MP4_AUDIO_BOXES:  # padding ('free') a tagger sized wrong: no audio lost
+                    return
                 raise AudioError(f"truncated: the file ends inside its '{name.decode()}' box "
                                  f"({at + length - size:,} bytes missing)")
             at += length

@@ -346,6 +346,7 @@ def test_a_cut_flac_mp3_or_m4a_file_is_truncated_and_a_whole_one_is_read(tmp_pat
         kept["no Xing header, cut"] = (tmp_path / "noinfo.mp3").read_bytes()[:len(whole) // 2]
     else:
         message = r"^truncated: the file ends inside its 'mdat' box \([\d,]+ bytes missing\)$"
+        kept["padding after it sized past the end"] = whole + b"\0\0\x10\0free" + bytes(64)
     for name, data in cut.items():
         path = tmp_path / f"{name}{suffix}"
         path.write_bytes(data)
