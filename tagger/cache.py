@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Iterator
 
-from tagger.errors import MoodtagError, unreadable
+from tagger.errors import MoodtagError, os_text, unreadable
 from tagger.records import TrackRef, TrackResult, key_spelling
 
 if TYPE_CHECKING:
@@ -366,9 +366,12 @@ def db_error(path: Path, exc: BaseException, doing: str = "cannot use the cache"
     if "file is not a database" in low or "not a database" in low:
         return MoodtagError(f"{path}: not an SQLite database (is --db the right file?)")
     if "readonly" in low or "read-only" in low:
-        return MoodtagError(_unwritable(path, doing) or f"{path}: {doing}: it is read-only ({text})")
+        return MoodtagError(_unwritable(path, doing) or _trial_line(path, doing)
+                            or f"{path}: {doing}: it is read-only ({text})")
     if "disk is full" in low or "disk full" in low or "disk i/o error" in low:
         return MoodtagError(_disk_trouble(path, text, doing))
+    if "unable to open" in low:
+        return MoodtagError(_trial_line(path, doing) or f"{path}: {doing} ({text})")
     if "locked" in low or "busy" in low:
         return MoodtagError(f"{path}: database is locked by another program{_waited(exc)}")
     if "interrupted" in low:
@@ -416,8 +419,79 @@ def _disk_trouble(path: Path, text: str, doing: str) -> str:
     if "full" in text.lower() or low_space:
         doing = "cannot write to the cache" if doing == UNUSABLE else doing
         return f"{path}: {doing}: disk full" + (f" ({free // 1024} KB free)" if low_space else "")
+    line = _trial_line(path, doing)
+    if line is not None:
+        return line
     doing = "cannot read/write the cache database" if doing == UNUSABLE else doing
     return f"{path}: {doing} ({text})"
+
+
+REFUSALS = (errno.EROFS, errno.EACCES, errno.EPERM)  # a file system's "no" to a write
+SHM_REGION = 32768  # the size of a -shm's first region, which SQLite maps shared
+
+
+def _trial_write(folder: Path) -> tuple[str, OSError] | None:
+    """What SQLite meets beside a WAL cache, tried in `folder` with a file of moodtag's own (deleted
+    after): made and written as its -wal is, then sized and mapped shared as its -shm is. ("refused",
+    error) where the file system refuses the file or its write (EROFS, EACCES or EPERM: a share exported
+    read-only, or turned read-only by its server, while mounted read-write here: statvfs and the mode
+    bits say it may be written); ("unmappable", error) where the file is written but cannot be sized or
+    mapped (fusefat refuses an ftruncate that grows a file: EPERM); None where all of it works. Tried
+    only after SQLite failed: nothing of it is the cache's."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".moodtag-trial-", dir=folder)
+    except OSError as exc:
+        return ("refused", exc) if exc.errno in REFUSALS else None
+    try:
+        try:
+            os.write(fd, b"\0")
+            os.fsync(fd)
+        except OSError as exc:
+            return ("refused", exc) if exc.errno in REFUSALS else None
+        try:
+            os.ftruncate(fd, 3)  # SQLite sizes a -shm so before it maps it
+            os.pwrite(fd, b"\0", SHM_REGION - 1)
+            import mmap
+
+            mmap.mmap(fd, SHM_REGION).close()
+        except (OSError, ValueError) as exc:
+            return "unmappable", exc if isinstance(exc, OSError) else OSError(str(exc))
+        return None
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+
+
+def _refuses_writes(folder: Path) -> bool:
+    """Whether `folder`'s file system refuses a new file or its write, whatever its mount and modes say."""
+    trial = _trial_write(folder)
+    return trial is not None and trial[0] == "refused"
+
+
+def _trial_line(path: Path, doing: str) -> str | None:
+    """The line for an SQLite failure that a trial write beside the cache explains (_trial_write): a file
+    system that refuses writes though mounted read-write, or one on which SQLite cannot use its WAL
+    files. None where the trial works (the cause is elsewhere)."""
+    trial = _trial_write(path.parent)
+    if trial is None:
+        return None
+    kind, exc = trial
+    if kind == "refused":
+        doing = "cannot write to the cache" if doing == UNUSABLE else doing
+        return _refused_line(path, doing, exc)
+    doing = "cannot use the cache" if doing == UNUSABLE else doing
+    return (f"{path}: {doing}: SQLite cannot use its WAL files (-wal, -shm) on this file system (a -shm cannot "
+            f"be sized or mapped there: {os_text(exc)}); keep the cache on a local disk (--db)")
+
+
+def _refused_line(path: Path, doing: str, exc: OSError) -> str:
+    """The line for a cache whose file system refused a write though it is mounted read-write here."""
+    return (f"{path}: {doing}: its file system refused the write ({os_text(exc)}) though it is mounted "
+            f"read-write here (a share its server keeps read-only?); make it writable there, or choose "
+            f"another --db on a local disk")
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -692,7 +766,10 @@ class Cache:
         text = str(exc).lower()
         if not os.access(path.parent, os.W_OK):
             return "readonly" in text or "unable to open" in text
-        return "disk i/o error" in text and _disk_full(path.parent)
+        if "disk i/o error" in text and _disk_full(path.parent):
+            return True
+        return ("readonly" in text or "unable to open" in text or "disk i/o error" in text) and \
+            _trial_write(path.parent) is not None
 
     @classmethod
     def _open_private_copy_of(cls, path: Path) -> "Cache":
@@ -1393,6 +1470,8 @@ def scan_lock(db_path: Path, *, on_wait=lambda: None, should_stop=lambda: False,
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # a read-only folder: named, as Cache.open names it
             why = _unwritable(Path(db_path), "cannot lock the cache database")
+            if why is None and (exc.errno == errno.EROFS or _refuses_writes(Path(db_path).parent)):
+                why = _refused_line(Path(db_path), "cannot lock the cache database", exc)
             if why is not None:
                 raise MoodtagError(why) from None
         raise MoodtagError(f"{db_path}: cannot lock the cache database ({exc.strerror or exc})") from None

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +135,180 @@ def test_a_read_only_folder_without_a_lock_file_yet_is_named(scanned, library):
     Path(f"{scanned}.lock").unlink(missing_ok=True)
     line = _scan_in_a_read_only_folder(scanned, library)
     assert "cannot lock the cache database" in line and f"its folder {scanned.parent} is read-only" in line, line
+
+
+# -- a cache on a file system that refuses SQLite's writes: a real FUSE share, a real FAT32 drive ----------
+
+# A passthrough share whose server refuses writes while the client's mount stays read-write (an NFS export
+# made read-only, a NAS turned read-only): its first WRITES write() calls pass, then every write, new
+# file, open for writing and change of a name fails with EROFS. Modes and statvfs say it may be written.
+_SHARE = r"""
+import errno, os, sys
+import fuse
+from fuse import Fuse
+fuse.fuse_python_api = (0, 2)
+
+class FH:
+    def __init__(self, fd):
+        self.fd = fd
+
+class Share(Fuse):
+    def _no(self):
+        return self.writes >= self.allowed
+    def getattr(self, path):
+        try:
+            return os.lstat(self.src + path)
+        except OSError as e:
+            return -e.errno
+    def readdir(self, path, offset):
+        for name in [".", "..", *os.listdir(self.src + path)]:
+            yield fuse.Direntry(name)
+    def statfs(self):
+        return os.statvfs(self.src)
+    def open(self, path, flags):
+        if flags & (os.O_WRONLY | os.O_RDWR) and self._no():
+            return -errno.EROFS
+        try:
+            return FH(os.open(self.src + path, flags & ~os.O_CREAT))
+        except OSError as e:
+            return -e.errno
+    def create(self, path, flags, mode):
+        if self._no():
+            return -errno.EROFS
+        return FH(os.open(self.src + path, flags | os.O_CREAT, mode))
+    def read(self, path, size, offset, fh):
+        return os.pread(fh.fd, size, offset)
+    def write(self, path, buf, offset, fh):
+        self.writes += 1
+        if self.writes > self.allowed:
+            return -errno.EROFS
+        return os.pwrite(fh.fd, buf, offset)
+    def release(self, path, flags, fh):
+        os.close(fh.fd)
+    def flush(self, path, fh):
+        return 0
+    def fsync(self, path, datasync, fh):
+        os.fsync(fh.fd)
+    def fgetattr(self, path, fh):
+        return os.fstat(fh.fd)
+    def ftruncate(self, path, size, fh):
+        if self._no():
+            return -errno.EROFS
+        os.ftruncate(fh.fd, size)
+    def truncate(self, path, size):
+        return -errno.EROFS if self._no() else os.truncate(self.src + path, size)
+    def unlink(self, path):
+        return -errno.EROFS if self._no() else os.unlink(self.src + path)
+    def rename(self, a, b):
+        return -errno.EROFS if self._no() else os.rename(self.src + a, self.src + b)
+    def chmod(self, path, mode):
+        return -errno.EROFS if self._no() else os.chmod(self.src + path, mode)
+
+server = Share(version="share", usage="share SOURCE MOUNTPOINT WRITES", dash_s_do="setsingle")
+server.src, server.allowed, server.writes = os.path.abspath(sys.argv[1]), int(sys.argv[3]), 0
+server.multithreaded = False
+server.parse(["share", sys.argv[2], "-f", "-o", "default_permissions"], errex=1)
+server.main()
+"""
+
+
+@pytest.fixture
+def read_only_share(tmp_path):
+    """mount(source, writes) -> the mount point of a share of `source` whose server refuses writes after
+    `writes` of them; skipped without root, /dev/fuse or fuse-python."""
+    from tests.test_removable import _can_mount
+
+    why = _can_mount("fusermount", "true")
+    if why or subprocess.run(["/usr/bin/python3", "-c", "import fuse"], capture_output=True).returncode:
+        pytest.skip(why or "needs fuse-python for /usr/bin/python3 (python3-fuse)")
+    script = tmp_path / "share.py"
+    script.write_text(_SHARE)
+    mounted: list[tuple[subprocess.Popen, Path]] = []
+
+    def mount(source: Path, writes: int = 0) -> Path:
+        point = tmp_path / f"share{len(mounted)}"
+        point.mkdir()
+        mounted.append((subprocess.Popen(["/usr/bin/python3", script, source, point, str(writes)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), point))
+        for _ in range(100):
+            if os.path.ismount(point):
+                return point
+            time.sleep(0.05)
+        pytest.skip("the FUSE share did not mount")
+
+    yield mount
+    for daemon, point in mounted:
+        subprocess.run(["fusermount", "-u", str(point)], capture_output=True)
+        daemon.wait(timeout=30)
+
+
+@pytest.mark.parametrize("writes", [0, 1])
+def test_a_scan_of_a_cache_on_a_share_that_refuses_writes_names_its_file_system(library, read_only_share, writes):
+    """A share whose server refuses writes while mounted read-write here (modes and statvfs say it may be
+    written) stopped a scan with 'cannot lock the cache database (Read-only file system)' (all refused)
+    or 'cannot read/write the cache database (disk I/O error)' (SQLite's -wal or -shm refused after its
+    first write). Either way the line names the cache and its file system's refusal."""
+    db = library / "c.db"
+    run_cli("scan", library, "--db", db, "--no-write", check=True)
+    share = read_only_share(library, writes)
+    proc = run_cli("scan", share, "--db", share / "c.db", "--no-write")
+    line = one_error_line(proc)
+    assert line.startswith(f"error: {share / 'c.db'}: ") and \
+        "its file system refused the write (read-only file system) though it is mounted read-write" in line, line
+    assert "--db" in line and "unusable" not in line and "I/O error" not in line, line
+
+
+def test_read_commands_read_a_cache_on_a_share_that_refuses_writes(library, read_only_share):
+    """query and stats called a sound cache on such a share 'unusable cache database (unable to open
+    database file)': SQLite, opened to write as the modes allow, could make no -shm. They read it as they
+    read one in a read-only folder (immutable), and leave nothing beside it."""
+    db = library / "c.db"
+    run_cli("scan", library, "--db", db, "--no-write", check=True)
+    share = read_only_share(library)
+    stats = run_cli("stats", "--db", share / "c.db")
+    assert stats.returncode == 0, stats.stderr
+    assert "2 tracks" in stats.stdout, stats.stdout
+    query = run_cli("query", "--db", share / "c.db", "--json")
+    assert query.returncode == 0, query.stderr
+    assert len(query.stdout.splitlines()) == 2
+    assert beside(db) == []
+
+
+@pytest.fixture
+def fat32(tmp_path):
+    """A FAT32 drive through fusefat (it refuses an ftruncate that grows a file: SQLite's -shm)."""
+    from tests.test_removable import FatDrive, _plugged
+
+    stick = _plugged(FatDrive(tmp_path), "mkfs.vfat", "fusefat")
+    try:
+        yield stick.mount
+    finally:
+        stick.remove()
+
+
+def test_a_cache_on_fat32_says_sqlite_cannot_use_its_wal_files_there(library, fat32):
+    """A cache on a FAT32 drive through fusefat stopped a scan with SQLite's bare 'disk I/O error' (its
+    -shm cannot be sized there). The line names the cache, the cause, and the remedy: a local disk. The
+    cache stays in WAL mode (nothing switched silently)."""
+    db = fat32 / "c.db"
+    proc = run_cli("scan", library, "--db", db, "--no-write")
+    line = one_error_line(proc)
+    assert line.startswith(f"error: {db}: ") and "SQLite cannot use its WAL files (-wal, -shm) on this file system" \
+        in line and "keep the cache on a local disk (--db)" in line, line
+
+
+def test_read_commands_read_a_cache_copied_onto_fat32(library, tmp_path, fat32):
+    """A cache copied onto such a drive (to take it to another machine) failed every read command with
+    'disk I/O error'; no writer can use it there, so it is read as it is (immutable)."""
+    db = tmp_path / "cache" / "c.db"
+    db.parent.mkdir()
+    run_cli("scan", library, "--db", db, "--no-write", check=True)
+    shutil.copyfile(db, fat32 / "c.db")
+    stats = run_cli("stats", "--db", fat32 / "c.db")
+    assert stats.returncode == 0, stats.stderr
+    assert "2 tracks" in stats.stdout, stats.stdout
+    scan = run_cli("scan", library, "--db", fat32 / "c.db", "--no-write")
+    assert "SQLite cannot use its WAL files" in one_error_line(scan)
 
 
 @pytest.mark.parametrize(("option", "value", "byte"), [
