@@ -55,6 +55,7 @@ def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None, group
     ('Exciting' beside 'exciting') are a MoodtagError naming both and where the odd one comes from."""
     items, where = _load(Path(data).expanduser(), labels=labels, group_by=group_by, on_skip=on_skip)
     _check_spellings(items, where)
+    _check_taggable(items, where)
     return sorted(items, key=lambda it: str(it.path))
 
 
@@ -69,6 +70,7 @@ def load_many(sources, *, labels: tuple[str, ...] | None = None, group_by: str =
         items += sorted(found, key=lambda it: str(it.path))
         where = {**found_where, **where}  # the first source a spelling comes from
     _check_spellings(items, where)
+    _check_taggable(items, where)
     _check_duplicates(items)
     return items
 
@@ -114,16 +116,34 @@ def _check_spellings(items: list[Item], where: dict[str, str]) -> None:
                                "or surrounding spaces: spell each label one way")
 
 
+def _check_taggable(items: list[Item], where: dict[str, str]) -> None:
+    """MoodtagError for a label that cannot name a tag field (tagger.weights.TAG_LABEL: 'very calm',
+    'énergique', 'calm '): a model of it would fail every track of a scan as its tags were written. Named:
+    the label and where it first comes from (the label folder, or the CSV file and line)."""
+    from tagger.weights import TAG_LABEL, TAG_LABEL_RULE
+
+    for label in sorted({it.label for it in items}):
+        if not TAG_LABEL.match(label):
+            raise MoodtagError(f"{where[label]}: label {label!r} cannot be a tag field name ({TAG_LABEL_RULE}): "
+                               "rename it")
+
+
+def _file_key(path: Path):
+    """What tells one file from another: its device and inode (two hard links are one file), else its resolved
+    path (a file gone since it was listed)."""
+    try:
+        st = path.stat()
+        return st.st_dev, st.st_ino
+    except OSError:
+        return path.resolve()
+
+
 def _check_duplicates(items: list[Item]) -> None:
     """MoodtagError for a file listed twice: by one path, through a link, or by a hard link (two names of
     one file, say in calm/ and in exciting/: it would be trained on as both labels)."""
     first: dict[object, Path] = {}
     for it in items:
-        try:
-            st = it.path.stat()
-            key = (st.st_dev, st.st_ino)
-        except OSError:  # gone since it was listed: its path tells it apart
-            key = it.path.resolve()
+        key = _file_key(it.path)
         if key in first:
             seen = first[key]
             if seen.resolve() == it.path.resolve():
@@ -317,6 +337,7 @@ def _from_csv(path: Path, *, labels, group_by: str, where: dict[str, str]) -> li
     if path_col is None or label_col is None:
         raise MoodtagError(f"{path}: the CSV needs a header with 'path' (or 'file') and 'label' columns")
     items = []
+    lines: dict[object, tuple[int, Path]] = {}  # each file's first line: a second row of it names both
     for line, row in rows:
         if None in row:  # the key of the fields past the header's
             raise MoodtagError(f"{path}:{line}: {width + len(row[None])} fields, the header has {width} "
@@ -334,6 +355,10 @@ def _from_csv(path: Path, *, labels, group_by: str, where: dict[str, str]) -> li
         file = (base / rel) if not Path(rel).is_absolute() else Path(rel)
         if not file.is_file():
             raise MoodtagError(f"{path}:{line}: {file}: no such audio file")
+        seen = lines.setdefault(_file_key(file), (line, file))
+        if seen[0] != line:
+            same = "" if seen[1].resolve() == file.resolve() else f" (the same file as {seen[1]}, a hard link)"
+            raise MoodtagError(f"{path}:{line}: {file}{same}: listed more than once in the CSV (first on line {seen[0]})")
         group = (row.get(group_col) or "").strip() if group_col else ""
         if not group:
             parts = Path(rel).parts

@@ -52,7 +52,8 @@ class GroupScore:
 
 @dataclass(frozen=True)
 class EvalReport:
-    """Metrics over the tracks that could be scored (`failed` counts those that could not)."""
+    """Metrics over the tracks that could be scored (`failed` counts those that could not); balanced accuracy
+    and ROC-AUC are None where those tracks have one label only."""
 
     labels: tuple[str, ...]
     threshold: float | None
@@ -113,7 +114,9 @@ def report_from_rows(rows: list[TrackRow], *, labels: tuple[str, ...], threshold
             roc_auc=metrics.roc_auc(yg, sg) if both else None))
     return EvalReport(
         labels=tuple(labels), threshold=threshold, tracks=len(ok), failed=len(rows) - len(ok),
-        accuracy=metrics.accuracy(y, pred), balanced_accuracy=metrics.balanced_accuracy(y, pred, n),
+        accuracy=metrics.accuracy(y, pred),
+        # over one label, balanced accuracy is that label's recall: "-", as for a group with one label
+        balanced_accuracy=metrics.balanced_accuracy(y, pred, n) if len(set(y.tolist())) > 1 else None,
         roc_auc=metrics.roc_auc(y, scores) if len(ok) else None,
         confusion=tuple(tuple(int(v) for v in row) for row in metrics.confusion_matrix(y, pred, n)),
         groups=tuple(groups), rows=tuple(sorted(rows, key=lambda r: (r.group, str(r.path)))))

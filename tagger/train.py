@@ -79,7 +79,8 @@ class ProgressEvent:
 @dataclass
 class TrainResult:
     """A trained network's weights, its spec (normalisation, threshold, metrics, trained_on, created),
-    per-epoch history, the groups on each side, the final validation report, and skipped tracks."""
+    per-epoch history, the groups on each side, the final validation report (a binary model's at 0.5, as
+    the epochs' figures: its rows' scores give it at the spec's threshold), and skipped tracks."""
 
     state_dict: dict
     spec: ModelSpec
@@ -370,8 +371,10 @@ def _train(train_items, val_items, *, spec, epochs, clips_per_track, seed, batch
     val_items, val_mats, val_skipped = load_matrices(val_items, spec=spec, span=span, cache_dir=cache_dir,
                                                      on_progress=on_progress, **ev)
     skipped += val_skipped
-    if len({it.label for it in train_items}) < len(labels):
-        raise MoodtagError("after skipping undecodable tracks, a label has no training track left")
+    lost = [label for label in labels if not any(it.label == label for it in train_items)]
+    if lost:
+        raise MoodtagError(f"label {lost[0]!r} has no training track left: none of its training tracks could be "
+                           "decoded (see the skipped lines)")
     spec = spec.with_(normalization=normalization_of(train_mats, spec.features.center))
 
     torch.manual_seed(seed)
@@ -420,12 +423,14 @@ def _train(train_items, val_items, *, spec, epochs, clips_per_track, seed, batch
     validation = None
     metrics: dict = {}
     if val_items:
-        validation = report_from_rows(rows, labels=labels, threshold=chosen)
-        at_half = report_from_rows(rows, labels=labels, threshold=0.5 if len(labels) == 2 else None)
+        # the headline at 0.5: a threshold chosen on these same tracks would flatter them
+        validation = report_from_rows(rows, labels=labels, threshold=0.5 if len(labels) == 2 else None)
+        at_chosen = report_from_rows(rows, labels=labels, threshold=chosen)
+        tuned = " (chosen on these same tracks: optimistic)" if threshold == "auto" and len(labels) == 2 else ""
         metrics["validation"] = {
             "what": f"held-out groups {', '.join(sorted({it.group for it in val_items}))}, scored on the "
-                    "model's inference clips after the last epoch",
-            "at_threshold": validation.summary(), "at_0.5": at_half.summary() if len(labels) == 2 else None}
+                    f"model's inference clips after the last epoch; at_threshold: at the model's threshold{tuned}",
+            "at_threshold": at_chosen.summary(), "at_0.5": validation.summary() if len(labels) == 2 else None}
     spec = spec.with_(metrics=metrics, trained_on=describe_items(train_items), created=_now())
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     return TrainResult(state_dict=state, spec=spec, history=history,

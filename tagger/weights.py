@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -22,6 +23,10 @@ DESCRIPTOR_ARCHITECTURE = "descriptor_logistic"
 # 5 s at 22050 Hz, n_fft 2048, hop 512); five 30 s clips at 48 kHz with n_fft 4096 and hop 256 need 58 million.
 MAX_SPECTROGRAM_VALUES = 2 ** 27
 MAX_INPUT_VALUES = 2 ** 27  # the network's input for a track's clips (clips x channels x size): 512 MiB of float32
+# What a label may be: each names a tag field (MOODTAG_SCORE_<LABEL>). tagger.tags._LABEL, spelt out here because
+# importing that module (mutagen) would slow every command that reads a model's spec; a test checks they agree.
+TAG_LABEL = re.compile(r"[A-Za-z0-9_-]+\Z")
+TAG_LABEL_RULE = "letters, digits, - and _ only"
 
 
 @dataclass(frozen=True)
@@ -337,6 +342,9 @@ def spec_problem(spec: ModelSpec) -> str | None:
         return f"architecture {spec.architecture!r} must be an object with a name"
     if len(labels) < 2 or len(set(labels)) != len(labels) or not all(isinstance(l, str) and l for l in labels):
         return f"labels must be two or more distinct names, not {list(labels)}"
+    odd = next((label for label in labels if not TAG_LABEL.match(label)), None)
+    if odd is not None:  # every track would fail as its tags were written
+        return f"label {odd!r} cannot be a tag field name ({TAG_LABEL_RULE})"
     if not _whole(spec.sample_rate, 1000, 384000):
         return f"sample_rate {spec.sample_rate!r} is not a sample rate"
     if not _whole(clips.count, 1, 100):

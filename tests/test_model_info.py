@@ -84,6 +84,10 @@ def _altered(tmp_path, shipped: str, **changes):
     ("moodtag-rhythm", {"architecture": None}, "architecture None must be an object with a name"),
     ("moodtag-rhythm", {"features__kind": "mel"}, "features.kind 'mel' does not go with architecture"),
     ("moodtag-rhythm", {"labels": "ce"}, "labels must be a list of names, not 'ce'"),
+    # a label that cannot name a tag field: every track of a scan failed as its tags were written
+    ("moodtag-rhythm", {"labels": ["very calm", "exciting"]},
+     "label 'very calm' cannot be a tag field name (letters, digits, - and _ only))"),
+    ("moodtag-rhythm", {"labels": ["calm", "énergique"]}, "label 'énergique' cannot be a tag field name"),
     ("moodtag-rhythm", {"clips__count": True}, "clips.count True must be a whole number from 1 to 100"),
     ("moodtag-rhythm", {"metrics": "bad"}, "metrics must be a JSON object, not str"),
     ("moodtag-rhythm", {"created": 5}, "created 5 must be text"),
@@ -226,3 +230,22 @@ def test_in_a_pipe_no_line_ends_in_spaces():
         lines = text.splitlines()
         assert len(lines) > 10 and [line for line in lines if line != line.rstrip()] == [], text
     assert min(len(line) for line in unset.splitlines()) < 40  # `labels  calm, exciting`, as long as its text
+
+
+def test_json_writes_null_for_a_crafted_files_nan(tmp_path):
+    """A model file whose metrics hold NaN or Infinity (JSON as Python reads it): model-info --json printed them
+    bare, which no JSON reader takes. They are null now; the table shows the file as it is."""
+    import json
+
+    path = _altered(tmp_path, "moodtag-rhythm",
+                    metrics={"held_out": {"pooled": {"balanced_accuracy": float("nan"), "roc_auc": float("inf"),
+                                                     "tracks": 3}}, "list": [float("-inf"), 0.5]})
+    text = model_info("--json", str(path))
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    metrics = json.loads(text, parse_constant=refuse)["spec"]["metrics"]
+    assert metrics == {"held_out": {"pooled": {"balanced_accuracy": None, "roc_auc": None, "tracks": 3}},
+                       "list": [None, 0.5]}
+    assert "balanced accuracy nan" in " ".join(model_info(str(path)).split())

@@ -703,3 +703,131 @@ def test_an_output_in_the_shipped_models_folder_warns_what_it_replaces(data, cac
     proc = subprocess.run([sys.executable, "-m", "tagger", "model-info", "--json"], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=120)
     assert json.loads(proc.stdout)["spec"]["name"] == "retrained"  # the default, for every scan of this copy
+
+
+def test_a_model_retrained_into_its_own_file_takes_the_next_version(data, cache, tmp_path):
+    """Retrained into the same --out, a model kept 1.0.0: a scan's cache tells models apart by name and version
+    only, so the next scan kept every track's old result ('unchanged (cached)') in silence. Now the new model
+    takes the next version and train says so in one line; a --version equal to the old one's gets a warning."""
+    from tests.conftest import run_cli
+
+    out, lib, db = tmp_path / "mine.safetensors", tmp_path / "lib", tmp_path / "cache.db"
+    lib.mkdir()
+    shutil.copy(sorted((data / "calm").iterdir())[0], lib / "a.wav")
+    swapped = tmp_path / "swapped"  # every decision flips
+    shutil.copytree(data / "calm", swapped / "exciting")
+    shutil.copytree(data / "exciting", swapped / "calm")
+    env = {"COLUMNS": "500"}
+
+    def train(source, *args):
+        proc = run_cli("train", source, "--out", out, "--feature", "descriptors", "--cache-dir", cache, "--json",
+                       *args, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr.splitlines()
+
+    def scan():
+        proc = run_cli("scan", lib, "--db", db, "--model", out, "--no-write", "--jobs", "1", "--json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        return [(row["action"], row["mood"], row["model"]["version"]) for row in map(json.loads, proc.stdout.splitlines())]
+
+    assert train(data) == []
+    assert read_spec(out).version == "1.0.0"
+    assert scan() == [("analysed", "calm", "1.0.0")]
+    assert train(swapped) == [f"{out} holds mine 1.0.0: the new model is mine 1.0.1, so a scan analyses again what "
+                              "the old one analysed (--version sets another)"]
+    assert read_spec(out).version == "1.0.1"
+    assert scan() == [("analysed", "exciting", "1.0.1")]
+    assert train(data, "--version", "1.0.1") == [
+        f"warning: --version 1.0.1: {out} holds mine 1.0.1 too, and a scan's cache tells models apart by name and "
+        "version only: tracks the old model analysed keep its results, not redone (pass another --version)"]
+    assert read_spec(out).version == "1.0.1"
+    assert train(data, "--version", "2.0") == [] and read_spec(out).version == "2.0"
+    assert train(data, "--name", "other") == [] and read_spec(out).version == "1.0.0"  # another model's name
+
+
+def test_next_version():
+    from tagger.commands.train import _next_version
+
+    assert [_next_version(v) for v in ("1.0.0", "1.0.9", "2.3-rc9", "007", "beta")] == [
+        "1.0.1", "1.0.10", "2.3-rc10", "008", "beta.1"]
+
+
+def test_a_label_that_cannot_be_a_tag_is_refused_before_any_work(data, cache, tmp_path):
+    """A label folder 'very calm' (or 'énergique', or a CSV row's label) trained a model in silence; then every
+    track of a scan with it failed ('cannot be a tag field name'). train refuses it now, naming the folder or
+    the CSV line, before any track is decoded."""
+    from tests.conftest import run_cli
+
+    folders = tmp_path / "folders"
+    shutil.copytree(data / "calm", folders / "very calm")
+    shutil.copytree(data / "exciting", folders / "exciting")
+    tracks = sorted(data.rglob("*.wav"))
+    table = tmp_path / "set.csv"
+    table.write_text("path,label\n" + "".join(f"{p},{'énergique' if p.parent.name == 'exciting' else 'calm'}\n"
+                                              for p in tracks))
+    line = 2 + [p.parent.name for p in tracks].index("exciting")
+    out = tmp_path / "m.safetensors"
+    rule = "cannot be a tag field name (letters, digits, - and _ only): rename it"
+    for source, message in ((folders, f"{folders / 'very calm'}: label 'very calm' {rule}"),
+                            (table, f"{table}:{line}: label 'énergique' {rule}")):
+        for kind in ("descriptors", "mel"):
+            proc = run_cli("train", source, "--out", out, "--feature", kind, "--cache-dir", tmp_path / "fc",
+                           *(TINY if kind == "mel" else []), env={"COLUMNS": "500"})
+            assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", f"error: {message}\n"), proc.stderr
+    assert not out.exists() and not (tmp_path / "fc").exists()
+    from tagger import tags
+    from tagger.weights import TAG_LABEL
+
+    assert TAG_LABEL.pattern == tags._LABEL.pattern  # the rule the tags are written by
+
+
+def test_the_validation_summary_is_at_0_5_as_the_epoch_lines(data, cache, tmp_path):
+    """A network trained with --val-groups: the summary's validation balanced accuracy was scored at a threshold
+    chosen on those same tracks (1.000 where the epoch line said 0.500). It is at 0.5 now, as the epoch lines;
+    the figures at the tuned threshold are beside it, said to be optimistic."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "m.safetensors"
+    proc = run_cli("train", data, "--out", out, "--val-groups", "g2", "--cache-dir", cache, *TINY,
+                   env={"COLUMNS": "500"})
+    assert proc.returncode == 0, proc.stderr
+    epoch = re.search(r"epoch 2/2 .* val balanced accuracy (\S+)", proc.stderr).group(1)
+    validation = re.search(r"^ *validation +balanced accuracy (\S+), ROC-AUC \S+, accuracy \S+ \(4 tracks; at 0.5, "
+                           r"as the epoch lines\)", proc.stdout, re.M)
+    assert validation and validation.group(1) == epoch, proc.stdout
+    spec = read_spec(out)
+    assert f"{spec.metrics['validation']['at_0.5']['balanced_accuracy']:.3f}" == epoch
+    if spec.threshold != 0.5:
+        tuned = spec.metrics["validation"]["at_threshold"]
+        assert re.search(rf"^ *at {spec.threshold:g} +balanced accuracy {tuned['balanced_accuracy']:.3f}, accuracy "
+                         rf"{tuned['accuracy']:.3f} \(the model's threshold, chosen on these same tracks: optimistic\)",
+                         proc.stdout, re.M), proc.stdout
+    assert "chosen on these same tracks" in spec.metrics["validation"]["what"]
+
+
+def test_evaluate_on_one_label_shows_no_balanced_accuracy(trained, data, tmp_path):
+    """evaluate on tracks of one label printed 'balanced accuracy 1.000' (that label's recall), where ROC-AUC
+    and the per-group rows show '-'. It shows '-' too, and null in --json."""
+    from tests.conftest import run_cli
+
+    model, _ = trained
+    shutil.copytree(data / "calm", tmp_path / "d" / "calm")
+    proc = run_cli("evaluate", tmp_path / "d", "--model", model, env={"COLUMNS": "500"})
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^ *balanced accuracy +- *$", proc.stdout, re.M), proc.stdout
+    proc = run_cli("evaluate", tmp_path / "d", "--model", model, "--json")
+    report = json.loads(proc.stdout)
+    assert (report["tracks"], report["balanced_accuracy"], report["roc_auc"]) == (6, None, None)
+
+
+def test_a_label_left_without_a_decodable_training_track_is_named(tmp_path, cache):
+    from tagger.train import train_model
+
+    for i in range(3):
+        for mood in ("calm", "exciting"):
+            (tmp_path / mood).mkdir(exist_ok=True)
+            make_track(tmp_path / mood / f"t{i}.wav", mood, 3 if mood == "exciting" else 7, seed=i)
+    with pytest.raises(MoodtagError, match=r"^label 'exciting' has no training track left: none of its training "
+                                           r"tracks could be decoded \(see the skipped lines\)$"):
+        train_model(load_items(tmp_path), spec=_spec(), epochs=1, clips_per_track=1, batch_size=3, cache_dir=cache,
+                    threads=1)

@@ -132,3 +132,17 @@ def test_control_characters_in_names_are_escaped(tracks, tmp_path):
         assert "\x1b" not in out and "g\\x1b[31mX\\n" in out, out
     assert "g\\x1b[31mX\\n__t0.wav" in outputs[0]
     assert "g\\x1b[31mX\\n (calm 1, exciting 1)" in outputs[1]
+
+
+def test_a_file_listed_twice_in_a_csv_names_both_lines(tracks, tmp_path):
+    """A CSV row repeating an earlier one was refused naming the file alone; CSV errors name the line. Both
+    lines are named now (a second name of the file, a hard link, too)."""
+    calm, exciting = sorted((tracks / "calm").iterdir())[0], sorted((tracks / "exciting").iterdir())[0]
+    os.link(calm, tmp_path / "linked.wav")
+    table = tmp_path / "set.csv"
+    for last, message in ((f"{calm},exciting", f"{calm}: listed more than once in the CSV (first on line 2)"),
+                          ("linked.wav,calm", f"{tmp_path / 'linked.wav'} (the same file as {calm}, a hard link): "
+                                              "listed more than once in the CSV (first on line 2)")):
+        table.write_text(f"path,label\n{calm},calm\n{exciting},exciting\n\n{last}\n")
+        proc = run_cli("evaluate", table, env={"COLUMNS": "500"})
+        assert (proc.returncode, proc.stderr) == (1, f"error: {table}:5: {message}\n"), proc.stderr

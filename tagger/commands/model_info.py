@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Annotated, Optional
 
@@ -26,8 +27,8 @@ def model_info(
     spec = loaded.spec
     info = {"path": str(path), "sha256": loaded.sha256, "spec": spec.to_json(),
             "shipped": [p.stem for p in shipped_models()]}
-    if json_out:
-        out.print(json.dumps(info, ensure_ascii=False), markup=False)
+    if json_out:  # a crafted file's NaN or Infinity (json reads them) as null: bare NaN is no JSON
+        out.print(json.dumps(_finite(info), ensure_ascii=False, allow_nan=False), markup=False)
         return
     table = Table(show_header=False, box=None)
     table.add_column(max_width=max(24, out.width // 3))  # long labels wrap: the values keep the room
@@ -89,6 +90,18 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
             continue
         rows.append((f"metric {key}", json.dumps(_rounded(value)) if not isinstance(value, float) else f"{value:.3f}"))
     return rows
+
+
+def _finite(value):
+    """A JSON value with each NaN or infinite float as None (null). As deep as the spec's JSON may be
+    (tagger.weights.MAX_JSON_DEPTH)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _rounded(value):

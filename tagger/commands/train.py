@@ -118,7 +118,11 @@ def train(
     name: Annotated[Optional[str], typer.Option(
         "--name", metavar="NAME", help="The model's name, stored in the file; with --version it is what a scan's cache "
                                        "tells models apart by. Default: MODEL's file name without .safetensors.")] = None,
-    version: Annotated[str, typer.Option("--version", metavar="VERSION", help="The model's version, stored in the file.")] = "1.0.0",
+    version: Annotated[Optional[str], typer.Option(
+        "--version", metavar="VERSION", show_default=False,
+        help="The model's version, stored in the file. Default: 1.0.0, or, when MODEL already holds a model of "
+             "the same name, the next version past its one (1.0.0: 1.0.1), so that a scan analyses again what "
+             "the old model analysed.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object instead of the summary table.")] = False,
 ) -> None:
     """Train a model on labelled tracks and write it to MODEL (safetensors, spec inside, no pickle).
@@ -151,6 +155,7 @@ def train(
 
     items = load_many(data, labels=parse_labels(labels), group_by=group_by, on_skip=warn_not_audio)
     labels_of(items, parse_labels(labels))  # two labels at least, before any track is decoded
+    version = _version(out, name, version)
     if feature == "descriptors":
         _train_descriptors(items, out=out, names=names, C=regularization, seed=seed,
                            top_db=top_db or None, placement=placement, labels=parse_labels(labels), name=name,
@@ -188,7 +193,7 @@ def train(
                                  "skipped": [{"path": p, "error": e} for p, e in result.skipped]},
                                 ensure_ascii=False), markup=False, highlight=False)
         return
-    _render_summary(out, final_spec, result, cv, seconds)
+    _render_summary(out, final_spec, result, cv, seconds, tuned=threshold is None)
 
 
 # Options one kind of model alone uses (parameter names): given with the other kind, they would be ignored.
@@ -339,6 +344,48 @@ def _model_name(name: str | None, out: Path) -> str:
     return chosen
 
 
+def _version(out: Path, name: str, given: str | None) -> str:
+    """The new model's version: --version if given; else, when MODEL already holds a model named `name`, the
+    next version past the old one's, said in one line; else 1.0.0. A scan's cache tells models apart by name
+    and version only: the new model under the old one's version would leave every track the old one analysed
+    with its results ("unchanged (cached)"), so a --version equal to the old one's gets a warning saying so."""
+    from tagger.console import err, shown, warn
+    from tagger.errors import ModelError
+    from tagger.weights import read_spec
+
+    try:
+        old = read_spec(out) if out.is_file() else None
+    except ModelError:  # not a model moodtag can read: no results of it to tell apart
+        old = None
+    if old is None or old.name != name:
+        return given or "1.0.0"
+    if given is None:
+        version = _next_version(old.version)
+        err.print(f"{shown(out)} holds {shown(name)} {shown(old.version)}: the new model is {shown(name)} "
+                  f"{shown(version)}, so a scan analyses again what the old one analysed (--version sets another)",
+                  highlight=False)
+        return version
+    if given == old.version:
+        warn(f"--version {shown(given)}: {shown(out)} holds {shown(name)} {shown(given)} too, and a scan's cache tells "
+             "models apart by name and version only: tracks the old model analysed keep its results, not redone "
+             "(pass another --version)")
+    return given
+
+
+def _next_version(version: str) -> str:
+    """'1.0.0' -> '1.0.1', '2.3-rc9' -> '2.3-rc10', '007' -> '008': the last number in it raised by one
+    ('beta' -> 'beta.1')."""
+    import re
+
+    last = None
+    for last in re.finditer(r"\d+", version):
+        pass
+    if last is None:
+        return f"{version}.1"
+    number = str(int(last.group()) + 1).zfill(len(last.group()))
+    return version[:last.start()] + number + version[last.end():]
+
+
 def _warn_shipped_file(out: Path) -> None:
     """A warning when MODEL is (through any link) a file of the shipped models' folder: the new model
     replaces that shipped model for every scan using it, the default for a plain scan (the maintainers'
@@ -434,9 +481,10 @@ class TrainDisplay:
         self.progress.update(self.task, completed=ev.done, total=ev.total, description=desc)
 
 
-def _render_summary(out_path: Path, spec, result, cv, seconds: float) -> None:
+def _render_summary(out_path: Path, spec, result, cv, seconds: float, *, tuned: bool) -> None:
     """The trained model as a table; names from the data (labels, groups) go through `shown`, so a control
-    character in a file or folder name is escaped, never sent to the terminal."""
+    character in a file or folder name is escaped, never sent to the terminal. `tuned`: the threshold was
+    chosen on the validation tracks (the figures at it are then optimistic, and shown as such)."""
     from rich.table import Table
 
     from tagger.console import out, shown
@@ -448,8 +496,16 @@ def _render_summary(out_path: Path, spec, result, cv, seconds: float) -> None:
     if result.val_groups:
         table.add_row("validation groups", shown(", ".join(result.val_groups)))
         v = result.validation
+        at = "" if v.threshold is None else f"; at {v.threshold:g}, as the epoch lines"
         table.add_row("validation", f"balanced accuracy {_fmt(v.balanced_accuracy)}, ROC-AUC {_fmt(v.roc_auc)}, "
-                                    f"accuracy {_fmt(v.accuracy)} ({counted(v.tracks, 'track')})")
+                                    f"accuracy {_fmt(v.accuracy)} ({counted(v.tracks, 'track')}{at})")
+        if v.threshold is not None and spec.threshold != v.threshold:
+            from tagger.evaluate import report_from_rows
+
+            t = report_from_rows(list(v.rows), labels=v.labels, threshold=spec.threshold)
+            how = "chosen on these same tracks: optimistic" if tuned else "fixed by --threshold"
+            table.add_row(f"  at {spec.threshold:g}", f"balanced accuracy {_fmt(t.balanced_accuracy)}, "
+                                                      f"accuracy {_fmt(t.accuracy)} (the model's threshold, {how})")
     if cv is not None:
         table.add_row("held out (cross-validation)", _cv_line(cv))
         for groups, report in cv.folds:
