@@ -221,7 +221,14 @@ def _open_track(path: Path, head: bytes):
             _check_boxes_end(path)
     links = _ogg_links(path) if head.startswith(b"OggS") else None
     if links is None:
-        track = _open_source(str(path), path.suffix.lower(), _sniffed_suffix(head, path.suffix.lower()))
+        try:
+            track = _open_source(str(path), path.suffix.lower(), _sniffed_suffix(head, path.suffix.lower()))
+        except AudioError:
+            # a FLAC cut inside its metadata (a large cover): said so where it starts as a FLAC file does
+            # (its STREAMINFO block first, 34 bytes); garbage after 'fLaC' stays 'not a decodable audio file'
+            if head.startswith(b"fLaC") and head[4] & 0x7F == 0 and head[5:8] == b"\0\0\x22":
+                _check_flac_or_mpeg_ends(path)
+            raise
     else:
         track = _ChainedTrack(path, links)
     try:

@@ -322,6 +322,10 @@ def test_a_cut_flac_mp3_or_m4a_file_is_truncated_and_a_whole_one_is_read(tmp_pat
         starts = _flac_frame_starts(whole)
         cut["on a frame's edge"] = whole[:starts[len(starts) // 2]]
         cut["behind an ID3v2 tag"] = b"ID3\x04\x00\x00\x00\x00\x01\x00" + bytes(128) + whole[:len(whole) // 2]
+        padded = bytearray(whole[:4 + 4 + 34])  # fLaC, STREAMINFO; then 1 MB of padding (a cover's room), cut inside
+        padded[4] &= 0x7F
+        padded += bytes([0x81]) + (1 << 20).to_bytes(3, "big") + bytes(1 << 20)
+        metadata_cut = bytes(padded[:len(padded) // 2])
         unknown = bytearray(whole)
         unknown[8 + 13:8 + 18] = bytes([unknown[8 + 13] & 0xF0, 0, 0, 0, 0])  # 36-bit sample count: 0
         kept["no length declared, cut"] = bytes(unknown[:len(whole) // 2])
@@ -355,6 +359,12 @@ def test_a_cut_flac_mp3_or_m4a_file_is_truncated_and_a_whole_one_is_read(tmp_pat
         if fmt in ("flac", "mp3"):
             assert 0 < float(re.match(message, str(caught.value)).group(1)) < 27.5, name
         with pytest.raises(AudioError, match=message):
+            probe_duration(path)
+    if fmt == "flac":  # the decoder refuses it; the line says why
+        path = tmp_path / "metadata cut.flac"
+        path.write_bytes(metadata_cut)
+        with pytest.raises(AudioError, match=r"^truncated: the file ends inside its FLAC metadata \([\d,]+ bytes "
+                                             r"missing\)$"):
             probe_duration(path)
     for name, data in kept.items():
         path = tmp_path / f"{name}{suffix}"
