@@ -2,16 +2,24 @@
 above it: for `moodtag scan` and `beet moodtag`."""
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 
 FULL_WIDTH = 80  # columns the whole bar needs: spinner, description, bar, count, rate, elapsed, eta
+# tagger.tags' cause of a tag write that the file's file system refused: mounted read-only (a share mounted
+# ro, a USB stick locked), or turned read-only since (EROFS)
+READ_ONLY_FS = "read-only file system"
 
 
 class ScanProgress:
     """A rich progress bar on stderr: tracks done / total, tracks per second, ETA. Only on a terminal:
     elsewhere (a pipe, a log file) it draws nothing, since rich would print the bar's last state once,
-    at the end."""
+    at the end. `read_only_once`: a tag write refused by a read-only file system is one line for the
+    first file of that file system (its mount point named), the others counted in `read_only` (mount
+    point -> files), not listed."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, read_only_once: bool = False) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn,
                                    TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
@@ -51,6 +59,9 @@ class ScanProgress:
         self.task = None
         self.analysed = 0
         self.t0 = None
+        self.read_only_once = read_only_once
+        self.read_only: dict[Path, int] = {}  # mount point -> files whose tag write its file system refused
+        self._mounts: dict[bytes, Path] = {}  # folder -> the mount point of its file system
 
     def __enter__(self):
         return self
@@ -89,8 +100,9 @@ class ScanProgress:
 
     def show(self, event) -> None:
         """A scan's event (tagger.scan.ScanEvent) on the bar: a track advances it; a failed file or
-        tag write is one line naming the file and the cause; waits (for moodtag's lock, for another
-        program's write transaction), recoveries and capped --jobs are told once."""
+        tag write is one line naming the file and the cause (with read_only_once, one per read-only file
+        system: _read_only); waits (for moodtag's lock, for another program's write transaction),
+        recoveries and capped --jobs are told once."""
         from tagger.console import shown
 
         if event.kind == "problem":
@@ -99,6 +111,8 @@ class ScanProgress:
             o = event.outcome
             if not o.result.ok and o.action == "failed":
                 self.log_failure(o.ref.path, o.result.error)
+            elif o.tags == "failed" and self.read_only_once and o.tag_error == READ_ONLY_FS:
+                self._read_only(o.ref.path)
             elif o.tags == "failed":
                 self.log_failure(o.ref.path, f"tags not written: {o.tag_error}")
             elif o.tags == "kept" and o.tag_error:  # decided now (a cached row that says kept has none)
@@ -137,3 +151,43 @@ class ScanProgress:
         from tagger.console import error_line
 
         error_line(path, cause)  # the progress bar's own console: the line goes above the bar
+
+    def _read_only(self, path: Path) -> None:
+        """A file whose tag write its read-only file system refused (the row says so as for any failed
+        write): the first of that file system is a line naming its mount point and what to do; the
+        others, a library's thousands, are only counted (self.read_only)."""
+        folder = os.fsencode(os.path.dirname(os.path.realpath(path)))
+        mount = self._mounts.get(folder)
+        if mount is None:
+            mount = self._mounts[folder] = mount_point(folder)
+        told = self.read_only.get(mount, 0)
+        self.read_only[mount] = told + 1
+        if not told:
+            self.log_failure(path, f"tags not written: {READ_ONLY_FS} {mount} (its tracks are analysed and "
+                                   "cached all the same, and a scan once it is writable tags them without "
+                                   "analysing again; scan with --no-write to not try; its other files are "
+                                   "counted, not listed)")
+
+
+def mount_point(path: bytes) -> Path:
+    """The mount point of the file system that holds the real path `path`: the longest mount point of
+    /proc/self/mountinfo above it (a bind mount, read-only over a writable file system, is its own), or
+    where that cannot be read (not Linux), the nearest folder above it that os.path.ismount says is one."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            table = f.read()
+    except OSError:
+        table = None
+    if table is None:
+        while path != os.path.dirname(path) and not os.path.ismount(path):
+            path = os.path.dirname(path)
+        return Path(os.fsdecode(path))
+    best = b"/"
+    for line in table.splitlines():
+        fields = line.split(b" ")
+        if len(fields) < 5:
+            continue
+        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])  # \040: a space
+        if len(point) > len(best) and (path == point or path.startswith(point.rstrip(b"/") + b"/")):
+            best = point
+    return Path(os.fsdecode(best))

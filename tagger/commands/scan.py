@@ -59,7 +59,7 @@ def scan(
     if dry_run and no_write:
         raise typer.BadParameter("--dry-run already writes nothing; use one of --dry-run / --no-write")
     stops = StopRequests.install()
-    progress = ScanProgress(enabled=not json_lines)
+    progress = ScanProgress(enabled=not json_lines, read_only_once=True)  # a read-only file system: one line
     # This process does no numeric work, but numpy comes in with sqlite-utils and joblib, and OpenBLAS
     # starts a thread per core that spins for ~0.1 s of CPU when it loads (in the pool's resource
     # tracker too, which inherits this): one thread, unless the environment asks for more. The worker
@@ -91,9 +91,11 @@ def scan(
                                    on_event=on_event,
                                    stop=lambda: stops.requested)
         if not json_lines:
-            _render_summary(summary, stops, unread_files=len(unread_files))
-        elif summary.interrupted:
-            err.print(f"[yellow]interrupted[/] ({stops.name}): finished results are saved; scan again to resume")
+            _render_summary(summary, stops, unread_files=len(unread_files), read_only=progress.read_only)
+        else:  # --json has no summary: a line per read-only file system, the files it refused counted
+            _render_read_only(progress.read_only)
+            if summary.interrupted:
+                err.print(f"[yellow]interrupted[/] ({stops.name}): finished results are saved; scan again to resume")
     except OSError:  # the terminal went away (SIGHUP): the cache is committed; nothing left to tell
         if not stops.requested:
             raise
@@ -201,16 +203,18 @@ def _choice(value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _render_summary(summary, stops, *, unread_files: int = 0) -> None:
+def _render_summary(summary, stops, *, unread_files: int = 0, read_only: dict | None = None) -> None:
     """The summary table on standard error. `failed` counts the files that failed: tracks not analysed
     or not tagged, and `unread_files`, files the walk could not take (a FIFO named like audio, a file
     whose interrupted tag write is not undone); `not reached` the rest of the walk's problems: folders
-    it could not list, broken links and symlink loops, PATHs not there."""
+    it could not list, broken links and symlink loops, PATHs not there. `read_only`: mount point -> the
+    files whose tag write its read-only file system refused (ScanProgress.read_only; one listed each)."""
     from rich.table import Table
 
     from tagger.console import err
     from tagger.records import counted
 
+    read_only = read_only or {}
     table = Table(title="moodtag scan" + (" (dry run: nothing written)" if summary.dry_run else ""),
                   show_header=False, box=None)
     table.add_row("tracks found", str(summary.found))
@@ -238,12 +242,25 @@ def _render_summary(summary, stops, *, unread_files: int = 0) -> None:
         table.add_row(mood, str(n))
     table.add_row("time", f"{summary.elapsed:.1f} s")
     err.print(table)
+    _render_read_only(read_only)  # below the table: a long mount point would wrap its first column
     if summary.problems:
-        err.print(f"[yellow]{counted(len(summary.problems), 'problem')}[/] (listed above); "
+        unlisted = sum(read_only.values()) - len(read_only)
+        listed = (f"{len(summary.problems) - unlisted} listed above, {unlisted} more tag writes on a read-only "
+                  "file system counted above" if unlisted else "listed above")
+        err.print(f"[yellow]{counted(len(summary.problems), 'problem')}[/] ({listed}); "
                   "the rest of the scan completed.")
     if summary.interrupted:
         err.print(f"[yellow]interrupted[/] ({stops.name or 'stopped'}): finished results are saved; "
                   "scan again to resume")
+
+
+def _render_read_only(read_only: dict) -> None:
+    """The files whose tag write a read-only file system refused, counted per mount point, a line each on
+    standard error (one file of each is listed above): below the summary, or closing `scan --json`."""
+    from tagger.console import err, shown
+
+    for mount, n in sorted(read_only.items()):
+        err.print(f"tags not written (read-only file system {shown(mount)}): {n}")
 
 
 def _walk_problems(summary) -> int:
