@@ -478,11 +478,14 @@ def _untag_left(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path]
     `absent` PATH, or its nearest folder still there empty; a folder the move itself emptied looks the
     same): one of the rows of the same model, size, mtime and name not `claimed` whose own file is gone.
     The file is analysed as a new one but stays untagged, as that row says (a copy of such a file as
-    well), and a pending untag is finished on it (plan): so moving a file the user untagged out of the
-    folder it leaves empty does not write its mood back, and the row stays where it is."""
+    well): so moving a file the user untagged out of the folder it leaves empty does not write its mood
+    back, and the row stays where it is. Not a row whose untag is pending (a kill cut it short): the file
+    still holds moodtag's fields, and may be a copy (a backup on another disk) whose tags the user never
+    asked to clear, so nothing is taken out of it."""
     return next((row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
-                 if row.tag_state == UNTAGGED and row.path not in claimed and _gone(row.fs_path)
-                 and (_under_any(row.fs_path, absent) or _maybe_unmounted(row.fs_path))), None)
+                 if row.tag_state == UNTAGGED and not row.untag_pending and row.path not in claimed
+                 and _gone(row.fs_path) and (_under_any(row.fs_path, absent) or _maybe_unmounted(row.fs_path))),
+                None)
 
 
 def _emptied_roots(cache: Cache, roots: list[Path]) -> dict[Path, int]:
