@@ -526,10 +526,12 @@ def _files_beside(path: Path) -> set[Path]:
 
 
 def _remove_unused_beside(path: Path, there: set[Path]) -> None:
-    """After a connection failed to open on a full disk: delete the `-wal` and `-shm` SQLite made for it
-    (not `there` before) and could not fill: an empty `-wal`, a `-shm` shorter than its first 32 KiB
-    region (one that any connection uses is at least that). A failed command leaves no file behind."""
-    if not _disk_full(path.parent):
+    """After a connection failed to open on a full disk, or on a file system that refuses SQLite's writes
+    or its `-shm` (_trial_write: a share kept read-only by its server, fusefat): delete the `-wal` and
+    `-shm` SQLite made for it (not `there` before) and could not fill: an empty `-wal`, a `-shm` shorter
+    than its first 32 KiB region (one that any connection uses is at least that). A failed command
+    leaves no file behind."""
+    if not _disk_full(path.parent) and _trial_write(path.parent) is None:
         return
     for beside, least in ((Path(f"{path}-wal"), 1), (Path(f"{path}-shm"), 32768)):
         try:

@@ -307,6 +307,7 @@ def test_read_commands_read_a_cache_copied_onto_fat32(library, tmp_path, fat32):
     stats = run_cli("stats", "--db", fat32 / "c.db")
     assert stats.returncode == 0, stats.stderr
     assert "2 tracks" in stats.stdout, stats.stdout
+    assert sorted(p.name for p in fat32.iterdir() if p.name.startswith("c.db")) == ["c.db"]  # no -wal, -shm left
     scan = run_cli("scan", library, "--db", fat32 / "c.db", "--no-write")
     assert "SQLite cannot use its WAL files" in one_error_line(scan)
 
