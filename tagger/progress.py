@@ -61,7 +61,7 @@ class ScanProgress:
         self.t0 = None
         self.read_only_once = read_only_once
         self.read_only: dict[Path, int] = {}  # mount point -> files whose tag write its file system refused
-        self._mounts: dict[bytes, Path] = {}  # folder -> the mount point of its file system
+        self._points: list[bytes] | None = None  # the mount points (mount_points), read once when needed
 
     def __enter__(self):
         return self
@@ -156,10 +156,9 @@ class ScanProgress:
         """A file whose tag write its read-only file system refused (the row says so as for any failed
         write): the first of that file system is a line naming its mount point and what to do; the
         others, a library's thousands, are only counted (self.read_only)."""
-        folder = os.fsencode(os.path.dirname(os.path.realpath(path)))
-        mount = self._mounts.get(folder)
-        if mount is None:
-            mount = self._mounts[folder] = mount_point(folder)
+        if self._points is None:
+            self._points = mount_points()
+        mount = mount_point(os.fsencode(os.path.realpath(path)), self._points)  # a file bind-mounted: its own
         told = self.read_only.get(mount, 0)
         self.read_only[mount] = told + 1
         if not told:
@@ -169,25 +168,33 @@ class ScanProgress:
                                    "counted, not listed)")
 
 
-def mount_point(path: bytes) -> Path:
-    """The mount point of the file system that holds the real path `path`: the longest mount point of
-    /proc/self/mountinfo above it (a bind mount, read-only over a writable file system, is its own), or
-    where that cannot be read (not Linux), the nearest folder above it that os.path.ismount says is one."""
+def mount_points() -> list[bytes]:
+    """The mount points of /proc/self/mountinfo (its escapes undone: \\040 a space); [] where it cannot
+    be read (not Linux)."""
     try:
         with open("/proc/self/mountinfo", "rb") as f:
             table = f.read()
     except OSError:
-        table = None
-    if table is None:
+        return []
+    points = []
+    for line in table.splitlines():
+        fields = line.split(b" ")
+        if len(fields) >= 5:
+            points.append(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4]))
+    return points
+
+
+def mount_point(path: bytes, points: list[bytes]) -> Path:
+    """The mount point of the file system that holds the real path `path` (a file, or a folder): the
+    longest of `points` (mount_points) that is it or above it (a bind mount, read-only over a writable
+    file system, is its own; so is a file bind-mounted on its own), or where there are none (not Linux),
+    the nearest folder above it that os.path.ismount says is one."""
+    if not points:
         while path != os.path.dirname(path) and not os.path.ismount(path):
             path = os.path.dirname(path)
         return Path(os.fsdecode(path))
     best = b"/"
-    for line in table.splitlines():
-        fields = line.split(b" ")
-        if len(fields) < 5:
-            continue
-        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])  # \040: a space
+    for point in points:
         if len(point) > len(best) and (path == point or path.startswith(point.rstrip(b"/") + b"/")):
             best = point
     return Path(os.fsdecode(best))

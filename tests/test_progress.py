@@ -35,3 +35,18 @@ def test_a_narrow_terminal_keeps_the_count_and_the_time_left(tmp_path, columns):
     assert all(len(frame) <= columns for frame in frames), frames
     if columns >= 80:
         assert "scanning" in last and "━" in last, last
+
+
+def test_a_file_bind_mounted_read_only_on_its_own_is_named_as_its_own_mount():
+    """A read-only bind mount of one file (`mount --bind f.ogg f.ogg; mount -o remount,bind,ro`) was named
+    as the read-only file system '/' (its folder's mount), lumping it with the root's files. The file's
+    own path is looked up first; mount points are matched on whole path parts."""
+    from pathlib import Path
+
+    from tagger.progress import mount_point
+
+    points = [b"/", b"/mnt/music", b"/mnt/music/a b/f3.ogg"]
+    assert mount_point(b"/mnt/music/a b/f3.ogg", points) == Path("/mnt/music/a b/f3.ogg")
+    assert mount_point(b"/mnt/music/a b/f4.ogg", points) == Path("/mnt/music")
+    assert mount_point(b"/mnt/musicx/f.ogg", points) == Path("/")
+    assert mount_point(b"/mnt/music", points) == Path("/mnt/music")
