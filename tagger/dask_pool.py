@@ -83,10 +83,14 @@ class DaskCluster:
         from distributed.comm import get_address_host_port
 
         try:  # before Client(): one that fails on a malformed address leaves a thread that stalls the exit
-            get_address_host_port(scheduler)
+            host, port = get_address_host_port(scheduler)
         except ValueError as exc:
             raise MoodtagError(f"--dask-scheduler {scheduler}: not a scheduler address ({exc}); "
                                "give tcp://HOST:PORT") from None
+        if not host or not 0 < port < 65536:  # 'tcp://:1', ':99999': read as a refusal, or an unknown host ''
+            raise MoodtagError(f"--dask-scheduler {scheduler}: not a scheduler address "
+                               f"({'no host name' if not host else f'port {port} is not 1 to 65535'}); "
+                               "give tcp://HOST:PORT")
         # its retries, warnings (results it fetches again) and errors (its reconnection given up) are not
         # ours to show: what they mean reaches the user as one line. distributed.client has its own level.
         levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
@@ -205,7 +209,7 @@ class DaskCluster:
                     threads = max(1, idle.count(self._threads(), counted))
                 # a suspect waits for the tracks in flight to finish, then runs with none beside it: only the
                 # one that kills its worker again fails; the queue goes on once every suspect is done
-                while (suspects and not in_flight) or (queue and not suspects
+                while (suspects and not in_flight) or (queue and not suspects and not alone
                                                        and len(in_flight) < IN_FLIGHT_PER_THREAD * threads):
                     suspect = bool(suspects)
                     ref = (suspects or queue).popleft()

@@ -118,8 +118,9 @@ def test_an_unreachable_scheduler_is_one_line(scanned, tmp_path):
     assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in line
     assert f"(the connection was refused: nothing listens at 127.0.0.1:{port})" in line, line  # not 'Timed out'
     assert not db.exists()
-    line = one_error_line(run_cli("scan", lib, "--db", db, "--dask-scheduler", "127.0.0.1:"))
-    assert "not a scheduler address" in line and "tcp://HOST:PORT" in line
+    for address in ("127.0.0.1:", "tcp://:1", "tcp://127.0.0.1:99999", "tcp://127.0.0.1:0"):
+        line = one_error_line(run_cli("scan", lib, "--db", db, "--dask-scheduler", address))
+        assert "not a scheduler address" in line and "tcp://HOST:PORT" in line, (address, line)
 
 
 def test_a_worker_with_another_moodtag_version_is_one_line(scanned, client, cluster, tmp_path):
@@ -761,10 +762,13 @@ def test_a_damaged_model_file_of_the_right_size_is_written_again(tmp_path, monke
 
 # --- a track that crashes its worker, beside others -------------------------------------------------
 
-def test_a_crashing_track_alone_fails_not_the_tracks_beside_it(audio_dir, tmp_path):
+@pytest.mark.parametrize("names", [("0-crash", "1", "2"), ("0", "1", "2-crash", "3", "4", "5", "6-crash", "7", "8")],
+                         ids=["one", "two, queued behind"])
+def test_a_crashing_track_alone_fails_not_the_tracks_beside_it(audio_dir, tmp_path, names):
     """A worker with 2 threads, one track that kills its process (a decoder's segfault): Dask raised
     KilledWorker for every track the worker held, and the ones beside it failed with its cause. Those
-    are now tried again one at a time: the crashing one alone fails, the others get their results."""
+    are now tried again one at a time: the crashing one alone fails, the others get their results. The
+    last of them is alone too (the queue's next tracks ran beside it: a crash of one of those failed it)."""
     preload = tmp_path / "crash_preload.py"
     preload.write_text(
         "import os, signal, time\nimport tagger.dask_worker as worker\n"
@@ -779,8 +783,8 @@ def test_a_crashing_track_alone_fails_not_the_tracks_beside_it(audio_dir, tmp_pa
     lib = tmp_path / "lib"
     lib.mkdir()
     src = next(p for p in sorted(audio_dir.iterdir()) if p.suffix == ".flac")
-    for name in ("0-crash.flac", "1.flac", "2.flac"):
-        shutil.copy(src, lib / name)
+    for name in names:
+        shutil.copy(src, lib / f"{name}.flac")
     address, scheduler = _own_scheduler(env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
     worker = subprocess.Popen([DASK_CLI, "worker", address, "--nthreads", "2", "--host", "127.0.0.1",
                                "--no-dashboard", "--preload", str(preload)], **QUIET)
@@ -790,11 +794,13 @@ def test_a_crashing_track_alone_fails_not_the_tracks_beside_it(audio_dir, tmp_pa
         proc = run_cli("scan", lib, "--db", tmp_path / "c.db", "--no-write", "--dask-scheduler", address)
     finally:
         _end(worker, scheduler)
-    failures = [line for line in proc.stderr.splitlines() if line.startswith("failed: ")]
-    assert len(failures) == 1 and failures[0].startswith(f"failed: {lib / '0-crash.flac'}: every Dask worker "
-                                                         "that analysed it died"), proc.stderr
+    failures = sorted(line for line in proc.stderr.splitlines() if line.startswith("failed: "))
+    crashing = sorted(f"{name}.flac" for name in names if "crash" in name)
+    assert [line.split(": ")[1] for line in failures] == [str(lib / name) for name in crashing], proc.stderr
+    assert all(line.endswith(": every Dask worker that analysed it died") or "every Dask worker that analysed it "
+               "died" in line for line in failures), proc.stderr
     done = {Path(path).name: row["status"] for path, row in rows(tmp_path / "c.db").items()}
-    assert done == {"0-crash.flac": "failed", "1.flac": "ok", "2.flac": "ok"}, proc.stderr
+    assert done == {f"{name}.flac": "failed" if "crash" in name else "ok" for name in names}, proc.stderr
 
 
 def test_a_worker_without_moodtag_gets_the_install_hint(scanned, tmp_path):
