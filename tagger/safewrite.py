@@ -875,7 +875,7 @@ def _old_or_new_sectors(fd: int, entry: _Entry) -> bool:
     index = 0
     for lo, hi in _aligned(header["write_set"], _CHUNK):
         now = _pread(fd, hi - lo, lo)
-        for (a, b), digest in zip(_sector_cuts(lo, hi), _sector_digests(now, lo)):
+        for (a, b), digest in zip(_aligned([(lo, hi)], SECTOR), _sector_digests(now, lo)):
             index += 1
             if b > old_size or digest == digests[(index - 1) * width:index * width]:
                 continue
@@ -903,18 +903,12 @@ def _journaled(entry: _Entry, offset: int, length: int) -> bytes | None:
     return None
 
 
-def _sector_cuts(lo: int, hi: int) -> list[tuple[int, int]]:
-    """[lo, hi) cut at the multiples of SECTOR inside it."""
-    points = [lo, *range((lo // SECTOR + 1) * SECTOR, hi, SECTOR), hi]
-    return list(zip(points, points[1:]))
-
-
 def _sector_digests(data: bytes, at: int) -> list[str]:
     """The CRC-32 (hex) of each piece of `data`, the file's bytes from offset `at`, cut at the multiples
-    of SECTOR (_sector_cuts): 1.3 ms a MiB, where a cryptographic hash took 6; it tells bytes written
+    of SECTOR (_aligned): 1.3 ms a MiB, where a cryptographic hash took 6; it tells bytes written
     from bytes not written, not an adversary's."""
     view = memoryview(data)
-    return [format(zlib.crc32(view[a - at:b - at]), "08x") for a, b in _sector_cuts(at, at + len(data))]
+    return [format(zlib.crc32(view[a - at:b - at]), "08x") for a, b in _aligned([(at, at + len(data))], SECTOR)]
 
 
 def _recover_in_place(path: Path, entry: _Entry) -> Restored | None:

@@ -58,6 +58,7 @@ from tagger import fastsave, safewrite
 from tagger.errors import BROKEN_LINK, MoodtagError, TagError, os_text
 from tagger.iff import add_missing_pad, overrun, read_chunk, short_form
 from tagger.safewrite import UndoJournal
+from tagger.weights import TAG_LABEL, TAG_LABEL_RULE
 
 fastsave.install()  # mutagen's byte moves and Ogg renumbering, done faster on safewrite's overlay
 
@@ -68,7 +69,7 @@ MODEL_FIELD = "MOODTAG_MODEL"
 REPLACED_FIELD = "MOODTAG_REPLACED_MOOD"
 ORIGIN_FIELD = "MOODTAG_REPLACED_MOOD_FROM"
 SET_BY_HAND = ""   # last_written for a file whose mood the cache says is its own (kept): none of it is moodtag's
-_LABEL = re.compile(r"[A-Za-z0-9_-]+\Z")
+_LABEL = TAG_LABEL  # the rule a model's labels are checked by too (weights.spec_problem)
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,7 @@ def _mood_fields(values: MoodValues) -> list[tuple[str, str]]:
     fields = [(MOOD_FIELD, values.mood)]
     for label, probability in values.scores.items():
         if not _LABEL.match(label):
-            raise TagError(f"label {label!r} cannot be a tag field name (letters, digits, - and _ only)")
+            raise TagError(f"label {label!r} cannot be a tag field name ({TAG_LABEL_RULE})")
         fields.append((SCORE_PREFIX + label.upper(), f"{probability:.3f}"))
     fields.append((MODEL_FIELD, values.model))
     return fields

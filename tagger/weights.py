@@ -23,8 +23,8 @@ DESCRIPTOR_ARCHITECTURE = "descriptor_logistic"
 # 5 s at 22050 Hz, n_fft 2048, hop 512); five 30 s clips at 48 kHz with n_fft 4096 and hop 256 need 58 million.
 MAX_SPECTROGRAM_VALUES = 2 ** 27
 MAX_INPUT_VALUES = 2 ** 27  # the network's input for a track's clips (clips x channels x size): 512 MiB of float32
-# What a label may be: each names a tag field (MOODTAG_SCORE_<LABEL>). tagger.tags._LABEL, spelt out here because
-# importing that module (mutagen) would slow every command that reads a model's spec; a test checks they agree.
+# What a label may be: each names a tag field (MOODTAG_SCORE_<LABEL>). The one rule: tagger.tags writes by it
+# too (here, not there, so that reading a model's spec does not import mutagen).
 TAG_LABEL = re.compile(r"[A-Za-z0-9_-]+\Z")
 TAG_LABEL_RULE = "letters, digits, - and _ only"
 
