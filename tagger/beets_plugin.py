@@ -367,20 +367,23 @@ def was_current(item, ref) -> bool:
     return item.mtime >= ref.mtime_ns // 1_000_000_000
 
 
-def summary_line(summary: ScanSummary, tally: ItemTally) -> str:
-    """One line: items (and their files, where fewer), analysed, cached, failed (and, among the cached,
-    the files that failed before and are unchanged since, which no run tries again unless forced, as
-    `moodtag scan` says), tags written (in a dry run, those the run would write: ItemTally.would_write, as
-    `moodtag scan -n` counts them) and why not (left untagged, own mood kept), and the count of each mood,
-    by item."""
+def summary_line(summary: ScanSummary, tally: ItemTally, read_only: dict | None = None) -> str:
+    """One line: items (and their files, where fewer), analysed, cached, failed (among them the files whose
+    tag write a read-only file system refused, counted per mount point: `read_only`, ScanProgress.read_only;
+    and, among the cached, the files that failed before and are unchanged since, which no run tries again
+    unless forced, as `moodtag scan` says), tags written (in a dry run, those the run would write:
+    ItemTally.would_write, as `moodtag scan -n` counts them) and why not (left untagged, own mood kept),
+    and the count of each mood, by item."""
     items = tally.items
     failed = len(summary.problems)
     moods = ", ".join(f"{mood} {n}" for mood, n in sorted(tally.moods.items()))
     kept = ([f"own mood kept {summary.kept}"] if summary.kept else []) + (
         [f"beets' own mood kept {tally.kept}"] if tally.kept else [])
     files = f" ({tally.files} file{'s' if tally.files != 1 else ''})" if tally.files < items else ""
+    refused = ", ".join(f"{printable(str(mount))} {n}" for mount, n in sorted((read_only or {}).items()))
     return (f"{items} item{'s' if items != 1 else ''}{files}: {summary.analysed} analysed, {summary.cached} "
             f"unchanged (cached), {failed} failed"
+            + (f" (tags not written on a read-only file system: {refused})" if refused else "")
             + (f", {summary.failed_before} failed before and unchanged (-f tries again)" if summary.failed_before
                else "")
             + (f", tags that would be written {tally.would_write}" if summary.dry_run
@@ -763,8 +766,10 @@ class MoodtagPlugin(BeetsPlugin):
 
     def _analyse(self, items: list, *, write: bool, dry_run: bool = False,
                  stop: Callable[[], bool] = lambda: False, jobs_from: str = "moodtag.jobs:",
-                 **settings) -> ScanSummary:
-        """mood_items with a progress bar on stderr, one line per failed file, per item whose own mood is
+                 nowrite: str = "-W (--nowrite)", **settings) -> ScanSummary:
+        """mood_items with a progress bar on stderr, one line per failed file (but one per read-only file
+        system that refused tag writes, naming its mount point and `nowrite`, the option that writes no
+        tags; the summary counts its files), per item whose own mood is
         kept, per item that takes its file's own mood (in place of the scan's line for the file) and per
         item left as it is because its file's tags cannot be read (in a dry run, per item whose mood or
         confidence moodtag's would change too), and a summary line; a MoodtagError becomes
@@ -773,7 +778,10 @@ class MoodtagPlugin(BeetsPlugin):
         from tagger.console import shown
         from tagger.progress import ScanProgress
 
-        progress = ScanProgress(enabled=True)
+        progress = ScanProgress(enabled=True, read_only_once=True, read_only_note=(
+            f"its files are analysed and cached and its items get their moods all the same, and `beet moodtag -w` "
+            f"once it is writable tags them without analysing again; {nowrite} not to try; its other files are "
+            f"counted, not listed"))
 
         def on_event(event: ScanEvent) -> None:
             if event.kind == "jobs":  # beet moodtag has no --oversubscribe: the scan's line would name it
@@ -814,7 +822,7 @@ class MoodtagPlugin(BeetsPlugin):
                                             **settings)
         except MoodtagError as exc:
             raise ui.UserError(printable(str(exc))) from None
-        self._log.info("{}", summary_line(summary, tally))
+        self._log.info("{}", summary_line(summary, tally, progress.read_only))
         if summary.interrupted:
             self._log.warning("interrupted: finished results are stored; `beet moodtag` resumes")
         return summary
@@ -834,6 +842,6 @@ class MoodtagPlugin(BeetsPlugin):
         if not items:
             return
         try:
-            self._analyse(items, write=ui.should_write(), **self._settings())
+            self._analyse(items, write=ui.should_write(), nowrite="import with -W (--nowrite)", **self._settings())
         except ui.UserError as exc:  # the import itself is done; `beet moodtag` can catch up later
             self._log.error("{}", exc)

@@ -10,6 +10,9 @@ FULL_WIDTH = 80  # columns the whole bar needs: spinner, description, bar, count
 # tagger.tags' cause of a tag write that the file's file system refused: mounted read-only (a share mounted
 # ro, a USB stick locked), or turned read-only since (EROFS)
 READ_ONLY_FS = "read-only file system"
+# what `moodtag scan`'s line for a read-only file system says besides its mount point (ScanProgress.read_only_note)
+SCAN_READ_ONLY = ("its tracks are analysed and cached all the same, and a scan once it is writable tags them without "
+                  "analysing again; scan with --no-write to not try; its other files are counted, not listed")
 
 
 class ScanProgress:
@@ -17,9 +20,9 @@ class ScanProgress:
     elsewhere (a pipe, a log file) it draws nothing, since rich would print the bar's last state once,
     at the end. `read_only_once`: a tag write refused by a read-only file system is one line for the
     first file of that file system (its mount point named), the others counted in `read_only` (mount
-    point -> files), not listed."""
+    point -> files), not listed; `read_only_note`, what that line says besides, in the command's voice."""
 
-    def __init__(self, *, enabled: bool, read_only_once: bool = False) -> None:
+    def __init__(self, *, enabled: bool, read_only_once: bool = False, read_only_note: str = SCAN_READ_ONLY) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn,
                                    TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
@@ -60,6 +63,7 @@ class ScanProgress:
         self.analysed = 0
         self.t0 = None
         self.read_only_once = read_only_once
+        self.read_only_note = read_only_note
         self.read_only: dict[Path, int] = {}  # mount point -> files whose tag write its file system refused
         self._points: list[bytes] | None = None  # the mount points (mount_points), read once when needed
 
@@ -162,10 +166,7 @@ class ScanProgress:
         told = self.read_only.get(mount, 0)
         self.read_only[mount] = told + 1
         if not told:
-            self.log_failure(path, f"tags not written: {READ_ONLY_FS} {mount} (its tracks are analysed and "
-                                   "cached all the same, and a scan once it is writable tags them without "
-                                   "analysing again; scan with --no-write to not try; its other files are "
-                                   "counted, not listed)")
+            self.log_failure(path, f"tags not written: {READ_ONLY_FS} {mount} ({self.read_only_note})")
 
 
 def mount_points() -> list[bytes]:

@@ -963,3 +963,74 @@ def test_beet_rm_d_marks_the_row_missing_and_prune_forgets_it(tmp_path, original
 
     run_cli("prune", "--db", beet.cache, check=True)
     assert dict(cache_rows(beet)) == {str(beet.music / n): "ok" for n in TRACKS if n != deleted.name}
+
+
+# Run in a private mount namespace (as its root, tests.test_tags.in_namespace): read-only tmpfs mounts at
+# argv[2]/a and argv[2]/b take the tracks argv[3] names out of the beets set-up argv[1] (BEETSDIR); its
+# music folder keeps the rest, writable. The real `beet import` (which writes tags: import.write) and `beet
+# moodtag -w` run over them, then `beet moodtag` once a is writable again.
+READ_ONLY_BEETS = """
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+from tagger.tags import read_mood
+beetsdir, mnt, tracks, music = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]), Path(sys.argv[4])
+env = dict({k: v for k, v in os.environ.items() if k != "MOODTAG_DB"}, BEETSDIR=str(beetsdir), PYTHONPATH=os.getcwd())
+def beet(*args):
+    proc = subprocess.run([sys.executable, "-m", "beets", *map(str, args)], capture_output=True, text=True, env=env)
+    return {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
+for name, files in tracks.items():
+    (mnt / name).mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt / name)], check=True)
+    for f in files:
+        shutil.move(music / f, mnt / name / f)
+    subprocess.run(["mount", "-o", "remount,ro", str(mnt / name)], check=True)
+out = {"import": beet("import", "-A", "-q", mnt / "a", mnt / "b", music)}
+out["moodtag"] = beet("moodtag", "-w")
+out["moods"] = beet("ls", "-f", "$path\\t$mood")["out"]
+subprocess.run(["mount", "-o", "remount,rw", str(mnt / "a")], check=True)
+out["writable"] = beet("moodtag")
+out["tags"] = {str(p): getattr(read_mood(p), "mood", None) for p in [*mnt.glob("*/*"), *music.iterdir()]}
+print(json.dumps(out))
+"""
+
+
+def test_a_read_only_file_system_is_one_line_and_a_count_in_beets(tmp_path, originals):
+    """A library on read-only file systems (a share mounted ro): `beet moodtag -w` and an import that writes
+    tags printed a `tags not written: read-only file system` line per file. Now one line per file system,
+    naming its mount point and beets' option that writes no tags (-W, --nowrite), and the summary counts its
+    files per mount point; the items get their moods all the same, and a run once it is writable tags its
+    files without analysing them again."""
+    from tests.test_tags import in_namespace, namespace_available
+
+    reason = namespace_available()
+    if reason:
+        pytest.skip(reason)
+    beet = Beets(tmp_path, originals, **{"import": {"write": True, "duplicate_action": "keep"}})  # 3 untitled albums
+    tracks = {"a": ["calm_a.flac", "exciting_a.mp3"], "b": ["calm_b.wav"]}
+    mnt = tmp_path / "mnt"
+    out = in_namespace(READ_ONLY_BEETS, beet.dir, mnt, json.dumps(tracks), beet.music)
+    mounts = {name: Path(os.path.realpath(mnt / name)) for name in tracks}
+
+    def failed_lines(run: dict) -> list[str]:
+        assert run["rc"] == 0, run["err"]
+        return [line for line in run["err"].splitlines() if line.startswith("failed:")]
+
+    for run, nowrite in ((out["import"], "; import with -W (--nowrite) not to try;"),
+                         (out["moodtag"], "; -W (--nowrite) not to try;")):
+        lines = failed_lines(run)
+        assert len(lines) == 2, run["err"]
+        for name, mount in mounts.items():
+            on_it = [line for line in lines if line.startswith(f"failed: {mnt / name}/")]
+            assert len(on_it) == 1, run["err"]
+            assert f": tags not written: read-only file system {mount} (" in on_it[0] and nowrite in on_it[0], on_it[0]
+    assert (f"4 items: 0 analysed, 4 unchanged (cached), 3 failed (tags not written on a read-only file system: "
+            f"{mounts['a']} 2, {mounts['b']} 1), tags written 0;") in out["moodtag"]["err"], out["moodtag"]["err"]
+    moods = dict(line.split("\t") for line in out["moods"].splitlines() if line)
+    assert {Path(p).name: m for p, m in moods.items()} == {name: mood for name, (mood, _) in TRACKS.items()}
+
+    lines = failed_lines(out["writable"])  # a writable again: its files tagged from the cache; b still refuses
+    assert len(lines) == 1 and lines[0].startswith(f"failed: {mnt / 'b'}/"), out["writable"]["err"]
+    assert (f"4 items: 0 analysed, 4 unchanged (cached), 1 failed (tags not written on a read-only file system: "
+            f"{mounts['b']} 1), tags written 2;") in out["writable"]["err"], out["writable"]["err"]
+    assert {Path(p).name: m for p, m in out["tags"].items()} == {
+        name: None if name in tracks["b"] else mood for name, (mood, _) in TRACKS.items()}
