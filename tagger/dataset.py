@@ -45,24 +45,28 @@ class Item:
 
 
 def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None, group_by: str = "auto",
-               on_skip: Callable[[Path, str], None] | None = None) -> list[Item]:
+               on_skip: Callable[[Path, str], None] | None = None, taggable: bool = True) -> list[Item]:
     """A folder or CSV file -> Items sorted by path. With `labels`, every item's label must be one
     of them (MoodtagError naming the first that is not); a folder may hold only those label folders.
     A label folder is walked as a scan walks a library (hidden names passed over, symlinks followed). A file
     in it whose name is not an audio file's is left out, as is a broken link or a symlink loop:
-    on_skip(path, why) hears of each; audio files at the top of the folder (in no label folder) are left
-    out too, on_skip(DATA, why) hearing of them once. Labels equal but for case or surrounding spaces
-    ('Exciting' beside 'exciting') are a MoodtagError naming both and where the odd one comes from."""
+    on_skip(path, why) hears of each, and of a label folder left with no audio file (its label is not in
+    DATA); audio files at the top of the folder (in no label folder) are left out too, on_skip(DATA, why)
+    hearing of them once. Labels equal but for case or surrounding spaces
+    ('Exciting' beside 'exciting') are a MoodtagError naming both and where the odd one comes from, as is,
+    with `taggable` (data for a new model), a label that cannot name a tag field; without it (evaluate: the
+    labels of a model that exists, one trained before that rule, say) such a label is taken."""
     items, where = _load(Path(data).expanduser(), labels=labels, group_by=group_by, on_skip=on_skip)
     _check_spellings(items, where)
-    _check_taggable(items, where)
+    if taggable:
+        _check_taggable(items, where)
     return sorted(items, key=lambda it: str(it.path))
 
 
 def load_many(sources, *, labels: tuple[str, ...] | None = None, group_by: str = "auto",
-              on_skip: Callable[[Path, str], None] | None = None) -> list[Item]:
+              on_skip: Callable[[Path, str], None] | None = None, taggable: bool = True) -> list[Item]:
     """Several DATA arguments -> one list; the same file twice (by two paths, a link or a hard link) is an
-    error, as is a label spelt two ways (across the arguments too)."""
+    error, as is a label spelt two ways (across the arguments too). `taggable`: as load_items'."""
     items: list[Item] = []
     where: dict[str, str] = {}
     for source in sources:
@@ -70,7 +74,8 @@ def load_many(sources, *, labels: tuple[str, ...] | None = None, group_by: str =
         items += sorted(found, key=lambda it: str(it.path))
         where = {**found_where, **where}  # the first source a spelling comes from
     _check_spellings(items, where)
-    _check_taggable(items, where)
+    if taggable:
+        _check_taggable(items, where)
     _check_duplicates(items)
     return items
 
@@ -234,12 +239,15 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
                    f"({root}/<label>/<files>)")
     for label_dir in subdirs:
         library = Library.of([label_dir])
+        before = len(items)
         for path in _label_files(label_dir, label_dir.stat(), set(), library, skip):
             rel = path.relative_to(label_dir)
             if not is_audio_name(path.name):
                 skip(path, f"skipped: not an audio file ({path.suffix or 'no'} extension)")
                 continue
             items.append(Item(path=path, label=label_dir.name, group=_group(rel, group_by, root.resolve().name, path, label_dir.name)))
+        if len(items) == before:  # an empty label folder (or one of other files): its label is not in DATA
+            skip(label_dir, f"no audio file in this label folder: label {label_dir.name!r} left out")
     return items
 
 
@@ -309,6 +317,22 @@ def _rows(reader) -> tuple[list[str], list[tuple[int, dict]]]:
     return header, rows
 
 
+def _not_utf8(path: Path) -> str:
+    """The error for a CSV that is not UTF-8: the line an editor shows and the first byte there that is not
+    UTF-8, and what to do."""
+    where = f"{path}:"
+    try:
+        raw = path.read_bytes()
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        where = f"{path}:{line}: the byte {raw[exc.start]:#04x} is"
+    except OSError:
+        pass
+    return (f"{where} not UTF-8 text (saved as Windows-1252 or Latin-1?): save the CSV as UTF-8 "
+            "(a spreadsheet's \"CSV UTF-8\")")
+
+
 def _from_csv(path: Path, *, labels, group_by: str, where: dict[str, str]) -> list[Item]:
     """The CSV's Items; `where` gets the file and line each label spelling first comes from."""
     base = path.parent
@@ -323,7 +347,9 @@ def _from_csv(path: Path, *, labels, group_by: str, where: dict[str, str]) -> li
                 dialect = _dialect_of(sample.partition("\n")[0])
             reader = csv.reader(fh, dialect=dialect)
             header, rows = _rows(reader)
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:  # a spreadsheet's plain "CSV" on Windows: Windows-1252 ('é' as the byte 0xe9)
+        raise MoodtagError(_not_utf8(path)) from None
+    except OSError as exc:
         raise MoodtagError(f"{path}: cannot read the CSV ({exc})") from None
     except csv.Error as exc:  # an unterminated quote, a NUL
         raise MoodtagError(f"{path}:{reader.line_num if reader else 1}: cannot read the CSV ({exc})") from None
@@ -353,6 +379,8 @@ def _from_csv(path: Path, *, labels, group_by: str, where: dict[str, str]) -> li
         _check_label(label, labels, f"{path}:{line}")
         where.setdefault(label, f"{path}:{line}")
         file = (base / rel) if not Path(rel).is_absolute() else Path(rel)
+        if not is_audio_name(file.name):  # as in a label folder: a model trains on what a scan takes
+            raise MoodtagError(f"{path}:{line}: {file}: not an audio file ({file.suffix or 'no'} extension)")
         if not file.is_file():
             raise MoodtagError(f"{path}:{line}: {file}: no such audio file")
         seen = lines.setdefault(_file_key(file), (line, file))

@@ -32,7 +32,7 @@ from tagger.errors import MoodtagError, unreadable
 from tagger import stages
 from tagger.records import TrackRef, TrackResult
 from tagger.stages import stage
-from tagger.weights import ModelSpec, read_spec, resolve_model
+from tagger.weights import ModelSpec, check_taggable, read_spec, resolve_model
 
 # What a track's outcome can be (the `action` key of `scan --json`).
 ANALYSED, CACHED, FAILED = "analysed", "cached", "failed"
@@ -182,6 +182,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
     started = time.monotonic()
     model_path = resolve_model(model)
     spec = read_spec(model_path)
+    if not no_write:  # a label no tag field can be named by: refused before any work (a dry run shows writes)
+        check_taggable(model_path, spec)
     uses_device = spec.features.kind != "descriptors"
     if uses_device and not dask_scheduler:  # on a cluster each worker resolves it: its GPU, not ours
         from tagger.device import resolve_device

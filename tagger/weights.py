@@ -342,9 +342,6 @@ def spec_problem(spec: ModelSpec) -> str | None:
         return f"architecture {spec.architecture!r} must be an object with a name"
     if len(labels) < 2 or len(set(labels)) != len(labels) or not all(isinstance(l, str) and l for l in labels):
         return f"labels must be two or more distinct names, not {list(labels)}"
-    odd = next((label for label in labels if not TAG_LABEL.match(label)), None)
-    if odd is not None:  # every track would fail as its tags were written
-        return f"label {odd!r} cannot be a tag field name ({TAG_LABEL_RULE})"
     if not _whole(spec.sample_rate, 1000, 384000):
         return f"sample_rate {spec.sample_rate!r} is not a sample rate"
     if not _whole(clips.count, 1, 100):
@@ -365,6 +362,18 @@ def spec_problem(spec: ModelSpec) -> str | None:
         return (f"features.kind {spec.features.kind!r} does not go with architecture "
                 f"{spec.architecture['name']!r} (descriptors go with {DESCRIPTOR_ARCHITECTURE})")
     return None if descriptors else _network_input_problem(spec)
+
+
+def check_taggable(path: Path, spec: ModelSpec) -> None:
+    """ModelError for a model with a label that cannot name a tag field (TAG_LABEL: 'very calm', 'énergique';
+    an old file, trained before `train` refused them): every track of a scan writing its tags would fail
+    as they were written. Called before any work by a command that writes tags; classify, evaluate,
+    model-info and a scan that writes none (--no-write) use such a model as they would another."""
+    odd = next((label for label in spec.labels if not TAG_LABEL.match(label)), None)
+    if odd is not None:
+        raise ModelError(f"{path}: label {odd!r} cannot be a tag field name ({TAG_LABEL_RULE}), so this model "
+                         "cannot write tags: use it without writing them (scan --no-write), or retrain it with "
+                         "other labels")
 
 
 def _number(value) -> bool:

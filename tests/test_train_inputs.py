@@ -146,3 +146,74 @@ def test_a_file_listed_twice_in_a_csv_names_both_lines(tracks, tmp_path):
         table.write_text(f"path,label\n{calm},calm\n{exciting},exciting\n\n{last}\n")
         proc = run_cli("evaluate", table, env={"COLUMNS": "500"})
         assert (proc.returncode, proc.stderr) == (1, f"error: {table}:5: {message}\n"), proc.stderr
+
+
+def test_a_label_folder_without_audio_files_is_named(tracks, tmp_path):
+    """An empty label folder (or one holding no audio file) was dropped without a word: a label gone from the
+    model, or 'DATA has one label' with nothing said of the other folder. Each is one warning line naming it."""
+    data = tmp_path / "data"
+    (data / "calm").mkdir(parents=True)
+    (data / "exciting").mkdir()
+    for track in (tracks / "calm").iterdir():
+        os.symlink(track, data / "calm" / track.name)
+    proc = run_cli("train", data, "--out", tmp_path / "m.safetensors", env={"COLUMNS": "500"})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", (
+        f"warning: {data / 'exciting'}: no audio file in this label folder: label 'exciting' left out\n"
+        "error: DATA has one label (calm): a model needs tracks of two labels at least\n"))
+    assert not (tmp_path / "m.safetensors").exists()
+
+    for track in (tracks / "exciting").iterdir():
+        os.symlink(track, data / "exciting" / track.name)
+    (data / "sad").mkdir()
+    (data / "happy").mkdir()
+    (data / "happy" / "notes.txt").write_text("to do\n")
+    skipped = []
+    items = load_items(data, on_skip=lambda path, why: skipped.append((path, why)))
+    assert {it.label for it in items} == {"calm", "exciting"}
+    assert skipped == [(data / "happy" / "notes.txt", "skipped: not an audio file (.txt extension)"),
+                       (data / "happy", "no audio file in this label folder: label 'happy' left out"),
+                       (data / "sad", "no audio file in this label folder: label 'sad' left out")]
+
+
+def test_a_csv_saved_as_windows_1252_is_one_line_saying_so(tracks, tmp_path):
+    """A CSV saved by a spreadsheet as plain "CSV" on Windows ('é' as the byte 0xe9) was refused with Python's
+    codec message ("'utf-8' codec can't decode byte 0xe9 in position 40"); the line is named now, and what
+    to do."""
+    calm, exciting = sorted((tracks / "calm").iterdir())[0], sorted((tracks / "exciting").iterdir())[0]
+    os.symlink(exciting, tmp_path / "café.wav")
+    table = tmp_path / "set.csv"
+    table.write_bytes(f'path,label\n{calm},calm\n\n"a\nb.wav",calm\ncafé.wav,exciting\n'.encode("cp1252"))
+    proc = run_cli("train", table, "--out", tmp_path / "m.safetensors", env={"COLUMNS": "500"})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", (
+        f"error: {table}:6: the byte 0xe9 is not UTF-8 text (saved as Windows-1252 or Latin-1?): save the CSV as "
+        "UTF-8 (a spreadsheet's \"CSV UTF-8\")\n"))
+    table.write_bytes(f'path,label\n{calm},calm\ncafé.wav,exciting\n'.encode())  # as UTF-8: taken
+    assert {it.path.name for it in load_items(table)} == {calm.name, "café.wav"}
+
+
+def test_a_csv_row_naming_a_file_that_is_not_audio_is_named(tracks, tmp_path):
+    """A CSV row naming notes.txt was taken, and train failed after decoding ('label 'exciting' has no track
+    that could be read: notes.txt (not a decodable audio file ...)'), or evaluate counted it failed. It is
+    refused before any work, the CSV line and the file named, as for a file that is not there; a label
+    folder's notes.txt is left out as before."""
+    calm, exciting = sorted((tracks / "calm").iterdir())[0], sorted((tracks / "exciting").iterdir())[0]
+    (tmp_path / "notes.txt").write_text("where these came from\n")
+    table = tmp_path / "set.csv"
+    for name in ("notes.txt", "gone.txt"):
+        table.write_text(f"path,label\n{calm},calm\n{name},exciting\n{exciting},exciting\n")
+        for command in (["train", table, "--out", tmp_path / "m.safetensors", "--feature", "descriptors",
+                         "--cache-dir", tmp_path / "fc"], ["evaluate", table]):
+            proc = run_cli(*command, env={"COLUMNS": "500"})
+            assert (proc.returncode, proc.stdout, proc.stderr) == (
+                1, "", f"error: {table}:3: {tmp_path / name}: not an audio file (.txt extension)\n"), command
+    assert not (tmp_path / "fc").exists() and not (tmp_path / "m.safetensors").exists()
+
+
+def test_an_empty_out_is_a_usage_error_naming_the_option(tracks, tmp_path):
+    """`--out ''` (an unset variable) was taken for the current folder: '--out .: a model file must end in
+    .safetensors'. It is the usage error an empty DATA is."""
+    for spelling in (["--out", ""], ["-o", ""], ["--output="]):
+        proc = run_cli("train", tracks, *spelling)
+        assert proc.returncode == 2, proc.stderr
+        assert "Invalid value for '--output' / '--out' / '-o': an empty path (an unset variable?)" in proc.stderr
+        assert "--out ." not in proc.stderr

@@ -28,7 +28,8 @@ def evaluate(
     from tagger.weights import load_model
 
     loaded = load_model(model)
-    items = load_many(data, labels=loaded.spec.labels, group_by=group_by, on_skip=warn_not_audio)
+    items = load_many(data, labels=loaded.spec.labels, group_by=group_by, on_skip=warn_not_audio,
+                      taggable=False)  # the model's labels, whatever they are (one that writes no tags too)
     # no bar in a pipe or a log: there even a transient one would leave a blank line
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=json_out or not err.is_terminal) as progress:

@@ -54,7 +54,8 @@ def train(
     ctx: typer.Context,
     data: DataArgument,
     out: Annotated[Path, typer.Option(
-        "--output", "--out", "-o", metavar="MODEL", help="The model file to write (.safetensors).")],
+        "--output", "--out", "-o", metavar="MODEL", parser=path_value,
+        help="The model file to write (.safetensors).")],
     val_groups: Annotated[Optional[str], typer.Option(
         "--val-groups", metavar="G1,G2", help="Hold these groups out for validation (threshold and metrics).")] = None,
     val_fraction: Annotated[float, typer.Option(
