@@ -116,9 +116,10 @@ class TrackResult:
                    model_version=model_version, duration=duration)
 
     def to_json(self) -> dict:
-        """The keys of `classify --json`: path, mood, confidence, scores, clips, model, error."""
+        """The keys of `classify --json`: path, mood, confidence, scores, clips, model, error. The path as
+        `query --json` spells it (key_spelling): the name b'a\\xe9' and the name 'a\\\\xe9' stay apart."""
         return {
-            "path": display_path(self.path),
+            "path": key_spelling(os.fsencode(self.path)),
             "mood": self.mood,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
             "scores": {k: round(v, 4) for k, v in self.scores.items()},

@@ -177,3 +177,105 @@ def test_no_line_ends_in_spaces_in_a_pipe(tracks):
         assert len(lines) > 2 * 9 and proc.stdout.endswith("\n"), proc.stdout
         assert [line for line in lines if line != line.rstrip()] == [], columns
         assert lines[1].endswith("P(exciting) ┆ 0.5") and any(line.endswith("┆") for line in lines), proc.stdout
+
+
+def test_a_name_that_cannot_be_looked_at_is_one_failed_line_and_the_rest_go_on(tracks, tmp_path):
+    """A name longer than the file system allows, or a file inside a folder the user may not enter, was a
+    traceback from `is_dir()` (it swallows only a missing name), exit 1, and no later file was classified.
+    Now each is one `failed:` line in a scan's words, and the files after it still come out."""
+    import shutil
+
+    from tests.test_cache_open import _PREFIX, as_user
+
+    long_name = tmp_path / ("a" * 300 + ".flac")
+    proc = run_cli("classify", long_name, tracks["calm"])
+    assert proc.returncode == 1 and proc.stderr == f"failed: {long_name}: file name too long\n", proc.stderr
+    assert [line.split("\t")[:2] for line in proc.stdout.splitlines()] == [["path", "mood"],
+                                                                          [str(tracks["calm"]), "calm"]]
+    as_json = [json.loads(line) for line in run_cli("classify", long_name, tracks["calm"], "--json").stdout.split("\n")
+               if line]
+    assert [(o["error"], o["mood"]) for o in as_json] == [("file name too long", None), (None, "calm")]
+    if _PREFIX is None:
+        pytest.skip("needs setpriv or capsh to drop root's powers")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    shutil.copy(tracks["calm"], locked / "t.flac")
+    locked.chmod(0)
+    try:
+        proc = as_user("classify", locked / "t.flac", tracks["exciting"])
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 1 and proc.stderr == f"failed: {locked / 't.flac'}: permission denied\n", proc.stderr
+    assert proc.stdout.splitlines()[1].split("\t")[:2] == [str(tracks["exciting"]), "exciting"]
+
+
+def test_json_paths_keep_a_latin1_byte_and_a_real_backslash_apart(tracks, tmp_path):
+    """`classify --json` and `scan --json` wrote b'a\\xe9.flac' and the name 'a\\\\xe9.flac' (a real backslash)
+    as the same "path"; they spell it as `query --json` and the TSV do: a backslash doubled."""
+    import os
+    import shutil
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(tracks["calm"], os.fsencode(lib) + b"/a\xe9.flac")
+    shutil.copy(tracks["exciting"], lib / "a\\xe9.flac")
+    files = sorted(os.fsencode(lib) + b"/" + name for name in os.listdir(os.fsencode(lib)))
+    expected = {f"{lib}/a\\\\xe9.flac", f"{lib}/a\\xe9.flac"}
+    names = [os.fsdecode(name) for name in files]
+    classified = [json.loads(line)["path"] for line in run_cli("classify", "--json", *names,
+                                                               check=True).stdout.splitlines()]
+    assert set(classified) == expected, classified
+    db = tmp_path / "c.db"
+    scanned = [json.loads(line)["path"] for line in run_cli("scan", lib, "--db", db, "--no-write", "--jobs", "1",
+                                                            "--json", check=True).stdout.splitlines()]
+    queried = [json.loads(line)["path"]
+               for line in run_cli("query", "--db", db, "--json", check=True).stdout.splitlines()]
+    assert set(scanned) == set(queried) == expected, (scanned, queried)
+    tsv = [line.split("\t")[0] for line in run_cli("classify", *names, check=True).stdout.splitlines()[1:]]
+    assert sorted(tsv) == sorted(classified)
+
+
+def test_ctrl_c_on_a_terminal_still_shows_the_rows_so_far(tracks, tmp_path):
+    """On a terminal the table is shown once the last file is done: a Ctrl-C late in a long list showed
+    only `interrupted`, every result lost. The rows computed so far are shown, then `interrupted`."""
+    import os
+    import pty
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\0" * 4096)
+    rest = []
+    for i in range(40):  # still being classified when the Ctrl-C comes
+        rest.append(tmp_path / f"more{i:02d}.flac")
+        shutil.copy(tracks["calm"], rest[-1])
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR")}
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "classify", tracks["calm"], tracks["exciting"], bad,
+                             *rest], stdout=terminal, stderr=subprocess.PIPE, text=True,
+                            env=dict(env, COLUMNS="200", TERM="xterm"))
+    os.close(terminal)
+    try:
+        assert proc.stderr.readline().startswith(f"failed: {bad}: ")  # the two rows before it are known
+        proc.send_signal(signal.SIGINT)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        # (a Ctrl-C just as rich wrote the failed line may write it once more: rich clears its buffer after)
+        assert proc.wait(timeout=60) == 130 and proc.stderr.read().endswith("interrupted\n")
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode())
+    rows = [line.split()[:2] for line in text.splitlines() if line.strip().startswith("/")]
+    assert rows[:2] == [[str(tracks["calm"]), "calm"], [str(tracks["exciting"]), "exciting"]], text
+    assert len(rows) < 2 + len(rest), text  # interrupted: not every file

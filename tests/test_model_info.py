@@ -261,7 +261,8 @@ def test_in_a_pipe_no_line_ends_in_spaces():
     for text in (unset, model_info(columns=80)):
         lines = text.splitlines()
         assert len(lines) > 10 and [line for line in lines if line != line.rstrip()] == [], text
-    assert min(len(line) for line in unset.splitlines()) < 40  # `labels  calm, exciting`, as long as its text
+    # `labels  calm, exciting`, as long as its text (the labels' column as wide as the longest, unfolded, label)
+    assert min(len(line) for line in unset.splitlines()) < 60
 
 
 def test_json_writes_null_for_a_crafted_files_nan(tmp_path):
@@ -281,3 +282,18 @@ def test_json_writes_null_for_a_crafted_files_nan(tmp_path):
     assert metrics == {"held_out": {"pooled": {"balanced_accuracy": None, "roc_auc": None, "tracks": 3}},
                        "list": [None, 0.5]}
     assert "balanced accuracy nan" in " ".join(model_info(str(path)).split())
+
+
+def test_in_a_pipe_without_columns_a_label_is_never_folded():
+    """The first column's width was fixed from rich's 80 columns before the pipe's width was lifted: the label
+    `plain leave-one-game-out (optimistic)` folded, and `grep optimistic` found a lone `(optimistic)`."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    text = subprocess.run([sys.executable, "-m", "tagger", "model-info"], capture_output=True, text=True, env=env,
+                          timeout=60, check=True).stdout
+    [line] = [line for line in text.splitlines() if "optimistic" in line]
+    assert line.split()[:5] == ["plain", "leave-one-game-out", "(optimistic)", "balanced", "accuracy"], text
+    assert all(re.match(r" {1,3}\S", line) for line in text.splitlines()), text  # no line is a folded label's rest

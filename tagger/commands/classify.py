@@ -43,30 +43,46 @@ def classify(
     piped = not (json_lines or clips) and not _stdout_is_terminal()
     if piped:  # tab-separated, a line per file, as query writes into a pipe (a table would fold long names)
         typer.echo("\t".join(["path", "mood", "confidence", *loaded.spec.labels]))
-    for path in files:
-        if path.is_dir():
-            result = TrackResult.failed(path, "is a folder (use `moodtag scan` for folders)",
-                                        model_name=loaded.spec.name, model_version=loaded.spec.version)
-        else:
-            result = analyze_track(path, loaded)
-        if json_lines:
-            out.print(json.dumps(result.to_json(), ensure_ascii=False), markup=False, highlight=False)
-        elif result.ok and clips:
-            if not first:
-                out.print()
-            with unpadded(out):  # in a pipe, no spaces after a bar or a wrapped line's last word
-                render_timeline(result, loaded.spec, out)
-            first = False
-        elif result.ok and piped:
-            typer.echo(printable_cells([key_spelling(os.fsencode(path)), result.mood, f"{result.confidence:.4f}",
-                                        *(f"{result.scores[label]:.4f}" for label in loaded.spec.labels)]))
-        elif result.ok:
-            table.add_row(escape(printable(path)), escape(result.mood), f"{result.confidence:.3f}",
-                          *(f"{result.scores[label]:.3f}" for label in loaded.spec.labels))
-        if not result.ok:
-            failed += 1
-            error_line(path, result.error)
-    if not json_lines and table.row_count:
-        out.print(table)
+    try:
+        for path in files:
+            refused = _not_a_file(path)
+            if refused:
+                result = TrackResult.failed(path, refused, model_name=loaded.spec.name,
+                                            model_version=loaded.spec.version)
+            else:
+                result = analyze_track(path, loaded)
+            if json_lines:
+                out.print(json.dumps(result.to_json(), ensure_ascii=False), markup=False, highlight=False)
+            elif result.ok and clips:
+                if not first:
+                    out.print()
+                with unpadded(out):  # in a pipe, no spaces after a bar or a wrapped line's last word
+                    render_timeline(result, loaded.spec, out)
+                first = False
+            elif result.ok and piped:
+                typer.echo(printable_cells([key_spelling(os.fsencode(path)), result.mood, f"{result.confidence:.4f}",
+                                            *(f"{result.scores[label]:.4f}" for label in loaded.spec.labels)]))
+            elif result.ok:
+                table.add_row(escape(printable(path)), escape(result.mood), f"{result.confidence:.3f}",
+                              *(f"{result.scores[label]:.3f}" for label in loaded.spec.labels))
+            if not result.ok:
+                failed += 1
+                error_line(path, result.error)
+    finally:  # a Ctrl-C late in a long list: the rows so far still show (then `interrupted`), not lost
+        if not json_lines and table.row_count:
+            out.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` is not analysed: a folder, or a name that cannot be looked at (inside a folder that may
+    not be entered, a name too long), in a scan's words (`permission denied`, `file name too long`);
+    None otherwise (a missing file or a broken link: the analysis says which)."""
+    from tagger.errors import os_text
+
+    try:
+        folder = path.is_dir()  # swallows ENOENT, ENOTDIR, ELOOP only: EACCES and ENAMETOOLONG raise
+    except OSError as exc:
+        return os_text(exc)
+    return "is a folder (use `moodtag scan` for folders)" if folder else None

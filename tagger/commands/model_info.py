@@ -30,8 +30,15 @@ def model_info(
     if json_out:  # a crafted file's NaN or Infinity (json reads them) as null: bare NaN is no JSON
         out.print(json.dumps(_finite(info), ensure_ascii=False, allow_nan=False), markup=False)
         return
+    # In a pipe with no COLUMNS (`model-info | grep sha256`), as wide as the values, labels too: a sha256, a
+    # path or a label (`plain leave-one-game-out (optimistic)`) folded at rich's 80 columns could not be
+    # copied or searched in one piece.
+    unbounded = not out.is_terminal and not os.environ.get("COLUMNS")
+    if unbounded:
+        out.width = 1000  # rich's console caps a print's width at its own
     table = Table(show_header=False, box=None)
-    table.add_column(max_width=max(24, out.width // 3))  # long labels wrap: the values keep the room
+    # on a terminal or at COLUMNS, long labels wrap: the values keep the room
+    table.add_column(max_width=None if unbounded else max(24, out.width // 3))
     table.add_column(overflow="fold")  # a sha256 or a path longer than the room folds onto more lines, never cut
 
     def add(*cells: str) -> None:  # text, never markup (a path or a spec's text may hold [brackets]), and
@@ -69,10 +76,6 @@ def model_info(
     for row in rows:
         add(*row)
     add("shipped models", ", ".join(info["shipped"]) or "-")
-    # In a pipe with no COLUMNS (`model-info | grep sha256`), as wide as the values: a sha256 or a path
-    # folded at rich's 80 columns could not be copied or searched in one piece.
-    if not out.is_terminal and not os.environ.get("COLUMNS"):
-        out.width = 1000  # rich's console caps a print's width at its own
     with unpadded(out):  # in a pipe, each line as long as its text: not padded to the longest value
         out.print(table)
 
