@@ -21,6 +21,10 @@ moodtag's. A label of moodtag's changed by hand to another label is told from mo
 the caller knows what moodtag last wrote (a scan or untag, from the cache: `last_written`), or knows
 that the mood there now was set by hand (the cache says kept: `last_written=SET_BY_HAND`; moodtag's
 old scores and model fields may still be beside it, and made a hand-set label look like moodtag's).
+A hand edit changes the mood field only: where the caller also knows the model that wrote
+`last_written` (`written_by`, "name version") and MOODTAG_MODEL names another, moodtag wrote all of
+those fields since (another cache's scan, another model), and its label is moodtag's whatever
+`last_written` says.
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
 `_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules), and which text fields of its own it has that
@@ -69,7 +73,7 @@ MODEL_FIELD = "MOODTAG_MODEL"
 REPLACED_FIELD = "MOODTAG_REPLACED_MOOD"
 ORIGIN_FIELD = "MOODTAG_REPLACED_MOOD_FROM"
 SET_BY_HAND = ""   # last_written for a file whose mood the cache says is its own (kept): none of it is moodtag's
-_LABEL = TAG_LABEL  # the rule a model's labels are checked by too (weights.spec_problem)
+_LABEL = TAG_LABEL  # the rule a model's labels are checked by too (weights.check_taggable)
 
 
 @dataclass(frozen=True)
@@ -126,17 +130,18 @@ def read_mood(path) -> MoodValues | None:
     return mood_state(path)[0]
 
 
-def mood_state(path, *, last_written: str | None = None) -> tuple[MoodValues | None, list[str]]:
+def mood_state(path, *, last_written: str | None = None,
+               written_by: str | None = None) -> tuple[MoodValues | None, list[str]]:
     """(read_mood's values, the mood field's values if they are not moodtag's, else []); `last_written`
-    as for write_mood."""
+    and `written_by` as for write_mood."""
     with _opened(Path(path)) as fh:
         audio, fmt = _load(fh)
         fields = _current_fields(audio, fmt)
-        return _mood_values(fields), _foreign_moods(fields, last_written) or _ape_moods(fh, fmt, fields)
+        return _mood_values(fields), _foreign_moods(fields, last_written, written_by) or _ape_moods(fh, fmt, fields)
 
 
 def write_mood(path, values: MoodValues, *, replace: bool = False, last_written: str | None = None,
-               dry_run: bool = False, journal: UndoJournal | None = None, expect: tuple[int, int] | None = None,
+               written_by: str | None = None, dry_run: bool = False, journal: UndoJournal | None = None, expect: tuple[int, int] | None = None,
                on_written: Callable[[os.stat_result], None] | None = None) -> bool:
     """Write `values` into the file's tags, replacing any moodtag fields there. Returns False, and
     leaves the file untouched, when it already holds exactly these values. With dry_run, writes
@@ -145,7 +150,9 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
     is, unless `replace`: then its values go into MOODTAG_REPLACED_MOOD, for remove_mood to restore.
     `last_written`: the mood moodtag last wrote into this file (the scan's cache knows it); another
     label there now was put there by hand, and is the file's own mood too. SET_BY_HAND: whatever mood
-    is there is the file's own (the cache says it was kept).
+    is there is the file's own (the cache says it was kept). `written_by`: the model ("name version")
+    that wrote `last_written`; where the file's MOODTAG_MODEL names another, `last_written` is not the
+    file's last moodtag write, and does not count (see the module).
 
     The write is crash-safe (tagger.safewrite); `journal` is where an interrupted write is recorded
     for `UndoJournal.recover()`, by default the one beside the default cache. An MP3 that gets its
@@ -163,7 +170,7 @@ def write_mood(path, values: MoodValues, *, replace: bool = False, last_written:
         audio, fmt = _load(fh)
         fields = _tag_fields(fmt)
         current = _current_fields(audio, fmt)
-        own = _foreign_moods(current, last_written)
+        own = _foreign_moods(current, last_written, written_by)
         foreign = own or _ape_moods(fh, fmt, current)
         if foreign and not replace:
             raise ForeignMood(foreign)
@@ -202,7 +209,7 @@ def _require_expected(fh, expect: tuple[int, int] | None) -> None:
         raise TagError(safewrite.CHANGED)
 
 
-def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
+def remove_mood(path, *, last_written: str | None = None, written_by: str | None = None, dry_run: bool = False,
                 journal: UndoJournal | None = None,
                 on_written: Callable[[os.stat_result], None] | None = None) -> bool:
     """Remove every MOODTAG_* field and moodtag's mood, and nothing else: a mood that is not moodtag's
@@ -210,7 +217,7 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
     the field each value came from (MOODTAG_REPLACED_MOOD_FROM: its frame, atom or key, with its text
     encoding or data type; without it, as a tag written before it, into moodtag's mood field, each
     value once; an MP3's APEv2 mood stays where it is, in the APEv2 tag).
-    `last_written` as for write_mood. Returns whether the file changed (with dry_run: whether it would;
+    `last_written` and `written_by` as for write_mood. Returns whether the file changed (with dry_run: whether it would;
     nothing is written). An MP3 ID3v2 tag left holding only what write_mood copied from the ID3v1 or
     APEv2 tag (or nothing), or a WAV's or AIFF's ID3 chunk left empty, is removed whole, which gives
     back the file as it was before moodtag.
@@ -220,7 +227,7 @@ def remove_mood(path, *, last_written: str | None = None, dry_run: bool = False,
     with _opened(path, saved=saved) as fh:
         audio, fmt = _load(fh)
         current = _current_fields(audio, fmt)
-        foreign = _foreign_moods(current, last_written)
+        foreign = _foreign_moods(current, last_written, written_by)
         if not any(name != MOOD_FIELD or not foreign for name, _ in current):
             return False
         _require_writable(path, fh)
@@ -266,15 +273,18 @@ def _mood_fields(values: MoodValues) -> list[tuple[str, str]]:
     return fields
 
 
-def _foreign_moods(fields: list[tuple[str, str]], last_written: str | None = None) -> list[str]:
+def _foreign_moods(fields: list[tuple[str, str]], last_written: str | None = None,
+                   written_by: str | None = None) -> list[str]:
     """The mood field's values if they are not moodtag's (see the module; or, when `last_written` is
-    known, not the label moodtag last wrote), else []."""
+    known, not the label moodtag last wrote, unless the fields beside it are another model's than
+    `written_by`, the one that wrote it: moodtag rewrote them all since), else []."""
     moods = [text for name, text in fields if name == MOOD_FIELD]
     if not moods:
         return []
     values = _mood_values(fields)
     if values.model and len(moods) == 1 and values.mood.lower() in values.scores:
-        if last_written is None or values.mood.lower() == last_written.lower():
+        rewritten = last_written != SET_BY_HAND and written_by is not None and values.model != written_by
+        if last_written is None or rewritten or values.mood.lower() == last_written.lower():
             return []
     return moods
 

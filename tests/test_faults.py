@@ -435,7 +435,7 @@ def test_untag_and_scan_refuse_fifos_and_devices_at_once(tmp_path, audio_dir):
     os.mkfifo(lib / "x.mp3")
     (lib / "zero.mp3").symlink_to("/dev/zero")
     shutil.copy(next(audio_dir.glob("*.flac")), lib / "ok.flac")
-    for args in (["untag", lib], ["untag", lib / "x.mp3", lib / "zero.mp3"], ["scan", lib]):
+    for args in (["scan", lib], ["untag", lib], ["untag", lib / "x.mp3", lib / "zero.mp3"]):  # untag: a --db there
         proc = run_cli(*args, "--db", tmp_path / "c.db", timeout=60)
         assert proc.returncode == 0, (args, proc.stderr)
         assert f"failed: {lib / 'x.mp3'}: not a regular file (a FIFO)" in proc.stderr

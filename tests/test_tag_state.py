@@ -150,9 +150,12 @@ def test_untag_dry_run_and_no_cache_change_nothing_in_the_cache(lib, tmp_path, t
     before = rows(db)
     run_cli("untag", lib, "--db", db, "--dry-run", check=True)
     assert rows(db) == before
-    other = tmp_path / "none.db"
-    run_cli("untag", lib, "--db", other, check=True)   # no cache there: none is made
-    assert not other.exists() and rows(db) == before
+    other = tmp_path / "none.db"   # a --db that is not there: an error (a typo), nothing untagged
+    assert run_cli("untag", lib, "--db", other).returncode == 1
+    assert not other.exists() and all(read_mood(p) is not None for p in lib.iterdir())
+    data = tmp_path / "data"   # the default cache not there: untagged, and no cache is made
+    run_cli("untag", lib, env={"XDG_DATA_HOME": str(data)}, check=True)
+    assert not (data / "moodtag" / "moodtag.db").exists() and rows(db) == before
 
 
 def test_a_failed_tag_write_is_a_failure_in_the_cache_and_is_tried_again(lib, tmp_path, test_model):

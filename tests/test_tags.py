@@ -1409,7 +1409,7 @@ def test_untag_refuses_a_damaged_id3_tag(tmp_path, sources):
     at = data.find(b"COMM")
     data[at:at + 4] = b"CoMM"
     track.write_bytes(bytes(data))
-    proc = run_cli("untag", track, "--db", tmp_path / "c.db", env={"COLUMNS": "400"})
+    proc = run_cli("untag", track, env={"COLUMNS": "400"})   # no cache (the default's, in tmp): files all the same
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
         f"failed: {track}: damaged ID3 tag (unreadable data after frame {before_comm}; the tag was not changed)"]
@@ -1493,3 +1493,33 @@ def test_a_utf16_m4a_mood_an_older_moodtag_replaced_comes_back_as_its_bytes(tmp_
     mood = mp4.MP4(path)["----:com.apple.iTunes:MOOD"]
     assert [(bytes(v), v.dataformat) for v in mood] == [(theirs, mp4.AtomDataType.UTF16)]
     assert path.read_bytes() == original
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a"])
+def test_a_mood_another_model_wrote_over_the_last_written_is_moodtags(tmp_path, sources, fmt):
+    """`last_written` (the label a cache says moodtag wrote) told a label typed by hand from moodtag's; a
+    label another model wrote since (another cache's scan), with its own scores and MOODTAG_MODEL, was
+    taken for the user's too, and remove_mood left it. With `written_by` (the model that wrote
+    `last_written`), fields of another model are all moodtag's; a hand edit (the mood field only) is not."""
+    track = tmp_path / f"track.{fmt}"
+    shutil.copyfile(sources[fmt], track)
+    write_mood(track, OTHER)   # another model's scan: 'exciting', where the cache says moodtag wrote 'calm'
+    mine = dict(last_written="calm", written_by=VALUES.model)
+    assert mood_state(track, **mine)[1] == []
+    assert write_mood(track, VALUES, dry_run=True, **mine)
+    assert mood_state(track, last_written="calm")[1] == ["exciting"]  # no model known: as before
+    assert remove_mood(track, **mine) and read_mood(track) is None
+
+    write_mood(track, VALUES)   # the cache's model, its label changed by hand: still the user's
+    audio = mutagen.File(track)
+    if fmt == "mp3":
+        audio.tags.add(id3.TMOO(encoding=3, text=["exciting"]))
+    elif fmt == "m4a":
+        audio.tags["----:com.apple.iTunes:MOOD"] = [b"exciting"]
+    else:
+        audio.tags["MOOD"] = ["exciting"]
+    audio.save()
+    assert mood_state(track, **mine)[1] == ["exciting"]
+    with pytest.raises(ForeignMood):
+        write_mood(track, VALUES, **mine)
+    assert remove_mood(track, **mine) and read_mood(track) == MoodValues(mood="exciting", scores={}, model="")

@@ -363,3 +363,110 @@ def test_prune_of_a_path_the_cache_knows_nothing_under_says_so(tmp_path, audio_d
     for path in (lib, link):
         proc = run_cli("prune", path, "--db", db, check=True)
         assert proc.stderr == "" and proc.stdout.strip() == "forgot 0 missing tracks", proc.stdout + proc.stderr
+
+
+def _read_fields(path: Path) -> list[tuple[str, str]]:
+    """The file's moodtag fields (the mood field and MOODTAG_*), as tagger.tags reads them."""
+    from tagger import tags
+
+    with tags._opened(path) as fh:
+        audio, fmt = tags._load(fh)
+        return [(name, text) for name, text in tags._current_fields(audio, fmt) if tags._is_ours(name)]
+
+
+def test_untag_removes_the_mood_another_models_scan_wrote_since(library, tmp_path):
+    """A library scanned with --db a.db, then tagged again by another model with another cache (`scan --db
+    b.db --model moodtag-cnn`), which changed the mood of some files: `untag --db a.db` removed every
+    MOODTAG_* field of those but kept their mood, taken for one the user typed over a.db's label, and from
+    then on no moodtag command removed it. Fields all of another model are moodtag's, mood and all; a label
+    typed by hand over the model's own (its fields left as they were) is still the user's."""
+    from tagger.tags import MoodValues, write_mood
+
+    db = tmp_path / "a.db"
+    scan(library, db)
+    other, by_hand = library / "A/a.flac", library / "A/d.flac"
+    flipped = {"calm": "exciting", "exciting": "calm"}
+    new = flipped[read_mood(other).mood]  # what another model's scan writes where it disagrees with a.db's
+    write_mood(other, MoodValues(mood=new, scores={new: 0.9, flipped[new]: 0.1}, model="moodtag-cnn 1.0.0"))
+    mutagen = pytest.importorskip("mutagen")
+    hand = mutagen.File(by_hand)
+    typed = flipped[hand["MOOD"][0]]
+    hand["MOOD"] = [typed]  # the user's own label, over moodtag's; its fields stay
+    hand.save()
+    assert len(_read_fields(other)) == 4 and len(_read_fields(by_hand)) == 4
+
+    dry = run_cli("untag", library / "A", "--db", db, "-n", check=True)
+    assert dry.stdout == (f"would untag: {other}\nwould untag: {by_hand}\n"
+                          "would untag 2 files, 0 without moodtag fields, 0 failed\n"), dry.stdout
+    run_cli("untag", library / "A", "--db", db, check=True)
+    assert _read_fields(other) == [], "the other model's mood was kept"
+    assert _read_fields(by_hand) == [("MOOD", typed)]
+    assert {rows(db)[str(p)]["tag_state"] for p in (other, by_hand)} == {"untagged"}
+
+
+def test_untag_with_a_cache_that_is_not_there(library, tmp_path):
+    """`untag --db modtag.db` (a typo) said 'untagged 4 files', left modtag.db.lock and modtag.db-undo/, and
+    the next scan with the real cache tagged every file again. A --db or MOODTAG_DB that does not exist is
+    an error before any file is touched, as stats says it; without the default cache the files are untagged,
+    a line says a scan tags them again, and nothing is left beside the default cache's path."""
+    db = tmp_path / "moodtag.db"
+    scan(library, db)
+    before = {p: p.read_bytes() for p in sorted(library.rglob("*.*"))}
+    typo = tmp_path / "modtag.db"
+    stats = run_cli("stats", "--db", typo)
+    for proc in (run_cli("untag", library, "--db", typo), run_cli("untag", library, env={"MOODTAG_DB": str(typo)}),
+                 run_cli("untag", library, "-n", "--db", typo)):
+        assert (proc.returncode, proc.stdout) == (1, ""), proc.stdout
+        assert proc.stderr == stats.stderr == f"error: {typo}: no cache database here (run `moodtag scan` first, " \
+                                              "or pass --db)\n", proc.stderr
+    assert {p: p.read_bytes() for p in sorted(library.rglob("*.*"))} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Music", "moodtag.db", "moodtag.db-undo", "moodtag.db.lock"]
+
+    data = tmp_path / "data"  # the default cache's folder: no cache there
+    proc = run_cli("untag", library / "A", env={"XDG_DATA_HOME": str(data)})
+    assert (proc.returncode, proc.stdout) == (0, "untagged 2 files, 0 without moodtag fields, 0 failed\n"), proc.stderr
+    default = data / "moodtag" / "moodtag.db"
+    assert proc.stderr == (f"warning: {default}: no cache database here, so nothing records these files as "
+                           "untagged: a scan with this cache tags them again (pass --db to name the library's "
+                           "cache)\n"), proc.stderr
+    assert read_mood(library / "A/a.flac") is None and read_mood(library / "B/x/b.ogg") is not None
+    assert not list(data.rglob("*")) or [p.name for p in data.rglob("*")] == ["moodtag"], list(data.rglob("*"))
+
+
+_UNTAG_READ_ONLY = """
+import json, subprocess, sys
+from pathlib import Path
+from tests.conftest import run_cli
+lib, db = Path(sys.argv[1]), Path(sys.argv[2])
+for what in (["--bind", str(lib), str(lib)], ["-o", "remount,ro,bind", str(lib)]):
+    subprocess.run(["mount", *what], check=True)
+out = {}
+for name, extra in (("dry", ["-n"]), ("real", [])):
+    proc = run_cli("untag", lib, "--db", db, *extra)
+    out[name] = {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
+print(json.dumps(out))
+"""
+
+
+def test_untag_on_a_read_only_file_system_is_one_line_and_a_count(library, tmp_path):
+    """untag of a library on a read-only file system printed a line per file; it is one line naming the
+    mount point and what to do, and a count in the summary, as a scan's."""
+    from tests.test_tags import in_namespace, namespace_available
+
+    reason = namespace_available()
+    if reason:
+        pytest.skip(reason)
+    db = tmp_path / "c.db"
+    scan(library, db)
+    before = rows(db)
+    out = in_namespace(_UNTAG_READ_ONLY, library, db)
+    mount = os.path.realpath(library)
+    for name, verb in (("dry", "would untag"), ("real", "untagged")):
+        proc = out[name]
+        assert proc["rc"] == 0, proc["err"]
+        assert proc["out"] == (f"{verb} 0 files, 0 without moodtag fields, 4 failed (read-only file system "
+                               f"{mount}: 4)\n"), proc["out"]
+        lines = proc["err"].splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"failed: {library}/"), proc["err"]
+        assert f": tags not written: read-only file system {mount} (" in lines[0] and "untag them again" in lines[0]
+    assert rows(db) == before and all(read_mood(p) is not None for p in library.rglob("*.*"))

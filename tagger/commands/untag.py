@@ -24,7 +24,11 @@ def untag(
     cache (--db) to finish, and for another program's write transaction on it to end.
     The cache's rows of these files say untagged (each before its file is written), with the files'
     new size and mtime, so the next scan analyses none of them again and leaves them untagged
-    (`scan --retag` writes the mood back).
+    (`scan --retag` writes the mood back). A --db (or MOODTAG_DB) that does not exist is an error, before
+    any file is touched; without the default cache the files are untagged all the same, with a line saying
+    the next scan tags them again, and nothing is left beside the cache's path.
+    A file system that refuses the writes (mounted read-only) is one line, naming its mount point, for its
+    first file; the others are counted in the summary.
     Exit status 0 when it ran to the end, even if some files failed (each failure has its own line);
     1 for fatal errors, or when a PATH did not exist (it gets its line, the others are untagged), as
     for scan; 130 if interrupted (it stops between two files; 143 for SIGTERM, 129 for a closed
@@ -34,24 +38,30 @@ def untag(
     from tagger.console import err, error_line, out, shown, warn
     from tagger.discover import WalkProblem, walk
     from tagger.errors import TagError
+    from tagger.progress import READ_ONLY_FS, ScanProgress
     from tagger.records import TrackRef
     from tagger.safewrite import UndoJournal
     from tagger.tags import SET_BY_HAND, remove_mood
 
+    db_path = resolve_db_path(db)
+    no_cache = not db_path.exists()
+    if no_cache and db is not None:  # a typo in --db: an error, as stats and prune say it, before any file is touched
+        Cache.open(db_path, create=False)  # raises: no cache database here
     paths, missing = _existing(paths)
     for exc in missing:
         err.print(f"[red]failed:[/] {shown(str(exc))}")
     stops = StopRequests.install()
     lock = journal = cache = None
-    db_path = resolve_db_path(db)
+    read_only = ScanProgress(enabled=False, read_only_once=True, read_only_note=UNTAG_READ_ONLY)
     changed = unchanged = 0
     failed = len(missing)
     rows = None  # the cache, read for the mood moodtag wrote into each file (a dry run only reads it)
     pending: set[str] = set()  # real paths of files whose interrupted tag write is not undone: left alone
     try:
         if not dry_run:
-            lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: err.print(
-                f"waiting for another moodtag command that writes {shown(db_path)} to finish..."))
+            if not no_cache:  # no cache: no lock file left where none is (as prune)
+                lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: err.print(
+                    f"waiting for another moodtag command that writes {shown(db_path)} to finish..."))
             journal = UndoJournal.for_cache(db_path)
             for restored in journal.recover():
                 warn(f"{'interrupted tag write' if restored.pending else 'recovered'} {shown(restored.path)}: "
@@ -60,7 +70,7 @@ def untag(
                     pending.add(os.path.realpath(restored.path))
         else:
             pending = UndoJournal.for_cache(db_path).interrupted()
-        if not dry_run and db_path.is_file():  # checked before any file is touched, as a scan does
+        if lock is not None and db_path.is_file():  # checked before any file is touched, as a scan does
             cache = rows = Cache.open(db_path)
             cache.wait_for_writers(should_stop=lambda: stops.requested,
                                    on_wait=lambda: err.print(transaction_wait_line(shown(db_path))))
@@ -83,19 +93,24 @@ def untag(
                 continue
             place, row = (_row_of(rows, item, move=cache is not None) if rows is not None else None) or (item.path, None)
             # the mood moodtag wrote there, from the cache: another label there now is the user's own; and
-            # where the cache says the file's own mood was kept, its mood stays whatever moodtag fields remain
-            last_written = (None if row is None else row.mood if row.tagged or row.untag_pending
-                            else SET_BY_HAND if row.tag_state == KEPT else None)
+            # where the cache says the file's own mood was kept, its mood stays whatever moodtag fields remain;
+            # the fields of another model than the row's were written since (another cache's scan): all moodtag's
+            wrote = row is not None and (row.tagged or row.untag_pending)
+            last_written = row.mood if wrote else SET_BY_HAND if row is not None and row.tag_state == KEPT else None
+            written_by = f"{row.model_name} {row.model_version}" if wrote and row.model_name else None
             records = cache is not None and row is not None
             if records:  # committed before the file is touched, as a scan's row (see Cache.set_untagged)
                 cache.set_untagged(place, before=item, after=item, pending=True)
             try:
                 written: list = []   # the file's stat as written (not through its path: another file may be there now)
-                removed = remove_mood(item.path, last_written=last_written, dry_run=dry_run, journal=journal,
-                                      on_written=written.append)
+                removed = remove_mood(item.path, last_written=last_written, written_by=written_by, dry_run=dry_run,
+                                      journal=journal, on_written=written.append)
             except TagError as exc:
                 failed += 1
-                error_line(item.path, str(exc))
+                if str(exc) == READ_ONLY_FS:  # one line per file system, the others counted (as a scan's)
+                    read_only._read_only(item.path)
+                else:
+                    error_line(item.path, str(exc))
                 if records:
                     _put_back(cache, place, row, item.path)
                 continue
@@ -121,15 +136,36 @@ def untag(
             rows.close()
         if journal is not None:
             journal.close()
+            if no_cache and not db_path.exists():  # the journal guarded the writes; left empty, it goes
+                _remove_if_empty(journal.folder)
         if lock is not None:
             lock.release()
     verb = "would untag" if dry_run else "untagged"
-    out.print(f"{verb} {changed} {_files(changed)}, {unchanged} without moodtag fields, {failed} failed")
+    refused = ", ".join(f"{mount}: {n}" for mount, n in sorted(read_only.read_only.items()))
+    out.print(f"{verb} {changed} {_files(changed)}, {unchanged} without moodtag fields, {failed} failed"
+              + (f" ({READ_ONLY_FS} {shown(refused)})" if refused else ""))
+    if no_cache and changed:
+        warn(f"{shown(db_path)}: no cache database here, so nothing records these files as untagged: a scan "
+             f"with this cache tags them again (pass --db to name the library's cache)")
     if stops.requested:
         err.print(f"[yellow]interrupted[/] ({stops.name}): the files listed as untagged are done")
         raise stops.exit()
     if missing:
         raise typer.Exit(1)
+
+
+# what untag's line for a read-only file system says besides its mount point (tagger.progress.ScanProgress)
+UNTAG_READ_ONLY = ("its files keep their moodtag fields, and their rows in the cache are as they were; untag "
+                   "them again once it is writable; its other files are counted, not listed")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove the undo journal's folder where it holds nothing (every write done): none is left beside a
+    cache that does not exist. One holding an entry (a write another process has in flight) stays."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _put_back(cache, place, row, path) -> None:
