@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 TABLE = "tracks"
+MOUNTS = "mount_points"  # the mount points scans saw (path keys, as `tracks`' paths): m007_mount_points
 BUSY_TIMEOUT_S = 30.0
 WRITE_RETRY_S = 1.0  # a write that waits for another program's write transaction tries again this often
 APPLICATION_ID = 0x6D6F6F64  # "mood": PRAGMA application_id of a moodtag cache
@@ -144,6 +145,13 @@ def m006_size_index(db: Database) -> None:
     db[TABLE].create_index(["size", "mtime_ns"], index_name="idx_tracks_size_mtime", if_not_exists=True)
 
 
+def m007_mount_points(db: Database) -> None:
+    """The mount points scans saw (Cache.note_mounts): a row whose file is gone while the disk a scan saw
+    mounted above it is not mounted now (udisks removes /media/USER/LABEL on unmount) is a disk's away,
+    not a file deleted: a scan does not mark it missing and prune keeps it (Mounts.away)."""
+    db[MOUNTS].create({"path": str, "path_bytes": bytes}, pk="path", if_not_exists=True)
+
+
 LOOKUP_BATCH = 500     # path keys per query when a scan looks up what it walked
 _WALKED = "moodtag_walked"
 _TRACK_COLUMNS = ("path, size, mtime_ns, status, mood, confidence, model_name, model_version, tag_state, error, "
@@ -151,7 +159,7 @@ _TRACK_COLUMNS = ("path, size, mtime_ns, status, mood, confidence, model_name, m
 
 
 SCHEMA_STEPS = (m001_create_tracks, m002_unambiguous_keys, m003_tag_state, m004_large_library_indexes,
-                m005_playlist_index, m006_size_index)
+                m005_playlist_index, m006_size_index, m007_mount_points)
 
 
 @lru_cache(maxsize=None)
@@ -1228,7 +1236,8 @@ class Cache:
         """Forget the rows `prunable` names. Returns how many."""
         return self.forget(self.prunable(roots).forget)
 
-    def prunable(self, roots: list[Path] | None = None, *, should_stop=lambda: False) -> "PrunePlan":
+    def prunable(self, roots: list[Path] | None = None, *, should_stop=lambda: False,
+                 gone_disks: list[Path] = ()) -> "PrunePlan":
         """What `prune` forgets: the rows marked missing (under `roots` if given), and under a root that
         no longer exists every row (a scan leaves the rows under a PATH that is not there as they are: an
         unmounted share; so a library moved or deleted is cleaned up by naming it here); of those, only
@@ -1236,8 +1245,11 @@ class Cache:
         by: a file back since, a disk mounted again, keeps its row, its result and the user's untag), and
         not those whose nearest folder still there is empty (the mount point of a disk not mounted now;
         for a row behind a symlink whose target is not there, a folder linked to a disk not mounted now:
-        the nearest folder along the link's target), except rows marked missing where a PATH names that
-        folder itself or the broken link (_names_empty_folder). So the nightly `scan PATH; prune PATH` of
+        the nearest folder along the link's target), nor those on a disk not mounted now whatever its mount
+        point's folder holds or whether it is there (Mounts.away: udisks removes it), except rows marked
+        missing where a PATH names that folder or mount point itself or the broken link
+        (_names_empty_folder), and every row under one of `gone_disks` (`prune --forget-disk MOUNT`: a
+        disk gone for good, each also one of `roots`) whose file is gone. So the nightly `scan PATH; prune PATH` of
         a library on a disk not mounted forgets nothing: `prune /media/usb/Music` while /media/usb is
         empty keeps the rows a scan left as they are (its PATH was not there), and so does naming
         /media/usb, until that folder is removed. Streamed: one query per root (and, with `roots`, one
@@ -1247,9 +1259,11 @@ class Cache:
 
         plan = PrunePlan()
         named = _named_folders(roots or [])
+        mounts = self.mounts()
+        gone = [os.fsencode(os.path.abspath(disk)) for disk in gone_disks]
         empty: dict[bytes, bytes | None] = {}
         there: dict[str, bytes] = {}  # rows marked missing whose paths are there: back, or a link's second row
-        for key, raw, status in self._prune_candidates(roots):
+        for key, raw, status in self._prune_candidates(roots, gone_disks):
             if should_stop():
                 raise Stopped
             path = raw if raw is not None else os.fsencode(key)
@@ -1257,11 +1271,18 @@ class Cache:
                 if status == "missing":
                     there[key] = path
                 continue
-            folder = _empty_folder_above(path, empty)
+            if gone and any(_at_or_inside(path, disk) or _at_or_inside(os.path.realpath(path), disk)
+                            for disk in gone):  # --forget-disk: gone for good (also behind a link into it)
+                plan.forget.append(key)
+                plan.marked += status == "missing"
+                continue
+            point = mounts.away(path)
+            folder = point if point is not None else _empty_folder_above(path, empty)
             if folder is not None and not (status == "missing" and any(_names_empty_folder(root, folder)
                                                                         for root in named)):
-                plan.empty[folder] = plan.empty.get(folder, 0) + 1
-                plan.empty_marked[folder] = plan.empty_marked.get(folder, 0) + (status == "missing")
+                kept, marked = (plan.away, plan.away_marked) if point is not None else (plan.empty, plan.empty_marked)
+                kept[folder] = kept.get(folder, 0) + 1
+                marked[folder] = marked.get(folder, 0) + (status == "missing")
                 continue
             plan.forget.append(key)
             plan.marked += status == "missing"
@@ -1281,7 +1302,8 @@ class Cache:
         owned = self.lookup(sorted(set(real.values())))
         return {key for key, own in real.items() if own in owned}
 
-    def _prune_candidates(self, roots: list[Path] | None) -> Iterator[tuple[str, bytes | None, str]]:
+    def _prune_candidates(self, roots: list[Path] | None,
+                          gone_disks: list[Path] = ()) -> Iterator[tuple[str, bytes | None, str]]:
         """(key, path bytes, status) of the rows `prunable` looks at, each once: marked missing (under
         `roots` if given, or behind a broken symlink that points into one of them: the rows under
         `Music/Live -> /mnt/ext/Live`, kept while /mnt/ext is empty, are forgotten by `prune /mnt/ext` as
@@ -1292,7 +1314,8 @@ class Cache:
             return
         seen: set[str] = set()
         queries = [(root, " AND status = 'missing'") for root in filter_roots(roots)]
-        queries += [(root, "") for root in filter_roots([r for r in roots if not os.path.exists(r)])]
+        queries += [(root, "") for root in filter_roots([r for r in roots if not os.path.exists(r)
+                                                          or r in gone_disks])]
         for root, only_missing in queries:
             where, params = under_root(root)
             for row in self.rows(f"{columns} ({where}){only_missing}", params):
@@ -1307,6 +1330,52 @@ class Cache:
             if target is not None and any(_at_or_inside(target, root) for root in named):
                 seen.add(row[0])
                 yield row
+
+    def note_mounts(self, roots: list[Path], points: list[bytes]) -> None:
+        """Remember the mount points (`points`, tagger.progress.mount_points) a scan of `roots` sees: each
+        root's own and every one at or under a root, not / (m007_mount_points). Only those not remembered
+        yet are written: a rescan writes nothing. None without a mount table (not Linux), nor in a cache
+        without the table (read as a copy: a dry run's)."""
+        from tagger.progress import mount_point
+
+        if not points or MOUNTS not in _table_names(self.conn):
+            return
+        known = set(self._seen_mounts())
+        new: list[bytes] = []
+        for real in dict.fromkeys(os.fsencode(os.path.realpath(root)) for root in roots):
+            for point in [os.fsencode(mount_point(real, points)), *(p for p in points if _at_or_inside(p, real))]:
+                if point != b"/" and point not in known:
+                    known.add(point)
+                    new.append(point)
+        if new:
+            def run():
+                with self._transaction():
+                    self.conn.executemany(f"INSERT OR IGNORE INTO {MOUNTS} (path, path_bytes) VALUES (?, ?)",
+                                          [path_key(point) for point in new])
+            self._write(run)
+
+    def mounts(self, points: list[bytes] | None = None) -> "Mounts":
+        """The mount points scans saw (note_mounts) against those of `points` (mounted now; None: read
+        them): Mounts.away. A cache without the table (made before it) has seen none."""
+        from tagger.progress import mount_points
+
+        seen = self._seen_mounts() if MOUNTS in _table_names(self.conn) else []
+        return Mounts(seen, mount_points() if points is None else points)
+
+    def forget_mounts(self, disks: list[Path]) -> None:
+        """Forget that scans saw these mount points (`prune --forget-disk`: a disk gone for good)."""
+        if not disks or MOUNTS not in _table_names(self.conn):
+            return
+
+        def run():
+            with self._transaction():
+                self.conn.executemany(f"DELETE FROM {MOUNTS} WHERE path = ?",
+                                      [(path_key(os.fsencode(disk))[0],) for disk in disks])
+        self._write(run)
+
+    def _seen_mounts(self) -> list[bytes]:
+        return [raw if raw is not None else os.fsencode(key)
+                for key, raw in self.rows(f"SELECT path, path_bytes FROM {MOUNTS}")]
 
     def forget(self, keys: list[str]) -> int:
         """Delete the rows of these keys. Returns how many keys were given."""
@@ -1365,6 +1434,39 @@ class Cache:
                 self._on_busy()
 
 
+class Mounts:
+    """The mount points scans saw (Cache.note_mounts), and those mounted now (tagger.progress.mount_points).
+    Without a mount table (not Linux) no disk is away."""
+
+    def __init__(self, seen: list[bytes], now: list[bytes]) -> None:
+        self.seen = [point for point in seen if point != b"/"] if now else []
+        self.now, self._now = now, set(now)
+        self._folders: dict[bytes, bytes | None] = {}
+
+    def away(self, path: str | bytes) -> bytes | None:
+        """The mount point of a disk not mounted now that a row's file (`path`, gone) lies on: the nearest
+        that a scan saw above its real path (through the symlinks on its way, broken ones too: ~/Music ->
+        /media/USER/USB/Music), when nothing is mounted there now, nor further in; else None. Whether that
+        folder is there (udisks removes it), empty, or holds what was written there meanwhile."""
+        if not self.seen:
+            return None
+        path = os.fsencode(path)
+        if os.path.islink(path):  # a link to a file on the disk
+            return self._away(os.fsencode(os.path.realpath(path)))
+        folder = os.path.dirname(path)
+        if folder not in self._folders:
+            self._folders[folder] = self._away(os.fsencode(os.path.realpath(folder)))
+        return self._folders[folder]
+
+    def _away(self, real: bytes) -> bytes | None:
+        from tagger.progress import mount_point
+
+        point = max((seen for seen in self.seen if _at_or_inside(real, seen)), key=len, default=None)
+        if point is None or point in self._now or len(os.fsencode(mount_point(real, self.now))) > len(point):
+            return None
+        return point
+
+
 @dataclass
 class PrunePlan:
     """What `prune` does: the keys it forgets, `marked` of them marked missing by a scan (the others lie
@@ -1372,13 +1474,17 @@ class PrunePlan:
     keeps because their files are there again (`back`: the next scan takes them back); and the rows it
     keeps because the nearest folder above their paths that is still there is empty (`empty`: folder ->
     rows, `empty_marked`: folder -> those of them marked missing), as the mount point of a disk not
-    mounted now is (`prune FOLDER` forgets those marked missing; the others, once FOLDER is removed)."""
+    mounted now is (`prune FOLDER` forgets those marked missing; the others, once FOLDER is removed); and
+    those on a disk a scan saw mounted that is not mounted now (`away`: mount point -> rows, `away_marked`:
+    those of them marked missing, which `prune MOUNT_POINT` forgets; Mounts.away)."""
 
     forget: list[str] = field(default_factory=list)
     marked: int = 0
     back: int = 0
     empty: dict[bytes, int] = field(default_factory=dict)
     empty_marked: dict[bytes, int] = field(default_factory=dict)
+    away: dict[bytes, int] = field(default_factory=dict)
+    away_marked: dict[bytes, int] = field(default_factory=dict)
 
 
 def _named_folders(roots) -> list[tuple[bytes, bytes, bool]]:

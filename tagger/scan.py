@@ -29,6 +29,7 @@ from tagger.cache import (KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTra
                           scan_lock, untag_pending)
 from tagger.discover import Library, WalkProblem, behind_broken_link, os_absolute, vanished, walk
 from tagger.errors import MoodtagError, unreadable
+from tagger.progress import mount_points
 from tagger import stages
 from tagger.records import TrackRef, TrackResult
 from tagger.stages import stage
@@ -236,6 +237,11 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         notes_walk = cache is not None and not dry_run  # the walked keys, to tell which rows' files vanished
         if notes_walk:
             cache.begin_walk()
+        if cache is not None:  # a row whose disk is not mounted now is not marked missing (Mounts.away)
+            points = mount_points()
+            if notes_walk:
+                cache.note_mounts(roots, points)
+            mounts = cache.mounts(points)
         dry_walked: set[str] = set()  # a dry run's walked keys (it writes nothing, a temporary table neither)
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
@@ -339,7 +345,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                                                               and r not in emptied],
                                                              None if notes_walk else dry_walked)
                     if not _under_any(row.fs_path, emptied)  # `scan lib lib/B`, lib/B empty
-                    and (_gone(row.fs_path) or _walked_by_its_own_name(row.fs_path, library, known))]
+                    and (_gone(row.fs_path) and mounts.away(row.fs_path) is None  # its disk not mounted: left
+                         or _walked_by_its_own_name(row.fs_path, library, known))]
             summary.missing = cache.mark_missing(gone) if notes_walk else len(gone)  # a dry run: would be
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)

@@ -8,6 +8,7 @@ exfat-fuse and kill the daemon (a real ENOTCONN): root, loop devices and FUSE, s
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -343,3 +344,206 @@ def test_ffmpegs_invalid_data_from_a_file_that_cannot_be_read_is_cannot_read(fla
     invalid = av.error.InvalidDataError(-1094995529, "Invalid data found when processing input")
     assert str(_disk_failure(invalid, "/proc/self/mem")) == "cannot read: Input/output error"
     assert _disk_failure(invalid, str(flac)) is None
+
+
+# -- a disk not mounted now, whose mount point udisks removed (or someone wrote into): prune and scan ---------
+# Real mounts in a private user and mount namespace (`unshare -rm`): the disk is a folder bind-mounted at its
+# mount point, unmounted (its files kept aside, to be mounted again) as udisks does, its folder then removed.
+
+_PRELUDE = """
+import json, os, sqlite3, subprocess, sys
+from pathlib import Path
+top, out = Path(sys.argv[1]), {}
+def sh(*args):
+    subprocess.run([str(a) for a in args], check=True, capture_output=True)
+def plug(disk, point):
+    point.mkdir(parents=True, exist_ok=True)
+    sh("mount", "--bind", disk, point)
+def unplug(point, remove=True):
+    sh("umount", point)
+    if remove:
+        point.rmdir()  # udisks removes /media/USER/LABEL on unmount
+def cli(name, *args):
+    proc = subprocess.run([sys.executable, "-m", "tagger", *map(str, args)], capture_output=True, text=True)
+    out[name] = [proc.returncode, proc.stdout, proc.stderr]
+def states(name, db):
+    con = sqlite3.connect(db)
+    out[name] = {Path(p).name: [s, t] for p, s, t in con.execute("SELECT path, status, tag_state FROM tracks")}
+    con.close()
+"""
+
+
+def _in_namespace(tmp_path: Path, script: str) -> dict:
+    """Run `script` (Python, after _PRELUDE: `top` is tmp_path, `out` what it reports) as root of a private
+    user and mount namespace; skipped where one cannot be had."""
+    from tests.test_tags import namespace_available
+
+    reason = namespace_available()
+    if reason:
+        pytest.skip(reason)
+    proc = subprocess.run(["unshare", "-rm", sys.executable, "-c", _PRELUDE + script, str(tmp_path)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _disk(tmp_path: Path, names=("A/1.mp3", "A/2.ogg", "B/3.flac")) -> Path:
+    """A disk's files (bind-mounted where a test plugs it in): Music/NAMES."""
+    disk = tmp_path / "disk"
+    for i, rel in enumerate(names):
+        (disk / "Music" / rel).parent.mkdir(parents=True, exist_ok=True)
+        synth.make_track(disk / "Music" / rel, "calm" if i % 2 else "exciting", 6.0, seed=i)
+    return disk
+
+
+def test_the_nightly_scan_and_prune_of_a_library_on_a_disk_udisks_unmounted_forget_nothing(tmp_path):
+    """udisks mounts a disk at /media/USER/LABEL and removes that folder on unmount, while another disk's
+    folder stays beside it: the nightly `scan LIB; prune LIB` (LIB on the disk, or ~/Music linked to it)
+    forgot the whole library, untags included, since no empty folder was left above it. A disk a scan saw
+    mounted that is not mounted now keeps its rows, with one line naming its mount point; mounted again,
+    nothing is analysed and the untagged file stays so."""
+    _disk(tmp_path)
+    out = _in_namespace(tmp_path, """
+usb, music, link, db = top / "media/user/USB", top / "media/user/USB/Music", top / "home/Music", top / "c.db"
+(top / "media/user/OTHER").mkdir(parents=True)
+(top / "media/user/OTHER/photo.txt").write_text("x")
+(top / "home").mkdir()
+link.symlink_to(music)
+plug(top / "disk", usb)
+cli("scan", "scan", music, "--db", db, "--jobs", "1")
+cli("scan link", "scan", link, "--db", top / "l.db", "--jobs", "1")  # (its own cache: before the untag)
+cli("untag", "untag", music / "A/1.mp3", "--db", db)
+states("before", db)
+unplug(usb)
+cli("nightly scan", "scan", music, "--db", db, "--jobs", "1")
+cli("dry prune", "prune", "-n", music, "--db", db)
+cli("nightly prune", "prune", music, "--db", db)
+cli("prune all", "prune", "--db", db)
+states("unplugged", db)
+cli("link scan", "scan", link, "--db", top / "l.db", "--jobs", "1")
+cli("link prune", "prune", link, "--db", top / "l.db")
+states("link", top / "l.db")
+plug(top / "disk", usb)
+cli("back", "scan", music, "--db", db, "--jobs", "1", "--json")
+states("after", db)
+print(json.dumps(out))
+""")
+    for step in ("scan", "untag", "scan link"):
+        assert out[step][0] == 0, out[step]
+    before = out["before"]
+    assert before == {"1.mp3": ["ok", "untagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["ok", "tagged"]}
+    usb = tmp_path / "media/user/USB"
+    assert out["nightly scan"][:3:2] == [1, f"error: {tmp_path / 'media/user/USB/Music'}: no such file or folder\n"]
+    kept = (f"3 tracks under {usb}: the disk a scan saw mounted there is not mounted now; if they are gone for "
+            f"good, moodtag prune --forget-disk {usb}")
+    assert out["dry prune"][:2] == [0, f"would keep {kept}\nwould forget 0 missing tracks\n"]
+    assert out["nightly prune"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"]
+    assert out["prune all"][:2] == [0, "forgot 0 missing tracks\n"]
+    assert out["unplugged"] == before
+    assert out["link prune"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"], out["link prune"]
+    assert len(out["link"]) == 3 and all(state == ["ok", "tagged"] for state in out["link"].values())
+    outcomes = {Path(o["path"]).name: (o["action"], o["tags"]) for o in map(json.loads, out["back"][1].splitlines())}
+    assert outcomes == {"1.mp3": ("cached", "untagged"), "2.ogg": ("cached", "unchanged"),
+                        "3.flac": ("cached", "unchanged")}, out["back"]
+    assert out["after"] == before
+    assert read_mood(tmp_path / "disk/Music/A/1.mp3") is None
+
+
+def test_a_scan_of_the_folder_above_two_disks_marks_nothing_of_the_one_unplugged_missing(tmp_path):
+    """`scan /media/USER; prune` with one of its two disks unplugged (udisks removed its folder): the scan
+    marked that disk's rows missing and prune forgot them. They are left as they are now; a file deleted for
+    real beside them (on a disk mounted, or on no disk of its own) is marked missing and forgotten as before;
+    and `prune --forget-disk MOUNT` (the disk gone for good) forgets its rows and the mount point, refused
+    while a disk is mounted there."""
+    _disk(tmp_path)
+    other = tmp_path / "media/user/OTHER"
+    for i, name in enumerate(("Live/4.ogg", "Live/5.mp3", "6.flac")):
+        (other / name).parent.mkdir(parents=True, exist_ok=True)
+        synth.make_track(other / name, "calm", 6.0, seed=10 + i)
+    out = _in_namespace(tmp_path, """
+media, usb, db = top / "media/user", top / "media/user/USB", top / "c.db"
+plug(top / "disk", usb)
+cli("scan", "scan", media, "--db", db, "--jobs", "1")
+unplug(usb)
+for name in ("4.ogg", "5.mp3"):
+    (media / "OTHER/Live" / name).unlink()
+(media / "OTHER/Live").rmdir()  # a folder deleted for real, on the root file system
+cli("nightly scan", "scan", media, "--db", db, "--jobs", "1")
+states("unplugged", db)
+cli("nightly prune", "prune", "--db", db)
+states("pruned", db)
+cli("prune usb", "prune", usb, "--db", db)
+def mount_rows():
+    con = sqlite3.connect(db)
+    try:
+        return [path for (path,) in con.execute("SELECT path FROM mount_points")]
+    except sqlite3.OperationalError as exc:  # a cache without the table
+        return str(exc)
+    finally:
+        con.close()
+out["mount points"] = mount_rows()
+plug(top / "disk", usb)
+cli("forget mounted", "prune", "--forget-disk", usb, "--db", db)
+unplug(usb)
+cli("forget dry", "prune", "-n", "--forget-disk", usb, "--db", db)
+cli("gone for good", "prune", "--forget-disk", usb, "--db", db)
+out["mount points after"] = mount_rows()
+states("forgotten", db)
+print(json.dumps(out))
+""")
+    usb = tmp_path / "media/user/USB"
+    assert out["scan"][0] == 0, out["scan"]
+    assert out["nightly scan"][0] == 0 and "vanished (marked missing)  2 " in out["nightly scan"][2], out["nightly scan"]
+    assert out["unplugged"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["ok", "tagged"],
+                                "4.ogg": ["missing", "tagged"], "5.mp3": ["missing", "tagged"],
+                                "6.flac": ["ok", "tagged"]}
+    assert out["nightly prune"][:2] == [0, "forgot 2 missing tracks\n"]
+    assert out["pruned"] == {name: ["ok", "tagged"] for name in ("1.mp3", "2.ogg", "3.flac", "6.flac")}
+    assert out["prune usb"][:2] == [0, f"kept 3 tracks under {usb}: the disk a scan saw mounted there is not mounted "
+                                       f"now; if they are gone for good, moodtag prune --forget-disk {usb}\n"
+                                       f"forgot 0 missing tracks\n"]
+    assert str(usb) in out["mount points"] and "/" not in out["mount points"]
+    assert out["forget mounted"][0] == 1 and out["forget mounted"][2].startswith(
+        f"error: {usb}: a disk is mounted there now"), out["forget mounted"]
+    assert out["forget dry"][0] == 0 and out["forget dry"][1].endswith("would forget 3 tracks whose files are gone\n")
+    assert out["gone for good"][:2] == [0, "forgot 3 tracks whose files are gone\n"]
+    assert str(usb) not in out["mount points after"]
+    assert out["forgotten"] == {"6.flac": ["ok", "tagged"]}
+
+
+def test_a_mount_point_written_into_while_its_disk_is_away_is_not_the_disk(tmp_path):
+    """The disk's mount point stays (fstab), and while the disk is away something writes there (a download
+    client: MNT/Music/Incoming/new.flac): the nightly `scan MNT/Music` found the one new file, marked every
+    row of the disk missing, and `prune MNT/Music` forgot them. The rows are left as they are now; one marked
+    missing while the disk was mounted (its file deleted) is kept too, with a line naming the mount point,
+    and forgotten by naming it."""
+    disk = _disk(tmp_path)
+    synth.make_track(tmp_path / "new.flac", "calm", 6.0, seed=7)
+    out = _in_namespace(tmp_path, """
+import shutil
+mnt, db = top / "mnt", top / "c.db"
+plug(top / "disk", mnt)
+cli("scan", "scan", mnt / "Music", "--db", db, "--jobs", "1")
+(mnt / "Music/B/3.flac").unlink()  # deleted for real, the disk mounted
+cli("scan again", "scan", mnt / "Music", "--db", db, "--jobs", "1")
+unplug(mnt, remove=False)
+(mnt / "Music/Incoming").mkdir(parents=True)
+shutil.copyfile(top / "new.flac", mnt / "Music/Incoming/new.flac")
+cli("nightly scan", "scan", mnt / "Music", "--db", db, "--jobs", "1")
+states("unplugged", db)
+cli("nightly prune", "prune", mnt / "Music", "--db", db)
+cli("prune mnt", "prune", mnt, "--db", db)
+states("pruned", db)
+print(json.dumps(out))
+""")
+    mnt = tmp_path / "mnt"
+    assert out["scan"][0] == 0 and out["scan again"][0] == 0, out["scan again"]
+    assert out["nightly scan"][0] == 0 and "marked missing" not in out["nightly scan"][2], out["nightly scan"]
+    assert out["unplugged"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["missing", "tagged"],
+                                "new.flac": ["ok", "tagged"]}
+    assert out["nightly prune"][:2] == [0, f"kept 1 missing track under {mnt}: the disk a scan saw mounted there is "
+                                           f"not mounted now; moodtag prune {mnt} forgets them\n"
+                                           f"forgot 0 missing tracks\n"]
+    assert out["prune mnt"][:2] == [0, "forgot 1 missing track\n"]
+    assert out["pruned"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "new.flac": ["ok", "tagged"]}
+    assert (disk / "Music/A/1.mp3").exists()

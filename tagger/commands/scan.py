@@ -112,12 +112,19 @@ def prune(
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", help="List the tracks that would be forgotten; change nothing.")] = False,
+    forget_disk: Annotated[Optional[list[Path]], typer.Option(
+        "--forget-disk", metavar="MOUNT", parser=path_value,
+        help="A disk once mounted at MOUNT is gone for good: forget its tracks, kept while it is not "
+             "mounted.")] = None,
 ) -> None:
     """Forget cached tracks whose files have vanished (marked missing by a scan).
 
     Only files gone now are forgotten: one that is back (a disk mounted again) keeps its row, and so do
     the files under a folder that is empty now (a disk not mounted?): those marked missing until a PATH
-    names that folder itself (not a place inside it), the others until it is removed. A PATH that no
+    names that folder itself (not a place inside it), the others until it is removed; and the files on a
+    disk a scan saw mounted that is not mounted now, whether its mount point's folder is there or not
+    (those marked missing until a PATH names the mount point; all of them with --forget-disk MOUNT,
+    which also forgets that the disk was there; refused while something is mounted there). A PATH that no
     longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets the cached tracks
     under it whose files are gone. Waits for a scan or untag using the same cache, and
     for another program's write transaction on it to end; stopped meanwhile (Ctrl-C, SIGTERM, a closed
@@ -125,9 +132,18 @@ def prune(
     from tagger.cache import Cache, Stopped, resolve_db_path, scan_lock, transaction_wait_line
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, out, shown, warn
+    from tagger.errors import MoodtagError
     from tagger.records import counted
 
     roots = [Path(p) for p in paths] if paths else None
+    disks = [Path(os.path.abspath(p)) for p in forget_disk or []]
+    mounted = _mounted_among(disks)
+    if mounted:
+        raise MoodtagError(f"{shown(mounted)}: a disk is mounted there now, so its files that are there are not "
+                           f"gone; a plain `moodtag prune` forgets those that are (--forget-disk is for a disk "
+                           f"not mounted)")
+    if disks:
+        roots = (roots or []) + disks
     lock = None
     stops = None if dry_run else StopRequests.install()  # a dry run writes nothing: stopped at once
     should_stop = (lambda: False) if stops is None else (lambda: stops.requested)
@@ -142,13 +158,14 @@ def prune(
             if not dry_run:
                 cache.wait_for_writers(should_stop=should_stop,
                                        on_wait=lambda: err.print(transaction_wait_line(shown(cache.path))))
-            plan = cache.prunable(roots, should_stop=should_stop)
+            plan = cache.prunable(roots, should_stop=should_stop, gone_disks=disks)
             unknown = [root for root in roots or [] if not any(cache.holds_under(place) for place in
                                                                {Path(os.path.abspath(root)), Path(os.path.realpath(root))})]
             if not dry_run:
                 if should_stop():
                     raise Stopped
                 cache.forget(plan.forget)
+                cache.forget_mounts(disks)
     except Stopped:
         err.print(f"[yellow]interrupted[/] ({stops.name}): nothing forgotten")
         raise stops.exit() from None
@@ -172,7 +189,8 @@ def _render_kept(plan, *, dry_run: bool) -> None:
     """The rows prune keeps though their files are gone: one line for those marked missing whose files
     are back, one per empty folder whose rows it keeps (rows marked missing: naming the folder forgets
     them; any other, left as they are by a scan whose PATH was not there: only once the folder is
-    removed, Cache.prunable)."""
+    removed, Cache.prunable), and one per mount point of a disk not mounted now (Mounts.away: naming it
+    forgets those marked missing; the others, once the cache forgets the mount point)."""
     from tagger.console import out, shown
     from tagger.records import counted
 
@@ -181,13 +199,28 @@ def _render_kept(plan, *, dry_run: bool) -> None:
         one = plan.back == 1
         out.print(f"{verb} {counted(plan.back, 'missing track')} whose {'file is' if one else 'files are'} there "
                   f"again (the next scan takes {'it' if one else 'them'} back)")
-    for folder, n in sorted(plan.empty.items()):
-        if plan.empty_marked.get(folder, 0) == n:
-            out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: it is empty (a disk not "
-                      f"mounted?); moodtag prune {shown(folder)} forgets them")
-        else:
-            out.print(f"{verb} {counted(n, 'track')} under {shown(folder)}: it is empty (a disk not mounted?); "
-                      f"if {'it is' if n == 1 else 'they are'} gone for good, remove that folder and prune again")
+    for kept, marked, why, gone in ((plan.empty, plan.empty_marked, "it is empty (a disk not mounted?)",
+                                     "remove that folder and prune again"),
+                                    (plan.away, plan.away_marked, "the disk a scan saw mounted there is not "
+                                     "mounted now", "moodtag prune --forget-disk {}")):
+        for folder, n in sorted(kept.items()):
+            if marked.get(folder, 0) == n:
+                out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: {why}; moodtag prune "
+                          f"{shown(folder)} forgets them")
+            else:
+                out.print(f"{verb} {counted(n, 'track')} under {shown(folder)}: {why}; if "
+                          f"{'it is' if n == 1 else 'they are'} gone for good, {gone.format(shown(folder))}")
+
+
+def _mounted_among(disks: list[Path]) -> Path | None:
+    """The first of `disks` (--forget-disk) that something is mounted at now, else None."""
+    if not disks:
+        return None
+    from tagger.progress import mount_points
+
+    now = set(mount_points())
+    return next((disk for disk in disks if os.fsencode(os.path.realpath(disk)) in now
+                 or os.fsencode(disk) in now), None)
 
 
 def _scheduler_value(value: str) -> str:
