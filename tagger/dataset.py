@@ -320,16 +320,19 @@ def _rows(reader) -> tuple[list[str], list[tuple[int, dict]]]:
 def _not_utf8(path: Path) -> str:
     """The error for a CSV that is not UTF-8: the line an editor shows and the first byte there that is not
     UTF-8, and what to do."""
-    where = f"{path}:"
+    where, guess = f"{path}:", "Windows-1252 or Latin-1"
     try:
         raw = path.read_bytes()
-        raw.decode("utf-8")
+        if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a byte order mark of UTF-16: a spreadsheet's "Unicode text"
+            where, guess = f"{path}:", "UTF-16, a spreadsheet's \"Unicode text\""
+        else:
+            raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         where = f"{path}:{line}: the byte {raw[exc.start]:#04x} is"
     except OSError:
         pass
-    return (f"{where} not UTF-8 text (saved as Windows-1252 or Latin-1?): save the CSV as UTF-8 "
+    return (f"{where} not UTF-8 text (saved as {guess}?): save the CSV as UTF-8 "
             "(a spreadsheet's \"CSV UTF-8\")")
 
 
@@ -382,7 +385,8 @@ def _from_csv(path: Path, *, labels, group_by: str, where: dict[str, str]) -> li
         if not is_audio_name(file.name):  # as in a label folder: a model trains on what a scan takes
             raise MoodtagError(f"{path}:{line}: {file}: not an audio file ({file.suffix or 'no'} extension)")
         if not file.is_file():
-            raise MoodtagError(f"{path}:{line}: {file}: no such audio file")
+            raise MoodtagError(f"{path}:{line}: {file}: " + ("a folder, not an audio file" if file.is_dir()
+                                                            else "no such audio file"))
         seen = lines.setdefault(_file_key(file), (line, file))
         if seen[0] != line:
             same = "" if seen[1].resolve() == file.resolve() else f" (the same file as {seen[1]}, a hard link)"

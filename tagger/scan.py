@@ -246,6 +246,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
         last_written: dict[str, str] = {}  # todo's files whose rows say tagged or kept -> the mood moodtag wrote there
+        written_by: dict[str, str] = {}    # ... and the model that wrote it ("name version", tagger.tags)
         claimed: set[str] = set()  # the old keys of rows moved to a walked file's path (_found_again)
         absent = [root for root in roots if not os.path.lexists(root)]  # rows under these stay as they are
         emptied = {} if cache is None or files_only else _emptied_roots(cache, roots)
@@ -296,12 +297,14 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 untagged_keys.add(key)
                 if row.untag_pending:  # a killed untag (Cache.set_untagged): the file may hold moodtag's fields
                     last_written[key] = row.mood
+                    written_by[key] = f"{row.model_name} {row.model_version}"
             elif row is not None and row.tag_state == KEPT:
                 from tagger.tags import SET_BY_HAND  # mutagen: only where a file is tagged
 
                 last_written[key] = SET_BY_HAND  # its mood is its own, whatever moodtag fields are left
             elif row is not None and row.tagged:  # changed, or forced (an editor may keep size and mtime)
                 last_written[key] = row.mood  # a different label there now was put by hand
+                written_by[key] = f"{row.model_name} {row.model_version}"  # (unless another model wrote since)
 
         def known(path: Path) -> Path | None:  # a link's file keeps the row the cache has for it (Cache.kept_as)
             return cache.kept_as(path) if cache is not None else None
@@ -372,6 +375,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                         ref = by_path[path]
                         outcome = _handle_new(ref, result, info, cache, spec, untagged=key in untagged_keys,
                                               last_written=last_written.pop(key, None),
+                                              written_by=written_by.pop(key, None),
                                               **tag_options(ref, result.mood if result.ok else None))
                     if clock is not None:
                         outcome = replace(outcome, stages={**clock.as_dict(), "received_s": received})
@@ -614,7 +618,8 @@ def _journal(db_path: Path):
 
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
                 spec: ModelSpec, *, untagged: bool, retag: bool, replace_mood: bool, write_tags: bool,
-                dry_run: bool, keep_mtime: bool, journal, last_written: str | None = None) -> TrackOutcome:
+                dry_run: bool, keep_mtime: bool, journal, last_written: str | None = None,
+                written_by: str | None = None) -> TrackOutcome:
     """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag).
     A file that could not be read (tagger.errors.unreadable) keeps a row that holds a result (a --force
     scan of a file whose permissions went wrong loses nothing; see _has_result). A scan that writes no
@@ -630,7 +635,7 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
     no_write = not (write_tags or dry_run)
     held = None  # --no-write, a row that said tagged or kept: (its tag_state, tags action, what was kept)
     if no_write and not untagged and last_written is not None:
-        held = _tags_held(ref, result, spec, last_written, replace_mood=replace_mood)
+        held = _tags_held(ref, result, spec, last_written, replace_mood=replace_mood, written_by=written_by)
     if cache and not dry_run:  # committed before the file is touched: a tag is never written without a row
         state = UNTAGGED if keep_untagged or (untagged and no_write) else held[0] if held else None
         # an untag a kill cut short stays pending until it is finished: not by this scan (--no-write), or
@@ -640,17 +645,18 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
             cache.record(result, recorded, info=info, tag_state=state)
     if keep_untagged:
         if finish_untag and write_tags and cache and not dry_run:
-            return _finish_untag(ref, result, cache, journal, last_written)
+            return _finish_untag(ref, result, cache, journal, last_written, written_by)
         return TrackOutcome(ref, result, ANALYSED, "untagged")
     if held is not None:
         return TrackOutcome(ref, result, ANALYSED, held[1], held[2])
     tags, tag_error = _tag_and_record(ref, result.mood, result.scores, spec, cache, write_tags=write_tags,
                                       dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
-                                      replace_mood=replace_mood, last_written=last_written)
+                                      replace_mood=replace_mood, last_written=last_written, written_by=written_by)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
 
 
-def _finish_untag(ref: TrackRef, result: TrackResult, cache: Cache, journal, last_written: str) -> TrackOutcome:
+def _finish_untag(ref: TrackRef, result: TrackResult, cache: Cache, journal, last_written: str,
+                  written_by: str | None = None) -> TrackOutcome:
     """A file whose untag a kill cut short (its row says untagged, with a pending untag's mtime, which
     _handle_new has just given it again; the recovery of the write may have given the file back
     moodtag's fields): those fields removed, as `moodtag untag` would have, and then the row given the
@@ -662,7 +668,8 @@ def _finish_untag(ref: TrackRef, result: TrackResult, cache: Cache, journal, las
     written: list = []
     try:
         with stage("tag write"):
-            remove_mood(ref.path, last_written=last_written, journal=journal, on_written=written.append)
+            remove_mood(ref.path, last_written=last_written, written_by=written_by, journal=journal,
+                        on_written=written.append)
     except TagError as exc:
         return TrackOutcome(ref, result, ANALYSED, "failed", f"the interrupted untag could not be finished ({exc})")
     after = TrackRef(ref.path, written[-1].st_size, written[-1].st_mtime_ns) if written else ref
@@ -671,7 +678,7 @@ def _finish_untag(ref: TrackRef, result: TrackResult, cache: Cache, journal, las
 
 
 def _tags_held(ref: TrackRef, result: TrackResult, spec: ModelSpec, last_written: str, *,
-               replace_mood: bool) -> tuple[str | None, str, str | None]:
+               replace_mood: bool, written_by: str | None = None) -> tuple[str | None, str, str | None]:
     """What the tags of a file analysed again by a scan that writes none (--no-write) hold, for a row that
     said tagged or kept (`last_written`: the mood moodtag last wrote there, or SET_BY_HAND), read and not
     written: (the row's tag_state, the tags action, what was kept). Kept where the file's mood is its own
@@ -683,7 +690,8 @@ def _tags_held(ref: TrackRef, result: TrackResult, spec: ModelSpec, last_written
     from tagger.tags import SET_BY_HAND  # mutagen: only where a file is analysed
 
     tags, note, _ = _apply_tags(ref, result.mood, result.scores, spec, write_tags=False, dry_run=True,
-                                keep_mtime=False, journal=None, replace_mood=False, last_written=last_written)
+                                keep_mtime=False, journal=None, replace_mood=False, last_written=last_written,
+                                written_by=written_by)
     state = {"kept": KEPT, "unchanged": TAGGED}.get(tags)
     if tags == "failed" and last_written == SET_BY_HAND:
         state = KEPT
@@ -730,14 +738,16 @@ def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: M
 
 def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cache: Cache | None, *,
                     write_tags: bool, dry_run: bool, keep_mtime: bool, journal,
-                    replace_mood: bool, last_written: str | None = None) -> tuple[str, str | None]:
+                    replace_mood: bool, last_written: str | None = None,
+                    written_by: str | None = None) -> tuple[str, str | None]:
     """Write the tags (as _apply_tags), then tell the row: tagged with the file's new size and mtime,
     kept (the file's own mood left as it is), or the write's failure and its cause. Returns (tags
     action, error or, when kept, what was kept)."""
     with stage("tag write"):
         tags, tag_error, ref_after = _apply_tags(ref, mood, scores, spec, write_tags=write_tags,
                                                  dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
-                                                 replace_mood=replace_mood, last_written=last_written)
+                                                 replace_mood=replace_mood, last_written=last_written,
+                                                 written_by=written_by)
     if cache and write_tags:
         with stage("cache write"):
             if tags in ("written", "unchanged", "kept"):
@@ -787,17 +797,17 @@ def _number(value) -> float:
 
 def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, write_tags: bool,
                 dry_run: bool, keep_mtime: bool, journal, replace_mood: bool,
-                last_written: str | None = None) -> tuple[str, str | None, TrackRef]:
+                last_written: str | None = None, written_by: str | None = None) -> tuple[str, str | None, TrackRef]:
     """Write the mood tags unless asked not to; returns (tags action, error or what was kept, the
     file's ref afterwards: the size and mtime of the file as written, `ref` where nothing was written).
-    `last_written`: the mood moodtag last wrote into the file (tagger.tags)."""
+    `last_written`: the mood moodtag last wrote into the file, `written_by` the model that wrote it (tagger.tags)."""
     from tagger.tags import ForeignMood, MoodValues, mood_state, write_mood
 
     values = MoodValues(mood=mood, scores={k: round(v, 3) for k, v in scores.items()},
                         model=f"{spec.name} {spec.version}")
     if dry_run:
         try:
-            current, foreign = mood_state(ref.path, last_written=last_written)
+            current, foreign = mood_state(ref.path, last_written=last_written, written_by=written_by)
         except MoodtagError as exc:
             return "failed", str(exc), ref
         if foreign and not replace_mood:
@@ -816,7 +826,8 @@ def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, writ
     # new stat of the path: a file another program puts there afterwards must not look current)
     written: list[os.stat_result] = []
     try:
-        changed = write_mood(ref.path, values, replace=replace_mood, last_written=last_written, journal=journal,
+        changed = write_mood(ref.path, values, replace=replace_mood, last_written=last_written, written_by=written_by,
+                             journal=journal,
                              expect=(ref.size, ref.mtime_ns), on_written=written.append)
         after = TrackRef(ref.path, written[-1].st_size, written[-1].st_mtime_ns) if written else ref
         if changed and keep_mtime:

@@ -23,8 +23,9 @@ that the mood there now was set by hand (the cache says kept: `last_written=SET_
 old scores and model fields may still be beside it, and made a hand-set label look like moodtag's).
 A hand edit changes the mood field only: where the caller also knows the model that wrote
 `last_written` (`written_by`, "name version") and MOODTAG_MODEL names another, moodtag wrote all of
-those fields since (another cache's scan, another model), and its label is moodtag's whatever
-`last_written` says.
+those fields since (another cache's scan, another model), and its label, where it is the one those
+fields' scores give (the top score), is moodtag's whatever `last_written` says; another label typed
+over them is the user's.
 
 `_FORMATS` is the one table: for each file format, which tag kind stores the fields and how (the
 `_ID3Fields`, `_VorbisFields`, `_MP4Fields` rules), and which text fields of its own it has that
@@ -283,7 +284,11 @@ def _foreign_moods(fields: list[tuple[str, str]], last_written: str | None = Non
         return []
     values = _mood_values(fields)
     if values.model and len(moods) == 1 and values.mood.lower() in values.scores:
-        rewritten = last_written != SET_BY_HAND and written_by is not None and values.model != written_by
+        # fields of another model than the one that wrote last_written, the mood the label their scores
+        # give (its top score: a trained model decides at 0.5): moodtag rewrote them all since; a label
+        # typed over them is not theirs, and stays the user's
+        rewritten = (last_written != SET_BY_HAND and written_by is not None and values.model != written_by
+                     and values.mood.lower() == max(values.scores, key=values.scores.get))
         if last_written is None or rewritten or values.mood.lower() == last_written.lower():
             return []
     return moods

@@ -372,8 +372,8 @@ def check_taggable(path: Path, spec: ModelSpec) -> None:
     odd = next((label for label in spec.labels if not TAG_LABEL.match(label)), None)
     if odd is not None:
         raise ModelError(f"{path}: label {odd!r} cannot be a tag field name ({TAG_LABEL_RULE}), so this model "
-                         "cannot write tags: use it without writing them (scan --no-write), or retrain it with "
-                         "other labels")
+                         "cannot write tags: use it without writing them (moodtag scan --no-write, beet moodtag -W), or "
+                         "retrain it with other labels")
 
 
 def _number(value) -> bool:

@@ -45,7 +45,8 @@ def test_model(tmp_path_factory) -> Path:
 
 def run_cli(*args: str, env: dict | None = None, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `moodtag` command (the installed console script's module) in a subprocess."""
-    full_env = dict(os.environ, **(env or {}))
+    full_env = {key: value for key, value in os.environ.items() if key != "MOODTAG_DB"}  # a developer's own
+    full_env.update(env or {})
     proc = subprocess.run([sys.executable, "-m", "tagger", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
     if check and proc.returncode != 0:

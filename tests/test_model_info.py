@@ -141,8 +141,8 @@ def test_a_model_whose_label_cannot_be_a_tag_is_used_where_no_tag_is_written(tmp
         proc = run_cli("scan", data, "--model", path, "--db", db, *extra, env={"COLUMNS": "500"})
         assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", (
             f"error: {path}: label {label!r} cannot be a tag field name (letters, digits, - and _ only), so this "
-            "model cannot write tags: use it without writing them (scan --no-write), or retrain it with other "
-            "labels\n")), extra
+            "model cannot write tags: use it without writing them (moodtag scan --no-write, beet moodtag -W), or "
+            "retrain it with other labels\n")), extra
         assert not db.exists()
     proc = run_cli("scan", data, "--model", path, "--db", db, "--no-write", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -1409,7 +1409,8 @@ def test_untag_refuses_a_damaged_id3_tag(tmp_path, sources):
     at = data.find(b"COMM")
     data[at:at + 4] = b"CoMM"
     track.write_bytes(bytes(data))
-    proc = run_cli("untag", track, env={"COLUMNS": "400"})   # no cache (the default's, in tmp): files all the same
+    # no cache (the default's, its own here: not one other tests made): files all the same
+    proc = run_cli("untag", track, env={"COLUMNS": "400", "XDG_DATA_HOME": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
         f"failed: {track}: damaged ID3 tag (unreadable data after frame {before_comm}; the tag was not changed)"]
@@ -1511,15 +1512,35 @@ def test_a_mood_another_model_wrote_over_the_last_written_is_moodtags(tmp_path, 
     assert remove_mood(track, **mine) and read_mood(track) is None
 
     write_mood(track, VALUES)   # the cache's model, its label changed by hand: still the user's
-    audio = mutagen.File(track)
-    if fmt == "mp3":
-        audio.tags.add(id3.TMOO(encoding=3, text=["exciting"]))
-    elif fmt == "m4a":
-        audio.tags["----:com.apple.iTunes:MOOD"] = [b"exciting"]
-    else:
-        audio.tags["MOOD"] = ["exciting"]
-    audio.save()
+    _type_mood(track, fmt, "exciting")
     assert mood_state(track, **mine)[1] == ["exciting"]
     with pytest.raises(ForeignMood):
         write_mood(track, VALUES, **mine)
     assert remove_mood(track, **mine) and read_mood(track) == MoodValues(mood="exciting", scores={}, model="")
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a"])
+def test_a_label_typed_over_another_models_fields_stays_the_users(tmp_path, sources, fmt):
+    """Two caches, two models (the README's way to try a second one): the second model's scan rewrote the
+    fields, and the user typed the other label into the mood field only. remove_mood with the first cache
+    (its model as `written_by`) took the fields for all moodtag's, and deleted the user's label with them.
+    A label is the other model's only where its own scores give it; a typed one stays the user's."""
+    track = tmp_path / f"track.{fmt}"
+    shutil.copyfile(sources[fmt], track)
+    write_mood(track, OTHER)   # the second model: 'exciting', its scores saying so
+    _type_mood(track, fmt, "calm")
+    mine = dict(last_written="exciting", written_by=VALUES.model)   # the first cache wrote 'exciting' too
+    assert mood_state(track, **mine)[1] == ["calm"]
+    assert remove_mood(track, **mine) and read_mood(track) == MoodValues(mood="calm", scores={}, model="")
+
+
+def _type_mood(track: Path, fmt: str, text: str) -> None:
+    """The mood field alone set to `text`, as a tag editor sets it (mp3, m4a or a Vorbis comment)."""
+    audio = mutagen.File(track)
+    if fmt == "mp3":
+        audio.tags.add(id3.TMOO(encoding=3, text=[text]))
+    elif fmt == "m4a":
+        audio.tags["----:com.apple.iTunes:MOOD"] = [text.encode()]
+    else:
+        audio.tags["MOOD"] = [text]
+    audio.save()

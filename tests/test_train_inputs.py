@@ -191,6 +191,21 @@ def test_a_csv_saved_as_windows_1252_is_one_line_saying_so(tracks, tmp_path):
     assert {it.path.name for it in load_items(table)} == {calm.name, "café.wav"}
 
 
+def test_a_utf16_csv_and_a_row_naming_a_folder_are_named_for_what_they_are(tracks, tmp_path):
+    """A spreadsheet's "Unicode text" (UTF-16 with its byte order mark) was guessed as Windows-1252, and a row
+    naming a folder called like an audio file said "no such audio file"."""
+    calm, exciting = sorted((tracks / "calm").iterdir())[0], sorted((tracks / "exciting").iterdir())[0]
+    table = tmp_path / "set.csv"
+    table.write_bytes(f"path,label\n{calm},calm\n{exciting},exciting\n".encode("utf-16"))
+    with pytest.raises(MoodtagError, match=r"set\.csv: not UTF-8 text \(saved as UTF-16, a spreadsheet's "
+                                           r"\"Unicode text\"\?\): save the CSV as UTF-8"):
+        load_items(table)
+    (tmp_path / "live.flac").mkdir()
+    table.write_text(f"path,label\n{calm},calm\nlive.flac,exciting\n")
+    with pytest.raises(MoodtagError, match=r"set\.csv:3: .*live\.flac: a folder, not an audio file"):
+        load_items(table)
+
+
 def test_a_csv_row_naming_a_file_that_is_not_audio_is_named(tracks, tmp_path):
     """A CSV row naming notes.txt was taken, and train failed after decoding ('label 'exciting' has no track
     that could be read: notes.txt (not a decodable audio file ...)'), or evaluate counted it failed. It is

@@ -404,6 +404,32 @@ def test_untag_removes_the_mood_another_models_scan_wrote_since(library, tmp_pat
     assert {rows(db)[str(p)]["tag_state"] for p in (other, by_hand)} == {"untagged"}
 
 
+def test_a_scan_takes_another_models_mood_for_moodtags_and_a_label_typed_over_it_for_the_users(library, tmp_path):
+    """The scan side of the rule above: after another model's scan with another cache changed a file's
+    mood, a scan with the first cache (the file changed since: analysed again) called that model's label
+    "the file's own mood (not moodtag's)" and kept it, its row saying kept, so `untag` kept it for good too.
+    It is moodtag's now, and the scan writes over it; a label typed over those fields is still the user's,
+    and kept."""
+    from tagger.tags import MoodValues, write_mood
+
+    db = tmp_path / "a.db"
+    scan(library, db)
+    other, typed_over = library / "A/a.flac", library / "A/d.flac"
+    flipped = {"calm": "exciting", "exciting": "calm"}
+    mine = {p: read_mood(p).mood for p in (other, typed_over)}
+    for path in (other, typed_over):  # another model's scan, its scores saying its label
+        new = flipped[mine[path]]
+        write_mood(path, MoodValues(mood=new, scores={new: 0.9, mine[path]: 0.1}, model="moodtag-cnn 1.0.0"))
+    mutagen = pytest.importorskip("mutagen")
+    hand = mutagen.File(typed_over)
+    hand["MOOD"] = ["Dreamy"]  # the user's label, typed over the other model's
+    hand.save()
+    outcomes = {Path(o["path"]): o["tags"] for o in scan(library / "A", db)}
+    assert outcomes == {other: "written", typed_over: "kept"}, outcomes
+    assert read_mood(other).mood == mine[other] and read_mood(other).model != "moodtag-cnn 1.0.0"
+    assert rows(db)[str(other)]["tag_state"] == "tagged" and rows(db)[str(typed_over)]["tag_state"] == "kept"
+
+
 def test_untag_with_a_cache_that_is_not_there(library, tmp_path):
     """`untag --db modtag.db` (a typo) said 'untagged 4 files', left modtag.db.lock and modtag.db-undo/, and
     the next scan with the real cache tagged every file again. A --db or MOODTAG_DB that does not exist is

@@ -144,7 +144,7 @@ def untag(
     refused = ", ".join(f"{mount}: {n}" for mount, n in sorted(read_only.read_only.items()))
     out.print(f"{verb} {changed} {_files(changed)}, {unchanged} without moodtag fields, {failed} failed"
               + (f" ({READ_ONLY_FS} {shown(refused)})" if refused else ""))
-    if no_cache and changed:
+    if no_cache and changed and not dry_run:
         warn(f"{shown(db_path)}: no cache database here, so nothing records these files as untagged: a scan "
              f"with this cache tags them again (pass --db to name the library's cache)")
     if stops.requested:
@@ -155,8 +155,8 @@ def untag(
 
 
 # what untag's line for a read-only file system says besides its mount point (tagger.progress.ScanProgress)
-UNTAG_READ_ONLY = ("its files keep their moodtag fields, and their rows in the cache are as they were; untag "
-                   "them again once it is writable; its other files are counted, not listed")
+UNTAG_READ_ONLY = ("its files keep their moodtag fields (and their cache rows say so); untag them again once "
+                   "it is writable; its other files are counted, not listed")
 
 
 def _remove_if_empty(folder: Path) -> None:
