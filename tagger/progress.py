@@ -116,7 +116,7 @@ class ScanProgress:
             if not o.result.ok and o.action == "failed":
                 self.log_failure(o.ref.path, o.result.error)
             elif o.tags == "failed" and self.read_only_once and o.tag_error == READ_ONLY_FS:
-                self._read_only(o.ref.path)
+                self.note_read_only(o.ref.path)
             elif o.tags == "failed":
                 self.log_failure(o.ref.path, f"tags not written: {o.tag_error}")
             elif o.tags == "kept" and o.tag_error:  # decided now (a cached row that says kept has none)
@@ -156,7 +156,7 @@ class ScanProgress:
 
         error_line(path, cause)  # the progress bar's own console: the line goes above the bar
 
-    def _read_only(self, path: Path) -> None:
+    def note_read_only(self, path: Path) -> None:
         """A file whose tag write its read-only file system refused (the row says so as for any failed
         write): the first of that file system is a line naming its mount point and what to do; the
         others, a library's thousands, are only counted (self.read_only)."""

@@ -108,7 +108,7 @@ def untag(
             except TagError as exc:
                 failed += 1
                 if str(exc) == READ_ONLY_FS:  # one line per file system, the others counted (as a scan's)
-                    read_only._read_only(item.path)
+                    read_only.note_read_only(item.path)
                 else:
                     error_line(item.path, str(exc))
                 if records:
