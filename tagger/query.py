@@ -137,6 +137,7 @@ class CacheStats:
 
     def to_json(self) -> dict:
         data = asdict(self)
+        data["analysed"] = self.by_status.get("ok", 0) + self.tag_failed  # the first line's figure (see by_status)
         data["top_errors"] = [{"error": e, "count": n} for e, n in self.top_errors]
         data["histogram"] = {"label": self.label, "bins": list(self.histogram)}
         del data["label"]

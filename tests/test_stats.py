@@ -39,6 +39,7 @@ def test_tracks_whose_tag_write_failed_count_in_every_table_as_in_the_playlists(
     data = json.loads(run_cli("stats", "--db", db, "--json", check=True).stdout)
     assert data["by_status"] == {"ok": len(files) - 3, "failed": 2, "missing": 1} and data["tag_failed"] == 2
     analysed = data["by_status"]["ok"] + data["tag_failed"]
+    assert data["analysed"] == analysed  # the header's figure, which by_status's "failed" is not
     for table in ("by_mood", "by_format", "by_model"):
         assert sum(data[table].values()) == analysed, (table, data[table])
     assert sum(data["histogram"]["bins"]) == analysed
