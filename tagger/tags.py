@@ -285,10 +285,12 @@ def _foreign_moods(fields: list[tuple[str, str]], last_written: str | None = Non
     values = _mood_values(fields)
     if values.model and len(moods) == 1 and values.mood.lower() in values.scores:
         # fields of another model than the one that wrote last_written, the mood the label their scores
-        # give (its top score: a trained model decides at 0.5): moodtag rewrote them all since; a label
-        # typed over them is not theirs, and stays the user's
+        # give (their one top score, as the shipped models decide, at 0.5): moodtag rewrote them all since;
+        # a label typed over them is not theirs, and stays the user's. Where that cannot be told (a model
+        # trained with another --threshold, a tie), the label is taken for the user's: never deleted
+        top = max(values.scores.values())
         rewritten = (last_written != SET_BY_HAND and written_by is not None and values.model != written_by
-                     and values.mood.lower() == max(values.scores, key=values.scores.get))
+                     and [label for label, p in values.scores.items() if p == top] == [values.mood.lower()])
         if last_written is None or rewritten or values.mood.lower() == last_written.lower():
             return []
     return moods

@@ -1501,7 +1501,8 @@ def test_a_mood_another_model_wrote_over_the_last_written_is_moodtags(tmp_path, 
     """`last_written` (the label a cache says moodtag wrote) told a label typed by hand from moodtag's; a
     label another model wrote since (another cache's scan), with its own scores and MOODTAG_MODEL, was
     taken for the user's too, and remove_mood left it. With `written_by` (the model that wrote
-    `last_written`), fields of another model are all moodtag's; a hand edit (the mood field only) is not."""
+    `last_written`), fields of another model are all moodtag's where their label is the one their scores
+    give; a hand edit (the mood field only) is not."""
     track = tmp_path / f"track.{fmt}"
     shutil.copyfile(sources[fmt], track)
     write_mood(track, OTHER)   # another model's scan: 'exciting', where the cache says moodtag wrote 'calm'
@@ -1544,3 +1545,20 @@ def _type_mood(track: Path, fmt: str, text: str) -> None:
     else:
         audio.tags["MOOD"] = [text]
     audio.save()
+
+
+def test_a_tie_or_a_threshold_label_of_another_model_is_never_taken_for_moodtags():
+    """The rule that takes another model's fields for moodtag's (written_by) holds only where their label is
+    their one top score: a label at a tie, or one a model with another --threshold wrote below 0.5, may be
+    one the user typed, and is kept as theirs (never deleted)."""
+    from tagger.tags import _foreign_moods
+
+    def fields(mood, calm, exciting):
+        return [("MOOD", mood), ("MOODTAG_SCORE_CALM", calm), ("MOODTAG_SCORE_EXCITING", exciting),
+                ("MOODTAG_MODEL", "second-model 1.0.0")]
+    mine = dict(last_written="calm", written_by="moodtag-rhythm 2.0.0")
+    assert _foreign_moods(fields("exciting", "0.200", "0.800"), **mine) == []
+    assert _foreign_moods(fields("exciting", "0.500", "0.500"), **mine) == ["exciting"]
+    assert _foreign_moods(fields("calm", "0.500", "0.500"), last_written="exciting",
+                          written_by="moodtag-rhythm 2.0.0") == ["calm"]
+    assert _foreign_moods(fields("exciting", "0.800", "0.200"), **mine) == ["exciting"]
