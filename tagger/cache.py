@@ -219,11 +219,16 @@ def under_root(root: Path) -> tuple[str, list]:
 def filter_roots(roots) -> list[Path]:
     """The folders a PATH filter of a read command stands for: each as written (absolute) and, where it
     goes through a symlink, its real path too, so a cache scanned through the real folder answers a
-    PATH given through a link to it (a scan's keys are the paths it walked, links unresolved). Not for
-    a scan's own walk: rows under the other name were not walked by it."""
+    PATH given through a link to it (a scan's keys are the paths it walked, links unresolved); and each
+    of those as its folders spell it (discover.spelt_on_disk: `music` on a case-insensitive disk whose
+    folder is `Music`, as a scan names it). Not for a scan's own walk: rows under the other name were
+    not walked by it."""
+    from tagger.discover import spelt_on_disk
+
     found: list[Path] = []
     for root in roots:
-        for place in (Path(os.path.abspath(root)), Path(os.path.realpath(root))):
+        places = [Path(os.path.abspath(root)), Path(os.path.realpath(root))]
+        for place in places + spelt_on_disk(places):
             if place not in found:
                 found.append(place)
     return found
@@ -976,11 +981,16 @@ class Cache:
                   model_version: str | None) -> dict[tuple[int, int, bytes], list[CachedTrack]]:
         """The rows of this model (None: of any) whose size, mtime and file name (its last part, as bytes)
         are those of one of `refs`, by (size, mtime_ns, name), each list in key order: where a scan looks
-        for the row of a file it has no row for, moved or renamed (tagger.scan), and `untag` too. A row of
+        for the row of a file it has no row for, moved or renamed (tagger.scan), and `untag` too; a name
+        that differs only by case counts too (a rename by case alone: tagger.discover.fold_name). A row of
         an untag a kill cut short counts with its file's mtime (untag_pending undone), so that a file
         moved after it still finds its row, and the untag is finished. One query by the (size, mtime_ns)
         index per LOOKUP_BATCH sizes."""
+        from tagger.discover import fold_name
+
         wanted = {(ref.size, ref.mtime_ns, os.fsencode(ref.path.name)) for ref in refs}
+        folded = {(size, mtime_ns, fold_name(name)) for size, mtime_ns, name in wanted}
+        stamps = {(size, mtime_ns) for size, mtime_ns, _ in wanted}
         sizes = sorted({size for size, _, _ in wanted})
         found: dict[tuple[int, int, bytes], list[CachedTrack]] = {}
         model = [] if model_name is None else [model_name, model_version]
@@ -992,7 +1002,7 @@ class Cache:
                 track = CachedTrack(*row)
                 mtime_ns = untag_pending(track.mtime_ns) if track.untag_pending else track.mtime_ns
                 like = (track.size, mtime_ns, os.fsencode(os.path.basename(track.fs_path)))
-                if like in wanted:
+                if like in wanted or like[:2] in stamps and (*like[:2], fold_name(like[2])) in folded:
                     found.setdefault(like, []).append(track)
         return found
 

@@ -49,6 +49,74 @@ def os_absolute(path) -> Path:
     return Path(here)
 
 
+def spelt_on_disk(paths) -> list[Path]:
+    """Each path made absolute (os_absolute) and spelt as its folders list it: a name the file system finds
+    under another spelling (a case-insensitive one: exFAT or FAT32 on a USB stick, a CIFS share, macOS;
+    `Music` given as `music`) takes the spelling its folder's listing holds, so a scan, untag or prune
+    of it meets the rows a scan made under that spelling instead of making second ones. A name no entry
+    matches, or several do, stays as given; nothing changes on a case-sensitive file system. Each folder on
+    the way is looked at once for all `paths`: two lstats (the name in the other case, then as given) where
+    it tells names apart by case, else one listing."""
+    memo = _Spellings()
+    return [memo.path(os_absolute(path)) for path in paths]
+
+
+def fold_name(name: str | bytes) -> str:
+    """A file name as a case-insensitive file system compares it: case folded, Unicode composed (NFC;
+    macOS lists names decomposed)."""
+    import unicodedata
+
+    name = os.fsdecode(name)
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
+class _Spellings:
+    """spelt_on_disk's folders, each looked at once: whether it tells names apart by case, else its listing."""
+
+    def __init__(self) -> None:
+        self.sensitive: set[str] = set()
+        self.listings: dict[str, set[str] | None] = {}
+
+    def path(self, path: Path) -> Path:
+        here = path.anchor
+        for part in path.parts[1:]:
+            here = os.path.join(here, self.entry(here, part))
+        return Path(here)
+
+    def entry(self, folder: str, name: str) -> str:
+        """The spelling of `name` that `folder`'s listing holds (`name` itself where it holds that, or where
+        no entry, or several, match it but for case)."""
+        if folder in self.sensitive:
+            return name
+        if folder not in self.listings:
+            if name.isascii() and not any(ch.isalpha() for ch in name):  # `2023`: no other spelling
+                return name
+            probe = name.swapcase()
+            if probe != name and probe.swapcase() == name:  # a name with letters: its other case is a probe
+                if not os.path.lexists(os.path.join(folder, probe)):
+                    if os.path.lexists(os.path.join(folder, name)):  # this folder tells the two apart
+                        self.sensitive.add(folder)
+                    return name
+            try:
+                self.listings[folder] = set(os.listdir(folder))
+            except OSError:  # not a folder, not there, not readable: as given
+                self.listings[folder] = None
+        names = self.listings[folder]
+        if names is None or name in names:
+            return name
+        folded = fold_name(name)
+        matches = [entry for entry in names if fold_name(entry) == folded]
+        return matches[0] if len(matches) == 1 else name
+
+
+def spelt_as_listed(path) -> bool:
+    """Whether each name of `path` (a file that is there) is spelt as its folder lists it: False for a row's
+    path after a rename that changed only the case of a name (`01 one.mp3` -> `01 ONE.mp3`) on a
+    case-insensitive file system, where the old spelling still opens the file (spelt_on_disk)."""
+    path = Path(os.fsdecode(os.path.abspath(path)))
+    return _Spellings().path(path) == path
+
+
 @dataclass(frozen=True)
 class Library:
     """The folders a walk starts from, each as its real path and as given (absolute): where a symlink
@@ -241,9 +309,11 @@ class _Identities:
 def vanished(path) -> bool:
     """Whether the file is known to be gone: lstat says it does not exist, or its path now holds what is
     neither a regular file nor a symlink to one (a folder, a FIFO, a device: no scan takes it for the
-    file; a symlink whose target is not there, whose rows a scan keeps: behind_broken_link). A file
-    that cannot be looked at (a folder without permission, an I/O error) is not: its row must not be
-    marked missing (and then forgotten by `prune`) because of that."""
+    file; a symlink whose target is not there, whose rows a scan keeps: behind_broken_link), or a name of
+    it is no longer spelt so in its folder (renamed by case only on a case-insensitive file system, where
+    the old spelling still opens it: spelt_as_listed). A file that cannot be looked at (a folder without
+    permission, an I/O error) is not: its row must not be marked missing (and then forgotten by `prune`)
+    because of that."""
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
@@ -252,7 +322,7 @@ def vanished(path) -> bool:
         return True
     except OSError:
         return False
-    return not stat.S_ISREG(st.st_mode)
+    return not stat.S_ISREG(st.st_mode) or not spelt_as_listed(path)
 
 
 def behind_broken_link(path) -> bool:

@@ -27,7 +27,7 @@ from typing import Callable
 
 from tagger.cache import (KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path,
                           scan_lock, untag_pending)
-from tagger.discover import Library, WalkProblem, behind_broken_link, os_absolute, vanished, walk
+from tagger.discover import Library, WalkProblem, behind_broken_link, fold_name, spelt_on_disk, vanished, walk
 from tagger.errors import MoodtagError, unreadable
 from tagger.progress import mount_points
 from tagger import stages
@@ -225,7 +225,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 elif restored.pending:  # still torn, maybe: not analysed in this scan (see the walk)
                     pending.add(os.path.realpath(restored.path))
                 on_event(ScanEvent("restored", path=restored.path, cause=restored.action))
-        roots = [os_absolute(p) for p in paths]
+        roots = spelt_on_disk(paths)  # as the folders spell them: a case-insensitive disk's `music` is its `Music`
         options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag,
                        replace_mood=replace_mood)
 
@@ -315,7 +315,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 summary.problems.append((str(root), NOT_A_FILE))
                 on_event(ScanEvent("problem", path=root, cause=NOT_A_FILE))
             else:
-                walked.append(path)
+                walked.append(root)
         batch: list[TrackRef] = []
         for item in walk(walked, include_hidden=include_hidden, known=known, check=check_stop):  # per folder too
             check_stop()
@@ -475,14 +475,28 @@ def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path])
     mtime and name (`like`, Cache.rows_like) not `claimed` yet whose own file is gone (_gone: never the
     original of a copy, which is a file of its own, nor a file behind a broken link) and not under an
     `absent` PATH (a copy of an unmounted share's file is not its move), the one whose path ends most
-    like the file's."""
-    rows = [row for row in like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())
-            if row.path not in claimed and not _under_any(row.fs_path, absent) and _gone(row.fs_path)
-            and not _maybe_unmounted(row.fs_path)]
+    like the file's. Where no row of the same name is, one whose name differs only by case (a rename by
+    case alone: on a case-insensitive file system the old spelling still opens the file, and its row is
+    gone only as spelt: discover.vanished)."""
+    def moved(rows):
+        return [row for row in rows if row.path not in claimed and not _under_any(row.fs_path, absent)
+                and _gone(row.fs_path) and not _maybe_unmounted(row.fs_path)]
+
+    rows = moved(like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())) or moved(_case_like(ref, like))
     tails = sorted(((_shared_tail(row.fs_path, ref.path), row) for row in rows), key=lambda pair: -pair[0])
     if not tails or len(tails) > 1 and tails[0][0] == tails[1][0]:
         return None  # two gone files as like it as each other (two albums' '01 Intro.wav'): analysed, never guessed
     return tails[0][1]
+
+
+def _case_like(ref: TrackRef, like: dict) -> list[CachedTrack]:
+    """The rows of `like` (Cache.rows_like) of `ref`'s size and mtime whose name differs from its name only
+    by case (or Unicode composition)."""
+    name = os.fsencode(ref.path.name)
+    folded = fold_name(name)
+    return [row for (size, mtime_ns, other), rows in like.items()
+            if (size, mtime_ns) == (ref.size, ref.mtime_ns) and other != name and fold_name(other) == folded
+            for row in rows]
 
 
 def _untag_left(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path]) -> CachedTrack | None:

@@ -129,7 +129,7 @@ def prune(
     under it whose files are gone. Waits for a scan or untag using the same cache, and
     for another program's write transaction on it to end; stopped meanwhile (Ctrl-C, SIGTERM, a closed
     terminal) it forgets nothing, exit status 130, 143 or 129."""
-    from tagger.cache import Cache, Stopped, resolve_db_path, scan_lock, transaction_wait_line
+    from tagger.cache import Cache, Stopped, filter_roots, resolve_db_path, scan_lock, transaction_wait_line
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, out, shown, warn
     from tagger.errors import MoodtagError
@@ -159,8 +159,8 @@ def prune(
                 cache.wait_for_writers(should_stop=should_stop,
                                        on_wait=lambda: err.print(transaction_wait_line(shown(cache.path))))
             plan = cache.prunable(roots, should_stop=should_stop, gone_disks=disks)
-            unknown = [root for root in roots or [] if not any(cache.holds_under(place) for place in
-                                                               {Path(os.path.abspath(root)), Path(os.path.realpath(root))})]
+            unknown = [root for root in roots or [] if not any(cache.holds_under(place)
+                                                               for place in filter_roots([root]))]  # as prunable
             if not dry_run:
                 if should_stop():
                     raise Stopped

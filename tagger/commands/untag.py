@@ -36,7 +36,7 @@ def untag(
     from tagger.cache import KEPT, Cache, Stopped, holds_nothing, resolve_db_path, scan_lock, transaction_wait_line
     from tagger.commands.interrupts import StopRequests
     from tagger.console import err, error_line, out, shown, warn
-    from tagger.discover import WalkProblem, walk
+    from tagger.discover import WalkProblem, spelt_on_disk, walk
     from tagger.errors import TagError
     from tagger.progress import READ_ONLY_FS, ScanProgress
     from tagger.records import TrackRef
@@ -77,7 +77,8 @@ def untag(
             cache.check_writable()
         elif dry_run and db_path.is_file() and not holds_nothing(db_path):
             rows = Cache.open_readonly(db_path)
-        for item in walk(paths, check=lambda: _stop_walk(stops)):  # checked per folder, and per file
+        # as the folders spell them (a case-insensitive disk's `music` is its `Music`): the rows a scan made
+        for item in walk(spelt_on_disk(paths), check=lambda: _stop_walk(stops)):  # checked per folder, and per file
             if stops.requested:
                 break
             if isinstance(item, WalkProblem):

@@ -1,0 +1,155 @@
+"""A library on a case-insensitive file system (exFAT or FAT32 on a USB stick, a CIFS share, macOS), where
+`01 one.mp3` also opens `01 ONE.mp3` and `Music` also opens `music`: each file keeps one cache row
+whichever spelling reaches it. A real exFAT image on a loop device through exfat-fuse (which gives each
+spelling its own inode number), real audio, the real CLI; skipped where it cannot be mounted (root, loop
+devices and FUSE), as tests/test_removable.py's drives are."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tagger import synth
+from tagger.tags import read_mood
+from tests.conftest import run_cli
+from tests.test_removable import Drive, _plugged
+from tests.test_scan import rows
+
+TRACKS = (("A/01 one.mp3", "calm", 1), ("A/02 two.ogg", "exciting", 2), ("B/03 three.flac", "calm", 3))
+
+
+class Stick(Drive):
+    SIZE = 32 << 20
+
+    def remount(self) -> None:
+        """Unmounted and mounted again: the kernel forgets what it held of each spelling's inode."""
+        subprocess.run(["umount", str(self.mount)], check=True, capture_output=True)
+        os.waitpid(self.pid, 0)
+        self.pid = subprocess.Popen(self.daemon(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid
+        for _ in range(100):
+            if os.path.ismount(self.mount):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("mount.exfat-fuse did not mount again")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    """The library's tracks, encoded once."""
+    folder = tmp_path_factory.mktemp("case")
+    for name, mood, seed in TRACKS:
+        (folder / name).parent.mkdir(exist_ok=True)
+        synth.make_track(folder / name, mood, 6.0, seed=seed)
+    return folder
+
+
+@pytest.fixture
+def stick(tmp_path, made):
+    """An exFAT stick holding the library in Music/."""
+    drive = _plugged(Stick(tmp_path))
+    try:
+        shutil.copytree(made, drive.mount / "Music")
+        yield drive
+    finally:
+        drive.remove()
+
+
+def scan(lib: Path, db: Path) -> dict[str, tuple[str, str]]:
+    """path -> (action, tags) of each track of a scan."""
+    proc = run_cli("scan", lib, "--db", db, "--jobs", "1", "--json", check=True)
+    return {line["path"]: (line["action"], line["tags"]) for line in map(json.loads, proc.stdout.splitlines())}
+
+
+def test_a_file_renamed_by_case_only_keeps_its_one_row(stick, tmp_path):
+    """`mv "01 one.mp3" "01 ONE.mp3"`: the old spelling still opens the file, so its row was never marked
+    missing; the file was analysed again beside it, and stats, playlists (the track twice) and prune (which
+    never forgot the old row) counted one file as two. The row now goes with the new spelling, as a moved
+    file's does: nothing analysed again, one row, the track listed once."""
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    scan(lib, db)
+    old, new = lib / "A" / "01 one.mp3", lib / "A" / "01 ONE.mp3"
+    old.rename(new)
+    assert os.listdir(lib / "A").count("01 ONE.mp3") == 1 and old.exists()  # case-insensitive indeed
+    outcomes = scan(lib, db)
+    assert outcomes[str(new)] == ("cached", "unchanged"), outcomes
+    assert all(action == "cached" for action, _ in outcomes.values()), outcomes
+    assert sorted(rows(db)) == sorted(str(lib / name) for name in ("A/01 ONE.mp3", "A/02 two.ogg", "B/03 three.flac"))
+    assert {row["status"] for row in rows(db).values()} == {"ok"}
+    stats = run_cli("stats", "--db", db, check=True)
+    assert "3 tracks" in stats.stdout.splitlines()[0], stats.stdout
+    run_cli("playlists", "--db", db, "--out-dir", tmp_path / "pl", check=True)
+    listed = [line for path in (tmp_path / "pl").glob("*.m3u8") for line in path.read_text().splitlines()
+              if not line.startswith("#")]
+    assert sorted(listed) == sorted(f"../stick/Music/{name}" for name in ("A/01 ONE.mp3", "A/02 two.ogg",
+                                                                            "B/03 three.flac")), listed
+
+
+def test_a_folder_renamed_by_case_only_keeps_its_rows(stick, tmp_path):
+    """`mv A a`: its files keep their rows under the new spelling; none analysed again, no second rows."""
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    scan(lib, db)
+    (lib / "A").rename(lib / "a")
+    outcomes = scan(lib, db)
+    assert all(action == "cached" for action, _ in outcomes.values()), outcomes
+    assert sorted(rows(db)) == sorted(str(lib / name) for name in ("a/01 one.mp3", "a/02 two.ogg", "B/03 three.flac"))
+
+
+def test_a_scan_of_the_library_spelt_otherwise_analyses_nothing_again(stick, tmp_path):
+    """`scan MNT/music` after `scan MNT/Music`: every file was analysed again under the other spelling, and
+    the cache held two rows of each. The PATH is spelt as its folder lists it."""
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    first = scan(lib, db)
+    outcomes = scan(stick.mount / "music", db)
+    assert outcomes == {path: ("cached", "unchanged") for path in first}, outcomes
+    assert sorted(rows(db)) == sorted(first)
+    assert {row["status"] for row in rows(db).values()} == {"ok"}
+    prune = run_cli("prune", stick.mount / "music", "--db", db, "-n", check=True)
+    assert "no cached tracks under" not in prune.stderr, prune.stderr
+
+
+def test_an_untag_of_the_library_spelt_otherwise_stays_untagged(stick, tmp_path):
+    """`untag MNT/music` of a library scanned as MNT/Music left its rows saying tagged (no row found under
+    that spelling, and exfat-fuse gives it other inode numbers), so the next scan wrote every mood back."""
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    first = scan(lib, db)
+    run_cli("untag", stick.mount / "music", "--db", db, check=True)
+    stick.remount()
+    assert {row["tag_state"] for row in rows(db).values()} == {"untagged"}, rows(db)
+    assert sorted(rows(db)) == sorted(first)
+    outcomes = scan(lib, db)
+    assert all(tags == "untagged" for _, tags in outcomes.values()), outcomes
+    stick.remount()
+    assert all(read_mood(lib / name) is None for name, _, _ in TRACKS)
+
+
+def test_a_file_renamed_by_case_and_changed_leaves_a_row_prune_forgets(stick, tmp_path):
+    """Renamed by case and changed too (its mtime): analysed again under the new spelling, as a changed
+    file is; the old spelling's row is marked missing (it stayed ok for ever) and `prune` forgets it."""
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    scan(lib, db)
+    old, new = lib / "A" / "01 one.mp3", lib / "A" / "01 ONE.mp3"
+    old.rename(new)
+    os.utime(new, (1_600_000_000, 1_600_000_000))  # exFAT keeps 2 s steps: one far from the scan's write
+    assert scan(lib, db)[str(new)][0] == "analysed"
+    assert rows(db)[str(old)]["status"] == "missing"
+    prune = run_cli("prune", "--db", db, check=True)
+    assert "forgot 1 missing track" in prune.stdout + prune.stderr, prune.stdout + prune.stderr
+    assert sorted(rows(db)) == sorted(str(lib / name) for name in ("A/01 ONE.mp3", "A/02 two.ogg", "B/03 three.flac"))
+
+
+def test_a_path_on_a_case_sensitive_disk_keeps_its_spelling(tmp_path):
+    """On a file system that tells `Music` from `music`, a PATH is left as given, and a row's file is there
+    only under its own spelling."""
+    from tagger.discover import spelt_on_disk, vanished
+
+    (tmp_path / "Music").mkdir()
+    track = tmp_path / "Music" / "a.mp3"
+    track.write_bytes(b"x")
+    assert spelt_on_disk([tmp_path / "music", tmp_path / "Music" / "A.mp3", track]) == [
+        tmp_path / "music", tmp_path / "Music" / "A.mp3", track]
+    assert not vanished(track) and vanished(tmp_path / "music" / "a.mp3")
