@@ -1270,7 +1270,8 @@ class Cache:
         plan = PrunePlan()
         named = _named_folders(roots or [])
         mounts = self.mounts()
-        gone = [os.fsencode(os.path.abspath(disk)) for disk in gone_disks]
+        gone = list(dict.fromkeys(os.fsencode(place) for disk in gone_disks  # as named, and its real path
+                                  for place in (os.path.abspath(disk), os.path.realpath(disk))))
         empty: dict[bytes, bytes | None] = {}
         there: dict[str, bytes] = {}  # rows marked missing whose paths are there: back, or a link's second row
         for key, raw, status in self._prune_candidates(roots, gone_disks):
@@ -1332,6 +1333,18 @@ class Cache:
                 if row[0] not in seen:
                     seen.add(row[0])
                     yield row
+        if gone_disks:  # --forget-disk: also the rows kept under a link into the disk (~/Music -> DISK/Music)
+            disks = [os.fsencode(place) for place in filter_roots(gone_disks)]
+            real: dict[bytes, bytes] = {}
+            for row in self.rows(f"SELECT path, path_bytes, status FROM {TABLE}"):
+                if row[0] in seen:
+                    continue
+                folder = os.path.dirname(row[1] if row[1] is not None else os.fsencode(row[0]))
+                if folder not in real:
+                    real[folder] = os.fsencode(os.path.realpath(folder))
+                if any(_at_or_inside(real[folder], disk) for disk in disks):
+                    seen.add(row[0])
+                    yield row
         named = [os.fsencode(root) for root in filter_roots(roots)]
         targets: dict[bytes, bytes | None] = {}
         for row in self.rows(f"{columns} status = 'missing'"):
@@ -1379,8 +1392,9 @@ class Cache:
 
         def run():
             with self._transaction():
-                self.conn.executemany(f"DELETE FROM {MOUNTS} WHERE path = ?",
-                                      [(path_key(os.fsencode(disk))[0],) for disk in disks])
+                self.conn.executemany(f"DELETE FROM {MOUNTS} WHERE path = ?",  # as named, and its real path
+                                      [(path_key(os.fsencode(place))[0],) for disk in disks
+                                       for place in {os.path.abspath(disk), os.path.realpath(disk)}])
         self._write(run)
 
     def _seen_mounts(self) -> list[bytes]:

@@ -190,7 +190,8 @@ def own_name(link: Path, *, include_hidden: bool = False) -> Path:
 
 def walk(paths: list[Path], *, include_hidden: bool = False,
          known: Callable[[Path], Path | None] | None = None,
-         check: Callable[[], None] = lambda: None) -> Iterator[TrackRef | WalkProblem]:
+         check: Callable[[], None] = lambda: None,
+         followed: list[Path] | None = None) -> Iterator[TrackRef | WalkProblem]:
     """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
     suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
     or two links to one file) is visited once; a link to a file in the library gives the file's own path
@@ -203,7 +204,8 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
     Hard links are names of their own. Unreadable folders and broken links give WalkProblems.
     `check()` is called before each folder is listed; what it raises ends the walk (a scan's stop
     request: a library of many folders without audio, a slow share, is stopped in the folder it is in,
-    not at the next audio file)."""
+    not at the next audio file). `followed` (a list) gets each symlink to a folder the walk goes into (a
+    scan remembers the mount points behind them: Cache.note_mounts)."""
     seen_dirs: set = set()
     seen_files = _Identities()
     library = Library.of(paths, include_hidden=include_hidden)
@@ -215,7 +217,7 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
             yield WalkProblem(root, _cause(exc))
             continue
         if root.is_dir():
-            yield from _walk_dir(root, st, seen_dirs, seen_files, library, known, check)
+            yield from _walk_dir(root, st, seen_dirs, seen_files, library, known, check, followed)
         elif not stat.S_ISREG(st.st_mode):
             yield WalkProblem(root, f"not a regular file ({file_kind(st.st_mode)}), skipped")
         else:
@@ -228,7 +230,7 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
 
 
 def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: Library, known=None,
-              check=lambda: None):
+              check=lambda: None, followed: list[Path] | None = None):
     check()
     ident = (st.st_dev, st.st_ino)
     if ident in seen_dirs:
@@ -284,7 +286,9 @@ def _walk_dir(folder: Path, st: os.stat_result, seen_dirs, seen_files, library: 
         except OSError as exc:
             yield WalkProblem(path, _cause(exc))
             continue
-        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, library, known, check)
+        if followed is not None and entry.is_symlink():
+            followed.append(path)
+        yield from _walk_dir(path, sub_st, seen_dirs, seen_files, library, known, check, followed)
 
 
 class _Identities:

@@ -317,7 +317,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             else:
                 walked.append(root)
         batch: list[TrackRef] = []
-        for item in walk(walked, include_hidden=include_hidden, known=known, check=check_stop):  # per folder too
+        followed: list[Path] = []  # links to folders the walk went into: the disks behind them are remembered too
+        for item in walk(walked, include_hidden=include_hidden, known=known, check=check_stop,  # per folder too
+                         followed=followed):
             check_stop()
             if isinstance(item, WalkProblem):
                 if item.if_known and (cache is None or not cache.holds_under(item.path)):
@@ -342,6 +344,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             if summary.found % 500 == 0:
                 on_event(ScanEvent("walking", count=summary.found))
         settle(batch)
+        if notes_walk and followed:  # `Music/Ext -> /mnt/ext/Music`: /mnt/ext is a disk of the library too
+            cache.note_mounts(followed, points)
+            mounts = cache.mounts(points)
         if cache is not None:  # rows under a PATH that is not there (an unmounted share?) stay as they are
             library = Library.of(roots, include_hidden=include_hidden)
             gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)

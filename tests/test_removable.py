@@ -547,3 +547,35 @@ print(json.dumps(out))
     assert out["prune mnt"][:2] == [0, "forgot 1 missing track\n"]
     assert out["pruned"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "new.flac": ["ok", "tagged"]}
     assert (disk / "Music/A/1.mp3").exists()
+
+
+def test_a_disk_reached_through_a_link_in_the_library_is_remembered_and_forgotten_through_it(tmp_path):
+    """`Music/Ext -> MNT/Music`, MNT a disk in fstab: the scan remembered only the mount points of its PATHs,
+    so once the disk was away and something wrote into MNT meanwhile, the nightly scan marked its rows
+    missing and prune forgot them. And `prune --forget-disk`, as prune's own line says it for a library
+    linked into the disk, found no row (they are kept under the link's path) and only dropped the mount
+    point; named through a link to the mount point (/media -> /run/media) it did nothing."""
+    _disk(tmp_path)
+    out = _in_namespace(tmp_path, """
+lib, mnt, db = top / "lib", top / "run/media/USB", top / "c.db"
+(lib / "Own").mkdir(parents=True)
+(top / "media").symlink_to(top / "run/media")
+(lib / "Ext").symlink_to(mnt / "Music")
+plug(top / "disk", mnt)
+cli("scan", "scan", lib, "--db", db, "--jobs", "1")
+unplug(mnt, remove=False)
+(mnt / "Music/Incoming").mkdir(parents=True)  # written into while the disk is away
+(mnt / "Music/Incoming/notes.txt").write_text("x")
+cli("nightly scan", "scan", lib, "--db", db, "--jobs", "1")
+cli("nightly prune", "prune", lib, "--db", db)
+states("kept", db)
+cli("forget", "prune", "--forget-disk", top / "media/USB", "--db", db)
+states("forgotten", db)
+print(json.dumps(out))
+""")
+    assert out["scan"][0] == 0, out["scan"]
+    assert "vanished" not in out["nightly scan"][2], out["nightly scan"]
+    assert out["nightly prune"][:2] == [0, "forgot 0 missing tracks\n"], out["nightly prune"]
+    assert out["kept"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["ok", "tagged"]}
+    assert out["forget"][:2] == [0, "forgot 3 tracks whose files are gone\n"], out["forget"]
+    assert out["forgotten"] == {}

@@ -159,7 +159,7 @@ def prune(
                 cache.wait_for_writers(should_stop=should_stop,
                                        on_wait=lambda: err.print(transaction_wait_line(shown(cache.path))))
             plan = cache.prunable(roots, should_stop=should_stop, gone_disks=disks)
-            unknown = [root for root in roots or [] if not any(cache.holds_under(place)
+            unknown = [root for root in roots or [] if root not in disks and not any(cache.holds_under(place)
                                                                for place in filter_roots([root]))]  # as prunable
             if not dry_run:
                 if should_stop():
