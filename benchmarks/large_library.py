@@ -214,11 +214,13 @@ def commands(lib: Path, db: Path, size: int, work: Path) -> dict[str, list[str]]
 
 # Schema steps an older checkout may not know, and what each made (undone in that checkout's copy of a cache).
 STEP_INDEXES = {"m005_playlist_index": ("idx_tracks_playlist",)}
+STEP_TABLES = {"m007_mount_points": "mount_points"}  # a step that only adds a table: dropped for an older moodtag
 
 
 def baseline_cache(db: Path, root: Path) -> Path:
     """A copy of the cache `db` that the moodtag in `root` can read: the schema steps it does not know
-    (an index each, see STEP_INDEXES) undone, as its own scans would have left the cache."""
+    (an index each, see STEP_INDEXES, or a table, STEP_TABLES) undone, as its own scans would have left
+    the cache."""
     import sqlite3
 
     known = set(subprocess.run([sys.executable, "-c", "from tagger.cache import known_migrations; "
@@ -233,10 +235,12 @@ def baseline_cache(db: Path, root: Path) -> Path:
         for (name,) in conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = 'moodtag'").fetchall():
             if name in known:
                 continue
-            if name not in STEP_INDEXES:
+            if name not in STEP_INDEXES and name not in STEP_TABLES:
                 raise SystemExit(f"{root}: does not know the schema step {name}, which this benchmark cannot undo")
-            for index in STEP_INDEXES[name]:
+            for index in STEP_INDEXES.get(name, ()):
                 conn.execute(f"DROP INDEX IF EXISTS {index}")
+            if name in STEP_TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {STEP_TABLES[name]}")
             conn.execute("DELETE FROM _sqlite_migrations WHERE migration_set = 'moodtag' AND name = ?", [name])
     conn.execute("VACUUM")
     conn.close()
