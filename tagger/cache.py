@@ -1265,8 +1265,12 @@ class Cache:
         /media/usb, until that folder is removed. Streamed: one query per root (and, with `roots`, one
         over the rows marked missing), the emptiness of each folder looked at once. `should_stop` is
         polled per row (Stopped)."""
-        from tagger.discover import vanished
+        from tagger.discover import one_look_per_folder, vanished
 
+        with one_look_per_folder():
+            return self._prunable(roots, should_stop=should_stop, gone_disks=gone_disks, vanished=vanished)
+
+    def _prunable(self, roots, *, should_stop, gone_disks, vanished) -> "PrunePlan":
         plan = PrunePlan()
         named = _named_folders(roots or [])
         mounts = self.mounts()
@@ -1333,10 +1337,13 @@ class Cache:
                 if row[0] not in seen:
                     seen.add(row[0])
                     yield row
-        if gone_disks:  # --forget-disk: also the rows kept under a link into the disk (~/Music -> DISK/Music)
+        others = [root for root in roots if root not in gone_disks]
+        if gone_disks and others:  # --forget-disk DISK ~/Music: the rows under a PATH linked into the disk (~/Music
+            # -> DISK/Music); only those: a folder of the cache's on a share that does not answer is not touched
             disks = [os.fsencode(place) for place in filter_roots(gone_disks)]
             real: dict[bytes, bytes] = {}
-            for row in self.rows(f"SELECT path, path_bytes, status FROM {TABLE}"):
+            for row in (row for root in filter_roots(others) for row in self.rows(
+                    f"{columns} ({under_root(root)[0]})", under_root(root)[1])):
                 if row[0] in seen:
                     continue
                 folder = os.path.dirname(row[1] if row[1] is not None else os.fsencode(row[0]))

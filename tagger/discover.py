@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -112,9 +113,26 @@ class _Spellings:
 def spelt_as_listed(path) -> bool:
     """Whether each name of `path` (a file that is there) is spelt as its folder lists it: False for a row's
     path after a rename that changed only the case of a name (`01 one.mp3` -> `01 ONE.mp3`) on a
-    case-insensitive file system, where the old spelling still opens the file (spelt_on_disk)."""
+    case-insensitive file system, where the old spelling still opens the file (spelt_on_disk). Inside
+    one_look_per_folder each folder is looked at once for all paths."""
     path = Path(os.fsdecode(os.path.abspath(path)))
-    return _Spellings().path(path) == path
+    return (_shared_spellings or _Spellings()).path(path) == path
+
+
+_shared_spellings: "_Spellings | None" = None
+
+
+@contextmanager
+def one_look_per_folder():
+    """A scan's or prune's spelt_as_listed (vanished) looks at each folder once for all its rows: a folder of
+    2,000 files renamed by case is one listing, not 2,000 (usable as a decorator)."""
+    global _shared_spellings
+    outer = _shared_spellings
+    _shared_spellings = outer or _Spellings()
+    try:
+        yield
+    finally:
+        _shared_spellings = outer
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from typing import Callable
 
 from tagger.cache import (KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path,
                           scan_lock, untag_pending)
-from tagger.discover import Library, WalkProblem, behind_broken_link, fold_name, spelt_on_disk, vanished, walk
+from tagger.discover import (Library, WalkProblem, behind_broken_link, fold_name, one_look_per_folder, os_absolute,
+                             spelt_on_disk, vanished, walk)
 from tagger.errors import MoodtagError, unreadable
 from tagger.progress import mount_points
 from tagger import stages
@@ -147,6 +148,7 @@ def _is_folder(path: Path) -> bool:
         return False
 
 
+@one_look_per_folder()
 def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None = None, jobs: int = 0,
                oversubscribe: bool = False, dry_run: bool = False, no_write: bool = False,
                force: bool = False, retag: bool = False, replace_mood: bool = False, keep_mtime: bool = False,
@@ -225,7 +227,10 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 elif restored.pending:  # still torn, maybe: not analysed in this scan (see the walk)
                     pending.add(os.path.realpath(restored.path))
                 on_event(ScanEvent("restored", path=restored.path, cause=restored.action))
-        roots = spelt_on_disk(paths)  # as the folders spell them: a case-insensitive disk's `music` is its `Music`
+        # as the folders spell them (a case-insensitive disk's `music` is its `Music`); a beets item's file
+        # (files_only) as beets spells it: its outcome goes back to the item by that path
+        roots = [os_absolute(p) for p in paths] if files_only else spelt_on_disk(paths)
+        given = [os_absolute(p) for p in paths]  # rows an older moodtag made under the PATH as typed: looked at too
         options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag,
                        replace_mood=replace_mood)
 
@@ -349,7 +354,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             mounts = cache.mounts(points)
         if cache is not None:  # rows under a PATH that is not there (an unmounted share?) stay as they are
             library = Library.of(roots, include_hidden=include_hidden)
-            gone = [row.path for row in cache.unwalked_under([r for r in roots if os.path.lexists(r)
+            looked = roots + [r for r in given if r not in roots]  # `scan MNT/Music` cleans MNT/music's rows too
+            gone = [row.path for row in cache.unwalked_under([r for r in looked if os.path.lexists(r)
                                                               and r not in emptied],
                                                              None if notes_walk else dry_walked)
                     if not _under_any(row.fs_path, emptied)  # `scan lib lib/B`, lib/B empty
@@ -488,7 +494,10 @@ def _moved_row(ref: TrackRef, like: dict, claimed: set[str], absent: list[Path])
                 and _gone(row.fs_path) and not _maybe_unmounted(row.fs_path)]
 
     rows = moved(like.get((ref.size, ref.mtime_ns, os.fsencode(ref.path.name)), ())) or moved(_case_like(ref, like))
-    tails = sorted(((_shared_tail(row.fs_path, ref.path), row) for row in rows), key=lambda pair: -pair[0])
+    # by the last parts shared, then (a rename by case alone: A/intro.mp3 -> A/INTRO.mp3 beside B's) by those
+    # shared but for case
+    tails = sorted((((_shared_tail(row.fs_path, ref.path), _shared_tail(row.fs_path, ref.path, folded=True)), row)
+                    for row in rows), key=lambda pair: (-pair[0][0], -pair[0][1]))
     if not tails or len(tails) > 1 and tails[0][0] == tails[1][0]:
         return None  # two gone files as like it as each other (two albums' '01 Intro.wav'): analysed, never guessed
     return tails[0][1]
@@ -583,11 +592,12 @@ def _maybe_unmounted(path) -> bool:
         return True  # cannot look: not taken
 
 
-def _shared_tail(a, b) -> int:
-    """How many of their last parts (the name, then the folders above it) two paths share."""
+def _shared_tail(a, b, *, folded: bool = False) -> int:
+    """How many of their last parts (the name, then the folders above it) two paths share (`folded`: but
+    for case, as a case-insensitive file system compares names: discover.fold_name)."""
     shared = 0
     for x, y in zip(reversed(Path(os.fsdecode(a)).parts), reversed(Path(os.fsdecode(b)).parts)):
-        if x != y:
+        if x != y and not (folded and fold_name(x) == fold_name(y)):
             break
         shared += 1
     return shared

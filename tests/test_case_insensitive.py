@@ -153,3 +153,54 @@ def test_a_path_on_a_case_sensitive_disk_keeps_its_spelling(tmp_path):
     assert spelt_on_disk([tmp_path / "music", tmp_path / "Music" / "A.mp3", track]) == [
         tmp_path / "music", tmp_path / "Music" / "A.mp3", track]
     assert not vanished(track) and vanished(tmp_path / "music" / "a.mp3")
+
+
+def test_files_given_by_another_spelling_come_back_under_that_spelling(stick, tmp_path):
+    """A beets item's file (scan_files with files_only) is given as beets spells it (`STICK/music/...` where
+    the folder lists `Music`): its outcome must come back under that path, which the plugin matches to the
+    item; respelt, no item matched it, so none got its mood and an item's own mood was written over."""
+    from tagger.scan import scan_files
+
+    given = [stick.mount / "music" / name for name, _, _ in TRACKS]
+    seen: list[Path] = []
+    summary = scan_files(given, db=tmp_path / "c.db", jobs=1, files_only=True, no_write=True,
+                         on_event=lambda event: seen.append(event.outcome.ref.path) if event.kind == "track" else None)
+    assert summary.analysed == len(TRACKS)
+    assert sorted(seen) == sorted(given)
+
+
+def test_the_second_rows_an_older_moodtag_left_under_another_spelling_are_forgotten(stick, tmp_path):
+    """An older moodtag, given MNT/Music and then MNT/music, made two rows of each file: a nightly
+    `scan MNT/Music; prune` never cleaned them (the rows under the other spelling were not looked at), and
+    each track was counted and listed twice. The scan looks at the rows under the PATH as typed too."""
+    import sqlite3
+
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    scan(lib, db)
+    con = sqlite3.connect(db)  # the rows that older moodtag made under the other spelling
+    with con:
+        columns = [row[1] for row in con.execute("PRAGMA table_info(tracks)")]
+        for row in con.execute("SELECT * FROM tracks").fetchall():
+            copy = dict(zip(columns, row), path=row[0].replace("/Music/", "/music/"))
+            con.execute(f"INSERT INTO tracks ({', '.join(copy)}) VALUES ({', '.join('?' * len(copy))})",
+                        list(copy.values()))
+    con.close()
+    assert len(rows(db)) == 2 * len(TRACKS)
+    run_cli("scan", stick.mount / "music", "--db", db, "--jobs", "1", check=True)
+    run_cli("prune", "--db", db, check=True)
+    assert sorted(rows(db)) == sorted(str(lib / name) for name, _, _ in TRACKS), sorted(rows(db))
+
+
+def test_the_same_track_renamed_by_case_in_two_folders_keeps_both_rows(stick, tmp_path):
+    """The same file copied into A/ and B/ (size and mtime alike), both renamed by case at once: the two gone
+    rows tied on the shared tail of the path (compared with case), so both files were analysed again. Each
+    folder tells its row apart."""
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    shutil.copy2(lib / "A/01 one.mp3", lib / "B/01 one.mp3")
+    scan(lib, db)
+    for folder in ("A", "B"):
+        (lib / folder / "01 one.mp3").rename(lib / folder / "01 ONE.mp3")
+    outcomes = scan(lib, db)
+    assert all(action == "cached" for action, _ in outcomes.values()), outcomes
+    assert {str(lib / "A/01 ONE.mp3"), str(lib / "B/01 ONE.mp3")} <= set(rows(db))
+    assert len(rows(db)) == len(TRACKS) + 1

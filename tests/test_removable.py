@@ -440,7 +440,8 @@ print(json.dumps(out))
     assert out["nightly prune"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"]
     assert out["prune all"][:2] == [0, "forgot 0 missing tracks\n"]
     assert out["unplugged"] == before
-    assert out["link prune"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"], out["link prune"]
+    link = tmp_path / "home/Music"
+    assert out["link prune"][:2] == [0, f"kept {kept} {link}\nforgot 0 missing tracks\n"], out["link prune"]
     assert len(out["link"]) == 3 and all(state == ["ok", "tagged"] for state in out["link"].values())
     outcomes = {Path(o["path"]).name: (o["action"], o["tags"]) for o in map(json.loads, out["back"][1].splitlines())}
     assert outcomes == {"1.mp3": ("cached", "untagged"), "2.ogg": ("cached", "unchanged"),
@@ -554,7 +555,8 @@ def test_a_disk_reached_through_a_link_in_the_library_is_remembered_and_forgotte
     so once the disk was away and something wrote into MNT meanwhile, the nightly scan marked its rows
     missing and prune forgot them. And `prune --forget-disk`, as prune's own line says it for a library
     linked into the disk, found no row (they are kept under the link's path) and only dropped the mount
-    point; named through a link to the mount point (/media -> /run/media) it did nothing."""
+    point; named through a link to the mount point (/media -> /run/media) it did nothing. With the library's
+    PATH named beside it (as prune's line names it), it forgets them; a typo'd disk gets its warning."""
     _disk(tmp_path)
     out = _in_namespace(tmp_path, """
 lib, mnt, db = top / "lib", top / "run/media/USB", top / "c.db"
@@ -569,7 +571,8 @@ unplug(mnt, remove=False)
 cli("nightly scan", "scan", lib, "--db", db, "--jobs", "1")
 cli("nightly prune", "prune", lib, "--db", db)
 states("kept", db)
-cli("forget", "prune", "--forget-disk", top / "media/USB", "--db", db)
+cli("forget typo", "prune", "--forget-disk", top / "media/USBB", "--db", db)
+cli("forget", "prune", "--forget-disk", top / "media/USB", lib, "--db", db)
 states("forgotten", db)
 print(json.dumps(out))
 """)
@@ -577,5 +580,8 @@ print(json.dumps(out))
     assert "vanished" not in out["nightly scan"][2], out["nightly scan"]
     assert out["nightly prune"][:2] == [0, "forgot 0 missing tracks\n"], out["nightly prune"]
     assert out["kept"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["ok", "tagged"]}
+    assert out["forget typo"] == [0, "forgot 0 missing tracks\n", f"warning: no cached tracks under "
+                                  f"{tmp_path / 'media/USBB'} (a typo, or a place never scanned?): nothing to forget "
+                                  f"there\n"], out["forget typo"]
     assert out["forget"][:2] == [0, "forgot 3 tracks whose files are gone\n"], out["forget"]
     assert out["forgotten"] == {}

@@ -159,8 +159,10 @@ def prune(
                 cache.wait_for_writers(should_stop=should_stop,
                                        on_wait=lambda: err.print(transaction_wait_line(shown(cache.path))))
             plan = cache.prunable(roots, should_stop=should_stop, gone_disks=disks)
-            unknown = [root for root in roots or [] if root not in disks and not any(cache.holds_under(place)
-                                                               for place in filter_roots([root]))]  # as prunable
+            remembered = cache.mounts().seen  # --forget-disk of a disk a scan saw: its rows may lie behind a link
+            unknown = [root for root in roots or []
+                       if not (root in disks and {os.fsencode(p) for p in filter_roots([root])} & set(remembered))
+                       and not any(cache.holds_under(place) for place in filter_roots([root]))]  # as prunable
             if not dry_run:
                 if should_stop():
                     raise Stopped
@@ -177,7 +179,7 @@ def prune(
     if dry_run:
         for key in plan.forget:
             out.print(f"would forget: {shown(key)}")
-    _render_kept(plan, dry_run=dry_run)
+    _render_kept(plan, dry_run=dry_run, paths=[root for root in roots or [] if root not in disks])
     n = len(plan.forget)
     # rows a scan left as they are (under a PATH not there) are not called missing
     what = "missing track" if plan.marked == n else "track"
@@ -185,12 +187,13 @@ def prune(
     out.print(f"{'would forget' if dry_run else 'forgot'} {counted(n, what)}{gone}")
 
 
-def _render_kept(plan, *, dry_run: bool) -> None:
+def _render_kept(plan, *, dry_run: bool, paths: list[Path] = ()) -> None:
     """The rows prune keeps though their files are gone: one line for those marked missing whose files
     are back, one per empty folder whose rows it keeps (rows marked missing: naming the folder forgets
     them; any other, left as they are by a scan whose PATH was not there: only once the folder is
     removed, Cache.prunable), and one per mount point of a disk not mounted now (Mounts.away: naming it
-    forgets those marked missing; the others, once the cache forgets the mount point)."""
+    forgets those marked missing; the others, once the cache forgets the mount point: `--forget-disk`,
+    with the PATHs named (`paths`) outside it, where rows lie behind a link into it)."""
     from tagger.console import out, shown
     from tagger.records import counted
 
@@ -204,6 +207,10 @@ def _render_kept(plan, *, dry_run: bool) -> None:
                                     (plan.away, plan.away_marked, "the disk a scan saw mounted there is not "
                                      "mounted now", "moodtag prune --forget-disk {}")):
         for folder, n in sorted(kept.items()):
+            if kept is plan.away:  # the PATHs named outside the disk: the rows kept under a link into it
+                inside = os.fsdecode(folder).rstrip("/") + "/"
+                gone = "moodtag prune --forget-disk {}" + "".join(
+                    f" {shown(path)}" for path in paths if not f"{os.path.abspath(path)}/".startswith(inside))
             if marked.get(folder, 0) == n:
                 out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: {why}; moodtag prune "
                           f"{shown(folder)} forgets them")
