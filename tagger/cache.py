@@ -1392,18 +1392,6 @@ class Cache:
         seen = self._seen_mounts() if MOUNTS in _table_names(self.conn) else []
         return Mounts(seen, mount_points() if points is None else points)
 
-    def forget_mounts(self, disks: list[Path]) -> None:
-        """Forget that scans saw these mount points (`prune --forget-disk`: a disk gone for good)."""
-        if not disks or MOUNTS not in _table_names(self.conn):
-            return
-
-        def run():
-            with self._transaction():
-                self.conn.executemany(f"DELETE FROM {MOUNTS} WHERE path = ?",  # as named, and its real path
-                                      [(path_key(os.fsencode(place))[0],) for disk in disks
-                                       for place in {os.path.abspath(disk), os.path.realpath(disk)}])
-        self._write(run)
-
     def _seen_mounts(self) -> list[bytes]:
         return [raw if raw is not None else os.fsencode(key)
                 for key, raw in self.rows(f"SELECT path, path_bytes FROM {MOUNTS}")]

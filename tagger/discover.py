@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,23 +117,23 @@ def spelt_as_listed(path) -> bool:
     case-insensitive file system, where the old spelling still opens the file (spelt_on_disk). Inside
     one_look_per_folder each folder is looked at once for all paths."""
     path = Path(os.fsdecode(os.path.abspath(path)))
-    return (_shared_spellings or _Spellings()).path(path) == path
+    return (getattr(_shared, "spellings", None) or _Spellings()).path(path) == path
 
 
-_shared_spellings: "_Spellings | None" = None
+_shared = threading.local()  # one_look_per_folder's memo, per thread
 
 
 @contextmanager
 def one_look_per_folder():
     """A scan's or prune's spelt_as_listed (vanished) looks at each folder once for all its rows: a folder of
-    2,000 files renamed by case is one listing, not 2,000 (usable as a decorator)."""
-    global _shared_spellings
-    outer = _shared_spellings
-    _shared_spellings = outer or _Spellings()
+    2,000 files renamed by case is one listing, not 2,000 (usable as a decorator; per thread, nested uses
+    share the outer one's)."""
+    outer = getattr(_shared, "spellings", None)
+    _shared.spellings = outer or _Spellings()
     try:
         yield
     finally:
-        _shared_spellings = outer
+        _shared.spellings = outer
 
 
 @dataclass(frozen=True)

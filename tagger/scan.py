@@ -254,7 +254,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         written_by: dict[str, str] = {}    # ... and the model that wrote it ("name version", tagger.tags)
         claimed: set[str] = set()  # the old keys of rows moved to a walked file's path (_found_again)
         absent = [root for root in roots if not os.path.lexists(root)]  # rows under these stay as they are
-        emptied = {} if cache is None or files_only else _emptied_roots(cache, roots)
+        # (the PATH as typed too: an older moodtag's rows under that spelling, their folder emptied, stay)
+        emptied = {} if cache is None or files_only else _emptied_roots(cache, roots + [r for r in given
+                                                                                        if r not in roots])
         for root, held in emptied.items():  # as a PATH not there: its rows stay as they are
             cause = _emptied_cause(root, held)
             summary.problems.append((str(root), cause))

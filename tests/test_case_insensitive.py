@@ -204,3 +204,21 @@ def test_the_same_track_renamed_by_case_in_two_folders_keeps_both_rows(stick, tm
     assert all(action == "cached" for action, _ in outcomes.values()), outcomes
     assert {str(lib / "A/01 ONE.mp3"), str(lib / "B/01 ONE.mp3")} <= set(rows(db))
     assert len(rows(db)) == len(TRACKS) + 1
+
+
+def test_rows_under_the_path_as_typed_stay_while_its_folder_is_empty(stick, tmp_path):
+    """An older moodtag's rows under `STICK/music` (its only rows), the folder emptied for a while: `scan
+    STICK/music` marked them missing (the empty folder was looked for under the respelt `Music` only), and
+    the next prune forgot them. An empty PATH leaves its rows as they are, whichever spelling holds them."""
+    import sqlite3
+
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    scan(lib, db)
+    con = sqlite3.connect(db)
+    with con:  # the rows as an older moodtag, given STICK/music, made them
+        con.execute("UPDATE tracks SET path = replace(path, '/Music/', '/music/'), path_bytes = NULL")
+    con.close()
+    shutil.move(str(lib), str(tmp_path / "aside"))
+    lib.mkdir()  # emptied for a while
+    run_cli("scan", stick.mount / "music", "--db", db, "--jobs", "1")
+    assert {row["status"] for row in rows(db).values()} == {"ok"}, rows(db)

@@ -123,8 +123,8 @@ def prune(
     the files under a folder that is empty now (a disk not mounted?): those marked missing until a PATH
     names that folder itself (not a place inside it), the others until it is removed; and the files on a
     disk a scan saw mounted that is not mounted now, whether its mount point's folder is there or not
-    (those marked missing until a PATH names the mount point; all of them with --forget-disk MOUNT,
-    which also forgets that the disk was there; refused while something is mounted there). A PATH that no
+    (those marked missing until a PATH names the mount point; all of them with --forget-disk MOUNT, and
+    with the PATHs named beside it those behind a link into it; refused while something is mounted there). A PATH that no
     longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets the cached tracks
     under it whose files are gone. Waits for a scan or untag using the same cache, and
     for another program's write transaction on it to end; stopped meanwhile (Ctrl-C, SIGTERM, a closed
@@ -166,8 +166,8 @@ def prune(
             if not dry_run:
                 if should_stop():
                     raise Stopped
-                cache.forget(plan.forget)
-                cache.forget_mounts(disks)
+                cache.forget(plan.forget)  # the disk stays remembered: rows behind a link into it, under a PATH
+                # not named, are still kept, and prune's line still names it (and the PATH)
     except Stopped:
         err.print(f"[yellow]interrupted[/] ({stops.name}): nothing forgotten")
         raise stops.exit() from None
@@ -209,8 +209,9 @@ def _render_kept(plan, *, dry_run: bool, paths: list[Path] = ()) -> None:
         for folder, n in sorted(kept.items()):
             if kept is plan.away:  # the PATHs named outside the disk: the rows kept under a link into it
                 inside = os.fsdecode(folder).rstrip("/") + "/"
-                gone = "moodtag prune --forget-disk {}" + "".join(
-                    f" {shown(path)}" for path in paths if not f"{os.path.abspath(path)}/".startswith(inside))
+                gone = "moodtag prune --forget-disk {}" + "".join(  # those linked into the disk
+                    f" {shown(path)}" for path in paths if not f"{os.path.abspath(path)}/".startswith(inside)
+                    and f"{os.path.realpath(path)}/".startswith(inside))
             if marked.get(folder, 0) == n:
                 out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: {why}; moodtag prune "
                           f"{shown(folder)} forgets them")
