@@ -513,7 +513,7 @@ class BeetsWrites:
         for path in dict.fromkeys(removed):
             try:
                 file = Path(os.path.abspath(os.fsdecode(path)))
-                if not vanished(file) or behind_broken_link(file):
+                if not vanished(file, spelling=False) or behind_broken_link(file):  # the file itself is there
                     continue
                 cache = self._cache()
                 if cache is None:

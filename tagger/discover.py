@@ -329,14 +329,15 @@ class _Identities:
         return True
 
 
-def vanished(path) -> bool:
+def vanished(path, *, spelling: bool = True) -> bool:
     """Whether the file is known to be gone: lstat says it does not exist, or its path now holds what is
     neither a regular file nor a symlink to one (a folder, a FIFO, a device: no scan takes it for the
     file; a symlink whose target is not there, whose rows a scan keeps: behind_broken_link), or a name of
     it is no longer spelt so in its folder (renamed by case only on a case-insensitive file system, where
     the old spelling still opens it: spelt_as_listed). A file that cannot be looked at (a folder without
     permission, an I/O error) is not: its row must not be marked missing (and then forgotten by `prune`)
-    because of that."""
+    because of that. `spelling=False`: whether the file itself is gone, however its name is spelt now (a
+    beets item removed from the library, its file kept under another case of its name)."""
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
@@ -345,7 +346,7 @@ def vanished(path) -> bool:
         return True
     except OSError:
         return False
-    return not stat.S_ISREG(st.st_mode) or not spelt_as_listed(path)
+    return not stat.S_ISREG(st.st_mode) or spelling and not spelt_as_listed(path)
 
 
 def behind_broken_link(path) -> bool:

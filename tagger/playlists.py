@@ -399,15 +399,18 @@ def check_not_emptied(dest: Path, request: PlaylistRequest, others: OtherModels,
                        f"({', '.join(others.models)}): run `moodtag scan`, or --any-model")
 
 
-def check_not_gone(cache: Cache, dest: Path, request: PlaylistRequest, fmt: str) -> None:
+def check_not_gone(cache: Cache, dest: Path, request: PlaylistRequest, fmt: str, *,
+                   library: Path | None = None) -> None:
     """Raise MoodtagError rather than replace a playlist file that has entries with an empty one because no
     file of its selection is on disk now: the cache keys tracks by absolute path, so a disk not mounted, or
     mounted at another place (a USB stick at /media/USER/STICK1, no longer STICK), would empty every playlist
-    with exit status 0. Some of its files there (left out for another reason or not), or none selected: the
-    playlist is written, as before."""
+    with exit status 0. With a player's `library` (--for mpd --music-dir), only the tracks in it count: the
+    other disk's tracks, there but outside MPD's music folder, are left out of its playlist all the same. Some
+    of its files there (left out for another reason or not), or none selected: the playlist is written, as
+    before."""
     if request.limit == 0 or not playlist_has_entries(dest.expanduser(), fmt):
         return
-    n = gone_selection(cache, request)
+    n = gone_selection(cache, request, library=library)
     if n:
         tracks = f"none of its {n} cached {request.mood} tracks is" if n != 1 else \
             f"its one cached {request.mood} track is not"
@@ -432,15 +435,21 @@ def check_not_unscanned(dest: Path, request: PlaylistRequest, places: PathFilter
                        f"or name {'it as it was' if one else 'them as they were'} scanned")
 
 
-def gone_selection(cache: Cache, request: PlaylistRequest) -> int:
-    """How many tracks `request` selects (its limit aside) when none of their files is on disk now; 0 when one
-    is (the first one found ends the look: one existence check, as a playlist makes, in the usual case) or
-    none is selected."""
-    from tagger.cache import TABLE
+def gone_selection(cache: Cache, request: PlaylistRequest, *, library: Path | None = None) -> int:
+    """How many tracks `request` selects (its limit aside; with `library`, those in it, symlinks resolved)
+    when none of their files is on disk now; 0 when one is (the first one found ends the look: one existence
+    check, as a playlist makes, in the usual case) or none is selected."""
+    from tagger.cache import TABLE, filter_roots
 
     where, params = _selection(replace(request, limit=None))
     access, effective, n = os.access, os.access in os.supports_effective_ids, 0
+    inside = [os.fsencode(place).rstrip(b"/") + b"/" for place in filter_roots([library])] if library else []
     for path, raw_path in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
+        if inside:
+            name = raw_path if raw_path is not None else os.fsencode(path)
+            if not any(place.startswith(folder) for place in (name, os.fsencode(os.path.realpath(name)))
+                       for folder in inside):
+                continue  # outside the player's music folder: left out of its playlist whatever its disk
         try:
             if access(raw_path if raw_path is not None else path, os.F_OK, effective_ids=effective):
                 return 0
@@ -1294,7 +1303,10 @@ def playlist_base(folder: Path | None, *, relative_to: Path | None = None, absol
 def existing_folder(path: Path, option: str) -> Path:
     """`path` absolute, `~` expanded; MoodtagError naming `option` unless it is a folder: paths relative to a
     mistyped folder, or to a file, would be a playlist of ../../.. lines that resolve nowhere."""
-    folder = Path(os.path.abspath(path.expanduser()))
+    from tagger.discover import spelt_on_disk
+
+    # as its folders spell it: a case-insensitive disk's `music` is the `Music` the cache's paths hold
+    folder = spelt_on_disk([Path(os.path.abspath(path.expanduser()))])[0]
     if not folder.is_dir():
         raise MoodtagError(f"{folder}: {option} is not a folder")
     return folder

@@ -222,3 +222,28 @@ def test_rows_under_the_path_as_typed_stay_while_its_folder_is_empty(stick, tmp_
     lib.mkdir()  # emptied for a while
     run_cli("scan", stick.mount / "music", "--db", db, "--jobs", "1")
     assert {row["status"] for row in rows(db).values()} == {"ok"}, rows(db)
+
+
+def test_a_music_dir_typed_in_another_case_finds_the_tracks(stick, tmp_path):
+    """`--for mpd --music-dir STICK/music`, the library scanned as STICK/Music: every track counted as outside
+    the music folder, and the MPD playlists were written empty (exit status 0). The folder is spelt as its
+    parent lists it, as a PATH is."""
+    lib, db = stick.mount / "Music", tmp_path / "c.db"
+    scan(lib, db)
+    proc = run_cli("playlists", "--db", db, "--for", "mpd", "--music-dir", stick.mount / "music",
+                   "--out-dir", tmp_path / "mpd", check=True)
+    assert "outside the music folder" not in proc.stderr, proc.stderr
+    listed = sorted(line for path in (tmp_path / "mpd").glob("*.m3u") for line in path.read_text().splitlines()
+                    if not line.startswith("#"))
+    assert listed == sorted(name for name, _, _ in TRACKS), listed
+
+
+def test_a_file_renamed_by_case_is_still_there_for_beets(stick):
+    """beets' `rm` without -d keeps the row of a file still there: `vanished(spelling=False)` asks whether the
+    file itself is gone, and a file renamed by case is not (its row under the old spelling is gone as spelt,
+    which a scan's vanished says)."""
+    from tagger.discover import vanished
+
+    old, new = stick.mount / "Music/A/01 one.mp3", stick.mount / "Music/A/01 ONE.mp3"
+    old.rename(new)
+    assert vanished(old) and not vanished(old, spelling=False) and not vanished(new)

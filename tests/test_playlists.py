@@ -1140,3 +1140,30 @@ def test_many_names_mpd_strips_are_ten_warnings_and_one_line(model, tmp_path):
     assert all(f" {i:02d} space first.flac" in lines[i] for i in range(10))
     assert "4 more calm tracks left out of the playlist: " in lines[10]
     assert "begins or ends with a space" in lines[10]
+
+
+def test_mpd_playlists_are_not_emptied_while_the_music_folders_disk_is_away(tmp_path):
+    """MPD's music folder on disk B, another library on disk A in the same cache: with B away (its folder
+    empty), `playlists --for mpd --music-dir B` wrote empty calm.m3u and exciting.m3u, exit status 0, since A's
+    files (there, but outside MPD's folder and left out) counted as "some of its files on disk". Only the
+    tracks in the music folder count: the playlists are kept, exit status 1, one line each."""
+    from tagger import synth
+    from tests.conftest import run_cli
+
+    a, b, db = tmp_path / "a", tmp_path / "b", tmp_path / "c.db"
+    for folder in (a, b):
+        for i, mood in enumerate(("calm", "exciting")):
+            folder.mkdir(exist_ok=True)
+            synth.make_track(folder / f"{mood}{i}.ogg", mood, 6.0, seed=i)
+    run_cli("scan", a, b, "--db", db, "--jobs", "1", "--no-write", check=True)
+    out = tmp_path / "mpd"
+    command = ("playlists", "--db", db, "--for", "mpd", "--music-dir", b, "--out-dir", out, "--any-model")
+    run_cli(*command, check=True)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert any(m3u_lines(out / name) for name in before), before  # (the model's moods decide which)
+    shutil.move(str(b), str(tmp_path / "away"))
+    b.mkdir()  # the mount point, its disk away
+    proc = run_cli(*command)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "not replaced by an empty" in proc.stderr, proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -111,7 +111,7 @@ def playlist(
             check_replaceable(output, mood, layout.fmt, force=force)
             check_not_unscanned(output, request, places, layout.fmt)
             check_not_emptied(output, request, others, layout.fmt)
-            check_not_gone(cache, output, request, layout.fmt)
+            check_not_gone(cache, output, request, layout.fmt, library=layout.library)
             _warn_not_found(places)
             (result,) = save_playlists(cache, [(request, output)], layout, side_by_side=processes_available(),
                                        min_rows=SPLIT_MIN_ROWS)
@@ -171,7 +171,7 @@ def playlists(
             check_replaceable(dest, request.mood, layout.fmt, force=force)
             check_not_unscanned(dest, request, places, layout.fmt)
             check_not_emptied(dest, request, other, layout.fmt)
-            check_not_gone(cache, dest, request, layout.fmt)
+            check_not_gone(cache, dest, request, layout.fmt, library=layout.library)
         _warn_not_found(places)
         for result, (_, dest), other in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
                                                            min_rows=SPLIT_MIN_ROWS), requests, others):
