@@ -447,8 +447,8 @@ def gone_selection(cache: Cache, request: PlaylistRequest, *, library: Path | No
     for path, raw_path in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
         if inside:
             name = raw_path if raw_path is not None else os.fsencode(path)
-            if not any(place.startswith(folder) for place in (name, os.fsencode(os.path.realpath(name)))
-                       for folder in inside):
+            if not any(name.startswith(folder) for folder in inside) and not any(
+                    os.fsencode(os.path.realpath(name)).startswith(folder) for folder in inside):
                 continue  # outside the player's music folder: left out of its playlist whatever its disk
         try:
             if access(raw_path if raw_path is not None else path, os.F_OK, effective_ids=effective):

@@ -17,7 +17,7 @@ import pytest
 from tagger import synth
 from tagger.tags import read_mood
 from tests.conftest import run_cli
-from tests.test_removable import Drive, _plugged
+from tests.test_removable import Drive, plugged_with
 from tests.test_scan import rows
 
 TRACKS = (("A/01 one.mp3", "calm", 1), ("A/02 two.ogg", "exciting", 2), ("B/03 three.flac", "calm", 3))
@@ -51,12 +51,7 @@ def made(tmp_path_factory) -> Path:
 @pytest.fixture
 def stick(tmp_path, made):
     """An exFAT stick holding the library in Music/."""
-    drive = _plugged(Stick(tmp_path))
-    try:
-        shutil.copytree(made, drive.mount / "Music")
-        yield drive
-    finally:
-        drive.remove()
+    yield from plugged_with(Stick(tmp_path), lambda mount: shutil.copytree(made, mount / "Music"))
 
 
 def scan(lib: Path, db: Path) -> dict[str, tuple[str, str]]:

@@ -202,16 +202,24 @@ def _plugged(stick: Drive, *tools: str) -> Drive:
     return stick
 
 
+def plugged_with(drive: "Drive", fill):
+    """A fixture's body: `drive` plugged in (_plugged), `fill(its mount)` run, the drive yielded, and removed
+    after the test whatever happened."""
+    drive = _plugged(drive)
+    try:
+        fill(drive.mount)
+        yield drive
+    finally:
+        drive.remove()
+
+
 @pytest.fixture
 def drive(tmp_path, flac):
-    stick = _plugged(Drive(tmp_path))
-    try:
-        shutil.copy(flac, stick.mount / "a.flac")
-        shutil.copy(flac, stick.mount / "b.flac")
-        synth.make_track(stick.mount / "c.m4a", "calm", 6.0, seed=2)
-        yield stick
-    finally:
-        stick.remove()
+    def fill(mount: Path) -> None:
+        shutil.copy(flac, mount / "a.flac")
+        shutil.copy(flac, mount / "b.flac")
+        synth.make_track(mount / "c.m4a", "calm", 6.0, seed=2)
+    yield from plugged_with(Drive(tmp_path), fill)
 
 
 def test_a_drive_pulled_out_while_its_files_are_open(drive, monkeypatch):
