@@ -20,9 +20,11 @@ class ScanProgress:
     elsewhere (a pipe, a log file) it draws nothing, since rich would print the bar's last state once,
     at the end. `read_only_once`: a tag write refused by a read-only file system is one line for the
     first file of that file system (its mount point named), the others counted in `read_only` (mount
-    point -> files), not listed; `read_only_note`, what that line says besides, in the command's voice."""
+    point -> files), not listed; `read_only_note`, what that line says besides, in the command's voice.
+    `transient`: the bar is erased when done (a command whose output follows it, such as classify's table)."""
 
-    def __init__(self, *, enabled: bool, read_only_once: bool = False, read_only_note: str = SCAN_READ_ONLY) -> None:
+    def __init__(self, *, enabled: bool, read_only_once: bool = False, read_only_note: str = SCAN_READ_ONLY,
+                 transient: bool = False) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn,
                                    TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
@@ -58,7 +60,7 @@ class ScanProgress:
                 return line
 
         narrow = (Line(),)
-        self.progress = Fitting(*full, console=err, transient=False, disable=not enabled)
+        self.progress = Fitting(*full, console=err, transient=transient, disable=not enabled)
         self.task = None
         self.analysed = 0
         self.t0 = None
@@ -74,23 +76,23 @@ class ScanProgress:
         if self.task is not None:
             return self.progress.__exit__(*exc)
 
-    def _shown(self):
+    def _shown(self, description: str = "finding tracks"):
         """The bar appears with the first progress, so an early error is not preceded by an empty bar."""
         if self.task is None:
             self.progress.__enter__()
-            self.task = self.progress.add_task("finding tracks", total=None, rate="")
+            self.task = self.progress.add_task(description, total=None, rate="")
 
     def walking(self, count: int) -> None:
         self._shown()
         self.progress.update(self.task, description=f"finding tracks ({count})")
 
-    def start(self, total: int, todo: int) -> None:
+    def start(self, total: int, todo: int, description: str | None = None) -> None:
         import time
 
-        self._shown()
+        self._shown(description or "finding tracks")
         self.t0 = time.monotonic()
         # the unchanged tracks found while walking are done already, and stay counted
-        self.progress.update(self.task, total=total, description=f"scanning ({todo} to analyse)")
+        self.progress.update(self.task, total=total, description=description or f"scanning ({todo} to analyse)")
 
     def advance(self, analysed: bool) -> None:
         import time

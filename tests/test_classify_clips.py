@@ -279,3 +279,16 @@ def test_ctrl_c_on_a_terminal_still_shows_the_rows_so_far(tracks, tmp_path):
     rows = [line.split()[:2] for line in text.splitlines() if line.strip().startswith("/")]
     assert rows[:2] == [[str(tracks["calm"]), "calm"], [str(tracks["exciting"]), "exciting"]], text
     assert len(rows) < 2 + len(rest), text  # interrupted: not every file
+
+
+def test_many_files_show_a_bar_on_a_terminal_and_nothing_in_a_pipe(tracks, tmp_path):
+    """Classifying a list of files showed nothing until the last was done: on a terminal (standard error)
+    a bar now counts them; in a pipe or a log file, no bar and the same lines as before."""
+    from tests.conftest import on_a_terminal
+
+    files = [str(tracks["calm"]), str(tracks["exciting"]), str(tracks["calm"])]
+    shown = on_a_terminal(["classify", *files], stream="stderr", columns=120)
+    frames = [frame for frame in re.split(r"[\r\n]+", shown) if frame.strip()]
+    assert any("classifying" in frame and re.search(r"\b3/3\b", frame) for frame in frames), shown
+    piped = run_cli("classify", *files, check=True)
+    assert "classifying" not in piped.stderr + piped.stdout and len(piped.stdout.splitlines()) == 4, piped

@@ -32,6 +32,7 @@ def classify(
     from tagger.analyze import analyze_track
     from tagger.commands.timeline import render_timeline
     from tagger.console import error_line, out, unpadded
+    from tagger.progress import ScanProgress
     from tagger.commands.query import _stdout_is_terminal
     from tagger.records import TrackResult, key_spelling, printable, printable_cells
     from tagger.weights import load_model
@@ -40,34 +41,41 @@ def classify(
     failed = 0
     first = True
     table = Table("file", "mood", "confidence", *loaded.spec.labels, box=None)
-    piped = not (json_lines or clips) and not _stdout_is_terminal()
+    terminal = _stdout_is_terminal()
+    piped = not (json_lines or clips) and not terminal
     if piped:  # tab-separated, a line per file, as query writes into a pipe (a table would fold long names)
         typer.echo("\t".join(["path", "mood", "confidence", *loaded.spec.labels]))
+    # a bar on standard error (a terminal's only) while the files are analysed, erased before the table; not
+    # where the results are lines on that same terminal as they come (--json, --clips), which it would break up
+    progress = ScanProgress(enabled=len(files) > 1 and (not terminal or not (json_lines or clips)), transient=True)
     try:
-        for path in files:
-            refused = _not_a_file(path)
-            if refused:
-                result = TrackResult.failed(path, refused, model_name=loaded.spec.name,
-                                            model_version=loaded.spec.version)
-            else:
-                result = analyze_track(path, loaded)
-            if json_lines:
-                out.print(json.dumps(result.to_json(), ensure_ascii=False), markup=False, highlight=False)
-            elif result.ok and clips:
-                if not first:
-                    out.print()
-                with unpadded(out):  # in a pipe, no spaces after a bar or a wrapped line's last word
-                    render_timeline(result, loaded.spec, out)
-                first = False
-            elif result.ok and piped:
-                typer.echo(printable_cells([key_spelling(os.fsencode(path)), result.mood, f"{result.confidence:.4f}",
-                                            *(f"{result.scores[label]:.4f}" for label in loaded.spec.labels)]))
-            elif result.ok:
-                table.add_row(escape(printable(path)), escape(result.mood), f"{result.confidence:.3f}",
-                              *(f"{result.scores[label]:.3f}" for label in loaded.spec.labels))
-            if not result.ok:
-                failed += 1
-                error_line(path, result.error)
+        with progress:
+            progress.start(len(files), len(files), description="classifying")
+            for path in files:
+                refused = _not_a_file(path)
+                if refused:
+                    result = TrackResult.failed(path, refused, model_name=loaded.spec.name,
+                                                model_version=loaded.spec.version)
+                else:
+                    result = analyze_track(path, loaded)
+                if json_lines:
+                    out.print(json.dumps(result.to_json(), ensure_ascii=False), markup=False, highlight=False)
+                elif result.ok and clips:
+                    if not first:
+                        out.print()
+                    with unpadded(out):  # in a pipe, no spaces after a bar or a wrapped line's last word
+                        render_timeline(result, loaded.spec, out)
+                    first = False
+                elif result.ok and piped:
+                    typer.echo(printable_cells([key_spelling(os.fsencode(path)), result.mood, f"{result.confidence:.4f}",
+                                                *(f"{result.scores[label]:.4f}" for label in loaded.spec.labels)]))
+                elif result.ok:
+                    table.add_row(escape(printable(path)), escape(result.mood), f"{result.confidence:.3f}",
+                                  *(f"{result.scores[label]:.3f}" for label in loaded.spec.labels))
+                if not result.ok:
+                    failed += 1
+                    error_line(path, result.error)
+                progress.advance(True)
     finally:  # a Ctrl-C late in a long list: the rows so far still show (then `interrupted`), not lost
         if not json_lines and table.row_count:
             out.print(table)
