@@ -57,7 +57,7 @@ from beets.dbcore import types
 from beets.plugins import BeetsPlugin
 
 from tagger.cache import KEPT, Cache, CachedTrack, path_key, resolve_db_path, scan_lock
-from tagger.discover import behind_broken_link, own_name, vanished
+from tagger.discover import behind_broken_link, own_name, spelt_on_disk, vanished
 from tagger.errors import MoodtagError
 from tagger.records import TrackRef, printable
 from tagger.scan import ScanEvent, ScanSummary, TrackOutcome, scan_files
@@ -72,13 +72,15 @@ class ItemTally:
     """What the items got, beside the scan's counts (which are of files): how many items and files,
     moodtag's mood per item (two items of one file count twice), the items whose own mood was kept, and,
     in a dry run, the files whose tags the run would write (the scan's count is of a run that tags every
-    file it may: not the files of an item with a mood of its own, nor any without -w)."""
+    file it may: not the files of an item with a mood of its own, nor any without -w), and the items left
+    as they are because their files are on a disk not mounted now (`away`: its mount point -> items)."""
 
     items: int = 0
     files: int = 0
     moods: Counter = field(default_factory=Counter)
     kept: int = 0
     would_write: int = 0
+    away: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
                on_kept: Callable[[object, str, str | None], None] = lambda item, mood, theirs: None,
                on_unread: Callable[[object, str], None] = lambda item, cause: None,
                on_set: Callable[[object, TrackOutcome], None] = lambda item, outcome: None,
+               on_away: Callable[[Path, int], None] = lambda point, items: None,
                stop: Callable[[], bool] = lambda: False) -> tuple[ScanSummary, ItemTally]:
     """Analyse the files of beets `items` (moodtag's scan and cache), store each item's mood and
     confidence in beets' database, and write the files' tags when `write` (with `retag`, those of files
@@ -119,13 +122,19 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
     confidence change, or would in a dry run (not one that holds them already: holds_result),
     `on_set(item, outcome)`. A mood of the item's or the file's own that agrees with moodtag's (case
     aside: differs) is no conflict, and nothing is said of it. Every item of a file gets its mood, however the
-    scan names the file (FileItems). Raises MoodtagError for an unusable model or cache."""
+    scan names the file (FileItems). The items whose files are gone from a disk a scan saw mounted that is
+    not mounted now (Mounts.away) are not given to the scan (their rows stay as they are, as `moodtag scan`
+    leaves them): `on_away(mount point, items)` is told of each such disk, before the scan. Raises
+    MoodtagError for an unusable model or cache."""
     rows = KnownRows(db)
     try:
-        files = FileItems(items, has_row=rows)
+        files = FileItems(items, has_row=rows, away=rows.away)
     finally:
         rows.close()
-    tally = ItemTally(items=files.items, files=len(files.groups))
+    tally = ItemTally(items=files.items, files=len(files.groups) + sum(map(len, files.away.values())),
+                      away={point: len(on_it) for point, on_it in files.away.items()})
+    for point, count in sorted(tally.away.items()):
+        on_away(point, count)
 
     def leave_tags(path: Path, mood: str) -> bool:
         return not replace_mood and any(differs(own_mood(item), mood) for item in files.of(path))
@@ -166,6 +175,17 @@ def item_path(item) -> Path:
     return Path(os.path.abspath(os.fsdecode(item.path)))
 
 
+def on_disk(paths: list[Path]) -> list[Path]:
+    """Each path as its folders list it (discover.spelt_on_disk, each folder looked at once for all), where
+    its file is there: on a case-insensitive disk (exFAT or FAT32 on a stick, a CIFS share, macOS) the
+    spelling beets keeps after a rename by case (`calm_a.flac` -> `CALM_A.flac`) still opens the file,
+    while `moodtag scan` keys its row by the listed one; given beets' spelling, the scan analysed the file
+    again beside that row (two rows, counted and listed twice). A path whose file is not there stays as
+    beets spells it: on a case-sensitive disk the name in another case is another file."""
+    spelt = spelt_on_disk(paths)
+    return [new if new == old or os.path.exists(old) else old for old, new in zip(paths, spelt)]
+
+
 def scan_name(path: Path, has_row: Callable[[Path], bool] = lambda path: False) -> Path:
     """The name the scan is given for the item's file at `path`: `path`, except where that is a symlink to
     a file, named as a scan of the folders above it names the file (discover.own_name): beets'
@@ -186,31 +206,51 @@ def scan_name(path: Path, has_row: Callable[[Path], bool] = lambda path: False) 
 
 
 class KnownRows:
-    """Whether moodtag's cache holds a row under a path (called with the path), for scan_name: the cache opened
-    read-only at the first question (never, where no item is a link into a hidden folder), and closed
-    before the scan opens it. A cache that is not there or cannot be read holds none (the scan then says
-    what is wrong with it)."""
+    """Whether moodtag's cache holds a row under a path (called with the path), for scan_name, and the disk
+    away a gone file lies on (away): the cache opened read-only at the first question (never, where no
+    item is a link into a hidden folder nor gone), and closed before the scan opens it. A cache that is
+    not there or cannot be read holds none, and knows no disk (the scan then says what is wrong with it)."""
 
     def __init__(self, db: Path | None) -> None:
         self._db = db
         self._cache: Cache | None = None
+        self._mounts = None
         self._off = False
 
     def __call__(self, path: Path) -> bool:
-        if self._off:
-            return False
         key = path_key(path)[0]
         try:
-            if self._cache is None:
-                place = resolve_db_path(self._db)
-                if not place.is_file():
-                    self._off = True
-                    return False
-                self._cache = Cache.open_readonly(place)
-            return bool(self._cache.lookup([key]))
+            cache = self._opened()
+            return cache is not None and bool(cache.lookup([key]))
         except (MoodtagError, sqlite3.Error, OSError):
             self._off = True
             return False
+
+    def away(self, path: Path) -> Path | None:
+        """The mount point of the disk not mounted now that the gone file at `path` lies on, as a scan saw it
+        (Cache.mounts, Mounts.away); None where there is none."""
+        try:
+            cache = self._opened()
+            if cache is None:
+                return None
+            if self._mounts is None:
+                self._mounts = cache.mounts()
+            point = self._mounts.away(path)
+        except (MoodtagError, sqlite3.Error, OSError):
+            self._off = True
+            return None
+        return Path(os.fsdecode(point)) if point is not None else None
+
+    def _opened(self) -> Cache | None:
+        if self._off:
+            return None
+        if self._cache is None:
+            place = resolve_db_path(self._db)
+            if not place.is_file():
+                self._off = True
+                return None
+            self._cache = Cache.open_readonly(place)
+        return self._cache
 
     def close(self) -> None:
         if self._cache is not None:
@@ -223,27 +263,36 @@ class FileItems:
     the scan takes a file once however many names it has (two hard links, an item's symlink and its
     target, two items of one path), under the name it chooses (a symlink's target where the cache knows
     it), and a tag write may rename a new file over it (a new inode). A file that cannot be looked at is
-    a group of its own, by its path. The scan is given each file by its scan_name (`has_row`: the
-    cache's KnownRows)."""
+    a group of its own, by its path. The scan is given each file by the scan_name of its spelling on disk
+    (on_disk; `has_row`: the cache's KnownRows). An item whose file is gone from a disk not mounted now
+    (`away`, KnownRows.away: its mount point) is in no group and not given: `self.away`, mount point ->
+    its items."""
 
-    def __init__(self, items: Iterable, *, has_row: Callable[[Path], bool] = lambda path: False) -> None:
+    def __init__(self, items: Iterable, *, has_row: Callable[[Path], bool] = lambda path: False,
+                 away: Callable[[Path], Path | None] = lambda path: None) -> None:
         self.groups: dict[object, list] = {}
         self.real: dict[str, object] = {}  # a real path (symlinks resolved) -> its group's identity
         self.paths: list[Path] = []  # the items' paths, each once: what the scan is given
+        self.away: dict[Path, list] = {}
         self.items = 0
         given: set[Path] = set()
-        for item in items:
-            path = item_path(item)
-            name = scan_name(path, has_row)
+        items = list(items)
+        paths = [item_path(item) for item in items]
+        for item, path, spelt in zip(items, paths, on_disk(paths)):
+            self.items += 1
+            ident = _identity(path)
+            point = away(path) if isinstance(ident, str) else None  # not there: maybe on a disk away
+            if point is not None:
+                self.away.setdefault(point, []).append(item)
+                continue
+            name = scan_name(spelt, has_row)
             if name not in given:
                 given.add(name)
                 self.paths.append(name)
-            self.items += 1
-            ident = _identity(path)
             self.groups.setdefault(ident, []).append(item)
             self.real.setdefault(os.path.realpath(path), ident)
-            self.real.setdefault(str(path), ident)
-            self.real.setdefault(str(name), ident)
+            for named in (path, spelt, name):
+                self.real.setdefault(str(named), ident)
 
     def of(self, path: Path) -> list:
         """The items whose file the scan named `path` (as given, or by its real path)."""
@@ -371,9 +420,10 @@ def summary_line(summary: ScanSummary, tally: ItemTally, read_only: dict | None 
     """One line: items (and their files, where fewer), analysed, cached, failed (among them the files whose
     tag write a read-only file system refused, counted per mount point: `read_only`, ScanProgress.read_only;
     and, among the cached, the files that failed before and are unchanged since, which no run tries again
-    unless forced, as `moodtag scan` says), tags written (in a dry run, those the run would write:
-    ItemTally.would_write, as `moodtag scan -n` counts them) and why not (left untagged, own mood kept),
-    and the count of each mood, by item."""
+    unless forced, as `moodtag scan` says), the items left as they are on disks not mounted now
+    (ItemTally.away), tags written (in a dry run, those the run would write: ItemTally.would_write, as
+    `moodtag scan -n` counts them) and why not (left untagged, own mood kept), and the count of each mood,
+    by item."""
     items = tally.items
     failed = len(summary.problems)
     moods = ", ".join(f"{mood} {n}" for mood, n in sorted(tally.moods.items()))
@@ -381,11 +431,13 @@ def summary_line(summary: ScanSummary, tally: ItemTally, read_only: dict | None 
         [f"beets' own mood kept {tally.kept}"] if tally.kept else [])
     files = f" ({tally.files} file{'s' if tally.files != 1 else ''})" if tally.files < items else ""
     refused = ", ".join(f"{printable(str(mount))} {n}" for mount, n in sorted((read_only or {}).items()))
+    away = sum(tally.away.values())
     return (f"{items} item{'s' if items != 1 else ''}{files}: {summary.analysed} analysed, {summary.cached} "
             f"unchanged (cached), {failed} failed"
             + (f" (tags not written on a read-only file system: {refused})" if refused else "")
             + (f", {summary.failed_before} failed before and unchanged (-f tries again)" if summary.failed_before
                else "")
+            + (f", {away} on a disk not mounted (left as {'it is' if away == 1 else 'they are'})" if away else "")
             + (f", tags that would be written {tally.would_write}" if summary.dry_run
                else f", tags written {summary.written}")
             + (f", left untagged {summary.untagged} (--retag tags those without a mood of their own)"
@@ -448,7 +500,9 @@ class BeetsWrites:
         self._off = False                      # the configured cache cannot be used (said once)
         self._caches: dict[int, Cache] = {}    # by thread
         self._noted: dict[bytes, Noted] = {}   # by the path beets writes
-        self._removed: list[bytes] = []        # the files of the items beets removed (item_removed)
+        self._removed: list[tuple[bytes, Path | None]] = []  # the files of the items beets removed
+        # (item_removed), each with its spelling on disk where that differs
+        self._moving: dict[bytes, Path] = {}   # a file beets moves -> its spelling on disk (before_item_moved)
         self._guard = threading.Lock()
 
     def before(self, path: bytes) -> None:
@@ -472,6 +526,20 @@ class BeetsWrites:
         except Exception as exc:  # noqa: BLE001 (beets' write is done; the next scan analyses the file)
             self._warn(path, "moodtag's cache not updated after beets' write", exc)
 
+    def moving(self, source: bytes) -> None:
+        """beets' `before_item_moved` event: where the cache has no row under beets' spelling of the file,
+        its spelling on disk noted (on_disk: a file renamed by case on a case-insensitive disk, whose row
+        `moodtag scan` keys by that spelling), for moved, which no longer finds the file there."""
+        try:
+            cache = self._cache()
+            file = Path(os.path.abspath(os.fsdecode(source)))
+            if cache is not None and not cache.lookup([path_key(file)[0]]):
+                spelt = on_disk([file])[0]
+                if spelt != file:
+                    self._moving[source] = spelt
+        except Exception as exc:  # noqa: BLE001 (beets' move goes on whatever happens here)
+            self._warn(source, "not noted before beets' move", exc)
+
     def moved(self, source: bytes, destination: bytes) -> None:
         """beets' `item_moved` event (`beet mv`, `beet move`, an import with move; the file is at
         `destination` now): the row of the file at `source`, where it is current for the file as it is
@@ -479,17 +547,24 @@ class BeetsWrites:
         keeping its result, status and tag_state (Cache.found_again, as a scan moves a renamed file's row,
         a failed one too); so the next scan neither analyses the file again (a failed tag write is tried
         again, a file that failed to decode counts as failed before) nor keeps a second row under the old
-        path. Where the destination has a row already, both stay as they are. A copy (`item_copied`) is
-        another file: left alone."""
+        path (or under the spelling on disk that `moving` noted). Where the destination has a row already,
+        both stay as they are. A copy (`item_copied`) is another file: left alone."""
         try:
-            self._move_row(source, destination)
+            self._move_row(source, destination, self._moving.pop(source, None))
         except Exception as exc:  # noqa: BLE001 (beets' move is done; the next scan analyses the file)
             self._warn(destination, "moodtag's cache not updated after beets' move", exc)
 
     def removed(self, item) -> None:
-        """beets' `item_removed` event: the item's file noted. beets sends it before `beet rm -d` deletes
-        the file, so whether the file is gone is seen at `cli_exit` (close)."""
-        self._removed.append(bytes(item.path))
+        """beets' `item_removed` event: the item's file noted, and its spelling on disk where that differs
+        (on_disk: its row's, after a rename by case). beets sends it before `beet rm -d` deletes the file,
+        so whether the file is gone is seen at `cli_exit` (close)."""
+        path, spelt = bytes(item.path), None
+        try:
+            file = Path(os.path.abspath(os.fsdecode(path)))
+            spelt = next((name for name in on_disk([file]) if name != file), None)
+        except Exception:  # noqa: BLE001 (beets' removal goes on; beets' spelling is noted)
+            pass
+        self._removed.append((path, spelt))
 
     def close(self) -> None:
         """beets' `cli_exit` event: the rows of removed items' files that are gone now marked missing
@@ -499,6 +574,7 @@ class BeetsWrites:
         with self._guard:
             caches, self._caches = list(self._caches.values()), {}
         self._noted.clear()
+        self._moving.clear()
         for cache in caches:
             try:
                 cache.close()
@@ -508,9 +584,11 @@ class BeetsWrites:
     def forget_removed(self) -> None:
         """The row of each removed item's file that is gone now (`beet rm -d`; as a scan's _gone: not a
         file behind a broken link, whose disk may be back) marked missing, so that `moodtag prune`
-        forgets it; a file still there (`beet rm` without -d) keeps its row."""
+        forgets it; a file still there (`beet rm` without -d) keeps its row. Gone is asked of beets' spelling,
+        the name beets deleted (exfat-fuse's kernel may hold the other spelling a while); the row is looked
+        up under its spelling on disk too (removed)."""
         removed, self._removed = self._removed, []
-        for path in dict.fromkeys(removed):
+        for path, spelt in dict.fromkeys(removed):
             try:
                 file = Path(os.path.abspath(os.fsdecode(path)))
                 if not vanished(file, spelling=False) or behind_broken_link(file):  # the file itself is there
@@ -519,14 +597,17 @@ class BeetsWrites:
                 if cache is None:
                     return
                 found = cache.row_of(file)
+                if found is None and spelt is not None:
+                    found = cache.row_of(spelt)
                 if found is not None:
                     cache.mark_missing([found[1].path])
             except Exception as exc:  # noqa: BLE001 (beets' removal is done)
                 self._warn(path, "not marked missing in moodtag's cache after beets deleted it", exc,
                            then="`moodtag scan` of its folder marks it")
 
-    def _move_row(self, source: bytes, destination: bytes) -> None:
-        """moved's work: the source's row, where current for the destination's file, under its path."""
+    def _move_row(self, source: bytes, destination: bytes, spelt: Path | None = None) -> None:
+        """moved's work: the source's row (or the row under its spelling on disk, `spelt`), where current for
+        the destination's file, under its path."""
         cache = self._cache()
         if cache is None:
             return
@@ -534,6 +615,8 @@ class BeetsWrites:
         if old == new:  # beets' move of a file onto itself (same file) sends the event too
             return
         found = cache.row_of(old)
+        if found is None and spelt is not None:
+            found = cache.row_of(spelt)
         if found is None:
             return
         row, st = found[1], os.stat(new)
@@ -554,6 +637,9 @@ class BeetsWrites:
         except OSError:  # no file there yet: beets' write fails, or another plugin makes it
             return None
         found = cache.row_of(file)
+        if found is None:  # renamed by case on a case-insensitive disk: its row is under the listed spelling
+            spelt = on_disk([file])[0]
+            found = cache.row_of(spelt) if spelt != file else None
         if found is None:
             return None
         place, row = found
@@ -684,6 +770,7 @@ class MoodtagPlugin(BeetsPlugin):
         self._writes = BeetsWrites(lambda: self._db(None), self._log)  # beets' own tag writes
         self.register_listener("write", self._writes.before)
         self.register_listener("after_write", self._writes.after)
+        self.register_listener("before_item_moved", self._writes.moving)
         self.register_listener("item_moved", self._writes.moved)
         self.register_listener("item_removed", self._writes.removed)
         self.register_listener("cli_exit", self._writes.close)
@@ -769,9 +856,9 @@ class MoodtagPlugin(BeetsPlugin):
                  nowrite: str = "-W (--nowrite)", **settings) -> ScanSummary:
         """mood_items with a progress bar on stderr, one line per failed file (but one per read-only file
         system that refused tag writes, naming its mount point and `nowrite`, the option that writes no
-        tags; the summary counts its files), per item whose own mood is
-        kept, per item that takes its file's own mood (in place of the scan's line for the file) and per
-        item left as it is because its file's tags cannot be read (in a dry run, per item whose mood or
+        tags; the summary counts its files), one per disk not mounted now whose items are left as they are
+        (naming its mount point; the summary counts them), per item whose own mood is kept, per item that
+        takes its file's own mood (in place of the scan's line for the file) and per item left as it is because its file's tags cannot be read (in a dry run, per item whose mood or
         confidence moodtag's would change too), and a summary line; a MoodtagError becomes
         beets' one-line UserError. `jobs_from`: what set the jobs (the config's
         moodtag.jobs, or -j/--jobs), named where they are capped to the cores."""
@@ -810,6 +897,13 @@ class MoodtagPlugin(BeetsPlugin):
                         f"is left as it is")
             progress.log(f"[yellow]kept:[/] {shown(item_path(item))}: {what} (--replace-mood replaces it)")
 
+        def on_away(point: Path, count: int) -> None:
+            from tagger.records import counted
+
+            progress.log(f"[yellow]warning:[/] {shown(point)}: the disk a scan saw mounted there is not mounted now; "
+                         f"{counted(count, 'item')} on it left as {'it is' if count == 1 else 'they are'} (mount it, "
+                         f"then `beet moodtag`)")
+
         def on_unread(item, cause: str) -> None:
             progress.log(f"[yellow]warning:[/] {shown(item_path(item))}: its file's tags cannot be read "
                          f"({shown(cause)}), so whether it holds a mood of its own is not known; the item is "
@@ -818,8 +912,8 @@ class MoodtagPlugin(BeetsPlugin):
         try:
             with progress:
                 summary, tally = mood_items(items, write=write, dry_run=dry_run, on_event=on_event,
-                                            on_kept=on_kept, on_unread=on_unread, on_set=on_set, stop=stop,
-                                            **settings)
+                                            on_kept=on_kept, on_unread=on_unread, on_set=on_set, on_away=on_away,
+                                            stop=stop, **settings)
         except MoodtagError as exc:
             raise ui.UserError(printable(str(exc))) from None
         self._log.info("{}", summary_line(summary, tally, progress.read_only))

@@ -1034,3 +1034,25 @@ def test_a_read_only_file_system_is_one_line_and_a_count_in_beets(tmp_path, orig
             f"{mounts['b']} 1), tags written 2;") in out["writable"]["err"], out["writable"]["err"]
     assert {Path(p).name: m for p, m in out["tags"].items()} == {
         name: None if name in tracks["b"] else mood for name, (mood, _) in TRACKS.items()}
+
+
+def test_two_files_whose_names_differ_only_by_case_keep_their_own_rows(tmp_path, originals):
+    """On a case-sensitive disk `calm_a.flac` and `CALM_A.FLAC` are two files: the plugin's spelling on disk
+    (for a case-insensitive one, where a file renamed by case keeps one row) never takes one for the other,
+    whether both are there or one item's file is gone."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    lower, upper = beet.music / "calm_a.flac", beet.music / "CALM_A.FLAC"  # each the other in the other case
+    synth.make_track(upper, "calm", 20.0, seed=9)
+    beet("import", "-A", "-q", str(beet.music))
+    assert "5 items: 5 analysed" in beet("moodtag").stderr
+    assert "5 items: 0 analysed, 5 unchanged (cached)" in beet("moodtag").stderr
+    assert [path for path, _ in cache_rows(beet)] == sorted(str(beet.music / n) for n in [*TRACKS, upper.name])
+    confidence = beet.fields("$mood_confidence")
+    assert confidence[lower.name] != confidence[upper.name]
+
+    lower.unlink()
+    run = beet("moodtag")
+    assert "5 items: 0 analysed, 4 unchanged (cached), 1 failed" in run.stderr, run.stderr
+    assert f"failed: {lower}: " in run.stderr
+    assert beet.fields("$mood_confidence") == confidence
+    assert dict(cache_rows(beet))[str(upper)] == "ok"

@@ -242,3 +242,86 @@ def test_a_file_renamed_by_case_is_still_there_for_beets(stick):
     old, new = stick.mount / "Music/A/01 one.mp3", stick.mount / "Music/A/01 ONE.mp3"
     old.rename(new)
     assert vanished(old) and not vanished(old, spelling=False) and not vanished(new)
+
+
+def beets_on(stick, tmp_path, made):
+    """A beets set-up (tests/test_beets.py's, its config and library off the stick) whose items are the
+    stick's Music/ files, imported in place as singletons (untagged, so alike: kept) and analysed once by
+    `beet moodtag`."""
+    from tests.test_beets import Beets
+
+    beet = Beets(tmp_path / "beets", made, moodtag={"auto": False, "jobs": 1},
+                 **{"import": {"duplicate_action": "keep"}})
+    beet.music = stick.mount / "Music"
+    beet("import", "-A", "-q", "-s", str(beet.music))
+    assert f"{len(TRACKS)} items: {len(TRACKS)} analysed" in beet("moodtag").stderr
+    return beet
+
+
+def test_beets_items_renamed_by_case_keep_the_one_row_moodtag_scan_keeps(stick, tmp_path, made):
+    """A file renamed by case that beets still spells the old way (the old spelling opens it, so `beet
+    update` changes nothing), beside a nightly `moodtag scan; moodtag prune`: the scan keys the row by the
+    listed spelling, `beet moodtag` looked it up under beets' and analysed the file again, every cycle (a
+    second ok row: stats and the calm playlist counted the track twice; prune forgot the beets-spelled row
+    marked missing). The plugin gives the scan the file as its folder lists it: nothing analysed again,
+    one row."""
+    lib, db = stick.mount / "Music", tmp_path / "beets" / "beets" / "moodtag.db"
+    beet = beets_on(stick, tmp_path, made)
+    (lib / "A" / "01 one.mp3").rename(lib / "A" / "01 ONE.mp3")
+    beet("update")
+    assert str(lib / "A" / "01 one.mp3") in beet("ls", "-f", "$path").stdout.splitlines()  # beets' spelling
+    listed = sorted(str(lib / name) for name in ("A/01 ONE.mp3", "A/02 two.ogg", "B/03 three.flac"))
+    for _ in range(2):
+        run_cli("scan", lib, "--db", db, "--jobs", "1", "--no-write", check=True)
+        run_cli("prune", "--db", db, check=True)
+        run = beet("moodtag")
+        assert f"{len(TRACKS)} items: 0 analysed, {len(TRACKS)} unchanged (cached)" in run.stderr, run.stderr
+        assert sorted(rows(db)) == listed and {row["status"] for row in rows(db).values()} == {"ok"}, rows(db)
+    assert f"{len(TRACKS)} tracks" in run_cli("stats", "--db", db, check=True).stdout.splitlines()[0]
+    assert beet.fields("$mood") == {Path(name).name: mood for name, mood, _ in TRACKS}
+
+
+def test_beets_writes_moves_and_removals_find_a_case_renamed_files_row(stick, tmp_path, made):
+    """After a rename by case and `moodtag scan` (the row under the listed spelling), beets' own write, `beet
+    mv` and `beet rm -d` of the item (beets' old spelling) looked the row up under beets' spelling only:
+    the write left the row stale and the move left it behind (the file analysed again at its new path, a
+    stale ok row at the old one), and the removal left it ok. Each finds the row under the listed spelling."""
+    lib, db = stick.mount / "Music", tmp_path / "beets" / "beets" / "moodtag.db"
+    beet = beets_on(stick, tmp_path, made)
+    for name in ("A/01 one.mp3", "A/02 two.ogg"):
+        (lib / name).rename(lib / name.upper())
+    run_cli("scan", lib, "--db", db, "--jobs", "1", "--no-write", check=True)
+    old, gone = lib / "A" / "01 one.mp3", lib / "A" / "02 two.ogg"
+    run = beet("modify", "-y", "-w", "title=Renamed", f"path:{old}")
+    assert "moodtag:" not in run.stderr, run.stderr
+    (stick.mount / "Other").mkdir()
+    run = beet("mv", "-d", str(stick.mount / "Other"), f"path:{old}")
+    assert "Traceback" not in run.stderr and "moodtag:" not in run.stderr, run.stderr
+    moved = [p for p in (stick.mount / "Other").rglob("*") if p.is_file()]
+    assert len(moved) == 1
+    run = beet("rm", "-d", "-f", f"path:{gone}")
+    assert os.listdir(lib / "A") == [], run.stderr  # (exists() may still see the kernel's entry of that spelling)
+    assert {path: row["status"] for path, row in rows(db).items()} == {
+        str(moved[0]): "ok", str(lib / "A" / "02 TWO.OGG"): "missing", str(lib / "B/03 three.flac"): "ok"}
+    run = beet("moodtag")
+    assert "2 items: 0 analysed, 2 unchanged (cached)" in run.stderr, run.stderr
+
+
+def test_beets_items_on_a_disk_not_mounted_are_one_line_and_keep_their_rows(stick, tmp_path, made):
+    """The stick unplugged: `beet moodtag` printed a `no such file or folder` line per item (a library's
+    thousands) and counted each failed. As `moodtag scan` leaves the rows of a disk a scan saw mounted
+    that is not mounted now, the plugin leaves its items: one line naming the mount point, a count in the
+    summary, the rows and the items' moods as they were."""
+    db = tmp_path / "beets" / "beets" / "moodtag.db"
+    beet = beets_on(stick, tmp_path, made)
+    before = rows(db)
+    subprocess.run(["umount", str(stick.mount)], check=True, capture_output=True)
+    os.waitpid(stick.pid, 0)
+    stick.pid = None
+    for args in (("moodtag",), ("moodtag", "-p")):
+        run = beet(*args)
+        lines = [line for line in run.stderr.splitlines() if str(stick.mount) in line]
+        assert len(lines) == 1 and "not mounted now" in lines[0] and "3 items on it" in lines[0], run.stderr
+        assert "failed:" not in run.stderr and ", 0 failed, 3 on a disk not mounted" in run.stderr, run.stderr
+    assert rows(db) == before
+    assert beet.fields("$mood") == {Path(name).name: mood for name, mood, _ in TRACKS}
