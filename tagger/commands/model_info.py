@@ -82,11 +82,14 @@ def model_info(
 
 def metric_rows(metrics: dict) -> list[tuple[str, str]]:
     """The spec's metrics as table rows: the nested figures first (the plain ones chose and scored on the
-    same folds), then each held-out validation, then any other figure as it is."""
+    same folds), then each held-out validation and the lockbox, then any other figure as it is."""
     metrics = dict(metrics)
     nested = metrics.pop(NESTED, None) if _is_nested(metrics.get(NESTED)) else None
     rows = nested_rows(nested) if nested else []
     for key, value in metrics.items():
+        if key == LOCKBOX and _is_nested(value):
+            rows += nested_rows(value, title="lockbox (games set aside, scored once)")
+            continue
         if isinstance(value, dict) and isinstance(value.get("pooled"), dict):
             title = "plain leave-one-game-out (optimistic)" if nested and key == "held_out" else f"metric {key}"
             rows += held_out_rows(title, value)
@@ -152,15 +155,17 @@ def held_out_rows(title: str, held_out: dict) -> list[tuple[str, str]]:
 
 
 NESTED = "nested_leave_one_game_out"
+LOCKBOX = "lockbox"
 
 
 def _is_nested(value) -> bool:
     return isinstance(value, dict) and all(isinstance(value.get(k), (int, float)) for k in ("ba", "auc", "tracks"))
 
 
-def nested_rows(nested: dict) -> list[tuple[str, str]]:
+def nested_rows(nested: dict, title: str = "nested leave-one-game-out") -> list[tuple[str, str]]:
     """The nested leave-one-game-out figures ({"ba", "auc", "tracks", "games", "intervals", "method", "user"},
-    written by benchmarks/real_cv.py) as table rows: the headline, then how often each label is missed."""
+    written by benchmarks/real_cv.py; the lockbox's have the same keys) as table rows: the headline under
+    `title`, then how often each label is missed. Three games or fewer are named."""
     from tagger.records import counted
 
     intervals = nested.get("intervals") or {}
@@ -170,10 +175,11 @@ def nested_rows(nested: dict) -> list[tuple[str, str]]:
         return _f(nested[key]) + (f" (interval {_f(low)}-{_f(high)})" if low is not None and high is not None else "")
 
     games = nested.get("games") or []
+    named = f": {', '.join(map(str, games))}" if 0 < len(games) <= 3 else ""
     about = "; ".join(part for part in (counted(nested["tracks"], "track")
-                                        + (f", {counted(len(games), 'game')}" if games else ""),
+                                        + (f", {counted(len(games), 'game')}{named}" if games else ""),
                                         nested.get("method")) if part)
-    rows = [("nested leave-one-game-out", f"balanced accuracy {figure('ba')}, ROC-AUC {figure('auc')} ({about})")]
+    rows = [(title, f"balanced accuracy {figure('ba')}, ROC-AUC {figure('auc')} ({about})")]
     user = nested.get("user") or {}
     if user:
         rows.append(("  mistakes", ", ".join(f"{key.replace('_', ' ')} {value:.0%}" for key, value in user.items()
