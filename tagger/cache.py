@@ -1278,9 +1278,11 @@ class Cache:
                                   for place in (os.path.abspath(disk), os.path.realpath(disk))))
         empty: dict[bytes, bytes | None] = {}
         there: dict[str, bytes] = {}  # rows marked missing whose paths are there: back, or a link's second row
+        looked: set[str] = set()
         for key, raw, status in self._prune_candidates(roots, gone_disks):
             if should_stop():
                 raise Stopped
+            looked.add(key)
             path = raw if raw is not None else os.fsencode(key)
             if not vanished(path):
                 if status == "missing":
@@ -1301,11 +1303,40 @@ class Cache:
                 continue
             plan.forget.append(key)
             plan.marked += status == "missing"
+        self._away_kept(plan, roots, gone_disks, mounts, looked, vanished=vanished, should_stop=should_stop)
         seconds = self._second_rows(there)
         plan.forget += [key for key in there if key in seconds]
         plan.marked += len(seconds)
         plan.back = len(there) - len(seconds)
         return plan
+
+    def _away_kept(self, plan: "PrunePlan", roots, gone_disks, mounts: "Mounts", looked: set[str], *, vanished,
+                   should_stop) -> None:
+        """Count in `plan.away` the rows not marked missing under a PATH that is an empty folder (`prune
+        MOUNT`, the folder a disk not mounted now left), as a scan takes such a PATH for one not there, whose
+        files are gone and lie on a disk not mounted now at, above or under it (Mounts.away_around): kept, as
+        under a PATH not there, so that prune's line names the disk and `--forget-disk` whether its folder is
+        there or not. Never forgotten; the rows _prunable `looked` at are its."""
+        places: list[Path] = []
+        for root in filter_roots([r for r in roots or [] if r not in gone_disks and _empty_folder(r)]):
+            real = os.fsencode(os.path.realpath(root))
+            for point in mounts.away_around(root):
+                place = root if _at_or_inside(real, point) else Path(os.fsdecode(point))
+                if place not in places:
+                    places.append(place)
+        for place in places:
+            where, params = under_root(place)
+            for key, raw in self.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE ({where}) AND status <> 'missing'",
+                                      params):
+                if should_stop():
+                    raise Stopped
+                path = raw if raw is not None else os.fsencode(key)
+                if key in looked or not vanished(path):
+                    continue
+                looked.add(key)
+                point = mounts.away(path)
+                if point is not None:
+                    plan.away[point] = plan.away.get(point, 0) + 1
 
     def _second_rows(self, there: dict[str, bytes]) -> set[str]:
         """The keys of these rows (marked missing, their paths there) that name, through a symlink, a file
@@ -1477,6 +1508,16 @@ class Mounts:
             self._folders[folder] = self._away(os.fsencode(os.path.realpath(folder)))
         return self._folders[folder]
 
+    def away_around(self, root) -> list[bytes]:
+        """The mount points of disks not mounted now (as `away` tells) that hold `root`'s real path (the
+        nearest above it, or it), or that lie under it: the disks whose files a PATH covers."""
+        if not self.seen:
+            return []
+        real = os.fsencode(os.path.realpath(root))
+        above = self._away(real)
+        return [point for point in self.seen
+                if point == above or _at_or_inside(point, real) and self._away(point) == point]
+
     def _away(self, real: bytes) -> bytes | None:
         from tagger.progress import mount_point
 
@@ -1524,6 +1565,15 @@ def _names_empty_folder(root: tuple[bytes, bytes, bool], folder: bytes) -> bool:
     /mnt/ext empty: the link named)."""
     path, real, broken_link = root
     return folder in (path, real) or broken_link and _at_or_inside(real, folder)
+
+
+def _empty_folder(path) -> bool:
+    """Whether `path` is a folder that holds nothing (False where it cannot be listed)."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def _empty_folder_above(path: bytes, seen: dict[bytes, bytes | None]) -> bytes | None:

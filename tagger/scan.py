@@ -80,6 +80,8 @@ class ScanSummary:
     kept: int = 0               # holding their own mood (not moodtag's), left as it is
     missing: int = 0
     restored: int = 0
+    away: dict[bytes, int] = field(default_factory=dict)  # mount point of a disk not mounted now -> the rows
+                                # under the PATHs on it, their files gone, left as they are (Mounts.away)
     moods: Counter = field(default_factory=Counter)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, cause)
     interrupted: bool = False
@@ -258,7 +260,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         emptied = {} if cache is None or files_only else _emptied_roots(cache, roots + [r for r in given
                                                                                         if r not in roots])
         for root, held in emptied.items():  # as a PATH not there: its rows stay as they are
-            cause = _emptied_cause(root, held)
+            cause = _emptied_cause(root, held, mounts.away_around(root))
             summary.problems.append((str(root), cause))
             summary.missing_paths += 1
             on_event(ScanEvent("empty", count=held, path=root, cause=cause))
@@ -357,12 +359,16 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         if cache is not None:  # rows under a PATH that is not there (an unmounted share?) stay as they are
             library = Library.of(roots, include_hidden=include_hidden)
             looked = roots + [r for r in given if r not in roots]  # `scan MNT/Music` cleans MNT/music's rows too
-            gone = [row.path for row in cache.unwalked_under([r for r in looked if os.path.lexists(r)
-                                                              and r not in emptied],
-                                                             None if notes_walk else dry_walked)
-                    if not _under_any(row.fs_path, emptied)  # `scan lib lib/B`, lib/B empty
-                    and (_gone(row.fs_path) and mounts.away(row.fs_path) is None  # its disk not mounted: left
-                         or _walked_by_its_own_name(row.fs_path, library, known))]
+            gone = []
+            for row in cache.unwalked_under([r for r in looked if os.path.lexists(r) and r not in emptied],
+                                            None if notes_walk else dry_walked):
+                if _under_any(row.fs_path, emptied):  # `scan lib lib/B`, lib/B empty: its line says so
+                    continue
+                point = mounts.away(row.fs_path) if _gone(row.fs_path) else False  # None: gone, no disk away
+                if point is None or _walked_by_its_own_name(row.fs_path, library, known):
+                    gone.append(row.path)
+                elif point:  # its disk not mounted: left as it is, counted
+                    summary.away[point] = summary.away.get(point, 0) + 1
             summary.missing = cache.mark_missing(gone) if notes_walk else len(gone)  # a dry run: would be
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
@@ -555,13 +561,24 @@ def _emptied_roots(cache: Cache, roots: list[Path]) -> dict[Path, int]:
     return emptied
 
 
-def _emptied_cause(root: Path, held: int) -> str:
-    """A scan's line for an empty PATH whose `held` cached tracks it leaves as they are (_emptied_roots)."""
+def _emptied_cause(root: Path, held: int, away: list[bytes] = ()) -> str:
+    """A scan's line for an empty PATH whose `held` cached tracks it leaves as they are (_emptied_roots).
+    `away`: the disks a scan saw mounted at, above or under it that are not mounted now (Mounts.away_around):
+    prune keeps their rows, folder removed or not, until `--forget-disk` names them, which the line says."""
     from tagger.records import counted
 
-    return (f"it is empty (a disk not mounted?); {counted(held, 'cached track')} under it left as "
-            f"{'it is' if held == 1 else 'they are'} (emptied on purpose? remove the folder, then "
-            f"moodtag prune {root})")
+    left = f"{counted(held, 'cached track')} under it left as {'it is' if held == 1 else 'they are'}"
+    if not away:
+        return (f"it is empty (a disk not mounted?); {left} (emptied on purpose? remove the folder, then "
+                f"moodtag prune {root})")
+    points = [os.fsdecode(point) for point in away]
+    if points == [os.path.realpath(root)]:
+        disk = "the disk a scan saw mounted there is"
+    else:
+        disk = f"the disk{'s' if len(points) > 1 else ''} a scan saw mounted at {', '.join(points)} " \
+               f"{'are' if len(points) > 1 else 'is'}"
+    return (f"it is empty: {disk} not mounted now; {left} (mount it; gone for good? moodtag prune "
+            f"{' '.join(f'--forget-disk {point}' for point in points)})")
 
 
 def _under_any(path, roots) -> bool:

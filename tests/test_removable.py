@@ -593,3 +593,130 @@ print(json.dumps(out))
                                   f"there\n"], out["forget typo"]
     assert out["forget"][:2] == [0, "forgot 3 tracks whose files are gone\n"], out["forget"]
     assert out["forgotten"] == {}
+
+
+def test_an_empty_mount_point_scanned_or_pruned_names_the_disk_and_what_forgets_it(tmp_path):
+    """A disk's mount point left empty (fstab's, or udisks' folder above it once that is removed): the scan's
+    line said 'emptied on purpose? remove the folder, then moodtag prune MOUNT', which forgets nothing (the
+    cache remembers the disk: its rows are kept wherever its folder is), and `prune MOUNT` kept them without
+    a word. The scan's line now names the disk and `--forget-disk`; prune says what it keeps, one line for the
+    disk, as with the folder gone."""
+    _disk(tmp_path)
+    out = _in_namespace(tmp_path, """
+media, usb, db = top / "media", top / "media/USB", top / "c.db"
+plug(top / "disk", usb)
+cli("scan", "scan", usb, "--db", db, "--jobs", "1")
+unplug(usb, remove=False)  # its folder stays, empty
+cli("nightly scan", "scan", usb, "--db", db, "--jobs", "1")
+cli("nightly prune", "prune", usb, "--db", db)
+cli("dry prune", "prune", "-n", usb, "--db", db)
+cli("prune all", "prune", "--db", db)
+usb.rmdir()  # the folder above it is left empty
+cli("scan media", "scan", media, "--db", db, "--jobs", "1")
+cli("prune media", "prune", media, "--db", db)
+states("kept", db)
+cli("forget", "prune", "--forget-disk", usb, "--db", db)
+states("forgotten", db)
+print(json.dumps(out))
+""")
+    media, usb = tmp_path / "media", tmp_path / "media/USB"
+    assert out["scan"][0] == 0, out["scan"]
+    warning = (f"warning: {usb}: it is empty: the disk a scan saw mounted there is not mounted now; 3 cached tracks "
+               f"under it left as they are (mount it; gone for good? moodtag prune --forget-disk {usb})")
+    assert out["nightly scan"][0] == 1 and warning in out["nightly scan"][2].splitlines(), out["nightly scan"]
+    kept = (f"3 tracks under {usb}: the disk a scan saw mounted there is not mounted now; if they are gone for "
+            f"good, moodtag prune --forget-disk {usb}")
+    assert out["nightly prune"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"], out["nightly prune"]
+    assert out["dry prune"][:2] == [0, f"would keep {kept}\nwould forget 0 missing tracks\n"], out["dry prune"]
+    assert out["prune all"][:2] == [0, "forgot 0 missing tracks\n"]
+    warning = (f"warning: {media}: it is empty: the disk a scan saw mounted at {usb} is not mounted now; 3 cached "
+               f"tracks under it left as they are (mount it; gone for good? moodtag prune --forget-disk {usb})")
+    assert out["scan media"][0] == 1 and warning in out["scan media"][2].splitlines(), out["scan media"]
+    assert out["prune media"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"], out["prune media"]
+    assert out["kept"] == {name: ["ok", "tagged"] for name in ("1.mp3", "2.ogg", "3.flac")}
+    assert out["forget"][:2] == [0, "forgot 3 tracks whose files are gone\n"], out["forget"]
+    assert out["forgotten"] == {}
+
+
+def _other_disk_and_root_fs(tmp_path: Path) -> None:
+    """The disk's files (_disk, mounted at media/USB by the test), and beside it files on the root file system:
+    media/OTHER/4.ogg, 5.mp3, 6.flac."""
+    _disk(tmp_path)
+    other = tmp_path / "media/OTHER"
+    other.mkdir(parents=True)
+    for i, (name, mood) in enumerate((("4.ogg", "calm"), ("5.mp3", "exciting"), ("6.flac", "calm"))):
+        synth.make_track(other / name, mood, 6.0, seed=10 + i)
+
+
+def test_a_scan_counts_the_tracks_it_leaves_as_they_are_on_a_disk_not_mounted(tmp_path):
+    """`scan /media` with the disk at /media/USB away left its rows as they are without a word: the summary
+    now ends with one line per such disk under the scan's PATHs (below the table; with --json, on standard
+    error, stdout holding the tracks only), none where the PATHs do not cover it."""
+    _other_disk_and_root_fs(tmp_path)
+    out = _in_namespace(tmp_path, """
+media, usb, db = top / "media", top / "media/USB", top / "c.db"
+plug(top / "disk", usb)
+cli("scan", "scan", media, "--db", db, "--jobs", "1")
+unplug(usb)
+cli("nightly scan", "scan", media, "--db", db, "--jobs", "1")
+cli("json", "scan", media, "--db", db, "--jobs", "1", "--json")
+cli("dry", "scan", "-n", media, "--db", db, "--jobs", "1")
+cli("other", "scan", media / "OTHER", "--db", db, "--jobs", "1")
+states("after", db)
+print(json.dumps(out))
+""")
+    usb = tmp_path / "media/USB"
+    assert out["scan"][0] == 0, out["scan"]
+    line = (f"3 cached tracks under {usb} left as they are: the disk a scan saw mounted there is not mounted now "
+            f"(gone for good? moodtag prune --forget-disk {usb})")
+    for step in ("nightly scan", "dry"):
+        assert out[step][0] == 0 and out[step][2].splitlines()[-1] == line, out[step]
+        assert "marked missing" not in out[step][2]
+    assert out["json"][0] == 0 and out["json"][2] == line + "\n", out["json"]
+    assert sorted(Path(json.loads(o)["path"]).name for o in out["json"][1].splitlines()) == ["4.ogg", "5.mp3", "6.flac"]
+    assert out["other"][0] == 0 and "left as they are" not in out["other"][2], out["other"]
+    assert out["after"] == {name: ["ok", "tagged"] for name in ("1.mp3", "2.ogg", "3.flac", "4.ogg", "5.mp3", "6.flac")}
+
+
+def test_playlists_say_the_tracks_they_leave_out_are_on_a_disk_not_mounted(tmp_path):
+    """A playlist's line for its tracks not on disk said '`moodtag prune` forgets the tracks gone', which is
+    not so for those on a disk a scan saw mounted that is not mounted now: prune keeps them until the disk is
+    back or `--forget-disk` names it. The line names the disk and says so; with some of the tracks gone
+    elsewhere too, it says both; with none on such a disk, it is as it was."""
+    _other_disk_and_root_fs(tmp_path)
+    out = _in_namespace(tmp_path, """
+media, usb, db, pl = top / "media", top / "media/USB", top / "c.db", top / "pl"
+plug(top / "disk", usb)
+cli("scan", "scan", media, "--db", db, "--jobs", "1")
+con = sqlite3.connect(db)
+out["moods"] = {Path(p).name: m for p, m in con.execute("SELECT path, mood FROM tracks")}
+con.close()
+unplug(usb)
+mood = out["moods"]["1.mp3"]
+cli("playlists", "playlists", "-d", pl, "--db", db)
+cli("playlist", "playlist", mood, "--db", db)
+other = next(name for name in ("4.ogg", "5.mp3", "6.flac") if out["moods"][name] == mood)
+(media / "OTHER" / other).unlink()  # deleted, no scan since
+cli("some gone", "playlist", mood, "--db", db)
+plug(top / "disk", usb)
+cli("back", "playlist", mood, "--db", db)
+print(json.dumps(out))
+""")
+    usb, moods = tmp_path / "media/USB", out["moods"]
+    mood = moods["1.mp3"]
+    on_usb = sum(moods[name] == mood for name in ("1.mp3", "2.ogg", "3.flac"))
+    tracks = f"{on_usb} cached {mood} track{'s' if on_usb != 1 else ''}"
+    line = (f"warning: {tracks} on a disk not mounted now left out ({usb}: kept until it is mounted again, or "
+            f"`moodtag prune --forget-disk {usb}` if it is gone for good)")
+    assert out["playlists"][0] == 0 and line in out["playlists"][2].splitlines(), out["playlists"]
+    assert "`moodtag prune` forgets" not in out["playlists"][2]
+    assert out["playlist"][0] == 0 and out["playlist"][2] == line + "\n", out["playlist"]
+    tracks = f"{on_usb + 1} cached {mood} tracks"
+    assert out["some gone"][0] == 0 and out["some gone"][2] == (
+        f"warning: {tracks} no longer on disk left out (those on a disk not mounted now, {usb}, are kept until it "
+        f"is mounted again, or `moodtag prune --forget-disk {usb}` if it is gone for good; the others: a disk not "
+        "mounted? else `moodtag scan` the library where it is now and where it was; `moodtag prune` forgets the "
+        "tracks gone)\n"), out["some gone"]
+    assert out["back"][0] == 0 and out["back"][2] == (
+        f"warning: 1 cached {mood} track no longer on disk left out (a disk not mounted? else `moodtag scan` the "
+        "library where it is now and where it was; `moodtag prune` forgets the tracks gone)\n"), out["back"]

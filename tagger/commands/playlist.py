@@ -115,7 +115,8 @@ def playlist(
             _warn_not_found(places)
             (result,) = save_playlists(cache, [(request, output)], layout, side_by_side=processes_available(),
                                        min_rows=SPLIT_MIN_ROWS)
-    _report_left_out(result, layout.library, others)
+        away = _away_disks(cache, request, result)
+    _report_left_out(result, layout.library, others, away)
     if output is not None:
         _report_written(result, output.expanduser())
 
@@ -173,9 +174,9 @@ def playlists(
             check_not_emptied(dest, request, other, layout.fmt)
             check_not_gone(cache, dest, request, layout.fmt, library=layout.library)
         _warn_not_found(places)
-        for result, (_, dest), other in zip(save_playlists(cache, requests, layout, side_by_side=processes_available(),
-                                                           min_rows=SPLIT_MIN_ROWS), requests, others):
-            _report_left_out(result, layout.library, other)
+        written = save_playlists(cache, requests, layout, side_by_side=processes_available(), min_rows=SPLIT_MIN_ROWS)
+        for result, (asked, dest), other in zip(written, requests, others):
+            _report_left_out(result, layout.library, other, _away_disks(cache, asked, result))
             _report_written(result, dest.expanduser())
 
 
@@ -279,9 +280,41 @@ def _printer():
 LEFT_OUT_NAMED = 10  # entries a playlist cannot hold named one warning each; the rest are one line
 
 
-def _report_left_out(result, library: Path | None, others) -> None:
+def _away_disks(cache, request, result) -> tuple[list[bytes], bool]:
+    """Where `result` left out files not on disk now and a disk a scan saw mounted is not mounted now
+    (Mounts.away): the mount points of those disks that files of `request`'s selection (its limit aside) not
+    on disk lie on, and whether all of those files do (prune keeps their rows until the disk is back or
+    `--forget-disk` names it). ([], False) otherwise: no query beyond reading the mount table."""
+    if not result.left_out.missing:
+        return [], False
+    mounts = cache.mounts()
+    if not mounts.away_around("/"):
+        return [], False
+    import os
+    from dataclasses import replace
+
+    from tagger.cache import TABLE
+    from tagger.playlists import _selection
+
+    where, params = _selection(replace(request, limit=None))
+    points: dict[bytes, None] = {}
+    elsewhere = False
+    for path, raw in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
+        name = raw if raw is not None else os.fsencode(path)
+        if os.path.exists(name):  # as a playlist looks (a broken link's file is not there)
+            continue
+        point = mounts.away(name)
+        if point is None:
+            elsewhere = True
+        else:
+            points[point] = None
+    return sorted(points), bool(points) and not elsewhere
+
+
+def _report_left_out(result, library: Path | None, others, away: tuple[list[bytes], bool] = ([], False)) -> None:
     """A warning per entry the format cannot hold (the first LEFT_OUT_NAMED; one line for the rest: a
-    library of names MPD strips would flood the terminal), one line for files gone from disk, one for tracks another
+    library of names MPD strips would flood the terminal), one line for files gone from disk (`away`,
+    _away_disks: those on a disk not mounted now, which prune keeps, are said to be), one for tracks another
     model analysed (`others`, OtherModels), one for tracks outside the music folder."""
     left_out = result.left_out
     if not (left_out.unwritable or left_out.missing or left_out.outside or others.count):
@@ -298,10 +331,21 @@ def _report_left_out(result, library: Path | None, others) -> None:
         warn(f"{n} more {escape(result.mood)} track{'s' if n != 1 else ''} left out of the playlist: "
              f"{escape('; '.join(causes[:3]))}{'; ...' if len(causes) > 3 else ''}")
     if left_out.missing:
-        n = left_out.missing
-        warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} no longer on disk left out (a disk "
-             "not mounted? else `moodtag scan` the library where it is now and where it was; `moodtag prune` "
-             "forgets the tracks gone)")
+        n, (points, only) = left_out.missing, away
+        tracks = f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''}"
+        disks = ", ".join(shown(point) for point in points)
+        forget = (f"`moodtag prune --forget-disk {disks}` if it is gone for good" if len(points) == 1
+                  else "`moodtag prune --forget-disk MOUNT` for one gone for good")
+        kept = f"kept until {'it is' if len(points) == 1 else 'they are'} mounted again, or {forget}"
+        guess = ("a disk not mounted? else `moodtag scan` the library where it is now and where it was; `moodtag "
+                 "prune` forgets the tracks gone")
+        if only:
+            warn(f"{tracks} on a disk not mounted now left out ({disks}: {kept})")
+        elif points:
+            warn(f"{tracks} no longer on disk left out (those on a disk not mounted now, {disks}, are {kept}; the "
+                 f"others: {guess})")
+        else:
+            warn(f"{tracks} no longer on disk left out ({guess})")
     if others.count:
         n = others.count
         warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} analysed by another model "
