@@ -325,3 +325,23 @@ def test_beets_items_on_a_disk_not_mounted_are_one_line_and_keep_their_rows(stic
         assert "failed:" not in run.stderr and ", 0 failed, 3 on a disk not mounted" in run.stderr, run.stderr
     assert rows(db) == before
     assert beet.fields("$mood") == {Path(name).name: mood for name, mood, _ in TRACKS}
+
+
+def test_beets_items_of_one_file_under_two_spellings_each_get_its_mood(stick, tmp_path, made):
+    """A file renamed by case and imported again (beets keeps both items: one file, two spellings, which
+    exfat-fuse gives two inodes): the scan was given the file once, and the second item got no mood, on
+    every run, without a word; its own mood was not kept either (the file tagged over it). Both items are
+    one file's now."""
+    lib = stick.mount / "Music"
+    beet = beets_on(stick, tmp_path, made)
+    (lib / "A" / "01 one.mp3").rename(lib / "A" / "01 ONE.mp3")
+    beet("import", "-A", "-q", "-s", str(lib / "A" / "01 ONE.mp3"))
+    assert len(beet("ls", "-f", "$path").stdout.splitlines()) == len(TRACKS) + 1
+    run = beet("moodtag")
+    assert f"{len(TRACKS) + 1} items ({len(TRACKS)} files): 0 analysed" in run.stderr, run.stderr
+    moods = beet("ls", "-f", "$path\t$mood").stdout.splitlines()
+    assert sorted(line.split("\t")[1] for line in moods) == sorted(["calm", "calm", "exciting", "calm"]), moods
+    beet("modify", "-y", "mood=dreamy", f"path:{lib / 'A' / '01 ONE.mp3'}")
+    run = beet("moodtag", "-w", "-f")
+    assert f"kept: {lib / 'A' / '01 ONE.mp3'}: the item's own mood 'dreamy'" in run.stderr, run.stderr
+    assert read_mood(lib / "A" / "01 one.mp3") is None, "the file tagged over an item's own mood"
