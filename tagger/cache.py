@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 TABLE = "tracks"
 MOUNTS = "mount_points"  # the mount points scans saw (path keys, as `tracks`' paths): m007_mount_points
+MOUNT_SAMPLE = 32  # rows looked at to tell whether a mount point's folder holds its disk's files (Mounts.retired)
 BUSY_TIMEOUT_S = 30.0
 WRITE_RETRY_S = 1.0  # a write that waits for another program's write transaction tries again this often
 APPLICATION_ID = 0x6D6F6F64  # "mood": PRAGMA application_id of a moodtag cache
@@ -1274,8 +1275,8 @@ class Cache:
         plan = PrunePlan()
         named = _named_folders(roots or [])
         mounts = self.mounts()
-        gone = list(dict.fromkeys(os.fsencode(place) for disk in gone_disks  # as named, and its real path
-                                  for place in (os.path.abspath(disk), os.path.realpath(disk))))
+        gone = _remembered_among(gone_disks, mounts.seen)
+        nearest: dict[bytes, bytes | None] = {}
         empty: dict[bytes, bytes | None] = {}
         there: dict[str, bytes] = {}  # rows marked missing whose paths are there: back, or a link's second row
         looked: set[str] = set()
@@ -1288,8 +1289,8 @@ class Cache:
                 if status == "missing":
                     there[key] = path
                 continue
-            if gone and any(_at_or_inside(path, disk) or _at_or_inside(os.path.realpath(path), disk)
-                            for disk in gone):  # --forget-disk: gone for good (also behind a link into it)
+            if gone and _nearest_seen(path, mounts.seen, nearest) in gone:  # --forget-disk: on that disk, gone
+                # for good (also behind a link into it); not on another disk a scan saw mounted inside it
                 plan.forget.append(key)
                 plan.marked += status == "missing"
                 continue
@@ -1300,6 +1301,8 @@ class Cache:
                 kept, marked = (plan.away, plan.away_marked) if point is not None else (plan.empty, plan.empty_marked)
                 kept[folder] = kept.get(folder, 0) + 1
                 marked[folder] = marked.get(folder, 0) + (status == "missing")
+                if point is not None:
+                    plan.note_linked(point, path)
                 continue
             plan.forget.append(key)
             plan.marked += status == "missing"
@@ -1337,6 +1340,7 @@ class Cache:
                 point = mounts.away(path)
                 if point is not None:
                     plan.away[point] = plan.away.get(point, 0) + 1
+                    plan.note_linked(point, path)
 
     def _second_rows(self, there: dict[str, bytes]) -> set[str]:
         """The keys of these rows (marked missing, their paths there) that name, through a symlink, a file
@@ -1415,13 +1419,36 @@ class Cache:
                                           [path_key(point) for point in new])
             self._write(run)
 
+    def retire_mounts(self, points: list[bytes]) -> None:
+        """Forget the remembered mount points `points` (Mounts.retired: plain folders now, holding the files
+        cached under them); a scan that sees one mounted again remembers it again (note_mounts)."""
+        if not points or MOUNTS not in _table_names(self.conn):
+            return
+
+        def run():
+            with self._transaction():
+                self.conn.executemany(f"DELETE FROM {MOUNTS} WHERE path = ?", [(path_key(p)[0],) for p in points])
+        self._write(run)
+
     def mounts(self, points: list[bytes] | None = None) -> "Mounts":
         """The mount points scans saw (note_mounts) against those of `points` (mounted now; None: read
         them): Mounts.away. A cache without the table (made before it) has seen none."""
         from tagger.progress import mount_points
 
         seen = self._seen_mounts() if MOUNTS in _table_names(self.conn) else []
-        return Mounts(seen, mount_points() if points is None else points)
+        return Mounts(seen, mount_points() if points is None else points, sample=self._sampled_under)
+
+    def _sampled_under(self, point: bytes) -> list[bytes]:
+        """The paths of up to MOUNT_SAMPLE rows not marked missing whose keys lie under `point`, spread
+        evenly over them in key order (Mounts.retired): two queries over the key range, however many."""
+        where, params = under_root(Path(os.fsdecode(point)))
+        held = next(self.rows(f"SELECT count(*) FROM {TABLE} WHERE ({where}) AND status <> 'missing'", params))[0]
+        if not held:
+            return []
+        step = -(-held // MOUNT_SAMPLE)
+        return [raw if raw is not None else os.fsencode(key) for key, raw in self.rows(
+            f"SELECT path, path_bytes FROM (SELECT path, path_bytes, row_number() OVER (ORDER BY path) - 1 AS i "
+            f"FROM {TABLE} WHERE ({where}) AND status <> 'missing') WHERE i % ? = 0", [*params, step])]
 
     def _seen_mounts(self) -> list[bytes]:
         return [raw if raw is not None else os.fsencode(key)
@@ -1486,18 +1513,31 @@ class Cache:
 
 class Mounts:
     """The mount points scans saw (Cache.note_mounts), and those mounted now (tagger.progress.mount_points).
-    Without a mount table (not Linux) no disk is away."""
+    Without a mount table (not Linux) no disk is away. One not mounted now whose folder holds the files
+    cached under it is no disk away but a plain folder now (`retired`): `sample` gives the paths of some of
+    those rows (Cache._sampled_under)."""
 
-    def __init__(self, seen: list[bytes], now: list[bytes]) -> None:
+    def __init__(self, seen: list[bytes], now: list[bytes], sample=lambda point: []) -> None:
         self.seen = [point for point in seen if point != b"/"] if now else []
+        self._seen = set(self.seen)
         self.now, self._now = now, set(now)
         self._folders: dict[bytes, bytes | None] = {}
+        self._sample = sample
+        self._holds: dict[bytes, bool] = {}  # mount point not mounted now -> _holds_its_files
+
+    @property
+    def retired(self) -> list[bytes]:
+        """The mount points scans saw that are not mounted now and whose folders hold the files cached under
+        them (_holds_its_files), among those asked about: the partition retired, its files copied into the
+        folder; a bind mount of a service's own namespace (systemd's ReadWritePaths), a plain folder here."""
+        return [point for point, holds in self._holds.items() if holds]
 
     def away(self, path: str | bytes) -> bytes | None:
         """The mount point of a disk not mounted now that a row's file (`path`, gone) lies on: the nearest
         that a scan saw above its real path (through the symlinks on its way, broken ones too: ~/Music ->
         /media/USER/USB/Music), when nothing is mounted there now, nor further in; else None. Whether that
-        folder is there (udisks removes it), empty, or holds what was written there meanwhile."""
+        folder is there (udisks removes it), empty, or holds what was written there meanwhile; but not one
+        whose folder holds the files cached under it (retired: the next one above, if any)."""
         if not self.seen:
             return None
         path = os.fsencode(path)
@@ -1519,12 +1559,31 @@ class Mounts:
                 if point == above or _at_or_inside(point, real) and self._away(point) == point]
 
     def _away(self, real: bytes) -> bytes | None:
+        """The nearest mount point seen above `real` that is not mounted now, nor any further in, passing
+        over those whose folders hold their files (retired); else None."""
         from tagger.progress import mount_point
 
-        point = max((seen for seen in self.seen if _at_or_inside(real, seen)), key=len, default=None)
-        if point is None or point in self._now or len(os.fsencode(mount_point(real, self.now))) > len(point):
+        above = [folder for folder in _folders_up(real) if folder in self._seen]  # the nearest first
+        if not above:
             return None
-        return point
+        mounted = len(os.fsencode(mount_point(real, self.now)))
+        for point in above:
+            if point in self._now or mounted > len(point):
+                return None
+            if not self._holds_its_files(point):
+                return point
+        return None
+
+    def _holds_its_files(self, point: bytes) -> bool:
+        """Whether the folder of `point` (not mounted now) holds the files cached under it: half or more of a
+        sample of its rows not marked missing (a few dozen, spread over them) are files there. A disk away
+        leaves none of them there: its folder removed, empty, or holding what was written into it meanwhile
+        (fewer files than the disk's). A file that cannot be looked at is not there. Asked once per point."""
+        if point not in self._holds:
+            sample = self._sample(point)
+            there = sum(os.path.isfile(path) for path in sample)
+            self._holds[point] = bool(sample) and 2 * there >= len(sample)
+        return self._holds[point]
 
 
 @dataclass
@@ -1536,7 +1595,9 @@ class PrunePlan:
     rows, `empty_marked`: folder -> those of them marked missing), as the mount point of a disk not
     mounted now is (`prune FOLDER` forgets those marked missing; the others, once FOLDER is removed); and
     those on a disk a scan saw mounted that is not mounted now (`away`: mount point -> rows, `away_marked`:
-    those of them marked missing, which `prune MOUNT_POINT` forgets; Mounts.away)."""
+    those of them marked missing, which `prune MOUNT_POINT` forgets; Mounts.away), with the places outside
+    the disk that those of them kept under a symlink into it are reached through (`linked`: mount point ->
+    places, reached_through), which `--forget-disk MOUNT` names beside it to forget them."""
 
     forget: list[str] = field(default_factory=list)
     marked: int = 0
@@ -1545,6 +1606,54 @@ class PrunePlan:
     empty_marked: dict[bytes, int] = field(default_factory=dict)
     away: dict[bytes, int] = field(default_factory=dict)
     away_marked: dict[bytes, int] = field(default_factory=dict)
+    linked: dict[bytes, dict[bytes, None]] = field(default_factory=dict)
+    _reals: dict[bytes, bytes] = field(default_factory=dict, repr=False)
+
+    def note_linked(self, point: bytes, path: bytes) -> None:
+        """A row kept for the disk not mounted at `point`: where its path lies outside the disk, the place it
+        reaches the disk through, in `linked`."""
+        if not _at_or_inside(path, point):
+            self.linked.setdefault(point, {})[reached_through(path, point, self._reals)] = None
+
+
+def reached_through(name: bytes, point: bytes, reals: dict[bytes, bytes]) -> bytes:
+    """The outermost folder on the way to `name` (a row's path outside the disk once mounted at `point`,
+    reaching it through a symlink) whose real path lies on the disk: the link into it (`~/Music/USB ->
+    /media/USER/USB`), or a folder under it; `name` itself where it is a link to a file on the disk. A
+    `prune --forget-disk MOUNT` that names it beside MOUNT forgets the rows under it. `reals` remembers
+    each folder's real path."""
+    found, folder = name, os.path.dirname(name)
+    while True:
+        if folder not in reals:
+            reals[folder] = os.path.realpath(folder)
+        if not _at_or_inside(reals[folder], point):
+            return found
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return found
+        found, folder = folder, parent
+
+
+def _remembered_among(disks, seen: list[bytes]) -> set[bytes]:
+    """The mount points a scan saw (Mounts.seen) that `disks` (--forget-disk) name, as written or through a
+    link (filter_roots); a folder that none is, above them or a typo, names none."""
+    return {place for place in (os.fsencode(p) for p in filter_roots(disks)) if place in seen}
+
+
+def _nearest_seen(path: bytes, seen: list[bytes], known: dict[bytes, bytes | None]) -> bytes | None:
+    """The nearest mount point a scan saw (Mounts.seen) at or above `path`'s real path, as Mounts.away looks
+    (through the symlinks on its way, broken ones too; a link to a file: its target's), else None: the disk
+    a row's file lay on. `known` remembers the answer for each folder."""
+    if os.path.islink(path):
+        return _nearest(os.fsencode(os.path.realpath(path)), seen)
+    folder = os.path.dirname(path)
+    if folder not in known:
+        known[folder] = _nearest(os.fsencode(os.path.realpath(folder)), seen)
+    return known[folder]
+
+
+def _nearest(real: bytes, seen: list[bytes]) -> bytes | None:
+    return max((point for point in seen if _at_or_inside(real, point)), key=len, default=None)
 
 
 def _named_folders(roots) -> list[tuple[bytes, bytes, bool]]:
@@ -1614,6 +1723,16 @@ def _broken_link_target(path: bytes, targets: dict[bytes, bytes | None]) -> byte
     if targets[folder] is not None:
         return os.path.join(targets[folder], os.path.basename(path))
     return os.path.realpath(path) if os.path.islink(path) and not os.path.exists(path) else None
+
+
+def _folders_up(path: bytes) -> Iterator[bytes]:
+    """`path` (absolute, normalised) and each folder above it, up to /."""
+    while True:
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 def _at_or_inside(path: bytes, folder: bytes) -> bool:

@@ -414,9 +414,74 @@ def check_not_gone(cache: Cache, dest: Path, request: PlaylistRequest, fmt: str,
     if n:
         tracks = f"none of its {n} cached {request.mood} tracks is" if n != 1 else \
             f"its one cached {request.mood} track is not"
+        from tagger.records import printable
+
+        away = away_disks(cache, request)
+        disks = ", ".join(printable(point) for point in away.points)
+        if away.only:  # prune keeps them: `moodtag prune` forgets none of them
+            raise MoodtagError(f"{dest}: not replaced by an empty {request.mood} playlist: {tracks} on disk now: "
+                               f"{'it lies' if n == 1 else 'they lie'} on a disk not mounted now ({disks}): mount it; "
+                               f"{'it is' if n == 1 else 'they are'} {away.kept()}")
         raise MoodtagError(f"{dest}: not replaced by an empty {request.mood} playlist: {tracks} on disk now (a disk "
                            "not mounted, or the library moved?): mount it, or `moodtag scan` the library where it is "
-                           "now and where it was; `moodtag prune` forgets the tracks gone")
+                           "now and where it was; `moodtag prune` forgets the tracks gone" +
+                           (f", not those on a disk not mounted now ({disks}): {away.kept()}" if away.points else ""))
+
+
+@dataclass(frozen=True)
+class AwayDisks:
+    """Where the files of a playlist's selection not on disk now lie on a disk a scan saw mounted that is not
+    mounted now (Mounts.away): its mount points, whether all of those files do (`only`), and, per mount
+    point, the places outside it the cache reaches the disk's files through (`linked`, cache.reached_through:
+    the library's folder `~/Music/USB -> /media/USER/USB`), which `prune --forget-disk MOUNT` must name
+    beside it to forget the rows kept under them."""
+
+    points: tuple[bytes, ...] = ()
+    only: bool = False
+    linked: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
+
+    def kept(self) -> str:
+        """What prune does with their rows, with the command that forgets them (plain text, paths quoted for a
+        shell): kept until the disk is mounted again, or `--forget-disk` names it."""
+        import shlex
+
+        from tagger.records import printable
+
+        if len(self.points) == 1:
+            point = self.points[0]
+            words = " ".join(shlex.quote(printable(place)) for place in (point, *self.linked.get(point, ())))
+            return f"kept until it is mounted again, or `moodtag prune --forget-disk {words}` if it is gone for good"
+        if not any(self.linked.values()):
+            return "kept until they are mounted again, or `moodtag prune --forget-disk MOUNT` for one gone for good"
+        return ("kept until they are mounted again, or `moodtag prune --forget-disk MOUNT PATH...` for one gone for "
+                "good (PATH: the library's folders linked into it)")
+
+
+def away_disks(cache: Cache, request: PlaylistRequest) -> AwayDisks:
+    """The disks not mounted now that the files of `request`'s selection (its limit aside) not on disk now lie
+    on (AwayDisks); none, with no query beyond reading the mount table, where no disk a scan saw is away."""
+    mounts = cache.mounts()
+    if not mounts.away_around("/"):
+        return AwayDisks()
+    from tagger.cache import TABLE, _at_or_inside, reached_through
+
+    where, params = _selection(replace(request, limit=None))
+    linked: dict[bytes, dict[bytes, None]] = {}
+    reals: dict[bytes, bytes] = {}
+    elsewhere = False
+    for path, raw in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
+        name = raw if raw is not None else os.fsencode(path)
+        if os.path.exists(name):  # as a playlist looks (a broken link's file is not there)
+            continue
+        point = mounts.away(name)
+        if point is None:
+            elsewhere = True
+            continue
+        places = linked.setdefault(point, {})
+        if not _at_or_inside(name, point):
+            places[reached_through(name, point, reals)] = None
+    return AwayDisks(tuple(sorted(linked)), bool(linked) and not elsewhere,
+                     {point: tuple(places) for point, places in linked.items()})
 
 
 def check_not_unscanned(dest: Path, request: PlaylistRequest, places: PathFilter, fmt: str) -> None:

@@ -95,7 +95,8 @@ class ScanEvent:
     """Progress, for the CLI: kind is 'waiting' (for the lock of another moodtag command that writes the
     cache), 'busy' (a write waits for another program's write transaction on it), 'restored' (a tag write
     that a crash interrupted, undone), 'empty' (a PATH that is an empty folder the cache holds `count`
-    tracks under, left as they are: a disk not mounted?; `cause` says so), 'jobs' (--jobs capped:
+    tracks under, left as they are: a disk not mounted?; `cause` says so; or, `count` 0, a mount point a scan
+    saw that is a plain folder now: _retire_mounts), 'jobs' (--jobs capped:
     count = jobs used, total = asked),
     'workers' (a Dask cluster left without workers, count 0, or given some again, count = its threads),
     'walking', 'planned', 'track' or 'problem'."""
@@ -249,6 +250,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             if notes_walk:
                 cache.note_mounts(roots, points)
             mounts = cache.mounts(points)
+            told_retired: set[bytes] = set()
+            _retire_mounts(cache, mounts, roots, told_retired, write=notes_walk, on_event=on_event)
         dry_walked: set[str] = set()  # a dry run's walked keys (it writes nothing, a temporary table neither)
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
@@ -370,6 +373,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 elif point:  # its disk not mounted: left as it is, counted
                     summary.away[point] = summary.away.get(point, 0) + 1
             summary.missing = cache.mark_missing(gone) if notes_walk else len(gone)  # a dry run: would be
+            _retire_mounts(cache, mounts, [], told_retired, write=notes_walk, on_event=on_event)  # behind links
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
         on_event(ScanEvent("planned", total=summary.found, todo=len(todo)))
@@ -565,12 +569,14 @@ def _emptied_cause(root: Path, held: int, away: list[bytes] = ()) -> str:
     """A scan's line for an empty PATH whose `held` cached tracks it leaves as they are (_emptied_roots).
     `away`: the disks a scan saw mounted at, above or under it that are not mounted now (Mounts.away_around):
     prune keeps their rows, folder removed or not, until `--forget-disk` names them, which the line says."""
-    from tagger.records import counted
+    import shlex
+
+    from tagger.records import counted, printable
 
     left = f"{counted(held, 'cached track')} under it left as {'it is' if held == 1 else 'they are'}"
-    if not away:
+    if not away:  # the paths of a command suggested quoted as a shell needs them (`/media/x/My Music`)
         return (f"it is empty (a disk not mounted?); {left} (emptied on purpose? remove the folder, then "
-                f"moodtag prune {root})")
+                f"moodtag prune {shlex.quote(printable(root))})")
     points = [os.fsdecode(point) for point in away]
     if points == [os.path.realpath(root)]:
         disk = "the disk a scan saw mounted there is"
@@ -578,7 +584,25 @@ def _emptied_cause(root: Path, held: int, away: list[bytes] = ()) -> str:
         disk = f"the disk{'s' if len(points) > 1 else ''} a scan saw mounted at {', '.join(points)} " \
                f"{'are' if len(points) > 1 else 'is'}"
     return (f"it is empty: {disk} not mounted now; {left} (mount it; gone for good? moodtag prune "
-            f"{' '.join(f'--forget-disk {point}' for point in points)})")
+            f"{' '.join(f'--forget-disk {shlex.quote(printable(point))}' for point in points)})")
+
+
+def _retire_mounts(cache, mounts, roots, told: set[bytes], *, write: bool, on_event) -> None:
+    """The mount points a scan saw that are not mounted now and whose folders hold the files cached under
+    them (Mounts.retired: a partition retired, its files copied into its folder), asked of those at, above
+    or under `roots` (and any `mounts` was asked of since): a line each, once per scan (`told`), and each
+    forgotten as a mount point (Cache.retire_mounts) unless `write` is False (a dry run). Its files gone
+    are then marked missing, as on any folder."""
+    for root in roots:
+        mounts.away_around(root)
+    new = [point for point in mounts.retired if point not in told]
+    told.update(new)
+    for point in new:
+        on_event(ScanEvent("empty", path=Path(os.fsdecode(point)), cause=(
+            "a scan saw a disk mounted here, but none is now and this folder holds the tracks cached under it: "
+            "a plain folder from now on, not a disk's mount point")))
+    if write:
+        cache.retire_mounts(new)
 
 
 def _under_any(path, roots) -> bool:

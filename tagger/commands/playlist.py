@@ -280,41 +280,19 @@ def _printer():
 LEFT_OUT_NAMED = 10  # entries a playlist cannot hold named one warning each; the rest are one line
 
 
-def _away_disks(cache, request, result) -> tuple[list[bytes], bool]:
-    """Where `result` left out files not on disk now and a disk a scan saw mounted is not mounted now
-    (Mounts.away): the mount points of those disks that files of `request`'s selection (its limit aside) not
-    on disk lie on, and whether all of those files do (prune keeps their rows until the disk is back or
-    `--forget-disk` names it). ([], False) otherwise: no query beyond reading the mount table."""
-    if not result.left_out.missing:
-        return [], False
-    mounts = cache.mounts()
-    if not mounts.away_around("/"):
-        return [], False
-    import os
-    from dataclasses import replace
+def _away_disks(cache, request, result):
+    """Where `result` left out files not on disk now, the disks not mounted now that those of `request`'s
+    selection lie on (tagger.playlists.away_disks); none otherwise, with no query."""
+    from tagger.playlists import AwayDisks, away_disks
 
-    from tagger.cache import TABLE
-    from tagger.playlists import _selection
-
-    where, params = _selection(replace(request, limit=None))
-    points: dict[bytes, None] = {}
-    elsewhere = False
-    for path, raw in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
-        name = raw if raw is not None else os.fsencode(path)
-        if os.path.exists(name):  # as a playlist looks (a broken link's file is not there)
-            continue
-        point = mounts.away(name)
-        if point is None:
-            elsewhere = True
-        else:
-            points[point] = None
-    return sorted(points), bool(points) and not elsewhere
+    return away_disks(cache, request) if result.left_out.missing else AwayDisks()
 
 
-def _report_left_out(result, library: Path | None, others, away: tuple[list[bytes], bool] = ([], False)) -> None:
+def _report_left_out(result, library: Path | None, others, away=None) -> None:
     """A warning per entry the format cannot hold (the first LEFT_OUT_NAMED; one line for the rest: a
     library of names MPD strips would flood the terminal), one line for files gone from disk (`away`,
-    _away_disks: those on a disk not mounted now, which prune keeps, are said to be), one for tracks another
+    _away_disks: those on a disk not mounted now, which prune keeps, are said to be, with the command that
+    forgets them: AwayDisks.kept), one for tracks another
     model analysed (`others`, OtherModels), one for tracks outside the music folder."""
     left_out = result.left_out
     if not (left_out.unwritable or left_out.missing or left_out.outside or others.count):
@@ -331,12 +309,13 @@ def _report_left_out(result, library: Path | None, others, away: tuple[list[byte
         warn(f"{n} more {escape(result.mood)} track{'s' if n != 1 else ''} left out of the playlist: "
              f"{escape('; '.join(causes[:3]))}{'; ...' if len(causes) > 3 else ''}")
     if left_out.missing:
-        n, (points, only) = left_out.missing, away
+        from tagger.playlists import AwayDisks
+
+        n, away = left_out.missing, away or AwayDisks()
+        only, points = away.only, away.points
         tracks = f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''}"
         disks = ", ".join(shown(point) for point in points)
-        forget = (f"`moodtag prune --forget-disk {disks}` if it is gone for good" if len(points) == 1
-                  else "`moodtag prune --forget-disk MOUNT` for one gone for good")
-        kept = f"kept until {'it is' if len(points) == 1 else 'they are'} mounted again, or {forget}"
+        kept = escape(away.kept())
         guess = ("a disk not mounted? else `moodtag scan` the library where it is now and where it was; `moodtag "
                  "prune` forgets the tracks gone")
         if only:

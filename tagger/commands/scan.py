@@ -124,8 +124,9 @@ def prune(
     the files under a folder that is empty now (a disk not mounted?): those marked missing until a PATH
     names that folder itself (not a place inside it), the others until it is removed; and the files on a
     disk a scan saw mounted that is not mounted now, whether its mount point's folder is there or not
-    (those marked missing until a PATH names the mount point; all of them with --forget-disk MOUNT, and
-    with the PATHs named beside it those behind a link into it; refused while something is mounted there). A PATH that no
+    (those marked missing until a PATH names the mount point; all of them with --forget-disk MOUNT, not
+    those of another disk mounted inside it, and with the PATHs named beside it those behind a link into
+    it; refused while something is mounted there, and where no scan saw a disk mounted). A PATH that no
     longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets the cached tracks
     under it whose files are gone. Waits for a scan or untag using the same cache, and
     for another program's write transaction on it to end; stopped meanwhile (Ctrl-C, SIGTERM, a closed
@@ -159,8 +160,10 @@ def prune(
             if not dry_run:
                 cache.wait_for_writers(should_stop=should_stop,
                                        on_wait=lambda: err.print(transaction_wait_line(shown(cache.path))))
+            mounts = cache.mounts()
+            remembered = mounts.seen  # --forget-disk of a disk a scan saw: its rows may lie behind a link
+            _check_remembered(cache, disks, mounts)
             plan = cache.prunable(roots, should_stop=should_stop, gone_disks=disks)
-            remembered = cache.mounts().seen  # --forget-disk of a disk a scan saw: its rows may lie behind a link
             unknown = [root for root in roots or []
                        if not (root in disks and {os.fsencode(p) for p in filter_roots([root])} & set(remembered))
                        and not any(cache.holds_under(place) for place in filter_roots([root]))]  # as prunable
@@ -180,7 +183,7 @@ def prune(
     if dry_run:
         for key in plan.forget:
             out.print(f"would forget: {shown(key)}")
-    _render_kept(plan, dry_run=dry_run, paths=[root for root in roots or [] if root not in disks])
+    _render_kept(plan, dry_run=dry_run)
     n = len(plan.forget)
     # rows a scan left as they are (under a PATH not there) are not called missing
     what = "missing track" if plan.marked == n else "track"
@@ -188,13 +191,14 @@ def prune(
     out.print(f"{'would forget' if dry_run else 'forgot'} {counted(n, what)}{gone}")
 
 
-def _render_kept(plan, *, dry_run: bool, paths: list[Path] = ()) -> None:
+def _render_kept(plan, *, dry_run: bool) -> None:
     """The rows prune keeps though their files are gone: one line for those marked missing whose files
     are back, one per empty folder whose rows it keeps (rows marked missing: naming the folder forgets
     them; any other, left as they are by a scan whose PATH was not there: only once the folder is
     removed, Cache.prunable), and one per mount point of a disk not mounted now (Mounts.away: naming it
-    forgets those marked missing; the others, once the cache forgets the mount point: `--forget-disk`,
-    with the PATHs named (`paths`) outside it, where rows lie behind a link into it)."""
+    forgets those marked missing; the others with `--forget-disk`, naming beside it the places outside the
+    disk its rows kept are reached through, a link into it: PrunePlan.linked). Paths in the commands are
+    quoted for a shell (command_word)."""
     from tagger.console import out, shown
     from tagger.records import counted
 
@@ -206,19 +210,17 @@ def _render_kept(plan, *, dry_run: bool, paths: list[Path] = ()) -> None:
     for kept, marked, why, gone in ((plan.empty, plan.empty_marked, "it is empty (a disk not mounted?)",
                                      "remove that folder and prune again"),
                                     (plan.away, plan.away_marked, "the disk a scan saw mounted there is not "
-                                     "mounted now", "moodtag prune --forget-disk {}")):
+                                     "mounted now", None)):
         for folder, n in sorted(kept.items()):
-            if kept is plan.away:  # the PATHs named outside the disk: the rows kept under a link into it
-                inside = os.fsdecode(folder).rstrip("/") + "/"
-                gone = "moodtag prune --forget-disk {}" + "".join(  # those linked into the disk
-                    f" {shown(path)}" for path in paths if not f"{os.path.abspath(path)}/".startswith(inside)
-                    and f"{os.path.realpath(path)}/".startswith(inside))
+            if kept is plan.away:  # with the places outside it its rows kept are reached through (a link into it)
+                gone = "moodtag prune --forget-disk " + " ".join(
+                    shown(command_word(place)) for place in [folder, *plan.linked.get(folder, ())])
             if marked.get(folder, 0) == n:
                 out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: {why}; moodtag prune "
-                          f"{shown(folder)} forgets them")
+                          f"{shown(command_word(folder))} forgets them")
             else:
                 out.print(f"{verb} {counted(n, 'track')} under {shown(folder)}: {why}; if "
-                          f"{'it is' if n == 1 else 'they are'} gone for good, {gone.format(shown(folder))}")
+                          f"{'it is' if n == 1 else 'they are'} gone for good, {gone}")
 
 
 def _mounted_among(disks: list[Path]) -> Path | None:
@@ -230,6 +232,47 @@ def _mounted_among(disks: list[Path]) -> Path | None:
     now = set(mount_points())
     return next((disk for disk in disks if os.fsencode(os.path.realpath(disk)) in now
                  or os.fsencode(disk) in now), None)
+
+
+def _check_remembered(cache, disks: list[Path], mounts) -> None:
+    """Each of `disks` (--forget-disk) must be, as written or through a link, a mount point a scan saw
+    (Mounts.seen): a folder above such disks (/media/USER) forgot every one of them not mounted now.
+    Otherwise a MoodtagError naming it and the mount points seen under it (or the disk not mounted now that
+    it lies on: Mounts.away_around); but one under which the cache holds no row and no mount point was seen
+    (a typo, a place never scanned) gets prune's warning, as a PATH does, and forgets nothing."""
+    from tagger.cache import _at_or_inside, filter_roots
+    from tagger.errors import MoodtagError
+    from tagger.records import printable
+
+    for disk in disks:
+        places = [os.fsencode(place) for place in filter_roots([disk])]
+        if set(places) & set(mounts.seen):
+            continue
+        under = [point for point in mounts.seen if any(_at_or_inside(point, place) for place in places)]
+        if not under and not any(cache.holds_under(Path(os.fsdecode(place))) for place in places):
+            continue
+        above = None if under else next(iter(mounts.away_around(disk)), None)
+        if under:
+            which = f"those seen under it: {', '.join(printable(point) for point in sorted(under))}"
+        elif above is not None:
+            which = (f"it lies on the disk a scan saw mounted at {printable(above)}, not mounted now (`moodtag "
+                     f"prune --forget-disk {command_word(above)}` forgets that disk's tracks)")
+        else:
+            which = f"no disk not mounted now was seen there, nor above it; `moodtag prune {command_word(disk)}` " \
+                    f"forgets the tracks gone under it"
+        raise MoodtagError(f"{printable(disk)}: not a mount point a scan saw (--forget-disk MOUNT forgets the tracks "
+                           f"of the disk once mounted at MOUNT, none other); {which}")
+
+
+def command_word(path) -> str:
+    """A path as a word of a command a message suggests (printable, then quoted for a shell, as
+    shlex.quote does: `/media/x/My Music` pasted is one argument). Plain text: pass it through `shown`
+    for a markup line."""
+    import shlex
+
+    from tagger.records import printable
+
+    return shlex.quote(printable(path))
 
 
 def _scheduler_value(value: str) -> str:
@@ -316,7 +359,7 @@ def _render_away(away: dict) -> None:
     for point, n in sorted(away.items()):
         err.print(f"{counted(n, 'cached track')} under {shown(point)} left as {'it is' if n == 1 else 'they are'}: "
                   f"the disk a scan saw mounted there is not mounted now (gone for good? moodtag prune "
-                  f"--forget-disk {shown(point)})")
+                  f"--forget-disk {shown(command_word(point))})")
 
 
 def _walk_problems(summary) -> int:
