@@ -108,7 +108,7 @@ class ScanProgress:
         """A scan's event (tagger.scan.ScanEvent) on the bar: a track advances it; a failed file or
         tag write is one line naming the file and the cause (with read_only_once, one per read-only file
         system: _read_only); waits (for moodtag's lock, for another program's write transaction),
-        recoveries and capped --jobs are told once."""
+        recoveries, capped --jobs and a remembered mount point that is a plain folder now are told once."""
         from tagger.console import shown
 
         if event.kind == "problem":
@@ -131,6 +131,8 @@ class ScanProgress:
             # an interrupted write that cannot be undone yet (its folder not mounted) is not "recovered"
             what = "interrupted tag write" if Restored(event.path, event.cause).pending else "recovered"
             self.log(f"[yellow]{what}:[/] {shown(event.path)}: {shown(event.cause)}")
+        elif event.kind == "retired":  # a remembered mount point that is a plain folder now (tagger.scan)
+            self.log(f"[yellow]warning:[/] {shown(event.path)}: {shown(event.cause)}")
         elif event.kind == "jobs":
             self.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "
                      "available (--oversubscribe allows more)")

@@ -95,8 +95,8 @@ class ScanEvent:
     """Progress, for the CLI: kind is 'waiting' (for the lock of another moodtag command that writes the
     cache), 'busy' (a write waits for another program's write transaction on it), 'restored' (a tag write
     that a crash interrupted, undone), 'empty' (a PATH that is an empty folder the cache holds `count`
-    tracks under, left as they are: a disk not mounted?; `cause` says so; or, `count` 0, a mount point a scan
-    saw that is a plain folder now: _retire_mounts), 'jobs' (--jobs capped:
+    tracks under, left as they are: a disk not mounted?; `cause` says so), 'retired' (a mount point a scan
+    saw that is a plain folder now: _retire_mounts; `cause` says so), 'jobs' (--jobs capped:
     count = jobs used, total = asked),
     'workers' (a Dask cluster left without workers, count 0, or given some again, count = its threads),
     'walking', 'planned', 'track' or 'problem'."""
@@ -598,7 +598,7 @@ def _retire_mounts(cache, mounts, roots, told: set[bytes], *, write: bool, on_ev
     new = [point for point in mounts.retired if point not in told]
     told.update(new)
     for point in new:
-        on_event(ScanEvent("empty", path=Path(os.fsdecode(point)), cause=(
+        on_event(ScanEvent("retired", path=Path(os.fsdecode(point)), cause=(
             "a scan saw a disk mounted here, but none is now and this folder holds the tracks cached under it: "
             "a plain folder from now on, not a disk's mount point")))
     if write:

@@ -132,3 +132,35 @@ def test_whether_a_mount_points_folder_holds_its_files_is_told_by_a_sample_sprea
     assert point is None and len(queries) == 2, queries
     point, queries = away_of(800)
     assert point == os.fsencode(tmp_path / "X800") and len(queries) == 2, queries
+
+
+def test_beet_moodtag_says_too_that_a_remembered_mount_point_is_a_plain_folder_now(tmp_path):
+    """`beet moodtag` forgets such a mount point as a scan does, but said nothing of it: the plugin shows
+    the scan's lines through the progress bar, which had no line for it. It has one now, as the CLI's."""
+    _disk(tmp_path)
+    out = _in_namespace(tmp_path, """
+import shutil
+mnt, db, beets = top / "mnt", top / "c.db", top / "beets"
+beets.mkdir()
+(top / "library").mkdir()
+root = Path.cwd()
+(beets / "config.yaml").write_text(json.dumps({
+    "directory": str(top / "library"), "library": str(beets / "library.db"),
+    "pluginpath": [str(root / "tagger" / "beetsplug")], "plugins": ["moodtag"],
+    "import": {"copy": False, "write": False, "duplicate_action": "keep"},
+    "moodtag": {"db": str(db), "jobs": 1, "auto": False}}))
+def beet(name, *args):
+    env = dict({k: v for k, v in os.environ.items() if k != "MOODTAG_DB"}, BEETSDIR=str(beets), PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-m", "beets", *map(str, args)], capture_output=True, text=True, env=env)
+    out[name] = [proc.returncode, proc.stdout, proc.stderr]
+plug(top / "disk", mnt)
+cli("scan", "scan", mnt / "Music", "--db", db, "--jobs", "1")
+beet("import", "import", "-A", "-q", "-s", mnt / "Music")
+unplug(mnt, remove=False)
+shutil.copytree(top / "disk/Music", mnt / "Music")  # (copy2: the mtimes kept, nothing analysed again)
+beet("moodtag", "moodtag")
+print(json.dumps(out))
+""")
+    assert out["scan"][0] == 0 and out["import"][0] == 0, out
+    assert out["moodtag"][0] == 0 and _plain_folder_line(tmp_path / "mnt") in out["moodtag"][2].splitlines(), out
+    assert "3 items: 0 analysed, 3 unchanged (cached)" in out["moodtag"][2], out["moodtag"]
