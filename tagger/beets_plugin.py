@@ -287,8 +287,10 @@ class FileItems:
                 continue
             name = scan_name(spelt, has_row)
             # one file beets holds under two spellings (exfat-fuse gives each its own inode): one group, so
-            # every item of it gets its mood (and one with a mood of its own keeps it, its file untagged)
-            ident = self.real.get(str(name), ident)
+            # every item of it gets its mood (and one with a mood of its own keeps it, its file untagged);
+            # not a file that is not there (a broken link and its missing target stay two)
+            if not isinstance(ident, str):
+                ident = self.real.get(str(name), ident)
             if name not in given:
                 given.add(name)
                 self.paths.append(name)
@@ -559,15 +561,13 @@ class BeetsWrites:
 
     def removed(self, item) -> None:
         """beets' `item_removed` event: the item's file noted, and its spelling on disk where that differs
-        (on_disk: its row's, after a rename by case), looked for only where the cache has no row under beets'
-        spelling (a `beet rm` of thousands of items lists no folder for those). beets sends it before `beet
-        rm -d` deletes the file, so whether the file is gone is seen at `cli_exit` (close)."""
+        (on_disk: its row's, after a rename by case; the cache is not opened: a plain `beet rm` keeps the
+        files, and their rows). beets sends it before `beet rm -d` deletes the file, so whether the file is
+        gone is seen at `cli_exit` (close)."""
         path, spelt = bytes(item.path), None
         try:
             file = Path(os.path.abspath(os.fsdecode(path)))
-            cache = self._cache()
-            if cache is not None and not cache.lookup([path_key(file)[0]]):
-                spelt = next((name for name in on_disk([file]) if name != file), None)
+            spelt = next((name for name in on_disk([file]) if name != file), None)
         except Exception:  # noqa: BLE001 (beets' removal goes on; beets' spelling is noted)
             pass
         self._removed.append((path, spelt))

@@ -76,11 +76,11 @@ class ScanProgress:
         if self.task is not None:
             return self.progress.__exit__(*exc)
 
-    def _shown(self, description: str = "finding tracks"):
+    def _shown(self, description: str = "finding tracks", total: int | None = None):
         """The bar appears with the first progress, so an early error is not preceded by an empty bar."""
         if self.task is None:
             self.progress.__enter__()
-            self.task = self.progress.add_task(description, total=None, rate="")
+            self.task = self.progress.add_task(description, total=total, rate="")
 
     def walking(self, count: int) -> None:
         self._shown()
@@ -89,7 +89,7 @@ class ScanProgress:
     def start(self, total: int, todo: int, description: str | None = None) -> None:
         import time
 
-        self._shown(description or "finding tracks")
+        self._shown(description or "finding tracks", total)
         self.t0 = time.monotonic()
         # the unchanged tracks found while walking are done already, and stay counted
         self.progress.update(self.task, total=total, description=description or f"scanning ({todo} to analyse)")

@@ -1056,3 +1056,25 @@ def test_two_files_whose_names_differ_only_by_case_keep_their_own_rows(tmp_path,
     assert f"failed: {lower}: " in run.stderr
     assert beet.fields("$mood_confidence") == confidence
     assert dict(cache_rows(beet))[str(upper)] == "ok"
+
+
+def test_a_plain_beet_rm_does_not_open_moodtags_cache(tmp_path, originals):
+    """`beet rm` without -d keeps the files and their rows: it never needed moodtag's cache, and opened it
+    for each item (a cache that cannot be opened was a warning about beets' tag writes)."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    beet("import", "-A", "-q", str(beet.music))
+    beet.cache.write_bytes(b"not a database, whatever it was")
+    run = beet("rm", "-f", f"path:{beet.music / 'calm_a.flac'}")
+    assert "moodtag" not in run.stderr, run.stderr
+    assert beet.cache.read_bytes() == b"not a database, whatever it was"
+
+
+def test_a_broken_link_and_the_missing_file_it_names_are_two_files(tmp_path, originals):
+    """Items of files that are not there are never taken for one file: a broken symlink and the missing file
+    it names counted as one in the summary."""
+    beet = Beets(tmp_path, originals, moodtag={"auto": False})
+    (beet.music / "a_dead.flac").symlink_to(beet.music / "calm_a.flac")  # (the link's item first)
+    beet("import", "-A", "-q", str(beet.music))
+    (beet.music / "calm_a.flac").unlink()
+    run = beet("moodtag", check=False)
+    assert f"{len(TRACKS) + 1} items: " in run.stderr and "files)" not in run.stderr, run.stderr

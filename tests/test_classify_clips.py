@@ -290,5 +290,6 @@ def test_many_files_show_a_bar_on_a_terminal_and_nothing_in_a_pipe(tracks, tmp_p
     shown = on_a_terminal(["classify", *files], stream="stderr", columns=120)
     frames = [frame for frame in re.split(r"[\r\n]+", shown) if frame.strip()]
     assert any("classifying" in frame and re.search(r"\b3/3\b", frame) for frame in frames), shown
+    assert not any("/?" in frame for frame in frames), shown  # the count known from the first frame
     piped = run_cli("classify", *files, check=True)
     assert "classifying" not in piped.stderr + piped.stdout and len(piped.stdout.splitlines()) == 4, piped

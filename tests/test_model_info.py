@@ -305,3 +305,20 @@ def test_in_a_pipe_without_columns_a_label_is_never_folded():
     [line] = [line for line in text.splitlines() if "optimistic" in line]
     assert line.split()[:5] == ["plain", "leave-one-game-out", "(optimistic)", "balanced", "accuracy"], text
     assert all(re.match(r" {1,3}\S", line) for line in text.splitlines()), text  # no line is a folded label's rest
+
+
+@pytest.mark.parametrize("lockbox", [
+    {"ba": 0.5, "auc": 0.7, "tracks": 12, "games": 2},
+    {"ba": 0.5, "auc": 0.7, "tracks": 12, "games": "starfighter"},
+    {"ba": 0.5, "auc": 0.7, "tracks": 12, "user": [1, 2]},
+])
+def test_a_lockbox_not_as_moodtag_writes_it_is_one_json_row_and_the_rest_still_reads(tmp_path, lockbox):
+    """A lockbox whose figures could not be laid out turned every metric into raw JSON, the nested figures
+    unrounded; it is its own row of JSON now, the others laid out as ever."""
+    import json
+    from tagger.weights import resolve_model, read_spec
+
+    metrics = {**read_spec(resolve_model("moodtag-rhythm")).metrics, "lockbox": lockbox}
+    text = " ".join(model_info(str(_altered(tmp_path, "moodtag-rhythm", metrics=metrics)), columns=300).split())
+    assert "nested leave-one-game-out balanced accuracy 0.785 (interval 0.633-0.925)" in text, text
+    assert f"metric lockbox {json.dumps(lockbox)}" in text, text

@@ -88,8 +88,11 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
     rows = nested_rows(nested) if nested else []
     for key, value in metrics.items():
         if key == LOCKBOX and _is_nested(value):
-            rows += nested_rows(value, title="lockbox (games set aside, scored once)")
-            continue
+            try:  # figures not as moodtag writes them: this row as JSON, below, the others laid out still
+                rows += nested_rows(value, title="lockbox (games set aside, scored once)")
+                continue
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+                pass
         if isinstance(value, dict) and isinstance(value.get("pooled"), dict):
             title = "plain leave-one-game-out (optimistic)" if nested and key == "held_out" else f"metric {key}"
             rows += held_out_rows(title, value)
@@ -175,6 +178,8 @@ def nested_rows(nested: dict, title: str = "nested leave-one-game-out") -> list[
         return _f(nested[key]) + (f" (interval {_f(low)}-{_f(high)})" if low is not None and high is not None else "")
 
     games = nested.get("games") or []
+    if not isinstance(games, list):
+        raise TypeError("games is not a list")
     named = f": {', '.join(map(str, games))}" if 0 < len(games) <= 3 else ""
     about = "; ".join(part for part in (counted(nested["tracks"], "track")
                                         + (f", {counted(len(games), 'game')}{named}" if games else ""),
