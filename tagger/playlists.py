@@ -542,7 +542,7 @@ def check_replaceable(dest: Path, mood: str, fmt: str, *, force: bool = False) -
     mark = XSPF_MARK if fmt == "xspf" else f"'{M3U_MARK.strip()}' line"
     raise MoodtagError(f"{dest}: not replaced by the {mood} playlist: it has entries and no {mark}, the mark of a "
                        "playlist moodtag wrote (a player that saved it, as MPD does after an edit, leaves it out, "
-                       "and moodtag 0.4 wrote none): move it, or --force to replace it")
+                       "and moodtag 0.4 or earlier wrote none): move it, or --force to replace it")
 
 
 def _m3u_marked(head: bytes) -> bool:

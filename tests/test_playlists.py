@@ -829,8 +829,8 @@ def test_a_folder_with_a_playlists_name_in_out_dir_is_an_error_before_any_playli
 
 
 REFUSED = ("{file}: not replaced by the {mood} playlist: it has entries and no {mark}, the mark of a playlist "
-           "moodtag wrote (a player that saved it, as MPD does after an edit, leaves it out, and moodtag 0.4 wrote "
-           "none): move it, or --force to replace it\n")
+           "moodtag wrote (a player that saved it, as MPD does after an edit, leaves it out, and moodtag 0.4 or "
+           "earlier wrote none): move it, or --force to replace it\n")
 
 
 def test_a_playlist_moodtag_did_not_write_is_replaced_only_with_force(library, model, tmp_path):
