@@ -13,7 +13,8 @@ mutagen reads only the chunks inside the size the RIFF/FORM header declares, and
 that size ends. Bytes after it (an ID3v1 tag appended to a WAV, zeros) are not chunks, and stay after
 the new one. A header whose size ends inside a chunk (a writer's slip that decoders ignore: they read
 the chunks to the file's end) would put the new chunk inside that chunk, the audio: `short_form`
-finds it.
+finds it. moodtag 0.4 and earlier let mutagen do so: `tags_inside` finds such a chunk, for untag to
+take out.
 """
 from __future__ import annotations
 
@@ -167,6 +168,95 @@ def short_form(fh) -> ShortForm | None:
         end = pos + 8 + declared + (declared & 1)
         if end > form.end:
             return ShortForm(form.container, 8 + form.size_field, chunk, end)
+    return None
+
+
+# How far before where it ends tags_inside looks for the start of an ID3 chunk mutagen added: moodtag's
+# fields, and mutagen's padding (1 KiB and 0.1% of the bytes after the tag); and a share of the file's size more.
+TAG_INSIDE_SEARCH = 64 << 10
+TAG_INSIDE_SHARE = 500
+
+
+@dataclass(frozen=True)
+class TagInside:
+    """ID3 chunks that mutagen added where a RIFF/FORM header's size ended, inside the chunk that end cut
+    (see short_form): each one where the form ended then, its bytes counted into the RIFF/FORM size, the
+    cut chunk's own size left as it was. Taking them out and writing `form_size` back gives the file
+    back as it was."""
+
+    order: str                          # the byte order of the sizes, for struct
+    chunk: bytes                        # the ID of the chunk they lie in
+    tags: tuple[tuple[int, int], ...]   # (offset of its header, its declared size) of each, in file order
+    form_size: int                      # the RIFF/FORM size field before the first was added
+
+    @property
+    def start(self) -> int:
+        return self.tags[0][0]
+
+    @property
+    def length(self) -> int:
+        """Their bytes: headers, data and pad bytes."""
+        return sum(8 + size + (size & 1) for _, size in self.tags)
+
+    def size_field(self) -> bytes:
+        return struct.pack(self.order + "I", self.form_size)
+
+
+def tags_inside(fh, names: tuple[bytes, ...] = (b"id3 ", b"ID3 ")) -> TagInside | None:
+    """The ID3 chunks (one of `names`, holding an ID3 header) that end where the form of a RIFF/RIFX/FORM
+    file `fh` (binary, seekable) ends, one after the other, the first where a form of the size left
+    without them would end inside a chunk (TagInside); None if there are none (also for any other kind
+    of file). Only a form whose chunks do not tile it (short_form, or a chunk ID that is no ID: audio
+    read as chunks) is looked into, and only its last bytes (TAG_INSIDE_SEARCH)."""
+    form = _form(fh)
+    if form is None or form.size_field == UNKNOWN_SIZE or form.end > form.file_size or _tiled(fh, form):
+        return None
+    tags: list[tuple[int, int]] = []
+    end = form.end
+    while (found := _tag_ending_at(fh, end, names, form)) is not None:
+        tags.insert(0, found)
+        end = found[0]
+    for first in range(len(tags)):  # the longest run whose first chunk lies inside the cut chunk
+        kept = tags[first:]
+        size = form.size_field - sum(8 + n + (n & 1) for _, n in kept)
+        if size < 4:
+            continue
+        cut = _cut_at(fh, _Form(form.container, form.order, size, form.file_size), kept[0][0])
+        if cut is not None:
+            return TagInside(form.order, cut, tuple(kept), size)
+    return None
+
+
+def _tiled(fh, form: _Form) -> bool:
+    """Whether the chunks inside the form end where it ends, each with an ID of printable ASCII."""
+    end = 12
+    for chunk, pos, declared in _chunks(fh, form, within_form=True):
+        if not all(32 <= byte < 127 for byte in chunk):
+            return False
+        end = pos + 8 + declared + (declared & 1)
+    return end == form.end
+
+
+def _tag_ending_at(fh, end: int, names: tuple[bytes, ...], form: _Form) -> tuple[int, int] | None:
+    """(offset, declared size) of the last chunk, one of `names` at an even offset and holding an ID3
+    header, that ends (its pad byte counted) at `end`; None if there is none in the search's reach."""
+    low = max(12, end - TAG_INSIDE_SEARCH - form.file_size // TAG_INSIDE_SHARE)
+    fh.seek(low)
+    data = fh.read(end - low)
+    for name in names:
+        at = len(data)
+        while (at := data.rfind(name, 0, at)) >= 0:
+            size = struct.unpack(form.order + "I", data[at + 4:at + 8])[0] if at + 8 <= len(data) else -1
+            if (low + at) % 2 == 0 and low + at + 8 + size + (size & 1) == end and data[at + 8:at + 11] == b"ID3":
+                return low + at, size
+    return None
+
+
+def _cut_at(fh, form: _Form, at: int) -> bytes | None:
+    """The ID of the chunk whose data the form (ending at `at`) ends inside, or None."""
+    for chunk, pos, declared in _chunks(fh, form, within_form=True):
+        if pos + 8 <= at < pos + 8 + declared + (declared & 1):
+            return chunk
     return None
 
 

@@ -57,11 +57,11 @@ from typing import Callable, NamedTuple
 import mutagen
 from mutagen import aiff, apev2, flac, id3, mp3, mp4, oggflac, oggopus, oggspeex, oggvorbis, wave
 from mutagen._riff import RiffFile
-from mutagen._util import convert_error, loadfile
+from mutagen._util import convert_error, delete_bytes, loadfile
 
 from tagger import fastsave, safewrite
 from tagger.errors import BROKEN_LINK, MoodtagError, TagError, os_text
-from tagger.iff import add_missing_pad, overrun, read_chunk, short_form
+from tagger.iff import add_missing_pad, overrun, read_chunk, short_form, tags_inside
 from tagger.safewrite import UndoJournal
 from tagger.weights import TAG_LABEL, TAG_LABEL_RULE
 
@@ -221,12 +221,20 @@ def remove_mood(path, *, last_written: str | None = None, written_by: str | None
     `last_written` and `written_by` as for write_mood. Returns whether the file changed (with dry_run: whether it would;
     nothing is written). An MP3 ID3v2 tag left holding only what write_mood copied from the ID3v1 or
     APEv2 tag (or nothing), or a WAV's or AIFF's ID3 chunk left empty, is removed whole, which gives
-    back the file as it was before moodtag.
+    back the file as it was before moodtag. So is a WAV or AIFF whose RIFF/FORM size ended inside its
+    audio, where moodtag 0.4 and earlier had mutagen add its ID3 chunk (`_old_tags_inside`).
     Crash-safe, as write_mood; `on_written` as for write_mood."""
     path = Path(path)
     saved: list[bool] = []
     with _opened(path, saved=saved) as fh:
         audio, fmt = _load(fh)
+        inside = _old_tags_inside(fh, fmt)
+        if inside is not None:
+            _require_writable(path, fh)
+            if not dry_run:
+                _take_out(path, fh, inside, fmt, journal, on_written)
+                saved.append(True)
+            return True
         current = _current_fields(audio, fmt)
         foreign = _foreign_moods(current, last_written, written_by)
         if not any(name != MOOD_FIELD or not foreign for name, _ in current):
@@ -253,6 +261,48 @@ def remove_mood(path, *, last_written: str | None = None, written_by: str | None
         _save(audio, fmt, path, fh, journal, drop_v2=drop_v2, on_written=on_written)
         saved.append(True)
     return True
+
+
+# what a scan's tag write says of a file _old_tags_inside finds
+OLD_TAG_INSIDE = "holds a tag moodtag 0.4 or earlier wrote inside its audio (moodtag untag takes it out)"
+
+
+def _old_tags_inside(fh, fmt: _Format):
+    """The ID3 chunks moodtag 0.4 and earlier had mutagen add inside a WAV's or AIFF's audio, where its
+    RIFF/FORM size ended inside its audio chunk (tagger.iff.tags_inside), each holding moodtag's model
+    or scores; None if there are none, or one of them holds a tag of another's."""
+    if not fmt.pads_chunks:
+        return None
+    with _mutagen_errors(writing=False, fmt=None):
+        inside = tags_inside(fh)
+        if inside is None:
+            return None
+        for offset, size in inside.tags:
+            fh.seek(offset + 8)
+            data = fh.read(size)
+            try:
+                fields = _ID3.read(id3.ID3(BytesIO(data), translate=False, load_v1=False))
+            except (mutagen.MutagenError, *_MALFORMED):
+                return None
+            if not any(name == MODEL_FIELD or name.startswith(SCORE_PREFIX) for name, _ in fields):
+                return None
+    return inside
+
+
+def _take_out(path: Path, fh, inside, fmt: _Format, journal: UndoJournal | None,
+              on_written: Callable[[os.stat_result], None] | None) -> None:
+    """Take the chunks _old_tags_inside found out of the file, and give its RIFF/FORM size back its old
+    value: the file as it was before they were added. Through safewrite, as _save."""
+
+    def save_into(target) -> None:
+        delete_bytes(target, inside.length, inside.start)
+        target.seek(4)
+        target.write(inside.size_field())
+
+    with _mutagen_errors(writing=True, fmt=fmt):
+        how = safewrite.rewrite(path, fh, save_into, journal=journal if journal is not None else _default_journal())
+    if on_written is not None:
+        on_written(how.stat)
 
 
 # --- the fields, independent of the tag kind --------------------------------------------------
@@ -1293,6 +1343,8 @@ def _require_whole_chunks(audio, fh) -> None:
     fmt = _FORMATS.get(type(audio))
     if fmt is None or not fmt.pads_chunks:
         return
+    if _old_tags_inside(fh, fmt) is not None:
+        raise TagError(f"{OLD_TAG_INSIDE}; the file was not changed")
     with _mutagen_errors(writing=False, fmt=None):
         found, short = overrun(fh), short_form(fh)
     if found is not None and not found.pad_only:  # a missing pad byte is added as the tag is saved
