@@ -129,6 +129,7 @@ def mood_items(items: Iterable, *, write: bool, dry_run: bool = False, db: Path 
     rows = KnownRows(db)
     try:
         files = FileItems(items, has_row=rows, away=rows.away)
+        note_stored(files, rows)
     finally:
         rows.close()
     tally = ItemTally(items=files.items, files=len(files.groups) + sum(map(len, files.away.values())),
@@ -208,8 +209,9 @@ def scan_name(path: Path, has_row: Callable[[Path], bool] = lambda path: False) 
 class KnownRows:
     """Whether moodtag's cache holds a row under a path (called with the path), for scan_name, and the disk
     away a gone file lies on (away): the cache opened read-only at the first question (never, where no
-    item is a link into a hidden folder nor gone), and closed before the scan opens it. A cache that is
-    not there or cannot be read holds none, and knows no disk (the scan then says what is wrong with it)."""
+    item is a link into a hidden folder nor gone nor stored by an older moodtag), and closed before the scan
+    opens it. A cache that is not there or cannot be read holds none, and knows no disk (the scan then says
+    what is wrong with it)."""
 
     def __init__(self, db: Path | None) -> None:
         self._db = db
@@ -225,6 +227,18 @@ class KnownRows:
         except (MoodtagError, sqlite3.Error, OSError):
             self._off = True
             return False
+
+    def moods(self, paths: list[Path]) -> dict[Path, tuple[str, float]]:
+        """The mood and confidence of each of `paths` whose row holds a mood (what moodtag gave that file last),
+        by path: one lookup for all."""
+        keys = {path_key(path)[0]: path for path in paths}
+        try:
+            cache = self._opened()
+            found = cache.lookup(list(keys)) if cache is not None else {}
+        except (MoodtagError, sqlite3.Error, OSError):
+            self._off = True
+            return {}
+        return {keys[key]: (row.mood, row.confidence) for key, row in found.items() if row.has_mood and row.mood}
 
     def away(self, path: Path) -> Path | None:
         """The mount point of the disk not mounted now that the gone file at `path` lies on, as a scan saw it
@@ -316,11 +330,45 @@ def _identity(path: Path) -> object:
     return st.st_dev, st.st_ino
 
 
+def note_stored(files: FileItems, rows: KnownRows) -> None:
+    """For each item an older moodtag stored (a mood and its confidence, no `moodtag_mood`: moodtag 0.4's
+    plugin kept none), the mood moodtag gave its file last where the cache's row says (`rows`, read before
+    the scan analyses the file again): an item whose mood differs from it (case aside: differs) was given
+    its mood since (`beet modify mood=sleepy`) where its confidence is still the row's (a file analysed
+    again since, by another model after an upgrade, has another), and gets that row's mood as its
+    `moodtag_mood` (in memory: stored with the item's result), so that own_mood keeps its mood. Where the
+    file has no row, or the moods agree, or the confidences differ, the item is left as it is (moodtag's,
+    own_mood)."""
+    older: dict[Path, list] = {}
+    for name in files.paths:
+        for item in files.of(name):
+            if item.get(STORED, with_album=False) is None and item.get(CONFIDENCE, with_album=False) is not None \
+                    and item.get(MOOD, with_album=False) not in (None, ""):
+                older.setdefault(name, []).append(item)
+    moods = rows.moods(list(older)) if older else {}
+    for name, group in older.items():
+        last, confidence = moods.get(name, (None, None))
+        for item in group:  # an item of two names (hard links): the first with a row tells
+            if last is not None and item.get(STORED, with_album=False) is None \
+                    and differs(item.get(MOOD, with_album=False), last) \
+                    and _same_confidence(item.get(CONFIDENCE, with_album=False), confidence):
+                item[STORED] = last
+
+
+def _same_confidence(stored, confidence) -> bool:
+    """Whether an item's confidence is the row's, as beets shows it (2 decimals)."""
+    try:
+        return confidence is not None and abs(float(stored) - float(confidence)) < 0.005
+    except (TypeError, ValueError):
+        return False
+
+
 def own_mood(item) -> str | None:
     """The item's mood when moodtag did not store it (`beet modify mood=dreamy`, another plugin), else
     None. moodtag's is the one it stored last (`moodtag_mood`); an item moodtag stored before it kept
-    that (an older library) holds moodtag's mood where it holds moodtag's confidence beside it. Not the
-    album's: beets' get() would fall back to an album's `mood` attribute."""
+    that (an older library) holds moodtag's mood where it holds moodtag's confidence beside it, unless the
+    cache's row says moodtag gave its file another (note_stored). Not the album's: beets' get() would fall
+    back to an album's `mood` attribute."""
     mood = item.get(MOOD, with_album=False)
     if mood in (None, ""):
         return None
@@ -409,8 +457,10 @@ def store_outcome(item, outcome: TrackOutcome, *, replace_mood: bool = False, dr
 
 def holds_result(item, result) -> bool:
     """Whether the item holds moodtag's mood and confidence of `result` as store_outcome stores them:
-    storing it changes nothing."""
-    return (item.get(MOOD, with_album=False) == item.get(STORED, with_album=False) == result.mood
+    storing it changes nothing, or, for an item an older moodtag stored (no `moodtag_mood`), adds only its
+    `moodtag_mood`, which is nothing to say."""
+    mood = item.get(MOOD, with_album=False)
+    return (mood == result.mood and item.get(STORED, with_album=False) in (None, mood)
             and item.get(CONFIDENCE, with_album=False) == round(result.confidence, 4))
 
 

@@ -563,8 +563,9 @@ def test_a_bad_jobs_setting_stops_an_import_as_other_settings_do(tmp_path, origi
 def test_a_mood_set_in_beets_is_kept_unless_replace_mood(tmp_path, originals):
     """`beet modify mood=dreamy` was overwritten by the next `beet moodtag` from the cache. A mood moodtag
     did not store is kept (one line, counted), as in files; --replace-mood replaces it. An item stored
-    before moodtag noted its own mood (mood and confidence, no moodtag_mood: an older library) is still
-    moodtag's, and one with a mood and no confidence (another plugin's) is kept."""
+    before moodtag noted its own mood (mood and confidence, no moodtag_mood: an older library) with the
+    mood the cache's row holds is still moodtag's, and one with a mood and no confidence (another
+    plugin's) is kept."""
     beet = Beets(tmp_path, originals, moodtag={"auto": False})
     beet("import", "-A", "-q", str(beet.music))
     beet("moodtag")
@@ -572,7 +573,7 @@ def test_a_mood_set_in_beets_is_kept_unless_replace_mood(tmp_path, originals):
         beet("modify", "-y", *changes, f"path:{beet.music / name}")
 
     modify("calm_a.flac", "mood=dreamy")
-    modify("exciting_a.mp3", "mood=wrong", "moodtag_mood!")  # an older library's item
+    modify("exciting_a.mp3", "mood_confidence=0.5", "moodtag_mood!")  # an older library's item
     modify("calm_b.wav", "mood=happy", "mood_confidence!", "moodtag_mood!")  # another plugin's
 
     run = beet("moodtag")
@@ -585,6 +586,72 @@ def test_a_mood_set_in_beets_is_kept_unless_replace_mood(tmp_path, originals):
 
     run = beet("moodtag", "--replace-mood")
     assert "kept" not in run.stderr and beet.fields("$mood") == {n: m for n, (m, _) in TRACKS.items()}
+
+
+def older_library(beet: Beets) -> None:
+    """The items as moodtag 0.4's plugin left them: each with a mood and its confidence, no moodtag_mood."""
+    beet("modify", "-y", "moodtag_mood!")
+
+
+def test_a_mood_set_since_in_an_older_library_is_kept(tmp_path, originals):
+    """An item moodtag 0.4's plugin stored (mood and confidence, no moodtag_mood) whose mood was set by
+    hand since (`beet modify mood=sleepy`) took moodtag's calm back at the next `beet moodtag`, silently:
+    the confidence beside it made it moodtag's. Now the cache's row, which holds the mood moodtag gave
+    the file last, tells: a mood that differs from it is the item's own, kept with its `kept:` line, its
+    file left untagged, moodtag's mood noted as its moodtag_mood. Where the file has no row, the item
+    stays moodtag's, as before."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
+    older_library(beet)
+    own = beet.music / "calm_a.flac"
+    beet("modify", "-y", "mood=sleepy", f"path:{own}")
+    line = f"kept: {own}: the item's own mood 'sleepy' (not moodtag's calm) is kept (--replace-mood replaces it)"
+
+    for args in (("-p",), ("-w",)):
+        run = beet("moodtag", *args)
+        assert kept_lines(run) == [line], run.stderr
+        assert "0 analysed, 4 unchanged (cached), 0 failed" in run.stderr and "beets' own mood kept 1" in run.stderr
+    assert "tags written 3," in run.stderr and read_mood(own) is None, run.stderr
+    assert beet.fields("$mood $moodtag_mood") == {"calm_a.flac": "sleepy calm", "calm_b.wav": "calm calm",
+                                                  "exciting_a.mp3": "exciting exciting",
+                                                  "exciting_b.ogg": "exciting exciting"}
+    run = beet("moodtag")
+    assert kept_lines(run) == [line], run.stderr  # its moodtag_mood tells now
+
+    # another mood and another confidence than the row's: its file analysed again since (an upgrade's new
+    # model, by `moodtag scan`), not a mood set by hand: moodtag's
+    beet("modify", "-y", "mood=calm", "mood_confidence=0.31", "moodtag_mood!", f"path:{beet.music / 'exciting_a.mp3'}")
+    run = beet("moodtag")
+    assert kept_lines(run) == [line], run.stderr
+    assert beet.fields("$mood $moodtag_mood")["exciting_a.mp3"] == "exciting exciting"
+
+    # no row for its file (another cache, new): an older library's item is moodtag's, as before
+    beet("modify", "-y", "mood=wrong", "moodtag_mood!", f"path:{beet.music / 'exciting_a.mp3'}")
+    run = beet("moodtag", "--db", str(tmp_path / "fresh.db"))
+    assert kept_lines(run) == [line] and "4 analysed" in run.stderr, run.stderr
+    assert beet.fields("$mood $moodtag_mood")["exciting_a.mp3"] == "exciting exciting"
+
+
+def test_a_dry_run_says_nothing_of_an_older_librarys_items_that_hold_the_mood_already(tmp_path, originals):
+    """The first `beet moodtag -p` after upgrading said `would set mood ...` for every item moodtag 0.4's
+    plugin had stored, though a real run changed none of their moods or confidences (it only notes the
+    moodtag_mood they lack). Now such an item gets no line; one whose confidence would change does."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
+    older_library(beet)
+    changed = beet.music / "calm_b.wav"
+    beet("modify", "-y", "mood_confidence=0.1", f"path:{changed}")
+
+    run = beet("moodtag", "-p")
+    would = [line for line in run.stderr.splitlines() if line.startswith("would set ")]
+    assert len(would) == 1 and would[0].startswith("would set mood calm (") and would[0].endswith(f": {changed}"), \
+        run.stderr
+    assert "kept" not in run.stderr and beet.fields("$moodtag_mood")["calm_a.flac"] == "$moodtag_mood"
+
+    run = beet("moodtag")
+    assert "kept" not in run.stderr, run.stderr
+    assert beet.fields("$mood $moodtag_mood") == {n: f"{m} {m}" for n, (m, _) in TRACKS.items()}
+    assert "would set" not in beet("moodtag", "-p").stderr
 
 
 def test_an_items_own_mood_leaves_its_files_tags_alone(tmp_path, originals):
