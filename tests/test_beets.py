@@ -259,12 +259,7 @@ def test_dry_run_says_nothing_of_items_that_hold_the_mood_already(tmp_path, orig
     assert "4 items: 0 analysed, 4 unchanged (cached)" in run.stderr, run.stderr
     assert "would set" not in run.stderr, run.stderr
 
-    changed = beet.music / "calm_b.wav"
-    beet("modify", "-y", "mood_confidence=0.1", f"path:{changed}")
-    run = beet("moodtag", "-p")
-    would = [line for line in run.stderr.splitlines() if line.startswith("would set ")]
-    assert len(would) == 1 and would[0].startswith("would set mood calm (") and would[0].endswith(f": {changed}"), \
-        run.stderr
+    would_set_only_a_changed_confidence(beet)
     assert beet.fields("$mood_confidence")["calm_b.wav"] == "0.10"  # a dry run stores nothing
 
 
@@ -588,6 +583,17 @@ def test_a_mood_set_in_beets_is_kept_unless_replace_mood(tmp_path, originals):
     assert "kept" not in run.stderr and beet.fields("$mood") == {n: m for n, (m, _) in TRACKS.items()}
 
 
+def would_set_only_a_changed_confidence(beet: Beets) -> subprocess.CompletedProcess:
+    """calm_b.wav's confidence changed by hand: `beet moodtag -p` has a `would set` line for it alone."""
+    changed = beet.music / "calm_b.wav"
+    beet("modify", "-y", "mood_confidence=0.1", f"path:{changed}")
+    run = beet("moodtag", "-p")
+    would = [line for line in run.stderr.splitlines() if line.startswith("would set ")]
+    assert len(would) == 1 and would[0].startswith("would set mood calm (") and would[0].endswith(f": {changed}"), \
+        run.stderr
+    return run
+
+
 def older_library(beet: Beets) -> None:
     """The items as moodtag 0.4's plugin left them: each with a mood and its confidence, no moodtag_mood."""
     beet("modify", "-y", "moodtag_mood!")
@@ -639,13 +645,7 @@ def test_a_dry_run_says_nothing_of_an_older_librarys_items_that_hold_the_mood_al
     beet = Beets(tmp_path, originals)
     beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
     older_library(beet)
-    changed = beet.music / "calm_b.wav"
-    beet("modify", "-y", "mood_confidence=0.1", f"path:{changed}")
-
-    run = beet("moodtag", "-p")
-    would = [line for line in run.stderr.splitlines() if line.startswith("would set ")]
-    assert len(would) == 1 and would[0].startswith("would set mood calm (") and would[0].endswith(f": {changed}"), \
-        run.stderr
+    run = would_set_only_a_changed_confidence(beet)
     assert "kept" not in run.stderr and beet.fields("$moodtag_mood")["calm_a.flac"] == "$moodtag_mood"
 
     run = beet("moodtag")
