@@ -228,17 +228,23 @@ class KnownRows:
             self._off = True
             return False
 
-    def moods(self, paths: list[Path]) -> dict[Path, tuple[str, float]]:
+    def moods(self, paths: list[Path]) -> tuple[dict[Path, tuple[str, float]], set[str]]:
         """The mood and confidence of each of `paths` whose row holds a mood (what moodtag gave that file last),
-        by path: one lookup for all."""
+        by path: one lookup for all; and every mood the cache's rows hold (the labels of the models that made
+        them), case folded."""
+        from tagger.cache import TABLE
+
         keys = {path_key(path)[0]: path for path in paths}
         try:
             cache = self._opened()
-            found = cache.lookup(list(keys)) if cache is not None else {}
+            if cache is None:
+                return {}, set()
+            found = cache.lookup(list(keys))
+            labels = {mood.casefold() for (mood,) in cache.rows(f"SELECT DISTINCT mood FROM {TABLE}") if mood}
         except (MoodtagError, sqlite3.Error, OSError):
             self._off = True
-            return {}
-        return {keys[key]: (row.mood, row.confidence) for key, row in found.items() if row.has_mood and row.mood}
+            return {}, set()
+        return {keys[key]: (row.mood, row.confidence) for key, row in found.items() if row.has_mood and row.mood}, labels
 
     def away(self, path: Path) -> Path | None:
         """The mount point of the disk not mounted now that the gone file at `path` lies on, as a scan saw it
@@ -335,22 +341,24 @@ def note_stored(files: FileItems, rows: KnownRows) -> None:
     plugin kept none), the mood moodtag gave its file last where the cache's row says (`rows`, read before
     the scan analyses the file again): an item whose mood differs from it (case aside: differs) was given
     its mood since (`beet modify mood=sleepy`) where its confidence is still the row's (a file analysed
-    again since, by another model after an upgrade, has another), and gets that row's mood as its
-    `moodtag_mood` (in memory: stored with the item's result), so that own_mood keeps its mood. Where the
-    file has no row, or the moods agree, or the confidences differ, the item is left as it is (moodtag's,
-    own_mood)."""
+    again since, by another model after an upgrade, has another) and its mood is none a model gave (the
+    moods the cache holds: a track near the threshold analysed again may flip to the other label with the
+    same confidence), and gets that row's mood as its `moodtag_mood` (in memory: stored with the item's
+    result), so that own_mood keeps its mood. Where the file has no row, or the moods agree, or the
+    confidences differ, or the item's mood is a label, the item is left as it is (moodtag's, own_mood)."""
     older: dict[Path, list] = {}
     for name in files.paths:
         for item in files.of(name):
             if item.get(STORED, with_album=False) is None and item.get(CONFIDENCE, with_album=False) is not None \
                     and item.get(MOOD, with_album=False) not in (None, ""):
                 older.setdefault(name, []).append(item)
-    moods = rows.moods(list(older)) if older else {}
+    moods, labels = rows.moods(list(older)) if older else ({}, set())
     for name, group in older.items():
         last, confidence = moods.get(name, (None, None))
         for item in group:  # an item of two names (hard links): the first with a row tells
-            if last is not None and item.get(STORED, with_album=False) is None \
-                    and differs(item.get(MOOD, with_album=False), last) \
+            mood = item.get(MOOD, with_album=False)
+            if last is not None and item.get(STORED, with_album=False) is None and differs(mood, last) \
+                    and str(mood).casefold() not in labels \
                     and _same_confidence(item.get(CONFIDENCE, with_album=False), confidence):
                 item[STORED] = last
 

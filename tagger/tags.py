@@ -281,12 +281,24 @@ def _old_tags_inside(fh, fmt: _Format):
             fh.seek(offset + 8)
             data = fh.read(size)
             try:
-                fields = _ID3.read(id3.ID3(BytesIO(data), translate=False, load_v1=False))
+                tag = id3.ID3(BytesIO(data), translate=False, load_v1=False)
+                fields = _ID3.read(tag)
             except (mutagen.MutagenError, *_MALFORMED):
                 return None
             if not any(name == MODEL_FIELD or name.startswith(SCORE_PREFIX) for name, _ in fields):
                 return None
+            if not all(_only_moodtags(frame) for frame in tag.values()):  # not all 0.4's: a tag of another's
+                return None  # (a data chunk whose size runs into a tag after it) stays whole
     return inside
+
+
+def _only_moodtags(frame) -> bool:
+    """Whether an ID3 frame is one moodtag 0.4 wrote: the mood (TMOO, or TXXX:mood), or a TXXX of its own
+    (MOODTAG_MODEL, MOODTAG_SCORE_*)."""
+    if frame.FrameID == "TMOO":
+        return True
+    desc = getattr(frame, "desc", "") if frame.FrameID == "TXXX" else None
+    return desc is not None and (desc.lower() == "mood" or desc.upper().startswith("MOODTAG_"))
 
 
 def _take_out(path: Path, fh, inside, fmt: _Format, journal: UndoJournal | None,

@@ -631,6 +631,13 @@ def test_a_mood_set_since_in_an_older_library_is_kept(tmp_path, originals):
     assert kept_lines(run) == [line], run.stderr
     assert beet.fields("$mood $moodtag_mood")["exciting_a.mp3"] == "exciting exciting"
 
+    # the other label with the row's confidence: what a track near the threshold analysed again may have
+    # given (a flip at the same confidence), not told from a hand-set label: moodtag's, as before
+    beet("modify", "-y", "mood=exciting", "moodtag_mood!", f"path:{beet.music / 'calm_b.wav'}")
+    run = beet("moodtag")
+    assert kept_lines(run) == [line], run.stderr
+    assert beet.fields("$mood $moodtag_mood")["calm_b.wav"] == "calm calm"
+
     # no row for its file (another cache, new): an older library's item is moodtag's, as before
     beet("modify", "-y", "mood=wrong", "moodtag_mood!", f"path:{beet.music / 'exciting_a.mp3'}")
     run = beet("moodtag", "--db", str(tmp_path / "fresh.db"))

@@ -128,3 +128,29 @@ def test_a_scan_names_the_tag_0_4_wrote_inside_the_audio(tmp_path, sources, fmt,
     proc = run_cli("scan", lib, "--db", tmp_path / "c.db", "--model", test_model, "--jobs", "1")
     assert f"failed: {path}: tags not written: {OLD_TAG_INSIDE}; the file was not changed" in proc.stderr, proc.stderr
     assert path.read_bytes() == tagged and read_mood(path) is None
+
+
+def test_a_tag_of_the_users_a_data_size_runs_into_stays_whole(sources, tmp_path):
+    """A WAV whose data chunk declares more than it holds, running into the ID3 chunk after it (RIFF size
+    right), that tag holding the user's title beside moodtag's fields: its place looked like 0.4's inside
+    the audio, and untag deleted the whole chunk, title too. 0.4 wrote only the mood and its own fields
+    into a tag it had just made: a tag with any other frame is not 0.4's, and stays."""
+    import io
+
+    wav = sources["wav"].read_bytes()
+    tag = id3.ID3()
+    for frame in (id3.TIT2(encoding=3, text=["Precious title"]), id3.TMOO(encoding=3, text=["calm"]),
+                  id3.TXXX(encoding=3, desc="MOODTAG_MODEL", text=["moodtag-rhythm 2.0.0"])):
+        tag.add(frame)
+    held = io.BytesIO()
+    tag.save(held, v2_version=4, padding=lambda info: 0)
+    data = held.getvalue()
+    at = wav.index(b"data")
+    size = struct.unpack("<I", wav[at + 4:at + 8])[0]
+    body = (wav[8:at + 4] + struct.pack("<I", size + 100) + wav[at + 8:] + b"id3 " + struct.pack("<I", len(data))
+            + data + b"\0" * (len(data) & 1))
+    path = tmp_path / "song.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    before = path.read_bytes()
+    run = run_cli("untag", path, env={"XDG_DATA_HOME": str(tmp_path / "xdg-data")})
+    assert path.read_bytes() == before, run.stdout + run.stderr
