@@ -217,6 +217,12 @@ def under_root(root: Path) -> tuple[str, list]:
     return "path = ? OR (path >= ? AND path < ?)", [key, prefix, prefix[:-1] + chr(ord(os.sep) + 1)]
 
 
+def _any_under(folders: list[bytes]) -> tuple[str, list]:
+    """SQL (and its parameters) that selects the rows at or under any of `folders` (under_root's, joined)."""
+    parts = [under_root(Path(os.fsdecode(folder))) for folder in folders]
+    return " OR ".join(f"({where})" for where, _ in parts), [param for _, params in parts for param in params]
+
+
 def filter_roots(roots) -> list[Path]:
     """The folders a PATH filter of a read command stands for: each as written (absolute) and, where it
     goes through a symlink, its real path too, so a cache scanned through the real folder answers a
@@ -1438,17 +1444,30 @@ class Cache:
         seen = self._seen_mounts() if MOUNTS in _table_names(self.conn) else []
         return Mounts(seen, mount_points() if points is None else points, sample=self._sampled_under)
 
-    def _sampled_under(self, point: bytes) -> list[bytes]:
-        """The paths of up to MOUNT_SAMPLE rows not marked missing whose keys lie under `point`, spread
-        evenly over them in key order (Mounts.retired): two queries over the key range, however many."""
-        where, params = under_root(Path(os.fsdecode(point)))
-        held = next(self.rows(f"SELECT count(*) FROM {TABLE} WHERE ({where}) AND status <> 'missing'", params))[0]
+    def _sampled_under(self, point: bytes, inner: list[bytes] = (), through: dict[bytes, bytes] | None = None
+                       ) -> list[tuple[bytes, int, int]]:
+        """The paths, sizes and mtimes of up to MOUNT_SAMPLE rows not marked missing whose keys lie under
+        `point`, or under one of the places outside it that reach it through a link (`through`: place -> its
+        real path, at or inside `point`), but not on another disk (`inner`: the mount points inside `point`,
+        as the places spell them too), spread evenly over them in key order (Mounts.retired): two queries
+        over the key ranges, however many rows."""
+        places, others = [point], list(inner)
+        for place, real in (through or {}).items():
+            places.append(place)
+            others += [_respelt(point_in, real, place) for point_in in inner if _at_or_inside(point_in, real)]
+        held_where, params = _any_under(places)
+        if others:
+            other_where, other_params = _any_under(others)
+            held_where, params = f"({held_where}) AND NOT ({other_where})", [*params, *other_params]
+        where = f"({held_where}) AND status <> 'missing'"
+        held = next(self.rows(f"SELECT count(*) FROM {TABLE} WHERE {where}", params))[0]
         if not held:
             return []
         step = -(-held // MOUNT_SAMPLE)
-        return [raw if raw is not None else os.fsencode(key) for key, raw in self.rows(
-            f"SELECT path, path_bytes FROM (SELECT path, path_bytes, row_number() OVER (ORDER BY path) - 1 AS i "
-            f"FROM {TABLE} WHERE ({where}) AND status <> 'missing') WHERE i % ? = 0", [*params, step])]
+        rows = self.rows(f"SELECT path, path_bytes, size, mtime_ns FROM (SELECT path, path_bytes, size, mtime_ns, "
+                         f"row_number() OVER (ORDER BY path) - 1 AS i FROM {TABLE} WHERE {where}) WHERE i % ? = 0",
+                         [*params, step])
+        return [(raw if raw is not None else os.fsencode(key), size, mtime_ns) for key, raw, size, mtime_ns in rows]
 
     def _seen_mounts(self) -> list[bytes]:
         return [raw if raw is not None else os.fsencode(key)
@@ -1514,16 +1533,17 @@ class Cache:
 class Mounts:
     """The mount points scans saw (Cache.note_mounts), and those mounted now (tagger.progress.mount_points).
     Without a mount table (not Linux) no disk is away. One not mounted now whose folder holds the files
-    cached under it is no disk away but a plain folder now (`retired`): `sample` gives the paths of some of
-    those rows (Cache._sampled_under)."""
+    cached under it is no disk away but a plain folder now (`retired`): `sample` gives the paths, sizes and
+    mtimes of some of those rows (Cache._sampled_under)."""
 
-    def __init__(self, seen: list[bytes], now: list[bytes], sample=lambda point: []) -> None:
+    def __init__(self, seen: list[bytes], now: list[bytes], sample=lambda point, inner, through: []) -> None:
         self.seen = [point for point in seen if point != b"/"] if now else []
         self._seen = set(self.seen)
         self.now, self._now = now, set(now)
         self._folders: dict[bytes, bytes | None] = {}
         self._sample = sample
         self._holds: dict[bytes, bool] = {}  # mount point not mounted now -> _holds_its_files
+        self._reals: dict[bytes, bytes] = {}  # folder -> its real path (_reaching)
 
     @property
     def retired(self) -> list[bytes]:
@@ -1545,7 +1565,7 @@ class Mounts:
             return self._away(os.fsencode(os.path.realpath(path)))
         folder = os.path.dirname(path)
         if folder not in self._folders:
-            self._folders[folder] = self._away(os.fsencode(os.path.realpath(folder)))
+            self._folders[folder] = self._away(os.fsencode(os.path.realpath(folder)), folder)
         return self._folders[folder]
 
     def away_around(self, root) -> list[bytes]:
@@ -1553,14 +1573,17 @@ class Mounts:
         nearest above it, or it), or that lie under it: the disks whose files a PATH covers."""
         if not self.seen:
             return []
+        name = os.fsencode(os.path.abspath(root))
         real = os.fsencode(os.path.realpath(root))
-        above = self._away(real)
+        above = self._away(real, name)
         return [point for point in self.seen
-                if point == above or _at_or_inside(point, real) and self._away(point) == point]
+                if point == above or _at_or_inside(point, real)
+                and self._away(point, _respelt(point, real, name)) == point]
 
-    def _away(self, real: bytes) -> bytes | None:
+    def _away(self, real: bytes, name: bytes | None = None) -> bytes | None:
         """The nearest mount point seen above `real` that is not mounted now, nor any further in, passing
-        over those whose folders hold their files (retired); else None."""
+        over those whose folders hold their files (retired); else None. `name`: `real` as the rows spell it
+        (through a link into the disk, its rows lie outside the mount point: _holds_its_files samples them)."""
         from tagger.progress import mount_point
 
         above = [folder for folder in _folders_up(real) if folder in self._seen]  # the nearest first
@@ -1570,20 +1593,64 @@ class Mounts:
         for point in above:
             if point in self._now or mounted > len(point):
                 return None
-            if not self._holds_its_files(point):
+            if not self._holds_its_files(point, name):
                 return point
         return None
 
-    def _holds_its_files(self, point: bytes) -> bool:
-        """Whether the folder of `point` (not mounted now) holds the files cached under it: half or more of a
-        sample of its rows not marked missing (a few dozen, spread over them) are files there. A disk away
-        leaves none of them there: its folder removed, empty, or holding what was written into it meanwhile
-        (fewer files than the disk's). A file that cannot be looked at is not there. Asked once per point."""
+    def _holds_its_files(self, point: bytes, name: bytes | None = None) -> bool:
+        """Whether the folder of `point` (not mounted now) holds the files cached under it: nine in ten or
+        more of a sample of its rows not marked missing (a few dozen, spread over them; those of another disk
+        a scan saw mounted inside it, or mounted there now, left out; with those under the place outside it
+        that `name` reaches it through, a link into it) are its files there, each with the size and mtime
+        its row holds (as `cp -a` and `rsync -a` keep them). A disk away leaves none of them there: its folder
+        removed, empty, or holding what was written into it meanwhile (an older copy of some of its files: fewer
+        than nine in ten). A file that cannot be looked at is not there. Asked once per point."""
         if point not in self._holds:
-            sample = self._sample(point)
-            there = sum(os.path.isfile(path) for path in sample)
-            self._holds[point] = bool(sample) and 2 * there >= len(sample)
+            inner = [other for other in dict.fromkeys([*self.seen, *self.now])
+                     if other != point and _at_or_inside(other, point)]
+            through = {}
+            if name is not None and not _at_or_inside(name, point):
+                place = self._reaching(name, point, inner)
+                through[place] = self._real(place)
+            sample = self._sample(point, inner, through)
+            there = sum(_is_cached_file(path, size, mtime_ns) for path, size, mtime_ns in sample)
+            self._holds[point] = bool(sample) and 10 * there >= 9 * len(sample)
         return self._holds[point]
+
+    def _reaching(self, name: bytes, point: bytes, inner: list[bytes]) -> bytes:
+        """The outermost folder at or above `name` (a folder whose real path lies on the disk of `point`,
+        through a link) whose real path lies there still, on no disk mounted inside it (`inner`): the link
+        into the disk (`~/Music -> /mnt/music/Music`), or the folder holding it."""
+        place = name
+        while True:
+            parent = os.path.dirname(place)
+            if parent == place:
+                return place
+            real = self._real(parent)
+            if not _at_or_inside(real, point) or any(_at_or_inside(real, other) for other in inner):
+                return place
+            place = parent
+
+    def _real(self, folder: bytes) -> bytes:
+        if folder not in self._reals:
+            self._reals[folder] = os.fsencode(os.path.realpath(folder))
+        return self._reals[folder]
+
+
+def _respelt(path: bytes, real: bytes, name: bytes) -> bytes:
+    """`path` (at or inside `real`) as spelt through `name`, a folder whose real path is `real`."""
+    rest = path[len(real):].lstrip(b"/")
+    return os.path.join(name, rest) if rest else name
+
+
+def _is_cached_file(path: bytes, size: int, mtime_ns: int) -> bool:
+    """Whether `path` is a file with the size and mtime a row holds (the file it was made from, or a copy that
+    kept its mtime); a file that cannot be looked at is not."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size and info.st_mtime_ns == mtime_ns
 
 
 @dataclass

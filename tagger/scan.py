@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from tagger.cache import (KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, path_key, resolve_db_path,
-                          scan_lock, untag_pending)
+from tagger.cache import (KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, _at_or_inside, path_key,
+                          reached_through, resolve_db_path, scan_lock, untag_pending)
 from tagger.discover import (Library, WalkProblem, behind_broken_link, fold_name, one_look_per_folder, os_absolute,
                              spelt_on_disk, vanished, walk)
 from tagger.errors import MoodtagError, unreadable
@@ -82,6 +82,8 @@ class ScanSummary:
     restored: int = 0
     away: dict[bytes, int] = field(default_factory=dict)  # mount point of a disk not mounted now -> the rows
                                 # under the PATHs on it, their files gone, left as they are (Mounts.away)
+    away_linked: dict[bytes, dict[bytes, None]] = field(default_factory=dict)  # mount point -> the places outside
+                                # it those rows are reached through, a link into it (cache.reached_through)
     moods: Counter = field(default_factory=Counter)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, cause)
     interrupted: bool = False
@@ -251,7 +253,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 cache.note_mounts(roots, points)
             mounts = cache.mounts(points)
             told_retired: set[bytes] = set()
-            _retire_mounts(cache, mounts, roots, told_retired, write=notes_walk, on_event=on_event)
+            _retire_mounts(cache, mounts, list(dict.fromkeys(root.parent for root in roots)) if files_only else roots,
+                           told_retired, write=notes_walk, on_event=on_event)  # a beets item's file: its folder
         dry_walked: set[str] = set()  # a dry run's walked keys (it writes nothing, a temporary table neither)
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
@@ -363,6 +366,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
             library = Library.of(roots, include_hidden=include_hidden)
             looked = roots + [r for r in given if r not in roots]  # `scan MNT/Music` cleans MNT/music's rows too
             gone = []
+            reals: dict[bytes, bytes] = {}
             for row in cache.unwalked_under([r for r in looked if os.path.lexists(r) and r not in emptied],
                                             None if notes_walk else dry_walked):
                 if _under_any(row.fs_path, emptied):  # `scan lib lib/B`, lib/B empty: its line says so
@@ -370,8 +374,11 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 point = mounts.away(row.fs_path) if _gone(row.fs_path) else False  # None: gone, no disk away
                 if point is None or _walked_by_its_own_name(row.fs_path, library, known):
                     gone.append(row.path)
-                elif point:  # its disk not mounted: left as it is, counted
+                elif point:  # its disk not mounted: left as it is, counted (and the link it is reached through)
                     summary.away[point] = summary.away.get(point, 0) + 1
+                    if not _at_or_inside(os.fsencode(row.fs_path), point):
+                        summary.away_linked.setdefault(point, {})[
+                            reached_through(os.fsencode(row.fs_path), point, reals)] = None
             summary.missing = cache.mark_missing(gone) if notes_walk else len(gone)  # a dry run: would be
             _retire_mounts(cache, mounts, [], told_retired, write=notes_walk, on_event=on_event)  # behind links
         if cluster and todo:
@@ -568,7 +575,8 @@ def _emptied_roots(cache: Cache, roots: list[Path]) -> dict[Path, int]:
 def _emptied_cause(root: Path, held: int, away: list[bytes] = ()) -> str:
     """A scan's line for an empty PATH whose `held` cached tracks it leaves as they are (_emptied_roots).
     `away`: the disks a scan saw mounted at, above or under it that are not mounted now (Mounts.away_around):
-    prune keeps their rows, folder removed or not, until `--forget-disk` names them, which the line says."""
+    prune keeps their rows, folder removed or not, until `--forget-disk` names them, which the line says,
+    with the PATH beside them where it reaches them through a link (its rows lie under it, outside them)."""
     import shlex
 
     from tagger.records import counted, printable
@@ -583,24 +591,28 @@ def _emptied_cause(root: Path, held: int, away: list[bytes] = ()) -> str:
     else:
         disk = f"the disk{'s' if len(points) > 1 else ''} a scan saw mounted at {', '.join(points)} " \
                f"{'are' if len(points) > 1 else 'is'}"
-    return (f"it is empty: {disk} not mounted now; {left} (mount it; gone for good? moodtag prune "
-            f"{' '.join(f'--forget-disk {shlex.quote(printable(point))}' for point in points)})")
+    words = [f"--forget-disk {shlex.quote(printable(point))}" for point in points]
+    name, real = os.fsencode(os.path.abspath(root)), os.fsencode(os.path.realpath(root))
+    if any(not _at_or_inside(name, point) if _at_or_inside(real, point) else name != real for point in away):
+        words.append(shlex.quote(printable(root)))  # its rows lie under it, a link into the disk: named beside it
+    return f"it is empty: {disk} not mounted now; {left} (mount it; gone for good? moodtag prune {' '.join(words)})"
 
 
 def _retire_mounts(cache, mounts, roots, told: set[bytes], *, write: bool, on_event) -> None:
     """The mount points a scan saw that are not mounted now and whose folders hold the files cached under
     them (Mounts.retired: a partition retired, its files copied into its folder), asked of those at, above
     or under `roots` (and any `mounts` was asked of since): a line each, once per scan (`told`), and each
-    forgotten as a mount point (Cache.retire_mounts) unless `write` is False (a dry run). Its files gone
-    are then marked missing, as on any folder."""
+    forgotten as a mount point (Cache.retire_mounts) unless `write` is False (a dry run: the line says what
+    would be). Its files gone are then marked missing, as on any folder."""
     for root in roots:
         mounts.away_around(root)
     new = [point for point in mounts.retired if point not in told]
     told.update(new)
+    taken = "would be taken for a plain folder from now on" if not write else "a plain folder from now on"
     for point in new:
         on_event(ScanEvent("retired", path=Path(os.fsdecode(point)), cause=(
-            "a scan saw a disk mounted here, but none is now and this folder holds the tracks cached under it: "
-            "a plain folder from now on, not a disk's mount point")))
+            f"a scan saw a disk mounted here, but none is now and this folder holds the tracks cached under it: "
+            f"{taken}, not a disk's mount point")))
     if write:
         cache.retire_mounts(new)
 

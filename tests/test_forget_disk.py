@@ -214,3 +214,37 @@ print(json.dumps(out))
     assert out["away"][2].splitlines()[-1] == (
         f"2 cached tracks under {usb} left as they are: the disk a scan saw mounted there is not mounted now (gone "
         f"for good? moodtag prune --forget-disk {q_usb})"), out["away"]
+
+
+def test_the_scans_lines_name_the_library_folder_linked_into_a_disk_beside_it(tmp_path):
+    """A library holding a link to a disk's mount point (`lib/My Ext -> mnt/My Ext`), the disk away: the scan's
+    line for it, and its line for the link named as an empty PATH, said `moodtag prune --forget-disk
+    'mnt/My Ext'`, which forgets nothing (the rows are kept under the link's path). They name the link beside
+    the mount point, as prune's line does, both quoted for a shell, and following them forgets the rows."""
+    _disk(tmp_path)
+    _tracks(tmp_path / "lib/local", {"4.mp3": ("exciting", 4)})
+    out = _in_namespace(tmp_path, """
+lib, ext, db = top / "lib", top / "mnt/My Ext", top / "c.db"
+plug(top / "disk", ext)
+(lib / "My Ext").symlink_to(ext)
+cli("scan", "scan", lib, "--db", db, "--jobs", "1")
+unplug(ext, remove=False)  # its folder stays, empty
+cli("away", "scan", lib, "--db", db, "--jobs", "1")
+cli("away json", "scan", lib, "--json", "--db", db, "--jobs", "1")
+cli("empty", "scan", lib / "My Ext", "--db", db, "--jobs", "1")
+cli("forget", "prune", "--forget-disk", ext, lib / "My Ext", "--db", db)
+states("forgotten", db)
+print(json.dumps(out))
+""")
+    ext, link = tmp_path / "mnt/My Ext", tmp_path / "lib/My Ext"
+    command = f"moodtag prune --forget-disk {shlex.quote(str(ext))} {shlex.quote(str(link))}"
+    assert out["scan"][0] == 0, out["scan"]
+    line = (f"3 cached tracks under {ext} left as they are: the disk a scan saw mounted there is not mounted now "
+            f"(gone for good? {command})")
+    assert out["away"][0] == 0 and out["away"][2].splitlines()[-1] == line, out["away"]
+    assert out["away json"][0] == 0 and out["away json"][2].splitlines()[-1] == line, out["away json"]
+    assert out["empty"][0] == 1 and (
+        f"warning: {link}: it is empty: the disk a scan saw mounted there is not mounted now; 3 cached tracks under "
+        f"it left as they are (mount it; gone for good? {command})") in out["empty"][2].splitlines(), out["empty"]
+    assert out["forget"][:2] == [0, "forgot 3 tracks whose files are gone\n"], out["forget"]
+    assert out["forgotten"] == {"4.mp3": ["ok", "tagged"]}

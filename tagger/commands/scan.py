@@ -94,7 +94,7 @@ def scan(
             _render_summary(summary, stops, unread_files=len(unread_files), read_only=progress.read_only)
         else:  # --json has no summary: a line per read-only file system, the files it refused counted
             _render_read_only(progress.read_only)  # and one per disk not mounted whose rows were left
-            _render_away(summary.away)
+            _render_away(summary.away, summary.away_linked)
             if summary.interrupted:
                 err.print(f"[yellow]interrupted[/] ({stops.name}): finished results are saved; scan again to resume")
     except OSError:  # the terminal went away (SIGHUP): the cache is committed; nothing left to tell
@@ -328,7 +328,7 @@ def _render_summary(summary, stops, *, unread_files: int = 0, read_only: dict | 
     table.add_row("time", f"{summary.elapsed:.1f} s")
     err.print(table)
     _render_read_only(read_only)  # below the table: a long mount point would wrap its first column
-    _render_away(summary.away)
+    _render_away(summary.away, summary.away_linked)
     if summary.problems:
         unlisted = sum(read_only.values()) - len(read_only)
         listed = (f"{len(summary.problems) - unlisted} listed above, {unlisted} more tag writes on a read-only "
@@ -349,17 +349,20 @@ def _render_read_only(read_only: dict) -> None:
         err.print(f"tags not written (read-only file system {shown(mount)}): {n}")
 
 
-def _render_away(away: dict) -> None:
+def _render_away(away: dict, linked: dict | None = None) -> None:
     """One line on standard error per disk a scan saw mounted that is not mounted now, counting the rows
     under the scan's PATHs on it whose files it left as they are (ScanSummary.away): below the summary, or
-    closing `scan --json`. A PATH that is not there, or an empty folder, has its own line instead."""
+    closing `scan --json`. Its command names beside the mount point the places outside it those rows are
+    reached through (`linked`, ScanSummary.away_linked: a link into the disk), as prune's line does. A PATH
+    that is not there, or an empty folder, has its own line instead."""
     from tagger.console import err, shown
     from tagger.records import counted
 
     for point, n in sorted(away.items()):
+        words = " ".join(command_word(place) for place in [point, *(linked or {}).get(point, ())])
         err.print(f"{counted(n, 'cached track')} under {shown(point)} left as {'it is' if n == 1 else 'they are'}: "
                   f"the disk a scan saw mounted there is not mounted now (gone for good? moodtag prune "
-                  f"--forget-disk {shown(command_word(point))})")
+                  f"--forget-disk {shown(words)})")
 
 
 def _walk_problems(summary) -> int:
