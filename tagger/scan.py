@@ -371,7 +371,12 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                                             None if notes_walk else dry_walked):
                 if _under_any(row.fs_path, emptied):  # `scan lib lib/B`, lib/B empty: its line says so
                     continue
-                point = mounts.away(row.fs_path) if _gone(row.fs_path) else False  # None: gone, no disk away
+                if not vanished(row.fs_path):
+                    point = False
+                elif behind_broken_link(row.fs_path):  # left as it is; counted where the link leads to a disk away
+                    point = mounts.away(row.fs_path) or False
+                else:
+                    point = mounts.away(row.fs_path)  # None: gone, on no disk away
                 if point is None or _walked_by_its_own_name(row.fs_path, library, known):
                     gone.append(row.path)
                 elif point:  # its disk not mounted: left as it is, counted (and the link it is reached through)

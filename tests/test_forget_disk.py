@@ -232,6 +232,8 @@ unplug(ext, remove=False)  # its folder stays, empty
 cli("away", "scan", lib, "--db", db, "--jobs", "1")
 cli("away json", "scan", lib, "--json", "--db", db, "--jobs", "1")
 cli("empty", "scan", lib / "My Ext", "--db", db, "--jobs", "1")
+ext.rmdir()  # as udisks does: the link is broken now
+cli("removed", "scan", lib, "--db", db, "--jobs", "1")
 cli("forget", "prune", "--forget-disk", ext, lib / "My Ext", "--db", db)
 states("forgotten", db)
 print(json.dumps(out))
@@ -246,5 +248,7 @@ print(json.dumps(out))
     assert out["empty"][0] == 1 and (
         f"warning: {link}: it is empty: the disk a scan saw mounted there is not mounted now; 3 cached tracks under "
         f"it left as they are (mount it; gone for good? {command})") in out["empty"][2].splitlines(), out["empty"]
+    # the mount point's folder removed (udisks), the link broken: its rows were not counted, no line
+    assert out["removed"][0] == 0 and line in out["removed"][2].splitlines(), out["removed"]
     assert out["forget"][:2] == [0, "forgot 3 tracks whose files are gone\n"], out["forget"]
     assert out["forgotten"] == {"4.mp3": ["ok", "tagged"]}
