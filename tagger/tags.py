@@ -265,6 +265,8 @@ def remove_mood(path, *, last_written: str | None = None, written_by: str | None
 
 # what a scan's tag write says of a file _old_tags_inside finds
 OLD_TAG_INSIDE = "holds a tag moodtag 0.4 or earlier wrote inside its audio (moodtag untag takes it out)"
+TAG_INSIDE = ("holds an ID3 tag inside its audio, where its RIFF/FORM size ends (written there by a tagger, "
+              "moodtag 0.4 or earlier among them, with fields of another's: left as it is)")
 
 
 def _old_tags_inside(fh, fmt: _Format):
@@ -1358,6 +1360,8 @@ def _require_whole_chunks(audio, fh) -> None:
     if _old_tags_inside(fh, fmt) is not None:
         raise TagError(f"{OLD_TAG_INSIDE}; the file was not changed")
     with _mutagen_errors(writing=False, fmt=None):
+        if tags_inside(fh) is not None:  # a tag of another's there too: not a chunk walk's garbled sizes
+            raise TagError(f"{TAG_INSIDE}; the file was not changed")
         found, short = overrun(fh), short_form(fh)
     if found is not None and not found.pad_only:  # a missing pad byte is added as the tag is saved
         raise TagError(f"{found.describe()}; the file was not changed")

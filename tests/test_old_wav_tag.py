@@ -13,7 +13,7 @@ from mutagen import aiff, id3, wave
 
 from tagger import synth
 from tagger.errors import TagError
-from tagger.tags import OLD_TAG_INSIDE, MoodValues, read_mood, remove_mood, write_mood
+from tagger.tags import OLD_TAG_INSIDE, TAG_INSIDE, MoodValues, read_mood, remove_mood, write_mood
 from tests.conftest import run_cli
 
 AUDIO = {"wav": b"data", "aiff": b"SSND"}
@@ -110,6 +110,10 @@ def test_an_id3_tag_inside_the_audio_that_is_not_moodtags_stays(tmp_path, source
     tag_as_0_4(path, {"TITLE": "Song", "MOOD": "calm"})
     tagged = path.read_bytes()
     assert remove_mood(path) is False
+    assert path.read_bytes() == tagged
+    # and a scan's line says what is there, not the sizes of a chunk walk that ran into the audio
+    with pytest.raises(TagError, match=f"^{re.escape(TAG_INSIDE)}; the file was not changed$"):
+        write_mood(path, MoodValues(mood="calm", scores={"calm": 0.9, "exciting": 0.1}, model="m 1"))
     assert path.read_bytes() == tagged
 
 
