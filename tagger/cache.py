@@ -1426,8 +1426,9 @@ class Cache:
             self._write(run)
 
     def retire_mounts(self, points: list[bytes]) -> None:
-        """Forget the remembered mount points `points` (Mounts.retired: plain folders now, holding the files
-        cached under them); a scan that sees one mounted again remembers it again (note_mounts)."""
+        """Forget the remembered mount points `points` (`prune --forget-disk`: plain folders now, holding the
+        files cached under them, Mounts.retired); a scan that sees one mounted again remembers it again
+        (note_mounts)."""
         if not points or MOUNTS not in _table_names(self.conn):
             return
 
@@ -1532,9 +1533,10 @@ class Cache:
 
 class Mounts:
     """The mount points scans saw (Cache.note_mounts), and those mounted now (tagger.progress.mount_points).
-    Without a mount table (not Linux) no disk is away. One not mounted now whose folder holds the files
-    cached under it is no disk away but a plain folder now (`retired`): `sample` gives the paths, sizes and
-    mtimes of some of those rows (Cache._sampled_under)."""
+    Without a mount table (not Linux) no disk is away. One not mounted now is a disk away, even where its
+    folder holds the files cached under it (`retired`: a partition retired, or an older copy of the disk's
+    files under it, which nothing here tells apart): a scan says so, and `prune --forget-disk` forgets it as a
+    mount point. `sample` gives the paths, sizes and mtimes of some of those rows (Cache._sampled_under)."""
 
     def __init__(self, seen: list[bytes], now: list[bytes], sample=lambda point, inner, through: []) -> None:
         self.seen = [point for point in seen if point != b"/"] if now else []
@@ -1544,20 +1546,23 @@ class Mounts:
         self._sample = sample
         self._holds: dict[bytes, bool] = {}  # mount point not mounted now -> _holds_its_files
         self._reals: dict[bytes, bytes] = {}  # folder -> its real path (_reaching)
+        self._asked: dict[bytes, bytes | None] = {}  # mount point found away -> the first name it was reached by
+        self.through: dict[bytes, dict[bytes, None]] = {}  # mount point -> the places outside it sampled (links)
 
     @property
     def retired(self) -> list[bytes]:
         """The mount points scans saw that are not mounted now and whose folders hold the files cached under
-        them (_holds_its_files), among those asked about: the partition retired, its files copied into the
-        folder; a bind mount of a service's own namespace (systemd's ReadWritePaths), a plain folder here."""
-        return [point for point, holds in self._holds.items() if holds]
+        them (_holds_its_files), among those found away: the partition retired, its files copied into the
+        folder; a bind mount of a service's own namespace (systemd's ReadWritePaths), a plain folder here; or an
+        older copy of the disk's files under it. Still disks away: this only words a scan's line."""
+        return [point for point, name in self._asked.items() if self._holds_its_files(point, name)]
 
     def away(self, path: str | bytes) -> bytes | None:
         """The mount point of a disk not mounted now that a row's file (`path`, gone) lies on: the nearest
         that a scan saw above its real path (through the symlinks on its way, broken ones too: ~/Music ->
         /media/USER/USB/Music), when nothing is mounted there now, nor further in; else None. Whether that
-        folder is there (udisks removes it), empty, or holds what was written there meanwhile; but not one
-        whose folder holds the files cached under it (retired: the next one above, if any)."""
+        folder is there (udisks removes it), empty, or holds what was written there meanwhile, or the files
+        cached under it (retired: until `prune --forget-disk` forgets it as a mount point)."""
         if not self.seen:
             return None
         path = os.fsencode(path)
@@ -1581,30 +1586,26 @@ class Mounts:
                 and self._away(point, _respelt(point, real, name)) == point]
 
     def _away(self, real: bytes, name: bytes | None = None) -> bytes | None:
-        """The nearest mount point seen above `real` that is not mounted now, nor any further in, passing
-        over those whose folders hold their files (retired); else None. `name`: `real` as the rows spell it
-        (through a link into the disk, its rows lie outside the mount point: _holds_its_files samples them)."""
+        """The nearest mount point seen above `real` when it is not mounted now, nor any further in; else
+        None. `name`: `real` as the rows spell it (through a link into the disk, its rows lie outside the mount
+        point: _holds_its_files samples them too, asked only for `retired`)."""
         from tagger.progress import mount_point
 
-        above = [folder for folder in _folders_up(real) if folder in self._seen]  # the nearest first
-        if not above:
+        point = next((folder for folder in _folders_up(real) if folder in self._seen), None)  # the nearest
+        if point is None or point in self._now or len(os.fsencode(mount_point(real, self.now))) > len(point):
             return None
-        mounted = len(os.fsencode(mount_point(real, self.now)))
-        for point in above:
-            if point in self._now or mounted > len(point):
-                return None
-            if not self._holds_its_files(point, name):
-                return point
-        return None
+        self._asked.setdefault(point, name)
+        return point
 
-    def _holds_its_files(self, point: bytes, name: bytes | None = None) -> bool:
+    def _holds_its_files(self, point: bytes, name: bytes | None = None, leaving: set[str] = frozenset()) -> bool:
         """Whether the folder of `point` (not mounted now) holds the files cached under it: nine in ten or
         more of a sample of its rows not marked missing (a few dozen, spread over them; those of another disk
         a scan saw mounted inside it, or mounted there now, left out; with those under the place outside it
         that `name` reaches it through, a link into it) are its files there, each with the size and mtime
         its row holds (as `cp -a` and `rsync -a` keep them). A disk away leaves none of them there: its folder
         removed, empty, or holding what was written into it meanwhile (an older copy of some of its files: fewer
-        than nine in ten). A file that cannot be looked at is not there. Asked once per point."""
+        than nine in ten). A file that cannot be looked at is not there. Asked once per point. `leaving`: the keys
+        of rows about to be forgotten (`prune --forget-disk`: its files gone), left out of the sample."""
         if point not in self._holds:
             inner = [other for other in dict.fromkeys([*self.seen, *self.now])
                      if other != point and _at_or_inside(other, point)]
@@ -1612,7 +1613,8 @@ class Mounts:
             if name is not None and not _at_or_inside(name, point):
                 place = self._reaching(name, point, inner)
                 through[place] = self._real(place)
-            sample = self._sample(point, inner, through)
+                self.through.setdefault(point, {})[place] = None
+            sample = [row for row in self._sample(point, inner, through) if path_key(row[0])[0] not in leaving]
             there = sum(_is_cached_file(path, size, mtime_ns) for path, size, mtime_ns in sample)
             self._holds[point] = bool(sample) and 10 * there >= 9 * len(sample)
         return self._holds[point]

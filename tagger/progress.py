@@ -131,7 +131,7 @@ class ScanProgress:
             # an interrupted write that cannot be undone yet (its folder not mounted) is not "recovered"
             what = "interrupted tag write" if Restored(event.path, event.cause).pending else "recovered"
             self.log(f"[yellow]{what}:[/] {shown(event.path)}: {shown(event.cause)}")
-        elif event.kind == "retired":  # a remembered mount point that is a plain folder now (tagger.scan)
+        elif event.kind == "retired":  # a remembered mount point whose folder holds its files (tagger.scan)
             self.log(f"[yellow]warning:[/] {shown(event.path)}: {shown(event.cause)}")
         elif event.kind == "jobs":
             self.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "

@@ -98,7 +98,7 @@ class ScanEvent:
     cache), 'busy' (a write waits for another program's write transaction on it), 'restored' (a tag write
     that a crash interrupted, undone), 'empty' (a PATH that is an empty folder the cache holds `count`
     tracks under, left as they are: a disk not mounted?; `cause` says so), 'retired' (a mount point a scan
-    saw that is a plain folder now: _retire_mounts; `cause` says so), 'jobs' (--jobs capped:
+    saw, not mounted now, whose folder holds its files: _retire_mounts; `cause` says so), 'jobs' (--jobs capped:
     count = jobs used, total = asked),
     'workers' (a Dask cluster left without workers, count 0, or given some again, count = its threads),
     'walking', 'planned', 'track' or 'problem'."""
@@ -253,8 +253,8 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 cache.note_mounts(roots, points)
             mounts = cache.mounts(points)
             told_retired: set[bytes] = set()
-            _retire_mounts(cache, mounts, list(dict.fromkeys(root.parent for root in roots)) if files_only else roots,
-                           told_retired, write=notes_walk, on_event=on_event)  # a beets item's file: its folder
+            _retire_mounts(mounts, list(dict.fromkeys(root.parent for root in roots)) if files_only else roots,
+                           told_retired, on_event=on_event)  # a beets item's file: its folder
         dry_walked: set[str] = set()  # a dry run's walked keys (it writes nothing, a temporary table neither)
         todo: list[TrackRef] = []
         untagged_keys: set[str] = set()  # todo's files that `moodtag untag` cleared: they stay untagged
@@ -385,7 +385,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                         summary.away_linked.setdefault(point, {})[
                             reached_through(os.fsencode(row.fs_path), point, reals)] = None
             summary.missing = cache.mark_missing(gone) if notes_walk else len(gone)  # a dry run: would be
-            _retire_mounts(cache, mounts, [], told_retired, write=notes_walk, on_event=on_event)  # behind links
+            _retire_mounts(mounts, [], told_retired, on_event=on_event)  # those behind links
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
         on_event(ScanEvent("planned", total=summary.found, todo=len(todo)))
@@ -603,23 +603,27 @@ def _emptied_cause(root: Path, held: int, away: list[bytes] = ()) -> str:
     return f"it is empty: {disk} not mounted now; {left} (mount it; gone for good? moodtag prune {' '.join(words)})"
 
 
-def _retire_mounts(cache, mounts, roots, told: set[bytes], *, write: bool, on_event) -> None:
+def _retire_mounts(mounts, roots, told: set[bytes], *, on_event) -> None:
     """The mount points a scan saw that are not mounted now and whose folders hold the files cached under
-    them (Mounts.retired: a partition retired, its files copied into its folder), asked of those at, above
-    or under `roots` (and any `mounts` was asked of since): a line each, once per scan (`told`), and each
-    forgotten as a mount point (Cache.retire_mounts) unless `write` is False (a dry run: the line says what
-    would be). Its files gone are then marked missing, as on any folder."""
+    them (Mounts.retired: a partition retired, its files copied into its folder; or an older copy of the
+    disk's files there, which nothing tells apart), asked of those at, above or under `roots` (and any
+    `mounts` was asked of since): a line each, once per scan (`told`), a dry run's too. Nothing is written:
+    still a disk away, its rows left as they are, until `prune --forget-disk` (named in the line, with the
+    places outside it its rows are reached through, a link into it) forgets it as a mount point."""
+    import shlex
+
+    from tagger.records import printable
+
     for root in roots:
         mounts.away_around(root)
     new = [point for point in mounts.retired if point not in told]
     told.update(new)
-    taken = "would be taken for a plain folder from now on" if not write else "a plain folder from now on"
     for point in new:
+        words = " ".join(shlex.quote(printable(place)) for place in [point, *mounts.through.get(point, ())])
         on_event(ScanEvent("retired", path=Path(os.fsdecode(point)), cause=(
-            f"a scan saw a disk mounted here, but none is now and this folder holds the tracks cached under it: "
-            f"{taken}, not a disk's mount point")))
-    if write:
-        cache.retire_mounts(new)
+            f"a scan saw a disk mounted here; none is now, but this folder holds the files cached under it (a "
+            f"partition retired, its files copied here?): its tracks are left as they are; if it is a plain "
+            f"folder now, moodtag prune --forget-disk {words} forgets the tracks gone there and the mount point")))
 
 
 def _under_any(path, roots) -> bool:

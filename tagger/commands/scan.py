@@ -126,7 +126,8 @@ def prune(
     disk a scan saw mounted that is not mounted now, whether its mount point's folder is there or not
     (those marked missing until a PATH names the mount point; all of them with --forget-disk MOUNT, not
     those of another disk mounted inside it, and with the PATHs named beside it those behind a link into
-    it; refused while something is mounted there, and where no scan saw a disk mounted). A PATH that no
+    it; refused while something is mounted there, and where no scan saw a disk mounted; where MOUNT's folder
+    holds the files cached under it, a partition retired, MOUNT is no longer taken for a mount point). A PATH that no
     longer exists (a library moved or deleted, whose rows a scan leaves alone) forgets the cached tracks
     under it whose files are gone. Waits for a scan or untag using the same cache, and
     for another program's write transaction on it to end; stopped meanwhile (Ctrl-C, SIGTERM, a closed
@@ -164,6 +165,7 @@ def prune(
             remembered = mounts.seen  # --forget-disk of a disk a scan saw: its rows may lie behind a link
             _check_remembered(cache, disks, mounts)
             plan = cache.prunable(roots, should_stop=should_stop, gone_disks=disks)
+            plain = _plain_folders(disks, roots or [], mounts, set(plan.forget))
             unknown = [root for root in roots or []
                        if not (root in disks and {os.fsencode(p) for p in filter_roots([root])} & set(remembered))
                        and not any(cache.holds_under(place) for place in filter_roots([root]))]  # as prunable
@@ -171,7 +173,8 @@ def prune(
                 if should_stop():
                     raise Stopped
                 cache.forget(plan.forget)  # the disk stays remembered: rows behind a link into it, under a PATH
-                # not named, are still kept, and prune's line still names it (and the PATH)
+                # not named, are still kept, and prune's line still names it (and the PATH); unless its folder
+                cache.retire_mounts(plain)  # holds its files: a plain folder from now on
     except Stopped:
         err.print(f"[yellow]interrupted[/] ({stops.name}): nothing forgotten")
         raise stops.exit() from None
@@ -184,6 +187,9 @@ def prune(
         for key in plan.forget:
             out.print(f"would forget: {shown(key)}")
     _render_kept(plan, dry_run=dry_run)
+    for point in plain:
+        out.print(f"{shown(os.fsdecode(point))}: {'would no longer be' if dry_run else 'no longer'} taken for a "
+                  f"disk's mount point (its folder holds its files)")
     n = len(plan.forget)
     # rows a scan left as they are (under a PATH not there) are not called missing
     what = "missing track" if plan.marked == n else "track"
@@ -232,6 +238,24 @@ def _mounted_among(disks: list[Path]) -> Path | None:
     now = set(mount_points())
     return next((disk for disk in disks if os.fsencode(os.path.realpath(disk)) in now
                  or os.fsencode(disk) in now), None)
+
+
+def _plain_folders(disks: list[Path], roots: list[Path], mounts, forgotten: set[str]) -> list[bytes]:
+    """The mount points `disks` (--forget-disk) name whose folders hold the files cached under them
+    (Mounts.retired: a partition retired, its files copied there), sampled with the rows under the PATHs named
+    beside them that are linked into them, those prune forgets (`forgotten`, their files gone) left out:
+    forgotten as mount points, so that later scans take each folder for a plain one (a disk a scan sees
+    mounted there is remembered again, Cache.note_mounts)."""
+    from tagger.cache import _at_or_inside, filter_roots
+
+    linked = [os.fsencode(os.path.abspath(root)) for root in roots if root not in disks]
+    plain = []
+    for point in dict.fromkeys(p for p in (os.fsencode(place) for place in filter_roots(disks)) if p in mounts.seen):
+        name = next((place for place in linked if not _at_or_inside(place, point)
+                     and _at_or_inside(os.fsencode(os.path.realpath(place)), point)), None)
+        if point not in mounts.now and mounts._holds_its_files(point, name, forgotten):
+            plain.append(point)
+    return plain
 
 
 def _check_remembered(cache, disks: list[Path], mounts) -> None:
