@@ -15,16 +15,11 @@ from tagger import synth
 from tagger.errors import TagError
 from tagger.tags import OLD_TAG_INSIDE, TAG_INSIDE, MoodValues, read_mood, remove_mood, write_mood
 from tests.conftest import run_cli
+from tests.test_tags import private_data_home  # noqa: F401 (autouse: journals kept in tmp)
 
 AUDIO = {"wav": b"data", "aiff": b"SSND"}
 OLD_VALUES = {"MOOD": "calm", "MOODTAG_SCORE_CALM": "0.913", "MOODTAG_SCORE_EXCITING": "0.087",
               "MOODTAG_MODEL": "moodtag-rhythm 2.0.0"}
-
-
-@pytest.fixture(autouse=True)
-def private_data_home(tmp_path, monkeypatch):
-    """Writes without a journal of their own use the one beside the default cache: keep it in tmp."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
 
 
 @pytest.fixture(scope="module")
