@@ -1282,7 +1282,7 @@ class Cache:
         named = _named_folders(roots or [])
         mounts = self.mounts()
         gone = _remembered_among(gone_disks, mounts.seen)
-        nearest: dict[bytes, bytes | None] = {}
+        seen, nearest = set(mounts.seen), {}  # (the mount point nearest above each folder's real path)
         empty: dict[bytes, bytes | None] = {}
         there: dict[str, bytes] = {}  # rows marked missing whose paths are there: back, or a link's second row
         looked: set[str] = set()
@@ -1295,7 +1295,7 @@ class Cache:
                 if status == "missing":
                     there[key] = path
                 continue
-            if gone and _nearest_seen(path, mounts.seen, nearest) in gone:  # --forget-disk: on that disk, gone
+            if gone and _nearest_seen(path, seen, nearest) in gone:  # --forget-disk: on that disk, gone
                 # for good (also behind a link into it); not on another disk a scan saw mounted inside it
                 plan.forget.append(key)
                 plan.marked += status == "missing"
@@ -1544,7 +1544,7 @@ class Mounts:
         self.now, self._now = now, set(now)
         self._folders: dict[bytes, bytes | None] = {}
         self._sample = sample
-        self._holds: dict[bytes, bool] = {}  # mount point not mounted now -> _holds_its_files
+        self._holds: dict[bytes, bool] = {}  # mount point not mounted now -> holds_its_files
         self._reals: dict[bytes, bytes] = {}  # folder -> its real path (_reaching)
         self._asked: dict[bytes, bytes | None] = {}  # mount point found away -> the first name it was reached by
         self.through: dict[bytes, dict[bytes, None]] = {}  # mount point -> the places outside it sampled (links)
@@ -1552,10 +1552,10 @@ class Mounts:
     @property
     def retired(self) -> list[bytes]:
         """The mount points scans saw that are not mounted now and whose folders hold the files cached under
-        them (_holds_its_files), among those found away: the partition retired, its files copied into the
+        them (holds_its_files), among those found away: the partition retired, its files copied into the
         folder; a bind mount of a service's own namespace (systemd's ReadWritePaths), a plain folder here; or an
         older copy of the disk's files under it. Still disks away: this only words a scan's line."""
-        return [point for point, name in self._asked.items() if self._holds_its_files(point, name)]
+        return [point for point, name in self._asked.items() if self.holds_its_files(point, name)]
 
     def away(self, path: str | bytes) -> bytes | None:
         """The mount point of a disk not mounted now that a row's file (`path`, gone) lies on: the nearest
@@ -1588,16 +1588,16 @@ class Mounts:
     def _away(self, real: bytes, name: bytes | None = None) -> bytes | None:
         """The nearest mount point seen above `real` when it is not mounted now, nor any further in; else
         None. `name`: `real` as the rows spell it (through a link into the disk, its rows lie outside the mount
-        point: _holds_its_files samples them too, asked only for `retired`)."""
+        point: holds_its_files samples them too, asked only for `retired`)."""
         from tagger.progress import mount_point
 
-        point = next((folder for folder in _folders_up(real) if folder in self._seen), None)  # the nearest
+        point = _nearest(real, self._seen)
         if point is None or point in self._now or len(os.fsencode(mount_point(real, self.now))) > len(point):
             return None
         self._asked.setdefault(point, name)
         return point
 
-    def _holds_its_files(self, point: bytes, name: bytes | None = None, leaving: set[str] = frozenset()) -> bool:
+    def holds_its_files(self, point: bytes, name: bytes | None = None, leaving: set[str] = frozenset()) -> bool:
         """Whether the folder of `point` (not mounted now) holds the files cached under it: nine in ten or
         more of a sample of its rows not marked missing (a few dozen, spread over them; those of another disk
         a scan saw mounted inside it, or mounted there now, left out; with those under the place outside it
@@ -1709,7 +1709,7 @@ def _remembered_among(disks, seen: list[bytes]) -> set[bytes]:
     return {place for place in (os.fsencode(p) for p in filter_roots(disks)) if place in seen}
 
 
-def _nearest_seen(path: bytes, seen: list[bytes], known: dict[bytes, bytes | None]) -> bytes | None:
+def _nearest_seen(path: bytes, seen: set[bytes], known: dict[bytes, bytes | None]) -> bytes | None:
     """The nearest mount point a scan saw (Mounts.seen) at or above `path`'s real path, as Mounts.away looks
     (through the symlinks on its way, broken ones too; a link to a file: its target's), else None: the disk
     a row's file lay on. `known` remembers the answer for each folder."""
@@ -1721,8 +1721,9 @@ def _nearest_seen(path: bytes, seen: list[bytes], known: dict[bytes, bytes | Non
     return known[folder]
 
 
-def _nearest(real: bytes, seen: list[bytes]) -> bytes | None:
-    return max((point for point in seen if _at_or_inside(real, point)), key=len, default=None)
+def _nearest(real: bytes, seen: set[bytes]) -> bytes | None:
+    """The nearest of the mount points `seen` at or above `real` (a real path), else None."""
+    return next((folder for folder in _folders_up(real) if folder in seen), None)
 
 
 def _named_folders(roots) -> list[tuple[bytes, bytes, bool]]:

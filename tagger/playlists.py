@@ -443,14 +443,12 @@ class AwayDisks:
     def kept(self) -> str:
         """What prune does with their rows, with the command that forgets them (plain text, paths quoted for a
         shell): kept until the disk is mounted again, or `--forget-disk` names it."""
-        import shlex
-
-        from tagger.records import printable
+        from tagger.records import forget_disk_command
 
         if len(self.points) == 1:
             point = self.points[0]
-            words = " ".join(shlex.quote(printable(place)) for place in (point, *self.linked.get(point, ())))
-            return f"kept until it is mounted again, or `moodtag prune --forget-disk {words}` if it is gone for good"
+            return (f"kept until it is mounted again, or `{forget_disk_command(point, self.linked.get(point, ()))}` "
+                    f"if it is gone for good")
         if not any(self.linked.values()):
             return "kept until they are mounted again, or `moodtag prune --forget-disk MOUNT` for one gone for good"
         return ("kept until they are mounted again, or `moodtag prune --forget-disk MOUNT PATH...` for one gone for "

@@ -36,6 +36,20 @@ def printable(text: Path | str | bytes) -> str:
     return text.translate(_ESCAPES) if _UNPRINTABLE.search(text) else text
 
 
+def command_word(path) -> str:
+    """A path as a word of a command a message suggests: printable, then quoted for a shell as shlex.quote
+    does (`/media/x/My Music` pasted is one argument). Plain text: pass it through `shown` for a markup line."""
+    import shlex
+
+    return shlex.quote(printable(path))
+
+
+def forget_disk_command(point, places=()) -> str:
+    """`moodtag prune --forget-disk MOUNT [PLACE...]` for the disk once mounted at `point`, with the places
+    outside it that its rows are reached through (a link into it), each a command_word."""
+    return "moodtag prune --forget-disk " + " ".join(command_word(place) for place in [point, *places])
+
+
 def printable_cells(cells: list[str]) -> str:
     """The cells, each made printable, joined by tabs (one line of TSV). Most lines hold nothing to
     escape: they are searched once, whole, instead of cell by cell."""

@@ -98,7 +98,7 @@ class ScanEvent:
     cache), 'busy' (a write waits for another program's write transaction on it), 'restored' (a tag write
     that a crash interrupted, undone), 'empty' (a PATH that is an empty folder the cache holds `count`
     tracks under, left as they are: a disk not mounted?; `cause` says so), 'retired' (a mount point a scan
-    saw, not mounted now, whose folder holds its files: _retire_mounts; `cause` says so), 'jobs' (--jobs capped:
+    saw, not mounted now, whose folder holds its files: _tell_plain_folders; `cause` says so), 'jobs' (--jobs capped:
     count = jobs used, total = asked),
     'workers' (a Dask cluster left without workers, count 0, or given some again, count = its threads),
     'walking', 'planned', 'track' or 'problem'."""
@@ -253,7 +253,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                 cache.note_mounts(roots, points)
             mounts = cache.mounts(points)
             told_retired: set[bytes] = set()
-            _retire_mounts(mounts, list(dict.fromkeys(root.parent for root in roots)) if files_only else roots,
+            _tell_plain_folders(mounts, list(dict.fromkeys(root.parent for root in roots)) if files_only else roots,
                            told_retired, on_event=on_event)  # a beets item's file: its folder
         dry_walked: set[str] = set()  # a dry run's walked keys (it writes nothing, a temporary table neither)
         todo: list[TrackRef] = []
@@ -385,7 +385,7 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
                         summary.away_linked.setdefault(point, {})[
                             reached_through(os.fsencode(row.fs_path), point, reals)] = None
             summary.missing = cache.mark_missing(gone) if notes_walk else len(gone)  # a dry run: would be
-            _retire_mounts(mounts, [], told_retired, on_event=on_event)  # those behind links
+            _tell_plain_folders(mounts, [], told_retired, on_event=on_event)  # those behind links
         if cluster and todo:
             cluster.check(todo[0].path, device=device if uses_device else None)
         on_event(ScanEvent("planned", total=summary.found, todo=len(todo)))
@@ -582,48 +582,44 @@ def _emptied_cause(root: Path, held: int, away: list[bytes] = ()) -> str:
     `away`: the disks a scan saw mounted at, above or under it that are not mounted now (Mounts.away_around):
     prune keeps their rows, folder removed or not, until `--forget-disk` names them, which the line says,
     with the PATH beside them where it reaches them through a link (its rows lie under it, outside them)."""
-    import shlex
-
-    from tagger.records import counted, printable
+    from tagger.records import command_word, counted
 
     left = f"{counted(held, 'cached track')} under it left as {'it is' if held == 1 else 'they are'}"
     if not away:  # the paths of a command suggested quoted as a shell needs them (`/media/x/My Music`)
         return (f"it is empty (a disk not mounted?); {left} (emptied on purpose? remove the folder, then "
-                f"moodtag prune {shlex.quote(printable(root))})")
+                f"moodtag prune {command_word(root)})")
     points = [os.fsdecode(point) for point in away]
     if points == [os.path.realpath(root)]:
         disk = "the disk a scan saw mounted there is"
     else:
         disk = f"the disk{'s' if len(points) > 1 else ''} a scan saw mounted at {', '.join(points)} " \
                f"{'are' if len(points) > 1 else 'is'}"
-    words = [f"--forget-disk {shlex.quote(printable(point))}" for point in points]
+    words = [f"--forget-disk {command_word(point)}" for point in points]
     name, real = os.fsencode(os.path.abspath(root)), os.fsencode(os.path.realpath(root))
     if any(not _at_or_inside(name, point) if _at_or_inside(real, point) else name != real for point in away):
-        words.append(shlex.quote(printable(root)))  # its rows lie under it, a link into the disk: named beside it
+        words.append(command_word(root))  # its rows lie under it, a link into the disk: named beside it
     return f"it is empty: {disk} not mounted now; {left} (mount it; gone for good? moodtag prune {' '.join(words)})"
 
 
-def _retire_mounts(mounts, roots, told: set[bytes], *, on_event) -> None:
+def _tell_plain_folders(mounts, roots, told: set[bytes], *, on_event) -> None:
     """The mount points a scan saw that are not mounted now and whose folders hold the files cached under
     them (Mounts.retired: a partition retired, its files copied into its folder; or an older copy of the
     disk's files there, which nothing tells apart), asked of those at, above or under `roots` (and any
     `mounts` was asked of since): a line each, once per scan (`told`), a dry run's too. Nothing is written:
     still a disk away, its rows left as they are, until `prune --forget-disk` (named in the line, with the
     places outside it its rows are reached through, a link into it) forgets it as a mount point."""
-    import shlex
-
-    from tagger.records import printable
+    from tagger.records import forget_disk_command
 
     for root in roots:
         mounts.away_around(root)
     new = [point for point in mounts.retired if point not in told]
     told.update(new)
     for point in new:
-        words = " ".join(shlex.quote(printable(place)) for place in [point, *mounts.through.get(point, ())])
+        command = forget_disk_command(point, mounts.through.get(point, ()))
         on_event(ScanEvent("retired", path=Path(os.fsdecode(point)), cause=(
             f"a scan saw a disk mounted here; none is now, but this folder holds the files cached under it (a "
             f"partition retired, its files copied here?): its tracks are left as they are; if it is a plain "
-            f"folder now, moodtag prune --forget-disk {words} forgets the tracks gone there and the mount point")))
+            f"folder now, {command} forgets the tracks gone there and the mount point")))
 
 
 def _under_any(path, roots) -> bool:

@@ -206,7 +206,7 @@ def _render_kept(plan, *, dry_run: bool) -> None:
     disk its rows kept are reached through, a link into it: PrunePlan.linked). Paths in the commands are
     quoted for a shell (command_word)."""
     from tagger.console import out, shown
-    from tagger.records import counted
+    from tagger.records import command_word, counted, forget_disk_command
 
     verb = "would keep" if dry_run else "kept"
     if plan.back:
@@ -219,8 +219,7 @@ def _render_kept(plan, *, dry_run: bool) -> None:
                                      "mounted now", None)):
         for folder, n in sorted(kept.items()):
             if kept is plan.away:  # with the places outside it its rows kept are reached through (a link into it)
-                gone = "moodtag prune --forget-disk " + " ".join(
-                    shown(command_word(place)) for place in [folder, *plan.linked.get(folder, ())])
+                gone = shown(forget_disk_command(folder, plan.linked.get(folder, ())))
             if marked.get(folder, 0) == n:
                 out.print(f"{verb} {counted(n, 'missing track')} under {shown(folder)}: {why}; moodtag prune "
                           f"{shown(command_word(folder))} forgets them")
@@ -253,7 +252,7 @@ def _plain_folders(disks: list[Path], roots: list[Path], mounts, forgotten: set[
     for point in dict.fromkeys(p for p in (os.fsencode(place) for place in filter_roots(disks)) if p in mounts.seen):
         name = next((place for place in linked if not _at_or_inside(place, point)
                      and _at_or_inside(os.fsencode(os.path.realpath(place)), point)), None)
-        if point not in mounts.now and mounts._holds_its_files(point, name, forgotten):
+        if point not in mounts.now and mounts.holds_its_files(point, name, forgotten):
             plain.append(point)
     return plain
 
@@ -266,7 +265,7 @@ def _check_remembered(cache, disks: list[Path], mounts) -> None:
     (a typo, a place never scanned) gets prune's warning, as a PATH does, and forgets nothing."""
     from tagger.cache import _at_or_inside, filter_roots
     from tagger.errors import MoodtagError
-    from tagger.records import printable
+    from tagger.records import command_word, forget_disk_command, printable
 
     for disk in disks:
         places = [os.fsencode(place) for place in filter_roots([disk])]
@@ -279,24 +278,13 @@ def _check_remembered(cache, disks: list[Path], mounts) -> None:
         if under:
             which = f"those seen under it: {', '.join(printable(point) for point in sorted(under))}"
         elif above is not None:
-            which = (f"it lies on the disk a scan saw mounted at {printable(above)}, not mounted now (`moodtag "
-                     f"prune --forget-disk {command_word(above)}` forgets that disk's tracks)")
+            which = (f"it lies on the disk a scan saw mounted at {printable(above)}, not mounted now "
+                     f"(`{forget_disk_command(above)}` forgets that disk's tracks)")
         else:
             which = f"no disk not mounted now was seen there, nor above it; `moodtag prune {command_word(disk)}` " \
                     f"forgets the tracks gone under it"
         raise MoodtagError(f"{printable(disk)}: not a mount point a scan saw (--forget-disk MOUNT forgets the tracks "
                            f"of the disk once mounted at MOUNT, none other); {which}")
-
-
-def command_word(path) -> str:
-    """A path as a word of a command a message suggests (printable, then quoted for a shell, as
-    shlex.quote does: `/media/x/My Music` pasted is one argument). Plain text: pass it through `shown`
-    for a markup line."""
-    import shlex
-
-    from tagger.records import printable
-
-    return shlex.quote(printable(path))
 
 
 def _scheduler_value(value: str) -> str:
@@ -380,13 +368,12 @@ def _render_away(away: dict, linked: dict | None = None) -> None:
     reached through (`linked`, ScanSummary.away_linked: a link into the disk), as prune's line does. A PATH
     that is not there, or an empty folder, has its own line instead."""
     from tagger.console import err, shown
-    from tagger.records import counted
+    from tagger.records import counted, forget_disk_command
 
     for point, n in sorted(away.items()):
-        words = " ".join(command_word(place) for place in [point, *(linked or {}).get(point, ())])
         err.print(f"{counted(n, 'cached track')} under {shown(point)} left as {'it is' if n == 1 else 'they are'}: "
-                  f"the disk a scan saw mounted there is not mounted now (gone for good? moodtag prune "
-                  f"--forget-disk {shown(words)})")
+                  f"the disk a scan saw mounted there is not mounted now (gone for good? "
+                  f"{shown(forget_disk_command(point, (linked or {}).get(point, ())))})")
 
 
 def _walk_problems(summary) -> int:
