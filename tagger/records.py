@@ -37,11 +37,30 @@ def printable(text: Path | str | bytes) -> str:
 
 
 def command_word(path) -> str:
-    """A path as a word of a command a message suggests: printable, then quoted for a shell as shlex.quote
-    does (`/media/x/My Music` pasted is one argument). Plain text: pass it through `shown` for a markup line."""
+    """A path as a word of a command a message suggests, which pasted into a shell is that path, one argument:
+    quoted as shlex.quote does (`'/media/x/My Music'`); a name whose bytes are not UTF-8 or that holds a
+    control character (which `printable` would show as \\xNN, a different name pasted) in the $'...' quoting
+    of bash and zsh, each such byte as \\xNN. Plain text: pass it through `shown` for a markup line."""
     import shlex
 
-    return shlex.quote(printable(path))
+    text = os.fsdecode(path)
+    if not _UNPRINTABLE.search(text):
+        try:
+            text.encode("utf-8")
+            return shlex.quote(text)
+        except UnicodeEncodeError:
+            pass
+    return "$'" + "".join(_ansi_c(char) for char in text) + "'"
+
+
+def _ansi_c(char: str) -> str:
+    """One character of a name inside $'...': a byte that is not UTF-8 (a surrogate escape) or a control
+    character as \\xNN per byte, a backslash or a quote escaped, any other character as it is."""
+    if char in "\\'":
+        return "\\" + char
+    if "\udc80" <= char <= "\udcff" or _UNPRINTABLE.match(char):
+        return "".join(f"\\x{byte:02x}" for byte in os.fsencode(char))
+    return char
 
 
 def forget_disk_command(point, places=()) -> str:
