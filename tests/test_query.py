@@ -270,6 +270,43 @@ def test_terminal_table_always_shows_the_whole_path_and_mood(cache_db, columns):
     assert "…" not in "".join(line[:header.index("conf.")] for line in lines)
 
 
+LONG_ERROR = "not a decodable audio file (Invalid data found when processing input: moov atom not found)"
+
+
+@pytest.mark.parametrize("columns", [120, 80, 60])
+def test_terminal_table_gives_the_path_its_whole_length_before_the_error(tmp_path_factory, columns):
+    """With one failed row, the error column was sized first (up to all but 30 columns of the room) and
+    every path was folded to 30 columns over 2-3 lines, even on a 120-column terminal where the ~62
+    characters fit whole, the error column blank beside each ok row. Now the path gets its whole length
+    first and the error what is left (folded); only a terminal too narrow for that folds the path."""
+    root = tmp_path_factory.mktemp("qt")
+    assert len(str(root)) < 40, root  # the paths below are 62 characters
+    db = root / "c.db"
+    with Cache.open(db) as cache:
+        for i, p in enumerate((0.9, 0.2, 0.7, None)):
+            name = f"Artist {i}/Album/{i:02d} "
+            path = root / (name + "x" * (62 - len(str(root)) - 1 - len(name) - 4) + ".mp3")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+            result = _result(path, p) if p is not None else TrackResult.failed(
+                path, LONG_ERROR, model_name="test-model", model_version="0.0.1")
+            cache.record(result, TrackRef.from_path(path), info={"format": "mp3"})
+    paths = sorted(str(p) for p in root.rglob("*.mp3"))
+    assert len(paths) == 4 and all(len(p) == 62 for p in paths)
+    text = terminal_run("query", "--db", str(db), columns=columns)
+    lines = text.splitlines()
+    assert all(len(line) <= columns for line in lines), text
+    header = lines[0]
+    assert header.split()[:3] == ["path", "mood", "conf."], text
+    if columns == 120:  # room for every path on one line, and for the error beside it
+        assert all(any(path in line for line in lines) for path in paths), text
+    path_column = "".join("".join(line[:header.index("mood")] for line in lines[1:]).split())
+    assert all("".join(path.split()) in path_column for path in paths), text
+    if columns >= 80:  # the error's least width beside the path's least width: its text, folded
+        error_column = "".join("".join(line[header.index("error"):] for line in lines[1:]).split())
+        assert "".join(LONG_ERROR.split()) in error_column, text
+
+
 def test_raw_sql(cache_db):
     result = invoke("query", "--db", str(cache_db["db"]), "--json", "--sql",
                     "SELECT mood, count(*) AS n FROM tracks WHERE status = 'ok' GROUP BY mood ORDER BY mood")

@@ -481,8 +481,9 @@ ERROR_MIN_WIDTH = 16
 def _render_tracks(tracks, *, width: int, on_unreadable_number=None) -> None:
     """A table that fits `width` columns. The path is never cut: it gets its whole length, or folds onto
     more lines when the terminal is narrower. Mood (never cut) and confidence always; status and error
-    (folded) when some row is not ok and the path keeps PATH_MIN_WIDTH beside them; then artist, title
-    and album, each only while the space beside the longest path still holds it. A confidence that is not
+    when some row is not ok and the path keeps PATH_MIN_WIDTH beside them, the error taking what the
+    whole path leaves (at least ERROR_MIN_WIDTH, its text folded); then artist, title and album, each
+    only while the space beside the longest path still holds it. A confidence that is not
     a number (an edited cell) is empty, and `on_unreadable_number` is told (query.stored_number)."""
     from rich.markup import escape
     from rich.table import Table
@@ -501,13 +502,15 @@ def _render_tracks(tracks, *, width: int, on_unreadable_number=None) -> None:
     space = width - (mood_width + 2) - (5 + 2)  # what the path and the optional columns share
     with_status = any(t.status != "ok" for t in tracks) and space - (status_width + 2) >= PATH_MIN_WIDTH + 2
     space -= (status_width + 2) if with_status else 0
-    error_width = max(map(len, errors))
+    longest_path, error_width = max(map(len, paths)), max(map(len, errors))
     if error_width and space - (ERROR_MIN_WIDTH + 2) >= PATH_MIN_WIDTH + 2:
-        error_width = max(ERROR_MIN_WIDTH, min(error_width, space - (PATH_MIN_WIDTH + 2) - 2))
+        # the path first (whole, where the error's least width still fits beside it), the error the rest
+        beside_path = space - (min(longest_path, space - (ERROR_MIN_WIDTH + 2) - 2) + 2)
+        error_width = max(ERROR_MIN_WIDTH, min(error_width, beside_path - 2))
         space -= error_width + 2
     else:
         error_width = 0
-    path_width = max(8, min(max(map(len, paths)), space - 2))
+    path_width = max(8, min(longest_path, space - 2))
     space -= path_width + 2
     tags = []
     for name in ("artist", "title", "album"):
