@@ -138,19 +138,70 @@ def test_plain_coercion_gives_what_typers_own_gives(name):
             if isinstance(value, tuple) != (param.nargs == -1 or param.multiple) and value is not None:
                 continue
             mine, theirs = _outcome(plain, value, param, ctx), _outcome(typers, value, param, ctx)
+            if param.type_descriptor.choices is not None and theirs[0] == "error":
+                theirs = theirs[:2] + (_in_devices_words(theirs[2]),)
             assert mine == theirs and type(mine[-1]) is type(theirs[-1]), (param.name, value, mine, theirs)
+
+
+def _in_devices_words(error: str) -> str:
+    """Typer's "Value error, 'x' is not one of 'a', 'b'." as moodtag words it (scan's --device too):
+    "'x' is not one of a, b"."""
+    match = re.fullmatch(r"Value error, (.*) is not one of (.*)\.", error)
+    assert match, error
+    return f"{match[1]} is not one of {match[2].replace(chr(39), '')}"
 
 
 @pytest.mark.parametrize("args, error", [
     (["query", "--limit", "abc"], "Invalid value for '--limit': Input should be a valid integer"),
     (["query", "--min-confidence", "2"], "Invalid value for '--min-confidence': Input should be less than or equal to 1"),
-    (["query", "--order", "foo"], "'foo' is not one of 'confidence', 'path', 'artist', 'album', 'analyzed'"),
+    (["query", "--order", "foo"], "Invalid value for '--order': 'foo' is not one of confidence, path, artist, album, analyzed"),
     (["stats", "--bins", "0"], "Invalid value for '--bins': Input should be greater than or equal to 1"),
     (["playlists", "--out-dir", ""], "an empty path"),
 ])
 def test_a_bad_option_value_is_worded_as_typer_words_it(tmp_path, args, error):
     proc = run_cli(*args, "--db", tmp_path / "none.db")
     assert proc.returncode == 2 and error in " ".join(proc.stderr.split()), proc.stderr
+
+
+CHOICE_OPTIONS = [  # every option with a fixed set of choices: command and its other arguments, option, choices
+    (["query"], "--order", "confidence, path, artist, album, analyzed"),
+    (["query"], "--status", "ok, failed, missing"),
+    (["playlist", "calm"], "--order", "score, shuffle, path, album"),
+    (["playlist", "calm"], "--format", "m3u8, m3u, xspf"),
+    (["playlist", "calm"], "--for", "mpd"),
+    (["playlists", "--out-dir", "pl"], "--order", "score, shuffle, path, album"),
+    (["playlists", "--out-dir", "pl"], "--format", "m3u8, m3u, xspf"),
+    (["playlists", "--out-dir", "pl"], "--for", "mpd"),
+    (["scan", "music"], "--device", "cpu, cuda, auto"),
+]
+
+
+@pytest.mark.parametrize("args, option, choices", CHOICE_OPTIONS)
+def test_a_value_that_is_none_of_the_choices_is_one_plain_line(tmp_path, args, option, choices):
+    """`--order foo` was refused with Typer's "Value error, 'foo' is not one of 'path', 'artist', ... ." while
+    scan's `--device tpu` read "'tpu' is not one of cpu, cuda, auto"; every choice option now words it as
+    --device does, in one line, exit status 2, before anything is read or written."""
+    (tmp_path / "music").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "tagger", *args, option, "FOO", "--db", str(tmp_path / "none.db")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={k: v for k, v in os.environ.items() if k != "MOODTAG_DB"})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "Error" in line or "error" in line]
+    assert errors == [proc.stderr.splitlines()[-1]] == [
+        f"Error: Invalid value for '{option}': 'FOO' is not one of {choices}"], proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["music"]
+
+
+def test_every_option_with_choices_is_checked_for_its_error():
+    """CHOICE_OPTIONS names every Typer choice option of every command (a new one is checked too)."""
+    import typer
+
+    checked = {(args[0], option) for args, option, _ in CHOICE_OPTIONS}
+    for name, command in typer.main.get_command(app).commands.items():
+        ctx = command.make_context(name, [], resilient_parsing=True)
+        for param in command.get_params(ctx):
+            if getattr(param, "type_descriptor", None) is not None and param.type_descriptor.choices is not None:
+                assert (name, max(param.opts, key=len)) in checked, (name, param.opts)
 
 
 @pytest.mark.parametrize("args", [["query", "--min-confidence", "nan"], ["query", "--min-confidence=NaN"],

@@ -4,7 +4,9 @@ command). `plain_coercion` gives a command's parameters a coercion that turns th
 options take (text, whole and decimal numbers, choices, paths through a parser) into what Typer's
 would, and hands every other value, and every value it cannot take, to Typer's own coercion, so that
 errors read exactly as before; but NaN given to a number option with bounds (`--min-confidence nan`),
-which Typer's says should be "less than or equal to 1", is refused here as not a number between them.
+which Typer's says should be "less than or equal to 1", is refused here as not a number between them,
+and a value that is none of an option's choices (`--order foo`) in the words of scan's --device ("'foo'
+is not one of path, artist, ..."), not Typer's ("Value error, 'foo' is not one of 'path', 'artist', ...").
 On a Typer without this machinery it changes nothing.
 """
 from __future__ import annotations
@@ -81,13 +83,31 @@ def _converter(descriptor) -> Callable[[Any, Any], Any] | None:
                 return _REFUSED
             return value
         return number
-    if isinstance(annotation, type) and issubclass(annotation, Enum):
-        from typer._param_types import coerce_cli_choice
-
-        choices, case_sensitive = tuple(annotation), info.case_sensitive
-        return lambda value, ctx: _refusing(lambda: coerce_cli_choice(
-            value, choices=choices, case_sensitive=case_sensitive, ctx=ctx))
+    if _is_enum(annotation):
+        return _choice_converter(tuple(annotation), info.case_sensitive)
+    if getattr(annotation, "__origin__", None) is list and _is_enum(annotation.__args__[0]):
+        choice = _choice_converter(tuple(annotation.__args__[0]), info.case_sensitive)
+        return lambda value, ctx: [choice(item, ctx) for item in value] if isinstance(value, (list, tuple)) else _REFUSED
     return None
+
+
+def _is_enum(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Enum)
+
+
+def _choice_converter(choices: tuple[Enum, ...], case_sensitive: bool) -> Callable[[Any, Any], Any]:
+    """value, ctx -> the choice it names; one that names none is refused in --device's words ("'foo' is not
+    one of cpu, cuda, auto"), not Typer's ("Value error, 'foo' is not one of 'cpu', 'cuda', 'auto'.")."""
+    from typer._param_types import coerce_cli_choice
+
+    def choice(value, ctx):
+        try:
+            return coerce_cli_choice(value, choices=choices, case_sensitive=case_sensitive, ctx=ctx)
+        except ValueError:
+            from typer import BadParameter
+
+            raise BadParameter(f"{value!r} is not one of {', '.join(str(c.value) for c in choices)}", ctx=ctx) from None
+    return choice
 
 
 def _is_nan(value) -> bool:
