@@ -367,11 +367,25 @@ class OtherModels:
     count: int = 0
     models: tuple[str, ...] = ()
     current: bool = True
+    option: str | None = None  # the --model value that selects models[0] (a shipped model's name), None: none known
+    scan: str = "moodtag scan"  # the command that analyses them again with the current model
+    model: str = ""  # the current model, "name version"
+
+    def advice(self) -> str:
+        """What to do about them, for a message's end: the --model that lists them where a shipped model is
+        the one that analysed them (a `moodtag scan` would analyse a library scanned with `--model moodtag-cnn`
+        again with the default model, and rewrite every file's mood), else a scan; or --any-model."""
+        if self.option is None:
+            return f"run `{self.scan}`, or --any-model"
+        it = "them" if self.count != 1 else "it"
+        which = f"{it}, or --any-model" if len(self.models) == 1 else f"those of {self.models[0]}, --any-model all"
+        return f"`--model {self.option}` lists {which}; `{self.scan}` analyses {it} again with {self.model}"
 
 
-def other_models(cache: Cache, request: PlaylistRequest) -> OtherModels:
+def other_models(cache: Cache, request: PlaylistRequest, model: str | None = None) -> OtherModels:
     """What `request`'s model filter leaves out (nothing without one); one query over the playlist index,
-    and one more when it leaves out something."""
+    and one more when it leaves out something. `model`: the --model given (None: the default), for the
+    advice's scan."""
     from tagger.cache import TABLE
 
     if request.model is None:
@@ -382,9 +396,33 @@ def other_models(cache: Cache, request: PlaylistRequest) -> OtherModels:
                            [*params, *request.model]))
     if not rows:
         return OtherModels()
+    from tagger.records import command_word
+
     where, params = _selection(replace(request, limit=None))
     return OtherModels(sum(n for *_, n in rows), tuple(f"{name} {version}" for name, version, _ in rows),
-                       cache.one(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", params) is not None)
+                       cache.one(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", params) is not None,
+                       option=_model_option(*rows[0][:2]),
+                       scan="moodtag scan" + ("" if model is None else f" --model {command_word(model)}"),
+                       model=" ".join(request.model))
+
+
+def _model_option(name: str | None, version: str | None) -> str | None:
+    """The --model value that selects the model `name` `version`, as a word of a command (records.command_word):
+    the shipped model's name where one is that model and the name finds it (not a file of that name in the
+    current folder), else its file; None where no shipped model is (an older version, a model of your own)."""
+    from tagger.errors import ModelError
+    from tagger.records import command_word
+    from tagger.weights import read_spec, resolve_model, shipped_models
+
+    for path in shipped_models():
+        try:
+            spec = read_spec(path)
+            if (spec.name, spec.version) != (name, version):
+                continue
+            return command_word(path.stem if resolve_model(path.stem) == path else str(path))
+        except ModelError:
+            continue
+    return None
 
 
 def check_not_emptied(dest: Path, request: PlaylistRequest, others: OtherModels, fmt: str) -> None:
@@ -396,7 +434,7 @@ def check_not_emptied(dest: Path, request: PlaylistRequest, others: OtherModels,
         return
     raise MoodtagError(f"{dest}: not replaced by an empty {request.mood} playlist: its {others.count} cached "
                        f"track{'s were' if others.count != 1 else ' was'} analysed by another model "
-                       f"({', '.join(others.models)}): run `moodtag scan`, or --any-model")
+                       f"({', '.join(others.models)}): {others.advice()}")
 
 
 def check_not_gone(cache: Cache, dest: Path, request: PlaylistRequest, fmt: str, *,

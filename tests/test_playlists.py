@@ -671,15 +671,12 @@ def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_si
     and what to do; a playlist file with entries is not replaced by an empty one (exit 1, nothing written,
     for a cron job to see); one that does not exist yet is written, and --any-model takes the old rows."""
     from tagger.playlists import m3u_mark
+    from tagger.records import command_word
     from tests.conftest import run_cli
 
     _, spec = model
     root, db, out = tmp_path / "Music", tmp_path / "c.db", tmp_path / "lists"
-    root.mkdir()
-    with Cache.open(db) as cache:
-        for name, mood, p in (("a.wav", "calm", 0.1), ("b.wav", "calm", 0.2), ("c.wav", "exciting", 0.9)):
-            (root / name).write_bytes(b"x")
-            cache.record(_result(root / name, mood, p, spec), TrackRef.from_path(root / name))
+    _two_calm_one_exciting(root, db, spec)
     assert run_cli("playlists", "--db", db, "-d", out, *model[0]).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert before["calm.m3u8"].count(b"#EXTINF") == 2
@@ -687,9 +684,10 @@ def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_si
         conn.execute("UPDATE tracks SET model_version = '0.0.0-old' WHERE path LIKE '%/b.wav'")
     partly = run_cli("playlists", "--db", db, "-d", out, *model[0])
     assert partly.returncode == 0, partly.stderr
+    scan = " ".join(["moodtag scan", *map(command_word, model[0])])  # with the --model given: the same model
     assert partly.stderr.splitlines() == [
         f"warning: 1 cached calm track analysed by another model ({spec.name} 0.0.0-old) left out: run "
-        "`moodtag scan`, or --any-model"]
+        f"`{scan}`, or --any-model"]
     kept = {p.name: p.read_bytes() for p in out.iterdir()}
     assert kept["calm.m3u8"].count(b"#EXTINF") == 1
     with sqlite3.connect(db) as conn:
@@ -698,7 +696,7 @@ def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_si
         refused = run_cli(*args, "--db", db, *model[0], env={"COLUMNS": "400"})
         assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
         assert refused.stderr == (f"error: {out / 'calm.m3u8'}: not replaced by an empty calm playlist: its 2 cached "
-                                  f"tracks were analysed by another model ({spec.name} 0.0.0-old): run `moodtag scan`, "
+                                  f"tracks were analysed by another model ({spec.name} 0.0.0-old): run `{scan}`, "
                                   "or --any-model\n")
         assert {p.name: p.read_bytes() for p in out.iterdir()} == kept  # exciting.m3u8 not written either
     printed = run_cli("playlist", "calm", "--db", db, *model[0])
@@ -710,6 +708,74 @@ def test_tracks_of_another_model_version_are_named_and_never_empty_a_playlist_si
     taken = run_cli("playlists", "--db", db, "-d", out, "--any-model", *model[0])
     assert taken.returncode == 0 and taken.stderr == ""
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _two_calm_one_exciting(root: Path, db: Path, spec) -> None:
+    """A cache of a.wav and b.wav (calm) and c.wav (exciting) under `root`, as `spec`'s model analysed them."""
+    root.mkdir()
+    with Cache.open(db) as cache:
+        for name, mood, p in (("a.wav", "calm", 0.1), ("b.wav", "calm", 0.2), ("c.wav", "exciting", 0.9)):
+            (root / name).write_bytes(b"x")
+            cache.record(_result(root / name, mood, p, spec), TrackRef.from_path(root / name))
+
+
+def test_tracks_of_another_shipped_model_name_the_model_option_that_lists_them(tmp_path):
+    """A library scanned with `--model moodtag-cnn` into its own cache (the README's beets example): `playlists`
+    on it wrote empty playlists and advised `moodtag scan`, which analyses the whole library again with the
+    default model and rewrites every file's mood. The warning (playlist and playlists) and the refusal now
+    name `--model moodtag-cnn`, which pasted lists the tracks; several models: the one with the most tracks."""
+    import re
+
+    from tests.conftest import run_cli
+
+    try:
+        cnn, rhythm = (read_spec(resolve_model(name)) for name in ("moodtag-cnn", "moodtag-rhythm"))
+    except MoodtagError:
+        pytest.skip("the shipped models are not installed")
+    root, db, out = tmp_path / "Music", tmp_path / "cnn.db", tmp_path / "lists"
+    _two_calm_one_exciting(root, db, cnn)
+    # the current model, another than moodtag-cnn: the default one, or named
+    model_args = [] if resolve_model(None) == resolve_model("moodtag-rhythm") else ["--model", "moodtag-rhythm"]
+    scan = "moodtag scan" + (" --model moodtag-rhythm" if model_args else "")
+    advice = f"`--model moodtag-cnn` lists {{}}, or --any-model; `{scan}` analyses {{}} again with {rhythm.name} " \
+             f"{rhythm.version}"
+    made = run_cli("playlists", "--db", db, "-d", out, *model_args)
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.splitlines() == [
+        f"warning: 2 cached calm tracks analysed by another model (moodtag-cnn {cnn.version}) left out: "
+        + advice.format("them", "them"),
+        f"warning: 1 cached exciting track analysed by another model (moodtag-cnn {cnn.version}) left out: "
+        + advice.format("it", "it")]
+    option = re.search(r"`(--model [^`]+)` lists", made.stderr).group(1).split()
+    followed = run_cli("playlists", "--db", db, "-d", out, *option)  # the advice pasted: the tracks listed
+    assert (followed.returncode, followed.stderr) == (0, ""), followed.stderr
+    assert m3u_lines(out / "calm.m3u8") == ["../Music/a.wav", "../Music/b.wav"]
+    refused = run_cli("playlists", "--db", db, "-d", out, *model_args, env={"COLUMNS": "400"})
+    assert refused.returncode == 1 and refused.stderr == (
+        f"error: {out / 'calm.m3u8'}: not replaced by an empty calm playlist: its 2 cached tracks were analysed by "
+        f"another model (moodtag-cnn {cnn.version}): {advice.format('them', 'them')}\n"), refused.stderr
+    printed = run_cli("playlist", "calm", "--db", db, *model_args)  # one mood, to standard output: the same advice
+    assert printed.returncode == 0 and printed.stderr.splitlines() == made.stderr.splitlines()[:1]
+    listed = run_cli("playlist", "calm", "--db", db, "--absolute", "-m", "moodtag-cnn")
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert [line for line in listed.stdout.splitlines() if not line.startswith("#")] == [
+        str(root / "a.wav"), str(root / "b.wav")]
+    with Cache.open(db) as cache:  # a third calm track of an older version: the model of the most tracks named
+        older = root / "d.wav"
+        older.write_bytes(b"x")
+        cache.record(_result(older, "calm", 0.3, rhythm, version="0.0.0-old"), TrackRef.from_path(older))
+    several = run_cli("playlist", "calm", "--db", db, *model_args)
+    assert several.stderr.splitlines() == [
+        f"warning: 3 cached calm tracks analysed by another model (moodtag-cnn {cnn.version}, {rhythm.name} "
+        f"0.0.0-old) left out: `--model moodtag-cnn` lists those of moodtag-cnn {cnn.version}, --any-model all; "
+        f"`{scan}` analyses them again with {rhythm.name} {rhythm.version}"]
+    with sqlite3.connect(db) as conn:  # the other way round: the scan advised is the --model given
+        conn.execute("UPDATE tracks SET model_name = ?, model_version = ?", (rhythm.name, rhythm.version))
+    other_way = run_cli("playlist", "exciting", "--db", db, "--model", "moodtag-cnn")
+    assert other_way.stderr.splitlines() == [
+        f"warning: 1 cached exciting track analysed by another model ({rhythm.name} {rhythm.version}) left out: "
+        f"`--model moodtag-rhythm` lists it, or --any-model; `moodtag scan --model moodtag-cnn` analyses it again "
+        f"with moodtag-cnn {cnn.version}"]
 
 
 def test_a_library_not_on_disk_now_never_empties_a_playlist(model, tmp_path):

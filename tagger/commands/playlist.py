@@ -103,7 +103,7 @@ def playlist(
         places = _path_filter(cache, paths)
         request = PlaylistRequest(mood, model=model_id, min_confidence=min_confidence, roots=places.roots,
                                   files=places.files, order=order.value, seed=seed, limit=limit)
-        others = other_models(cache, request)
+        others = other_models(cache, request, model)
         if output is None:
             _warn_not_found(places)
             result = print_playlist(cache, request, _printer(), layout)
@@ -166,7 +166,7 @@ def playlists(
                                   files=places.files, order=order.value, seed=seed, limit=limit)
         dests = {label: out_dir / playlist_file_name(label, layout.fmt) for label in labels}  # all valid first
         requests = [(replace(request, mood=label), dest) for label, dest in dests.items()]
-        others = [other_models(cache, request) for request, _ in requests]
+        others = [other_models(cache, request, model) for request, _ in requests]
         for (request, dest), other in zip(requests, others):  # every playlist checked before any is written
             _check_out_dir_entry(dest, request.mood)
             check_replaceable(dest, request.mood, layout.fmt, force=force)
@@ -328,7 +328,7 @@ def _report_left_out(result, library: Path | None, others, away=None) -> None:
     if others.count:
         n = others.count
         warn(f"{n} cached {escape(result.mood)} track{'s' if n != 1 else ''} analysed by another model "
-             f"({escape(', '.join(others.models))}) left out: run `moodtag scan`, or --any-model")
+             f"({escape(', '.join(others.models))}) left out: {escape(others.advice())}")
     if left_out.outside:
         n = left_out.outside
         warn(f"{n} {escape(result.mood)} track{'s' if n != 1 else ''} outside the music folder "
