@@ -1321,30 +1321,36 @@ class Cache:
 
     def _away_kept(self, plan: "PrunePlan", roots, gone_disks, mounts: "Mounts", looked: set[str], *, vanished,
                    should_stop) -> None:
-        """Count in `plan.away` the rows not marked missing under a PATH that is an empty folder (`prune
-        MOUNT`, the folder a disk not mounted now left), as a scan takes such a PATH for one not there, whose
-        files are gone and lie on a disk not mounted now at, above or under it (Mounts.away_around): kept, as
-        under a PATH not there, so that prune's line names the disk and `--forget-disk` whether its folder is
-        there or not. Never forgotten; the rows _prunable `looked` at are its."""
-        places: list[Path] = []
-        for root in filter_roots([r for r in roots or [] if r not in gone_disks and _empty_folder(r)]):
+        """Count in `plan.away` the rows not marked missing whose files are gone and lie on a disk not mounted
+        now (Mounts.away), which a scan left as they are: under the PATHs (`prune ~/Music`, holding a link into
+        the disk, as `prune ~/Music/USB` the link itself), or anywhere without one; and under a PATH that is an
+        empty folder (`prune MOUNT`, the folder a disk not mounted now left), as a scan takes such a PATH for one
+        not there, those on a disk at, above or under it (Mounts.away_around). Kept, so that prune's line names
+        the disk and `--forget-disk` (with the link it reaches them through) whatever PATH is named. Never
+        forgotten; the rows _prunable `looked` at are its. Nothing is looked at while no disk is away."""
+        if not mounts.some_away:
+            return
+        others = [r for r in roots or [] if r not in gone_disks]
+        places: list[Path] = filter_roots(others)
+        for root in filter_roots([r for r in others if _empty_folder(r)]):
             real = os.fsencode(os.path.realpath(root))
             for point in mounts.away_around(root):
                 place = root if _at_or_inside(real, point) else Path(os.fsdecode(point))
                 if place not in places:
                     places.append(place)
-        for place in places:
-            where, params = under_root(place)
-            for key, raw in self.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE ({where}) AND status <> 'missing'",
-                                      params):
+        columns = f"SELECT path, path_bytes FROM {TABLE} WHERE status <> 'missing'"
+        queries = [(f"{columns} AND ({where})", params) for where, params in map(under_root, places)] if roots \
+            else [(columns, [])]
+        for sql, params in queries:
+            for key, raw in self.rows(sql, params):
                 if should_stop():
                     raise Stopped
-                path = raw if raw is not None else os.fsencode(key)
-                if key in looked or not vanished(path):
+                if key in looked:
                     continue
                 looked.add(key)
-                point = mounts.away(path)
-                if point is not None:
+                path = raw if raw is not None else os.fsencode(key)
+                point = mounts.away(path)  # (asked once per folder) before the file: most rows lie on no disk away
+                if point is not None and vanished(path):
                     plan.away[point] = plan.away.get(point, 0) + 1
                     plan.note_linked(point, path)
 
@@ -1556,6 +1562,11 @@ class Mounts:
         folder; a bind mount of a service's own namespace (systemd's ReadWritePaths), a plain folder here; or an
         older copy of the disk's files under it. Still disks away: this only words a scan's line."""
         return [point for point, name in self._asked.items() if self.holds_its_files(point, name)]
+
+    @property
+    def some_away(self) -> bool:
+        """Whether a mount point a scan saw is not mounted now: else no row lies on a disk away (`away`)."""
+        return any(point not in self._now for point in self.seen)
 
     def away(self, path: str | bytes) -> bytes | None:
         """The mount point of a disk not mounted now that a row's file (`path`, gone) lies on: the nearest

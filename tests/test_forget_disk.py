@@ -160,7 +160,9 @@ print(json.dumps(out))
         f"disk now (a disk not mounted, or the library moved?): mount it, or `moodtag scan` the library where it is "
         f"now and where it was; `moodtag prune` forgets the tracks gone, not those on a disk not mounted now ({usb}): "
         f"{kept}\n"), out["some gone"]
-    assert out["nightly prune"][:2] == [0, "forgot 1 missing track\n"], out["nightly prune"]
+    assert out["nightly prune"][:2] == [0, f"kept 3 tracks under {usb}: the disk a scan saw mounted there is not "
+                                           f"mounted now; if they are gone for good, {command[1:-1]}\n"
+                                           f"forgot 1 missing track\n"], out["nightly prune"]
     one = on_usb == 1
     tracks = f"its one cached {mood} track is not" if one else f"none of its {on_usb} cached {mood} tracks is"
     lie, are = ("it lies", "it is") if one else ("they lie", "they are")
@@ -252,3 +254,78 @@ print(json.dumps(out))
     assert out["removed"][0] == 0 and line in out["removed"][2].splitlines(), out["removed"]
     assert out["forget"][:2] == [0, "forgot 3 tracks whose files are gone\n"], out["forget"]
     assert out["forgotten"] == {"4.mp3": ["ok", "tagged"]}
+
+
+def test_prune_above_a_link_into_a_disk_away_and_of_the_whole_cache_names_the_disk(tmp_path):
+    """A library holding a link to a disk's mount point (`lib/USB -> media/user/USB`), the disk away: `prune
+    lib/USB` said what it keeps for the disk and what forgets it, but `prune lib` and `prune` (the whole cache)
+    kept the same rows without a word (only the rows under a PATH not there, or marked missing, were looked at).
+    Each now says it in the same line, the mount point's folder there (empty) or removed; what they forget is
+    as before (a file deleted beside them)."""
+    _disk(tmp_path)
+    _tracks(tmp_path / "lib/local", {"4.mp3": ("exciting", 4), "5.ogg": ("calm", 5)})
+    out = _in_namespace(tmp_path, """
+lib, usb, db = top / "lib", top / "media/user/USB", top / "c.db"
+plug(top / "disk", usb)
+(lib / "USB").symlink_to(usb)
+cli("scan", "scan", lib, "--db", db, "--jobs", "1")
+unplug(usb, remove=False)  # its folder stays, empty
+(lib / "local/5.ogg").unlink()
+cli("away", "scan", lib, "--db", db, "--jobs", "1")
+cli("lib dry", "prune", "-n", lib, "--db", db)
+cli("all dry", "prune", "-n", "--db", db)
+cli("link dry", "prune", "-n", lib / "USB", "--db", db)
+usb.rmdir()  # as udisks does: the link is broken now
+cli("lib removed dry", "prune", "-n", lib, "--db", db)
+cli("lib", "prune", lib, "--db", db)
+cli("all", "prune", "--db", db)
+states("pruned", db)
+print(json.dumps(out))
+""")
+    assert out["scan"][0] == 0 and out["away"][0] == 0, out["away"]
+    lib, usb = tmp_path / "lib", tmp_path / "media/user/USB"
+    kept = (f"3 tracks under {usb}: the disk a scan saw mounted there is not mounted now; if they are gone for good, "
+            f"moodtag prune --forget-disk {shlex.quote(str(usb))} {shlex.quote(str(lib / 'USB'))}")
+    forget = f"would forget: {lib / 'local/5.ogg'}\n"
+    for step in ("lib dry", "all dry", "lib removed dry"):
+        assert out[step][:2] == [0, f"{forget}would keep {kept}\nwould forget 1 missing track\n"], (step, out[step])
+    assert out["link dry"][:2] == [0, f"would keep {kept}\nwould forget 0 missing tracks\n"], out["link dry"]
+    assert out["lib"][:2] == [0, f"kept {kept}\nforgot 1 missing track\n"], out["lib"]
+    assert out["all"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"], out["all"]
+    assert out["pruned"] == {name: ["ok", "tagged"] for name in ("1.mp3", "2.ogg", "3.flac", "4.mp3")}
+
+
+def test_forget_disk_of_a_folder_on_a_disk_names_that_disk_beside_those_inside_it(tmp_path):
+    """Disk A at `My Mnt`, disk B at `My Mnt/Music/Arch ive`, both away: `prune --forget-disk 'My Mnt/Music'` (a
+    folder on A, above B) was refused naming B only, not A, the disk the folder lies on and the one most likely
+    meant. The refusal names A too, with the command that forgets its tracks, quoted for a shell; nothing is
+    forgotten, dry run or not, and that command forgets A's track and keeps B's."""
+    _tracks(tmp_path / "outer", {"Music/1.ogg": ("calm", 1)})
+    _tracks(tmp_path / "inner", {"2.mp3": ("exciting", 2), "3.flac": ("calm", 3)})
+    out = _in_namespace(tmp_path, """
+mnt, db = top / "My Mnt", top / "c.db"
+archive = mnt / "Music/Arch ive"
+plug(top / "outer", mnt)
+plug(top / "inner", archive)
+cli("scan", "scan", mnt / "Music", "--db", db, "--jobs", "1")
+unplug(archive, remove=False)
+unplug(mnt, remove=False)
+states("before", db)
+cli("folder", "prune", "--forget-disk", mnt / "Music", "--db", db)
+cli("folder dry", "prune", "-n", "--forget-disk", mnt / "Music", "--db", db)
+states("refused", db)
+cli("outer", "prune", "--forget-disk", mnt, "--db", db)
+states("forgotten", db)
+print(json.dumps(out))
+""")
+    assert out["scan"][0] == 0, out["scan"]
+    mnt, archive = tmp_path / "My Mnt", tmp_path / "My Mnt/Music/Arch ive"
+    error = (f"error: {mnt / 'Music'}: not a mount point a scan saw (--forget-disk MOUNT forgets the tracks of the disk "
+             f"once mounted at MOUNT, none other); it lies on the disk a scan saw mounted at {mnt}, not mounted now "
+             f"(`moodtag prune --forget-disk {shlex.quote(str(mnt))}` forgets that disk's tracks); those seen under "
+             f"it: {archive}\n")
+    for step in ("folder", "folder dry"):
+        assert out[step] == [1, "", error], out[step]
+    assert out["refused"] == out["before"] and len(out["before"]) == 3, out["refused"]
+    assert out["outer"][0] == 0 and out["outer"][1].endswith("forgot 1 track whose file is gone\n"), out["outer"]
+    assert out["forgotten"] == {"2.mp3": ["ok", "tagged"], "3.flac": ["ok", "tagged"]}

@@ -259,7 +259,10 @@ print(json.dumps(out))
         assert out[part + " away states"]["10.ogg"] == ["ok", "untagged"], out[part + " away states"]
         assert "missing" not in str(out[part + " away states"]), out[part + " away states"]
         assert out[part + " mounts"] == [str(mnt)]
-        assert out[part + " prune"][:2] == [0, "forgot 0 missing tracks\n"], out[part + " prune"]
+        they = f"{gone} tracks under {mnt}: the disk a scan saw mounted there is not mounted now; if they are" \
+            if gone > 1 else f"1 track under {mnt}: the disk a scan saw mounted there is not mounted now; if it is"
+        assert out[part + " prune"][:2] == [0, f"kept {they} gone for good, moodtag prune --forget-disk {mnt}\n"
+                                               f"forgot 0 missing tracks\n"], out[part + " prune"]
         assert out[part + " back states"]["10.ogg"] == ["ok", "untagged"], out[part + " back states"]
 
 
@@ -365,5 +368,7 @@ print(json.dumps(out))
     assert out["away states"]["11.mp3"] == ["ok", "untagged"], out["away states"]
     assert "missing" not in str(out["away states"]), out["away states"]
     assert out["away mounts"] == [str(mnt)]
-    assert out["prune"][:2] == [0, "forgot 0 missing tracks\n"], out["prune"]
+    assert out["prune"][:2] == [0, f"kept 1 track under {mnt}: the disk a scan saw mounted there is not mounted now; "
+                                   f"if it is gone for good, moodtag prune --forget-disk {mnt}\n"
+                                   f"forgot 0 missing tracks\n"], out["prune"]
     assert out["back states"]["11.mp3"] == ["ok", "untagged"], out["back states"]

@@ -446,7 +446,7 @@ print(json.dumps(out))
             f"good, moodtag prune --forget-disk {usb}")
     assert out["dry prune"][:2] == [0, f"would keep {kept}\nwould forget 0 missing tracks\n"]
     assert out["nightly prune"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"]
-    assert out["prune all"][:2] == [0, "forgot 0 missing tracks\n"]
+    assert out["prune all"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"], out["prune all"]
     assert out["unplugged"] == before
     link = tmp_path / "home/Music"
     assert out["link prune"][:2] == [0, f"kept {kept} {link}\nforgot 0 missing tracks\n"], out["link prune"]
@@ -506,11 +506,11 @@ print(json.dumps(out))
     assert out["unplugged"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["ok", "tagged"],
                                 "4.ogg": ["missing", "tagged"], "5.mp3": ["missing", "tagged"],
                                 "6.flac": ["ok", "tagged"]}
-    assert out["nightly prune"][:2] == [0, "forgot 2 missing tracks\n"]
+    kept = (f"kept 3 tracks under {usb}: the disk a scan saw mounted there is not mounted now; if they are gone for "
+            f"good, moodtag prune --forget-disk {usb}\n")
+    assert out["nightly prune"][:2] == [0, f"{kept}forgot 2 missing tracks\n"], out["nightly prune"]
     assert out["pruned"] == {name: ["ok", "tagged"] for name in ("1.mp3", "2.ogg", "3.flac", "6.flac")}
-    assert out["prune usb"][:2] == [0, f"kept 3 tracks under {usb}: the disk a scan saw mounted there is not mounted "
-                                       f"now; if they are gone for good, moodtag prune --forget-disk {usb}\n"
-                                       f"forgot 0 missing tracks\n"]
+    assert out["prune usb"][:2] == [0, f"{kept}forgot 0 missing tracks\n"]
     assert str(usb) in out["mount points"] and "/" not in out["mount points"]
     assert out["forget mounted"][0] == 1 and out["forget mounted"][2].startswith(
         f"error: {usb}: a disk is mounted there now"), out["forget mounted"]
@@ -550,10 +550,11 @@ print(json.dumps(out))
     assert out["nightly scan"][0] == 0 and "marked missing" not in out["nightly scan"][2], out["nightly scan"]
     assert out["unplugged"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["missing", "tagged"],
                                 "new.flac": ["ok", "tagged"]}
-    assert out["nightly prune"][:2] == [0, f"kept 1 missing track under {mnt}: the disk a scan saw mounted there is "
-                                           f"not mounted now; moodtag prune {mnt} forgets them\n"
-                                           f"forgot 0 missing tracks\n"]
-    assert out["prune mnt"][:2] == [0, "forgot 1 missing track\n"]
+    away = "the disk a scan saw mounted there is not mounted now; if they are gone for good, moodtag prune --forget-disk"
+    assert out["nightly prune"][:2] == [0, f"kept 3 tracks under {mnt}: {away} {mnt}\nforgot 0 missing tracks\n"], \
+        out["nightly prune"]
+    assert out["prune mnt"][:2] == [0, f"kept 2 tracks under {mnt}: {away} {mnt}\nforgot 1 missing track\n"], \
+        out["prune mnt"]
     assert out["pruned"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "new.flac": ["ok", "tagged"]}
     assert (disk / "Music/A/1.mp3").exists()
 
@@ -586,7 +587,10 @@ print(json.dumps(out))
 """)
     assert out["scan"][0] == 0, out["scan"]
     assert "vanished" not in out["nightly scan"][2], out["nightly scan"]
-    assert out["nightly prune"][:2] == [0, "forgot 0 missing tracks\n"], out["nightly prune"]
+    mnt, ext = tmp_path / "run/media/USB", tmp_path / "lib/Ext"
+    assert out["nightly prune"][:2] == [0, f"kept 3 tracks under {mnt}: the disk a scan saw mounted there is not "
+                                           f"mounted now; if they are gone for good, moodtag prune --forget-disk {mnt} "
+                                           f"{ext}\nforgot 0 missing tracks\n"], out["nightly prune"]
     assert out["kept"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["ok", "tagged"]}
     assert out["forget typo"] == [0, "forgot 0 missing tracks\n", f"warning: no cached tracks under "
                                   f"{tmp_path / 'media/USBB'} (a typo, or a place never scanned?): nothing to forget "
@@ -628,7 +632,7 @@ print(json.dumps(out))
             f"good, moodtag prune --forget-disk {usb}")
     assert out["nightly prune"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"], out["nightly prune"]
     assert out["dry prune"][:2] == [0, f"would keep {kept}\nwould forget 0 missing tracks\n"], out["dry prune"]
-    assert out["prune all"][:2] == [0, "forgot 0 missing tracks\n"]
+    assert out["prune all"][:2] == [0, f"kept {kept}\nforgot 0 missing tracks\n"], out["prune all"]
     warning = (f"warning: {media}: it is empty: the disk a scan saw mounted at {usb} is not mounted now; 3 cached "
                f"tracks under it left as they are (mount it; gone for good? moodtag prune --forget-disk {usb})")
     assert out["scan media"][0] == 1 and warning in out["scan media"][2].splitlines(), out["scan media"]

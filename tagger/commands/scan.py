@@ -260,9 +260,10 @@ def _plain_folders(disks: list[Path], roots: list[Path], mounts, forgotten: set[
 def _check_remembered(cache, disks: list[Path], mounts) -> None:
     """Each of `disks` (--forget-disk) must be, as written or through a link, a mount point a scan saw
     (Mounts.seen): a folder above such disks (/media/USER) forgot every one of them not mounted now.
-    Otherwise a MoodtagError naming it and the mount points seen under it (or the disk not mounted now that
-    it lies on: Mounts.away_around); but one under which the cache holds no row and no mount point was seen
-    (a typo, a place never scanned) gets prune's warning, as a PATH does, and forgets nothing."""
+    Otherwise a MoodtagError naming it, the disk not mounted now that it lies on (Mounts.away_around: the
+    nearest mount point seen above it, the disk most likely meant) and the mount points seen under it; but one
+    under which the cache holds no row and no mount point was seen (a typo, a place never scanned) gets prune's
+    warning, as a PATH does, and forgets nothing."""
     from tagger.cache import _at_or_inside, filter_roots
     from tagger.errors import MoodtagError
     from tagger.records import command_word, forget_disk_command, printable
@@ -274,12 +275,14 @@ def _check_remembered(cache, disks: list[Path], mounts) -> None:
         under = [point for point in mounts.seen if any(_at_or_inside(point, place) for place in places)]
         if not under and not any(cache.holds_under(Path(os.fsdecode(place))) for place in places):
             continue
-        above = None if under else next(iter(mounts.away_around(disk)), None)
+        above = next((point for point in mounts.away_around(disk) if point not in under), None)
+        lies = None if above is None else (f"it lies on the disk a scan saw mounted at {printable(above)}, not "
+                                           f"mounted now (`{forget_disk_command(above)}` forgets that disk's tracks)")
         if under:
-            which = f"those seen under it: {', '.join(printable(point) for point in sorted(under))}"
-        elif above is not None:
-            which = (f"it lies on the disk a scan saw mounted at {printable(above)}, not mounted now "
-                     f"(`{forget_disk_command(above)}` forgets that disk's tracks)")
+            seen = f"those seen under it: {', '.join(printable(point) for point in sorted(under))}"
+            which = seen if lies is None else f"{lies}; {seen}"
+        elif lies is not None:
+            which = lies
         else:
             which = f"no disk not mounted now was seen there, nor above it; `moodtag prune {command_word(disk)}` " \
                     f"forgets the tracks gone under it"
