@@ -31,6 +31,22 @@ def is_audio_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES
 
 
+def not_music(path) -> str | None:
+    """Why a file named directly (a PATH or a FILE, not a folder's entry) is not read as a track: a regular
+    file whose name has none of AUDIO_SUFFIXES (a playlist, a cover, a text), which a folder's walk passes
+    over too; None otherwise (an audio name, or not a regular file: the walk or the analysis says what
+    it is). Judged by its name as given, as the walk judges a link in a folder."""
+    name = os.path.basename(os.fsdecode(path))
+    if is_audio_name(name):
+        return None
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return None
+    suffix = os.path.splitext(name)[1]
+    return f"not a music file moodtag reads ({suffix or 'no suffix'})" if regular else None
+
+
 def os_absolute(path) -> Path:
     """`path` made absolute as the OS resolves it, spelt as given where that names the same place: a '..'
     after a symlink is the parent of the link's target (`x/../lib`, x -> nas/music/incoming, is
@@ -211,15 +227,16 @@ def walk(paths: list[Path], *, include_hidden: bool = False,
          known: Callable[[Path], Path | None] | None = None,
          check: Callable[[], None] = lambda: None,
          followed: list[Path] | None = None) -> Iterator[TrackRef | WalkProblem]:
-    """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their
-    suffix), in a stable order. Only regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file reached twice (a symlink loop,
-    or two links to one file) is visited once; a link to a file in the library gives the file's own path
-    (Library.name_of; a link named directly: its file's own name where `known` says that name has a
-    row, own_name), and a link to a folder the walk takes by its own name is passed over
-    (Library.walks_folder). `known(path)`: the name the cache keeps the file at `path` under (`path`
-    itself where it has a row, else another of the file's names; None: none, or no cache), so that a
-    link below a PATH to a file outside every PATH (a "Favorites" folder of links into a library
-    scanned before) is the file's one track under that name; where none is known, the link's path.
+    """Yield a TrackRef per audio file under `paths` (files named directly are taken whatever their suffix:
+    a scan refuses those not_music names first, a beets item's file is taken), in a stable order. Only
+    regular files: a FIFO or a device named like audio is a problem. Symlinks are followed; a folder or file
+    reached twice (a symlink loop, or two links to one file) is visited once; a link to a file in the
+    library gives the file's own path (Library.name_of; a link named directly: its file's own name where
+    `known` says that name has a row, own_name), and a link to a folder the walk takes by its own name is
+    passed over (Library.walks_folder). `known(path)`: the name the cache keeps the file at `path` under
+    (`path` itself where it has a row, else another of the file's names; None: none, or no cache), so that a
+    link below a PATH to a file outside every PATH (a "Favorites" folder of links into a library scanned
+    before) is the file's one track under that name; where none is known, the link's path.
     Hard links are names of their own. Unreadable folders and broken links give WalkProblems.
     `check()` is called before each folder is listed; what it raises ends the walk (a scan's stop
     request: a library of many folders without audio, a slow share, is stopped in the folder it is in,

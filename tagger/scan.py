@@ -27,8 +27,8 @@ from typing import Callable
 
 from tagger.cache import (KEPT, LOOKUP_BATCH, TAGGED, UNTAGGED, Cache, CachedTrack, _at_or_inside, path_key,
                           reached_through, resolve_db_path, scan_lock, untag_pending)
-from tagger.discover import (Library, WalkProblem, behind_broken_link, fold_name, one_look_per_folder, os_absolute,
-                             spelt_on_disk, vanished, walk)
+from tagger.discover import (Library, WalkProblem, behind_broken_link, fold_name, not_music, one_look_per_folder,
+                             os_absolute, spelt_on_disk, vanished, walk)
 from tagger.errors import MoodtagError, unreadable
 from tagger.progress import mount_points
 from tagger import stages
@@ -74,8 +74,8 @@ class ScanSummary:
     would_write: int = 0        # a dry run's tag writes that a scan would make
     tag_failures: int = 0
     failed_before: int = 0      # cached failures (their files unchanged since), not tried again
-    missing_paths: int = 0      # PATHs given that did not exist, could not be looked at, or are empty folders
-                                # the cache holds tracks under (each a problem)
+    missing_paths: int = 0      # PATHs given that did not exist, could not be looked at, are empty folders
+                                # the cache holds tracks under, or files not music by their names (each a problem)
     untagged: int = 0           # left without moodtag's fields, as `moodtag untag` left them
     kept: int = 0               # holding their own mood (not moodtag's), left as it is
     missing: int = 0
@@ -125,11 +125,11 @@ def scan_library(paths: list[Path], **options) -> ScanSummary:
     """Scan `paths` (folders, walked recursively, or files), classify what is new or changed, write
     tags (unless dry_run/no_write), cache all. A PATH that does not exist is a problem of the summary
     (counted in `missing_paths`; the rows under it stay as they are) and the others are scanned, as is
-    an empty folder the cache holds tracks under (scan_files); MoodtagError if none exists, or for an
-    empty PATH. `options`: those of `scan_files`."""
+    an empty folder the cache holds tracks under, or a file that is not music by its name (scan_files);
+    MoodtagError if none exists or is music, or for an empty PATH. `options`: those of `scan_files`."""
     if not paths:
         check_paths(paths)
-    missing = []
+    missing, refused = [], []
     for p in paths:
         try:
             check_paths([p])
@@ -137,8 +137,13 @@ def scan_library(paths: list[Path], **options) -> ScanSummary:
             if str(p) == "":
                 raise
             missing.append(exc)
-    if len(missing) == len(paths):
-        raise missing[0]
+            refused.append(exc)
+            continue
+        cause = not_music(p)
+        if cause:
+            refused.append(MoodtagError(f"{p}: {cause}"))
+    if len(refused) == len(paths):
+        raise refused[0]
     summary = scan_files(paths, **options)
     summary.missing_paths += len(missing)
     return summary
@@ -172,7 +177,9 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
 
     `jobs`: worker processes (0: one per core; more than the cores only with `oversubscribe`).
     `files_only`: each path is a file's (a beets item's): one that holds a folder now is a problem (not a
-    regular file, as a FIFO there is), not walked, so no file inside it is analysed or tagged.
+    regular file, as a FIFO there is), not walked, so no file inside it is analysed or tagged. Without it, a
+    path that is a file not music by its name (tagger.discover.not_music: a playlist) is a problem and a
+    missing path, neither analysed nor cached, as a folder's walk passes such a file over.
     `force`: analyse every file again. `retag`: write the tags of files `moodtag untag` cleared too
     (from the cache where it is current; a plain scan, even with `force`, leaves them untagged).
     `replace_mood`: write moodtag's mood over a mood field moodtag did not write (another tool's or the
@@ -236,12 +243,14 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
         # (files_only) as beets spells it: its outcome goes back to the item by that path
         roots = [os_absolute(p) for p in paths] if files_only else spelt_on_disk(paths)
         given = [os_absolute(p) for p in paths]  # rows an older moodtag made under the PATH as typed: looked at too
+        # a dry run of a scan that writes tags says what each write would do (a read-only file fails it)
         options = dict(write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime, journal=journal, retag=retag,
-                       replace_mood=replace_mood)
+                       replace_mood=replace_mood, checks_write=dry_run and not no_write)
 
         def tag_options(ref: TrackRef, mood: str | None) -> dict:  # a file leave_tags keeps: as with no_write
-            if write_tags and leave_tags is not None and mood and leave_tags(ref.path, mood):
-                return {**options, "write_tags": False}
+            writes = write_tags or options["checks_write"]
+            if writes and leave_tags is not None and mood and leave_tags(ref.path, mood):
+                return {**options, "write_tags": False, "checks_write": False}
             return options
 
         notes_walk = cache is not None and not dry_run  # the walked keys, to tell which rows' files vanished
@@ -326,9 +335,14 @@ def scan_files(paths: list[Path], *, db: Path | None = None, model: str | None =
 
         walked: list[Path] = []
         for path, root in zip(paths, roots):
+            refused = None if files_only else not_music(root)  # a playlist named as a PATH: neither read nor cached
             if files_only and _is_folder(root):  # its row is marked missing below, as a FIFO's is
                 summary.problems.append((str(root), NOT_A_FILE))
                 on_event(ScanEvent("problem", path=root, cause=NOT_A_FILE))
+            elif refused:  # a bad PATH, as one not there; a row an older scan made for it stays as it is
+                summary.problems.append((str(root), refused))
+                summary.missing_paths += 1
+                on_event(ScanEvent("problem", path=root, cause=refused))
             else:
                 walked.append(root)
         batch: list[TrackRef] = []
@@ -708,7 +722,7 @@ def _journal(db_path: Path):
 def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Cache | None,
                 spec: ModelSpec, *, untagged: bool, retag: bool, replace_mood: bool, write_tags: bool,
                 dry_run: bool, keep_mtime: bool, journal, last_written: str | None = None,
-                written_by: str | None = None) -> TrackOutcome:
+                written_by: str | None = None, checks_write: bool = False) -> TrackOutcome:
     """A track just analysed: its row, then its tags (unless `moodtag untag` cleared it, and not retag).
     A file that could not be read (tagger.errors.unreadable) keeps a row that holds a result (a --force
     scan of a file whose permissions went wrong loses nothing; see _has_result). A scan that writes no
@@ -740,7 +754,8 @@ def _handle_new(ref: TrackRef, result: TrackResult, info: dict | None, cache: Ca
         return TrackOutcome(ref, result, ANALYSED, held[1], held[2])
     tags, tag_error = _tag_and_record(ref, result.mood, result.scores, spec, cache, write_tags=write_tags,
                                       dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
-                                      replace_mood=replace_mood, last_written=last_written, written_by=written_by)
+                                      replace_mood=replace_mood, last_written=last_written, written_by=written_by,
+                                      checks_write=checks_write)
     return TrackOutcome(ref, result, ANALYSED, tags, tag_error)
 
 
@@ -802,7 +817,7 @@ def _has_result(cache: Cache, ref: TrackRef) -> bool:
 
 def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: ModelSpec, *, retag: bool,
                    replace_mood: bool, write_tags: bool, dry_run: bool, keep_mtime: bool, full: bool,
-                   journal) -> TrackOutcome:
+                   journal, checks_write: bool = False) -> TrackOutcome:
     """A track whose row is current: its tags are written if they should hold the row's mood and do
     not (never written, the last write failed, untagged and `retag`, or kept and `replace_mood`).
     _DamagedRow, before anything is written, if the row's stored result is needed and cannot be read.
@@ -821,14 +836,15 @@ def _handle_cached(ref: TrackRef, row: CachedTrack, cache: Cache | None, spec: M
         tags, tag_error = _tag_and_record(ref, row.mood, _stored_result(data, spec)[0], spec, cache,
                                           write_tags=write_tags, dry_run=dry_run, keep_mtime=keep_mtime,
                                           journal=journal, replace_mood=replace_mood,
-                                          last_written=SET_BY_HAND if row.tag_state == KEPT else None)
+                                          last_written=SET_BY_HAND if row.tag_state == KEPT else None,
+                                          checks_write=checks_write)
     return TrackOutcome(ref, result, CACHED, tags, tag_error)
 
 
 def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cache: Cache | None, *,
                     write_tags: bool, dry_run: bool, keep_mtime: bool, journal,
                     replace_mood: bool, last_written: str | None = None,
-                    written_by: str | None = None) -> tuple[str, str | None]:
+                    written_by: str | None = None, checks_write: bool = False) -> tuple[str, str | None]:
     """Write the tags (as _apply_tags), then tell the row: tagged with the file's new size and mtime,
     kept (the file's own mood left as it is), or the write's failure and its cause. Returns (tags
     action, error or, when kept, what was kept)."""
@@ -836,7 +852,7 @@ def _tag_and_record(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, cac
         tags, tag_error, ref_after = _apply_tags(ref, mood, scores, spec, write_tags=write_tags,
                                                  dry_run=dry_run, keep_mtime=keep_mtime, journal=journal,
                                                  replace_mood=replace_mood, last_written=last_written,
-                                                 written_by=written_by)
+                                                 written_by=written_by, checks_write=checks_write)
     if cache and write_tags:
         with stage("cache write"):
             if tags in ("written", "unchanged", "kept"):
@@ -886,15 +902,19 @@ def _number(value) -> float:
 
 def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, write_tags: bool,
                 dry_run: bool, keep_mtime: bool, journal, replace_mood: bool,
-                last_written: str | None = None, written_by: str | None = None) -> tuple[str, str | None, TrackRef]:
+                last_written: str | None = None, written_by: str | None = None,
+                checks_write: bool = False) -> tuple[str, str | None, TrackRef]:
     """Write the mood tags unless asked not to; returns (tags action, error or what was kept, the
     file's ref afterwards: the size and mtime of the file as written, `ref` where nothing was written).
-    `last_written`: the mood moodtag last wrote into the file, `written_by` the model that wrote it (tagger.tags)."""
+    `last_written`: the mood moodtag last wrote into the file, `written_by` the model that wrote it (tagger.tags).
+    A dry run writes nothing and says what the tags hold; `checks_write` (the dry run of a scan that
+    writes tags): what the write would do, write_mood's own checks (a read-only file among them) failing
+    it as they fail the write."""
     from tagger.tags import ForeignMood, MoodValues, mood_state, write_mood
 
     values = MoodValues(mood=mood, scores={k: round(v, 3) for k, v in scores.items()},
                         model=f"{spec.name} {spec.version}")
-    if dry_run:
+    if dry_run and not checks_write:  # what the tags hold, whether the file could be written or not (_tags_held)
         try:
             current, foreign = mood_state(ref.path, last_written=last_written, written_by=written_by)
         except MoodtagError as exc:
@@ -902,6 +922,15 @@ def _apply_tags(ref: TrackRef, mood: str, scores: dict, spec: ModelSpec, *, writ
         if foreign and not replace_mood:
             return "kept", str(ForeignMood(foreign)), ref
         return ("unchanged" if current == values else "would write"), None, ref
+    if dry_run:
+        try:
+            changed = write_mood(ref.path, values, replace=replace_mood, last_written=last_written,
+                                 written_by=written_by, dry_run=True)
+        except ForeignMood as exc:
+            return "kept", str(exc), ref
+        except MoodtagError as exc:
+            return "failed", str(exc), ref
+        return ("would write" if changed else "unchanged"), None, ref
     if not write_tags:
         return "not written", None, ref
     try:

@@ -461,6 +461,29 @@ def test_a_dry_runs_summary_counts_the_tags_the_run_would_write(tmp_path, origin
     assert "0 failed, tags written 3, beets' own mood kept 1" in beet("moodtag", "-w").stderr
 
 
+def test_a_dry_run_fails_a_read_only_file_as_the_run_that_writes_does(tmp_path, originals):
+    """`beet moodtag -p -w` counted a read-only file among the tags that would be written, and `-w` then
+    failed it. The dry run now fails it as `-w` does (its line, counted failed); the file of an item with a
+    mood of its own, which `-w` leaves alone, is no failure, and neither is anything without -w."""
+    beet = Beets(tmp_path, originals)
+    beet("import", "-A", "-q", str(beet.music))  # auto: analysed, no tags written
+    beet("modify", "-y", "mood=dreamy", f"path:{beet.music / 'calm_a.flac'}")
+    locked = beet.music / "exciting_a.mp3"
+    for name in ("calm_a.flac", "exciting_a.mp3"):
+        (beet.music / name).chmod(0o444)
+    before = beet.digests()
+    line = f"failed: {locked}: tags not written: read-only file (permission denied)"
+
+    run = beet("moodtag", "-p", "-w")
+    assert [x for x in run.stderr.splitlines() if x.startswith("failed:")] == [line], run.stderr
+    assert "1 failed, tags that would be written 2, beets' own mood kept 1" in run.stderr, run.stderr
+    assert "0 failed, tags that would be written 0," in beet("moodtag", "-p").stderr
+    assert beet.digests() == before
+    run = beet("moodtag", "-w")
+    assert [x for x in run.stderr.splitlines() if x.startswith("failed:")] == [line], run.stderr
+    assert "1 failed, tags written 2, beets' own mood kept 1" in run.stderr, run.stderr
+
+
 def test_an_edit_another_tool_made_stays_one_for_beet_update(tmp_path, originals):
     """`beet moodtag -w` stored the file's new mtime in every item it tagged, so a title Picard wrote
     before it (newer than the item) was taken for seen: `beet update` never read it. An item that was

@@ -137,3 +137,89 @@ def test_a_read_only_file_system_is_one_line_and_a_count(needs_namespace, tmp_pa
             assert (mood, status, tag_state, error) == (rows[path][0], "ok", "tagged", None), path
         else:
             assert [mood, status, tag_state, error] == rows[path], path
+
+
+def outcomes(stdout: str) -> dict[str, tuple[str, str | None]]:
+    """`scan --json`'s objects: path -> (tags, tag_error); a dry run's `would write` as the `written` it predicts."""
+    found = {}
+    for line in stdout.splitlines():
+        o = json.loads(line)
+        found[o["path"]] = ("written" if o["tags"] == "would write" else o["tags"], o.get("tag_error"))
+    return found
+
+
+def test_a_dry_run_fails_a_read_only_file_as_the_scan_does(tmp_path):
+    """`scan --dry-run` said `would tag` for a read-only file and counted it among the tags that would be
+    written; the scan then failed it (tags not written: read-only file). Now the dry run fails it with the
+    scan's line and cause, counted failed, and writes nothing; a writable file in a folder that is not
+    writable is one the scan writes (safewrite writes it in place), so the dry run would tag it."""
+    from tests.conftest import run_cli
+
+    lib, db = tmp_path / "lib", tmp_path / "c.db"
+    (lib / "locked").mkdir(parents=True)
+    ok = synth.make_track(lib / "ok.flac", "calm", 8.0, seed=1)
+    ro = synth.make_track(lib / "ro.flac", "calm", 8.0, seed=2)
+    inside = synth.make_track(lib / "locked" / "inside.ogg", "exciting", 8.0, seed=3)
+    ro.chmod(0o444)
+    (lib / "locked").chmod(0o555)
+    try:
+        before = {p: p.read_bytes() for p in (ok, ro, inside)}
+        dry = run_cli("scan", lib, "--db", db, "--jobs", "1", "--dry-run")
+        dry_json = run_cli("scan", lib, "--db", db, "--jobs", "1", "--dry-run", "--json")
+        assert {p: p.read_bytes() for p in (ok, ro, inside)} == before and not db.exists()  # nothing written
+        real = run_cli("scan", lib, "--db", db, "--jobs", "1", "--json")
+    finally:
+        (lib / "locked").chmod(0o755)
+
+    assert dry.returncode == 0, dry.stderr
+    cause = "tags not written: read-only file (permission denied)"
+    assert failed_lines(dry.stderr) == [f"failed: {ro}: {cause}"], dry.stderr
+    assert [f"would tag {p}" in dry.stderr for p in (ok, ro, inside)] == [True, False, True], dry.stderr
+    assert summary_row(dry.stderr, "tags that would be written") == "2", dry.stderr
+    assert summary_row(dry.stderr, "failed") == "1", dry.stderr
+    assert "1 problem (listed above)" in dry.stderr, dry.stderr
+
+    assert dry_json.returncode == 0 and real.returncode == 0, (dry_json.stderr, real.stderr)
+    predicted = outcomes(dry_json.stdout)
+    assert predicted[str(ro)] == ("failed", cause[len("tags not written: "):]), predicted
+    assert predicted == outcomes(real.stdout)  # what the dry run said is what the scan did, file by file
+    assert failed_lines(real.stderr) == [f"failed: {ro}: {cause}"], real.stderr
+
+
+DRY_SCRIPT = """
+import json, shutil, subprocess, sys
+from pathlib import Path
+from tests.conftest import run_cli
+mnt, track, db = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+mnt.mkdir(parents=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+shutil.copy(track, mnt)
+subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+out = {}
+for name, args in (("dry", ["--dry-run"]), ("dry_json", ["--dry-run", "--json"]), ("real", ["--json"])):
+    proc = run_cli("scan", mnt, "--db", db, "--jobs", "1", *args)
+    out[name] = {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
+print(json.dumps(out))
+"""
+
+
+def test_a_dry_run_fails_a_file_on_a_read_only_file_system_as_the_scan_does(needs_namespace, tmp_path):
+    """A track on a read-only file system: the dry run said it would tag it; now it fails it as the scan
+    does (read-only file system, the line naming the mount point), and counts it failed."""
+    (tmp_path / "src").mkdir()
+    track = synth.make_track(tmp_path / "src" / "song.flac", "calm", 8.0, seed=4)
+    mnt = tmp_path / "mnt"
+    out = in_namespace(DRY_SCRIPT, mnt, track, tmp_path / "c.db")
+    mount = Path(os.path.realpath(mnt))
+
+    dry = out["dry"]
+    assert dry["rc"] == 0, dry["err"]
+    lines = failed_lines(dry["err"])
+    assert len(lines) == 1 and lines[0].startswith(f"failed: {mnt / 'song.flac'}: {RO_ERROR} {mount} ("), dry["err"]
+    assert "would tag" not in dry["err"], dry["err"]
+    assert summary_row(dry["err"], "tags that would be written") == "0", dry["err"]
+    assert summary_row(dry["err"], "failed") == "1", dry["err"]
+    assert out["dry_json"]["rc"] == 0 and out["real"]["rc"] == 0, out
+    predicted = outcomes(out["dry_json"]["out"])
+    assert predicted == {str(mnt / "song.flac"): ("failed", "read-only file system")}
+    assert predicted == outcomes(out["real"]["out"])

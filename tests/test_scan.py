@@ -544,6 +544,46 @@ def test_a_fifo_named_like_audio_is_counted_failed_not_unreached(tmp_path, audio
     assert "3 problems (listed above)" in proc.stderr
 
 
+def test_a_file_named_directly_that_is_not_music_is_one_line_and_neither_read_nor_cached(tmp_path, test_model):
+    """`moodtag scan list.m3u8` decoded the playlist and cached it as a failed track, where a folder's walk
+    passes it over. A file named directly whose name is none of the audio suffixes (tagger.discover) is one
+    line naming it and the cause, a bad PATH (exit status 1, as a PATH not there); the rest is scanned, the
+    file never decoded nor cached, and `classify` says the same. Named alone, it is the error, as a lone
+    PATH not there is."""
+    from tagger.scan import scan_library
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    song = synth.make_track(lib / "song.flac", "calm", 6.0, seed=1)
+    playlist, notes = lib / "list.m3u8", lib / "notes"
+    playlist.write_text(f"#EXTM3U\n{song}\n")
+    notes.write_text("liner notes\n")
+    db = tmp_path / "c.db"
+    proc = scan(playlist, song, notes, "--db", db, "--model", test_model, "--jobs", "1")
+    assert proc.returncode == 1, proc.stderr
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("failed:")]
+    assert failed == [f"failed: {playlist}: not a music file moodtag reads (.m3u8)",
+                      f"failed: {notes}: not a music file moodtag reads (no suffix)"], proc.stderr
+    assert re.search(r"tracks found +1\b", proc.stderr) and re.search(r"analysed +1\b", proc.stderr), proc.stderr
+    assert set(rows(db)) == {str(song)}
+    dry = scan(playlist, song, "--db", db, "--model", test_model, "--dry-run")
+    assert dry.returncode == 1 and f"failed: {playlist}: not a music file moodtag reads (.m3u8)" in dry.stderr
+
+    alone = scan(playlist, "--db", db, "--model", test_model)
+    assert alone.returncode == 1
+    assert alone.stderr.strip().splitlines()[-1] == f"error: {playlist}: not a music file moodtag reads (.m3u8)"
+    assert set(rows(db)) == {str(song)}
+    summary = scan_library([playlist, song], db=db, model=str(test_model), no_write=True, jobs=1)
+    assert (summary.missing_paths, summary.found, summary.problems) == (
+        1, 1, [(str(playlist), "not a music file moodtag reads (.m3u8)")])
+
+    classified = run_cli("classify", playlist, song, "--model", test_model)
+    assert classified.returncode == 1
+    assert [line for line in classified.stderr.splitlines() if line.startswith("failed:")] == [
+        f"failed: {playlist}: not a music file moodtag reads (.m3u8)"], classified.stderr
+    assert str(song) in classified.stdout and str(playlist) not in classified.stdout
+
+
 def _start_scan(lib: Path, db: Path, model: Path, jobs: int = 1) -> subprocess.Popen:
     # Output to a file, not a pipe: after a SIGKILL, orphaned workers may hold a pipe open a while.
     log = open(db.parent / f"scan-{time.monotonic_ns()}.log", "w+")

@@ -84,13 +84,15 @@ def classify(
 
 
 def _not_a_file(path: Path) -> str | None:
-    """Why `path` is not analysed: a folder, or a name that cannot be looked at (inside a folder that may
-    not be entered, a name too long), in a scan's words (`permission denied`, `file name too long`);
-    None otherwise (a missing file or a broken link: the analysis says which)."""
+    """Why `path` is not analysed: a folder, a name that cannot be looked at (inside a folder that may
+    not be entered, a name too long), in a scan's words (`permission denied`, `file name too long`), or
+    a file not music by its name (a playlist: tagger.discover.not_music, as scan says); None otherwise (a
+    missing file or a broken link: the analysis says which)."""
+    from tagger.discover import not_music
     from tagger.errors import os_text
 
     try:
         folder = path.is_dir()  # swallows ENOENT, ENOTDIR, ELOOP only: EACCES and ENAMETOOLONG raise
     except OSError as exc:
         return os_text(exc)
-    return "is a folder (use `moodtag scan` for folders)" if folder else None
+    return "is a folder (use `moodtag scan` for folders)" if folder else not_music(path)
