@@ -307,6 +307,29 @@ def test_terminal_table_gives_the_path_its_whole_length_before_the_error(tmp_pat
         assert "".join(LONG_ERROR.split()) in error_column, text
 
 
+def test_terminal_table_sizes_wide_characters_and_a_path_too_long_for_the_room(tmp_path_factory):
+    """Widths were counted in characters: a path of CJK characters or emoji (two cells each) was folded even
+    where the terminal had room for it whole. And where the longest path folds anyway, the error was cut to
+    its least width (16) and folded over many lines: the room is now shared as their lengths are."""
+    root = tmp_path_factory.mktemp("qw")
+    db = root / "c.db"
+    wide = root / ("曲" * 20 + " 🎵🎵.mp3")  # 20 + 1 + 4 + 4 characters, 20 * 2 + 1 + 2 * 2 + 4 cells
+    long = root / ("x" * (170 - len(str(root))) + ".mp3")
+    with Cache.open(db) as cache:
+        for path, p in ((wide, 0.9), (long, None)):
+            path.write_bytes(b"x")
+            result = _result(path, p) if p is not None else TrackResult.failed(
+                path, LONG_ERROR, model_name="test-model", model_version="0.0.1")
+            cache.record(result, TrackRef.from_path(path), info={"format": "mp3"})
+    text = terminal_run("query", "--db", str(db), "--status", "ok", columns=120)
+    assert any(str(wide) in line for line in text.splitlines()), text  # whole, on one line
+    text = terminal_run("query", "--db", str(db), columns=200)
+    rows = text.splitlines()[1:]
+    assert 2 <= len(rows) <= 4, text  # the long path and its error each over two lines, the wide path one
+    assert "".join(LONG_ERROR.split()) in "".join("".join(line[text.splitlines()[0].index("error"):]
+                                                           for line in rows).split()), text
+
+
 def test_raw_sql(cache_db):
     result = invoke("query", "--db", str(cache_db["db"]), "--json", "--sql",
                     "SELECT mood, count(*) AS n FROM tracks WHERE status = 'ok' GROUP BY mood ORDER BY mood")

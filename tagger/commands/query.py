@@ -482,9 +482,11 @@ def _render_tracks(tracks, *, width: int, on_unreadable_number=None) -> None:
     """A table that fits `width` columns. The path is never cut: it gets its whole length, or folds onto
     more lines when the terminal is narrower. Mood (never cut) and confidence always; status and error
     when some row is not ok and the path keeps PATH_MIN_WIDTH beside them, the error taking what the
-    whole path leaves (at least ERROR_MIN_WIDTH, its text folded); then artist, title and album, each
-    only while the space beside the longest path still holds it. A confidence that is not
+    whole path leaves (at least ERROR_MIN_WIDTH, its text folded; where the path folds anyway, a share of
+    the room as their lengths are); then artist, title and album, each only while the space beside the
+    longest path still holds it. Widths are terminal cells (a CJK character or an emoji takes two). A confidence that is not
     a number (an edited cell) is empty, and `on_unreadable_number` is told (query.stored_number)."""
+    from rich.cells import cell_len
     from rich.markup import escape
     from rich.table import Table
 
@@ -497,16 +499,18 @@ def _render_tracks(tracks, *, width: int, on_unreadable_number=None) -> None:
     paths = [printable(t.path) for t in tracks]
     errors = [printable(t.error or "") for t in tracks]
     moods = [printable(t.mood or "") for t in tracks]  # text; bytes (an edited cell) as \xNN, as stats shows them
-    mood_width = max(4, *map(len, moods))
-    status_width = max(6, *(len(printable(t.status)) for t in tracks))
+    mood_width = max(4, *map(cell_len, moods))
+    status_width = max(6, *(cell_len(printable(t.status)) for t in tracks))
     space = width - (mood_width + 2) - (5 + 2)  # what the path and the optional columns share
     with_status = any(t.status != "ok" for t in tracks) and space - (status_width + 2) >= PATH_MIN_WIDTH + 2
     space -= (status_width + 2) if with_status else 0
-    longest_path, error_width = max(map(len, paths)), max(map(len, errors))
+    longest_path, error_width = max(map(cell_len, paths)), max(map(cell_len, errors))
     if error_width and space - (ERROR_MIN_WIDTH + 2) >= PATH_MIN_WIDTH + 2:
-        # the path first (whole, where the error's least width still fits beside it), the error the rest
-        beside_path = space - (min(longest_path, space - (ERROR_MIN_WIDTH + 2) - 2) + 2)
-        error_width = max(ERROR_MIN_WIDTH, min(error_width, beside_path - 2))
+        if longest_path + 2 + ERROR_MIN_WIDTH + 2 <= space:  # the whole path first, the error the rest
+            error_width = max(ERROR_MIN_WIDTH, min(error_width, space - (longest_path + 2) - 2))
+        else:  # the path folds anyway: the room shared as their lengths are, so both fold alike
+            share = (space - 4) * error_width // (error_width + longest_path)
+            error_width = max(ERROR_MIN_WIDTH, min(error_width, share, space - (PATH_MIN_WIDTH + 2) - 2))
         space -= error_width + 2
     else:
         error_width = 0
@@ -514,7 +518,7 @@ def _render_tracks(tracks, *, width: int, on_unreadable_number=None) -> None:
     space -= path_width + 2
     tags = []
     for name in ("artist", "title", "album"):
-        longest = max(len(getattr(t, name) or "") for t in tracks)
+        longest = max(cell_len(printable(getattr(t, name) or "")) for t in tracks)
         need = min(TAG_COLUMN_WIDTH, max(len(name), longest)) + 2
         if longest and need <= space:
             tags.append(name)
