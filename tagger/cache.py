@@ -100,7 +100,7 @@ def m002_unambiguous_keys(db: Database) -> None:
                       f"OR instr(path, '\\') > 0").fetchall()
     moves = []
     for rowid, old_key, raw in rows:
-        key, new_raw = path_key(raw if raw is not None else old_key)
+        key, new_raw = path_key(key_bytes(old_key, raw))  # the key's bytes as UTF-8, whatever the locale
         if key != old_key or new_raw != raw:
             moves.append((f"moodtag-m002-rekey:{rowid}", old_key, key, new_raw))
     for temporary, old_key, _, _ in moves:
@@ -272,9 +272,9 @@ class CachedTrack:
         return self.status == "ok" or self.tag_state == TAG_FAILED
 
     @property
-    def fs_path(self) -> str | bytes:
-        """The path to hand to the OS."""
-        return self.path_bytes if self.path_bytes is not None else self.path
+    def fs_path(self) -> bytes:
+        """The path to hand to the OS, as bytes (key_bytes: the key's UTF-8, whatever the locale)."""
+        return self.path_bytes if self.path_bytes is not None else self.path.encode("utf-8", "surrogateescape")
 
     @property
     def present_status(self) -> str:
@@ -324,6 +324,13 @@ def path_key(path: Path | str | bytes) -> tuple[str, bytes | None]:
     return key_spelling(absolute), absolute
 
 
+def key_bytes(key: str, raw: bytes | None = None) -> bytes:
+    """A row's path as the bytes to hand to the OS (path_key undone): its raw bytes where it holds them, else
+    the key's UTF-8. Never os.fsencode(key): a key is UTF-8 text whatever the locale, and a Latin-1 locale
+    encodes `Café` as another name (a file not there: its row forgotten), an ASCII one (LC_ALL=C) not at all."""
+    return raw if raw is not None else key.encode("utf-8", "surrogateescape")
+
+
 def holds_nothing(path: Path) -> bool:
     """Whether `path` is an empty file with no write-ahead log holding pages: no cache yet, which `scan`
     and `untag` make one of; their dry runs read it as no cache (nothing cached), not as a damaged one."""
@@ -335,10 +342,30 @@ def holds_nothing(path: Path) -> bool:
 
 
 def default_db_path() -> Path:
-    """moodtag.db in the user's data folder ($XDG_DATA_HOME/moodtag on Linux)."""
+    """moodtag.db in the user's data folder ($XDG_DATA_HOME/moodtag on Linux). Where that has no place (no
+    absolute HOME nor XDG_DATA_HOME, and no home folder for this uid in the user database: a container's
+    arbitrary uid, a service's User= that NSS does not know) MoodtagError says what to set, in place of
+    platformdirs' RuntimeError (a traceback from every command)."""
     from platformdirs import user_data_path
 
-    return user_data_path("moodtag", appauthor=False) / "moodtag.db"
+    try:
+        return user_data_path("moodtag", appauthor=False) / "moodtag.db"
+    except RuntimeError:
+        raise MoodtagError(f"no place for the cache: {_no_home()}; set HOME or XDG_DATA_HOME, or name the cache "
+                           "with --db or MOODTAG_DB") from None
+
+
+def _default_if_known() -> Path | None:
+    try:
+        return default_db_path()
+    except MoodtagError:  # no home: a --db given is not the default
+        return None
+
+
+def _no_home() -> str:
+    """Why no home folder is known (default_db_path, a --db of `~/...`)."""
+    uid = f" for uid {os.getuid()}" if hasattr(os, "getuid") else ""
+    return f"no home folder is known (HOME is not set, or not an absolute path, and the user database has none{uid})"
 
 
 def resolve_db_path(path: Path | str | None) -> Path:
@@ -346,7 +373,12 @@ def resolve_db_path(path: Path | str | None) -> Path:
     two names of one file share one lock); a folder or a device is refused, and so is a new cache in a
     folder that does not exist (a mistyped --db would otherwise start a fresh cache, and a scan would
     analyse the whole library again); the default's folders are made."""
-    path = Path(path).expanduser() if path is not None else default_db_path()
+    default = path is None
+    try:
+        path = Path(path).expanduser() if not default else default_db_path()
+    except RuntimeError:  # `~/x.db` (MOODTAG_DB, a unit file's Environment=, which no shell expands) with no home
+        raise MoodtagError(f"{path}: `~` stands for no folder: {_no_home()}; set HOME, or give the cache's "
+                           "absolute path") from None
     if str(path) == "":
         raise MoodtagError("--db: an empty path (an unset variable?)")
     given = path
@@ -354,7 +386,7 @@ def resolve_db_path(path: Path | str | None) -> Path:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        if given != default_db_path() and not path.parent.is_dir():
+        if not default and not path.parent.is_dir() and given != _default_if_known():
             raise MoodtagError(f"{given}: no folder {path.parent} for the cache (a typo? moodtag makes the cache "
                                f"file, not its folders)") from None
         return path
@@ -535,9 +567,17 @@ def _read_only_mount(path: Path) -> bool:
     """Whether the file system `path` (or, where it does not exist, its folder) lies on is mounted
     read-only: no chmod can make the cache writable there."""
     try:
-        return bool(os.statvfs(path if path.exists() else path.parent).f_flag & os.ST_RDONLY)
+        return bool(os.statvfs(_nearest_there(path)).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+def _nearest_there(path: Path) -> Path:
+    """`path`, or the nearest folder above it that is there (the default cache's folders are made by its
+    first command)."""
+    while not os.path.exists(path) and path.parent != path:
+        path = path.parent
+    return path
 
 
 def _files_beside(path: Path) -> set[Path]:
@@ -578,6 +618,12 @@ def _unwritable(path: Path, doing: str) -> str | None:
         st = path.stat()
         return (f"{path}: {doing}: it is read-only (mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}); "
                 f"make it writable (chmod u+w), or choose another --db")
+    above = _nearest_there(path.parent)
+    if above != path.parent:  # its folder is not there yet (a default cache's first command, HOME read-only)
+        if not above.is_dir() or _may(above, os.W_OK | os.X_OK):
+            return None  # a file in the way, or the folder may be made: the cause is elsewhere
+        return (f"{path}: {doing}: its folder {path.parent} cannot be made: {above} is read-only; make it "
+                f"writable, or choose another --db")
     if not _may(path.parent, os.W_OK | os.X_OK):
         return (f"{path}: {doing}: its folder {path.parent} is read-only (SQLite makes the cache's -wal and "
                 f"-shm files there); make the folder writable, or choose another --db")
@@ -1075,9 +1121,9 @@ class Cache:
                 row = self.lookup([key]).get(key)
                 if row is None:
                     continue
-                name = os.fsencode(row.fs_path)
+                name = row.fs_path
             else:
-                name = os.fsencode(key)
+                name = key_bytes(key)
             if not os.path.islink(name) and os.fsencode(os.path.realpath(name)) == real:
                 return Path(os.fsdecode(name))
         return None
@@ -1290,7 +1336,7 @@ class Cache:
             if should_stop():
                 raise Stopped
             looked.add(key)
-            path = raw if raw is not None else os.fsencode(key)
+            path = key_bytes(key, raw)
             if not vanished(path):
                 if status == "missing":
                     there[key] = path
@@ -1348,7 +1394,7 @@ class Cache:
                 if key in looked:
                     continue
                 looked.add(key)
-                path = raw if raw is not None else os.fsencode(key)
+                path = key_bytes(key, raw)
                 point = mounts.away(path)  # (asked once per folder) before the file: most rows lie on no disk away
                 if point is not None and vanished(path):
                     plan.away[point] = plan.away.get(point, 0) + 1
@@ -1393,7 +1439,7 @@ class Cache:
                     f"{columns} ({under_root(root)[0]})", under_root(root)[1])):
                 if row[0] in seen:
                     continue
-                folder = os.path.dirname(row[1] if row[1] is not None else os.fsencode(row[0]))
+                folder = os.path.dirname(key_bytes(row[0], row[1]))
                 if folder not in real:
                     real[folder] = os.fsencode(os.path.realpath(folder))
                 if any(_at_or_inside(real[folder], disk) for disk in disks):
@@ -1402,8 +1448,7 @@ class Cache:
         named = [os.fsencode(root) for root in filter_roots(roots)]
         targets: dict[bytes, bytes | None] = {}
         for row in self.rows(f"{columns} status = 'missing'"):
-            target = None if row[0] in seen else _broken_link_target(
-                row[1] if row[1] is not None else os.fsencode(row[0]), targets)
+            target = None if row[0] in seen else _broken_link_target(key_bytes(row[0], row[1]), targets)
             if target is not None and any(_at_or_inside(target, root) for root in named):
                 seen.add(row[0])
                 yield row
@@ -1474,11 +1519,10 @@ class Cache:
         rows = self.rows(f"SELECT path, path_bytes, size, mtime_ns FROM (SELECT path, path_bytes, size, mtime_ns, "
                          f"row_number() OVER (ORDER BY path) - 1 AS i FROM {TABLE} WHERE {where}) WHERE i % ? = 0",
                          [*params, step])
-        return [(raw if raw is not None else os.fsencode(key), size, mtime_ns) for key, raw, size, mtime_ns in rows]
+        return [(key_bytes(key, raw), size, mtime_ns) for key, raw, size, mtime_ns in rows]
 
     def _seen_mounts(self) -> list[bytes]:
-        return [raw if raw is not None else os.fsencode(key)
-                for key, raw in self.rows(f"SELECT path, path_bytes FROM {MOUNTS}")]
+        return [key_bytes(key, raw) for key, raw in self.rows(f"SELECT path, path_bytes FROM {MOUNTS}")]
 
     def forget(self, keys: list[str]) -> int:
         """Delete the rows of these keys. Returns how many keys were given."""

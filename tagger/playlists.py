@@ -106,9 +106,9 @@ class PlaylistEntry:
     album: str | None = None
 
     @property
-    def fs_path(self) -> str | bytes:
-        """The path to hand to the OS."""
-        return self.raw_path if self.raw_path is not None else self.path
+    def fs_path(self) -> bytes:
+        """The path to hand to the OS, as bytes (cache.key_bytes: the key's UTF-8, whatever the locale)."""
+        return self.raw_path if self.raw_path is not None else self.path.encode("utf-8", "surrogateescape")
 
     @property
     def display_title(self) -> str:
@@ -506,7 +506,7 @@ def away_disks(cache: Cache, request: PlaylistRequest) -> AwayDisks:
     reals: dict[bytes, bytes] = {}
     elsewhere = False
     for path, raw in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
-        name = raw if raw is not None else os.fsencode(path)
+        name = raw if raw is not None else path.encode("utf-8", "surrogateescape")  # cache.key_bytes
         if os.path.exists(name):  # as a playlist looks (a broken link's file is not there)
             continue
         point = mounts.away(name)
@@ -546,13 +546,13 @@ def gone_selection(cache: Cache, request: PlaylistRequest, *, library: Path | No
     access, effective, n = os.access, os.access in os.supports_effective_ids, 0
     inside = [os.fsencode(place).rstrip(b"/") + b"/" for place in filter_roots([library])] if library else []
     for path, raw_path in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
+        name = raw_path if raw_path is not None else path.encode("utf-8", "surrogateescape")  # cache.key_bytes
         if inside:
-            name = raw_path if raw_path is not None else os.fsencode(path)
             if not any(name.startswith(folder) for folder in inside) and not any(
-                    os.fsencode(os.path.realpath(name)).startswith(folder) for folder in inside):
+                    os.path.realpath(name).startswith(folder) for folder in inside):
                 continue  # outside the player's music folder: left out of its playlist whatever its disk
         try:
-            if access(raw_path if raw_path is not None else path, os.F_OK, effective_ids=effective):
+            if access(name, os.F_OK, effective_ids=effective):
                 return 0
         except ValueError:  # a NUL in the name: no such file
             pass
@@ -795,7 +795,7 @@ def _linked_places(cache: Cache, path: Path) -> Iterator[Path | str]:
                 yield found
 
 
-def _symlinks_below(folder: str) -> Iterator[os.DirEntry]:
+def _symlinks_below(folder: str | bytes) -> Iterator[os.DirEntry]:
     """The symlinks at any depth below `folder`, hidden folders included: the folders are listed with
     os.scandir, links to folders not followed (no loop), no stat per file (is_symlink and is_dir from the
     entry's type); a folder that cannot be listed is passed over (what it holds is not found)."""
@@ -973,6 +973,20 @@ def _places(keys: array) -> Callable[[int], int]:
     return lambda rowid: table[rowid - low] if low <= rowid <= high else -1
 
 
+def _utf8_text(path) -> str:
+    """A path of the file system (a str as this process's locale decodes names, or bytes) as the cache's keys
+    spell it: its bytes as UTF-8 text, surrogate escapes for bytes that are not. The same str under a UTF-8
+    locale; under another (LC_ALL=C, Latin-1) `Café` is another str, equal to no key, and no text to write
+    into a UTF-8 playlist."""
+    return os.fsencode(path).decode("utf-8", "surrogateescape")
+
+
+def _real_text(path: str) -> str:
+    """os.path.realpath of a path as the keys spell it (_utf8_text), the OS given its UTF-8 bytes, never the
+    locale's encoding of the text."""
+    return os.path.realpath(path.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+
+
 class _Home:
     """Puts an entry under a folder as it is named (PlaylistLayout.home) when the entry's folder lies in it
     once symlinks are resolved on both sides: a cache key is the path the scan walked, which may go
@@ -980,9 +994,9 @@ class _Home:
     under the folder's name is left as it is, without a system call; others cost a realpath per folder."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = os.path.abspath(folder)
+        self.folder = _utf8_text(os.path.abspath(folder))  # as the keys spell it, whatever the locale
         self.prefix = self.folder.rstrip(os.sep) + os.sep
-        self.real = os.path.realpath(self.folder)
+        self.real = _real_text(self.folder)
         self.real_prefix = self.real.rstrip(os.sep) + os.sep
         self.under = lru_cache(maxsize=16384)(self._under)
         self.linked = lru_cache(maxsize=16384)(self._linked)
@@ -991,14 +1005,14 @@ class _Home:
     def _under(self, folder: str) -> str | None:
         """The prefix (ending in a separator) under the folder's name of a folder (absolute, normal) whose
         real path lies in the folder's real path; None when it does not."""
-        real = os.path.realpath(folder)
+        real = _real_text(folder)
         if real == self.real:
             return self.prefix
         return self.prefix + real[len(self.real_prefix):] + os.sep if real.startswith(self.real_prefix) else None
 
     def place(self, entry: PlaylistEntry) -> None:
         """The entry's path (and raw bytes) rewritten under the folder's name when it lies there resolved."""
-        path = entry.path if entry.raw_path is None else os.fsdecode(entry.raw_path)
+        path = entry.path if entry.raw_path is None else entry.raw_path.decode("utf-8", "surrogateescape")
         if path == self.folder or path.startswith(self.prefix):
             return
         parent, _, name = path.rpartition(os.sep)
@@ -1017,7 +1031,7 @@ class _Home:
             self.links = _folder_links(self.folder, self.real)
         if not self.links:
             return False
-        path = entry.path if entry.raw_path is None else os.fsdecode(entry.raw_path)
+        path = entry.path if entry.raw_path is None else entry.raw_path.decode("utf-8", "surrogateescape")
         parent, _, name = path.rpartition(os.sep)
         under = self.linked(parent or os.sep)
         if under is None:
@@ -1028,7 +1042,7 @@ class _Home:
     def _linked(self, folder: str) -> str | None:
         """The prefix (ending in a separator) through the first of the folder's links (most specific target
         first) whose real target holds `folder` resolved; None if none does."""
-        real = os.path.realpath(folder).rstrip(os.sep) + os.sep
+        real = _real_text(folder).rstrip(os.sep) + os.sep
         for target, link in self.links:
             if real.startswith(target):
                 return link + real[len(target):]
@@ -1042,7 +1056,7 @@ def _put_under(entry: PlaylistEntry, under: str, name: str) -> None:
     else:
         from tagger.cache import path_key
 
-        entry.path, entry.raw_path = path_key(under + name)
+        entry.path, entry.raw_path = path_key((under + name).encode("utf-8", "surrogateescape"))
 
 
 def _folder_links(folder: str, real: str) -> list[tuple[str, str]]:
@@ -1052,13 +1066,14 @@ def _folder_links(folder: str, real: str) -> list[tuple[str, str]]:
     target first; of links to one target, the first by path."""
     inside = real.rstrip(os.sep) + os.sep
     links: list[tuple[str, str]] = []
-    for entry in _symlinks_below(folder):
+    for entry in _symlinks_below(folder.encode("utf-8", "surrogateescape")):  # the OS given bytes, the keys' text kept
         try:
             target = os.path.realpath(entry.path)
         except OSError:  # a link that cannot be followed (/proc's): leads nowhere MPD goes
             continue
-        if target != real and not target.startswith(inside) and os.path.isdir(target):
-            links.append((target.rstrip(os.sep) + os.sep, entry.path + os.sep))
+        text = target.decode("utf-8", "surrogateescape")
+        if text != real and not text.startswith(inside) and os.path.isdir(target):
+            links.append((text.rstrip(os.sep) + os.sep, entry.path.decode("utf-8", "surrogateescape") + os.sep))
     return sorted(links, key=lambda link: (-len(link[0]), link[1]))
 
 
@@ -1067,7 +1082,7 @@ class _Inside:
     (cache keys and the folder are absolute and normal); `names` are a path's names below the folder."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = os.path.abspath(folder)
+        self.folder = _utf8_text(os.path.abspath(folder))  # as the keys spell it, whatever the locale
         self.prefix = self.folder.rstrip(os.sep) + os.sep
         # a name of the path below the folder that begins or ends with a character MPD strips (a space or a
         # control character, U+0000-U+0020): names_problem's test in one search of the whole relative path
@@ -1124,10 +1139,9 @@ def m3u_problem(entry: PlaylistEntry, *, for_player: bool = False) -> str | None
 
 def entry_location(entry: PlaylistEntry, base: Path | None) -> str | bytes:
     """The entry's path, absolute (base None) or relative to the folder `base`."""
-    if base is None:
-        return entry.fs_path
-    base_path = os.fsencode(os.path.abspath(base)) if entry.raw_path is not None else os.path.abspath(base)
-    return os.path.relpath(entry.fs_path, base_path)
+    if entry.raw_path is not None:
+        return entry.raw_path if base is None else os.path.relpath(entry.raw_path, os.fsencode(os.path.abspath(base)))
+    return entry.path if base is None else os.path.relpath(entry.path, _utf8_text(os.path.abspath(base)))
 
 
 class _Locations:
@@ -1136,7 +1150,7 @@ class _Locations:
 
     def __init__(self, base: Path | None) -> None:
         self.base = base
-        self.base_path = None if base is None else os.path.abspath(base)
+        self.base_path = None if base is None else _utf8_text(os.path.abspath(base))  # as the keys spell it
         self.base_parts = None if base is None else _parts(self.base_path)
         self.folder_location = lru_cache(maxsize=16384)(self._folder_location)  # ~3 MB at most
         self.folder_uri = lru_cache(maxsize=16384)(self._folder_uri)
@@ -1151,7 +1165,7 @@ class _Locations:
                 break
             common += 1
         if not self.climbs_true(len(base) - common):
-            return os.path.relpath(folder, os.path.realpath(self.base_path))
+            return os.path.relpath(folder, _real_text(self.base_path))
         return os.sep.join([os.pardir] * (len(base) - common) + parts[common:]) or os.curdir
 
     def _climbs_true(self, levels: int) -> bool:
@@ -1162,16 +1176,16 @@ class _Locations:
         if levels == 0:
             return True
         up = self.base_path
-        real = os.path.realpath(up)
+        real = _real_text(up)
         for _ in range(levels):
             up, real = os.path.dirname(up), os.path.dirname(real)
-        return os.path.realpath(up) == real
+        return _real_text(up) == real
 
     def __call__(self, entry: PlaylistEntry) -> str | bytes:
         if self.base is None or entry.raw_path is not None or entry.path == self.base_path:
             location = entry_location(entry, self.base)
             if self.base is not None and not self.climbs_true(_climbs(location)):
-                location = entry_location(entry, Path(os.path.realpath(self.base_path)))
+                location = entry_location(entry, Path(os.path.realpath(self.base)))
             return location
         folder, _, name = entry.path.rpartition(os.sep)  # the key is absolute and normal: os.path.split's answer
         location = self.folder_location(folder or os.sep)
@@ -1335,8 +1349,10 @@ def file_uri(entry: PlaylistEntry, base: Path | None = None) -> str:
 
 
 def _quoted_name(name: str) -> str:
-    """quote_from_bytes(os.fsencode(name), safe="/"), by one translation for an ASCII name."""
-    return name.translate(_ASCII_QUOTED) if name.isascii() else quote_from_bytes(os.fsencode(name), safe="/")
+    """quote_from_bytes of the name's bytes (UTF-8, as the keys spell them, whatever the locale), safe="/", by
+    one translation for an ASCII name."""
+    return name.translate(_ASCII_QUOTED) if name.isascii() else quote_from_bytes(
+        name.encode("utf-8", "surrogateescape"), safe="/")
 
 
 _ASCII_QUOTED = {c: chr(c) if chr(c) in _URI_SAFE else f"%{c:02X}" for c in range(128)}

@@ -137,6 +137,73 @@ def test_a_read_only_folder_without_a_lock_file_yet_is_named(scanned, library):
     assert "cannot lock the cache database" in line and f"its folder {scanned.parent} is read-only" in line, line
 
 
+# -- where the default cache goes: no home folder, or a read-only one (a service, a container) ---------------
+
+def _without_home(tmp_path: Path, **env: str) -> dict:
+    """The environment of a process without HOME (nor XDG_DATA_HOME, MOODTAG_DB) whose uid has no entry in
+    the user database (a container's arbitrary uid, `docker run -u 12345`; a service's User= that NSS does not
+    know): a sitecustomize on PYTHONPATH makes pwd.getpwuid raise KeyError, as it does for such a uid."""
+    site = tmp_path / "no-passwd"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(
+        "import pwd\n\ndef _missing(uid):\n    raise KeyError(f'getpwuid(): uid not found: {uid}')\n\n"
+        "pwd.getpwuid = _missing\n")
+    base = {key: value for key, value in os.environ.items() if key not in ("HOME", "XDG_DATA_HOME", "MOODTAG_DB")}
+    path = os.pathsep.join(p for p in [str(site), os.environ.get("PYTHONPATH", "")] if p)
+    return {**base, "PYTHONPATH": path, **env}
+
+
+def _moodtag(env: dict, *args, prefix: list[str] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-m", "tagger", *map(str, args)], env=env, cwd="/",
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["scan", "prune", "stats", "playlists", "untag"])
+def test_no_home_folder_is_one_line_naming_what_to_set(library, tmp_path, command):
+    """No HOME and no passwd entry: every command printed a 40-line boxed traceback ending in platformdirs'
+    RuntimeError ("could not determine the home directory"). Now one line names what to set, exit status 1."""
+    args = {"scan": ["scan", library, "--no-write"], "prune": ["prune"], "stats": ["stats"],
+            "playlists": ["playlists", "--out-dir", tmp_path], "untag": ["untag", library]}[command]
+    line = one_error_line(_moodtag(_without_home(tmp_path), *args))
+    assert "no home folder is known" in line and "set HOME or XDG_DATA_HOME" in line \
+        and "--db or MOODTAG_DB" in line, line
+
+
+def test_without_a_home_folder_a_cache_named_or_an_xdg_folder_is_used(library, tmp_path):
+    """What the line says to set works: --db (a new cache, whose folder is there), MOODTAG_DB, XDG_DATA_HOME;
+    a MOODTAG_DB of `~/...` (no shell expanded it: a unit file's Environment=) is one line too."""
+    (tmp_path / "named").mkdir()
+    env = _without_home(tmp_path)
+    proc = _moodtag(env, "scan", library, "--no-write", "--db", tmp_path / "named" / "c.db")
+    assert proc.returncode == 0, proc.stderr
+    proc = _moodtag(dict(env, MOODTAG_DB=str(tmp_path / "named" / "c.db")), "stats")
+    assert proc.returncode == 0 and "2 tracks" in proc.stdout, proc.stderr
+    proc = _moodtag(dict(env, XDG_DATA_HOME=str(tmp_path / "data")), "scan", library, "--no-write")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "data" / "moodtag" / "moodtag.db").is_file()
+    line = one_error_line(_moodtag(dict(env, MOODTAG_DB="~/c.db"), "stats"))
+    assert line.startswith("error: ~/c.db: ") and "no home folder is known" in line, line
+
+
+@needs_no_root_powers
+def test_a_read_only_home_names_it_not_a_folder_that_is_not_there(library, tmp_path):
+    """A read-only HOME (a service's, DynamicUser=): the line said "its folder ~/.local/share/moodtag is
+    read-only", a folder that does not exist. It names the folder that is read-only, where the cache's
+    folder cannot be made."""
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o555)
+    before = snapshot(library)
+    env = {key: value for key, value in os.environ.items() if key not in ("XDG_DATA_HOME", "MOODTAG_DB")}
+    try:
+        proc = _moodtag(dict(env, HOME=str(home)), "scan", library, prefix=_PREFIX)
+    finally:
+        home.chmod(0o755)
+    line = one_error_line(proc)
+    assert f"its folder {home}/.local/share/moodtag cannot be made: {home} is read-only" in line, line
+    assert list(home.iterdir()) == [] and snapshot(library) == before
+
+
 # -- a cache on a file system that refuses SQLite's writes: a real FUSE share, a real FAT32 drive ----------
 
 # A passthrough share whose server refuses writes while the client's mount stays read-write (an NFS export
