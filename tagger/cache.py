@@ -1368,34 +1368,42 @@ class Cache:
     def _away_kept(self, plan: "PrunePlan", roots, gone_disks, mounts: "Mounts", looked: set[str], *, vanished,
                    should_stop) -> None:
         """Count in `plan.away` the rows not marked missing whose files are gone and lie on a disk not mounted
-        now (Mounts.away), which a scan left as they are: under the PATHs (`prune ~/Music`, holding a link into
-        the disk, as `prune ~/Music/USB` the link itself), or anywhere without one; and under a PATH that is an
-        empty folder (`prune MOUNT`, the folder a disk not mounted now left), as a scan takes such a PATH for one
-        not there, those on a disk at, above or under it (Mounts.away_around). Kept, so that prune's line names
-        the disk and `--forget-disk` (with the link it reaches them through) whatever PATH is named. Never
-        forgotten; the rows _prunable `looked` at are its. Nothing is looked at while no disk is away."""
-        if not mounts.some_away:
+        now (Mounts.away), which a scan left as they are: those whose paths lie under its mount point, under
+        the PATHs (`prune`, `prune ~/Music` with the disk mounted at ~/Music/USB), or anywhere without one; and
+        under a PATH that is an empty folder (`prune MOUNT`, or a link into the disk, `prune ~/Music/USB`), as a
+        scan takes such a PATH for one not there, those on a disk at, above or under it (Mounts.away_around).
+        Kept, so that prune's line names the disk and `--forget-disk`. Never forgotten; the rows _prunable
+        `looked` at are its. Only rows under a disk away are read (a folder above a link into one is not
+        searched for links: on a share, a look at each row's file costs a round trip)."""
+        away = mounts.away_points()
+        if not away:
             return
         others = [r for r in roots or [] if r not in gone_disks]
-        places: list[Path] = filter_roots(others)
+        places: list[Path] = []
+        for root in filter_roots(others) if roots else [None]:
+            name = None if root is None else os.fsencode(root)
+            for point in away:
+                place = point if name is None or _at_or_inside(point, name) else name \
+                    if _at_or_inside(name, point) else None
+                if place is not None and Path(os.fsdecode(place)) not in places:
+                    places.append(Path(os.fsdecode(place)))
         for root in filter_roots([r for r in others if _empty_folder(r)]):
             real = os.fsencode(os.path.realpath(root))
             for point in mounts.away_around(root):
                 place = root if _at_or_inside(real, point) else Path(os.fsdecode(point))
                 if place not in places:
                     places.append(place)
-        columns = f"SELECT path, path_bytes FROM {TABLE} WHERE status <> 'missing'"
-        queries = [(f"{columns} AND ({where})", params) for where, params in map(under_root, places)] if roots \
-            else [(columns, [])]
-        for sql, params in queries:
-            for key, raw in self.rows(sql, params):
+        for place in places:
+            where, params = under_root(place)
+            for key, raw in self.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE ({where}) AND status <> 'missing'",
+                                      params):
                 if should_stop():
                     raise Stopped
                 if key in looked:
                     continue
                 looked.add(key)
                 path = key_bytes(key, raw)
-                point = mounts.away(path)  # (asked once per folder) before the file: most rows lie on no disk away
+                point = mounts.away(path)
                 if point is not None and vanished(path):
                     plan.away[point] = plan.away.get(point, 0) + 1
                     plan.note_linked(point, path)
@@ -1607,10 +1615,9 @@ class Mounts:
         older copy of the disk's files under it. Still disks away: this only words a scan's line."""
         return [point for point, name in self._asked.items() if self.holds_its_files(point, name)]
 
-    @property
-    def some_away(self) -> bool:
-        """Whether a mount point a scan saw is not mounted now: else no row lies on a disk away (`away`)."""
-        return any(point not in self._now for point in self.seen)
+    def away_points(self) -> list[bytes]:
+        """The mount points a scan saw that are not mounted now: the disks away (none: no row lies on one)."""
+        return [point for point in self.seen if point not in self._now]
 
     def away(self, path: str | bytes) -> bytes | None:
         """The mount point of a disk not mounted now that a row's file (`path`, gone) lies on: the nearest

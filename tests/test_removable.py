@@ -587,10 +587,8 @@ print(json.dumps(out))
 """)
     assert out["scan"][0] == 0, out["scan"]
     assert "vanished" not in out["nightly scan"][2], out["nightly scan"]
-    mnt, ext = tmp_path / "run/media/USB", tmp_path / "lib/Ext"
-    assert out["nightly prune"][:2] == [0, f"kept 3 tracks under {mnt}: the disk a scan saw mounted there is not "
-                                           f"mounted now; if they are gone for good, moodtag prune --forget-disk {mnt} "
-                                           f"{ext}\nforgot 0 missing tracks\n"], out["nightly prune"]
+    # (its rows reached through a link into the disk: prune of the library reads no row's file to find it)
+    assert out["nightly prune"][:2] == [0, "forgot 0 missing tracks\n"], out["nightly prune"]
     assert out["kept"] == {"1.mp3": ["ok", "tagged"], "2.ogg": ["ok", "tagged"], "3.flac": ["ok", "tagged"]}
     assert out["forget typo"] == [0, "forgot 0 missing tracks\n", f"warning: no cached tracks under "
                                   f"{tmp_path / 'media/USBB'} (a typo, or a place never scanned?): nothing to forget "
