@@ -370,11 +370,15 @@ class OtherModels:
     option: str | None = None  # the --model value that selects models[0] (a shipped model's name), None: none known
     scan: str = "moodtag scan"  # the command that analyses them again with the current model
     model: str = ""  # the current model, "name version"
+    newer: tuple[str, str] | None = None  # (--model value, "name version") of the shipped model now named as
+    # models[0] was, where that is another model than the current one and another version than models[0]'s
 
     def advice(self) -> str:
         """What to do about them, for a message's end: the --model that lists them where a shipped model is
         the one that analysed them (a `moodtag scan` would analyse a library scanned with `--model moodtag-cnn`
         again with the default model, and rewrite every file's mood), else a scan; or --any-model."""
+        if self.option is None and self.newer is not None:  # an older version of another shipped model
+            return f"run `moodtag scan --model {self.newer[0]}` (now {self.newer[1]}), or --any-model"
         if self.option is None:
             return f"run `{self.scan}`, or --any-model"
         it = "them" if self.count != 1 else "it"
@@ -403,13 +407,30 @@ def other_models(cache: Cache, request: PlaylistRequest, model: str | None = Non
                        cache.one(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", params) is not None,
                        option=_model_option(*rows[0][:2]),
                        scan="moodtag scan" + ("" if model is None else f" --model {command_word(model)}"),
-                       model=" ".join(request.model))
+                       model=" ".join(request.model), newer=_newer(rows[0][0], rows[0][1], request.model[0]))
 
 
 def _model_option(name: str | None, version: str | None) -> str | None:
     """The --model value that selects the model `name` `version`, as a word of a command (records.command_word):
     the shipped model's name where one is that model and the name finds it (not a file of that name in the
     current folder), else its file; None where no shipped model is (an older version, a model of your own)."""
+    found = _shipped(name)
+    return found[0] if found is not None and found[1].version == version else None
+
+
+def _newer(name: str | None, version: str | None, current: str | None) -> tuple[str, str] | None:
+    """(--model value, "name version") of the shipped model named `name` where its version is not `version`
+    and `name` is not the `current` model's: rows of an older moodtag-cnn, after an upgrade, are analysed
+    again by `--model moodtag-cnn`, not by a plain scan (the default model: every file's mood rewritten)."""
+    found = None if name == current else _shipped(name)
+    if found is None or found[1].version == version:
+        return None
+    return found[0], f"{found[1].name} {found[1].version}"
+
+
+def _shipped(name: str | None):
+    """(--model value, spec) of the shipped model named `name`: its name where the name finds it (not a file of
+    that name in the current folder), else its file, as a word of a command; None where none is."""
     from tagger.errors import ModelError
     from tagger.records import command_word
     from tagger.weights import read_spec, resolve_model, shipped_models
@@ -417,9 +438,9 @@ def _model_option(name: str | None, version: str | None) -> str | None:
     for path in shipped_models():
         try:
             spec = read_spec(path)
-            if (spec.name, spec.version) != (name, version):
+            if spec.name != name:
                 continue
-            return command_word(path.stem if resolve_model(path.stem) == path else str(path))
+            return command_word(path.stem if resolve_model(path.stem) == path else str(path)), spec
         except ModelError:
             continue
     return None

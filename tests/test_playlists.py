@@ -776,6 +776,16 @@ def test_tracks_of_another_shipped_model_name_the_model_option_that_lists_them(t
         f"warning: 1 cached exciting track analysed by another model ({rhythm.name} {rhythm.version}) left out: "
         f"`--model moodtag-rhythm` lists it, or --any-model; `moodtag scan --model moodtag-cnn` analyses it again "
         f"with moodtag-cnn {cnn.version}"]
+    with sqlite3.connect(db) as conn:  # an older moodtag-cnn's rows, after an upgrade: a rescan by moodtag-cnn, not
+        conn.execute("UPDATE tracks SET model_name = ?, model_version = '0.9.0'", (cnn.name,))  # the default
+    upgraded = run_cli("playlist", "exciting", "--db", db, *model_args)
+    assert upgraded.stderr.splitlines() == [
+        f"warning: 1 cached exciting track analysed by another model (moodtag-cnn 0.9.0) left out: run `moodtag scan "
+        f"--model moodtag-cnn` (now moodtag-cnn {cnn.version}), or --any-model"]
+    same = run_cli("playlist", "exciting", "--db", db, "--model", "moodtag-cnn")  # its own model's older version
+    assert same.stderr.splitlines() == [
+        "warning: 1 cached exciting track analysed by another model (moodtag-cnn 0.9.0) left out: run `moodtag scan "
+        "--model moodtag-cnn`, or --any-model"]
 
 
 def test_a_library_not_on_disk_now_never_empties_a_playlist(model, tmp_path):
