@@ -332,3 +332,32 @@ print(json.dumps(out))
     assert out["refused"] == out["before"] and len(out["before"]) == 3, out["refused"]
     assert out["outer"][0] == 0 and out["outer"][1].endswith("forgot 1 track whose file is gone\n"), out["outer"]
     assert out["forgotten"] == {"2.mp3": ["ok", "tagged"], "3.flac": ["ok", "tagged"]}
+
+
+def test_prune_of_a_disks_mount_point_whose_rows_lie_behind_a_link_is_not_called_a_typo(tmp_path):
+    """A library reaching a disk through a link (`lib/USB -> media/USB/Music`), the disk away: `prune media/USB`
+    said "no cached tracks under media/USB (a typo, or a place never scanned?)", though a scan saw the disk
+    mounted there. It says where the tracks are cached instead; a real typo (under a disk mounted now, or
+    nowhere a scan saw a disk) is still called one."""
+    _disk(tmp_path)
+    out = _in_namespace(tmp_path, """
+lib, usb, db = top / "lib", top / "media/USB", top / "c.db"
+plug(top / "disk", usb)
+lib.mkdir()
+(lib / "USB").symlink_to(usb / "Music")
+cli("scan", "scan", lib, "--db", db, "--jobs", "1")
+cli("typo mounted", "prune", "-n", usb / "Musc", "--db", db)
+unplug(usb, remove=False)
+cli("mount point", "prune", "-n", usb, "--db", db)
+cli("typo", "prune", "-n", top / "medai", "--db", db)
+print(json.dumps(out))
+""")
+    usb = tmp_path / "media/USB"
+    assert out["scan"][0] == 0, out["scan"]
+    assert out["typo mounted"][:3] == [0, "would forget 0 missing tracks\n", f"warning: no cached tracks under "
+                                       f"{usb / 'Musc'} (a typo, or a place never scanned?): nothing to forget there\n"]
+    assert out["mount point"][:3] == [0, "would forget 0 missing tracks\n", (
+        f"warning: no cached tracks under {usb}: a scan saw a disk mounted at {usb}, and its tracks are cached under "
+        f"the folder the library reaches it through (a link into it): name that folder; nothing to forget here\n")]
+    assert out["typo"][2] == (f"warning: no cached tracks under {tmp_path / 'medai'} (a typo, or a place never "
+                              f"scanned?): nothing to forget there\n"), out["typo"]

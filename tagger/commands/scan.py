@@ -169,6 +169,12 @@ def prune(
             unknown = [root for root in roots or []
                        if not (root in disks and {os.fsencode(p) for p in filter_roots([root])} & set(remembered))
                        and not any(cache.holds_under(place) for place in filter_roots([root]))]  # as prunable
+            # a remembered disk's place (the disk away, or the place there), whose rows all lie behind a link into
+            # it: not a typo
+            away = set(mounts.away_points())
+            linked = {root: point for root in unknown for point in [_remembered_at_or_above(root, remembered)]
+                      if point is not None and not cache.holds_under(Path(os.fsdecode(point)))
+                      and (point in away or os.path.lexists(root))}
             if not dry_run:
                 if should_stop():
                     raise Stopped
@@ -181,8 +187,14 @@ def prune(
     finally:
         if lock is not None:
             lock.release()
-    for root in unknown:  # a typo, or a place never scanned: as `playlist` says it
-        warn(f"no cached tracks under {shown(root)} (a typo, or a place never scanned?): nothing to forget there")
+    for root in unknown:  # a typo, or a place never scanned: as `playlist` says it; or a disk's, reached by a link
+        point = linked.get(root)
+        if point is None:
+            warn(f"no cached tracks under {shown(root)} (a typo, or a place never scanned?): nothing to forget there")
+        else:
+            warn(f"no cached tracks under {shown(root)}: a scan saw a disk mounted at {shown(point)}, and its tracks "
+                 f"are cached under the folder the library reaches it through (a link into it): name that folder; "
+                 f"nothing to forget here")
     if dry_run:
         for key in plan.forget:
             out.print(f"would forget: {shown(key)}")
@@ -195,6 +207,16 @@ def prune(
     what = "missing track" if plan.marked == n else "track"
     gone = "" if plan.marked == n else " whose file is gone" if n == 1 else " whose files are gone"
     out.print(f"{'would forget' if dry_run else 'forgot'} {counted(n, what)}{gone}")
+
+
+def _remembered_at_or_above(root: Path, remembered: list[bytes]) -> bytes | None:
+    """A mount point a scan saw (`remembered`) that `root` (as written, or its real path) is, or lies on, or
+    that lies under it; None where none is."""
+    from tagger.cache import _at_or_inside
+
+    names = {os.fsencode(os.path.abspath(root)), os.fsencode(os.path.realpath(root))}
+    return next((point for point in remembered for name in names
+                 if _at_or_inside(name, point) or _at_or_inside(point, name)), None)
 
 
 def _render_kept(plan, *, dry_run: bool) -> None:
