@@ -176,6 +176,9 @@ class Track:
 
 def game_tracks(folder: Path, table: Path) -> list[Track]:
     out = []
+    if not Path(table).is_file():
+        sys.exit(f"{table}: no such label table (the corpus's dev.csv lies in ../shared/corpus/ beside the "
+                 f"project's folder; the extra games' in benchmarks/data/more-games/)")
     for r in csv.DictReader(open(table, newline="")):
         name = r["path"].split("!")[-1].rsplit("/", 1)[-1]
         path = folder / r["label"] / f"{r['package']}__{name}"
