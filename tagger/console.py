@@ -1,15 +1,55 @@
-"""The CLI's rich consoles: results to stdout, progress and messages to stderr."""
+"""The CLI's rich consoles: results to stdout, progress and messages to stderr; and --quiet, which leaves
+out the informational lines (info) and the progress bars, never a problem."""
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-# emoji=False: rich would otherwise turn `:smile:` in a file name into an emoji, in JSON lines too; moodtag
-# writes no emoji codes of its own.
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+quiet = False  # --quiet (set_quiet): only problems are printed (failed files, warnings, errors)
+
+
+def __getattr__(name: str):
+    """`out` and `err`, the rich consoles, made on first use: rich (~20 ms of imports) stays out of a command
+    that prints plain lines only (`playlists`' "wrote" lines: info(..., plain=True))."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    # emoji=False: rich would otherwise turn `:smile:` in a file name into an emoji, in JSON lines too; moodtag
+    # writes no emoji codes of its own.
+    globals().update(out=Console(highlight=False, soft_wrap=True, emoji=False),
+                     err=Console(stderr=True, highlight=False, soft_wrap=True, emoji=False))
+    return globals()[name]
+
+
+def _console(name: str):
+    """`out` or `err` from inside this module, where a name is not looked up through __getattr__."""
+    return globals()[name] if name in globals() else __getattr__(name)
+
+
+def set_quiet(value: bool) -> None:
+    """--quiet given (or not) to the command now running: see info, and ScanProgress's bar."""
+    global quiet
+    quiet = value
+
+
+def info(what, *, stderr: bool = False, plain: bool = False) -> None:
+    """An informational line, or a summary table: what a command did when all went well ("forgot 0 missing
+    tracks", "wrote 3 calm tracks to ...", a waiting line), left out under --quiet (cron mails any output),
+    where only problems are printed. `what` is markup (outside text through `shown`) or a rich renderable; with
+    `plain`, text written as it is, without rich. On standard output unless `stderr`."""
+    if quiet:
+        return
+    if plain:
+        import click
+
+        click.echo(what, err=stderr)
+    else:
+        _console("err" if stderr else "out").print(what)
 
 
 @contextmanager
@@ -49,9 +89,9 @@ def bar(fraction: float, width: int) -> str:
 
 def warn(message: str) -> None:
     """A warning line; `message` is markup (pass outside text through `shown`)."""
-    err.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    _console("err").print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
 
 
 def error_line(path, cause: str) -> None:
     """One clear line per failed file: the file, then the cause."""
-    err.print(f"[red]failed:[/] {shown(path)}: {shown(cause)}")
+    _console("err").print(f"[red]failed:[/] {shown(path)}: {shown(cause)}")

@@ -21,7 +21,8 @@ class ScanProgress:
     at the end. `read_only_once`: a tag write refused by a read-only file system is one line for the
     first file of that file system (its mount point named), the others counted in `read_only` (mount
     point -> files), not listed; `read_only_note`, what that line says besides, in the command's voice.
-    `transient`: the bar is erased when done (a command whose output follows it, such as classify's table)."""
+    `transient`: the bar is erased when done (a command whose output follows it, such as classify's table).
+    Under --quiet (tagger.console.quiet) there is no bar, and of the lines only those of problems."""
 
     def __init__(self, *, enabled: bool, read_only_once: bool = False, read_only_note: str = SCAN_READ_ONLY,
                  transient: bool = False) -> None:
@@ -30,9 +31,10 @@ class ScanProgress:
 
         from rich.text import Text
 
+        from tagger import console
         from tagger.console import err
 
-        self.enabled = enabled = enabled and err.is_terminal
+        self.enabled = enabled = enabled and err.is_terminal and not console.quiet
         self.console = err
 
         class Fitting(Progress):
@@ -108,8 +110,10 @@ class ScanProgress:
         """A scan's event (tagger.scan.ScanEvent) on the bar: a track advances it; a failed file or
         tag write is one line naming the file and the cause (with read_only_once, one per read-only file
         system: _read_only); waits (for moodtag's lock, for another program's write transaction),
-        recoveries, capped --jobs and a remembered mount point that is a plain folder now are told once."""
-        from tagger.console import shown
+        recoveries, capped --jobs and a remembered mount point that is a plain folder now are told once.
+        The waits are informational (tagger.console.info: not under --quiet); the rest say what went wrong
+        or was not done (a file's own mood kept, told only once), or close such a line."""
+        from tagger.console import info, shown
 
         if event.kind == "problem":
             self.log_failure(event.path, event.cause)
@@ -136,17 +140,17 @@ class ScanProgress:
         elif event.kind == "jobs":
             self.log(f"[yellow]warning:[/] --jobs {event.total} capped at {event.count}, the cores "
                      "available (--oversubscribe allows more)")
-        elif event.kind == "workers":
+        elif event.kind == "workers":  # workers again: only ever after the warning, which it closes (--quiet too)
             self.log("[yellow]warning:[/] the Dask cluster has no workers: its tracks wait for some to join "
                      "(Ctrl-C stops the scan; finished results are saved)" if not event.count else
                      f"the Dask cluster has workers again ({event.count} thread{'s' * (event.count != 1)}); the "
                      "scan goes on")
         elif event.kind == "waiting":
-            self.console.print(f"waiting for another moodtag command that writes {shown(event.path)} to finish...")
+            info(f"waiting for another moodtag command that writes {shown(event.path)} to finish...", stderr=True)
         elif event.kind == "busy":
             from tagger.cache import transaction_wait_line
 
-            self.log(transaction_wait_line(shown(event.path)))
+            info(transaction_wait_line(shown(event.path)), stderr=True)
         elif event.kind == "walking":
             self.walking(event.count)
         elif event.kind == "planned":

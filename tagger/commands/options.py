@@ -47,3 +47,18 @@ DbOption = Annotated[Optional[Path], typer.Option(
     "--db", metavar="FILE", envvar="MOODTAG_DB", dir_okay=False, parser=path_value,
     help="The cache database. Default: moodtag.db in the user data folder (MOODTAG_DB overrides).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")]
+
+
+def quiet_value(value: bool) -> bool:
+    """--quiet, passed on to the console layer (tagger.console.set_quiet) as the option is read, before the
+    command runs: its progress bar and informational lines are left out wherever they are printed."""
+    from tagger.console import set_quiet
+
+    set_quiet(value)
+    return value
+
+
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", callback=quiet_value,
+    help="Print problems only (failed files, warnings, errors): no progress bar, summary or other informational "
+         "line, so nothing when all went well (for cron and systemd timers).")]

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tagger.commands.options import DbOption, ModelOption, path_value
+from tagger.commands.options import DbOption, ModelOption, QuietOption, path_value
 from tagger.forked import SPLIT_MIN_ROWS  # fewer tracks in the playlists together: written by one process
 from tagger.playlists import FORMATS, ORDERS, PLAYERS
 
@@ -79,6 +79,7 @@ def playlist(
     player: ForOption = None,
     music_dir: MusicDirOption = None,
     force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Make a playlist of the cached tracks of one MOOD (files still present, analysed by the current model).
 
@@ -139,6 +140,7 @@ def playlists(
     player: ForOption = None,
     music_dir: MusicDirOption = None,
     force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Write one playlist per mood of the model into DIR: calm.m3u8, exciting.m3u8, ...
 
@@ -337,10 +339,12 @@ def _report_left_out(result, library: Path | None, others, away=None) -> None:
 
 def _report_written(result, dest: Path) -> None:
     """One plain line (no markup to render: rich, ~20 ms of imports, stays out of a command that warns of nothing);
-    on standard error where the playlist went into a pipe or a device (`-o /dev/stdout`), not into its text."""
+    on standard error where the playlist went into a pipe or a device (`-o /dev/stdout`), not into its text.
+    Informational: not under --quiet."""
+    from tagger.console import info
     from tagger.playlists import is_a_file_to_replace
     from tagger.records import printable
 
     n = result.count
-    typer.echo(f"wrote {n} {printable(result.mood)} track{'s' if n != 1 else ''} to {printable(dest)}",
-               err=not is_a_file_to_replace(dest))
+    info(f"wrote {n} {printable(result.mood)} track{'s' if n != 1 else ''} to {printable(dest)}",
+         stderr=not is_a_file_to_replace(dest), plain=True)

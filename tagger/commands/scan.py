@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tagger.commands.options import DbOption, JsonOption, ModelOption, path_value
+from tagger.commands.options import DbOption, JsonOption, ModelOption, QuietOption, path_value
 from tagger.device import DEVICES
 from tagger.worker import TRACK_TIMEOUT_S
 
@@ -43,6 +43,7 @@ def scan(
              "must see the library at the same path). --jobs is then not used.")] = None,
     model: ModelOption = None,
     json_lines: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Tag every track under PATH calm or exciting, and cache the results.
 
@@ -117,6 +118,7 @@ def prune(
         "--forget-disk", metavar="MOUNT", parser=path_value,
         help="A disk once mounted at MOUNT is gone for good: forget its tracks, kept while it is not "
              "mounted.")] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Forget cached tracks whose files have vanished (marked missing by a scan).
 
@@ -134,7 +136,7 @@ def prune(
     terminal) it forgets nothing, exit status 130, 143 or 129."""
     from tagger.cache import Cache, Stopped, filter_roots, resolve_db_path, scan_lock, transaction_wait_line
     from tagger.commands.interrupts import StopRequests
-    from tagger.console import err, out, shown, warn
+    from tagger.console import err, info, out, shown, warn
     from tagger.errors import MoodtagError
     from tagger.records import counted
 
@@ -155,12 +157,12 @@ def prune(
             db_path = resolve_db_path(db)
             if db_path.exists():  # none: Cache.open says so, and no lock file is left where no cache is
                 lock = scan_lock(db_path, create=False, should_stop=should_stop,  # an empty file: refused, no lock left
-                                 on_wait=lambda: err.print(f"waiting for another moodtag command that writes "
-                                                           f"{shown(db_path)} to finish..."))
+                                 on_wait=lambda: info(f"waiting for another moodtag command that writes "
+                                                      f"{shown(db_path)} to finish...", stderr=True))
         with Cache.open_readonly(db) if dry_run else Cache.open(db, create=False) as cache:  # read-only: bytes kept
             if not dry_run:
                 cache.wait_for_writers(should_stop=should_stop,
-                                       on_wait=lambda: err.print(transaction_wait_line(shown(cache.path))))
+                                       on_wait=lambda: info(transaction_wait_line(shown(cache.path)), stderr=True))
             mounts = cache.mounts()
             remembered = mounts.seen  # --forget-disk of a disk a scan saw: its rows may lie behind a link
             _check_remembered(cache, disks, mounts)
@@ -199,14 +201,15 @@ def prune(
         for key in plan.forget:
             out.print(f"would forget: {shown(key)}")
     _render_kept(plan, dry_run=dry_run)
+    say = out.print if dry_run else info  # a dry run's "would" lines are its point, --quiet or not
     for point in plain:
-        out.print(f"{shown(os.fsdecode(point))}: {'would no longer be' if dry_run else 'no longer'} taken for a "
-                  f"disk's mount point (its folder holds its files)")
+        say(f"{shown(os.fsdecode(point))}: {'would no longer be' if dry_run else 'no longer'} taken for a "
+            f"disk's mount point (its folder holds its files)")
     n = len(plan.forget)
     # rows a scan left as they are (under a PATH not there) are not called missing
     what = "missing track" if plan.marked == n else "track"
     gone = "" if plan.marked == n else " whose file is gone" if n == 1 else " whose files are gone"
-    out.print(f"{'would forget' if dry_run else 'forgot'} {counted(n, what)}{gone}")
+    say(f"{'would forget' if dry_run else 'forgot'} {counted(n, what)}{gone}")
 
 
 def _remembered_at_or_above(root: Path, remembered: list[bytes]) -> bytes | None:
@@ -226,15 +229,17 @@ def _render_kept(plan, *, dry_run: bool) -> None:
     removed, Cache.prunable), and one per mount point of a disk not mounted now (Mounts.away: naming it
     forgets those marked missing; the others with `--forget-disk`, naming beside it the places outside the
     disk its rows kept are reached through, a link into it: PrunePlan.linked). Paths in the commands are
-    quoted for a shell (command_word)."""
-    from tagger.console import out, shown
+    quoted for a shell (command_word). Under --quiet the first is left out (the files are there: nothing to do),
+    not the others (a disk to mount, or to forget), nor a dry run's."""
+    from tagger.console import info, out, shown
     from tagger.records import command_word, counted, forget_disk_command
 
     verb = "would keep" if dry_run else "kept"
+    say = out.print if dry_run else info
     if plan.back:
         one = plan.back == 1
-        out.print(f"{verb} {counted(plan.back, 'missing track')} whose {'file is' if one else 'files are'} there "
-                  f"again (the next scan takes {'it' if one else 'them'} back)")
+        say(f"{verb} {counted(plan.back, 'missing track')} whose {'file is' if one else 'files are'} there again "
+            f"(the next scan takes {'it' if one else 'them'} back)")
     for kept, marked, why, gone in ((plan.empty, plan.empty_marked, "it is empty (a disk not mounted?)",
                                      "remove that folder and prune again"),
                                     (plan.away, plan.away_marked, "the disk a scan saw mounted there is not "
@@ -330,10 +335,11 @@ def _render_summary(summary, stops, *, unread_files: int = 0, read_only: dict | 
     or not tagged, and `unread_files`, files the walk could not take (a FIFO named like audio, a file
     whose interrupted tag write is not undone); `not reached` the rest of the walk's problems: folders
     it could not list, broken links and symlink loops, PATHs not there. `read_only`: mount point -> the
-    files whose tag write its read-only file system refused (ScanProgress.read_only; one listed each)."""
+    files whose tag write its read-only file system refused (ScanProgress.read_only; one listed each). Under
+    --quiet the table is left out, not the lines below it: each says what needs doing."""
     from rich.table import Table
 
-    from tagger.console import err
+    from tagger.console import err, info
     from tagger.records import counted
 
     read_only = read_only or {}
@@ -363,7 +369,7 @@ def _render_summary(summary, stops, *, unread_files: int = 0, read_only: dict | 
     for mood, n in sorted(summary.moods.items()):
         table.add_row(mood, str(n))
     table.add_row("time", f"{summary.elapsed:.1f} s")
-    err.print(table)
+    info(table, stderr=True)
     _render_read_only(read_only)  # below the table: a long mount point would wrap its first column
     _render_away(summary.away, summary.away_linked)
     if summary.problems:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tagger.commands.options import DbOption, path_value
+from tagger.commands.options import DbOption, QuietOption, path_value
 
 
 def untag(
@@ -17,6 +17,7 @@ def untag(
     db: DbOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", help="List the files that hold moodtag fields; change nothing.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Remove the mood field and every MOODTAG_* field from audio files; all other tags stay.
 
@@ -35,7 +36,7 @@ def untag(
     terminal)."""
     from tagger.cache import KEPT, Cache, Stopped, holds_nothing, resolve_db_path, scan_lock, transaction_wait_line
     from tagger.commands.interrupts import StopRequests
-    from tagger.console import err, error_line, out, shown, warn
+    from tagger.console import err, error_line, info, out, shown, warn
     from tagger.discover import WalkProblem, spelt_on_disk, walk
     from tagger.errors import TagError
     from tagger.progress import READ_ONLY_FS, ScanProgress
@@ -60,8 +61,8 @@ def untag(
     try:
         if not dry_run:
             if not no_cache:  # no cache: no lock file left where none is (as prune)
-                lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: err.print(
-                    f"waiting for another moodtag command that writes {shown(db_path)} to finish..."))
+                lock = scan_lock(db_path, should_stop=lambda: stops.requested, on_wait=lambda: info(
+                    f"waiting for another moodtag command that writes {shown(db_path)} to finish...", stderr=True))
             journal = UndoJournal.for_cache(db_path)
             for restored in journal.recover():
                 warn(f"{'interrupted tag write' if restored.pending else 'recovered'} {shown(restored.path)}: "
@@ -73,7 +74,7 @@ def untag(
         if lock is not None and db_path.is_file():  # checked before any file is touched, as a scan does
             cache = rows = Cache.open(db_path)
             cache.wait_for_writers(should_stop=lambda: stops.requested,
-                                   on_wait=lambda: err.print(transaction_wait_line(shown(db_path))))
+                                   on_wait=lambda: info(transaction_wait_line(shown(db_path)), stderr=True))
             cache.check_writable()
         elif dry_run and db_path.is_file() and not holds_nothing(db_path):
             rows = Cache.open_readonly(db_path)
@@ -143,8 +144,11 @@ def untag(
             lock.release()
     verb = "would untag" if dry_run else "untagged"
     refused = ", ".join(f"{mount}: {n}" for mount, n in sorted(read_only.read_only.items()))
-    out.print(f"{verb} {changed} {_files(changed)}, {unchanged} without moodtag fields, {failed} failed"
-              + (f" ({READ_ONLY_FS} {shown(refused)})" if refused else ""))
+    # informational (not under --quiet) where all went well; a dry run's, and one counting failures or closing
+    # an interrupted run, always
+    say = out.print if dry_run or failed or stops.requested else info
+    say(f"{verb} {changed} {_files(changed)}, {unchanged} without moodtag fields, {failed} failed"
+        + (f" ({READ_ONLY_FS} {shown(refused)})" if refused else ""))
     if no_cache and changed and not dry_run:
         warn(f"{shown(db_path)}: no cache database here, so nothing records these files as untagged: a scan "
              f"with this cache tags them again (pass --db to name the library's cache)")
