@@ -33,18 +33,33 @@ def is_audio_name(name: str) -> bool:
 
 def not_music(path) -> str | None:
     """Why a file named directly (a PATH or a FILE, not a folder's entry) is not read as a track: a regular
-    file whose name has none of AUDIO_SUFFIXES (a playlist, a cover, a text), which a folder's walk passes
-    over too; None otherwise (an audio name, or not a regular file: the walk or the analysis says what
-    it is). Judged by its name as given, as the walk judges a link in a folder."""
+    file whose name has none of AUDIO_SUFFIXES and whose first bytes are no audio container's or stream's
+    (a playlist, a cover, a text), which a folder's walk passes over too; None otherwise (an audio name;
+    audio under another name, an .m4b, a .wv, a file without a suffix, a link named .lnk: analysed as
+    before; not a regular file: the walk or the analysis says what it is)."""
     name = os.path.basename(os.fsdecode(path))
     if is_audio_name(name):
         return None
     try:
-        regular = stat.S_ISREG(os.stat(path).st_mode)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(16)
     except (OSError, ValueError):
+        return None  # the analysis says why it cannot be read
+    if _audio_head(head):
         return None
     suffix = os.path.splitext(name)[1]
-    return f"not a music file moodtag reads ({suffix or 'no suffix'})" if regular else None
+    return f"not a music file moodtag reads ({suffix or 'no suffix'})"
+
+
+def _audio_head(head: bytes) -> bool:
+    """Whether a file's first bytes are an audio container's or stream's: ID3v2, FLAC, Ogg, RIFF/RF64 WAVE,
+    AIFF, MP4 (ftyp), Matroska/WebM, WavPack, Monkey's Audio, TTA, or an MPEG audio or ADTS frame."""
+    return (head[:3] == b"ID3" or head[:4] in (b"fLaC", b"OggS", b"\x1aE\xdf\xa3", b"wvpk", b"MAC ", b"TTA1")
+            or head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
+            or head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC") or head[4:8] == b"ftyp"
+            or len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
 def os_absolute(path) -> Path:

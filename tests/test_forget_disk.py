@@ -334,30 +334,35 @@ print(json.dumps(out))
     assert out["forgotten"] == {"2.mp3": ["ok", "tagged"], "3.flac": ["ok", "tagged"]}
 
 
-def test_prune_of_a_disks_mount_point_whose_rows_lie_behind_a_link_is_not_called_a_typo(tmp_path):
+def test_prune_of_a_disks_mount_point_whose_rows_lie_behind_a_link_is_not_called_only_a_typo(tmp_path):
     """A library reaching a disk through a link (`lib/USB -> media/USB/Music`), the disk away: `prune media/USB`
-    said "no cached tracks under media/USB (a typo, or a place never scanned?)", though a scan saw the disk
-    mounted there. It says where the tracks are cached instead; a real typo (under a disk mounted now, or
-    nowhere a scan saw a disk) is still called one."""
+    said only "no cached tracks under media/USB (a typo, or a place never scanned?)", though a scan saw the
+    disk mounted there. The warning names the disks a scan saw at, on or under the PATH with no row keyed
+    under them, and where their rows would be (a typo, maybe, still: a disk a scan saw with no music at all,
+    a camera card, is just as possible); a place near no disk a scan saw is called a typo only."""
     _disk(tmp_path)
     out = _in_namespace(tmp_path, """
-lib, usb, db = top / "lib", top / "media/USB", top / "c.db"
+lib, usb, cam, db = top / "lib", top / "media/USB", top / "media/CAMERA", top / "c.db"
 plug(top / "disk", usb)
+(top / "card/DCIM").mkdir(parents=True)
+plug(top / "card", cam)
 lib.mkdir()
 (lib / "USB").symlink_to(usb / "Music")
-cli("scan", "scan", lib, "--db", db, "--jobs", "1")
-cli("typo mounted", "prune", "-n", usb / "Musc", "--db", db)
+cli("scan", "scan", lib, cam, "--db", db, "--jobs", "1")  # the card: a mount point, no music
 unplug(usb, remove=False)
 cli("mount point", "prune", "-n", usb, "--db", db)
+cli("media", "prune", "-n", top / "media", "--db", db)
 cli("typo", "prune", "-n", top / "medai", "--db", db)
 print(json.dumps(out))
 """)
-    usb = tmp_path / "media/USB"
+    usb, cam = tmp_path / "media/USB", tmp_path / "media/CAMERA"
     assert out["scan"][0] == 0, out["scan"]
-    assert out["typo mounted"][:3] == [0, "would forget 0 missing tracks\n", f"warning: no cached tracks under "
-                                       f"{usb / 'Musc'} (a typo, or a place never scanned?): nothing to forget there\n"]
+    link = "the tracks a library reached it through by a link are cached under that link, name it"
     assert out["mount point"][:3] == [0, "would forget 0 missing tracks\n", (
-        f"warning: no cached tracks under {usb}: a scan saw a disk mounted at {usb}, and its tracks are cached under "
-        f"the folder the library reaches it through (a link into it): name that folder; nothing to forget here\n")]
+        f"warning: no cached tracks under {usb} (a typo, or a place never scanned?; a scan saw a disk mounted at "
+        f"{usb}: {link}): nothing to forget there\n")], out["mount point"]
+    assert out["media"][2].startswith(f"warning: no cached tracks under {tmp_path / 'media'} (a typo, or a place "
+                                      f"never scanned?; a scan saw a disk mounted at "), out["media"]
+    assert str(usb) in out["media"][2] and str(cam) in out["media"][2], out["media"]
     assert out["typo"][2] == (f"warning: no cached tracks under {tmp_path / 'medai'} (a typo, or a place never "
                               f"scanned?): nothing to forget there\n"), out["typo"]

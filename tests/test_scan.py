@@ -584,6 +584,30 @@ def test_a_file_named_directly_that_is_not_music_is_one_line_and_neither_read_no
     assert str(song) in classified.stdout and str(playlist) not in classified.stdout
 
 
+def test_audio_named_directly_under_another_suffix_is_analysed_as_before(tmp_path, test_model):
+    """Refusing named files by their suffix alone (d836363) refused real audio that moodtag analysed before: an
+    audiobook's .m4b, WavPack's or Matroska's names, a file without a suffix, a link named `fav.lnk` to an
+    MP3. A file whose first bytes are audio's is taken whatever its name; a playlist or a text is not."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    mp3 = synth.make_track(lib / "a.mp3", "calm", 6.0, seed=1)
+    m4a = synth.make_track(lib / "b.m4a", "exciting", 6.0, seed=2)
+    named = {"book.m4b": m4a, "noext": mp3, "x.wv": mp3, "x.mka": mp3}
+    for name, source in named.items():
+        (tmp_path / name).write_bytes(source.read_bytes())
+    (tmp_path / "fav.lnk").symlink_to(mp3)
+    (tmp_path / "list.m3u8").write_text(f"#EXTM3U\n{mp3}\n")
+    paths = [tmp_path / name for name in [*named, "fav.lnk", "list.m3u8"]]
+    db = tmp_path / "c.db"
+    proc = scan(*paths, "--db", db, "--model", test_model, "--jobs", "1", "--no-write")
+    assert proc.returncode == 1, proc.stderr  # the playlist
+    assert [line for line in proc.stderr.splitlines() if line.startswith("failed:")] == [
+        f"failed: {tmp_path / 'list.m3u8'}: not a music file moodtag reads (.m3u8)"], proc.stderr
+    assert set(rows(db)) == {str(tmp_path / name) for name in [*named, "fav.lnk"]}  # (no row of a.mp3 yet)
+    classified = run_cli("classify", *paths[:-1], "--model", test_model)
+    assert classified.returncode == 0 and classified.stderr == "", classified.stderr
+
+
 def _start_scan(lib: Path, db: Path, model: Path, jobs: int = 1) -> subprocess.Popen:
     # Output to a file, not a pipe: after a SIGKILL, orphaned workers may hold a pipe open a while.
     log = open(db.parent / f"scan-{time.monotonic_ns()}.log", "w+")

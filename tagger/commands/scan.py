@@ -171,12 +171,10 @@ def prune(
             unknown = [root for root in roots or []
                        if not (root in disks and {os.fsencode(p) for p in filter_roots([root])} & set(remembered))
                        and not any(cache.holds_under(place) for place in filter_roots([root]))]  # as prunable
-            # a remembered disk's place (the disk away, or the place there), whose rows all lie behind a link into
-            # it: not a typo
-            away = set(mounts.away_points())
-            linked = {root: point for root in unknown for point in [_remembered_at_or_above(root, remembered)]
-                      if point is not None and not cache.holds_under(Path(os.fsdecode(point)))
-                      and (point in away or os.path.lexists(root))}
+            # the disks a scan saw at, above or under it with no row keyed under their mount points: any rows of
+            # theirs lie behind a link into them (a typo still, maybe: the warning says both)
+            linked = {root: [point for point in _remembered_at_or_above(root, remembered)
+                             if not cache.holds_under(Path(os.fsdecode(point)))] for root in unknown}
             if not dry_run:
                 if should_stop():
                     raise Stopped
@@ -190,13 +188,11 @@ def prune(
         if lock is not None:
             lock.release()
     for root in unknown:  # a typo, or a place never scanned: as `playlist` says it; or a disk's, reached by a link
-        point = linked.get(root)
-        if point is None:
-            warn(f"no cached tracks under {shown(root)} (a typo, or a place never scanned?): nothing to forget there")
-        else:
-            warn(f"no cached tracks under {shown(root)}: a scan saw a disk mounted at {shown(point)}, and its tracks "
-                 f"are cached under the folder the library reaches it through (a link into it): name that folder; "
-                 f"nothing to forget here")
+        points = ", ".join(shown(point) for point in linked.get(root, []))
+        disks = f"; a scan saw a disk mounted at {points}: the tracks a library reached it through by a link are " \
+                f"cached under that link, name it" if points else ""
+        warn(f"no cached tracks under {shown(root)} (a typo, or a place never scanned?{disks}): nothing to forget "
+             f"there")
     if dry_run:
         for key in plan.forget:
             out.print(f"would forget: {shown(key)}")
@@ -212,14 +208,14 @@ def prune(
     say(f"{'would forget' if dry_run else 'forgot'} {counted(n, what)}{gone}")
 
 
-def _remembered_at_or_above(root: Path, remembered: list[bytes]) -> bytes | None:
-    """A mount point a scan saw (`remembered`) that `root` (as written, or its real path) is, or lies on, or
-    that lies under it; None where none is."""
+def _remembered_at_or_above(root: Path, remembered: list[bytes]) -> list[bytes]:
+    """The mount points a scan saw (`remembered`) that `root` (as written, or its real path) is, or lies on, or
+    that lie under it."""
     from tagger.cache import _at_or_inside
 
     names = {os.fsencode(os.path.abspath(root)), os.fsencode(os.path.realpath(root))}
-    return next((point for point in remembered for name in names
-                 if _at_or_inside(name, point) or _at_or_inside(point, name)), None)
+    return [point for point in remembered if any(_at_or_inside(name, point) or _at_or_inside(point, name)
+                                                  for name in names)]
 
 
 def _render_kept(plan, *, dry_run: bool) -> None:
