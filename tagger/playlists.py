@@ -371,14 +371,17 @@ class OtherModels:
     scan: str = "moodtag scan"  # the command that analyses them again with the current model
     model: str = ""  # the current model, "name version"
     newer: tuple[str, str] | None = None  # (--model value, "name version") of the shipped model now named as
-    # models[0] was, where that is another model than the current one and another version than models[0]'s
+    # models[0] was, where that is another model than the current one (the default: no --model given) and
+    # another version than models[0]'s
 
     def advice(self) -> str:
         """What to do about them, for a message's end: the --model that lists them where a shipped model is
         the one that analysed them (a `moodtag scan` would analyse a library scanned with `--model moodtag-cnn`
         again with the default model, and rewrite every file's mood), else a scan; or --any-model."""
         if self.option is None and self.newer is not None:  # an older version of another shipped model
-            return f"run `moodtag scan --model {self.newer[0]}` (now {self.newer[1]}), or --any-model"
+            return (f"`moodtag scan --model {self.newer[0]}` analyses {'them' if self.count != 1 else 'it'} again "
+                    f"with {self.newer[1]}, then `--model {self.newer[0]}` lists {'them' if self.count != 1 else 'it'}; "
+                    f"or --any-model")
         if self.option is None:
             return f"run `{self.scan}`, or --any-model"
         it = "them" if self.count != 1 else "it"
@@ -407,7 +410,8 @@ def other_models(cache: Cache, request: PlaylistRequest, model: str | None = Non
                        cache.one(f"SELECT 1 FROM {TABLE} WHERE {where} LIMIT 1", params) is not None,
                        option=_model_option(*rows[0][:2]),
                        scan="moodtag scan" + ("" if model is None else f" --model {command_word(model)}"),
-                       model=" ".join(request.model), newer=_newer(rows[0][0], rows[0][1], request.model[0]))
+                       model=" ".join(request.model),
+                       newer=None if model is not None else _newer(rows[0][0], rows[0][1], request.model[0]))
 
 
 def _model_option(name: str | None, version: str | None) -> str | None:

@@ -780,8 +780,13 @@ def test_tracks_of_another_shipped_model_name_the_model_option_that_lists_them(t
         conn.execute("UPDATE tracks SET model_name = ?, model_version = '0.9.0'", (cnn.name,))  # the default
     upgraded = run_cli("playlist", "exciting", "--db", db, *model_args)
     assert upgraded.stderr.splitlines() == [
-        f"warning: 1 cached exciting track analysed by another model (moodtag-cnn 0.9.0) left out: run `moodtag scan "
-        f"--model moodtag-cnn` (now moodtag-cnn {cnn.version}), or --any-model"]
+        f"warning: 1 cached exciting track analysed by another model (moodtag-cnn 0.9.0) left out: `moodtag scan "
+        f"--model moodtag-cnn` analyses it again with moodtag-cnn {cnn.version}, then `--model moodtag-cnn` lists it; "
+        f"or --any-model"]
+    given = run_cli("playlist", "exciting", "--db", db, "--model", "moodtag-rhythm")  # the user's choice: kept
+    assert given.stderr.splitlines() == [
+        "warning: 1 cached exciting track analysed by another model (moodtag-cnn 0.9.0) left out: run `moodtag "
+        "scan --model moodtag-rhythm`, or --any-model"]
     same = run_cli("playlist", "exciting", "--db", db, "--model", "moodtag-cnn")  # its own model's older version
     assert same.stderr.splitlines() == [
         "warning: 1 cached exciting track analysed by another model (moodtag-cnn 0.9.0) left out: run `moodtag scan "
