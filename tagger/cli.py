@@ -37,8 +37,11 @@ def _options(
     version: Annotated[bool, typer.Option(
         "--version", callback=_show_version, is_eager=True, help="Show moodtag's version and exit.")] = False,
 ) -> None:
-    # the group's own options; each command does its work
-    pass
+    # the group's own options; each command does its work. --quiet is each command's own: a command run
+    # in-process after another (typer's CliRunner, a script driving `app`) starts without it
+    from tagger.console import set_quiet
+
+    set_quiet(False)
 
 
 def _register() -> None:

@@ -55,11 +55,20 @@ def not_music(path) -> str | None:
 
 def _audio_head(head: bytes) -> bool:
     """Whether a file's first bytes are an audio container's or stream's: ID3v2, FLAC, Ogg, RIFF/RF64 WAVE,
-    AIFF, MP4 (ftyp), Matroska/WebM, WavPack, Monkey's Audio, TTA, or an MPEG audio or ADTS frame."""
+    AIFF, MP4 (ftyp), Matroska/WebM, WavPack, Monkey's Audio, TTA, an MPEG audio or ADTS frame (_frame_head)."""
     return (head[:3] == b"ID3" or head[:4] in (b"fLaC", b"OggS", b"\x1aE\xdf\xa3", b"wvpk", b"MAC ", b"TTA1")
             or head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
             or head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC") or head[4:8] == b"ftyp"
-            or len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+            or len(head) >= 3 and head[0] == 0xFF and head[1] not in (0xFE, 0xFF) and _frame_head(head))
+
+
+def _frame_head(head: bytes) -> bool:
+    """An ADTS frame's header (sync 0xFFF, layer 0), or an MPEG audio frame's with valid version, layer,
+    bitrate and sample-rate bits; FF FE (a UTF-16 text's byte-order mark) and FF FF are neither."""
+    if head[1] & 0xF6 == 0xF0:
+        return True
+    return (head[1] & 0xE0 == 0xE0 and (head[1] >> 3) & 3 != 1 and (head[1] >> 1) & 3 != 0
+            and head[2] >> 4 != 15 and (head[2] >> 2) & 3 != 3)
 
 
 def os_absolute(path) -> Path:

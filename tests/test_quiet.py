@@ -157,3 +157,20 @@ def test_scan_json_is_the_same_with_quiet(tracks, tmp_path):
     plain, quiet = runs
     assert len(plain.stdout.splitlines()) == 6 and all(json.loads(line) for line in plain.stdout.splitlines())
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+
+
+def test_quiet_is_each_commands_own_in_one_process(library, tmp_path):
+    """--quiet set a flag of tagger.console that nothing reset: run in-process (typer's CliRunner, a script
+    driving the app) after `scan -q`, a command without the option (classify, stats) ran quiet too, its
+    progress bar and waiting lines left out. Each command now starts without it."""
+    from typer.testing import CliRunner
+
+    from tagger import console
+    from tagger.cli import app
+
+    runner = CliRunner()
+    db = tmp_path / "c.db"
+    assert runner.invoke(app, ["scan", "-q", str(library), "--db", str(db), "--jobs", "1"]).exit_code == 0
+    assert console.quiet is True
+    assert runner.invoke(app, ["stats", "--db", str(db)]).exit_code == 0
+    assert console.quiet is False

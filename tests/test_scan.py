@@ -597,14 +597,16 @@ def test_audio_named_directly_under_another_suffix_is_analysed_as_before(tmp_pat
         (tmp_path / name).write_bytes(source.read_bytes())
     (tmp_path / "fav.lnk").symlink_to(mp3)
     (tmp_path / "list.m3u8").write_text(f"#EXTM3U\n{mp3}\n")
-    paths = [tmp_path / name for name in [*named, "fav.lnk", "list.m3u8"]]
+    (tmp_path / "win.m3u").write_text(f"\ufeff#EXTM3U\r\n{mp3}\r\n", encoding="utf-16-le")  # FF FE: no MPEG frame
+    paths = [tmp_path / name for name in [*named, "fav.lnk", "win.m3u", "list.m3u8"]]
     db = tmp_path / "c.db"
     proc = scan(*paths, "--db", db, "--model", test_model, "--jobs", "1", "--no-write")
     assert proc.returncode == 1, proc.stderr  # the playlist
     assert [line for line in proc.stderr.splitlines() if line.startswith("failed:")] == [
+        f"failed: {tmp_path / 'win.m3u'}: not a music file moodtag reads (.m3u)",
         f"failed: {tmp_path / 'list.m3u8'}: not a music file moodtag reads (.m3u8)"], proc.stderr
     assert set(rows(db)) == {str(tmp_path / name) for name in [*named, "fav.lnk"]}  # (no row of a.mp3 yet)
-    classified = run_cli("classify", *paths[:-1], "--model", test_model)
+    classified = run_cli("classify", *paths[:-2], "--model", test_model)
     assert classified.returncode == 0 and classified.stderr == "", classified.stderr
 
 
