@@ -45,9 +45,9 @@ def info(what, *, stderr: bool = False, plain: bool = False) -> None:
     if quiet:
         return
     if plain:
-        import click
+        import typer
 
-        click.echo(what, err=stderr)
+        typer.echo(what, err=stderr)  # (typer's own click: a second click costs start-up, tests/test_scale.py)
     else:
         _console("err" if stderr else "out").print(what)
 
