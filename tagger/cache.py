@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Iterator
 
 from tagger.errors import MoodtagError, os_text, unreadable
-from tagger.records import TrackRef, TrackResult, key_spelling
+from tagger.records import TrackRef, TrackResult, key_bytes, key_spelling
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -274,7 +274,7 @@ class CachedTrack:
     @property
     def fs_path(self) -> bytes:
         """The path to hand to the OS, as bytes (key_bytes: the key's UTF-8, whatever the locale)."""
-        return self.path_bytes if self.path_bytes is not None else self.path.encode("utf-8", "surrogateescape")
+        return key_bytes(self.path, self.path_bytes)
 
     @property
     def present_status(self) -> str:
@@ -322,13 +322,6 @@ def path_key(path: Path | str | bytes) -> tuple[str, bytes | None]:
     if text is not None and "\\" not in text:
         return text, None
     return key_spelling(absolute), absolute
-
-
-def key_bytes(key: str, raw: bytes | None = None) -> bytes:
-    """A row's path as the bytes to hand to the OS (path_key undone): its raw bytes where it holds them, else
-    the key's UTF-8. Never os.fsencode(key): a key is UTF-8 text whatever the locale, and a Latin-1 locale
-    encodes `Café` as another name (a file not there: its row forgotten), an ASCII one (LC_ALL=C) not at all."""
-    return raw if raw is not None else key.encode("utf-8", "surrogateescape")
 
 
 def holds_nothing(path: Path) -> bool:

@@ -27,6 +27,7 @@ from urllib.parse import quote_from_bytes
 
 from tagger.atomic import replace_file, why_not_written
 from tagger.errors import MoodtagError, OptionsError
+from tagger.records import key_bytes
 
 if TYPE_CHECKING:  # the cache (sqlite-utils) is imported when used, so that `--help` stays quick
     from tagger.cache import Cache
@@ -107,8 +108,8 @@ class PlaylistEntry:
 
     @property
     def fs_path(self) -> bytes:
-        """The path to hand to the OS, as bytes (cache.key_bytes: the key's UTF-8, whatever the locale)."""
-        return self.raw_path if self.raw_path is not None else self.path.encode("utf-8", "surrogateescape")
+        """The path to hand to the OS, as bytes (records.key_bytes: the key's UTF-8, whatever the locale)."""
+        return key_bytes(self.path, self.raw_path)
 
     @property
     def display_title(self) -> str:
@@ -531,7 +532,7 @@ def away_disks(cache: Cache, request: PlaylistRequest) -> AwayDisks:
     reals: dict[bytes, bytes] = {}
     elsewhere = False
     for path, raw in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
-        name = raw if raw is not None else path.encode("utf-8", "surrogateescape")  # cache.key_bytes
+        name = key_bytes(path, raw)
         if os.path.exists(name):  # as a playlist looks (a broken link's file is not there)
             continue
         point = mounts.away(name)
@@ -571,7 +572,7 @@ def gone_selection(cache: Cache, request: PlaylistRequest, *, library: Path | No
     access, effective, n = os.access, os.access in os.supports_effective_ids, 0
     inside = [os.fsencode(place).rstrip(b"/") + b"/" for place in filter_roots([library])] if library else []
     for path, raw_path in cache.rows(f"SELECT path, path_bytes FROM {TABLE} WHERE {where}", params):
-        name = raw_path if raw_path is not None else path.encode("utf-8", "surrogateescape")  # cache.key_bytes
+        name = key_bytes(path, raw_path)
         if inside:
             if not any(name.startswith(folder) for folder in inside) and not any(
                     os.path.realpath(name).startswith(folder) for folder in inside):

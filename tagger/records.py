@@ -23,6 +23,14 @@ def key_spelling(raw: bytes) -> str:
     return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
+def key_bytes(key: str, raw: bytes | None = None) -> bytes:
+    """A cache row's path as the bytes to hand to the OS (cache.path_key undone): its raw bytes where it holds
+    them, else the key's UTF-8. Never os.fsencode(key): a key is UTF-8 text whatever the locale, and a Latin-1
+    locale encodes `Café` as another name (a file not there: its row forgotten), an ASCII one (LC_ALL=C) not
+    at all."""
+    return raw if raw is not None else key.encode("utf-8", "surrogateescape")
+
+
 def counted(n, noun: str) -> str:
     """'1 track', '2 tracks': a count and its noun, plural unless the count is one."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

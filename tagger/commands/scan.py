@@ -173,7 +173,7 @@ def prune(
                        and not any(cache.holds_under(place) for place in filter_roots([root]))]  # as prunable
             # the disks a scan saw at, above or under it with no row keyed under their mount points: any rows of
             # theirs lie behind a link into them (a typo still, maybe: the warning says both)
-            linked = {root: [point for point in _remembered_at_or_above(root, remembered)
+            linked = {root: [point for point in _remembered_near(root, remembered)
                              if not cache.holds_under(Path(os.fsdecode(point)))] for root in unknown}
             if not dry_run:
                 if should_stop():
@@ -208,7 +208,7 @@ def prune(
     say(f"{'would forget' if dry_run else 'forgot'} {counted(n, what)}{gone}")
 
 
-def _remembered_at_or_above(root: Path, remembered: list[bytes]) -> list[bytes]:
+def _remembered_near(root: Path, remembered: list[bytes]) -> list[bytes]:
     """The mount points a scan saw (`remembered`) that `root` (as written, or its real path) is, or lies on, or
     that lie under it."""
     from tagger.cache import _at_or_inside
