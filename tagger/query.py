@@ -106,7 +106,8 @@ class CacheStats:
     by_mood, by_format, by_model, mean_confidence: over the analysed rows (files there whose mood is
     known: status ok, or analysed and only the tag write failed; `tag_failed`), so that each table adds
     up to the same figure; failed and missing rows are counted in by_status alone. histogram: how many
-    analysed rows have P(label) in each of `len(histogram)` equal bins over [0, 1].
+    analysed rows have P(label) in each of `len(histogram)` equal bins over [0, 1]; with
+    unreadable_scores and without_label, it adds up to that figure too.
     """
 
     total: int
@@ -122,10 +123,13 @@ class CacheStats:
     label: str | None
     histogram: tuple[int, ...]
     tag_failed: int = 0       # rows analysed whose tag write failed (status failed, the mood kept)
-    unreadable_scores: int = 0         # analysed rows whose scores are not a JSON object: counted without them
+    # analysed rows whose scores are not a JSON object, or whose P(label) is not a number from 0 to 1 (an edit:
+    # 1e999, "0.7", true, null): counted without them
+    unreadable_scores: int = 0
     unreadable_example: str | None = None  # the path of one of them (the first by path), for a warning
     unreadable_confidence: int = 0     # analysed rows whose confidence is not a finite number: left out of the means
     unreadable_confidence_example: str | None = None  # the path of one of them (the first by path)
+    without_label: int = 0    # analysed rows whose scores hold no P(label) (another model's labels, or none)
 
     @property
     def failed(self) -> int:
@@ -346,23 +350,19 @@ def _read_only_authorizer(action: int, arg1, arg2, db_name, trigger) -> int:
 
 def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_errors: int = 5) -> CacheStats:
     """Counts per status, mood, format and model, the commonest failure causes, and a histogram of
-    P(label) over the analysed rows (label: default the last label of the stored scores, e.g. exciting).
+    P(label) over the analysed rows (label: default the last label of the scores most analysed rows hold,
+    e.g. exciting; see _score_labels).
 
     Analysed: the rows a playlist takes (HAS_MOOD_SQL: ok, or only the tag write failed) whose files are
     there; a row marked missing is counted as missing alone, as in the header `stats` prints."""
-    from tagger.cache import HAS_MOOD_SQL, KEPT, TABLE, TAG_FAILED, TAGGED, UNTAGGED
+    from tagger.cache import KEPT, TABLE, TAG_FAILED, TAGGED, UNTAGGED
 
     if bins < 1:
         raise MoodtagError(f"--bins must be 1 or more, not {bins}")
 
-    known = _score_labels(cache)
-    if label is None:
-        label = known[-1] if known else None
-    elif known and label not in known:
-        raise MoodtagError(f"{label!r} is not a label in the cached scores (known: {', '.join(known)})")
     # The counts come from one index (idx_tracks_summary) read in its order, the histogram from one
     # pass over the table: neither sorts 100,000 rows (a GROUP BY per count did, a second in all).
-    total, by_status, by_mood, by_format, by_model = 0, Counter(), Counter(), Counter(), Counter()
+    total, by_status, by_mood, by_format, by_model, models = 0, Counter(), Counter(), Counter(), Counter(), Counter()
     confidences: dict = {}
     tagged = untagged = kept = tag_failed = odd_confidence = 0  # of present files: a missing file's tags are not known
     # A confidence edited into text ('' from a GUI editor's cleared cell) or an infinity is unknown, as NULL is.
@@ -383,23 +383,29 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
         confidences[mood] = (count + n_confidence, summed + sum_confidence)
         odd_confidence += n_stored - n_confidence
         by_model[None if model_name is None or model_version is None else f"{model_name} {model_version}"] += n
+        models[model_name, model_version] += n
         tagged += n if tag_state == TAGGED else 0
         untagged += n if tag_state == UNTAGGED else 0
         kept += n if tag_state == KEPT else 0
+    label_sets = _score_labels(cache, models)
+    known = tuple(dict.fromkeys(name for labels in label_sets for name in labels))
+    if label is None:
+        label = label_sets[0][-1] if label_sets else None
+    elif known and label not in known:
+        raise MoodtagError(f"{label!r} is not a label in the cached scores (known: {', '.join(known)})")
     histogram = [0] * bins
-    json_path = None if label is None else '$."' + label.replace('"', '\\"') + '"'
-    unreadable = 0
-    analysed = f"{HAS_MOOD_SQL} AND status <> 'missing'"
-    # P(label) of each analysed row; a blob (which json_extract never gives) where the scores are not a JSON object
-    # (json_extract would fail on the whole query: "malformed JSON", taken for a damaged cache)
-    for (p,) in cache.rows(f"SELECT CASE WHEN {_UNREADABLE_SCORES_SQL} THEN x'00' ELSE json_extract(scores, ?) END "
-                           f"FROM {TABLE} WHERE {analysed}", [json_path]):
-        if isinstance(p, (int, float)):
-            histogram[max(0, min(int(p * bins), bins - 1))] += 1
-        elif isinstance(p, bytes):
+    json_path = {"label": None if label is None else '$."' + label.replace('"', '\\"') + '"'}
+    unreadable = without_label = 0
+    analysed = _analysed_sql()
+    for (p,) in cache.rows(f"SELECT {_P_LABEL_SQL} FROM {TABLE} WHERE {analysed}", json_path):
+        if p is None:
+            without_label += 1
+        elif type(p) is not bytes and 0 <= p <= 1:  # as SQL's BETWEEN 0 AND 1
+            histogram[min(int(p * bins), bins - 1)] += 1
+        else:
             unreadable += 1
-    example = cache.one(f"SELECT path FROM {TABLE} WHERE {analysed} AND {_UNREADABLE_SCORES_SQL} "
-                        f"ORDER BY path LIMIT 1")[0] if unreadable else None
+    example = cache.one(f"SELECT path FROM {TABLE} WHERE {analysed} AND NOT ({_P_LABEL_SQL} BETWEEN 0 AND 1) "
+                        f"ORDER BY path LIMIT 1", json_path)[0] if unreadable else None
     errors = tuple((_text_key(error), n) for error, n in cache.rows(
         f"SELECT error, count(*) FROM {TABLE} WHERE status = 'failed' GROUP BY error "
         f"ORDER BY count(*) DESC, error LIMIT ?", [top_errors]))
@@ -411,13 +417,31 @@ def cache_stats(cache: Cache, *, label: str | None = None, bins: int = 10, top_e
                       mean_confidence=mean_confidence, by_format=_by_count(by_format), by_model=_by_count(by_model),
                       tagged=tagged, untagged=untagged, kept=kept, top_errors=errors, label=label, histogram=tuple(histogram),
                       tag_failed=tag_failed, unreadable_scores=unreadable, unreadable_example=example,
-                      unreadable_confidence=odd_confidence, unreadable_confidence_example=odd_example)
+                      unreadable_confidence=odd_confidence, unreadable_confidence_example=odd_example,
+                      without_label=without_label)
+
+
+def _analysed_sql() -> str:
+    """The rows `stats` counts as analysed: those a playlist takes (HAS_MOOD_SQL), but not marked missing."""
+    from tagger.cache import HAS_MOOD_SQL
+
+    return f"{HAS_MOOD_SQL} AND status <> 'missing'"
 
 
 # True where a row's scores are there (not NULL, not '') but not a JSON object (CASE: json_type fails on what
 # is not JSON, and SQLite does not promise to cut AND short)
 _UNREADABLE_SCORES_SQL = ("(CASE WHEN ifnull(scores, '') = '' THEN 0 WHEN NOT json_valid(scores) THEN 1 "
                           "WHEN json_type(scores) <> 'object' THEN 1 ELSE 0 END)")
+
+# A row's P(label) (the JSON path :label) where it is a JSON number (an edit may make it 2.5, or 1e999: an
+# infinity); NULL where its scores hold no such key (none, another model's labels); a blob (which json_extract
+# never gives) where the scores are not a JSON object (json_extract would fail on the whole query: "malformed
+# JSON", taken for a damaged cache) or P(label) is no number (an edit: json_extract reads true as 1, "0.7" as
+# text, null as NULL). A P(label) is readable where it is `BETWEEN 0 AND 1` (a blob is not; NULL: none).
+_P_LABEL_SQL = (f"(CASE WHEN {_UNREADABLE_SCORES_SQL} THEN x'00' WHEN ifnull(scores, '') = '' THEN NULL "
+                "ELSE CASE ifnull(json_type(scores, :label), '') WHEN '' THEN NULL "
+                "WHEN 'real' THEN json_extract(scores, :label) WHEN 'integer' THEN json_extract(scores, :label) "
+                "ELSE x'00' END END)")
 
 
 # A row's confidence where it is a finite number, else NULL (see FLOAT_MAX_SQL)
@@ -447,17 +471,27 @@ def _by_count(counts: Counter) -> dict:
     return {_named(key): n for key, n in sorted(counts.items(), key=lambda item: (-item[1], _null_first(item[0])))}
 
 
-def _score_labels(cache: Cache) -> tuple[str, ...]:
-    """The labels of the stored scores (those of the most recently analysed ok row whose scores are a JSON
-    object; one edited into something else is passed over), in model order."""
+def _score_labels(cache: Cache, models: Counter) -> list[tuple[str, ...]]:
+    """The label sets of the analysed rows' scores, each in model order: the one most rows hold first (ties:
+    the one of the most recently analysed row first). models: the analysed rows of each (model_name,
+    model_version) (as _text_key gives them), whose rows hold the labels of its most recently analysed row
+    whose scores are a JSON object (one edited into something else is passed over)."""
     from tagger.cache import TABLE
 
-    for (text,) in cache.rows(f"SELECT scores FROM {TABLE} WHERE +status = 'ok' AND scores IS NOT NULL "
-                              f"ORDER BY analyzed_at DESC", chunk=1):  # by idx_tracks_analyzed_at, newest first
-        scores = stored_scores(text, "")
+    labels_of: dict = {}  # model -> its labels, newest first
+    for model_name, model_version, text in cache.rows(  # by idx_tracks_analyzed_at, newest first, while a model is left
+            f"SELECT model_name, model_version, scores FROM {TABLE} WHERE {_analysed_sql()} AND "
+            f"ifnull(scores, '') <> '' ORDER BY analyzed_at DESC", chunk=50):
+        model = (_text_key(model_name), _text_key(model_version))
+        scores = stored_scores(text, "") if model not in labels_of else None
         if isinstance(scores, dict) and scores:
-            return tuple(scores)
-    return ()
+            labels_of[model] = tuple(scores)
+            if len(labels_of) == len(models):
+                break
+    rows: Counter = Counter()  # label set -> analysed rows, in the order first met: newest first
+    for model, labels in labels_of.items():
+        rows[labels] += models[model]
+    return sorted(rows, key=lambda labels: -rows[labels])  # stable: of equal counts, the newest first
 
 
 def split_by_path(cache: Cache, track_filter: TrackFilter, parts: int, *, min_rows: int = 0) -> list[TrackFilter]:

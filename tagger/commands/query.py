@@ -201,7 +201,8 @@ def _stdout_is_terminal() -> bool:
 def stats(
     db: DbOption = None,
     label: Annotated[Optional[str], typer.Option(
-        "--label", metavar="LABEL", help="Histogram of P(LABEL). Default: the last label of the cached scores (e.g. exciting).")] = None,
+        "--label", metavar="LABEL", help="Histogram of P(LABEL). Default: the last label of the scores most analysed "
+                                         "tracks hold (e.g. exciting).")] = None,
     bins: Annotated[int, typer.Option("--bins", metavar="N", min=1, max=100, help="Histogram bins.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object instead of tables.")] = False,
 ) -> None:
@@ -583,7 +584,13 @@ def _render_stats(summary, db_path) -> None:
             errors.add_row(str(n), _cell(error or "(no message)"))
         out.print(errors)
     if summary.label is not None:
-        out.print(_histogram(summary.label, summary.histogram))
+        out.print(_histogram(summary.label, summary.histogram, width=out.width))
+        if summary.without_label:
+            analysed = s.by_status.get("ok", 0) + s.tag_failed
+            has = "has" if summary.without_label == 1 else "have"
+            out.print(f"{summary.without_label} of the {analysed} analysed tracks {has} no "
+                      f"P({escape(printable(summary.label))}) (no scores, or those of a model without that label): "
+                      "not counted above")
 
 
 def _cell(value) -> str:
@@ -595,19 +602,27 @@ def _cell(value) -> str:
     return escape(printable(str(value)))
 
 
-def _histogram(label: str, counts: tuple[int, ...], width: int = 40):
-    """P(label) in equal bins over [0, 1], one bar per bin, drawn with eighth-block characters."""
+BAR_WIDTH = 40      # the histogram's bars at most (a pipe without COLUMNS: 80 columns, room for all of it) ...
+BAR_MIN_WIDTH = 10  # ... and at least, however narrow the terminal
+
+
+def _histogram(label: str, counts: tuple[int, ...], *, width: int):
+    """P(label) in equal bins over [0, 1], one bar per bin, drawn with eighth-block characters; the bars as
+    wide as a table `width` columns wide leaves them (BAR_MIN_WIDTH to BAR_WIDTH)."""
     from rich.markup import escape
     from rich.table import Table
 
     from tagger.console import bar
 
-    table = Table(box=None, title=f"P({escape(printable(label))}) over analysed tracks", title_justify="left")
-    table.add_column("P", justify="right")
-    table.add_column("", min_width=width)
-    table.add_column("tracks", justify="right")
-    peak = max(counts) or 1
     n = len(counts)
-    for i, count in enumerate(counts):
-        table.add_row(f"{i / n:.2f}–{(i + 1) / n:.2f}", f"[cyan]{bar(count / peak, width)}[/]", str(count))
+    ranges = [f"{i / n:.2f}–{(i + 1) / n:.2f}" for i in range(n)]
+    beside = max(map(len, ranges)) + max(len("tracks"), *(len(str(c)) for c in counts)) + 3 * 2  # + cells' padding
+    bar_width = max(BAR_MIN_WIDTH, min(BAR_WIDTH, width - beside))
+    table = Table(box=None, title=f"P({escape(printable(label))}) over analysed tracks", title_justify="left")
+    table.add_column("P", justify="right", no_wrap=True)
+    table.add_column("", width=bar_width, no_wrap=True)
+    table.add_column("tracks", justify="right", no_wrap=True)
+    peak = max(counts) or 1
+    for text, count in zip(ranges, counts):
+        table.add_row(text, f"[cyan]{bar(count / peak, bar_width)}[/]", str(count))
     return table
