@@ -47,7 +47,8 @@ class Item:
 def load_items(data: Path | str, *, labels: tuple[str, ...] | None = None, group_by: str = "auto",
                on_skip: Callable[[Path, str], None] | None = None, taggable: bool = True) -> list[Item]:
     """A folder or CSV file -> Items sorted by path. With `labels`, every item's label must be one
-    of them (MoodtagError naming the first that is not); a folder may hold only those label folders.
+    of them (MoodtagError naming the first that is not): a folder's sub-folders that hold audio are named by
+    those labels only, while one that holds none (`notes/`) is left out whatever its name, as below.
     A label folder is walked as a scan walks a library (hidden names passed over, symlinks followed). A file
     in it whose name is not an audio file's is left out, as is a broken link or a symlink loop:
     on_skip(path, why) hears of each, and of a label folder left with no audio file (its label is not in
@@ -226,9 +227,6 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subdirs:
         raise MoodtagError(f"{root}: no label folders (expected {root}/<label>/<files>)")
-    if labels is not None:
-        for d in subdirs:
-            _check_label(d.name, labels, str(d))
     items = []
     skip = on_skip or (lambda path, why: None)
     loose = sorted(p.name for p in root.iterdir()
@@ -245,6 +243,8 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
             if not is_audio_name(path.name):
                 skip(path, f"skipped: not an audio file ({path.suffix or 'no'} extension)")
                 continue
+            if len(items) == before:  # its name is a label once it holds audio: a `notes/` of text is left
+                _check_label(label_dir.name, labels, str(label_dir))  # out below, as an empty label folder is
             items.append(Item(path=path, label=label_dir.name, group=_group(rel, group_by, root.resolve().name, path, label_dir.name)))
         if len(items) == before:  # an empty label folder (or one of other files): its label is not in DATA
             skip(label_dir, f"no audio file in this label folder: label {label_dir.name!r} left out")

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,6 +15,7 @@ import numpy as np
 from tagger import metrics
 from tagger.dataset import Item
 from tagger.errors import MoodtagError
+from tagger.records import display_path, key_spelling
 from tagger.weights import LoadedModel
 
 
@@ -29,7 +31,10 @@ class TrackRow:
     error: str | None = None
 
     def to_json(self) -> dict:
-        return {"path": str(self.path), "group": self.group, "label": self.label, "predicted": self.predicted,
+        """The path as `classify --json` spells it (records.key_spelling: a byte that is not UTF-8 as \\xNN, each
+        backslash doubled), the group as valid UTF-8 text (group_text)."""
+        return {"path": key_spelling(os.fsencode(self.path)), "group": group_text(self.group), "label": self.label,
+                "predicted": self.predicted,
                 "scores": {k: round(v, 4) for k, v in self.scores.items()}, "error": self.error}
 
 
@@ -45,7 +50,7 @@ class GroupScore:
     roc_auc: float | None
 
     def to_json(self) -> dict:
-        return {"group": self.group, "tracks": self.tracks, "counts": self.counts,
+        return {"group": group_text(self.group), "tracks": self.tracks, "counts": self.counts,
                 "accuracy": _r(self.accuracy), "balanced_accuracy": _r(self.balanced_accuracy),
                 "roc_auc": _r(self.roc_auc)}
 
@@ -72,7 +77,8 @@ class EvalReport:
                 "balanced_accuracy": _r(self.balanced_accuracy), "roc_auc": _r(self.roc_auc),
                 "threshold": self.threshold,
                 "confusion": {"labels": list(self.labels), "rows_true_cols_predicted": [list(r) for r in self.confusion]},
-                "groups": {g.group: {k: v for k, v in g.to_json().items() if k != "group"} for g in self.groups}}
+                "groups": {group_text(g.group): {k: v for k, v in g.to_json().items() if k != "group"}
+                           for g in self.groups}}
 
     def to_json(self, *, rows: bool = True) -> dict:
         data = {"labels": list(self.labels), "threshold": self.threshold, "tracks": self.tracks,
@@ -83,6 +89,13 @@ class EvalReport:
         if rows:
             data["rows"] = [r.to_json() for r in self.rows]
         return data
+
+
+def group_text(group: str) -> str:
+    """A group as JSON text: a group made of a file or folder name whose bytes are not UTF-8 holds os.fsdecode's
+    surrogates, which JSON writes as a lone `\\udce9` (a reader's U+FFFD); here each such byte is \\xNN, as
+    `evaluate` shows it (records.display_path). A group of UTF-8 text, a CSV's too, is as it is."""
+    return display_path(group)
 
 
 def _r(x: float | None) -> float | None:

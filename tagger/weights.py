@@ -185,8 +185,7 @@ def resolve_model(model: str | Path | None) -> Path:
     try:
         mode = path.stat().st_mode
     except OSError:
-        known = ", ".join(p.stem for p in shipped_models()) or "none"
-        raise ModelError(f"{model}: no such model file (shipped models: {known})") from None
+        raise ModelError(f"{model}: no such model file ({_shipped_hint(path)})") from None
     import stat
 
     from tagger.discover import file_kind
@@ -194,6 +193,18 @@ def resolve_model(model: str | Path | None) -> Path:
     if stat.S_ISDIR(mode):
         raise ModelError(f"{model}: is a folder, not a model file")
     raise ModelError(f"{model}: not a regular file ({file_kind(mode)})")  # a FIFO would block the read
+
+
+def _shipped_hint(path: Path) -> str:
+    """What to say of the shipped models when `path` names no file: the shipped models' names; for a bare file
+    name that is a shipped model's (`moodtag-rhythm.safetensors`), the name to give instead. Not taken for
+    the shipped model: a name with its suffix names a file, such as a retrained copy of it in another folder
+    (train --out moodtag-rhythm.safetensors), and a scan run from the wrong folder would tag a library with
+    the shipped model in silence."""
+    if path.suffix == MODEL_SUFFIX and len(path.parts) == 1 and (shipped_models_dir() / path.name).is_file():
+        return f"for the shipped model, give its name alone: {path.stem}"
+    known = ", ".join(p.stem for p in shipped_models()) or "none"
+    return f"shipped models: {known}"
 
 
 def file_sha256(path: Path) -> str:

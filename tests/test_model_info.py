@@ -322,3 +322,72 @@ def test_a_lockbox_not_as_moodtag_writes_it_is_one_json_row_and_the_rest_still_r
     text = " ".join(model_info(str(_altered(tmp_path, "moodtag-rhythm", metrics=metrics)), columns=300).split())
     assert "nested leave-one-game-out balanced accuracy 0.785 (interval 0.633-0.925)" in text, text
     assert f"metric lockbox {json.dumps(lockbox)}" in text, text
+
+
+def test_a_file_name_that_is_not_utf8_shows_as_classify_spells_it(tmp_path):
+    """A model file named with the byte 0xff and a line break showed as `odd\\udcff\\nname.safetensors`, and
+    --json wrote a lone surrogate (a reader's U+FFFD). The byte is \\xNN now; --json spells the path as
+    classify --json spells a track's."""
+    import json
+    import os
+    import shutil
+
+    from tagger.records import key_spelling
+    from tagger.weights import resolve_model
+
+    path = tmp_path / os.fsdecode(b"odd\xff\nname.safetensors")
+    shutil.copy(resolve_model(None), path)
+    text = model_info(str(path), columns=300)
+    [line] = [line for line in text.splitlines() if line.split()[:1] == ["file"]]
+    assert line.split() == ["file", f"{tmp_path}/odd\\xff\\nname.safetensors"], text
+    info = json.loads(model_info("--json", str(path)))
+    assert info["path"] == key_spelling(os.fsencode(path)) == f"{tmp_path}/odd\\xff\nname.safetensors"
+
+
+def test_a_shipped_models_file_name_not_here_names_the_shipped_model(tmp_path):
+    """`--model moodtag-rhythm.safetensors` said 'no such model file (shipped models: moodtag-cnn,
+    moodtag-rhythm)', which reads as a contradiction. It names the shipped model to give now. It is not taken
+    for the shipped model: a file of that name is one in this folder (a retrained copy, say), and a scan run
+    from another folder would tag a library with the shipped model in silence."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tagger.weights import resolve_model
+
+    def run(*args):  # in tmp_path: a bare file name is looked for there
+        return subprocess.run([sys.executable, "-m", "tagger", *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120, env={**os.environ, "COLUMNS": "300"})
+
+    for args in (["model-info", "moodtag-rhythm.safetensors"],
+                 ["classify", "--model", "moodtag-cnn.safetensors", "absent.wav"]):
+        proc = run(*args)
+        name = args[-1] if args[0] == "model-info" else args[2]
+        assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", (
+            f"error: {name}: no such model file (for the shipped model, give its name alone: "
+            f"{name.removesuffix('.safetensors')})\n")), args
+    assert run("model-info", "nosuch.safetensors").stderr == (
+        "error: nosuch.safetensors: no such model file (shipped models: moodtag-cnn, moodtag-rhythm)\n")
+    shutil.copy(resolve_model("moodtag-rhythm"), tmp_path / "moodtag-rhythm.safetensors")  # one here: taken
+    proc = run("model-info", "moodtag-rhythm.safetensors")
+    assert proc.returncode == 0, proc.stderr
+    assert ["file", "moodtag-rhythm.safetensors"] in [line.split() for line in proc.stdout.splitlines()], proc.stdout
+
+
+def test_one_metric_not_as_moodtag_writes_it_leaves_the_others_laid_out(tmp_path):
+    """A nested figure whose `user` was a list (not the mistakes per label) turned every metric into raw JSON,
+    the plain and lockbox figures too. That metric alone is its row of JSON now."""
+    import json
+
+    from tagger.weights import read_spec, resolve_model
+
+    metrics = read_spec(resolve_model("moodtag-rhythm")).metrics
+    metrics = {**metrics, "nested_leave_one_game_out": {**metrics["nested_leave_one_game_out"], "user": [1, 2]}}
+    text = " ".join(model_info(str(_altered(tmp_path, "moodtag-rhythm", metrics=metrics)), columns=1000).split())
+    assert "metric nested_leave_one_game_out {" in text and '"user": [1, 2]' in text, text
+    assert "plain leave-one-game-out (optimistic) balanced accuracy 0.815, ROC-AUC 0.850" in text, text
+    assert ("lockbox (games set aside, scored once) balanced accuracy 0.500, ROC-AUC 0.781 (12 tracks, 2 games: "
+            "starfighter, hedgewars)") in text, text
+    assert "metric held_out" not in text and "metric lockbox" not in text, text
+    assert json.dumps(metrics["regression"]) in text

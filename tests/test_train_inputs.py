@@ -232,3 +232,108 @@ def test_an_empty_out_is_a_usage_error_naming_the_option(tracks, tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert "Invalid value for '--output' / '--out' / '-o': an empty path (an unset variable?)" in proc.stderr
         assert "--out ." not in proc.stderr
+
+
+def test_a_name_that_is_not_utf8_reads_as_classify_spells_it(tracks, tmp_path):
+    """A file name holding the byte 0xe9 (Latin-1 'é') showed in evaluate --tracks as `g\\udce9__t0.wav`, six
+    characters measured as one (the row out of line), and its group as `g\\udce9`; --json wrote a lone
+    surrogate (a reader's U+FFFD: two such names one). The byte is \\xNN now, in the tables and the JSON, the
+    path spelt as classify --json spells it."""
+    from tagger.records import key_spelling
+
+    data = tmp_path / "data"
+    for track in tracks.rglob("*.wav"):
+        (data / track.parent.name).mkdir(parents=True, exist_ok=True)
+        name = track.name.replace("g0__", "g\xe9__").encode("latin-1")  # b'g\xe9__t0.wav': not UTF-8
+        os.symlink(track, data / track.parent.name / os.fsdecode(name))
+    odd = data / "calm" / os.fsdecode(b"g\xe9__t0.wav")
+    proc = run_cli("evaluate", data, "--tracks", env={"COLUMNS": "500"})
+    assert proc.returncode == 0, proc.stderr
+    assert "\\udc" not in proc.stdout and "│ g\\xe9__t0.wav " in proc.stdout, proc.stdout
+    assert "│ g\\xe9 " in proc.stdout.split("per group")[1], proc.stdout
+    tracks_table = proc.stdout.split("\ntracks\n")[1].splitlines()
+    assert len({len(line) for line in tracks_table}) == 1, tracks_table  # every row in line with the header
+
+    report = json.loads(run_cli("evaluate", data, "--json", check=True).stdout)
+    classified = json.loads(run_cli("classify", odd, "--json", check=True).stdout)
+    row = next(r for r in report["rows"] if r["path"].endswith("__t0.wav"))
+    assert row["path"] == classified["path"] == key_spelling(os.fsencode(odd)) == f"{data}/calm/g\\xe9__t0.wav"
+    assert row["group"] == "g\\xe9" and "g\\xe9" in [g["group"] for g in report["groups"]]
+
+
+def _long_names(tracks, tmp_path):
+    """DATA holding two tracks whose names share their first 60 characters, and another."""
+    data = tmp_path / "data"
+    (data / "calm").mkdir(parents=True)
+    (data / "exciting").mkdir()
+    calm, exciting = sorted((tracks / "calm").iterdir()), sorted((tracks / "exciting").iterdir())
+    prefix = "Some_Long_Artist_Name_-_Some_Long_Album_Title_-_Some_Subtitle_"
+    names = [f"{prefix}01_Opening.wav", f"{prefix}02_Battle.wav"]
+    os.symlink(calm[0], data / "calm" / names[0])
+    os.symlink(exciting[0], data / "calm" / names[1])
+    os.symlink(exciting[1], data / "exciting" / "e.wav")
+    return data, names
+
+
+def test_a_long_track_name_is_never_cut(tracks, tmp_path):
+    """evaluate --tracks written to a file cut each name at rich's 80 columns (`Some_Long_Artist_Name_-_…`):
+    two tracks read the same, and the mistaken one could not be told. In a pipe without COLUMNS each name is
+    whole on its line now; at COLUMNS it folds onto more lines, never cut."""
+    import subprocess
+    import sys
+
+    data, names = _long_names(tracks, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    text = subprocess.run([sys.executable, "-m", "tagger", "evaluate", data, "--tracks"], capture_output=True,
+                          text=True, env=env, timeout=300, check=True).stdout
+    assert "…" not in text, text
+    assert all(any(f"│ {name} " in line for line in text.splitlines()) for name in names), text
+    proc = run_cli("evaluate", data, "--tracks", env={"COLUMNS": "80"})
+    assert proc.returncode == 0 and "…" not in proc.stdout, proc.stdout
+    assert all(len(line) <= 80 for line in proc.stdout.split("\ntracks\n")[1].splitlines()), proc.stdout
+    folded = "".join(line.split("│")[1].strip() for line in proc.stdout.split("\ntracks\n")[1].splitlines()
+                     if line.startswith("│"))
+    assert all(name in folded for name in names), folded
+
+
+def test_on_a_narrow_terminal_no_figure_is_cut(tracks, tmp_path):
+    """On a 40-column terminal the per-group and track tables' figures were cut to `0.…` and `1…`; each figure
+    is whole now (a name or a header folds instead)."""
+    from tests.conftest import on_a_terminal
+
+    data, names = _long_names(tracks, tmp_path)
+    report = json.loads(run_cli("evaluate", data, "--json", check=True).stdout)
+    shown = on_a_terminal(["evaluate", str(data), "--tracks"], stream="stdout", columns=40)
+    assert "…" not in shown, shown
+    figures = [f"{x:.3f}" for g in report["groups"] for x in (g["accuracy"], g["balanced_accuracy"], g["roc_auc"])]
+    figures += [f"{v:.3f}" for r in report["rows"] for v in r["scores"].values()]
+    rows = shown.split("per group")[1]
+    assert all(f" {figure} " in rows for figure in figures), (figures, shown)
+
+
+def test_a_sub_folder_with_no_audio_is_left_out_whatever_its_name(tracks, tmp_path):
+    """A `notes/` folder of text beside calm/ and exciting/ stopped evaluate (and train with --labels):
+    'unknown label 'notes''. A folder holding no audio file is left out with a warning whatever its name,
+    as an empty label folder is; one of another name holding audio is still an error."""
+    from tagger.dataset import load_many
+
+    data = tmp_path / "data"
+    for track in tracks.rglob("*.wav"):
+        (data / track.parent.name).mkdir(parents=True, exist_ok=True)
+        os.symlink(track, data / track.parent.name / track.name)
+    (data / "notes").mkdir()
+    (data / "notes" / "readme.txt").write_text("where these came from\n")
+    proc = run_cli("evaluate", data, "--json", env={"COLUMNS": "500"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tracks"] == 6
+    assert proc.stderr.splitlines() == [
+        f"warning: {data / 'notes' / 'readme.txt'}: skipped: not an audio file (.txt extension)",
+        f"warning: {data / 'notes'}: no audio file in this label folder: label 'notes' left out"]
+    skipped = []  # train --labels calm,exciting reads DATA as this
+    items = load_many([data], labels=("calm", "exciting"), on_skip=lambda path, why: skipped.append(path))
+    assert len(items) == 6 and skipped == [data / "notes" / "readme.txt", data / "notes"]
+
+    os.symlink(next((tracks / "calm").iterdir()), data / "notes" / "t.wav")
+    proc = run_cli("evaluate", data, env={"COLUMNS": "500"})
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stdout
+    assert proc.stderr.splitlines()[-1] == f"error: {data / 'notes'}: unknown label 'notes' (labels: calm, exciting)"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -25,6 +26,7 @@ def evaluate(
     from tagger.console import err, error_line, out
     from tagger.dataset import load_many
     from tagger.evaluate import evaluate_model
+    from tagger.records import key_spelling
     from tagger.weights import load_model
 
     loaded = load_model(model)
@@ -39,8 +41,9 @@ def evaluate(
         if row.error:
             error_line(row.path, row.error)
     if json_out:
-        data_out = {"model": {"name": loaded.spec.name, "version": loaded.spec.version, "path": str(loaded.path),
-                              "sha256": loaded.sha256}, **report.to_json(rows=True)}
+        data_out = {"model": {"name": loaded.spec.name, "version": loaded.spec.version,
+                              "path": key_spelling(os.fsencode(loaded.path)), "sha256": loaded.sha256},
+                    **report.to_json(rows=True)}  # each path spelt as classify --json spells it
         out.print(json.dumps(data_out, ensure_ascii=False), markup=False, highlight=False)
     else:
         render_report(report, title=f"{loaded.spec.name} {loaded.spec.version}", tracks=tracks)
@@ -55,13 +58,20 @@ def _fmt(x) -> str:
 def render_report(report, *, title: str, tracks: bool = False) -> None:
     """The report as rich tables: headline figures, confusion matrix, per group (and per track). Names from
     outside (the model's, its labels, groups and file names) go through `shown`: a control character in a
-    file name is escaped, never sent to the terminal."""
+    file name is escaped, never sent to the terminal, and bytes of a name that are not UTF-8 are \\xNN. A
+    figure is never cut and a name never cut either: on a narrow terminal (or at COLUMNS) a name folds onto
+    more lines; in a pipe without COLUMNS the tables are as wide as their names, each name on one line (two
+    long names cut to one `Some_Long_Artist_Name_-_…` could not be told apart)."""
     from rich.table import Table
 
     from tagger.console import out, shown
 
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out.width = 1000  # rich's console caps a print's width at its own (80 in a pipe)
     labels = [shown(label) for label in report.labels]
     head = Table(show_header=False, box=None, title=shown(title), title_justify="left")
+    head.add_column()
+    head.add_column(overflow="fold")  # `0.5 on P(exciting)` on a narrow terminal: folded, never cut
     head.add_row("tracks", f"{report.tracks}" + (f" ({report.failed} failed)" if report.failed else ""))
     head.add_row("accuracy", _fmt(report.accuracy))
     head.add_row("balanced accuracy", _fmt(report.balanced_accuracy))
@@ -70,24 +80,48 @@ def render_report(report, *, title: str, tracks: bool = False) -> None:
                  else f"{report.threshold:g} on P({labels[-1]})")
     out.print(head)
 
-    confusion = Table("true \\ predicted", *labels, title="confusion", title_justify="left")
-    for label, row in zip(labels, report.confusion):
-        confusion.add_row(label, *(str(v) for v in row))
+    confusion = _table("true \\ predicted", *labels, title="confusion", rows=[
+        [label, *(str(v) for v in row)] for label, row in zip(labels, report.confusion)], figures=len(labels))
     out.print(confusion)
 
-    groups = Table("group", "tracks", *labels, "accuracy", "balanced acc.", "ROC-AUC",
-                   title="per group (balanced accuracy and ROC-AUC where the group has both labels)",
-                   title_justify="left")
-    for g in report.groups:
-        groups.add_row(shown(g.group), str(g.tracks), *(str(g.counts.get(label, 0)) for label in report.labels),
-                       _fmt(g.accuracy), _fmt(g.balanced_accuracy), _fmt(g.roc_auc))
+    groups = _table("group", "tracks", *labels, "accuracy", "balanced acc.", "ROC-AUC",
+                    title="per group (balanced accuracy and ROC-AUC where the group has both labels)", rows=[
+                        [_name(g.group), str(g.tracks), *(str(g.counts.get(label, 0)) for label in report.labels),
+                         _fmt(g.accuracy), _fmt(g.balanced_accuracy), _fmt(g.roc_auc)] for g in report.groups],
+                    figures=len(labels) + 4)
     out.print(groups)
 
     if tracks:
-        rows = Table("track", "group", "label", "predicted", *labels, title="tracks", title_justify="left")
-        for r in report.rows:
+        def predicted(r) -> str:
             mark = "" if r.error or r.predicted == r.label else " [red]x[/]"
-            rows.add_row(shown(r.path.name), shown(r.group), shown(r.label),
-                         (shown(r.predicted) if r.predicted else "[red]failed[/]") + mark,
-                         *(f"{r.scores[label]:.3f}" if label in r.scores else "-" for label in report.labels))
-        out.print(rows)
+            return (shown(r.predicted) if r.predicted else "[red]failed[/]") + mark
+
+        out.print(_table("track", "group", "label", "predicted", *labels, title="tracks", rows=[
+            [_name(r.path.name), _name(r.group), shown(r.label), predicted(r),
+             *(f"{r.scores[label]:.3f}" if label in r.scores else "-" for label in report.labels)]
+            for r in report.rows], figures=len(labels)))
+
+
+def _name(text: str) -> str:
+    """A name from the file system (a file's, a group made of one) as `shown` shows a path: a byte that is
+    not UTF-8 as \\xNN (os.fsdecode's surrogate, as text, was written as `\\udce9`, one cell measured for six)."""
+    from tagger.console import shown
+    from tagger.records import display_path
+
+    return shown(display_path(text))
+
+
+def _table(*headers: str, title: str, rows: list[list[str]], figures: int):
+    """A rich Table of `rows` (markup) under `headers`: its last `figures` columns hold figures (plain text),
+    each column at least as wide as its widest figure (never cut to `0.…`; its header may fold); any other
+    column a name, folded onto more lines where the room is short, never cut to `…`."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    first_figure = len(headers) - figures
+    for i, header in enumerate(headers):
+        widest = max((len(row[i]) for row in rows), default=1) if i >= first_figure else None
+        table.add_column(header, overflow="fold", min_width=widest)
+    for row in rows:
+        table.add_row(*row)
+    return table

@@ -18,6 +18,7 @@ def model_info(
     from rich.table import Table
 
     from tagger.console import out, shown, unpadded
+    from tagger.records import key_spelling
     from tagger.weights import load_model, resolve_model, shipped_models
 
     path = resolve_model(model)
@@ -25,7 +26,7 @@ def model_info(
     # holding NaN, data offsets that do not fit) is the same one error here, not shown as if it were fine
     loaded = load_model(path)
     spec = loaded.spec
-    info = {"path": str(path), "sha256": loaded.sha256, "spec": spec.to_json(),
+    info = {"path": key_spelling(os.fsencode(path)), "sha256": loaded.sha256, "spec": spec.to_json(),
             "shipped": [p.stem for p in shipped_models()]}
     if json_out:  # a crafted file's NaN or Infinity (json reads them) as null: bare NaN is no JSON
         out.print(json.dumps(_finite(info), ensure_ascii=False, allow_nan=False), markup=False)
@@ -41,11 +42,11 @@ def model_info(
     table.add_column(max_width=None if unbounded else max(24, out.width // 3))
     table.add_column(overflow="fold")  # a sha256 or a path longer than the room folds onto more lines, never cut
 
-    def add(*cells: str) -> None:  # text, never markup (a path or a spec's text may hold [brackets]), and
-        table.add_row(*(shown(cell) for cell in cells))  # control characters escaped: a name cannot drive the terminal
+    def add(*cells) -> None:  # text, never markup (a path or a spec's text may hold [brackets]), and control
+        table.add_row(*(shown(cell) for cell in cells))  # characters escaped: a name cannot drive the terminal
 
     add("model", f"{spec.name} {spec.version}")
-    add("file", str(path))
+    add("file", path)  # a Path: a byte of its name that is not UTF-8 as \xNN (its str held a surrogate, \udcff)
     add("sha256", info["sha256"])
     add("labels", ", ".join(spec.labels))
     add("threshold", threshold_text(spec))
@@ -69,11 +70,7 @@ def model_info(
     add("architecture", json.dumps(spec.architecture))
     add("trained on", spec.trained_on or "-")
     add("created", spec.created or "-")
-    try:
-        rows = metric_rows(spec.metrics)
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError):  # figures not as moodtag writes them
-        rows = [(f"metric {key}", json.dumps(value)) for key, value in spec.metrics.items()]
-    for row in rows:
+    for row in metric_rows(spec.metrics):
         add(*row)
     add("shipped models", ", ".join(info["shipped"]) or "-")
     with unpadded(out):  # in a pipe, each line as long as its text: not padded to the longest value
@@ -82,23 +79,33 @@ def model_info(
 
 def metric_rows(metrics: dict) -> list[tuple[str, str]]:
     """The spec's metrics as table rows: the nested figures first (the plain ones chose and scored on the
-    same folds), then each held-out validation and the lockbox, then any other figure as it is."""
+    same folds), then each held-out validation and the lockbox, then any other figure as it is. A metric
+    whose figures are not as moodtag writes them is one row of its JSON, the others laid out still."""
     metrics = dict(metrics)
     nested = metrics.pop(NESTED, None) if _is_nested(metrics.get(NESTED)) else None
-    rows = nested_rows(nested) if nested else []
+    rows = _laid_out(NESTED, nested, nested_rows) if nested else []
     for key, value in metrics.items():
         if key == LOCKBOX and _is_nested(value):
-            try:  # figures not as moodtag writes them: this row as JSON, below, the others laid out still
-                rows += nested_rows(value, title="lockbox (games set aside, scored once)")
-                continue
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError):
-                pass
-        if isinstance(value, dict) and isinstance(value.get("pooled"), dict):
+            rows += _laid_out(key, value, lambda v: nested_rows(v, title="lockbox (games set aside, scored once)"))
+        elif isinstance(value, dict) and isinstance(value.get("pooled"), dict):
             title = "plain leave-one-game-out (optimistic)" if nested and key == "held_out" else f"metric {key}"
-            rows += held_out_rows(title, value)
-            continue
-        rows.append((f"metric {key}", json.dumps(_rounded(value)) if not isinstance(value, float) else f"{value:.3f}"))
+            rows += _laid_out(key, value, lambda v: held_out_rows(title, v))
+        else:
+            rows.append(_as_it_is(key, value))
     return rows
+
+
+def _laid_out(key: str, value, lay_out) -> list[tuple[str, str]]:
+    """A metric's rows as `lay_out` makes them, or, where its figures are not as moodtag writes them (a
+    nested `user` that is a list), its one row of JSON: one odd metric no longer turns them all into JSON."""
+    try:
+        return lay_out(value)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        return [_as_it_is(key, value)]
+
+
+def _as_it_is(key: str, value) -> tuple[str, str]:
+    return f"metric {key}", json.dumps(_rounded(value)) if not isinstance(value, float) else f"{value:.3f}"
 
 
 def _finite(value):
