@@ -2,6 +2,7 @@
 out the informational lines (info) and the progress bars, never a problem."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import PurePath
 from typing import TYPE_CHECKING
@@ -64,6 +65,29 @@ def unpadded(console: Console):
         yield
     console.file.write("\n".join(line.rstrip(" ") for line in captured.get().split("\n")))
     console.file.flush()
+
+
+def unbounded(console: Console) -> bool:
+    """Whether `console` writes into a pipe or a file with no COLUMNS given: there a table is as wide as its
+    text (see `wide`), a name or a sha256 whole on its line, not folded at rich's 80 columns."""
+    return not console.is_terminal and not os.environ.get("COLUMNS")
+
+
+@contextmanager
+def wide(console: Console):
+    """What the block prints to `console`, laid out up to 1000 columns where it is `unbounded` (rich caps a
+    print's width at its console's own); after it, whatever it raised, the console's width is as it was: a
+    later command in the same process (typer's CliRunner, the beets plugin) lays out as before. On a terminal
+    or at COLUMNS, as it is."""
+    if not unbounded(console):
+        yield
+        return
+    before = console._width  # None: rich's own (the terminal's, COLUMNS, 80); no public way to read it back
+    console.width = 1000
+    try:
+        yield
+    finally:
+        console.width = before
 
 
 def shown(text) -> str:

@@ -227,6 +227,10 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subdirs:
         raise MoodtagError(f"{root}: no label folders (expected {root}/<label>/<files>)")
+    if labels is not None:  # at once, before a label folder is walked (and its warnings written)
+        for d in subdirs:
+            if d.name not in labels and _holds_audio(d):  # a `notes/` of text is left out below, whatever its name
+                _check_label(d.name, labels, str(d))
     items = []
     skip = on_skip or (lambda path, why: None)
     loose = sorted(p.name for p in root.iterdir()
@@ -243,12 +247,17 @@ def _from_folder(root: Path, *, labels, group_by: str, on_skip) -> list[Item]:
             if not is_audio_name(path.name):
                 skip(path, f"skipped: not an audio file ({path.suffix or 'no'} extension)")
                 continue
-            if len(items) == before:  # its name is a label once it holds audio: a `notes/` of text is left
-                _check_label(label_dir.name, labels, str(label_dir))  # out below, as an empty label folder is
             items.append(Item(path=path, label=label_dir.name, group=_group(rel, group_by, root.resolve().name, path, label_dir.name)))
         if len(items) == before:  # an empty label folder (or one of other files): its label is not in DATA
             skip(label_dir, f"no audio file in this label folder: label {label_dir.name!r} left out")
     return items
+
+
+def _holds_audio(folder: Path) -> bool:
+    """Whether `folder`, walked as a label folder is (its warnings unsaid), holds an audio file: the walk stops
+    at the first."""
+    files = _label_files(folder, folder.stat(), set(), Library.of([folder]), lambda path, why: None)
+    return any(is_audio_name(path.name) for path in files)
 
 
 def _label_files(folder: Path, st: os.stat_result, seen: set, library: Library,

@@ -15,7 +15,7 @@ import numpy as np
 from tagger import metrics
 from tagger.dataset import Item
 from tagger.errors import MoodtagError
-from tagger.records import display_path, key_spelling
+from tagger.records import key_spelling
 from tagger.weights import LoadedModel
 
 
@@ -32,7 +32,7 @@ class TrackRow:
 
     def to_json(self) -> dict:
         """The path as `classify --json` spells it (records.key_spelling: a byte that is not UTF-8 as \\xNN, each
-        backslash doubled), the group as valid UTF-8 text (group_text)."""
+        backslash doubled), the group spelt the same way (group_text)."""
         return {"path": key_spelling(os.fsencode(self.path)), "group": group_text(self.group), "label": self.label,
                 "predicted": self.predicted,
                 "scores": {k: round(v, 4) for k, v in self.scores.items()}, "error": self.error}
@@ -92,10 +92,12 @@ class EvalReport:
 
 
 def group_text(group: str) -> str:
-    """A group as JSON text: a group made of a file or folder name whose bytes are not UTF-8 holds os.fsdecode's
-    surrogates, which JSON writes as a lone `\\udce9` (a reader's U+FFFD); here each such byte is \\xNN, as
-    `evaluate` shows it (records.display_path). A group of UTF-8 text, a CSV's too, is as it is."""
-    return display_path(group)
+    """A group as text, spelt as classify --json spells a path (records.key_spelling): each byte of a folder or
+    file name that is not UTF-8 (os.fsdecode's surrogate, a lone `\\udce9` in JSON) as \\xNN and each backslash
+    doubled, a CSV's group too; so two groups never share a spelling (a folder named with the byte 0xe9 and one
+    named `a\\xe9` were one key of the summary's groups: a model's spec lost one group's figures). Text whatever
+    the locale: its UTF-8, not os.fsencode's."""
+    return key_spelling(group.encode("utf-8", "surrogateescape"))
 
 
 def _r(x: float | None) -> float | None:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tagger.atomic import blocked, replace_file, why_not_written
-from tagger.errors import ModelError
+from tagger.errors import BROKEN_LINK, ModelError
 
 SPEC_KEY = "moodtag_spec"
 DEFAULT_MODEL = "moodtag-rhythm"
@@ -184,8 +184,10 @@ def resolve_model(model: str | Path | None) -> Path:
             return shipped
     try:
         mode = path.stat().st_mode
-    except OSError:
-        raise ModelError(f"{model}: no such model file ({_shipped_hint(path)})") from None
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and os.path.lexists(path):  # a link whose target is gone: said so,
+            raise ModelError(f"{model}: {BROKEN_LINK}") from None  # not hidden behind the shipped models' names
+        raise ModelError(f"{model}: no such model file ({_shipped_hint(model)})") from None
     import stat
 
     from tagger.discover import file_kind
@@ -195,13 +197,16 @@ def resolve_model(model: str | Path | None) -> Path:
     raise ModelError(f"{model}: not a regular file ({file_kind(mode)})")  # a FIFO would block the read
 
 
-def _shipped_hint(path: Path) -> str:
-    """What to say of the shipped models when `path` names no file: the shipped models' names; for a bare file
-    name that is a shipped model's (`moodtag-rhythm.safetensors`), the name to give instead. Not taken for
-    the shipped model: a name with its suffix names a file, such as a retrained copy of it in another folder
-    (train --out moodtag-rhythm.safetensors), and a scan run from the wrong folder would tag a library with
-    the shipped model in silence."""
-    if path.suffix == MODEL_SUFFIX and len(path.parts) == 1 and (shipped_models_dir() / path.name).is_file():
+def _shipped_hint(model: str | Path) -> str:
+    """What to say of the shipped models when the argument `model` names no file: the shipped models' names;
+    for a bare file name that is a shipped model's (`moodtag-rhythm.safetensors`), the name to give instead.
+    Not taken for the shipped model: a name with its suffix names a file, such as a retrained copy of it in
+    another folder (train --out moodtag-rhythm.safetensors), and a scan run from the wrong folder would tag a
+    library with the shipped model in silence. A name with a folder part, `./` too (which Path drops), names a
+    file on purpose: no hint."""
+    text = os.fspath(model)
+    path = Path(text)
+    if not os.path.dirname(text) and path.suffix == MODEL_SUFFIX and (shipped_models_dir() / path.name).is_file():
         return f"for the shipped model, give its name alone: {path.stem}"
     known = ", ".join(p.stem for p in shipped_models()) or "none"
     return f"shipped models: {known}"

@@ -391,3 +391,48 @@ def test_one_metric_not_as_moodtag_writes_it_leaves_the_others_laid_out(tmp_path
             "starfighter, hedgewars)") in text, text
     assert "metric held_out" not in text and "metric lockbox" not in text, text
     assert json.dumps(metrics["regression"]) in text
+
+
+def test_model_info_leaves_the_output_consoles_width_as_it_was():
+    """model-info in a pipe without COLUMNS set the process's output console 1000 columns wide and left it so:
+    a later command in the same process (typer's CliRunner, the beets plugin) laid out at 1000 columns, not at
+    COLUMNS. The width is for model-info's table only now."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    runner = CliRunner()
+    unset = {"COLUMNS": None, "FORCE_COLOR": None, "TTY_COMPATIBLE": None}  # stdout a pipe, no COLUMNS
+
+    def invoke(columns: str | None) -> str:
+        result = runner.invoke(app, ["model-info"], env={**unset, "COLUMNS": columns})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    before = invoke("60")
+    assert max(map(len, before.splitlines())) <= 60, before
+    assert max(map(len, invoke(None).splitlines())) > 60  # unbounded: the sha256 on one line
+    assert invoke("60") == before
+
+
+def test_a_file_named_on_purpose_or_a_broken_link_gets_no_shipped_hint(tmp_path, monkeypatch):
+    """`--model ./moodtag-rhythm.safetensors` was told 'give its name alone', though `./` names a file on
+    purpose (Path drops it); a dangling link named moodtag-cnn.safetensors was 'no such model file (for the
+    shipped model, give its name alone ...)', the broken link hidden. Each is said for what it is now."""
+    import os
+
+    from tagger.errors import ModelError
+    from tagger.weights import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError) as caught:
+        resolve_model("./moodtag-rhythm.safetensors")
+    assert str(caught.value) == ("./moodtag-rhythm.safetensors: no such model file "
+                                 "(shipped models: moodtag-cnn, moodtag-rhythm)")
+    os.symlink(tmp_path / "gone" / "x.safetensors", "moodtag-cnn.safetensors")
+    proc = run_cli("model-info", tmp_path / "moodtag-cnn.safetensors")
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stdout
+    assert proc.stderr == f"error: {tmp_path}/moodtag-cnn.safetensors: broken symlink (its target does not exist)\n"
+    with pytest.raises(ModelError) as caught:
+        resolve_model("moodtag-cnn.safetensors")
+    assert str(caught.value) == "moodtag-cnn.safetensors: broken symlink (its target does not exist)"

@@ -337,3 +337,79 @@ def test_a_sub_folder_with_no_audio_is_left_out_whatever_its_name(tracks, tmp_pa
     proc = run_cli("evaluate", data, env={"COLUMNS": "500"})
     assert (proc.returncode, proc.stdout) == (1, ""), proc.stdout
     assert proc.stderr.splitlines()[-1] == f"error: {data / 'notes'}: unknown label 'notes' (labels: calm, exciting)"
+
+
+def test_evaluate_leaves_the_output_consoles_width_as_it_was(tracks):
+    """evaluate in a pipe without COLUMNS set the process's output console 1000 columns wide and left it so: a
+    later command in the same process (typer's CliRunner, the beets plugin) laid out its table at 1000 columns,
+    not at COLUMNS. The width is for evaluate's tables only now."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    runner = CliRunner()
+    unset = {"COLUMNS": None, "FORCE_COLOR": None, "TTY_COMPATIBLE": None}  # stdout a pipe, no COLUMNS
+
+    def model_info() -> str:
+        result = runner.invoke(app, ["model-info"], env={**unset, "COLUMNS": "60"})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    before = model_info()
+    assert max(map(len, before.splitlines())) <= 60, before
+    result = runner.invoke(app, ["evaluate", str(tracks)], env=unset)
+    assert result.exit_code == 0, result.output
+    assert model_info() == before
+
+
+def test_an_unknown_label_is_named_before_a_label_folder_is_walked(tracks, tmp_path):
+    """An unknown label folder (sad/, holding audio) was named only once every label folder sorted before it
+    had been walked, after a warning for each file there that is not audio (300 albums' cover.jpg: the error
+    came as line 301). It is the one line now, at once; a sub-folder holding no audio is still left out."""
+    from tagger.dataset import load_many
+
+    data = tmp_path / "data"
+    for i, track in enumerate(sorted((tracks / "calm").iterdir())):
+        (data / "calm" / f"album{i}").mkdir(parents=True)
+        (data / "calm" / f"album{i}" / "cover.jpg").write_bytes(b"")
+        os.symlink(track, data / "calm" / f"album{i}" / track.name)
+    (data / "exciting").mkdir()
+    os.symlink(next((tracks / "exciting").iterdir()), data / "exciting" / "e.wav")
+    (data / "notes").mkdir()
+    (data / "notes" / "readme.txt").write_text("where these came from\n")
+    (data / "sad" / "deep").mkdir(parents=True)
+    (data / "sad" / "deep" / "a.txt").write_text("x\n")
+    os.symlink(next((tracks / "calm").iterdir()), data / "sad" / "deep" / "s.wav")
+    message = f"{data / 'sad'}: unknown label 'sad' (labels: calm, exciting)"
+    proc = run_cli("evaluate", data, env={"COLUMNS": "500"})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", f"error: {message}\n")
+    skipped = []  # train --labels calm,exciting reads DATA as this
+    with pytest.raises(MoodtagError) as caught:
+        load_many([data], labels=("calm", "exciting"), on_skip=lambda path, why: skipped.append(path))
+    assert (str(caught.value), skipped) == (message, [])
+
+
+def test_two_groups_never_share_a_name(tracks, tmp_path):
+    """A group folder named with the byte 0xe9 and one named `a\\xe9` (backslash, x, e, 9) both read `a\\xe9`: in
+    the per-group table, in --json, and as one key of the summary a trained model's spec keeps (one group's
+    figures lost). A group is spelt as classify --json spells a path now (records.key_spelling: each backslash
+    doubled), in the table too."""
+    from tagger.evaluate import evaluate_model
+    from tagger.weights import load_model
+
+    data = tmp_path / "data"
+    for label in ("calm", "exciting"):
+        for name, track in zip((b"a\xe9", b"a\\xe9"), sorted((tracks / label).iterdir())):
+            folder = data / label / os.fsdecode(name)
+            folder.mkdir(parents=True)
+            os.symlink(track, folder / "t.wav")
+    spelt = ["a\\\\xe9", "a\\xe9"]  # the literal name's backslash doubled; the byte as \xe9
+    report = evaluate_model(load_items(data, group_by="folder"), load_model(None))
+    assert sorted(report.summary()["groups"]) == spelt
+    assert sorted(g["group"] for g in report.to_json()["groups"]) == spelt
+    assert sorted({r["group"] for r in report.to_json()["rows"]}) == spelt
+    proc = run_cli("evaluate", data, "--group-by", "folder", env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("│")[1].strip() for line in proc.stdout.split("per group")[1].splitlines()
+            if line.startswith("│")]
+    assert sorted(rows) == spelt, proc.stdout

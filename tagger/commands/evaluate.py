@@ -58,16 +58,22 @@ def _fmt(x) -> str:
 def render_report(report, *, title: str, tracks: bool = False) -> None:
     """The report as rich tables: headline figures, confusion matrix, per group (and per track). Names from
     outside (the model's, its labels, groups and file names) go through `shown`: a control character in a
-    file name is escaped, never sent to the terminal, and bytes of a name that are not UTF-8 are \\xNN. A
-    figure is never cut and a name never cut either: on a narrow terminal (or at COLUMNS) a name folds onto
-    more lines; in a pipe without COLUMNS the tables are as wide as their names, each name on one line (two
-    long names cut to one `Some_Long_Artist_Name_-_…` could not be told apart)."""
+    file name is escaped, never sent to the terminal, and bytes of a name that are not UTF-8 are \\xNN (a group
+    spelt as --json spells it, `_group`). A figure is never cut and a name never cut either: on a narrow
+    terminal (or at COLUMNS) a name folds onto more lines; in a pipe without COLUMNS the tables are as wide as
+    their names, each name on one line (two long names cut to one `Some_Long_Artist_Name_-_…` could not be told
+    apart)."""
+    from tagger.console import out, wide
+
+    with wide(out):  # for these tables only: a later command in the same process lays out as before
+        _print_tables(report, title=title, tracks=tracks)
+
+
+def _print_tables(report, *, title: str, tracks: bool) -> None:
     from rich.table import Table
 
     from tagger.console import out, shown
 
-    if not out.is_terminal and not os.environ.get("COLUMNS"):
-        out.width = 1000  # rich's console caps a print's width at its own (80 in a pipe)
     labels = [shown(label) for label in report.labels]
     head = Table(show_header=False, box=None, title=shown(title), title_justify="left")
     head.add_column()
@@ -86,7 +92,7 @@ def render_report(report, *, title: str, tracks: bool = False) -> None:
 
     groups = _table("group", "tracks", *labels, "accuracy", "balanced acc.", "ROC-AUC",
                     title="per group (balanced accuracy and ROC-AUC where the group has both labels)", rows=[
-                        [_name(g.group), str(g.tracks), *(str(g.counts.get(label, 0)) for label in report.labels),
+                        [_group(g.group), str(g.tracks), *(str(g.counts.get(label, 0)) for label in report.labels),
                          _fmt(g.accuracy), _fmt(g.balanced_accuracy), _fmt(g.roc_auc)] for g in report.groups],
                     figures=len(labels) + 4)
     out.print(groups)
@@ -97,18 +103,27 @@ def render_report(report, *, title: str, tracks: bool = False) -> None:
             return (shown(r.predicted) if r.predicted else "[red]failed[/]") + mark
 
         out.print(_table("track", "group", "label", "predicted", *labels, title="tracks", rows=[
-            [_name(r.path.name), _name(r.group), shown(r.label), predicted(r),
+            [_name(r.path.name), _group(r.group), shown(r.label), predicted(r),
              *(f"{r.scores[label]:.3f}" if label in r.scores else "-" for label in report.labels)]
             for r in report.rows], figures=len(labels)))
 
 
 def _name(text: str) -> str:
-    """A name from the file system (a file's, a group made of one) as `shown` shows a path: a byte that is
-    not UTF-8 as \\xNN (os.fsdecode's surrogate, as text, was written as `\\udce9`, one cell measured for six)."""
+    """A file's name as `shown` shows a path: a byte that is not UTF-8 as \\xNN (os.fsdecode's surrogate, as
+    text, was written as `\\udce9`, one cell measured for six)."""
     from tagger.console import shown
     from tagger.records import display_path
 
     return shown(display_path(text))
+
+
+def _group(group: str) -> str:
+    """A group as --json spells it (tagger.evaluate.group_text: each backslash doubled, a byte that is not UTF-8
+    as \\xNN): a folder named with the byte 0xe9 and one named `a\\xe9` are two rows that read as two."""
+    from tagger.console import shown
+    from tagger.evaluate import group_text
+
+    return shown(group_text(group))
 
 
 def _table(*headers: str, title: str, rows: list[list[str]], figures: int):

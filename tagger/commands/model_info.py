@@ -17,7 +17,7 @@ def model_info(
     """Show a model's spec (labels, clip plan, features, threshold), its sha256 and its metrics."""
     from rich.table import Table
 
-    from tagger.console import out, shown, unpadded
+    from tagger.console import out, shown, unbounded, unpadded, wide
     from tagger.records import key_spelling
     from tagger.weights import load_model, resolve_model, shipped_models
 
@@ -34,12 +34,9 @@ def model_info(
     # In a pipe with no COLUMNS (`model-info | grep sha256`), as wide as the values, labels too: a sha256, a
     # path or a label (`plain leave-one-game-out (optimistic)`) folded at rich's 80 columns could not be
     # copied or searched in one piece.
-    unbounded = not out.is_terminal and not os.environ.get("COLUMNS")
-    if unbounded:
-        out.width = 1000  # rich's console caps a print's width at its own
     table = Table(show_header=False, box=None)
     # on a terminal or at COLUMNS, long labels wrap: the values keep the room
-    table.add_column(max_width=None if unbounded else max(24, out.width // 3))
+    table.add_column(max_width=None if unbounded(out) else max(24, out.width // 3))
     table.add_column(overflow="fold")  # a sha256 or a path longer than the room folds onto more lines, never cut
 
     def add(*cells) -> None:  # text, never markup (a path or a spec's text may hold [brackets]), and control
@@ -73,7 +70,8 @@ def model_info(
     for row in metric_rows(spec.metrics):
         add(*row)
     add("shipped models", ", ".join(info["shipped"]) or "-")
-    with unpadded(out):  # in a pipe, each line as long as its text: not padded to the longest value
+    # in a pipe: as wide as its values for this table only (a later command in the process lays out as before),
+    with wide(out), unpadded(out):  # each line as long as its text, not padded to the longest value
         out.print(table)
 
 
