@@ -419,6 +419,37 @@ def report_main(args) -> int:
     return 0
 
 
+def score_main(args) -> int:
+    """A moodtag model file (a CNN: its spec's centring and normalisation) on the packed clips of `--games`
+    (those it never heard), beside cnn_cv's own held-out predictions of them when given."""
+    import torch
+
+    from tagger.weights import load_model
+
+    torch.set_num_threads(1)
+    data = load(args.data)
+    y, games = data["y"], data["games"]
+    model = load_model(args.model)
+    cfg = {**BASE, "center": model.spec.features.center}
+    norm = (float(model.spec.normalization["mean"]), float(model.spec.normalization["std"]))
+    p = Trainer(data, "cpu").score(model.network, norm, cfg)
+    chosen = args.games.split(",")
+    unknown = [g for g in chosen if g not in set(games.tolist())]
+    if unknown:
+        sys.exit(f"--games: no game {unknown[0]!r} in {args.data} (games: {', '.join(sorted(set(games.tolist())))})")
+    m = np.isin(games, chosen)
+    rows = {f"{model.spec.name} {model.spec.version}": p}
+    if args.predictions:
+        pred = dict(np.load(args.predictions))
+        rows[f"cnn_cv {args.config}, held out"] = held_out(predictions(pred, [args.config], [0]), games, args.config)
+    for name, q in rows.items():
+        ba, auc = ba_auc(y[m], q[m])
+        print(f"{name} on {', '.join(chosen)} ({int(m.sum())} tracks, {int((y[m] == 0).sum())} calm): BA {ba:.2f}, "
+              f"AUC {auc:.2f}; mean P(exciting) per game: "
+              + ", ".join(f"{g} {float(np.mean(q[games == g])):.2f}" for g in chosen))
+    return 0
+
+
 def _interval(f: dict, key: str) -> str:
     lo, hi = f["intervals"][key]
     return f"({lo:.2f}-{hi:.2f})"
@@ -443,8 +474,14 @@ def main(argv=None) -> int:
     r.add_argument("--seeds", type=int, default=1)
     r.add_argument("--configs")
     r.add_argument("--json", type=Path)
+    c = sub.add_parser("score", help="a model file on the packed clips of games it never heard")
+    c.add_argument("data", type=Path)
+    c.add_argument("model", type=Path)
+    c.add_argument("--games", required=True, help="comma-separated games")
+    c.add_argument("--predictions", type=Path, help="cnn_cv's predictions.npz, for its held-out figures beside")
+    c.add_argument("--config", default="seed")
     args = ap.parse_args(argv)
-    return train_main(args) if args.cmd == "train" else report_main(args)
+    return {"train": train_main, "report": report_main, "score": score_main}[args.cmd](args)
 
 
 if __name__ == "__main__":

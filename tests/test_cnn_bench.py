@@ -93,3 +93,15 @@ def test_the_report_pools_each_games_held_out_predictions(packed, tmp_path, caps
     assert [r["accuracy"] for r in f["per_game"]] == [1.0, 0.0]
     assert f["user"] == {"calm_tagged_exciting": 0.5, "exciting_tagged_calm": 0.5}
     assert "nested" not in entry and "no nested figure" in capsys.readouterr().out
+
+
+def test_score_runs_a_model_file_on_the_packed_games(packed, capsys):
+    """score: a CNN model file on the packed clips of the games named, as `moodtag scan` would score them."""
+    out, paths = packed
+    assert cnn_cv.main(["score", str(out), str(ROOT / "models" / "moodtag-cnn.safetensors"), "--games", "b"]) == 0
+    text = capsys.readouterr().out
+    model = load_model(ROOT / "models" / "moodtag-cnn.safetensors")
+    p = [analyze_track(path, model).scores["exciting"] for path in paths[2:]]
+    assert f"moodtag-cnn 1.0.0 on b (2 tracks, 1 calm): " in text and f"b {np.mean(p):.2f}" in text, (text, p)
+    with pytest.raises(SystemExit, match="no game 'c'"):
+        cnn_cv.main(["score", str(out), str(ROOT / "models" / "moodtag-cnn.safetensors"), "--games", "c"])
