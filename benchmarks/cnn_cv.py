@@ -262,9 +262,13 @@ def worker(rank: int, path: str, device: str, queue, results) -> None:
             return
         left, name, seed, cfg = job
         t0 = time.perf_counter()
-        train_idx = np.flatnonzero(~np.isin(data["games"], left))
-        net, norm, loss, steps = tr.train(train_idx, cfg, seed)
-        p = tr.score(net, norm, cfg)
+        try:
+            train_idx = np.flatnonzero(~np.isin(data["games"], left))
+            net, norm, loss, steps = tr.train(train_idx, cfg, seed)
+            p = tr.score(net, norm, cfg)
+        except Exception as exc:  # said and counted by the parent, which would otherwise wait for it forever
+            results.put((left, name, seed, None, f"{type(exc).__name__}: {exc}", None, None, time.perf_counter() - t0))
+            continue
         results.put((left, name, seed, p, norm, loss, steps, time.perf_counter() - t0))
 
 
@@ -297,9 +301,14 @@ def train_main(args) -> int:
         p.start()
     args.out.mkdir(parents=True, exist_ok=True)
     got: dict = {}
+    failed = 0
     t0 = time.perf_counter()
     for k in range(len(jobs)):
         left, name, seed, p, norm, loss, steps, secs = results.get()
+        if p is None:
+            failed += 1
+            print(f"[{k + 1}/{len(jobs)}] without {'+'.join(left) or '-'} {name} seed {seed}: failed ({norm})", flush=True)
+            continue
         got[f"{'+'.join(left) or 'all'}|{name}|{seed}"] = p
         print(f"[{k + 1}/{len(jobs)} {time.perf_counter() - t0:.0f}s] without {'+'.join(left) or '-'} {name} "
               f"seed {seed}: {steps} steps, loss {loss:.3f}, {secs:.1f} s", flush=True)
@@ -308,8 +317,9 @@ def train_main(args) -> int:
         tmp.replace(args.out / "predictions.npz")
     for p in procs:
         p.join()
-    print(f"done in {time.perf_counter() - t0:.0f} s", flush=True)
-    return 0
+    print(f"done in {time.perf_counter() - t0:.0f} s" + (f"; {failed} of {len(jobs)} trainings failed" if failed else ""),
+          flush=True)
+    return 1 if failed else 0
 
 
 # ---------------------------------------------------------------- the nested report (numpy only)

@@ -105,3 +105,14 @@ def test_score_runs_a_model_file_on_the_packed_games(packed, capsys):
     assert f"moodtag-cnn 1.0.0 on b (2 tracks, 1 calm): " in text and f"b {np.mean(p):.2f}" in text, (text, p)
     with pytest.raises(SystemExit, match="no game 'c'"):
         cnn_cv.main(["score", str(out), str(ROOT / "models" / "moodtag-cnn.safetensors"), "--games", "c"])
+
+
+def test_a_training_that_fails_is_said_and_the_run_ends(packed, tmp_path):
+    """A training that raises in a worker (here --epochs -1: no schedule of -1 epochs) is one line naming it and
+    the cause, the other trainings go on, and the run exits 1: it used to wait for the dead job's result forever."""
+    out, _ = packed
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cnn_cv.py"), "train", str(out), "--out",
+                          str(tmp_path / "run"), "--workers", "1", "--limit", "2", "--epochs", "-1",
+                          "--configs", "seed"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "without a seed seed 0: failed (ValueError: " in res.stdout and "2 of 2 trainings failed" in res.stdout, res.stdout
